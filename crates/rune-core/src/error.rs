@@ -1,0 +1,110 @@
+//! Errors of the runtime library.
+//!
+//! Every variant renders as one line that names the object or field at fault, because
+//! containerd and docker show the last line of the runtime's error to the user.
+
+use std::path::PathBuf;
+
+/// Result alias for `rune-core`.
+pub type Result<T, E = RuneError> = std::result::Result<T, E>;
+
+/// Why a runtime operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RuneError {
+    /// The container id is not acceptable as a directory name.
+    #[error("invalid container id {id:?}: {reason}")]
+    InvalidId { id: String, reason: &'static str },
+
+    /// A container with this id already exists under the state root.
+    #[error("container {0} already exists")]
+    Exists(String),
+
+    /// No container with this id exists under the state root.
+    #[error("container {0} does not exist")]
+    NotFound(String),
+
+    /// The bundle has no readable `config.json`.
+    #[error("bundle {}", path.display())]
+    Bundle {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// `config.json` is not valid JSON, or does not match the runtime spec.
+    /// `field` is the JSON path of the offending value (empty for the document).
+    #[error("config.json: {}{message}", field_prefix(field))]
+    Config { field: String, message: String },
+
+    /// The operation is not allowed in the container's current state.
+    #[error("container {id} is {status}: {what}")]
+    State {
+        id: String,
+        status: String,
+        what: &'static str,
+    },
+
+    /// The container's process is gone, so it cannot receive signals.
+    /// containerd's shim matches the words "container not running".
+    #[error("container not running")]
+    NotRunning,
+
+    /// A signal name or number is not known.
+    #[error("unknown signal {0:?}")]
+    Signal(String),
+
+    /// A resource value given on the command line or in a file is malformed.
+    #[error("{flag}: {message}")]
+    InvalidArgument { flag: String, message: String },
+
+    /// An error from youki's libcontainer.
+    #[error("{context}")]
+    Libcontainer {
+        context: String,
+        #[source]
+        source: libcontainer::error::LibcontainerError,
+    },
+
+    /// An error from the cgroup manager.
+    #[error("cgroup: {0}")]
+    Cgroup(String),
+
+    /// Any other I/O failure, with what was being done.
+    #[error("{context}")]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+fn field_prefix(field: &str) -> String {
+    if field.is_empty() || field == "." {
+        String::new()
+    } else {
+        format!("{field}: ")
+    }
+}
+
+impl RuneError {
+    pub(crate) fn config(field: impl Into<String>, message: impl Into<String>) -> Self {
+        RuneError::Config {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+
+    pub(crate) fn io(context: impl Into<String>, source: std::io::Error) -> Self {
+        RuneError::Io {
+            context: context.into(),
+            source,
+        }
+    }
+
+    pub(crate) fn lc(
+        context: impl Into<String>,
+    ) -> impl FnOnce(libcontainer::error::LibcontainerError) -> Self {
+        let context = context.into();
+        move |source| RuneError::Libcontainer { context, source }
+    }
+}

@@ -1,0 +1,452 @@
+//! Container lifecycle operations, one method per runc command.
+//!
+//! A [`Runtime`] is a state root (`--root`) plus the cgroup driver choice. Every method
+//! is called from a single-threaded process: libcontainer clones the caller, which is
+//! only safe when no other thread exists.
+
+use std::collections::HashMap;
+use std::fs;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+use std::path::{Path, PathBuf};
+
+use libcgroups::common::{CgroupConfig, CgroupManager, ControllerOpt};
+use libcontainer::container::builder::ContainerBuilder;
+use libcontainer::container::{Container, ContainerStatus};
+use libcontainer::error::LibcontainerError;
+use libcontainer::oci_spec::runtime::LinuxResources;
+use libcontainer::signal::Signal;
+use libcontainer::syscall::syscall::SyscallType;
+use nix::sys::signal::{SigSet, Signal as NixSignal};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::Pid;
+
+use crate::error::{Result, RuneError};
+use crate::executor::ProcessExecutor;
+use crate::spec::{validate_id, Bundle};
+use crate::state::ContainerState;
+use crate::pidfile;
+
+/// The default state root, as runc's `/run/runc`.
+pub const DEFAULT_ROOT: &str = "/run/rune";
+
+/// A state root and the options that apply to every container in it.
+#[derive(Debug, Clone)]
+pub struct Runtime {
+    root: PathBuf,
+    systemd_cgroup: bool,
+}
+
+/// Options of `create` and `run`.
+#[derive(Debug, Clone, Default)]
+pub struct CreateOptions {
+    /// Bundle directory holding `config.json`.
+    pub bundle: PathBuf,
+    /// Unix socket that receives the pty master when `process.terminal` is set.
+    pub console_socket: Option<PathBuf>,
+    /// File that receives the init pid, written atomically.
+    pub pid_file: Option<PathBuf>,
+    /// Use `MS_MOVE` instead of `pivot_root`.
+    pub no_pivot: bool,
+    /// Extra file descriptors (from 3) passed to the container.
+    pub preserve_fds: i32,
+}
+
+/// Options of `exec`.
+#[derive(Debug, Clone, Default)]
+pub struct ExecOptions {
+    /// A `process.json` replacing every other option below.
+    pub process: Option<PathBuf>,
+    /// Command and arguments.
+    pub args: Vec<String>,
+    /// Extra environment, `KEY=VALUE`.
+    pub env: Vec<String>,
+    /// Working directory inside the container.
+    pub cwd: Option<PathBuf>,
+    /// `uid[:gid]`.
+    pub user: Option<(u32, Option<u32>)>,
+    pub additional_gids: Vec<u32>,
+    pub capabilities: Vec<String>,
+    pub no_new_privs: bool,
+    pub console_socket: Option<PathBuf>,
+    pub pid_file: Option<PathBuf>,
+    pub preserve_fds: i32,
+    pub detach: bool,
+}
+
+impl Runtime {
+    /// A runtime keeping state under `root`. Nothing is created until a container is.
+    pub fn new(root: impl Into<PathBuf>, systemd_cgroup: bool) -> Self {
+        Runtime {
+            root: root.into(),
+            systemd_cgroup,
+        }
+    }
+
+    /// The state root.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn container_dir(&self, id: &str) -> PathBuf {
+        self.root.join(id)
+    }
+
+    /// Loads a container's state, refreshing its status from the live process.
+    pub fn load(&self, id: &str) -> Result<Container> {
+        validate_id(id)?;
+        let dir = self.container_dir(id);
+        if !dir.join("state.json").exists() {
+            return Err(RuneError::NotFound(id.to_string()));
+        }
+        Container::load(dir).map_err(RuneError::lc(format!("load container {id}")))
+    }
+
+    /// `create`: sets up the container and leaves its init process waiting for `start`.
+    ///
+    /// On failure nothing is left: no state directory, no cgroup, no process.
+    pub fn create(&self, id: &str, opts: &CreateOptions, detach: bool) -> Result<Container> {
+        validate_id(id)?;
+        let bundle = Bundle::load(&opts.bundle)?;
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o711)
+            .create(&self.root)
+            .map_err(|e| RuneError::io(format!("state root {}", self.root.display()), e))?;
+        let dir = self.container_dir(id);
+        if dir.exists() {
+            return Err(RuneError::Exists(id.to_string()));
+        }
+
+        let result = self.build(id, &bundle, opts, detach);
+        match result {
+            Ok(container) => Ok(container),
+            Err(err) => {
+                // libcontainer removes cgroups and kills the init on most failures, but
+                // not the state directory it made before validating the rootfs.
+                self.cleanup_failed_create(id, &dir);
+                Err(err)
+            }
+        }
+    }
+
+    fn build(
+        &self,
+        id: &str,
+        bundle: &Bundle,
+        opts: &CreateOptions,
+        detach: bool,
+    ) -> Result<Container> {
+        let container = ContainerBuilder::new(id.to_string(), SyscallType::default())
+            .with_executor(ProcessExecutor)
+            .with_root_path(&self.root)
+            .map_err(RuneError::lc("state root"))?
+            .with_console_socket(opts.console_socket.as_ref())
+            .with_preserved_fds(opts.preserve_fds)
+            .as_init(&bundle.dir)
+            .with_systemd(self.systemd_cgroup)
+            .with_detach(detach)
+            .with_no_pivot(opts.no_pivot)
+            .build()
+            .map_err(|e| creation_error(id, e))?;
+        if let (Some(path), Some(pid)) = (&opts.pid_file, container.pid()) {
+            if let Err(err) = pidfile::write(path, pid.as_raw()) {
+                let mut c = container;
+                let _ = c.delete(true);
+                return Err(err);
+            }
+        }
+        Ok(container)
+    }
+
+    fn cleanup_failed_create(&self, id: &str, dir: &Path) {
+        if let Ok(mut c) = Container::load(dir.to_path_buf()) {
+            if let Err(e) = c.delete(true) {
+                tracing::warn!(id, "cleanup after failed create: {e}");
+            }
+        }
+        if dir.exists() {
+            if let Err(e) = fs::remove_dir_all(dir) {
+                tracing::warn!(id, "remove {}: {e}", dir.display());
+            }
+        }
+    }
+
+    /// `start`: runs the user program of a created container, then the poststart hooks.
+    pub fn start(&self, id: &str) -> Result<()> {
+        let mut c = self.load(id)?;
+        if !c.can_start() {
+            return Err(RuneError::State {
+                id: id.to_string(),
+                status: c.status().to_string(),
+                what: "only a created container can be started",
+            });
+        }
+        c.start().map_err(RuneError::lc(format!("start {id}")))
+    }
+
+    /// `run`: create + start; unless `detach`, wait for the init process, forwarding
+    /// signals to it, delete the container and return the exit code (128+N when it was
+    /// killed by signal N, as a shell reports it).
+    pub fn run(&self, id: &str, opts: &CreateOptions, detach: bool) -> Result<i32> {
+        let mut c = self.create(id, opts, detach)?;
+        if let Err(err) = c.start() {
+            let _ = c.delete(true);
+            return Err(RuneError::lc(format!("start {id}"))(err));
+        }
+        if detach {
+            return Ok(0);
+        }
+        let pid = c
+            .pid()
+            .ok_or_else(|| RuneError::NotFound(format!("{id} init process")))?;
+        let code = wait_forwarding_signals(pid);
+        if let Err(e) = c.delete(true) {
+            tracing::warn!(id, "delete after run: {e}");
+        }
+        code
+    }
+
+    /// `exec`: runs a new process in a running container and returns its pid.
+    pub fn exec(&self, id: &str, opts: &ExecOptions) -> Result<Pid> {
+        let c = self.load(id)?;
+        if c.status() != ContainerStatus::Running {
+            return Err(RuneError::State {
+                id: id.to_string(),
+                status: c.status().to_string(),
+                what: "exec needs a running container",
+            });
+        }
+        if opts.process.is_none() && opts.args.is_empty() {
+            return Err(RuneError::InvalidArgument {
+                flag: "exec".into(),
+                message: "a command or --process is required".into(),
+            });
+        }
+        let env: HashMap<String, String> = opts
+            .env
+            .iter()
+            .map(|kv| match kv.split_once('=') {
+                Some((k, v)) => (k.to_string(), v.to_string()),
+                None => (kv.clone(), String::new()),
+            })
+            .collect();
+        let pid = ContainerBuilder::new(id.to_string(), SyscallType::default())
+            .with_executor(ProcessExecutor)
+            .with_root_path(&self.root)
+            .map_err(RuneError::lc("state root"))?
+            .with_console_socket(opts.console_socket.as_ref())
+            .with_preserved_fds(opts.preserve_fds)
+            .as_tenant()
+            .with_detach(opts.detach)
+            .with_cwd(opts.cwd.as_ref())
+            .with_env(env)
+            .with_process(opts.process.as_ref())
+            .with_no_new_privs(opts.no_new_privs)
+            .with_container_args(opts.args.clone())
+            .with_additional_gids(opts.additional_gids.clone())
+            .with_user(opts.user.map(|(u, _)| u))
+            .with_group(opts.user.and_then(|(_, g)| g))
+            .with_capabilities(opts.capabilities.clone())
+            .build()
+            .map_err(RuneError::lc(format!("exec in {id}")))?;
+        if let Some(path) = &opts.pid_file {
+            pidfile::write(path, pid.as_raw())?;
+        }
+        Ok(pid)
+    }
+
+    /// Waits for a process started by [`Runtime::exec`] without `detach`.
+    pub fn wait_exec(&self, pid: Pid) -> Result<i32> {
+        wait_forwarding_signals(pid)
+    }
+
+    /// `kill`: sends `signal` to the init process (or every process with `all`).
+    pub fn kill(&self, id: &str, signal: &str, all: bool) -> Result<()> {
+        let signal = parse_signal(signal)?;
+        let mut c = self.load(id)?;
+        let before = c.status();
+        if before == ContainerStatus::Stopped && !all {
+            return Err(RuneError::NotRunning);
+        }
+        c.kill(signal, all).map_err(|e| match c.status() {
+            ContainerStatus::Stopped => RuneError::NotRunning,
+            _ => RuneError::lc(format!("kill {id}"))(e),
+        })?;
+        // libcontainer records every signalled container as stopped; the status is
+        // derived from the process anyway, so keep the one it had (created, paused).
+        if before != ContainerStatus::Stopped {
+            c.set_status(before)
+                .save()
+                .map_err(RuneError::lc(format!("save state of {id}")))?;
+        }
+        Ok(())
+    }
+
+    /// `delete`: removes a stopped container (any container with `force`, killing it),
+    /// then runs the poststop hooks. Deleting a missing container with `force` succeeds.
+    pub fn delete(&self, id: &str, force: bool) -> Result<()> {
+        let mut c = match self.load(id) {
+            Err(RuneError::NotFound(_)) if force => {
+                // A state directory without state.json is debris of a crashed create.
+                let dir = self.container_dir(id);
+                if dir.is_dir() {
+                    let _ = fs::remove_dir_all(dir);
+                }
+                return Ok(());
+            }
+            other => other?,
+        };
+        if !force && c.status() != ContainerStatus::Stopped {
+            return Err(RuneError::State {
+                id: id.to_string(),
+                status: c.status().to_string(),
+                what: "cannot delete a container that is not stopped (use --force)",
+            });
+        }
+        c.delete(force).map_err(RuneError::lc(format!("delete {id}")))
+    }
+
+    /// `state`: the runc-shaped state of one container.
+    pub fn state(&self, id: &str) -> Result<ContainerState> {
+        let c = self.load(id)?;
+        Ok(ContainerState::from_container(&c))
+    }
+
+    /// `list`: the state of every container under the root, sorted by id.
+    pub fn list(&self) -> Result<Vec<ContainerState>> {
+        let entries = match fs::read_dir(&self.root) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(RuneError::io(format!("read {}", self.root.display()), e)),
+        };
+        let mut out = Vec::new();
+        for entry in entries.flatten() {
+            let dir = entry.path();
+            if !dir.join("state.json").exists() {
+                continue;
+            }
+            match Container::load(dir) {
+                Ok(c) => out.push(ContainerState::from_container(&c)),
+                Err(e) => tracing::warn!("skip {}: {e}", entry.path().display()),
+            }
+        }
+        out.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(out)
+    }
+
+    /// `pause`: freezes every process of a running container.
+    pub fn pause(&self, id: &str) -> Result<()> {
+        let mut c = self.load(id)?;
+        c.pause().map_err(RuneError::lc(format!("pause {id}")))
+    }
+
+    /// `resume`: thaws a paused container.
+    pub fn resume(&self, id: &str) -> Result<()> {
+        let mut c = self.load(id)?;
+        c.resume().map_err(RuneError::lc(format!("resume {id}")))
+    }
+
+    /// `events`: prints OOM and stats events (libcontainer writes them to stdout).
+    pub fn events(&self, id: &str, interval_secs: u32, stats: bool) -> Result<()> {
+        let mut c = self.load(id)?;
+        c.events(interval_secs, stats)
+            .map_err(RuneError::lc(format!("events of {id}")))
+    }
+
+    fn cgroup_manager(&self, c: &Container) -> Result<libcgroups::common::AnyCgroupManager> {
+        let config = c
+            .spec()
+            .map_err(RuneError::lc(format!("config of {}", c.id())))?;
+        libcgroups::common::create_cgroup_manager(CgroupConfig {
+            cgroup_path: config.cgroup_path,
+            systemd_cgroup: c.systemd(),
+            container_name: c.id().to_string(),
+        })
+        .map_err(|e| RuneError::Cgroup(e.to_string()))
+    }
+
+    /// `ps`: pids of every process in the container's cgroup.
+    pub fn pids(&self, id: &str) -> Result<Vec<i32>> {
+        let c = self.load(id)?;
+        let m = self.cgroup_manager(&c)?;
+        let mut pids: Vec<i32> = m
+            .get_all_pids()
+            .map_err(|e| RuneError::Cgroup(e.to_string()))?
+            .into_iter()
+            .map(|p| p.as_raw())
+            .collect();
+        pids.sort_unstable();
+        Ok(pids)
+    }
+
+    /// `update`: applies new resource limits to a created, running or paused container.
+    pub fn update(&self, id: &str, resources: &LinuxResources) -> Result<()> {
+        let c = self.load(id)?;
+        if c.status() == ContainerStatus::Stopped {
+            return Err(RuneError::NotRunning);
+        }
+        let m = self.cgroup_manager(&c)?;
+        m.apply(&ControllerOpt {
+            resources,
+            disable_oom_killer: false,
+            oom_score_adj: None,
+            freezer_state: None,
+        })
+        .map_err(|e| RuneError::Cgroup(e.to_string()))
+    }
+
+    /// The uid that owns a container's state, for `list`'s OWNER column.
+    pub fn owner_uid(&self, id: &str) -> Option<u32> {
+        fs::metadata(self.container_dir(id)).ok().map(|m| m.uid())
+    }
+}
+
+/// Parses a signal given by name (`TERM`, `SIGTERM`, `term`) or number.
+pub fn parse_signal(s: &str) -> Result<Signal> {
+    Signal::try_from(s).map_err(|_| RuneError::Signal(s.to_string()))
+}
+
+fn creation_error(id: &str, err: LibcontainerError) -> RuneError {
+    match err {
+        LibcontainerError::Exist => RuneError::Exists(id.to_string()),
+        other => RuneError::lc(format!("create {id}"))(other),
+    }
+}
+
+/// Waits for `pid` (a child of this process), forwarding every signal this process
+/// receives to it, and returns its exit code. Runs in the foreground of `run` and `exec`.
+fn wait_forwarding_signals(pid: Pid) -> Result<i32> {
+    let set = SigSet::all();
+    set.thread_block()
+        .map_err(|e| RuneError::io("block signals", e.into()))?;
+    loop {
+        // Reap before waiting: a SIGCHLD that arrived before the mask was set is lost.
+        loop {
+            match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::Exited(p, code)) if p == pid => return Ok(code),
+                Ok(WaitStatus::Signaled(p, sig, _)) if p == pid => return Ok(128 + sig as i32),
+                Ok(WaitStatus::StillAlive) => break,
+                Err(nix::errno::Errno::ECHILD) => {
+                    return Err(RuneError::io(
+                        format!("wait for {pid}"),
+                        std::io::Error::other("the process is not a child of rune"),
+                    ))
+                }
+                Ok(_) => continue,
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(e) => return Err(RuneError::io("waitpid", e.into())),
+            }
+        }
+        let sig = set
+            .wait()
+            .map_err(|e| RuneError::io("sigwait", e.into()))?;
+        match sig {
+            NixSignal::SIGCHLD | NixSignal::SIGURG | NixSignal::SIGWINCH => {}
+            other => {
+                if let Err(e) = nix::sys::signal::kill(pid, other) {
+                    tracing::warn!("forward {other} to {pid}: {e}");
+                }
+            }
+        }
+    }
+}

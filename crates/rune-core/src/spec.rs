@@ -1,0 +1,245 @@
+//! Loading and checking a bundle's `config.json` before anything is created.
+//!
+//! libcontainer validates too, but part-way through `create`, after it has made the state
+//! directory, and its messages do not always say which field is wrong. Checking here first
+//! means bad input fails with a one-line error naming the field and leaves nothing behind.
+
+use std::collections::HashSet;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use libcontainer::oci_spec::runtime::Spec;
+
+use crate::error::{Result, RuneError};
+
+/// A bundle whose `config.json` parsed and passed the checks below.
+#[derive(Debug, Clone)]
+pub struct Bundle {
+    /// Absolute path of the bundle directory.
+    pub dir: PathBuf,
+    /// The parsed spec, exactly as written in `config.json`.
+    pub spec: Spec,
+    /// Absolute, canonical path of the root filesystem.
+    pub rootfs: PathBuf,
+}
+
+impl Bundle {
+    /// Reads `<dir>/config.json` and checks it. See [`check`] for what is checked.
+    pub fn load(dir: &Path) -> Result<Self> {
+        let dir = fs::canonicalize(dir).map_err(|source| RuneError::Bundle {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+        let path = dir.join("config.json");
+        let bytes = fs::read(&path).map_err(|source| RuneError::Bundle {
+            path: path.clone(),
+            source,
+        })?;
+        let spec = parse(&bytes)?;
+        let rootfs = check(&spec, &dir)?;
+        Ok(Bundle { dir, spec, rootfs })
+    }
+}
+
+/// Parses `config.json` bytes, naming the JSON path of the first value that does not fit.
+pub fn parse(bytes: &[u8]) -> Result<Spec> {
+    let de = &mut serde_json::Deserializer::from_slice(bytes);
+    serde_path_to_error::deserialize(de).map_err(|err| {
+        let field = err.path().to_string();
+        let inner = err.into_inner();
+        // serde_json appends "at line L column C"; keep it, it helps find the spot.
+        RuneError::config(field, inner.to_string())
+    })
+}
+
+/// Checks what runc checks before creating anything, and returns the canonical rootfs.
+pub fn check(spec: &Spec, bundle: &Path) -> Result<PathBuf> {
+    if !spec.version().starts_with("1.") {
+        return Err(RuneError::config(
+            "ociVersion",
+            format!("unsupported version {:?}, only 1.x is supported", spec.version()),
+        ));
+    }
+
+    let process = spec
+        .process()
+        .as_ref()
+        .ok_or_else(|| RuneError::config("process", "missing"))?;
+    match process.args() {
+        Some(args) if !args.is_empty() => {
+            if args[0].is_empty() {
+                return Err(RuneError::config("process.args[0]", "must not be empty"));
+            }
+        }
+        _ => {
+            return Err(RuneError::config(
+                "process.args",
+                "missing or empty: the container needs a program to run",
+            ))
+        }
+    }
+    if !process.cwd().is_absolute() {
+        return Err(RuneError::config(
+            "process.cwd",
+            format!("{} is not an absolute path", process.cwd().display()),
+        ));
+    }
+
+    let root = spec
+        .root()
+        .as_ref()
+        .ok_or_else(|| RuneError::config("root", "missing"))?;
+    let rootfs = if root.path().is_absolute() {
+        root.path().clone()
+    } else {
+        bundle.join(root.path())
+    };
+    let rootfs = fs::canonicalize(&rootfs).map_err(|err| {
+        RuneError::config("root.path", format!("{}: {err}", rootfs.display()))
+    })?;
+    if !rootfs.is_dir() {
+        return Err(RuneError::config(
+            "root.path",
+            format!("{} is not a directory", rootfs.display()),
+        ));
+    }
+
+    if let Some(mounts) = spec.mounts() {
+        for (i, m) in mounts.iter().enumerate() {
+            if !m.destination().is_absolute() {
+                return Err(RuneError::config(
+                    format!("mounts[{i}].destination"),
+                    format!("{} is not an absolute path", m.destination().display()),
+                ));
+            }
+        }
+    }
+
+    if let Some(linux) = spec.linux() {
+        if let Some(namespaces) = linux.namespaces() {
+            let mut seen = HashSet::new();
+            for (i, ns) in namespaces.iter().enumerate() {
+                if !seen.insert(ns.typ()) {
+                    return Err(RuneError::config(
+                        format!("linux.namespaces[{i}].type"),
+                        format!("namespace {:?} is listed twice", ns.typ()),
+                    ));
+                }
+            }
+        }
+    }
+
+    if let Some(hooks) = spec.hooks() {
+        let lists = [
+            ("prestart", hooks.prestart()),
+            ("createRuntime", hooks.create_runtime()),
+            ("createContainer", hooks.create_container()),
+            ("startContainer", hooks.start_container()),
+            ("poststart", hooks.poststart()),
+            ("poststop", hooks.poststop()),
+        ];
+        for (name, list) in lists {
+            for (i, hook) in list.iter().flatten().enumerate() {
+                if !hook.path().is_absolute() {
+                    return Err(RuneError::config(
+                        format!("hooks.{name}[{i}].path"),
+                        format!("{} is not an absolute path", hook.path().display()),
+                    ));
+                }
+            }
+        }
+    }
+    Ok(rootfs)
+}
+
+/// Checks a container id the way runc does: a non-empty file name made of
+/// letters, digits, `_`, `+`, `-` and `.`, and not `.` or `..`.
+pub fn validate_id(id: &str) -> Result<()> {
+    let bad = |reason| {
+        Err(RuneError::InvalidId {
+            id: id.to_string(),
+            reason,
+        })
+    };
+    if id.is_empty() {
+        return bad("must not be empty");
+    }
+    if id == "." || id == ".." {
+        return bad("must not be . or ..");
+    }
+    if id.len() > 1024 {
+        return bad("longer than 1024 bytes");
+    }
+    if !id
+        .bytes()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'+' | b'-' | b'.'))
+    {
+        return bad("only letters, digits, '_', '+', '-' and '.' are allowed");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn minimal(extra: &str) -> String {
+        format!(
+            r#"{{"ociVersion":"1.0.2","root":{{"path":"rootfs"}},
+                "process":{{"cwd":"/","args":["sh"]}}{extra}}}"#
+        )
+    }
+
+    #[test]
+    fn names_the_field_of_an_unknown_namespace() {
+        let json = minimal(r#","linux":{"namespaces":[{"type":"pid"},{"type":"bogus"}]}"#);
+        let err = parse(json.as_bytes()).unwrap_err().to_string();
+        assert!(err.starts_with("config.json: linux.namespaces[1].type: unknown variant `bogus`"), "{err}");
+    }
+
+    #[test]
+    fn bad_json_is_one_line() {
+        let err = parse(b"{\"ociVersion\": ").unwrap_err().to_string();
+        assert!(err.starts_with("config.json: "), "{err}");
+        assert!(!err.contains('\n'));
+    }
+
+    #[test]
+    fn missing_args_names_process_args() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::create_dir(dir.path().join("rootfs")).unwrap();
+        let json = r#"{"ociVersion":"1.0.2","root":{"path":"rootfs"},"process":{"cwd":"/"}}"#;
+        let spec = parse(json.as_bytes()).unwrap();
+        let err = check(&spec, dir.path()).unwrap_err().to_string();
+        assert!(err.contains("process.args"), "{err}");
+    }
+
+    #[test]
+    fn relative_rootfs_is_resolved_against_the_bundle() {
+        let dir = tempfile::tempdir().unwrap();
+        let spec = parse(minimal("").as_bytes()).unwrap();
+        let err = check(&spec, dir.path()).unwrap_err().to_string();
+        assert!(err.starts_with("config.json: root.path: "), "{err}");
+        fs::create_dir(dir.path().join("rootfs")).unwrap();
+        let rootfs = check(&spec, dir.path()).unwrap();
+        assert_eq!(rootfs, fs::canonicalize(dir.path().join("rootfs")).unwrap());
+    }
+
+    #[test]
+    fn duplicate_namespace_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::create_dir(dir.path().join("rootfs")).unwrap();
+        let json = minimal(r#","linux":{"namespaces":[{"type":"pid"},{"type":"pid"}]}"#);
+        let spec = parse(json.as_bytes()).unwrap();
+        let err = check(&spec, dir.path()).unwrap_err().to_string();
+        assert!(err.contains("linux.namespaces[1].type"), "{err}");
+    }
+
+    #[test]
+    fn ids() {
+        assert!(validate_id("abc-1.2_3+x").is_ok());
+        for bad in ["", ".", "..", "a/b", "a b", "ü"] {
+            assert!(validate_id(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+}

@@ -1,0 +1,87 @@
+//! Documents rune writes rather than reads: the default bundle spec (`rune spec`) and
+//! the runtime features document (`rune features`).
+
+use libcontainer::oci_spec::runtime::Spec;
+use serde_json::{json, Value};
+
+/// The spec `rune spec` writes: runc's default (a `sh` with a terminal, in new
+/// pid/net/ipc/uts/mount namespaces), or its rootless variant for the given ids.
+pub fn default_spec(rootless: Option<(u32, u32)>) -> Spec {
+    match rootless {
+        Some((uid, gid)) => Spec::rootless(uid, gid),
+        None => Spec::default(),
+    }
+}
+
+/// The `features` document of the OCI runtime spec (runtime-spec `features.md`).
+pub fn features() -> Value {
+    json!({
+        "ociVersionMin": "1.0.0",
+        "ociVersionMax": "1.1.0",
+        "hooks": ["prestart", "createRuntime", "createContainer", "startContainer",
+                  "poststart", "poststop"],
+        "mountOptions": ["async", "atime", "bind", "defaults", "dev", "diratime", "dirsync",
+            "exec", "iversion", "lazytime", "loud", "mand", "noatime", "nodev",
+            "nodiratime", "noexec", "noiversion", "nolazytime", "nomand", "norelatime",
+            "nostrictatime", "nosuid", "nosymfollow", "private", "rbind", "relatime",
+            "remount", "ro", "rprivate", "rshared", "rslave", "runbindable", "rw",
+            "shared", "silent", "slave", "strictatime", "suid", "symfollow", "sync",
+            "unbindable"],
+        "linux": {
+            "namespaces": ["cgroup", "ipc", "mount", "network", "pid", "user", "uts", "time"],
+            "capabilities": libcontainer_capabilities(),
+            "cgroup": { "v1": true, "v2": true, "systemd": true, "systemdUser": true },
+            "seccomp": {
+                "enabled": true,
+                "actions": ["SCMP_ACT_ALLOW", "SCMP_ACT_ERRNO", "SCMP_ACT_KILL",
+                    "SCMP_ACT_KILL_PROCESS", "SCMP_ACT_KILL_THREAD", "SCMP_ACT_LOG",
+                    "SCMP_ACT_NOTIFY", "SCMP_ACT_TRACE", "SCMP_ACT_TRAP"],
+                "operators": ["SCMP_CMP_EQ", "SCMP_CMP_GE", "SCMP_CMP_GT", "SCMP_CMP_LE",
+                    "SCMP_CMP_LT", "SCMP_CMP_MASKED_EQ", "SCMP_CMP_NE"]
+            },
+            "apparmor": { "enabled": true },
+            "selinux": { "enabled": true }
+        },
+        "annotations": {
+            "org.opencontainers.runc.version": env!("CARGO_PKG_VERSION"),
+            "io.inclavare.rune.enclave.types": "sim,intelSgx"
+        }
+    })
+}
+
+fn libcontainer_capabilities() -> Vec<String> {
+    use libcontainer::oci_spec::runtime::Capability;
+    use std::str::FromStr;
+    // Every name the kernel headers define up to CAP_CHECKPOINT_RESTORE (40).
+    const NAMES: &[&str] = &[
+        "CHOWN", "DAC_OVERRIDE", "DAC_READ_SEARCH", "FOWNER", "FSETID", "KILL", "SETGID",
+        "SETUID", "SETPCAP", "LINUX_IMMUTABLE", "NET_BIND_SERVICE", "NET_BROADCAST",
+        "NET_ADMIN", "NET_RAW", "IPC_LOCK", "IPC_OWNER", "SYS_MODULE", "SYS_RAWIO",
+        "SYS_CHROOT", "SYS_PTRACE", "SYS_PACCT", "SYS_ADMIN", "SYS_BOOT", "SYS_NICE",
+        "SYS_RESOURCE", "SYS_TIME", "SYS_TTY_CONFIG", "MKNOD", "LEASE", "AUDIT_WRITE",
+        "AUDIT_CONTROL", "SETFCAP", "MAC_OVERRIDE", "MAC_ADMIN", "SYSLOG", "WAKE_ALARM",
+        "BLOCK_SUSPEND", "AUDIT_READ", "PERFMON", "BPF", "CHECKPOINT_RESTORE",
+    ];
+    NAMES
+        .iter()
+        .map(|n| format!("CAP_{n}"))
+        .filter(|n| Capability::from_str(n).is_ok())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn features_lists_every_capability_and_hook() {
+        let f = super::features();
+        assert_eq!(f["linux"]["capabilities"].as_array().unwrap().len(), 41);
+        assert_eq!(f["hooks"].as_array().unwrap().len(), 6);
+    }
+
+    #[test]
+    fn default_spec_runs_sh_in_rootfs() {
+        let s = super::default_spec(None);
+        assert_eq!(s.root().as_ref().unwrap().path().to_str(), Some("rootfs"));
+        assert_eq!(s.process().as_ref().unwrap().args().as_ref().unwrap()[0], "sh");
+    }
+}

@@ -1,0 +1,289 @@
+//! runc's command line, flag for flag, as clap derive structs.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "rune",
+    about = "rune: a runc-compatible OCI runtime for enclave containers",
+    disable_version_flag = true
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalOpts,
+    /// Print the version
+    #[arg(short = 'v', long)]
+    pub version: bool,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct GlobalOpts {
+    /// Root directory for container state
+    #[arg(long, global = true, default_value = rune_core::DEFAULT_ROOT)]
+    pub root: PathBuf,
+    /// Log file (default: stderr)
+    #[arg(long, global = true)]
+    pub log: Option<PathBuf>,
+    /// Log format
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    /// Enable debug logging
+    #[arg(long, global = true)]
+    pub debug: bool,
+    /// Use systemd for cgroups
+    #[arg(long, global = true)]
+    pub systemd_cgroup: bool,
+    /// Accepted for runc compatibility (containerd passes it); rootless mode is detected
+    #[arg(id = "rootless_mode", long = "rootless", num_args = 0..=1, default_missing_value = "true", require_equals = true)]
+    pub rootless: Option<String>,
+    /// Accepted for runc compatibility; checkpointing is not supported
+    #[arg(long, global = true, hide = true)]
+    pub criu: Option<String>,
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Create a container
+    Create(Create),
+    /// Run the user program of a created container
+    Start(Id),
+    /// Create and run a container
+    Run(Run),
+    /// Run a new process inside a container
+    Exec(Exec),
+    /// Send a signal to the container's init process
+    Kill(Kill),
+    /// Delete a container
+    Delete(Delete),
+    /// Output the state of a container
+    State(Id),
+    /// List containers
+    List(List),
+    /// Create a new specification file
+    Spec(SpecCmd),
+    /// List the processes running inside a container
+    Ps(Ps),
+    /// Display container events and statistics
+    Events(Events),
+    /// Suspend all processes of a container
+    Pause(Id),
+    /// Resume all processes of a paused container
+    Resume(Id),
+    /// Update container resource constraints
+    Update(Update),
+    /// Show the features of this runtime
+    Features,
+}
+
+#[derive(Args, Debug)]
+pub struct Id {
+    /// Container id
+    pub id: String,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct Create {
+    /// Path to the bundle directory
+    #[arg(short, long, default_value = ".")]
+    pub bundle: PathBuf,
+    /// Unix socket that receives the pty master
+    #[arg(long)]
+    pub console_socket: Option<PathBuf>,
+    /// File to write the container's init pid to
+    #[arg(long)]
+    pub pid_file: Option<PathBuf>,
+    /// Do not use pivot_root to jail the process inside the rootfs
+    #[arg(long)]
+    pub no_pivot: bool,
+    /// Do not create a new session keyring (accepted for compatibility)
+    #[arg(long)]
+    pub no_new_keyring: bool,
+    /// Number of extra file descriptors (from 3) passed to the container
+    #[arg(long, default_value_t = 0)]
+    pub preserve_fds: i32,
+    /// Unix socket that receives a pidfd of the init (not supported yet)
+    #[arg(long, hide = true)]
+    pub pidfd_socket: Option<PathBuf>,
+    /// Container id
+    pub id: String,
+}
+
+#[derive(Args, Debug)]
+pub struct Run {
+    #[command(flatten)]
+    pub create: Create,
+    /// Detach from the container's process
+    #[arg(short, long)]
+    pub detach: bool,
+    /// Keep the container's state after it exits (accepted for compatibility)
+    #[arg(long)]
+    pub keep: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct Exec {
+    /// Path to a process.json
+    #[arg(short, long)]
+    pub process: Option<PathBuf>,
+    /// Detach from the process
+    #[arg(short, long)]
+    pub detach: bool,
+    /// Allocate a pseudo-TTY
+    #[arg(short, long)]
+    pub tty: bool,
+    /// Environment variable KEY=VALUE (repeatable)
+    #[arg(short, long = "env")]
+    pub env: Vec<String>,
+    /// Working directory inside the container
+    #[arg(long)]
+    pub cwd: Option<PathBuf>,
+    /// UID[:GID] to run as
+    #[arg(short, long)]
+    pub user: Option<String>,
+    /// Additional group ids (repeatable)
+    #[arg(short = 'g', long)]
+    pub additional_gids: Vec<u32>,
+    /// Add a capability (repeatable)
+    #[arg(short, long = "cap")]
+    pub cap: Vec<String>,
+    /// Set no_new_privs
+    #[arg(long)]
+    pub no_new_privs: bool,
+    /// File to write the process pid to
+    #[arg(long)]
+    pub pid_file: Option<PathBuf>,
+    /// Unix socket that receives the pty master
+    #[arg(long)]
+    pub console_socket: Option<PathBuf>,
+    /// Unix socket that receives a pidfd (not supported yet)
+    #[arg(long, hide = true)]
+    pub pidfd_socket: Option<PathBuf>,
+    /// Number of extra file descriptors (from 3) passed to the process
+    #[arg(long, default_value_t = 0)]
+    pub preserve_fds: i32,
+    /// Container id
+    pub id: String,
+    /// Command and arguments
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub command: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct Kill {
+    /// Send the signal to every process in the container
+    #[arg(short, long)]
+    pub all: bool,
+    /// Container id
+    pub id: String,
+    /// Signal name or number
+    #[arg(default_value = "SIGTERM")]
+    pub signal: String,
+}
+
+#[derive(Args, Debug)]
+pub struct Delete {
+    /// Kill the container if it is still running
+    #[arg(short, long)]
+    pub force: bool,
+    /// Container id
+    pub id: String,
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Table,
+    Json,
+}
+
+#[derive(Args, Debug)]
+pub struct List {
+    /// Output format
+    #[arg(short, long, value_enum, default_value_t = Format::Table)]
+    pub format: Format,
+    /// Print only the container ids
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct SpecCmd {
+    /// Bundle directory to write config.json into
+    #[arg(short, long, default_value = ".")]
+    pub bundle: PathBuf,
+    /// Write a spec for a rootless container
+    #[arg(long)]
+    pub rootless: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct Ps {
+    /// Output format
+    #[arg(short, long, value_enum, default_value_t = Format::Table)]
+    pub format: Format,
+    /// Container id
+    pub id: String,
+    /// Options passed to ps(1) in table format
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub ps_options: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct Events {
+    /// Print statistics once and exit
+    #[arg(long)]
+    pub stats: bool,
+    /// Statistics interval, such as 5s or 1m
+    #[arg(long, default_value = "5s")]
+    pub interval: String,
+    /// Container id
+    pub id: String,
+}
+
+#[derive(Args, Debug)]
+pub struct Update {
+    /// LinuxResources JSON file, or - for stdin
+    #[arg(short, long)]
+    pub resources: Option<PathBuf>,
+    /// Memory limit (bytes, or with k, m, g suffix)
+    #[arg(long)]
+    pub memory: Option<String>,
+    /// Memory soft limit
+    #[arg(long)]
+    pub memory_reservation: Option<String>,
+    /// Memory plus swap limit
+    #[arg(long)]
+    pub memory_swap: Option<String>,
+    /// CPU shares (relative weight)
+    #[arg(long)]
+    pub cpu_shares: Option<u64>,
+    /// CPU CFS period in microseconds
+    #[arg(long)]
+    pub cpu_period: Option<u64>,
+    /// CPU CFS quota in microseconds
+    #[arg(long)]
+    pub cpu_quota: Option<i64>,
+    /// CPUs allowed (0-3, 0,1)
+    #[arg(long)]
+    pub cpuset_cpus: Option<String>,
+    /// Memory nodes allowed
+    #[arg(long)]
+    pub cpuset_mems: Option<String>,
+    /// Maximum number of pids
+    #[arg(long)]
+    pub pids_limit: Option<i64>,
+    /// Block IO weight (10-1000)
+    #[arg(long)]
+    pub blkio_weight: Option<u16>,
+    /// Container id
+    pub id: String,
+}

@@ -1,0 +1,334 @@
+//! One function per subcommand: turn flags into `rune-core` calls and print results.
+
+use std::fs;
+use std::io::{Read, Write};
+use std::path::Path;
+use std::process::Command as Process;
+
+use anyhow::{bail, Context, Result};
+use rune_core::resources::{self, ResourceFlags};
+use rune_core::{templates, CreateOptions, ExecOptions, Runtime};
+
+use crate::cli::{self, Cli, Command, Format};
+
+/// Commands whose process ends up inside a container, and so must run from a sealed
+/// copy of the binary.
+pub fn enters_container(cli: &Cli) -> bool {
+    matches!(
+        cli.command,
+        Some(Command::Create(_) | Command::Run(_) | Command::Exec(_))
+    )
+}
+
+/// Runs the command and returns the process exit code.
+pub fn run(cli: Cli) -> Result<i32> {
+    if cli.version {
+        print_version();
+        return Ok(0);
+    }
+    let Some(command) = cli.command else {
+        use clap::CommandFactory;
+        Cli::command().print_help()?;
+        return Ok(0);
+    };
+    let rt = Runtime::new(&cli.global.root, cli.global.systemd_cgroup);
+    match command {
+        Command::Create(c) => {
+            warn_unsupported(&c);
+            rt.create(&c.id, &create_options(&c), true)?;
+        }
+        Command::Start(c) => rt.start(&c.id)?,
+        Command::Run(r) => {
+            warn_unsupported(&r.create);
+            return Ok(rt.run(&r.create.id, &create_options(&r.create), r.detach)?);
+        }
+        Command::Exec(e) => return exec(&rt, e),
+        Command::Kill(k) => rt.kill(&k.id, &k.signal, k.all)?,
+        Command::Delete(d) => rt.delete(&d.id, d.force)?,
+        Command::State(s) => {
+            let state = rt.state(&s.id)?;
+            println!("{}", serde_json::to_string_pretty(&state)?);
+        }
+        Command::List(l) => list(&rt, &l)?,
+        Command::Spec(s) => spec(&s)?,
+        Command::Ps(p) => ps(&rt, &p)?,
+        Command::Events(e) => {
+            let interval = parse_interval(&e.interval)?;
+            rt.events(&e.id, interval, e.stats)?;
+        }
+        Command::Pause(p) => rt.pause(&p.id)?,
+        Command::Resume(p) => rt.resume(&p.id)?,
+        Command::Update(u) => update(&rt, &u)?,
+        Command::Features => {
+            println!("{}", serde_json::to_string_pretty(&templates::features())?);
+        }
+    }
+    Ok(0)
+}
+
+fn print_version() {
+    println!("rune version {}", env!("CARGO_PKG_VERSION"));
+    println!("spec: 1.1.0");
+}
+
+fn warn_unsupported(c: &cli::Create) {
+    if c.pidfd_socket.is_some() {
+        tracing::warn!("--pidfd-socket is not supported yet and is ignored");
+    }
+}
+
+fn create_options(c: &cli::Create) -> CreateOptions {
+    CreateOptions {
+        bundle: c.bundle.clone(),
+        console_socket: c.console_socket.clone(),
+        pid_file: c.pid_file.as_deref().map(absolute),
+        no_pivot: c.no_pivot,
+        preserve_fds: c.preserve_fds,
+    }
+}
+
+/// runc resolves relative pid files against its own working directory.
+fn absolute(p: &Path) -> std::path::PathBuf {
+    if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        std::env::current_dir().map(|d| d.join(p)).unwrap_or_else(|_| p.to_path_buf())
+    }
+}
+
+fn parse_user(s: &str) -> Result<(u32, Option<u32>)> {
+    let (u, g) = match s.split_once(':') {
+        Some((u, g)) => (u, Some(g)),
+        None => (s, None),
+    };
+    let uid = u
+        .parse()
+        .with_context(|| format!("--user {s:?}: uid must be a number"))?;
+    let gid = g
+        .map(|g| g.parse())
+        .transpose()
+        .with_context(|| format!("--user {s:?}: gid must be a number"))?;
+    Ok((uid, gid))
+}
+
+fn exec(rt: &Runtime, e: cli::Exec) -> Result<i32> {
+    if e.pidfd_socket.is_some() {
+        tracing::warn!("--pidfd-socket is not supported yet and is ignored");
+    }
+    if e.tty && e.console_socket.is_none() {
+        bail!("--tty needs --console-socket: rune does not forward a terminal itself");
+    }
+    let opts = ExecOptions {
+        process: e.process.clone(),
+        args: e.command.clone(),
+        env: e.env.clone(),
+        cwd: e.cwd.clone(),
+        user: e.user.as_deref().map(parse_user).transpose()?,
+        additional_gids: e.additional_gids.clone(),
+        capabilities: e.cap.clone(),
+        no_new_privs: e.no_new_privs,
+        console_socket: e.console_socket.clone(),
+        pid_file: e.pid_file.as_deref().map(absolute),
+        preserve_fds: e.preserve_fds,
+        detach: e.detach,
+    };
+    let pid = rt.exec(&e.id, &opts)?;
+    if e.detach {
+        return Ok(0);
+    }
+    Ok(rt.wait_exec(pid)?)
+}
+
+fn list(rt: &Runtime, l: &cli::List) -> Result<()> {
+    let states = rt.list()?;
+    let mut out = std::io::stdout().lock();
+    if l.quiet {
+        for s in &states {
+            writeln!(out, "{}", s.id)?;
+        }
+        return Ok(());
+    }
+    match l.format {
+        Format::Json => writeln!(out, "{}", serde_json::to_string(&states)?)?,
+        Format::Table => {
+            let rows: Vec<[String; 6]> = states
+                .iter()
+                .map(|s| {
+                    [
+                        s.id.clone(),
+                        s.pid.to_string(),
+                        s.status.clone(),
+                        s.bundle.display().to_string(),
+                        s.created.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
+                        s.owner.clone(),
+                    ]
+                })
+                .collect();
+            let header = ["ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER"].map(String::from);
+            let mut widths = header.clone().map(|h| h.len());
+            for row in &rows {
+                for (w, cell) in widths.iter_mut().zip(row) {
+                    *w = (*w).max(cell.len());
+                }
+            }
+            for row in std::iter::once(&header).chain(&rows) {
+                let line: Vec<String> = row
+                    .iter()
+                    .zip(widths)
+                    .map(|(c, w)| format!("{c:<w$}"))
+                    .collect();
+                writeln!(out, "{}", line.join("   ").trim_end())?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn spec(s: &cli::SpecCmd) -> Result<()> {
+    let path = s.bundle.join("config.json");
+    if path.exists() {
+        bail!("{} exists: remove it first", path.display());
+    }
+    let ids = s
+        .rootless
+        .then(|| (nix::unistd::geteuid().as_raw(), nix::unistd::getegid().as_raw()));
+    let spec = templates::default_spec(ids);
+    let json = serde_json::to_string_pretty(&spec)?;
+    fs::write(&path, json + "\n").with_context(|| format!("write {}", path.display()))?;
+    Ok(())
+}
+
+fn ps(rt: &Runtime, p: &cli::Ps) -> Result<()> {
+    let pids = rt.pids(&p.id)?;
+    if p.format == Format::Json {
+        println!("{}", serde_json::to_string(&pids)?);
+        return Ok(());
+    }
+    let opts = if p.ps_options.is_empty() {
+        vec!["-ef".to_string()]
+    } else {
+        p.ps_options.clone()
+    };
+    let output = Process::new("ps")
+        .args(&opts)
+        .output()
+        .context("run ps(1)")?;
+    if !output.status.success() {
+        bail!("ps {}: {}", opts.join(" "), String::from_utf8_lossy(&output.stderr).trim());
+    }
+    let text = String::from_utf8_lossy(&output.stdout);
+    let mut lines = text.lines();
+    let header = lines.next().unwrap_or_default();
+    let col = header
+        .split_whitespace()
+        .position(|h| h == "PID")
+        .context("ps output has no PID column")?;
+    println!("{header}");
+    for line in lines {
+        let pid = line.split_whitespace().nth(col).and_then(|p| p.parse::<i32>().ok());
+        if pid.is_some_and(|pid| pids.contains(&pid)) {
+            println!("{line}");
+        }
+    }
+    Ok(())
+}
+
+/// Parses runc's `--interval` (a Go duration such as `5s`, `1m`, `500ms`) into whole
+/// seconds, at least one.
+fn parse_interval(s: &str) -> Result<u32> {
+    let (num, unit) = s
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .map(|i| s.split_at(i))
+        .unwrap_or((s, "s"));
+    let value: f64 = num
+        .parse()
+        .with_context(|| format!("--interval {s:?}: not a duration"))?;
+    let secs = match unit {
+        "ms" => value / 1000.0,
+        "s" => value,
+        "m" => value * 60.0,
+        "h" => value * 3600.0,
+        _ => bail!("--interval {s:?}: unknown unit {unit:?}"),
+    };
+    Ok(secs.ceil().max(1.0) as u32)
+}
+
+fn update(rt: &Runtime, u: &cli::Update) -> Result<()> {
+    let base = match &u.resources {
+        Some(p) if p.as_os_str() == "-" => {
+            let mut buf = Vec::new();
+            std::io::stdin().read_to_end(&mut buf).context("read resources from stdin")?;
+            resources::parse_document(&buf)?
+        }
+        Some(p) => {
+            let buf = fs::read(p).with_context(|| format!("read {}", p.display()))?;
+            resources::parse_document(&buf)?
+        }
+        None => Default::default(),
+    };
+    let flags = ResourceFlags {
+        memory: u.memory.clone(),
+        memory_reservation: u.memory_reservation.clone(),
+        memory_swap: u.memory_swap.clone(),
+        cpu_shares: u.cpu_shares,
+        cpu_period: u.cpu_period,
+        cpu_quota: u.cpu_quota,
+        cpuset_cpus: u.cpuset_cpus.clone(),
+        cpuset_mems: u.cpuset_mems.clone(),
+        pids_limit: u.pids_limit,
+        blkio_weight: u.blkio_weight,
+    };
+    let res = resources::apply_flags(base, &flags)?;
+    rt.update(&u.id, &res)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn intervals() {
+        assert_eq!(parse_interval("5s").unwrap(), 5);
+        assert_eq!(parse_interval("1m").unwrap(), 60);
+        assert_eq!(parse_interval("500ms").unwrap(), 1);
+        assert_eq!(parse_interval("7").unwrap(), 7);
+        assert!(parse_interval("5x").is_err());
+    }
+
+    #[test]
+    fn users() {
+        assert_eq!(parse_user("1000").unwrap(), (1000, None));
+        assert_eq!(parse_user("1:2").unwrap(), (1, Some(2)));
+        assert!(parse_user("root").is_err());
+    }
+
+    #[test]
+    fn containerd_command_lines_parse() {
+        use clap::Parser;
+        let lines: &[&[&str]] = &[
+            &["rune", "--root", "/run/containerd/runc/default", "--log", "/b/log.json",
+              "--log-format", "json", "create", "--bundle", "/b", "--pid-file", "/b/init.pid", "c1"],
+            &["rune", "--root", "/r", "--log", "/l", "--log-format", "json", "--systemd-cgroup",
+              "start", "c1"],
+            &["rune", "--root", "/r", "delete", "--force", "c1"],
+            &["rune", "--root", "/r", "kill", "--all", "c1", "9"],
+            &["rune", "--root", "/r", "exec", "--process", "/tmp/p.json", "--detach",
+              "--pid-file", "/b/e.pid", "c1"],
+            &["rune", "--root", "/r", "ps", "--format", "json", "c1"],
+            &["rune", "--root", "/r", "update", "--resources=-", "c1"],
+            &["rune", "--root", "/r", "events", "--interval=5s", "c1"],
+            &["rune", "--rootless=false", "--root", "/r", "state", "c1"],
+            &["rune", "list", "--format=json"],
+            &["rune", "exec", "-t", "c1", "sh", "-c", "echo -n hi"],
+        ];
+        for line in lines {
+            Cli::try_parse_from(*line).unwrap_or_else(|e| panic!("{line:?}: {e}"));
+        }
+        let cli = Cli::try_parse_from(["rune", "exec", "c1", "ls", "-la"]).unwrap();
+        match cli.command {
+            Some(Command::Exec(e)) => assert_eq!(e.command, ["ls", "-la"]),
+            other => panic!("{other:?}"),
+        }
+    }
+}
