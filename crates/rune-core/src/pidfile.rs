@@ -17,7 +17,11 @@ pub fn write(path: &Path, pid: i32) -> Result<()> {
     let name = path
         .file_name()
         .ok_or_else(|| RuneError::io(ctx(), std::io::ErrorKind::InvalidInput.into()))?;
-    let tmp = dir.join(format!(".{}.{}", name.to_string_lossy(), std::process::id()));
+    let tmp = dir.join(format!(
+        ".{}.{}",
+        name.to_string_lossy(),
+        std::process::id()
+    ));
     let result = (|| {
         let mut f = fs::File::create(&tmp)?;
         f.write_all(pid.to_string().as_bytes())?;

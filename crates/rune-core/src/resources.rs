@@ -76,7 +76,10 @@ pub fn apply_flags(mut base: LinuxResources, f: &ResourceFlags) -> Result<LinuxR
         base.set_pids(Some(p));
     }
     if let Some(w) = f.blkio_weight {
-        let mut b = base.block_io().clone().unwrap_or_else(LinuxBlockIo::default);
+        let mut b = base
+            .block_io()
+            .clone()
+            .unwrap_or_else(LinuxBlockIo::default);
         b.set_weight(Some(w));
         base.set_block_io(Some(b));
     }

@@ -22,9 +22,9 @@ use nix::unistd::Pid;
 
 use crate::error::{Result, RuneError};
 use crate::executor::ProcessExecutor;
-use crate::spec::{validate_id, Bundle};
-use crate::state::ContainerState;
 use crate::pidfile;
+use crate::spec::{validate_id, Bundle};
+use crate::state::{status_name, ContainerState};
 
 /// The default state root, as runc's `/run/runc`.
 pub const DEFAULT_ROOT: &str = "/run/rune";
@@ -177,7 +177,7 @@ impl Runtime {
         if !c.can_start() {
             return Err(RuneError::State {
                 id: id.to_string(),
-                status: c.status().to_string(),
+                status: status_name(c.status()).to_string(),
                 what: "only a created container can be started",
             });
         }
@@ -212,7 +212,7 @@ impl Runtime {
         if c.status() != ContainerStatus::Running {
             return Err(RuneError::State {
                 id: id.to_string(),
-                status: c.status().to_string(),
+                status: status_name(c.status()).to_string(),
                 what: "exec needs a running container",
             });
         }
@@ -299,11 +299,12 @@ impl Runtime {
         if !force && c.status() != ContainerStatus::Stopped {
             return Err(RuneError::State {
                 id: id.to_string(),
-                status: c.status().to_string(),
+                status: status_name(c.status()).to_string(),
                 what: "cannot delete a container that is not stopped (use --force)",
             });
         }
-        c.delete(force).map_err(RuneError::lc(format!("delete {id}")))
+        c.delete(force)
+            .map_err(RuneError::lc(format!("delete {id}")))
     }
 
     /// `state`: the runc-shaped state of one container.
@@ -437,9 +438,7 @@ fn wait_forwarding_signals(pid: Pid) -> Result<i32> {
                 Err(e) => return Err(RuneError::io("waitpid", e.into())),
             }
         }
-        let sig = set
-            .wait()
-            .map_err(|e| RuneError::io("sigwait", e.into()))?;
+        let sig = set.wait().map_err(|e| RuneError::io("sigwait", e.into()))?;
         match sig {
             NixSignal::SIGCHLD | NixSignal::SIGURG | NixSignal::SIGWINCH => {}
             other => {

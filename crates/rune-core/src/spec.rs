@@ -57,7 +57,10 @@ pub fn check(spec: &Spec, bundle: &Path) -> Result<PathBuf> {
     if !spec.version().starts_with("1.") {
         return Err(RuneError::config(
             "ociVersion",
-            format!("unsupported version {:?}, only 1.x is supported", spec.version()),
+            format!(
+                "unsupported version {:?}, only 1.x is supported",
+                spec.version()
+            ),
         ));
     }
 
@@ -94,9 +97,8 @@ pub fn check(spec: &Spec, bundle: &Path) -> Result<PathBuf> {
     } else {
         bundle.join(root.path())
     };
-    let rootfs = fs::canonicalize(&rootfs).map_err(|err| {
-        RuneError::config("root.path", format!("{}: {err}", rootfs.display()))
-    })?;
+    let rootfs = fs::canonicalize(&rootfs)
+        .map_err(|err| RuneError::config("root.path", format!("{}: {err}", rootfs.display())))?;
     if !rootfs.is_dir() {
         return Err(RuneError::config(
             "root.path",
@@ -194,7 +196,10 @@ mod tests {
     fn names_the_field_of_an_unknown_namespace() {
         let json = minimal(r#","linux":{"namespaces":[{"type":"pid"},{"type":"bogus"}]}"#);
         let err = parse(json.as_bytes()).unwrap_err().to_string();
-        assert!(err.starts_with("config.json: linux.namespaces[1].type: unknown variant `bogus`"), "{err}");
+        assert!(
+            err.starts_with("config.json: linux.namespaces[1].type: unknown variant `bogus`"),
+            "{err}"
+        );
     }
 
     #[test]

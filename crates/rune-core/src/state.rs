@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
-use libcontainer::container::Container;
+use libcontainer::container::{Container, ContainerStatus};
 use serde::{Deserialize, Serialize};
 
 /// One container's state as `runc state` prints it.
@@ -31,7 +31,7 @@ impl ContainerState {
     pub fn from_container(c: &Container) -> Self {
         let status = c.status();
         let pid = match status {
-            libcontainer::container::ContainerStatus::Stopped => 0,
+            ContainerStatus::Stopped => 0,
             _ => c.pid().map(|p| p.as_raw()).unwrap_or(0),
         };
         let owner = c
@@ -42,13 +42,24 @@ impl ContainerState {
             oci_version: c.state.oci_version.clone(),
             id: c.id().to_string(),
             pid,
-            status: status.to_string(),
+            status: status_name(status).to_string(),
             bundle: c.bundle().clone(),
             rootfs: rootfs_of(c.bundle()),
             created: c.created().unwrap_or_default(),
             owner,
             annotations: c.state.annotations.clone().unwrap_or_default(),
         }
+    }
+}
+
+/// The lower-case status names of the runtime spec (libcontainer displays them capitalised).
+pub fn status_name(status: ContainerStatus) -> &'static str {
+    match status {
+        ContainerStatus::Creating => "creating",
+        ContainerStatus::Created => "created",
+        ContainerStatus::Running => "running",
+        ContainerStatus::Stopped => "stopped",
+        ContainerStatus::Paused => "paused",
     }
 }
 

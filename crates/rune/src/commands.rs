@@ -92,7 +92,9 @@ fn absolute(p: &Path) -> std::path::PathBuf {
     if p.is_absolute() {
         p.to_path_buf()
     } else {
-        std::env::current_dir().map(|d| d.join(p)).unwrap_or_else(|_| p.to_path_buf())
+        std::env::current_dir()
+            .map(|d| d.join(p))
+            .unwrap_or_else(|_| p.to_path_buf())
     }
 }
 
@@ -159,7 +161,8 @@ fn list(rt: &Runtime, l: &cli::List) -> Result<()> {
                         s.pid.to_string(),
                         s.status.clone(),
                         s.bundle.display().to_string(),
-                        s.created.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
+                        s.created
+                            .to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
                         s.owner.clone(),
                     ]
                 })
@@ -189,9 +192,12 @@ fn spec(s: &cli::SpecCmd) -> Result<()> {
     if path.exists() {
         bail!("{} exists: remove it first", path.display());
     }
-    let ids = s
-        .rootless
-        .then(|| (nix::unistd::geteuid().as_raw(), nix::unistd::getegid().as_raw()));
+    let ids = s.rootless.then(|| {
+        (
+            nix::unistd::geteuid().as_raw(),
+            nix::unistd::getegid().as_raw(),
+        )
+    });
     let spec = templates::default_spec(ids);
     let json = serde_json::to_string_pretty(&spec)?;
     fs::write(&path, json + "\n").with_context(|| format!("write {}", path.display()))?;
@@ -214,7 +220,11 @@ fn ps(rt: &Runtime, p: &cli::Ps) -> Result<()> {
         .output()
         .context("run ps(1)")?;
     if !output.status.success() {
-        bail!("ps {}: {}", opts.join(" "), String::from_utf8_lossy(&output.stderr).trim());
+        bail!(
+            "ps {}: {}",
+            opts.join(" "),
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
     }
     let text = String::from_utf8_lossy(&output.stdout);
     let mut lines = text.lines();
@@ -225,7 +235,10 @@ fn ps(rt: &Runtime, p: &cli::Ps) -> Result<()> {
         .context("ps output has no PID column")?;
     println!("{header}");
     for line in lines {
-        let pid = line.split_whitespace().nth(col).and_then(|p| p.parse::<i32>().ok());
+        let pid = line
+            .split_whitespace()
+            .nth(col)
+            .and_then(|p| p.parse::<i32>().ok());
         if pid.is_some_and(|pid| pids.contains(&pid)) {
             println!("{line}");
         }
@@ -257,7 +270,9 @@ fn update(rt: &Runtime, u: &cli::Update) -> Result<()> {
     let base = match &u.resources {
         Some(p) if p.as_os_str() == "-" => {
             let mut buf = Vec::new();
-            std::io::stdin().read_to_end(&mut buf).context("read resources from stdin")?;
+            std::io::stdin()
+                .read_to_end(&mut buf)
+                .context("read resources from stdin")?;
             resources::parse_document(&buf)?
         }
         Some(p) => {
@@ -307,14 +322,47 @@ mod tests {
     fn containerd_command_lines_parse() {
         use clap::Parser;
         let lines: &[&[&str]] = &[
-            &["rune", "--root", "/run/containerd/runc/default", "--log", "/b/log.json",
-              "--log-format", "json", "create", "--bundle", "/b", "--pid-file", "/b/init.pid", "c1"],
-            &["rune", "--root", "/r", "--log", "/l", "--log-format", "json", "--systemd-cgroup",
-              "start", "c1"],
+            &[
+                "rune",
+                "--root",
+                "/run/containerd/runc/default",
+                "--log",
+                "/b/log.json",
+                "--log-format",
+                "json",
+                "create",
+                "--bundle",
+                "/b",
+                "--pid-file",
+                "/b/init.pid",
+                "c1",
+            ],
+            &[
+                "rune",
+                "--root",
+                "/r",
+                "--log",
+                "/l",
+                "--log-format",
+                "json",
+                "--systemd-cgroup",
+                "start",
+                "c1",
+            ],
             &["rune", "--root", "/r", "delete", "--force", "c1"],
             &["rune", "--root", "/r", "kill", "--all", "c1", "9"],
-            &["rune", "--root", "/r", "exec", "--process", "/tmp/p.json", "--detach",
-              "--pid-file", "/b/e.pid", "c1"],
+            &[
+                "rune",
+                "--root",
+                "/r",
+                "exec",
+                "--process",
+                "/tmp/p.json",
+                "--detach",
+                "--pid-file",
+                "/b/e.pid",
+                "c1",
+            ],
             &["rune", "--root", "/r", "ps", "--format", "json", "c1"],
             &["rune", "--root", "/r", "update", "--resources=-", "c1"],
             &["rune", "--root", "/r", "events", "--interval=5s", "c1"],

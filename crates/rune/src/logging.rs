@@ -60,8 +60,9 @@ fn level_name(level: &Level) -> &'static str {
 /// One log line in the given format, without the trailing newline.
 pub fn render(format: LogFormat, level: &str, msg: &str, time: &str) -> String {
     match format {
-        LogFormat::Json => serde_json::json!({ "level": level, "msg": msg, "time": time })
-            .to_string(),
+        LogFormat::Json => {
+            serde_json::json!({ "level": level, "msg": msg, "time": time }).to_string()
+        }
         LogFormat::Text => format!(
             "time={} level={level} msg={}",
             serde_json::Value::from(time),
@@ -75,7 +76,12 @@ impl<S: Subscriber> Layer<S> for RuncLayer {
         let mut msg = Message::default();
         event.record(&mut msg);
         let time = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
-        let mut line = render(self.format, level_name(event.metadata().level()), &msg.0, &time);
+        let mut line = render(
+            self.format,
+            level_name(event.metadata().level()),
+            &msg.0,
+            &time,
+        );
         line.push('\n');
         if let Ok(mut sink) = self.sink.lock() {
             let _ = match &mut *sink {
@@ -98,14 +104,21 @@ pub fn init(log: Option<&Path>, format: LogFormat, debug: bool) -> Result<()> {
         ),
         None => Sink::Stderr,
     };
-    // libcgroups warns about every controller the host lacks, on every command.
-    let filter = if debug {
-        Targets::new().with_default(LevelFilter::DEBUG)
-    } else {
-        Targets::new()
-            .with_default(LevelFilter::WARN)
-            .with_target("libcgroups", LevelFilter::ERROR)
+    // libcgroups warns about every controller the host lacks, on every command. On a
+    // terminal, the libraries' own error lines would repeat the one-line error main prints.
+    let libraries = match (&sink, debug) {
+        (_, true) => LevelFilter::DEBUG,
+        (Sink::Stderr, false) => LevelFilter::OFF,
+        (Sink::File(_), false) => LevelFilter::ERROR,
     };
+    let filter = Targets::new()
+        .with_default(if debug {
+            LevelFilter::DEBUG
+        } else {
+            LevelFilter::WARN
+        })
+        .with_target("libcontainer", libraries)
+        .with_target("libcgroups", libraries);
     tracing_subscriber::registry()
         .with(
             RuncLayer {

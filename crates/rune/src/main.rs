@@ -16,7 +16,11 @@ fn main() {
             std::process::exit(1);
         }
     }
-    if let Err(err) = logging::init(cli.global.log.as_deref(), cli.global.log_format, cli.global.debug) {
+    if let Err(err) = logging::init(
+        cli.global.log.as_deref(),
+        cli.global.log_format,
+        cli.global.debug,
+    ) {
         eprintln!("rune: {err:#}");
         std::process::exit(1);
     }

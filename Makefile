@@ -1,0 +1,54 @@
+# Inclavare Containers in Rust. `make demo` and `make test` work on a fresh Debian 12
+# machine as root: each installs what it needs first.
+
+CARGO      ?= cargo
+RELEASE    := target/release
+RUNE       := $(RELEASE)/rune
+IMAGES     := target/images
+APT_STAMP  := target/.apt-deps
+
+# Build: libseccomp for enforced seccomp profiles. Tests and demo: the real clients.
+BUILD_DEPS := build-essential pkg-config libseccomp-dev
+TEST_DEPS  := containerd docker.io podman runc umoci busybox-static hyperfine iproute2 procps
+
+.PHONY: all build deps test unit integration demo bench fmt clippy lint clean
+
+all: build
+
+$(APT_STAMP):
+	@missing=$$(for p in $(BUILD_DEPS) $(TEST_DEPS); do \
+		dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "installing: $$missing"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
+	@mkdir -p target && touch $@
+
+deps: $(APT_STAMP)
+
+build: deps
+	$(CARGO) build --release --workspace
+
+$(IMAGES)/busybox-oci.tar: deps
+	scripts/busybox-image.sh $(IMAGES)
+
+# Unit and integration tests, in the release profile so the build is shared with `make
+# demo`. Integration tests start private containerd, dockerd and podman instances.
+test: build $(IMAGES)/busybox-oci.tar
+	$(CARGO) test --release --workspace -- --test-threads 2
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --release --workspace --all-targets -- -D warnings
+
+fmt:
+	$(CARGO) fmt --all
+
+demo: build $(IMAGES)/busybox-oci.tar
+	scripts/demo.sh
+
+bench: build $(IMAGES)/busybox-oci.tar
+	scripts/bench.sh
+
+clean:
+	$(CARGO) clean

@@ -1,0 +1,275 @@
+//! Helpers shared by the integration tests: a private state root, busybox bundles,
+//! private daemons stopped by pid when dropped, and checks that nothing is left behind.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+pub const RUNE: &str = env!("CARGO_BIN_EXE_rune");
+
+/// True when running as root; otherwise prints one line saying why the test is skipped.
+pub fn root_or_skip(test: &str) -> bool {
+    if nix::unistd::geteuid().is_root() {
+        return true;
+    }
+    println!("skipped: {test} needs root (it creates namespaces, cgroups and mounts)");
+    false
+}
+
+/// True when `program` is installed; otherwise prints one line saying why.
+pub fn tool_or_skip(test: &str, program: &str) -> bool {
+    if Path::new(program).exists() {
+        return true;
+    }
+    println!("skipped: {test} needs {program} (make test installs it)");
+    false
+}
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap()
+}
+
+/// The busybox test image (rootfs, rootfs.tar, busybox-oci.tar), built once.
+pub fn images() -> PathBuf {
+    let dir = workspace().join("target/images");
+    let status = Command::new(workspace().join("scripts/busybox-image.sh"))
+        .arg(&dir)
+        .stdout(Stdio::null())
+        .status()
+        .expect("run scripts/busybox-image.sh");
+    assert!(status.success(), "building the busybox image failed");
+    dir
+}
+
+/// A unique container id for this test process.
+pub fn unique_id(prefix: &str) -> String {
+    static N: AtomicU32 = AtomicU32::new(0);
+    format!(
+        "{prefix}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// A private rune state root.
+pub struct Rune {
+    pub root: tempfile::TempDir,
+}
+
+impl Rune {
+    pub fn new() -> Self {
+        Rune {
+            root: tempfile::Builder::new()
+                .prefix("rune-root")
+                .tempdir()
+                .unwrap(),
+        }
+    }
+
+    /// Runs rune with stdout and stderr in files: a detached container inherits them,
+    /// so pipes would stay open for as long as it lives.
+    pub fn cmd(&self, args: &[&str]) -> Output {
+        let mut c = Command::new(RUNE);
+        c.arg("--root").arg(self.root.path()).args(args);
+        output_via_files(&mut c)
+    }
+
+    /// Runs and asserts success, returning stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.cmd(args);
+        assert!(
+            out.status.success(),
+            "rune {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    pub fn state(&self, id: &str) -> Value {
+        serde_json::from_str(&self.ok(&["state", id])).unwrap()
+    }
+
+    pub fn status(&self, id: &str) -> String {
+        self.state(id)["status"].as_str().unwrap().to_string()
+    }
+}
+
+/// A bundle directory with a `config.json` running `args` on the shared busybox rootfs.
+pub struct Bundle {
+    pub dir: tempfile::TempDir,
+    pub spec: Value,
+}
+
+impl Bundle {
+    pub fn new(args: &[&str]) -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("rune-bundle")
+            .tempdir()
+            .unwrap();
+        let out = Command::new(RUNE)
+            .args(["spec", "--bundle"])
+            .arg(dir.path())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "rune spec: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let mut spec: Value =
+            serde_json::from_slice(&std::fs::read(dir.path().join("config.json")).unwrap())
+                .unwrap();
+        spec["root"] = json!({ "path": images().join("rootfs"), "readonly": true });
+        spec["process"]["terminal"] = json!(false);
+        spec["process"]["args"] = json!(args);
+        let b = Bundle { dir, spec };
+        b.save();
+        b
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn save(&self) {
+        std::fs::write(
+            self.dir.path().join("config.json"),
+            serde_json::to_vec_pretty(&self.spec).unwrap(),
+        )
+        .unwrap();
+    }
+}
+
+/// Waits until `f` holds, up to `timeout`.
+pub fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < timeout {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    f()
+}
+
+/// What a container with this id left on the host: state directory, cgroups, mounts,
+/// processes. Empty means clean.
+pub fn leftovers(root: &Path, id: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    if root.join(id).exists() {
+        found.push(format!("state directory {}", root.join(id).display()));
+    }
+    let mut stack = vec![PathBuf::from("/sys/fs/cgroup")];
+    let mut depth = 0;
+    while let (Some(_), true) = (stack.first(), depth < 4) {
+        let mut next = Vec::new();
+        for dir in stack.drain(..) {
+            for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+                let path = entry.path();
+                if !entry.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                    continue;
+                }
+                if entry.file_name().to_string_lossy().contains(id) {
+                    found.push(format!("cgroup {}", path.display()));
+                } else {
+                    next.push(path);
+                }
+            }
+        }
+        stack = next;
+        depth += 1;
+    }
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    for line in mounts.lines().filter(|l| l.contains(id)) {
+        found.push(format!("mount {line}"));
+    }
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        if let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) {
+            let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            if cmdline.contains(RUNE) && cmdline.contains(id) {
+                found.push(format!(
+                    "process {}: {cmdline}",
+                    entry.file_name().to_string_lossy()
+                ));
+            }
+        }
+    }
+    found
+}
+
+/// A daemon started by a test, stopped (by its pid) when dropped.
+pub struct Daemon {
+    pub child: Child,
+    pub name: &'static str,
+}
+
+impl Daemon {
+    pub fn spawn(name: &'static str, cmd: &mut Command, log: &Path) -> Self {
+        let log = std::fs::File::create(log).unwrap();
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {name}: {e}"));
+        Daemon { child, name }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Like `Command::output`, with stdout and stderr through temporary files so that
+/// processes left running by the command do not hold the reader open.
+pub fn output_via_files(cmd: &mut Command) -> Output {
+    let out = tempfile::tempfile().unwrap();
+    let err = tempfile::tempfile().unwrap();
+    let status = cmd
+        .stdin(Stdio::null())
+        .stdout(out.try_clone().unwrap())
+        .stderr(err.try_clone().unwrap())
+        .status()
+        .expect("spawn");
+    let read = |mut f: std::fs::File| {
+        use std::io::{Read, Seek};
+        let mut v = Vec::new();
+        f.rewind().unwrap();
+        f.read_to_end(&mut v).unwrap();
+        v
+    };
+    Output {
+        status,
+        stdout: read(out),
+        stderr: read(err),
+    }
+}
+
+/// Runs a client command, returning (exit code, stdout, stderr).
+pub fn run(cmd: &mut Command) -> (i32, String, String) {
+    let out = output_via_files(cmd);
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
