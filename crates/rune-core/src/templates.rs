@@ -7,10 +7,12 @@ use serde_json::{json, Value};
 /// The spec `rune spec` writes: runc's default (a `sh` with a terminal, in new
 /// pid/net/ipc/uts/mount namespaces), or its rootless variant for the given ids.
 pub fn default_spec(rootless: Option<(u32, u32)>) -> Spec {
-    match rootless {
+    let mut spec = match rootless {
         Some((uid, gid)) => Spec::rootless(uid, gid),
         None => Spec::default(),
-    }
+    };
+    spec.set_hostname(Some("rune".to_string()));
+    spec
 }
 
 /// The `features` document of the OCI runtime spec (runtime-spec `features.md`).

@@ -384,3 +384,37 @@ fn json_log_carries_the_error_for_containerd() {
     assert!(last["msg"].as_str().unwrap().contains("ghost"));
     assert!(last["time"].as_str().unwrap().ends_with('Z'));
 }
+
+/// CVE-2019-5736: a process in the container holds `/proc/<init>/exe` (rune itself while
+/// the init waits for `start`) and reopens it for writing once it is free. The binary
+/// rune runs from must refuse that.
+#[test]
+fn the_host_binary_cannot_be_reopened_for_writing_through_proc_exe() {
+    if !root_or_skip("the_host_binary_cannot_be_reopened_for_writing_through_proc_exe") {
+        return;
+    }
+    use std::os::unix::fs::OpenOptionsExt;
+    let rune = Rune::new();
+    let b = Bundle::new(&["true"]);
+    let id = unique_id("exe");
+    rune.ok(&["create", "--bundle", b.path().to_str().unwrap(), &id]);
+    let pid = rune.state(&id)["pid"].as_i64().unwrap();
+    let held = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_PATH)
+        .open(format!("/proc/{pid}/exe"))
+        .expect("open the init's exe with O_PATH");
+    rune.ok(&["delete", "--force", &id]);
+    use std::os::fd::AsRawFd;
+    let reopen = std::fs::OpenOptions::new()
+        .write(true)
+        .open(format!("/proc/self/fd/{}", held.as_raw_fd()));
+    let err = reopen.expect_err("rune's executable was writable from the container");
+    assert!(
+        matches!(
+            err.raw_os_error(),
+            Some(libc::EROFS) | Some(libc::EPERM) | Some(libc::ETXTBSY)
+        ),
+        "unexpected error {err}"
+    );
+}

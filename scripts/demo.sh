@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# The main job: a busybox container through rune directly, through containerd and
+# through `docker --runtime rune`, each daemon private to this run.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/lib.sh
+need_root "make demo"
+
+step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+
+step "rune run: a busybox container"
+busybox_bundle "$WORK/bundle" sh -c 'echo "hello from $(hostname), pid $$ in its own namespace"; exit 3'
+set +e
+"$RUNE" --root "$WORK/rune" run --bundle "$WORK/bundle" demo
+echo "exit code: $? (the program's own)"
+set -e
+
+step "rune create / start / state / delete"
+busybox_bundle "$WORK/bundle2" sleep 30
+"$RUNE" --root "$WORK/rune" create --bundle "$WORK/bundle2" demo2 > /dev/null
+"$RUNE" --root "$WORK/rune" state demo2 | grep -E '"(id|status|pid)"'
+"$RUNE" --root "$WORK/rune" start demo2
+"$RUNE" --root "$WORK/rune" list
+"$RUNE" --root "$WORK/rune" delete --force demo2
+
+step "containerd: ctr run --runc-binary rune"
+start_containerd
+"${CTR[@]}" run --rm --runc-binary "$RUNE" docker.io/library/busybox:rune ctr-demo \
+  sh -c 'echo hello from containerd through rune'
+
+step "docker run --runtime rune"
+start_dockerd
+"${DOCKER[@]}" run --rm --runtime rune --network none --pull=never busybox:rune \
+  sh -c 'echo hello from docker through rune; uname -r'
+
+step "done: every daemon was private to this demo and has been stopped"
