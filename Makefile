@@ -34,7 +34,7 @@ $(IMAGES)/busybox-oci.tar: deps
 
 # Unit and integration tests, in the release profile so the build is shared with `make
 # demo`. Integration tests start private containerd, dockerd and podman instances.
-test: build $(IMAGES)/busybox-oci.tar
+test: build lint $(IMAGES)/busybox-oci.tar
 	$(CARGO) test --release --workspace -- --test-threads 2
 
 lint:

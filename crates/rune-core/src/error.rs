@@ -62,7 +62,7 @@ pub enum RuneError {
     Libcontainer {
         context: String,
         #[source]
-        source: libcontainer::error::LibcontainerError,
+        source: Box<libcontainer::error::LibcontainerError>,
     },
 
     /// An error from the cgroup manager.
@@ -105,6 +105,9 @@ impl RuneError {
         context: impl Into<String>,
     ) -> impl FnOnce(libcontainer::error::LibcontainerError) -> Self {
         let context = context.into();
-        move |source| RuneError::Libcontainer { context, source }
+        move |source| RuneError::Libcontainer {
+            context,
+            source: Box::new(source),
+        }
     }
 }

@@ -1,9 +1,7 @@
 //! `update`'s resource changes: a `LinuxResources` document (`-r FILE`, `-` for stdin)
 //! with runc's individual flags applied on top.
 
-use libcontainer::oci_spec::runtime::{
-    LinuxBlockIo, LinuxCpu, LinuxMemory, LinuxPids, LinuxResources,
-};
+use libcontainer::oci_spec::runtime::{LinuxPids, LinuxResources};
 
 use crate::error::{Result, RuneError};
 
@@ -34,7 +32,7 @@ pub fn parse_document(bytes: &[u8]) -> Result<LinuxResources> {
 /// Applies the flags on top of `base`.
 pub fn apply_flags(mut base: LinuxResources, f: &ResourceFlags) -> Result<LinuxResources> {
     if f.memory.is_some() || f.memory_reservation.is_some() || f.memory_swap.is_some() {
-        let mut m = base.memory().clone().unwrap_or_else(LinuxMemory::default);
+        let mut m = base.memory().unwrap_or_default();
         if let Some(v) = &f.memory {
             m.set_limit(Some(parse_size("--memory", v)?));
         }
@@ -52,7 +50,7 @@ pub fn apply_flags(mut base: LinuxResources, f: &ResourceFlags) -> Result<LinuxR
         || f.cpuset_cpus.is_some()
         || f.cpuset_mems.is_some();
     if cpu_flags {
-        let mut c = base.cpu().clone().unwrap_or_else(LinuxCpu::default);
+        let mut c = base.cpu().clone().unwrap_or_default();
         if f.cpu_shares.is_some() {
             c.set_shares(f.cpu_shares);
         }
@@ -76,10 +74,7 @@ pub fn apply_flags(mut base: LinuxResources, f: &ResourceFlags) -> Result<LinuxR
         base.set_pids(Some(p));
     }
     if let Some(w) = f.blkio_weight {
-        let mut b = base
-            .block_io()
-            .clone()
-            .unwrap_or_else(LinuxBlockIo::default);
+        let mut b = base.block_io().clone().unwrap_or_default();
         b.set_weight(Some(w));
         base.set_block_io(Some(b));
     }

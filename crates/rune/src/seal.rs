@@ -76,7 +76,7 @@ fn read_only_clone() -> std::io::Result<OwnedFd> {
     if rc != 0 {
         return Err(std::io::Error::last_os_error());
     }
-    Ok(tree.into())
+    Ok(tree)
 }
 
 /// A sealed, anonymous in-memory copy of this executable.
