@@ -188,7 +188,7 @@ mod tests {
     fn minimal(extra: &str) -> String {
         format!(
             r#"{{"ociVersion":"1.0.2","root":{{"path":"rootfs"}},
-                "process":{{"cwd":"/","args":["sh"]}}{extra}}}"#
+                "process":{{"cwd":"/","args":["sh"],"user":{{"uid":0,"gid":0}}}}{extra}}}"#
         )
     }
 
@@ -213,7 +213,8 @@ mod tests {
     fn missing_args_names_process_args() {
         let dir = tempfile::tempdir().unwrap();
         fs::create_dir(dir.path().join("rootfs")).unwrap();
-        let json = r#"{"ociVersion":"1.0.2","root":{"path":"rootfs"},"process":{"cwd":"/"}}"#;
+        let json = r#"{"ociVersion":"1.0.2","root":{"path":"rootfs"},
+                      "process":{"cwd":"/","user":{"uid":0,"gid":0}}}"#;
         let spec = parse(json.as_bytes()).unwrap();
         let err = check(&spec, dir.path()).unwrap_err().to_string();
         assert!(err.contains("process.args"), "{err}");

@@ -98,10 +98,11 @@ fn libcontainer_capabilities() -> Vec<String> {
         "BPF",
         "CHECKPOINT_RESTORE",
     ];
+    // oci-spec parses the names without the CAP_ prefix; keep those it knows.
     NAMES
         .iter()
-        .map(|n| format!("CAP_{n}"))
         .filter(|n| Capability::from_str(n).is_ok())
+        .map(|n| format!("CAP_{n}"))
         .collect()
 }
 
