@@ -1,0 +1,102 @@
+//! The C ABI of the Enclave Runtime PAL API, exactly as rune passes it: naturally
+//! aligned structs of pointers (not the `packed` structs the v1/v2 spec text shows).
+
+use std::os::raw::{c_char, c_int, c_void};
+
+/// `pal_init` argument of v1 and v2.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct PalAttrV1 {
+    pub args: *const c_char,
+    pub log_level: *const c_char,
+}
+
+/// `pal_init` argument of v3: the v1 attr first, then a pre-built enclave (fd -1 and
+/// addr 0 when there is none).
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct PalAttrV3 {
+    pub attr_v1: PalAttrV1,
+    pub fd: c_int,
+    pub addr: u64,
+}
+
+/// The payload's stdio.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PalStdioFds {
+    pub stdin: c_int,
+    pub stdout: c_int,
+    pub stderr: c_int,
+}
+
+/// `pal_create_process` argument (v2, v3).
+#[repr(C)]
+#[derive(Debug)]
+pub struct PalCreateProcessArgs {
+    /// `argv[0]`.
+    pub path: *const c_char,
+    /// NULL-terminated, `argv[0]` included.
+    pub argv: *const *const c_char,
+    /// NULL-terminated `K=V` list.
+    pub env: *const *const c_char,
+    pub stdio: *mut PalStdioFds,
+    /// Out: the PAL-side pid.
+    pub pid: *mut c_int,
+}
+
+/// `pal_exec` argument (v2, v3).
+#[repr(C)]
+#[derive(Debug)]
+pub struct PalExecArgs {
+    pub pid: c_int,
+    pub exit_value: *mut c_int,
+}
+
+pub type GetVersionFn = unsafe extern "C" fn() -> c_int;
+pub type InitFn = unsafe extern "C" fn(attr: *const c_void) -> c_int;
+pub type CreateProcessFn = unsafe extern "C" fn(args: *mut PalCreateProcessArgs) -> c_int;
+pub type ExecFn = unsafe extern "C" fn(args: *mut PalExecArgs) -> c_int;
+pub type ExecV1Fn = unsafe extern "C" fn(
+    path: *const c_char,
+    argv: *const *const c_char,
+    stdio: *mut PalStdioFds,
+    exit_code: *mut c_int,
+) -> c_int;
+pub type KillFn = unsafe extern "C" fn(pid: c_int, sig: c_int) -> c_int;
+pub type DestroyFn = unsafe extern "C" fn() -> c_int;
+pub type GetLocalReportFn = unsafe extern "C" fn(
+    target_info: *mut c_void,
+    target_info_len: c_int,
+    report: *mut c_void,
+    report_len: *mut c_int,
+) -> c_int;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::mem::{align_of, offset_of, size_of};
+
+    #[test]
+    fn layouts_match_the_c_abi_on_lp64() {
+        assert_eq!(size_of::<PalAttrV1>(), 16);
+        assert_eq!(
+            (
+                size_of::<PalAttrV3>(),
+                offset_of!(PalAttrV3, fd),
+                offset_of!(PalAttrV3, addr)
+            ),
+            (32, 16, 24)
+        );
+        assert_eq!(size_of::<PalStdioFds>(), 12);
+        assert_eq!(size_of::<PalCreateProcessArgs>(), 40);
+        assert_eq!(
+            (
+                size_of::<PalExecArgs>(),
+                offset_of!(PalExecArgs, exit_value)
+            ),
+            (16, 8)
+        );
+        assert_eq!(align_of::<PalAttrV3>(), 8);
+    }
+}
