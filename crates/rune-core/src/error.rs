@@ -65,6 +65,14 @@ pub enum RuneError {
         source: Box<libcontainer::error::LibcontainerError>,
     },
 
+    /// The enclave configuration or the host does not allow the enclave asked for.
+    #[error("{0}")]
+    Enclave(String),
+
+    /// The enclave runtime (PAL) could not be loaded.
+    #[error(transparent)]
+    Pal(#[from] pal::PalError),
+
     /// An error from the cgroup manager.
     #[error("cgroup: {0}")]
     Cgroup(String),

@@ -122,3 +122,120 @@ mod tests {
         assert_eq!(search_path(&spec), "/x:/y");
     }
 }
+
+/// An enclave workload: a PAL loaded by `rune create` before the container's processes
+/// were cloned from it (so the host path need not be visible inside the container),
+/// and the configuration to run it with.
+pub struct EnclaveWorkload {
+    pub pal: pal::Pal,
+    pub config: crate::enclave::EnclaveConfig,
+}
+
+/// The executor rune gives libcontainer: a plain process, or an enclave payload.
+#[derive(Clone, Default)]
+pub struct RuneExecutor {
+    enclave: Option<std::sync::Arc<EnclaveWorkload>>,
+}
+
+/// Signals the init of an enclave container forwards to the PAL as `pal_kill(-1, sig)`.
+/// A container's pid 1 only receives signals it has a handler for, so each gets one.
+const FORWARDED: &[i32] = &[
+    libc::SIGHUP,
+    libc::SIGINT,
+    libc::SIGQUIT,
+    libc::SIGTERM,
+    libc::SIGUSR1,
+    libc::SIGUSR2,
+    libc::SIGALRM,
+    libc::SIGCONT,
+    libc::SIGWINCH,
+];
+
+impl RuneExecutor {
+    /// A plain container's executor.
+    pub fn process() -> Self {
+        RuneExecutor { enclave: None }
+    }
+
+    /// An enclave container's executor.
+    pub fn enclave(workload: EnclaveWorkload) -> Self {
+        RuneExecutor {
+            enclave: Some(std::sync::Arc::new(workload)),
+        }
+    }
+
+    /// The enclave payload's argv: `argv[0]` is resolved on `PATH` when it names a file
+    /// in the container, and otherwise passed as is (a path in the enclave's file system).
+    fn enclave_argv(spec: &Spec) -> Option<Vec<String>> {
+        let mut argv = ProcessExecutor::args(spec)?.clone();
+        if let Some(p) = resolve(&argv[0], &search_path(spec)).filter(|p| p.exists()) {
+            argv[0] = p.to_string_lossy().into_owned();
+        }
+        Some(argv)
+    }
+}
+
+impl Executor for RuneExecutor {
+    fn validate(&self, spec: &Spec) -> Result<(), ExecutorValidationError> {
+        let Some(w) = &self.enclave else {
+            return ProcessExecutor.validate(spec);
+        };
+        if ProcessExecutor::args(spec).is_none() {
+            return Err(ExecutorValidationError::ArgValidationError(
+                "process.args is empty".into(),
+            ));
+        }
+        // Runs in the container's init, in process.cwd, when `create` is nearly done: a
+        // failing pal_init fails create.
+        w.pal
+            .init(&w.config.args, &w.config.log_level)
+            .map_err(|e| ExecutorValidationError::ArgValidationError(format!("enclave init: {e}")))
+    }
+
+    fn setup_envs(
+        &self,
+        envs: std::collections::HashMap<String, String>,
+    ) -> Result<(), libcontainer::workload::ExecutorSetEnvsError> {
+        // The container's environment, without the ENCLAVE_* variables rune consumed.
+        for (key, _) in std::env::vars_os() {
+            std::env::remove_var(key);
+        }
+        for (key, value) in envs {
+            if !(self.enclave.is_some() && crate::enclave::is_enclave_var(&key)) {
+                std::env::set_var(key, value);
+            }
+        }
+        Ok(())
+    }
+
+    fn exec(&self, spec: &Spec) -> Result<(), ExecutorError> {
+        let Some(w) = &self.enclave else {
+            return ProcessExecutor.exec(spec);
+        };
+        let argv = Self::enclave_argv(spec).ok_or(ExecutorError::InvalidArg)?;
+        let env: Vec<String> = std::env::vars().map(|(k, v)| format!("{k}={v}")).collect();
+        // Handlers are installed once the payload exists: a PAL that forks its payload
+        // would otherwise pass them on, and the payload would no longer die of SIGTERM.
+        let forwarder = w.clone();
+        let install = move |_pid: i32| match signal_hook::iterator::Signals::new(FORWARDED) {
+            Ok(mut signals) => {
+                std::thread::spawn(move || {
+                    for sig in signals.forever() {
+                        if let Err(e) = forwarder.pal.kill(-1, sig) {
+                            tracing::warn!("forward signal {sig}: {e}");
+                        }
+                    }
+                });
+            }
+            Err(e) => tracing::warn!("enclave: cannot forward signals: {e}"),
+        };
+        let code = w
+            .pal
+            .run_with(&argv, &env, pal::StdioFds::inherit(), install)
+            .map_err(|e| ExecutorError::Execution(format!("enclave: {e}").into()))?;
+        if let Err(e) = w.pal.destroy() {
+            tracing::warn!("enclave: {e}");
+        }
+        std::process::exit(code);
+    }
+}

@@ -9,6 +9,7 @@
 //! All operations must run in a single-threaded process, because libcontainer clones
 //! the calling process.
 
+pub mod enclave;
 pub mod error;
 pub mod executor;
 pub mod pidfile;

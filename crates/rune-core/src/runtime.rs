@@ -20,8 +20,9 @@ use nix::sys::signal::{SigSet, Signal as NixSignal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
+use crate::enclave;
 use crate::error::{Result, RuneError};
-use crate::executor::ProcessExecutor;
+use crate::executor::{EnclaveWorkload, ProcessExecutor, RuneExecutor};
 use crate::pidfile;
 use crate::spec::{validate_id, Bundle};
 use crate::state::{status_name, ContainerState};
@@ -116,8 +117,19 @@ impl Runtime {
         if dir.exists() {
             return Err(RuneError::Exists(id.to_string()));
         }
+        // An enclave's PAL is loaded here, in the host's mount namespace, before any
+        // state exists: a bad PAL fails create with nothing to clean up.
+        let executor = match enclave::config_from_spec(&bundle.spec)? {
+            None => RuneExecutor::process(),
+            Some(config) => {
+                enclave::check_host(config.typ, Path::new("/"))?;
+                let pal = pal::Pal::open(&config.runtime_path)?;
+                tracing::debug!(id, version = pal.version(), "loaded enclave runtime");
+                RuneExecutor::enclave(EnclaveWorkload { pal, config })
+            }
+        };
 
-        let result = self.build(id, &bundle, opts, detach);
+        let result = self.build(id, &bundle, opts, detach, executor);
         match result {
             Ok(container) => Ok(container),
             Err(err) => {
@@ -135,9 +147,10 @@ impl Runtime {
         bundle: &Bundle,
         opts: &CreateOptions,
         detach: bool,
+        executor: RuneExecutor,
     ) -> Result<Container> {
         let container = ContainerBuilder::new(id.to_string(), SyscallType::default())
-            .with_executor(ProcessExecutor)
+            .with_executor(executor)
             .with_root_path(&self.root)
             .map_err(RuneError::lc("state root"))?
             .with_console_socket(opts.console_socket.as_ref())

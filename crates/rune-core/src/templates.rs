@@ -15,6 +15,45 @@ pub fn default_spec(rootless: Option<(u32, u32)>) -> Spec {
     spec
 }
 
+/// Where `rune spec --enclave sim` points when no runtime path is given.
+pub const DEFAULT_SIM_PAL: &str = "/usr/local/lib/rune/liberpal-sim.so";
+/// Where `rune spec --enclave intelSgx` points: Occlum's PAL.
+pub const DEFAULT_SGX_PAL: &str = "/opt/occlum/build/lib/libocclum-pal.so";
+
+/// Turns `spec` into an enclave container of `kind` (`sim` or `intelSgx`), as
+/// Inclavare's `rune spec` does: the `enclave.*` annotations, and for SGX the aesmd
+/// socket directory bound in.
+pub fn make_enclave(spec: &mut Spec, kind: &str, runtime_path: Option<&std::path::Path>) {
+    use libcontainer::oci_spec::runtime::MountBuilder;
+    let default = if kind == "sim" {
+        DEFAULT_SIM_PAL
+    } else {
+        DEFAULT_SGX_PAL
+    };
+    let path = runtime_path
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|| default.to_string());
+    let mut annotations = spec.annotations().clone().unwrap_or_default();
+    annotations.insert("enclave.type".into(), kind.into());
+    annotations.insert("enclave.runtime.path".into(), path);
+    annotations.insert("enclave.runtime.args".into(), "debug".into());
+    annotations.insert("enclave.runtime.loglevel".into(), "info".into());
+    spec.set_annotations(Some(annotations));
+    if kind == "intelSgx" {
+        let mut mounts = spec.mounts().clone().unwrap_or_default();
+        if let Ok(m) = MountBuilder::default()
+            .destination("/var/run/aesmd")
+            .typ("bind")
+            .source("/var/run/aesmd")
+            .options(vec!["rbind".to_string(), "rprivate".to_string()])
+            .build()
+        {
+            mounts.push(m);
+        }
+        spec.set_mounts(Some(mounts));
+    }
+}
+
 /// The `features` document of the OCI runtime spec (runtime-spec `features.md`).
 pub fn features() -> Value {
     json!({
@@ -113,6 +152,24 @@ mod tests {
         let f = super::features();
         assert_eq!(f["linux"]["capabilities"].as_array().unwrap().len(), 41);
         assert_eq!(f["hooks"].as_array().unwrap().len(), 6);
+    }
+
+    #[test]
+    fn enclave_spec_round_trips_through_the_enclave_config() {
+        let mut s = super::default_spec(None);
+        super::make_enclave(&mut s, "sim", Some(std::path::Path::new("/x/pal.so")));
+        let c = crate::enclave::config_from_spec(&s).unwrap().unwrap();
+        assert_eq!(c.typ, crate::enclave::EnclaveType::Sim);
+        assert_eq!(c.runtime_path, std::path::PathBuf::from("/x/pal.so"));
+        assert_eq!(c.args, "debug");
+        let mut s = super::default_spec(None);
+        super::make_enclave(&mut s, "intelSgx", None);
+        assert!(s
+            .mounts()
+            .as_ref()
+            .unwrap()
+            .iter()
+            .any(|m| m.destination().to_str() == Some("/var/run/aesmd")));
     }
 
     #[test]

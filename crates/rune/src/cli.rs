@@ -223,6 +223,12 @@ pub struct SpecCmd {
     /// Write a spec for a rootless container
     #[arg(long)]
     pub rootless: bool,
+    /// Make it an enclave container of this type (fills the enclave.* annotations)
+    #[arg(long, value_parser = ["sim", "intelSgx"])]
+    pub enclave: Option<String>,
+    /// Host path of the enclave runtime (PAL) for --enclave
+    #[arg(long, requires = "enclave")]
+    pub enclave_runtime_path: Option<std::path::PathBuf>,
 }
 
 #[derive(Args, Debug)]

@@ -198,7 +198,10 @@ fn spec(s: &cli::SpecCmd) -> Result<()> {
             nix::unistd::getegid().as_raw(),
         )
     });
-    let spec = templates::default_spec(ids);
+    let mut spec = templates::default_spec(ids);
+    if let Some(kind) = &s.enclave {
+        templates::make_enclave(&mut spec, kind, s.enclave_runtime_path.as_deref());
+    }
     let json = serde_json::to_string_pretty(&spec)?;
     fs::write(&path, json + "\n").with_context(|| format!("write {}", path.display()))?;
     Ok(())

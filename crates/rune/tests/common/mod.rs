@@ -48,6 +48,11 @@ pub fn images() -> PathBuf {
     dir
 }
 
+/// The C skeleton test PAL of `version`, compiled once into the target directory.
+pub fn skeleton_pal(version: u32) -> PathBuf {
+    pal::testing::build_skeleton(version, &workspace().join("target/test-pals"))
+}
+
 /// A unique container id for this test process.
 pub fn unique_id(prefix: &str) -> String {
     static N: AtomicU32 = AtomicU32::new(0);
@@ -136,6 +141,16 @@ impl Bundle {
 
     pub fn path(&self) -> &Path {
         self.dir.path()
+    }
+
+    /// Makes it an enclave container of type `sim` running `pal` with `args`.
+    pub fn enclave(mut self, pal: &Path, args: &str) -> Self {
+        let env = self.spec["process"]["env"].as_array_mut().unwrap();
+        env.push(json!("ENCLAVE_TYPE=sim"));
+        env.push(json!(format!("ENCLAVE_RUNTIME_PATH={}", pal.display())));
+        env.push(json!(format!("ENCLAVE_RUNTIME_ARGS={args}")));
+        self.save();
+        self
     }
 
     pub fn save(&self) {
@@ -272,4 +287,143 @@ pub fn run(cmd: &mut Command) -> (i32, String, String) {
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
+}
+
+/// Unmounts whatever a daemon left mounted under `dir` (deepest first), so the temp
+/// directory can be removed even after a failed test.
+pub fn unmount_under(dir: &Path) {
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let mut points: Vec<&str> = mounts
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .filter(|p| p.starts_with(dir.to_str().unwrap()))
+        .collect();
+    points.sort_by_key(|p| std::cmp::Reverse(p.len()));
+    for p in points {
+        let _ = nix::mount::umount2(p, nix::mount::MntFlags::MNT_DETACH);
+    }
+}
+
+pub struct Containerd {
+    dir: tempfile::TempDir,
+    _daemon: Daemon,
+}
+
+impl Containerd {
+    pub fn start() -> Self {
+        let dir = tempfile::Builder::new().prefix("ctrd").tempdir().unwrap();
+        let d = dir.path().display();
+        let config = format!(
+            "version = 2\nroot = \"{d}/root\"\nstate = \"{d}/state\"\n\
+             disabled_plugins = [\"io.containerd.grpc.v1.cri\"]\n\
+             [grpc]\n  address = \"{d}/c.sock\"\n[ttrpc]\n  address = \"{d}/c.sock.ttrpc\"\n\
+             [debug]\n  address = \"{d}/debug.sock\"\n"
+        );
+        std::fs::write(dir.path().join("config.toml"), config).unwrap();
+        let daemon = Daemon::spawn(
+            "containerd",
+            Command::new("/usr/bin/containerd")
+                .arg("--config")
+                .arg(dir.path().join("config.toml")),
+            &dir.path().join("containerd.log"),
+        );
+        let sock = dir.path().join("c.sock");
+        assert!(
+            wait_until(Duration::from_secs(20), || sock.exists()),
+            "containerd did not start"
+        );
+        let c = Containerd {
+            dir,
+            _daemon: daemon,
+        };
+        let tar = images().join("busybox-oci.tar");
+        let (code, _, err) = c.ctr(&[
+            "images",
+            "import",
+            "--index-name",
+            "docker.io/library/busybox:rune",
+            tar.to_str().unwrap(),
+        ]);
+        assert_eq!(code, 0, "import: {err}");
+        c
+    }
+
+    pub fn ctr(&self, args: &[&str]) -> (i32, String, String) {
+        run(Command::new("/usr/bin/ctr")
+            .arg("-a")
+            .arg(self.dir.path().join("c.sock"))
+            .args(args))
+    }
+}
+
+impl Drop for Containerd {
+    fn drop(&mut self) {
+        unmount_under(self.dir.path());
+    }
+}
+
+pub struct Dockerd {
+    dir: tempfile::TempDir,
+    _daemon: Daemon,
+}
+
+impl Dockerd {
+    pub fn start() -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("dockerd")
+            .tempdir()
+            .unwrap();
+        let config = serde_json::json!({ "runtimes": { "rune": { "path": RUNE } } });
+        std::fs::write(dir.path().join("daemon.json"), config.to_string()).unwrap();
+        let p = |name: &str| dir.path().join(name);
+        let daemon = Daemon::spawn(
+            "dockerd",
+            Command::new("/usr/sbin/dockerd")
+                .arg("--data-root")
+                .arg(p("data"))
+                .arg("--exec-root")
+                .arg(p("exec"))
+                .arg("-H")
+                .arg(format!("unix://{}", p("d.sock").display()))
+                .arg("--pidfile")
+                .arg(p("d.pid"))
+                .arg("--config-file")
+                .arg(p("daemon.json"))
+                .args([
+                    "--iptables=false",
+                    "--ip-masq=false",
+                    "--bridge=none",
+                    "--storage-driver",
+                    "vfs",
+                ]),
+            &p("dockerd.log"),
+        );
+        let d = Dockerd {
+            dir,
+            _daemon: daemon,
+        };
+        assert!(
+            wait_until(Duration::from_secs(30), || d.docker(&["info"]).0 == 0),
+            "dockerd did not start: {}",
+            std::fs::read_to_string(d.dir.path().join("dockerd.log")).unwrap_or_default()
+        );
+        let tar = images().join("rootfs.tar");
+        let (code, _, err) = d.docker(&["import", tar.to_str().unwrap(), "busybox:rune"]);
+        assert_eq!(code, 0, "import: {err}");
+        d
+    }
+
+    pub fn docker(&self, args: &[&str]) -> (i32, String, String) {
+        let host = format!("unix://{}", self.dir.path().join("d.sock").display());
+        run(Command::new("/usr/bin/docker")
+            .arg("-H")
+            .arg(host)
+            .args(args))
+    }
+}
+
+impl Drop for Dockerd {
+    fn drop(&mut self) {
+        unmount_under(self.dir.path());
+    }
 }

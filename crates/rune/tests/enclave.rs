@@ -1,0 +1,297 @@
+//! Enclave containers: the C skeleton PALs v1-v3 through rune, containerd and docker.
+
+mod common;
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::*;
+use serde_json::json;
+
+#[test]
+fn every_pal_version_runs_the_payload_as_the_container() {
+    if !root_or_skip("every_pal_version_runs_the_payload_as_the_container") {
+        return;
+    }
+    let rune = Rune::new();
+    for version in 1..=3 {
+        let mut b = Bundle::new(&["/bin/app", "two words", "exit_code", "5"])
+            .enclave(&skeleton_pal(version), "debug,extra");
+        b.spec["process"]["env"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!("PAL_VISIBLE=yes"));
+        b.save();
+        let id = unique_id("pal");
+        let out = rune.cmd(&["run", "--bundle", b.path().to_str().unwrap(), &id]);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(5), "v{version}: {stderr}");
+        assert!(
+            stdout.contains("Hello Inclavare Containers!"),
+            "v{version}: {stdout}"
+        );
+        assert!(
+            stdout.contains("argv: /bin/app|two words|exit_code|5\n"),
+            "v{version}: {stdout}"
+        );
+        assert!(
+            stderr.contains(&format!(
+                "pal_init: version={version} args=debug extra log_level=info"
+            )),
+            "{stderr}"
+        );
+        assert!(
+            stderr.contains("Enclave runtime skeleton initialization succeeded"),
+            "{stderr}"
+        );
+        assert!(stderr.contains("pal_destroy"), "v{version}: {stderr}");
+        // v2 and v3 pass the environment, without the ENCLAVE_* variables rune consumed.
+        assert_eq!(
+            stdout.contains("env: PAL_VISIBLE=yes"),
+            version >= 2,
+            "v{version}: {stdout}"
+        );
+        assert!(!stdout.contains("env: ENCLAVE_"), "v{version}: {stdout}");
+        assert_eq!(leftovers(rune.root.path(), &id), Vec::<String>::new());
+    }
+}
+
+#[test]
+fn signals_reach_the_enclave_payload_and_kill_9_ends_it() {
+    if !root_or_skip("signals_reach_the_enclave_payload_and_kill_9_ends_it") {
+        return;
+    }
+    let rune = Rune::new();
+    for (signal, expected) in [("TERM", 128 + 15), ("9", 128 + 9)] {
+        let b = Bundle::new(&["app", "wait_timeout", "60"]).enclave(&skeleton_pal(3), "");
+        let id = unique_id("sig");
+        let mut run = Command::new(RUNE)
+            .arg("--root")
+            .arg(rune.root.path())
+            .args(["run", "--bundle", b.path().to_str().unwrap(), &id])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        assert!(wait_until(Duration::from_secs(10), || {
+            rune.cmd(&["state", &id]).status.success() && rune.status(&id) == "running"
+        }));
+        rune.ok(&["kill", &id, signal]);
+        let status = run.wait().unwrap();
+        assert_eq!(status.code(), Some(expected), "kill {signal}");
+        assert_eq!(leftovers(rune.root.path(), &id), Vec::<String>::new());
+    }
+}
+
+/// Each bad enclave setup: one-line error naming the cause, non-zero exit, nothing left.
+#[test]
+fn bad_enclave_runtimes_fail_create_cleanly() {
+    if !root_or_skip("bad_enclave_runtimes_fail_create_cleanly") {
+        return;
+    }
+    let rune = Rune::new();
+    let not_elf = rune.root.path().join("not-elf.so");
+    std::fs::write(&not_elf, "not a library").unwrap();
+    let v4 = skeleton_pal(4);
+    let claims_v3 =
+        pal::testing::build_skeleton_claiming(2, 3, &skeleton_pal(3).with_file_name(""));
+    let v3 = skeleton_pal(3);
+    let cases: Vec<(&str, Vec<String>, &str)> = vec![
+        (
+            "missing PAL",
+            vec![
+                "ENCLAVE_TYPE=sim".into(),
+                "ENCLAVE_RUNTIME_PATH=/no/such/pal.so".into(),
+            ],
+            "/no/such/pal.so",
+        ),
+        (
+            "non-ELF PAL",
+            vec![
+                "ENCLAVE_TYPE=sim".into(),
+                format!("ENCLAVE_RUNTIME_PATH={}", not_elf.display()),
+            ],
+            "not an ELF shared object",
+        ),
+        (
+            "version 4",
+            vec![
+                "ENCLAVE_TYPE=sim".into(),
+                format!("ENCLAVE_RUNTIME_PATH={}", v4.display()),
+            ],
+            "unsupported PAL API version 4",
+        ),
+        (
+            "missing symbol",
+            vec![
+                "ENCLAVE_TYPE=sim".into(),
+                format!("ENCLAVE_RUNTIME_PATH={}", claims_v3.display()),
+            ],
+            "requires symbol pal_get_local_report",
+        ),
+        (
+            "pal_init fails",
+            vec![
+                "ENCLAVE_TYPE=sim".into(),
+                format!("ENCLAVE_RUNTIME_PATH={}", v3.display()),
+                "ENCLAVE_RUNTIME_ARGS=init_error=13".into(),
+            ],
+            "pal_init() failed with -13 (EACCES",
+        ),
+        (
+            "unknown type",
+            vec![
+                "ENCLAVE_TYPE=tdx".into(),
+                format!("ENCLAVE_RUNTIME_PATH={}", v3.display()),
+            ],
+            "\"tdx\" is not supported",
+        ),
+        (
+            "no path",
+            vec!["ENCLAVE_TYPE=sim".into()],
+            "runtime path is not configured",
+        ),
+        (
+            "intelSgx without SGX",
+            vec![
+                "ENCLAVE_TYPE=intelSgx".into(),
+                format!("ENCLAVE_RUNTIME_PATH={}", v3.display()),
+            ],
+            "needs SGX hardware",
+        ),
+    ];
+    let sgx_here = enclave_host_has_sgx();
+    for (name, env, needle) in cases {
+        if name == "intelSgx without SGX" && sgx_here {
+            continue;
+        }
+        let mut b = Bundle::new(&["app"]);
+        let e = b.spec["process"]["env"].as_array_mut().unwrap();
+        e.extend(env.into_iter().map(serde_json::Value::from));
+        b.save();
+        let id = unique_id("badpal");
+        let out = rune.cmd(&["create", "--bundle", b.path().to_str().unwrap(), &id]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{name}: create succeeded");
+        assert!(
+            err.contains(needle),
+            "{name}: error does not say {needle:?}: {err}"
+        );
+        // The PAL may print on its own; rune's error is one line.
+        let rune_lines: Vec<&str> = err.lines().filter(|l| l.starts_with("rune:")).collect();
+        assert_eq!(rune_lines.len(), 1, "{name}: {err}");
+        assert!(rune_lines[0].contains(needle), "{name}: {err}");
+        assert_eq!(
+            leftovers(rune.root.path(), &id),
+            Vec::<String>::new(),
+            "{name}"
+        );
+    }
+}
+
+fn enclave_host_has_sgx() -> bool {
+    std::path::Path::new("/dev/sgx_enclave").exists()
+}
+
+#[test]
+fn spec_enclave_writes_the_annotations_rune_reads() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(RUNE)
+        .args([
+            "spec",
+            "--enclave",
+            "sim",
+            "--enclave-runtime-path",
+            "/opt/pal.so",
+            "--bundle",
+        ])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let spec: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("config.json")).unwrap()).unwrap();
+    assert_eq!(spec["annotations"]["enclave.type"], "sim");
+    assert_eq!(spec["annotations"]["enclave.runtime.path"], "/opt/pal.so");
+}
+
+#[test]
+fn containerd_and_docker_run_enclave_containers() {
+    if !root_or_skip("containerd_and_docker_run_enclave_containers")
+        || !tool_or_skip(
+            "containerd_and_docker_run_enclave_containers",
+            "/usr/bin/containerd",
+        )
+        || !tool_or_skip(
+            "containerd_and_docker_run_enclave_containers",
+            "/usr/sbin/dockerd",
+        )
+    {
+        return;
+    }
+    let pal = skeleton_pal(2);
+    let env = [
+        "ENCLAVE_TYPE=sim".to_string(),
+        format!("ENCLAVE_RUNTIME_PATH={}", pal.display()),
+        "ENCLAVE_RUNTIME_ARGS=debug".to_string(),
+    ];
+
+    let c = Containerd::start();
+    let mut args = vec![
+        "run".to_string(),
+        "--rm".into(),
+        "--runc-binary".into(),
+        RUNE.into(),
+    ];
+    for e in &env {
+        args.extend(["--env".to_string(), e.clone()]);
+    }
+    args.extend([
+        "docker.io/library/busybox:rune".into(),
+        unique_id("ctr-pal"),
+        "app".into(),
+        "exit_code".into(),
+        "3".into(),
+    ]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (code, out, err) = c.ctr(&args);
+    assert_eq!(code, 3, "{err}");
+    assert!(
+        out.contains("Hello Inclavare Containers!") && out.contains("argv: app|exit_code|3"),
+        "{out}"
+    );
+    drop(c);
+
+    let d = Dockerd::start();
+    let mut args = vec![
+        "run".to_string(),
+        "--rm".into(),
+        "--runtime".into(),
+        "rune".into(),
+        "--network".into(),
+        "none".into(),
+        "--pull=never".into(),
+    ];
+    for e in &env {
+        args.extend(["-e".to_string(), e.clone()]);
+    }
+    args.extend([
+        "busybox:rune".into(),
+        "app".into(),
+        "exit_code".into(),
+        "4".into(),
+    ]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (code, out, err) = d.docker(&args);
+    assert_eq!(code, 4, "{err}");
+    assert!(
+        out.contains("Hello Inclavare Containers!") && out.contains("argv: app|exit_code|4"),
+        "{out}"
+    );
+}
