@@ -53,6 +53,22 @@ pub fn skeleton_pal(version: u32) -> PathBuf {
     pal::testing::build_skeleton(version, &workspace().join("target/test-pals"))
 }
 
+/// `liberpal-sim.so` and `sim-sign` from the workspace's release build (built by
+/// `cargo test --release --workspace` along with these tests, or here if missing).
+pub fn sim_artifacts() -> (PathBuf, PathBuf) {
+    let dir = workspace().join("target/release");
+    let (so, sign) = (dir.join("liberpal_sim.so"), dir.join("sim-sign"));
+    if !so.exists() || !sign.exists() {
+        let status = Command::new(env!("CARGO"))
+            .args(["build", "--release", "-p", "pal-sim"])
+            .current_dir(workspace())
+            .status()
+            .expect("cargo build -p pal-sim");
+        assert!(status.success());
+    }
+    (so, sign)
+}
+
 /// A unique container id for this test process.
 pub fn unique_id(prefix: &str) -> String {
     static N: AtomicU32 = AtomicU32::new(0);
@@ -141,6 +157,22 @@ impl Bundle {
 
     pub fn path(&self) -> &Path {
         self.dir.path()
+    }
+
+    /// Gives the bundle its own writable copy of the busybox rootfs, for tests that put
+    /// files into it (the shared one must stay pristine).
+    pub fn private_rootfs(mut self) -> Self {
+        let dst = self.dir.path().join("rootfs");
+        let status = Command::new("cp")
+            .arg("-a")
+            .arg(images().join("rootfs"))
+            .arg(&dst)
+            .status()
+            .unwrap();
+        assert!(status.success());
+        self.spec["root"] = json!({ "path": "rootfs", "readonly": true });
+        self.save();
+        self
     }
 
     /// Makes it an enclave container of type `sim` running `pal` with `args`.

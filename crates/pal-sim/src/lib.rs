@@ -1,0 +1,478 @@
+//! `liberpal-sim.so`: the software enclave runtime, PAL API v3.
+//!
+//! It runs the container's program (an ordinary Linux executable in the container's
+//! root filesystem) as the "enclave application", and gives it everything a TEE would:
+//!
+//! - **Measurement.** At `pal_init`, `mr_enclave` is the SHA-384 of the program and
+//!   its measured configuration, checked against a signed manifest
+//!   ([`sim_tee::Manifest`], runtime arg `manifest=PATH`, default
+//!   `/enclave.manifest.json`). The program must be the one that was signed. An enclave
+//!   without a manifest runs only with the runtime arg `debug`, and its reports say debug.
+//! - **Reports.** `pal_get_local_report` and the application's evidence channel give
+//!   a [`sim_tee::Report`] signed by the host's platform key.
+//! - **The application's interface.** The program gets an inherited `SOCK_SEQPACKET`
+//!   socket whose fd number is in `INCLAVARE_SIM_FD`. It sends 64 bytes of report
+//!   data and receives one 272-byte report bound to them ([`sim_tee::Report`] layout).
+//!
+//! Runtime args (space-separated): `debug`, `manifest=PATH`.
+//!
+//! **Nothing here is hardware-protected**: `sim` evidence proves nothing about the
+//! platform, and verifiers refuse it unless their policy allows it.
+
+use std::ffi::CStr;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::raw::{c_char, c_int, c_void};
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use pal::ffi::{PalAttrV3, PalCreateProcessArgs, PalExecArgs};
+use sim_tee::{Digest, EnclaveSpec, Manifest, PlatformKey, Report};
+
+/// The environment variable naming the application's evidence socket.
+pub const SIM_FD_ENV: &str = "INCLAVARE_SIM_FD";
+const DEFAULT_MANIFEST: &str = "/enclave.manifest.json";
+
+/// The platform key, loaded in the host's mount namespace (see `pal_get_version`).
+static PLATFORM: OnceLock<Result<Arc<PlatformKey>, String>> = OnceLock::new();
+static STATE: Mutex<Option<Enclave>> = Mutex::new(None);
+
+#[derive(Clone)]
+struct Identity {
+    mr_enclave: Digest,
+    mr_signer: Digest,
+    product_id: u16,
+    svn: u16,
+    debug: bool,
+}
+
+struct Enclave {
+    manifest: Option<Manifest>,
+    /// Known at `pal_init` with a manifest; at `pal_create_process` without one.
+    identity: Option<Identity>,
+    process: Option<Process>,
+    child: Option<i32>,
+}
+
+struct Process {
+    argv: Vec<String>,
+    env: Vec<String>,
+    stdio: [c_int; 3],
+}
+
+fn say(msg: &str) {
+    eprintln!("liberpal-sim: {msg}");
+}
+
+fn platform() -> Result<Arc<PlatformKey>, String> {
+    PLATFORM
+        .get_or_init(|| {
+            PlatformKey::load_or_create(&PlatformKey::dir())
+                .map(Arc::new)
+                .map_err(|e| e.to_string())
+        })
+        .clone()
+}
+
+/// Returns 3. rune (and every PAL loader) calls it first, in the host's mount namespace
+/// before the container's root is entered: the platform key is loaded here, as a TEE's
+/// hardware keys exist independently of the container's file system.
+#[no_mangle]
+pub extern "C" fn pal_get_version() -> c_int {
+    if let Err(e) = platform() {
+        say(&format!("platform key: {e}"));
+    }
+    3
+}
+
+fn errno(e: nix::errno::Errno) -> c_int {
+    -(e as c_int)
+}
+
+/// # Safety
+/// `attr` must point to a `pal_attr_v3` whose strings are NUL-terminated or NULL.
+#[no_mangle]
+pub unsafe extern "C" fn pal_init(attr: *const c_void) -> c_int {
+    if attr.is_null() {
+        return errno(nix::errno::Errno::EINVAL);
+    }
+    // SAFETY: the caller passes a v3 attr (this PAL reports version 3).
+    let attr = unsafe { &*(attr as *const PalAttrV3) };
+    let args = if attr.attr_v1.args.is_null() {
+        String::new()
+    } else {
+        // SAFETY: non-NULL, NUL-terminated per the PAL API.
+        unsafe { CStr::from_ptr(attr.attr_v1.args) }
+            .to_string_lossy()
+            .into_owned()
+    };
+    match init(&args) {
+        Ok(()) => 0,
+        Err((code, msg)) => {
+            say(&msg);
+            errno(code)
+        }
+    }
+}
+
+fn init(args: &str) -> Result<(), (nix::errno::Errno, String)> {
+    use nix::errno::Errno;
+    let debug = args.split_whitespace().any(|a| a == "debug");
+    let manifest_arg = args
+        .split_whitespace()
+        .find_map(|a| a.strip_prefix("manifest="));
+    platform().map_err(|e| (Errno::EACCES, format!("platform key: {e}")))?;
+    // Nothing in the container may read this process's memory (the platform key).
+    let _ = nix::sys::prctl::set_dumpable(false);
+
+    let path = manifest_arg.unwrap_or(DEFAULT_MANIFEST);
+    let manifest = match std::fs::read(path) {
+        Ok(bytes) => {
+            Some(Manifest::parse(&bytes).map_err(|e| (Errno::EINVAL, format!("{path}: {e}")))?)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && manifest_arg.is_none() => None,
+        Err(e) => return Err((Errno::ENOENT, format!("manifest {path}: {e}"))),
+    };
+    let identity = match &manifest {
+        Some(m) => {
+            let exe = std::fs::read(&m.spec.entrypoint)
+                .map_err(|e| (Errno::ENOENT, format!("enclave program {}: {e}", m.spec.entrypoint)))?;
+            let mr_enclave = m.verify(&exe).map_err(|e| (Errno::EACCES, e.to_string()))?;
+            let mr_signer = m.mr_signer().map_err(|e| (Errno::EACCES, e.to_string()))?;
+            let id = Identity {
+                mr_enclave,
+                mr_signer,
+                product_id: m.product_id,
+                svn: m.svn,
+                debug: m.debug || debug,
+            };
+            announce(&id);
+            Some(id)
+        }
+        None if debug => None,
+        None => {
+            return Err((
+                Errno::EACCES,
+                format!("no signed manifest at {path}: an unsigned enclave runs only with the runtime arg debug"),
+            ))
+        }
+    };
+    *STATE.lock().unwrap_or_else(|p| p.into_inner()) = Some(Enclave {
+        manifest,
+        identity,
+        process: None,
+        child: None,
+    });
+    Ok(())
+}
+
+fn announce(id: &Identity) {
+    say(&format!(
+        "mr_enclave={} mr_signer={} product_id={} svn={} debug={}",
+        hex::encode(id.mr_enclave),
+        hex::encode(id.mr_signer),
+        id.product_id,
+        id.svn,
+        id.debug
+    ));
+}
+
+/// # Safety
+/// `p` must be NULL or point to a NULL-terminated array of NUL-terminated strings.
+unsafe fn strings(mut p: *const *const c_char) -> Vec<String> {
+    let mut out = Vec::new();
+    if p.is_null() {
+        return out;
+    }
+    // SAFETY: per the contract above, every element up to the NULL is a valid C string.
+    unsafe {
+        while !(*p).is_null() {
+            out.push(CStr::from_ptr(*p).to_string_lossy().into_owned());
+            p = p.add(1);
+        }
+    }
+    out
+}
+
+/// # Safety
+/// `args` must point to a valid `pal_create_process_args` (PAL API v2/v3).
+#[no_mangle]
+pub unsafe extern "C" fn pal_create_process(args: *mut PalCreateProcessArgs) -> c_int {
+    use nix::errno::Errno;
+    if args.is_null() {
+        return errno(Errno::EINVAL);
+    }
+    // SAFETY: the caller passes valid, NULL-terminated vectors and stdio/pid pointers.
+    let (argv, env, stdio, pid_out) = unsafe {
+        let a = &*args;
+        if a.stdio.is_null() || a.pid.is_null() {
+            return errno(Errno::EINVAL);
+        }
+        let s = &*a.stdio;
+        (
+            strings(a.argv),
+            strings(a.env),
+            [s.stdin, s.stdout, s.stderr],
+            a.pid,
+        )
+    };
+    let mut guard = STATE.lock().unwrap_or_else(|p| p.into_inner());
+    let Some(enclave) = guard.as_mut() else {
+        say("pal_create_process before pal_init");
+        return errno(Errno::EINVAL);
+    };
+    let Some(program) = argv.first() else {
+        return errno(Errno::EINVAL);
+    };
+    match &enclave.manifest {
+        Some(m) => {
+            // The enclave runs only what was measured.
+            if program != &m.spec.entrypoint
+                || (!m.spec.args.is_empty() && argv[1..] != m.spec.args[..])
+            {
+                say(&format!(
+                    "{program}: not the program this enclave was signed for ({})",
+                    m.spec.entrypoint
+                ));
+                return errno(Errno::EPERM);
+            }
+        }
+        None => match std::fs::read(program) {
+            Ok(exe) => {
+                let spec = EnclaveSpec {
+                    entrypoint: program.clone(),
+                    args: vec![],
+                };
+                let id = Identity {
+                    mr_enclave: sim_tee::measure(&exe, &spec),
+                    mr_signer: [0; 48],
+                    product_id: 0,
+                    svn: 0,
+                    debug: true,
+                };
+                announce(&id);
+                enclave.identity = Some(id);
+            }
+            Err(e) => {
+                say(&format!("enclave program {program}: {e}"));
+                return errno(Errno::ENOENT);
+            }
+        },
+    }
+    enclave.process = Some(Process { argv, env, stdio });
+    // SAFETY: checked non-NULL above; the caller owns the int.
+    unsafe { *pid_out = 1 };
+    0
+}
+
+fn dup_stdio(fd: c_int) -> std::io::Result<Stdio> {
+    let owned = nix::unistd::dup(fd).map_err(std::io::Error::from)?;
+    // SAFETY: `owned` is a fresh descriptor from dup(2) that nothing else owns.
+    Ok(Stdio::from(unsafe { OwnedFd::from_raw_fd(owned) }))
+}
+
+/// Answers the application's report requests until it closes its end.
+fn serve_reports(sock: OwnedFd, id: Identity) {
+    let Ok(key) = platform() else { return };
+    let mut buf = [0u8; 64];
+    loop {
+        match nix::sys::socket::recv(
+            sock.as_raw_fd(),
+            &mut buf,
+            nix::sys::socket::MsgFlags::empty(),
+        ) {
+            Ok(64) => {
+                let report = key.sign_report(Report {
+                    debug: id.debug,
+                    mr_enclave: id.mr_enclave,
+                    mr_signer: id.mr_signer,
+                    product_id: id.product_id,
+                    svn: id.svn,
+                    report_data: buf,
+                    platform_key: [0; 32],
+                    signature: [0; 64],
+                });
+                if nix::sys::socket::send(
+                    sock.as_raw_fd(),
+                    &report.to_bytes(),
+                    nix::sys::socket::MsgFlags::empty(),
+                )
+                .is_err()
+                {
+                    return;
+                }
+            }
+            Ok(0) | Err(_) => return,
+            Ok(_) => {
+                // Malformed request: answer with an empty message, keep serving.
+                let _ = nix::sys::socket::send(
+                    sock.as_raw_fd(),
+                    &[],
+                    nix::sys::socket::MsgFlags::empty(),
+                );
+            }
+        }
+    }
+}
+
+/// # Safety
+/// `args` must point to a valid `pal_exec_args` whose `exit_value` is writable.
+#[no_mangle]
+pub unsafe extern "C" fn pal_exec(args: *mut PalExecArgs) -> c_int {
+    use nix::errno::Errno;
+    use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
+    if args.is_null() {
+        return errno(Errno::EINVAL);
+    }
+    // SAFETY: checked non-NULL; the caller owns the struct for the call.
+    let exit_out = unsafe { (*args).exit_value };
+    if exit_out.is_null() {
+        return errno(Errno::EINVAL);
+    }
+    let (process, identity) = {
+        let mut guard = STATE.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(enclave) = guard.as_mut() else {
+            return errno(Errno::EINVAL);
+        };
+        let (Some(p), Some(id)) = (enclave.process.take(), enclave.identity.clone()) else {
+            return errno(Errno::EINVAL);
+        };
+        (p, id)
+    };
+    // Our end is close-on-exec; the application's end is inherited.
+    let (ours, theirs) = match socketpair(
+        AddressFamily::Unix,
+        SockType::SeqPacket,
+        None,
+        SockFlag::empty(),
+    ) {
+        Ok(pair) => pair,
+        Err(e) => return errno(e),
+    };
+    let _ = nix::fcntl::fcntl(
+        ours.as_raw_fd(),
+        nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
+    );
+    let stdio = (|| {
+        Ok::<_, std::io::Error>((
+            dup_stdio(process.stdio[0])?,
+            dup_stdio(process.stdio[1])?,
+            dup_stdio(process.stdio[2])?,
+        ))
+    })();
+    let Ok((stdin, stdout, stderr)) = stdio else {
+        return errno(Errno::EBADF);
+    };
+    let mut cmd = Command::new(&process.argv[0]);
+    cmd.args(&process.argv[1..])
+        .env_clear()
+        .envs(process.env.iter().filter_map(|kv| kv.split_once('=')))
+        .env(SIM_FD_ENV, theirs.as_raw_fd().to_string())
+        .stdin(stdin)
+        .stdout(stdout)
+        .stderr(stderr);
+    let mut child = match cmd.spawn() {
+        Ok(c) => c,
+        Err(e) => {
+            say(&format!("{}: {e}", process.argv[0]));
+            return -(e.raw_os_error().unwrap_or(libc::ENOEXEC));
+        }
+    };
+    drop(theirs);
+    if let Some(enclave) = STATE.lock().unwrap_or_else(|p| p.into_inner()).as_mut() {
+        enclave.child = Some(child.id() as i32);
+    }
+    std::thread::spawn(move || serve_reports(ours, identity));
+    let status = child.wait();
+    if let Some(enclave) = STATE.lock().unwrap_or_else(|p| p.into_inner()).as_mut() {
+        enclave.child = None;
+    }
+    let code = match status {
+        Ok(s) => {
+            use std::os::unix::process::ExitStatusExt;
+            s.code().unwrap_or_else(|| 128 + s.signal().unwrap_or(0))
+        }
+        Err(e) => return -(e.raw_os_error().unwrap_or(libc::ECHILD)),
+    };
+    // SAFETY: checked non-NULL above.
+    unsafe { *exit_out = code };
+    0
+}
+
+/// Signals the application (`pid` -1: every process of the enclave, 1: the application).
+#[no_mangle]
+pub extern "C" fn pal_kill(pid: c_int, sig: c_int) -> c_int {
+    let child = STATE
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .as_ref()
+        .and_then(|e| e.child);
+    let (Some(child), true) = (child, pid == -1 || pid == 1) else {
+        return 0;
+    };
+    let Ok(signal) = nix::sys::signal::Signal::try_from(sig) else {
+        return errno(nix::errno::Errno::EINVAL);
+    };
+    match nix::sys::signal::kill(nix::unistd::Pid::from_raw(child), signal) {
+        Ok(()) | Err(nix::errno::Errno::ESRCH) => 0,
+        Err(e) => errno(e),
+    }
+}
+
+/// A report bound to the first 64 bytes of `target_info` (the report data).
+///
+/// # Safety
+/// `target_info` must be readable for `target_info_len` bytes, `report` writable for
+/// `*report_len` bytes.
+#[no_mangle]
+pub unsafe extern "C" fn pal_get_local_report(
+    target_info: *mut c_void,
+    target_info_len: c_int,
+    report: *mut c_void,
+    report_len: *mut c_int,
+) -> c_int {
+    use nix::errno::Errno;
+    if target_info.is_null() || report.is_null() || report_len.is_null() || target_info_len < 64 {
+        return errno(Errno::EINVAL);
+    }
+    // SAFETY: checked non-NULL; the caller gives the lengths.
+    let (data, capacity) = unsafe {
+        let mut d = [0u8; 64];
+        d.copy_from_slice(std::slice::from_raw_parts(target_info as *const u8, 64));
+        (d, *report_len)
+    };
+    if capacity < sim_tee::REPORT_SIZE as c_int {
+        return errno(Errno::ENOSPC);
+    }
+    let id = STATE
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .as_ref()
+        .and_then(|e| e.identity.clone());
+    let (Some(id), Ok(key)) = (id, platform()) else {
+        return errno(Errno::EAGAIN);
+    };
+    let bytes = key
+        .sign_report(Report {
+            debug: id.debug,
+            mr_enclave: id.mr_enclave,
+            mr_signer: id.mr_signer,
+            product_id: id.product_id,
+            svn: id.svn,
+            report_data: data,
+            platform_key: [0; 32],
+            signature: [0; 64],
+        })
+        .to_bytes();
+    // SAFETY: capacity checked above.
+    unsafe {
+        std::ptr::copy_nonoverlapping(bytes.as_ptr(), report as *mut u8, bytes.len());
+        *report_len = bytes.len() as c_int;
+    }
+    0
+}
+
+#[no_mangle]
+pub extern "C" fn pal_destroy() -> c_int {
+    *STATE.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    0
+}

@@ -1,0 +1,160 @@
+//! The software enclave `liberpal-sim` under rune: signed manifests, measurement, and
+//! refusal of unsigned or altered enclaves.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+
+use common::*;
+use serde_json::json;
+
+/// Signs the busybox `sh` of the test image as an enclave; returns (manifest, mr_enclave).
+fn sign(dir: &Path, sign_bin: &Path, executable: &Path) -> (std::path::PathBuf, String) {
+    let key = dir.join("signer.key");
+    let manifest = dir.join("enclave.manifest.json");
+    assert!(Command::new(sign_bin)
+        .args(["keygen", "--out"])
+        .arg(&key)
+        .status()
+        .unwrap()
+        .success());
+    let out = Command::new(sign_bin)
+        .args(["sign", "--entrypoint", "/bin/sh", "--executable"])
+        .arg(executable)
+        .arg("--key")
+        .arg(&key)
+        .arg("--out")
+        .arg(&manifest)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    let mr = text
+        .lines()
+        .find_map(|l| l.strip_prefix("mr_enclave "))
+        .unwrap()
+        .to_string();
+    (manifest, mr)
+}
+
+/// A sim enclave bundle whose image carries `manifest` at /enclave.manifest.json.
+fn sim_bundle(pal: &Path, manifest: Option<&Path>, args: &str) -> Bundle {
+    let b = Bundle::new(&["/bin/sh", "-c", "echo enclave says hi; exit 9"])
+        .private_rootfs()
+        .enclave(pal, args);
+    if let Some(m) = manifest {
+        std::fs::copy(m, b.path().join("rootfs/enclave.manifest.json")).unwrap();
+    }
+    b
+}
+
+fn run_sim(rune: &Rune, platform: &Path, b: &Bundle, id: &str) -> std::process::Output {
+    let mut c = Command::new(RUNE);
+    c.env("INCLAVARE_SIM_PLATFORM_DIR", platform)
+        .arg("--root")
+        .arg(rune.root.path())
+        .args(["run", "--bundle", b.path().to_str().unwrap(), id]);
+    output_via_files(&mut c)
+}
+
+#[test]
+fn signed_enclave_runs_and_reports_its_measurement() {
+    if !root_or_skip("signed_enclave_runs_and_reports_its_measurement") {
+        return;
+    }
+    let (pal, sign_bin) = sim_artifacts();
+    let rune = Rune::new();
+    let work = tempfile::tempdir().unwrap();
+    let platform = work.path().join("platform");
+    let (manifest, mr) = sign(work.path(), &sign_bin, &images().join("rootfs/bin/busybox"));
+
+    let b = sim_bundle(&pal, Some(&manifest), "");
+    let id = unique_id("sim");
+    let out = run_sim(&rune, &platform, &b, &id);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(9), "{stderr}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "enclave says hi\n");
+    assert!(stderr.contains(&format!("mr_enclave={mr} ")), "{stderr}");
+    assert!(stderr.contains("debug=false"), "{stderr}");
+    assert_eq!(leftovers(rune.root.path(), &id), Vec::<String>::new());
+
+    // The platform key was created once, private to root.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(platform.join("platform.key"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+}
+
+#[test]
+fn altered_or_unsigned_enclaves_are_refused_and_leave_nothing() {
+    if !root_or_skip("altered_or_unsigned_enclaves_are_refused_and_leave_nothing") {
+        return;
+    }
+    let (pal, sign_bin) = sim_artifacts();
+    let rune = Rune::new();
+    let work = tempfile::tempdir().unwrap();
+    let platform = work.path().join("platform");
+
+    // Signed for another program: the container's /bin/sh is not what was signed.
+    let other = work.path().join("other-program");
+    std::fs::write(&other, b"\x7fELF not busybox").unwrap();
+    let (changed, _) = sign(work.path(), &sign_bin, &other);
+    // A manifest whose svn was raised after signing.
+    let good_dir = work.path().join("good");
+    std::fs::create_dir(&good_dir).unwrap();
+    let (good, _) = sign(&good_dir, &sign_bin, &images().join("rootfs/bin/busybox"));
+    let mut m: serde_json::Value = serde_json::from_slice(&std::fs::read(&good).unwrap()).unwrap();
+    m["svn"] = json!(99);
+    let forged = work.path().join("forged.json");
+    std::fs::write(&forged, m.to_string()).unwrap();
+
+    let cases: [(&str, Option<&Path>, &str, &str); 3] = [
+        (
+            "executable changed after signing",
+            Some(&changed),
+            "",
+            "does not match the manifest",
+        ),
+        (
+            "manifest tampered",
+            Some(&forged),
+            "",
+            "signature does not verify",
+        ),
+        (
+            "unsigned without debug",
+            None,
+            "",
+            "runs only with the runtime arg debug",
+        ),
+    ];
+    for (name, manifest, args, needle) in cases {
+        let b = sim_bundle(&pal, manifest, args);
+        let id = unique_id("simbad");
+        let out = run_sim(&rune, &platform, &b, &id);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{name}: ran");
+        assert!(stderr.contains(needle), "{name}: {stderr}");
+        let rune_lines = stderr.lines().filter(|l| l.starts_with("rune:")).count();
+        assert_eq!(rune_lines, 1, "{name}: {stderr}");
+        assert_eq!(
+            leftovers(rune.root.path(), &id),
+            Vec::<String>::new(),
+            "{name}"
+        );
+    }
+
+    // Unsigned with `debug`: runs, and says it is a debug enclave.
+    let b = sim_bundle(&pal, None, "debug");
+    let out = run_sim(&rune, &platform, &b, &unique_id("simdbg"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(9), "{stderr}");
+    assert!(stderr.contains("debug=true"), "{stderr}");
+}

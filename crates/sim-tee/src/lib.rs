@@ -1,0 +1,63 @@
+//! The software TEE of Inclavare Containers in Rust (`sim`): one definition of its
+//! formats, shared by the enclave runtime that produces them (`liberpal-sim.so`) and the
+//! verifiers that check them.
+//!
+//! **`sim` proves nothing about hardware.** It gives the whole confidential-container
+//! workflow (measurement, signing, reports, evidence) on any machine, so it can be
+//! developed and tested anywhere; verifiers refuse it unless their policy allows it.
+//!
+//! - [`measure`]: `mr_enclave`, a SHA-384 over the enclave program and its configuration.
+//! - [`Manifest`]: the signed statement "this measurement, with this product id and svn,
+//!   is released by this signer"; `mr_signer` is the SHA-384 of the signer's Ed25519
+//!   public key.
+//! - [`Report`]: what the enclave reports about itself, with 64 bytes of its own report
+//!   data, signed by the host's [`PlatformKey`]. Its layout is fixed (see [`Report`]).
+
+mod manifest;
+mod platform;
+mod report;
+
+pub use manifest::{measure, EnclaveSpec, Manifest, SignerKey, MANIFEST_FORMAT};
+pub use platform::{PlatformKey, DEFAULT_PLATFORM_DIR, PLATFORM_DIR_ENV};
+pub use report::{Report, REPORT_MAGIC, REPORT_SIZE, SIGNED_LEN};
+
+/// A SHA-384 digest.
+pub type Digest = [u8; 48];
+
+/// Errors of the software TEE's formats. Each renders as one line.
+#[derive(Debug, thiserror::Error)]
+pub enum SimError {
+    #[error("report: {0}")]
+    Report(String),
+    #[error("report: signature does not verify")]
+    ReportSignature,
+    #[error("manifest: {0}")]
+    Manifest(String),
+    #[error("manifest: signature does not verify")]
+    ManifestSignature,
+    #[error(
+        "the executable does not match the manifest: mr_enclave {actual} was signed as {signed}"
+    )]
+    MeasurementMismatch { actual: String, signed: String },
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("key: {0}")]
+    Key(String),
+}
+
+impl SimError {
+    pub(crate) fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> Self {
+        let context = context.into();
+        move |source| SimError::Io { context, source }
+    }
+}
+
+/// SHA-384 of `data`.
+pub fn sha384(data: &[u8]) -> Digest {
+    use sha2::Digest as _;
+    sha2::Sha384::digest(data).into()
+}

@@ -1,0 +1,222 @@
+//! Measurement and the signed enclave manifest.
+
+use std::path::Path;
+
+use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
+use serde::{Deserialize, Serialize};
+use sha2::Digest as _;
+
+use crate::{sha384, Digest, SimError};
+
+/// The `format` value of a manifest.
+pub const MANIFEST_FORMAT: &str = "inclavare-sim-manifest/1";
+
+const MEASURE_DOMAIN: &[u8] = b"inclavare-sim mr_enclave v1\0";
+
+/// The part of the enclave configuration that is measured with the program: which
+/// program is the enclave, and the arguments it is allowed to run with (empty: any).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EnclaveSpec {
+    /// The program's path inside the container, as `process.args[0]` names it.
+    pub entrypoint: String,
+    /// Fixed arguments after argv[0]; when not empty the enclave refuses any others.
+    #[serde(default)]
+    pub args: Vec<String>,
+}
+
+/// `mr_enclave`: SHA-384 over a domain tag, the program's bytes and the canonical JSON
+/// of its [`EnclaveSpec`], each length-prefixed (u64, little-endian).
+pub fn measure(executable: &[u8], spec: &EnclaveSpec) -> Digest {
+    let config = serde_json::to_vec(spec).expect("EnclaveSpec serialises");
+    let mut h = sha2::Sha384::new();
+    h.update(MEASURE_DOMAIN);
+    h.update((executable.len() as u64).to_le_bytes());
+    h.update(executable);
+    h.update((config.len() as u64).to_le_bytes());
+    h.update(&config);
+    h.finalize().into()
+}
+
+/// An enclave signing key (Ed25519). Stored as the 32-byte seed in hex, mode 0600.
+pub struct SignerKey(SigningKey);
+
+impl SignerKey {
+    /// A fresh random key.
+    pub fn generate() -> Result<Self, SimError> {
+        let mut seed = [0u8; 32];
+        getrandom::getrandom(&mut seed).map_err(|e| SimError::Key(e.to_string()))?;
+        Ok(SignerKey(SigningKey::from_bytes(&seed)))
+    }
+
+    /// Reads a key written by [`SignerKey::save`].
+    pub fn load(path: &Path) -> Result<Self, SimError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(SimError::io(format!("signing key {}", path.display())))?;
+        let seed: [u8; 32] = hex::decode(text.trim())
+            .ok()
+            .and_then(|b| b.try_into().ok())
+            .ok_or_else(|| SimError::Key(format!("{}: not a 32-byte hex seed", path.display())))?;
+        Ok(SignerKey(SigningKey::from_bytes(&seed)))
+    }
+
+    /// Writes the key, readable by its owner only.
+    pub fn save(&self, path: &Path) -> Result<(), SimError> {
+        crate::platform::write_private(path, hex::encode(self.0.to_bytes()).as_bytes())
+    }
+
+    /// The public key.
+    pub fn public(&self) -> [u8; 32] {
+        self.0.verifying_key().to_bytes()
+    }
+}
+
+/// The signed manifest of an enclave.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Manifest {
+    pub format: String,
+    /// Hex of the measurement this manifest releases.
+    pub mr_enclave: String,
+    pub product_id: u16,
+    pub svn: u16,
+    /// A debug enclave: its reports say so, and default policies refuse it.
+    pub debug: bool,
+    pub spec: EnclaveSpec,
+    /// Hex of the signer's Ed25519 public key.
+    pub signer: String,
+    /// Hex of the Ed25519 signature over [`Manifest::signed_bytes`].
+    pub signature: String,
+}
+
+impl Manifest {
+    /// Signs `executable` as the enclave described by `spec`.
+    pub fn sign(
+        executable: &[u8],
+        spec: EnclaveSpec,
+        key: &SignerKey,
+        product_id: u16,
+        svn: u16,
+        debug: bool,
+    ) -> Manifest {
+        let mut m = Manifest {
+            format: MANIFEST_FORMAT.to_string(),
+            mr_enclave: hex::encode(measure(executable, &spec)),
+            product_id,
+            svn,
+            debug,
+            spec,
+            signer: hex::encode(key.public()),
+            signature: String::new(),
+        };
+        m.signature = hex::encode(key.0.sign(&m.signed_bytes()).to_bytes());
+        m
+    }
+
+    /// The bytes the signature covers: the canonical JSON of every field but the
+    /// signature, in declaration order.
+    pub fn signed_bytes(&self) -> Vec<u8> {
+        let mut body = self.clone();
+        body.signature = String::new();
+        serde_json::to_vec(&body).expect("Manifest serialises")
+    }
+
+    /// Parses a manifest file's bytes.
+    pub fn parse(bytes: &[u8]) -> Result<Manifest, SimError> {
+        let m: Manifest =
+            serde_json::from_slice(bytes).map_err(|e| SimError::Manifest(e.to_string()))?;
+        if m.format != MANIFEST_FORMAT {
+            return Err(SimError::Manifest(format!("unknown format {:?}", m.format)));
+        }
+        Ok(m)
+    }
+
+    /// `mr_signer`: SHA-384 of the signer's public key.
+    pub fn mr_signer(&self) -> Result<Digest, SimError> {
+        Ok(sha384(&self.signer_key()?.to_bytes()))
+    }
+
+    fn signer_key(&self) -> Result<VerifyingKey, SimError> {
+        let bytes: [u8; 32] = hex::decode(&self.signer)
+            .ok()
+            .and_then(|b| b.try_into().ok())
+            .ok_or_else(|| SimError::Manifest("signer is not a 32-byte hex key".into()))?;
+        VerifyingKey::from_bytes(&bytes).map_err(|e| SimError::Manifest(format!("signer: {e}")))
+    }
+
+    /// Checks the signature, then that `executable` is the program that was signed.
+    /// Returns `mr_enclave`.
+    pub fn verify(&self, executable: &[u8]) -> Result<Digest, SimError> {
+        let sig: [u8; 64] = hex::decode(&self.signature)
+            .ok()
+            .and_then(|b| b.try_into().ok())
+            .ok_or_else(|| SimError::Manifest("signature is not 64 hex bytes".into()))?;
+        self.signer_key()?
+            .verify(&self.signed_bytes(), &Signature::from_bytes(&sig))
+            .map_err(|_| SimError::ManifestSignature)?;
+        let actual = measure(executable, &self.spec);
+        if hex::encode(actual) != self.mr_enclave {
+            return Err(SimError::MeasurementMismatch {
+                actual: hex::encode(actual),
+                signed: self.mr_enclave.clone(),
+            });
+        }
+        Ok(actual)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec() -> EnclaveSpec {
+        EnclaveSpec {
+            entrypoint: "/bin/app".into(),
+            args: vec![],
+        }
+    }
+
+    #[test]
+    fn measurement_covers_program_and_spec() {
+        let a = measure(b"program", &spec());
+        assert_ne!(a, measure(b"programX", &spec()));
+        let mut other = spec();
+        other.args = vec!["--x".into()];
+        assert_ne!(a, measure(b"program", &other));
+        assert_eq!(a, measure(b"program", &spec()));
+    }
+
+    #[test]
+    fn signed_manifest_verifies_and_detects_changes() {
+        let key = SignerKey::generate().unwrap();
+        let m = Manifest::sign(b"program", spec(), &key, 7, 2, false);
+        assert_eq!(m.verify(b"program").unwrap(), measure(b"program", &spec()));
+        assert_eq!(m.mr_signer().unwrap(), sha384(&key.public()));
+
+        let err = m.verify(b"changed after signing").unwrap_err();
+        assert!(matches!(err, SimError::MeasurementMismatch { .. }), "{err}");
+
+        let mut forged = m.clone();
+        forged.svn = 3;
+        assert!(matches!(
+            forged.verify(b"program").unwrap_err(),
+            SimError::ManifestSignature
+        ));
+
+        let json = serde_json::to_vec(&m).unwrap();
+        assert_eq!(Manifest::parse(&json).unwrap(), m);
+        assert!(Manifest::parse(b"{}").is_err());
+    }
+
+    #[test]
+    fn keys_round_trip_with_private_permissions() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("signer.key");
+        let key = SignerKey::generate().unwrap();
+        key.save(&path).unwrap();
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        assert_eq!(SignerKey::load(&path).unwrap().public(), key.public());
+    }
+}
