@@ -28,6 +28,8 @@ deps: $(APT_STAMP)
 
 build: deps
 	$(CARGO) build --release --workspace
+	@# The PAL's conventional file name has a dash, which a cdylib's name cannot.
+	cp -f $(RELEASE)/liberpal_sim.so $(RELEASE)/liberpal-sim.so
 
 $(IMAGES)/busybox-oci.tar: deps
 	scripts/busybox-image.sh $(IMAGES)

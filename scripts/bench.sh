@@ -17,19 +17,26 @@ python3 scripts/bench.py "container run: create + start + wait + delete of /bin/
   "rune run=$RUNE --root $WORK/rune run --bundle $WORK/bundle b{i}" \
   "namespace floor=unshare -fpmnu --mount-proc /bin/true"
 
-# Enclave overhead: the same program as a plain container and through a PAL (the C
-# skeleton test PAL v3, which forks the payload; liberpal-sim replaces it once it lands).
-PAL=$WORK/liberpal-skeleton-v3.so
-cc -shared -fPIC -O2 -DPAL_VERSION=3 -o "$PAL" crates/pal/tests/skeleton/skeleton.c
-busybox_bundle "$WORK/enclave" /bin/true
-python3 - "$WORK/enclave/config.json" "$PAL" <<'PY'
+# Enclave overhead: the same busybox program as a plain container, in the sim enclave
+# (liberpal-sim, debug mode: measured at create, no manifest), and through the C skeleton
+# test PAL v3.
+export INCLAVARE_SIM_PLATFORM_DIR=$WORK/sim-platform
+SKELETON=$WORK/liberpal-skeleton-v3.so
+cc -shared -fPIC -O2 -DPAL_VERSION=3 -o "$SKELETON" crates/pal/tests/skeleton/skeleton.c
+enclave_bundle() {
+  busybox_bundle "$1" /bin/true
+  python3 - "$1/config.json" "$2" "$3" <<'PY'
 import json, sys
-path, pal = sys.argv[1], sys.argv[2]
+path, pal, args = sys.argv[1], sys.argv[2], sys.argv[3]
 spec = json.load(open(path))
-spec["process"]["env"] += ["ENCLAVE_TYPE=sim", "ENCLAVE_RUNTIME_PATH=" + pal]
+spec["process"]["env"] += ["ENCLAVE_TYPE=sim", "ENCLAVE_RUNTIME_PATH=" + pal, "ENCLAVE_RUNTIME_ARGS=" + args]
 json.dump(spec, open(path, "w"), indent=2)
 PY
-python3 scripts/bench.py "enclave container: the same /bin/true plain and through a PAL v3" \
+}
+enclave_bundle "$WORK/sim" "$PWD/target/release/liberpal-sim.so" debug
+enclave_bundle "$WORK/skeleton" "$SKELETON" ""
+python3 scripts/bench.py "enclave container: the same /bin/true plain and in an enclave" \
   "$RUNS" "$WARMUP" "rune run plain" \
   "rune run plain=$RUNE --root $WORK/rune run --bundle $WORK/bundle p{i}" \
-  "rune run enclave=$RUNE --root $WORK/rune run --bundle $WORK/enclave e{i}"
+  "rune run sim enclave=$RUNE --root $WORK/rune run --bundle $WORK/sim s{i}" \
+  "rune run skeleton PAL v3=$RUNE --root $WORK/rune run --bundle $WORK/skeleton k{i}"
