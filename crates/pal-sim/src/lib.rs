@@ -19,6 +19,7 @@
 //! **Nothing here is hardware-protected**: `sim` evidence proves nothing about the
 //! platform, and verifiers refuse it unless their policy allows it.
 
+use std::collections::HashMap;
 use std::ffi::CStr;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::raw::{c_char, c_int, c_void};
@@ -49,8 +50,11 @@ struct Enclave {
     manifest: Option<Manifest>,
     /// Known at `pal_init` with a manifest; at `pal_create_process` without one.
     identity: Option<Identity>,
-    process: Option<Process>,
-    child: Option<i32>,
+    /// Created, not yet started, by PAL pid.
+    created: HashMap<i32, Process>,
+    /// Running, PAL pid to host pid.
+    running: HashMap<i32, i32>,
+    next_pid: i32,
 }
 
 struct Process {
@@ -159,8 +163,9 @@ fn init(args: &str) -> Result<(), (nix::errno::Errno, String)> {
     *STATE.lock().unwrap_or_else(|p| p.into_inner()) = Some(Enclave {
         manifest,
         identity,
-        process: None,
-        child: None,
+        created: HashMap::new(),
+        running: HashMap::new(),
+        next_pid: 1,
     });
     Ok(())
 }
@@ -236,6 +241,7 @@ pub unsafe extern "C" fn pal_create_process(args: *mut PalCreateProcessArgs) -> 
                 return errno(Errno::EPERM);
             }
         }
+        None if enclave.identity.is_some() => {}
         None => match std::fs::read(program) {
             Ok(exe) => {
                 let spec = EnclaveSpec {
@@ -258,9 +264,11 @@ pub unsafe extern "C" fn pal_create_process(args: *mut PalCreateProcessArgs) -> 
             }
         },
     }
-    enclave.process = Some(Process { argv, env, stdio });
+    let pid = enclave.next_pid;
+    enclave.next_pid += 1;
+    enclave.created.insert(pid, Process { argv, env, stdio });
     // SAFETY: checked non-NULL above; the caller owns the int.
-    unsafe { *pid_out = 1 };
+    unsafe { *pid_out = pid };
     0
 }
 
@@ -324,7 +332,7 @@ pub unsafe extern "C" fn pal_exec(args: *mut PalExecArgs) -> c_int {
         return errno(Errno::EINVAL);
     }
     // SAFETY: checked non-NULL; the caller owns the struct for the call.
-    let exit_out = unsafe { (*args).exit_value };
+    let (pal_pid, exit_out) = unsafe { ((*args).pid, (*args).exit_value) };
     if exit_out.is_null() {
         return errno(Errno::EINVAL);
     }
@@ -333,7 +341,8 @@ pub unsafe extern "C" fn pal_exec(args: *mut PalExecArgs) -> c_int {
         let Some(enclave) = guard.as_mut() else {
             return errno(Errno::EINVAL);
         };
-        let (Some(p), Some(id)) = (enclave.process.take(), enclave.identity.clone()) else {
+        let (Some(p), Some(id)) = (enclave.created.remove(&pal_pid), enclave.identity.clone())
+        else {
             return errno(Errno::EINVAL);
         };
         (p, id)
@@ -379,12 +388,12 @@ pub unsafe extern "C" fn pal_exec(args: *mut PalExecArgs) -> c_int {
     };
     drop(theirs);
     if let Some(enclave) = STATE.lock().unwrap_or_else(|p| p.into_inner()).as_mut() {
-        enclave.child = Some(child.id() as i32);
+        enclave.running.insert(pal_pid, child.id() as i32);
     }
     std::thread::spawn(move || serve_reports(ours, identity));
     let status = child.wait();
     if let Some(enclave) = STATE.lock().unwrap_or_else(|p| p.into_inner()).as_mut() {
-        enclave.child = None;
+        enclave.running.remove(&pal_pid);
     }
     let code = match status {
         Ok(s) => {
@@ -398,24 +407,31 @@ pub unsafe extern "C" fn pal_exec(args: *mut PalExecArgs) -> c_int {
     0
 }
 
-/// Signals the application (`pid` -1: every process of the enclave, 1: the application).
+/// Signals a process of the enclave by PAL pid (-1: every process).
 #[no_mangle]
 pub extern "C" fn pal_kill(pid: c_int, sig: c_int) -> c_int {
-    let child = STATE
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .as_ref()
-        .and_then(|e| e.child);
-    let (Some(child), true) = (child, pid == -1 || pid == 1) else {
-        return 0;
-    };
     let Ok(signal) = nix::sys::signal::Signal::try_from(sig) else {
         return errno(nix::errno::Errno::EINVAL);
     };
-    match nix::sys::signal::kill(nix::unistd::Pid::from_raw(child), signal) {
-        Ok(()) | Err(nix::errno::Errno::ESRCH) => 0,
-        Err(e) => errno(e),
+    let targets: Vec<i32> = STATE
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .as_ref()
+        .map(|e| {
+            e.running
+                .iter()
+                .filter(|(p, _)| pid == -1 || **p == pid)
+                .map(|(_, host)| *host)
+                .collect()
+        })
+        .unwrap_or_default();
+    for host in targets {
+        match nix::sys::signal::kill(nix::unistd::Pid::from_raw(host), signal) {
+            Ok(()) | Err(nix::errno::Errno::ESRCH) => {}
+            Err(e) => return errno(e),
+        }
     }
+    0
 }
 
 /// A report bound to the first 64 bytes of `target_info` (the report data).

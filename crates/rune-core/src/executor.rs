@@ -129,6 +129,124 @@ mod tests {
 pub struct EnclaveWorkload {
     pub pal: pal::Pal,
     pub config: crate::enclave::EnclaveConfig,
+    /// The agent socket `rune create` bound for this container (see [`crate::agent`]).
+    pub agent: Option<std::os::unix::net::UnixListener>,
+}
+
+impl EnclaveWorkload {
+    /// Runs `argv` through the PAL, forwarding the signal numbers that arrive on
+    /// `signals` (4-byte little-endian each) to the created process.
+    fn run_forwarding(
+        self: &std::sync::Arc<Self>,
+        argv: &[String],
+        env: &[String],
+        stdio: pal::StdioFds,
+        signals: Option<std::os::fd::OwnedFd>,
+    ) -> Result<i32, pal::PalError> {
+        let me = self.clone();
+        self.pal.run_with(argv, env, stdio, move |pid| {
+            let Some(fd) = signals else { return };
+            std::thread::spawn(move || {
+                use std::io::Read;
+                let mut pipe = std::fs::File::from(fd);
+                let mut buf = [0u8; 4];
+                while pipe.read_exact(&mut buf).is_ok() {
+                    let _ = me.pal.kill(pid, i32::from_le_bytes(buf));
+                }
+            });
+        })
+    }
+
+    /// Serves `rune exec` and `rune attest` requests until the process ends.
+    fn serve_agent(self: std::sync::Arc<Self>) {
+        let Some(listener) = &self.agent else { return };
+        for conn in listener.incoming().flatten() {
+            let me = self.clone();
+            std::thread::spawn(move || {
+                if let Err(e) = me.handle(conn) {
+                    tracing::warn!("agent: {e}");
+                }
+            });
+        }
+    }
+
+    fn handle(
+        self: std::sync::Arc<Self>,
+        mut conn: std::os::unix::net::UnixStream,
+    ) -> std::io::Result<()> {
+        use crate::agent::*;
+        let req: AgentServiceRequest = read_frame(&mut conn)?;
+        let response = match req.request {
+            Some(Request::Exec(e)) => {
+                let mut fds = recv_fds(&conn, 4)?.into_iter();
+                let (sig, stdin, stdout, stderr) =
+                    match (fds.next(), fds.next(), fds.next(), fds.next()) {
+                        (Some(a), Some(b), Some(c), Some(d)) => (a, b, c, d),
+                        _ => return Err(std::io::Error::other("exec request without its 4 fds")),
+                    };
+                use std::os::fd::AsRawFd;
+                let split = |s: &str| s.split_whitespace().map(String::from).collect::<Vec<_>>();
+                let argv = if e.args.is_empty() {
+                    split(&e.argv)
+                } else {
+                    e.args
+                };
+                let env = if e.env.is_empty() {
+                    split(&e.envp)
+                } else {
+                    e.env
+                };
+                let stdio = pal::StdioFds {
+                    stdin: stdin.as_raw_fd(),
+                    stdout: stdout.as_raw_fd(),
+                    stderr: stderr.as_raw_fd(),
+                };
+                let r = if argv.is_empty() {
+                    Err("empty command".to_string())
+                } else {
+                    self.run_forwarding(&argv, &env, stdio, Some(sig))
+                        .map_err(|e| e.to_string())
+                };
+                let (exit_code, error) = match r {
+                    Ok(code) => (code, String::new()),
+                    Err(e) => (-1, e),
+                };
+                Response::Exec(ExecuteResponse { exit_code, error })
+            }
+            Some(Request::Attest(a)) => {
+                let mut target_info = [0u8; pal::SGX_TARGET_INFO_SIZE];
+                let n = a.report_data.len().min(64);
+                target_info[..n].copy_from_slice(&a.report_data[..n]);
+                let mut report = vec![0u8; 4096];
+                match self.pal.local_report(&target_info, &mut report) {
+                    Ok(len) => {
+                        report.truncate(len);
+                        Response::Attest(AttestResponse {
+                            exit_code: 0,
+                            error: String::new(),
+                            local_report: report,
+                        })
+                    }
+                    Err(e) => Response::Attest(AttestResponse {
+                        exit_code: 1,
+                        error: e.to_string(),
+                        local_report: vec![],
+                    }),
+                }
+            }
+            Some(Request::Kill(k)) => {
+                let _ = self.pal.kill(-1, k.sig);
+                return Ok(());
+            }
+            None => return Err(std::io::Error::other("empty agent request")),
+        };
+        write_frame(
+            &mut conn,
+            &AgentServiceResponse {
+                response: Some(response),
+            },
+        )
+    }
 }
 
 /// The executor rune gives libcontainer: a plain process, or an enclave payload.
@@ -162,6 +280,11 @@ impl RuneExecutor {
         RuneExecutor {
             enclave: Some(std::sync::Arc::new(workload)),
         }
+    }
+
+    /// True for an enclave container's executor.
+    pub fn is_enclave(&self) -> bool {
+        self.enclave.is_some()
     }
 
     /// The enclave payload's argv: `argv[0]` is resolved on `PATH` when it names a file
@@ -214,6 +337,8 @@ impl Executor for RuneExecutor {
         };
         let argv = Self::enclave_argv(spec).ok_or(ExecutorError::InvalidArg)?;
         let env: Vec<String> = std::env::vars().map(|(k, v)| format!("{k}={v}")).collect();
+        let agent = w.clone();
+        std::thread::spawn(move || agent.serve_agent());
         // Handlers are installed once the payload exists: a PAL that forks its payload
         // would otherwise pass them on, and the payload would no longer die of SIGTERM.
         let forwarder = w.clone();

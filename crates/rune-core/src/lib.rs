@@ -9,6 +9,7 @@
 //! All operations must run in a single-threaded process, because libcontainer clones
 //! the calling process.
 
+pub mod agent;
 pub mod enclave;
 pub mod error;
 pub mod executor;
@@ -21,5 +22,5 @@ pub mod templates;
 
 pub use error::{Result, RuneError};
 pub use libcontainer::oci_spec;
-pub use runtime::{CreateOptions, ExecOptions, Runtime, DEFAULT_ROOT};
+pub use runtime::{CreateOptions, Exec, ExecOptions, Runtime, DEFAULT_ROOT};
 pub use state::ContainerState;

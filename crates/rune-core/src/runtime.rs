@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 use std::fs;
-use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use libcgroups::common::{CgroupConfig, CgroupManager, ControllerOpt};
@@ -20,6 +20,7 @@ use nix::sys::signal::{SigSet, Signal as NixSignal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
+use crate::agent;
 use crate::enclave;
 use crate::error::{Result, RuneError};
 use crate::executor::{EnclaveWorkload, ProcessExecutor, RuneExecutor};
@@ -119,17 +120,47 @@ impl Runtime {
         }
         // An enclave's PAL is loaded here, in the host's mount namespace, before any
         // state exists: a bad PAL fails create with nothing to clean up.
+        // The agent socket is bound under a temporary name (libcontainer refuses an
+        // existing container directory) and moved into it once the container exists.
+        let agent_name = format!(".agent-{}.sock", std::process::id());
+        let agent_tmp = self.root.join(&agent_name);
         let executor = match enclave::config_from_spec(&bundle.spec)? {
             None => RuneExecutor::process(),
             Some(config) => {
                 enclave::check_host(config.typ, Path::new("/"))?;
                 let pal = pal::Pal::open(&config.runtime_path)?;
                 tracing::debug!(id, version = pal.version(), "loaded enclave runtime");
-                RuneExecutor::enclave(EnclaveWorkload { pal, config })
+                let _ = fs::remove_file(&agent_tmp);
+                let listener = agent::bind_as(&self.root, &agent_name).map_err(|e| {
+                    RuneError::io(format!("agent socket {}", agent_tmp.display()), e)
+                })?;
+                RuneExecutor::enclave(EnclaveWorkload {
+                    pal,
+                    config,
+                    agent: Some(listener),
+                })
             }
         };
+        let enclave = executor.is_enclave();
 
-        let result = self.build(id, &bundle, opts, detach, executor);
+        let result = self
+            .build(id, &bundle, opts, detach, executor)
+            .and_then(|c| {
+                if enclave {
+                    let target = dir.join(agent::SOCKET);
+                    fs::rename(&agent_tmp, &target)
+                        .and_then(|_| {
+                            fs::set_permissions(&target, fs::Permissions::from_mode(0o600))
+                        })
+                        .map_err(|e| {
+                            RuneError::io(format!("agent socket {}", target.display()), e)
+                        })?;
+                }
+                Ok(c)
+            });
+        if enclave && result.is_err() {
+            let _ = fs::remove_file(&agent_tmp);
+        }
         match result {
             Ok(container) => Ok(container),
             Err(err) => {
@@ -219,9 +250,117 @@ impl Runtime {
         code
     }
 
-    /// `exec`: runs a new process in a running container and returns its pid.
-    pub fn exec(&self, id: &str, opts: &ExecOptions) -> Result<Pid> {
+    /// `exec`: runs a new process in a running container. A plain container's process
+    /// is started and its pid returned; an enclave container's runs through the PAL of
+    /// the container's init (over the agent socket) and its exit code is returned.
+    pub fn exec(&self, id: &str, opts: &ExecOptions) -> Result<Exec> {
         let c = self.load(id)?;
+        if c.status() == ContainerStatus::Running
+            && self.container_dir(id).join(agent::SOCKET).exists()
+        {
+            return self.exec_in_enclave(id, opts).map(Exec::Finished);
+        }
+        self.exec_process(id, c, opts).map(Exec::Started)
+    }
+
+    fn exec_in_enclave(&self, id: &str, opts: &ExecOptions) -> Result<i32> {
+        use crate::agent::*;
+        use std::os::fd::AsRawFd;
+        if opts.detach {
+            return Err(RuneError::InvalidArgument {
+                flag: "--detach".into(),
+                message: format!("{id} is an enclave container: exec waits for its process"),
+            });
+        }
+        let (args, mut env) = match &opts.process {
+            Some(path) => {
+                let bytes = fs::read(path)
+                    .map_err(|e| RuneError::io(format!("read {}", path.display()), e))?;
+                let p: libcontainer::oci_spec::runtime::Process = serde_json::from_slice(&bytes)
+                    .map_err(|e| RuneError::InvalidArgument {
+                        flag: "--process".into(),
+                        message: e.to_string(),
+                    })?;
+                (
+                    p.args().clone().unwrap_or_default(),
+                    p.env().clone().unwrap_or_default(),
+                )
+            }
+            None => (opts.args.clone(), Vec::new()),
+        };
+        env.extend(opts.env.iter().cloned());
+        if args.is_empty() {
+            return Err(RuneError::InvalidArgument {
+                flag: "exec".into(),
+                message: "a command or --process is required".into(),
+            });
+        }
+        let ctx = |what: &str| format!("agent of {id}: {what}");
+        let mut conn = agent::connect(&self.container_dir(id))
+            .map_err(|e| RuneError::io(ctx("connect"), e))?;
+        let request = AgentServiceRequest {
+            request: Some(Request::Exec(Execute {
+                argv: args.join(" "),
+                envp: env.join(" "),
+                args,
+                env,
+            })),
+        };
+        write_frame(&mut conn, &request).map_err(|e| RuneError::io(ctx("send"), e))?;
+        let (sig_r, sig_w) = std::io::pipe().map_err(|e| RuneError::io("pipe", e))?;
+        send_fds(&conn, &[sig_r.as_raw_fd(), 0, 1, 2])
+            .map_err(|e| RuneError::io(ctx("send stdio"), e))?;
+        drop(sig_r);
+        forward_signals_to(sig_w)?;
+        let response: AgentServiceResponse =
+            read_frame(&mut conn).map_err(|e| RuneError::io(ctx("receive"), e))?;
+        match response.response {
+            Some(Response::Exec(r)) if r.error.is_empty() => Ok(r.exit_code),
+            Some(Response::Exec(r)) => {
+                Err(RuneError::Enclave(format!("exec in {id}: {}", r.error)))
+            }
+            _ => Err(RuneError::Enclave(format!(
+                "exec in {id}: unexpected agent response"
+            ))),
+        }
+    }
+
+    /// `attest`: a local report from the enclave runtime of a running enclave
+    /// container, bound to `report_data`.
+    pub fn attest(&self, id: &str, report_data: [u8; 64]) -> Result<Vec<u8>> {
+        use crate::agent::*;
+        let c = self.load(id)?;
+        if c.status() != ContainerStatus::Running
+            || !self.container_dir(id).join(agent::SOCKET).exists()
+        {
+            return Err(RuneError::Enclave(format!(
+                "{id} is not a running enclave container"
+            )));
+        }
+        let ctx = |what: &str| format!("agent of {id}: {what}");
+        let mut conn = agent::connect(&self.container_dir(id))
+            .map_err(|e| RuneError::io(ctx("connect"), e))?;
+        let request = AgentServiceRequest {
+            request: Some(Request::Attest(Attest {
+                report_data: report_data.to_vec(),
+                ..Default::default()
+            })),
+        };
+        write_frame(&mut conn, &request).map_err(|e| RuneError::io(ctx("send"), e))?;
+        let response: AgentServiceResponse =
+            read_frame(&mut conn).map_err(|e| RuneError::io(ctx("receive"), e))?;
+        match response.response {
+            Some(Response::Attest(r)) if r.exit_code == 0 => Ok(r.local_report),
+            Some(Response::Attest(r)) => {
+                Err(RuneError::Enclave(format!("attest {id}: {}", r.error)))
+            }
+            _ => Err(RuneError::Enclave(format!(
+                "attest {id}: unexpected agent response"
+            ))),
+        }
+    }
+
+    fn exec_process(&self, id: &str, c: Container, opts: &ExecOptions) -> Result<Pid> {
         if c.status() != ContainerStatus::Running {
             return Err(RuneError::State {
                 id: id.to_string(),
@@ -413,6 +552,39 @@ impl Runtime {
     pub fn owner_uid(&self, id: &str) -> Option<u32> {
         fs::metadata(self.container_dir(id)).ok().map(|m| m.uid())
     }
+}
+
+/// What `exec` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exec {
+    /// A process was started in the container; wait for it with [`Runtime::wait_exec`].
+    Started(Pid),
+    /// The process ran in the enclave and ended with this exit code.
+    Finished(i32),
+}
+
+/// Blocks signals in this thread and forwards each one received to `pipe` as a 4-byte
+/// little-endian number, from a helper thread, for the life of the process.
+fn forward_signals_to(pipe: std::io::PipeWriter) -> Result<()> {
+    let set = SigSet::all();
+    set.thread_block()
+        .map_err(|e| RuneError::io("block signals", e.into()))?;
+    std::thread::spawn(move || {
+        use std::io::Write;
+        let mut pipe = pipe;
+        while let Ok(sig) = set.wait() {
+            if matches!(
+                sig,
+                NixSignal::SIGCHLD | NixSignal::SIGURG | NixSignal::SIGWINCH | NixSignal::SIGPIPE
+            ) {
+                continue;
+            }
+            if pipe.write_all(&(sig as i32).to_le_bytes()).is_err() {
+                return;
+            }
+        }
+    });
+    Ok(())
 }
 
 /// Parses a signal given by name (`TERM`, `SIGTERM`, `term`) or number.

@@ -83,6 +83,20 @@ pub enum Command {
     Update(Update),
     /// Show the features of this runtime
     Features,
+    /// Get a local report from the enclave runtime of an enclave container
+    Attest(Attest),
+}
+
+#[derive(Args, Debug)]
+pub struct Attest {
+    /// Write the report to this file instead of printing it in hex
+    #[arg(long)]
+    pub report_file: Option<PathBuf>,
+    /// Up to 64 bytes of report data, in hex (zero-padded)
+    #[arg(long)]
+    pub report_data: Option<String>,
+    /// Container id
+    pub id: String,
 }
 
 #[derive(Args, Debug)]

@@ -7,7 +7,7 @@ use std::process::Command as Process;
 
 use anyhow::{bail, Context, Result};
 use rune_core::resources::{self, ResourceFlags};
-use rune_core::{templates, CreateOptions, ExecOptions, Runtime};
+use rune_core::{templates, CreateOptions, Exec, ExecOptions, Runtime};
 
 use crate::cli::{self, Cli, Command, Format};
 
@@ -59,6 +59,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Pause(p) => rt.pause(&p.id)?,
         Command::Resume(p) => rt.resume(&p.id)?,
         Command::Update(u) => update(&rt, &u)?,
+        Command::Attest(a) => attest(&rt, &a)?,
         Command::Features => {
             println!("{}", serde_json::to_string_pretty(&templates::features())?);
         }
@@ -134,11 +135,11 @@ fn exec(rt: &Runtime, e: cli::Exec) -> Result<i32> {
         preserve_fds: e.preserve_fds,
         detach: e.detach,
     };
-    let pid = rt.exec(&e.id, &opts)?;
-    if e.detach {
-        return Ok(0);
+    match rt.exec(&e.id, &opts)? {
+        Exec::Finished(code) => Ok(code),
+        Exec::Started(_) if e.detach => Ok(0),
+        Exec::Started(pid) => Ok(rt.wait_exec(pid)?),
     }
-    Ok(rt.wait_exec(pid)?)
 }
 
 fn list(rt: &Runtime, l: &cli::List) -> Result<()> {
@@ -185,6 +186,41 @@ fn list(rt: &Runtime, l: &cli::List) -> Result<()> {
         }
     }
     Ok(())
+}
+
+fn attest(rt: &Runtime, a: &cli::Attest) -> Result<()> {
+    let mut data = [0u8; 64];
+    if let Some(h) = &a.report_data {
+        let bytes = decode_hex(h).with_context(|| format!("--report-data {h:?}: not hex"))?;
+        if bytes.len() > 64 {
+            bail!("--report-data: {} bytes, at most 64", bytes.len());
+        }
+        data[..bytes.len()].copy_from_slice(&bytes);
+    }
+    let report = rt.attest(&a.id, data)?;
+    match &a.report_file {
+        Some(path) => {
+            fs::write(path, &report).with_context(|| format!("write {}", path.display()))?
+        }
+        None => println!(
+            "{}",
+            report
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<String>()
+        ),
+    }
+    Ok(())
+}
+
+fn decode_hex(s: &str) -> Option<Vec<u8>> {
+    if s.len() % 2 != 0 || !s.is_ascii() {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).ok())
+        .collect()
 }
 
 fn spec(s: &cli::SpecCmd) -> Result<()> {

@@ -295,3 +295,70 @@ fn containerd_and_docker_run_enclave_containers() {
         "{out}"
     );
 }
+
+#[test]
+fn exec_and_attest_go_through_the_pal_of_the_running_enclave() {
+    if !root_or_skip("exec_and_attest_go_through_the_pal_of_the_running_enclave") {
+        return;
+    }
+    let rune = Rune::new();
+    let b = Bundle::new(&["app", "wait_timeout", "60"]).enclave(&skeleton_pal(3), "");
+    let id = unique_id("agent");
+    rune.ok(&["run", "-d", "--bundle", b.path().to_str().unwrap(), &id]);
+    assert_eq!(rune.status(&id), "running");
+
+    let out = rune.cmd(&[
+        "exec",
+        "-e",
+        "PAL_FROM_EXEC=1",
+        &id,
+        "app",
+        "two words",
+        "exit_code",
+        "4",
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(4),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("argv: app|two words|exit_code|4\n"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("env: PAL_FROM_EXEC=1"), "{stdout}");
+
+    let detached = rune.cmd(&["exec", "-d", &id, "app"]);
+    assert!(!detached.status.success());
+    assert!(String::from_utf8_lossy(&detached.stderr).contains("enclave container"));
+
+    let report = rune.ok(&["attest", "--report-data", "abcd", &id]);
+    let report = hex::decode(report.trim()).unwrap();
+    assert_eq!(&report[..15], b"SKELETON-REPORT");
+    assert_eq!(
+        &report[16..20],
+        &[0xab, 0xcd, 0, 0],
+        "report data reached the PAL"
+    );
+
+    rune.ok(&["kill", &id, "9"]);
+    assert!(wait_until(Duration::from_secs(10), || rune.status(&id) == "stopped"));
+    rune.ok(&["delete", &id]);
+    assert_eq!(leftovers(rune.root.path(), &id), Vec::<String>::new());
+
+    // A plain container has no agent: attest says so.
+    let plain = Bundle::new(&["sleep", "60"]);
+    let pid = unique_id("plain");
+    rune.ok(&[
+        "run",
+        "-d",
+        "--bundle",
+        plain.path().to_str().unwrap(),
+        &pid,
+    ]);
+    let out = rune.cmd(&["attest", &pid]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a running enclave container"));
+    rune.ok(&["delete", "--force", &pid]);
+}

@@ -158,3 +158,66 @@ fn altered_or_unsigned_enclaves_are_refused_and_leave_nothing() {
     assert_eq!(out.status.code(), Some(9), "{stderr}");
     assert!(stderr.contains("debug=true"), "{stderr}");
 }
+
+#[test]
+fn attest_gives_a_signed_report_bound_to_the_report_data() {
+    if !root_or_skip("attest_gives_a_signed_report_bound_to_the_report_data") {
+        return;
+    }
+    let (pal, sign_bin) = sim_artifacts();
+    let rune = Rune::new();
+    let work = tempfile::tempdir().unwrap();
+    let platform = work.path().join("platform");
+    let (manifest, mr) = sign(work.path(), &sign_bin, &images().join("rootfs/bin/busybox"));
+    let mut b = sim_bundle(&pal, Some(&manifest), "");
+    b.spec["process"]["args"] = json!(["/bin/sh", "-c", "sleep 60"]);
+    b.save();
+    let id = unique_id("simatt");
+    let mut c = Command::new(RUNE);
+    c.env("INCLAVARE_SIM_PLATFORM_DIR", &platform)
+        .arg("--root")
+        .arg(rune.root.path())
+        .args(["run", "-d", "--bundle", b.path().to_str().unwrap(), &id]);
+    let out = output_via_files(&mut c);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let data = "11".repeat(64);
+    let report_file = work.path().join("report.bin");
+    rune.ok(&[
+        "attest",
+        "--report-data",
+        &data,
+        "--report-file",
+        report_file.to_str().unwrap(),
+        &id,
+    ]);
+    let report = sim_tee::Report::parse(&std::fs::read(&report_file).unwrap()).unwrap();
+    report.verify_signature().unwrap();
+    assert_eq!(hex::encode(report.mr_enclave), mr);
+    assert_eq!(report.report_data, [0x11; 64]);
+    assert!(!report.debug);
+
+    // exec runs through the enclave, which runs only the program it was signed for.
+    let ok = rune.cmd(&["exec", &id, "/bin/sh", "-c", "echo from exec; exit 3"]);
+    assert_eq!(
+        ok.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&ok.stdout), "from exec\n");
+    let refused = rune.cmd(&["exec", &id, "/bin/echo", "not signed"]);
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("pal_create_process() failed"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+
+    rune.ok(&["delete", "--force", &id]);
+    assert_eq!(leftovers(rune.root.path(), &id), Vec::<String>::new());
+}

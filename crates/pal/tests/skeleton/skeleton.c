@@ -14,6 +14,7 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -39,11 +40,43 @@ struct pal_create_process_args {
 };
 struct pal_exec_args { int pid; int *exit_value; };
 
-static pid_t payload = -1;
-#if PAL_VERSION >= 2
-/* Write end of the pipe a created payload waits on; pal_exec closes it to start it. */
-static int start_fd = -1;
-#endif
+/* Payloads alive: their pid and the write end of the pipe a created payload waits on
+ * (pal_exec closes it to start it). Several may run at once (rune exec). */
+#define MAX_PAYLOADS 64
+static struct { pid_t pid; int start_fd; } payloads[MAX_PAYLOADS];
+static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+
+static int track(pid_t pid, int start_fd)
+{
+	int rc = -EAGAIN;
+	pthread_mutex_lock(&lock);
+	for (int i = 0; i < MAX_PAYLOADS; i++)
+		if (payloads[i].pid == 0) {
+			payloads[i].pid = pid;
+			payloads[i].start_fd = start_fd;
+			rc = 0;
+			break;
+		}
+	pthread_mutex_unlock(&lock);
+	return rc;
+}
+
+/* Forgets `pid` and returns its start fd (or -1). */
+static int untrack(pid_t pid, int keep)
+{
+	int fd = -1;
+	pthread_mutex_lock(&lock);
+	for (int i = 0; i < MAX_PAYLOADS; i++)
+		if (payloads[i].pid == pid) {
+			fd = payloads[i].start_fd;
+			payloads[i].start_fd = -1;
+			if (!keep)
+				payloads[i].pid = 0;
+		}
+	pthread_mutex_unlock(&lock);
+	return fd;
+}
+
 
 /* Negative tests build a PAL that reports another version than it implements. */
 #ifndef PAL_CLAIM_VERSION
@@ -103,7 +136,7 @@ static int wait_payload(pid_t pid)
 	while (waitpid(pid, &status, 0) < 0)
 		if (errno != EINTR)
 			return -errno;
-	payload = -1;
+	untrack(pid, 0);
 	if (WIFSIGNALED(status))
 		return 128 + WTERMSIG(status);
 	return WEXITSTATUS(status);
@@ -119,7 +152,7 @@ int pal_exec(const char *path, const char *argv[], struct pal_stdio_fds *stdio, 
 		return -errno;
 	if (pid == 0)
 		run_payload(argv, NULL, stdio);
-	payload = pid;
+	track(pid, -1);
 	int rc = wait_payload(pid);
 	if (rc < 0)
 		return rc;
@@ -146,18 +179,20 @@ int pal_create_process(struct pal_create_process_args *args)
 		run_payload(args->argv, args->env, args->stdio);
 	}
 	close(go[0]);
-	payload = pid;
-	start_fd = go[1];
+	if (track(pid, go[1]) < 0) {
+		kill(pid, SIGKILL);
+		close(go[1]);
+		return -EAGAIN;
+	}
 	*args->pid = pid;
 	return 0;
 }
 
 int pal_exec(struct pal_exec_args *args)
 {
-	if (start_fd >= 0) {
-		close(start_fd);
-		start_fd = -1;
-	}
+	int fd = untrack(args->pid, 1);
+	if (fd >= 0)
+		close(fd);
 	int rc = wait_payload(args->pid);
 	if (rc < 0)
 		return rc;
@@ -167,12 +202,14 @@ int pal_exec(struct pal_exec_args *args)
 
 int pal_kill(int pid, int sig)
 {
-	pid_t target = pid == -1 ? payload : pid;
-	if (target <= 0)
-		return 0;
-	if (kill(target, sig) < 0)
-		return -errno;
-	return 0;
+	int rc = 0;
+	pthread_mutex_lock(&lock);
+	for (int i = 0; i < MAX_PAYLOADS; i++)
+		if (payloads[i].pid > 0 && (pid == -1 || payloads[i].pid == pid))
+			if (kill(payloads[i].pid, sig) < 0 && errno != ESRCH)
+				rc = -errno;
+	pthread_mutex_unlock(&lock);
+	return rc;
 }
 #endif
 
