@@ -191,7 +191,7 @@ fn list(rt: &Runtime, l: &cli::List) -> Result<()> {
 fn attest(rt: &Runtime, a: &cli::Attest) -> Result<()> {
     let mut data = [0u8; 64];
     if let Some(h) = &a.report_data {
-        let bytes = decode_hex(h).with_context(|| format!("--report-data {h:?}: not hex"))?;
+        let bytes = hex::decode(h).with_context(|| format!("--report-data {h:?}: not hex"))?;
         if bytes.len() > 64 {
             bail!("--report-data: {} bytes, at most 64", bytes.len());
         }
@@ -211,16 +211,6 @@ fn attest(rt: &Runtime, a: &cli::Attest) -> Result<()> {
         ),
     }
     Ok(())
-}
-
-fn decode_hex(s: &str) -> Option<Vec<u8>> {
-    if s.len() % 2 != 0 || !s.is_ascii() {
-        return None;
-    }
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).ok())
-        .collect()
 }
 
 fn spec(s: &cli::SpecCmd) -> Result<()> {
