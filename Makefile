@@ -11,7 +11,7 @@ APT_STAMP  := target/.apt-deps
 BUILD_DEPS := build-essential pkg-config libseccomp-dev
 TEST_DEPS  := containerd docker.io podman runc umoci busybox-static hyperfine iproute2 procps
 
-.PHONY: all build deps test unit integration demo bench fmt clippy lint clean
+.PHONY: all build deps test demo bench fmt lint install clean
 
 all: build
 
@@ -51,6 +51,12 @@ demo: build $(IMAGES)/busybox-oci.tar
 
 bench: build $(IMAGES)/busybox-oci.tar
 	scripts/bench.sh
+
+PREFIX ?= /usr/local
+install: build
+	install -D -m 0755 $(RUNE) $(DESTDIR)$(PREFIX)/bin/rune
+	install -D -m 0755 $(RELEASE)/sim-sign $(DESTDIR)$(PREFIX)/bin/sim-sign
+	install -D -m 0755 $(RELEASE)/liberpal-sim.so $(DESTDIR)$(PREFIX)/lib/rune/liberpal-sim.so
 
 clean:
 	$(CARGO) clean
