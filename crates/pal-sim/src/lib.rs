@@ -46,6 +46,23 @@ struct Identity {
     debug: bool,
 }
 
+impl Identity {
+    /// This enclave's report bound to `report_data`, signed by the platform key.
+    fn report(&self, key: &PlatformKey, report_data: [u8; 64]) -> [u8; sim_tee::REPORT_SIZE] {
+        key.sign_report(Report {
+            debug: self.debug,
+            mr_enclave: self.mr_enclave,
+            mr_signer: self.mr_signer,
+            product_id: self.product_id,
+            svn: self.svn,
+            report_data,
+            platform_key: [0; 32],
+            signature: [0; 64],
+        })
+        .to_bytes()
+    }
+}
+
 struct Enclave {
     manifest: Option<Manifest>,
     /// Known at `pal_init` with a manifest; at `pal_create_process` without one.
@@ -289,19 +306,10 @@ fn serve_reports(sock: OwnedFd, id: Identity) {
             nix::sys::socket::MsgFlags::empty(),
         ) {
             Ok(64) => {
-                let report = key.sign_report(Report {
-                    debug: id.debug,
-                    mr_enclave: id.mr_enclave,
-                    mr_signer: id.mr_signer,
-                    product_id: id.product_id,
-                    svn: id.svn,
-                    report_data: buf,
-                    platform_key: [0; 32],
-                    signature: [0; 64],
-                });
+                let report = id.report(&key, buf);
                 if nix::sys::socket::send(
                     sock.as_raw_fd(),
-                    &report.to_bytes(),
+                    &report,
                     nix::sys::socket::MsgFlags::empty(),
                 )
                 .is_err()
@@ -467,18 +475,7 @@ pub unsafe extern "C" fn pal_get_local_report(
     let (Some(id), Ok(key)) = (id, platform()) else {
         return errno(Errno::EAGAIN);
     };
-    let bytes = key
-        .sign_report(Report {
-            debug: id.debug,
-            mr_enclave: id.mr_enclave,
-            mr_signer: id.mr_signer,
-            product_id: id.product_id,
-            svn: id.svn,
-            report_data: data,
-            platform_key: [0; 32],
-            signature: [0; 64],
-        })
-        .to_bytes();
+    let bytes = id.report(&key, data);
     // SAFETY: capacity checked above.
     unsafe {
         std::ptr::copy_nonoverlapping(bytes.as_ptr(), report as *mut u8, bytes.len());

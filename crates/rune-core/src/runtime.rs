@@ -14,7 +14,6 @@ use libcontainer::container::builder::ContainerBuilder;
 use libcontainer::container::{Container, ContainerStatus};
 use libcontainer::error::LibcontainerError;
 use libcontainer::oci_spec::runtime::LinuxResources;
-use libcontainer::signal::Signal;
 use libcontainer::syscall::syscall::SyscallType;
 use nix::sys::signal::{SigSet, Signal as NixSignal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
@@ -100,7 +99,23 @@ impl Runtime {
         if !dir.join("state.json").exists() {
             return Err(RuneError::NotFound(id.to_string()));
         }
-        Container::load(dir).map_err(RuneError::lc(format!("load container {id}")))
+        // libcontainer rewrites state.json in place: a read racing a write can see it
+        // empty or partial. Such a read is retried briefly.
+        let mut attempts = 0;
+        loop {
+            match Container::load(dir.clone()) {
+                Ok(c) => return Ok(c),
+                Err(e) if attempts < 20 && dir.join("state.json").exists() => {
+                    tracing::debug!("load {id}: {e}; retrying");
+                    attempts += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(5));
+                }
+                Err(_) if !dir.join("state.json").exists() => {
+                    return Err(RuneError::NotFound(id.to_string()))
+                }
+                Err(e) => return Err(RuneError::lc(format!("load container {id}"))(e)),
+            }
+        }
     }
 
     /// `create`: sets up the container and leaves its init process waiting for `start`.
@@ -244,7 +259,7 @@ impl Runtime {
             .pid()
             .ok_or_else(|| RuneError::NotFound(format!("{id} init process")))?;
         let code = wait_forwarding_signals(pid);
-        if let Err(e) = c.delete(true) {
+        if let Err(e) = delete_settling(&mut c, true) {
             tracing::warn!(id, "delete after run: {e}");
         }
         code
@@ -413,23 +428,55 @@ impl Runtime {
     }
 
     /// `kill`: sends `signal` to the init process (or every process with `all`).
+    ///
+    /// Unlike libcontainer's kill this writes no state: the status is derived from the
+    /// process, and a write could race with a concurrent `delete` and recreate the
+    /// state file in a directory being removed.
     pub fn kill(&self, id: &str, signal: &str, all: bool) -> Result<()> {
+        use libcgroups::common::FreezerState;
         let signal = parse_signal(signal)?;
-        let mut c = self.load(id)?;
-        let before = c.status();
-        if before == ContainerStatus::Stopped && !all {
+        let c = self.load(id)?;
+        let status = c.status();
+        match status {
+            ContainerStatus::Stopped if !all => return Err(RuneError::NotRunning),
+            ContainerStatus::Creating => {
+                return Err(RuneError::State {
+                    id: id.to_string(),
+                    status: status_name(status).to_string(),
+                    what: "it cannot be signalled until create finishes",
+                })
+            }
+            _ => {}
+        }
+        let send = |pid: Pid| match nix::sys::signal::kill(pid, signal) {
+            Ok(()) | Err(nix::errno::Errno::ESRCH) => Ok(()),
+            Err(e) => Err(RuneError::io(format!("kill {pid}"), e.into())),
+        };
+        let v1 = !matches!(
+            libcgroups::common::get_cgroup_setup(),
+            Ok(libcgroups::common::CgroupSetup::Unified)
+        );
+        if all {
+            let m = self.cgroup_manager(&c)?;
+            // Frozen, the set of processes cannot change while it is signalled.
+            let _ = m.freeze(FreezerState::Frozen);
+            let pids = m
+                .get_all_pids()
+                .map_err(|e| RuneError::Cgroup(e.to_string()));
+            let sent = pids.and_then(|pids| pids.into_iter().try_for_each(send));
+            if status != ContainerStatus::Paused || signal == NixSignal::SIGKILL {
+                let _ = m.freeze(FreezerState::Thawed);
+            }
+            return sent;
+        }
+        let pid = c.pid().ok_or(RuneError::NotRunning)?;
+        if !process_alive(pid) {
             return Err(RuneError::NotRunning);
         }
-        c.kill(signal, all).map_err(|e| match c.status() {
-            ContainerStatus::Stopped => RuneError::NotRunning,
-            _ => RuneError::lc(format!("kill {id}"))(e),
-        })?;
-        // libcontainer records every signalled container as stopped; the status is
-        // derived from the process anyway, so keep the one it had (created, paused).
-        if before != ContainerStatus::Stopped {
-            c.set_status(before)
-                .save()
-                .map_err(RuneError::lc(format!("save state of {id}")))?;
+        send(pid)?;
+        // On cgroup v1 a frozen process cannot act on signals: SIGKILL thaws it.
+        if status == ContainerStatus::Paused && signal == NixSignal::SIGKILL && v1 {
+            let _ = self.cgroup_manager(&c)?.freeze(FreezerState::Thawed);
         }
         Ok(())
     }
@@ -554,6 +601,24 @@ impl Runtime {
     }
 }
 
+/// Deletes `c`, retrying for up to a second: right after a container's init dies, the
+/// other processes of its pid namespace are still being reaped by the kernel, and
+/// until they are gone the cgroup cannot be removed.
+fn delete_settling(c: &mut Container, force: bool) -> std::result::Result<(), LibcontainerError> {
+    let mut attempts = 0;
+    loop {
+        match c.delete(force) {
+            Ok(()) => return Ok(()),
+            Err(e) if attempts < 50 && c.status() == ContainerStatus::Stopped => {
+                tracing::debug!("delete {}: {e}; retrying", c.id());
+                attempts += 1;
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 /// What `exec` did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Exec {
@@ -588,8 +653,27 @@ fn forward_signals_to(pipe: std::io::PipeWriter) -> Result<()> {
 }
 
 /// Parses a signal given by name (`TERM`, `SIGTERM`, `term`) or number.
-pub fn parse_signal(s: &str) -> Result<Signal> {
-    Signal::try_from(s).map_err(|_| RuneError::Signal(s.to_string()))
+pub fn parse_signal(s: &str) -> Result<NixSignal> {
+    use std::str::FromStr;
+    let bad = || RuneError::Signal(s.to_string());
+    if let Ok(n) = s.parse::<i32>() {
+        return NixSignal::try_from(n).map_err(|_| bad());
+    }
+    let upper = s.to_ascii_uppercase();
+    let name = if upper.starts_with("SIG") {
+        upper
+    } else {
+        format!("SIG{upper}")
+    };
+    NixSignal::from_str(&name).map_err(|_| bad())
+}
+
+/// True while `pid` exists and is not a zombie.
+fn process_alive(pid: Pid) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| s.rsplit_once(") ").map(|(_, rest)| !rest.starts_with('Z')))
+        .unwrap_or(false)
 }
 
 fn creation_error(id: &str, err: LibcontainerError) -> RuneError {

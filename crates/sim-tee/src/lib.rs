@@ -56,6 +56,23 @@ impl SimError {
     }
 }
 
+/// 32 random bytes: the seed of a fresh Ed25519 key.
+pub(crate) fn random_seed() -> Result<[u8; 32], SimError> {
+    let mut seed = [0u8; 32];
+    getrandom::getrandom(&mut seed).map_err(|e| SimError::Key(e.to_string()))?;
+    Ok(seed)
+}
+
+/// Reads a key file holding a 32-byte seed in hex.
+pub(crate) fn read_seed(path: &std::path::Path) -> Result<[u8; 32], SimError> {
+    let text =
+        std::fs::read_to_string(path).map_err(SimError::io(format!("key {}", path.display())))?;
+    hex::decode(text.trim())
+        .ok()
+        .and_then(|b| b.try_into().ok())
+        .ok_or_else(|| SimError::Key(format!("{}: not a 32-byte hex seed", path.display())))
+}
+
 /// SHA-384 of `data`.
 pub fn sha384(data: &[u8]) -> Digest {
     use sha2::Digest as _;

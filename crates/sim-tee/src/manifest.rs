@@ -43,20 +43,12 @@ pub struct SignerKey(SigningKey);
 impl SignerKey {
     /// A fresh random key.
     pub fn generate() -> Result<Self, SimError> {
-        let mut seed = [0u8; 32];
-        getrandom::getrandom(&mut seed).map_err(|e| SimError::Key(e.to_string()))?;
-        Ok(SignerKey(SigningKey::from_bytes(&seed)))
+        Ok(SignerKey(SigningKey::from_bytes(&crate::random_seed()?)))
     }
 
     /// Reads a key written by [`SignerKey::save`].
     pub fn load(path: &Path) -> Result<Self, SimError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(SimError::io(format!("signing key {}", path.display())))?;
-        let seed: [u8; 32] = hex::decode(text.trim())
-            .ok()
-            .and_then(|b| b.try_into().ok())
-            .ok_or_else(|| SimError::Key(format!("{}: not a 32-byte hex seed", path.display())))?;
-        Ok(SignerKey(SigningKey::from_bytes(&seed)))
+        Ok(SignerKey(SigningKey::from_bytes(&crate::read_seed(path)?)))
     }
 
     /// Writes the key, readable by its owner only.

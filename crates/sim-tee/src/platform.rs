@@ -23,9 +23,7 @@ pub struct PlatformKey(SigningKey);
 impl PlatformKey {
     /// A fresh random key (not stored).
     pub fn generate() -> Result<Self, SimError> {
-        let mut seed = [0u8; 32];
-        getrandom::getrandom(&mut seed).map_err(|e| SimError::Key(e.to_string()))?;
-        Ok(PlatformKey(SigningKey::from_bytes(&seed)))
+        Ok(PlatformKey(SigningKey::from_bytes(&crate::random_seed()?)))
     }
 
     /// The directory in force: `$INCLAVARE_SIM_PLATFORM_DIR` or the default.
@@ -38,17 +36,9 @@ impl PlatformKey {
     /// Loads the key from `dir`, creating it (and the directory) on first use.
     pub fn load_or_create(dir: &Path) -> Result<Self, SimError> {
         let path = dir.join(KEY_FILE);
-        match fs::read_to_string(&path) {
-            Ok(text) => {
-                let seed: [u8; 32] = hex::decode(text.trim())
-                    .ok()
-                    .and_then(|b| b.try_into().ok())
-                    .ok_or_else(|| {
-                        SimError::Key(format!("{}: not a 32-byte hex seed", path.display()))
-                    })?;
-                Ok(PlatformKey(SigningKey::from_bytes(&seed)))
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+        match crate::read_seed(&path) {
+            Ok(seed) => Ok(PlatformKey(SigningKey::from_bytes(&seed))),
+            Err(SimError::Io { source: e, .. }) if e.kind() == std::io::ErrorKind::NotFound => {
                 fs::DirBuilder::new()
                     .recursive(true)
                     .mode(0o700)
@@ -67,7 +57,7 @@ impl PlatformKey {
                     Err(e) => Err(SimError::io(format!("platform key {}", path.display()))(e)),
                 }
             }
-            Err(e) => Err(SimError::io(format!("platform key {}", path.display()))(e)),
+            Err(e) => Err(e),
         }
     }
 
