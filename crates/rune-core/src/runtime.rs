@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 use std::fs;
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use libcgroups::common::{CgroupConfig, CgroupManager, ControllerOpt};
@@ -593,11 +593,6 @@ impl Runtime {
             freezer_state: None,
         })
         .map_err(|e| RuneError::Cgroup(e.to_string()))
-    }
-
-    /// The uid that owns a container's state, for `list`'s OWNER column.
-    pub fn owner_uid(&self, id: &str) -> Option<u32> {
-        fs::metadata(self.container_dir(id)).ok().map(|m| m.uid())
     }
 }
 
