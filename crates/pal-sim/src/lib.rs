@@ -26,6 +26,8 @@ use std::os::raw::{c_char, c_int, c_void};
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex, OnceLock};
 
+mod digests;
+
 use pal::ffi::{PalAttrV3, PalCreateProcessArgs, PalExecArgs};
 use sim_tee::{Digest, EnclaveSpec, Manifest, PlatformKey, Report};
 
@@ -87,9 +89,14 @@ fn say(msg: &str) {
 fn platform() -> Result<Arc<PlatformKey>, String> {
     PLATFORM
         .get_or_init(|| {
-            PlatformKey::load_or_create(&PlatformKey::dir())
+            let dir = PlatformKey::dir();
+            let key = PlatformKey::load_or_create(&dir)
                 .map(Arc::new)
-                .map_err(|e| e.to_string())
+                .map_err(|e| e.to_string());
+            if key.is_ok() {
+                digests::open(&dir);
+            }
+            key
         })
         .clone()
 }
@@ -155,9 +162,11 @@ fn init(args: &str) -> Result<(), (nix::errno::Errno, String)> {
     };
     let identity = match &manifest {
         Some(m) => {
-            let exe = std::fs::read(&m.spec.entrypoint)
+            let program = digests::program_digest(&m.spec.entrypoint)
                 .map_err(|e| (Errno::ENOENT, format!("enclave program {}: {e}", m.spec.entrypoint)))?;
-            let mr_enclave = m.verify(&exe).map_err(|e| (Errno::EACCES, e.to_string()))?;
+            let mr_enclave = m
+                .verify_program(&program)
+                .map_err(|e| (Errno::EACCES, e.to_string()))?;
             let mr_signer = m.mr_signer().map_err(|e| (Errno::EACCES, e.to_string()))?;
             let id = Identity {
                 mr_enclave,
@@ -259,14 +268,14 @@ pub unsafe extern "C" fn pal_create_process(args: *mut PalCreateProcessArgs) -> 
             }
         }
         None if enclave.identity.is_some() => {}
-        None => match std::fs::read(program) {
-            Ok(exe) => {
+        None => match digests::program_digest(program) {
+            Ok(digest) => {
                 let spec = EnclaveSpec {
                     entrypoint: program.clone(),
                     args: vec![],
                 };
                 let id = Identity {
-                    mr_enclave: sim_tee::measure(&exe, &spec),
+                    mr_enclave: sim_tee::measure_program(&digest, &spec),
                     mr_signer: [0; 48],
                     product_id: 0,
                     svn: 0,

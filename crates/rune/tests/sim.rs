@@ -221,3 +221,77 @@ fn attest_gives_a_signed_report_bound_to_the_report_data() {
     rune.ok(&["delete", "--force", &id]);
     assert_eq!(leftovers(rune.root.path(), &id), Vec::<String>::new());
 }
+
+/// The `mr_enclave` a run announced on stderr.
+fn announced_mr(stderr: &str) -> String {
+    stderr
+        .split("mr_enclave=")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no measurement in: {stderr}"))
+        .to_string()
+}
+
+#[test]
+fn kept_program_digests_follow_changes_to_the_program() {
+    if !root_or_skip("kept_program_digests_follow_changes_to_the_program") {
+        return;
+    }
+    let (pal, sign_bin) = sim_artifacts();
+    let rune = Rune::new();
+    let work = tempfile::tempdir().unwrap();
+    let platform = work.path().join("platform");
+    let b = sim_bundle(&pal, None, "debug");
+    let busybox = b.path().join("rootfs/bin/busybox");
+    let measure = || {
+        let out = Command::new(&sign_bin)
+            .args(["measure", "--entrypoint", "/bin/sh", "--executable"])
+            .arg(&busybox)
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    };
+    // Digests of files changed in the last seconds are not kept (they could change
+    // again within one timestamp tick); let the fresh copy settle.
+    std::thread::sleep(std::time::Duration::from_millis(3100));
+
+    let first = run_sim(&rune, &platform, &b, &unique_id("simdig"));
+    let stderr = String::from_utf8_lossy(&first.stderr);
+    assert_eq!(first.status.code(), Some(9), "{stderr}");
+    assert_eq!(announced_mr(&stderr), measure());
+    let kept: Vec<_> = std::fs::read_dir(platform.join("digests"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(kept.len(), 1, "one program digest kept: {kept:?}");
+
+    // The same bytes measure the same from the kept digest.
+    let again = run_sim(&rune, &platform, &b, &unique_id("simdig"));
+    assert_eq!(
+        announced_mr(&String::from_utf8_lossy(&again.stderr)),
+        measure()
+    );
+
+    // Change one byte in place (same size, same inode): the kept digest is stale and
+    // must not be used. The last byte is in the section headers, which execution
+    // does not read.
+    let mut bytes = std::fs::read(&busybox).unwrap();
+    let before = measure();
+    *bytes.last_mut().unwrap() ^= 0xff;
+    {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&busybox)
+            .unwrap();
+        f.write_all(&bytes).unwrap();
+    }
+    let after = measure();
+    assert_ne!(before, after);
+    let changed = run_sim(&rune, &platform, &b, &unique_id("simdig"));
+    assert_eq!(
+        announced_mr(&String::from_utf8_lossy(&changed.stderr)),
+        after
+    );
+}

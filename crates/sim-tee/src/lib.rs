@@ -6,7 +6,8 @@
 //! workflow (measurement, signing, reports, evidence) on any machine, so it can be
 //! developed and tested anywhere; verifiers refuse it unless their policy allows it.
 //!
-//! - [`measure`]: `mr_enclave`, a SHA-384 over the enclave program and its configuration.
+//! - [`measure`]: `mr_enclave`, a SHA-384 over the enclave program's SHA-384 and its
+//!   configuration.
 //! - [`Manifest`]: the signed statement "this measurement, with this product id and svn,
 //!   is released by this signer"; `mr_signer` is the SHA-384 of the signer's Ed25519
 //!   public key.
@@ -17,7 +18,9 @@ mod manifest;
 mod platform;
 mod report;
 
-pub use manifest::{measure, EnclaveSpec, Manifest, SignerKey, MANIFEST_FORMAT};
+pub use manifest::{
+    measure, measure_program, program_digest, EnclaveSpec, Manifest, SignerKey, MANIFEST_FORMAT,
+};
 pub use platform::{PlatformKey, DEFAULT_PLATFORM_DIR, PLATFORM_DIR_ENV};
 pub use report::{Report, REPORT_MAGIC, REPORT_SIZE, SIGNED_LEN};
 

@@ -1,5 +1,6 @@
 //! Measurement and the signed enclave manifest.
 
+use std::io::Read;
 use std::path::Path;
 
 use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
@@ -24,17 +25,40 @@ pub struct EnclaveSpec {
     pub args: Vec<String>,
 }
 
-/// `mr_enclave`: SHA-384 over a domain tag, the program's bytes and the canonical JSON
-/// of its [`EnclaveSpec`], each length-prefixed (u64, little-endian).
+/// `mr_enclave` of a program held in memory: [`measure_program`] of its
+/// [`program_digest`].
 pub fn measure(executable: &[u8], spec: &EnclaveSpec) -> Digest {
+    measure_program(&sha384(executable), spec)
+}
+
+/// `mr_enclave`: SHA-384 over a domain tag, the program's SHA-384 and the
+/// length-prefixed (u64, little-endian) canonical JSON of its [`EnclaveSpec`].
+///
+/// The program enters as its own digest so that a runtime can keep digests of programs
+/// it has already read (as the kernel's IMA does) instead of hashing them again.
+pub fn measure_program(program: &Digest, spec: &EnclaveSpec) -> Digest {
     let config = serde_json::to_vec(spec).expect("EnclaveSpec serialises");
     let mut h = sha2::Sha384::new();
     h.update(MEASURE_DOMAIN);
-    h.update((executable.len() as u64).to_le_bytes());
-    h.update(executable);
+    h.update(program);
     h.update((config.len() as u64).to_le_bytes());
     h.update(&config);
     h.finalize().into()
+}
+
+/// SHA-384 of a program's bytes, read through a small buffer: the program is never
+/// held in memory whole, which also keeps the copy from the page cache cheap.
+pub fn program_digest(mut program: impl Read) -> std::io::Result<Digest> {
+    let mut h = sha2::Sha384::new();
+    let mut buf = vec![0u8; 128 * 1024];
+    loop {
+        match program.read(&mut buf) {
+            Ok(0) => return Ok(h.finalize().into()),
+            Ok(n) => h.update(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 /// An enclave signing key (Ed25519). Stored as the 32-byte seed in hex, mode 0600.
@@ -137,6 +161,11 @@ impl Manifest {
     /// Checks the signature, then that `executable` is the program that was signed.
     /// Returns `mr_enclave`.
     pub fn verify(&self, executable: &[u8]) -> Result<Digest, SimError> {
+        self.verify_program(&sha384(executable))
+    }
+
+    /// [`Manifest::verify`] for a program given by its [`program_digest`].
+    pub fn verify_program(&self, program: &Digest) -> Result<Digest, SimError> {
         let sig: [u8; 64] = hex::decode(&self.signature)
             .ok()
             .and_then(|b| b.try_into().ok())
@@ -144,7 +173,7 @@ impl Manifest {
         self.signer_key()?
             .verify(&self.signed_bytes(), &Signature::from_bytes(&sig))
             .map_err(|_| SimError::ManifestSignature)?;
-        let actual = measure(executable, &self.spec);
+        let actual = measure_program(program, &self.spec);
         if hex::encode(actual) != self.mr_enclave {
             return Err(SimError::MeasurementMismatch {
                 actual: hex::encode(actual),
@@ -174,6 +203,17 @@ mod tests {
         other.args = vec!["--x".into()];
         assert_ne!(a, measure(b"program", &other));
         assert_eq!(a, measure(b"program", &spec()));
+    }
+
+    #[test]
+    fn streamed_digest_equals_whole_digest() {
+        // Longer than the read buffer, and not a multiple of it.
+        let data: Vec<u8> = (0..300_001u32).map(|i| (i * 7) as u8).collect();
+        assert_eq!(program_digest(&data[..]).unwrap(), sha384(&data));
+        assert_eq!(
+            measure_program(&program_digest(&data[..]).unwrap(), &spec()),
+            measure(&data, &spec())
+        );
     }
 
     #[test]
