@@ -7,7 +7,10 @@
 
 use std::path::{Path, PathBuf};
 
-use libcontainer::oci_spec::runtime::Spec;
+use libcontainer::oci_spec::runtime::{
+    LinuxDevice, LinuxDeviceBuilder, LinuxDeviceCgroupBuilder, LinuxDeviceType, Mount,
+    MountBuilder, Spec,
+};
 
 use crate::error::{Result, RuneError};
 
@@ -142,6 +145,18 @@ impl SgxHost {
     }
 }
 
+/// Environment variable naming the directory under which rune reads the host's
+/// hardware interfaces (`proc/cpuinfo`, `dev/sgx*`, `var/run/aesmd`). Default `/`; tests
+/// point it at a directory laid out like a host with SGX.
+pub const HOST_ROOT_ENV: &str = "RUNE_HOST_ROOT";
+
+/// `$RUNE_HOST_ROOT` or `/`.
+pub fn host_root() -> PathBuf {
+    std::env::var_os(HOST_ROOT_ENV)
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/"))
+}
+
 /// Checks that the host can run `typ`, saying what was found when it cannot.
 pub fn check_host(typ: EnclaveType, root: &Path) -> Result<()> {
     match typ {
@@ -165,6 +180,139 @@ pub fn check_host(typ: EnclaveType, root: &Path) -> Result<()> {
                 }
             )))
         }
+    }
+}
+
+/// SGX device nodes a container may need, as the kernel (in-tree `/dev/sgx_*`, udev's
+/// `/dev/sgx/*` links) and the out-of-tree drivers (`isgx`, `gsgx`) name them.
+const SGX_DEVICES: &[&str] = &[
+    "/dev/sgx_enclave",
+    "/dev/sgx/enclave",
+    "/dev/sgx_provision",
+    "/dev/sgx/provision",
+    "/dev/isgx",
+    "/dev/gsgx",
+];
+/// The misc character devices' major number, which every SGX device node has.
+const MISC_MAJOR: u64 = 10;
+/// Host services an SGX enclave talks to: the architectural enclave service (quotes,
+/// launch tokens) and the enclave pool manager. Each with the destinations that count
+/// as "already mounted".
+const SGX_SERVICES: &[(&str, &[&str])] = &[
+    ("/var/run/aesmd", &["/var/run/aesmd", "/run/aesmd"]),
+    ("/var/run/epm", &["/var/run/epm", "/run/epm"]),
+];
+
+/// What an `intelSgx` container gets from the host, found under `root` (`/` on a real
+/// host; tests pass a directory laid out the same way).
+#[derive(Debug, Default, PartialEq)]
+pub struct SgxInjection {
+    /// Device nodes (char, major 10) not already in the spec, with their container path.
+    pub devices: Vec<LinuxDevice>,
+    /// `rbind` mounts of the host's aesmd and epm directories.
+    pub mounts: Vec<Mount>,
+}
+
+impl SgxInjection {
+    /// Finds what the host offers and the spec lacks. A `/dev/sgx/*` symlink keeps its
+    /// path in the container, with the numbers of the node it points to.
+    pub fn probe(root: &Path, spec: &Spec) -> Result<Self> {
+        use std::os::unix::fs::{FileTypeExt, MetadataExt};
+        let in_spec: Vec<PathBuf> = spec
+            .linux()
+            .as_ref()
+            .and_then(|l| l.devices().clone())
+            .unwrap_or_default()
+            .iter()
+            .map(|d| d.path().clone())
+            .collect();
+        let mut devices = Vec::new();
+        for dev in SGX_DEVICES {
+            let host = root.join(dev.trim_start_matches('/'));
+            let Ok(meta) = std::fs::metadata(&host) else {
+                continue;
+            };
+            let rdev = meta.rdev();
+            let (major, minor) = (libc::major(rdev) as u64, libc::minor(rdev) as u64);
+            if !meta.file_type().is_char_device() || major != MISC_MAJOR {
+                continue;
+            }
+            if in_spec.iter().any(|p| p == Path::new(dev)) {
+                continue;
+            }
+            let device = LinuxDeviceBuilder::default()
+                .path(*dev)
+                .typ(LinuxDeviceType::C)
+                .major(major as i64)
+                .minor(minor as i64)
+                .file_mode(meta.mode() & 0o7777)
+                .uid(0u32)
+                .gid(0u32)
+                .build()
+                .map_err(|e| RuneError::Enclave(format!("device {dev}: {e}")))?;
+            devices.push(device);
+        }
+        let mounted: Vec<PathBuf> = spec
+            .mounts()
+            .clone()
+            .unwrap_or_default()
+            .iter()
+            .map(|m| m.destination().clone())
+            .collect();
+        let mut mounts = Vec::new();
+        for (dir, taken) in SGX_SERVICES {
+            let host = root.join(dir.trim_start_matches('/'));
+            if !host.is_dir()
+                || taken
+                    .iter()
+                    .any(|t| mounted.iter().any(|m| m == Path::new(t)))
+            {
+                continue;
+            }
+            let mount = MountBuilder::default()
+                .destination(*dir)
+                .typ("bind")
+                .source(host)
+                .options(vec!["rbind".to_string(), "rprivate".to_string()])
+                .build()
+                .map_err(|e| RuneError::Enclave(format!("mount {dir}: {e}")))?;
+            mounts.push(mount);
+        }
+        Ok(SgxInjection { devices, mounts })
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.devices.is_empty() && self.mounts.is_empty()
+    }
+
+    /// Adds the devices (each with an `rwm` allow rule for the device cgroup) and the
+    /// mounts to `spec`.
+    pub fn apply(&self, spec: &mut Spec) -> Result<()> {
+        let mut linux = spec.linux().clone().unwrap_or_default();
+        let mut devices = linux.devices().clone().unwrap_or_default();
+        devices.extend(self.devices.iter().cloned());
+        linux.set_devices(Some(devices));
+        let mut resources = linux.resources().clone().unwrap_or_default();
+        let mut rules = resources.devices().clone().unwrap_or_default();
+        for d in &self.devices {
+            rules.push(
+                LinuxDeviceCgroupBuilder::default()
+                    .allow(true)
+                    .typ(LinuxDeviceType::C)
+                    .major(d.major())
+                    .minor(d.minor())
+                    .access("rwm")
+                    .build()
+                    .map_err(|e| RuneError::Enclave(format!("device rule: {e}")))?,
+            );
+        }
+        resources.set_devices(Some(rules));
+        linux.set_resources(Some(resources));
+        spec.set_linux(Some(linux));
+        let mut mounts = spec.mounts().clone().unwrap_or_default();
+        mounts.extend(self.mounts.iter().cloned());
+        spec.set_mounts(Some(mounts));
+        Ok(())
     }
 }
 
@@ -261,5 +409,109 @@ mod tests {
         std::fs::write(root.path().join("dev/sgx/enclave"), "").unwrap();
         check_host(EnclaveType::IntelSgx, root.path()).unwrap();
         check_host(EnclaveType::Sim, Path::new("/nonexistent")).unwrap();
+    }
+
+    /// A directory laid out like a host with the in-tree SGX driver and udev's links:
+    /// real character device nodes (major 10), a symlink, a non-misc decoy, aesmd.
+    #[test]
+    fn sgx_injection_follows_the_kernels_device_layout() {
+        use nix::sys::stat::{makedev, mknod, Mode, SFlag};
+        if !nix::unistd::geteuid().is_root() {
+            eprintln!(
+                "skipped sgx_injection_follows_the_kernels_device_layout: needs root (mknod)"
+            );
+            return;
+        }
+        let root = tempfile::tempdir().unwrap();
+        let r = root.path();
+        std::fs::create_dir_all(r.join("dev/sgx")).unwrap();
+        std::fs::create_dir_all(r.join("var/run/aesmd")).unwrap();
+        let node = |name: &str, major: u64, minor: u64| {
+            mknod(
+                &r.join(name),
+                SFlag::S_IFCHR,
+                Mode::from_bits_truncate(0o666),
+                makedev(major, minor),
+            )
+            .unwrap();
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(r.join(name), std::fs::Permissions::from_mode(0o666)).unwrap();
+        };
+        node("dev/sgx_enclave", 10, 125);
+        node("dev/sgx_provision", 10, 126);
+        std::os::unix::fs::symlink("../sgx_enclave", r.join("dev/sgx/enclave")).unwrap();
+        node("dev/isgx", 240, 0); // not a misc device: ignored
+        std::fs::write(r.join("dev/gsgx"), "").unwrap(); // not a device: ignored
+
+        let mut spec = Spec::default();
+        let found = SgxInjection::probe(r, &spec).unwrap();
+        let got: Vec<(String, i64, i64, u32)> = found
+            .devices
+            .iter()
+            .map(|d| {
+                (
+                    d.path().display().to_string(),
+                    d.major(),
+                    d.minor(),
+                    d.file_mode().unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                ("/dev/sgx_enclave".into(), 10, 125, 0o666),
+                ("/dev/sgx/enclave".into(), 10, 125, 0o666),
+                ("/dev/sgx_provision".into(), 10, 126, 0o666),
+            ]
+        );
+        assert_eq!(found.mounts.len(), 1, "aesmd only: there is no epm");
+        let m = &found.mounts[0];
+        assert_eq!(m.destination(), Path::new("/var/run/aesmd"));
+        assert_eq!(
+            m.source().as_deref(),
+            Some(r.join("var/run/aesmd").as_path())
+        );
+        assert_eq!(
+            m.options().clone().unwrap(),
+            vec!["rbind".to_string(), "rprivate".to_string()]
+        );
+
+        found.apply(&mut spec).unwrap();
+        let linux = spec.linux().clone().unwrap();
+        assert_eq!(linux.devices().clone().unwrap().len(), 3);
+        let rules = linux
+            .resources()
+            .clone()
+            .unwrap()
+            .devices()
+            .clone()
+            .unwrap();
+        let injected: Vec<_> = rules
+            .iter()
+            .filter(|r| r.access().as_deref() == Some("rwm") && r.allow())
+            .map(|r| (r.major(), r.minor()))
+            .collect();
+        assert_eq!(
+            injected,
+            vec![
+                (Some(10), Some(125)),
+                (Some(10), Some(125)),
+                (Some(10), Some(126))
+            ]
+        );
+
+        // Nothing is added twice: a second probe of the injected spec finds nothing.
+        let again = SgxInjection::probe(r, &spec).unwrap();
+        assert!(again.is_empty(), "{again:?}");
+        // A spec that mounts aesmd at /run/aesmd already gets no second mount.
+        let mut other = Spec::default();
+        other.set_mounts(Some(vec![MountBuilder::default()
+            .destination("/run/aesmd")
+            .typ("bind")
+            .source("/elsewhere")
+            .build()
+            .unwrap()]));
+        assert!(SgxInjection::probe(r, &other).unwrap().mounts.is_empty());
     }
 }

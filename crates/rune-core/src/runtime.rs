@@ -139,10 +139,20 @@ impl Runtime {
         // existing container directory) and moved into it once the container exists.
         let agent_name = format!(".agent-{}.sock", std::process::id());
         let agent_tmp = self.root.join(&agent_name);
+        let mut injected = None;
         let executor = match enclave::config_from_spec(&bundle.spec)? {
             None => RuneExecutor::process(),
             Some(config) => {
-                enclave::check_host(config.typ, Path::new("/"))?;
+                let host = enclave::host_root();
+                enclave::check_host(config.typ, &host)?;
+                if config.typ == enclave::EnclaveType::IntelSgx {
+                    let found = enclave::SgxInjection::probe(&host, &bundle.spec)?;
+                    if !found.is_empty() {
+                        let mut spec = bundle.spec.clone();
+                        found.apply(&mut spec)?;
+                        injected = Some(spec);
+                    }
+                }
                 let pal = pal::Pal::open(&config.runtime_path)?;
                 tracing::debug!(id, version = pal.version(), "loaded enclave runtime");
                 let _ = fs::remove_file(&agent_tmp);
@@ -159,7 +169,7 @@ impl Runtime {
         let enclave = executor.is_enclave();
 
         let result = self
-            .build(id, &bundle, opts, detach, executor)
+            .build(id, &bundle, injected, opts, detach, executor)
             .and_then(|c| {
                 if enclave {
                     let target = dir.join(agent::SOCKET);
@@ -187,26 +197,57 @@ impl Runtime {
         }
     }
 
+    /// Builds the container from the bundle, or, when rune adds to the spec (`injected`,
+    /// the host's SGX devices and services), from a private copy of the bundle's
+    /// `config.json`: the user's bundle is never written. The state records the user's
+    /// bundle either way.
     fn build(
         &self,
         id: &str,
         bundle: &Bundle,
+        injected: Option<libcontainer::oci_spec::runtime::Spec>,
         opts: &CreateOptions,
         detach: bool,
         executor: RuneExecutor,
     ) -> Result<Container> {
-        let container = ContainerBuilder::new(id.to_string(), SyscallType::default())
+        let shadow = match injected {
+            None => None,
+            Some(mut spec) => {
+                let dir = self
+                    .root
+                    .join(format!(".bundle-{}-{}", id, std::process::id()));
+                let mut root = spec.root().clone().unwrap_or_default();
+                root.set_path(bundle.rootfs.clone());
+                spec.set_root(Some(root));
+                fs::DirBuilder::new()
+                    .mode(0o700)
+                    .create(&dir)
+                    .map_err(|e| RuneError::io(format!("bundle copy {}", dir.display()), e))?;
+                let guard = RemoveOnDrop(dir.clone());
+                spec.save(dir.join("config.json"))
+                    .map_err(|e| RuneError::Enclave(format!("bundle copy: {e}")))?;
+                Some(guard)
+            }
+        };
+        let source = shadow.as_ref().map_or(&bundle.dir, |g| &g.0);
+        let mut container = ContainerBuilder::new(id.to_string(), SyscallType::default())
             .with_executor(executor)
             .with_root_path(&self.root)
             .map_err(RuneError::lc("state root"))?
             .with_console_socket(opts.console_socket.as_ref())
             .with_preserved_fds(opts.preserve_fds)
-            .as_init(&bundle.dir)
+            .as_init(source)
             .with_systemd(self.systemd_cgroup)
             .with_detach(detach)
             .with_no_pivot(opts.no_pivot)
             .build()
             .map_err(|e| creation_error(id, e))?;
+        if shadow.is_some() {
+            container.state.bundle = bundle.dir.clone();
+            container
+                .save()
+                .map_err(RuneError::lc(format!("save state of {id}")))?;
+        }
         if let (Some(path), Some(pid)) = (&opts.pid_file, container.pid()) {
             if let Err(err) = pidfile::write(path, pid.as_raw()) {
                 let mut c = container;
@@ -711,5 +752,14 @@ fn wait_forwarding_signals(pid: Pid) -> Result<i32> {
                 }
             }
         }
+    }
+}
+
+/// Removes a directory tree when dropped.
+struct RemoveOnDrop(PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
     }
 }

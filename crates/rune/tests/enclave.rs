@@ -362,3 +362,107 @@ fn exec_and_attest_go_through_the_pal_of_the_running_enclave() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("not a running enclave container"));
     rune.ok(&["delete", "--force", &pid]);
 }
+
+/// `intelSgx` on a host laid out like one with the in-tree SGX driver (real character
+/// device nodes, udev's `/dev/sgx/*` links, aesmd's directory): the container gets the
+/// nodes, an `rwm` device-cgroup rule for each, and aesmd bind-mounted, while the
+/// bundle stays untouched.
+#[test]
+fn intel_sgx_containers_get_the_hosts_sgx_devices_and_aesmd() {
+    use nix::sys::stat::{makedev, mknod, Mode, SFlag};
+    if !root_or_skip("intel_sgx_containers_get_the_hosts_sgx_devices_and_aesmd") {
+        return;
+    }
+    let (pal, _) = sim_artifacts();
+    let host = tempfile::tempdir().unwrap();
+    let h = host.path();
+    for d in ["proc", "dev/sgx", "var/run/aesmd"] {
+        std::fs::create_dir_all(h.join(d)).unwrap();
+    }
+    std::fs::write(h.join("proc/cpuinfo"), "flags\t\t: fpu sgx sgx_lc\n").unwrap();
+    for (name, minor) in [("dev/sgx_enclave", 125), ("dev/sgx_provision", 126)] {
+        mknod(
+            &h.join(name),
+            SFlag::S_IFCHR,
+            Mode::from_bits_truncate(0o600),
+            makedev(10, minor),
+        )
+        .unwrap();
+    }
+    std::os::unix::fs::symlink("../sgx_enclave", h.join("dev/sgx/enclave")).unwrap();
+    std::fs::write(h.join("var/run/aesmd/greeting"), "from aesmd\n").unwrap();
+
+    let rune = Rune::new();
+    let mut b = Bundle::new(&[
+        "/bin/sh",
+        "-c",
+        // No driver answers 10:125 here: opening it must reach the kernel's device
+        // lookup (ENODEV), not be refused by the device cgroup (EPERM).
+        "ls -ln /dev/sgx_enclave /dev/sgx/enclave /dev/sgx_provision; \
+         cat /var/run/aesmd/greeting; cat /dev/sgx_enclave",
+    ])
+    .enclave(&pal, "debug");
+    let env = b.spec["process"]["env"].as_array_mut().unwrap();
+    env.retain(|v| v != "ENCLAVE_TYPE=sim");
+    env.push(json!("ENCLAVE_TYPE=intelSgx"));
+    b.save();
+    let before = std::fs::read(b.path().join("config.json")).unwrap();
+
+    let id = unique_id("sgx");
+    let mut c = Command::new(RUNE);
+    c.env("RUNE_HOST_ROOT", h)
+        .env("INCLAVARE_SIM_PLATFORM_DIR", host.path().join("sim"))
+        .arg("--root")
+        .arg(rune.root.path())
+        .args(["run", "--bundle", b.path().to_str().unwrap(), &id]);
+    let out = output_via_files(&mut c);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let line = |path: &str| {
+        stdout
+            .lines()
+            .find(|l| l.ends_with(path))
+            .unwrap_or_else(|| panic!("{path} missing: {stdout}{stderr}"))
+            .to_string()
+    };
+    for (path, minor) in [
+        ("/dev/sgx_enclave", 125),
+        ("/dev/sgx/enclave", 125),
+        ("/dev/sgx_provision", 126),
+    ] {
+        let l = line(path);
+        assert!(l.starts_with("crw-------"), "{l}");
+        assert!(
+            l.contains(&format!("10, {minor:>4}")) || l.contains(&format!("10, {minor}")),
+            "{l}"
+        );
+    }
+    assert!(stdout.contains("from aesmd\n"), "{stdout}");
+    assert!(stderr.contains("No such device"), "{stderr}");
+    assert!(!stderr.contains("Operation not permitted"), "{stderr}");
+    assert_eq!(
+        std::fs::read(b.path().join("config.json")).unwrap(),
+        before,
+        "the bundle is not written"
+    );
+    assert_eq!(leftovers(rune.root.path(), &id), Vec::<String>::new());
+    let stray: Vec<_> = std::fs::read_dir(rune.root.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(stray.is_empty(), "left in the state root: {stray:?}");
+
+    // Without the SGX flag the same container is refused, saying what was found.
+    std::fs::write(h.join("proc/cpuinfo"), "flags\t\t: fpu\n").unwrap();
+    let out = output_via_files(
+        Command::new(RUNE)
+            .env("RUNE_HOST_ROOT", h)
+            .arg("--root")
+            .arg(rune.root.path())
+            .args(["run", "--bundle", b.path().to_str().unwrap(), &id]),
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("no sgx flag in /proc/cpuinfo"), "{stderr}");
+    assert_eq!(leftovers(rune.root.path(), &id), Vec::<String>::new());
+}
