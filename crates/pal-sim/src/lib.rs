@@ -32,7 +32,7 @@ use pal::ffi::{PalAttrV3, PalCreateProcessArgs, PalExecArgs};
 use sim_tee::{Digest, EnclaveSpec, Manifest, PlatformKey, Report};
 
 /// The environment variable naming the application's evidence socket.
-pub const SIM_FD_ENV: &str = "INCLAVARE_SIM_FD";
+pub use sim_tee::evidence::SIM_FD_ENV;
 const DEFAULT_MANIFEST: &str = "/enclave.manifest.json";
 
 /// The platform key, loaded in the host's mount namespace (see `pal_get_version`).

@@ -295,3 +295,41 @@ fn kept_program_digests_follow_changes_to_the_program() {
         after
     );
 }
+
+#[test]
+fn the_program_inside_gets_reports_bound_to_its_own_data() {
+    if !root_or_skip("the_program_inside_gets_reports_bound_to_its_own_data") {
+        return;
+    }
+    let (pal, _) = sim_artifacts();
+    let rune = Rune::new();
+    let work = tempfile::tempdir().unwrap();
+    let platform = work.path().join("platform");
+    // The documented interface, used from busybox's shell: one 64-byte message out,
+    // one report back.
+    let mut b = sim_bundle(&pal, None, "debug");
+    b.spec["process"]["args"] = json!([
+        "/bin/sh",
+        "-c",
+        "printf '%064d' 7 >&\"$INCLAVARE_SIM_FD\"; \
+         dd bs=512 count=1 <&\"$INCLAVARE_SIM_FD\" 2>/dev/null | od -An -v -tx1 | tr -d ' \\n'"
+    ]);
+    b.save();
+    let out = run_sim(&rune, &platform, &b, &unique_id("simev"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let bytes = hex::decode(String::from_utf8_lossy(&out.stdout).trim()).unwrap();
+    let report = sim_tee::Report::parse(&bytes).unwrap();
+    report.verify_signature().unwrap();
+    let mut expected = [b'0'; 64];
+    expected[63] = b'7';
+    assert_eq!(report.report_data, expected);
+    assert_eq!(hex::encode(report.mr_enclave), announced_mr(&stderr));
+    assert!(report.debug);
+    let host_key = sim_tee::PlatformKey::load_or_create(&platform).unwrap();
+    assert_eq!(
+        report.platform_key,
+        host_key.public(),
+        "signed by this host's key"
+    );
+}

@@ -13,7 +13,9 @@
 //!   public key.
 //! - [`Report`]: what the enclave reports about itself, with 64 bytes of its own report
 //!   data, signed by the host's [`PlatformKey`]. Its layout is fixed (see [`Report`]).
+//! - [`evidence`]: how the program inside the enclave asks for a report.
 
+pub mod evidence;
 mod manifest;
 mod platform;
 mod report;
