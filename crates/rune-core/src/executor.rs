@@ -143,8 +143,11 @@ impl EnclaveWorkload {
         stdio: pal::StdioFds,
         signals: Option<std::os::fd::OwnedFd>,
     ) -> Result<i32, pal::PalError> {
+        use std::sync::atomic::{AtomicBool, Ordering};
         let me = self.clone();
-        self.pal.run_with(argv, env, stdio, move |pid| {
+        let done = std::sync::Arc::new(AtomicBool::new(false));
+        let finished = done.clone();
+        let result = self.pal.run_with(argv, env, stdio, move |pid| {
             let Some(fd) = signals else { return };
             std::thread::spawn(move || {
                 use std::io::Read;
@@ -153,8 +156,15 @@ impl EnclaveWorkload {
                 while pipe.read_exact(&mut buf).is_ok() {
                     let _ = me.pal.kill(pid, i32::from_le_bytes(buf));
                 }
+                // The caller is gone (its end of the pipe closed): a process nobody
+                // waits for must not outlive it.
+                if !finished.load(Ordering::SeqCst) {
+                    let _ = me.pal.kill(pid, libc::SIGKILL);
+                }
             });
-        })
+        });
+        done.store(true, Ordering::SeqCst);
+        result
     }
 
     /// Serves `rune exec` and `rune attest` requests until the process ends.

@@ -22,5 +22,5 @@ pub mod templates;
 
 pub use error::{Result, RuneError};
 pub use libcontainer::oci_spec;
-pub use runtime::{CreateOptions, Exec, ExecOptions, Runtime, DEFAULT_ROOT};
+pub use runtime::{CreateOptions, EnclaveExec, Exec, ExecOptions, Runtime, DEFAULT_ROOT};
 pub use state::ContainerState;

@@ -314,20 +314,16 @@ impl Runtime {
         if c.status() == ContainerStatus::Running
             && self.container_dir(id).join(agent::SOCKET).exists()
         {
-            return self.exec_in_enclave(id, opts).map(Exec::Finished);
+            return self.exec_in_enclave(id, opts).map(Exec::Enclave);
         }
         self.exec_process(id, c, opts).map(Exec::Started)
     }
 
-    fn exec_in_enclave(&self, id: &str, opts: &ExecOptions) -> Result<i32> {
+    /// Starts `opts`' process through the enclave runtime of a running enclave
+    /// container; the process runs from when this returns.
+    fn exec_in_enclave(&self, id: &str, opts: &ExecOptions) -> Result<EnclaveExec> {
         use crate::agent::*;
         use std::os::fd::AsRawFd;
-        if opts.detach {
-            return Err(RuneError::InvalidArgument {
-                flag: "--detach".into(),
-                message: format!("{id} is an enclave container: exec waits for its process"),
-            });
-        }
         let (args, mut env) = match &opts.process {
             Some(path) => {
                 let bytes = fs::read(path)
@@ -367,18 +363,11 @@ impl Runtime {
         send_fds(&conn, &[sig_r.as_raw_fd(), 0, 1, 2])
             .map_err(|e| RuneError::io(ctx("send stdio"), e))?;
         drop(sig_r);
-        forward_signals_to(sig_w)?;
-        let response: AgentServiceResponse =
-            read_frame(&mut conn).map_err(|e| RuneError::io(ctx("receive"), e))?;
-        match response.response {
-            Some(Response::Exec(r)) if r.error.is_empty() => Ok(r.exit_code),
-            Some(Response::Exec(r)) => {
-                Err(RuneError::Enclave(format!("exec in {id}: {}", r.error)))
-            }
-            _ => Err(RuneError::Enclave(format!(
-                "exec in {id}: unexpected agent response"
-            ))),
-        }
+        Ok(EnclaveExec {
+            id: id.to_string(),
+            conn: conn.into(),
+            signals: sig_w.into(),
+        })
     }
 
     /// `attest`: a local report from the enclave runtime of a running enclave
@@ -656,12 +645,67 @@ fn delete_settling(c: &mut Container, force: bool) -> std::result::Result<(), Li
 }
 
 /// What `exec` did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug)]
 pub enum Exec {
     /// A process was started in the container; wait for it with [`Runtime::wait_exec`].
     Started(Pid),
-    /// The process ran in the enclave and ended with this exit code.
-    Finished(i32),
+    /// A process was started by the enclave runtime of an enclave container.
+    Enclave(EnclaveExec),
+}
+
+/// A process running in an enclave, started by `rune exec`: the open request to the
+/// container's agent and the pipe that carries signals to the process.
+///
+/// The process lives as long as its caller: when the signal pipe closes before the
+/// process ends (its waiter was killed), the agent kills the process. A detached exec
+/// hands both descriptors to a small waiter process (`rune exec -d` gives its pid), so
+/// signalling or killing that pid signals or kills the enclave process, as a shim
+/// expects of an exec'd pid.
+#[derive(Debug)]
+pub struct EnclaveExec {
+    id: String,
+    conn: std::os::fd::OwnedFd,
+    signals: std::os::fd::OwnedFd,
+}
+
+impl EnclaveExec {
+    /// The agent connection and the signal pipe, to hand to a waiter process.
+    pub fn into_fds(self) -> (std::os::fd::OwnedFd, std::os::fd::OwnedFd) {
+        (self.conn, self.signals)
+    }
+
+    /// Takes over an exec from the descriptors [`EnclaveExec::into_fds`] gave.
+    pub fn from_fds(
+        id: &str,
+        conn: std::os::fd::OwnedFd,
+        signals: std::os::fd::OwnedFd,
+    ) -> EnclaveExec {
+        EnclaveExec {
+            id: id.to_string(),
+            conn,
+            signals,
+        }
+    }
+
+    /// Forwards the signals this process receives to the enclave process and returns
+    /// its exit code.
+    pub fn wait(self) -> Result<i32> {
+        use crate::agent::*;
+        let id = self.id;
+        forward_signals_to(std::io::PipeWriter::from(self.signals))?;
+        let mut conn = std::os::unix::net::UnixStream::from(self.conn);
+        let response: AgentServiceResponse = read_frame(&mut conn)
+            .map_err(|e| RuneError::io(format!("agent of {id}: receive"), e))?;
+        match response.response {
+            Some(Response::Exec(r)) if r.error.is_empty() => Ok(r.exit_code),
+            Some(Response::Exec(r)) => {
+                Err(RuneError::Enclave(format!("exec in {id}: {}", r.error)))
+            }
+            _ => Err(RuneError::Enclave(format!(
+                "exec in {id}: unexpected agent response"
+            ))),
+        }
+    }
 }
 
 /// Blocks signals in this thread and forwards each one received to `pipe` as a 4-byte

@@ -85,6 +85,10 @@ pub enum Command {
     Features,
     /// Get a local report from the enclave runtime of an enclave container
     Attest(Attest),
+    /// The waiter of a detached exec in an enclave container (started by `exec -d`;
+    /// stdin is the agent connection, stdout the signal pipe)
+    #[command(hide = true)]
+    EnclaveExecWait(Id),
 }
 
 #[derive(Args, Debug)]

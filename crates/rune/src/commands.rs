@@ -42,7 +42,8 @@ pub fn run(cli: Cli) -> Result<i32> {
             warn_unsupported(&r.create);
             return Ok(rt.run(&r.create.id, &create_options(&r.create), r.detach)?);
         }
-        Command::Exec(e) => return exec(&rt, e),
+        Command::Exec(e) => return exec(&rt, &cli.global, e),
+        Command::EnclaveExecWait(w) => return enclave_exec_wait(&w.id),
         Command::Kill(k) => rt.kill(&k.id, &k.signal, k.all)?,
         Command::Delete(d) => rt.delete(&d.id, d.force)?,
         Command::State(s) => {
@@ -114,7 +115,7 @@ fn parse_user(s: &str) -> Result<(u32, Option<u32>)> {
     Ok((uid, gid))
 }
 
-fn exec(rt: &Runtime, e: cli::Exec) -> Result<i32> {
+fn exec(rt: &Runtime, global: &cli::GlobalOpts, e: cli::Exec) -> Result<i32> {
     if e.pidfd_socket.is_some() {
         tracing::warn!("--pidfd-socket is not supported yet and is ignored");
     }
@@ -136,10 +137,67 @@ fn exec(rt: &Runtime, e: cli::Exec) -> Result<i32> {
         detach: e.detach,
     };
     match rt.exec(&e.id, &opts)? {
-        Exec::Finished(code) => Ok(code),
         Exec::Started(_) if e.detach => Ok(0),
         Exec::Started(pid) => Ok(rt.wait_exec(pid)?),
+        Exec::Enclave(started) if e.detach => {
+            let pid = spawn_enclave_waiter(global, &e.id, started)?;
+            if let Some(path) = &opts.pid_file {
+                rune_core::pidfile::write(path, pid)?;
+            }
+            Ok(0)
+        }
+        Exec::Enclave(started) => {
+            if let Some(path) = &opts.pid_file {
+                rune_core::pidfile::write(path, std::process::id() as i32)?;
+            }
+            Ok(started.wait()?)
+        }
     }
+}
+
+/// `exec -d` in an enclave container: the process runs inside the enclave runtime,
+/// so the pid a caller waits on and signals is a small waiter process (this binary's
+/// hidden `enclave-exec-wait`) that holds the agent connection, forwards its signals
+/// and exits with the process's exit code. Like a detached runc exec it outlives rune
+/// and is reaped by the caller's subreaper.
+fn spawn_enclave_waiter(
+    global: &cli::GlobalOpts,
+    id: &str,
+    started: rune_core::EnclaveExec,
+) -> Result<i32> {
+    use std::process::Stdio;
+    let (conn, signals) = started.into_fds();
+    let mut cmd = Process::new("/proc/self/exe");
+    cmd.arg("--root").arg(&global.root);
+    if let Some(log) = &global.log {
+        cmd.arg("--log").arg(log);
+    }
+    if global.log_format == cli::LogFormat::Json {
+        cmd.args(["--log-format", "json"]);
+    }
+    let child = cmd
+        .args(["enclave-exec-wait", id])
+        .stdin(Stdio::from(conn))
+        .stdout(Stdio::from(signals))
+        .stderr(Stdio::null())
+        .spawn()
+        .context("start the waiter of the enclave process")?;
+    Ok(child.id() as i32)
+}
+
+fn enclave_exec_wait(id: &str) -> Result<i32> {
+    use std::os::fd::AsFd;
+    let conn = std::io::stdin().as_fd().try_clone_to_owned()?;
+    let signals = std::io::stdout().as_fd().try_clone_to_owned()?;
+    // Nothing may write into the signal pipe by way of stdout.
+    let null = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null")?;
+    use std::os::fd::AsRawFd;
+    nix::unistd::dup2(null.as_raw_fd(), 0)?;
+    nix::unistd::dup2(null.as_raw_fd(), 1)?;
+    Ok(rune_core::EnclaveExec::from_fds(id, conn, signals).wait()?)
 }
 
 fn list(rt: &Runtime, l: &cli::List) -> Result<()> {
