@@ -11,6 +11,14 @@ use rune_core::{templates, CreateOptions, Exec, ExecOptions, Runtime};
 
 use crate::cli::{self, Cli, Command, Format};
 
+/// `println!` that returns an error instead of panicking when stdout is closed early
+/// (`rune list | head -1`); `main` ends quietly on such an error.
+macro_rules! out {
+    ($($arg:tt)*) => {
+        writeln!(std::io::stdout(), $($arg)*)?
+    };
+}
+
 /// Commands whose process ends up inside a container, and so must run from a sealed
 /// copy of the binary.
 pub fn enters_container(cli: &Cli) -> bool {
@@ -23,7 +31,7 @@ pub fn enters_container(cli: &Cli) -> bool {
 /// Runs the command and returns the process exit code.
 pub fn run(cli: Cli) -> Result<i32> {
     if cli.version {
-        print_version();
+        print_version()?;
         return Ok(0);
     }
     let Some(command) = cli.command else {
@@ -48,7 +56,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Delete(d) => rt.delete(&d.id, d.force)?,
         Command::State(s) => {
             let state = rt.state(&s.id)?;
-            println!("{}", serde_json::to_string_pretty(&state)?);
+            out!("{}", serde_json::to_string_pretty(&state)?);
         }
         Command::List(l) => list(&rt, &l)?,
         Command::Spec(s) => spec(&s)?,
@@ -62,15 +70,16 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Update(u) => update(&rt, &u)?,
         Command::Attest(a) => attest(&rt, &a)?,
         Command::Features => {
-            println!("{}", serde_json::to_string_pretty(&templates::features())?);
+            out!("{}", serde_json::to_string_pretty(&templates::features())?);
         }
     }
     Ok(0)
 }
 
-fn print_version() {
-    println!("rune version {}", env!("CARGO_PKG_VERSION"));
-    println!("spec: 1.1.0");
+fn print_version() -> Result<()> {
+    out!("rune version {}", env!("CARGO_PKG_VERSION"));
+    out!("spec: 1.1.0");
+    Ok(())
 }
 
 fn warn_unsupported(c: &cli::Create) {
@@ -260,7 +269,7 @@ fn attest(rt: &Runtime, a: &cli::Attest) -> Result<()> {
         Some(path) => {
             fs::write(path, &report).with_context(|| format!("write {}", path.display()))?
         }
-        None => println!(
+        None => out!(
             "{}",
             report
                 .iter()
@@ -294,7 +303,7 @@ fn spec(s: &cli::SpecCmd) -> Result<()> {
 fn ps(rt: &Runtime, p: &cli::Ps) -> Result<()> {
     let pids = rt.pids(&p.id)?;
     if p.format == Format::Json {
-        println!("{}", serde_json::to_string(&pids)?);
+        out!("{}", serde_json::to_string(&pids)?);
         return Ok(());
     }
     let opts = if p.ps_options.is_empty() {
@@ -320,14 +329,14 @@ fn ps(rt: &Runtime, p: &cli::Ps) -> Result<()> {
         .split_whitespace()
         .position(|h| h == "PID")
         .context("ps output has no PID column")?;
-    println!("{header}");
+    out!("{header}");
     for line in lines {
         let pid = line
             .split_whitespace()
             .nth(col)
             .and_then(|p| p.parse::<i32>().ok());
         if pid.is_some_and(|pid| pids.contains(&pid)) {
-            println!("{line}");
+            out!("{line}");
         }
     }
     Ok(())

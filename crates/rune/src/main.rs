@@ -27,6 +27,7 @@ fn main() {
     let logs_to_file = cli.global.log.is_some();
     match commands::run(cli) {
         Ok(code) => std::process::exit(code),
+        Err(err) if is_broken_pipe(&err) => std::process::exit(141),
         Err(err) => {
             // One line: containerd and docker show it to the user as it is.
             let msg = format!("{err:#}");
@@ -37,4 +38,12 @@ fn main() {
             std::process::exit(1);
         }
     }
+}
+
+/// The reader of our stdout went away: as a shell reports SIGPIPE, without a message.
+fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    err.chain().any(|e| {
+        e.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
 }

@@ -418,3 +418,18 @@ fn the_host_binary_cannot_be_reopened_for_writing_through_proc_exe() {
         "unexpected error {err}"
     );
 }
+
+#[test]
+fn a_closed_stdout_ends_rune_quietly() {
+    // The reader is gone before rune writes: `rune features | true`.
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let out = std::process::Command::new(RUNE)
+        .arg("features")
+        .stdout(writer)
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(141));
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "");
+}
