@@ -11,7 +11,7 @@
 //! dd bs=512 count=1 <&"$INCLAVARE_SIM_FD" | od -An -tx1
 //! ```
 
-use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
+use std::os::fd::{AsRawFd, RawFd};
 
 use crate::{Report, SimError, REPORT_SIZE};
 
@@ -25,7 +25,7 @@ pub fn inherited_fd() -> Option<RawFd> {
 
 /// Asks the enclave runtime behind `fd` for a report bound to `report_data`, and checks
 /// that it is well-formed, signed, and bound to that data.
-pub fn request_report(fd: BorrowedFd<'_>, report_data: &[u8; 64]) -> Result<Report, SimError> {
+pub fn request_report(fd: impl AsRawFd, report_data: &[u8; 64]) -> Result<Report, SimError> {
     let io = |what: &'static str| SimError::io(format!("sim evidence socket: {what}"));
     let sent = nix::sys::socket::send(
         fd.as_raw_fd(),

@@ -1,0 +1,112 @@
+//! Intel DCAP quotes (SGX v3, TDX v4/v5), verified with `dcap-qvl` against the pinned
+//! production Intel SGX Root CA. The time is an input; nothing here touches the network.
+
+use dcap_qvl::quote::Report;
+use dcap_qvl::verify::QuoteVerifier;
+use dcap_qvl::QuoteCollateralV3;
+
+use crate::{Input, RatsError, Tee, Verified};
+
+/// The production Intel SGX Root CA (DER). SHA-256
+/// `44a0196b2b99f889b8e149e95b807a350e7424964399e885a7cbb8ccfab674d3`.
+pub const INTEL_SGX_ROOT_CA: &[u8] = include_bytes!("intel_sgx_root_ca.der");
+
+/// Verifies a DCAP quote of type `tee` with `collateral` at `input.now`.
+pub(crate) fn verify(
+    tee: Tee,
+    quote: &[u8],
+    collateral: &QuoteCollateralV3,
+    input: &Input,
+) -> Result<Verified, RatsError> {
+    let name = tee.name();
+    // Debug enclaves are a policy decision here, not a verification failure: the
+    // status is reported either way.
+    let report = QuoteVerifier::new(INTEL_SGX_ROOT_CA.to_vec())
+        .allow_debug(true)
+        .verify(quote, collateral, input.now)
+        .map_err(|e| classify(name, &format!("{e:#}")))?;
+    let mut v = match (&report.report, tee) {
+        (Report::SgxEnclave(r), Tee::SgxEcdsa) => {
+            // SGX ATTRIBUTES.DEBUG is bit 1 of the first byte.
+            let mut v = Verified::new(tee, r.attributes[0] & 0x02 != 0, &r.report_data);
+            v.bytes("sgx_cpu_svn", &r.cpu_svn)
+                .bytes("sgx_attributes", &r.attributes)
+                .bytes("sgx_mr_enclave", &r.mr_enclave)
+                .bytes("sgx_mr_signer", &r.mr_signer)
+                .int("sgx_isv_prod_id", r.isv_prod_id.into())
+                .int("sgx_isv_svn", r.isv_svn.into())
+                .int("sgx_misc_select", r.misc_select.into());
+            v
+        }
+        (r, Tee::TdxEcdsa) if r.as_td10().is_some() => {
+            let td = r.as_td10().expect("checked");
+            // TDX TD_ATTRIBUTES.DEBUG is bit 0.
+            let mut v = Verified::new(tee, td.td_attributes[0] & 0x01 != 0, &td.report_data);
+            v.bytes("tdx_tee_tcb_svn", &td.tee_tcb_svn)
+                .bytes("tdx_mr_seam", &td.mr_seam)
+                .bytes("tdx_mrsigner_seam", &td.mr_signer_seam)
+                .bytes("tdx_seam_attributes", &td.seam_attributes)
+                .bytes("tdx_td_attributes", &td.td_attributes)
+                .bytes("tdx_xfam", &td.xfam)
+                .bytes("tdx_mr_td", &td.mr_td)
+                .bytes("tdx_mr_config_id", &td.mr_config_id)
+                .bytes("tdx_mr_owner", &td.mr_owner)
+                .bytes("tdx_mr_owner_config", &td.mr_owner_config)
+                .bytes("tdx_rt_mr0", &td.rt_mr0)
+                .bytes("tdx_rt_mr1", &td.rt_mr1)
+                .bytes("tdx_rt_mr2", &td.rt_mr2)
+                .bytes("tdx_rt_mr3", &td.rt_mr3);
+            if let Report::TD15(r15) = r {
+                v.bytes("tdx_tee_tcb_svn2", &r15.tee_tcb_svn2)
+                    .bytes("tdx_mr_servicetd", &r15.mr_service_td);
+            }
+            v
+        }
+        _ => {
+            return Err(RatsError::Malformed {
+                tee: name,
+                reason: "the quote's body does not match its TEE type".into(),
+            })
+        }
+    };
+    v.tcb_status = Some(report.status.clone());
+    v.advisory_ids = report.advisory_ids.clone();
+    crate::check_report_data(name, &v.report_data, input)?;
+    Ok(v.finish())
+}
+
+/// Sorts dcap-qvl's error text into the check that failed.
+fn classify(tee: &'static str, msg: &str) -> RatsError {
+    let m = msg.to_ascii_lowercase();
+    let reason = msg.to_string();
+    if m.contains("expired") || m.contains("in the future") || m.contains("not yet valid") {
+        RatsError::CollateralExpired { tee, reason }
+    } else if m.contains("certificate chain") || m.contains("revoked") && m.contains("cert") {
+        RatsError::CertificateChain { tee, reason }
+    } else if m.contains("signature") || m.contains("hash mismatch") {
+        RatsError::Signature { tee, reason }
+    } else if m.contains("decode quote")
+        || m.contains("quote version")
+        || m.contains("qe vendor")
+        || m.contains("must have version")
+        || m.contains("attestation key type")
+        || m.contains("unsupported tee type")
+        || m.contains("certificate format")
+        || m.contains("too short in quote")
+        || m.contains("not enough data")
+    {
+        RatsError::Malformed { tee, reason }
+    } else if m.contains("tcb status") || m.contains("no matching tcb level") {
+        RatsError::Tcb { tee, reason }
+    } else {
+        RatsError::Collateral { tee, reason }
+    }
+}
+
+/// Parses collateral in dcap-qvl's `QuoteCollateralV3` JSON shape.
+pub fn parse_collateral(json: &[u8]) -> Result<QuoteCollateralV3, RatsError> {
+    serde_json::from_slice(json).map_err(|e| RatsError::Collateral {
+        tee: "dcap",
+        reason: format!("not QuoteCollateralV3 JSON: {e}"),
+    })
+}

@@ -1,0 +1,38 @@
+//! Why evidence was not verified. Each error is one line and says which check failed.
+
+/// A verification failure, by the check that failed.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum RatsError {
+    /// The evidence is not well-formed (truncated, wrong version, wrong type, garbage).
+    #[error("malformed {tee} evidence: {reason}")]
+    Malformed { tee: &'static str, reason: String },
+    /// The evidence's type could not be recognised, or was not the one asked for.
+    #[error("unknown evidence type: {0}")]
+    UnknownType(String),
+    /// A signature over the evidence (or part of it) does not verify.
+    #[error("{tee} evidence: bad signature: {reason}")]
+    Signature { tee: &'static str, reason: String },
+    /// A certificate chain does not lead to the pinned root, or a certificate was revoked.
+    #[error("{tee} evidence: certificate chain: {reason}")]
+    CertificateChain { tee: &'static str, reason: String },
+    /// Collateral (TCB info, identities, CRLs, certificates) is outside its validity
+    /// window at the verification time.
+    #[error("{tee} evidence: collateral expired or not yet valid: {reason}")]
+    CollateralExpired { tee: &'static str, reason: String },
+    /// Collateral is missing, malformed, or does not belong to this evidence.
+    #[error("{tee} evidence: collateral: {reason}")]
+    Collateral { tee: &'static str, reason: String },
+    /// The platform's TCB is revoked or matches no TCB level.
+    #[error("{tee} evidence: TCB: {reason}")]
+    Tcb { tee: &'static str, reason: String },
+    /// The evidence is genuine but bound to other report data (not fresh, or not ours).
+    #[error("{tee} evidence is bound to other report data (expected {expected}, found {found})")]
+    ReportDataMismatch {
+        tee: &'static str,
+        expected: String,
+        found: String,
+    },
+    /// A policy could not be read.
+    #[error("policy: {0}")]
+    Policy(String),
+}

@@ -1,0 +1,275 @@
+//! Remote attestation for Inclavare Containers: "is this evidence genuine, fresh, and
+//! from the software I expect?" for every TEE the project supports.
+//!
+//! - [`verify`] checks evidence of any supported type against collateral at a given
+//!   time and returns the [`Verified`] claims, or a [`RatsError`] naming the failed
+//!   check. It makes no network calls: collateral and time are inputs, so air-gapped
+//!   and CI verification work.
+//! - [`Policy::appraise`] then decides whether a relying party accepts those claims.
+//!   The TCB status and advisories stay in the result whatever the policy says.
+//! - [`Attester`]s produce evidence bound to 64 bytes of report data.
+//!
+//! | [`Tee`] | evidence | collateral |
+//! |---|---|---|
+//! | `sgx_ecdsa` | DCAP quote v3 | `QuoteCollateralV3` JSON |
+//! | `tdx_ecdsa` | DCAP quote v4/v5 | `QuoteCollateralV3` JSON |
+//! | `sim` | `liberpal-sim` report (272 bytes) | none: signed by the host's platform key |
+//! | `sample` | `{"svn","report_data"}` | none: nothing is signed |
+//!
+//! `sim` and `sample` prove nothing about hardware; the default policy refuses them.
+
+mod claims;
+pub mod dcap;
+mod error;
+mod policy;
+mod software;
+
+use serde::Serialize;
+
+pub use claims::{ClaimValue, Verified};
+pub use dcap_qvl::QuoteCollateralV3;
+pub use error::RatsError;
+pub use policy::{Policy, Verdict};
+pub use software::SampleEvidence;
+
+/// The kinds of evidence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Tee {
+    SgxEcdsa,
+    TdxEcdsa,
+    SevSnp,
+    Sim,
+    Sample,
+}
+
+impl Tee {
+    pub const ALL: [Tee; 5] = [
+        Tee::SgxEcdsa,
+        Tee::TdxEcdsa,
+        Tee::SevSnp,
+        Tee::Sim,
+        Tee::Sample,
+    ];
+
+    /// The stable name (`sgx_ecdsa`, `tdx_ecdsa`, `sev_snp`, `sim`, `sample`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Tee::SgxEcdsa => "sgx_ecdsa",
+            Tee::TdxEcdsa => "tdx_ecdsa",
+            Tee::SevSnp => "sev_snp",
+            Tee::Sim => "sim",
+            Tee::Sample => "sample",
+        }
+    }
+
+    /// Parses a name given by [`Tee::name`] (also `sgx`, `tdx`, `snp`).
+    pub fn from_name(s: &str) -> Result<Tee, RatsError> {
+        Ok(match s {
+            "sgx_ecdsa" | "sgx" => Tee::SgxEcdsa,
+            "tdx_ecdsa" | "tdx" => Tee::TdxEcdsa,
+            "sev_snp" | "snp" => Tee::SevSnp,
+            "sim" => Tee::Sim,
+            "sample" => Tee::Sample,
+            other => {
+                return Err(RatsError::UnknownType(format!(
+                    "{other:?} (known: sgx_ecdsa, tdx_ecdsa, sev_snp, sim, sample)"
+                )))
+            }
+        })
+    }
+
+    /// Recognises evidence by its own header.
+    pub fn detect(evidence: &[u8]) -> Result<Tee, RatsError> {
+        if evidence.starts_with(&sim_tee::REPORT_MAGIC) {
+            return Ok(Tee::Sim);
+        }
+        if evidence.first() == Some(&b'{') {
+            return Ok(Tee::Sample);
+        }
+        if evidence.len() >= 8 {
+            let version = u16::from_le_bytes([evidence[0], evidence[1]]);
+            let key_type = u16::from_le_bytes([evidence[2], evidence[3]]);
+            let tee_type = u32::from_le_bytes([evidence[4], evidence[5], evidence[6], evidence[7]]);
+            if (3..=5).contains(&version) && key_type == 2 {
+                match tee_type {
+                    0 => return Ok(Tee::SgxEcdsa),
+                    0x81 => return Ok(Tee::TdxEcdsa),
+                    _ => {}
+                }
+            }
+            let snp_version =
+                u32::from_le_bytes([evidence[0], evidence[1], evidence[2], evidence[3]]);
+            if evidence.len() >= 0x4A0 && (2..=5).contains(&snp_version) {
+                return Ok(Tee::SevSnp);
+            }
+        }
+        Err(RatsError::UnknownType(format!(
+            "{} bytes that are neither a DCAP quote, an SNP report, a sim report nor sample JSON",
+            evidence.len()
+        )))
+    }
+}
+
+impl std::fmt::Display for Tee {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Collateral: what a verifier needs besides the evidence.
+#[derive(Debug, Clone)]
+pub enum Collateral {
+    /// Intel DCAP collateral (TCB info, QE identity, CRLs, issuer chains).
+    Dcap(Box<QuoteCollateralV3>),
+}
+
+impl Collateral {
+    /// Reads collateral for `tee` from its file bytes.
+    pub fn parse(tee: Tee, bytes: &[u8]) -> Result<Collateral, RatsError> {
+        match tee {
+            Tee::SgxEcdsa | Tee::TdxEcdsa => {
+                Ok(Collateral::Dcap(Box::new(dcap::parse_collateral(bytes)?)))
+            }
+            other => Err(RatsError::Collateral {
+                tee: other.name(),
+                reason: "this evidence type takes no collateral".into(),
+            }),
+        }
+    }
+}
+
+/// What a verification is checked against.
+#[derive(Debug, Clone, Default)]
+pub struct Input {
+    /// The report data the evidence must be bound to (a nonce, a key hash), if any.
+    pub report_data: Option<[u8; 64]>,
+    pub collateral: Option<Collateral>,
+    /// Seconds since the Unix epoch at which certificates and collateral must be valid.
+    pub now: u64,
+}
+
+/// Verifies evidence of type `tee`, or of the type its header shows.
+pub fn verify(evidence: &[u8], tee: Option<Tee>, input: &Input) -> Result<Verified, RatsError> {
+    let tee = match tee {
+        Some(t) => t,
+        None => Tee::detect(evidence)?,
+    };
+    verifier(tee).verify(evidence, input)
+}
+
+/// Checks evidence of one type.
+pub trait Verifier {
+    fn tee(&self) -> Tee;
+    /// Verifies `evidence` against `input`; never panics on any bytes.
+    fn verify(&self, evidence: &[u8], input: &Input) -> Result<Verified, RatsError>;
+}
+
+/// The verifier for `tee`.
+pub fn verifier(tee: Tee) -> Box<dyn Verifier> {
+    Box::new(Builtin(tee))
+}
+
+struct Builtin(Tee);
+
+impl Verifier for Builtin {
+    fn tee(&self) -> Tee {
+        self.0
+    }
+
+    fn verify(&self, evidence: &[u8], input: &Input) -> Result<Verified, RatsError> {
+        match self.0 {
+            Tee::SgxEcdsa | Tee::TdxEcdsa => {
+                let Some(Collateral::Dcap(c)) = &input.collateral else {
+                    return Err(RatsError::Collateral {
+                        tee: self.0.name(),
+                        reason: "DCAP collateral (QuoteCollateralV3 JSON) is required".into(),
+                    });
+                };
+                if Tee::detect(evidence).ok() != Some(self.0) {
+                    return Err(RatsError::Malformed {
+                        tee: self.0.name(),
+                        reason: "not a DCAP quote of this TEE type".into(),
+                    });
+                }
+                dcap::verify(self.0, evidence, c, input)
+            }
+            Tee::Sim => software::verify_sim(evidence, input),
+            Tee::Sample => software::verify_sample(evidence, input),
+            Tee::SevSnp => Err(RatsError::UnknownType(
+                "sev_snp verification is not available yet".into(),
+            )),
+        }
+    }
+}
+
+/// Produces evidence bound to report data.
+pub trait Attester {
+    fn tee(&self) -> Tee;
+    fn evidence(&self, report_data: &[u8; 64]) -> Result<Vec<u8>, RatsError>;
+}
+
+/// Confidential Containers' `sample` attester: works anywhere, proves nothing.
+pub struct SampleAttester;
+
+impl Attester for SampleAttester {
+    fn tee(&self) -> Tee {
+        Tee::Sample
+    }
+
+    fn evidence(&self, report_data: &[u8; 64]) -> Result<Vec<u8>, RatsError> {
+        Ok(serde_json::to_vec(&SampleEvidence::new(report_data)).expect("serialises"))
+    }
+}
+
+/// The `sim` attester: asks `liberpal-sim` through the evidence socket the enclave
+/// inherited (see [`sim_tee::evidence`]).
+pub struct SimAttester {
+    fd: std::os::fd::RawFd,
+}
+
+impl SimAttester {
+    /// The attester of a program running in a `sim` enclave, if this is one.
+    pub fn inherited() -> Option<SimAttester> {
+        sim_tee::evidence::inherited_fd().map(|fd| SimAttester { fd })
+    }
+}
+
+impl Attester for SimAttester {
+    fn tee(&self) -> Tee {
+        Tee::Sim
+    }
+
+    fn evidence(&self, report_data: &[u8; 64]) -> Result<Vec<u8>, RatsError> {
+        sim_tee::evidence::request_report(self.fd, report_data)
+            .map(|r| r.to_bytes().to_vec())
+            .map_err(|e| RatsError::Signature {
+                tee: "sim",
+                reason: e.to_string(),
+            })
+    }
+}
+
+/// The attester for the TEE this process runs in: `sim` inside a `sim` enclave,
+/// `sample` elsewhere.
+pub fn auto_attester() -> Box<dyn Attester> {
+    match SimAttester::inherited() {
+        Some(a) => Box::new(a),
+        None => Box::new(SampleAttester),
+    }
+}
+
+pub(crate) fn check_report_data(
+    tee: &'static str,
+    found: &[u8],
+    input: &Input,
+) -> Result<(), RatsError> {
+    match &input.report_data {
+        Some(expected) if expected[..] != *found => Err(RatsError::ReportDataMismatch {
+            tee,
+            expected: hex::encode(expected),
+            found: hex::encode(found),
+        }),
+        _ => Ok(()),
+    }
+}
