@@ -201,6 +201,30 @@ fn attest_gives_a_signed_report_bound_to_the_report_data() {
     assert_eq!(report.report_data, [0x11; 64]);
     assert!(!report.debug);
 
+    // The tenant's verifier: genuine sim evidence, refused by the default policy
+    // because it proves nothing about hardware; accepted, with the measurement pinned,
+    // by a policy that allows software TEEs.
+    let shelter = shelter_bin();
+    let verify = |extra: &[&str]| {
+        let mut c = Command::new(&shelter);
+        c.args(["verify", "--evidence", report_file.to_str().unwrap()])
+            .args(["--report-data", &data])
+            .args(extra);
+        run(&mut c)
+    };
+    let (code, out, err) = verify(&[]);
+    assert_eq!(code, 3, "{out}{err}");
+    assert!(out.contains("proves nothing about hardware"), "{out}");
+    let policy = work.path().join("policy.toml");
+    std::fs::write(
+        &policy,
+        format!("allow_software_tees = true\n[expected]\nsim_mr_enclave = [\"{mr}\"]\n"),
+    )
+    .unwrap();
+    let (code, out, err) = verify(&["--policy", policy.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.starts_with("verdict: ACCEPTED"), "{out}");
+
     // exec runs through the enclave, which runs only the program it was signed for.
     let ok = rune.cmd(&["exec", &id, "/bin/sh", "-c", "echo from exec; exit 3"]);
     assert_eq!(

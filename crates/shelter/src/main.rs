@@ -1,1 +1,20 @@
-fn main() {}
+//! `shelter`: the tenant's verifier command.
+
+mod cli;
+mod verify;
+
+use clap::Parser;
+
+fn main() {
+    let cli = cli::Cli::parse();
+    let result = match cli.command {
+        cli::Command::Verify(v) => verify::run(&v),
+    };
+    match result {
+        Ok(code) => std::process::exit(code),
+        Err(err) => {
+            eprintln!("shelter: {err:#}");
+            std::process::exit(1);
+        }
+    }
+}

@@ -69,6 +69,20 @@ pub fn sim_artifacts() -> (PathBuf, PathBuf) {
     (so, sign)
 }
 
+/// The `shelter` binary, built if missing.
+pub fn shelter_bin() -> PathBuf {
+    let bin = workspace().join("target/release/shelter");
+    if !bin.exists() {
+        let status = Command::new(env!("CARGO"))
+            .args(["build", "--release", "-p", "shelter"])
+            .current_dir(workspace())
+            .status()
+            .expect("cargo build -p shelter");
+        assert!(status.success());
+    }
+    bin
+}
+
 /// A unique container id for this test process.
 pub fn unique_id(prefix: &str) -> String {
     static N: AtomicU32 = AtomicU32::new(0);

@@ -1,0 +1,106 @@
+//! `shelter verify`.
+
+use std::io::Write;
+
+use anyhow::{bail, Context, Result};
+use rats::{Collateral, Input, Policy, Tee};
+
+use crate::cli::Verify;
+
+/// Exit code when the evidence verified but the policy refused it.
+const REFUSED: i32 = 3;
+
+pub fn run(v: &Verify) -> Result<i32> {
+    let evidence = read_evidence(&v.evidence)?;
+    let tee = match &v.tee {
+        Some(name) => Tee::from_name(name)?,
+        None => Tee::detect(&evidence)?,
+    };
+    let collateral = match &v.collateral {
+        Some(path) => {
+            let bytes = std::fs::read(path).with_context(|| format!("{}", path.display()))?;
+            Some(Collateral::parse(tee, &bytes)?)
+        }
+        None => None,
+    };
+    let input = Input {
+        report_data: v
+            .report_data
+            .as_deref()
+            .map(parse_report_data)
+            .transpose()?,
+        collateral,
+        now: match &v.at {
+            Some(at) => parse_time(at)?,
+            None => std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)?
+                .as_secs(),
+        },
+    };
+    let policy = match &v.policy {
+        Some(path) => Policy::load(path)?,
+        None => Policy::default(),
+    };
+    let verified = rats::verify(&evidence, Some(tee), &input)?;
+    let verdict = policy.appraise(&verified);
+    let mut out = std::io::stdout().lock();
+    if v.json {
+        let doc = serde_json::json!({
+            "accepted": verdict.accepted,
+            "reasons": verdict.reasons,
+            "verified": verified,
+        });
+        writeln!(out, "{}", serde_json::to_string_pretty(&doc)?)?;
+    } else {
+        writeln!(
+            out,
+            "verdict: {}",
+            if verdict.accepted {
+                "ACCEPTED"
+            } else {
+                "REFUSED"
+            }
+        )?;
+        for r in &verdict.reasons {
+            writeln!(out, "  - {r}")?;
+        }
+        let width = verified.claims.keys().map(String::len).max().unwrap_or(0);
+        for (name, value) in &verified.claims {
+            let shown = match value {
+                rats::ClaimValue::List(l) if l.is_empty() => "-".to_string(),
+                other => other.canonical().join(", "),
+            };
+            writeln!(out, "{name:width$}  {shown}")?;
+        }
+    }
+    Ok(if verdict.accepted { 0 } else { REFUSED })
+}
+
+/// Raw bytes, or hex text (as some tools store quotes and reports).
+fn read_evidence(path: &std::path::Path) -> Result<Vec<u8>> {
+    let bytes = std::fs::read(path).with_context(|| format!("evidence {}", path.display()))?;
+    let text = bytes.trim_ascii();
+    if !text.is_empty() && text.len() % 2 == 0 && text.iter().all(u8::is_ascii_hexdigit) {
+        return Ok(hex::decode(text)?);
+    }
+    Ok(bytes)
+}
+
+fn parse_report_data(s: &str) -> Result<[u8; 64]> {
+    let bytes = hex::decode(s).context("--report-data: not hex")?;
+    if bytes.len() > 64 {
+        bail!("--report-data: {} bytes, at most 64", bytes.len());
+    }
+    let mut data = [0u8; 64];
+    data[..bytes.len()].copy_from_slice(&bytes);
+    Ok(data)
+}
+
+fn parse_time(s: &str) -> Result<u64> {
+    if let Ok(secs) = s.parse::<u64>() {
+        return Ok(secs);
+    }
+    let t = chrono::DateTime::parse_from_rfc3339(s)
+        .with_context(|| format!("--at {s:?}: neither Unix seconds nor RFC 3339"))?;
+    u64::try_from(t.timestamp()).context("--at: before 1970")
+}
