@@ -40,3 +40,6 @@ python3 scripts/bench.py "enclave container: the same /bin/true plain and in an 
   "rune run plain=$RUNE --root $WORK/rune run --bundle $WORK/bundle p{i}" \
   "rune run sim enclave=$RUNE --root $WORK/rune run --bundle $WORK/sim s{i}" \
   "rune run skeleton PAL v3=$RUNE --root $WORK/rune run --bundle $WORK/skeleton k{i}"
+
+# Evidence verification (rats) against the raw dcap-qvl call, same input, same run.
+cargo run --quiet --release -p rats --example verify_bench

@@ -1,0 +1,88 @@
+//! Verifications per second per core of the real fixtures through `rats::verify`, next
+//! to the raw `dcap-qvl` call on the same input, interleaved in one run.
+//!
+//! `cargo run --release -p rats --example verify_bench [RUNS] [BATCH]`: RUNS timed
+//! batches (after 5 warm-up batches) of BATCH verifications each; prints a Markdown
+//! table of medians.
+
+use std::time::Instant;
+
+use rats::{Collateral, Input, Tee};
+
+const AT: u64 = 1_750_377_600;
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    let runs: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(30);
+    let batch: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(20);
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/testdata");
+    let read = |n: &str| std::fs::read(format!("{dir}/{n}")).unwrap();
+    type Case = (String, Box<dyn Fn()>);
+    let mut cases: Vec<Case> = Vec::new();
+    for (tee, quote, coll) in [
+        (Tee::SgxEcdsa, "sgx_quote", "sgx_quote_collateral.json"),
+        (Tee::TdxEcdsa, "tdx_quote", "tdx_quote_collateral.json"),
+    ] {
+        let q = read(quote);
+        let raw: rats::QuoteCollateralV3 = serde_json::from_slice(&read(coll)).unwrap();
+        let input = Input {
+            report_data: None,
+            collateral: Some(Collateral::Dcap(Box::new(raw.clone()))),
+            now: AT,
+        };
+        let q2 = q.clone();
+        cases.push((
+            format!("{tee} rats::verify"),
+            Box::new(move || {
+                rats::verify(&q2, Some(tee), &input).unwrap();
+            }),
+        ));
+        cases.push((
+            format!("{tee} dcap-qvl raw"),
+            Box::new(move || {
+                dcap_qvl::verify::QuoteVerifier::new(rats::dcap::INTEL_SGX_ROOT_CA.to_vec())
+                    .allow_debug(true)
+                    .verify(&q, &raw, AT)
+                    .unwrap();
+            }),
+        ));
+    }
+    let mut times: Vec<Vec<f64>> = vec![Vec::new(); cases.len()];
+    for round in 0..runs + 5 {
+        for (i, (_, f)) in cases.iter().enumerate() {
+            let start = Instant::now();
+            for _ in 0..batch {
+                f();
+            }
+            let per = start.elapsed().as_secs_f64() / batch as f64;
+            if round >= 5 {
+                times[i].push(per);
+            }
+        }
+    }
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    println!("\n### evidence verification: real fixtures, one core\n");
+    println!(
+        "{runs} batches of {batch} after 5 warm-up batches, interleaved; load average {}\n",
+        load.split_whitespace().next().unwrap_or("?")
+    );
+    println!("| verification | median µs | verifications/s | rats / raw |");
+    println!("|---|---:|---:|---:|");
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        v[v.len() / 2]
+    };
+    let medians: Vec<f64> = times.iter_mut().map(median).collect();
+    for (i, (name, _)) in cases.iter().enumerate() {
+        let ratio = if i % 2 == 0 {
+            format!("{:.3}", medians[i] / medians[i + 1])
+        } else {
+            "1.000".into()
+        };
+        println!(
+            "| {name} | {:.1} | {:.0} | {ratio} |",
+            medians[i] * 1e6,
+            1.0 / medians[i]
+        );
+    }
+}
