@@ -1,5 +1,5 @@
 //! Verifications per second per core of the real fixtures through `rats::verify`, next
-//! to the raw `dcap-qvl` call on the same input, interleaved in one run.
+//! to the raw `dcap-qvl` / `sev` call on the same input, interleaved in one run.
 //!
 //! `cargo run --release -p rats --example verify_bench [RUNS] [BATCH]`: RUNS timed
 //! batches (after 5 warm-up batches) of BATCH verifications each; prints a Markdown
@@ -44,6 +44,39 @@ fn main() {
                     .allow_debug(true)
                     .verify(&q, &raw, AT)
                     .unwrap();
+            }),
+        ));
+    }
+    {
+        use sev::certs::snp::{builtin, ca, Certificate, Chain, Verifiable};
+        use sev::parser::ByteParser;
+        let report = read("test-report.bin");
+        let vcek = read("test-vcek.der");
+        let input = Input {
+            report_data: None,
+            collateral: Some(Collateral::parse(Tee::SevSnp, &vcek).unwrap()),
+            now: 1_735_689_600,
+        };
+        let r2 = report.clone();
+        cases.push((
+            "sev_snp rats::verify".into(),
+            Box::new(move || {
+                rats::verify(&r2, Some(Tee::SevSnp), &input).unwrap();
+            }),
+        ));
+        cases.push((
+            "sev_snp sev raw".into(),
+            Box::new(move || {
+                let chain = Chain {
+                    ca: ca::Chain {
+                        ark: builtin::milan::ark().unwrap(),
+                        ask: builtin::milan::ask().unwrap(),
+                    },
+                    vek: Certificate::from_der(&vcek).unwrap(),
+                };
+                let vek = (&chain).verify().unwrap();
+                let parsed = sev::firmware::guest::AttestationReport::from_bytes(&report).unwrap();
+                (vek, &parsed).verify().unwrap();
             }),
         ));
     }

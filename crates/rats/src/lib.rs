@@ -13,6 +13,7 @@
 //! |---|---|---|
 //! | `sgx_ecdsa` | DCAP quote v3 | `QuoteCollateralV3` JSON |
 //! | `tdx_ecdsa` | DCAP quote v4/v5 | `QuoteCollateralV3` JSON |
+//! | `sev_snp` | attestation report v2+ (1184 bytes) | VCEK/VLEK (DER/PEM) or a certificate table |
 //! | `sim` | `liberpal-sim` report (272 bytes) | none: signed by the host's platform key |
 //! | `sample` | `{"svn","report_data"}` | none: nothing is signed |
 //!
@@ -22,6 +23,7 @@ mod claims;
 pub mod dcap;
 mod error;
 mod policy;
+pub mod snp;
 mod software;
 
 use serde::Serialize;
@@ -122,6 +124,8 @@ impl std::fmt::Display for Tee {
 pub enum Collateral {
     /// Intel DCAP collateral (TCB info, QE identity, CRLs, issuer chains).
     Dcap(Box<QuoteCollateralV3>),
+    /// The VCEK/VLEK, and perhaps the ARK and ASK, of an SEV-SNP report.
+    Snp(snp::SnpCollateral),
 }
 
 impl Collateral {
@@ -131,6 +135,7 @@ impl Collateral {
             Tee::SgxEcdsa | Tee::TdxEcdsa => {
                 Ok(Collateral::Dcap(Box::new(dcap::parse_collateral(bytes)?)))
             }
+            Tee::SevSnp => Ok(Collateral::Snp(snp::SnpCollateral::parse(bytes)?)),
             other => Err(RatsError::Collateral {
                 tee: other.name(),
                 reason: "this evidence type takes no collateral".into(),
@@ -196,9 +201,16 @@ impl Verifier for Builtin {
             }
             Tee::Sim => software::verify_sim(evidence, input),
             Tee::Sample => software::verify_sample(evidence, input),
-            Tee::SevSnp => Err(RatsError::UnknownType(
-                "sev_snp verification is not available yet".into(),
-            )),
+            Tee::SevSnp => {
+                let Some(Collateral::Snp(c)) = &input.collateral else {
+                    return Err(RatsError::Collateral {
+                        tee: self.0.name(),
+                        reason: "the VCEK or VLEK certificate (or a certificate table) is required"
+                            .into(),
+                    });
+                };
+                snp::verify(evidence, c, input)
+            }
         }
     }
 }

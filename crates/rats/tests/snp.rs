@@ -1,0 +1,164 @@
+//! SEV-SNP: real reports and VCEKs (Trustee's and virtee/sev's test data, see
+//! testdata/README.md), against AMD's built-in Milan ARK/ASK.
+
+use rats::snp::{parse_cert_table, GUID_VCEK};
+use rats::{verify, Collateral, Input, Policy, RatsError, Tee};
+
+/// 2025-01-01T00:00:00Z: inside both VCEKs' validity.
+const AT: u64 = 1_735_689_600;
+
+fn data(name: &str) -> Vec<u8> {
+    std::fs::read(format!("{}/testdata/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap()
+}
+
+fn input(vcek: &[u8], now: u64) -> Input {
+    Input {
+        report_data: None,
+        collateral: Some(Collateral::parse(Tee::SevSnp, vcek).unwrap()),
+        now,
+    }
+}
+
+fn milan_report() -> Vec<u8> {
+    hex::decode(data("report_milan.hex")).unwrap()
+}
+
+#[test]
+fn trustee_report_verifies_with_its_vcek() {
+    let report = data("test-report.bin");
+    assert_eq!(Tee::detect(&report).unwrap(), Tee::SevSnp);
+    let v = verify(&report, None, &input(&data("test-vcek.der"), AT)).unwrap();
+    assert_eq!(v.tee, Tee::SevSnp);
+    assert!(!v.debug, "policy 0x3001F does not allow debug");
+    assert_eq!(v.claims["snp_reported_tcb_microcode"].canonical(), ["115"]);
+    assert_eq!(v.claims["snp_reported_tcb_snp"].canonical(), ["8"]);
+    assert_eq!(v.claims["snp_policy"].canonical(), [0x3001f.to_string()]);
+    assert!(Policy::default().appraise(&v).accepted);
+}
+
+#[test]
+fn sev_crate_report_verifies_with_its_vcek() {
+    let v = verify(&milan_report(), None, &input(&data("vcek_milan.der"), AT)).unwrap();
+    assert_eq!(v.claims["snp_version"].canonical(), ["2"]);
+}
+
+#[test]
+fn flipped_bytes_give_the_right_error() {
+    let report = data("test-report.bin");
+    let vcek = data("test-vcek.der");
+    let with_report = |f: &dyn Fn(&mut Vec<u8>)| {
+        let mut r = report.clone();
+        f(&mut r);
+        verify(&r, Some(Tee::SevSnp), &input(&vcek, AT)).unwrap_err()
+    };
+    let e = with_report(&|r| r[42] ^= 1);
+    assert!(matches!(e, RatsError::Signature { .. }), "{e}");
+    let e = with_report(&|r| r[384] = r[384].wrapping_add(1));
+    assert!(matches!(e, RatsError::Tcb { .. }), "{e}");
+    let e = with_report(&|r| r[0x2A0 + 5] ^= 1);
+    assert!(matches!(e, RatsError::Signature { .. }), "{e}");
+    // virtee/sev's negative cases.
+    let mut r = milan_report();
+    r[21] ^= 0x80;
+    let e = verify(&r, None, &input(&data("vcek_milan.der"), AT)).unwrap_err();
+    assert!(matches!(e, RatsError::Signature { .. }), "{e}");
+    let mut c = data("vcek_milan.der");
+    c[40] ^= 0xff;
+    let e = verify(&milan_report(), None, &input(&c, AT)).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            RatsError::CertificateChain { .. } | RatsError::Collateral { .. }
+        ),
+        "{e}"
+    );
+    // Another part's VCEK.
+    let e = verify(&report, None, &input(&data("vcek_milan.der"), AT)).unwrap_err();
+    assert!(
+        matches!(e, RatsError::Tcb { .. } | RatsError::Signature { .. }),
+        "{e}"
+    );
+}
+
+#[test]
+fn synthetic_vceks_never_validate_a_report() {
+    for name in ["test-vcek-invalid-legacy.der", "test-vcek-invalid-new.der"] {
+        let e = verify(&data("test-report.bin"), None, &input(&data(name), AT)).unwrap_err();
+        assert!(
+            matches!(e, RatsError::CertificateChain { .. }),
+            "{name}: {e}"
+        );
+    }
+}
+
+#[test]
+fn vcek_outside_its_validity_is_expired() {
+    // 2031-01-01, after the VCEK's notAfter (2030-01-24).
+    let e = verify(
+        &data("test-report.bin"),
+        None,
+        &input(&data("test-vcek.der"), 1_924_992_000),
+    )
+    .unwrap_err();
+    assert!(matches!(e, RatsError::CollateralExpired { .. }), "{e}");
+}
+
+/// A certificate table as configfs-tsm's `auxblob` carries it.
+fn cert_table(entries: &[(&str, &[u8])]) -> Vec<u8> {
+    let header = (entries.len() + 1) * 24;
+    let mut table = Vec::new();
+    let mut blobs = Vec::new();
+    for (guid, data) in entries {
+        let g = uuid_le(guid);
+        table.extend_from_slice(&g);
+        table.extend_from_slice(&((header + blobs.len()) as u32).to_le_bytes());
+        table.extend_from_slice(&(data.len() as u32).to_le_bytes());
+        blobs.extend_from_slice(data);
+    }
+    table.extend_from_slice(&[0; 24]);
+    table.extend_from_slice(&blobs);
+    table
+}
+
+fn uuid_le(s: &str) -> [u8; 16] {
+    let h = hex::decode(s.replace('-', "")).unwrap();
+    let mut g = [0u8; 16];
+    g.copy_from_slice(&h);
+    g[..4].reverse();
+    g[4..6].reverse();
+    g[6..8].reverse();
+    g
+}
+
+#[test]
+fn certificate_tables_carry_the_vcek() {
+    let vcek = data("test-vcek.der");
+    let table = cert_table(&[(GUID_VCEK, &vcek)]);
+    let parsed = parse_cert_table(&table).unwrap();
+    assert_eq!(parsed, vec![(GUID_VCEK.to_string(), vcek.clone())]);
+    verify(&data("test-report.bin"), None, &input(&table, AT)).unwrap();
+
+    // Truncated, unterminated, out of bounds: typed errors.
+    for bad in [&table[..10], &table[..24], &table[..table.len() - 1]] {
+        assert!(matches!(
+            parse_cert_table(bad).unwrap_err(),
+            RatsError::Collateral { .. }
+        ));
+    }
+}
+
+#[test]
+fn bad_reports_are_malformed() {
+    let report = data("test-report.bin");
+    let vcek = data("test-vcek.der");
+    for len in [0, 4, 100, 1183] {
+        let e = verify(&report[..len], Some(Tee::SevSnp), &input(&vcek, AT)).unwrap_err();
+        assert!(matches!(e, RatsError::Malformed { .. }), "{len}: {e}");
+    }
+    let mut v9 = report.clone();
+    v9[0] = 9;
+    let e = verify(&v9, Some(Tee::SevSnp), &input(&vcek, AT)).unwrap_err();
+    assert!(matches!(e, RatsError::Malformed { .. }), "{e}");
+    let e = verify(&report, Some(Tee::SevSnp), &Input::default()).unwrap_err();
+    assert!(matches!(e, RatsError::Collateral { .. }), "{e}");
+}
