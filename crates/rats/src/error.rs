@@ -32,6 +32,9 @@ pub enum RatsError {
         expected: String,
         found: String,
     },
+    /// Evidence could not be produced.
+    #[error("{tee} attester: {reason}")]
+    Attester { tee: &'static str, reason: String },
     /// A policy could not be read.
     #[error("policy: {0}")]
     Policy(String),

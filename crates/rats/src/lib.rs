@@ -25,6 +25,7 @@ mod error;
 mod policy;
 pub mod snp;
 mod software;
+pub mod tsm;
 
 use serde::Serialize;
 
@@ -215,22 +216,30 @@ impl Verifier for Builtin {
     }
 }
 
-/// Produces evidence bound to report data.
+/// Evidence an attester produced, with the collateral it came with (SNP's certificate
+/// table from configfs-tsm's `auxblob`), ready for [`verify`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Evidence {
+    pub tee: Tee,
+    pub bytes: Vec<u8>,
+    pub collateral: Option<Vec<u8>>,
+}
+
+/// Produces evidence bound to 64 bytes of report data.
 pub trait Attester {
-    fn tee(&self) -> Tee;
-    fn evidence(&self, report_data: &[u8; 64]) -> Result<Vec<u8>, RatsError>;
+    fn attest(&self, report_data: &[u8; 64]) -> Result<Evidence, RatsError>;
 }
 
 /// Confidential Containers' `sample` attester: works anywhere, proves nothing.
 pub struct SampleAttester;
 
 impl Attester for SampleAttester {
-    fn tee(&self) -> Tee {
-        Tee::Sample
-    }
-
-    fn evidence(&self, report_data: &[u8; 64]) -> Result<Vec<u8>, RatsError> {
-        Ok(serde_json::to_vec(&SampleEvidence::new(report_data)).expect("serialises"))
+    fn attest(&self, report_data: &[u8; 64]) -> Result<Evidence, RatsError> {
+        Ok(Evidence {
+            tee: Tee::Sample,
+            bytes: serde_json::to_vec(&SampleEvidence::new(report_data)).expect("serialises"),
+            collateral: None,
+        })
     }
 }
 
@@ -248,27 +257,31 @@ impl SimAttester {
 }
 
 impl Attester for SimAttester {
-    fn tee(&self) -> Tee {
-        Tee::Sim
-    }
-
-    fn evidence(&self, report_data: &[u8; 64]) -> Result<Vec<u8>, RatsError> {
-        sim_tee::evidence::request_report(self.fd, report_data)
-            .map(|r| r.to_bytes().to_vec())
-            .map_err(|e| RatsError::Signature {
+    fn attest(&self, report_data: &[u8; 64]) -> Result<Evidence, RatsError> {
+        let report = sim_tee::evidence::request_report(self.fd, report_data).map_err(|e| {
+            RatsError::Attester {
                 tee: "sim",
                 reason: e.to_string(),
-            })
+            }
+        })?;
+        Ok(Evidence {
+            tee: Tee::Sim,
+            bytes: report.to_bytes().to_vec(),
+            collateral: None,
+        })
     }
 }
 
-/// The attester for the TEE this process runs in: `sim` inside a `sim` enclave,
-/// `sample` elsewhere.
+/// The attester for the TEE this process runs in: `sim` inside a `sim` enclave, the
+/// kernel's configfs-tsm report interface in a TDX or SNP guest, `sample` elsewhere.
 pub fn auto_attester() -> Box<dyn Attester> {
-    match SimAttester::inherited() {
-        Some(a) => Box::new(a),
-        None => Box::new(SampleAttester),
+    if let Some(a) = SimAttester::inherited() {
+        return Box::new(a);
     }
+    if let Some(a) = tsm::TsmAttester::probe(std::path::Path::new(tsm::TSM_REPORT_DIR)) {
+        return Box::new(a);
+    }
+    Box::new(SampleAttester)
 }
 
 pub(crate) fn check_report_data(

@@ -71,7 +71,7 @@ fn sim_reports_verify_and_are_refused_unless_allowed() {
 
 #[test]
 fn sample_evidence_round_trips_and_is_refused_by_default() {
-    let evidence = SampleAttester.evidence(&[9; 64]).unwrap();
+    let evidence = SampleAttester.attest(&[9; 64]).unwrap().bytes;
     let json: serde_json::Value = serde_json::from_slice(&evidence).unwrap();
     assert_eq!(json["svn"], "1");
     let v = verify(
