@@ -121,3 +121,24 @@ fn failures_are_one_line_with_a_nonzero_exit() {
         assert!(out.is_empty());
     }
 }
+
+#[test]
+fn snp_reports_verify_from_raw_or_hex_files() {
+    for (report, vcek) in [
+        ("test-report.bin", "test-vcek.der"),
+        ("report_milan.hex", "vcek_milan.der"),
+    ] {
+        let (code, out, err) = shelter(&[
+            "verify",
+            "--evidence",
+            &testdata(report),
+            "--collateral",
+            &testdata(vcek),
+            "--at",
+            "2025-01-01T00:00:00Z",
+        ]);
+        assert_eq!(code, 0, "{report}: {out}{err}");
+        assert!(out.contains("snp_measurement"), "{out}");
+        assert!(out.lines().any(|l| l.starts_with("tee ") && l.ends_with("sev_snp")), "{out}");
+    }
+}
