@@ -307,6 +307,33 @@ fn containerd_and_docker_run_enclave_containers() {
     assert_eq!(code, 0, "{err}");
     let (code, _, err) = c.ctr(&["container", "delete", &id]);
     assert_eq!(code, 0, "{err}");
+
+    // liberpal-sim, the software enclave: measured, and the exit code comes back.
+    let (sim_pal, _) = sim_artifacts();
+    let sim_env = [
+        "ENCLAVE_TYPE=sim".to_string(),
+        format!("ENCLAVE_RUNTIME_PATH={}", sim_pal.display()),
+        "ENCLAVE_RUNTIME_ARGS=debug".to_string(),
+    ];
+    let id = unique_id("ctr-sim");
+    let mut args = vec!["run", "--rm", "--runc-binary", RUNE];
+    for e in &sim_env {
+        args.extend(["--env", e.as_str()]);
+    }
+    args.extend([
+        "docker.io/library/busybox:rune",
+        &id,
+        "/bin/sh",
+        "-c",
+        "echo in the sim enclave; exit 6",
+    ]);
+    let (code, out, err) = c.ctr(&args);
+    assert_eq!(code, 6, "{out}{err}");
+    assert!(out.contains("in the sim enclave"), "{out}");
+    assert!(
+        format!("{out}{err}").contains("liberpal-sim: mr_enclave="),
+        "{out}{err}"
+    );
     drop(c);
 
     let d = Dockerd::start();
@@ -334,6 +361,32 @@ fn containerd_and_docker_run_enclave_containers() {
     assert!(
         out.contains("Hello Inclavare Containers!") && out.contains("argv: app|exit_code|4"),
         "{out}"
+    );
+
+    let mut args = vec![
+        "run",
+        "--rm",
+        "--runtime",
+        "rune",
+        "--network",
+        "none",
+        "--pull=never",
+    ];
+    for e in &sim_env {
+        args.extend(["-e", e.as_str()]);
+    }
+    args.extend([
+        "busybox:rune",
+        "/bin/sh",
+        "-c",
+        "echo in the sim enclave; exit 7",
+    ]);
+    let (code, out, err) = d.docker(&args);
+    assert_eq!(code, 7, "{out}{err}");
+    assert!(out.contains("in the sim enclave"), "{out}");
+    assert!(
+        format!("{out}{err}").contains("liberpal-sim: mr_enclave="),
+        "{out}{err}"
     );
 }
 

@@ -139,6 +139,10 @@ fn snp_reports_verify_from_raw_or_hex_files() {
         ]);
         assert_eq!(code, 0, "{report}: {out}{err}");
         assert!(out.contains("snp_measurement"), "{out}");
-        assert!(out.lines().any(|l| l.starts_with("tee ") && l.ends_with("sev_snp")), "{out}");
+        assert!(
+            out.lines()
+                .any(|l| l.starts_with("tee ") && l.ends_with("sev_snp")),
+            "{out}"
+        );
     }
 }

@@ -369,6 +369,8 @@ impl Containerd {
         let daemon = Daemon::spawn(
             "containerd",
             Command::new("/usr/bin/containerd")
+                // liberpal-sim's platform key, private to this daemon's containers.
+                .env("INCLAVARE_SIM_PLATFORM_DIR", dir.path().join("sim"))
                 .arg("--config")
                 .arg(dir.path().join("config.toml")),
             &dir.path().join("containerd.log"),
@@ -425,6 +427,7 @@ impl Dockerd {
         let daemon = Daemon::spawn(
             "dockerd",
             Command::new("/usr/sbin/dockerd")
+                .env("INCLAVARE_SIM_PLATFORM_DIR", dir.path().join("sim"))
                 .arg("--data-root")
                 .arg(p("data"))
                 .arg("--exec-root")
