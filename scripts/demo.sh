@@ -44,6 +44,27 @@ echo "expected mr_enclave (recomputed outside): $("$SIGN" measure --executable "
 "$RUNE" --root "$WORK/rune" run --bundle "$WORK/enclave" enclave-demo
 echo "(sim proves nothing about hardware: it runs the confidential-container workflow anywhere)"
 
+step "attestation: a report from the running enclave, checked by the tenant's shelter"
+SHELTER=$PWD/target/release/shelter
+python3 - "$WORK/enclave/config.json" <<'PY'
+import json, sys
+spec = json.load(open(sys.argv[1]))
+spec["process"]["args"] = ["/bin/sh", "-c", "sleep 30"]
+json.dump(spec, open(sys.argv[1], "w"), indent=2)
+PY
+"$RUNE" --root "$WORK/rune" run -d --bundle "$WORK/enclave" enclave-attest 2>/dev/null
+NONCE=$(head -c 32 /dev/urandom | od -An -v -tx1 | tr -d ' \n')
+"$RUNE" --root "$WORK/rune" attest --report-data "$NONCE" --report-file "$WORK/report.bin" enclave-attest
+MR=$("$SIGN" measure --executable "$WORK/enclave/rootfs/bin/busybox" --entrypoint /bin/sh)
+printf 'allow_software_tees = true\n[expected]\nsim_mr_enclave = ["%s"]\n' "$MR" > "$WORK/policy.toml"
+echo "-- the default policy (hardware only):"
+"$SHELTER" verify --evidence "$WORK/report.bin" --report-data "$NONCE" | head -2 || true
+echo "-- a policy that allows sim and pins the measurement:"
+"$SHELTER" verify --evidence "$WORK/report.bin" --report-data "$NONCE" --policy "$WORK/policy.toml" | head -1
+"$RUNE" --root "$WORK/rune" kill enclave-attest KILL
+sleep 0.5
+"$RUNE" --root "$WORK/rune" delete --force enclave-attest
+
 step "containerd: ctr run --runc-binary rune"
 start_containerd
 "${CTR[@]}" run --rm --runc-binary "$RUNE" docker.io/library/busybox:rune ctr-demo \
