@@ -51,16 +51,14 @@ struct Identity {
 impl Identity {
     /// This enclave's report bound to `report_data`, signed by the platform key.
     fn report(&self, key: &PlatformKey, report_data: [u8; 64]) -> [u8; sim_tee::REPORT_SIZE] {
-        key.sign_report(Report {
-            debug: self.debug,
-            mr_enclave: self.mr_enclave,
-            mr_signer: self.mr_signer,
-            product_id: self.product_id,
-            svn: self.svn,
+        key.sign_report(Report::unsigned(
+            self.debug,
+            self.mr_enclave,
+            self.mr_signer,
+            self.product_id,
+            self.svn,
             report_data,
-            platform_key: [0; 32],
-            signature: [0; 64],
-        })
+        ))
         .to_bytes()
     }
 }

@@ -3,16 +3,14 @@
 use rats::{verify, Attester, Input, Policy, RatsError, SampleAttester, Tee};
 
 fn sim_report(key: &sim_tee::PlatformKey, debug: bool, report_data: [u8; 64]) -> Vec<u8> {
-    key.sign_report(sim_tee::Report {
+    key.sign_report(sim_tee::Report::unsigned(
         debug,
-        mr_enclave: [0xaa; 48],
-        mr_signer: [0xbb; 48],
-        product_id: 1,
-        svn: 2,
+        [0xaa; 48],
+        [0xbb; 48],
+        1,
+        2,
         report_data,
-        platform_key: [0; 32],
-        signature: [0; 64],
-    })
+    ))
     .to_bytes()
     .to_vec()
 }

@@ -79,18 +79,9 @@ mod tests {
 
     fn signed(report_data: [u8; 64]) -> Vec<u8> {
         let key = PlatformKey::generate().unwrap();
-        key.sign_report(Report {
-            debug: true,
-            mr_enclave: [1; 48],
-            mr_signer: [2; 48],
-            product_id: 3,
-            svn: 4,
-            report_data,
-            platform_key: [0; 32],
-            signature: [0; 64],
-        })
-        .to_bytes()
-        .to_vec()
+        key.sign_report(Report::unsigned(true, [1; 48], [2; 48], 3, 4, report_data))
+            .to_bytes()
+            .to_vec()
     }
 
     #[test]

@@ -47,6 +47,28 @@ pub struct Report {
 }
 
 impl Report {
+    /// The report of an enclave with this identity, bound to `report_data`, to be
+    /// signed with [`crate::PlatformKey::sign_report`].
+    pub fn unsigned(
+        debug: bool,
+        mr_enclave: Digest,
+        mr_signer: Digest,
+        product_id: u16,
+        svn: u16,
+        report_data: [u8; 64],
+    ) -> Report {
+        Report {
+            debug,
+            mr_enclave,
+            mr_signer,
+            product_id,
+            svn,
+            report_data,
+            platform_key: [0; 32],
+            signature: [0; 64],
+        }
+    }
+
     /// The bytes the signature covers.
     pub fn body(&self) -> [u8; SIGNED_LEN] {
         let mut b = [0u8; SIGNED_LEN];
@@ -121,16 +143,7 @@ mod tests {
 
     fn sample() -> Report {
         let key = PlatformKey::generate().unwrap();
-        key.sign_report(Report {
-            debug: true,
-            mr_enclave: [1; 48],
-            mr_signer: [2; 48],
-            product_id: 3,
-            svn: 4,
-            report_data: [5; 64],
-            platform_key: [0; 32],
-            signature: [0; 64],
-        })
+        key.sign_report(Report::unsigned(true, [1; 48], [2; 48], 3, 4, [5; 64]))
     }
 
     #[test]
