@@ -1,0 +1,247 @@
+//! `/etc/inclavare-containers/config.toml`, the shim's configuration.
+//!
+//! A missing file means the defaults. A malformed file stops the shim with one line
+//! naming the key. Unknown keys are errors, so a typo is not silently ignored.
+//!
+//! ```toml
+//! log_level = "info"
+//! rune = "/usr/local/bin/rune"
+//! [enclave_runtime]
+//! signature_method = "server"          # or "client": the image is already signed
+//! [enclave_runtime.sim]
+//! enclave_runtime_path = "/usr/local/lib/rune/liberpal-sim.so"
+//! signing_key = "/etc/inclavare-containers/sim-signer.key"
+//! [enclave_runtime.occlum]
+//! enclave_runtime_path = "/opt/occlum/build/lib/libocclum-pal.so"
+//! [signature]
+//! server_address = ""                  # empty: sign locally
+//! ```
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// Where the shim looks unless told otherwise.
+pub const DEFAULT_PATH: &str = "/etc/inclavare-containers/config.toml";
+
+/// The shim's configuration.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub log_level: LogLevel,
+    /// The `rune` binary the shim drives.
+    pub rune: PathBuf,
+    pub enclave_runtime: EnclaveRuntime,
+    pub signature: Signature,
+    /// Path of Intel's `sgx_sign` (Occlum carrier).
+    pub sgx_tool_sign: PathBuf,
+    /// Accepted for compatibility with Inclavare's file; unused.
+    pub containerd: Option<toml::Table>,
+    /// Accepted for compatibility with Inclavare's file; unused.
+    pub epm: Option<toml::Table>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogLevel {
+    Debug,
+    #[default]
+    Info,
+    Warn,
+    Error,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EnclaveRuntime {
+    pub signature_method: SignatureMethod,
+    pub sim: SimRuntime,
+    pub occlum: OcclumRuntime,
+    /// Inclavare's file has an empty placeholder table for it.
+    pub graphene: Option<toml::Table>,
+}
+
+/// Who signs enclaves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum SignatureMethod {
+    /// The shim signs at create (locally, or through the signature server).
+    #[default]
+    Server,
+    /// The image already carries a signed enclave; the shim signs nothing.
+    Client,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SimRuntime {
+    pub enclave_runtime_path: PathBuf,
+    /// The Ed25519 key (`sim-sign keygen`) that signs `sim` enclaves at create.
+    pub signing_key: PathBuf,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OcclumRuntime {
+    pub enclave_runtime_path: PathBuf,
+    pub enclave_libos_path: PathBuf,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct Signature {
+    /// The signing server; empty means local signing.
+    pub server_address: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            log_level: LogLevel::Info,
+            rune: PathBuf::from("/usr/local/bin/rune"),
+            enclave_runtime: EnclaveRuntime::default(),
+            signature: Signature::default(),
+            sgx_tool_sign: PathBuf::from("/opt/intel/sgxsdk/bin/x64/sgx_sign"),
+            containerd: None,
+            epm: None,
+        }
+    }
+}
+
+impl Default for EnclaveRuntime {
+    fn default() -> Self {
+        EnclaveRuntime {
+            signature_method: SignatureMethod::Server,
+            sim: SimRuntime::default(),
+            occlum: OcclumRuntime::default(),
+            graphene: None,
+        }
+    }
+}
+
+impl Default for SimRuntime {
+    fn default() -> Self {
+        SimRuntime {
+            enclave_runtime_path: PathBuf::from("/usr/local/lib/rune/liberpal-sim.so"),
+            signing_key: PathBuf::from("/etc/inclavare-containers/sim-signer.key"),
+        }
+    }
+}
+
+impl Default for OcclumRuntime {
+    fn default() -> Self {
+        OcclumRuntime {
+            enclave_runtime_path: PathBuf::from("/opt/occlum/build/lib/libocclum-pal.so"),
+            enclave_libos_path: PathBuf::from("/opt/occlum/build/lib/libocclum-libos.so"),
+        }
+    }
+}
+
+/// Why the configuration could not be used. One line each.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Invalid { path: PathBuf, message: String },
+}
+
+impl Config {
+    /// Reads `path`; a missing file gives the defaults.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        match std::fs::read_to_string(path) {
+            Ok(text) => Config::parse(path, &text),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Config::default()),
+            Err(source) => Err(ConfigError::Read {
+                path: path.to_path_buf(),
+                source,
+            }),
+        }
+    }
+
+    fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
+        toml::from_str(text).map_err(|e| {
+            // toml's message is multi-line (it quotes the source); keep the line number
+            // and the message.
+            let line = e
+                .span()
+                .map(|s| text[..s.start.min(text.len())].lines().count().max(1));
+            let message = e.message().lines().collect::<Vec<_>>().join("; ");
+            ConfigError::Invalid {
+                path: path.to_path_buf(),
+                message: match line {
+                    Some(l) => format!("line {l}: {message}"),
+                    None => message,
+                },
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(Path::new("config.toml"), text)
+    }
+
+    #[test]
+    fn a_missing_file_means_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = Config::load(&dir.path().join("none.toml")).unwrap();
+        assert_eq!(c, Config::default());
+        assert_eq!(c.enclave_runtime.signature_method, SignatureMethod::Server);
+    }
+
+    #[test]
+    fn inclavares_shipped_file_is_read() {
+        let c = parse(
+            r#"
+log_level = "debug"
+sgx_tool_sign = "/opt/intel/sgxsdk/bin/x64/sgx_sign"
+
+[containerd]
+    socket = "/run/containerd/containerd.sock"
+[epm]
+    socket = "/var/run/epm/epm.sock"
+[signature]
+    server_address = "http://127.0.0.1:9080"
+[enclave_runtime]
+    signature_method = "client"
+    [enclave_runtime.occlum]
+        enclave_runtime_path = "/opt/occlum/build/lib/libocclum-pal.so"
+        enclave_libos_path = "/opt/occlum/build/lib/libocclum-libos.so"
+    [enclave_runtime.graphene]
+"#,
+        )
+        .unwrap();
+        assert_eq!(c.log_level, LogLevel::Debug);
+        assert_eq!(c.enclave_runtime.signature_method, SignatureMethod::Client);
+        assert_eq!(c.signature.server_address, "http://127.0.0.1:9080");
+        assert_eq!(c.enclave_runtime.sim, SimRuntime::default());
+    }
+
+    #[test]
+    fn malformed_files_name_the_key_in_one_line() {
+        for (text, needle) in [
+            ("log_level = \"loud\"\n", "loud"),
+            ("[enclave_runtime]\nsignature_method = \"both\"\n", "both"),
+            (
+                "[enclave_runtime.sim]\nenclave_runtime_pth = \"/x\"\n",
+                "enclave_runtime_pth",
+            ),
+            ("rune = 5\n", "line 1"),
+            ("log_level = \n", "line 1"),
+        ] {
+            let e = parse(text).unwrap_err().to_string();
+            assert!(e.contains(needle), "{text}: {e}");
+            assert!(!e.contains('\n'), "one line: {e}");
+            assert!(e.starts_with("config.toml: "), "{e}");
+        }
+    }
+}
