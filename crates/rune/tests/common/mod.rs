@@ -53,33 +53,31 @@ pub fn skeleton_pal(version: u32) -> PathBuf {
     pal::testing::build_skeleton(version, &workspace().join("target/test-pals"))
 }
 
-/// `liberpal-sim.so` and `sim-sign` from the workspace's release build (built by
-/// `cargo test --release --workspace` along with these tests, or here if missing).
-pub fn sim_artifacts() -> (PathBuf, PathBuf) {
+/// `files` (under target/release) of workspace package `package`, built if missing
+/// (`cargo test --release --workspace` builds them along with the tests).
+fn release_artifacts<const N: usize>(package: &str, files: [&str; N]) -> [PathBuf; N] {
     let dir = workspace().join("target/release");
-    let (so, sign) = (dir.join("liberpal_sim.so"), dir.join("sim-sign"));
-    if !so.exists() || !sign.exists() {
+    let paths = files.map(|f| dir.join(f));
+    if paths.iter().any(|p| !p.exists()) {
         let status = Command::new(env!("CARGO"))
-            .args(["build", "--release", "-p", "pal-sim"])
+            .args(["build", "--release", "-p", package])
             .current_dir(workspace())
             .status()
-            .expect("cargo build -p pal-sim");
-        assert!(status.success());
+            .unwrap_or_else(|e| panic!("cargo build -p {package}: {e}"));
+        assert!(status.success(), "cargo build -p {package}");
     }
+    paths
+}
+
+/// `liberpal-sim.so` and `sim-sign`.
+pub fn sim_artifacts() -> (PathBuf, PathBuf) {
+    let [so, sign] = release_artifacts("pal-sim", ["liberpal_sim.so", "sim-sign"]);
     (so, sign)
 }
 
-/// The `shelter` binary, built if missing.
+/// The `shelter` binary.
 pub fn shelter_bin() -> PathBuf {
-    let bin = workspace().join("target/release/shelter");
-    if !bin.exists() {
-        let status = Command::new(env!("CARGO"))
-            .args(["build", "--release", "-p", "shelter"])
-            .current_dir(workspace())
-            .status()
-            .expect("cargo build -p shelter");
-        assert!(status.success());
-    }
+    let [bin] = release_artifacts("shelter", ["shelter"]);
     bin
 }
 
