@@ -184,18 +184,36 @@ fn spawn_enclave_waiter(
     if global.log_format == cli::LogFormat::Json {
         cmd.args(["--log-format", "json"]);
     }
-    let child = cmd
-        .args(["enclave-exec-wait", id])
+    // The waiter reports on stderr when its signals are blocked for forwarding, so a
+    // signal sent to the pid we return can never arrive before it is ready for it.
+    let (mut ready, ready_w) = std::io::pipe().context("create the waiter's ready pipe")?;
+    cmd.args(["enclave-exec-wait", id])
         .stdin(Stdio::from(conn))
         .stdout(Stdio::from(signals))
-        .stderr(Stdio::null())
+        .stderr(Stdio::from(ready_w));
+    let child = cmd
         .spawn()
         .context("start the waiter of the enclave process")?;
-    Ok(child.id() as i32)
+    drop(cmd);
+    let mut said = Vec::new();
+    ready
+        .read_to_end(&mut said)
+        .context("hear from the waiter")?;
+    match said.strip_prefix(WAITER_READY) {
+        Some(_) => Ok(child.id() as i32),
+        None if said.is_empty() => {
+            bail!("the waiter of the enclave process ended before it was ready")
+        }
+        None => bail!("{}", String::from_utf8_lossy(&said).trim()),
+    }
 }
+
+const WAITER_READY: &[u8] = b"ready\n";
 
 fn enclave_exec_wait(id: &str) -> Result<i32> {
     use std::os::fd::AsFd;
+    // Signals sent from here on stay pending until the forwarder takes them.
+    nix::sys::signal::SigSet::all().thread_block()?;
     let conn = std::io::stdin().as_fd().try_clone_to_owned()?;
     let signals = std::io::stdout().as_fd().try_clone_to_owned()?;
     // Nothing may write into the signal pipe by way of stdout.
@@ -206,6 +224,8 @@ fn enclave_exec_wait(id: &str) -> Result<i32> {
     use std::os::fd::AsRawFd;
     nix::unistd::dup2(null.as_raw_fd(), 0)?;
     nix::unistd::dup2(null.as_raw_fd(), 1)?;
+    std::io::stderr().write_all(WAITER_READY)?;
+    nix::unistd::dup2(null.as_raw_fd(), 2)?;
     Ok(rune_core::EnclaveExec::from_fds(id, conn, signals).wait()?)
 }
 
