@@ -6,11 +6,13 @@
 //! ```toml
 //! log_level = "info"
 //! rune = "/usr/local/bin/rune"
+//! rune_root = "/run/containerd/rune"   # rune's state; the namespace is added
 //! [enclave_runtime]
 //! signature_method = "server"          # or "client": the image is already signed
 //! [enclave_runtime.sim]
 //! enclave_runtime_path = "/usr/local/lib/rune/liberpal-sim.so"
 //! signing_key = "/etc/inclavare-containers/sim-signer.key"
+//! cache_dir = "/var/lib/inclavare-containers/sim-manifests"
 //! [enclave_runtime.occlum]
 //! enclave_runtime_path = "/opt/occlum/build/lib/libocclum-pal.so"
 //! [signature]
@@ -24,6 +26,17 @@ use serde::Deserialize;
 /// Where the shim looks unless told otherwise.
 pub const DEFAULT_PATH: &str = "/etc/inclavare-containers/config.toml";
 
+/// Names another configuration file (containerd passes its environment to shims).
+pub const PATH_ENV: &str = "INCLAVARE_CONTAINERS_CONFIG";
+
+/// The file to read: `$INCLAVARE_CONTAINERS_CONFIG`, else [`DEFAULT_PATH`].
+pub fn default_path() -> PathBuf {
+    std::env::var_os(PATH_ENV)
+        .filter(|p| !p.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_PATH))
+}
+
 /// The shim's configuration.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -31,6 +44,8 @@ pub struct Config {
     pub log_level: LogLevel,
     /// The `rune` binary the shim drives.
     pub rune: PathBuf,
+    /// rune's state directory; the shim adds the containerd namespace.
+    pub rune_root: PathBuf,
     pub enclave_runtime: EnclaveRuntime,
     pub signature: Signature,
     /// Path of Intel's `sgx_sign` (Occlum carrier).
@@ -78,6 +93,8 @@ pub struct SimRuntime {
     pub enclave_runtime_path: PathBuf,
     /// The Ed25519 key (`sim-sign keygen`) that signs `sim` enclaves at create.
     pub signing_key: PathBuf,
+    /// Signed manifests kept by image, so an image's program is measured once.
+    pub cache_dir: PathBuf,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -99,6 +116,7 @@ impl Default for Config {
         Config {
             log_level: LogLevel::Info,
             rune: PathBuf::from("/usr/local/bin/rune"),
+            rune_root: PathBuf::from("/run/containerd/rune"),
             enclave_runtime: EnclaveRuntime::default(),
             signature: Signature::default(),
             sgx_tool_sign: PathBuf::from("/opt/intel/sgxsdk/bin/x64/sgx_sign"),
@@ -124,6 +142,7 @@ impl Default for SimRuntime {
         SimRuntime {
             enclave_runtime_path: PathBuf::from("/usr/local/lib/rune/liberpal-sim.so"),
             signing_key: PathBuf::from("/etc/inclavare-containers/sim-signer.key"),
+            cache_dir: PathBuf::from("/var/lib/inclavare-containers/sim-manifests"),
         }
     }
 }

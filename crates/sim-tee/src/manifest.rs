@@ -113,9 +113,22 @@ impl Manifest {
         svn: u16,
         debug: bool,
     ) -> Manifest {
+        Manifest::sign_program(&sha384(executable), spec, key, product_id, svn, debug)
+    }
+
+    /// [`Manifest::sign`] for a program given by its [`program_digest`], so a large
+    /// program is never read into memory whole.
+    pub fn sign_program(
+        program: &Digest,
+        spec: EnclaveSpec,
+        key: &SignerKey,
+        product_id: u16,
+        svn: u16,
+        debug: bool,
+    ) -> Manifest {
         let mut m = Manifest {
             format: MANIFEST_FORMAT.to_string(),
-            mr_enclave: hex::encode(measure(executable, &spec)),
+            mr_enclave: hex::encode(measure_program(program, &spec)),
             product_id,
             svn,
             debug,
