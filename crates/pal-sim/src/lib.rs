@@ -258,10 +258,17 @@ pub unsafe extern "C" fn pal_create_process(args: *mut PalCreateProcessArgs) -> 
             if program != &m.spec.entrypoint
                 || (!m.spec.args.is_empty() && argv[1..] != m.spec.args[..])
             {
-                say(&format!(
+                let msg = format!(
                     "{program}: not the program this enclave was signed for ({})",
                     m.spec.entrypoint
-                ));
+                );
+                say(&msg);
+                // The caller (an exec's client) sees the process's stderr, not ours.
+                if stdio[2] >= 0 {
+                    // SAFETY: the caller keeps its stdio descriptors open for this call.
+                    let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(stdio[2]) };
+                    let _ = nix::unistd::write(fd, format!("liberpal-sim: {msg}\n").as_bytes());
+                }
                 return errno(Errno::EPERM);
             }
         }

@@ -196,7 +196,7 @@ impl EnclaveWorkload {
                     };
                 use std::os::fd::AsRawFd;
                 let split = |s: &str| s.split_whitespace().map(String::from).collect::<Vec<_>>();
-                let argv = if e.args.is_empty() {
+                let mut argv = if e.args.is_empty() {
                     split(&e.argv)
                 } else {
                     e.args
@@ -206,6 +206,18 @@ impl EnclaveWorkload {
                 } else {
                     e.env
                 };
+                // As for the container's own program: a bare name is looked up on the
+                // exec's PATH (this runs inside the container's root).
+                if let Some(first) = argv.first_mut() {
+                    let path = env
+                        .iter()
+                        .rev()
+                        .find_map(|v| v.strip_prefix("PATH="))
+                        .unwrap_or(DEFAULT_PATH);
+                    if let Some(p) = resolve(first, path).filter(|p| p.exists()) {
+                        *first = p.to_string_lossy().into_owned();
+                    }
+                }
                 let stdio = pal::StdioFds {
                     stdin: stdin.as_raw_fd(),
                     stdout: stdout.as_raw_fd(),
@@ -219,7 +231,15 @@ impl EnclaveWorkload {
                 };
                 let (exit_code, error) = match r {
                     Ok(code) => (code, String::new()),
-                    Err(e) => (-1, e),
+                    Err(e) => {
+                        // A detached exec's caller sees the process's stderr, not rune's.
+                        let mut err = std::fs::File::from(stderr);
+                        let _ = std::io::Write::write_all(
+                            &mut err,
+                            format!("rune exec: {e}\n").as_bytes(),
+                        );
+                        (-1, e)
+                    }
                 };
                 Response::Exec(ExecuteResponse { exit_code, error })
             }

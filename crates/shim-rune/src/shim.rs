@@ -61,7 +61,10 @@ impl Shim for RuneShim {
             .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
             .and_then(|spec| spec["annotations"][SANDBOX_ID].as_str().map(str::to_string))
             .unwrap_or_else(|| opts.id.clone());
-        spawn(opts, &grouping, Vec::new()).await
+        let address = spawn(opts, &grouping, Vec::new()).await?;
+        // containerd finds a running shim again by this file when it restarts.
+        containerd_shim::asynchronous::util::write_str_to_file("address", &address).await?;
+        Ok(address)
     }
 
     async fn delete_shim(&mut self) -> Result<api::DeleteResponse, Error> {

@@ -1,0 +1,645 @@
+//! `containerd-shim-rune-v2` under a real, private containerd (Debian's package): its
+//! own root, state and socket in a temporary directory, the shim on its PATH, the
+//! busybox test image imported from a local OCI tar. Every test checks that nothing is
+//! left behind: no shim or container process, mount, cgroup or rune state.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+const SHIM: &str = env!("CARGO_BIN_EXE_containerd-shim-rune-v2");
+const IMAGE: &str = "docker.io/library/busybox:rune";
+const RUNTIME: &str = "io.containerd.rune.v2";
+
+fn root_or_skip(test: &str) -> bool {
+    if nix::unistd::geteuid().is_root() {
+        return true;
+    }
+    println!("skipped: {test} needs root (containerd, namespaces, mounts)");
+    false
+}
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap()
+}
+
+/// Release artifacts of other workspace packages, built if missing.
+fn artifact(package: &str, file: &str) -> PathBuf {
+    let path = workspace().join("target/release").join(file);
+    if !path.exists() {
+        let ok = Command::new(env!("CARGO"))
+            .args(["build", "--release", "-p", package])
+            .current_dir(workspace())
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "cargo build -p {package}");
+    }
+    path
+}
+
+fn unique_id(prefix: &str) -> String {
+    static N: AtomicU32 = AtomicU32::new(0);
+    format!(
+        "{prefix}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let end = Instant::now() + timeout;
+    while Instant::now() < end {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    f()
+}
+
+/// A private containerd whose shims read `config.toml` in its directory.
+struct Ctrd {
+    dir: tempfile::TempDir,
+    daemon: Option<Child>,
+}
+
+impl Ctrd {
+    fn start() -> Ctrd {
+        let dir = tempfile::Builder::new()
+            .prefix("shimtest")
+            .tempdir()
+            .unwrap();
+        let d = dir.path().display();
+        std::fs::write(
+            dir.path().join("containerd.toml"),
+            format!(
+                "version = 2\nroot = \"{d}/root\"\nstate = \"{d}/state\"\n\
+                 disabled_plugins = [\"io.containerd.grpc.v1.cri\"]\n\
+                 [grpc]\n  address = \"{d}/c.sock\"\n[ttrpc]\n  address = \"{d}/c.sock.ttrpc\"\n\
+                 [debug]\n  address = \"{d}/debug.sock\"\n  level = \"debug\"\n"
+            ),
+        )
+        .unwrap();
+        let bin = dir.path().join("bin");
+        std::fs::create_dir_all(&bin).unwrap();
+        std::os::unix::fs::symlink(SHIM, bin.join("containerd-shim-rune-v2")).unwrap();
+        let key = dir.path().join("signer.key");
+        let sign = artifact("pal-sim", "sim-sign");
+        let ok = Command::new(&sign)
+            .args(["keygen", "--out"])
+            .arg(&key)
+            .stdout(Stdio::null())
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "sim-sign keygen");
+        let mut c = Ctrd { dir, daemon: None };
+        c.write_config("");
+        c.import();
+        c
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The shim's config file, with `extra` appended (tables may follow).
+    fn write_config(&self, extra: &str) {
+        let d = self.path().display();
+        let rune = artifact("rune", "rune");
+        let pal = artifact("pal-sim", "liberpal_sim.so");
+        std::fs::write(
+            self.path().join("config.toml"),
+            format!(
+                "rune = \"{}\"\nrune_root = \"{d}/rune\"\nlog_level = \"debug\"\n{extra}\n\
+                 [enclave_runtime.sim]\nenclave_runtime_path = \"{}\"\n\
+                 signing_key = \"{d}/signer.key\"\ncache_dir = \"{d}/sim-cache\"\n",
+                rune.display(),
+                pal.display()
+            ),
+        )
+        .unwrap();
+    }
+
+    fn spawn_daemon(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.path().join("containerd.log"))
+            .unwrap();
+        let path = format!(
+            "{}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            self.path().join("bin").display()
+        );
+        let child = Command::new("/usr/bin/containerd")
+            .arg("--config")
+            .arg(self.path().join("containerd.toml"))
+            .env("PATH", path)
+            .env(
+                "INCLAVARE_CONTAINERS_CONFIG",
+                self.path().join("config.toml"),
+            )
+            .env("INCLAVARE_SIM_PLATFORM_DIR", self.path().join("sim"))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("start containerd");
+        self.daemon = Some(child);
+        let ok = wait_until(Duration::from_secs(20), || self.ctr(&["version"]).0 == 0);
+        assert!(ok, "containerd did not start:\n{}", self.log());
+    }
+
+    fn import(&mut self) {
+        self.spawn_daemon();
+        let images = workspace().join("target/images");
+        let ok = Command::new(workspace().join("scripts/busybox-image.sh"))
+            .arg(&images)
+            .stdout(Stdio::null())
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "busybox image");
+        let tar = images.join("busybox-oci.tar");
+        let (code, _, err) = self.ctr(&[
+            "images",
+            "import",
+            "--index-name",
+            IMAGE,
+            tar.to_str().unwrap(),
+        ]);
+        assert_eq!(code, 0, "import: {err}");
+    }
+
+    /// Stops containerd (by its pid); its shims keep running.
+    fn stop_daemon(&mut self) {
+        if let Some(mut child) = self.daemon.take() {
+            let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+            let end = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < end {
+                if let Ok(Some(_)) = child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.path().join("containerd.log")).unwrap_or_default()
+    }
+
+    fn ctr_cmd(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new("/usr/bin/ctr");
+        cmd.arg("-a").arg(self.path().join("c.sock")).args(args);
+        cmd
+    }
+
+    /// (exit code, stdout, stderr)
+    fn ctr(&self, args: &[&str]) -> (i32, String, String) {
+        self.ctr_input(args, None)
+    }
+
+    fn ctr_input(&self, args: &[&str], input: Option<&[u8]>) -> (i32, String, String) {
+        let out = tempfile::tempfile().unwrap();
+        let err = tempfile::tempfile().unwrap();
+        let mut child = self
+            .ctr_cmd(args)
+            .stdin(if input.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .stdout(out.try_clone().unwrap())
+            .stderr(err.try_clone().unwrap())
+            .spawn()
+            .unwrap();
+        if let Some(data) = input {
+            let mut w = child.stdin.take().unwrap();
+            w.write_all(data).unwrap();
+        }
+        let status = child.wait().unwrap();
+        let read = |mut f: std::fs::File| {
+            use std::io::{Read, Seek};
+            let mut s = String::new();
+            f.rewind().unwrap();
+            f.read_to_string(&mut s).unwrap();
+            s
+        };
+        (status.code().unwrap_or(-1), read(out), read(err))
+    }
+
+    /// What is left of container `id`: processes, mounts, cgroups, rune state.
+    fn leftovers(&self, id: &str) -> Vec<String> {
+        let mut found = Vec::new();
+        if self.path().join("rune/default").join(id).exists() {
+            found.push("rune state directory".to_string());
+        }
+        let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        for line in mounts.lines().filter(|l| l.contains(id)) {
+            found.push(format!("mount {line}"));
+        }
+        for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            if let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) {
+                let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+                if cmdline.contains(id) && !cmdline.contains("/ctr ") {
+                    found.push(format!("process {cmdline}"));
+                }
+            }
+        }
+        for base in [
+            "/sys/fs/cgroup/memory/default",
+            "/sys/fs/cgroup/pids/default",
+            "/sys/fs/cgroup/unified/default",
+        ] {
+            if Path::new(base).join(id).exists() {
+                found.push(format!("cgroup {base}/{id}"));
+            }
+        }
+        found
+    }
+
+    fn assert_clean(&self, id: &str) {
+        let ok = wait_until(Duration::from_secs(10), || self.leftovers(id).is_empty());
+        assert!(ok, "left behind: {:?}", self.leftovers(id));
+    }
+}
+
+impl Drop for Ctrd {
+    fn drop(&mut self) {
+        // Shims of a failed test: end them (they are ours: their socket is in our dir).
+        for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+            let cmdline = String::from_utf8_lossy(&cmdline);
+            if cmdline.contains("containerd-shim-rune-v2")
+                && cmdline.contains(&*self.path().to_string_lossy())
+            {
+                if let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() {
+                    let _ = nix::sys::signal::kill(
+                        nix::unistd::Pid::from_raw(pid),
+                        nix::sys::signal::Signal::SIGKILL,
+                    );
+                }
+            }
+        }
+        self.stop_daemon();
+        let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        let dir = self.path().to_string_lossy().to_string();
+        let mut points: Vec<&str> = mounts
+            .lines()
+            .filter_map(|l| l.split(' ').nth(4))
+            .filter(|p| p.starts_with(&dir))
+            .collect();
+        points.sort_by_key(|p| std::cmp::Reverse(p.len()));
+        for p in points {
+            let _ = nix::mount::umount2(p, nix::mount::MntFlags::MNT_DETACH);
+        }
+    }
+}
+
+/// The shell that asks the sim enclave for a report and prints it in hex.
+const REPORT_SCRIPT: &str = "printf '%064d' 7 >&\"$INCLAVARE_SIM_FD\"; \
+    dd bs=512 count=1 <&\"$INCLAVARE_SIM_FD\" 2>/dev/null | od -An -v -tx1 | tr -d ' \\n'";
+
+#[test]
+fn plain_containers_behave_as_with_runc() {
+    if !root_or_skip("plain_containers_behave_as_with_runc") {
+        return;
+    }
+    let c = Ctrd::start();
+    let id = unique_id("plain");
+    let (code, out, err) = c.ctr(&[
+        "run",
+        "--rm",
+        "--runtime",
+        RUNTIME,
+        IMAGE,
+        &id,
+        "sh",
+        "-c",
+        "echo hello; echo oops >&2; exit 3",
+    ]);
+    assert_eq!(code, 3, "stdout {out} stderr {err}\n{}", c.log());
+    assert_eq!(out, "hello\n");
+    assert!(err.contains("oops"), "{err}");
+    c.assert_clean(&id);
+
+    // stdin reaches the process and its end ends it.
+    let id = unique_id("stdin");
+    let (code, out, err) = c.ctr_input(
+        &[
+            "run",
+            "--rm",
+            "--runtime",
+            RUNTIME,
+            IMAGE,
+            &id,
+            "sh",
+            "-c",
+            "tr a-z A-Z; echo done",
+        ],
+        Some(b"through the fifo\n"),
+    );
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out, "THROUGH THE FIFO\ndone\n");
+    c.assert_clean(&id);
+
+    // The shim answers -v.
+    let v = Command::new(SHIM).arg("-v").output().unwrap();
+    assert!(String::from_utf8_lossy(&v.stdout).contains(RUNTIME));
+}
+
+#[test]
+fn sim_carrier_signs_the_image_program_once() {
+    if !root_or_skip("sim_carrier_signs_the_image_program_once") {
+        return;
+    }
+    let c = Ctrd::start();
+    let mut reports = Vec::new();
+    for _ in 0..2 {
+        let id = unique_id("sim");
+        let (code, out, err) = c.ctr(&[
+            "run",
+            "--rm",
+            "--runtime",
+            RUNTIME,
+            "--env",
+            "RUNE_CARRIER=sim",
+            IMAGE,
+            &id,
+            "sh",
+            "-c",
+            REPORT_SCRIPT,
+        ]);
+        assert_eq!(code, 0, "stdout {out} stderr {err}\n{}", c.log());
+        let bytes = hex::decode(out.trim()).expect("a hex report");
+        reports.push(sim_tee::Report::parse(&bytes).unwrap());
+        c.assert_clean(&id);
+    }
+    let digest = sim_tee::program_digest(std::fs::File::open("/bin/busybox").unwrap()).unwrap();
+    let spec = sim_tee::EnclaveSpec {
+        entrypoint: "/bin/sh".into(),
+        args: vec![],
+    };
+    let key = sim_tee::SignerKey::load(&c.path().join("signer.key")).unwrap();
+    for r in &reports {
+        r.verify_signature().unwrap();
+        assert_eq!(r.mr_enclave, sim_tee::measure_program(&digest, &spec));
+        assert_eq!(
+            r.mr_signer,
+            sim_tee::sha384(&key.public()),
+            "signed with the configured key"
+        );
+        assert!(!r.debug, "a signed enclave is not a debug one");
+    }
+    // The second container's manifest came from the cache.
+    let log = c.log();
+    assert_eq!(log.matches("(signed)").count(), 1, "{log}");
+    assert_eq!(log.matches("(cached manifest)").count(), 1, "{log}");
+}
+
+#[test]
+fn a_long_running_enclave_container_is_managed_through_ctr() {
+    if !root_or_skip("a_long_running_enclave_container_is_managed_through_ctr") {
+        return;
+    }
+    let c = Ctrd::start();
+    let id = unique_id("long");
+    let (code, _, err) = c.ctr(&[
+        "run",
+        "-d",
+        "--runtime",
+        RUNTIME,
+        "--env",
+        "RUNE_CARRIER=sim",
+        IMAGE,
+        &id,
+        "sh",
+        "-c",
+        "sleep 1000",
+    ]);
+    assert_eq!(code, 0, "{err}\n{}", c.log());
+    let status = |c: &Ctrd| {
+        let (_, out, _) = c.ctr(&["task", "ls"]);
+        out.lines()
+            .find(|l| l.starts_with(&id))
+            .and_then(|l| l.split_whitespace().nth(2))
+            .unwrap_or("")
+            .to_string()
+    };
+    assert_eq!(status(&c), "RUNNING");
+
+    // exec: output, exit code.
+    let (code, out, err) = c.ctr(&[
+        "task",
+        "exec",
+        "--exec-id",
+        "e1",
+        &id,
+        "sh",
+        "-c",
+        "echo inside; exit 4",
+    ]);
+    assert_eq!((code, out.as_str()), (4, "inside\n"), "{err}");
+    // The enclave runs only the program it was signed for, and says so.
+    let (code, _, err) = c.ctr(&["task", "exec", "--exec-id", "e2", &id, "/bin/echo", "x"]);
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("not the program this enclave was signed for"),
+        "{err}"
+    );
+
+    // ps lists the container's processes.
+    let (code, out, err) = c.ctr(&["task", "ps", &id]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.lines().count() >= 2, "{out}");
+
+    // metrics come from rune's cgroup statistics.
+    let (code, out, err) = c.ctr(&["task", "metrics", &id]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("memory.usage_in_bytes"), "{out}");
+
+    // pause and resume.
+    let (code, _, err) = c.ctr(&["task", "pause", &id]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(status(&c), "PAUSED");
+    let (code, _, err) = c.ctr(&["task", "resume", &id]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(status(&c), "RUNNING");
+
+    // SIGKILL ends it.
+    let (code, _, err) = c.ctr(&["task", "kill", "-s", "SIGKILL", &id]);
+    assert_eq!(code, 0, "{err}");
+    assert!(wait_until(Duration::from_secs(10), || status(&c) == "STOPPED"));
+    let (code, _, err) = c.ctr(&["task", "delete", &id]);
+    assert_eq!(code, 0, "{err}");
+    let (code, _, err) = c.ctr(&["container", "delete", &id]);
+    assert_eq!(code, 0, "{err}");
+    c.assert_clean(&id);
+}
+
+#[test]
+fn containers_outlive_a_containerd_restart() {
+    if !root_or_skip("containers_outlive_a_containerd_restart") {
+        return;
+    }
+    let mut c = Ctrd::start();
+    let id = unique_id("restart");
+    let (code, _, err) = c.ctr(&[
+        "run",
+        "-d",
+        "--runtime",
+        RUNTIME,
+        IMAGE,
+        &id,
+        "sleep",
+        "1000",
+    ]);
+    assert_eq!(code, 0, "{err}\n{}", c.log());
+    c.stop_daemon();
+    c.spawn_daemon();
+    let (_, out, _) = c.ctr(&["task", "ls"]);
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with(&id) && l.contains("RUNNING")),
+        "{out}"
+    );
+    let (code, _, err) = c.ctr(&["task", "kill", "-s", "SIGKILL", &id]);
+    assert_eq!(code, 0, "{err}");
+    let ok = wait_until(Duration::from_secs(10), || {
+        c.ctr(&["task", "ls"])
+            .1
+            .lines()
+            .any(|l| l.starts_with(&id) && l.contains("STOPPED"))
+    });
+    assert!(ok, "{}", c.log());
+    assert_eq!(c.ctr(&["task", "delete", &id]).0, 0);
+    assert_eq!(c.ctr(&["container", "delete", &id]).0, 0);
+    c.assert_clean(&id);
+}
+
+#[test]
+fn bad_input_fails_the_create_with_one_clear_line_and_leaves_nothing() {
+    if !root_or_skip("bad_input_fails_the_create_with_one_clear_line_and_leaves_nothing") {
+        return;
+    }
+    let c = Ctrd::start();
+    let cases: Vec<(&str, Vec<&str>, &str)> = vec![
+        (
+            "unknown carrier",
+            vec!["--env", "RUNE_CARRIER=tdx"],
+            "RUNE_CARRIER=\"tdx\" is not a carrier",
+        ),
+        (
+            "graphene",
+            vec!["--env", "RUNE_CARRIER=graphene"],
+            "graphene is not implemented",
+        ),
+        (
+            "no such program",
+            vec!["--env", "RUNE_CARRIER=sim"],
+            "is not in the image",
+        ),
+    ];
+    for (what, extra, want) in cases {
+        let id = unique_id("bad");
+        let mut args = vec!["run", "--rm", "--runtime", RUNTIME];
+        args.extend(extra.iter().copied());
+        args.extend([IMAGE, id.as_str()]);
+        args.push(if what == "no such program" {
+            "/bin/nothing"
+        } else {
+            "true"
+        });
+        let (code, _, err) = c.ctr(&args);
+        assert_ne!(code, 0, "{what}");
+        assert!(err.contains(want), "{what}: {err}");
+        c.ctr(&["container", "delete", &id]);
+        c.assert_clean(&id);
+    }
+
+    // A missing signing key.
+    c.write_config("");
+    let cfg = std::fs::read_to_string(c.path().join("config.toml")).unwrap();
+    std::fs::write(
+        c.path().join("config.toml"),
+        cfg.replace("signer.key", "missing.key"),
+    )
+    .unwrap();
+    let id = unique_id("nokey");
+    let (code, _, err) = c.ctr(&[
+        "run",
+        "--rm",
+        "--runtime",
+        RUNTIME,
+        "--env",
+        "RUNE_CARRIER=sim",
+        IMAGE,
+        &id,
+        "true",
+    ]);
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("signing key") && err.contains("missing.key"),
+        "{err}"
+    );
+    c.ctr(&["container", "delete", &id]);
+    c.assert_clean(&id);
+
+    // A missing rune binary.
+    std::fs::write(
+        c.path().join("config.toml"),
+        format!(
+            "rune = \"{}/no-rune\"\nrune_root = \"{}/rune\"\n",
+            c.path().display(),
+            c.path().display()
+        ),
+    )
+    .unwrap();
+    let id = unique_id("norune");
+    let (code, _, err) = c.ctr(&["run", "--rm", "--runtime", RUNTIME, IMAGE, &id, "true"]);
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("no-rune") && err.contains("not found"),
+        "{err}"
+    );
+    c.ctr(&["container", "delete", &id]);
+    c.assert_clean(&id);
+
+    // A malformed configuration stops the shim from starting, naming the key.
+    std::fs::write(c.path().join("config.toml"), "rune = 7\n").unwrap();
+    let id = unique_id("badcfg");
+    let (code, _, err) = c.ctr(&["run", "--rm", "--runtime", RUNTIME, IMAGE, &id, "true"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("rune") && err.contains("line 1"), "{err}");
+    c.ctr(&["container", "delete", &id]);
+    c.assert_clean(&id);
+
+    // A bundle whose root filesystem does not exist.
+    c.write_config("");
+    let id = unique_id("norootfs");
+    let missing = c.path().join("no-rootfs");
+    let (code, _, err) = c.ctr(&[
+        "run",
+        "--rm",
+        "--runtime",
+        RUNTIME,
+        "--rootfs",
+        missing.to_str().unwrap(),
+        &id,
+        "true",
+    ]);
+    assert_ne!(code, 0);
+    assert!(err.contains("no-rootfs"), "{err}");
+    c.ctr(&["container", "delete", &id]);
+    c.assert_clean(&id);
+}
