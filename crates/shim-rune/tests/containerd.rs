@@ -353,6 +353,25 @@ fn plain_containers_behave_as_with_runc() {
     assert_eq!(out, "THROUGH THE FIFO\ndone\n");
     c.assert_clean(&id);
 
+    // A terminal: rune sends the pty master over the console socket; `script` gives
+    // ctr the terminal it insists on.
+    if Path::new("/usr/bin/script").exists() {
+        let id = unique_id("tty");
+        let ctr = format!(
+            "/usr/bin/ctr -a {} run --rm -t --runtime {RUNTIME} {IMAGE} {id} sh -c 'tty; exit 5'",
+            c.path().join("c.sock").display()
+        );
+        let out = Command::new("/usr/bin/script")
+            .args(["-qec", &ctr, "/dev/null"])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(out.status.code(), Some(5), "{text}");
+        assert!(text.contains("/dev/pts/"), "{text}");
+        c.assert_clean(&id);
+    }
+
     // The shim answers -v.
     let v = Command::new(SHIM).arg("-v").output().unwrap();
     assert!(String::from_utf8_lossy(&v.stdout).contains(RUNTIME));
