@@ -41,5 +41,37 @@ python3 scripts/bench.py "enclave container: the same /bin/true plain and in an 
   "rune run sim enclave=$RUNE --root $WORK/rune run --bundle $WORK/sim s{i}" \
   "rune run skeleton PAL v3=$RUNE --root $WORK/rune run --bundle $WORK/skeleton k{i}"
 
+# containerd: the rune shim (io.containerd.rune.v2, Rust, driving rune) against Debian's
+# Go runc shim (io.containerd.runc.v2, driving runc), whole `ctr run --rm` of /bin/true.
+start_containerd
+IMG=docker.io/library/busybox:rune
+CACHE=$WORK/containerd/sim-cache
+python3 scripts/bench.py "containerd: ctr run --rm of /bin/true through each shim" \
+  "$RUNS" "$WARMUP" "runc.v2 (Go shim + runc)" \
+  "runc.v2 (Go shim + runc)=${CTR[*]} run --rm --runtime io.containerd.runc.v2 $IMG g{i} /bin/true" \
+  "rune.v2 (Rust shim + rune)=${CTR[*]} run --rm --runtime io.containerd.rune.v2 $IMG r{i} /bin/true" \
+  "rune.v2 sim carrier, cached manifest=${CTR[*]} run --rm --runtime io.containerd.rune.v2 --env RUNE_CARRIER=sim $IMG s{i} /bin/true" \
+  "rune.v2 sim carrier, signed at create=rm -rf $CACHE && ${CTR[*]} run --rm --runtime io.containerd.rune.v2 --env RUNE_CARRIER=sim $IMG c{i} /bin/true"
+
+# Peak RSS of each shim serving one running container (after an exec).
+echo
+echo "### shim memory: one running container, after one exec"
+echo
+echo "| shim | VmHWM (peak RSS) KiB | VmRSS KiB |"
+echo "|---|---:|---:|"
+for rt in io.containerd.runc.v2 io.containerd.rune.v2; do
+  id=mem-${rt//./-}
+  "${CTR[@]}" run -d --runtime "$rt" "$IMG" "$id" sleep 1000 >/dev/null
+  "${CTR[@]}" task exec --exec-id e "$id" /bin/true
+  shim=$(pgrep -f -- "-id $id -address" | head -1)
+  hwm=$(awk '/VmHWM/{print $2}' "/proc/$shim/status")
+  rss=$(awk '/VmRSS/{print $2}' "/proc/$shim/status")
+  echo "| $rt | $hwm | $rss |"
+  "${CTR[@]}" task kill -s SIGKILL "$id"
+  for _ in $(seq 100); do "${CTR[@]}" task ls | grep -q "^$id .*STOPPED" && break; sleep 0.1; done
+  "${CTR[@]}" task delete "$id" >/dev/null
+  "${CTR[@]}" container delete "$id"
+done
+
 # Evidence verification (rats) against the raw dcap-qvl call, same input, same run.
 cargo run --quiet --release -p rats --example verify_bench

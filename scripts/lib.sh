@@ -65,7 +65,21 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
 [debug]
   address = "$d/debug.sock"
 EOT
-  /usr/bin/containerd --config "$d/config.toml" > "$d/log" 2>&1 &
+  # containerd-shim-rune-v2 on containerd's PATH, with a private configuration.
+  mkdir -p "$d/bin"
+  ln -sf "$PWD/target/release/containerd-shim-rune-v2" "$d/bin/"
+  "$PWD/target/release/sim-sign" keygen --out "$d/sim-signer.key" >/dev/null
+  SHIM_CONFIG=$d/shim.toml
+  cat > "$SHIM_CONFIG" <<EOT
+rune = "$RUNE"
+rune_root = "$d/rune"
+[enclave_runtime.sim]
+enclave_runtime_path = "$PWD/target/release/liberpal-sim.so"
+signing_key = "$d/sim-signer.key"
+cache_dir = "$d/sim-cache"
+EOT
+  PATH="$d/bin:$PATH" INCLAVARE_CONTAINERS_CONFIG=$SHIM_CONFIG INCLAVARE_SIM_PLATFORM_DIR=$d/sim \
+    /usr/bin/containerd --config "$d/config.toml" > "$d/log" 2>&1 &
   PIDS+=($!)
   CTR=(/usr/bin/ctr -a "$d/c.sock")
   for _ in $(seq 200); do [[ -S $d/c.sock ]] && break; sleep 0.1; done
