@@ -56,6 +56,7 @@ PREFIX ?= /usr/local
 install: build
 	install -D -m 0755 $(RUNE) $(DESTDIR)$(PREFIX)/bin/rune
 	install -D -m 0755 $(RELEASE)/sim-sign $(DESTDIR)$(PREFIX)/bin/sim-sign
+	install -D -m 0755 $(RELEASE)/containerd-shim-rune-v2 $(DESTDIR)$(PREFIX)/bin/containerd-shim-rune-v2
 	install -D -m 0755 $(RELEASE)/liberpal-sim.so $(DESTDIR)$(PREFIX)/lib/rune/liberpal-sim.so
 
 clean:

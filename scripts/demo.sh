@@ -70,6 +70,14 @@ start_containerd
 "${CTR[@]}" run --rm --runc-binary "$RUNE" docker.io/library/busybox:rune ctr-demo \
   sh -c 'echo hello from containerd through rune'
 
+step "containerd: ctr run --runtime io.containerd.rune.v2, an enclave container by RUNE_CARRIER=sim"
+# The shim signs the image's program into a liberpal-sim enclave at create; the program
+# asks its enclave for a report and prints the measurement in it.
+"${CTR[@]}" run --rm --runtime io.containerd.rune.v2 --env RUNE_CARRIER=sim \
+  docker.io/library/busybox:rune shim-demo sh -c \
+  'printf "%064d" 1 >&"$INCLAVARE_SIM_FD"; dd bs=512 count=1 <&"$INCLAVARE_SIM_FD" 2>/dev/null |
+   od -An -v -tx1 -j8 -N48 | tr -d " \n" | sed "s/^/mr_enclave in my report: /"; echo'
+
 step "docker run --runtime rune"
 start_dockerd
 "${DOCKER[@]}" run --rm --runtime rune --network none --pull=never busybox:rune \
