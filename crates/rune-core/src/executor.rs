@@ -30,12 +30,21 @@ impl ProcessExecutor {
 
 /// The `PATH` the spec's environment gives, or runc's default.
 pub fn search_path(spec: &Spec) -> String {
-    spec.process()
-        .as_ref()
-        .and_then(|p| p.env().as_ref())
-        .and_then(|env| env.iter().rev().find_map(|e| e.strip_prefix("PATH=")))
+    path_of(
+        spec.process()
+            .as_ref()
+            .and_then(|p| p.env().as_deref())
+            .unwrap_or_default(),
+    )
+    .to_string()
+}
+
+/// The last `PATH=` of an environment, or runc's default.
+fn path_of(env: &[String]) -> &str {
+    env.iter()
+        .rev()
+        .find_map(|e| e.strip_prefix("PATH="))
         .unwrap_or(DEFAULT_PATH)
-        .to_string()
 }
 
 /// Resolves `program` as `execvp` would: names with a slash are taken as they are,
@@ -209,12 +218,7 @@ impl EnclaveWorkload {
                 // As for the container's own program: a bare name is looked up on the
                 // exec's PATH (this runs inside the container's root).
                 if let Some(first) = argv.first_mut() {
-                    let path = env
-                        .iter()
-                        .rev()
-                        .find_map(|v| v.strip_prefix("PATH="))
-                        .unwrap_or(DEFAULT_PATH);
-                    if let Some(p) = resolve(first, path).filter(|p| p.exists()) {
+                    if let Some(p) = resolve(first, path_of(&env)).filter(|p| p.exists()) {
                         *first = p.to_string_lossy().into_owned();
                     }
                 }

@@ -138,6 +138,14 @@ fn sim(
     if config.enclave_runtime.signature_method == SignatureMethod::Client {
         return Ok(Outcome::ClientSigned);
     }
+    if !server_address(config).is_empty() {
+        return Err(CarrierError::SignatureServer {
+            address: server_address(config).to_string(),
+            reason: "the sim carrier signs with a local key; leave [signature] \
+                     server_address empty or use signature_method = \"client\""
+                .into(),
+        });
+    }
     let manifest_path = match env_value(spec, "ENCLAVE_RUNTIME_ARGS") {
         Some(args) => args
             .split_whitespace()
@@ -153,11 +161,9 @@ fn sim(
             SIM_MANIFEST.to_string()
         }
     };
-    let rootfs = std::fs::File::open(rootfs_of(bundle, spec)).map_err(|e| {
-        CarrierError::Sim(format!(
-            "root filesystem {}: {e}",
-            rootfs_of(bundle, spec).display()
-        ))
+    let rootfs_path = rootfs_of(bundle, spec);
+    let rootfs = std::fs::File::open(&rootfs_path).map_err(|e| {
+        CarrierError::Sim(format!("root filesystem {}: {e}", rootfs_path.display()))
     })?;
     let args0 = spec["process"]["args"][0]
         .as_str()
@@ -167,14 +173,6 @@ fn sim(
     let (entrypoint, program) = find_program(rootfs.as_fd(), &args0, &path_env)?;
     // The enclave runs the program by the path it was signed for.
     spec["process"]["args"][0] = Value::String(entrypoint.clone());
-    if !server_address(config).is_empty() {
-        return Err(CarrierError::SignatureServer {
-            address: server_address(config).to_string(),
-            reason: "the sim carrier signs with a local key; leave [signature] \
-                     server_address empty or use signature_method = \"client\""
-                .into(),
-        });
-    }
     let key = load_key(&sim.signing_key)?;
     let enclave = EnclaveSpec {
         entrypoint: entrypoint.clone(),
@@ -358,6 +356,12 @@ fn occlum(config: &Config, bundle: &Path, spec: &mut Value) -> Result<Outcome, C
     if config.enclave_runtime.signature_method == SignatureMethod::Client {
         return Ok(Outcome::ClientSigned);
     }
+    if !server_address(config).is_empty() {
+        return Err(CarrierError::SignatureServer {
+            address: server_address(config).to_string(),
+            reason: "signing through a signature server is not available yet".into(),
+        });
+    }
     let occlum = which("occlum").ok_or_else(|| {
         CarrierError::Occlum(
             "`occlum` is not installed (install Occlum, or use signature_method = \"client\" \
@@ -403,12 +407,6 @@ fn occlum(config: &Config, bundle: &Path, spec: &mut Value) -> Result<Outcome, C
             .current_dir(&work),
         "occlum build",
     )?;
-    if !server_address(config).is_empty() {
-        return Err(CarrierError::SignatureServer {
-            address: server_address(config).to_string(),
-            reason: "signing through a signature server is not available yet".into(),
-        });
-    }
     Ok(Outcome::Occlum)
 }
 

@@ -286,7 +286,8 @@ fn copy_thread(src: impl Into<OwnedFd>, dst: File) -> watch::Receiver<bool> {
 /// A unix socket on which rune sends a terminal's pty master (`--console-socket`). It
 /// lives in a private temporary directory: a bundle path can be too long for a socket.
 pub struct ConsoleSocket {
-    dir: tempfile::TempDir,
+    /// Removed with the socket.
+    _dir: tempfile::TempDir,
     path: PathBuf,
     listener: std::os::unix::net::UnixListener,
 }
@@ -301,14 +302,13 @@ impl ConsoleSocket {
         let listener = std::os::unix::net::UnixListener::bind(&path)
             .map_err(|e| IoError::Console(format!("{}: {e}", path.display())))?;
         Ok(ConsoleSocket {
-            dir,
+            _dir: dir,
             path,
             listener,
         })
     }
 
     pub fn path(&self) -> &Path {
-        let _ = &self.dir;
         &self.path
     }
 

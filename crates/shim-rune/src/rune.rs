@@ -82,7 +82,6 @@ impl Rune {
             cmd.arg("--log").arg(log).args(["--log-format", "json"]);
         }
         cmd.args(args.into_iter().map(Into::into));
-        let captured = call.fds.is_none();
         match call.fds {
             Some(fds) => {
                 cmd.stdin(Stdio::from(fds.stdin))
@@ -142,9 +141,6 @@ impl Rune {
             .and_then(last_error)
             .or_else(|| last_line(&err))
             .unwrap_or_else(|| format!("rune exited with status {code}"));
-        if !captured {
-            tracing::debug!("rune failed: {msg}");
-        }
         Err(RuneError::Failed(msg))
     }
 }

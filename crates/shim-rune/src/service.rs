@@ -335,7 +335,7 @@ impl Inner {
         u.remove(i).map(|(_, code, at)| (code, at))
     }
 
-    fn settings(&self, options: &CreateOptions, bundle: &Path) -> TtrpcResult<(Config, Rune)> {
+    fn settings(&self, options: &CreateOptions) -> TtrpcResult<(Config, Rune)> {
         let mut config = if options.config_path.is_empty() {
             self.config.clone()
         } else {
@@ -350,7 +350,6 @@ impl Inner {
         } else {
             PathBuf::from(&options.root)
         };
-        let _ = bundle;
         let rune = Rune {
             binary: config.rune.clone(),
             root: base.join(&self.namespace),
@@ -377,7 +376,7 @@ impl Inner {
             Some(any) => create_options(any)?,
             None => CreateOptions::default(),
         };
-        let (config, rune) = self.settings(&options, &bundle)?;
+        let (config, rune) = self.settings(&options)?;
         if !rune.binary.is_file() {
             return Err(err(
                 Code::FAILED_PRECONDITION,
@@ -509,10 +508,10 @@ impl Inner {
             "--pid-file".into(),
             bundle.join("init.pid").into(),
         ];
-        let (io, console, fds) = process_io(&stdio)?;
-        if let Some(c) = &console {
+        let (setup, fds) = StdioSetup::new(&stdio)?;
+        if let Some(socket) = setup.console_socket() {
             args.push("--console-socket".into());
-            args.push(c.path().into());
+            args.push(socket.into());
         }
         args.push(req.id.clone().into());
         undo.rune_created = true;
@@ -527,14 +526,7 @@ impl Inner {
         .await
         .map_err(|e| err(Code::UNKNOWN, format!("rune create: {e}")))?;
         let pid = read_pid(&bundle.join("init.pid"))?;
-        let io = match (io, console) {
-            (Some(io), _) => io,
-            (None, Some(c)) => {
-                let master = c.receive().map_err(|e| fail("terminal", &e))?;
-                ProcessIo::console(&stdio, master).map_err(|e| fail("terminal", &e))?
-            }
-            (None, None) => unreachable!("process_io gives pipes or a console"),
-        };
+        let io = setup.running(&stdio)?;
         let mut init = Proc::new(stdio);
         init.pid = pid;
         init.io = Some(io);
@@ -594,7 +586,7 @@ impl Inner {
         let pid_file = bundle.join(format!(".exec-{}.pid", req.exec_id));
         std::fs::write(&spec_file, &proc_spec)
             .map_err(|e| err(Code::UNKNOWN, format!("write the exec's process: {e}")))?;
-        let (io, console, fds) = process_io(&stdio)?;
+        let (setup, fds) = StdioSetup::new(&stdio)?;
         let mut args: Vec<std::ffi::OsString> = vec![
             "exec".into(),
             "--process".into(),
@@ -603,9 +595,9 @@ impl Inner {
             "--pid-file".into(),
             pid_file.clone().into(),
         ];
-        if let Some(c) = &console {
+        if let Some(socket) = setup.console_socket() {
             args.push("--console-socket".into());
-            args.push(c.path().into());
+            args.push(socket.into());
         }
         args.push(req.id.clone().into());
         let exec_log = bundle.join(format!(".exec-{}.log.json", req.exec_id));
@@ -625,21 +617,14 @@ impl Inner {
         for f in [&spec_file, &pid_file, &exec_log] {
             let _ = std::fs::remove_file(f);
         }
-        let io = match (pid.is_ok(), io, console) {
-            (false, io, _) => {
-                if let Some(io) = io {
-                    io.finish(Duration::ZERO).await;
-                }
-                return Err(pid.unwrap_err());
+        let pid = match pid {
+            Ok(pid) => pid,
+            Err(e) => {
+                setup.abandon().await;
+                return Err(e);
             }
-            (true, Some(io), _) => io,
-            (true, None, Some(c)) => {
-                let master = c.receive().map_err(|e| err(Code::UNKNOWN, e.to_string()))?;
-                ProcessIo::console(&stdio, master).map_err(|e| err(Code::UNKNOWN, e.to_string()))?
-            }
-            (true, None, None) => unreachable!("process_io gives pipes or a console"),
         };
-        let pid = pid?;
+        let io = setup.running(&stdio)?;
         let claimed = self.claim_exit(pid);
         {
             let mut cs = self.containers.lock().await;
@@ -829,13 +814,22 @@ fn container<'a>(
         .ok_or_else(|| err(Code::NOT_FOUND, format!("container {id} not found")))
 }
 
-/// Pipes, or a console socket for a terminal (its master comes once rune has run).
-#[allow(clippy::type_complexity)]
-fn process_io(
-    stdio: &StdioPaths,
-) -> TtrpcResult<(Option<ProcessIo>, Option<ConsoleSocket>, ProcessFds)> {
-    let bad = |e: crate::io::IoError| err(Code::INVALID_ARGUMENT, e.to_string());
-    if stdio.terminal {
+/// A process's stdio while rune starts it: pipes already copying, or a console socket
+/// on which rune sends a terminal's master.
+enum StdioSetup {
+    Pipes(ProcessIo),
+    Console(ConsoleSocket),
+}
+
+impl StdioSetup {
+    /// The setup and the descriptors rune hands to the process (for a terminal,
+    /// /dev/null: the process gets the pty).
+    fn new(stdio: &StdioPaths) -> TtrpcResult<(StdioSetup, ProcessFds)> {
+        let bad = |e: crate::io::IoError| err(Code::INVALID_ARGUMENT, e.to_string());
+        if !stdio.terminal {
+            let (io, fds) = ProcessIo::pipes(stdio).map_err(bad)?;
+            return Ok((StdioSetup::Pipes(io), fds));
+        }
         let console = ConsoleSocket::new().map_err(bad)?;
         let null = || {
             std::fs::OpenOptions::new()
@@ -850,10 +844,34 @@ fn process_io(
             stdout: null()?,
             stderr: null()?,
         };
-        return Ok((None, Some(console), fds));
+        Ok((StdioSetup::Console(console), fds))
     }
-    let (io, fds) = ProcessIo::pipes(stdio).map_err(bad)?;
-    Ok((Some(io), None, fds))
+
+    fn console_socket(&self) -> Option<&Path> {
+        match self {
+            StdioSetup::Console(c) => Some(c.path()),
+            StdioSetup::Pipes(_) => None,
+        }
+    }
+
+    /// Once rune has started the process: its running copies.
+    fn running(self, stdio: &StdioPaths) -> TtrpcResult<ProcessIo> {
+        match self {
+            StdioSetup::Pipes(io) => Ok(io),
+            StdioSetup::Console(c) => {
+                let terminal = |e: crate::io::IoError| err(Code::UNKNOWN, format!("terminal: {e}"));
+                let master = c.receive().map_err(terminal)?;
+                ProcessIo::console(stdio, master).map_err(terminal)
+            }
+        }
+    }
+
+    /// rune failed: stop the copies.
+    async fn abandon(self) {
+        if let StdioSetup::Pipes(io) = self {
+            io.finish(Duration::ZERO).await;
+        }
+    }
 }
 
 #[async_trait]

@@ -268,6 +268,29 @@ impl Ctrd {
         found
     }
 
+    /// The task's status as `ctr task ls` shows it.
+    fn status(&self, id: &str) -> String {
+        let (_, out, _) = self.ctr(&["task", "ls"]);
+        out.lines()
+            .find(|l| l.split_whitespace().next() == Some(id))
+            .and_then(|l| l.split_whitespace().nth(2))
+            .unwrap_or("")
+            .to_string()
+    }
+
+    /// SIGKILL, wait for STOPPED, delete the task and the container; nothing is left.
+    fn kill_and_remove(&self, id: &str) {
+        let (code, _, err) = self.ctr(&["task", "kill", "-s", "SIGKILL", id]);
+        assert_eq!(code, 0, "{err}");
+        let stopped = wait_until(Duration::from_secs(10), || self.status(id) == "STOPPED");
+        assert!(stopped, "{}", self.log());
+        let (code, _, err) = self.ctr(&["task", "delete", id]);
+        assert_eq!(code, 0, "{err}");
+        let (code, _, err) = self.ctr(&["container", "delete", id]);
+        assert_eq!(code, 0, "{err}");
+        self.assert_clean(id);
+    }
+
     fn assert_clean(&self, id: &str) {
         let ok = wait_until(Duration::from_secs(10), || self.leftovers(id).is_empty());
         assert!(ok, "left behind: {:?}", self.leftovers(id));
@@ -447,15 +470,7 @@ fn a_long_running_enclave_container_is_managed_through_ctr() {
         "sleep 1000",
     ]);
     assert_eq!(code, 0, "{err}\n{}", c.log());
-    let status = |c: &Ctrd| {
-        let (_, out, _) = c.ctr(&["task", "ls"]);
-        out.lines()
-            .find(|l| l.starts_with(&id))
-            .and_then(|l| l.split_whitespace().nth(2))
-            .unwrap_or("")
-            .to_string()
-    };
-    assert_eq!(status(&c), "RUNNING");
+    assert_eq!(c.status(&id), "RUNNING");
 
     // exec: output, exit code.
     let (code, out, err) = c.ctr(&[
@@ -490,20 +505,13 @@ fn a_long_running_enclave_container_is_managed_through_ctr() {
     // pause and resume.
     let (code, _, err) = c.ctr(&["task", "pause", &id]);
     assert_eq!(code, 0, "{err}");
-    assert_eq!(status(&c), "PAUSED");
+    assert_eq!(c.status(&id), "PAUSED");
     let (code, _, err) = c.ctr(&["task", "resume", &id]);
     assert_eq!(code, 0, "{err}");
-    assert_eq!(status(&c), "RUNNING");
+    assert_eq!(c.status(&id), "RUNNING");
 
     // SIGKILL ends it.
-    let (code, _, err) = c.ctr(&["task", "kill", "-s", "SIGKILL", &id]);
-    assert_eq!(code, 0, "{err}");
-    assert!(wait_until(Duration::from_secs(10), || status(&c) == "STOPPED"));
-    let (code, _, err) = c.ctr(&["task", "delete", &id]);
-    assert_eq!(code, 0, "{err}");
-    let (code, _, err) = c.ctr(&["container", "delete", &id]);
-    assert_eq!(code, 0, "{err}");
-    c.assert_clean(&id);
+    c.kill_and_remove(&id);
 }
 
 #[test]
@@ -532,18 +540,7 @@ fn containers_outlive_a_containerd_restart() {
             .any(|l| l.starts_with(&id) && l.contains("RUNNING")),
         "{out}"
     );
-    let (code, _, err) = c.ctr(&["task", "kill", "-s", "SIGKILL", &id]);
-    assert_eq!(code, 0, "{err}");
-    let ok = wait_until(Duration::from_secs(10), || {
-        c.ctr(&["task", "ls"])
-            .1
-            .lines()
-            .any(|l| l.starts_with(&id) && l.contains("STOPPED"))
-    });
-    assert!(ok, "{}", c.log());
-    assert_eq!(c.ctr(&["task", "delete", &id]).0, 0);
-    assert_eq!(c.ctr(&["container", "delete", &id]).0, 0);
-    c.assert_clean(&id);
+    c.kill_and_remove(&id);
 }
 
 #[test]
