@@ -9,7 +9,7 @@ APT_STAMP  := target/.apt-deps
 
 # Build: libseccomp for enforced seccomp profiles. Tests and demo: the real clients.
 BUILD_DEPS := build-essential pkg-config libseccomp-dev
-TEST_DEPS  := containerd docker.io podman runc umoci busybox-static hyperfine iproute2 procps
+TEST_DEPS  := containerd docker.io podman runc umoci busybox-static hyperfine iproute2 procps openssl
 
 .PHONY: all build deps test demo bench fmt lint install clean
 
@@ -57,6 +57,7 @@ install: build
 	install -D -m 0755 $(RUNE) $(DESTDIR)$(PREFIX)/bin/rune
 	install -D -m 0755 $(RELEASE)/sim-sign $(DESTDIR)$(PREFIX)/bin/sim-sign
 	install -D -m 0755 $(RELEASE)/containerd-shim-rune-v2 $(DESTDIR)$(PREFIX)/bin/containerd-shim-rune-v2
+	install -D -m 0755 $(RELEASE)/signature-server $(DESTDIR)$(PREFIX)/bin/signature-server
 	install -D -m 0755 $(RELEASE)/liberpal-sim.so $(DESTDIR)$(PREFIX)/lib/rune/liberpal-sim.so
 
 clean:

@@ -3,12 +3,14 @@
 //!
 //! - empty or unset: nothing; the container runs as with runc.
 //! - `sim`: the container's program is signed into a `liberpal-sim` enclave manifest
-//!   (`/enclave.manifest.json` in its root filesystem) with the configured key, and
+//!   (`/enclave.manifest.json` in its root filesystem) with the configured key or by
+//!   the signature server (`[signature] server_address`), and
 //!   `ENCLAVE_TYPE=sim`, `ENCLAVE_RUNTIME_PATH` and `ENCLAVE_RUNTIME_ARGS` are added
 //!   where the spec does not set them. Manifests are cached by the image's layers and
 //!   the program, so a second container of the same image is not measured again.
 //! - `occlum`: Occlum's build and Intel's `sgx_sign`, run as tools (they must be
-//!   installed; SGX hardware is needed to run the result).
+//!   installed; SGX hardware is needed to run the result). With a signature server,
+//!   the enclave is re-signed with its RSA key (`sgx_sign gendata`/`catsig`).
 //!
 //! With `signature_method = "client"` the image carries its own signed enclave and the
 //! carrier signs nothing; it only fills in the `ENCLAVE_*` settings that are missing.
@@ -23,6 +25,7 @@ use std::path::{Path, PathBuf};
 use rustix::fs::{Mode, OFlags, ResolveFlags};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
+use signature_server::Client;
 use sim_tee::{EnclaveSpec, Manifest, SignerKey};
 
 use crate::config::{Config, SignatureMethod};
@@ -138,14 +141,9 @@ fn sim(
     if config.enclave_runtime.signature_method == SignatureMethod::Client {
         return Ok(Outcome::ClientSigned);
     }
-    if !server_address(config).is_empty() {
-        return Err(CarrierError::SignatureServer {
-            address: server_address(config).to_string(),
-            reason: "the sim carrier signs with a local key; leave [signature] \
-                     server_address empty or use signature_method = \"client\""
-                .into(),
-        });
-    }
+    // Before any work: a server that cannot be reached fails the create at once.
+    let signer = Signer::configured(config)?;
+    let public = signer.public()?;
     let manifest_path = match env_value(spec, "ENCLAVE_RUNTIME_ARGS") {
         Some(args) => args
             .split_whitespace()
@@ -173,7 +171,6 @@ fn sim(
     let (entrypoint, program) = find_program(rootfs.as_fd(), &args0, &path_env)?;
     // The enclave runs the program by the path it was signed for.
     spec["process"]["args"][0] = Value::String(entrypoint.clone());
-    let key = load_key(&sim.signing_key)?;
     let enclave = EnclaveSpec {
         entrypoint: entrypoint.clone(),
         args: vec![],
@@ -188,7 +185,7 @@ fn sim(
             entrypoint.as_bytes(),
             &stat.st_size.to_le_bytes(),
             &stat.st_mtime.to_le_bytes(),
-            &key.public(),
+            &public,
         ] {
             h.update((part.len() as u64).to_le_bytes());
             h.update(part);
@@ -199,15 +196,13 @@ fn sim(
         .as_ref()
         .and_then(|k| std::fs::read(sim.cache_dir.join(format!("{k}.json"))).ok())
         .and_then(|b| Manifest::parse(&b).ok())
-        .filter(|m| {
-            m.spec == enclave && m.mr_signer().ok() == Some(sim_tee::sha384(&key.public()))
-        });
+        .filter(|m| m.spec == enclave && m.mr_signer().ok() == Some(sim_tee::sha384(&public)));
     let (manifest, was_cached) = match cached {
         Some(m) => (m, true),
         None => {
             let digest = sim_tee::program_digest(std::fs::File::from(program))
                 .map_err(|e| CarrierError::Sim(format!("read {entrypoint}: {e}")))?;
-            let m = Manifest::sign_program(&digest, enclave, &key, 0, 0, false);
+            let m = signer.sign(&digest, enclave, &public)?;
             if let Some(k) = &cache_key {
                 let bytes = serde_json::to_vec_pretty(&m).expect("a manifest serializes");
                 // A cache that cannot be written only costs time.
@@ -228,6 +223,65 @@ fn sim(
 
 fn server_address(config: &Config) -> &str {
     config.signature.server_address.trim()
+}
+
+/// Who signs `sim` manifests: the configured key, or the signature server.
+enum Signer {
+    Local(SignerKey),
+    Server { address: String, client: Client },
+}
+
+impl Signer {
+    fn configured(config: &Config) -> Result<Signer, CarrierError> {
+        let address = server_address(config);
+        if address.is_empty() {
+            return Ok(Signer::Local(load_key(
+                &config.enclave_runtime.sim.signing_key,
+            )?));
+        }
+        let client = Client::new(address).map_err(|e| server_error(address, e))?;
+        Ok(Signer::Server {
+            address: address.to_string(),
+            client,
+        })
+    }
+
+    /// The signer's public key: `mr_signer` is its digest.
+    fn public(&self) -> Result<[u8; 32], CarrierError> {
+        match self {
+            Signer::Local(key) => Ok(key.public()),
+            Signer::Server { address, client } => client
+                .ed25519_public_blocking()
+                .map_err(|e| server_error(address, e)),
+        }
+    }
+
+    fn sign(
+        &self,
+        program: &sim_tee::Digest,
+        enclave: EnclaveSpec,
+        public: &[u8; 32],
+    ) -> Result<Manifest, CarrierError> {
+        match self {
+            Signer::Local(key) => Ok(Manifest::sign_program(program, enclave, key, 0, 0, false)),
+            Signer::Server { address, client } => {
+                let unsigned = Manifest::unsigned(program, enclave, public, 0, 0, false);
+                let sig = client
+                    .sign_ed25519_blocking(&unsigned.signed_bytes(), public)
+                    .map_err(|e| server_error(address, e))?;
+                unsigned
+                    .with_signature(&sig)
+                    .map_err(|e| server_error(address, e))
+            }
+        }
+    }
+}
+
+fn server_error(address: &str, e: impl std::fmt::Display) -> CarrierError {
+    CarrierError::SignatureServer {
+        address: address.to_string(),
+        reason: e.to_string(),
+    }
 }
 
 fn load_key(path: &Path) -> Result<SignerKey, CarrierError> {
@@ -356,12 +410,12 @@ fn occlum(config: &Config, bundle: &Path, spec: &mut Value) -> Result<Outcome, C
     if config.enclave_runtime.signature_method == SignatureMethod::Client {
         return Ok(Outcome::ClientSigned);
     }
-    if !server_address(config).is_empty() {
-        return Err(CarrierError::SignatureServer {
-            address: server_address(config).to_string(),
-            reason: "signing through a signature server is not available yet".into(),
-        });
-    }
+    let address = server_address(config);
+    let server = if address.is_empty() {
+        None
+    } else {
+        Some(Client::new(address).map_err(|e| server_error(address, e))?)
+    };
     let occlum = which("occlum").ok_or_else(|| {
         CarrierError::Occlum(
             "`occlum` is not installed (install Occlum, or use signature_method = \"client\" \
@@ -374,6 +428,12 @@ fn occlum(config: &Config, bundle: &Path, spec: &mut Value) -> Result<Outcome, C
             "sgx_sign is not installed at {} (the Intel SGX SDK; key sgx_tool_sign)",
             config.sgx_tool_sign.display()
         )));
+    }
+    // Before the slow build: a server that cannot be reached fails the create at once.
+    if let Some(client) = &server {
+        client
+            .pkcs1_public_blocking()
+            .map_err(|e| server_error(address, e))?;
     }
     let work = bundle.join("occlum_instance");
     let rootfs = rootfs_of(bundle, spec);
@@ -406,6 +466,52 @@ fn occlum(config: &Config, bundle: &Path, spec: &mut Value) -> Result<Outcome, C
             .arg("build")
             .current_dir(&work),
         "occlum build",
+    )?;
+    let Some(client) = server else {
+        // Signed by `occlum build` with Occlum's own key.
+        return Ok(Outcome::Occlum);
+    };
+    // Re-sign with the server's key: sgx_sign writes the signing material, the server
+    // signs it, sgx_sign joins the signature to the enclave.
+    let lib = work.join("build/lib");
+    let enclave_xml = work.join("build/Enclave.xml");
+    let material = work.join("enclave_sig.dat");
+    run(
+        std::process::Command::new(&config.sgx_tool_sign)
+            .arg("gendata")
+            .arg("-enclave")
+            .arg(lib.join("libocclum-libos.so"))
+            .arg("-config")
+            .arg(&enclave_xml)
+            .arg("-out")
+            .arg(&material),
+        "sgx_sign gendata",
+    )?;
+    let data = std::fs::read(&material)
+        .map_err(|e| CarrierError::Occlum(format!("signing material: {e}")))?;
+    let (sig, pem) = client
+        .sign_pkcs1_blocking(&data)
+        .map_err(|e| server_error(address, e))?;
+    let (sig_path, key_path) = (work.join("signature.dat"), work.join("public_key.pem"));
+    for (path, bytes) in [(&sig_path, &sig[..]), (&key_path, pem.as_bytes())] {
+        write_atomic(path, bytes, 0o644).map_err(|e| CarrierError::Occlum(e.to_string()))?;
+    }
+    run(
+        std::process::Command::new(&config.sgx_tool_sign)
+            .arg("catsig")
+            .arg("-enclave")
+            .arg(lib.join("libocclum-libos.so"))
+            .arg("-config")
+            .arg(&enclave_xml)
+            .arg("-out")
+            .arg(lib.join("libocclum-libos.signed.so"))
+            .arg("-key")
+            .arg(&key_path)
+            .arg("-sig")
+            .arg(&sig_path)
+            .arg("-unsigned")
+            .arg(&material),
+        "sgx_sign catsig",
     )?;
     Ok(Outcome::Occlum)
 }

@@ -16,7 +16,7 @@
 //! [enclave_runtime.occlum]
 //! enclave_runtime_path = "/opt/occlum/build/lib/libocclum-pal.so"
 //! [signature]
-//! server_address = ""                  # empty: sign locally
+//! server_address = ""                  # empty: sign locally; else the signature server
 //! ```
 
 use std::path::{Path, PathBuf};

@@ -449,6 +449,123 @@ fn sim_carrier_signs_the_image_program_once() {
     assert_eq!(log.matches("(cached manifest)").count(), 1, "{log}");
 }
 
+/// The signature server, on a loopback port of its choosing.
+struct SignatureServer {
+    child: Child,
+    address: String,
+}
+
+impl SignatureServer {
+    fn start(key: &Path) -> SignatureServer {
+        let mut child = Command::new(artifact("signature-server", "signature-server"))
+            .args(["--listen", "127.0.0.1:0", "--sim-key"])
+            .arg(key)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        std::io::BufRead::read_line(
+            &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+            &mut line,
+        )
+        .unwrap();
+        let address = line
+            .trim()
+            .strip_prefix("listening on ")
+            .unwrap()
+            .to_string();
+        SignatureServer { child, address }
+    }
+
+    fn stop(&mut self) {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.child.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for SignatureServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+#[test]
+fn sim_carrier_signs_through_the_signature_server_and_fails_cleanly_without_it() {
+    if !root_or_skip("sim_carrier_signs_through_the_signature_server_and_fails_cleanly_without_it")
+    {
+        return;
+    }
+    let c = Ctrd::start();
+    let server_key = c.path().join("server.key");
+    let ok = Command::new(artifact("pal-sim", "sim-sign"))
+        .args(["keygen", "--out"])
+        .arg(&server_key)
+        .stdout(Stdio::null())
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok);
+    let mut server = SignatureServer::start(&server_key);
+    c.write_config(&format!(
+        "[signature]\nserver_address = \"{}\"\n",
+        server.address
+    ));
+    // The node holds no signing key at all.
+    std::fs::remove_file(c.path().join("signer.key")).unwrap();
+
+    let id = unique_id("signsrv");
+    let (code, out, err) = c.ctr(&[
+        "run",
+        "--rm",
+        "--runtime",
+        RUNTIME,
+        "--env",
+        "RUNE_CARRIER=sim",
+        IMAGE,
+        &id,
+        "sh",
+        "-c",
+        REPORT_SCRIPT,
+    ]);
+    assert_eq!(code, 0, "stdout {out} stderr {err}\n{}", c.log());
+    let report = sim_tee::Report::parse(&hex::decode(out.trim()).unwrap()).unwrap();
+    report.verify_signature().unwrap();
+    let key = sim_tee::SignerKey::load(&server_key).unwrap();
+    assert_eq!(
+        report.mr_signer,
+        sim_tee::sha384(&key.public()),
+        "signed by the server's key"
+    );
+    c.assert_clean(&id);
+
+    // The server is gone: the create fails naming it, and leaves nothing.
+    server.stop();
+    let id = unique_id("nosrv");
+    let (code, _, err) = c.ctr(&[
+        "run",
+        "--rm",
+        "--runtime",
+        RUNTIME,
+        "--env",
+        "RUNE_CARRIER=sim",
+        IMAGE,
+        &id,
+        "true",
+    ]);
+    assert_ne!(code, 0);
+    let want = format!(
+        "signature server {}: unreachable (Connection refused",
+        server.address
+    );
+    assert!(err.contains(&want), "{err}");
+    c.ctr(&["container", "delete", &id]);
+    c.assert_clean(&id);
+}
+
 #[test]
 fn a_long_running_enclave_container_is_managed_through_ctr() {
     if !root_or_skip("a_long_running_enclave_container_is_managed_through_ctr") {

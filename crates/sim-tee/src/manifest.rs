@@ -84,6 +84,11 @@ impl SignerKey {
     pub fn public(&self) -> [u8; 32] {
         self.0.verifying_key().to_bytes()
     }
+
+    /// The Ed25519 signature of `message`.
+    pub fn sign(&self, message: &[u8]) -> [u8; 64] {
+        self.0.sign(message).to_bytes()
+    }
 }
 
 /// The signed manifest of an enclave.
@@ -126,18 +131,43 @@ impl Manifest {
         svn: u16,
         debug: bool,
     ) -> Manifest {
-        let mut m = Manifest {
+        let mut m = Manifest::unsigned(program, spec, &key.public(), product_id, svn, debug);
+        m.signature = hex::encode(key.sign(&m.signed_bytes()));
+        m
+    }
+
+    /// A manifest to be signed elsewhere (a signature server holds the key): sign its
+    /// [`Manifest::signed_bytes`] with the key whose public half is `signer`, then
+    /// complete it with [`Manifest::with_signature`].
+    pub fn unsigned(
+        program: &Digest,
+        spec: EnclaveSpec,
+        signer: &[u8; 32],
+        product_id: u16,
+        svn: u16,
+        debug: bool,
+    ) -> Manifest {
+        Manifest {
             format: MANIFEST_FORMAT.to_string(),
             mr_enclave: hex::encode(measure_program(program, &spec)),
             product_id,
             svn,
             debug,
             spec,
-            signer: hex::encode(key.public()),
+            signer: hex::encode(signer),
             signature: String::new(),
-        };
-        m.signature = hex::encode(key.0.sign(&m.signed_bytes()).to_bytes());
-        m
+        }
+    }
+
+    /// Completes an [`Manifest::unsigned`] manifest with a signature made elsewhere,
+    /// which must verify against its signer: a wrong key or a corrupted signature is
+    /// refused here rather than by the enclave at start.
+    pub fn with_signature(mut self, signature: &[u8; 64]) -> Result<Manifest, SimError> {
+        self.signer_key()?
+            .verify(&self.signed_bytes(), &Signature::from_bytes(signature))
+            .map_err(|_| SimError::ManifestSignature)?;
+        self.signature = hex::encode(signature);
+        Ok(self)
     }
 
     /// The bytes the signature covers: the canonical JSON of every field but the
@@ -249,6 +279,25 @@ mod tests {
         let json = serde_json::to_vec(&m).unwrap();
         assert_eq!(Manifest::parse(&json).unwrap(), m);
         assert!(Manifest::parse(b"{}").is_err());
+    }
+
+    #[test]
+    fn a_manifest_signed_elsewhere_equals_one_signed_here_and_wrong_signatures_are_refused() {
+        let key = SignerKey::generate().unwrap();
+        let digest = sha384(b"program");
+        let local = Manifest::sign_program(&digest, spec(), &key, 1, 2, false);
+        let unsigned = Manifest::unsigned(&digest, spec(), &key.public(), 1, 2, false);
+        let sig = key.sign(&unsigned.signed_bytes());
+        let remote = unsigned.clone().with_signature(&sig).unwrap();
+        assert_eq!(remote, local, "Ed25519 is deterministic");
+        remote.verify(b"program").unwrap();
+
+        let other = SignerKey::generate().unwrap();
+        let wrong = other.sign(&unsigned.signed_bytes());
+        assert!(matches!(
+            unsigned.with_signature(&wrong).unwrap_err(),
+            SimError::ManifestSignature
+        ));
     }
 
     #[test]
