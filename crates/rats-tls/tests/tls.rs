@@ -1,0 +1,307 @@
+//! Attested TLS over loopback TCP, with `sim` evidence made as `liberpal-sim` makes it
+//! (a report signed by a platform key) and `sample` evidence; and the attacks the
+//! format must withstand.
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::Arc;
+
+use rats::{Attester, Evidence, Policy, RatsError, Tee};
+use rats_tls::tls::{Expect, Identity};
+use rats_tls::{dice, Appraisal, CertOptions, KeyAlgorithm, RaTlsError};
+
+/// A `sim` enclave's report source: what liberpal-sim answers on the evidence socket.
+struct SimEnclave {
+    platform: sim_tee::PlatformKey,
+    mr_enclave: [u8; 48],
+}
+
+impl SimEnclave {
+    fn new(seed: u8) -> SimEnclave {
+        SimEnclave {
+            platform: sim_tee::PlatformKey::generate().unwrap(),
+            mr_enclave: [seed; 48],
+        }
+    }
+}
+
+impl Attester for SimEnclave {
+    fn attest(&self, report_data: &[u8; 64]) -> Result<Evidence, RatsError> {
+        let r = sim_tee::Report::unsigned(false, self.mr_enclave, [2; 48], 1, 1, *report_data);
+        Ok(Evidence {
+            tee: Tee::Sim,
+            bytes: self.platform.sign_report(r).to_bytes().to_vec(),
+            collateral: None,
+        })
+    }
+}
+
+/// Evidence that ignores what it is asked to bind: a compromised or broken attester.
+struct Unbound(SimEnclave);
+
+impl Attester for Unbound {
+    fn attest(&self, _: &[u8; 64]) -> Result<Evidence, RatsError> {
+        self.0.attest(&[9; 64])
+    }
+}
+
+fn software_policy(mr_enclave: &[u8; 48]) -> Policy {
+    let mut p = Policy {
+        allow_software_tees: true,
+        ..Policy::default()
+    };
+    p.expected
+        .insert("sim_mr_enclave".into(), vec![hex::encode(mr_enclave)]);
+    p
+}
+
+fn identity(a: impl Attester + Send + Sync + 'static) -> Arc<Identity> {
+    Arc::new(Identity::new(Arc::new(a), CertOptions::default()))
+}
+
+/// What the server thread saw of each connection.
+type Accepted = Vec<Result<Option<rats_tls::PeerInfo>, String>>;
+
+/// Serves `n` connections with `identity`; each returns what accept said.
+fn server(
+    identity: Arc<Identity>,
+    expect: Option<Expect>,
+    n: usize,
+) -> (u16, std::thread::JoinHandle<Accepted>) {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let h = std::thread::spawn(move || {
+        let mut out = Vec::new();
+        for _ in 0..n {
+            let (s, _) = l.accept().unwrap();
+            match rats_tls::accept(s, identity.clone(), expect.as_ref()) {
+                Ok((mut tls, peer)) => {
+                    let mut buf = [0u8; 5];
+                    if tls.read_exact(&mut buf).is_ok() {
+                        let _ = tls.write_all(b"world");
+                        let _ = tls.flush();
+                    }
+                    out.push(Ok(peer));
+                }
+                Err(e) => out.push(Err(e.to_string())),
+            }
+        }
+        out
+    });
+    (port, h)
+}
+
+#[test]
+fn server_attestation_with_a_fresh_nonce() {
+    let enclave = SimEnclave::new(1);
+    let policy = software_policy(&enclave.mr_enclave);
+    let (port, h) = server(identity(enclave), None, 1);
+    let s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let (mut tls, peer) = rats_tls::connect(s, None, &Expect::new(Appraisal::new(policy))).unwrap();
+    assert_eq!(peer.verified.tee, Tee::Sim);
+    assert!(peer.verdict.accepted);
+    assert_eq!(
+        peer.nonce.as_ref().map(Vec::len),
+        Some(16),
+        "the session's nonce"
+    );
+    tls.write_all(b"hello").unwrap();
+    let mut buf = [0u8; 5];
+    tls.read_exact(&mut buf).unwrap();
+    assert_eq!(&buf, b"world");
+    assert!(h.join().unwrap()[0].is_ok());
+}
+
+#[test]
+fn mutual_attestation_gives_each_side_the_others_claims() {
+    let (server_enclave, client_enclave) = (SimEnclave::new(3), SimEnclave::new(4));
+    let (sp, cp) = (
+        software_policy(&server_enclave.mr_enclave),
+        software_policy(&client_enclave.mr_enclave),
+    );
+    let (port, h) = server(
+        identity(server_enclave),
+        Some(Expect::new(Appraisal::new(cp))),
+        1,
+    );
+    let s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let (mut tls, peer) = rats_tls::connect(
+        s,
+        Some(identity(client_enclave)),
+        &Expect::new(Appraisal::new(sp)),
+    )
+    .unwrap();
+    tls.write_all(b"hello").unwrap();
+    let mut buf = [0u8; 5];
+    tls.read_exact(&mut buf).unwrap();
+    let hex_of = |p: &rats_tls::PeerInfo| p.verified.claims["sim_mr_enclave"].canonical();
+    assert_eq!(hex_of(&peer), vec![hex::encode([3u8; 48])]);
+    let client_seen = h
+        .join()
+        .unwrap()
+        .remove(0)
+        .unwrap()
+        .expect("the client's proof");
+    assert_eq!(hex_of(&client_seen), vec![hex::encode([4u8; 48])]);
+}
+
+#[test]
+fn a_critical_evidence_extension_and_p384_keys_work_through_rustls() {
+    let enclave = SimEnclave::new(5);
+    let policy = software_policy(&enclave.mr_enclave);
+    let options = CertOptions {
+        critical: true,
+        key: KeyAlgorithm::P384,
+        custom_claims: BTreeMap::from([("app".to_string(), b"v1".to_vec())]),
+        ..CertOptions::default()
+    };
+    let (port, h) = server(Arc::new(Identity::new(Arc::new(enclave), options)), None, 1);
+    let s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let (mut tls, peer) = rats_tls::connect(s, None, &Expect::new(Appraisal::new(policy))).unwrap();
+    assert_eq!(peer.custom_claims["app"], b"v1");
+    tls.write_all(b"hello").unwrap();
+    drop(tls);
+    h.join().unwrap();
+}
+
+#[test]
+fn the_default_policy_refuses_sim_and_the_server_keeps_serving() {
+    let enclave = SimEnclave::new(6);
+    let good = software_policy(&enclave.mr_enclave);
+    let (port, h) = server(identity(enclave), None, 3);
+
+    let s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let err = rats_tls::connect(s, None, &Expect::new(Appraisal::default())).unwrap_err();
+    assert!(
+        err.to_string().contains("proves nothing about hardware"),
+        "{err}"
+    );
+
+    // Another measurement expected: refused, naming the claim.
+    let s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let err = rats_tls::connect(
+        s,
+        None,
+        &Expect::new(Appraisal::new(software_policy(&[0; 48]))),
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("sim_mr_enclave"), "{err}");
+
+    // The server still serves a good client.
+    let s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let (mut tls, _) = rats_tls::connect(s, None, &Expect::new(Appraisal::new(good))).unwrap();
+    tls.write_all(b"hello").unwrap();
+    let mut buf = [0u8; 5];
+    tls.read_exact(&mut buf).unwrap();
+    h.join().unwrap();
+}
+
+#[test]
+fn a_peer_that_closes_mid_handshake_is_an_error_not_a_hang() {
+    let enclave = SimEnclave::new(7);
+    let policy = software_policy(&enclave.mr_enclave);
+    let (port, h) = server(identity(enclave), None, 2);
+    // Connect and hang up at once.
+    drop(TcpStream::connect(("127.0.0.1", port)).unwrap());
+    let s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let (mut tls, _) = rats_tls::connect(s, None, &Expect::new(Appraisal::new(policy))).unwrap();
+    tls.write_all(b"hello").unwrap();
+    let mut buf = [0u8; 5];
+    tls.read_exact(&mut buf).unwrap();
+    let results = h.join().unwrap();
+    assert!(results[0].is_err() && results[1].is_ok(), "{results:?}");
+}
+
+/// Certificate-level attacks, checked by `rats_tls::verify` directly.
+#[test]
+fn forged_and_replayed_certificates_are_refused_with_reasons() {
+    let enclave = SimEnclave::new(8);
+    let appraisal = Appraisal::new(software_policy(&enclave.mr_enclave));
+    let nonce = b"0123456789abcdef";
+    let good = rats_tls::generate(&enclave, &CertOptions::default(), Some(nonce)).unwrap();
+    rats_tls::verify(&good.cert_der, &appraisal, Some(nonce)).unwrap();
+
+    // Replayed under another session's nonce.
+    let err = rats_tls::verify(&good.cert_der, &appraisal, Some(b"another session!")).unwrap_err();
+    assert!(matches!(err, RaTlsError::Nonce(_)), "{err}");
+    // No nonce at all when one is required.
+    let stale = rats_tls::generate(&enclave, &CertOptions::default(), None).unwrap();
+    let err = rats_tls::verify(&stale.cert_der, &appraisal, Some(nonce)).unwrap_err();
+    assert!(err.to_string().contains("carries no nonce"), "{err}");
+
+    // Evidence that does not bind the claims.
+    let unbound =
+        rats_tls::generate(&Unbound(SimEnclave::new(8)), &CertOptions::default(), None).unwrap();
+    let err = rats_tls::verify(&unbound.cert_der, &appraisal, None).unwrap_err();
+    assert!(err.to_string().contains("report data"), "{err}");
+
+    // Expired: checked at a time after its validity.
+    let later = Appraisal {
+        now: Some(4_000_000_000),
+        ..appraisal.clone()
+    };
+    let err = rats_tls::verify(&good.cert_der, &later, None).unwrap_err();
+    assert!(err.to_string().contains("not valid now"), "{err}");
+
+    // Oversized, and not a certificate.
+    let err = rats_tls::verify(&vec![0x30; 70_000], &appraisal, None).unwrap_err();
+    assert!(err.to_string().contains("over the"), "{err}");
+    let err = rats_tls::verify(b"\x30\x03junk", &appraisal, None).unwrap_err();
+    assert!(
+        err.to_string().contains("not an X.509 certificate"),
+        "{err}"
+    );
+}
+
+/// Certificates built by hand with rcgen, as an attacker would.
+#[test]
+fn hand_made_certificates_without_proper_evidence_are_refused() {
+    let enclave = SimEnclave::new(9);
+    let appraisal = Appraisal::new(software_policy(&enclave.mr_enclave));
+    let make = |ext: Option<(&[u64], Vec<u8>)>| {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(vec!["x".into()]).unwrap();
+        if let Some((oid, value)) = ext {
+            params
+                .custom_extensions
+                .push(rcgen::CustomExtension::from_oid_content(oid, value));
+        }
+        (params.self_signed(&key).unwrap().der().to_vec(), key)
+    };
+    // No extension.
+    let (der, _) = make(None);
+    assert!(matches!(
+        rats_tls::verify(&der, &appraisal, None).unwrap_err(),
+        RaTlsError::NoExtension
+    ));
+    // Wrong CBOR.
+    let (der, _) = make(Some((dice::OID_EVIDENCE, vec![0xa0, 0x01])));
+    let err = rats_tls::verify(&der, &appraisal, None).unwrap_err();
+    assert!(matches!(err, RaTlsError::Extension(_)), "{err}");
+    // Genuine evidence and claims, lifted from another certificate: the claims are
+    // for the other certificate's key.
+    let other = rats_tls::generate(&enclave, &CertOptions::default(), None).unwrap();
+    let (_, parsed) = x509_parser::parse_x509_certificate(&other.cert_der).unwrap();
+    let oid = x509_parser::der_parser::oid::Oid::from(dice::OID_EVIDENCE).unwrap();
+    let lifted = parsed
+        .extensions()
+        .iter()
+        .find(|e| e.oid == oid)
+        .unwrap()
+        .value
+        .to_vec();
+    let (der, _) = make(Some((dice::OID_EVIDENCE, lifted)));
+    assert!(matches!(
+        rats_tls::verify(&der, &appraisal, None).unwrap_err(),
+        RaTlsError::KeyMismatch
+    ));
+    // A legacy rats-tls certificate is recognised and named.
+    let (der, _) = make(Some((&[1, 2, 840, 113741, 1337, 6], vec![1, 2, 3])));
+    let err = rats_tls::verify(&der, &appraisal, None).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("rats-tls/Enclave-TLS before 2022-12"),
+        "{err}"
+    );
+}
