@@ -75,3 +75,7 @@ done
 
 # Evidence verification (rats) against the raw dcap-qvl call, same input, same run.
 cargo run --quiet --release -p rats --example verify_bench
+
+# Attested TLS (rats-tls): mutual handshakes with sim evidence against plain rustls
+# mutual TLS with ordinary certificates, same run.
+cargo run --quiet --release -p rats-tls --example handshake_bench

@@ -343,10 +343,12 @@ pub fn connect<S: Read + Write>(
         .map_err(tls_err)?
         .dangerous()
         .with_custom_certificate_verifier(verifier.clone());
-    let config = match identity {
+    let mut config = match identity {
         Some(id) => builder.with_client_cert_resolver(Arc::new(ClientResolver(id))),
         None => builder.with_no_client_auth(),
     };
+    // A resumed session would skip the peer's evidence.
+    config.resumption = rustls::client::Resumption::disabled();
     let name = match &verifier.nonce {
         Some(n) => format!("{}{NONCE_SUFFIX}", hex::encode(n)),
         None => SERVER_NAME.to_string(),
@@ -384,7 +386,10 @@ pub fn accept<S: Read + Write>(
         Some(v) => builder.with_client_cert_verifier(v.clone()),
         None => builder.with_no_client_auth(),
     };
-    let config = builder.with_cert_resolver(Arc::new(ServerResolver(identity)));
+    let mut config = builder.with_cert_resolver(Arc::new(ServerResolver(identity)));
+    // A resumed session would skip the peer's evidence: no tickets, no session cache.
+    config.send_tls13_tickets = 0;
+    config.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
     let conn = ServerConnection::new(Arc::new(config)).map_err(tls_err)?;
     let mut tls = StreamOwned::new(conn, stream);
     while tls.conn.is_handshaking() {
