@@ -43,6 +43,7 @@ fn attested(fresh: bool) -> impl Fn() {
     let expect = Expect {
         appraisal: Appraisal::new(policy),
         fresh,
+        nonce: None,
     };
     move || {
         let (a, b) = UnixStream::pair().unwrap();
@@ -109,8 +110,8 @@ fn plain() -> impl Fn() {
                 s.complete_io(&mut a).unwrap();
             }
         });
-        let mut c = rustls::ClientConnection::new(client.clone(), "localhost".try_into().unwrap())
-            .unwrap();
+        let mut c =
+            rustls::ClientConnection::new(client.clone(), "localhost".try_into().unwrap()).unwrap();
         while c.is_handshaking() {
             c.complete_io(&mut b).unwrap();
         }
@@ -125,8 +126,14 @@ fn main() {
     type Case = (&'static str, Box<dyn Fn()>);
     let cases: Vec<Case> = vec![
         ("plain rustls, CA-issued certificates", Box::new(plain())),
-        ("attested, sim, fresh nonce each way", Box::new(attested(true))),
-        ("attested, sim, no nonce (cached certificates)", Box::new(attested(false))),
+        (
+            "attested, sim, fresh nonce each way",
+            Box::new(attested(true)),
+        ),
+        (
+            "attested, sim, no nonce (cached certificates)",
+            Box::new(attested(false)),
+        ),
     ];
     let mut times: Vec<Vec<f64>> = vec![Vec::new(); cases.len()];
     for round in 0..runs + 5 {

@@ -162,6 +162,9 @@ pub struct PeerInfo {
     pub custom_claims: BTreeMap<String, Vec<u8>>,
     /// The nonce the evidence carries, if any.
     pub nonce: Option<Vec<u8>>,
+    /// The certificate itself, for a relay to pass on so that its client can check
+    /// the evidence without trusting the relay.
+    pub cert_der: Vec<u8>,
 }
 
 /// OIDs of earlier RA-TLS formats, recognised to say what they are.
@@ -179,6 +182,20 @@ const LEGACY: &[(&str, &str)] = &[
 /// certificate's key, the `nonce` when one is required, then the evidence itself
 /// (through `rats`) and the policy.
 pub fn verify(
+    der: &[u8],
+    appraisal: &Appraisal,
+    nonce: Option<&[u8]>,
+) -> Result<PeerInfo, RaTlsError> {
+    let info = inspect(der, appraisal, nonce)?;
+    if !info.verdict.accepted {
+        return Err(RaTlsError::Refused(info.verdict.reasons));
+    }
+    Ok(info)
+}
+
+/// [`verify`] up to the policy: every check but the last, whose verdict is returned
+/// in [`PeerInfo::verdict`] whatever it says (for a tool that shows why).
+pub fn inspect(
     der: &[u8],
     appraisal: &Appraisal,
     nonce: Option<&[u8]>,
@@ -249,9 +266,6 @@ pub fn verify(
     };
     let verified = rats::verify(tagged.evidence, Some(tee), &input)?;
     let verdict = appraisal.policy.appraise(&verified);
-    if !verdict.accepted {
-        return Err(RaTlsError::Refused(verdict.reasons));
-    }
     let custom_claims = claims
         .iter()
         .filter(|(k, _)| *k != dice::CLAIM_PUBKEY_HASH && *k != dice::CLAIM_NONCE)
@@ -262,5 +276,6 @@ pub fn verify(
         verdict,
         custom_claims,
         nonce: carried.cloned(),
+        cert_der: der.to_vec(),
     })
 }

@@ -23,9 +23,13 @@
 
 pub mod cert;
 pub mod dice;
+pub mod eaa;
+pub mod net;
 pub mod tls;
 
-pub use cert::{generate, verify, Appraisal, AttestedCert, CertOptions, KeyAlgorithm, PeerInfo};
+pub use cert::{
+    generate, inspect, verify, Appraisal, AttestedCert, CertOptions, KeyAlgorithm, PeerInfo,
+};
 pub use tls::{accept, connect, Identity};
 
 /// Why attested TLS failed. Each renders as one line.

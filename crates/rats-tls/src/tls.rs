@@ -92,6 +92,9 @@ pub struct Expect {
     pub appraisal: Appraisal,
     /// Send a nonce and require the peer's evidence to carry it.
     pub fresh: bool,
+    /// The nonce to send instead of a random one: a relay passes on its client's, so
+    /// the evidence answers the party that will check it.
+    pub nonce: Option<Vec<u8>>,
 }
 
 impl Expect {
@@ -99,6 +102,7 @@ impl Expect {
         Expect {
             appraisal,
             fresh: true,
+            nonce: None,
         }
     }
 }
@@ -121,10 +125,16 @@ struct PeerVerifier {
 
 impl PeerVerifier {
     fn new(expect: &Expect) -> Result<PeerVerifier, RaTlsError> {
-        let nonce = if expect.fresh {
-            Some(random_nonce()?)
-        } else {
-            None
+        let nonce = match (&expect.nonce, expect.fresh) {
+            (Some(n), _) if !n.is_empty() && n.len() <= 31 => Some(n.clone()),
+            (Some(n), _) => {
+                return Err(RaTlsError::Nonce(format!(
+                    "a nonce of {} bytes (1 to 31 fit in a server name)",
+                    n.len()
+                )))
+            }
+            (None, true) => Some(random_nonce()?),
+            (None, false) => None,
         };
         let hints = nonce
             .iter()

@@ -15,6 +15,62 @@ pub enum Command {
     /// Verify attestation evidence offline and appraise it with a policy; exits 0 only
     /// when the policy accepts it
     Verify(Verify),
+    /// Ask an enclave, through inclavared, what it is; check its attested certificate
+    /// against a fresh nonce and the policy; exits 0 only when the policy accepts
+    #[command(name = "remoteattestation")]
+    RemoteAttestation(Remote),
+    /// Recompute the sim measurement of an executable and compare it with what the
+    /// enclave reports (or with --mrenclave); exits 0 only when they are equal
+    #[command(name = "mrverify")]
+    MrVerify(MrVerify),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct Remote {
+    /// inclavared's address: tcp://HOST:PORT or unix:///PATH
+    #[arg(long, default_value = "unix:///run/enclave-tls/tls.sock")]
+    pub addr: String,
+    /// Appraisal policy for the enclave (TOML, or JSON by extension); default: UpToDate
+    /// hardware only
+    #[arg(long)]
+    pub policy: Option<PathBuf>,
+    /// Policy for inclavared's own certificate. Default: any verifiable evidence,
+    /// software included, because nothing rests on the relay: the enclave's own
+    /// certificate, bound to our nonce, is checked end to end.
+    #[arg(long)]
+    pub relay_policy: Option<PathBuf>,
+    /// Attest ourselves to inclavared too
+    #[arg(long)]
+    pub mutual: bool,
+    /// Print the result as JSON
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct MrVerify {
+    /// The program the enclave should be
+    #[arg(long)]
+    pub executable: PathBuf,
+    /// Its path inside the container (default: --executable)
+    #[arg(long)]
+    pub entrypoint: Option<String>,
+    /// A fixed argument the enclave was signed with (repeatable)
+    #[arg(long = "arg")]
+    pub args: Vec<String>,
+    /// Compare with this mr_enclave (hex)
+    #[arg(long, required_unless_present = "addr", conflicts_with = "addr")]
+    pub mrenclave: Option<String>,
+    /// Or ask the enclave through inclavared at this address (its evidence is checked,
+    /// its measurement compared; the policy is not applied)
+    #[arg(long)]
+    pub addr: Option<String>,
+    /// Policy for inclavared's own certificate (see remoteattestation)
+    #[arg(long)]
+    pub relay_policy: Option<PathBuf>,
+    /// Attest ourselves to inclavared too
+    #[arg(long)]
+    pub mutual: bool,
 }
 
 #[derive(Args, Debug)]

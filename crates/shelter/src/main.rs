@@ -1,6 +1,7 @@
 //! `shelter`: the tenant's verifier command.
 
 mod cli;
+mod remote;
 mod verify;
 
 use clap::Parser;
@@ -9,6 +10,8 @@ fn main() {
     let cli = cli::Cli::parse();
     let result = match cli.command {
         cli::Command::Verify(v) => verify::run(&v),
+        cli::Command::RemoteAttestation(r) => remote::run(&r),
+        cli::Command::MrVerify(m) => remote::mrverify(&m),
     };
     match result {
         Ok(code) => std::process::exit(code),

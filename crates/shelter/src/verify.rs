@@ -8,7 +8,7 @@ use rats::{Collateral, Input, Policy, Tee};
 use crate::cli::Verify;
 
 /// Exit code when the evidence verified but the policy refused it.
-const REFUSED: i32 = 3;
+pub const REFUSED: i32 = 3;
 
 pub fn run(v: &Verify) -> Result<i32> {
     let evidence = read_evidence(&v.evidence)?;
