@@ -28,6 +28,8 @@ deps: $(APT_STAMP)
 
 build: deps
 	$(CARGO) build --release --workspace
+	@# The RA-TLS server the demo runs in an enclave.
+	$(CARGO) build --release -p rats-tls --example enclave_server
 	@# The PAL's conventional file name has a dash, which a cdylib's name cannot.
 	cp -f $(RELEASE)/liberpal_sim.so $(RELEASE)/liberpal-sim.so
 
@@ -58,6 +60,8 @@ install: build
 	install -D -m 0755 $(RELEASE)/sim-sign $(DESTDIR)$(PREFIX)/bin/sim-sign
 	install -D -m 0755 $(RELEASE)/containerd-shim-rune-v2 $(DESTDIR)$(PREFIX)/bin/containerd-shim-rune-v2
 	install -D -m 0755 $(RELEASE)/signature-server $(DESTDIR)$(PREFIX)/bin/signature-server
+	install -D -m 0755 $(RELEASE)/inclavared $(DESTDIR)$(PREFIX)/bin/inclavared
+	install -D -m 0755 $(RELEASE)/shelter $(DESTDIR)$(PREFIX)/bin/shelter
 	install -D -m 0755 $(RELEASE)/liberpal-sim.so $(DESTDIR)$(PREFIX)/lib/rune/liberpal-sim.so
 
 clean:

@@ -65,6 +65,48 @@ echo "-- a policy that allows sim and pins the measurement:"
 sleep 0.5
 "$RUNE" --root "$WORK/rune" delete --force enclave-attest
 
+step "attested TLS end to end: enclave server (sim) <- inclavared <- shelter remoteattestation"
+# An RA-TLS server from this workspace runs in a sim enclave container and serves on a
+# socket in a shared directory; inclavared relays to it; the tenant's shelter checks the
+# enclave's own certificate against its nonce and policy.
+SERVER=$PWD/target/release/examples/enclave_server
+mkdir -p "$WORK/eaa/sock"
+busybox_bundle "$WORK/eaa" /bin/enclave_server --listen unix:///sock/enclave.sock --message "hello from the enclave"
+cp -a "$IMAGES/rootfs" "$WORK/eaa/rootfs"
+mkdir -p "$WORK/eaa/rootfs/sock"
+cp "$SERVER" "$WORK/eaa/rootfs/bin/enclave_server"
+for lib in $(ldd "$SERVER" | grep -o '/[^ ]*'); do
+  mkdir -p "$WORK/eaa/rootfs$(dirname "$lib")"; cp "$lib" "$WORK/eaa/rootfs$lib"
+done
+python3 - "$WORK/eaa/config.json" "$PAL" "$WORK/eaa/sock" <<'PY'
+import json, sys
+path, pal, sock = sys.argv[1:4]
+spec = json.load(open(path))
+spec["root"] = {"path": "rootfs", "readonly": True}
+spec["process"]["env"] += ["ENCLAVE_TYPE=sim", "ENCLAVE_RUNTIME_PATH=" + pal]
+spec["mounts"].append({"destination": "/sock", "type": "bind", "source": sock, "options": ["rbind", "rw"]})
+json.dump(spec, open(path, "w"), indent=2)
+PY
+EMR=$("$SIGN" sign --executable "$WORK/eaa/rootfs/bin/enclave_server" --entrypoint /bin/enclave_server \
+  --key "$WORK/signer.key" --out "$WORK/eaa/rootfs/enclave.manifest.json" | sed -n 's/^mr_enclave //p')
+"$RUNE" --root "$WORK/rune" run -d --bundle "$WORK/eaa" eaa-demo 2>/dev/null
+for _ in $(seq 100); do [ -S "$WORK/eaa/sock/enclave.sock" ] && break; sleep 0.1; done
+printf 'allow_software_tees = true\n[expected]\nsim_mr_enclave = ["%s"]\n' "$EMR" > "$WORK/eaa-policy.toml"
+./target/release/inclavared --listen "unix://$WORK/inclavared.sock" \
+  --xfer "unix://$WORK/eaa/sock/enclave.sock" --policy "$WORK/eaa-policy.toml" \
+  >/dev/null 2>"$WORK/inclavared.log" &
+INCLAVARED=$!
+PIDS+=("$INCLAVARED")
+for _ in $(seq 100); do [ -S "$WORK/inclavared.sock" ] && break; sleep 0.1; done
+echo "-- shelter remoteattestation, policy pinning mr_enclave $EMR:"
+"$SHELTER" remoteattestation --addr "unix://$WORK/inclavared.sock" --policy "$WORK/eaa-policy.toml"
+echo "-- the same with the default policy (hardware only):"
+"$SHELTER" remoteattestation --addr "unix://$WORK/inclavared.sock" | head -2 || true
+kill "$INCLAVARED"; wait "$INCLAVARED" || true
+"$RUNE" --root "$WORK/rune" kill eaa-demo KILL
+sleep 0.5
+"$RUNE" --root "$WORK/rune" delete --force eaa-demo
+
 step "containerd: ctr run --runc-binary rune"
 start_containerd
 "${CTR[@]}" run --rm --runc-binary "$RUNE" docker.io/library/busybox:rune ctr-demo \
