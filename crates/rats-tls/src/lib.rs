@@ -19,7 +19,9 @@
 //! other. Evidence is thus collected per handshake when freshness is on.
 //!
 //! Modules: [`dice`] (the extension's CBOR), [`cert`] (making and checking
-//! certificates), [`tls`] (rustls verifiers, resolvers, `connect` and `accept`).
+//! certificates), [`tls`] (rustls verifiers, resolvers, `connect` and `accept`, and
+//! their tokio forms in [`tls::asynchronous`]), [`net`] (`tcp://` and `unix://`
+//! addresses), [`eaa`] (the messages of `shelter` and `inclavared`).
 
 pub mod cert;
 pub mod dice;

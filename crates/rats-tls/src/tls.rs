@@ -340,13 +340,15 @@ fn tls_err(e: impl std::fmt::Display) -> RaTlsError {
     RaTlsError::Tls(e.to_string())
 }
 
-/// Opens attested TLS as a client over `stream`: checks the server against `expect`,
-/// attests ourselves with `identity` when the server asks (mutual mode).
-pub fn connect<S: Read + Write>(
-    stream: S,
-    identity: Option<Arc<Identity>>,
-    expect: &Expect,
-) -> Result<(StreamOwned<ClientConnection, S>, PeerInfo), RaTlsError> {
+/// A client's configuration for one handshake, and the verifier that will hold its
+/// outcome.
+struct ClientSide {
+    config: Arc<ClientConfig>,
+    name: ServerName<'static>,
+    verifier: Arc<PeerVerifier>,
+}
+
+fn client_side(identity: Option<Arc<Identity>>, expect: &Expect) -> Result<ClientSide, RaTlsError> {
     let verifier = Arc::new(PeerVerifier::new(expect)?);
     let builder = ClientConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])
@@ -363,31 +365,20 @@ pub fn connect<S: Read + Write>(
         Some(n) => format!("{}{NONCE_SUFFIX}", hex::encode(n)),
         None => SERVER_NAME.to_string(),
     };
-    let name = ServerName::try_from(name).map_err(tls_err)?;
-    let conn = ClientConnection::new(Arc::new(config), name).map_err(tls_err)?;
-    let mut tls = StreamOwned::new(conn, stream);
-    while tls.conn.is_handshaking() {
-        if let Err(e) = tls.conn.complete_io(&mut tls.sock) {
-            return Err(match verifier.take() {
-                Some(Err(v)) => v,
-                _ => RaTlsError::Tls(e.to_string()),
-            });
-        }
-    }
-    match verifier.take() {
-        Some(Ok(info)) => Ok((tls, info)),
-        Some(Err(e)) => Err(e),
-        None => Err(RaTlsError::Tls("the server sent no certificate".into())),
-    }
+    Ok(ClientSide {
+        config: Arc::new(config),
+        name: ServerName::try_from(name).map_err(tls_err)?,
+        verifier,
+    })
 }
 
-/// Accepts attested TLS as a server over `stream`, attesting with `identity`; with
-/// `expect`, the client must attest too (mutual mode) and its proof is returned.
-pub fn accept<S: Read + Write>(
-    stream: S,
-    identity: Arc<Identity>,
-    expect: Option<&Expect>,
-) -> Result<(StreamOwned<ServerConnection, S>, Option<PeerInfo>), RaTlsError> {
+/// A server's configuration for one handshake.
+struct ServerSide {
+    config: Arc<ServerConfig>,
+    verifier: Option<Arc<PeerVerifier>>,
+}
+
+fn server_side(identity: Arc<Identity>, expect: Option<&Expect>) -> Result<ServerSide, RaTlsError> {
     let builder = ServerConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(tls_err)?;
@@ -400,23 +391,120 @@ pub fn accept<S: Read + Write>(
     // A resumed session would skip the peer's evidence: no tickets, no session cache.
     config.send_tls13_tickets = 0;
     config.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
-    let conn = ServerConnection::new(Arc::new(config)).map_err(tls_err)?;
+    Ok(ServerSide {
+        config: Arc::new(config),
+        verifier,
+    })
+}
+
+/// The client's result: the server's proof, or why not (the verifier's own reason
+/// before the TLS layer's).
+fn client_outcome(v: &PeerVerifier, failed: Option<String>) -> Result<PeerInfo, RaTlsError> {
+    match (v.take(), failed) {
+        (Some(Err(e)), _) => Err(e),
+        (_, Some(e)) => Err(RaTlsError::Tls(e)),
+        (Some(Ok(info)), None) => Ok(info),
+        (None, None) => Err(RaTlsError::Tls("the server sent no certificate".into())),
+    }
+}
+
+fn server_outcome(
+    v: Option<&PeerVerifier>,
+    failed: Option<String>,
+) -> Result<Option<PeerInfo>, RaTlsError> {
+    match (v.and_then(PeerVerifier::take), failed) {
+        (Some(Err(e)), _) => Err(e),
+        (_, Some(e)) => Err(RaTlsError::Tls(e)),
+        (Some(Ok(info)), None) => Ok(Some(info)),
+        (None, None) if v.is_none() => Ok(None),
+        (None, None) => Err(RaTlsError::Tls("the client sent no certificate".into())),
+    }
+}
+
+/// Opens attested TLS as a client over `stream`: checks the server against `expect`,
+/// attests ourselves with `identity` when the server asks (mutual mode).
+pub fn connect<S: Read + Write>(
+    stream: S,
+    identity: Option<Arc<Identity>>,
+    expect: &Expect,
+) -> Result<(StreamOwned<ClientConnection, S>, PeerInfo), RaTlsError> {
+    let side = client_side(identity, expect)?;
+    let conn = ClientConnection::new(side.config, side.name).map_err(tls_err)?;
     let mut tls = StreamOwned::new(conn, stream);
+    let mut failed = None;
     while tls.conn.is_handshaking() {
         if let Err(e) = tls.conn.complete_io(&mut tls.sock) {
-            return Err(match verifier.as_ref().and_then(|v| v.take()) {
-                Some(Err(v)) => v,
-                _ => RaTlsError::Tls(e.to_string()),
-            });
+            failed = Some(e.to_string());
+            break;
         }
     }
-    match verifier {
-        None => Ok((tls, None)),
-        Some(v) => match v.take() {
-            Some(Ok(info)) => Ok((tls, Some(info))),
-            Some(Err(e)) => Err(e),
-            None => Err(RaTlsError::Tls("the client sent no certificate".into())),
-        },
+    Ok((tls, client_outcome(&side.verifier, failed)?))
+}
+
+/// Accepts attested TLS as a server over `stream`, attesting with `identity`; with
+/// `expect`, the client must attest too (mutual mode) and its proof is returned.
+pub fn accept<S: Read + Write>(
+    stream: S,
+    identity: Arc<Identity>,
+    expect: Option<&Expect>,
+) -> Result<(StreamOwned<ServerConnection, S>, Option<PeerInfo>), RaTlsError> {
+    let side = server_side(identity, expect)?;
+    let conn = ServerConnection::new(side.config).map_err(tls_err)?;
+    let mut tls = StreamOwned::new(conn, stream);
+    let mut failed = None;
+    while tls.conn.is_handshaking() {
+        if let Err(e) = tls.conn.complete_io(&mut tls.sock) {
+            failed = Some(e.to_string());
+            break;
+        }
+    }
+    let peer = server_outcome(side.verifier.as_deref(), failed)?;
+    Ok((tls, peer))
+}
+
+/// The same over tokio streams. Evidence for our certificate is collected inside the
+/// handshake, on the task's thread: cheap for `sim`, up to a second for a TDX quote
+/// through configfs-tsm.
+pub mod asynchronous {
+    use super::*;
+    use tokio::io::{AsyncRead, AsyncWrite};
+
+    /// [`connect`](super::connect) over a tokio stream.
+    pub async fn connect<S: AsyncRead + AsyncWrite + Unpin>(
+        stream: S,
+        identity: Option<Arc<Identity>>,
+        expect: &Expect,
+    ) -> Result<(tokio_rustls::client::TlsStream<S>, PeerInfo), RaTlsError> {
+        let side = client_side(identity, expect)?;
+        let result = tokio_rustls::TlsConnector::from(side.config)
+            .connect(side.name, stream)
+            .await;
+        match result {
+            Ok(tls) => Ok((tls, client_outcome(&side.verifier, None)?)),
+            Err(e) => Err(client_outcome(&side.verifier, Some(e.to_string()))
+                .err()
+                .unwrap_or_else(|| RaTlsError::Tls("handshake failed".into()))),
+        }
+    }
+
+    /// [`accept`](super::accept) over a tokio stream.
+    pub async fn accept<S: AsyncRead + AsyncWrite + Unpin>(
+        stream: S,
+        identity: Arc<Identity>,
+        expect: Option<&Expect>,
+    ) -> Result<(tokio_rustls::server::TlsStream<S>, Option<PeerInfo>), RaTlsError> {
+        let side = server_side(identity, expect)?;
+        let result = tokio_rustls::TlsAcceptor::from(side.config)
+            .accept(stream)
+            .await;
+        match result {
+            Ok(tls) => Ok((tls, server_outcome(side.verifier.as_deref(), None)?)),
+            Err(e) => Err(
+                server_outcome(side.verifier.as_deref(), Some(e.to_string()))
+                    .err()
+                    .unwrap_or_else(|| RaTlsError::Tls("handshake failed".into())),
+            ),
+        }
     }
 }
 

@@ -305,3 +305,58 @@ fn hand_made_certificates_without_proper_evidence_are_refused() {
         "{err}"
     );
 }
+
+#[test]
+fn the_tokio_api_does_mutual_attestation_too() {
+    let (server_enclave, client_enclave) = (SimEnclave::new(10), SimEnclave::new(11));
+    let sp = software_policy(&server_enclave.mr_enclave);
+    let cp = software_policy(&client_enclave.mr_enclave);
+    let (sid, cid) = (identity(server_enclave), identity(client_enclave));
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let (a, b) = tokio::net::UnixStream::pair().unwrap();
+        let server = tokio::spawn(async move {
+            let expect = Expect::new(Appraisal::new(cp));
+            let (mut tls, peer) = rats_tls::tls::asynchronous::accept(a, sid, Some(&expect))
+                .await
+                .unwrap();
+            let mut buf = [0u8; 5];
+            tls.read_exact(&mut buf).await.unwrap();
+            tls.write_all(b"world").await.unwrap();
+            tls.shutdown().await.unwrap();
+            peer.unwrap()
+        });
+        let expect = Expect::new(Appraisal::new(sp));
+        let (mut tls, peer) = rats_tls::tls::asynchronous::connect(b, Some(cid), &expect)
+            .await
+            .unwrap();
+        tls.write_all(b"hello").await.unwrap();
+        let mut buf = [0u8; 5];
+        tls.read_exact(&mut buf).await.unwrap();
+        assert_eq!(&buf, b"world");
+        let client_seen = server.await.unwrap();
+        assert_eq!(
+            peer.verified.claims["sim_mr_enclave"].canonical(),
+            vec![hex::encode([10u8; 48])]
+        );
+        assert_eq!(
+            client_seen.verified.claims["sim_mr_enclave"].canonical(),
+            vec![hex::encode([11u8; 48])]
+        );
+
+        // A refused server is an error naming the reason, over tokio as well.
+        let (a, b) = tokio::net::UnixStream::pair().unwrap();
+        let other = identity(SimEnclave::new(12));
+        tokio::spawn(async move {
+            let _ = rats_tls::tls::asynchronous::accept(a, other, None).await;
+        });
+        let err = rats_tls::tls::asynchronous::connect(b, None, &expect)
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("sim_mr_enclave"), "{err}");
+    });
+}
