@@ -279,6 +279,25 @@ impl Ctrd {
     }
 
     /// SIGKILL, wait for STOPPED, delete the task and the container; nothing is left.
+    /// Runs container `id` with `RUNE_CARRIER=sim`, asking its enclave for a report.
+    fn sim_report(&self, id: &str) -> sim_tee::Report {
+        let (code, out, err) = self.ctr(&[
+            "run",
+            "--rm",
+            "--runtime",
+            RUNTIME,
+            "--env",
+            "RUNE_CARRIER=sim",
+            IMAGE,
+            id,
+            "sh",
+            "-c",
+            REPORT_SCRIPT,
+        ]);
+        assert_eq!(code, 0, "stdout {out} stderr {err}\n{}", self.log());
+        sim_tee::Report::parse(&hex::decode(out.trim()).expect("a hex report")).unwrap()
+    }
+
     fn kill_and_remove(&self, id: &str) {
         let (code, _, err) = self.ctr(&["task", "kill", "-s", "SIGKILL", id]);
         assert_eq!(code, 0, "{err}");
@@ -409,22 +428,7 @@ fn sim_carrier_signs_the_image_program_once() {
     let mut reports = Vec::new();
     for _ in 0..2 {
         let id = unique_id("sim");
-        let (code, out, err) = c.ctr(&[
-            "run",
-            "--rm",
-            "--runtime",
-            RUNTIME,
-            "--env",
-            "RUNE_CARRIER=sim",
-            IMAGE,
-            &id,
-            "sh",
-            "-c",
-            REPORT_SCRIPT,
-        ]);
-        assert_eq!(code, 0, "stdout {out} stderr {err}\n{}", c.log());
-        let bytes = hex::decode(out.trim()).expect("a hex report");
-        reports.push(sim_tee::Report::parse(&bytes).unwrap());
+        reports.push(c.sim_report(&id));
         c.assert_clean(&id);
     }
     let digest = sim_tee::program_digest(std::fs::File::open("/bin/busybox").unwrap()).unwrap();
@@ -518,21 +522,7 @@ fn sim_carrier_signs_through_the_signature_server_and_fails_cleanly_without_it()
     std::fs::remove_file(c.path().join("signer.key")).unwrap();
 
     let id = unique_id("signsrv");
-    let (code, out, err) = c.ctr(&[
-        "run",
-        "--rm",
-        "--runtime",
-        RUNTIME,
-        "--env",
-        "RUNE_CARRIER=sim",
-        IMAGE,
-        &id,
-        "sh",
-        "-c",
-        REPORT_SCRIPT,
-    ]);
-    assert_eq!(code, 0, "stdout {out} stderr {err}\n{}", c.log());
-    let report = sim_tee::Report::parse(&hex::decode(out.trim()).unwrap()).unwrap();
+    let report = c.sim_report(&id);
     report.verify_signature().unwrap();
     let key = sim_tee::SignerKey::load(&server_key).unwrap();
     assert_eq!(
