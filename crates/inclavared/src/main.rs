@@ -41,10 +41,13 @@ struct Cli {
     /// guest, sample elsewhere), sim or sample
     #[arg(long, value_enum, default_value_t = AttesterKind::Auto)]
     attester: AttesterKind,
-    /// Appraisal policy (TOML or JSON) for the upstream enclave, and for tenants with
-    /// --mutual. Default: hardware TEEs with an up-to-date TCB only.
+    /// Appraisal policy (TOML or JSON) for the upstream enclave. Default: hardware TEEs
+    /// with an up-to-date TCB only.
     #[arg(long)]
     policy: Option<PathBuf>,
+    /// Appraisal policy for tenants with --mutual. Default: as --policy's default.
+    #[arg(long, requires = "mutual")]
+    tenant_policy: Option<PathBuf>,
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
     #[arg(long, default_value = "info")]
@@ -67,6 +70,7 @@ enum LogFormat {
 struct Relay {
     identity: Arc<Identity>,
     appraisal: Appraisal,
+    tenant_appraisal: Appraisal,
     mutual: bool,
     xfer: Address,
     next_id: AtomicU64,
@@ -106,6 +110,10 @@ fn run() -> Result<()> {
     let relay = Arc::new(Relay {
         identity: Arc::new(Identity::new(attester, CertOptions::default())),
         appraisal: Appraisal::new(policy),
+        tenant_appraisal: Appraisal::new(match &cli.tenant_policy {
+            Some(p) => rats::Policy::load(p)?,
+            None => rats::Policy::default(),
+        }),
         mutual: cli.mutual,
         xfer: cli.xfer,
         next_id: AtomicU64::new(1),
@@ -148,7 +156,9 @@ fn run() -> Result<()> {
 impl Relay {
     fn serve(&self, stream: Stream) -> Result<()> {
         stream.set_timeout(Some(IO_TIMEOUT))?;
-        let expect = self.mutual.then(|| Expect::new(self.appraisal.clone()));
+        let expect = self
+            .mutual
+            .then(|| Expect::new(self.tenant_appraisal.clone()));
         let (tls, tenant) = rats_tls::accept(stream, self.identity.clone(), expect.as_ref())?;
         if let Some(t) = &tenant {
             tracing::info!("tenant attested as {}", t.verified.tee);

@@ -57,9 +57,10 @@ struct Inclavared {
 }
 
 impl Inclavared {
-    fn start(dir: &Path, name: &str, xfer: &Path, policy: &Path) -> Inclavared {
+    fn start(dir: &Path, name: &str, xfer: &Path, policy: &Path, extra: &[&str]) -> Inclavared {
         let socket = dir.join(format!("{name}.sock"));
         let mut child = Command::new(built(&["-p", "inclavared"], "inclavared"))
+            .args(extra)
             .arg("--listen")
             .arg(format!("unix://{}", socket.display()))
             .arg("--xfer")
@@ -199,7 +200,7 @@ fn shelter_attests_a_sim_enclave_through_inclavared() {
     };
     let good = policy("good.toml", &mr);
     let other = policy("other.toml", &"00".repeat(48));
-    let relay = Inclavared::start(dir.path(), "inclavared", &upstream, &good);
+    let relay = Inclavared::start(dir.path(), "inclavared", &upstream, &good, &[]);
     let addr = format!("unix://{}", relay.socket.display());
 
     let (code, out, err) = shelter(&[
@@ -261,6 +262,39 @@ fn shelter_attests_a_sim_enclave_through_inclavared() {
     assert!(out.contains("MISMATCH"), "{out}");
 
     relay.stop();
+
+    // Mutual: inclavared requires tenants to attest, under its own tenant policy.
+    let tenants = dir.path().join("tenants.toml");
+    std::fs::write(&tenants, "allow_software_tees = true\n").unwrap();
+    let relay = Inclavared::start(
+        dir.path(),
+        "inclavared-mutual",
+        &upstream,
+        &good,
+        &["--mutual", "--tenant-policy", tenants.to_str().unwrap()],
+    );
+    let addr = format!("unix://{}", relay.socket.display());
+    let (code, out, err) = shelter(&[
+        "remoteattestation",
+        "--mutual",
+        "--addr",
+        &addr,
+        "--policy",
+        good.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{out}{err}");
+    let (code, _, err) = shelter(&[
+        "remoteattestation",
+        "--addr",
+        &addr,
+        "--policy",
+        good.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        code, 1,
+        "a tenant that does not attest is turned away: {err}"
+    );
+    relay.stop();
     rune_cmd(&["kill", &id, "9"]);
     assert!(wait_until(Duration::from_secs(10), || rune.status(&id) == "stopped"));
     rune_cmd(&["delete", &id]);
@@ -286,7 +320,7 @@ fn shelter_attests_a_sim_enclave_through_inclavared() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let relay = Inclavared::start(dir.path(), "inclavared2", &upstream, &good);
+    let relay = Inclavared::start(dir.path(), "inclavared2", &upstream, &good, &[]);
     let addr = format!("unix://{}", relay.socket.display());
     let (code, _, err) = shelter(&[
         "remoteattestation",
