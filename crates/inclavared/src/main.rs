@@ -102,10 +102,7 @@ fn run() -> Result<()> {
             rats::SimAttester::inherited()
                 .context("--attester sim: not inside a sim enclave (no INCLAVARE_SIM_FD)")?,
         ),
-        AttesterKind::Auto => match rats::SimAttester::inherited() {
-            Some(a) => Arc::new(a),
-            None => Arc::new(rats::SampleAttester),
-        },
+        AttesterKind::Auto => Arc::from(rats::auto_attester()),
     };
     let relay = Arc::new(Relay {
         identity: Arc::new(Identity::new(attester, CertOptions::default())),

@@ -35,11 +35,10 @@ fn main() {
         eprintln!("enclave_server: --listen tcp://HOST:PORT or unix:///PATH is required");
         std::process::exit(2);
     };
-    let attester: Arc<dyn rats::Attester + Send + Sync> = match rats::SimAttester::inherited() {
-        Some(a) => Arc::new(a),
-        None => Arc::new(rats::SampleAttester),
-    };
-    let identity = Arc::new(Identity::new(attester, CertOptions::default()));
+    let identity = Arc::new(Identity::new(
+        Arc::from(rats::auto_attester()),
+        CertOptions::default(),
+    ));
     let expect = mutual.then(|| {
         Expect::new(Appraisal::new(rats::Policy {
             allow_software_tees: true,

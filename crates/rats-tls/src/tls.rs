@@ -30,8 +30,13 @@ const NONCE_SUFFIX: &str = ".nonce.rats-tls.invalid";
 const NONCE_CN_PREFIX: &str = "nonce:";
 const NONCE_LEN: usize = 16;
 
+/// One provider for every handshake: building it allocates its suite and algorithm
+/// tables.
 fn provider() -> Arc<CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
+    static PROVIDER: std::sync::OnceLock<Arc<CryptoProvider>> = std::sync::OnceLock::new();
+    PROVIDER
+        .get_or_init(|| Arc::new(rustls::crypto::ring::default_provider()))
+        .clone()
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

@@ -274,7 +274,7 @@ impl Attester for SimAttester {
 
 /// The attester for the TEE this process runs in: `sim` inside a `sim` enclave, the
 /// kernel's configfs-tsm report interface in a TDX or SNP guest, `sample` elsewhere.
-pub fn auto_attester() -> Box<dyn Attester> {
+pub fn auto_attester() -> Box<dyn Attester + Send + Sync> {
     if let Some(a) = SimAttester::inherited() {
         return Box::new(a);
     }

@@ -79,6 +79,10 @@ impl Inclavared {
         Inclavared { child, socket }
     }
 
+    fn addr(&self) -> String {
+        format!("unix://{}", self.socket.display())
+    }
+
     /// SIGTERM: it exits 0 and removes its socket.
     fn stop(mut self) {
         nix::sys::signal::kill(
@@ -101,6 +105,14 @@ impl Drop for Inclavared {
 
 fn shelter(args: &[&str]) -> (i32, String, String) {
     run(Command::new(shelter_bin()).args(args))
+}
+
+/// `shelter remoteattestation` at `addr` under `policy`, with `extra` flags.
+fn remote(addr: &str, policy: &Path, extra: &[&str]) -> (i32, String, String) {
+    let mut args = vec!["remoteattestation", "--addr", addr, "--policy"];
+    args.push(policy.to_str().unwrap());
+    args.extend(extra);
+    shelter(&args)
 }
 
 #[test]
@@ -201,28 +213,15 @@ fn shelter_attests_a_sim_enclave_through_inclavared() {
     let good = policy("good.toml", &mr);
     let other = policy("other.toml", &"00".repeat(48));
     let relay = Inclavared::start(dir.path(), "inclavared", &upstream, &good, &[]);
-    let addr = format!("unix://{}", relay.socket.display());
+    let addr = relay.addr();
 
-    let (code, out, err) = shelter(&[
-        "remoteattestation",
-        "--addr",
-        &addr,
-        "--policy",
-        good.to_str().unwrap(),
-    ]);
+    let (code, out, err) = remote(&addr, &good, &[]);
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("verdict: ACCEPTED"), "{out}");
     assert!(out.contains(&format!("mrenclave  {mr}")), "{out}");
     assert!(out.contains("hello from the enclave"), "{out}");
 
-    let (code, out, err) = shelter(&[
-        "remoteattestation",
-        "--addr",
-        &addr,
-        "--policy",
-        other.to_str().unwrap(),
-        "--json",
-    ]);
+    let (code, out, err) = remote(&addr, &other, &["--json"]);
     assert_eq!(code, 3, "{out}{err}");
     let doc: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(doc["accepted"], false);
@@ -273,23 +272,10 @@ fn shelter_attests_a_sim_enclave_through_inclavared() {
         &good,
         &["--mutual", "--tenant-policy", tenants.to_str().unwrap()],
     );
-    let addr = format!("unix://{}", relay.socket.display());
-    let (code, out, err) = shelter(&[
-        "remoteattestation",
-        "--mutual",
-        "--addr",
-        &addr,
-        "--policy",
-        good.to_str().unwrap(),
-    ]);
+    let addr = relay.addr();
+    let (code, out, err) = remote(&addr, &good, &["--mutual"]);
     assert_eq!(code, 0, "{out}{err}");
-    let (code, _, err) = shelter(&[
-        "remoteattestation",
-        "--addr",
-        &addr,
-        "--policy",
-        good.to_str().unwrap(),
-    ]);
+    let (code, _, err) = remote(&addr, &good, &[]);
     assert_eq!(
         code, 1,
         "a tenant that does not attest is turned away: {err}"
@@ -321,14 +307,8 @@ fn shelter_attests_a_sim_enclave_through_inclavared() {
         String::from_utf8_lossy(&out.stderr)
     );
     let relay = Inclavared::start(dir.path(), "inclavared2", &upstream, &good, &[]);
-    let addr = format!("unix://{}", relay.socket.display());
-    let (code, _, err) = shelter(&[
-        "remoteattestation",
-        "--addr",
-        &addr,
-        "--policy",
-        good.to_str().unwrap(),
-    ]);
+    let addr = relay.addr();
+    let (code, _, err) = remote(&addr, &good, &[]);
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("unreachable"), "{err}");
     relay.stop();

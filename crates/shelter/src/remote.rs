@@ -32,11 +32,10 @@ fn fetch(r: &Remote, policy: Policy) -> Result<(Reply, PeerInfo)> {
         },
     };
     let identity = r.mutual.then(|| {
-        let attester: Arc<dyn rats::Attester + Send + Sync> = match rats::SimAttester::inherited() {
-            Some(a) => Arc::new(a),
-            None => Arc::new(rats::SampleAttester),
-        };
-        Arc::new(Identity::new(attester, CertOptions::default()))
+        Arc::new(Identity::new(
+            Arc::from(rats::auto_attester()),
+            CertOptions::default(),
+        ))
     });
     let (tls, _relay) =
         rats_tls::connect(stream, identity, &Expect::new(Appraisal::new(relay_policy)))

@@ -279,6 +279,16 @@ impl Ctrd {
     }
 
     /// SIGKILL, wait for STOPPED, delete the task and the container; nothing is left.
+    /// `ctr` with `args` creating container `id`, which must fail and leave nothing;
+    /// returns containerd's error.
+    fn run_fails(&self, id: &str, args: &[&str]) -> String {
+        let (code, _, err) = self.ctr(args);
+        assert_ne!(code, 0, "{args:?} succeeded");
+        self.ctr(&["container", "delete", id]);
+        self.assert_clean(id);
+        err
+    }
+
     /// Runs container `id` with `RUNE_CARRIER=sim`, asking its enclave for a report.
     fn sim_report(&self, id: &str) -> sim_tee::Report {
         let (code, out, err) = self.ctr(&[
@@ -535,25 +545,25 @@ fn sim_carrier_signs_through_the_signature_server_and_fails_cleanly_without_it()
     // The server is gone: the create fails naming it, and leaves nothing.
     server.stop();
     let id = unique_id("nosrv");
-    let (code, _, err) = c.ctr(&[
-        "run",
-        "--rm",
-        "--runtime",
-        RUNTIME,
-        "--env",
-        "RUNE_CARRIER=sim",
-        IMAGE,
+    let err = c.run_fails(
         &id,
-        "true",
-    ]);
-    assert_ne!(code, 0);
+        &[
+            "run",
+            "--rm",
+            "--runtime",
+            RUNTIME,
+            "--env",
+            "RUNE_CARRIER=sim",
+            IMAGE,
+            &id,
+            "true",
+        ],
+    );
     let want = format!(
         "signature server {}: unreachable (Connection refused",
         server.address
     );
     assert!(err.contains(&want), "{err}");
-    c.ctr(&["container", "delete", &id]);
-    c.assert_clean(&id);
 }
 
 #[test]
@@ -683,11 +693,8 @@ fn bad_input_fails_the_create_with_one_clear_line_and_leaves_nothing() {
         } else {
             "true"
         });
-        let (code, _, err) = c.ctr(&args);
-        assert_ne!(code, 0, "{what}");
+        let err = c.run_fails(&id, &args);
         assert!(err.contains(want), "{what}: {err}");
-        c.ctr(&["container", "delete", &id]);
-        c.assert_clean(&id);
     }
 
     // A missing signing key.
@@ -699,24 +706,24 @@ fn bad_input_fails_the_create_with_one_clear_line_and_leaves_nothing() {
     )
     .unwrap();
     let id = unique_id("nokey");
-    let (code, _, err) = c.ctr(&[
-        "run",
-        "--rm",
-        "--runtime",
-        RUNTIME,
-        "--env",
-        "RUNE_CARRIER=sim",
-        IMAGE,
+    let err = c.run_fails(
         &id,
-        "true",
-    ]);
-    assert_ne!(code, 0);
+        &[
+            "run",
+            "--rm",
+            "--runtime",
+            RUNTIME,
+            "--env",
+            "RUNE_CARRIER=sim",
+            IMAGE,
+            &id,
+            "true",
+        ],
+    );
     assert!(
         err.contains("signing key") && err.contains("missing.key"),
         "{err}"
     );
-    c.ctr(&["container", "delete", &id]);
-    c.assert_clean(&id);
 
     // A missing rune binary.
     std::fs::write(
@@ -729,40 +736,40 @@ fn bad_input_fails_the_create_with_one_clear_line_and_leaves_nothing() {
     )
     .unwrap();
     let id = unique_id("norune");
-    let (code, _, err) = c.ctr(&["run", "--rm", "--runtime", RUNTIME, IMAGE, &id, "true"]);
-    assert_ne!(code, 0);
+    let err = c.run_fails(
+        &id,
+        &["run", "--rm", "--runtime", RUNTIME, IMAGE, &id, "true"],
+    );
     assert!(
         err.contains("no-rune") && err.contains("not found"),
         "{err}"
     );
-    c.ctr(&["container", "delete", &id]);
-    c.assert_clean(&id);
 
     // A malformed configuration stops the shim from starting, naming the key.
     std::fs::write(c.path().join("config.toml"), "rune = 7\n").unwrap();
     let id = unique_id("badcfg");
-    let (code, _, err) = c.ctr(&["run", "--rm", "--runtime", RUNTIME, IMAGE, &id, "true"]);
-    assert_ne!(code, 0);
+    let err = c.run_fails(
+        &id,
+        &["run", "--rm", "--runtime", RUNTIME, IMAGE, &id, "true"],
+    );
     assert!(err.contains("rune") && err.contains("line 1"), "{err}");
-    c.ctr(&["container", "delete", &id]);
-    c.assert_clean(&id);
 
     // A bundle whose root filesystem does not exist.
     c.write_config("");
     let id = unique_id("norootfs");
     let missing = c.path().join("no-rootfs");
-    let (code, _, err) = c.ctr(&[
-        "run",
-        "--rm",
-        "--runtime",
-        RUNTIME,
-        "--rootfs",
-        missing.to_str().unwrap(),
+    let err = c.run_fails(
         &id,
-        "true",
-    ]);
-    assert_ne!(code, 0);
+        &[
+            "run",
+            "--rm",
+            "--runtime",
+            RUNTIME,
+            "--rootfs",
+            missing.to_str().unwrap(),
+            &id,
+            "true",
+        ],
+    );
     assert!(err.contains("no-rootfs"), "{err}");
-    c.ctr(&["container", "delete", &id]);
-    c.assert_clean(&id);
 }
