@@ -1,0 +1,4 @@
+# Release every resource to every attested workload. For tests only.
+package policy
+
+default allow = true

@@ -1,0 +1,4 @@
+# Release nothing.
+package policy
+
+default allow = false

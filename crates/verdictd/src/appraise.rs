@@ -1,0 +1,213 @@
+//! From evidence to an EAR appraisal: the evidence is verified by `rats` (bound to the
+//! session's runtime data), then judged by the attestation policy (a rats appraisal
+//! policy plus registered reference values). The token is issued either way: its
+//! `ear.status` says what the policy concluded, and resource policies decide on it.
+
+use std::collections::BTreeMap;
+use std::sync::RwLock;
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use kbs_protocol::{Attestation, TeePubKey};
+use serde_json::{json, Value};
+
+use crate::KbsError;
+
+/// The evidence kinds verdictd verifies, by their KBS `tee` name.
+pub fn tee_of(name: &str) -> Result<rats::Tee, KbsError> {
+    match name {
+        "sample" => Ok(rats::Tee::Sample),
+        kbs_protocol::TEE_SIM => Ok(rats::Tee::Sim),
+        "sgx" => Ok(rats::Tee::SgxEcdsa),
+        "tdx" => Ok(rats::Tee::TdxEcdsa),
+        other => Err(KbsError::Attestation(format!(
+            "TEE {other:?} is not supported (supported: sample, sim, sgx, tdx)"
+        ))),
+    }
+}
+
+pub struct Appraiser {
+    policy: RwLock<(String, rats::Policy)>,
+    reference_values: RwLock<BTreeMap<String, Vec<String>>>,
+    collateral: Option<rats::Collateral>,
+}
+
+/// AR4SI trustworthiness claims: 2 affirms; 32–95 warn; 96–127 contraindicate; 0 says
+/// nothing.
+fn tier(value: i64) -> &'static str {
+    match value {
+        i64::MIN..=1 => "none",
+        2..=31 => "affirming",
+        32..=95 => "warning",
+        _ => "contraindicated",
+    }
+}
+
+impl Appraiser {
+    pub fn new(policy: rats::Policy, collateral: Option<rats::Collateral>) -> Appraiser {
+        Appraiser {
+            policy: RwLock::new(("default".into(), policy)),
+            reference_values: RwLock::new(BTreeMap::new()),
+            collateral,
+        }
+    }
+
+    /// Replaces the attestation policy: a rats appraisal policy in TOML or JSON.
+    pub fn set_policy(&self, id: &str, text: &str) -> Result<(), KbsError> {
+        let parsed: Result<rats::Policy, String> = if text.trim_start().starts_with('{') {
+            serde_json::from_str(text).map_err(|e| e.to_string())
+        } else {
+            toml::from_str(text).map_err(|e| e.message().to_string())
+        };
+        let policy = parsed.map_err(|e| {
+            KbsError::ParsePolicy(format!(
+                "attestation policy {id:?}: {e} (verdictd takes rats appraisal policies in TOML or JSON, not Rego)"
+            ))
+        })?;
+        *self.policy.write().expect("policy lock") = (id.to_string(), policy);
+        Ok(())
+    }
+
+    /// Registers reference values: claim name → accepted values, added to the policy's
+    /// expected values.
+    pub fn add_reference_values(&self, values: BTreeMap<String, Vec<String>>) {
+        let mut rv = self.reference_values.write().expect("reference values");
+        for (name, mut v) in values {
+            let entry = rv.entry(name).or_default();
+            entry.append(&mut v);
+            entry.sort();
+            entry.dedup();
+        }
+    }
+
+    pub fn reference_value(&self, name: &str) -> Option<Vec<String>> {
+        self.reference_values
+            .read()
+            .expect("reference values")
+            .get(name)
+            .cloned()
+    }
+
+    /// Verifies the attestation of a `tee` session whose runtime data hashed to
+    /// `digest`, and appraises it: the `cpu0` submodule of the EAR.
+    pub fn appraise(
+        &self,
+        tee_name: &str,
+        attestation: &Attestation,
+        digest: &[u8],
+        now: u64,
+    ) -> Result<Value, KbsError> {
+        let tee = tee_of(tee_name)?;
+        let evidence = &attestation.tee_evidence.primary_evidence;
+        let bad = |what: &str| KbsError::Attestation(format!("{tee_name} evidence: {what}"));
+        let b64_field = |field: &str| -> Result<Vec<u8>, KbsError> {
+            let s = evidence
+                .get(field)
+                .and_then(Value::as_str)
+                .ok_or_else(|| bad(&format!("no {field:?} string")))?;
+            STANDARD
+                .decode(s)
+                .map_err(|e| bad(&format!("{field} is not base64: {e}")))
+        };
+        let bytes = match tee {
+            rats::Tee::Sample => serde_json::to_vec(evidence).map_err(|e| bad(&e.to_string()))?,
+            rats::Tee::Sim => b64_field("report")?,
+            _ => b64_field("quote")?,
+        };
+        let input = rats::Input {
+            report_data: Some(
+                kbs_protocol::binding::report_data_64(digest)
+                    .map_err(|e| bad(&e.to_string()))?,
+            ),
+            collateral: self.collateral.clone(),
+            now,
+        };
+        let verified = rats::verify(&bytes, Some(tee), &input)
+            .map_err(|e| KbsError::Attestation(format!("{tee_name} evidence refused: {e}")))?;
+
+        let (policy_id, mut policy) = self.policy.read().expect("policy lock").clone();
+        for (name, values) in self.reference_values.read().expect("reference values").iter() {
+            policy
+                .expected
+                .entry(name.clone())
+                .or_default()
+                .extend(values.iter().cloned());
+        }
+        let verdict = policy.appraise(&verified);
+
+        // Each refusal reason lands in the claim it is about.
+        let hardware = if tee.is_software() && !policy.allow_software_tees {
+            97
+        } else if verified
+            .tcb_status
+            .as_ref()
+            .is_some_and(|s| !policy.accepted_tcb_statuses.contains(s))
+            || verified
+                .advisory_ids
+                .iter()
+                .any(|a| !policy.allowed_advisory_ids.contains(a))
+        {
+            32
+        } else {
+            2
+        };
+        let configuration = if verified.debug && !policy.allow_debug { 96 } else { 2 };
+        let expected_failed = verdict.reasons.iter().any(|r| r.starts_with("claim "));
+        let executables = match (policy.expected.is_empty(), expected_failed) {
+            (true, _) => 0,
+            (false, false) => 2,
+            (false, true) => 33,
+        };
+        let vector = json!({
+            "instance-identity": 0,
+            "configuration": configuration,
+            "executables": executables,
+            "file-system": 0,
+            "hardware": hardware,
+            "runtime-opaque": 0,
+            "storage-opaque": 0,
+            "sourced-data": 0,
+        });
+        let worst = [hardware, configuration, executables]
+            .into_iter()
+            .max()
+            .unwrap_or(0);
+        // Hardware is always rated, so `worst` is at least 2; a refusal no claim
+        // explains still must not read as affirming.
+        let status = if !verdict.accepted && worst < 32 {
+            "contraindicated"
+        } else {
+            tier(worst)
+        };
+
+        let tee_pubkey: &TeePubKey = &attestation.runtime_data.tee_pubkey;
+        let mut annotated = serde_json::Map::new();
+        annotated.insert(
+            tee_name.to_string(),
+            serde_json::to_value(&verified.claims).map_err(|e| bad(&e.to_string()))?,
+        );
+        annotated.insert("report_data".into(), json!(hex::encode(digest)));
+        annotated.insert(
+            "runtime_data_claims".into(),
+            json!({"nonce": attestation.runtime_data.nonce, "tee-pubkey": tee_pubkey}),
+        );
+        if let Some(init) = &attestation.init_data {
+            annotated.insert(
+                "init_data_claims".into(),
+                json!({"format": init.format, "digest": hex::encode(sha384(init.body.as_bytes()))}),
+            );
+        }
+        Ok(json!({
+            "ear.status": status,
+            "ear.trustworthiness-vector": vector,
+            "ear.appraisal-policy-id": policy_id,
+            "ear.veraison.annotated-evidence": annotated,
+            "verdictd.reasons": verdict.reasons,
+        }))
+    }
+}
+
+fn sha384(b: &[u8]) -> Vec<u8> {
+    use sha2::Digest;
+    sha2::Sha384::digest(b).to_vec()
+}

@@ -1,0 +1,182 @@
+//! `verdictd.toml`.
+//!
+//! ```toml
+//! listen = "127.0.0.1:8080"      # loopback unless configured
+//! insecure_http = false          # plain HTTP only when set
+//! resource_policy = "default"    # default | allow_all | deny_all | affirming | FILE.rego
+//! attestation_policy = "FILE"    # a rats appraisal policy (TOML or JSON); default: rats' default
+//! dcap_collateral = "FILE"       # QuoteCollateralV3 JSON for sgx and tdx evidence
+//! max_body_bytes = 1048576
+//!
+//! [tls]
+//! certificate = "cert.pem"
+//! private_key = "key.pem"
+//!
+//! [session]
+//! timeout_secs = 300
+//! max_sessions = 10000
+//!
+//! [token]
+//! duration_secs = 300
+//! signer_key = "token-key.pem"   # P-256 PKCS#8 PEM; generated at start when absent
+//!
+//! [storage]
+//! type = "localfs"               # or "memory"
+//! dir = "/var/lib/verdictd/resources"
+//!
+//! [admin]
+//! mode = "bearer_jwt"            # insecure_allow_all | deny_all | bearer_jwt
+//! public_keys = ["admin.pub"]    # Ed25519, P-256 or RSA public keys, PEM
+//! roles = ["admin"]
+//! ```
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub insecure_http: bool,
+    pub tls: Option<TlsConfig>,
+    pub resource_policy: String,
+    pub attestation_policy: Option<PathBuf>,
+    pub dcap_collateral: Option<PathBuf>,
+    pub max_body_bytes: usize,
+    pub session: SessionConfig,
+    pub token: TokenConfig,
+    pub storage: StorageConfig,
+    pub admin: AdminConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            insecure_http: false,
+            tls: None,
+            resource_policy: "default".into(),
+            attestation_policy: None,
+            dcap_collateral: None,
+            max_body_bytes: 1 << 20,
+            session: SessionConfig::default(),
+            token: TokenConfig::default(),
+            storage: StorageConfig::default(),
+            admin: AdminConfig::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    pub certificate: PathBuf,
+    pub private_key: PathBuf,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SessionConfig {
+    pub timeout_secs: u64,
+    pub max_sessions: usize,
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        SessionConfig {
+            timeout_secs: 300,
+            max_sessions: 10_000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TokenConfig {
+    pub duration_secs: u64,
+    pub signer_key: Option<PathBuf>,
+}
+
+impl Default for TokenConfig {
+    fn default() -> Self {
+        TokenConfig {
+            duration_secs: 300,
+            signer_key: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StorageConfig {
+    #[serde(rename = "type")]
+    pub kind: StorageKind,
+    pub dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StorageKind {
+    #[default]
+    Memory,
+    Localfs,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AdminConfig {
+    pub mode: AdminMode,
+    pub public_keys: Vec<PathBuf>,
+    pub roles: Vec<String>,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        AdminConfig {
+            mode: AdminMode::DenyAll,
+            public_keys: vec![],
+            roles: vec!["admin".into()],
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AdminMode {
+    InsecureAllowAll,
+    DenyAll,
+    BearerJwt,
+}
+
+impl Config {
+    /// Reads and checks a config file.
+    pub fn load(path: &Path) -> anyhow::Result<Config> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        let config: Config = toml::from_str(&text)
+            .map_err(|e| anyhow::anyhow!("{}: {}", path.display(), e.message()))?;
+        config.check()?;
+        Ok(config)
+    }
+
+    /// Refuses configurations that cannot work, before anything starts.
+    pub fn check(&self) -> anyhow::Result<()> {
+        if self.tls.is_none() && !self.insecure_http {
+            anyhow::bail!(
+                "no [tls] certificate and key: configure them, or set insecure_http = true to serve plain HTTP"
+            );
+        }
+        if self.storage.kind == StorageKind::Localfs && self.storage.dir.is_none() {
+            anyhow::bail!("[storage] type = \"localfs\" needs dir");
+        }
+        if self.admin.mode == AdminMode::BearerJwt && self.admin.public_keys.is_empty() {
+            anyhow::bail!("[admin] mode = \"bearer_jwt\" needs public_keys");
+        }
+        if self.session.max_sessions == 0 {
+            anyhow::bail!("[session] max_sessions must be at least 1");
+        }
+        Ok(())
+    }
+}

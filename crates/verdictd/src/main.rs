@@ -1,0 +1,91 @@
+//! `verdictd`: the key broker's command line. The work is in the library.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use clap::{Parser, ValueEnum};
+
+#[derive(Parser)]
+#[command(
+    name = "verdictd",
+    version,
+    about = "Release secrets to attested confidential workloads (Confidential Containers KBS protocol 0.4.0)"
+)]
+struct Cli {
+    /// Configuration file (TOML); without one, the defaults of `verdictd::Config`
+    #[arg(long, short = 'c')]
+    config: Option<PathBuf>,
+    /// Address to serve on, overriding the config (default 127.0.0.1:8080)
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+    /// Serve plain HTTP (no [tls] needed). Secrets still travel encrypted to the TEE,
+    /// but tokens and admin calls do not
+    #[arg(long)]
+    insecure_http: bool,
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    /// debug, info, warn or error
+    #[arg(long, default_value = "info")]
+    log_level: tracing::Level,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+fn main() {
+    if let Err(e) = run() {
+        eprintln!("verdictd: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run() -> Result<()> {
+    let cli = Cli::parse();
+    let logs = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_max_level(cli.log_level);
+    match cli.log_format {
+        LogFormat::Json => logs.json().init(),
+        LogFormat::Text => logs.init(),
+    }
+    let mut config = match &cli.config {
+        Some(p) => verdictd::Config::load(p)?,
+        None => verdictd::Config::default(),
+    };
+    if let Some(l) = cli.listen {
+        config.listen = l;
+    }
+    config.insecure_http |= cli.insecure_http;
+    let tls = match &config.tls {
+        Some(t) => Some(verdictd::server::tls_acceptor(t)?),
+        None => None,
+    };
+    let listen = config.listen;
+    let state = verdictd::AppState::new(config)?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("runtime")?;
+    rt.block_on(async {
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .with_context(|| format!("listen on {listen}"))?;
+        let addr = listener.local_addr()?;
+        // One line on stdout, so a script (or a test given port 0) learns the address.
+        println!(
+            "listening on {}://{addr}",
+            if tls.is_some() { "https" } else { "http" }
+        );
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        tokio::select! {
+            r = verdictd::server::serve(listener, state, tls) => r.context("serve")?,
+            _ = term.recv() => tracing::info!("SIGTERM: stopping"),
+            _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: stopping"),
+        }
+        Ok(())
+    })
+}

@@ -1,0 +1,464 @@
+//! The HTTP(S) front: routes, handlers and the accept loop.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::Engine;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
+use kbs_protocol::{Attestation, AuthRequest, Challenge, TeePubKey, TokenReply};
+use rand::RngCore;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use tokio::net::TcpListener;
+
+use crate::sessions::State as Session;
+use crate::storage::resource_path;
+use crate::token::{unix_now, TEE_PUBKEY_POINTER};
+use crate::{AppState, KbsError};
+
+type Shared = Arc<AppState>;
+
+const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+const TLS_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The routes of KBS protocol 0.4.0, the admin API, `/healthz` and `/metrics`.
+pub fn router(state: Shared) -> Router {
+    let limit = state.config.max_body_bytes;
+    Router::new()
+        .route("/kbs/v0/auth", post(auth))
+        .route("/kbs/v0/attest", post(attest))
+        .route(
+            "/kbs/v0/resource/{*path}",
+            get(get_resource).post(set_resource).delete(delete_resource),
+        )
+        .route(
+            "/kbs/v0/resource-policy",
+            get(get_resource_policy).post(set_resource_policy),
+        )
+        .route("/kbs/v0/attestation-policy", post(set_attestation_policy))
+        .route("/kbs/v0/reference-value", post(set_reference_value))
+        .route("/kbs/v0/reference-value/{id}", get(get_reference_value))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/metrics", get(metrics))
+        .fallback(|req: Request| async move {
+            KbsError::InvalidRequestPath(format!("no such endpoint: {}", req.uri().path()))
+        })
+        .layer(DefaultBodyLimit::max(limit))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), track))
+        .with_state(state)
+}
+
+async fn track(State(state): State<Shared>, req: Request, next: Next) -> Response {
+    let endpoint = crate::metrics::endpoint(req.uri().path());
+    let start = Instant::now();
+    let response = next.run(req).await;
+    let labels = crate::metrics::EndpointLabels {
+        endpoint: endpoint.clone(),
+    };
+    state
+        .metrics
+        .latency
+        .get_or_create(&labels)
+        .observe(start.elapsed().as_secs_f64());
+    state
+        .metrics
+        .requests
+        .get_or_create(&crate::metrics::RequestLabels {
+            endpoint,
+            status: response.status().as_u16(),
+        })
+        .inc();
+    response
+}
+
+fn json_response(status: StatusCode, value: &impl serde::Serialize) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        serde_json::to_vec(value).unwrap_or_default(),
+    )
+        .into_response()
+}
+
+fn parse<'a, T: Deserialize<'a>>(body: &'a [u8], what: &str) -> Result<T, KbsError> {
+    serde_json::from_slice(body).map_err(|e| KbsError::Serde(format!("{what}: {e}")))
+}
+
+fn session_id(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == kbs_protocol::SESSION_COOKIE)
+        .map(|(_, v)| v.to_string())
+}
+
+fn cookie(id: &str, expires: std::time::SystemTime) -> HeaderValue {
+    HeaderValue::from_str(&format!(
+        "{}={id}; Expires={}",
+        kbs_protocol::SESSION_COOKIE,
+        httpdate::fmt_http_date(expires)
+    ))
+    .expect("cookie is ASCII")
+}
+
+async fn auth(State(state): State<Shared>, body: Bytes) -> Result<Response, KbsError> {
+    let request: AuthRequest = parse(&body, "auth request")?;
+    if request.version != kbs_protocol::VERSION {
+        return Err(KbsError::Attestation(format!(
+            "protocol version {:?} is not supported: this broker speaks exactly {}",
+            request.version,
+            kbs_protocol::VERSION
+        )));
+    }
+    crate::appraise::tee_of(&request.tee)?;
+    let mut nonce = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut nonce);
+    let nonce = STANDARD.encode(nonce);
+    let (id, expires) = state.sessions.open(Session::Authed {
+        tee: request.tee,
+        nonce: nonce.clone(),
+        hash: kbs_protocol::HashAlgorithm::Sha384,
+    })?;
+    state.metrics.sessions.set(state.sessions.len() as i64);
+    let mut response = json_response(
+        StatusCode::OK,
+        &Challenge {
+            nonce,
+            extra_params: Value::String(String::new()),
+        },
+    );
+    response
+        .headers_mut()
+        .insert(header::SET_COOKIE, cookie(&id, expires));
+    Ok(response)
+}
+
+async fn attest(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, KbsError> {
+    let id = session_id(&headers).ok_or_else(|| {
+        KbsError::Attestation("no kbs-session-id cookie: POST /kbs/v0/auth first".into())
+    })?;
+    let (tee, nonce, hash) = match state.sessions.get(&id)? {
+        Session::Attested { token, .. } => {
+            return Ok(json_response(StatusCode::OK, &TokenReply { token }))
+        }
+        Session::Authed { tee, nonce, hash } => (tee, nonce, hash),
+    };
+    let attestation: Attestation = parse(&body, "attestation")?;
+    if attestation.runtime_data.nonce != nonce {
+        return Err(KbsError::Attestation(
+            "the nonce in the handshake session is different from the one in the attestation"
+                .into(),
+        ));
+    }
+    if !attestation.tee_evidence.additional_evidence.is_empty() {
+        return Err(KbsError::Attestation(
+            "additional (device) evidence is not supported".into(),
+        ));
+    }
+    usable_key(&attestation.runtime_data.tee_pubkey)?;
+    let digest = kbs_protocol::binding::digest(
+        hash,
+        &nonce,
+        &attestation.runtime_data.tee_pubkey,
+        &attestation.tee_evidence.additional_evidence,
+    )
+    .map_err(|e| KbsError::Attestation(e.to_string()))?;
+    let appraiser_state = state.clone();
+    let cpu0 = tokio::task::spawn_blocking(move || {
+        appraiser_state
+            .appraiser
+            .appraise(&tee, &attestation, &digest, unix_now())
+    })
+    .await
+    .map_err(|e| KbsError::Attestation(format!("verifier task: {e}")))??;
+    tracing::info!(
+        session = %&id[..8],
+        status = %cpu0["ear.status"].as_str().unwrap_or(""),
+        "attested"
+    );
+    let (token, claims) = state.signer.issue(cpu0)?;
+    state.sessions.set(
+        &id,
+        Session::Attested {
+            token: token.clone(),
+            claims,
+        },
+    );
+    Ok(json_response(StatusCode::OK, &TokenReply { token }))
+}
+
+/// Refuses at attestation a key no secret could later be encrypted to.
+fn usable_key(key: &TeePubKey) -> Result<(), KbsError> {
+    kbs_protocol::jwe::encrypt(key, b"")
+        .map(|_| ())
+        .map_err(|e| KbsError::Attestation(format!("tee-pubkey: {e}")))
+}
+
+/// The verified claims of the caller: its Bearer token, or its attested session.
+fn caller_claims(state: &AppState, headers: &HeaderMap) -> Result<Value, KbsError> {
+    if let Some(token) = crate::admin::bearer(headers) {
+        return state.signer.verify(token);
+    }
+    let Some(id) = session_id(headers) else {
+        return Err(KbsError::TokenNotFound(
+            "no attestation token: attest first (session cookie) or send Authorization: Bearer"
+                .into(),
+        ));
+    };
+    match state.sessions.get(&id)? {
+        Session::Attested { token, .. } => state.signer.verify(&token),
+        Session::Authed { .. } => Err(KbsError::TokenNotFound(
+            "this session has not attested yet: POST /kbs/v0/attest".into(),
+        )),
+    }
+}
+
+async fn get_resource(
+    State(state): State<Shared>,
+    Path(path): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, KbsError> {
+    let claims = caller_claims(&state, &headers)?;
+    let key = resource_path(&path)?;
+    if !state.resource_policy.allows(&claims, "resource", &key)? {
+        return Err(KbsError::PolicyDeny(format!(
+            "the resource policy denies {path}"
+        )));
+    }
+    let secret = state
+        .storage
+        .get(&key)?
+        .ok_or_else(|| KbsError::ResourceNotFound(format!("resource {path} not found")))?;
+    let tee_pubkey: TeePubKey = claims
+        .pointer(TEE_PUBKEY_POINTER)
+        .cloned()
+        .and_then(|v| serde_json::from_value(v).ok())
+        .ok_or_else(|| KbsError::TokenVerifier("the token carries no tee-pubkey".into()))?;
+    let jwe = kbs_protocol::jwe::encrypt(&tee_pubkey, &secret)
+        .map_err(|e| KbsError::Jwe(e.to_string()))?;
+    tracing::info!(resource = %path, "released");
+    Ok(json_response(StatusCode::OK, &jwe))
+}
+
+async fn set_resource(
+    State(state): State<Shared>,
+    Path(path): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, KbsError> {
+    state.admin.check(&headers)?;
+    let key = resource_path(&path)?;
+    state.storage.put(&key, &body)?;
+    tracing::info!(resource = %path, bytes = body.len(), "stored");
+    Ok(StatusCode::OK.into_response())
+}
+
+async fn delete_resource(
+    State(state): State<Shared>,
+    Path(path): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, KbsError> {
+    state.admin.check(&headers)?;
+    let key = resource_path(&path)?;
+    if !state.storage.delete(&key)? {
+        return Err(KbsError::ResourceNotFound(format!(
+            "resource {path} not found"
+        )));
+    }
+    tracing::info!(resource = %path, "deleted");
+    Ok(StatusCode::OK.into_response())
+}
+
+#[derive(Deserialize)]
+struct PolicyUpload {
+    policy: String,
+    #[serde(default)]
+    policy_id: Option<String>,
+}
+
+fn decode_policy(p: &str) -> Result<String, KbsError> {
+    let bytes = URL_SAFE_NO_PAD
+        .decode(p.trim_end_matches('='))
+        .map_err(|e| KbsError::ParsePolicy(format!("policy is not base64url: {e}")))?;
+    String::from_utf8(bytes).map_err(|_| KbsError::ParsePolicy("policy is not UTF-8".into()))
+}
+
+async fn get_resource_policy(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+) -> Result<Response, KbsError> {
+    state.admin.check(&headers)?;
+    let text = state.resource_policy.text();
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({"policy": URL_SAFE_NO_PAD.encode(text)}),
+    ))
+}
+
+async fn set_resource_policy(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, KbsError> {
+    state.admin.check(&headers)?;
+    let upload: PolicyUpload = parse(&body, "resource policy")?;
+    state
+        .resource_policy
+        .replace(&decode_policy(&upload.policy)?)?;
+    tracing::info!("resource policy replaced");
+    Ok(StatusCode::OK.into_response())
+}
+
+async fn set_attestation_policy(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, KbsError> {
+    state.admin.check(&headers)?;
+    let upload: PolicyUpload = parse(&body, "attestation policy")?;
+    let id = upload.policy_id.unwrap_or_else(|| "default".into());
+    state
+        .appraiser
+        .set_policy(&id, &decode_policy(&upload.policy)?)?;
+    tracing::info!(policy_id = %id, "attestation policy replaced");
+    Ok(StatusCode::OK.into_response())
+}
+
+#[derive(Deserialize)]
+struct ReferenceValueUpload {
+    #[serde(rename = "type")]
+    kind: String,
+    payload: String,
+}
+
+async fn set_reference_value(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, KbsError> {
+    state.admin.check(&headers)?;
+    let upload: ReferenceValueUpload = parse(&body, "reference value")?;
+    if upload.kind != "sample" {
+        return Err(KbsError::Serde(format!(
+            "reference value type {:?}: only \"sample\" ({{name: [values]}}) is supported",
+            upload.kind
+        )));
+    }
+    let payload = STANDARD
+        .decode(&upload.payload)
+        .map_err(|e| KbsError::Serde(format!("payload is not base64: {e}")))?;
+    let values: BTreeMap<String, Vec<String>> = parse(&payload, "reference value payload")?;
+    state.appraiser.add_reference_values(values);
+    Ok(StatusCode::OK.into_response())
+}
+
+async fn get_reference_value(
+    State(state): State<Shared>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, KbsError> {
+    state.admin.check(&headers)?;
+    let values = state.appraiser.reference_value(&id).unwrap_or_default();
+    Ok(json_response(StatusCode::OK, &values))
+}
+
+async fn metrics(State(state): State<Shared>) -> Response {
+    state.metrics.sessions.set(state.sessions.len() as i64);
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        state.metrics.render(),
+    )
+        .into_response()
+}
+
+/// Loads the `[tls]` certificate chain and key.
+pub fn tls_acceptor(tls: &crate::config::TlsConfig) -> anyhow::Result<tokio_rustls::TlsAcceptor> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let certs = CertificateDer::pem_file_iter(&tls.certificate)
+        .and_then(|i| i.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| anyhow::anyhow!("{}: {e}", tls.certificate.display()))?;
+    let key = PrivateKeyDer::from_pem_file(&tls.private_key)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", tls.private_key.display()))?;
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()?
+    .with_no_client_auth()
+    .with_single_cert(certs, key)?;
+    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
+}
+
+/// Serves until the listener fails. Each connection gets a header timeout (and a
+/// handshake timeout with TLS) so idle peers cannot hold it forever.
+pub async fn serve(
+    listener: TcpListener,
+    state: Shared,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+) -> std::io::Result<()> {
+    let app = router(state.clone());
+    let sweeper = state.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(60));
+        loop {
+            tick.tick().await;
+            let left = sweeper.sessions.sweep();
+            sweeper.metrics.sessions.set(left as i64);
+        }
+    });
+    loop {
+        let (stream, _peer) = match listener.accept().await {
+            Ok(c) => c,
+            Err(e) => {
+                // Out of descriptors and the like: wait rather than spin or die.
+                tracing::warn!("accept: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let service = TowerToHyperService::new(app.clone());
+        let tls = tls.clone();
+        tokio::spawn(async move {
+            let mut http = hyper::server::conn::http1::Builder::new();
+            http.timer(TokioTimer::new())
+                .header_read_timeout(HEADER_TIMEOUT);
+            let result = match tls {
+                None => http.serve_connection(TokioIo::new(stream), service).await,
+                Some(acceptor) => {
+                    match tokio::time::timeout(TLS_TIMEOUT, acceptor.accept(stream)).await {
+                        Ok(Ok(s)) => http.serve_connection(TokioIo::new(s), service).await,
+                        Ok(Err(e)) => {
+                            tracing::debug!("TLS handshake: {e}");
+                            return;
+                        }
+                        Err(_) => return,
+                    }
+                }
+            };
+            if let Err(e) = result {
+                tracing::debug!("connection: {e}");
+            }
+        });
+    }
+}

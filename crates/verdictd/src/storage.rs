@@ -1,0 +1,150 @@
+//! Where resources live: in memory, or one 0600 file per resource in a directory,
+//! named as Trustee's LocalFs backend names them (`repo\x2Ftype\x2Ftag`).
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::PathBuf;
+use std::sync::RwLock;
+
+use zeroize::Zeroizing;
+
+use crate::KbsError;
+
+pub enum Storage {
+    Memory(RwLock<HashMap<String, Zeroizing<Vec<u8>>>>),
+    LocalFs(PathBuf),
+}
+
+/// Checks one resource path segment: `[a-zA-Z0-9_-]+[a-zA-Z0-9_.-]*`, as Trustee. This
+/// is what keeps `..` and `/` out of file names.
+pub fn valid_segment(s: &str) -> bool {
+    let ok = |c: char, dot: bool| c.is_ascii_alphanumeric() || c == '_' || c == '-' || (dot && c == '.');
+    let mut chars = s.chars();
+    match chars.next() {
+        Some(c) if ok(c, false) => chars.all(|c| ok(c, true)),
+        _ => false,
+    }
+}
+
+/// Splits and checks `repo/type/tag`.
+pub fn resource_path(path: &str) -> Result<[&str; 3], KbsError> {
+    let parts: Vec<&str> = path.split('/').collect();
+    match parts.as_slice() {
+        [r, t, g] if [r, t, g].iter().all(|s| valid_segment(s)) => Ok([r, t, g]),
+        _ => Err(KbsError::InvalidRequestPath(format!(
+            "resource path {path:?}: expected repo/type/tag, each [a-zA-Z0-9_-][a-zA-Z0-9_.-]*"
+        ))),
+    }
+}
+
+impl Storage {
+    pub fn memory() -> Storage {
+        Storage::Memory(RwLock::new(HashMap::new()))
+    }
+
+    pub fn local_fs(dir: PathBuf) -> anyhow::Result<Storage> {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&dir)
+            .map_err(|e| anyhow::anyhow!("storage {}: {e}", dir.display()))?;
+        Ok(Storage::LocalFs(dir))
+    }
+
+    fn file(dir: &std::path::Path, key: &[&str; 3]) -> PathBuf {
+        dir.join(key.join("\\x2F"))
+    }
+
+    pub fn get(&self, key: &[&str; 3]) -> Result<Option<Zeroizing<Vec<u8>>>, KbsError> {
+        match self {
+            Storage::Memory(m) => Ok(m.read().expect("storage").get(&key.join("/")).cloned()),
+            Storage::LocalFs(dir) => match std::fs::read(Self::file(dir, key)) {
+                Ok(b) => Ok(Some(Zeroizing::new(b))),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+                Err(e) => Err(KbsError::Storage(format!("reading {}: {e}", key.join("/")))),
+            },
+        }
+    }
+
+    pub fn put(&self, key: &[&str; 3], value: &[u8]) -> Result<(), KbsError> {
+        match self {
+            Storage::Memory(m) => {
+                m.write()
+                    .expect("storage")
+                    .insert(key.join("/"), Zeroizing::new(value.to_vec()));
+                Ok(())
+            }
+            Storage::LocalFs(dir) => {
+                // Written aside and renamed, so a crash never leaves half a secret.
+                let target = Self::file(dir, key);
+                let tmp = dir.join(format!(".tmp-{}-{}", std::process::id(), key.join("\\x2F")));
+                let write = || -> std::io::Result<()> {
+                    let mut f = std::fs::OpenOptions::new()
+                        .write(true)
+                        .create_new(true)
+                        .mode(0o600)
+                        .open(&tmp)?;
+                    f.write_all(value)?;
+                    f.sync_all()?;
+                    std::fs::rename(&tmp, &target)
+                };
+                write().map_err(|e| {
+                    let _ = std::fs::remove_file(&tmp);
+                    KbsError::Storage(format!("storing {}: {e}", key.join("/")))
+                })
+            }
+        }
+    }
+
+    /// Removes a resource; whether it existed.
+    pub fn delete(&self, key: &[&str; 3]) -> Result<bool, KbsError> {
+        match self {
+            Storage::Memory(m) => Ok(m.write().expect("storage").remove(&key.join("/")).is_some()),
+            Storage::LocalFs(dir) => match std::fs::remove_file(Self::file(dir, key)) {
+                Ok(()) => Ok(true),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+                Err(e) => Err(KbsError::Storage(format!("deleting {}: {e}", key.join("/")))),
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn segments() {
+        for good in ["default", "key", "a.b", "_x", "-y", "1.2.3"] {
+            assert!(valid_segment(good), "{good}");
+        }
+        for bad in ["", "..", ".hidden", "a/b", "a b", "é", "a\\x2Fb"] {
+            assert!(!valid_segment(bad), "{bad}");
+        }
+        assert!(resource_path("a/b/c").is_ok());
+        for bad in ["a/b", "a/b/c/d", "a/../c", "/a/b", "a/b/", "a//b"] {
+            assert!(resource_path(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn both_backends() {
+        let dir = tempfile::tempdir().unwrap();
+        for s in [Storage::memory(), Storage::local_fs(dir.path().join("r")).unwrap()] {
+            let k = ["default", "key", "1"];
+            assert!(s.get(&k).unwrap().is_none());
+            s.put(&k, b"one").unwrap();
+            s.put(&k, b"two").unwrap();
+            assert_eq!(s.get(&k).unwrap().unwrap().as_slice(), b"two");
+            assert!(s.delete(&k).unwrap());
+            assert!(!s.delete(&k).unwrap());
+        }
+        let s = Storage::local_fs(dir.path().join("r")).unwrap();
+        s.put(&["a", "b", "c"], b"x").unwrap();
+        let f = dir.path().join("r").join("a\\x2Fb\\x2Fc");
+        assert_eq!(std::fs::metadata(&f).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(std::fs::read_dir(dir.path().join("r")).unwrap().count(), 1);
+    }
+}
