@@ -28,7 +28,9 @@ struct AdminClaims {
 const OID_ED25519: &[u8] = &[0x06, 0x03, 0x2b, 0x65, 0x70];
 const OID_EC_PUBLIC_KEY: &[u8] = &[0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01];
 const OID_P256: &[u8] = &[0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07];
-const OID_RSA: &[u8] = &[0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01];
+const OID_RSA: &[u8] = &[
+    0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01,
+];
 
 fn contains(hay: &[u8], needle: &[u8]) -> bool {
     hay.windows(needle.len()).any(|w| w == needle)
@@ -41,11 +43,20 @@ fn load_key(path: &Path) -> anyhow::Result<(DecodingKey, Algorithm)> {
     let block = pem::parse(&text).map_err(|e| bad(&e))?;
     let der = block.contents();
     if block.tag() == "RSA PUBLIC KEY" || contains(der, OID_RSA) {
-        Ok((DecodingKey::from_rsa_pem(&text).map_err(|e| bad(&e))?, Algorithm::RS256))
+        Ok((
+            DecodingKey::from_rsa_pem(&text).map_err(|e| bad(&e))?,
+            Algorithm::RS256,
+        ))
     } else if contains(der, OID_ED25519) {
-        Ok((DecodingKey::from_ed_pem(&text).map_err(|e| bad(&e))?, Algorithm::EdDSA))
+        Ok((
+            DecodingKey::from_ed_pem(&text).map_err(|e| bad(&e))?,
+            Algorithm::EdDSA,
+        ))
     } else if contains(der, OID_EC_PUBLIC_KEY) && contains(der, OID_P256) {
-        Ok((DecodingKey::from_ec_pem(&text).map_err(|e| bad(&e))?, Algorithm::ES256))
+        Ok((
+            DecodingKey::from_ec_pem(&text).map_err(|e| bad(&e))?,
+            Algorithm::ES256,
+        ))
     } else {
         anyhow::bail!(
             "{}: not an Ed25519, P-256 or RSA public key in PEM",
@@ -92,9 +103,9 @@ impl AdminAuth {
                                 Some(r) => Err(KbsError::AdminAuth(format!(
                                     "role {r:?} may not use the admin API"
                                 ))),
-                                None => Err(KbsError::AdminAuth(
-                                    "admin token has no role claim".into(),
-                                )),
+                                None => {
+                                    Err(KbsError::AdminAuth("admin token has no role claim".into()))
+                                }
                             }
                         }
                         Err(e) => last = e.to_string(),

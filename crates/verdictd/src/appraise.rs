@@ -116,8 +116,7 @@ impl Appraiser {
         };
         let input = rats::Input {
             report_data: Some(
-                kbs_protocol::binding::report_data_64(digest)
-                    .map_err(|e| bad(&e.to_string()))?,
+                kbs_protocol::binding::report_data_64(digest).map_err(|e| bad(&e.to_string()))?,
             ),
             collateral: self.collateral.clone(),
             now,
@@ -126,7 +125,12 @@ impl Appraiser {
             .map_err(|e| KbsError::Attestation(format!("{tee_name} evidence refused: {e}")))?;
 
         let (policy_id, mut policy) = self.policy.read().expect("policy lock").clone();
-        for (name, values) in self.reference_values.read().expect("reference values").iter() {
+        for (name, values) in self
+            .reference_values
+            .read()
+            .expect("reference values")
+            .iter()
+        {
             policy
                 .expected
                 .entry(name.clone())
@@ -151,7 +155,11 @@ impl Appraiser {
         } else {
             2
         };
-        let configuration = if verified.debug && !policy.allow_debug { 96 } else { 2 };
+        let configuration = if verified.debug && !policy.allow_debug {
+            96
+        } else {
+            2
+        };
         let expected_failed = verdict.reasons.iter().any(|r| r.starts_with("claim "));
         let executables = match (policy.expected.is_empty(), expected_failed) {
             (true, _) => 0,

@@ -4,6 +4,7 @@
 //! listen = "127.0.0.1:8080"      # loopback unless configured
 //! insecure_http = false          # plain HTTP only when set
 //! resource_policy = "default"    # default | allow_all | deny_all | affirming | FILE.rego
+//! # Relative file names are relative to this file's directory.
 //! attestation_policy = "FILE"    # a rats appraisal policy (TOML or JSON); default: rats' default
 //! dcap_collateral = "FILE"       # QuoteCollateralV3 JSON for sgx and tdx evidence
 //! max_body_bytes = 1048576
@@ -155,10 +156,43 @@ impl Config {
     pub fn load(path: &Path) -> anyhow::Result<Config> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-        let config: Config = toml::from_str(&text)
+        let mut config: Config = toml::from_str(&text)
             .map_err(|e| anyhow::anyhow!("{}: {}", path.display(), e.message()))?;
+        if let Some(base) = path.parent() {
+            config.resolve_paths(base);
+        }
         config.check()?;
         Ok(config)
+    }
+
+    /// Makes relative file names relative to `base` (the config file's directory), so
+    /// a config means the same whatever the working directory.
+    pub fn resolve_paths(&mut self, base: &Path) {
+        let fix = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        };
+        if let Some(t) = &mut self.tls {
+            fix(&mut t.certificate);
+            fix(&mut t.private_key);
+        }
+        for p in [
+            self.attestation_policy.as_mut(),
+            self.dcap_collateral.as_mut(),
+            self.token.signer_key.as_mut(),
+            self.storage.dir.as_mut(),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            fix(p);
+        }
+        self.admin.public_keys.iter_mut().for_each(fix);
+        if self.resource_policy.ends_with(".rego") && Path::new(&self.resource_policy).is_relative()
+        {
+            self.resource_policy = base.join(&self.resource_policy).display().to_string();
+        }
     }
 
     /// Refuses configurations that cannot work, before anything starts.

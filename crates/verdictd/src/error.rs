@@ -68,7 +68,11 @@ impl KbsError {
 
 impl IntoResponse for KbsError {
     fn into_response(self) -> Response {
-        tracing::info!(status = self.status().as_u16(), kind = self.variant(), "{self}");
+        tracing::info!(
+            status = self.status().as_u16(),
+            kind = self.variant(),
+            "{self}"
+        );
         let body = kbs_protocol::error_information(self.variant(), self.to_string());
         let body = serde_json::to_vec(&body).unwrap_or_default();
         (

@@ -59,7 +59,11 @@ impl AppState {
         let storage = match config.storage.kind {
             config::StorageKind::Memory => storage::Storage::memory(),
             config::StorageKind::Localfs => storage::Storage::local_fs(
-                config.storage.dir.clone().expect("checked by Config::check"),
+                config
+                    .storage
+                    .dir
+                    .clone()
+                    .expect("checked by Config::check"),
             )?,
         };
         Ok(Arc::new(AppState {

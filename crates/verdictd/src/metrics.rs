@@ -36,7 +36,11 @@ impl Default for Metrics {
             ])
         });
         let sessions = Gauge::default();
-        registry.register("http_requests", "HTTP requests by endpoint and status", requests.clone());
+        registry.register(
+            "http_requests",
+            "HTTP requests by endpoint and status",
+            requests.clone(),
+        );
         registry.register(
             "http_request_duration_seconds",
             "HTTP request latency by endpoint",

@@ -91,15 +91,33 @@ mod tests {
     fn builtin_policies_decide() {
         let p = |n: &str| ResourcePolicy::new(&source(n).unwrap()).unwrap();
         let path = ["default", "key", "1"];
-        assert!(!p("default").allows(&claims("sample", "affirming"), "resource", &path).unwrap());
-        assert!(!p("default").allows(&claims("sim", "affirming"), "resource", &path).unwrap());
-        assert!(p("default").allows(&claims("tdx", "warning"), "resource", &path).unwrap());
-        assert!(!p("default").allows(&claims("tdx", "affirming"), "other", &path).unwrap());
-        assert!(p("allow_all").allows(&claims("sample", "none"), "resource", &path).unwrap());
-        assert!(!p("deny_all").allows(&claims("tdx", "affirming"), "resource", &path).unwrap());
-        assert!(p("affirming").allows(&claims("sim", "affirming"), "resource", &path).unwrap());
-        assert!(!p("affirming").allows(&claims("sim", "contraindicated"), "resource", &path).unwrap());
-        assert!(!p("affirming").allows(&json!({"submods": {}}), "resource", &path).unwrap());
+        assert!(!p("default")
+            .allows(&claims("sample", "affirming"), "resource", &path)
+            .unwrap());
+        assert!(!p("default")
+            .allows(&claims("sim", "affirming"), "resource", &path)
+            .unwrap());
+        assert!(p("default")
+            .allows(&claims("tdx", "warning"), "resource", &path)
+            .unwrap());
+        assert!(!p("default")
+            .allows(&claims("tdx", "affirming"), "other", &path)
+            .unwrap());
+        assert!(p("allow_all")
+            .allows(&claims("sample", "none"), "resource", &path)
+            .unwrap());
+        assert!(!p("deny_all")
+            .allows(&claims("tdx", "affirming"), "resource", &path)
+            .unwrap());
+        assert!(p("affirming")
+            .allows(&claims("sim", "affirming"), "resource", &path)
+            .unwrap());
+        assert!(!p("affirming")
+            .allows(&claims("sim", "contraindicated"), "resource", &path)
+            .unwrap());
+        assert!(!p("affirming")
+            .allows(&json!({"submods": {}}), "resource", &path)
+            .unwrap());
     }
 
     #[test]
@@ -108,9 +126,16 @@ mod tests {
             "package policy\ndefault allow = false\nallow if { data[\"resource-path\"][0] == \"open\" }",
         )
         .unwrap();
-        assert!(p.allows(&json!({}), "resource", &["open", "a", "b"]).unwrap());
-        assert!(!p.allows(&json!({}), "resource", &["shut", "a", "b"]).unwrap());
-        assert!(matches!(p.replace("package policy\nallow if {"), Err(KbsError::ParsePolicy(_))));
+        assert!(p
+            .allows(&json!({}), "resource", &["open", "a", "b"])
+            .unwrap());
+        assert!(!p
+            .allows(&json!({}), "resource", &["shut", "a", "b"])
+            .unwrap());
+        assert!(matches!(
+            p.replace("package policy\nallow if {"),
+            Err(KbsError::ParsePolicy(_))
+        ));
         assert!(p.text().contains("open"));
     }
 }

@@ -125,7 +125,10 @@ mod tests {
         let s = Sessions::new(Duration::from_millis(50), 2);
         let (a, _) = s.open(authed()).unwrap();
         s.open(authed()).unwrap();
-        assert!(matches!(s.open(authed()), Err(KbsError::TooManySessions(_))));
+        assert!(matches!(
+            s.open(authed()),
+            Err(KbsError::TooManySessions(_))
+        ));
         assert!(s.get(&a).is_ok());
         std::thread::sleep(Duration::from_millis(60));
         // Full of expired sessions: opening sweeps them.

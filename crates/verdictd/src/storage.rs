@@ -19,7 +19,8 @@ pub enum Storage {
 /// Checks one resource path segment: `[a-zA-Z0-9_-]+[a-zA-Z0-9_.-]*`, as Trustee. This
 /// is what keeps `..` and `/` out of file names.
 pub fn valid_segment(s: &str) -> bool {
-    let ok = |c: char, dot: bool| c.is_ascii_alphanumeric() || c == '_' || c == '-' || (dot && c == '.');
+    let ok =
+        |c: char, dot: bool| c.is_ascii_alphanumeric() || c == '_' || c == '-' || (dot && c == '.');
     let mut chars = s.chars();
     match chars.next() {
         Some(c) if ok(c, false) => chars.all(|c| ok(c, true)),
@@ -104,7 +105,10 @@ impl Storage {
             Storage::LocalFs(dir) => match std::fs::remove_file(Self::file(dir, key)) {
                 Ok(()) => Ok(true),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
-                Err(e) => Err(KbsError::Storage(format!("deleting {}: {e}", key.join("/")))),
+                Err(e) => Err(KbsError::Storage(format!(
+                    "deleting {}: {e}",
+                    key.join("/")
+                ))),
             },
         }
     }
@@ -132,7 +136,10 @@ mod tests {
     #[test]
     fn both_backends() {
         let dir = tempfile::tempdir().unwrap();
-        for s in [Storage::memory(), Storage::local_fs(dir.path().join("r")).unwrap()] {
+        for s in [
+            Storage::memory(),
+            Storage::local_fs(dir.path().join("r")).unwrap(),
+        ] {
             let k = ["default", "key", "1"];
             assert!(s.get(&k).unwrap().is_none());
             s.put(&k, b"one").unwrap();
@@ -144,7 +151,10 @@ mod tests {
         let s = Storage::local_fs(dir.path().join("r")).unwrap();
         s.put(&["a", "b", "c"], b"x").unwrap();
         let f = dir.path().join("r").join("a\\x2Fb\\x2Fc");
-        assert_eq!(std::fs::metadata(&f).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            std::fs::metadata(&f).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
         assert_eq!(std::fs::read_dir(dir.path().join("r")).unwrap().count(), 1);
     }
 }

@@ -44,7 +44,8 @@ impl TokenSigner {
         let encoding = EncodingKey::from_ec_der(der.as_bytes());
         let jwk = Jwk::from_encoding_key(&encoding, Algorithm::ES256)
             .map_err(|e| anyhow::anyhow!("token key: {e}"))?;
-        let decoding = DecodingKey::from_jwk(&jwk).map_err(|e| anyhow::anyhow!("token key: {e}"))?;
+        let decoding =
+            DecodingKey::from_jwk(&jwk).map_err(|e| anyhow::anyhow!("token key: {e}"))?;
         Ok(TokenSigner {
             encoding,
             decoding,

@@ -1,0 +1,248 @@
+//! The attestation agent: a KBS protocol 0.4.0 client that runs inside the enclave.
+//! It proves what it runs on to a key broker (`verdictd`, or Trustee's KBS) and
+//! fetches secrets that only this enclave can decrypt.
+//!
+//! ```no_run
+//! # async fn f() -> Result<(), attestation_agent::AgentError> {
+//! let mut agent = attestation_agent::Agent::new("http://127.0.0.1:8080", Default::default())?;
+//! let secret = agent.get_resource("kbs:///default/key/demo").await?;
+//! # Ok(()) }
+//! ```
+//!
+//! Each RCAR run uses a fresh P-256 key: its public half is bound into the evidence
+//! (with the broker's nonce), and the broker encrypts resources to it, so a secret
+//! is readable only by the process that attested.
+
+pub mod http;
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use kbs_protocol::jwe::TeeKeyPair;
+use kbs_protocol::{
+    Attestation, AuthRequest, Challenge, CompositeEvidence, RuntimeData, TokenReply,
+};
+use serde_json::Value;
+use zeroize::Zeroizing;
+
+pub use http::HttpError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    #[error("{0}")]
+    Http(#[from] HttpError),
+    /// The broker answered with an error body (its status and detail).
+    #[error("{url}: {status} {detail}")]
+    Kbs {
+        url: String,
+        status: u16,
+        detail: String,
+    },
+    #[error("resource URI {0:?}: expected kbs:///repo/type/tag")]
+    BadUri(String),
+    #[error("attester: {0}")]
+    Attester(String),
+    #[error("protocol: {0}")]
+    Protocol(String),
+}
+
+/// Which evidence to produce.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum TeeChoice {
+    /// `sim` inside a `sim` enclave, TDX through configfs-tsm in a TDX guest, else
+    /// `sample`.
+    #[default]
+    Auto,
+    Sim,
+    Tdx,
+    Sample,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    pub tee: TeeChoice,
+    /// PEM CA certificates to trust for an `https://` broker (else the URL must be
+    /// `http://`).
+    pub ca_pem: Option<Vec<u8>>,
+}
+
+enum Attester {
+    Sim(rats::SimAttester),
+    Tdx(Box<dyn rats::Attester + Send + Sync>),
+    Sample,
+}
+
+impl Attester {
+    fn choose(choice: TeeChoice) -> Result<Attester, AgentError> {
+        let sim = || {
+            rats::SimAttester::inherited()
+                .map(Attester::Sim)
+                .ok_or_else(|| {
+                    AgentError::Attester("not in a sim enclave (no INCLAVARE_SIM_FD)".into())
+                })
+        };
+        let tdx = || -> Result<Attester, AgentError> {
+            if !std::path::Path::new("/dev/tdx_guest").exists() {
+                return Err(AgentError::Attester(
+                    "not a TDX guest (no /dev/tdx_guest)".into(),
+                ));
+            }
+            rats::tsm::TsmAttester::probe(std::path::Path::new(rats::tsm::TSM_REPORT_DIR))
+                .map(|a| Attester::Tdx(Box::new(a)))
+                .ok_or_else(|| AgentError::Attester("configfs-tsm report interface missing".into()))
+        };
+        match choice {
+            TeeChoice::Sim => sim(),
+            TeeChoice::Tdx => tdx(),
+            TeeChoice::Sample => Ok(Attester::Sample),
+            TeeChoice::Auto => sim().or_else(|_| tdx()).or(Ok(Attester::Sample)),
+        }
+    }
+
+    fn name(&self) -> &'static str {
+        match self {
+            Attester::Sim(_) => kbs_protocol::TEE_SIM,
+            Attester::Tdx(_) => "tdx",
+            Attester::Sample => "sample",
+        }
+    }
+
+    /// The primary evidence, bound to `digest`, as the broker's verifier reads it.
+    fn evidence(&self, digest: &[u8]) -> Result<Value, AgentError> {
+        let report_data = kbs_protocol::binding::report_data_64(digest)
+            .map_err(|e| AgentError::Protocol(e.to_string()))?;
+        let attester_err = |e: rats::RatsError| AgentError::Attester(e.to_string());
+        Ok(match self {
+            // Trustee's sample verifier compares the bare digest, without padding.
+            Attester::Sample => serde_json::to_value(rats::SampleEvidence::new(digest))
+                .map_err(|e| AgentError::Protocol(e.to_string()))?,
+            Attester::Sim(a) => {
+                let e = rats::Attester::attest(a, &report_data).map_err(attester_err)?;
+                serde_json::json!({"report": STANDARD.encode(e.bytes)})
+            }
+            Attester::Tdx(a) => {
+                let e = a.attest(&report_data).map_err(attester_err)?;
+                serde_json::json!({"quote": STANDARD.encode(e.bytes)})
+            }
+        })
+    }
+}
+
+/// A client of one broker.
+pub struct Agent {
+    http: http::Client,
+    attester: Attester,
+    keypair: TeeKeyPair,
+    token: Option<String>,
+}
+
+/// Splits `kbs:///repo/type/tag` (or a bare `repo/type/tag`) into its path.
+pub fn resource_path(uri: &str) -> Result<String, AgentError> {
+    let path = uri.strip_prefix("kbs:///").unwrap_or(uri);
+    let parts: Vec<&str> = path.split('/').collect();
+    if parts.len() != 3 || parts.iter().any(|p| p.is_empty()) {
+        return Err(AgentError::BadUri(uri.to_string()));
+    }
+    Ok(path.to_string())
+}
+
+impl Agent {
+    pub fn new(url: &str, options: Options) -> Result<Agent, AgentError> {
+        Ok(Agent {
+            http: http::Client::new(url, options.ca_pem.as_deref())?,
+            attester: Attester::choose(options.tee)?,
+            keypair: TeeKeyPair::generate(),
+            token: None,
+        })
+    }
+
+    /// The TEE the agent attests as (`sim`, `tdx` or `sample`).
+    pub fn tee(&self) -> &'static str {
+        self.attester.name()
+    }
+
+    fn kbs_error(&self, path: &str, status: u16, body: &[u8]) -> AgentError {
+        let detail = serde_json::from_slice::<kbs_protocol::ErrorInformation>(body)
+            .map(|e| e.detail)
+            .unwrap_or_else(|_| String::from_utf8_lossy(body).chars().take(200).collect());
+        AgentError::Kbs {
+            url: format!("{}{path}", self.http.base()),
+            status,
+            detail,
+        }
+    }
+
+    /// Runs RCAR: auth, challenge, evidence bound to the nonce and a fresh key, attest.
+    /// Returns the attestation token (also kept for later requests).
+    pub async fn attest(&mut self) -> Result<String, AgentError> {
+        self.keypair = TeeKeyPair::generate();
+        self.http.forget_cookies();
+        let body = serde_json::to_vec(&AuthRequest::new(self.attester.name()))
+            .map_err(|e| AgentError::Protocol(e.to_string()))?;
+        let path = "/kbs/v0/auth";
+        let r = self.http.request("POST", path, Some(body), None).await?;
+        if r.status != 200 {
+            return Err(self.kbs_error(path, r.status, &r.body));
+        }
+        let challenge: Challenge = serde_json::from_slice(&r.body)
+            .map_err(|e| AgentError::Protocol(format!("challenge: {e}")))?;
+        let hash = kbs_protocol::selected_hash(&challenge)
+            .map_err(|e| AgentError::Protocol(e.to_string()))?;
+        let tee_pubkey = self.keypair.public_key();
+        let digest = kbs_protocol::binding::digest(hash, &challenge.nonce, &tee_pubkey, "")
+            .map_err(|e| AgentError::Protocol(e.to_string()))?;
+        let attestation = Attestation {
+            init_data: None,
+            runtime_data: RuntimeData {
+                nonce: challenge.nonce,
+                tee_pubkey,
+            },
+            tee_evidence: CompositeEvidence {
+                primary_evidence: self.attester.evidence(&digest)?,
+                additional_evidence: String::new(),
+            },
+        };
+        let body =
+            serde_json::to_vec(&attestation).map_err(|e| AgentError::Protocol(e.to_string()))?;
+        let path = "/kbs/v0/attest";
+        let r = self.http.request("POST", path, Some(body), None).await?;
+        if r.status != 200 {
+            return Err(self.kbs_error(path, r.status, &r.body));
+        }
+        let reply: TokenReply = serde_json::from_slice(&r.body)
+            .map_err(|e| AgentError::Protocol(format!("token reply: {e}")))?;
+        self.token = Some(reply.token.clone());
+        Ok(reply.token)
+    }
+
+    /// Fetches and decrypts a resource (`kbs:///repo/type/tag`). Attests first if
+    /// needed, and once more when the broker answers 401 (expired session or token).
+    pub async fn get_resource(&mut self, uri: &str) -> Result<Zeroizing<Vec<u8>>, AgentError> {
+        let path = format!("/kbs/v0/resource/{}", resource_path(uri)?);
+        let mut retried = false;
+        loop {
+            if self.token.is_none() {
+                self.attest().await?;
+            }
+            let r = self
+                .http
+                .request("GET", &path, None, self.token.as_deref())
+                .await?;
+            match r.status {
+                200 => {
+                    let jwe: kbs_protocol::Response = serde_json::from_slice(&r.body)
+                        .map_err(|e| AgentError::Protocol(format!("resource reply: {e}")))?;
+                    return self
+                        .keypair
+                        .decrypt(&jwe)
+                        .map_err(|e| AgentError::Protocol(e.to_string()));
+                }
+                401 if !retried => {
+                    tracing::info!("{path}: 401, attesting again");
+                    retried = true;
+                    self.token = None;
+                }
+                status => return Err(self.kbs_error(&path, status, &r.body)),
+            }
+        }
+    }
+}

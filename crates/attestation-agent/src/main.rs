@@ -1,0 +1,119 @@
+//! `attestation-agent`: fetch a secret from a key broker after attesting, from inside
+//! the enclave. The work is in the library.
+
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use attestation_agent::{Agent, Options, TeeChoice};
+use clap::{Parser, Subcommand, ValueEnum};
+use sha2::Digest;
+
+#[derive(Parser)]
+#[command(
+    name = "attestation-agent",
+    version,
+    about = "Attest to a key broker (KBS protocol 0.4.0) and fetch secrets only this enclave can read"
+)]
+struct Cli {
+    /// The broker, http://HOST:PORT or https://HOST:PORT
+    #[arg(long, global = true, default_value = "http://127.0.0.1:8080")]
+    url: String,
+    /// CA certificate (PEM) of an https:// broker
+    #[arg(long, global = true)]
+    cert_file: Option<PathBuf>,
+    /// Evidence to produce
+    #[arg(long, global = true, value_enum, default_value_t = Tee::Auto)]
+    tee: Tee,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Tee {
+    Auto,
+    Sim,
+    Tdx,
+    Sample,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Fetch a resource. By default only its SHA-256 and size are printed: the
+    /// container's output reaches the host, which must not see the secret
+    GetResource {
+        /// kbs:///repo/type/tag
+        uri: String,
+        /// Write the secret to this file (mode 0600)
+        #[arg(long, conflicts_with = "stdout")]
+        out: Option<PathBuf>,
+        /// Write the secret to standard output
+        #[arg(long)]
+        stdout: bool,
+    },
+    /// Attest and print the attestation token
+    Token,
+}
+
+fn main() {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_max_level(tracing::Level::WARN)
+        .init();
+    if let Err(e) = run() {
+        eprintln!("attestation-agent: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run() -> Result<()> {
+    let cli = Cli::parse();
+    let ca_pem = match &cli.cert_file {
+        Some(p) => Some(std::fs::read(p).with_context(|| format!("{}", p.display()))?),
+        None => None,
+    };
+    let tee = match cli.tee {
+        Tee::Auto => TeeChoice::Auto,
+        Tee::Sim => TeeChoice::Sim,
+        Tee::Tdx => TeeChoice::Tdx,
+        Tee::Sample => TeeChoice::Sample,
+    };
+    let mut agent = Agent::new(&cli.url, Options { tee, ca_pem })?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("runtime")?;
+    rt.block_on(async {
+        match cli.command {
+            Command::Token => {
+                println!("{}", agent.attest().await?);
+            }
+            Command::GetResource { uri, out, stdout } => {
+                let secret = agent.get_resource(&uri).await?;
+                if let Some(path) = out {
+                    let mut f = std::fs::OpenOptions::new()
+                        .write(true)
+                        .create(true)
+                        .truncate(true)
+                        .mode(0o600)
+                        .open(&path)
+                        .with_context(|| format!("{}", path.display()))?;
+                    f.write_all(&secret)
+                        .with_context(|| format!("{}", path.display()))?;
+                } else if stdout {
+                    std::io::stdout().write_all(&secret)?;
+                }
+                if !stdout {
+                    println!(
+                        "{uri}: sha256:{} ({} bytes, attested as {})",
+                        hex::encode(sha2::Sha256::digest(&secret)),
+                        secret.len(),
+                        agent.tee()
+                    );
+                }
+            }
+        }
+        Ok(())
+    })
+}

@@ -1,0 +1,709 @@
+//! verdictd for real: the binary on loopback, driven by the attestation agent and by
+//! hand-made protocol messages (attacks included). Every case also checks that the
+//! server keeps serving and stored nothing it should not have.
+
+use std::io::BufRead;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+use attestation_agent::http::Client;
+use attestation_agent::{Agent, AgentError, Options, TeeChoice};
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::Engine;
+use kbs_protocol::jwe::TeeKeyPair;
+use kbs_protocol::{Attestation, AuthRequest, Challenge, CompositeEvidence, RuntimeData};
+use serde_json::{json, Value};
+
+struct Verdictd {
+    child: Child,
+    url: String,
+    dir: tempfile::TempDir,
+}
+
+impl Verdictd {
+    /// Starts verdictd on a free loopback port with `extra` config (TOML).
+    fn start(extra: &str) -> Verdictd {
+        let dir = tempfile::tempdir().unwrap();
+        Self::start_in(dir, extra)
+    }
+
+    fn start_in(dir: tempfile::TempDir, extra: &str) -> Verdictd {
+        let config = dir.path().join("verdictd.toml");
+        std::fs::write(&config, format!("listen = \"127.0.0.1:0\"\n{extra}")).unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_verdictd"))
+            .arg("--config")
+            .arg(&config)
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(dir.path().join("verdictd.log")).unwrap())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let url = line
+            .trim()
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| {
+                panic!(
+                    "verdictd did not start: {line}{}",
+                    std::fs::read_to_string(dir.path().join("verdictd.log")).unwrap()
+                )
+            })
+            .to_string();
+        Verdictd { child, url, dir }
+    }
+
+    fn client(&self) -> Client {
+        Client::new(&self.url, self.ca().as_deref()).unwrap()
+    }
+
+    fn ca(&self) -> Option<Vec<u8>> {
+        std::fs::read(self.dir.path().join("cert.pem")).ok()
+    }
+
+    fn agent(&self) -> Agent {
+        Agent::new(
+            &self.url,
+            Options {
+                tee: TeeChoice::Sample,
+                ca_pem: self.ca(),
+            },
+        )
+        .unwrap()
+    }
+
+    /// SIGTERM: exits 0.
+    fn stop(mut self) -> tempfile::TempDir {
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.child.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        )
+        .unwrap();
+        assert!(self.child.wait().unwrap().success());
+        std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap())
+    }
+}
+
+impl Drop for Verdictd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// (status, body as JSON or Null, raw body)
+fn call(
+    c: &mut Client,
+    method: &str,
+    path: &str,
+    body: Option<Vec<u8>>,
+    bearer: Option<&str>,
+) -> (u16, Value) {
+    let r = rt()
+        .block_on(c.request(method, path, body, bearer))
+        .unwrap();
+    (
+        r.status,
+        serde_json::from_slice(&r.body)
+            .unwrap_or(Value::String(String::from_utf8_lossy(&r.body).into_owned())),
+    )
+}
+
+fn error_kind(v: &Value) -> &str {
+    v["type"]
+        .as_str()
+        .and_then(|t| t.rsplit('/').next())
+        .unwrap_or("")
+}
+
+const ADMIN_OPEN: &str = "insecure_http = true\n[admin]\nmode = \"insecure_allow_all\"\n";
+
+fn store(v: &Verdictd, path: &str, secret: &[u8]) {
+    let (status, body) = call(
+        &mut v.client(),
+        "POST",
+        &format!("/kbs/v0/resource/{path}"),
+        Some(secret.to_vec()),
+        None,
+    );
+    assert_eq!(status, 200, "{body}");
+}
+
+fn set_policy(v: &Verdictd, rego: &str) {
+    let body = json!({"policy": URL_SAFE_NO_PAD.encode(rego)}).to_string();
+    let (status, b) = call(
+        &mut v.client(),
+        "POST",
+        "/kbs/v0/resource-policy",
+        Some(body.into_bytes()),
+        None,
+    );
+    assert_eq!(status, 200, "{b}");
+}
+
+/// The RCAR messages by hand: auth, then an attestation for `tee_key` whose sample
+/// evidence is bound to `bound_key` and `bound_nonce` (the honest case: the same).
+struct Manual {
+    client: Client,
+    nonce: String,
+}
+
+impl Manual {
+    fn auth(v: &Verdictd) -> Manual {
+        let mut client = v.client();
+        let (status, body) = call(
+            &mut client,
+            "POST",
+            "/kbs/v0/auth",
+            Some(serde_json::to_vec(&AuthRequest::new("sample")).unwrap()),
+            None,
+        );
+        assert_eq!(status, 200, "{body}");
+        let c: Challenge = serde_json::from_value(body).unwrap();
+        assert_eq!(STANDARD.decode(&c.nonce).unwrap().len(), 32);
+        assert_eq!(c.extra_params, "");
+        Manual {
+            client,
+            nonce: c.nonce,
+        }
+    }
+
+    fn attestation(
+        nonce: &str,
+        tee_key: &TeeKeyPair,
+        bound_key: &TeeKeyPair,
+        bound_nonce: &str,
+    ) -> Vec<u8> {
+        let digest = kbs_protocol::binding::digest(
+            kbs_protocol::HashAlgorithm::Sha384,
+            bound_nonce,
+            &bound_key.public_key(),
+            "",
+        )
+        .unwrap();
+        serde_json::to_vec(&Attestation {
+            init_data: None,
+            runtime_data: RuntimeData {
+                nonce: nonce.into(),
+                tee_pubkey: tee_key.public_key(),
+            },
+            tee_evidence: CompositeEvidence {
+                primary_evidence: serde_json::to_value(rats::SampleEvidence::new(&digest)).unwrap(),
+                additional_evidence: String::new(),
+            },
+        })
+        .unwrap()
+    }
+
+    fn attest(&mut self, body: Vec<u8>) -> (u16, Value) {
+        call(&mut self.client, "POST", "/kbs/v0/attest", Some(body), None)
+    }
+}
+
+#[test]
+fn sample_workload_gets_a_secret_only_when_the_policy_allows() {
+    let v = Verdictd::start(ADMIN_OPEN);
+    store(&v, "default/key/demo", b"the demo secret");
+    let rt = rt();
+
+    // The default policy refuses the software TEEs.
+    let mut agent = v.agent();
+    let err = rt
+        .block_on(agent.get_resource("kbs:///default/key/demo"))
+        .unwrap_err();
+    assert!(
+        matches!(&err, AgentError::Kbs { status: 401, detail, .. } if detail.contains("denies")),
+        "{err}"
+    );
+
+    set_policy(&v, "package policy\ndefault allow = true\n");
+    let secret = rt
+        .block_on(agent.get_resource("kbs:///default/key/demo"))
+        .unwrap();
+    assert_eq!(secret.as_slice(), b"the demo secret");
+
+    // The token: ES256 EAR with the key in the header, the sample claims, and the
+    // TEE key where Trustee looks for it.
+    let token = rt.block_on(agent.attest()).unwrap();
+    let parts: Vec<&str> = token.split('.').collect();
+    let header: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[0]).unwrap()).unwrap();
+    let claims: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[1]).unwrap()).unwrap();
+    assert_eq!(header["alg"], "ES256");
+    assert_eq!(header["jwk"]["crv"], "P-256");
+    assert_eq!(claims["eat_profile"], verdictd::token::EAT_PROFILE);
+    let cpu0 = &claims["submods"]["cpu0"];
+    assert_eq!(cpu0["ear.status"], "contraindicated");
+    assert_eq!(cpu0["ear.trustworthiness-vector"]["hardware"], 97);
+    assert_eq!(
+        cpu0["ear.veraison.annotated-evidence"]["sample"]["sample_svn"],
+        1
+    );
+    assert!(claims
+        .pointer(verdictd::token::TEE_PUBKEY_POINTER)
+        .is_some_and(|k| k["kty"] == "EC"));
+    assert!(claims["exp"].as_u64().unwrap() > claims["iat"].as_u64().unwrap());
+
+    // Cookie-only GET (no Bearer) on an attested session works too.
+    let mut m = Manual::auth(&v);
+    let key = TeeKeyPair::generate();
+    let body = Manual::attestation(&m.nonce.clone(), &key, &key, &m.nonce.clone());
+    let (status, reply) = m.attest(body.clone());
+    assert_eq!(status, 200, "{reply}");
+    let (status, jwe) = call(
+        &mut m.client,
+        "GET",
+        "/kbs/v0/resource/default/key/demo",
+        None,
+        None,
+    );
+    assert_eq!(status, 200, "{jwe}");
+    let jwe: kbs_protocol::Response = serde_json::from_value(jwe).unwrap();
+    assert_eq!(key.decrypt(&jwe).unwrap().as_slice(), b"the demo secret");
+    // Attesting again on an attested session returns its token.
+    let (status, again) = m.attest(body);
+    assert_eq!((status, &again["token"]), (200, &reply["token"]));
+    v.stop();
+}
+
+#[test]
+fn attacks_are_refused_and_the_server_keeps_serving() {
+    let v = Verdictd::start(&format!("max_body_bytes = 65536\n{ADMIN_OPEN}"));
+    store(&v, "default/key/x", b"x");
+    set_policy(&v, "package policy\ndefault allow = true\n");
+    let mut c = v.client();
+    let key = TeeKeyPair::generate();
+
+    // Wrong protocol version and unknown TEE, at /auth.
+    for (version, tee) in [
+        ("0.1.1", "sample"),
+        ("0.4.1", "sample"),
+        ("0.4.0", "quantum"),
+    ] {
+        let body = json!({"version": version, "tee": tee, "extra-params": ""}).to_string();
+        let (status, b) = call(
+            &mut c,
+            "POST",
+            "/kbs/v0/auth",
+            Some(body.into_bytes()),
+            None,
+        );
+        assert_eq!((status, error_kind(&b)), (401, "AttestationError"), "{b}");
+    }
+    // Attest without a session.
+    let (status, b) = call(
+        &mut v.client(),
+        "POST",
+        "/kbs/v0/attest",
+        Some(Manual::attestation("n", &key, &key, "n")),
+        None,
+    );
+    assert_eq!(status, 401, "{b}");
+    assert!(b["detail"].as_str().unwrap().contains("cookie"), "{b}");
+
+    // A nonce from another session (replay).
+    let old = Manual::auth(&v);
+    let mut m = Manual::auth(&v);
+    let (status, b) = m.attest(Manual::attestation(&old.nonce, &key, &key, &old.nonce));
+    assert_eq!(status, 401);
+    assert!(b["detail"].as_str().unwrap().contains("nonce"), "{b}");
+
+    // Evidence bound to another key than the one sent (a stolen quote).
+    let mut m = Manual::auth(&v);
+    let other = TeeKeyPair::generate();
+    let n = m.nonce.clone();
+    let (status, b) = m.attest(Manual::attestation(&n, &key, &other, &n));
+    assert_eq!(status, 401);
+    assert!(b["detail"].as_str().unwrap().contains("report data"), "{b}");
+
+    // Tampered evidence: report data changed.
+    let mut m = Manual::auth(&v);
+    let n = m.nonce.clone();
+    let mut body: Value = serde_json::from_slice(&Manual::attestation(&n, &key, &key, &n)).unwrap();
+    body["tee-evidence"]["primary_evidence"]["report_data"] = json!(STANDARD.encode([1u8; 48]));
+    let (status, _) = m.attest(serde_json::to_vec(&body).unwrap());
+    assert_eq!(status, 401);
+    // Not JSON at all.
+    let mut m = Manual::auth(&v);
+    let (status, b) = m.attest(b"{not json".to_vec());
+    assert_eq!((status, error_kind(&b)), (401, "SerdeError"));
+
+    // GET with neither cookie nor token; with a forged token; with a token of another
+    // verdictd; with a malformed one.
+    let (status, b) = call(
+        &mut v.client(),
+        "GET",
+        "/kbs/v0/resource/default/key/x",
+        None,
+        None,
+    );
+    assert_eq!((status, error_kind(&b)), (401, "TokenNotFound"));
+    let other_signer = verdictd::token::TokenSigner::new(None, 60).unwrap();
+    let (forged, _) = other_signer
+        .issue(
+            json!({"ear.status": "affirming", "ear.veraison.annotated-evidence": {
+            "runtime_data_claims": {"tee-pubkey": key.public_key()}}}),
+        )
+        .unwrap();
+    for t in [forged.as_str(), "not.a.jwt", "e30.e30.e30"] {
+        let (status, b) = call(
+            &mut v.client(),
+            "GET",
+            "/kbs/v0/resource/default/key/x",
+            None,
+            Some(t),
+        );
+        assert_eq!((status, error_kind(&b)), (401, "TokenVerifierError"), "{b}");
+    }
+
+    // Paths: traversal, too many or too few segments, odd characters.
+    let mut agent = v.agent();
+    let token = rt().block_on(agent.attest()).unwrap();
+    for bad in [
+        "default/../x",
+        "default/key/x/y",
+        "default/key",
+        "default/key/.x",
+        "a/b/c%2Fd",
+    ] {
+        let (status, b) = call(
+            &mut v.client(),
+            "GET",
+            &format!("/kbs/v0/resource/{bad}"),
+            None,
+            Some(&token),
+        );
+        assert_eq!(
+            (status, error_kind(&b)),
+            (404, "InvalidRequestPath"),
+            "{bad}: {b}"
+        );
+        let (status, _) = call(
+            &mut v.client(),
+            "POST",
+            &format!("/kbs/v0/resource/{bad}"),
+            Some(b"v".to_vec()),
+            None,
+        );
+        assert_eq!(status, 404, "{bad}");
+    }
+    // Unknown endpoint.
+    let (status, b) = call(&mut v.client(), "GET", "/kbs/v0/nonsense", None, None);
+    assert_eq!((status, error_kind(&b)), (404, "InvalidRequestPath"));
+    // A body over the limit is refused before it is read whole.
+    let (status, _) = call(
+        &mut v.client(),
+        "POST",
+        "/kbs/v0/attest",
+        Some(vec![b'x'; 200_000]),
+        None,
+    );
+    assert_eq!(status, 413);
+
+    // Still serving, and the real resource is still what it was.
+    let (status, _) = call(&mut v.client(), "GET", "/healthz", None, None);
+    assert_eq!(status, 200);
+    assert_eq!(
+        rt().block_on(agent.get_resource("kbs:///default/key/x"))
+            .unwrap()
+            .as_slice(),
+        b"x"
+    );
+    v.stop();
+}
+
+fn openssl(args: &[&str], dir: &Path) {
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn admin_token(key_pem: &Path, alg: jsonwebtoken::Algorithm, role: Option<&str>) -> String {
+    let pem = std::fs::read(key_pem).unwrap();
+    let key = match alg {
+        jsonwebtoken::Algorithm::EdDSA => jsonwebtoken::EncodingKey::from_ed_pem(&pem),
+        jsonwebtoken::Algorithm::ES256 => jsonwebtoken::EncodingKey::from_ec_pem(&pem),
+        _ => jsonwebtoken::EncodingKey::from_rsa_pem(&pem),
+    }
+    .unwrap();
+    let now = verdictd::token::unix_now();
+    let mut claims = json!({"iss": "test", "aud": ["kbs"], "iat": now, "exp": now + 600});
+    if let Some(r) = role {
+        claims["role"] = json!(r);
+    }
+    jsonwebtoken::encode(&jsonwebtoken::Header::new(alg), &claims, &key).unwrap()
+}
+
+#[test]
+fn admin_api_takes_only_signed_tokens_with_an_allowed_role() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    openssl(&["genpkey", "-algorithm", "ed25519", "-out", "ed.key"], d);
+    openssl(&["pkey", "-in", "ed.key", "-pubout", "-out", "ed.pub"], d);
+    openssl(
+        &[
+            "genpkey",
+            "-algorithm",
+            "EC",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-out",
+            "ec.key",
+        ],
+        d,
+    );
+    openssl(&["pkey", "-in", "ec.key", "-pubout", "-out", "ec.pub"], d);
+    openssl(
+        &[
+            "genpkey",
+            "-algorithm",
+            "RSA",
+            "-pkeyopt",
+            "rsa_keygen_bits:2048",
+            "-out",
+            "rsa.key",
+        ],
+        d,
+    );
+    openssl(&["pkey", "-in", "rsa.key", "-pubout", "-out", "rsa.pub"], d);
+    openssl(
+        &["genpkey", "-algorithm", "ed25519", "-out", "stranger.key"],
+        d,
+    );
+    let v = Verdictd::start_in(
+        dir,
+        "insecure_http = true\nresource_policy = \"allow_all\"\n[admin]\nmode = \"bearer_jwt\"\npublic_keys = [\"ed.pub\", \"ec.pub\", \"rsa.pub\"]\n",
+    );
+    let d = v.dir.path().to_path_buf();
+    use jsonwebtoken::Algorithm::*;
+    let post = |token: Option<&str>, path: &str| {
+        call(
+            &mut v.client(),
+            "POST",
+            &format!("/kbs/v0/resource/{path}"),
+            Some(b"admin secret".to_vec()),
+            token,
+        )
+    };
+    let refused = [
+        (None, "no bearer"),
+        (
+            Some(admin_token(&d.join("stranger.key"), EdDSA, Some("admin"))),
+            "unknown key",
+        ),
+        (
+            Some(admin_token(&d.join("ed.key"), EdDSA, Some("user"))),
+            "wrong role",
+        ),
+        (Some(admin_token(&d.join("ed.key"), EdDSA, None)), "no role"),
+    ];
+    for (token, why) in &refused {
+        let (status, b) = post(token.as_deref(), "default/key/admin");
+        assert_eq!(
+            (status, error_kind(&b)),
+            (401, "AdminAuthAccess"),
+            "{why}: {b}"
+        );
+    }
+    // Nothing was stored by the refused calls.
+    let mut agent = v.agent();
+    let err = rt()
+        .block_on(agent.get_resource("kbs:///default/key/admin"))
+        .unwrap_err();
+    assert!(matches!(err, AgentError::Kbs { status: 401, .. }), "{err}");
+    for (key, alg) in [("ed.key", EdDSA), ("ec.key", ES256), ("rsa.key", RS256)] {
+        let (status, b) = post(
+            Some(&admin_token(&d.join(key), alg, Some("admin"))),
+            "default/key/admin",
+        );
+        assert_eq!(status, 200, "{key}: {b}");
+    }
+    assert_eq!(
+        rt().block_on(agent.get_resource("kbs:///default/key/admin"))
+            .unwrap()
+            .as_slice(),
+        b"admin secret"
+    );
+    // deny_all (the default) refuses even a good token.
+    drop(v);
+    let v = Verdictd::start("insecure_http = true\n");
+    let (status, b) = call(
+        &mut v.client(),
+        "POST",
+        "/kbs/v0/resource/a/b/c",
+        Some(b"x".to_vec()),
+        None,
+    );
+    assert_eq!((status, error_kind(&b)), (401, "AdminAuthAccess"));
+}
+
+#[test]
+fn sessions_are_bounded_and_expire() {
+    let v = Verdictd::start(&format!(
+        "{ADMIN_OPEN}[session]\ntimeout_secs = 1\nmax_sessions = 2\n"
+    ));
+    let mut a = Manual::auth(&v);
+    let _b = Manual::auth(&v);
+    let (status, b) = call(
+        &mut v.client(),
+        "POST",
+        "/kbs/v0/auth",
+        Some(serde_json::to_vec(&AuthRequest::new("sample")).unwrap()),
+        None,
+    );
+    assert_eq!((status, error_kind(&b)), (429, "TooManySessions"), "{b}");
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let key = TeeKeyPair::generate();
+    let n = a.nonce.clone();
+    let (status, b) = a.attest(Manual::attestation(&n, &key, &key, &n));
+    assert_eq!(status, 401);
+    assert!(b["detail"].as_str().unwrap().contains("expired"), "{b}");
+    // Expired sessions make room.
+    Manual::auth(&v);
+    let (_, metrics) = call(&mut v.client(), "GET", "/metrics", None, None);
+    let metrics = metrics.as_str().unwrap().to_string();
+    assert!(
+        metrics.contains("kbs_http_requests_total{endpoint=\"auth\",status=\"429\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("kbs_http_request_duration_seconds_bucket"),
+        "{metrics}"
+    );
+}
+
+#[test]
+fn localfs_storage_over_https_survives_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    // A CA (cert.pem, what the agent trusts) and the server's certificate from it.
+    openssl(
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "cert.pem",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=test CA",
+        ],
+        dir.path(),
+    );
+    openssl(
+        &[
+            "req",
+            "-new",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            "key.pem",
+            "-out",
+            "server.csr",
+            "-subj",
+            "/CN=127.0.0.1",
+        ],
+        dir.path(),
+    );
+    std::fs::write(dir.path().join("ext.cnf"), "subjectAltName=IP:127.0.0.1\n").unwrap();
+    openssl(
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "cert.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "1",
+            "-extfile",
+            "ext.cnf",
+            "-out",
+            "server.pem",
+        ],
+        dir.path(),
+    );
+    let config = "resource_policy = \"allow_all\"\n[tls]\ncertificate = \"server.pem\"\nprivate_key = \"key.pem\"\n[storage]\ntype = \"localfs\"\ndir = \"resources\"\n[admin]\nmode = \"insecure_allow_all\"\n";
+    // Relative paths are the config file's directory's.
+    let v = Verdictd::start_in(dir, config);
+    assert!(v.url.starts_with("https://127.0.0.1:"), "{}", v.url);
+    store(&v, "repo/type/tag", b"kept on disk");
+    let file = v.dir.path().join("resources/repo\\x2Ftype\\x2Ftag");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&file).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    // Without the CA, the agent refuses to talk.
+    assert!(Agent::new(
+        &v.url,
+        Options {
+            tee: TeeChoice::Sample,
+            ca_pem: None
+        }
+    )
+    .is_err());
+    let dir = v.stop();
+    let v = Verdictd::start_in(dir, config);
+    let secret = rt()
+        .block_on(v.agent().get_resource("kbs:///repo/type/tag"))
+        .unwrap();
+    assert_eq!(secret.as_slice(), b"kept on disk");
+}
+
+#[test]
+fn bad_configurations_fail_at_start_with_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    for (config, expect) in [
+        ("", "insecure_http"),
+        ("insecure_http = true\nresource_policy = \"nope\"\n", "nope"),
+        (
+            "insecure_http = true\n[storage]\ntype = \"localfs\"\n",
+            "needs dir",
+        ),
+        (
+            "insecure_http = true\n[admin]\nmode = \"bearer_jwt\"\n",
+            "public_keys",
+        ),
+        ("insecure_http = true\nbogus = 1\n", "bogus"),
+    ] {
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, config).unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_verdictd"))
+            .arg("--config")
+            .arg(&path)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{config}: {err}");
+        assert_eq!(err.trim().lines().count(), 1, "{err}");
+        assert!(err.contains(expect), "{config}: {err}");
+    }
+    let _ = PathBuf::new();
+}
