@@ -34,23 +34,6 @@ fn built(args: &[&str], path: &str) -> PathBuf {
     p
 }
 
-/// Copies `exe` and the shared libraries it needs into `rootfs`, at their host paths.
-fn install(rootfs: &Path, exe: &Path, at: &str) {
-    std::fs::copy(exe, rootfs.join(at.trim_start_matches('/'))).unwrap();
-    let ldd = Command::new("ldd").arg(exe).output().unwrap();
-    for line in String::from_utf8_lossy(&ldd.stdout).lines() {
-        let lib = line
-            .split_whitespace()
-            .find(|w| w.starts_with('/'))
-            .map(PathBuf::from);
-        if let Some(lib) = lib {
-            let dst = rootfs.join(lib.strip_prefix("/").unwrap());
-            std::fs::create_dir_all(dst.parent().unwrap()).unwrap();
-            std::fs::copy(&lib, &dst).unwrap();
-        }
-    }
-}
-
 struct Inclavared {
     child: Child,
     socket: PathBuf,

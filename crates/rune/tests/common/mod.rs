@@ -75,6 +75,12 @@ pub fn sim_artifacts() -> (PathBuf, PathBuf) {
     (so, sign)
 }
 
+/// A release binary of workspace package `package`.
+pub fn release_bin(package: &str, name: &str) -> PathBuf {
+    let [bin] = release_artifacts(package, [name]);
+    bin
+}
+
 /// The `shelter` binary.
 pub fn shelter_bin() -> PathBuf {
     let [bin] = release_artifacts("shelter", ["shelter"]);
@@ -203,6 +209,23 @@ impl Bundle {
             serde_json::to_vec_pretty(&self.spec).unwrap(),
         )
         .unwrap();
+    }
+}
+
+/// Copies `exe` and the shared libraries it needs into `rootfs`, at their host paths.
+pub fn install(rootfs: &Path, exe: &Path, at: &str) {
+    std::fs::copy(exe, rootfs.join(at.trim_start_matches('/'))).unwrap();
+    let ldd = Command::new("ldd").arg(exe).output().unwrap();
+    for line in String::from_utf8_lossy(&ldd.stdout).lines() {
+        let lib = line
+            .split_whitespace()
+            .find(|w| w.starts_with('/'))
+            .map(PathBuf::from);
+        if let Some(lib) = lib {
+            let dst = rootfs.join(lib.strip_prefix("/").unwrap());
+            std::fs::create_dir_all(dst.parent().unwrap()).unwrap();
+            std::fs::copy(&lib, &dst).unwrap();
+        }
     }
 }
 
