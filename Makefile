@@ -62,6 +62,8 @@ install: build
 	install -D -m 0755 $(RELEASE)/signature-server $(DESTDIR)$(PREFIX)/bin/signature-server
 	install -D -m 0755 $(RELEASE)/inclavared $(DESTDIR)$(PREFIX)/bin/inclavared
 	install -D -m 0755 $(RELEASE)/shelter $(DESTDIR)$(PREFIX)/bin/shelter
+	install -D -m 0755 $(RELEASE)/verdictd $(DESTDIR)$(PREFIX)/bin/verdictd
+	install -D -m 0755 $(RELEASE)/attestation-agent $(DESTDIR)$(PREFIX)/bin/attestation-agent
 	install -D -m 0755 $(RELEASE)/liberpal-sim.so $(DESTDIR)$(PREFIX)/lib/rune/liberpal-sim.so
 
 clean:

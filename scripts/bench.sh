@@ -79,3 +79,7 @@ cargo run --quiet --release -p rats --example verify_bench
 # Attested TLS (rats-tls): mutual handshakes with sim evidence against plain rustls
 # mutual TLS with ordinary certificates, same run.
 cargo run --quiet --release -p rats-tls --example handshake_bench
+
+# Key broker (verdictd): full RCAR + resource GET cycles with the sample TEE at
+# concurrency 1 and 16, against three plain /healthz requests, same run.
+cargo run --quiet --release -p verdictd --example kbs_bench

@@ -25,6 +25,26 @@ pub const ECDH_ES_A256KW: &str = "ECDH-ES+A256KW";
 pub const RSA_OAEP_256: &str = "RSA-OAEP-256";
 pub const RSA1_5: &str = "RSA1_5";
 
+/// Checks that secrets can be encrypted to `key` (a supported algorithm, a valid
+/// point or modulus) without encrypting anything.
+pub fn check_key(key: &TeePubKey) -> Result<(), ProtocolError> {
+    match key {
+        TeePubKey::EC { crv, alg, x, y } if alg == ECDH_ES_A256KW => {
+            ec_public_key(crv, x, y).map(|_| ())
+        }
+        TeePubKey::RSA { alg, k_mod, k_exp } if alg == RSA_OAEP_256 || alg == RSA1_5 => {
+            let n = BigUint::from_bytes_be(&b64(k_mod, "n")?);
+            let e = BigUint::from_bytes_be(&b64(k_exp, "e")?);
+            RsaPublicKey::new(n, e)
+                .map(|_| ())
+                .map_err(|e| ProtocolError::Malformed(format!("RSA tee-pubkey: {e}")))
+        }
+        TeePubKey::EC { alg, .. } | TeePubKey::RSA { alg, .. } | TeePubKey::AKP { alg, .. } => {
+            Err(ProtocolError::Unsupported(format!("key algorithm {alg:?}")))
+        }
+    }
+}
+
 /// Encrypts `plaintext` to the TEE key the evidence was bound to.
 pub fn encrypt(to: &TeePubKey, plaintext: &[u8]) -> Result<Response, ProtocolError> {
     let mut cek = Zeroizing::new([0u8; 32]);
@@ -385,6 +405,10 @@ mod tests {
         };
         assert!(matches!(
             encrypt(&off_curve, b"x"),
+            Err(ProtocolError::Malformed(_))
+        ));
+        assert!(matches!(
+            check_key(&off_curve),
             Err(ProtocolError::Malformed(_))
         ));
     }

@@ -206,9 +206,7 @@ async fn attest(
 
 /// Refuses at attestation a key no secret could later be encrypted to.
 fn usable_key(key: &TeePubKey) -> Result<(), KbsError> {
-    kbs_protocol::jwe::encrypt(key, b"")
-        .map(|_| ())
-        .map_err(|e| KbsError::Attestation(format!("tee-pubkey: {e}")))
+    kbs_protocol::jwe::check_key(key).map_err(|e| KbsError::Attestation(format!("tee-pubkey: {e}")))
 }
 
 /// The verified claims of the caller: its Bearer token, or its attested session.

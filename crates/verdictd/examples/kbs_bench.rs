@@ -1,0 +1,154 @@
+//! `make bench`: full RCAR + resource GET cycles against verdictd on loopback with the
+//! `sample` TEE (each cycle: new connection, fresh key, auth, attest, GET, decrypt),
+//! at concurrency 1 and 16, beside a baseline of three plain `/healthz` requests on a
+//! new connection (the same request count without the protocol's work).
+//!
+//! `cargo run --release -p verdictd --example kbs_bench [BATCHES] [PER_BATCH]`
+
+use std::time::{Duration, Instant};
+
+use attestation_agent::{Agent, Options, TeeChoice};
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    let batches: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(30);
+    let per_batch: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(64);
+
+    let mut config = verdictd::Config {
+        insecure_http: true,
+        resource_policy: "allow_all".into(),
+        ..Default::default()
+    };
+    config.admin.mode = verdictd::config::AdminMode::InsecureAllowAll;
+    let state = verdictd::AppState::new(config).expect("state");
+    state
+        .storage
+        .put(&["default", "key", "bench"], &[7u8; 32])
+        .unwrap();
+    let server = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let listener = server
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    server.spawn(verdictd::server::serve(listener, state, None));
+
+    let client = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    println!(
+        "\n### verdictd: RCAR + resource GET cycles, sample TEE ({batches} batches of {per_batch} after one warm-up batch; load {})\n",
+        load.split_whitespace().take(3).collect::<Vec<_>>().join(" ")
+    );
+    println!("| workload | concurrency | median cycles/s | p50 ms | p99 ms | cost / baseline |");
+    println!("|---|---:|---:|---:|---:|---:|");
+    for concurrency in [1usize, 16] {
+        let base = measure(&client, &url, batches, per_batch, concurrency, false);
+        let full = measure(&client, &url, batches, per_batch, concurrency, true);
+        for (name, m) in [
+            ("3 × GET /healthz (baseline)", &base),
+            ("auth + attest + GET resource", &full),
+        ] {
+            println!(
+                "| {name} | {concurrency} | {:.0} | {:.3} | {:.3} | {:.2} |",
+                m.rate,
+                m.p50.as_secs_f64() * 1e3,
+                m.p99.as_secs_f64() * 1e3,
+                base.rate / m.rate
+            );
+        }
+    }
+}
+
+struct Measured {
+    rate: f64,
+    p50: Duration,
+    p99: Duration,
+}
+
+async fn cycle(url: String, full: bool) -> Duration {
+    let start = Instant::now();
+    if full {
+        let mut agent = Agent::new(
+            &url,
+            Options {
+                tee: TeeChoice::Sample,
+                ca_pem: None,
+            },
+        )
+        .unwrap();
+        let secret = agent
+            .get_resource("kbs:///default/key/bench")
+            .await
+            .unwrap();
+        assert_eq!(secret.len(), 32);
+    } else {
+        let mut c = attestation_agent::http::Client::new(&url, None).unwrap();
+        for _ in 0..3 {
+            assert_eq!(
+                c.request("GET", "/healthz", None, None)
+                    .await
+                    .unwrap()
+                    .status,
+                200
+            );
+        }
+    }
+    start.elapsed()
+}
+
+fn measure(
+    rt: &tokio::runtime::Runtime,
+    url: &str,
+    batches: usize,
+    per_batch: usize,
+    concurrency: usize,
+    full: bool,
+) -> Measured {
+    let batch = || {
+        rt.block_on(async {
+            let start = Instant::now();
+            let mut latencies = Vec::with_capacity(per_batch);
+            let per_task = per_batch.div_ceil(concurrency);
+            let tasks: Vec<_> = (0..concurrency)
+                .map(|_| {
+                    let url = url.to_string();
+                    tokio::spawn(async move {
+                        let mut l = Vec::with_capacity(per_task);
+                        for _ in 0..per_task {
+                            l.push(cycle(url.clone(), full).await);
+                        }
+                        l
+                    })
+                })
+                .collect();
+            for t in tasks {
+                latencies.extend(t.await.unwrap());
+            }
+            (
+                latencies.len() as f64 / start.elapsed().as_secs_f64(),
+                latencies,
+            )
+        })
+    };
+    batch();
+    let mut rates = Vec::new();
+    let mut all = Vec::new();
+    for _ in 0..batches {
+        let (rate, l) = batch();
+        rates.push(rate);
+        all.extend(l);
+    }
+    rates.sort_by(|a, b| a.total_cmp(b));
+    all.sort();
+    Measured {
+        rate: rates[rates.len() / 2],
+        p50: all[all.len() / 2],
+        p99: all[(all.len() * 99 / 100).min(all.len() - 1)],
+    }
+}
