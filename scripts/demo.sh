@@ -107,6 +107,61 @@ kill "$INCLAVARED"; wait "$INCLAVARED" || true
 sleep 0.5
 "$RUNE" --root "$WORK/rune" delete --force eaa-demo
 
+step "secrets after attestation: verdictd (KBS 0.4.0) <- attestation-agent in a sim enclave"
+# verdictd holds a secret for one sim measurement; the enclave's program is the
+# attestation agent, which proves what it is and prints only the secret's digest.
+AGENT=$PWD/target/release/attestation-agent
+mkdir -p "$WORK/kbs/resources"
+printf 'the demo secret' > "$WORK/kbs/resources/default\\x2Fkey\\x2Fdemo"
+chmod 600 "$WORK/kbs/resources/default\\x2Fkey\\x2Fdemo"
+kbs_bundle() { # DIR TWEAK: the agent's enclave bundle; prints its mr_enclave
+  busybox_bundle "$1" /bin/attestation-agent --url URL get-resource kbs:///default/key/demo
+  cp -a "$IMAGES/rootfs" "$1/rootfs"
+  cp "$AGENT" "$1/rootfs/bin/attestation-agent"
+  printf '%s' "$2" >> "$1/rootfs/bin/attestation-agent"
+  for lib in $(ldd "$AGENT" | grep -o '/[^ ]*'); do
+    mkdir -p "$1/rootfs$(dirname "$lib")"; cp "$lib" "$1/rootfs$lib"
+  done
+  "$SIGN" sign --executable "$1/rootfs/bin/attestation-agent" --entrypoint /bin/attestation-agent \
+    --key "$WORK/signer.key" --out "$1/rootfs/enclave.manifest.json" | sed -n 's/^mr_enclave //p'
+}
+kbs_url() { # DIR URL: point the bundle at verdictd, on the host's network
+  python3 - "$1/config.json" "$PAL" "$2" <<'PY'
+import json, sys
+path, pal, url = sys.argv[1:4]
+spec = json.load(open(path))
+spec["root"] = {"path": "rootfs", "readonly": True}
+spec["process"]["env"] += ["ENCLAVE_TYPE=sim", "ENCLAVE_RUNTIME_PATH=" + pal]
+spec["process"]["args"][2] = url
+spec["linux"]["namespaces"] = [n for n in spec["linux"]["namespaces"] if n["type"] != "network"]
+json.dump(spec, open(path, "w"), indent=2)
+PY
+}
+KMR=$(kbs_bundle "$WORK/kbs/good" "")
+printf 'allow_software_tees = true\n[expected]\nsim_mr_enclave = ["%s"]\n' "$KMR" > "$WORK/kbs/attestation.toml"
+cat > "$WORK/kbs/verdictd.toml" <<'TOML'
+listen = "127.0.0.1:0"
+insecure_http = true
+resource_policy = "affirming"
+attestation_policy = "attestation.toml"
+[storage]
+type = "localfs"
+dir = "resources"
+TOML
+./target/release/verdictd --config "$WORK/kbs/verdictd.toml" >"$WORK/kbs/verdictd.out" 2>"$WORK/kbs/verdictd.log" &
+VERDICTD=$!
+PIDS+=("$VERDICTD")
+for _ in $(seq 100); do grep -q listening "$WORK/kbs/verdictd.out" && break; sleep 0.1; done
+KBS_URL=$(sed -n 's/^listening on //p' "$WORK/kbs/verdictd.out")
+kbs_url "$WORK/kbs/good" "$KBS_URL"
+echo "-- the enclave verdictd admits (mr_enclave $KMR):"
+"$RUNE" --root "$WORK/rune" run --bundle "$WORK/kbs/good" kbs-demo
+KMR2=$(kbs_bundle "$WORK/kbs/other" "changed")
+echo "-- the same enclave with another executable (mr_enclave $KMR2):"
+kbs_url "$WORK/kbs/other" "$KBS_URL"
+"$RUNE" --root "$WORK/rune" run --bundle "$WORK/kbs/other" kbs-demo-other || true
+kill "$VERDICTD"; wait "$VERDICTD" || true
+
 step "containerd: ctr run --runc-binary rune"
 start_containerd
 "${CTR[@]}" run --rm --runc-binary "$RUNE" docker.io/library/busybox:rune ctr-demo \
