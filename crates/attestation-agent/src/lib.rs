@@ -171,20 +171,30 @@ impl Agent {
         }
     }
 
+    /// POSTs `body` as JSON and reads a 200 reply as `T`; any other status is the
+    /// broker's error.
+    async fn post<T: serde::de::DeserializeOwned>(
+        &mut self,
+        path: &str,
+        body: &impl serde::Serialize,
+    ) -> Result<T, AgentError> {
+        let body = serde_json::to_vec(body).map_err(|e| AgentError::Protocol(e.to_string()))?;
+        let r = self.http.request("POST", path, Some(body), None).await?;
+        if r.status != 200 {
+            return Err(self.kbs_error(path, r.status, &r.body));
+        }
+        serde_json::from_slice(&r.body)
+            .map_err(|e| AgentError::Protocol(format!("reply to {path}: {e}")))
+    }
+
     /// Runs RCAR: auth, challenge, evidence bound to the nonce and a fresh key, attest.
     /// Returns the attestation token (also kept for later requests).
     pub async fn attest(&mut self) -> Result<String, AgentError> {
         self.keypair = TeeKeyPair::generate();
         self.http.forget_cookies();
-        let body = serde_json::to_vec(&AuthRequest::new(self.attester.name()))
-            .map_err(|e| AgentError::Protocol(e.to_string()))?;
-        let path = "/kbs/v0/auth";
-        let r = self.http.request("POST", path, Some(body), None).await?;
-        if r.status != 200 {
-            return Err(self.kbs_error(path, r.status, &r.body));
-        }
-        let challenge: Challenge = serde_json::from_slice(&r.body)
-            .map_err(|e| AgentError::Protocol(format!("challenge: {e}")))?;
+        let challenge: Challenge = self
+            .post("/kbs/v0/auth", &AuthRequest::new(self.attester.name()))
+            .await?;
         let hash = kbs_protocol::selected_hash(&challenge)
             .map_err(|e| AgentError::Protocol(e.to_string()))?;
         let tee_pubkey = self.keypair.public_key();
@@ -201,15 +211,7 @@ impl Agent {
                 additional_evidence: String::new(),
             },
         };
-        let body =
-            serde_json::to_vec(&attestation).map_err(|e| AgentError::Protocol(e.to_string()))?;
-        let path = "/kbs/v0/attest";
-        let r = self.http.request("POST", path, Some(body), None).await?;
-        if r.status != 200 {
-            return Err(self.kbs_error(path, r.status, &r.body));
-        }
-        let reply: TokenReply = serde_json::from_slice(&r.body)
-            .map_err(|e| AgentError::Protocol(format!("token reply: {e}")))?;
+        let reply: TokenReply = self.post("/kbs/v0/attest", &attestation).await?;
         self.token = Some(reply.token.clone());
         Ok(reply.token)
     }

@@ -25,38 +25,53 @@ pub const ECDH_ES_A256KW: &str = "ECDH-ES+A256KW";
 pub const RSA_OAEP_256: &str = "RSA-OAEP-256";
 pub const RSA1_5: &str = "RSA1_5";
 
-/// Checks that secrets can be encrypted to `key` (a supported algorithm, a valid
-/// point or modulus) without encrypting anything.
-pub fn check_key(key: &TeePubKey) -> Result<(), ProtocolError> {
+/// A `tee-pubkey` ready for key management.
+enum Recipient {
+    Ec(p256::PublicKey),
+    Rsa(RsaPublicKey, &'static str),
+}
+
+fn recipient(key: &TeePubKey) -> Result<Recipient, ProtocolError> {
     match key {
         TeePubKey::EC { crv, alg, x, y } if alg == ECDH_ES_A256KW => {
-            ec_public_key(crv, x, y).map(|_| ())
+            Ok(Recipient::Ec(ec_public_key(crv, x, y)?))
         }
         TeePubKey::RSA { alg, k_mod, k_exp } if alg == RSA_OAEP_256 || alg == RSA1_5 => {
             let n = BigUint::from_bytes_be(&b64(k_mod, "n")?);
             let e = BigUint::from_bytes_be(&b64(k_exp, "e")?);
-            RsaPublicKey::new(n, e)
-                .map(|_| ())
-                .map_err(|e| ProtocolError::Malformed(format!("RSA tee-pubkey: {e}")))
+            let key = RsaPublicKey::new(n, e)
+                .map_err(|e| ProtocolError::Malformed(format!("RSA tee-pubkey: {e}")))?;
+            let alg = if alg == RSA_OAEP_256 {
+                RSA_OAEP_256
+            } else {
+                RSA1_5
+            };
+            Ok(Recipient::Rsa(key, alg))
         }
-        TeePubKey::EC { alg, .. } | TeePubKey::RSA { alg, .. } | TeePubKey::AKP { alg, .. } => {
-            Err(ProtocolError::Unsupported(format!("key algorithm {alg:?}")))
-        }
+        TeePubKey::EC { alg, .. } => Err(ProtocolError::Unsupported(format!(
+            "EC key algorithm {alg:?} (expected {ECDH_ES_A256KW})"
+        ))),
+        TeePubKey::RSA { alg, .. } => Err(ProtocolError::Unsupported(format!(
+            "RSA key algorithm {alg:?} (expected {RSA_OAEP_256} or {RSA1_5})"
+        ))),
+        TeePubKey::AKP { alg, .. } => Err(ProtocolError::Unsupported(format!(
+            "AKP key algorithm {alg:?}"
+        ))),
     }
+}
+
+/// Checks that secrets can be encrypted to `key` (a supported algorithm, a valid
+/// point or modulus) without encrypting anything.
+pub fn check_key(key: &TeePubKey) -> Result<(), ProtocolError> {
+    recipient(key).map(|_| ())
 }
 
 /// Encrypts `plaintext` to the TEE key the evidence was bound to.
 pub fn encrypt(to: &TeePubKey, plaintext: &[u8]) -> Result<Response, ProtocolError> {
     let mut cek = Zeroizing::new([0u8; 32]);
     OsRng.fill_bytes(cek.as_mut());
-    let (alg, encrypted_key, other_fields) = match to {
-        TeePubKey::EC { crv, alg, x, y } => {
-            if alg != ECDH_ES_A256KW {
-                return Err(ProtocolError::Unsupported(format!(
-                    "EC key algorithm {alg:?} (expected {ECDH_ES_A256KW})"
-                )));
-            }
-            let peer = ec_public_key(crv, x, y)?;
+    let (alg, encrypted_key, other_fields) = match recipient(to)? {
+        Recipient::Ec(peer) => {
             let ephemeral = p256::ecdh::EphemeralSecret::random(&mut OsRng);
             let shared = ephemeral.diffie_hellman(&peer);
             let kek = kek(shared.raw_secret_bytes())?;
@@ -77,32 +92,14 @@ pub fn encrypt(to: &TeePubKey, plaintext: &[u8]) -> Result<Response, ProtocolErr
             );
             (ECDH_ES_A256KW, wrapped, other)
         }
-        TeePubKey::RSA { alg, k_mod, k_exp } => {
-            let n = BigUint::from_bytes_be(&b64(k_mod, "n")?);
-            let e = BigUint::from_bytes_be(&b64(k_exp, "e")?);
-            let key = RsaPublicKey::new(n, e)
-                .map_err(|e| ProtocolError::Malformed(format!("RSA tee-pubkey: {e}")))?;
-            let wrapped = match alg.as_str() {
-                RSA_OAEP_256 => key.encrypt(&mut OsRng, Oaep::new::<sha2::Sha256>(), cek.as_ref()),
-                RSA1_5 => key.encrypt(&mut OsRng, Pkcs1v15Encrypt, cek.as_ref()),
-                other => {
-                    return Err(ProtocolError::Unsupported(format!(
-                        "RSA key algorithm {other:?} (expected {RSA_OAEP_256} or {RSA1_5})"
-                    )))
-                }
+        Recipient::Rsa(key, alg) => {
+            let wrapped = if alg == RSA_OAEP_256 {
+                key.encrypt(&mut OsRng, Oaep::new::<sha2::Sha256>(), cek.as_ref())
+            } else {
+                key.encrypt(&mut OsRng, Pkcs1v15Encrypt, cek.as_ref())
             }
             .map_err(|e| ProtocolError::Encrypt(format!("RSA: {e}")))?;
-            let alg = if alg == RSA_OAEP_256 {
-                RSA_OAEP_256
-            } else {
-                RSA1_5
-            };
             (alg, wrapped, Map::new())
-        }
-        TeePubKey::AKP { alg, .. } => {
-            return Err(ProtocolError::Unsupported(format!(
-                "AKP key algorithm {alg:?}"
-            )))
         }
     };
     let protected = ProtectedHeader {

@@ -103,7 +103,7 @@ fn shelter_attests_a_sim_enclave_through_inclavared() {
     if !root_or_skip("shelter_attests_a_sim_enclave_through_inclavared") {
         return;
     }
-    let (pal, sign) = sim_artifacts();
+    let (pal, _) = sim_artifacts();
     let server = built(
         &["-p", "rats-tls", "--example", "enclave_server"],
         "examples/enclave_server",
@@ -132,34 +132,7 @@ fn shelter_attests_a_sim_enclave_through_inclavared() {
         .unwrap()
         .push(json!({"destination": "/sock", "type": "bind", "source": sock_dir, "options": ["rbind", "rw"]}));
     b.save();
-    let key = dir.path().join("signer.key");
-    assert!(Command::new(&sign)
-        .args(["keygen", "--out"])
-        .arg(&key)
-        .stdout(Stdio::null())
-        .status()
-        .unwrap()
-        .success());
-    let out = Command::new(&sign)
-        .args([
-            "sign",
-            "--entrypoint",
-            "/bin/enclave_server",
-            "--executable",
-        ])
-        .arg(rootfs.join("bin/enclave_server"))
-        .arg("--key")
-        .arg(&key)
-        .arg("--out")
-        .arg(rootfs.join("enclave.manifest.json"))
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    let mr = String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .find_map(|l| l.strip_prefix("mr_enclave ").map(str::to_string))
-        .unwrap();
+    let mr = sim_sign_rootfs(dir.path(), &rootfs, "/bin/enclave_server");
 
     let rune = Rune::new();
     let id = unique_id("eaa");

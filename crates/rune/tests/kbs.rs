@@ -17,13 +17,14 @@ const SECRET: &[u8] = b"the enclave's database key";
 
 /// Builds a sim enclave bundle running the agent (with `tweak` bytes appended to
 /// the executable, to make it another program) and returns it with its mr_enclave.
-fn agent_bundle(dir: &Path, url: &str, tweak: &[u8]) -> (Bundle, String) {
-    let (pal, sign) = sim_artifacts();
+/// The broker's URL (argument 2) is set when verdictd runs.
+fn agent_bundle(dir: &Path, tweak: &[u8]) -> (Bundle, String) {
+    let (pal, _) = sim_artifacts();
     let agent = release_bin("attestation-agent", "attestation-agent");
     let mut b = Bundle::new(&[
         "/bin/attestation-agent",
         "--url",
-        url,
+        "URL",
         "get-resource",
         "kbs:///default/key/demo",
     ])
@@ -41,40 +42,7 @@ fn agent_bundle(dir: &Path, url: &str, tweak: &[u8]) -> (Bundle, String) {
     let mut f = std::fs::OpenOptions::new().append(true).open(&exe).unwrap();
     std::io::Write::write_all(&mut f, tweak).unwrap();
     drop(f);
-    let key = dir.join("signer.key");
-    if !key.exists() {
-        assert!(Command::new(&sign)
-            .args(["keygen", "--out"])
-            .arg(&key)
-            .stdout(Stdio::null())
-            .status()
-            .unwrap()
-            .success());
-    }
-    let out = Command::new(&sign)
-        .args([
-            "sign",
-            "--entrypoint",
-            "/bin/attestation-agent",
-            "--executable",
-        ])
-        .arg(&exe)
-        .arg("--key")
-        .arg(&key)
-        .arg("--out")
-        .arg(rootfs.join("enclave.manifest.json"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let mr = String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .find_map(|l| l.strip_prefix("mr_enclave ").map(str::to_string))
-        .unwrap();
+    let mr = sim_sign_rootfs(dir, &rootfs, "/bin/attestation-agent");
     (b, mr)
 }
 
@@ -87,7 +55,7 @@ fn only_the_expected_enclave_gets_the_secret() {
     let platform = dir.path().join("platform");
 
     // The genuine program first, to learn the measurement verdictd will admit.
-    let (genuine, mr) = agent_bundle(dir.path(), "http://127.0.0.1:1", b"");
+    let (genuine, mr) = agent_bundle(dir.path(), b"");
 
     // verdictd: the secret on disk, a policy admitting that one sim measurement, and
     // the `affirming` resource policy.
@@ -158,7 +126,7 @@ fn only_the_expected_enclave_gets_the_secret() {
     assert!(!out.contains("database key") && !err.contains("database key"));
 
     // Another executable in an otherwise identical, correctly signed enclave.
-    let (mut other, other_mr) = agent_bundle(dir.path(), "http://127.0.0.1:1", b"\0changed");
+    let (mut other, other_mr) = agent_bundle(dir.path(), b"\0changed");
     assert_ne!(other_mr, mr);
     let (code, out, err) = run(&mut other);
     assert_eq!(code, Some(1), "{out}{err}");

@@ -152,7 +152,8 @@ pub enum AdminMode {
 }
 
 impl Config {
-    /// Reads and checks a config file.
+    /// Reads a config file. [`Config::check`] runs when the state is built, after
+    /// command-line overrides (`--insecure-http`) are applied.
     pub fn load(path: &Path) -> anyhow::Result<Config> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
@@ -161,7 +162,6 @@ impl Config {
         if let Some(base) = path.parent() {
             config.resolve_paths(base);
         }
-        config.check()?;
         Ok(config)
     }
 

@@ -3,7 +3,7 @@
 //! server keeps serving and stored nothing it should not have.
 
 use std::io::BufRead;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
 use attestation_agent::http::Client;
@@ -705,5 +705,25 @@ fn bad_configurations_fail_at_start_with_one_line() {
         assert_eq!(err.trim().lines().count(), 1, "{err}");
         assert!(err.contains(expect), "{config}: {err}");
     }
-    let _ = PathBuf::new();
+    // The command line's --insecure-http completes a config without [tls].
+    let path = dir.path().join("c.toml");
+    std::fs::write(&path, "listen = \"127.0.0.1:0\"\n").unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_verdictd"))
+        .arg("--config")
+        .arg(&path)
+        .arg("--insecure-http")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(
+        line.starts_with("listening on http://127.0.0.1:"),
+        "{line:?}"
+    );
 }

@@ -83,8 +83,42 @@ pub fn release_bin(package: &str, name: &str) -> PathBuf {
 
 /// The `shelter` binary.
 pub fn shelter_bin() -> PathBuf {
-    let [bin] = release_artifacts("shelter", ["shelter"]);
-    bin
+    release_bin("shelter", "shelter")
+}
+
+/// Signs the program `rootfs/<entrypoint>` as a sim enclave with `dir/signer.key`
+/// (made on first use), writing `rootfs/enclave.manifest.json`; returns its mr_enclave.
+pub fn sim_sign_rootfs(dir: &Path, rootfs: &Path, entrypoint: &str) -> String {
+    let (_, sign) = sim_artifacts();
+    let key = dir.join("signer.key");
+    if !key.exists() {
+        assert!(Command::new(&sign)
+            .args(["keygen", "--out"])
+            .arg(&key)
+            .stdout(Stdio::null())
+            .status()
+            .unwrap()
+            .success());
+    }
+    let out = Command::new(&sign)
+        .args(["sign", "--entrypoint", entrypoint, "--executable"])
+        .arg(rootfs.join(entrypoint.trim_start_matches('/')))
+        .arg("--key")
+        .arg(&key)
+        .arg("--out")
+        .arg(rootfs.join("enclave.manifest.json"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("mr_enclave ").map(str::to_string))
+        .expect("sim-sign prints mr_enclave")
 }
 
 /// A unique container id for this test process.
