@@ -1,4 +1,5 @@
-//! The Interoperable RA-TLS evidence extension and claims, from a peer's certificate.
+//! The Interoperable RA-TLS evidence and endorsements extensions and the claims, from a
+//! peer's certificate.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -15,4 +16,5 @@ fuzz_target!(|data: &[u8]| {
     }
     let _ = dice::decode_claims(data);
     let _ = dice::check_pubkey_hash(data, b"spki");
+    let _ = rats_tls::endorsements::decode(data);
 });

@@ -16,7 +16,7 @@ use clap::{Parser, ValueEnum};
 use rats_tls::eaa::{self, Reply, Request};
 use rats_tls::net::{Address, Listener, Stream};
 use rats_tls::tls::{Expect, Identity};
-use rats_tls::{Appraisal, CertOptions};
+use rats_tls::{Appraisal, CertOptions, KeyAlgorithm};
 
 /// How long one exchange may stall before it is dropped.
 const IO_TIMEOUT: Duration = Duration::from_secs(10);
@@ -48,6 +48,13 @@ struct Cli {
     /// Appraisal policy for tenants with --mutual. Default: as --policy's default.
     #[arg(long, requires = "mutual")]
     tenant_policy: Option<PathBuf>,
+    /// The key of our own certificates
+    #[arg(long, value_enum, default_value_t = KeyKind::P256)]
+    key: KeyKind,
+    /// Carry our DCAP collateral in the certificates' endorsements extension
+    /// (2.23.133.5.4.2), for verifiers without access to Intel's PCS
+    #[arg(long)]
+    endorsements: bool,
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
     #[arg(long, default_value = "info")]
@@ -59,6 +66,13 @@ enum AttesterKind {
     Auto,
     Sim,
     Sample,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum KeyKind {
+    P256,
+    P384,
+    Rsa3072,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -105,7 +119,18 @@ fn run() -> Result<()> {
         AttesterKind::Auto => Arc::from(rats::auto_attester()),
     };
     let relay = Arc::new(Relay {
-        identity: Arc::new(Identity::new(attester, CertOptions::default())),
+        identity: Arc::new(Identity::new(
+            attester,
+            CertOptions {
+                key: match cli.key {
+                    KeyKind::P256 => KeyAlgorithm::P256,
+                    KeyKind::P384 => KeyAlgorithm::P384,
+                    KeyKind::Rsa3072 => KeyAlgorithm::Rsa3072,
+                },
+                endorsements: cli.endorsements,
+                ..CertOptions::default()
+            },
+        )),
         appraisal: Appraisal::new(policy),
         tenant_appraisal: Appraisal::new(match &cli.tenant_policy {
             Some(p) => rats::Policy::load(p)?,

@@ -7,6 +7,7 @@ use rats::{Attester, Collateral, Policy, Tee, Verdict, Verified};
 use x509_parser::prelude::*;
 
 use crate::dice;
+use crate::endorsements;
 use crate::RaTlsError;
 
 /// The largest peer certificate looked at. A DCAP quote is about 5 KiB, an SNP report
@@ -19,6 +20,10 @@ pub enum KeyAlgorithm {
     #[default]
     P256,
     P384,
+    /// RSA-3072 with PKCS#1 v1.5 SHA-256 certificate signatures, as rats-tls made
+    /// them. Making the key takes about a second, so prefer P-256 where certificates
+    /// are made per handshake (freshness on).
+    Rsa3072,
 }
 
 /// How our certificates are made.
@@ -33,6 +38,10 @@ pub struct CertOptions {
     /// How long the certificate is valid after it is made (it is valid from an hour
     /// before, for clock skew).
     pub validity: Duration,
+    /// Carry the attester's DCAP collateral in the endorsements extension
+    /// (2.23.133.5.4.2), so that a verifier without collateral of its own can check
+    /// the quote. Intel quotes only; other evidence carries no such extension.
+    pub endorsements: bool,
 }
 
 impl Default for CertOptions {
@@ -42,6 +51,7 @@ impl Default for CertOptions {
             critical: false,
             custom_claims: BTreeMap::new(),
             validity: Duration::from_secs(24 * 3600),
+            endorsements: false,
         }
     }
 }
@@ -78,11 +88,7 @@ pub fn generate(
             )));
         }
     }
-    let alg = match options.key {
-        KeyAlgorithm::P256 => &rcgen::PKCS_ECDSA_P256_SHA256,
-        KeyAlgorithm::P384 => &rcgen::PKCS_ECDSA_P384_SHA384,
-    };
-    let key = rcgen::KeyPair::generate_for(alg).map_err(|e| RaTlsError::Generate(e.to_string()))?;
+    let key = key_pair(options.key)?;
     let mut claims = options.custom_claims.clone();
     claims.insert(
         dice::CLAIM_PUBKEY_HASH.into(),
@@ -98,6 +104,25 @@ pub fn generate(
     let value = dice::encode_evidence(dice::tag_of(evidence.tee), &evidence.bytes, &claims_buffer);
     let mut ext = rcgen::CustomExtension::from_oid_content(dice::OID_EVIDENCE, value);
     ext.set_criticality(options.critical);
+    let endorsements = match (options.endorsements, evidence.tee) {
+        (true, Tee::SgxEcdsa | Tee::TdxEcdsa) => {
+            let Some(bytes) = &evidence.collateral else {
+                return Err(RaTlsError::Generate(
+                    "endorsements were asked for, but the attester supplied no collateral".into(),
+                ));
+            };
+            let Collateral::Dcap(c) = Collateral::parse(evidence.tee, bytes)? else {
+                return Err(RaTlsError::Generate(
+                    "the attester's collateral is not DCAP's".into(),
+                ));
+            };
+            Some(rcgen::CustomExtension::from_oid_content(
+                dice::OID_ENDORSEMENTS,
+                endorsements::encode(&c),
+            ))
+        }
+        _ => None,
+    };
 
     let mut params = rcgen::CertificateParams::default();
     let mut dn = rcgen::DistinguishedName::new();
@@ -113,6 +138,7 @@ pub fn generate(
     serial[0] &= 0x7f;
     params.serial_number = Some(rcgen::SerialNumber::from_slice(&serial));
     params.custom_extensions.push(ext);
+    params.custom_extensions.extend(endorsements);
     let cert = params
         .self_signed(&key)
         .map_err(|e| RaTlsError::Generate(e.to_string()))?;
@@ -121,6 +147,28 @@ pub fn generate(
         key_pkcs8: key.serialize_der(),
         tee: evidence.tee,
     })
+}
+
+fn key_pair(alg: KeyAlgorithm) -> Result<rcgen::KeyPair, RaTlsError> {
+    let fail = |e: &dyn std::fmt::Display| RaTlsError::Generate(e.to_string());
+    match alg {
+        KeyAlgorithm::P256 => {
+            rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).map_err(|e| fail(&e))
+        }
+        KeyAlgorithm::P384 => {
+            rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P384_SHA384).map_err(|e| fail(&e))
+        }
+        KeyAlgorithm::Rsa3072 => {
+            // ring signs with RSA keys but cannot make them.
+            use rsa::pkcs8::EncodePrivateKey as _;
+            let key =
+                rsa::RsaPrivateKey::new(&mut rsa::rand_core::OsRng, 3072).map_err(|e| fail(&e))?;
+            let der = key.to_pkcs8_der().map_err(|e| fail(&e))?;
+            let der = rustls::pki_types::PrivatePkcs8KeyDer::from(der.as_bytes());
+            rcgen::KeyPair::from_pkcs8_der_and_sign_algo(&der, &rcgen::PKCS_RSA_SHA256)
+                .map_err(|e| fail(&e))
+        }
+    }
 }
 
 /// What a peer's certificate is checked against.
@@ -259,9 +307,19 @@ pub fn inspect(
         }
     }
     let tee = dice::tee_of(tagged.tag, tagged.evidence)?;
+    // The verifier's own collateral comes first; the peer's endorsements are used only
+    // in its absence (they are Intel-signed and checked like any other collateral).
+    let mut collateral = appraisal.collateral.clone();
+    if collateral.is_none() && matches!(tee, Tee::SgxEcdsa | Tee::TdxEcdsa) {
+        let oid = x509_parser::der_parser::oid::Oid::from(dice::OID_ENDORSEMENTS)
+            .map_err(|_| RaTlsError::Certificate("endorsements OID".into()))?;
+        if let Some(e) = cert.extensions().iter().find(|e| e.oid == oid) {
+            collateral = endorsements::decode(e.value)?.map(|c| Collateral::Dcap(Box::new(c)));
+        }
+    }
     let input = rats::Input {
         report_data: Some(dice::report_data(tagged.claims_buffer)),
-        collateral: appraisal.collateral.clone(),
+        collateral,
         now,
     };
     let verified = rats::verify(tagged.evidence, Some(tee), &input)?;

@@ -183,7 +183,7 @@ pub fn decode_evidence(value: &[u8]) -> Result<TaggedEvidence<'_>, RaTlsError> {
     })
 }
 
-fn header(out: &mut Vec<u8>, major: u8, value: u64) {
+pub(crate) fn header(out: &mut Vec<u8>, major: u8, value: u64) {
     let m = major << 5;
     match value {
         0..=23 => out.push(m | value as u8),
@@ -204,13 +204,13 @@ fn header(out: &mut Vec<u8>, major: u8, value: u64) {
 }
 
 /// A strict reader of the CBOR subset above.
-struct Reader<'a> {
+pub(crate) struct Reader<'a> {
     buf: &'a [u8],
     pos: usize,
 }
 
 impl<'a> Reader<'a> {
-    fn new(buf: &'a [u8]) -> Self {
+    pub(crate) fn new(buf: &'a [u8]) -> Self {
         Reader { buf, pos: 0 }
     }
 
@@ -232,7 +232,7 @@ impl<'a> Reader<'a> {
     }
 
     /// A header of major type `major`; returns its argument.
-    fn expect(&mut self, major: u8, what: &str) -> Result<u64, RaTlsError> {
+    pub(crate) fn expect(&mut self, major: u8, what: &str) -> Result<u64, RaTlsError> {
         let &first = self.buf.get(self.pos).ok_or_else(|| self.fail(what))?;
         if first >> 5 != major {
             return Err(self.fail(what));
@@ -264,13 +264,13 @@ impl<'a> Reader<'a> {
         Ok(value)
     }
 
-    fn bytes(&mut self, what: &str) -> Result<&'a [u8], RaTlsError> {
+    pub(crate) fn bytes(&mut self, what: &str) -> Result<&'a [u8], RaTlsError> {
         let n = self.expect(2, what)?;
         let n = usize::try_from(n).map_err(|_| self.fail(what))?;
         self.take(n, what)
     }
 
-    fn text(&mut self, what: &str) -> Result<String, RaTlsError> {
+    pub(crate) fn text(&mut self, what: &str) -> Result<String, RaTlsError> {
         let n = self.expect(3, what)?;
         let n = usize::try_from(n).map_err(|_| self.fail(what))?;
         let s = self.take(n, what)?;
@@ -278,7 +278,7 @@ impl<'a> Reader<'a> {
             .map_err(|_| RaTlsError::Extension(format!("{what}: not UTF-8")))
     }
 
-    fn end(&self, what: &str) -> Result<(), RaTlsError> {
+    pub(crate) fn end(&self, what: &str) -> Result<(), RaTlsError> {
         if self.pos != self.buf.len() {
             return Err(RaTlsError::Extension(format!(
                 "{what}: {} bytes after the end",

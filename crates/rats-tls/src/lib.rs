@@ -18,7 +18,12 @@
 //! makes a certificate whose `nonce` claim is that value, and the verifier refuses any
 //! other. Evidence is thus collected per handshake when freshness is on.
 //!
-//! Modules: [`dice`] (the extension's CBOR), [`cert`] (making and checking
+//! **Endorsements.** On request ([`CertOptions::endorsements`]) an Intel quote's DCAP
+//! collateral is carried in extension 2.23.133.5.4.2 ([`endorsements`]); a verifier
+//! without collateral of its own uses it. It needs no trust in the peer: each entry is
+//! signed by Intel and checked up to the pinned root.
+//!
+//! Modules: [`dice`] (the extension's CBOR), [`endorsements`] (the collateral array), [`cert`] (making and checking
 //! certificates), [`tls`] (rustls verifiers, resolvers, `connect` and `accept`, and
 //! their tokio forms in [`tls::asynchronous`]), [`net`] (`tcp://` and `unix://`
 //! addresses), [`eaa`] (the messages of `shelter` and `inclavared`).
@@ -26,6 +31,7 @@
 pub mod cert;
 pub mod dice;
 pub mod eaa;
+pub mod endorsements;
 pub mod net;
 pub mod tls;
 

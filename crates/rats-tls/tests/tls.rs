@@ -360,3 +360,322 @@ fn the_tokio_api_does_mutual_attestation_too() {
         assert!(err.to_string().contains("sim_mr_enclave"), "{err}");
     });
 }
+
+#[test]
+fn rsa_3072_keys_work_through_rustls_in_both_directions() {
+    let (server_enclave, client_enclave) = (SimEnclave::new(11), SimEnclave::new(12));
+    let (sp, cp) = (
+        software_policy(&server_enclave.mr_enclave),
+        software_policy(&client_enclave.mr_enclave),
+    );
+    let rsa = || CertOptions {
+        key: KeyAlgorithm::Rsa3072,
+        ..CertOptions::default()
+    };
+    let (port, h) = server(
+        Arc::new(Identity::new(Arc::new(server_enclave), rsa())),
+        Some(Expect::new(Appraisal::new(cp))),
+        1,
+    );
+    let s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let client = Arc::new(Identity::new(Arc::new(client_enclave), rsa()));
+    let (mut tls, peer) =
+        rats_tls::connect(s, Some(client), &Expect::new(Appraisal::new(sp))).unwrap();
+    tls.write_all(b"hello").unwrap();
+    let mut buf = [0u8; 5];
+    tls.read_exact(&mut buf).unwrap();
+    let rsa_bits = |der: &[u8]| {
+        let (_, c) = x509_parser::parse_x509_certificate(der).unwrap();
+        match c.public_key().parsed().unwrap() {
+            x509_parser::public_key::PublicKey::RSA(k) => k.key_size(),
+            other => panic!("not RSA: {other:?}"),
+        }
+    };
+    assert_eq!(rsa_bits(&peer.cert_der), 3072);
+    let client_seen = h.join().unwrap().remove(0).unwrap().unwrap();
+    assert_eq!(rsa_bits(&client_seen.cert_der), 3072);
+}
+
+/// 2025-06-20T00:00:00Z: inside the SGX fixture's collateral window.
+const IN_WINDOW: u64 = 1_750_377_600;
+
+fn rats_testdata(name: &str) -> Vec<u8> {
+    std::fs::read(format!(
+        "{}/../rats/testdata/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap()
+}
+
+/// A real SGX quote with its collateral, as an attester with Intel's QPL hands them out.
+struct RecordedSgx {
+    collateral: Option<Vec<u8>>,
+}
+
+impl Attester for RecordedSgx {
+    fn attest(&self, _: &[u8; 64]) -> Result<Evidence, RatsError> {
+        Ok(Evidence {
+            tee: Tee::SgxEcdsa,
+            bytes: rats_testdata("sgx_quote"),
+            collateral: self.collateral.clone(),
+        })
+    }
+}
+
+#[test]
+fn endorsements_carry_the_attesters_collateral_only_when_asked() {
+    let json = rats_testdata("sgx_quote_collateral.json");
+    let options = CertOptions {
+        endorsements: true,
+        ..CertOptions::default()
+    };
+    let attester = RecordedSgx {
+        collateral: Some(json.clone()),
+    };
+    let cert = rats_tls::generate(&attester, &options, None).unwrap();
+    let (_, parsed) = x509_parser::parse_x509_certificate(&cert.cert_der).unwrap();
+    let oid = x509_parser::der_parser::oid::Oid::from(dice::OID_ENDORSEMENTS).unwrap();
+    let ext = parsed.extensions().iter().find(|e| e.oid == oid).unwrap();
+    assert!(!ext.critical);
+    let carried = rats_tls::endorsements::decode(ext.value).unwrap().unwrap();
+    let want: rats::QuoteCollateralV3 = serde_json::from_slice(&json).unwrap();
+    assert_eq!(
+        (carried.tcb_info, carried.qe_identity_signature),
+        (want.tcb_info, want.qe_identity_signature)
+    );
+
+    // Not asked: no extension.
+    let plain = rats_tls::generate(&attester, &CertOptions::default(), None).unwrap();
+    let (_, parsed) = x509_parser::parse_x509_certificate(&plain.cert_der).unwrap();
+    assert!(parsed.extensions().iter().all(|e| e.oid != oid));
+    // Asked, but the attester has nothing to give: a clear error.
+    let err = rats_tls::generate(&RecordedSgx { collateral: None }, &options, None).unwrap_err();
+    assert!(err.to_string().contains("no collateral"), "{err}");
+    // Software evidence has no endorsements to carry.
+    let sim = rats_tls::generate(&SimEnclave::new(13), &options, None).unwrap();
+    let (_, parsed) = x509_parser::parse_x509_certificate(&sim.cert_der).unwrap();
+    assert!(parsed.extensions().iter().all(|e| e.oid != oid));
+}
+
+/// A verifier without collateral of its own checks an SGX quote with the certificate's
+/// endorsements. The quote is real, so its report data cannot bind this certificate's
+/// claims: a report-data mismatch is the furthest it can get, and it is reached only
+/// after the quote, the PCK chain and every collateral signature verified.
+#[test]
+fn endorsements_in_the_certificate_verify_a_real_sgx_quote_offline() {
+    let collateral: rats::QuoteCollateralV3 =
+        serde_json::from_slice(&rats_testdata("sgx_quote_collateral.json")).unwrap();
+    let make = |endorsements: Option<Vec<u8>>| {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let claims = dice::encode_claims(&BTreeMap::from([(
+            dice::CLAIM_PUBKEY_HASH.to_string(),
+            dice::pubkey_hash_claim(&key.public_key_der()),
+        )]));
+        let mut params = rcgen::CertificateParams::default();
+        params.not_before = rcgen::date_time_ymd(2025, 6, 19);
+        params.not_after = rcgen::date_time_ymd(2025, 6, 21);
+        let evidence =
+            dice::encode_evidence(dice::TAG_INTEL_QUOTE, &rats_testdata("sgx_quote"), &claims);
+        params
+            .custom_extensions
+            .push(rcgen::CustomExtension::from_oid_content(
+                dice::OID_EVIDENCE,
+                evidence,
+            ));
+        if let Some(e) = endorsements {
+            params
+                .custom_extensions
+                .push(rcgen::CustomExtension::from_oid_content(
+                    dice::OID_ENDORSEMENTS,
+                    e,
+                ));
+        }
+        params.self_signed(&key).unwrap().der().to_vec()
+    };
+    let appraisal = Appraisal {
+        now: Some(IN_WINDOW),
+        ..Appraisal::default()
+    };
+    let good = make(Some(rats_tls::endorsements::encode(&collateral)));
+    let err = rats_tls::inspect(&good, &appraisal, None).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            RaTlsError::Evidence(RatsError::ReportDataMismatch { .. })
+        ),
+        "{err}"
+    );
+    // Without them, the verifier says what it lacks.
+    let err = rats_tls::inspect(&make(None), &appraisal, None).unwrap_err();
+    assert!(err.to_string().contains("collateral"), "{err}");
+    // An empty extension (what rats-rs emits) means none.
+    let err = rats_tls::inspect(&make(Some(vec![])), &appraisal, None).unwrap_err();
+    assert!(err.to_string().contains("collateral"), "{err}");
+    // A forged TCB info signature is caught by the quote verifier.
+    let mut forged = collateral.clone();
+    forged.tcb_info_signature[7] ^= 1;
+    let forged_cert = make(Some(rats_tls::endorsements::encode(&forged)));
+    let err = rats_tls::inspect(&forged_cert, &appraisal, None).unwrap_err();
+    assert!(
+        !matches!(
+            err,
+            RaTlsError::Evidence(RatsError::ReportDataMismatch { .. })
+        ),
+        "{err}"
+    );
+    assert!(err.to_string().to_lowercase().contains("tcb"), "{err}");
+    // The verifier's own collateral comes first: the forged endorsements are ignored.
+    let own = Appraisal {
+        collateral: Some(rats::Collateral::Dcap(Box::new(collateral))),
+        ..appraisal
+    };
+    let err = rats_tls::inspect(&forged_cert, &own, None).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            RaTlsError::Evidence(RatsError::ReportDataMismatch { .. })
+        ),
+        "{err}"
+    );
+}
+
+/// OpenSSL, the TLS stack of rats-tls and librats, completes a TLS 1.3 handshake with
+/// our server, reads the evidence extension, and accepts the certificate's profile
+/// (the reason the extension is non-critical by default); the certificate it received
+/// verifies here.
+#[test]
+fn openssl_handshakes_with_our_server_and_accepts_its_certificate() {
+    let Ok(out) = std::process::Command::new("openssl")
+        .arg("version")
+        .output()
+    else {
+        eprintln!("skipped: openssl is not installed");
+        return;
+    };
+    assert!(out.status.success());
+    let enclave = SimEnclave::new(14);
+    let policy = software_policy(&enclave.mr_enclave);
+    let (port, h) = server(identity(enclave), None, 1);
+    let out = std::process::Command::new("openssl")
+        .args(["s_client", "-tls1_3", "-showcerts", "-connect"])
+        .arg(format!("127.0.0.1:{port}"))
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(text.contains("TLSv1.3"), "{text}");
+    let begin = text
+        .find("-----BEGIN CERTIFICATE-----")
+        .expect("a certificate");
+    let end = text.find("-----END CERTIFICATE-----").unwrap() + 25;
+    let pem = &text[begin..end];
+    h.join().unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("peer.pem");
+    std::fs::write(&path, pem).unwrap();
+    let show = std::process::Command::new("openssl")
+        .args(["x509", "-noout", "-text", "-in"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&show.stdout).contains("2.23.133.5.4.9"));
+    let check = std::process::Command::new("openssl")
+        .args(["verify", "-partial_chain", "-CAfile"])
+        .arg(&path)
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+
+    let b64: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+    use base64::Engine as _;
+    let der = base64::engine::general_purpose::STANDARD
+        .decode(b64)
+        .unwrap();
+    let peer = rats_tls::verify(&der, &Appraisal::new(policy), None).unwrap();
+    assert_eq!(peer.verified.tee, Tee::Sim);
+
+    // A critical extension is what OpenSSL refuses.
+    let critical = CertOptions {
+        critical: true,
+        ..CertOptions::default()
+    };
+    let cert = rats_tls::generate(&SimEnclave::new(15), &critical, None).unwrap();
+    let b64 = base64::engine::general_purpose::STANDARD.encode(&cert.cert_der);
+    let lines: Vec<&str> = b64
+        .as_bytes()
+        .chunks(64)
+        .map(|c| std::str::from_utf8(c).unwrap())
+        .collect();
+    let pem = format!(
+        "-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n",
+        lines.join("\n")
+    );
+    std::fs::write(&path, pem).unwrap();
+    let check = std::process::Command::new("openssl")
+        .args(["verify", "-partial_chain", "-CAfile"])
+        .arg(&path)
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(!check.status.success());
+    assert!(
+        String::from_utf8_lossy(&check.stdout).contains("unhandled critical extension")
+            || String::from_utf8_lossy(&check.stderr).contains("unhandled critical extension"),
+        "{check:?}"
+    );
+}
+
+/// rats-rs makes its certificates differently (CA:TRUE critical, keyCertSign, serial
+/// 42, 60 seconds of validity, an empty endorsements extension): they are accepted.
+#[test]
+fn a_certificate_with_the_rats_rs_profile_is_accepted() {
+    let enclave = SimEnclave::new(16);
+    let key = rcgen::KeyPair::generate().unwrap();
+    let claims = dice::encode_claims(&BTreeMap::from([(
+        dice::CLAIM_PUBKEY_HASH.to_string(),
+        dice::pubkey_hash_claim(&key.public_key_der()),
+    )]));
+    let evidence = enclave.attest(&dice::report_data(&claims)).unwrap();
+    let mut params = rcgen::CertificateParams::default();
+    let mut dn = rcgen::DistinguishedName::new();
+    dn.push(rcgen::DnType::OrganizationName, "Inclavare Containers");
+    dn.push(rcgen::DnType::CommonName, "rats-rs");
+    params.distinguished_name = dn;
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    params.key_usages = vec![
+        rcgen::KeyUsagePurpose::KeyCertSign,
+        rcgen::KeyUsagePurpose::CrlSign,
+    ];
+    params.serial_number = Some(rcgen::SerialNumber::from(42u64));
+    let now = time::OffsetDateTime::now_utc();
+    params.not_before = now;
+    params.not_after = now + time::Duration::seconds(60);
+    params
+        .custom_extensions
+        .push(rcgen::CustomExtension::from_oid_content(
+            dice::OID_EVIDENCE,
+            dice::encode_evidence(dice::TAG_SIM, &evidence.bytes, &claims),
+        ));
+    params
+        .custom_extensions
+        .push(rcgen::CustomExtension::from_oid_content(
+            dice::OID_ENDORSEMENTS,
+            vec![],
+        ));
+    let der = params.self_signed(&key).unwrap().der().to_vec();
+    let (_, parsed) = x509_parser::parse_x509_certificate(&der).unwrap();
+    assert!(parsed.basic_constraints().unwrap().unwrap().value.ca);
+    let peer = rats_tls::verify(
+        &der,
+        &Appraisal::new(software_policy(&enclave.mr_enclave)),
+        None,
+    )
+    .unwrap();
+    assert_eq!(peer.verified.tee, Tee::Sim);
+}

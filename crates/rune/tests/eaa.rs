@@ -218,7 +218,8 @@ fn shelter_attests_a_sim_enclave_through_inclavared() {
 
     relay.stop();
 
-    // Mutual: inclavared requires tenants to attest, under its own tenant policy.
+    // Mutual: inclavared requires tenants to attest, under its own tenant policy; its own
+    // certificates (to the tenant and to the enclave) have RSA-3072 keys here.
     let tenants = dir.path().join("tenants.toml");
     std::fs::write(&tenants, "allow_software_tees = true\n").unwrap();
     let relay = Inclavared::start(
@@ -226,7 +227,13 @@ fn shelter_attests_a_sim_enclave_through_inclavared() {
         "inclavared-mutual",
         &upstream,
         &good,
-        &["--mutual", "--tenant-policy", tenants.to_str().unwrap()],
+        &[
+            "--mutual",
+            "--tenant-policy",
+            tenants.to_str().unwrap(),
+            "--key",
+            "rsa3072",
+        ],
     );
     let addr = relay.addr();
     let (code, out, err) = remote(&addr, &good, &["--mutual"]);
