@@ -10,7 +10,7 @@ use aes_gcm::aead::{AeadInPlace, KeyInit};
 use aes_gcm::{Aes256Gcm, Nonce, Tag};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use p256::elliptic_curve::sec1::{EncodedPoint, FromEncodedPoint, ToEncodedPoint};
+use p256::elliptic_curve::sec1::ToEncodedPoint;
 use rand::rngs::OsRng;
 use rand::RngCore;
 use rsa::traits::PublicKeyParts;
@@ -25,16 +25,91 @@ pub const ECDH_ES_A256KW: &str = "ECDH-ES+A256KW";
 pub const RSA_OAEP_256: &str = "RSA-OAEP-256";
 pub const RSA1_5: &str = "RSA1_5";
 
+/// The curves `ECDH-ES+A256KW` is offered on: P-256 (the stock guest's) and P-521.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Curve {
+    P256,
+    P521,
+}
+
+impl Curve {
+    /// The JWK `crv`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Curve::P256 => "P-256",
+            Curve::P521 => "P-521",
+        }
+    }
+
+    fn coordinate_len(self) -> usize {
+        match self {
+            Curve::P256 => 32,
+            Curve::P521 => 66,
+        }
+    }
+}
+
+/// A validated public point, SEC1 uncompressed (`04 ‖ x ‖ y`).
+struct EcPoint {
+    curve: Curve,
+    sec1: Vec<u8>,
+}
+
+impl EcPoint {
+    fn parse(crv: &str, x: &str, y: &str) -> Result<EcPoint, ProtocolError> {
+        let curve = match crv {
+            "P-256" => Curve::P256,
+            "P-521" => Curve::P521,
+            other => {
+                return Err(ProtocolError::Unsupported(format!(
+                    "curve {other:?} (P-256 and P-521 are supported)"
+                )))
+            }
+        };
+        let (x, y) = (b64(x, "x")?, b64(y, "y")?);
+        let n = curve.coordinate_len();
+        if x.len() != n || y.len() != n {
+            return Err(ProtocolError::Malformed(format!(
+                "{} coordinates must be {n} bytes",
+                curve.name()
+            )));
+        }
+        let sec1 = [&[4u8][..], &x, &y].concat();
+        let on_curve = match curve {
+            Curve::P256 => p256::PublicKey::from_sec1_bytes(&sec1).is_ok(),
+            Curve::P521 => p521::PublicKey::from_sec1_bytes(&sec1).is_ok(),
+        };
+        if !on_curve {
+            return Err(ProtocolError::Malformed(format!(
+                "the EC point is not on {}",
+                curve.name()
+            )));
+        }
+        Ok(EcPoint { curve, sec1 })
+    }
+
+    /// The JWK members `crv, kty, x, y` (sorted, as serde_json's map keeps them).
+    fn jwk(&self) -> Value {
+        let n = self.curve.coordinate_len();
+        json!({
+            "crv": self.curve.name(),
+            "kty": "EC",
+            "x": URL_SAFE_NO_PAD.encode(&self.sec1[1..1 + n]),
+            "y": URL_SAFE_NO_PAD.encode(&self.sec1[1 + n..]),
+        })
+    }
+}
+
 /// A `tee-pubkey` ready for key management.
 enum Recipient {
-    Ec(p256::PublicKey),
+    Ec(EcPoint),
     Rsa(RsaPublicKey, &'static str),
 }
 
 fn recipient(key: &TeePubKey) -> Result<Recipient, ProtocolError> {
     match key {
         TeePubKey::EC { crv, alg, x, y } if alg == ECDH_ES_A256KW => {
-            Ok(Recipient::Ec(ec_public_key(crv, x, y)?))
+            Ok(Recipient::Ec(EcPoint::parse(crv, x, y)?))
         }
         TeePubKey::RSA { alg, k_mod, k_exp } if alg == RSA_OAEP_256 || alg == RSA1_5 => {
             let n = BigUint::from_bytes_be(&b64(k_mod, "n")?);
@@ -60,6 +135,57 @@ fn recipient(key: &TeePubKey) -> Result<Recipient, ProtocolError> {
     }
 }
 
+/// ECDH with a fresh ephemeral key: (the ephemeral public point, the KEK).
+fn ephemeral_agreement(peer: &EcPoint) -> Result<(EcPoint, Zeroizing<[u8; 32]>), ProtocolError> {
+    match peer.curve {
+        Curve::P256 => {
+            // ring: its table-driven P-256 is several times faster than RustCrypto's,
+            // and this runs on every resource request.
+            use ring::agreement;
+            let rng = ring::rand::SystemRandom::new();
+            let fail = |what: &str| ProtocolError::Encrypt(format!("ECDH: {what}"));
+            let mine = agreement::EphemeralPrivateKey::generate(&agreement::ECDH_P256, &rng)
+                .map_err(|_| fail("key generation"))?;
+            let epk = mine
+                .compute_public_key()
+                .map_err(|_| fail("public key"))?
+                .as_ref()
+                .to_vec();
+            let kek = agreement::agree_ephemeral(
+                mine,
+                &agreement::UnparsedPublicKey::new(&agreement::ECDH_P256, &peer.sec1),
+                kek,
+            )
+            .map_err(|_| fail("agreement"))??;
+            Ok((
+                EcPoint {
+                    curve: Curve::P256,
+                    sec1: epk,
+                },
+                kek,
+            ))
+        }
+        Curve::P521 => {
+            let theirs = p521::PublicKey::from_sec1_bytes(&peer.sec1)
+                .map_err(|_| ProtocolError::Encrypt("P-521 point".into()))?;
+            let mine = p521::ecdh::EphemeralSecret::random(&mut OsRng);
+            let shared = mine.diffie_hellman(&theirs);
+            let epk = mine
+                .public_key()
+                .to_encoded_point(false)
+                .as_bytes()
+                .to_vec();
+            Ok((
+                EcPoint {
+                    curve: Curve::P521,
+                    sec1: epk,
+                },
+                kek(shared.raw_secret_bytes())?,
+            ))
+        }
+    }
+}
+
 /// Checks that secrets can be encrypted to `key` (a supported algorithm, a valid
 /// point or modulus) without encrypting anything.
 pub fn check_key(key: &TeePubKey) -> Result<(), ProtocolError> {
@@ -72,24 +198,12 @@ pub fn encrypt(to: &TeePubKey, plaintext: &[u8]) -> Result<Response, ProtocolErr
     OsRng.fill_bytes(cek.as_mut());
     let (alg, encrypted_key, other_fields) = match recipient(to)? {
         Recipient::Ec(peer) => {
-            let ephemeral = p256::ecdh::EphemeralSecret::random(&mut OsRng);
-            let shared = ephemeral.diffie_hellman(&peer);
-            let kek = kek(shared.raw_secret_bytes())?;
+            let (epk, kek) = ephemeral_agreement(&peer)?;
             let wrapped = aes_kw::KekAes256::from(*kek)
                 .wrap_vec(cek.as_ref())
                 .map_err(|e| ProtocolError::Encrypt(format!("key wrap: {e}")))?;
-            let epk = ephemeral.public_key().to_encoded_point(false);
             let mut other = Map::new();
-            // Sorted keys (serde_json's map without preserve_order): crv, kty, x, y.
-            other.insert(
-                "epk".into(),
-                json!({
-                    "crv": "P-256",
-                    "kty": "EC",
-                    "x": URL_SAFE_NO_PAD.encode(epk.x().expect("uncompressed point")),
-                    "y": URL_SAFE_NO_PAD.encode(epk.y().expect("uncompressed point")),
-                }),
-            );
+            other.insert("epk".into(), epk.jwk());
             (ECDH_ES_A256KW, wrapped, other)
         }
         Recipient::Rsa(key, alg) => {
@@ -129,7 +243,12 @@ pub fn encrypt(to: &TeePubKey, plaintext: &[u8]) -> Result<Response, ProtocolErr
 /// The TEE's key pair: the private half stays in the enclave; the public half travels
 /// in the attestation as `tee-pubkey` and is what secrets are encrypted to.
 pub enum TeeKeyPair {
-    Ec(p256::SecretKey),
+    /// P-256, with its public point kept (deriving it is the costly half).
+    Ec {
+        secret: p256::SecretKey,
+        public: p256::PublicKey,
+    },
+    P521(Box<p521::SecretKey>),
     Rsa {
         key: Box<RsaPrivateKey>,
         /// `RSA-OAEP-256` or `RSA1_5`.
@@ -140,7 +259,18 @@ pub enum TeeKeyPair {
 impl TeeKeyPair {
     /// A fresh P-256 key (the stock client's default).
     pub fn generate() -> TeeKeyPair {
-        TeeKeyPair::Ec(p256::SecretKey::random(&mut OsRng))
+        let from_ring = p256_from_ring();
+        let (secret, public) = from_ring.unwrap_or_else(|| {
+            let secret = p256::SecretKey::random(&mut OsRng);
+            let public = secret.public_key();
+            (secret, public)
+        });
+        TeeKeyPair::Ec { secret, public }
+    }
+
+    /// A fresh P-521 key.
+    pub fn generate_p521() -> TeeKeyPair {
+        TeeKeyPair::P521(Box::new(p521::SecretKey::random(&mut OsRng)))
     }
 
     /// An RSA key (as `--tee-key-file` gives the stock client), used with `alg`.
@@ -154,10 +284,19 @@ impl TeeKeyPair {
     /// The JWK sent as `tee-pubkey`.
     pub fn public_key(&self) -> TeePubKey {
         match self {
-            TeeKeyPair::Ec(k) => {
+            TeeKeyPair::Ec { public, .. } => {
+                let p = public.to_encoded_point(false);
+                TeePubKey::EC {
+                    crv: Curve::P256.name().into(),
+                    alg: ECDH_ES_A256KW.into(),
+                    x: URL_SAFE_NO_PAD.encode(p.x().expect("uncompressed point")),
+                    y: URL_SAFE_NO_PAD.encode(p.y().expect("uncompressed point")),
+                }
+            }
+            TeeKeyPair::P521(k) => {
                 let p = k.public_key().to_encoded_point(false);
                 TeePubKey::EC {
-                    crv: "P-256".into(),
+                    crv: Curve::P521.name().into(),
                     alg: ECDH_ES_A256KW.into(),
                     x: URL_SAFE_NO_PAD.encode(p.x().expect("uncompressed point")),
                     y: URL_SAFE_NO_PAD.encode(p.y().expect("uncompressed point")),
@@ -188,7 +327,7 @@ impl TeeKeyPair {
             )));
         }
         let cek: Zeroizing<Vec<u8>> = match (self, r.protected.alg.as_str()) {
-            (TeeKeyPair::Ec(secret), ECDH_ES_A256KW) => {
+            (TeeKeyPair::Ec { .. } | TeeKeyPair::P521(_), ECDH_ES_A256KW) => {
                 let epk = r
                     .protected
                     .other_fields
@@ -199,10 +338,29 @@ impl TeeKeyPair {
                         ProtocolError::Malformed(format!("epk has no string {name:?}"))
                     })
                 };
-                let peer = ec_public_key(field("crv")?, field("x")?, field("y")?)?;
-                let shared =
-                    p256::ecdh::diffie_hellman(secret.to_nonzero_scalar(), peer.as_affine());
-                let kek = kek(shared.raw_secret_bytes())?;
+                let peer = EcPoint::parse(field("crv")?, field("x")?, field("y")?)?;
+                let kek = match (self, peer.curve) {
+                    (TeeKeyPair::Ec { secret, .. }, Curve::P256) => {
+                        let p = p256::PublicKey::from_sec1_bytes(&peer.sec1)
+                            .map_err(|_| ProtocolError::Malformed("epk".into()))?;
+                        let shared =
+                            p256::ecdh::diffie_hellman(secret.to_nonzero_scalar(), p.as_affine());
+                        kek(shared.raw_secret_bytes())?
+                    }
+                    (TeeKeyPair::P521(secret), Curve::P521) => {
+                        let p = p521::PublicKey::from_sec1_bytes(&peer.sec1)
+                            .map_err(|_| ProtocolError::Malformed("epk".into()))?;
+                        let shared =
+                            p521::ecdh::diffie_hellman(secret.to_nonzero_scalar(), p.as_affine());
+                        kek(shared.raw_secret_bytes())?
+                    }
+                    (_, curve) => {
+                        return Err(ProtocolError::Malformed(format!(
+                            "epk is on {}, not on this key's curve",
+                            curve.name()
+                        )))
+                    }
+                };
                 Zeroizing::new(
                     aes_kw::KekAes256::from(*kek)
                         .unwrap_vec(&r.encrypted_key)
@@ -247,31 +405,25 @@ impl TeeKeyPair {
     }
 }
 
+/// A P-256 key made by ring, and its public point.
+fn p256_from_ring() -> Option<(p256::SecretKey, p256::PublicKey)> {
+    // ring makes the key and its public point (table-driven, about ten times
+    // faster than RustCrypto); both are read out of its PKCS#8 as they are, since
+    // RustCrypto's own PKCS#8 decoder would derive the point again to check it.
+    let rng = ring::rand::SystemRandom::new();
+    let alg = &ring::signature::ECDSA_P256_SHA256_FIXED_SIGNING;
+    let doc = ring::signature::EcdsaKeyPair::generate_pkcs8(alg, &rng).ok()?;
+    let info = pkcs8::PrivateKeyInfo::try_from(doc.as_ref()).ok()?;
+    let ec = sec1::EcPrivateKey::try_from(info.private_key).ok()?;
+    let secret = p256::SecretKey::from_slice(ec.private_key).ok()?;
+    let public = p256::PublicKey::from_sec1_bytes(ec.public_key?).ok()?;
+    Some((secret, public))
+}
+
 fn b64(s: &str, what: &str) -> Result<Vec<u8>, ProtocolError> {
     URL_SAFE_NO_PAD
         .decode(s)
         .map_err(|e| ProtocolError::Malformed(format!("{what} is not base64url: {e}")))
-}
-
-fn ec_public_key(crv: &str, x: &str, y: &str) -> Result<p256::PublicKey, ProtocolError> {
-    if crv != "P-256" {
-        return Err(ProtocolError::Unsupported(format!(
-            "curve {crv:?} (P-256 is supported)"
-        )));
-    }
-    let (x, y) = (b64(x, "x")?, b64(y, "y")?);
-    if x.len() != 32 || y.len() != 32 {
-        return Err(ProtocolError::Malformed(
-            "P-256 coordinates must be 32 bytes".into(),
-        ));
-    }
-    let point = EncodedPoint::<p256::NistP256>::from_affine_coordinates(
-        x.as_slice().into(),
-        y.as_slice().into(),
-        false,
-    );
-    Option::from(p256::PublicKey::from_encoded_point(&point))
-        .ok_or_else(|| ProtocolError::Malformed("the EC point is not on P-256".into()))
 }
 
 /// The key-encryption key for `ECDH-ES+A256KW`: the Concat KDF of RFC 7518 §4.6.2 with
@@ -310,12 +462,13 @@ mod tests {
         let d = |s: &str| URL_SAFE_NO_PAD.decode(s).unwrap();
         let alice =
             p256::SecretKey::from_slice(&d("0_NxaRPUMQoAJt50Gz8YiTr8gRTwyEaCumd-MToTmIo")).unwrap();
-        let bob = ec_public_key(
+        let bob = EcPoint::parse(
             "P-256",
             "weNJy2HscCSM6AEDTDg04biOvhFhyyWvOHQfeF_PxMQ",
             "e8lnCO-AlStT-NJVX-crhB7QRYhiix03illJOVAOyck",
         )
         .unwrap();
+        let bob = p256::PublicKey::from_sec1_bytes(&bob.sec1).unwrap();
         let z = p256::ecdh::diffie_hellman(alice.to_nonzero_scalar(), bob.as_affine());
         let mut key = [0u8; 16];
         concat_kdf(z.raw_secret_bytes(), "A128GCM", b"Alice", b"Bob", &mut key).unwrap();
@@ -344,6 +497,42 @@ mod tests {
         assert_eq!(pair.decrypt(&back).unwrap().as_slice(), b"a secret");
         // Another key cannot read it.
         assert!(TeeKeyPair::generate().decrypt(&back).is_err());
+    }
+
+    #[test]
+    fn a_generated_p256_key_is_consistent() {
+        // ring made the key and its point; RustCrypto derives the same point.
+        let (secret, public) = p256_from_ring().expect("ring's PKCS#8 is read");
+        assert_eq!(secret.public_key(), public);
+    }
+
+    #[test]
+    fn p521_round_trips_and_curves_do_not_mix() {
+        let pair = TeeKeyPair::generate_p521();
+        let TeePubKey::EC { crv, x, .. } = pair.public_key() else {
+            panic!("EC expected");
+        };
+        assert_eq!(
+            (crv.as_str(), URL_SAFE_NO_PAD.decode(x).unwrap().len()),
+            ("P-521", 66)
+        );
+        check_key(&pair.public_key()).unwrap();
+        let r = encrypt(&pair.public_key(), b"p521 secret").unwrap();
+        assert_eq!(r.protected.other_fields["epk"]["crv"], "P-521");
+        assert_eq!(pair.decrypt(&r).unwrap().as_slice(), b"p521 secret");
+        // A P-256 key is not asked to decrypt to a P-521 epk, nor the reverse.
+        let err = TeeKeyPair::generate().decrypt(&r).unwrap_err();
+        assert!(err.to_string().contains("curve"), "{err}");
+        let r256 = encrypt(&TeeKeyPair::generate().public_key(), b"x").unwrap();
+        assert!(pair.decrypt(&r256).is_err());
+        // Off the curve.
+        let off = TeePubKey::EC {
+            crv: "P-521".into(),
+            alg: ECDH_ES_A256KW.into(),
+            x: URL_SAFE_NO_PAD.encode([1u8; 66]),
+            y: URL_SAFE_NO_PAD.encode([1u8; 66]),
+        };
+        assert!(matches!(check_key(&off), Err(ProtocolError::Malformed(_))));
     }
 
     #[test]

@@ -270,6 +270,24 @@ fn sample_workload_gets_a_secret_only_when_the_policy_allows() {
     // Attesting again on an attested session returns its token.
     let (status, again) = m.attest(body);
     assert_eq!((status, &again["token"]), (200, &reply["token"]));
+
+    // A P-521 TEE key: the secret comes back wrapped with ECDH-ES+A256KW on P-521.
+    let mut m = Manual::auth(&v);
+    let key = TeeKeyPair::generate_p521();
+    let body = Manual::attestation(&m.nonce.clone(), &key, &key, &m.nonce.clone());
+    let (status, reply) = m.attest(body);
+    assert_eq!(status, 200, "{reply}");
+    let (status, jwe) = call(
+        &mut m.client,
+        "GET",
+        "/kbs/v0/resource/default/key/demo",
+        None,
+        None,
+    );
+    assert_eq!(status, 200, "{jwe}");
+    let jwe: kbs_protocol::Response = serde_json::from_value(jwe).unwrap();
+    assert_eq!(jwe.protected.other_fields["epk"]["crv"], "P-521");
+    assert_eq!(key.decrypt(&jwe).unwrap().as_slice(), b"the demo secret");
     v.stop();
 }
 
