@@ -24,6 +24,11 @@ fuzz_target!(|body: &[u8]| {
             &a.runtime_data.tee_pubkey,
             &a.tee_evidence.additional_evidence,
         );
+        // SEV-SNP evidence in the guest's JSON form, encoded back to the report.
+        let _ = kbs_protocol::snp::parse(&a.tee_evidence.primary_evidence);
+    }
+    if let Ok(v) = serde_json::from_slice::<serde_json::Value>(body) {
+        let _ = kbs_protocol::snp::parse(&v);
     }
     if let Ok(r) = serde_json::from_slice::<kbs_protocol::Response>(body) {
         let _ = key().decrypt(&r);

@@ -48,12 +48,13 @@ pub enum AgentError {
 /// Which evidence to produce.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum TeeChoice {
-    /// `sim` inside a `sim` enclave, TDX through configfs-tsm in a TDX guest, else
-    /// `sample`.
+    /// `sim` inside a `sim` enclave, TDX or SEV-SNP through configfs-tsm in such a
+    /// guest, else `sample`.
     #[default]
     Auto,
     Sim,
     Tdx,
+    Snp,
     Sample,
 }
 
@@ -67,7 +68,8 @@ pub struct Options {
 
 enum Attester {
     Sim(rats::SimAttester),
-    Tdx(Box<dyn rats::Attester + Send + Sync>),
+    /// configfs-tsm, in a TDX (`tdx`) or SEV-SNP (`snp`) guest.
+    Tsm(Box<dyn rats::Attester + Send + Sync>, &'static str),
     Sample,
 }
 
@@ -80,28 +82,34 @@ impl Attester {
                     AgentError::Attester("not in a sim enclave (no INCLAVARE_SIM_FD)".into())
                 })
         };
-        let tdx = || -> Result<Attester, AgentError> {
-            if !std::path::Path::new("/dev/tdx_guest").exists() {
-                return Err(AgentError::Attester(
-                    "not a TDX guest (no /dev/tdx_guest)".into(),
-                ));
+        let tsm = |device: &str, name: &'static str| -> Result<Attester, AgentError> {
+            if !std::path::Path::new(device).exists() {
+                return Err(AgentError::Attester(format!(
+                    "not a {name} guest (no {device})"
+                )));
             }
             rats::tsm::TsmAttester::probe(std::path::Path::new(rats::tsm::TSM_REPORT_DIR))
-                .map(|a| Attester::Tdx(Box::new(a)))
+                .map(|a| Attester::Tsm(Box::new(a), name))
                 .ok_or_else(|| AgentError::Attester("configfs-tsm report interface missing".into()))
         };
+        let tdx = || tsm("/dev/tdx_guest", "tdx");
+        let snp = || tsm("/dev/sev-guest", "snp");
         match choice {
             TeeChoice::Sim => sim(),
             TeeChoice::Tdx => tdx(),
+            TeeChoice::Snp => snp(),
             TeeChoice::Sample => Ok(Attester::Sample),
-            TeeChoice::Auto => sim().or_else(|_| tdx()).or(Ok(Attester::Sample)),
+            TeeChoice::Auto => sim()
+                .or_else(|_| tdx())
+                .or_else(|_| snp())
+                .or(Ok(Attester::Sample)),
         }
     }
 
     fn name(&self) -> &'static str {
         match self {
             Attester::Sim(_) => kbs_protocol::TEE_SIM,
-            Attester::Tdx(_) => "tdx",
+            Attester::Tsm(_, name) => name,
             Attester::Sample => "sample",
         }
     }
@@ -116,15 +124,36 @@ impl Attester {
             Attester::Sample => serde_json::to_value(rats::SampleEvidence::new(digest))
                 .map_err(|e| AgentError::Protocol(e.to_string()))?,
             Attester::Sim(a) => {
-                let e = rats::Attester::attest(a, &report_data).map_err(attester_err)?;
-                serde_json::json!({"report": STANDARD.encode(e.bytes)})
+                primary_evidence(&rats::Attester::attest(a, &report_data).map_err(attester_err)?)?
             }
-            Attester::Tdx(a) => {
-                let e = a.attest(&report_data).map_err(attester_err)?;
-                serde_json::json!({"quote": STANDARD.encode(e.bytes)})
+            Attester::Tsm(a, _) => {
+                primary_evidence(&a.attest(&report_data).map_err(attester_err)?)?
             }
         })
     }
+}
+
+/// Evidence in the form the KBS verifiers read for its TEE: `{"report"}` for `sim`,
+/// `{"quote"}` for SGX and TDX, and the guest components' `{"attestation_report",
+/// "cert_chain"}` for SEV-SNP (the certificate table from configfs-tsm's `auxblob`).
+pub fn primary_evidence(e: &rats::Evidence) -> Result<Value, AgentError> {
+    Ok(match e.tee {
+        rats::Tee::Sim => serde_json::json!({"report": STANDARD.encode(&e.bytes)}),
+        rats::Tee::SgxEcdsa | rats::Tee::TdxEcdsa => {
+            serde_json::json!({"quote": STANDARD.encode(&e.bytes)})
+        }
+        rats::Tee::SevSnp => {
+            let table = match &e.collateral {
+                Some(aux) => rats::snp::parse_cert_table(aux)
+                    .map_err(|e| AgentError::Attester(e.to_string()))?,
+                None => Vec::new(),
+            };
+            kbs_protocol::snp::evidence(&e.bytes, &table)
+                .map_err(|e| AgentError::Attester(e.to_string()))?
+        }
+        rats::Tee::Sample => serde_json::from_slice(&e.bytes)
+            .map_err(|e| AgentError::Attester(format!("sample evidence: {e}")))?,
+    })
 }
 
 /// A client of one broker.
@@ -155,7 +184,7 @@ impl Agent {
         })
     }
 
-    /// The TEE the agent attests as (`sim`, `tdx` or `sample`).
+    /// The TEE the agent attests as (`sim`, `tdx`, `snp` or `sample`).
     pub fn tee(&self) -> &'static str {
         self.attester.name()
     }

@@ -35,6 +35,7 @@ enum Tee {
     Auto,
     Sim,
     Tdx,
+    Snp,
     Sample,
 }
 
@@ -77,6 +78,7 @@ fn run() -> Result<()> {
         Tee::Auto => TeeChoice::Auto,
         Tee::Sim => TeeChoice::Sim,
         Tee::Tdx => TeeChoice::Tdx,
+        Tee::Snp => TeeChoice::Snp,
         Tee::Sample => TeeChoice::Sample,
     };
     let mut agent = Agent::new(&cli.url, Options { tee, ca_pem })?;

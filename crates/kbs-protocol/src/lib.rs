@@ -14,6 +14,7 @@
 
 pub mod binding;
 pub mod jwe;
+pub mod snp;
 
 pub use kbs_types::{
     Attestation, Challenge, CompositeEvidence, ErrorInformation, HashAlgorithm, InitData,

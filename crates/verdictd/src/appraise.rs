@@ -20,8 +20,9 @@ pub fn tee_of(name: &str) -> Result<rats::Tee, KbsError> {
         kbs_protocol::TEE_SIM => Ok(rats::Tee::Sim),
         "sgx" => Ok(rats::Tee::SgxEcdsa),
         "tdx" => Ok(rats::Tee::TdxEcdsa),
+        "snp" => Ok(rats::Tee::SevSnp),
         other => Err(KbsError::Attestation(format!(
-            "TEE {other:?} is not supported (supported: sample, sim, sgx, tdx)"
+            "TEE {other:?} is not supported (supported: sample, sim, sgx, tdx, snp)"
         ))),
     }
 }
@@ -109,16 +110,38 @@ impl Appraiser {
                 .decode(s)
                 .map_err(|e| bad(&format!("{field} is not base64: {e}")))
         };
+        let mut collateral = self.collateral.clone();
         let bytes = match tee {
             rats::Tee::Sample => serde_json::to_vec(evidence).map_err(|e| bad(&e.to_string()))?,
             rats::Tee::Sim => b64_field("report")?,
+            rats::Tee::SevSnp => {
+                // The VCEK (or VLEK) comes with the evidence; it is checked up to AMD's
+                // root built into rats, so the guest cannot pass off another chip's.
+                let (report, certs) =
+                    kbs_protocol::snp::parse(evidence).map_err(|e| bad(&e.to_string()))?;
+                let find = |kinds: &[&str]| {
+                    certs
+                        .iter()
+                        .find(|c| kinds.contains(&c.kind.as_str()))
+                        .map(|c| c.der.clone())
+                };
+                let vek = find(&["VCEK", "VLEK"]).ok_or_else(|| {
+                    bad("no VCEK or VLEK in cert_chain (verdictd does not fetch from AMD's KDS)")
+                })?;
+                collateral = Some(rats::Collateral::Snp(rats::snp::SnpCollateral {
+                    vek,
+                    ask: find(&["ASK"]),
+                    ark: find(&["ARK"]),
+                }));
+                report
+            }
             _ => b64_field("quote")?,
         };
         let input = rats::Input {
             report_data: Some(
                 kbs_protocol::binding::report_data_64(digest).map_err(|e| bad(&e.to_string()))?,
             ),
-            collateral: self.collateral.clone(),
+            collateral,
             now,
         };
         let verified = rats::verify(&bytes, Some(tee), &input)
@@ -218,4 +241,108 @@ impl Appraiser {
 fn sha384(b: &[u8]) -> Vec<u8> {
     use sha2::Digest;
     sha2::Sha384::digest(b).to_vec()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kbs_protocol::{CompositeEvidence, RuntimeData};
+
+    /// 2025-01-01, when the SNP fixture's VCEK is valid.
+    const AT: u64 = 1_735_689_600;
+
+    fn fixture(name: &str) -> Vec<u8> {
+        std::fs::read(format!(
+            "{}/../rats/testdata/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .unwrap()
+    }
+
+    /// configfs-tsm's `auxblob`: GUID (little-endian fields), offset, length; a zero
+    /// entry; the certificates.
+    fn cert_table(vcek: &[u8]) -> Vec<u8> {
+        let guid = hex::decode("8d75da6364e66445adc5f4b93be8accd").unwrap();
+        let mut t = guid;
+        t.extend_from_slice(&48u32.to_le_bytes());
+        t.extend_from_slice(&(vcek.len() as u32).to_le_bytes());
+        t.extend_from_slice(&[0; 24]);
+        t.extend_from_slice(vcek);
+        t
+    }
+
+    fn attestation(primary_evidence: Value) -> Attestation {
+        Attestation {
+            init_data: None,
+            runtime_data: RuntimeData {
+                nonce: "bm9uY2U".into(),
+                tee_pubkey: kbs_protocol::jwe::TeeKeyPair::generate().public_key(),
+            },
+            tee_evidence: CompositeEvidence {
+                primary_evidence,
+                additional_evidence: String::new(),
+            },
+        }
+    }
+
+    /// A real SNP report in the guest's JSON form, its VCEK in `cert_chain`: verified
+    /// up to the binding, which a recorded report cannot satisfy for a new session.
+    #[test]
+    fn snp_evidence_in_the_guests_form_is_verified_with_its_vcek() {
+        let appraiser = Appraiser::new(rats::Policy::default(), None);
+        let vcek = (
+            "63da758d-e664-4564-adc5-f4b93be8accd".to_string(),
+            fixture("test-vcek.der"),
+        );
+        let report = fixture("test-report.bin");
+        let digest = [7u8; 48];
+        let good = kbs_protocol::snp::evidence(&report, std::slice::from_ref(&vcek)).unwrap();
+        let err = appraiser
+            .appraise("snp", &attestation(good.clone()), &digest, AT)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("report data"), "{err}");
+
+        // A changed measurement breaks the signature before the binding is looked at.
+        let mut forged = good.clone();
+        let m = forged["attestation_report"]["measurement"][0]
+            .as_u64()
+            .unwrap();
+        forged["attestation_report"]["measurement"][0] = json!(m ^ 1);
+        let err = appraiser
+            .appraise("snp", &attestation(forged), &digest, AT)
+            .unwrap_err()
+            .to_string();
+        assert!(!err.contains("report data"), "{err}");
+        assert!(err.contains("snp evidence refused"), "{err}");
+
+        // As the attestation agent makes it in an SNP guest, from configfs-tsm's report
+        // and its `auxblob` certificate table.
+        let e = rats::Evidence {
+            tee: rats::Tee::SevSnp,
+            bytes: report.clone(),
+            collateral: Some(cert_table(&vcek.1)),
+        };
+        let from_agent = attestation_agent::primary_evidence(&e).unwrap();
+        assert_eq!(from_agent, good);
+        let err = appraiser
+            .appraise("snp", &attestation(from_agent), &digest, AT)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("report data"), "{err}");
+
+        // No VCEK: said so (verdictd fetches nothing).
+        let bare = kbs_protocol::snp::evidence(&report, &[]).unwrap();
+        let err = appraiser
+            .appraise("snp", &attestation(bare), &digest, AT)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("no VCEK"), "{err}");
+        // Not SNP evidence at all.
+        let err = appraiser
+            .appraise("snp", &attestation(json!({"quote": "AA=="})), &digest, AT)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("SNP evidence"), "{err}");
+    }
 }
