@@ -27,9 +27,10 @@ $(APT_STAMP):
 deps: $(APT_STAMP)
 
 build: deps
-	$(CARGO) build --release --workspace
-	@# The RA-TLS server the demo runs in an enclave.
-	$(CARGO) build --release -p rats-tls --example enclave_server
+	@# Examples too (the RA-TLS server the demo runs in an enclave, the benches): in
+	@# one workspace build they share its dependencies; built per package, they would
+	@# not (other feature sets).
+	$(CARGO) build --release --workspace --lib --bins --examples
 	@# The PAL's conventional file name has a dash, which a cdylib's name cannot.
 	cp -f $(RELEASE)/liberpal_sim.so $(RELEASE)/liberpal-sim.so
 

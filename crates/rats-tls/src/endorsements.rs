@@ -15,10 +15,7 @@
 //! by Intel and checked up to the pinned Intel SGX Root CA by the quote verifier, so
 //! the worst a forged entry can do is make the verification fail.
 
-use base64::Engine as _;
 use rats::QuoteCollateralV3;
-use serde::Deserialize;
-use serde_json::value::RawValue;
 
 use crate::dice::{self, Reader};
 use crate::RaTlsError;
@@ -106,33 +103,13 @@ pub fn decode(value: &[u8]) -> Result<Option<QuoteCollateralV3>, RaTlsError> {
     }))
 }
 
-/// `{"<body>":<raw>,"signature":"<hex>"}`: the signature covers `raw` byte for byte,
-/// so it is spliced in, not re-serialised.
 fn signed_document(body: &str, raw: &str, signature: &[u8]) -> String {
-    format!(
-        "{{\"{body}\":{raw},\"signature\":\"{}\"}}",
-        hex::encode(signature)
-    )
+    rats::dcap::signed_document(body, raw, signature)
 }
 
 fn split_signed(doc: &[u8], body: &str) -> Result<(String, Vec<u8>), RaTlsError> {
-    #[derive(Deserialize)]
-    struct Signed<'a> {
-        #[serde(borrow, rename = "tcbInfo")]
-        tcb_info: Option<&'a RawValue>,
-        #[serde(borrow, rename = "enclaveIdentity")]
-        enclave_identity: Option<&'a RawValue>,
-        signature: String,
-    }
-    let bad = |why: String| RaTlsError::Extension(format!("endorsements: {body}: {why}"));
-    let s: Signed<'_> = serde_json::from_slice(doc).map_err(|e| bad(e.to_string()))?;
-    let raw = match body {
-        "tcbInfo" => s.tcb_info,
-        _ => s.enclave_identity,
-    }
-    .ok_or_else(|| bad(format!("no \"{body}\" member")))?;
-    let signature = hex::decode(&s.signature).map_err(|_| bad("signature is not hex".into()))?;
-    Ok((raw.get().to_string(), signature))
+    rats::dcap::split_signed_document(doc, body)
+        .map_err(|e| RaTlsError::Extension(format!("endorsements: {e}")))
 }
 
 fn nul_terminated(s: &str) -> Vec<u8> {
@@ -152,43 +129,12 @@ fn text(b: &[u8], what: &str) -> Result<String, RaTlsError> {
         .map_err(|_| RaTlsError::Extension(format!("endorsements: {what} is not text")))
 }
 
-const CRL_BEGIN: &str = "-----BEGIN X509 CRL-----";
-const CRL_END: &str = "-----END X509 CRL-----";
-
 fn crl_pem(der: &[u8]) -> String {
-    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
-    let mut s = String::with_capacity(b64.len() + b64.len() / 64 + 64);
-    s.push_str(CRL_BEGIN);
-    s.push('\n');
-    for line in b64.as_bytes().chunks(64) {
-        s.push_str(std::str::from_utf8(line).unwrap_or_default());
-        s.push('\n');
-    }
-    s.push_str(CRL_END);
-    s.push('\n');
-    s
+    rats::dcap::crl_pem(der)
 }
 
-/// A CRL as Intel's libraries give it, whatever the collateral version: PEM (3.0),
-/// hex of the DER (PCS API v3 bodies) or the DER itself (3.1).
 fn crl_der(b: &[u8], what: &str) -> Result<Vec<u8>, RaTlsError> {
-    let bad = |why: &str| RaTlsError::Extension(format!("endorsements: {what}: {why}"));
-    if b.first() == Some(&0x30) {
-        return Ok(b.to_vec());
-    }
-    let s = std::str::from_utf8(b).map_err(|_| bad("neither DER, PEM nor hex"))?;
-    let s = s.trim();
-    if let Some(body) = s.strip_prefix(CRL_BEGIN) {
-        let body = body
-            .trim_end()
-            .strip_suffix(CRL_END)
-            .ok_or_else(|| bad("PEM without its END line"))?;
-        let b64: String = body.split_whitespace().collect();
-        return base64::engine::general_purpose::STANDARD
-            .decode(b64)
-            .map_err(|_| bad("PEM body is not base64"));
-    }
-    hex::decode(s).map_err(|_| bad("neither DER, PEM nor hex"))
+    rats::dcap::crl_der(b).map_err(|e| RaTlsError::Extension(format!("endorsements: {what}: {e}")))
 }
 
 #[cfg(test)]

@@ -110,3 +110,74 @@ pub fn parse_collateral(json: &[u8]) -> Result<QuoteCollateralV3, RatsError> {
         reason: format!("not QuoteCollateralV3 JSON: {e}"),
     })
 }
+
+/// Splits a signed Intel document as PCS serves it (`{"tcbInfo":…,"signature":"hex"}`,
+/// `{"enclaveIdentity":…}`) into the body, byte for byte as signed, and the signature.
+pub fn split_signed_document(doc: &[u8], body: &str) -> Result<(String, Vec<u8>), String> {
+    #[derive(serde::Deserialize)]
+    struct Signed<'a> {
+        #[serde(borrow, rename = "tcbInfo")]
+        tcb_info: Option<&'a serde_json::value::RawValue>,
+        #[serde(borrow, rename = "enclaveIdentity")]
+        enclave_identity: Option<&'a serde_json::value::RawValue>,
+        signature: String,
+    }
+    let s: Signed<'_> = serde_json::from_slice(doc).map_err(|e| format!("{body}: {e}"))?;
+    let raw = match body {
+        "tcbInfo" => s.tcb_info,
+        _ => s.enclave_identity,
+    }
+    .ok_or_else(|| format!("{body}: no \"{body}\" member"))?;
+    let signature =
+        hex::decode(&s.signature).map_err(|_| format!("{body}: signature is not hex"))?;
+    Ok((raw.get().to_string(), signature))
+}
+
+/// The signed document [`split_signed_document`] reads: the signature covers `raw`
+/// byte for byte, so it is spliced in, not re-serialised.
+pub fn signed_document(body: &str, raw: &str, signature: &[u8]) -> String {
+    format!(
+        "{{\"{body}\":{raw},\"signature\":\"{}\"}}",
+        hex::encode(signature)
+    )
+}
+
+const CRL_BEGIN: &str = "-----BEGIN X509 CRL-----";
+const CRL_END: &str = "-----END X509 CRL-----";
+
+/// A CRL as Intel's services and libraries give it: DER, PEM, or hex of the DER.
+pub fn crl_der(b: &[u8]) -> Result<Vec<u8>, String> {
+    use base64::Engine as _;
+    if b.first() == Some(&0x30) {
+        return Ok(b.to_vec());
+    }
+    let s = std::str::from_utf8(b).map_err(|_| "neither DER, PEM nor hex".to_string())?;
+    let s = s.trim_matches(|c: char| c.is_whitespace() || c == '\0');
+    if let Some(body) = s.strip_prefix(CRL_BEGIN) {
+        let body = body
+            .trim_end()
+            .strip_suffix(CRL_END)
+            .ok_or("PEM without its END line")?;
+        let b64: String = body.split_whitespace().collect();
+        return base64::engine::general_purpose::STANDARD
+            .decode(b64)
+            .map_err(|_| "PEM body is not base64".to_string());
+    }
+    hex::decode(s).map_err(|_| "neither DER, PEM nor hex".to_string())
+}
+
+/// A CRL in PEM.
+pub fn crl_pem(der: &[u8]) -> String {
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
+    let mut s = String::with_capacity(b64.len() + b64.len() / 64 + 64);
+    s.push_str(CRL_BEGIN);
+    s.push('\n');
+    for line in b64.as_bytes().chunks(64) {
+        s.push_str(std::str::from_utf8(line).unwrap_or_default());
+        s.push('\n');
+    }
+    s.push_str(CRL_END);
+    s.push('\n');
+    s
+}

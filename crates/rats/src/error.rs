@@ -22,6 +22,9 @@ pub enum RatsError {
     /// Collateral is missing, malformed, or does not belong to this evidence.
     #[error("{tee} evidence: collateral: {reason}")]
     Collateral { tee: &'static str, reason: String },
+    /// Collateral could not be fetched (feature `fetch`): the service's URL and why.
+    #[error("fetching collateral: {0}")]
+    Fetch(String),
     /// The platform's TCB is revoked or matches no TCB level.
     #[error("{tee} evidence: TCB: {reason}")]
     Tcb { tee: &'static str, reason: String },

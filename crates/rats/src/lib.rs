@@ -22,6 +22,8 @@
 mod claims;
 pub mod dcap;
 mod error;
+#[cfg(feature = "fetch")]
+pub mod fetch;
 mod policy;
 pub mod snp;
 mod software;

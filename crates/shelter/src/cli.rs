@@ -84,6 +84,13 @@ pub struct Verify {
     /// Collateral file (DCAP: QuoteCollateralV3 JSON)
     #[arg(long)]
     pub collateral: Option<PathBuf>,
+    /// Fetch DCAP collateral from this PCS or PCCS (e.g. https://api.trustedservices.intel.com)
+    /// when no --collateral is given
+    #[arg(long, conflicts_with = "collateral")]
+    pub pccs: Option<String>,
+    /// Keep fetched collateral here (0600 files), and fall back to it when offline
+    #[arg(long, requires = "pccs")]
+    pub collateral_cache: Option<PathBuf>,
     /// Verification time, as Unix seconds or RFC 3339; default: now
     #[arg(long)]
     pub at: Option<String>,

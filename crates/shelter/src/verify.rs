@@ -21,7 +21,22 @@ pub fn run(v: &Verify) -> Result<i32> {
             let bytes = std::fs::read(path).with_context(|| format!("{}", path.display()))?;
             Some(Collateral::parse(tee, &bytes)?)
         }
-        None => None,
+        None => match &v.pccs {
+            Some(url) if matches!(tee, Tee::SgxEcdsa | Tee::TdxEcdsa) => {
+                let fetcher = rats::fetch::Fetcher {
+                    cache_dir: v.collateral_cache.clone(),
+                    ..Default::default()
+                };
+                Some(Collateral::Dcap(Box::new(
+                    fetcher.dcap_collateral(url, &evidence)?,
+                )))
+            }
+            Some(_) => bail!(
+                "--pccs serves DCAP collateral; {} evidence takes none from it",
+                tee.name()
+            ),
+            None => None,
+        },
     };
     let input = Input {
         report_data: v

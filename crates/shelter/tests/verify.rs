@@ -80,7 +80,12 @@ fn tdx_quote_is_accepted_at_unix_time() {
 
 #[test]
 fn failures_are_one_line_with_a_nonzero_exit() {
-    let cases: [(&[&str], &str); 4] = [
+    let cases: [(&[&str], &str); 5] = [
+        (
+            // Port 9 (discard) on loopback: nothing listens.
+            &["--pccs", "http://127.0.0.1:9", "--at", "1750377600"],
+            "offline?",
+        ),
         (
             &["--collateral", "SGXC", "--at", "2026-06-20T00:00:00Z"],
             "collateral expired",

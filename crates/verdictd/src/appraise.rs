@@ -146,6 +146,10 @@ impl Appraiser {
         };
         let verified = rats::verify(&bytes, Some(tee), &input)
             .map_err(|e| KbsError::Attestation(format!("{tee_name} evidence refused: {e}")))?;
+        let init_data = match &attestation.init_data {
+            Some(init) => Some(init_data(tee, init, &verified).map_err(|e| bad(&e))?),
+            None => None,
+        };
 
         let (policy_id, mut policy) = self.policy.read().expect("policy lock").clone();
         for (name, values) in self
@@ -222,11 +226,9 @@ impl Appraiser {
             "runtime_data_claims".into(),
             json!({"nonce": attestation.runtime_data.nonce, "tee-pubkey": tee_pubkey}),
         );
-        if let Some(init) = &attestation.init_data {
-            annotated.insert(
-                "init_data_claims".into(),
-                json!({"format": init.format, "digest": hex::encode(sha384(init.body.as_bytes()))}),
-            );
+        if let Some((digest, claims)) = init_data {
+            annotated.insert("init_data".into(), json!(hex::encode(digest)));
+            annotated.insert("init_data_claims".into(), claims);
         }
         Ok(json!({
             "ear.status": status,
@@ -238,9 +240,70 @@ impl Appraiser {
     }
 }
 
-fn sha384(b: &[u8]) -> Vec<u8> {
+/// Checks init-data (the TOML document of Confidential Containers' initdata spec:
+/// `version`, `algorithm`, `[data]`) against the field the TEE measured it into:
+/// TDX `MRCONFIGID` (48 bytes), SEV-SNP `HOST_DATA` (32 bytes), the digest
+/// zero-padded to the field. Software TEEs have no such field: their init-data is
+/// reported, not bound (as Trustee does for `sample`). Returns the digest and the
+/// `[data]` table as claims.
+fn init_data(
+    tee: rats::Tee,
+    init: &kbs_protocol::InitData,
+    verified: &rats::Verified,
+) -> Result<(Vec<u8>, Value), String> {
     use sha2::Digest;
-    sha2::Sha384::digest(b).to_vec()
+    if init.format != "toml" {
+        return Err(format!(
+            "init-data format {:?} is not supported (toml is)",
+            init.format
+        ));
+    }
+    let doc: toml::Table =
+        toml::from_str(&init.body).map_err(|e| format!("init-data: {}", e.message()))?;
+    let algorithm = doc
+        .get("algorithm")
+        .and_then(toml::Value::as_str)
+        .unwrap_or("sha384");
+    let body = init.body.as_bytes();
+    let digest = match algorithm {
+        "sha256" => sha2::Sha256::digest(body).to_vec(),
+        "sha384" => sha2::Sha384::digest(body).to_vec(),
+        "sha512" => sha2::Sha512::digest(body).to_vec(),
+        other => return Err(format!("init-data algorithm {other:?} is not supported")),
+    };
+    let data = doc.get("data").cloned();
+    let claims = serde_json::to_value(data.unwrap_or(toml::Value::Table(Default::default())))
+        .map_err(|e| format!("init-data: {e}"))?;
+    let field = match tee {
+        rats::Tee::TdxEcdsa => Some(("tdx_mr_config_id", 48)),
+        rats::Tee::SevSnp => Some(("snp_host_data", 32)),
+        rats::Tee::SgxEcdsa => {
+            return Err("init-data binding is not supported for sgx evidence".into())
+        }
+        rats::Tee::Sim | rats::Tee::Sample => None,
+    };
+    if let Some((claim, len)) = field {
+        if digest.len() > len {
+            return Err(format!(
+                "init-data digest ({algorithm}) is longer than {claim}'s {len} bytes"
+            ));
+        }
+        let mut expected = digest.clone();
+        expected.resize(len, 0);
+        let found = verified
+            .claims
+            .get(claim)
+            .map(|v| v.canonical())
+            .unwrap_or_default();
+        if found != [hex::encode(&expected)] {
+            return Err(format!(
+                "init-data is not the one measured: {claim} is {}, the init-data's {algorithm} is {}",
+                found.first().map(String::as_str).unwrap_or("absent"),
+                hex::encode(&expected)
+            ));
+        }
+    }
+    Ok((digest, claims))
 }
 
 #[cfg(test)]
@@ -344,5 +407,75 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("SNP evidence"), "{err}");
+    }
+
+    /// The TDX fixture's claims, as if that TD had been launched with `mr_config_id`.
+    fn tdx_claims(mr_config_id: Option<&[u8]>) -> rats::Verified {
+        let input = rats::Input {
+            report_data: None,
+            collateral: Some(
+                rats::Collateral::parse(rats::Tee::TdxEcdsa, &fixture("tdx_quote_collateral.json"))
+                    .unwrap(),
+            ),
+            // 2025-06-20, inside the collateral's window.
+            now: 1_750_377_600,
+        };
+        let mut v = rats::verify(&fixture("tdx_quote"), None, &input).unwrap();
+        if let Some(id) = mr_config_id {
+            v.claims.insert(
+                "tdx_mr_config_id".into(),
+                rats::ClaimValue::Bytes(id.to_vec()),
+            );
+        }
+        v
+    }
+
+    #[test]
+    fn init_data_is_bound_to_the_field_the_tee_measured() {
+        use sha2::Digest;
+        let body = "version = \"0.1.0\"\nalgorithm = \"sha256\"\n[data]\n\"policy.rego\" = \"package agent_policy\"\n";
+        let init = kbs_protocol::InitData {
+            format: "toml".into(),
+            body: body.into(),
+        };
+        let digest = sha2::Sha256::digest(body.as_bytes()).to_vec();
+        let mut padded = digest.clone();
+        padded.resize(48, 0);
+
+        // Measured: accepted, with the digest and the [data] table as claims.
+        let (d, claims) =
+            init_data(rats::Tee::TdxEcdsa, &init, &tdx_claims(Some(&padded))).unwrap();
+        assert_eq!(d, digest);
+        assert_eq!(claims["policy.rego"], "package agent_policy");
+        // The real TD was launched without it: refused, both values named.
+        let err = init_data(rats::Tee::TdxEcdsa, &init, &tdx_claims(None)).unwrap_err();
+        assert!(
+            err.contains("tdx_mr_config_id") && err.contains(&hex::encode(&padded)),
+            "{err}"
+        );
+        // Software TEEs have nowhere to measure it: reported, not bound.
+        let sample = rats::verify(
+            &serde_json::to_vec(&rats::SampleEvidence::new(&[1; 48])).unwrap(),
+            Some(rats::Tee::Sample),
+            &rats::Input::default(),
+        )
+        .unwrap();
+        assert!(init_data(rats::Tee::Sample, &init, &sample).is_ok());
+        // What cannot be checked is refused.
+        for (format, body, want) in [
+            ("json", body, "format"),
+            ("toml", "algorithm = \"md5\"", "md5"),
+            ("toml", "algorithm = \"sha512\"", "longer"),
+            ("toml", "not toml ===", "init-data"),
+        ] {
+            let init = kbs_protocol::InitData {
+                format: format.into(),
+                body: body.into(),
+            };
+            let err = init_data(rats::Tee::TdxEcdsa, &init, &tdx_claims(None)).unwrap_err();
+            assert!(err.contains(want), "{want}: {err}");
+        }
+        let err = init_data(rats::Tee::SgxEcdsa, &init, &sample).unwrap_err();
+        assert!(err.contains("sgx"), "{err}");
     }
 }

@@ -1,0 +1,440 @@
+//! Collateral fetchers (feature `fetch`): DCAP collateral from Intel's PCS or a PCCS.
+//!
+//! The verifiers never call this; a caller fetches, then verifies offline. Nothing
+//! fetched is trusted for being fetched: every document is signed by Intel and
+//! checked up to the pinned root when the quote is verified, so TLS here only keeps
+//! the lookups private (a PCCS is often plain HTTP on the local network).
+//!
+//! - **Cache**: with a cache directory, each answer is kept (0600, written whole) and
+//!   served for [`Fetcher::max_age`]; when the service cannot be reached an older
+//!   answer is served, with a warning, rather than nothing.
+//! - **Backoff**: connection failures, 429 and 5xx are retried after 0.2 s, 0.4 s, …
+//!   ([`Fetcher::attempts`] tries), honouring a short `Retry-After`.
+//! - **Offline**: the error names the URL and the reason, in one line.
+
+use std::io::{Read, Write};
+use std::net::{TcpStream, ToSocketAddrs};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use dcap_qvl::quote::Quote;
+use serde::{Deserialize, Serialize};
+
+use crate::dcap::{crl_der, split_signed_document};
+use crate::{QuoteCollateralV3, RatsError};
+
+/// Intel's Provisioning Certification Service.
+pub const INTEL_PCS: &str = "https://api.trustedservices.intel.com";
+/// Where Intel publishes the SGX Root CA's CRL (the root certificate's CRL
+/// distribution point); PCS has no endpoint for it, a PCCS does.
+pub const INTEL_ROOT_CA_CRL: &str =
+    "https://certificates.trustedservices.intel.com/IntelSGXRootCA.der";
+/// Debian's bundle of the web's certificate authorities, for `https://`.
+pub const SYSTEM_ROOTS: &str = "/etc/ssl/certs/ca-certificates.crt";
+
+const MAX_BODY: usize = 4 << 20;
+
+/// An HTTP(S) GET client for collateral services, with a cache and retries.
+#[derive(Debug, Clone)]
+pub struct Fetcher {
+    /// Where answers are kept; `None`: no cache.
+    pub cache_dir: Option<PathBuf>,
+    /// How long a cached answer is served without asking again.
+    pub max_age: Duration,
+    /// Tries per request.
+    pub attempts: u32,
+    /// The first retry's delay; each next one doubles.
+    pub backoff: Duration,
+    /// Connect and read timeout.
+    pub timeout: Duration,
+    /// PEM bundle of the authorities trusted for `https://`.
+    pub roots: PathBuf,
+}
+
+impl Default for Fetcher {
+    fn default() -> Self {
+        Fetcher {
+            cache_dir: None,
+            max_age: Duration::from_secs(24 * 3600),
+            attempts: 3,
+            backoff: Duration::from_millis(200),
+            timeout: Duration::from_secs(30),
+            roots: PathBuf::from(SYSTEM_ROOTS),
+        }
+    }
+}
+
+/// An answer: status, headers (names lower-case) and body.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    #[serde(with = "b64")]
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+mod b64 {
+    use base64::Engine as _;
+    pub fn serialize<S: serde::Serializer>(v: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&base64::engine::general_purpose::STANDARD.encode(v))
+    }
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        let s: String = serde::Deserialize::deserialize(d)?;
+        base64::engine::general_purpose::STANDARD
+            .decode(s)
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+fn fetch_error(url: &str, reason: impl std::fmt::Display) -> RatsError {
+    RatsError::Fetch(format!("{url}: {reason}"))
+}
+
+impl Fetcher {
+    /// A fetcher that keeps answers in `cache_dir`.
+    pub fn with_cache(cache_dir: impl Into<PathBuf>) -> Fetcher {
+        Fetcher {
+            cache_dir: Some(cache_dir.into()),
+            ..Fetcher::default()
+        }
+    }
+
+    /// DCAP collateral for `quote` from a PCS or PCCS at `base` (for example
+    /// [`INTEL_PCS`] or `https://pccs.local:8081`), ready for [`crate::verify`].
+    pub fn dcap_collateral(
+        &self,
+        base: &str,
+        quote: &[u8],
+    ) -> Result<QuoteCollateralV3, RatsError> {
+        let bad = |reason: String| RatsError::Collateral {
+            tee: "dcap",
+            reason,
+        };
+        let parsed = Quote::parse(quote).map_err(|e| RatsError::Malformed {
+            tee: "dcap",
+            reason: format!("{e:#}"),
+        })?;
+        let fmspc = dcap_qvl::intel::quote_fmspc(&parsed)
+            .map_err(|e| bad(format!("FMSPC from the PCK certificate: {e:#}")))?;
+        let ca = dcap_qvl::intel::quote_ca(&parsed)
+            .map_err(|e| bad(format!("PCK CA from the PCK certificate: {e:#}")))?;
+        let tee = if parsed.header.is_sgx() { "sgx" } else { "tdx" };
+        let base = base
+            .trim_end_matches('/')
+            .trim_end_matches("/sgx/certification/v4")
+            .trim_end_matches("/tdx/certification/v4");
+        let url = |tee: &str, path: &str| format!("{base}/{tee}/certification/v4/{path}");
+
+        let pckcrl_url = url("sgx", &format!("pckcrl?ca={}&encoding=der", ca.as_id_str()));
+        let pckcrl = self.get_ok(&pckcrl_url)?;
+        let tcb_url = url(tee, &format!("tcb?fmspc={}", hex::encode_upper(fmspc)));
+        let tcb = self.get_ok(&tcb_url)?;
+        let qe_url = url(tee, "qe/identity");
+        let qe = self.get_ok(&qe_url)?;
+        let root_url = if base.starts_with(INTEL_PCS) {
+            INTEL_ROOT_CA_CRL.to_string()
+        } else {
+            url("sgx", "rootcacrl")
+        };
+        let root = self.get_ok(&root_url)?;
+
+        let chain = |r: &Response, url: &str, names: &[&str]| -> Result<String, RatsError> {
+            let v = names
+                .iter()
+                .find_map(|n| r.header(n))
+                .ok_or_else(|| fetch_error(url, format!("no {} header", names[0])))?;
+            percent_decode(v)
+                .ok_or_else(|| fetch_error(url, format!("{} is not URL-encoded", names[0])))
+        };
+        let (tcb_info, tcb_info_signature) =
+            split_signed_document(&tcb.body, "tcbInfo").map_err(|e| fetch_error(&tcb_url, e))?;
+        let (qe_identity, qe_identity_signature) =
+            split_signed_document(&qe.body, "enclaveIdentity")
+                .map_err(|e| fetch_error(&qe_url, e))?;
+        Ok(QuoteCollateralV3 {
+            pck_crl_issuer_chain: chain(&pckcrl, &pckcrl_url, &["SGX-PCK-CRL-Issuer-Chain"])?,
+            root_ca_crl: crl_der(&root.body).map_err(|e| fetch_error(&root_url, e))?,
+            pck_crl: crl_der(&pckcrl.body).map_err(|e| fetch_error(&pckcrl_url, e))?,
+            tcb_info_issuer_chain: chain(
+                &tcb,
+                &tcb_url,
+                &["TCB-Info-Issuer-Chain", "SGX-TCB-Info-Issuer-Chain"],
+            )?,
+            tcb_info,
+            tcb_info_signature,
+            qe_identity_issuer_chain: chain(&qe, &qe_url, &["SGX-Enclave-Identity-Issuer-Chain"])?,
+            qe_identity,
+            qe_identity_signature,
+            pck_certificate_chain: None,
+        })
+    }
+
+    /// A GET that must answer 200.
+    pub fn get_ok(&self, url: &str) -> Result<Response, RatsError> {
+        let r = self.get(url)?;
+        if r.status != 200 {
+            return Err(fetch_error(url, format!("HTTP {}", r.status)));
+        }
+        Ok(r)
+    }
+
+    /// A GET through the cache, with retries.
+    pub fn get(&self, url: &str) -> Result<Response, RatsError> {
+        let cached = self.cached(url);
+        if let Some((age, r)) = &cached {
+            if *age <= self.max_age {
+                return Ok(r.clone());
+            }
+        }
+        let mut delay = self.backoff;
+        let mut last = None;
+        for attempt in 1..=self.attempts.max(1) {
+            match self.get_once(url) {
+                Ok(r) if r.status == 429 || r.status >= 500 => {
+                    if let Some(s) = r.header("retry-after").and_then(|s| s.trim().parse().ok()) {
+                        delay = delay.max(Duration::from_secs(s).min(Duration::from_secs(10)));
+                    }
+                    last = Some(fetch_error(url, format!("HTTP {}", r.status)));
+                }
+                Ok(r) => {
+                    if r.status == 200 {
+                        self.store(url, &r);
+                    }
+                    return Ok(r);
+                }
+                Err(e) => last = Some(e),
+            }
+            if attempt < self.attempts {
+                std::thread::sleep(delay);
+                delay *= 2;
+            }
+        }
+        let err = last.unwrap_or_else(|| fetch_error(url, "no attempt made"));
+        match cached {
+            Some((age, r)) => {
+                tracing::warn!(%url, age_secs = age.as_secs(), error = %err, "serving a stale cached answer");
+                Ok(r)
+            }
+            None => Err(err),
+        }
+    }
+
+    fn cache_path(&self, url: &str) -> Option<PathBuf> {
+        use sha2::Digest;
+        let dir = self.cache_dir.as_ref()?;
+        Some(dir.join(hex::encode(sha2::Sha256::digest(url.as_bytes()))))
+    }
+
+    fn cached(&self, url: &str) -> Option<(Duration, Response)> {
+        let path = self.cache_path(url)?;
+        let bytes = std::fs::read(&path).ok()?;
+        let age = std::fs::metadata(&path)
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| SystemTime::now().duration_since(t).ok())
+            .unwrap_or(Duration::MAX);
+        serde_json::from_slice(&bytes).ok().map(|r| (age, r))
+    }
+
+    fn store(&self, url: &str, r: &Response) {
+        let Some(path) = self.cache_path(url) else {
+            return;
+        };
+        let write = || -> std::io::Result<()> {
+            use std::os::unix::fs::OpenOptionsExt;
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir)?;
+            }
+            let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(&tmp)?;
+            f.write_all(&serde_json::to_vec(r).map_err(std::io::Error::other)?)?;
+            f.sync_all()?;
+            std::fs::rename(&tmp, &path)
+        };
+        if let Err(e) = write() {
+            tracing::warn!(path = %path.display(), error = %e, "collateral cache not written");
+        }
+    }
+
+    fn get_once(&self, url: &str) -> Result<Response, RatsError> {
+        let (tls, rest) = if let Some(r) = url.strip_prefix("https://") {
+            (true, r)
+        } else if let Some(r) = url.strip_prefix("http://") {
+            (false, r)
+        } else {
+            return Err(fetch_error(url, "only http:// and https:// are supported"));
+        };
+        let (authority, path) = match rest.find('/') {
+            Some(i) => (&rest[..i], &rest[i..]),
+            None => (rest, "/"),
+        };
+        let (host, port) = match authority.rsplit_once(':') {
+            Some((h, p)) if !h.ends_with(']') || h.starts_with('[') => (
+                h.trim_matches(['[', ']']),
+                p.parse::<u16>().map_err(|_| fetch_error(url, "bad port"))?,
+            ),
+            _ => (authority, if tls { 443 } else { 80 }),
+        };
+        let addr = (host, port)
+            .to_socket_addrs()
+            .map_err(|e| fetch_error(url, format!("cannot resolve {host} ({e}): offline?")))?
+            .next()
+            .ok_or_else(|| fetch_error(url, format!("{host} has no address")))?;
+        let tcp = TcpStream::connect_timeout(&addr, self.timeout)
+            .map_err(|e| fetch_error(url, format!("cannot connect to {addr} ({e}): offline?")))?;
+        tcp.set_read_timeout(Some(self.timeout)).ok();
+        tcp.set_write_timeout(Some(self.timeout)).ok();
+        // HTTP/1.0 with Connection: close: the body ends with the connection, and no
+        // chunked encoding comes back.
+        let request = format!(
+            "GET {path} HTTP/1.0\r\nHost: {authority}\r\nAccept: */*\r\nUser-Agent: rats/{}\r\nConnection: close\r\n\r\n",
+            env!("CARGO_PKG_VERSION")
+        );
+        let raw = if tls {
+            let config = self.tls_config().map_err(|e| fetch_error(url, e))?;
+            let name = rustls::pki_types::ServerName::try_from(host.to_string())
+                .map_err(|e| fetch_error(url, e))?;
+            let conn =
+                rustls::ClientConnection::new(config, name).map_err(|e| fetch_error(url, e))?;
+            let mut s = rustls::StreamOwned::new(conn, tcp);
+            exchange(&mut s, request.as_bytes())
+        } else {
+            let mut s = tcp;
+            exchange(&mut s, request.as_bytes())
+        }
+        .map_err(|e| fetch_error(url, e))?;
+        parse_response(&raw).map_err(|e| fetch_error(url, e))
+    }
+
+    fn tls_config(&self) -> Result<Arc<rustls::ClientConfig>, String> {
+        use rustls::pki_types::pem::PemObject as _;
+        let mut roots = rustls::RootCertStore::empty();
+        let certs = rustls::pki_types::CertificateDer::pem_file_iter(&self.roots)
+            .map_err(|e| format!("{}: {e}", self.roots.display()))?;
+        for c in certs.flatten() {
+            let _ = roots.add(c);
+        }
+        if roots.is_empty() {
+            return Err(format!("{}: no certificates", self.roots.display()));
+        }
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| e.to_string())?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        Ok(Arc::new(config))
+    }
+}
+
+fn exchange(s: &mut (impl Read + Write), request: &[u8]) -> Result<Vec<u8>, String> {
+    s.write_all(request).map_err(|e| e.to_string())?;
+    s.flush().map_err(|e| e.to_string())?;
+    let mut raw = Vec::new();
+    let mut buf = [0u8; 16384];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                raw.extend_from_slice(&buf[..n]);
+                if raw.len() > MAX_BODY {
+                    return Err(format!("answer over {MAX_BODY} bytes"));
+                }
+            }
+            // A TLS peer that closes without close_notify: what came is the answer.
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => break,
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+    Ok(raw)
+}
+
+fn parse_response(raw: &[u8]) -> Result<Response, String> {
+    let end = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .ok_or("no end of headers")?;
+    let head = std::str::from_utf8(&raw[..end]).map_err(|_| "headers are not text")?;
+    let mut lines = head.split("\r\n");
+    let status_line = lines.next().unwrap_or_default();
+    let status = status_line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| format!("bad status line {status_line:?}"))?;
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    let mut body = raw[end + 4..].to_vec();
+    if let Some(n) = headers
+        .iter()
+        .find(|(k, _)| k == "content-length")
+        .and_then(|(_, v)| v.parse::<usize>().ok())
+    {
+        if body.len() < n {
+            return Err(format!("body cut short: {} of {n} bytes", body.len()));
+        }
+        body.truncate(n);
+    }
+    Ok(Response {
+        status,
+        headers,
+        body,
+    })
+}
+
+fn percent_decode(s: &str) -> Option<String> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'%' => {
+                let h = std::str::from_utf8(b.get(i + 1..i + 3)?).ok()?;
+                out.push(u8::from_str_radix(h, 16).ok()?);
+                i += 3;
+            }
+            c => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn responses_and_encoded_headers_are_read() {
+        let r = parse_response(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nX-A: b%20c\r\n\r\nabcdef")
+            .unwrap();
+        assert_eq!((r.status, r.body.as_slice()), (200, &b"abc"[..]));
+        assert_eq!(percent_decode(r.header("x-a").unwrap()).unwrap(), "b c");
+        assert!(parse_response(b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\nabc").is_err());
+        assert!(parse_response(b"garbage").is_err());
+        assert!(percent_decode("%zz").is_none());
+        assert_eq!(
+            percent_decode("-----BEGIN%20CERTIFICATE-----%0A").unwrap(),
+            "-----BEGIN CERTIFICATE-----\n"
+        );
+    }
+}

@@ -1,0 +1,242 @@
+//! The collateral fetcher against a PCCS-shaped service on loopback that serves the
+//! real SGX fixture's collateral the way Intel's services do (DER CRLs, signed JSON
+//! bodies, URL-encoded issuer chains in headers): fetched collateral verifies the real
+//! quote; the cache answers a second time and when the service is gone; 503s are
+//! retried; offline without a cache is one clear error.
+#![cfg(feature = "fetch")]
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpListener;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rats::fetch::Fetcher;
+use rats::{Collateral, Input, QuoteCollateralV3, RatsError, Tee};
+
+/// 2025-06-20T00:00:00Z: inside the fixture collateral's window.
+const IN_WINDOW: u64 = 1_750_377_600;
+
+fn data(name: &str) -> Vec<u8> {
+    std::fs::read(format!("{}/testdata/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap()
+}
+
+fn url_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// A PCCS on loopback. `fail_first` requests get 503.
+struct Pccs {
+    port: u16,
+    requests: Arc<AtomicUsize>,
+    paths: Arc<std::sync::Mutex<Vec<String>>>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Pccs {
+    fn start(c: QuoteCollateralV3, fail_first: usize) -> Pccs {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        l.set_nonblocking(true).unwrap();
+        let requests = Arc::new(AtomicUsize::new(0));
+        let paths = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (r, p, s) = (requests.clone(), paths.clone(), stop.clone());
+        let thread = std::thread::spawn(move || {
+            while !s.load(Ordering::SeqCst) {
+                let Ok((mut conn, _)) = l.accept() else {
+                    std::thread::sleep(Duration::from_millis(5));
+                    continue;
+                };
+                conn.set_nonblocking(false).unwrap();
+                let mut line = String::new();
+                let mut reader = BufReader::new(conn.try_clone().unwrap());
+                reader.read_line(&mut line).unwrap();
+                loop {
+                    let mut h = String::new();
+                    if reader.read_line(&mut h).unwrap() == 0 || h == "\r\n" {
+                        break;
+                    }
+                }
+                let path = line.split_whitespace().nth(1).unwrap_or("").to_string();
+                let n = r.fetch_add(1, Ordering::SeqCst);
+                p.lock().unwrap().push(path.clone());
+                let (status, header, body): (&str, Option<(&str, &str)>, Vec<u8>) = if n
+                    < fail_first
+                {
+                    ("503 Service Unavailable", None, b"busy".to_vec())
+                } else if path.starts_with("/sgx/certification/v4/pckcrl?ca=processor&encoding=der")
+                {
+                    (
+                        "200 OK",
+                        Some(("SGX-PCK-CRL-Issuer-Chain", &c.pck_crl_issuer_chain)),
+                        c.pck_crl.clone(),
+                    )
+                } else if path.starts_with("/sgx/certification/v4/tcb?fmspc=") {
+                    (
+                        "200 OK",
+                        Some(("TCB-Info-Issuer-Chain", &c.tcb_info_issuer_chain)),
+                        rats::dcap::signed_document("tcbInfo", &c.tcb_info, &c.tcb_info_signature)
+                            .into_bytes(),
+                    )
+                } else if path == "/sgx/certification/v4/qe/identity" {
+                    (
+                        "200 OK",
+                        Some((
+                            "SGX-Enclave-Identity-Issuer-Chain",
+                            &c.qe_identity_issuer_chain,
+                        )),
+                        rats::dcap::signed_document(
+                            "enclaveIdentity",
+                            &c.qe_identity,
+                            &c.qe_identity_signature,
+                        )
+                        .into_bytes(),
+                    )
+                } else if path == "/sgx/certification/v4/rootcacrl" {
+                    // A PCCS answers with the hex of the DER.
+                    ("200 OK", None, hex::encode(&c.root_ca_crl).into_bytes())
+                } else {
+                    ("404 Not Found", None, Vec::new())
+                };
+                let mut head = format!(
+                    "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n",
+                    body.len()
+                );
+                if let Some((k, v)) = header {
+                    head.push_str(&format!("{k}: {}\r\n", url_encode(v)));
+                }
+                head.push_str("\r\n");
+                let _ = conn.write_all(head.as_bytes());
+                let _ = conn.write_all(&body);
+            }
+        });
+        Pccs {
+            port,
+            requests,
+            paths,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    fn stop(mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        self.thread.take().unwrap().join().unwrap();
+    }
+}
+
+fn fixture_collateral() -> QuoteCollateralV3 {
+    serde_json::from_slice(&data("sgx_quote_collateral.json")).unwrap()
+}
+
+fn fast(f: Fetcher) -> Fetcher {
+    Fetcher {
+        backoff: Duration::from_millis(10),
+        timeout: Duration::from_secs(5),
+        ..f
+    }
+}
+
+fn verify_with(c: QuoteCollateralV3) -> rats::Verified {
+    let input = Input {
+        report_data: None,
+        collateral: Some(Collateral::Dcap(Box::new(c))),
+        now: IN_WINDOW,
+    };
+    rats::verify(&data("sgx_quote"), Some(Tee::SgxEcdsa), &input).unwrap()
+}
+
+#[test]
+fn fetched_collateral_verifies_the_real_quote_and_is_cached() {
+    let pccs = Pccs::start(fixture_collateral(), 0);
+    let cache = tempfile::tempdir().unwrap();
+    let fetcher = fast(Fetcher::with_cache(cache.path().join("collateral")));
+    let c = fetcher
+        .dcap_collateral(&pccs.url(), &data("sgx_quote"))
+        .unwrap();
+    let v = verify_with(c);
+    assert_eq!(
+        v.tcb_status.as_deref(),
+        Some("ConfigurationAndSWHardeningNeeded")
+    );
+    // The FMSPC and CA came from the quote's PCK certificate.
+    let paths = pccs.paths.lock().unwrap().clone();
+    assert!(
+        paths
+            .iter()
+            .any(|p| p.starts_with("/sgx/certification/v4/tcb?fmspc=")),
+        "{paths:?}"
+    );
+    assert_eq!(pccs.requests.load(Ordering::SeqCst), 4);
+    // Cached answers are files of the owner only.
+    for e in std::fs::read_dir(cache.path().join("collateral")).unwrap() {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = e.unwrap().metadata().unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+
+    // Again: all from the cache.
+    fetcher
+        .dcap_collateral(&pccs.url(), &data("sgx_quote"))
+        .unwrap();
+    assert_eq!(pccs.requests.load(Ordering::SeqCst), 4);
+    let url = pccs.url();
+    pccs.stop();
+    // The service gone and the cache stale: the stale answer still verifies.
+    let stale = Fetcher {
+        max_age: Duration::ZERO,
+        attempts: 2,
+        ..fetcher.clone()
+    };
+    let c = stale.dcap_collateral(&url, &data("sgx_quote")).unwrap();
+    verify_with(c);
+    // No cache and no service: one line naming the URL and the reason.
+    let err = fast(Fetcher::default())
+        .dcap_collateral(&url, &data("sgx_quote"))
+        .unwrap_err();
+    assert!(matches!(err, RatsError::Fetch(_)), "{err}");
+    let text = err.to_string();
+    assert!(text.contains(&url) && text.contains("offline?"), "{text}");
+    assert!(!text.contains('\n'));
+}
+
+#[test]
+fn busy_services_are_retried_with_backoff() {
+    let pccs = Pccs::start(fixture_collateral(), 2);
+    let fetcher = fast(Fetcher::default());
+    let c = fetcher
+        .dcap_collateral(&pccs.url(), &data("sgx_quote"))
+        .unwrap();
+    verify_with(c);
+    // Two 503s, then the four documents.
+    assert_eq!(pccs.requests.load(Ordering::SeqCst), 6);
+    pccs.stop();
+
+    // Always busy: the last status is the error.
+    let pccs = Pccs::start(fixture_collateral(), usize::MAX);
+    let err = fetcher
+        .dcap_collateral(&pccs.url(), &data("sgx_quote"))
+        .unwrap_err();
+    assert!(err.to_string().contains("HTTP 503"), "{err}");
+    assert_eq!(pccs.requests.load(Ordering::SeqCst), 3);
+    pccs.stop();
+
+    // Not a quote: refused before any request.
+    let err = fetcher
+        .dcap_collateral("http://127.0.0.1:9", b"junk")
+        .unwrap_err();
+    assert!(matches!(err, RatsError::Malformed { .. }), "{err}");
+}
