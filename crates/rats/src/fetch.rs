@@ -1,4 +1,5 @@
-//! Collateral fetchers (feature `fetch`): DCAP collateral from Intel's PCS or a PCCS.
+//! Collateral fetchers (feature `fetch`): DCAP collateral from Intel's PCS or a PCCS,
+//! and SEV-SNP VCEKs from AMD's Key Distribution Service.
 //!
 //! The verifiers never call this; a caller fetches, then verifies offline. Nothing
 //! fetched is trusted for being fetched: every document is signed by Intel and
@@ -30,6 +31,8 @@ pub const INTEL_PCS: &str = "https://api.trustedservices.intel.com";
 /// distribution point); PCS has no endpoint for it, a PCCS does.
 pub const INTEL_ROOT_CA_CRL: &str =
     "https://certificates.trustedservices.intel.com/IntelSGXRootCA.der";
+/// AMD's Key Distribution Service.
+pub const AMD_KDS: &str = "https://kdsintf.amd.com";
 /// Debian's bundle of the web's certificate authorities, for `https://`.
 pub const SYSTEM_ROOTS: &str = "/etc/ssl/certs/ca-certificates.crt";
 
@@ -176,6 +179,73 @@ impl Fetcher {
             qe_identity,
             qe_identity_signature,
             pck_certificate_chain: None,
+        })
+    }
+
+    /// The VCEK of the chip and TCB that signed an SEV-SNP `report`, from AMD's KDS
+    /// (or a cache of it) at `base`. `product` (`Milan`, `Genoa`, `Turin`) is needed
+    /// for version 2 reports, which do not carry the CPU's family and model. The ASK
+    /// and ARK are not fetched: the verifier pins AMD's roots. (A VLEK cannot be
+    /// fetched by chip: it comes with the report's certificate table.)
+    pub fn amd_vcek(
+        &self,
+        base: &str,
+        report: &[u8],
+        product: Option<&str>,
+    ) -> Result<crate::snp::SnpCollateral, RatsError> {
+        use sev::firmware::guest::AttestationReport;
+        use sev::parser::ByteParser as _;
+        let malformed = |reason: String| RatsError::Malformed {
+            tee: "sev_snp",
+            reason,
+        };
+        let r = AttestationReport::from_bytes(report).map_err(|e| malformed(e.to_string()))?;
+        if r.key_info.signing_key() != 0 {
+            return Err(RatsError::Collateral {
+                tee: "sev_snp",
+                reason:
+                    "the report is signed with a VLEK, which AMD's KDS does not hand out by chip"
+                        .into(),
+            });
+        }
+        let product = match product {
+            Some(p) => p.to_string(),
+            None => match (r.cpuid_fam_id, r.cpuid_mod_id) {
+                (Some(0x19), Some(0x00..=0x0f)) => "Milan".into(),
+                (Some(0x19), Some(0x10..=0x1f | 0xa0..=0xaf)) => "Genoa".into(),
+                (Some(0x1a), Some(0x00..=0x11)) => "Turin".into(),
+                (Some(f), Some(m)) => {
+                    return Err(malformed(format!("CPU family {f:#x} model {m:#x}: not an SEV-SNP product AMD's KDS serves")))
+                }
+                _ => {
+                    return Err(malformed(format!(
+                        "a version {} report does not name its CPU: say which product (Milan, Genoa, Turin)",
+                        r.version
+                    )))
+                }
+            },
+        };
+        let tcb = r.reported_tcb;
+        let (hwid, fmc) = if product == "Turin" {
+            (
+                hex::encode(&r.chip_id[..8]),
+                format!("&fmcSPL={}", tcb.fmc.unwrap_or(0)),
+            )
+        } else {
+            (hex::encode(r.chip_id), String::new())
+        };
+        let url = format!(
+            "{}/vcek/v1/{product}/{hwid}?blSPL={}&teeSPL={}&snpSPL={}&ucodeSPL={}{fmc}",
+            base.trim_end_matches('/'),
+            tcb.bootloader,
+            tcb.tee,
+            tcb.snp,
+            tcb.microcode
+        );
+        let answer = self.get_ok(&url)?;
+        Ok(crate::snp::SnpCollateral {
+            vek: answer.body,
+            ..Default::default()
         })
     }
 
@@ -364,7 +434,8 @@ fn exchange(s: &mut (impl Read + Write), request: &[u8]) -> Result<Vec<u8>, Stri
     Ok(raw)
 }
 
-fn parse_response(raw: &[u8]) -> Result<Response, String> {
+/// Reads an HTTP/1.x answer (status line, headers, body cut at Content-Length).
+pub fn parse_response(raw: &[u8]) -> Result<Response, String> {
     let end = raw
         .windows(4)
         .position(|w| w == b"\r\n\r\n")
@@ -399,7 +470,8 @@ fn parse_response(raw: &[u8]) -> Result<Response, String> {
     })
 }
 
-fn percent_decode(s: &str) -> Option<String> {
+/// Decodes a URL-encoded header value (PCS sends PEM chains so).
+pub fn percent_decode(s: &str) -> Option<String> {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;

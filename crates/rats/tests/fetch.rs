@@ -32,8 +32,11 @@ fn url_encode(s: &str) -> String {
         .collect()
 }
 
-/// A PCCS on loopback. `fail_first` requests get 503.
-struct Pccs {
+/// What a stand-in service answers: status line, one header, body.
+type Reply = (&'static str, Option<(&'static str, String)>, Vec<u8>);
+
+/// An HTTP service on loopback answering each request by `route(request number, path)`.
+struct Service {
     port: u16,
     requests: Arc<AtomicUsize>,
     paths: Arc<std::sync::Mutex<Vec<String>>>,
@@ -41,8 +44,8 @@ struct Pccs {
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
-impl Pccs {
-    fn start(c: QuoteCollateralV3, fail_first: usize) -> Pccs {
+impl Service {
+    fn start(route: impl Fn(usize, &str) -> Reply + Send + 'static) -> Service {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = l.local_addr().unwrap().port();
         l.set_nonblocking(true).unwrap();
@@ -69,57 +72,20 @@ impl Pccs {
                 let path = line.split_whitespace().nth(1).unwrap_or("").to_string();
                 let n = r.fetch_add(1, Ordering::SeqCst);
                 p.lock().unwrap().push(path.clone());
-                let (status, header, body): (&str, Option<(&str, &str)>, Vec<u8>) = if n
-                    < fail_first
-                {
-                    ("503 Service Unavailable", None, b"busy".to_vec())
-                } else if path.starts_with("/sgx/certification/v4/pckcrl?ca=processor&encoding=der")
-                {
-                    (
-                        "200 OK",
-                        Some(("SGX-PCK-CRL-Issuer-Chain", &c.pck_crl_issuer_chain)),
-                        c.pck_crl.clone(),
-                    )
-                } else if path.starts_with("/sgx/certification/v4/tcb?fmspc=") {
-                    (
-                        "200 OK",
-                        Some(("TCB-Info-Issuer-Chain", &c.tcb_info_issuer_chain)),
-                        rats::dcap::signed_document("tcbInfo", &c.tcb_info, &c.tcb_info_signature)
-                            .into_bytes(),
-                    )
-                } else if path == "/sgx/certification/v4/qe/identity" {
-                    (
-                        "200 OK",
-                        Some((
-                            "SGX-Enclave-Identity-Issuer-Chain",
-                            &c.qe_identity_issuer_chain,
-                        )),
-                        rats::dcap::signed_document(
-                            "enclaveIdentity",
-                            &c.qe_identity,
-                            &c.qe_identity_signature,
-                        )
-                        .into_bytes(),
-                    )
-                } else if path == "/sgx/certification/v4/rootcacrl" {
-                    // A PCCS answers with the hex of the DER.
-                    ("200 OK", None, hex::encode(&c.root_ca_crl).into_bytes())
-                } else {
-                    ("404 Not Found", None, Vec::new())
-                };
+                let (status, header, body) = route(n, &path);
                 let mut head = format!(
                     "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n",
                     body.len()
                 );
                 if let Some((k, v)) = header {
-                    head.push_str(&format!("{k}: {}\r\n", url_encode(v)));
+                    head.push_str(&format!("{k}: {}\r\n", url_encode(&v)));
                 }
                 head.push_str("\r\n");
                 let _ = conn.write_all(head.as_bytes());
                 let _ = conn.write_all(&body);
             }
         });
-        Pccs {
+        Service {
             port,
             requests,
             paths,
@@ -136,6 +102,48 @@ impl Pccs {
         self.stop.store(true, Ordering::SeqCst);
         self.thread.take().unwrap().join().unwrap();
     }
+}
+
+/// A PCCS serving the fixture collateral as Intel's services do. `fail_first`
+/// requests get 503.
+fn start_pccs(c: QuoteCollateralV3, fail_first: usize) -> Service {
+    Service::start(move |n, path| {
+        if n < fail_first {
+            ("503 Service Unavailable", None, b"busy".to_vec())
+        } else if path.starts_with("/sgx/certification/v4/pckcrl?ca=processor&encoding=der") {
+            (
+                "200 OK",
+                Some(("SGX-PCK-CRL-Issuer-Chain", c.pck_crl_issuer_chain.clone())),
+                c.pck_crl.clone(),
+            )
+        } else if path.starts_with("/sgx/certification/v4/tcb?fmspc=") {
+            (
+                "200 OK",
+                Some(("TCB-Info-Issuer-Chain", c.tcb_info_issuer_chain.clone())),
+                rats::dcap::signed_document("tcbInfo", &c.tcb_info, &c.tcb_info_signature)
+                    .into_bytes(),
+            )
+        } else if path == "/sgx/certification/v4/qe/identity" {
+            (
+                "200 OK",
+                Some((
+                    "SGX-Enclave-Identity-Issuer-Chain",
+                    c.qe_identity_issuer_chain.clone(),
+                )),
+                rats::dcap::signed_document(
+                    "enclaveIdentity",
+                    &c.qe_identity,
+                    &c.qe_identity_signature,
+                )
+                .into_bytes(),
+            )
+        } else if path == "/sgx/certification/v4/rootcacrl" {
+            // A PCCS answers with the hex of the DER.
+            ("200 OK", None, hex::encode(&c.root_ca_crl).into_bytes())
+        } else {
+            ("404 Not Found", None, Vec::new())
+        }
+    })
 }
 
 fn fixture_collateral() -> QuoteCollateralV3 {
@@ -161,7 +169,7 @@ fn verify_with(c: QuoteCollateralV3) -> rats::Verified {
 
 #[test]
 fn fetched_collateral_verifies_the_real_quote_and_is_cached() {
-    let pccs = Pccs::start(fixture_collateral(), 0);
+    let pccs = start_pccs(fixture_collateral(), 0);
     let cache = tempfile::tempdir().unwrap();
     let fetcher = fast(Fetcher::with_cache(cache.path().join("collateral")));
     let c = fetcher
@@ -215,7 +223,7 @@ fn fetched_collateral_verifies_the_real_quote_and_is_cached() {
 
 #[test]
 fn busy_services_are_retried_with_backoff() {
-    let pccs = Pccs::start(fixture_collateral(), 2);
+    let pccs = start_pccs(fixture_collateral(), 2);
     let fetcher = fast(Fetcher::default());
     let c = fetcher
         .dcap_collateral(&pccs.url(), &data("sgx_quote"))
@@ -226,7 +234,7 @@ fn busy_services_are_retried_with_backoff() {
     pccs.stop();
 
     // Always busy: the last status is the error.
-    let pccs = Pccs::start(fixture_collateral(), usize::MAX);
+    let pccs = start_pccs(fixture_collateral(), usize::MAX);
     let err = fetcher
         .dcap_collateral(&pccs.url(), &data("sgx_quote"))
         .unwrap_err();
@@ -239,4 +247,53 @@ fn busy_services_are_retried_with_backoff() {
         .dcap_collateral("http://127.0.0.1:9", b"junk")
         .unwrap_err();
     assert!(matches!(err, RatsError::Malformed { .. }), "{err}");
+}
+
+/// The KDS path carries the chip id and the reported TCB; the VCEK fetched verifies
+/// the real report against AMD's pinned roots.
+#[test]
+fn the_vcek_for_a_real_snp_report_comes_from_the_kds() {
+    // 2025-01-01, when the SNP fixture's VCEK is valid.
+    const AT: u64 = 1_735_689_600;
+    let report = data("test-report.bin");
+    let vcek = data("test-vcek.der");
+    let kds = Service::start(move |_, path| {
+        if path.starts_with("/vcek/v1/Milan/") && path.contains("?blSPL=") {
+            ("200 OK", None, vcek.clone())
+        } else {
+            ("404 Not Found", None, Vec::new())
+        }
+    });
+    let fetcher = fast(Fetcher::default());
+    let c = fetcher
+        .amd_vcek(&kds.url(), &report, Some("Milan"))
+        .unwrap();
+    let input = Input {
+        report_data: None,
+        collateral: Some(Collateral::Snp(c)),
+        now: AT,
+    };
+    let v = rats::verify(&report, Some(Tee::SevSnp), &input).unwrap();
+    let paths = kds.paths.lock().unwrap().clone();
+    // hwid = the report's 64-byte chip id in hex.
+    let chip_id = v.claims["snp_chip_id"].canonical()[0].clone();
+    assert!(paths[0].contains(&chip_id), "{paths:?}");
+    assert!(paths[0].contains("&snpSPL=") && paths[0].contains("&ucodeSPL="));
+    // Another product's path: the KDS has nothing; said with the URL.
+    let err = fetcher
+        .amd_vcek(&kds.url(), &report, Some("Genoa"))
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("HTTP 404") && err.to_string().contains("/Genoa/"),
+        "{err}"
+    );
+    // A version 2 report does not say which product it came from.
+    let err = fetcher.amd_vcek(&kds.url(), &report, None).unwrap_err();
+    assert!(err.to_string().contains("say which product"), "{err}");
+    kds.stop();
+    // Not a report.
+    assert!(matches!(
+        fetcher.amd_vcek("http://127.0.0.1:9", &[0; 100], None),
+        Err(RatsError::Malformed { .. })
+    ));
 }

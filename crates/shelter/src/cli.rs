@@ -88,8 +88,15 @@ pub struct Verify {
     /// when no --collateral is given
     #[arg(long, conflicts_with = "collateral")]
     pub pccs: Option<String>,
+    /// Fetch the VCEK of an SEV-SNP report from AMD's KDS at this URL (e.g.
+    /// https://kdsintf.amd.com) when no --collateral is given
+    #[arg(long, conflicts_with_all = ["collateral", "pccs"])]
+    pub kds: Option<String>,
+    /// The report's product (Milan, Genoa, Turin), for --kds with version 2 reports
+    #[arg(long, requires = "kds")]
+    pub product: Option<String>,
     /// Keep fetched collateral here (0600 files), and fall back to it when offline
-    #[arg(long, requires = "pccs")]
+    #[arg(long)]
     pub collateral_cache: Option<PathBuf>,
     /// Verification time, as Unix seconds or RFC 3339; default: now
     #[arg(long)]

@@ -21,22 +21,31 @@ pub fn run(v: &Verify) -> Result<i32> {
             let bytes = std::fs::read(path).with_context(|| format!("{}", path.display()))?;
             Some(Collateral::parse(tee, &bytes)?)
         }
-        None => match &v.pccs {
-            Some(url) if matches!(tee, Tee::SgxEcdsa | Tee::TdxEcdsa) => {
-                let fetcher = rats::fetch::Fetcher {
-                    cache_dir: v.collateral_cache.clone(),
-                    ..Default::default()
-                };
-                Some(Collateral::Dcap(Box::new(
+        None => {
+            let fetcher = rats::fetch::Fetcher {
+                cache_dir: v.collateral_cache.clone(),
+                ..Default::default()
+            };
+            match (&v.pccs, &v.kds, tee) {
+                (Some(url), _, Tee::SgxEcdsa | Tee::TdxEcdsa) => Some(Collateral::Dcap(Box::new(
                     fetcher.dcap_collateral(url, &evidence)?,
-                )))
+                ))),
+                (_, Some(url), Tee::SevSnp) => Some(Collateral::Snp(fetcher.amd_vcek(
+                    url,
+                    &evidence,
+                    v.product.as_deref(),
+                )?)),
+                (Some(_), _, _) => bail!(
+                    "--pccs serves DCAP collateral; {} evidence takes none from it",
+                    tee.name()
+                ),
+                (_, Some(_), _) => bail!(
+                    "--kds serves SEV-SNP VCEKs; {} evidence takes none from it",
+                    tee.name()
+                ),
+                (None, None, _) => None,
             }
-            Some(_) => bail!(
-                "--pccs serves DCAP collateral; {} evidence takes none from it",
-                tee.name()
-            ),
-            None => None,
-        },
+        }
     };
     let input = Input {
         report_data: v

@@ -1,0 +1,16 @@
+//! What a collateral service (PCS, PCCS, KDS) answers: the HTTP response, its
+//! URL-encoded issuer-chain headers, the signed JSON documents and the CRL forms.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|raw: &[u8]| {
+    if let Ok(r) = rats::fetch::parse_response(raw) {
+        for (_, v) in &r.headers {
+            let _ = rats::fetch::percent_decode(v);
+        }
+        let _ = rats::dcap::split_signed_document(&r.body, "tcbInfo");
+        let _ = rats::dcap::split_signed_document(&r.body, "enclaveIdentity");
+        let _ = rats::dcap::crl_der(&r.body);
+    }
+});
