@@ -353,13 +353,9 @@ impl Fetcher {
             Some(i) => (&rest[..i], &rest[i..]),
             None => (rest, "/"),
         };
-        let (host, port) = match authority.rsplit_once(':') {
-            Some((h, p)) if !h.ends_with(']') || h.starts_with('[') => (
-                h.trim_matches(['[', ']']),
-                p.parse::<u16>().map_err(|_| fetch_error(url, "bad port"))?,
-            ),
-            _ => (authority, if tls { 443 } else { 80 }),
-        };
+        let (host, port) = split_authority(authority, if tls { 443 } else { 80 })
+            .map_err(|e| fetch_error(url, e))?;
+        let host = host.as_str();
         let addr = (host, port)
             .to_socket_addrs()
             .map_err(|e| fetch_error(url, format!("cannot resolve {host} ({e}): offline?")))?
@@ -409,6 +405,25 @@ impl Fetcher {
             .with_root_certificates(roots)
             .with_no_client_auth();
         Ok(Arc::new(config))
+    }
+}
+
+/// `host`, `host:port`, `[v6]` or `[v6]:port`.
+fn split_authority(authority: &str, default_port: u16) -> Result<(String, u16), String> {
+    let port = |p: &str| p.parse::<u16>().map_err(|_| format!("bad port {p:?}"));
+    if let Some(rest) = authority.strip_prefix('[') {
+        let (host, after) = rest
+            .split_once(']')
+            .ok_or_else(|| format!("unclosed IPv6 address in {authority:?}"))?;
+        return match after.strip_prefix(':') {
+            Some(p) => Ok((host.to_string(), port(p)?)),
+            None if after.is_empty() => Ok((host.to_string(), default_port)),
+            None => Err(format!("bad authority {authority:?}")),
+        };
+    }
+    match authority.rsplit_once(':') {
+        Some((host, p)) => Ok((host.to_string(), port(p)?)),
+        None => Ok((authority.to_string(), default_port)),
     }
 }
 
@@ -494,6 +509,18 @@ pub fn percent_decode(s: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn authorities_are_split() {
+        let ok = |a: &str| split_authority(a, 443).unwrap();
+        assert_eq!(ok("pccs.local"), ("pccs.local".into(), 443));
+        assert_eq!(ok("127.0.0.1:8081"), ("127.0.0.1".into(), 8081));
+        assert_eq!(ok("[::1]"), ("::1".into(), 443));
+        assert_eq!(ok("[::1]:8081"), ("::1".into(), 8081));
+        for bad in ["host:x", "[::1", "[::1]x", "host:99999"] {
+            assert!(split_authority(bad, 443).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn responses_and_encoded_headers_are_read() {
