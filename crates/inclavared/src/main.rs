@@ -55,10 +55,8 @@ struct Cli {
     /// (2.23.133.5.4.2), for verifiers without access to Intel's PCS
     #[arg(long)]
     endorsements: bool,
-    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
-    log_format: LogFormat,
-    #[arg(long, default_value = "info")]
-    log_level: tracing::Level,
+    #[command(flatten)]
+    log: daemon_log::LogArgs,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -73,12 +71,6 @@ enum KeyKind {
     P256,
     P384,
     Rsa3072,
-}
-
-#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum LogFormat {
-    Text,
-    Json,
 }
 
 struct Relay {
@@ -99,13 +91,7 @@ fn main() {
 
 fn run() -> Result<()> {
     let cli = Cli::parse();
-    let logs = tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_max_level(cli.log_level);
-    match cli.log_format {
-        LogFormat::Json => logs.json().init(),
-        LogFormat::Text => logs.init(),
-    }
+    cli.log.init();
     let policy = match &cli.policy {
         Some(p) => rats::Policy::load(p)?,
         None => rats::Policy::default(),

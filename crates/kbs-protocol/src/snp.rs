@@ -29,26 +29,6 @@ pub struct Cert {
     pub der: Vec<u8>,
 }
 
-/// The table's GUIDs of the certificates a verifier uses (the SNP firmware ABI's).
-const GUIDS: &[(&str, &str)] = &[
-    ("c0b406a4-a803-4952-9743-3fb6014cd0ae", "ARK"),
-    ("4ab7b379-bbac-4fe4-a02f-05aef327c782", "ASK"),
-    ("63da758d-e664-4564-adc5-f4b93be8accd", "VCEK"),
-    ("a8074bc2-a25a-483e-aae6-39c045a0b8a1", "VLEK"),
-    ("92f81bc3-5811-4d3d-97ff-d19f88dc67ea", "CRL"),
-];
-
-fn cert_type(kind: &str) -> Option<CertType> {
-    Some(match kind {
-        "ARK" => CertType::ARK,
-        "ASK" => CertType::ASK,
-        "VCEK" => CertType::VCEK,
-        "VLEK" => CertType::VLEK,
-        "CRL" => CertType::CRL,
-        _ => return None,
-    })
-}
-
 fn kind_of(t: &CertType) -> String {
     match t {
         CertType::ARK => "ARK".into(),
@@ -68,11 +48,15 @@ pub fn evidence(report: &[u8], table: &[(String, Vec<u8>)]) -> Result<Value, Pro
     let cert_chain: Vec<CertTableEntry> = table
         .iter()
         .filter_map(|(guid, data)| {
-            let kind = GUIDS.iter().find(|(g, _)| g.eq_ignore_ascii_case(guid))?.1;
-            Some(CertTableEntry {
-                cert_type: cert_type(kind)?,
-                data: data.clone(),
-            })
+            // sev knows the firmware ABI's GUIDs; entries of other GUIDs are left out.
+            let uuid = uuid::Uuid::parse_str(guid).ok()?;
+            match CertType::try_from(&uuid).ok()? {
+                CertType::Empty | CertType::OTHER(_) => None,
+                cert_type => Some(CertTableEntry {
+                    cert_type,
+                    data: data.clone(),
+                }),
+            }
         })
         .collect();
     serde_json::to_value(SnpEvidence {
@@ -119,7 +103,10 @@ mod tests {
         let report = fixture("test-report.bin");
         let vcek = fixture("test-vcek.der");
         let table = vec![
-            (GUIDS[2].0.to_string(), vcek.clone()),
+            (
+                "63da758d-e664-4564-adc5-f4b93be8accd".to_string(),
+                vcek.clone(),
+            ),
             ("00000000-1111-2222-3333-444444444444".to_string(), vec![1]),
         ];
         let v = evidence(&report, &table).unwrap();

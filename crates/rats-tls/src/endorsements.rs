@@ -15,6 +15,7 @@
 //! by Intel and checked up to the pinned Intel SGX Root CA by the quote verifier, so
 //! the worst a forged entry can do is make the verification fail.
 
+use rats::dcap::{crl_pem, signed_document};
 use rats::QuoteCollateralV3;
 
 use crate::dice::{self, Reader};
@@ -103,10 +104,6 @@ pub fn decode(value: &[u8]) -> Result<Option<QuoteCollateralV3>, RaTlsError> {
     }))
 }
 
-fn signed_document(body: &str, raw: &str, signature: &[u8]) -> String {
-    rats::dcap::signed_document(body, raw, signature)
-}
-
 fn split_signed(doc: &[u8], body: &str) -> Result<(String, Vec<u8>), RaTlsError> {
     rats::dcap::split_signed_document(doc, body)
         .map_err(|e| RaTlsError::Extension(format!("endorsements: {e}")))
@@ -127,10 +124,6 @@ fn strip_nul(b: &[u8]) -> &[u8] {
 fn text(b: &[u8], what: &str) -> Result<String, RaTlsError> {
     String::from_utf8(b.to_vec())
         .map_err(|_| RaTlsError::Extension(format!("endorsements: {what} is not text")))
-}
-
-fn crl_pem(der: &[u8]) -> String {
-    rats::dcap::crl_pem(der)
 }
 
 fn crl_der(b: &[u8], what: &str) -> Result<Vec<u8>, RaTlsError> {

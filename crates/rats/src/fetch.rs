@@ -387,8 +387,19 @@ impl Fetcher {
         parse_response(&raw).map_err(|e| fetch_error(url, e))
     }
 
+    /// The client configuration for `self.roots`, read once per process (a fetch of
+    /// DCAP collateral makes four requests; the bundle holds over a hundred CAs).
     fn tls_config(&self) -> Result<Arc<rustls::ClientConfig>, String> {
         use rustls::pki_types::pem::PemObject as _;
+        type Configs = std::sync::Mutex<Vec<(PathBuf, Arc<rustls::ClientConfig>)>>;
+        static CONFIGS: std::sync::OnceLock<Configs> = std::sync::OnceLock::new();
+        let configs = CONFIGS.get_or_init(Default::default);
+        let mut configs = configs
+            .lock()
+            .map_err(|_| "TLS configuration lock".to_string())?;
+        if let Some((_, c)) = configs.iter().find(|(p, _)| *p == self.roots) {
+            return Ok(c.clone());
+        }
         let mut roots = rustls::RootCertStore::empty();
         let certs = rustls::pki_types::CertificateDer::pem_file_iter(&self.roots)
             .map_err(|e| format!("{}: {e}", self.roots.display()))?;
@@ -399,12 +410,15 @@ impl Fetcher {
             return Err(format!("{}: no certificates", self.roots.display()));
         }
         let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let config = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .map_err(|e| e.to_string())?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        Ok(Arc::new(config))
+        let config = Arc::new(
+            rustls::ClientConfig::builder_with_provider(provider)
+                .with_safe_default_protocol_versions()
+                .map_err(|e| e.to_string())?
+                .with_root_certificates(roots)
+                .with_no_client_auth(),
+        );
+        configs.push((self.roots.clone(), config.clone()));
+        Ok(config)
     }
 }
 
@@ -509,6 +523,24 @@ pub fn percent_decode(s: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_ca_bundle_is_read_once() {
+        let f = Fetcher::default();
+        if !f.roots.exists() {
+            println!("skipped: no CA bundle at {}", f.roots.display());
+            return;
+        }
+        assert!(Arc::ptr_eq(
+            &f.tls_config().unwrap(),
+            &f.tls_config().unwrap()
+        ));
+        let empty = Fetcher {
+            roots: PathBuf::from("/dev/null"),
+            ..Fetcher::default()
+        };
+        assert!(empty.tls_config().unwrap_err().contains("no certificates"));
+    }
 
     #[test]
     fn authorities_are_split() {

@@ -4,9 +4,8 @@
 
 mod common;
 
-use std::io::BufRead;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::Duration;
 
 use common::*;
@@ -42,23 +41,18 @@ struct Inclavared {
 impl Inclavared {
     fn start(dir: &Path, name: &str, xfer: &Path, policy: &Path, extra: &[&str]) -> Inclavared {
         let socket = dir.join(format!("{name}.sock"));
-        let mut child = Command::new(built(&["-p", "inclavared"], "inclavared"))
-            .args(extra)
-            .arg("--listen")
-            .arg(format!("unix://{}", socket.display()))
-            .arg("--xfer")
-            .arg(format!("unix://{}", xfer.display()))
-            .arg("--policy")
-            .arg(policy)
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(dir.join(format!("{name}.log"))).unwrap())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        std::io::BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        assert!(line.starts_with("listening on unix://"), "{line}");
+        let (child, addr) = start_announcing(
+            Command::new(built(&["-p", "inclavared"], "inclavared"))
+                .args(extra)
+                .arg("--listen")
+                .arg(format!("unix://{}", socket.display()))
+                .arg("--xfer")
+                .arg(format!("unix://{}", xfer.display()))
+                .arg("--policy")
+                .arg(policy),
+            &dir.join(format!("{name}.log")),
+        );
+        assert!(addr.starts_with("unix://"), "{addr}");
         Inclavared { child, socket }
     }
 

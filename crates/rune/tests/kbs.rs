@@ -5,10 +5,9 @@
 
 mod common;
 
-use std::io::BufRead;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use common::*;
 use sha2::Digest;
@@ -78,22 +77,12 @@ fn only_the_expected_enclave_gets_the_secret() {
         "listen = \"127.0.0.1:0\"\ninsecure_http = true\nresource_policy = \"affirming\"\nattestation_policy = \"attestation.toml\"\n[storage]\ntype = \"localfs\"\ndir = \"resources\"\n",
     )
     .unwrap();
-    let mut verdictd = Command::new(release_bin("verdictd", "verdictd"))
-        .arg("--config")
-        .arg(dir.path().join("verdictd.toml"))
-        .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(dir.path().join("verdictd.log")).unwrap())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    std::io::BufReader::new(verdictd.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let url = line
-        .trim()
-        .strip_prefix("listening on ")
-        .unwrap()
-        .to_string();
+    let (mut verdictd, url) = start_announcing(
+        Command::new(release_bin("verdictd", "verdictd"))
+            .arg("--config")
+            .arg(dir.path().join("verdictd.toml")),
+        &dir.path().join("verdictd.log"),
+    );
 
     let rune = Rune::new();
     let run = |b: &mut Bundle| {

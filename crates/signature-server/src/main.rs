@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
-use clap::{Parser, ValueEnum};
+use clap::Parser;
 use signature_server::Keys;
 
 #[derive(Parser)]
@@ -25,17 +25,8 @@ struct Cli {
     /// RSA-3072 key with exponent 3 for SGX enclaves, PEM (`openssl genrsa -3 3072`)
     #[arg(long)]
     rsa_key: Option<PathBuf>,
-    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
-    log_format: LogFormat,
-    /// debug, info, warn or error
-    #[arg(long, default_value = "info")]
-    log_level: tracing::Level,
-}
-
-#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum LogFormat {
-    Text,
-    Json,
+    #[command(flatten)]
+    log: daemon_log::LogArgs,
 }
 
 fn main() {
@@ -47,13 +38,7 @@ fn main() {
 
 fn run() -> Result<()> {
     let cli = Cli::parse();
-    let logs = tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_max_level(cli.log_level);
-    match cli.log_format {
-        LogFormat::Json => logs.json().init(),
-        LogFormat::Text => logs.init(),
-    }
+    cli.log.init();
     if cli.sim_key.is_none() && cli.rsa_key.is_none() {
         bail!("no key to sign with: give --sim-key, --rsa-key or both");
     }

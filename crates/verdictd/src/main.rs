@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
-use clap::{Parser, ValueEnum};
+use clap::Parser;
 
 #[derive(Parser)]
 #[command(
@@ -23,17 +23,8 @@ struct Cli {
     /// but tokens and admin calls do not
     #[arg(long)]
     insecure_http: bool,
-    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
-    log_format: LogFormat,
-    /// debug, info, warn or error
-    #[arg(long, default_value = "info")]
-    log_level: tracing::Level,
-}
-
-#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum LogFormat {
-    Text,
-    Json,
+    #[command(flatten)]
+    log: daemon_log::LogArgs,
 }
 
 fn main() {
@@ -45,13 +36,7 @@ fn main() {
 
 fn run() -> Result<()> {
     let cli = Cli::parse();
-    let logs = tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_max_level(cli.log_level);
-    match cli.log_format {
-        LogFormat::Json => logs.json().init(),
-        LogFormat::Text => logs.init(),
-    }
+    cli.log.init();
     let mut config = match &cli.config {
         Some(p) => verdictd::Config::load(p)?,
         None => verdictd::Config::default(),

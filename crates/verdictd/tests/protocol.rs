@@ -203,6 +203,27 @@ impl Manual {
         .unwrap()
     }
 
+    /// A session that attests with `key` and GETs `default/key/demo` by its cookie
+    /// alone: the session, the attestation body, the attest reply and the JWE.
+    fn attest_and_get_demo(
+        v: &Verdictd,
+        key: &TeeKeyPair,
+    ) -> (Manual, Vec<u8>, Value, kbs_protocol::Response) {
+        let mut m = Manual::auth(v);
+        let body = Manual::attestation(&m.nonce.clone(), key, key, &m.nonce.clone());
+        let (status, reply) = m.attest(body.clone());
+        assert_eq!(status, 200, "{reply}");
+        let (status, jwe) = call(
+            &mut m.client,
+            "GET",
+            "/kbs/v0/resource/default/key/demo",
+            None,
+            None,
+        );
+        assert_eq!(status, 200, "{jwe}");
+        (m, body, reply, serde_json::from_value(jwe).unwrap())
+    }
+
     fn attest(&mut self, body: Vec<u8>) -> (u16, Value) {
         call(&mut self.client, "POST", "/kbs/v0/attest", Some(body), None)
     }
@@ -252,40 +273,16 @@ fn sample_workload_gets_a_secret_only_when_the_policy_allows() {
     assert!(claims["exp"].as_u64().unwrap() > claims["iat"].as_u64().unwrap());
 
     // Cookie-only GET (no Bearer) on an attested session works too.
-    let mut m = Manual::auth(&v);
     let key = TeeKeyPair::generate();
-    let body = Manual::attestation(&m.nonce.clone(), &key, &key, &m.nonce.clone());
-    let (status, reply) = m.attest(body.clone());
-    assert_eq!(status, 200, "{reply}");
-    let (status, jwe) = call(
-        &mut m.client,
-        "GET",
-        "/kbs/v0/resource/default/key/demo",
-        None,
-        None,
-    );
-    assert_eq!(status, 200, "{jwe}");
-    let jwe: kbs_protocol::Response = serde_json::from_value(jwe).unwrap();
+    let (mut m, body, reply, jwe) = Manual::attest_and_get_demo(&v, &key);
     assert_eq!(key.decrypt(&jwe).unwrap().as_slice(), b"the demo secret");
     // Attesting again on an attested session returns its token.
     let (status, again) = m.attest(body);
     assert_eq!((status, &again["token"]), (200, &reply["token"]));
 
     // A P-521 TEE key: the secret comes back wrapped with ECDH-ES+A256KW on P-521.
-    let mut m = Manual::auth(&v);
     let key = TeeKeyPair::generate_p521();
-    let body = Manual::attestation(&m.nonce.clone(), &key, &key, &m.nonce.clone());
-    let (status, reply) = m.attest(body);
-    assert_eq!(status, 200, "{reply}");
-    let (status, jwe) = call(
-        &mut m.client,
-        "GET",
-        "/kbs/v0/resource/default/key/demo",
-        None,
-        None,
-    );
-    assert_eq!(status, 200, "{jwe}");
-    let jwe: kbs_protocol::Response = serde_json::from_value(jwe).unwrap();
+    let (_, _, _, jwe) = Manual::attest_and_get_demo(&v, &key);
     assert_eq!(jwe.protected.other_fields["epk"]["crv"], "P-521");
     assert_eq!(key.decrypt(&jwe).unwrap().as_slice(), b"the demo secret");
     v.stop();

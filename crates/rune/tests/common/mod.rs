@@ -531,3 +531,29 @@ impl Drop for Dockerd {
         unmount_under(self.dir.path());
     }
 }
+
+/// Starts a daemon of ours that announces `listening on ADDR` on stdout (verdictd,
+/// inclavared), its stderr in `log`; returns it and ADDR.
+pub fn start_announcing(cmd: &mut Command, log: &Path) -> (Child, String) {
+    use std::io::BufRead;
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(log).unwrap())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap_or_else(|| {
+            panic!(
+                "{cmd:?} did not start: {line}{}",
+                std::fs::read_to_string(log).unwrap_or_default()
+            )
+        })
+        .to_string();
+    (child, addr)
+}

@@ -1,0 +1,43 @@
+//! Logging for the project's daemons (`verdictd`, `inclavared`, `signature-server`):
+//! the same two flags everywhere, logs on stderr so that stdout stays for what a
+//! daemon announces (its address).
+//!
+//! ```no_run
+//! #[derive(clap::Parser)]
+//! struct Cli {
+//!     #[command(flatten)]
+//!     log: daemon_log::LogArgs,
+//! }
+//! let cli: Cli = clap::Parser::parse();
+//! cli.log.init();
+//! ```
+
+use clap::{Args, ValueEnum};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct LogArgs {
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    /// debug, info, warn or error
+    #[arg(long, default_value = "info")]
+    pub log_level: tracing::Level,
+}
+
+impl LogArgs {
+    /// Installs the global subscriber: to stderr, at `log_level`, as text or JSON lines.
+    pub fn init(&self) {
+        let logs = tracing_subscriber::fmt()
+            .with_writer(std::io::stderr)
+            .with_max_level(self.log_level);
+        match self.log_format {
+            LogFormat::Json => logs.json().init(),
+            LogFormat::Text => logs.init(),
+        }
+    }
+}
