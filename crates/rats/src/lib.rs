@@ -7,7 +7,9 @@
 //!   and CI verification work.
 //! - [`Policy::appraise`] then decides whether a relying party accepts those claims.
 //!   The TCB status and advisories stay in the result whatever the policy says.
-//! - [`Attester`]s produce evidence bound to 64 bytes of report data.
+//! - [`Attester`]s produce evidence bound to 64 bytes of report data: configfs-tsm for
+//!   TDX and SNP ([`tsm`]), aesmd and an enclave's REPORT for SGX ([`sgx`]), `sim`,
+//!   `sample`.
 //!
 //! | [`Tee`] | evidence | collateral |
 //! |---|---|---|
@@ -25,6 +27,7 @@ mod error;
 #[cfg(feature = "fetch")]
 pub mod fetch;
 mod policy;
+pub mod sgx;
 pub mod snp;
 mod software;
 pub mod tsm;
