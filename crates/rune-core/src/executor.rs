@@ -176,6 +176,70 @@ impl EnclaveWorkload {
         result
     }
 
+    /// `rune attest`: for `intelSgx`, a REPORT targeted at the quoting enclave whose
+    /// TARGETINFO aesmd gives (the container sees the host's aesmd directory), and with
+    /// `is_ra` its DCAP quote, checked to carry that REPORT. The PAL API passes no
+    /// report data: an SGX enclave runtime chooses its own. For the other types, a
+    /// report bound to the given report data (`liberpal-sim` takes it from the first
+    /// 64 bytes of the target info), which is evidence by itself.
+    fn attest(&self, a: &crate::agent::Attest) -> Result<Vec<u8>, String> {
+        use crate::enclave::EnclaveType;
+        if self.config.typ != EnclaveType::IntelSgx {
+            if a.is_ra {
+                return Err(format!(
+                    "remote attestation (--isRA) needs an intelSgx enclave; a {} report is \
+                     evidence by itself (verify it with shelter verify)",
+                    self.config.typ.name()
+                ));
+            }
+            let mut target_info = [0u8; pal::SGX_TARGET_INFO_SIZE];
+            let n = a.report_data.len().min(64);
+            target_info[..n].copy_from_slice(&a.report_data[..n]);
+            let mut report = vec![0u8; 4096];
+            let len = self
+                .pal
+                .local_report(&target_info, &mut report)
+                .map_err(|e| e.to_string())?;
+            report.truncate(len);
+            return Ok(report);
+        }
+        if !a.report_data.is_empty() {
+            return Err(
+                "intelSgx: the PAL API passes no report data; the enclave runtime chooses it"
+                    .into(),
+            );
+        }
+        match a.quote_type.to_ascii_lowercase().as_str() {
+            "" | "ecdsa" => {}
+            t if t.starts_with("epid") => {
+                return Err(format!(
+                    "quote type {}: Intel has retired EPID attestation; use ecdsa (DCAP)",
+                    a.quote_type
+                ))
+            }
+            _ => return Err(format!("unknown quote type {:?}", a.quote_type)),
+        }
+        let aesm = aesm::Aesm::default();
+        let local_report = |ti: &[u8; aesm::TARGET_INFO_SIZE]| {
+            let mut report = [0u8; aesm::REPORT_SIZE];
+            match self.pal.local_report(ti, &mut report) {
+                Ok(aesm::REPORT_SIZE) => Ok(report),
+                Ok(n) => Err(format!(
+                    "the enclave runtime returned a {n}-byte report; an SGX REPORT has {}",
+                    aesm::REPORT_SIZE
+                )),
+                Err(e) => Err(e.to_string()),
+            }
+        };
+        if a.is_ra {
+            aesm.quote_with(local_report).map_err(|e| e.to_string())?
+        } else {
+            let key = aesm.ecdsa_key_id().map_err(|e| e.to_string())?;
+            let ti = aesm.qe_target_info(&key).map_err(|e| e.to_string())?;
+            local_report(&ti).map(|r| r.to_vec())
+        }
+    }
+
     /// Serves `rune exec` and `rune attest` requests until the process ends.
     fn serve_agent(self: std::sync::Arc<Self>) {
         let Some(listener) = &self.agent else { return };
@@ -248,25 +312,15 @@ impl EnclaveWorkload {
                 Response::Exec(ExecuteResponse { exit_code, error })
             }
             Some(Request::Attest(a)) => {
-                let mut target_info = [0u8; pal::SGX_TARGET_INFO_SIZE];
-                let n = a.report_data.len().min(64);
-                target_info[..n].copy_from_slice(&a.report_data[..n]);
-                let mut report = vec![0u8; 4096];
-                match self.pal.local_report(&target_info, &mut report) {
-                    Ok(len) => {
-                        report.truncate(len);
-                        Response::Attest(AttestResponse {
-                            exit_code: 0,
-                            error: String::new(),
-                            local_report: report,
-                        })
-                    }
-                    Err(e) => Response::Attest(AttestResponse {
-                        exit_code: 1,
-                        error: e.to_string(),
-                        local_report: vec![],
-                    }),
-                }
+                let (exit_code, error, local_report) = match self.attest(&a) {
+                    Ok(report) => (0, String::new(), report),
+                    Err(e) => (1, e, vec![]),
+                };
+                Response::Attest(AttestResponse {
+                    exit_code,
+                    error,
+                    local_report,
+                })
             }
             Some(Request::Kill(k)) => {
                 let _ = self.pal.kill(-1, k.sig);

@@ -371,8 +371,15 @@ impl Runtime {
     }
 
     /// `attest`: a local report from the enclave runtime of a running enclave
-    /// container, bound to `report_data`.
-    pub fn attest(&self, id: &str, report_data: [u8; 64]) -> Result<Vec<u8>> {
+    /// container (bound to `report_data` where the type allows), or with `is_ra` an
+    /// `intelSgx` enclave's DCAP quote from aesmd.
+    pub fn attest(
+        &self,
+        id: &str,
+        report_data: Option<[u8; 64]>,
+        is_ra: bool,
+        quote_type: &str,
+    ) -> Result<Vec<u8>> {
         use crate::agent::*;
         let c = self.load(id)?;
         if c.status() != ContainerStatus::Running
@@ -387,7 +394,9 @@ impl Runtime {
             .map_err(|e| RuneError::io(ctx("connect"), e))?;
         let request = AgentServiceRequest {
             request: Some(Request::Attest(Attest {
-                report_data: report_data.to_vec(),
+                is_ra,
+                quote_type: quote_type.to_string(),
+                report_data: report_data.map(|d| d.to_vec()).unwrap_or_default(),
                 ..Default::default()
             })),
         };

@@ -93,8 +93,15 @@ pub enum Command {
 
 #[derive(Args, Debug)]
 pub struct Attest {
-    /// Write the report to this file instead of printing it in hex
-    #[arg(long)]
+    /// Remote attestation: an intelSgx enclave's REPORT quoted by aesmd (a DCAP quote,
+    /// which `shelter verify` checks)
+    #[arg(long = "isRA", alias = "is-ra")]
+    pub is_ra: bool,
+    /// The quote type for --isRA: ecdsa (DCAP); Intel has retired EPID
+    #[arg(long = "quote-type", default_value = "ecdsa")]
+    pub quote_type: String,
+    /// Write the report (or quote) to this file instead of printing it in hex
+    #[arg(long, alias = "reportFile")]
     pub report_file: Option<PathBuf>,
     /// Up to 64 bytes of report data, in hex (zero-padded)
     #[arg(long)]

@@ -276,15 +276,19 @@ fn list(rt: &Runtime, l: &cli::List) -> Result<()> {
 }
 
 fn attest(rt: &Runtime, a: &cli::Attest) -> Result<()> {
-    let mut data = [0u8; 64];
-    if let Some(h) = &a.report_data {
-        let bytes = hex::decode(h).with_context(|| format!("--report-data {h:?}: not hex"))?;
-        if bytes.len() > 64 {
-            bail!("--report-data: {} bytes, at most 64", bytes.len());
+    let data = match &a.report_data {
+        Some(h) => {
+            let bytes = hex::decode(h).with_context(|| format!("--report-data {h:?}: not hex"))?;
+            if bytes.len() > 64 {
+                bail!("--report-data: {} bytes, at most 64", bytes.len());
+            }
+            let mut data = [0u8; 64];
+            data[..bytes.len()].copy_from_slice(&bytes);
+            Some(data)
         }
-        data[..bytes.len()].copy_from_slice(&bytes);
-    }
-    let report = rt.attest(&a.id, data)?;
+        None => None,
+    };
+    let report = rt.attest(&a.id, data, a.is_ra, &a.quote_type)?;
     match &a.report_file {
         Some(path) => {
             fs::write(path, &report).with_context(|| format!("write {}", path.display()))?

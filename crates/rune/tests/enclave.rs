@@ -432,6 +432,9 @@ fn exec_and_attest_go_through_the_pal_of_the_running_enclave() {
         &[0xab, 0xcd, 0, 0],
         "report data reached the PAL"
     );
+    let out = rune.cmd(&["attest", "--isRA", &id]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--isRA) needs an intelSgx enclave"), "{err}");
 
     rune.ok(&["kill", &id, "9"]);
     assert!(wait_until(Duration::from_secs(10), || rune.status(&id) == "stopped"));
@@ -459,27 +462,12 @@ fn exec_and_attest_go_through_the_pal_of_the_running_enclave() {
 /// bundle stays untouched.
 #[test]
 fn intel_sgx_containers_get_the_hosts_sgx_devices_and_aesmd() {
-    use nix::sys::stat::{makedev, mknod, Mode, SFlag};
     if !root_or_skip("intel_sgx_containers_get_the_hosts_sgx_devices_and_aesmd") {
         return;
     }
     let (pal, _) = sim_artifacts();
-    let host = tempfile::tempdir().unwrap();
+    let host = fake_sgx_host();
     let h = host.path();
-    for d in ["proc", "dev/sgx", "var/run/aesmd"] {
-        std::fs::create_dir_all(h.join(d)).unwrap();
-    }
-    std::fs::write(h.join("proc/cpuinfo"), "flags\t\t: fpu sgx sgx_lc\n").unwrap();
-    for (name, minor) in [("dev/sgx_enclave", 125), ("dev/sgx_provision", 126)] {
-        mknod(
-            &h.join(name),
-            SFlag::S_IFCHR,
-            Mode::from_bits_truncate(0o600),
-            makedev(10, minor),
-        )
-        .unwrap();
-    }
-    std::os::unix::fs::symlink("../sgx_enclave", h.join("dev/sgx/enclave")).unwrap();
     std::fs::write(h.join("var/run/aesmd/greeting"), "from aesmd\n").unwrap();
 
     let rune = Rune::new();
@@ -554,5 +542,134 @@ fn intel_sgx_containers_get_the_hosts_sgx_devices_and_aesmd() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(stderr.contains("no sgx flag in /proc/cpuinfo"), "{stderr}");
+    assert_eq!(leftovers(rune.root.path(), &id), Vec::<String>::new());
+}
+
+/// A host laid out like one with the in-tree SGX driver: the `sgx` flag, the device
+/// nodes, udev's link, and aesmd's directory.
+fn fake_sgx_host() -> tempfile::TempDir {
+    use nix::sys::stat::{makedev, mknod, Mode, SFlag};
+    let host = tempfile::tempdir().unwrap();
+    let h = host.path();
+    for d in ["proc", "dev/sgx", "var/run/aesmd"] {
+        std::fs::create_dir_all(h.join(d)).unwrap();
+    }
+    std::fs::write(h.join("proc/cpuinfo"), "flags\t\t: fpu sgx sgx_lc\n").unwrap();
+    for (name, minor) in [("dev/sgx_enclave", 125), ("dev/sgx_provision", 126)] {
+        mknod(
+            &h.join(name),
+            SFlag::S_IFCHR,
+            Mode::from_bits_truncate(0o600),
+            makedev(10, minor),
+        )
+        .unwrap();
+    }
+    std::os::unix::fs::symlink("../sgx_enclave", h.join("dev/sgx/enclave")).unwrap();
+    host
+}
+
+/// `rune attest --isRA` on an `intelSgx` container: the QE's TARGETINFO comes from the
+/// host's aesmd (here a stand-in replaying a quote recorded on SGX hardware), the
+/// REPORT from the PAL's `pal_get_local_report` (the skeleton PAL handing back that
+/// quote's REPORT), and the quote back from aesmd, checked to carry that REPORT.
+#[test]
+fn intel_sgx_attest_gets_a_dcap_quote_through_the_pal_and_aesmd() {
+    use aesm::replay::{Behaviour, ReplayAesmd};
+    if !root_or_skip("intel_sgx_attest_gets_a_dcap_quote_through_the_pal_and_aesmd") {
+        return;
+    }
+    let quote = std::fs::read(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../rats/testdata/sgx_quote"),
+    )
+    .unwrap();
+    let report = aesm::report_of_quote(&quote).unwrap();
+    let host = fake_sgx_host();
+    let h = host.path();
+    let socket = h.join("var/run/aesmd/aesm.socket");
+    let aesmd = ReplayAesmd::start(&socket, quote.clone(), Behaviour::default()).unwrap();
+
+    let rune = Rune::new();
+    let mut b = Bundle::new(&["app", "wait_timeout", "60"])
+        .private_rootfs()
+        .enclave(&skeleton_pal(3), "");
+    std::fs::write(b.path().join("rootfs/recorded-report.bin"), report).unwrap();
+    b.spec["process"]["cwd"] = json!("/");
+    let env = b.spec["process"]["env"].as_array_mut().unwrap();
+    env.retain(|v| v != "ENCLAVE_TYPE=sim");
+    env.push(json!("ENCLAVE_TYPE=intelSgx"));
+    b.save();
+    let id = unique_id("sgx-ra");
+    let out = output_via_files(
+        Command::new(RUNE)
+            .env("RUNE_HOST_ROOT", h)
+            .arg("--root")
+            .arg(rune.root.path())
+            .args(["run", "-d", "--bundle", b.path().to_str().unwrap(), &id]),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // The quote, byte for byte the recorded one (aesmd's buffer padding dropped).
+    let file = b.path().join("quote.bin");
+    rune.ok(&[
+        "attest",
+        "--isRA",
+        "--report-file",
+        file.to_str().unwrap(),
+        &id,
+    ]);
+    assert_eq!(std::fs::read(&file).unwrap(), quote);
+    assert_eq!(
+        aesmd.requests(),
+        [
+            "GetSupportedAttKeyIDNum",
+            "GetSupportedAttKeyIDs",
+            "InitQuoteEx",
+            "InitQuoteEx",
+            "GetQuoteSizeEx",
+            "GetQuoteEx"
+        ]
+    );
+    // Without --isRA: the REPORT itself, targeted at the QE.
+    let local = rune.ok(&["attest", &id]);
+    assert_eq!(hex::decode(local.trim()).unwrap(), report);
+
+    // What cannot work says so in one line, and the container keeps running.
+    for (args, expect) in [
+        (
+            &["attest", "--report-data", "ab"][..],
+            "the PAL API passes no report data",
+        ),
+        (
+            &["attest", "--isRA", "--quote-type", "epidLinkable"][..],
+            "Intel has retired EPID",
+        ),
+    ] {
+        let mut args = args.to_vec();
+        args.push(&id);
+        let out = rune.cmd(&args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && err.contains(expect),
+            "{args:?}: {err}"
+        );
+        assert_eq!(err.trim().lines().count(), 1, "{err}");
+    }
+    // aesmd gone: the error names its socket as the container sees it.
+    drop(aesmd);
+    let out = rune.cmd(&["attest", "--isRA", &id]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("aesmd is not reachable at /var/run/aesmd/aesm.socket"),
+        "{err}"
+    );
+    assert_eq!(rune.status(&id), "running");
+
+    rune.ok(&["kill", &id, "9"]);
+    assert!(wait_until(Duration::from_secs(10), || rune.status(&id) == "stopped"));
+    rune.ok(&["delete", &id]);
     assert_eq!(leftovers(rune.root.path(), &id), Vec::<String>::new());
 }
