@@ -26,13 +26,18 @@ const OID_SNP: &str = "1.3.6.1.4.1.3704.1.3.3";
 const OID_MICROCODE: &str = "1.3.6.1.4.1.3704.1.3.8";
 const OID_FMC: &str = "1.3.6.1.4.1.3704.1.3.9";
 const OID_HWID: &str = "1.3.6.1.4.1.3704.1.4";
+const OID_CSP_ID: &str = "1.3.6.1.4.1.3704.1.5";
 
 /// SNP collateral: the versioned endorsement key's certificate (VCEK or VLEK, DER or
 /// PEM), optionally with the ARK and ASK/ASVK from a certificate table; without them
-/// AMD's built-in ones for the VCEK's product are used.
+/// AMD's built-in ones for the VCEK's product are used. A VLEK's chain goes through
+/// the ASVK, which `sev` does not build in: it must come with the report (the host's
+/// certificate table carries it in the ASK entry).
 #[derive(Debug, Clone, Default)]
 pub struct SnpCollateral {
     pub vek: Vec<u8>,
+    /// A VLEK next to a VCEK in the same table: used for reports signed with the VLEK.
+    pub vlek: Option<Vec<u8>>,
     pub ark: Option<Vec<u8>>,
     pub ask: Option<Vec<u8>>,
 }
@@ -54,11 +59,13 @@ impl SnpCollateral {
                 .find(|(g, _)| g == guid)
                 .map(|(_, d)| d.clone())
         };
-        let vek = get(GUID_VCEK).or_else(|| get(GUID_VLEK)).ok_or_else(|| {
+        let vlek = get(GUID_VLEK);
+        let vek = get(GUID_VCEK).or_else(|| vlek.clone()).ok_or_else(|| {
             collateral("the certificate table holds neither a VCEK nor a VLEK".into())
         })?;
         Ok(SnpCollateral {
             vek,
+            vlek,
             ark: get(GUID_ARK),
             ask: get(GUID_ASK),
         })
@@ -133,6 +140,8 @@ struct VekExtensions {
     microcode: Option<u8>,
     fmc: Option<u8>,
     hwid: Option<Vec<u8>>,
+    /// A VLEK names the cloud provider it was issued to.
+    csp_id: Option<String>,
 }
 
 /// Reads AMD's extensions from a VCEK/VLEK, accepting both encodings seen in the
@@ -146,6 +155,7 @@ fn vek_extensions(cert: &X509Certificate) -> Result<VekExtensions, RatsError> {
         microcode: None,
         fmc: None,
         hwid: None,
+        csp_id: None,
     };
     for ext in cert.extensions() {
         let oid = ext.oid.to_id_string();
@@ -182,6 +192,13 @@ fn vek_extensions(cert: &X509Certificate) -> Result<VekExtensions, RatsError> {
                     [0x04, 0x40, rest @ ..] if rest.len() == 64 => rest.to_vec(),
                     other => other.to_vec(),
                 })
+            }
+            OID_CSP_ID => {
+                let text = match v {
+                    [0x16 | 0x0c, n, rest @ ..] if *n as usize == rest.len() => rest,
+                    other => other,
+                };
+                x.csp_id = Some(String::from_utf8_lossy(text).into_owned());
             }
             _ => {}
         }
@@ -279,12 +296,52 @@ pub(crate) fn verify(
     }
     let parsed = AttestationReport::from_bytes(report).map_err(|e| malformed(e.to_string()))?;
 
+    // Which key signed it: the VCEK (0), a VLEK (1), or none (7: no signature at all).
+    let signing_key = parsed.key_info.signing_key();
+    let (key_name, vek_bytes) = match signing_key {
+        0 => ("VCEK", &c.vek),
+        1 => ("VLEK", c.vlek.as_ref().unwrap_or(&c.vek)),
+        7 => {
+            return Err(RatsError::Signature {
+                tee: TEE,
+                reason: "the report is not signed (SIGNING_KEY is none)".into(),
+            })
+        }
+        k => return Err(malformed(format!("SIGNING_KEY {k} is reserved"))),
+    };
+    if parsed.key_info.mask_chip_key() {
+        return Err(RatsError::Signature {
+            tee: TEE,
+            reason: "the report is not signed (MASK_CHIP_KEY is set)".into(),
+        });
+    }
+
     // The certificate chain.
-    let vek = cert_from_bytes(&c.vek).map_err(|e| collateral(format!("VCEK: {e}")))?;
-    let vek_der = vek.to_der().map_err(|e| collateral(format!("VCEK: {e}")))?;
+    let vek = cert_from_bytes(vek_bytes).map_err(|e| collateral(format!("{key_name}: {e}")))?;
+    let vek_der = vek
+        .to_der()
+        .map_err(|e| collateral(format!("{key_name}: {e}")))?;
     let (_, x509) = X509Certificate::from_der(&vek_der)
-        .map_err(|e| collateral(format!("VCEK: not a certificate: {e}")))?;
+        .map_err(|e| collateral(format!("{key_name}: not a certificate: {e}")))?;
     let ext = vek_extensions(&x509)?;
+    // A VCEK certifies a chip (hwID); a VLEK a cloud provider (CSP id).
+    let given = if ext.csp_id.is_some() && ext.hwid.is_none() {
+        "VLEK"
+    } else {
+        "VCEK"
+    };
+    if given != key_name {
+        return Err(collateral(format!(
+            "the report is signed with its {key_name}, but the certificate given is a {given}"
+        )));
+    }
+    if signing_key == 1 && (c.ark.is_none() || c.ask.is_none()) {
+        return Err(collateral(
+            "the report is signed with a VLEK, whose chain needs the ASVK and ARK from the \
+             host's certificate table"
+                .into(),
+        ));
+    }
     let cas = ca_chains(c, ext.product.as_deref())?;
     let chain = cas
         .into_iter()
@@ -296,14 +353,18 @@ pub(crate) fn verify(
         .ok_or_else(|| RatsError::CertificateChain {
             tee: TEE,
             reason: format!(
-                "the VCEK ({}) is not signed by AMD's ASK and ARK",
-                ext.product.as_deref().unwrap_or("unknown product")
+                "the {key_name} ({}) is not signed by AMD's {} and ARK",
+                ext.product.as_deref().unwrap_or("unknown product"),
+                if key_name == "VLEK" { "ASVK" } else { "ASK" }
             ),
         })?;
     for (what, cert) in [
         ("ARK", &chain.ca.ark),
-        ("ASK", &chain.ca.ask),
-        ("VCEK", &chain.vek),
+        (
+            if key_name == "VLEK" { "ASVK" } else { "ASK" },
+            &chain.ca.ask,
+        ),
+        (key_name, &chain.vek),
     ] {
         let der = cert
             .to_der()
@@ -328,14 +389,14 @@ pub(crate) fn verify(
         return Err(RatsError::Tcb {
             tee: TEE,
             reason: format!(
-                "the reported TCB is not the VCEK's: {}",
+                "the reported TCB is not the {key_name}'s: {}",
                 mismatches.join(", ")
             ),
         });
     }
     if let Some(hwid) = &ext.hwid {
-        // A report with MASK_CHIP_ID set carries no chip id to compare.
-        if hwid[..] != parsed.chip_id[..] && !parsed.key_info.mask_chip_key() {
+        // A guest policy with MASK_CHIP_ID set gets a zero chip id: nothing to compare.
+        if hwid[..] != parsed.chip_id[..] && parsed.chip_id.iter().any(|&b| b != 0) {
             return Err(RatsError::Tcb {
                 tee: TEE,
                 reason: "the report's chip id is not the VCEK's hwID".into(),

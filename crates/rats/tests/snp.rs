@@ -162,3 +162,39 @@ fn bad_reports_are_malformed() {
     let e = verify(&report, Some(Tee::SevSnp), &Input::default()).unwrap_err();
     assert!(matches!(e, RatsError::Collateral { .. }), "{e}");
 }
+
+/// KEY_INFO (offset 0x48): bits 4:2 name the signing key (0 VCEK, 1 VLEK, 7 none),
+/// bit 1 says the signature was masked. Each is checked before the signature, with
+/// an error that says what is missing.
+#[test]
+fn the_signing_key_named_in_the_report_is_the_one_checked() {
+    let report = data("test-report.bin");
+    let vcek = data("test-vcek.der");
+    let with_key_info = |key_info: u32, c: &Input| {
+        let mut r = report.clone();
+        r[0x48..0x4c].copy_from_slice(&key_info.to_le_bytes());
+        verify(&r, Some(Tee::SevSnp), c).unwrap_err()
+    };
+    // Signed with a VLEK, but only the VCEK is given.
+    let e = with_key_info(1 << 2, &input(&vcek, AT));
+    assert!(
+        matches!(&e, RatsError::Collateral { reason, .. } if reason.contains("signed with its VLEK, but the certificate given is a VCEK")),
+        "{e}"
+    );
+    // No signature at all.
+    let e = with_key_info(7 << 2, &input(&vcek, AT));
+    assert!(
+        matches!(&e, RatsError::Signature { reason, .. } if reason.contains("SIGNING_KEY is none")),
+        "{e}"
+    );
+    let e = with_key_info(1 << 1, &input(&vcek, AT));
+    assert!(
+        matches!(&e, RatsError::Signature { reason, .. } if reason.contains("MASK_CHIP_KEY")),
+        "{e}"
+    );
+    let e = with_key_info(3 << 2, &input(&vcek, AT));
+    assert!(matches!(e, RatsError::Malformed { .. }), "{e}");
+    // A table with both keys: the VCEK-signed report uses the VCEK.
+    let table = cert_table(&[(GUID_VCEK, &vcek), (rats::snp::GUID_VLEK, &vcek)]);
+    verify(&report, None, &input(&table, AT)).unwrap();
+}

@@ -130,7 +130,8 @@ impl Appraiser {
                 })?;
                 collateral = Some(rats::Collateral::Snp(rats::snp::SnpCollateral {
                     vek,
-                    ask: find(&["ASK"]),
+                    vlek: find(&["VLEK"]),
+                    ask: find(&["ASK", "ASVK"]),
                     ark: find(&["ARK"]),
                 }));
                 report
