@@ -83,7 +83,8 @@ pub enum Command {
     Update(Update),
     /// Show the features of this runtime
     Features,
-    /// Get a local report from the enclave runtime of an enclave container
+    /// Get a local report from the enclave runtime of an enclave container (with --isRA, an
+    /// intelSgx enclave's DCAP quote)
     Attest(Attest),
     /// The waiter of a detached exec in an enclave container (started by `exec -d`;
     /// stdin is the agent connection, stdout the signal pipe)
@@ -103,7 +104,8 @@ pub struct Attest {
     /// Write the report (or quote) to this file instead of printing it in hex
     #[arg(long, alias = "reportFile")]
     pub report_file: Option<PathBuf>,
-    /// Up to 64 bytes of report data, in hex (zero-padded)
+    /// Up to 64 bytes of report data, in hex (zero-padded); not for intelSgx, whose
+    /// enclave runtime chooses its own
     #[arg(long)]
     pub report_data: Option<String>,
     /// Container id
