@@ -81,6 +81,9 @@ impl ReplayAesmd {
                         break;
                     }
                     if let Ok(mut conn) = conn {
+                        // A client that never writes must not keep the stand-in from
+                        // stopping.
+                        let _ = conn.set_read_timeout(Some(std::time::Duration::from_secs(5)));
                         let _ = serve(&mut conn, &state, &seen);
                     }
                 }
