@@ -203,28 +203,13 @@ impl Fetcher {
         if r.key_info.signing_key() != 0 {
             return Err(RatsError::Collateral {
                 tee: "sev_snp",
-                reason:
-                    "the report is signed with a VLEK, which AMD's KDS does not hand out by chip"
-                        .into(),
+                reason: "the report is signed with a VLEK, which AMD's KDS does not hand out \
+                         by chip: give the VLEK (or the host's certificate table) as collateral; \
+                         the KDS then supplies its ASVK and ARK"
+                    .into(),
             });
         }
-        let product = match product {
-            Some(p) => p.to_string(),
-            None => match (r.cpuid_fam_id, r.cpuid_mod_id) {
-                (Some(0x19), Some(0x00..=0x0f)) => "Milan".into(),
-                (Some(0x19), Some(0x10..=0x1f | 0xa0..=0xaf)) => "Genoa".into(),
-                (Some(0x1a), Some(0x00..=0x11)) => "Turin".into(),
-                (Some(f), Some(m)) => {
-                    return Err(malformed(format!("CPU family {f:#x} model {m:#x}: not an SEV-SNP product AMD's KDS serves")))
-                }
-                _ => {
-                    return Err(malformed(format!(
-                        "a version {} report does not name its CPU: say which product (Milan, Genoa, Turin)",
-                        r.version
-                    )))
-                }
-            },
-        };
+        let product = snp_product(&r, product)?;
         let tcb = r.reported_tcb;
         let (hwid, fmc) = if product == "Turin" {
             (
@@ -247,6 +232,37 @@ impl Fetcher {
             vek: answer.body,
             ..Default::default()
         })
+    }
+
+    /// The ASVK and ARK that certify VLEKs of the product of an SEV-SNP `report`, from
+    /// AMD's KDS (`/vlek/v1/{product}/cert_chain`: the ASVK, then the ARK, in PEM). The
+    /// verifier still requires the ARK to be one of AMD's built-in roots.
+    pub fn amd_vlek_chain(
+        &self,
+        base: &str,
+        report: &[u8],
+        product: Option<&str>,
+    ) -> Result<(Vec<u8>, Vec<u8>), RatsError> {
+        use sev::firmware::guest::AttestationReport;
+        use sev::parser::ByteParser as _;
+        let r = AttestationReport::from_bytes(report).map_err(|e| RatsError::Malformed {
+            tee: "sev_snp",
+            reason: e.to_string(),
+        })?;
+        let product = snp_product(&r, product)?;
+        let url = format!(
+            "{}/vlek/v1/{product}/cert_chain",
+            base.trim_end_matches('/')
+        );
+        let answer = self.get_ok(&url)?;
+        let pems = pem_certificates(&answer.body);
+        match pems.as_slice() {
+            [asvk, ark] => Ok((asvk.clone(), ark.clone())),
+            other => Err(fetch_error(
+                &url,
+                format!("{} certificates, not the ASVK and the ARK", other.len()),
+            )),
+        }
     }
 
     /// A GET that must answer 200.
@@ -568,4 +584,53 @@ mod tests {
             "-----BEGIN CERTIFICATE-----\n"
         );
     }
+}
+
+/// The product an SEV-SNP report came from: given, or read from the CPUID of v3+
+/// reports.
+fn snp_product(
+    r: &sev::firmware::guest::AttestationReport,
+    product: Option<&str>,
+) -> Result<String, RatsError> {
+    let malformed = |reason: String| RatsError::Malformed {
+        tee: "sev_snp",
+        reason,
+    };
+    Ok(match product {
+        Some(p) => p.to_string(),
+        None => match (r.cpuid_fam_id, r.cpuid_mod_id) {
+            (Some(0x19), Some(0x00..=0x0f)) => "Milan".into(),
+            (Some(0x19), Some(0x10..=0x1f | 0xa0..=0xaf)) => "Genoa".into(),
+            (Some(0x1a), Some(0x00..=0x11)) => "Turin".into(),
+            (Some(f), Some(m)) => {
+                return Err(malformed(format!(
+                    "CPU family {f:#x} model {m:#x}: not an SEV-SNP product AMD's KDS serves"
+                )))
+            }
+            _ => {
+                return Err(malformed(format!(
+                    "a version {} report does not name its CPU: say which product (Milan, Genoa, Turin)",
+                    r.version
+                )))
+            }
+        },
+    })
+}
+
+/// The PEM certificate blocks of a bundle, each as its own PEM text.
+fn pem_certificates(bundle: &[u8]) -> Vec<Vec<u8>> {
+    const BEGIN: &str = "-----BEGIN CERTIFICATE-----";
+    const END: &str = "-----END CERTIFICATE-----";
+    let text = String::from_utf8_lossy(bundle);
+    let mut out = Vec::new();
+    let mut rest = text.as_ref();
+    while let Some(start) = rest.find(BEGIN) {
+        let Some(len) = rest[start..].find(END) else {
+            break;
+        };
+        let end = start + len + END.len();
+        out.push(format!("{}\n", &rest[start..end]).into_bytes());
+        rest = &rest[end..];
+    }
+    out
 }

@@ -272,6 +272,14 @@ fn check_validity(what: &str, der: &[u8], now: u64) -> Result<(), RatsError> {
     Ok(())
 }
 
+/// Whether a report says it is signed with a VLEK (KEY_INFO.SIGNING_KEY = 1).
+pub fn signed_with_vlek(report: &[u8]) -> bool {
+    report
+        .get(0x48..0x4c)
+        .map(|b| (u32::from_le_bytes(b.try_into().expect("4 bytes")) >> 2) & 7 == 1)
+        .unwrap_or(false)
+}
+
 pub(crate) fn verify(
     report: &[u8],
     c: &SnpCollateral,

@@ -297,3 +297,67 @@ fn the_vcek_for_a_real_snp_report_comes_from_the_kds() {
         Err(RatsError::Malformed { .. })
     ));
 }
+
+/// A VLEK's ASVK and ARK come from the KDS's `/vlek/v1/{product}/cert_chain` (PEM, the
+/// ASVK first). Served here with AMD's Milan ASK and ARK in their place: the ARK is
+/// AMD's, so the fetched pair verifies the real (VCEK-signed) report as a supplied
+/// chain; anything but two certificates is an error naming the URL.
+#[test]
+fn a_vleks_chain_comes_from_the_kds() {
+    use sev::certs::snp::builtin::milan;
+    const AT: u64 = 1_735_689_600;
+    let report = data("test-report.bin");
+    let bundle = [milan::ASK, milan::ARK].concat();
+    let kds = Service::start(move |_, path| match path {
+        "/vlek/v1/Milan/cert_chain" => ("200 OK", None, bundle.clone()),
+        "/vlek/v1/Genoa/cert_chain" => ("200 OK", None, milan::ARK.to_vec()),
+        _ => ("404 Not Found", None, Vec::new()),
+    });
+    let fetcher = fast(Fetcher::default());
+    let (asvk, ark) = fetcher
+        .amd_vlek_chain(&kds.url(), &report, Some("Milan"))
+        .unwrap();
+    assert_eq!(
+        sev::certs::snp::Certificate::from_pem(&ark).unwrap(),
+        milan::ark().unwrap()
+    );
+    let input = Input {
+        report_data: None,
+        collateral: Some(Collateral::Snp(rats::snp::SnpCollateral {
+            vek: data("test-vcek.der"),
+            vlek: None,
+            ark: Some(ark),
+            ask: Some(asvk),
+        })),
+        now: AT,
+    };
+    rats::verify(&report, Some(Tee::SevSnp), &input).unwrap();
+    let err = fetcher
+        .amd_vlek_chain(&kds.url(), &report, Some("Genoa"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("1 certificates, not the ASVK and the ARK") && err.contains("/Genoa/"),
+        "{err}"
+    );
+    let err = fetcher
+        .amd_vlek_chain(&kds.url(), &report, Some("Turin"))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("HTTP 404"), "{err}");
+    assert_eq!(
+        kds.paths.lock().unwrap()[0],
+        "/vlek/v1/Milan/cert_chain",
+        "the path AMD's KDS serves VLEK chains on"
+    );
+    kds.stop();
+    // A VLEK-signed report gets no VCEK from the KDS, and the error says what to do.
+    let mut vlek_signed = report.clone();
+    vlek_signed[0x48] |= 1 << 2;
+    assert!(rats::snp::signed_with_vlek(&vlek_signed));
+    let err = fetcher
+        .amd_vcek("http://127.0.0.1:9", &vlek_signed, Some("Milan"))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("give the VLEK"), "{err}");
+}

@@ -89,8 +89,9 @@ pub struct Verify {
     #[arg(long, conflicts_with = "collateral")]
     pub pccs: Option<String>,
     /// Fetch the VCEK of an SEV-SNP report from AMD's KDS at this URL (e.g.
-    /// https://kdsintf.amd.com) when no --collateral is given
-    #[arg(long, conflicts_with_all = ["collateral", "pccs"])]
+    /// https://kdsintf.amd.com) when no --collateral is given; for a VLEK-signed report,
+    /// whose VLEK comes with --collateral, fetch its ASVK and ARK
+    #[arg(long, conflicts_with = "pccs")]
     pub kds: Option<String>,
     /// The report's product (Milan, Genoa, Turin), for --kds with version 2 reports
     #[arg(long, requires = "kds")]

@@ -16,36 +16,53 @@ pub fn run(v: &Verify) -> Result<i32> {
         Some(name) => Tee::from_name(name)?,
         None => Tee::detect(&evidence)?,
     };
+    let fetcher = rats::fetch::Fetcher {
+        cache_dir: v.collateral_cache.clone(),
+        ..Default::default()
+    };
     let collateral = match &v.collateral {
         Some(path) => {
             let bytes = std::fs::read(path).with_context(|| format!("{}", path.display()))?;
-            Some(Collateral::parse(tee, &bytes)?)
-        }
-        None => {
-            let fetcher = rats::fetch::Fetcher {
-                cache_dir: v.collateral_cache.clone(),
-                ..Default::default()
-            };
-            match (&v.pccs, &v.kds, tee) {
-                (Some(url), _, Tee::SgxEcdsa | Tee::TdxEcdsa) => Some(Collateral::Dcap(Box::new(
-                    fetcher.dcap_collateral(url, &evidence)?,
-                ))),
-                (_, Some(url), Tee::SevSnp) => Some(Collateral::Snp(fetcher.amd_vcek(
-                    url,
-                    &evidence,
-                    v.product.as_deref(),
-                )?)),
-                (Some(_), _, _) => bail!(
-                    "--pccs serves DCAP collateral; {} evidence takes none from it",
+            if v.kds.is_some() && tee != Tee::SevSnp {
+                bail!(
+                    "--kds serves SEV-SNP certificates; {} evidence takes none from it",
                     tee.name()
-                ),
-                (_, Some(_), _) => bail!(
-                    "--kds serves SEV-SNP VCEKs; {} evidence takes none from it",
-                    tee.name()
-                ),
-                (None, None, _) => None,
+                );
             }
+            let mut c = Collateral::parse(tee, &bytes)?;
+            // A VLEK's chain (ASVK, ARK) is AMD's per product: fetch it when the
+            // collateral did not bring it.
+            if let (Some(url), Collateral::Snp(snp)) = (&v.kds, &mut c) {
+                if rats::snp::signed_with_vlek(&evidence)
+                    && (snp.ark.is_none() || snp.ask.is_none())
+                {
+                    let (asvk, ark) =
+                        fetcher.amd_vlek_chain(url, &evidence, v.product.as_deref())?;
+                    snp.ask = Some(asvk);
+                    snp.ark = Some(ark);
+                }
+            }
+            Some(c)
         }
+        None => match (&v.pccs, &v.kds, tee) {
+            (Some(url), _, Tee::SgxEcdsa | Tee::TdxEcdsa) => Some(Collateral::Dcap(Box::new(
+                fetcher.dcap_collateral(url, &evidence)?,
+            ))),
+            (_, Some(url), Tee::SevSnp) => Some(Collateral::Snp(fetcher.amd_vcek(
+                url,
+                &evidence,
+                v.product.as_deref(),
+            )?)),
+            (Some(_), _, _) => bail!(
+                "--pccs serves DCAP collateral; {} evidence takes none from it",
+                tee.name()
+            ),
+            (_, Some(_), _) => bail!(
+                "--kds serves SEV-SNP VCEKs; {} evidence takes none from it",
+                tee.name()
+            ),
+            (None, None, _) => None,
+        },
     };
     let input = Input {
         report_data: v

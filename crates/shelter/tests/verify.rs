@@ -80,7 +80,7 @@ fn tdx_quote_is_accepted_at_unix_time() {
 
 #[test]
 fn failures_are_one_line_with_a_nonzero_exit() {
-    let cases: [(&[&str], &str); 5] = [
+    let cases: [(&[&str], &str); 6] = [
         (
             // Port 9 (discard) on loopback: nothing listens.
             &["--pccs", "http://127.0.0.1:9", "--at", "1750377600"],
@@ -108,6 +108,17 @@ fn failures_are_one_line_with_a_nonzero_exit() {
                 "00ff",
             ],
             "bound to other report data",
+        ),
+        (
+            &[
+                "--collateral",
+                "SGXC",
+                "--kds",
+                "http://127.0.0.1:9",
+                "--at",
+                "1750377600",
+            ],
+            "--kds serves SEV-SNP certificates; sgx_ecdsa evidence takes none",
         ),
     ];
     let coll = testdata("sgx_quote_collateral.json");
