@@ -1,5 +1,6 @@
 //! What a collateral service (PCS, PCCS, KDS) answers: the HTTP response, its
-//! URL-encoded issuer-chain headers, the signed JSON documents and the CRL forms.
+//! URL-encoded issuer-chain headers, the signed JSON documents, the CRL forms and
+//! the KDS's PEM certificate chains.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -12,5 +13,6 @@ fuzz_target!(|raw: &[u8]| {
         let _ = rats::dcap::split_signed_document(&r.body, "tcbInfo");
         let _ = rats::dcap::split_signed_document(&r.body, "enclaveIdentity");
         let _ = rats::dcap::crl_der(&r.body);
+        let _ = rats::fetch::pem_certificates(&r.body);
     }
 });

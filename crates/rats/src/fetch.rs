@@ -536,6 +536,55 @@ pub fn percent_decode(s: &str) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
+/// The product an SEV-SNP report came from: given, or read from the CPUID of v3+
+/// reports.
+fn snp_product(
+    r: &sev::firmware::guest::AttestationReport,
+    product: Option<&str>,
+) -> Result<String, RatsError> {
+    let malformed = |reason: String| RatsError::Malformed {
+        tee: "sev_snp",
+        reason,
+    };
+    Ok(match product {
+        Some(p) => p.to_string(),
+        None => match (r.cpuid_fam_id, r.cpuid_mod_id) {
+            (Some(0x19), Some(0x00..=0x0f)) => "Milan".into(),
+            (Some(0x19), Some(0x10..=0x1f | 0xa0..=0xaf)) => "Genoa".into(),
+            (Some(0x1a), Some(0x00..=0x11)) => "Turin".into(),
+            (Some(f), Some(m)) => {
+                return Err(malformed(format!(
+                    "CPU family {f:#x} model {m:#x}: not an SEV-SNP product AMD's KDS serves"
+                )))
+            }
+            _ => {
+                return Err(malformed(format!(
+                    "a version {} report does not name its CPU: say which product (Milan, Genoa, Turin)",
+                    r.version
+                )))
+            }
+        },
+    })
+}
+
+/// The PEM certificate blocks of a bundle, each as its own PEM text.
+pub fn pem_certificates(bundle: &[u8]) -> Vec<Vec<u8>> {
+    const BEGIN: &str = "-----BEGIN CERTIFICATE-----";
+    const END: &str = "-----END CERTIFICATE-----";
+    let text = String::from_utf8_lossy(bundle);
+    let mut out = Vec::new();
+    let mut rest = text.as_ref();
+    while let Some(start) = rest.find(BEGIN) {
+        let Some(len) = rest[start..].find(END) else {
+            break;
+        };
+        let end = start + len + END.len();
+        out.push(format!("{}\n", &rest[start..end]).into_bytes());
+        rest = &rest[end..];
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -584,53 +633,4 @@ mod tests {
             "-----BEGIN CERTIFICATE-----\n"
         );
     }
-}
-
-/// The product an SEV-SNP report came from: given, or read from the CPUID of v3+
-/// reports.
-fn snp_product(
-    r: &sev::firmware::guest::AttestationReport,
-    product: Option<&str>,
-) -> Result<String, RatsError> {
-    let malformed = |reason: String| RatsError::Malformed {
-        tee: "sev_snp",
-        reason,
-    };
-    Ok(match product {
-        Some(p) => p.to_string(),
-        None => match (r.cpuid_fam_id, r.cpuid_mod_id) {
-            (Some(0x19), Some(0x00..=0x0f)) => "Milan".into(),
-            (Some(0x19), Some(0x10..=0x1f | 0xa0..=0xaf)) => "Genoa".into(),
-            (Some(0x1a), Some(0x00..=0x11)) => "Turin".into(),
-            (Some(f), Some(m)) => {
-                return Err(malformed(format!(
-                    "CPU family {f:#x} model {m:#x}: not an SEV-SNP product AMD's KDS serves"
-                )))
-            }
-            _ => {
-                return Err(malformed(format!(
-                    "a version {} report does not name its CPU: say which product (Milan, Genoa, Turin)",
-                    r.version
-                )))
-            }
-        },
-    })
-}
-
-/// The PEM certificate blocks of a bundle, each as its own PEM text.
-fn pem_certificates(bundle: &[u8]) -> Vec<Vec<u8>> {
-    const BEGIN: &str = "-----BEGIN CERTIFICATE-----";
-    const END: &str = "-----END CERTIFICATE-----";
-    let text = String::from_utf8_lossy(bundle);
-    let mut out = Vec::new();
-    let mut rest = text.as_ref();
-    while let Some(start) = rest.find(BEGIN) {
-        let Some(len) = rest[start..].find(END) else {
-            break;
-        };
-        let end = start + len + END.len();
-        out.push(format!("{}\n", &rest[start..end]).into_bytes());
-        rest = &rest[end..];
-    }
-    out
 }
