@@ -278,9 +278,30 @@ fn copy_thread(src: impl Into<OwnedFd>, dst: File) -> watch::Receiver<bool> {
                 Err(_) => break,
             }
         }
+        wait_read(&dst, FIFO_READ_LIMIT);
         let _ = tx.send(true);
     });
     rx
+}
+
+/// How long the end of a process's output may wait in a fifo for its client.
+const FIFO_READ_LIMIT: Duration = Duration::from_secs(2);
+
+/// A fifo opened read-write never blocks, so a quick process's output can be all
+/// copied before the client has opened its end; closing ours then would discard it.
+/// Waits, at most `limit`, until what is in the fifo has been read.
+fn wait_read(dst: &File, limit: Duration) {
+    let is_fifo = dst
+        .metadata()
+        .map(|m| std::os::unix::fs::FileTypeExt::is_fifo(&m.file_type()))
+        .unwrap_or(false);
+    if !is_fifo {
+        return;
+    }
+    let start = std::time::Instant::now();
+    while rustix::io::ioctl_fionread(dst).is_ok_and(|n| n > 0) && start.elapsed() < limit {
+        std::thread::sleep(Duration::from_millis(2));
+    }
 }
 
 /// A unix socket on which rune sends a terminal's pty master (`--console-socket`). It
@@ -352,6 +373,40 @@ impl ConsoleSocket {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A process whose output is all copied before its client opens the fifo: the
+    /// output waits in the fifo for the client instead of being discarded.
+    #[test]
+    fn output_waits_in_the_fifo_for_a_late_client() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("stdout");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        let dst = Sink::Fifo(fifo.clone()).open().unwrap();
+        let (r, mut w) = std::io::pipe().unwrap();
+        let mut done = copy_thread(r, dst);
+        w.write_all(b"quick output\n").unwrap();
+        drop(w);
+        std::thread::sleep(Duration::from_millis(200));
+        assert!(!*done.borrow(), "the copy holds the fifo until it is read");
+        let mut client = OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(&fifo)
+            .unwrap();
+        let mut got = [0u8; 13];
+        client.read_exact(&mut got).unwrap();
+        assert_eq!(&got, b"quick output\n");
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            tokio::time::timeout(Duration::from_secs(5), done.wait_for(|d| *d))
+                .await
+                .expect("the copy ends once its output is read")
+                .unwrap();
+        });
+    }
 
     #[test]
     fn uris_name_a_fifo_a_file_or_nothing() {
