@@ -21,7 +21,7 @@
 
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use prost::Message;
@@ -258,10 +258,6 @@ impl Aesm {
     pub fn with_timeout(mut self, timeout: Duration) -> Aesm {
         self.timeout = timeout;
         self
-    }
-
-    pub fn socket(&self) -> &Path {
-        &self.path
     }
 
     /// Whether aesmd's socket exists.
@@ -524,11 +520,7 @@ pub fn quote_len(buf: &[u8]) -> Result<usize, AesmError> {
 
 /// Checks that `quote` carries `report`'s body byte for byte.
 pub fn check_quote_matches(quote: &[u8], report: &[u8; REPORT_SIZE]) -> Result<(), AesmError> {
-    let at = body_offset(quote)?;
-    let body = quote
-        .get(at..at + REPORT_BODY_SIZE)
-        .ok_or_else(|| AesmError::BadQuote(format!("truncated at {} bytes", quote.len())))?;
-    if body != &report[..REPORT_BODY_SIZE] {
+    if report_of_quote(quote)?[..REPORT_BODY_SIZE] != report[..REPORT_BODY_SIZE] {
         return Err(AesmError::OtherReport);
     }
     Ok(())

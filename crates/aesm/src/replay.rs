@@ -25,6 +25,16 @@ const INVALID_REPORT: u32 = 47;
 /// aesmd hands back its whole buffer, larger than the quote.
 const SLACK: usize = 64;
 
+/// The requests of one quote, in the order the client sends them.
+pub const QUOTE_EXCHANGE: [&str; 6] = [
+    "GetSupportedAttKeyIDNum",
+    "GetSupportedAttKeyIDs",
+    "InitQuoteEx",
+    "InitQuoteEx",
+    "GetQuoteSizeEx",
+    "GetQuoteEx",
+];
+
 /// How the stand-in behaves.
 #[derive(Debug, Clone, Default)]
 pub struct Behaviour {

@@ -622,17 +622,7 @@ fn intel_sgx_attest_gets_a_dcap_quote_through_the_pal_and_aesmd() {
         &id,
     ]);
     assert_eq!(std::fs::read(&file).unwrap(), quote);
-    assert_eq!(
-        aesmd.requests(),
-        [
-            "GetSupportedAttKeyIDNum",
-            "GetSupportedAttKeyIDs",
-            "InitQuoteEx",
-            "InitQuoteEx",
-            "GetQuoteSizeEx",
-            "GetQuoteEx"
-        ]
-    );
+    assert_eq!(aesmd.requests(), aesm::replay::QUOTE_EXCHANGE);
     // Without --isRA: the REPORT itself, targeted at the QE.
     let local = rune.ok(&["attest", &id]);
     assert_eq!(hex::decode(local.trim()).unwrap(), report);
