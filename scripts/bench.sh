@@ -8,7 +8,7 @@ RUNS=${RUNS:-40}
 WARMUP=${WARMUP:-5}
 
 echo "host: $(uname -r), cgroup: $(stat -fc %T /sys/fs/cgroup), $(nproc) CPUs"
-echo "rune: $("$RUNE" --version | head -1); runc: $(runc --version | head -1)"
+echo "rune: $("$RUNE" --version | sed -n 1p); runc: $(runc --version | sed -n 1p)"
 busybox_bundle "$WORK/bundle" /bin/true
 mkdir -p "$WORK/rune" "$WORK/runc"
 python3 scripts/bench.py "container run: create + start + wait + delete of /bin/true" \
@@ -63,7 +63,7 @@ for rt in io.containerd.runc.v2 io.containerd.rune.v2; do
   id=mem-${rt//./-}
   "${CTR[@]}" run -d --runtime "$rt" "$IMG" "$id" sleep 1000 >/dev/null
   "${CTR[@]}" task exec --exec-id e "$id" /bin/true
-  shim=$(pgrep -f -- "-id $id -address" | head -1)
+  shim=$(pgrep -f -- "-id $id -address" | sed -n 1p)
   hwm=$(awk '/VmHWM/{print $2}' "/proc/$shim/status")
   rss=$(awk '/VmRSS/{print $2}' "/proc/$shim/status")
   echo "| $rt | $hwm | $rss |"

@@ -58,9 +58,12 @@ NONCE=$(head -c 32 /dev/urandom | od -An -v -tx1 | tr -d ' \n')
 MR=$("$SIGN" measure --executable "$WORK/enclave/rootfs/bin/busybox" --entrypoint /bin/sh)
 printf 'allow_software_tees = true\n[expected]\nsim_mr_enclave = ["%s"]\n' "$MR" > "$WORK/policy.toml"
 echo "-- the default policy (hardware only):"
-"$SHELTER" verify --evidence "$WORK/report.bin" --report-data "$NONCE" | head -2 || true
+# Whole outputs are read, then cut: a reader that stops early would race the writer.
+OUT=$("$SHELTER" verify --evidence "$WORK/report.bin" --report-data "$NONCE") || true
+sed -n 1,2p <<<"$OUT"
 echo "-- a policy that allows sim and pins the measurement:"
-"$SHELTER" verify --evidence "$WORK/report.bin" --report-data "$NONCE" --policy "$WORK/policy.toml" | head -1
+OUT=$("$SHELTER" verify --evidence "$WORK/report.bin" --report-data "$NONCE" --policy "$WORK/policy.toml")
+sed -n 1p <<<"$OUT"
 "$RUNE" --root "$WORK/rune" kill enclave-attest KILL
 sleep 0.5
 "$RUNE" --root "$WORK/rune" delete --force enclave-attest
@@ -101,7 +104,8 @@ for _ in $(seq 100); do [ -S "$WORK/inclavared.sock" ] && break; sleep 0.1; done
 echo "-- shelter remoteattestation, policy pinning mr_enclave $EMR:"
 "$SHELTER" remoteattestation --addr "unix://$WORK/inclavared.sock" --policy "$WORK/eaa-policy.toml"
 echo "-- the same with the default policy (hardware only):"
-"$SHELTER" remoteattestation --addr "unix://$WORK/inclavared.sock" | head -2 || true
+OUT=$("$SHELTER" remoteattestation --addr "unix://$WORK/inclavared.sock") || true
+sed -n 1,2p <<<"$OUT"
 kill "$INCLAVARED"; wait "$INCLAVARED" || true
 "$RUNE" --root "$WORK/rune" kill eaa-demo KILL
 sleep 0.5

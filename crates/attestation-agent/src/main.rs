@@ -58,13 +58,13 @@ enum Command {
 }
 
 fn main() {
+    cli_exit::init();
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_max_level(tracing::Level::WARN)
         .init();
     if let Err(e) = run() {
-        eprintln!("attestation-agent: {e:#}");
-        std::process::exit(1);
+        cli_exit::exit_on_error("attestation-agent", &e);
     }
 }
 

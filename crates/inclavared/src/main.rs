@@ -83,9 +83,9 @@ struct Relay {
 }
 
 fn main() {
+    cli_exit::init();
     if let Err(e) = run() {
-        eprintln!("inclavared: {e:#}");
-        std::process::exit(1);
+        cli_exit::exit_on_error("inclavared", &e);
     }
 }
 

@@ -70,12 +70,22 @@ impl Executor for ProcessExecutor {
             ExecutorValidationError::ArgValidationError("process.args is empty".into())
         })?;
         let program = &args[0];
+        // Go's exec.LookPath, which runc calls at create: a directory or a file this
+        // user may not execute fails here, not after start with exit 255.
+        let refuse = |p: &Path, why: &str| {
+            Err(ExecutorValidationError::ArgValidationError(format!(
+                "exec: {p:?}: {why}"
+            )))
+        };
         match resolve(program, &search_path(spec)) {
-            Some(p) if p.exists() => Ok(()),
-            Some(p) => Err(ExecutorValidationError::ArgValidationError(format!(
-                "exec: {:?}: no such file or directory",
-                p
-            ))),
+            Some(p) => match p.metadata() {
+                Err(_) => refuse(&p, "no such file or directory"),
+                Ok(m) if m.is_dir() => refuse(&p, "is a directory"),
+                Ok(_) if nix::unistd::access(&p, nix::unistd::AccessFlags::X_OK).is_err() => {
+                    refuse(&p, "permission denied")
+                }
+                Ok(_) => Ok(()),
+            },
             None => Err(ExecutorValidationError::ArgValidationError(format!(
                 "exec: {program:?}: executable file not found in $PATH"
             ))),
@@ -430,7 +440,12 @@ impl Executor for RuneExecutor {
         // Handlers are installed once the payload exists: a PAL that forks its payload
         // would otherwise pass them on, and the payload would no longer die of SIGTERM.
         let forwarder = w.clone();
-        let install = move |_pid: i32| match signal_hook::iterator::Signals::new(FORWARDED) {
+        // The realtime signals too: runc forwards every signal but SIGCHLD/SIGURG/SIGWINCH.
+        let forwarded = FORWARDED
+            .iter()
+            .copied()
+            .chain(libc::SIGRTMIN()..=libc::SIGRTMAX());
+        let install = move |_pid: i32| match signal_hook::iterator::Signals::new(forwarded) {
             Ok(mut signals) => {
                 std::thread::spawn(move || {
                     for sig in signals.forever() {

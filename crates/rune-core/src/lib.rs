@@ -16,6 +16,7 @@ pub mod executor;
 pub mod pidfile;
 pub mod resources;
 pub mod runtime;
+pub mod signal;
 pub mod spec;
 pub mod state;
 pub mod templates;

@@ -15,7 +15,7 @@ use libcontainer::container::{Container, ContainerStatus};
 use libcontainer::error::LibcontainerError;
 use libcontainer::oci_spec::runtime::LinuxResources;
 use libcontainer::syscall::syscall::SyscallType;
-use nix::sys::signal::{SigSet, Signal as NixSignal};
+use nix::sys::signal::SigSet;
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
@@ -24,6 +24,7 @@ use crate::enclave;
 use crate::error::{Result, RuneError};
 use crate::executor::{EnclaveWorkload, ProcessExecutor, RuneExecutor};
 use crate::pidfile;
+use crate::signal::{self, Signal};
 use crate::spec::{validate_id, Bundle};
 use crate::state::{status_name, ContainerState};
 
@@ -72,6 +73,14 @@ pub struct ExecOptions {
     pub pid_file: Option<PathBuf>,
     pub preserve_fds: i32,
     pub detach: bool,
+    /// Exec into a paused container (the process starts frozen).
+    pub ignore_paused: bool,
+    /// `--cgroup`: `[controller:]path` of an existing sub-cgroup to run the process in.
+    pub sub_cgroup: Option<String>,
+    /// `--apparmor`: the AppArmor profile of the process.
+    pub apparmor: Option<String>,
+    /// `--process-label`: the SELinux label of the process.
+    pub process_label: Option<String>,
 }
 
 impl Runtime {
@@ -415,13 +424,33 @@ impl Runtime {
     }
 
     fn exec_process(&self, id: &str, c: Container, opts: &ExecOptions) -> Result<Pid> {
-        if c.status() != ContainerStatus::Running {
+        // As runc: a created container takes processes (it stays created), a paused one
+        // only with --ignore-paused.
+        let what = match c.status() {
+            ContainerStatus::Running | ContainerStatus::Created => None,
+            ContainerStatus::Paused if opts.ignore_paused => None,
+            ContainerStatus::Paused => {
+                Some("cannot exec in a paused container (use --ignore-paused)")
+            }
+            _ => Some("cannot exec in a stopped container"),
+        };
+        if let Some(what) = what {
             return Err(RuneError::State {
                 id: id.to_string(),
                 status: status_name(c.status()).to_string(),
-                what: "exec needs a running container",
+                what,
             });
         }
+        if c.status() == ContainerStatus::Created
+            && self.container_dir(id).join(agent::SOCKET).exists()
+        {
+            return Err(RuneError::State {
+                id: id.to_string(),
+                status: "created".into(),
+                what: "an enclave container takes processes once started (its enclave runtime runs from start)",
+            });
+        }
+        check_lsm(opts)?;
         if opts.process.is_none() && opts.args.is_empty() {
             return Err(RuneError::InvalidArgument {
                 flag: "exec".into(),
@@ -453,6 +482,10 @@ impl Runtime {
             .with_user(opts.user.map(|(u, _)| u))
             .with_group(opts.user.and_then(|(_, g)| g))
             .with_capabilities(opts.capabilities.clone())
+            .with_ignore_paused(opts.ignore_paused)
+            .with_sub_cgroup(opts.sub_cgroup.clone())
+            .with_apparmor(opts.apparmor.clone())
+            .with_process_label(opts.process_label.clone())
             .build()
             .map_err(RuneError::lc(format!("exec in {id}")))?;
         if let Some(path) = &opts.pid_file {
@@ -473,7 +506,7 @@ impl Runtime {
     /// state file in a directory being removed.
     pub fn kill(&self, id: &str, signal: &str, all: bool) -> Result<()> {
         use libcgroups::common::FreezerState;
-        let signal = parse_signal(signal)?;
+        let signal = Signal::parse(signal)?;
         let c = self.load(id)?;
         let status = c.status();
         match status {
@@ -487,9 +520,11 @@ impl Runtime {
             }
             _ => {}
         }
-        let send = |pid: Pid| match nix::sys::signal::kill(pid, signal) {
-            Ok(()) | Err(nix::errno::Errno::ESRCH) => Ok(()),
-            Err(e) => Err(RuneError::io(format!("kill {pid}"), e.into())),
+        let send = |pid: Pid| match signal.send(pid.as_raw()) {
+            Err(e) if e.raw_os_error() != Some(libc::ESRCH) => {
+                Err(RuneError::io(format!("kill {pid}"), e))
+            }
+            _ => Ok(()),
         };
         let v1 = !matches!(
             libcgroups::common::get_cgroup_setup(),
@@ -503,7 +538,7 @@ impl Runtime {
                 .get_all_pids()
                 .map_err(|e| RuneError::Cgroup(e.to_string()));
             let sent = pids.and_then(|pids| pids.into_iter().try_for_each(send));
-            if status != ContainerStatus::Paused || signal == NixSignal::SIGKILL {
+            if status != ContainerStatus::Paused || signal == Signal::KILL {
                 let _ = m.freeze(FreezerState::Thawed);
             }
             return sent;
@@ -514,7 +549,7 @@ impl Runtime {
         }
         send(pid)?;
         // On cgroup v1 a frozen process cannot act on signals: SIGKILL thaws it.
-        if status == ContainerStatus::Paused && signal == NixSignal::SIGKILL && v1 {
+        if status == ContainerStatus::Paused && signal == Signal::KILL && v1 {
             let _ = self.cgroup_manager(&c)?.freeze(FreezerState::Thawed);
         }
         Ok(())
@@ -726,14 +761,11 @@ fn forward_signals_to(pipe: std::io::PipeWriter) -> Result<()> {
     std::thread::spawn(move || {
         use std::io::Write;
         let mut pipe = pipe;
-        while let Ok(sig) = set.wait() {
-            if matches!(
-                sig,
-                NixSignal::SIGCHLD | NixSignal::SIGURG | NixSignal::SIGWINCH | NixSignal::SIGPIPE
-            ) {
+        while let Ok(sig) = signal::wait(&set) {
+            if signal::is_not_forwarded(sig) {
                 continue;
             }
-            if pipe.write_all(&(sig as i32).to_le_bytes()).is_err() {
+            if pipe.write_all(&sig.as_raw().to_le_bytes()).is_err() {
                 return;
             }
         }
@@ -741,20 +773,27 @@ fn forward_signals_to(pipe: std::io::PipeWriter) -> Result<()> {
     Ok(())
 }
 
-/// Parses a signal given by name (`TERM`, `SIGTERM`, `term`) or number.
-pub fn parse_signal(s: &str) -> Result<NixSignal> {
-    use std::str::FromStr;
-    let bad = || RuneError::Signal(s.to_string());
-    if let Ok(n) = s.parse::<i32>() {
-        return NixSignal::try_from(n).map_err(|_| bad());
-    }
-    let upper = s.to_ascii_uppercase();
-    let name = if upper.starts_with("SIG") {
-        upper
-    } else {
-        format!("SIG{upper}")
+/// Refuses LSM options the host cannot apply, before anything runs (runc: "apparmor:
+/// config provided but apparmor not supported").
+fn check_lsm(opts: &ExecOptions) -> Result<()> {
+    let refuse = |flag: &str, message: &str| {
+        Err(RuneError::InvalidArgument {
+            flag: flag.into(),
+            message: message.into(),
+        })
     };
-    NixSignal::from_str(&name).map_err(|_| bad())
+    let apparmor = fs::read_to_string("/sys/module/apparmor/parameters/enabled")
+        .is_ok_and(|s| s.trim() == "Y");
+    if opts.apparmor.is_some() && !apparmor {
+        return refuse(
+            "--apparmor",
+            "config provided but apparmor not supported on this host",
+        );
+    }
+    if opts.process_label.is_some() && !Path::new("/sys/fs/selinux/enforce").exists() {
+        return refuse("--process-label", "SELinux is not enabled on this host");
+    }
+    Ok(())
 }
 
 /// True while `pid` exists and is not a zombie.
@@ -796,13 +835,10 @@ fn wait_forwarding_signals(pid: Pid) -> Result<i32> {
                 Err(e) => return Err(RuneError::io("waitpid", e.into())),
             }
         }
-        let sig = set.wait().map_err(|e| RuneError::io("sigwait", e.into()))?;
-        match sig {
-            NixSignal::SIGCHLD | NixSignal::SIGURG | NixSignal::SIGWINCH => {}
-            other => {
-                if let Err(e) = nix::sys::signal::kill(pid, other) {
-                    tracing::warn!("forward {other} to {pid}: {e}");
-                }
+        let sig = signal::wait(&set).map_err(|e| RuneError::io("sigwait", e))?;
+        if sig.as_raw() == libc::SIGPIPE || !signal::is_not_forwarded(sig) {
+            if let Err(e) = sig.send(pid.as_raw()) {
+                tracing::warn!("forward {sig} to {pid}: {e}");
             }
         }
     }

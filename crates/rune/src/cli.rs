@@ -155,6 +155,10 @@ pub struct Run {
     /// Keep the container's state after it exits (accepted for compatibility)
     #[arg(long)]
     pub keep: bool,
+    /// Do not make rune a subreaper of the container's orphans (rune waits only for
+    /// the container's init, so this is its behaviour already)
+    #[arg(long)]
+    pub no_subreaper: bool,
 }
 
 #[derive(Args, Debug)]
@@ -198,6 +202,18 @@ pub struct Exec {
     /// Number of extra file descriptors (from 3) passed to the process
     #[arg(long, default_value_t = 0)]
     pub preserve_fds: i32,
+    /// Exec in a paused container (the process starts frozen)
+    #[arg(long)]
+    pub ignore_paused: bool,
+    /// Run the process in an existing sub-cgroup: [controller:]path
+    #[arg(long)]
+    pub cgroup: Option<String>,
+    /// AppArmor profile of the process
+    #[arg(long)]
+    pub apparmor: Option<String>,
+    /// SELinux label of the process
+    #[arg(long)]
+    pub process_label: Option<String>,
     /// Container id
     pub id: String,
     /// Command and arguments
@@ -297,7 +313,7 @@ pub struct Update {
     #[arg(long)]
     pub memory_swap: Option<String>,
     /// CPU shares (relative weight)
-    #[arg(long)]
+    #[arg(long, alias = "cpu-share")]
     pub cpu_shares: Option<u64>,
     /// CPU CFS period in microseconds
     #[arg(long)]

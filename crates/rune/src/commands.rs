@@ -144,6 +144,10 @@ fn exec(rt: &Runtime, global: &cli::GlobalOpts, e: cli::Exec) -> Result<i32> {
         pid_file: e.pid_file.as_deref().map(absolute),
         preserve_fds: e.preserve_fds,
         detach: e.detach,
+        ignore_paused: e.ignore_paused,
+        sub_cgroup: e.cgroup.clone(),
+        apparmor: e.apparmor.clone(),
+        process_label: e.process_label.clone(),
     };
     match rt.exec(&e.id, &opts)? {
         Exec::Started(_) if e.detach => Ok(0),

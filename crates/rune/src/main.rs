@@ -9,11 +9,11 @@ mod seal;
 use clap::Parser;
 
 fn main() {
+    cli_exit::init();
     let cli = cli::Cli::parse();
     if commands::enters_container(&cli) {
         if let Err(err) = seal::ensure_sealed() {
-            eprintln!("rune: {err:#}");
-            std::process::exit(1);
+            cli_exit::exit_on_error("rune", &err);
         }
     }
     if let Err(err) = logging::init(
@@ -21,29 +21,17 @@ fn main() {
         cli.global.log_format,
         cli.global.debug,
     ) {
-        eprintln!("rune: {err:#}");
-        std::process::exit(1);
+        cli_exit::exit_on_error("rune", &err);
     }
     let logs_to_file = cli.global.log.is_some();
     match commands::run(cli) {
         Ok(code) => std::process::exit(code),
-        Err(err) if is_broken_pipe(&err) => std::process::exit(141),
         Err(err) => {
             // One line: containerd and docker show it to the user as it is.
-            let msg = format!("{err:#}");
-            if logs_to_file {
-                tracing::error!("{msg}");
+            if logs_to_file && !cli_exit::is_broken_pipe(&err) {
+                tracing::error!("{err:#}");
             }
-            eprintln!("rune: {msg}");
-            std::process::exit(1);
+            cli_exit::exit_on_error("rune", &err);
         }
     }
-}
-
-/// The reader of our stdout went away: as a shell reports SIGPIPE, without a message.
-fn is_broken_pipe(err: &anyhow::Error) -> bool {
-    err.chain().any(|e| {
-        e.downcast_ref::<std::io::Error>()
-            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
-    })
 }

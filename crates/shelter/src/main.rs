@@ -7,6 +7,7 @@ mod verify;
 use clap::Parser;
 
 fn main() {
+    cli_exit::init();
     let cli = cli::Cli::parse();
     let result = match cli.command {
         cli::Command::Verify(v) => verify::run(&v),
@@ -15,9 +16,6 @@ fn main() {
     };
     match result {
         Ok(code) => std::process::exit(code),
-        Err(err) => {
-            eprintln!("shelter: {err:#}");
-            std::process::exit(1);
-        }
+        Err(err) => cli_exit::exit_on_error("shelter", &err),
     }
 }

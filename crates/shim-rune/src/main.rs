@@ -7,6 +7,7 @@ use shim_rune::shim::{info_bytes, version_text, RuneShim, RUNTIME_NAME};
 // One thread serves a shim's few containers; the work is in the `rune` processes.
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
+    cli_exit::init();
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args
         .iter()
@@ -22,8 +23,7 @@ async fn main() {
                 return;
             }
             Err(e) => {
-                eprintln!("containerd-shim-rune-v2: {e}");
-                std::process::exit(1);
+                cli_exit::exit_on_error("containerd-shim-rune-v2", &anyhow::anyhow!(e));
             }
         }
     }

@@ -960,15 +960,23 @@ impl Task for Service {
                 format!("exec {} is not started", req.exec_id),
             ));
         }
-        let sig = nix::sys::signal::Signal::try_from(req.signal as i32)
-            .map_err(|_| err(Code::INVALID_ARGUMENT, format!("signal {}", req.signal)))?;
-        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), sig).map_err(|e| {
-            if e == nix::errno::Errno::ESRCH {
+        // Any signal the kernel has, realtime ones included (nix's Signal has none).
+        let sig = req.signal as i32;
+        if !(1..=libc::SIGRTMAX()).contains(&sig) {
+            return Err(err(
+                Code::INVALID_ARGUMENT,
+                format!("signal {}", req.signal),
+            ));
+        }
+        // SAFETY: kill(2) takes two integers and touches no memory of ours.
+        if unsafe { libc::kill(pid, sig) } != 0 {
+            let e = std::io::Error::last_os_error();
+            return Err(if e.raw_os_error() == Some(libc::ESRCH) {
                 err(Code::NOT_FOUND, "process already finished")
             } else {
                 err(Code::UNKNOWN, format!("kill {pid}: {e}"))
-            }
-        })?;
+            });
+        }
         Ok(api::Empty::new())
     }
 

@@ -30,9 +30,9 @@ struct Cli {
 }
 
 fn main() {
+    cli_exit::init();
     if let Err(e) = run() {
-        eprintln!("signature-server: {e:#}");
-        std::process::exit(1);
+        cli_exit::exit_on_error("signature-server", &e);
     }
 }
 

@@ -28,9 +28,9 @@ struct Cli {
 }
 
 fn main() {
+    cli_exit::init();
     if let Err(e) = run() {
-        eprintln!("verdictd: {e:#}");
-        std::process::exit(1);
+        cli_exit::exit_on_error("verdictd", &e);
     }
 }
 

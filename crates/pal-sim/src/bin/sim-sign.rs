@@ -73,7 +73,14 @@ impl Target {
     }
 }
 
-fn main() -> Result<()> {
+fn main() {
+    cli_exit::init();
+    if let Err(e) = run() {
+        cli_exit::exit_on_error("sim-sign", &e);
+    }
+}
+
+fn run() -> Result<()> {
     match Cli::parse().command {
         Cmd::Keygen { out } => {
             let key = SignerKey::generate()?;

@@ -1,0 +1,115 @@
+//! How our commands end.
+//!
+//! Rust ignores `SIGPIPE`, so a write to a closed pipe returns `EPIPE`: `println!` and
+//! `eprintln!` then panic ("failed printing to stdout: Broken pipe") and `?` turns it
+//! into an error message on stderr — `shelter verify … | head -1` printed
+//! `shelter: Broken pipe (os error 32)` and exited 1. C programs and Go programs (runc,
+//! containerd, docker) are killed by `SIGPIPE` instead, quietly, which a shell reports as
+//! status 141 and `head` pipelines expect. Go does this only for fds 1 and 2 (its
+//! `os.sigpipe`); sockets keep returning `EPIPE`. So do we: [`init`] catches the
+//! print panics, and [`exit_on_error`] recognises a broken pipe anywhere in an error's
+//! chain; both end the process by `SIGPIPE`, with its default action. Sockets are not
+//! affected, so a daemon whose client went away keeps running.
+//!
+//! ```no_run
+//! fn main() {
+//!     cli_exit::init();
+//!     if let Err(e) = run() {
+//!         cli_exit::exit_on_error("mytool", &e);
+//!     }
+//! }
+//! # fn run() -> anyhow::Result<()> { Ok(()) }
+//! ```
+
+use std::io::Write;
+
+/// Installs a panic hook that turns the standard library's failed `print!`/`eprint!`
+/// to a closed pipe into [`die_of_sigpipe`]. Other panics are reported by the previous
+/// hook, as before. Call it first in `main`.
+pub fn init() {
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let payload = info.payload();
+        let msg = payload
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| payload.downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        if is_print_to_closed_pipe(msg) {
+            die_of_sigpipe();
+        }
+        previous(info);
+    }));
+}
+
+/// The message `std` panics with when printing to a closed pipe, e.g.
+/// `failed printing to stdout: Broken pipe (os error 32)` (`library/std/src/io/stdio.rs`).
+fn is_print_to_closed_pipe(msg: &str) -> bool {
+    msg.starts_with("failed printing to std") && msg.contains("os error 32")
+}
+
+/// Ends the process as `SIGPIPE`'s default action does (status 128 + 13 in a shell),
+/// without unwinding or a message: the reader of our output is gone.
+pub fn die_of_sigpipe() -> ! {
+    // SAFETY: restoring the default disposition and raising a signal have no memory
+    // effects; the default action of SIGPIPE ends the process.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        libc::raise(libc::SIGPIPE);
+    }
+    // Unreachable unless SIGPIPE is blocked: exit with the status a shell would show.
+    std::process::exit(128 + libc::SIGPIPE)
+}
+
+/// True when `err` or any error in its chain is an I/O error of kind `BrokenPipe`.
+pub fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    err.chain().any(|e| {
+        e.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
+/// Prints `program: error: cause: cause…` as one line on stderr and exits 1, or dies of
+/// `SIGPIPE` when the error is a closed pipe or stderr is one (as Go's runtime does for
+/// fds 1 and 2). Never panics.
+pub fn exit_on_error(program: &str, err: &anyhow::Error) -> ! {
+    if is_broken_pipe(err) {
+        die_of_sigpipe();
+    }
+    let line = format!("{program}: {err:#}\n");
+    if let Err(e) = std::io::stderr().write_all(line.as_bytes()) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            die_of_sigpipe();
+        }
+    }
+    std::process::exit(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recognises_std_print_failures_only() {
+        assert!(is_print_to_closed_pipe(
+            "failed printing to stdout: Broken pipe (os error 32)"
+        ));
+        assert!(is_print_to_closed_pipe(
+            "failed printing to stderr: Broken pipe (os error 32)"
+        ));
+        assert!(!is_print_to_closed_pipe(
+            "failed printing to stdout: No space left on device (os error 28)"
+        ));
+        assert!(!is_print_to_closed_pipe("index out of bounds"));
+    }
+
+    #[test]
+    fn finds_a_broken_pipe_deep_in_the_chain() {
+        let io = std::io::Error::from_raw_os_error(libc::EPIPE);
+        let err = anyhow::Error::new(io)
+            .context("write report")
+            .context("verify");
+        assert!(is_broken_pipe(&err));
+        assert!(!is_broken_pipe(&anyhow::anyhow!("Broken pipe")));
+    }
+}

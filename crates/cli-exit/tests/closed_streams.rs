@@ -1,0 +1,236 @@
+//! Every binary of the workspace, with its stdout or stderr a pipe whose reader is gone,
+//! ends as runc (Go) and C programs do: killed by SIGPIPE, with no message and no
+//! panic. `make test` builds the binaries first (target/release).
+
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+fn bin(name: &str) -> PathBuf {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../target/release")
+        .join(name);
+    assert!(
+        p.exists(),
+        "{} is missing: run `make build` first",
+        p.display()
+    );
+    p
+}
+
+fn testdata(name: &str) -> String {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../rats/testdata")
+        .join(name);
+    p.to_string_lossy().into_owned()
+}
+
+/// Which of the streams is closed.
+#[derive(Clone, Copy, Debug)]
+enum Closed {
+    Stdout,
+    Stderr,
+}
+
+/// Runs `cmd` with the given stream a pipe whose reader is already closed and the other
+/// captured; returns the exit status and what the other stream got. Waits at most 20 s.
+fn run_closed(mut cmd: Command, closed: Closed) -> (ExitStatus, String) {
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    cmd.stdin(Stdio::null());
+    let mut other = tempfile::tempfile().unwrap();
+    match closed {
+        Closed::Stdout => cmd.stdout(writer).stderr(other.try_clone().unwrap()),
+        Closed::Stderr => cmd.stderr(writer).stdout(other.try_clone().unwrap()),
+    };
+    let mut child = cmd.spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{cmd:?} with a closed {closed:?} did not end within 20 s");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    use std::io::{Read, Seek};
+    let mut text = String::new();
+    other.rewind().unwrap();
+    other.read_to_string(&mut text).unwrap();
+    (status, text)
+}
+
+fn cmd(bin_name: &str, args: &[&str]) -> Command {
+    let mut c = Command::new(bin(bin_name));
+    c.args(args);
+    c
+}
+
+/// Go and C programs writing to a closed pipe on fd 1 or 2 die of SIGPIPE.
+fn assert_sigpipe(what: &str, (status, other): (ExitStatus, String)) {
+    assert_eq!(
+        status.signal(),
+        Some(libc::SIGPIPE),
+        "{what}: ended with {status}, other stream: {other}"
+    );
+    assert!(
+        !other.contains("panicked") && !other.contains("Broken pipe"),
+        "{what} printed: {other}"
+    );
+}
+
+#[test]
+fn a_closed_stdout_ends_every_command_quietly() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("signer.key");
+    let key = key.to_str().unwrap();
+    let sim_key = dir.path().join("sim.key");
+    let sim_key = sim_key.to_str().unwrap();
+    let ok = Command::new(bin("sim-sign"))
+        .args(["keygen", "--out", sim_key])
+        .output()
+        .unwrap();
+    assert!(ok.status.success(), "{ok:?}");
+    let (quote, collateral) = (testdata("sgx_quote"), testdata("sgx_quote_collateral.json"));
+    let cases: Vec<(&str, Command)> = vec![
+        ("rune features", cmd("rune", &["features"])),
+        ("rune list", {
+            let mut c = cmd("rune", &["list"]);
+            c.arg("--root").arg(dir.path().join("root"));
+            c
+        }),
+        (
+            "shelter verify",
+            cmd(
+                "shelter",
+                &[
+                    "verify",
+                    "--evidence",
+                    &quote,
+                    "--collateral",
+                    &collateral,
+                    "--at",
+                    "2025-06-20T00:00:00Z",
+                ],
+            ),
+        ),
+        (
+            "sim-sign keygen",
+            cmd("sim-sign", &["keygen", "--out", key]),
+        ),
+        (
+            "sim-sign measure",
+            cmd("sim-sign", &["measure", "--executable", "/bin/sh"]),
+        ),
+        (
+            "containerd-shim-rune-v2 --version",
+            cmd("containerd-shim-rune-v2", &["--version"]),
+        ),
+        (
+            "verdictd",
+            cmd("verdictd", &["--listen", "127.0.0.1:0", "--insecure-http"]),
+        ),
+        (
+            "signature-server",
+            cmd(
+                "signature-server",
+                &["--listen", "127.0.0.1:0", "--sim-key", sim_key],
+            ),
+        ),
+    ];
+    for (what, c) in cases {
+        assert_sigpipe(what, run_closed(c, Closed::Stdout));
+    }
+}
+
+#[test]
+fn a_closed_stderr_ends_every_command_quietly() {
+    // Each fails, so its only output is the error line on stderr.
+    let cases: Vec<(&str, Command)> = vec![
+        (
+            "rune state",
+            cmd("rune", &["--root", "/nonexistent/rune", "state", "none"]),
+        ),
+        (
+            "shelter verify",
+            cmd("shelter", &["verify", "--evidence", "/nonexistent"]),
+        ),
+        (
+            "sim-sign measure",
+            cmd("sim-sign", &["measure", "--executable", "/nonexistent"]),
+        ),
+        (
+            "attestation-agent",
+            cmd(
+                "attestation-agent",
+                &["--url", "http://127.0.0.1:1", "token"],
+            ),
+        ),
+        (
+            "verdictd",
+            cmd("verdictd", &["--config", "/nonexistent.toml"]),
+        ),
+        (
+            "inclavared",
+            cmd(
+                "inclavared",
+                &[
+                    "--listen",
+                    "tcp://127.0.0.1:0",
+                    "--xfer",
+                    "tcp://127.0.0.1:1",
+                    "--policy",
+                    "/nonexistent.toml",
+                ],
+            ),
+        ),
+        ("signature-server", cmd("signature-server", &[])),
+    ];
+    for (what, c) in cases {
+        assert_sigpipe(what, run_closed(c, Closed::Stderr));
+    }
+}
+
+/// The real peer: runc, when the machine has it (`make test` installs Debian's).
+#[test]
+fn runc_ends_the_same_way() {
+    let Ok(runc) = which("runc") else {
+        println!("skipped: no runc on PATH");
+        return;
+    };
+    let (status, _) = run_closed(
+        {
+            let mut c = Command::new(&runc);
+            c.arg("features");
+            c
+        },
+        Closed::Stdout,
+    );
+    assert_eq!(
+        status.signal(),
+        Some(libc::SIGPIPE),
+        "runc features: {status}"
+    );
+    let (status, _) = run_closed(
+        {
+            let mut c = Command::new(&runc);
+            c.args(["--root", "/nonexistent/runc", "state", "none"]);
+            c
+        },
+        Closed::Stderr,
+    );
+    assert_eq!(status.signal(), Some(libc::SIGPIPE), "runc state: {status}");
+}
+
+fn which(name: &str) -> Result<PathBuf, ()> {
+    std::env::var_os("PATH")
+        .iter()
+        .flat_map(std::env::split_paths)
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+        .ok_or(())
+}
