@@ -70,7 +70,7 @@ impl Executor for ProcessExecutor {
             ExecutorValidationError::ArgValidationError("process.args is empty".into())
         })?;
         let program = &args[0];
-        // Go's exec.LookPath, which runc calls at create: a directory or a file this
+        // Go's exec.LookPath, which runc calls at create: a directory, or a file this
         // user may not execute fails here, not after start with exit 255.
         let refuse = |p: &Path, why: &str| {
             Err(ExecutorValidationError::ArgValidationError(format!(
@@ -80,7 +80,8 @@ impl Executor for ProcessExecutor {
         match resolve(program, &search_path(spec)) {
             Some(p) => match p.metadata() {
                 Err(_) => refuse(&p, "no such file or directory"),
-                Ok(m) if m.is_dir() => refuse(&p, "is a directory"),
+                // Go 1.19's LookPath, in Debian's runc, says so of a directory too.
+                Ok(m) if m.is_dir() => refuse(&p, "permission denied"),
                 Ok(_) if nix::unistd::access(&p, nix::unistd::AccessFlags::X_OK).is_err() => {
                     refuse(&p, "permission denied")
                 }

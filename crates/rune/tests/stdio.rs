@@ -14,7 +14,6 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::*;
-use serde_json::json;
 
 const RUNC: &str = "/usr/sbin/runc";
 
@@ -78,18 +77,9 @@ fn stream(kind: Kind, fd: usize, dir: &Path) -> Stdio {
     }
 }
 
-/// A bundle running `args` with a writable /out bound from `out`.
+/// A bundle running `args` with the host's `out` at /tmp.
 fn bundle(args: &[&str], out: &Path) -> Bundle {
-    let mut b = Bundle::new(args);
-    b.spec["mounts"].as_array_mut().unwrap().push(json!({
-        "destination": "/tmp", "type": "bind", "source": out, "options": ["rbind", "rw"]
-    }));
-    b.spec["process"]["env"]
-        .as_array_mut()
-        .unwrap()
-        .push(json!("OUT=/tmp"));
-    b.save();
-    b
+    Bundle::new(args).bind(out, "/tmp")
 }
 
 /// The probe with /out at /tmp (the busybox image has /tmp, and is shared read-only).

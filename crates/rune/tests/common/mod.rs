@@ -227,6 +227,15 @@ impl Bundle {
         self
     }
 
+    /// Binds host directory `host` read-write at `dest` (which must exist in the image).
+    pub fn bind(mut self, host: &Path, dest: &str) -> Self {
+        self.spec["mounts"].as_array_mut().unwrap().push(json!({
+            "destination": dest, "type": "bind", "source": host, "options": ["rbind", "rw"]
+        }));
+        self.save();
+        self
+    }
+
     /// Makes it an enclave container of type `sim` running `pal` with `args`.
     pub fn enclave(mut self, pal: &Path, args: &str) -> Self {
         let env = self.spec["process"]["env"].as_array_mut().unwrap();

@@ -1,0 +1,467 @@
+//! Process set-up, exec and signals as with runc: each case runs the same bundle under
+//! rune and under Debian's runc (`make test` installs it) and expects rune to do what
+//! runc does. Hooks are held to the runtime spec, where runc 1.1 departs from it.
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use common::*;
+use serde_json::json;
+
+const RUNC: &str = "/usr/sbin/runc";
+
+fn skip(test: &str) -> bool {
+    !(root_or_skip(test) && tool_or_skip(test, RUNC))
+}
+
+/// A directory the container writes its findings to, at /tmp, writable by any user.
+fn out_dir() -> tempfile::TempDir {
+    let d = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(d.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    d
+}
+
+/// What one runtime did with a bundle: exit code (or None when create failed), stderr,
+/// and the findings file.
+#[derive(Debug, PartialEq)]
+struct Outcome {
+    code: i32,
+    stderr: String,
+    found: String,
+}
+
+/// `runtime --root ROOT ARGS…` with stdio in files.
+fn runtime(runtime: &str, root: &Path, args: &[&str]) -> (i32, String, String) {
+    let mut c = Command::new(runtime);
+    c.arg("--root").arg(root).args(args);
+    run(&mut c)
+}
+
+/// `run` of `b` under `rt` (foreground), then its findings in `out/r`.
+fn run_bundle(rt: &str, b: &Bundle, out: &Path) -> Outcome {
+    let _ = std::fs::remove_file(out.join("r"));
+    let root = tempfile::tempdir().unwrap();
+    let id = unique_id("parity");
+    let (code, _, stderr) = runtime(
+        rt,
+        root.path(),
+        &["run", "--bundle", b.path().to_str().unwrap(), &id],
+    );
+    let _ = runtime(rt, root.path(), &["delete", "--force", &id]);
+    Outcome {
+        code,
+        stderr,
+        found: std::fs::read_to_string(out.join("r")).unwrap_or_default(),
+    }
+}
+
+/// Runs `b` under rune and runc; returns both outcomes (rune's first).
+fn both(b: &Bundle, out: &Path) -> (Outcome, Outcome) {
+    (run_bundle(RUNE, b, out), run_bundle(RUNC, b, out))
+}
+
+#[test]
+fn a_missing_cwd_is_created_as_runc_does() {
+    if skip("missing cwd") {
+        return;
+    }
+    let out = out_dir();
+    // A private image: runc creates the directory in it.
+    let mut b = Bundle::new(&["sh", "-c", "pwd > /tmp/r"])
+        .private_rootfs()
+        .bind(out.path(), "/tmp");
+    b.spec["process"]["cwd"] = json!("/work/sub");
+    b.save();
+    let (rune, runc) = both(&b, out.path());
+    assert_eq!(runc.found, "/work/sub\n", "runc: {runc:?}");
+    assert_eq!(
+        (rune.code, rune.found),
+        (runc.code, runc.found),
+        "{}",
+        rune.stderr
+    );
+}
+
+#[test]
+fn a_user_without_a_passwd_entry_gets_home_slash_as_with_runc() {
+    if skip("HOME for uid 4242") {
+        return;
+    }
+    let out = out_dir();
+    let mut b = Bundle::new(&["sh", "-c", "echo \"HOME=$HOME\" > /tmp/r"]).bind(out.path(), "/tmp");
+    b.spec["process"]["user"] = json!({"uid": 4242, "gid": 4242});
+    b.spec["process"]["env"] = json!(["PATH=/bin"]);
+    b.save();
+    let (rune, runc) = both(&b, out.path());
+    assert_eq!(runc.found, "HOME=/\n", "runc: {runc:?}");
+    assert_eq!(rune.found, runc.found, "{}", rune.stderr);
+
+    // exec --user: the same rule.
+    let sleeper = Bundle::new(&["sleep", "100"]).bind(out.path(), "/tmp");
+    let mut found = Vec::new();
+    for rt in [RUNE, RUNC] {
+        let root = tempfile::tempdir().unwrap();
+        let id = unique_id("home");
+        let _ = std::fs::remove_file(out.path().join("r"));
+        let (code, _, err) = runtime(
+            rt,
+            root.path(),
+            &[
+                "run",
+                "-d",
+                "--bundle",
+                sleeper.path().to_str().unwrap(),
+                &id,
+            ],
+        );
+        assert_eq!(code, 0, "{rt} run -d: {err}");
+        let (code, _, err) = runtime(
+            rt,
+            root.path(),
+            &[
+                "exec",
+                "--user",
+                "4242",
+                "--env",
+                "PATH=/bin",
+                &id,
+                "sh",
+                "-c",
+                "echo \"HOME=$HOME\" > /tmp/r",
+            ],
+        );
+        found.push((
+            code,
+            std::fs::read_to_string(out.path().join("r")).unwrap_or(err),
+        ));
+        runtime(rt, root.path(), &["delete", "--force", &id]);
+    }
+    assert_eq!(found[1], (0, "HOME=/\n".to_string()), "runc exec");
+    assert_eq!(found[0], found[1], "rune exec");
+}
+
+#[test]
+fn a_program_that_is_not_executable_fails_create_as_with_runc() {
+    if skip("non-executable program") {
+        return;
+    }
+    for (program, why) in [
+        ("/etc/passwd", "permission denied"),
+        ("/etc", "permission denied"),
+    ] {
+        let b = Bundle::new(&[program]);
+        let mut failures = Vec::new();
+        for rt in [RUNE, RUNC] {
+            let root = tempfile::tempdir().unwrap();
+            let id = unique_id("noexec");
+            let (code, _, stderr) = runtime(
+                rt,
+                root.path(),
+                &["create", "--bundle", b.path().to_str().unwrap(), &id],
+            );
+            failures.push((code != 0, stderr.contains(why)));
+            if rt == RUNE {
+                assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
+                assert!(stderr.contains(program), "{stderr}");
+                assert!(
+                    leftovers(root.path(), &id).is_empty(),
+                    "{:?}",
+                    leftovers(root.path(), &id)
+                );
+            }
+            runtime(rt, root.path(), &["delete", "--force", &id]);
+        }
+        assert_eq!(failures[1], (true, true), "runc on {program}");
+        assert_eq!(failures[0], failures[1], "rune on {program}");
+    }
+}
+
+#[test]
+fn seccomp_without_no_new_privileges_runs_as_with_runc() {
+    if skip("seccomp with noNewPrivileges false") {
+        return;
+    }
+    let out = out_dir();
+    let mut b = Bundle::new(&["sh", "-c", "mkdir /tmp/d 2>/dev/null; echo $? > /tmp/r"])
+        .bind(out.path(), "/tmp");
+    b.spec["process"]["noNewPrivileges"] = json!(false);
+    b.spec["process"]["user"] = json!({"uid": 1000, "gid": 1000});
+    b.spec["linux"]["seccomp"] = json!({
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_AARCH64"],
+        "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1}]
+    });
+    b.save();
+    let (rune, runc) = both(&b, out.path());
+    // mkdir refused by the profile: busybox exits 1.
+    assert_eq!(
+        (runc.code, runc.found.as_str()),
+        (0, "1\n"),
+        "runc: {runc:?}"
+    );
+    assert_eq!(
+        (rune.code, rune.found.as_str()),
+        (0, "1\n"),
+        "{}",
+        rune.stderr
+    );
+}
+
+#[test]
+fn tmpcopyup_starts_the_tmpfs_with_the_image_directory_as_runc_does() {
+    if skip("tmpcopyup") {
+        return;
+    }
+    let out = out_dir();
+    let mut b = Bundle::new(&[
+        "sh",
+        "-c",
+        "cat /etc/passwd > /tmp/r; touch /etc/new && echo writable >> /tmp/r",
+    ])
+    .bind(out.path(), "/tmp");
+    b.spec["mounts"].as_array_mut().unwrap().push(json!({
+        "destination": "/etc", "type": "tmpfs", "source": "tmpfs",
+        "options": ["nosuid", "nodev", "tmpcopyup"]
+    }));
+    b.save();
+    let (rune, runc) = both(&b, out.path());
+    let passwd = std::fs::read_to_string(images().join("rootfs/etc/passwd")).unwrap();
+    assert_eq!(runc.found, format!("{passwd}writable\n"), "runc: {runc:?}");
+    assert_eq!(
+        (rune.code, rune.found),
+        (runc.code, runc.found),
+        "{}",
+        rune.stderr
+    );
+}
+
+/// The v1 memory cgroup of `pid`, if the host has one.
+fn memory_cgroup(pid: u32) -> Option<std::path::PathBuf> {
+    let cg = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
+    let path = cg
+        .lines()
+        .find_map(|l| l.split_once(":memory:").map(|(_, p)| p.to_string()))?;
+    Some(Path::new("/sys/fs/cgroup/memory").join(path.trim_start_matches('/')))
+}
+
+#[test]
+fn disable_oom_killer_is_applied_as_by_runc() {
+    if skip("disableOOMKiller") {
+        return;
+    }
+    if memory_cgroup(std::process::id()).is_none() {
+        println!("skipped: disableOOMKiller needs a cgroup v1 memory hierarchy");
+        return;
+    }
+    let mut b = Bundle::new(&["sleep", "100"]);
+    b.spec["linux"]["resources"]["memory"] =
+        json!({"limit": 64 * 1024 * 1024, "disableOOMKiller": true});
+    b.save();
+    let mut seen = Vec::new();
+    for rt in [RUNE, RUNC] {
+        let root = tempfile::tempdir().unwrap();
+        let id = unique_id("oom");
+        let pid_file = root.path().join("pid");
+        let (code, _, err) = runtime(
+            rt,
+            root.path(),
+            &[
+                "run",
+                "-d",
+                "--pid-file",
+                pid_file.to_str().unwrap(),
+                "--bundle",
+                b.path().to_str().unwrap(),
+                &id,
+            ],
+        );
+        assert_eq!(code, 0, "{rt}: {err}");
+        let pid: u32 = std::fs::read_to_string(&pid_file)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        let control = memory_cgroup(pid)
+            .map(|p| std::fs::read_to_string(p.join("memory.oom_control")).unwrap_or_default())
+            .unwrap_or_default();
+        seen.push(
+            control
+                .lines()
+                .find(|l| l.starts_with("oom_kill_disable"))
+                .map(str::to_string),
+        );
+        runtime(rt, root.path(), &["delete", "--force", &id]);
+    }
+    assert_eq!(seen[1].as_deref(), Some("oom_kill_disable 1"), "runc");
+    assert_eq!(seen[0], seen[1], "rune");
+}
+
+#[test]
+fn exec_into_a_created_container_as_runc_does() {
+    if skip("exec into a created container") {
+        return;
+    }
+    let b = Bundle::new(&["sleep", "100"]);
+    let mut seen = Vec::new();
+    for rt in [RUNE, RUNC] {
+        let root = tempfile::tempdir().unwrap();
+        let id = unique_id("created");
+        let (code, _, err) = runtime(
+            rt,
+            root.path(),
+            &["create", "--bundle", b.path().to_str().unwrap(), &id],
+        );
+        assert_eq!(code, 0, "{rt} create: {err}");
+        let (code, out, err) = runtime(rt, root.path(), &["exec", &id, "echo", "hi"]);
+        let (_, state, _) = runtime(rt, root.path(), &["state", &id]);
+        let status = serde_json::from_str::<serde_json::Value>(&state).unwrap()["status"].clone();
+        seen.push((code, out, status, err.is_empty()));
+        runtime(rt, root.path(), &["delete", "--force", &id]);
+        assert!(leftovers(root.path(), &id).is_empty() || rt == RUNC);
+    }
+    assert_eq!(seen[1], (0, "hi\n".into(), json!("created"), true), "runc");
+    assert_eq!(seen[0].0, seen[1].0, "rune: {:?}", seen[0]);
+    assert_eq!(seen[0].1, seen[1].1);
+    assert_eq!(seen[0].2, seen[1].2);
+}
+
+#[test]
+fn signals_by_number_and_realtime_name_reach_the_container_as_with_runc() {
+    if skip("realtime signals") {
+        return;
+    }
+    let out = out_dir();
+    let b = Bundle::new(&[
+        "sh",
+        "-c",
+        "trap 'echo 37 >> /tmp/r' 37; trap 'echo 40 >> /tmp/r' 40; trap 'echo 10 >> /tmp/r' USR1; \
+         echo ready > /tmp/ready; while :; do sleep 0.05; done",
+    ])
+    .bind(out.path(), "/tmp");
+    let mut seen = Vec::new();
+    for rt in [RUNE, RUNC] {
+        let _ = std::fs::remove_file(out.path().join("r"));
+        let _ = std::fs::remove_file(out.path().join("ready"));
+        let root = tempfile::tempdir().unwrap();
+        let id = unique_id("sig");
+        let (code, _, err) = runtime(
+            rt,
+            root.path(),
+            &["run", "-d", "--bundle", b.path().to_str().unwrap(), &id],
+        );
+        assert_eq!(code, 0, "{rt}: {err}");
+        assert!(wait_until(Duration::from_secs(10), || out
+            .path()
+            .join("ready")
+            .exists()));
+        let mut codes = Vec::new();
+        // Debian's runc (1.1) takes realtime signals by number only; rune by name too.
+        // signal(7): SIGRTMIN is 34 with glibc, so RTMIN+6 is 40.
+        let signals = if rt == RUNE {
+            ["37", "RTMIN+6", "usr1"]
+        } else {
+            ["37", "40", "usr1"]
+        };
+        for sig in signals {
+            codes.push(runtime(rt, root.path(), &["kill", &id, sig]).0);
+            // Handled one at a time: traps run between the loop's commands.
+            let n = codes.len();
+            wait_until(Duration::from_secs(5), || {
+                std::fs::read_to_string(out.path().join("r")).is_ok_and(|r| r.lines().count() >= n)
+            });
+        }
+        seen.push((
+            codes,
+            std::fs::read_to_string(out.path().join("r")).unwrap_or_default(),
+        ));
+        runtime(rt, root.path(), &["delete", "--force", &id]);
+    }
+    assert_eq!(seen[1], (vec![0, 0, 0], "37\n40\n10\n".to_string()), "runc");
+    assert_eq!(seen[0], seen[1], "rune");
+}
+
+/// A host-side hook that saves the state document it is given on stdin to `out/NAME`.
+fn recording_hook(out: &Path, name: &str) -> serde_json::Value {
+    json!({"path": "/bin/sh", "args": ["sh", "-c", format!("cat > {}/{name}", out.display())]})
+}
+
+fn status_of(out: &Path, name: &str) -> String {
+    let doc = std::fs::read_to_string(out.join(name)).unwrap_or_default();
+    serde_json::from_str::<serde_json::Value>(&doc)
+        .map(|v| v["status"].as_str().unwrap_or("").to_string())
+        .unwrap_or_else(|_| format!("no state document ({doc:?})"))
+}
+
+/// The runtime spec (config.md "POSIX-platform Hooks", runtime.md "Lifecycle"): each hook
+/// gets the state on stdin with the status of that point; a failing poststart or poststop
+/// hook is a warning and the remaining hooks and the lifecycle continue.
+#[test]
+fn hooks_follow_the_runtime_spec() {
+    if !root_or_skip("hooks") {
+        return;
+    }
+    let out = out_dir();
+    let o = out.path();
+    let mut b = Bundle::new(&["sh", "-c", "exit 0"]).bind(o, "/tmp");
+    b.spec["hooks"] = json!({
+        "prestart": [recording_hook(o, "prestart")],
+        "createRuntime": [recording_hook(o, "createRuntime")],
+        "createContainer": [recording_hook(o, "createContainer")],
+        // Runs in the container: busybox writes to the bound /tmp.
+        "startContainer": [{"path": "/bin/sh", "args": ["sh", "-c", "cat > /tmp/startContainer"]}],
+        "poststart": [{"path": "/bin/false"}, recording_hook(o, "poststart")],
+        "poststop": [{"path": "/bin/false"}, recording_hook(o, "poststop")],
+    });
+    b.save();
+    let rune = Rune::new();
+    let id = unique_id("hooks");
+    rune.ok(&["create", "--bundle", b.path().to_str().unwrap(), &id]);
+    for name in ["prestart", "createRuntime", "createContainer"] {
+        assert_eq!(status_of(o, name), "creating", "{name}");
+    }
+    let start = rune.cmd(&["start", &id]);
+    assert!(
+        start.status.success(),
+        "a failing poststart hook fails start: {start:?}"
+    );
+    assert_eq!(status_of(o, "startContainer"), "created");
+    assert_eq!(
+        status_of(o, "poststart"),
+        "running",
+        "the next poststart hook ran"
+    );
+    assert!(wait_until(Duration::from_secs(10), || rune.status(&id) == "stopped"));
+    let delete = rune.cmd(&["delete", &id]);
+    let stderr = String::from_utf8_lossy(&delete.stderr);
+    assert!(!delete.status.success(), "the poststop failure is reported");
+    assert!(stderr.contains("hook"), "{stderr}");
+    assert_eq!(
+        status_of(o, "poststop"),
+        "stopped",
+        "the next poststop hook ran"
+    );
+    assert!(
+        leftovers(rune.root.path(), &id).is_empty(),
+        "{:?}",
+        leftovers(rune.root.path(), &id)
+    );
+    let list = rune.ok(&["list", "-q"]);
+    assert!(!list.contains(&id), "deleted despite the hook: {list}");
+
+    // delete --force of a running container with a failing poststop hook: gone too.
+    let mut b2 = Bundle::new(&["sleep", "100"]);
+    b2.spec["hooks"] = json!({"poststop": [{"path": "/bin/false"}]});
+    b2.save();
+    let id2 = unique_id("hooks");
+    rune.ok(&["run", "-d", "--bundle", b2.path().to_str().unwrap(), &id2]);
+    let _ = rune.cmd(&["delete", "--force", &id2]);
+    assert!(
+        leftovers(rune.root.path(), &id2).is_empty(),
+        "{:?}",
+        leftovers(rune.root.path(), &id2)
+    );
+}
