@@ -76,8 +76,12 @@ pub fn exit_on_error(program: &str, err: &anyhow::Error) -> ! {
     if is_broken_pipe(err) {
         die_of_sigpipe();
     }
-    let line = format!("{program}: {err:#}\n");
-    if let Err(e) = std::io::stderr().write_all(line.as_bytes()) {
+    exit_with_line(&format!("{program}: {err:#}"))
+}
+
+/// Prints `line` on stderr and exits 1; dies of `SIGPIPE` when stderr is a closed pipe.
+pub fn exit_with_line(line: &str) -> ! {
+    if let Err(e) = writeln!(std::io::stderr(), "{line}") {
         if e.kind() == std::io::ErrorKind::BrokenPipe {
             die_of_sigpipe();
         }

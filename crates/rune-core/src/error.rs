@@ -57,12 +57,14 @@ pub enum RuneError {
     #[error("{flag}: {message}")]
     InvalidArgument { flag: String, message: String },
 
-    /// An error from youki's libcontainer.
-    #[error("{context}")]
+    /// An error from youki's libcontainer: what was being done, then its causes without
+    /// libcontainer's wrapper phrases (see [`libcontainer_message`]).
+    #[error("{context}: {message}")]
     Libcontainer {
         context: String,
-        #[source]
-        source: Box<libcontainer::error::LibcontainerError>,
+        message: String,
+        /// The error as libcontainer gave it.
+        source_debug: String,
     },
 
     /// The enclave configuration or the host does not allow the enclave asked for.
@@ -115,7 +117,37 @@ impl RuneError {
         let context = context.into();
         move |source| RuneError::Libcontainer {
             context,
-            source: Box::new(source),
+            message: libcontainer_message(&source),
+            source_debug: format!("{source:?}"),
         }
     }
+}
+
+/// Phrases libcontainer wraps every failure of a container's processes in, which say
+/// nothing about the cause: "failed to create container: exec process failed with error
+/// error in executing process : exec: \"/x\": permission denied" reads as the last part.
+const WRAPPERS: &[&str] = &[
+    "failed to create container: ",
+    "exec process failed with error ",
+    "error in executing process : ",
+    "io error: ",
+];
+
+/// One line: an error and its sources ("a: b: c"), each said once, without
+/// libcontainer's [`WRAPPERS`].
+pub fn libcontainer_message(err: &dyn std::error::Error) -> String {
+    let mut line = err.to_string();
+    let mut source = err.source();
+    while let Some(s) = source {
+        let part = s.to_string();
+        if !line.contains(&part) {
+            line.push_str(": ");
+            line.push_str(&part);
+        }
+        source = s.source();
+    }
+    for w in WRAPPERS {
+        line = line.replace(w, "");
+    }
+    line
 }

@@ -26,12 +26,19 @@ fn main() {
     let logs_to_file = cli.global.log.is_some();
     match commands::run(cli) {
         Ok(code) => std::process::exit(code),
+        Err(err) if cli_exit::is_broken_pipe(&err) => cli_exit::die_of_sigpipe(),
+        Err(err) if logs_to_file => {
+            // As runc: with --log the error is the log's last `error` entry, where
+            // containerd, docker and podman read it; on stderr (the container's own
+            // during create) it would show twice.
+            tracing::error!("{err:#}");
+            std::process::exit(1);
+        }
         Err(err) => {
-            // One line: containerd and docker show it to the user as it is.
-            if logs_to_file && !cli_exit::is_broken_pipe(&err) {
-                tracing::error!("{err:#}");
-            }
-            cli_exit::exit_on_error("rune", &err);
+            // As runc without --log: one logrus line, which tools recognise as an error.
+            let time = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+            let line = logging::render(cli::LogFormat::Text, "error", &format!("{err:#}"), &time);
+            cli_exit::exit_with_line(&line);
         }
     }
 }

@@ -180,7 +180,7 @@ fn bad_enclave_runtimes_fail_create_cleanly() {
             "{name}: error does not say {needle:?}: {err}"
         );
         // The PAL may print on its own; rune's error is one line.
-        let rune_lines: Vec<&str> = err.lines().filter(|l| l.starts_with("rune:")).collect();
+        let rune_lines = error_lines(&err);
         assert_eq!(rune_lines.len(), 1, "{name}: {err}");
         assert!(rune_lines[0].contains(needle), "{name}: {err}");
         assert_eq!(

@@ -465,3 +465,99 @@ fn hooks_follow_the_runtime_spec() {
         leftovers(rune.root.path(), &id2)
     );
 }
+
+/// A failing create says its cause in one line that tools recognise as an error: runc's
+/// logrus form without `--log`; with `--log`, only the log's last `error` entry (where
+/// containerd, docker and podman read it), nothing on stderr, which during a create is
+/// the container's own.
+#[test]
+fn create_failures_name_their_cause_in_one_error_line() {
+    if !root_or_skip("create failures") {
+        return;
+    }
+    let cases: Vec<(&str, serde_json::Value, &str)> = vec![
+        (
+            "not executable",
+            json!({"args": ["/etc/passwd"]}),
+            "exec: \"/etc/passwd\": permission denied",
+        ),
+        (
+            "not on PATH",
+            json!({"args": ["nothing-here"]}),
+            "\"nothing-here\": executable file not found in $PATH",
+        ),
+        (
+            "cwd is a file",
+            json!({"cwd": "/etc/passwd"}),
+            "chdir /etc/passwd: Not a directory",
+        ),
+        (
+            "proc on a file",
+            json!({"proc": "/etc/passwd"}),
+            "proc must be mounted on ordinary directory",
+        ),
+    ];
+    let rune = Rune::new();
+    for (what, change, cause) in cases {
+        let mut b = Bundle::new(&["true"]);
+        if let Some(args) = change.get("args") {
+            b.spec["process"]["args"] = args.clone();
+        }
+        if let Some(cwd) = change.get("cwd") {
+            b.spec["process"]["cwd"] = cwd.clone();
+        }
+        if let Some(dest) = change.get("proc") {
+            b.spec["mounts"]
+                .as_array_mut()
+                .unwrap()
+                .push(json!({"destination": dest, "type": "proc", "source": "proc"}));
+        }
+        b.save();
+        let id = unique_id("err");
+        let out = rune.cmd(&["create", "--bundle", b.path().to_str().unwrap(), &id]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{what}: created");
+        assert_eq!(stderr.lines().count(), 1, "{what}: one line: {stderr}");
+        assert_eq!(
+            error_lines(&stderr).len(),
+            1,
+            "{what}: runc's form: {stderr}"
+        );
+        let msg: String =
+            serde_json::from_str(stderr.trim().split_once(" msg=").unwrap().1).unwrap();
+        assert!(msg.contains(cause), "{what}: {msg}");
+        assert!(!msg.contains("error in executing process"), "{what}: {msg}");
+        assert!(leftovers(rune.root.path(), &id).is_empty(), "{what}");
+
+        let log = rune.root.path().join("log.json");
+        let out = rune.cmd(&[
+            "--log",
+            log.to_str().unwrap(),
+            "--log-format",
+            "json",
+            "create",
+            "--bundle",
+            b.path().to_str().unwrap(),
+            &id,
+        ]);
+        assert!(!out.status.success());
+        assert_eq!(
+            String::from_utf8_lossy(&out.stderr),
+            "",
+            "{what}: with --log"
+        );
+        let text = std::fs::read_to_string(&log).unwrap();
+        let last = text
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|v| v["level"] == "error")
+            .last()
+            .unwrap();
+        assert!(
+            last["msg"].as_str().unwrap().contains(cause),
+            "{what}: {last}"
+        );
+        assert!(leftovers(rune.root.path(), &id).is_empty(), "{what}");
+        let _ = std::fs::remove_file(&log);
+    }
+}

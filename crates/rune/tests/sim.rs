@@ -142,7 +142,7 @@ fn altered_or_unsigned_enclaves_are_refused_and_leave_nothing() {
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success(), "{name}: ran");
         assert!(stderr.contains(needle), "{name}: {stderr}");
-        let rune_lines = stderr.lines().filter(|l| l.starts_with("rune:")).count();
+        let rune_lines = error_lines(&stderr).len();
         assert_eq!(rune_lines, 1, "{name}: {stderr}");
         assert_eq!(
             leftovers(rune.root.path(), &id),

@@ -175,8 +175,14 @@ pub fn last_error(log: &Path) -> Option<String> {
 
 fn last_line(stderr: &[u8]) -> Option<String> {
     let text = String::from_utf8_lossy(stderr);
-    let line = text.lines().rev().find(|l| !l.trim().is_empty())?;
-    Some(line.trim().trim_start_matches("rune: ").to_string())
+    let line = text.lines().rev().find(|l| !l.trim().is_empty())?.trim();
+    // rune without --log prints runc's logrus line: time="…" level=error msg="…".
+    if let Some((_, quoted)) = line.split_once(" level=error msg=") {
+        if let Ok(msg) = serde_json::from_str::<String>(quoted) {
+            return Some(msg);
+        }
+    }
+    Some(line.trim_start_matches("rune: ").to_string())
 }
 
 #[cfg(test)]
@@ -203,6 +209,12 @@ mod tests {
         assert_eq!(
             last_line(b"rune: container abc does not exist\n\n").as_deref(),
             Some("container abc does not exist")
+        );
+        // runc's text form, as logrus writes it (Go-quoted msg).
+        assert_eq!(
+            last_line(b"time=\"2026-11-30T12:56:02Z\" level=error msg=\"exec: \\\"/x\\\": permission denied\"\n")
+                .as_deref(),
+            Some("exec: \"/x\": permission denied")
         );
     }
 }

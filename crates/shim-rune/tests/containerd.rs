@@ -773,3 +773,43 @@ fn bad_input_fails_the_create_with_one_clear_line_and_leaves_nothing() {
     );
     assert!(err.contains("no-rootfs"), "{err}");
 }
+
+/// A create that fails (the program is not executable) says why once, as through
+/// containerd's runc shim with Debian's runc: the runtime's error reaches ctr as the
+/// task's error, not also as the container's output.
+#[test]
+fn a_failing_create_reports_its_error_once_as_with_runc() {
+    if !root_or_skip("a_failing_create_reports_its_error_once_as_with_runc") {
+        return;
+    }
+    let c = Ctrd::start();
+    let mut seen = Vec::new();
+    for runtime in ["io.containerd.runc.v2", RUNTIME] {
+        let id = unique_id("once");
+        let (code, out, err) = c.ctr(&[
+            "run",
+            "--rm",
+            "--runtime",
+            runtime,
+            IMAGE,
+            &id,
+            "/etc/passwd",
+        ]);
+        c.ctr(&["container", "delete", &id]);
+        let text = format!("{out}{err}");
+        let times = text.matches("permission denied").count();
+        seen.push((code != 0, times, text));
+        if runtime == RUNTIME {
+            c.assert_clean(&id);
+        }
+    }
+    let (runc, rune) = (&seen[0], &seen[1]);
+    assert!(runc.0 && runc.1 >= 1, "runc shim: {}", runc.2);
+    assert_eq!(
+        (rune.0, rune.1),
+        (runc.0, runc.1),
+        "rune: {}\nrunc: {}",
+        rune.2,
+        runc.2
+    );
+}

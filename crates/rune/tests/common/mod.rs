@@ -121,6 +121,14 @@ pub fn sim_sign_rootfs(dir: &Path, rootfs: &Path, entrypoint: &str) -> String {
         .expect("sim-sign prints mr_enclave")
 }
 
+/// rune's error lines in stderr: without `--log`, as runc, `time=… level=error msg="…"`.
+pub fn error_lines(stderr: &str) -> Vec<&str> {
+    stderr
+        .lines()
+        .filter(|l| l.starts_with("time=") && l.contains(" level=error msg="))
+        .collect()
+}
+
 /// A unique container id for this test process.
 pub fn unique_id(prefix: &str) -> String {
     static N: AtomicU32 = AtomicU32::new(0);

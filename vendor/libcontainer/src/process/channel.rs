@@ -34,6 +34,23 @@ pub enum ChannelError {
     MountFdError(String),
 }
 
+/// PATCH(inclavare): an error and its sources as one line ("a: b: c"). The processes
+/// sent only the outermost message ("failed to prepare rootfs"), and the cause stayed in
+/// the debug log.
+pub fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut line = err.to_string();
+    let mut source = err.source();
+    while let Some(s) = source {
+        let part = s.to_string();
+        if !line.ends_with(&part) {
+            line.push_str(": ");
+            line.push_str(&part);
+        }
+        source = s.source();
+    }
+    line
+}
+
 impl ChannelError {
     fn unexpected(expected: &'static str, received: Message) -> Self {
         Self::UnexpectedMessage {

@@ -125,7 +125,10 @@ pub fn container_init_process(
 
         // PATCH(inclavare): a process.cwd missing from the image is created (0755, inside
         // the new root, before it is made read-only), as runc's prepareRootfs does; chdir failed instead.
-        if !ctx.process.cwd().as_os_str().is_empty() {
+        // Only a missing one: a file there is left for chdir to report (ENOTDIR).
+        let cwd_missing = fs::symlink_metadata(ctx.process.cwd())
+            .is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound);
+        if !ctx.process.cwd().as_os_str().is_empty() && cwd_missing {
             use std::os::unix::fs::DirBuilderExt;
             fs::DirBuilder::new()
                 .recursive(true)
@@ -269,7 +272,12 @@ pub fn container_init_process(
             Err(nix::Error::EPERM) => true,
             Err(e) => {
                 tracing::error!(?e, "failed to chdir");
-                return Err(InitProcessError::NixOther(e));
+                // PATCH(inclavare): say what failed; "failed to unix syscall" did not.
+                return Err(InitProcessError::Io(std::io::Error::other(format!(
+                    "chdir {}: {}",
+                    ctx.process.cwd().display(),
+                    e.desc()
+                ))));
             }
         }
     };
@@ -402,7 +410,11 @@ pub fn container_init_process(
         unistd::chdir(ctx.process.cwd()).map_err(|err| {
             let cwd = ctx.process.cwd();
             tracing::error!(?err, ?cwd, "failed to chdir to cwd");
-            InitProcessError::NixOther(err)
+            InitProcessError::Io(std::io::Error::other(format!(
+                "chdir {}: {}",
+                cwd.display(),
+                err.desc()
+            )))
         })?;
     }
 
