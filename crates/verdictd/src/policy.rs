@@ -24,7 +24,13 @@ fn compile(rego: &str) -> Result<regorus::Engine, KbsError> {
     let mut engine = regorus::Engine::new();
     engine
         .add_policy("policy.rego".into(), rego.into())
-        .map_err(|e| KbsError::ParsePolicy(format!("resource policy: {e}")))?;
+        .map_err(|e| {
+            let e = e.to_string();
+            KbsError::PolicyEngine(format!(
+                "resource policy: {}",
+                e.split_whitespace().collect::<Vec<_>>().join(" ")
+            ))
+        })?;
     Ok(engine)
 }
 
@@ -134,7 +140,7 @@ mod tests {
             .unwrap());
         assert!(matches!(
             p.replace("package policy\nallow if {"),
-            Err(KbsError::ParsePolicy(_))
+            Err(KbsError::PolicyEngine(_))
         ));
         assert!(p.text().contains("open"));
     }
