@@ -42,6 +42,7 @@ fn admin_for_resources(state: &Shared, headers: &HeaderMap) -> Result<(), KbsErr
     })
 }
 
+/// `POST /kbs/v0/resource/<repo>/<type>/<tag>`: stores the body as the resource.
 pub async fn set_resource(
     State(state): State<Shared>,
     Path(path): Path<String>,
@@ -55,6 +56,7 @@ pub async fn set_resource(
     Ok(StatusCode::OK.into_response())
 }
 
+/// `DELETE /kbs/v0/resource/<repo>/<type>/<tag>`.
 pub async fn delete_resource(
     State(state): State<Shared>,
     Path(path): Path<String>,
@@ -78,6 +80,7 @@ fn decode_policy(p: &str, err: fn(String) -> KbsError) -> Result<String, KbsErro
     String::from_utf8(bytes).map_err(|e| err(format!("Failed to decode policy: {e}")))
 }
 
+/// `GET /kbs/v0/resource-policy`: the policy ids, as Trustee lists them.
 pub async fn get_resource_policy(
     State(state): State<Shared>,
     headers: HeaderMap,
@@ -86,6 +89,7 @@ pub async fn get_resource_policy(
     Ok(json_response(StatusCode::OK, &json!([RESOURCE_POLICY_ID])))
 }
 
+/// `POST /kbs/v0/resource-policy`: replaces the Rego resource policy.
 pub async fn set_resource_policy(
     State(state): State<Shared>,
     headers: HeaderMap,
@@ -117,6 +121,7 @@ struct AttestationPolicyUpload {
     policy_id: Option<String>,
 }
 
+/// `POST /kbs/v0/attestation-policy`: stores an attestation policy by id.
 pub async fn set_attestation_policy(
     State(state): State<Shared>,
     headers: HeaderMap,
@@ -173,6 +178,7 @@ pub fn reference_values(body: &[u8]) -> Result<BTreeMap<String, Value>, KbsError
         .map_err(|e| rvps(format!("deserialize sample provenance: {e}")))
 }
 
+/// `POST /kbs/v0/reference-value`: registers `sample` reference values.
 pub async fn set_reference_value(
     State(state): State<Shared>,
     headers: HeaderMap,
@@ -191,6 +197,7 @@ fn no_such_value(id: &str) -> KbsError {
     ))
 }
 
+/// `GET /kbs/v0/reference-value/<name>`: the value as registered.
 pub async fn get_reference_value(
     State(state): State<Shared>,
     Path(id): Path<String>,
@@ -204,6 +211,7 @@ pub async fn get_reference_value(
     Ok(json_response(StatusCode::OK, &value))
 }
 
+/// `DELETE /kbs/v0/reference-value/<name>` (verdictd only).
 pub async fn delete_reference_value(
     State(state): State<Shared>,
     Path(id): Path<String>,

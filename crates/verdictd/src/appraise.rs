@@ -46,6 +46,8 @@ pub fn tee_name(tee: rats::Tee) -> &'static str {
 pub const ACTIVE_POLICY: &str = "default_cpu";
 const REPORTED_POLICY_ID: &str = "default";
 
+/// Verifies and appraises attestations: the attestation policies, the reference
+/// values and the DCAP collateral.
 pub struct Appraiser {
     /// Attestation policies by id; [`ACTIVE_POLICY`] is the one applied.
     policies: RwLock<BTreeMap<String, AttestationPolicy>>,

@@ -35,6 +35,10 @@
 //! public_keys = ["admin.pub"]    # Ed25519, P-256 or RSA public keys, PEM
 //! roles = ["admin"]
 //! ```
+//!
+//! The admin endpoints these keys open (resources, resource and attestation policies,
+//! reference values) are listed in [`crate::admin_api`]; the attestation policy's forms
+//! in [`crate::ear_policy`]; the session tables in [`crate::sessions`].
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

@@ -44,6 +44,7 @@ pub type ReferenceValues = Arc<BTreeMap<String, Value>>;
 pub enum AttestationPolicy {
     /// Compiled Rego; evaluated on a clone per attestation.
     Rego(Box<regorus::Engine>),
+    /// A rats appraisal policy (TOML or JSON).
     Rats(Box<rats::Policy>),
 }
 

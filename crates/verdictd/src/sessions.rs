@@ -230,6 +230,7 @@ impl Sessions {
         t.challenged.map.len() + t.attested.map.len()
     }
 
+    /// Whether no session is open.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
