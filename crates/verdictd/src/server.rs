@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Path, Request, State};
+use axum::extract::{DefaultBodyLimit, Path, RawQuery, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -273,13 +273,15 @@ fn caller_claims(state: &AppState, headers: &HeaderMap) -> Result<Value, KbsErro
 async fn get_resource(
     State(state): State<Shared>,
     Path(path): Path<String>,
+    RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> Result<Response, KbsError> {
     let claims = caller_claims(&state, &headers)?;
     let segments: Vec<&str> = path.split('/').collect();
+    let query = crate::policy::query_object(query.as_deref());
     if !state
         .resource_policy
-        .allows(&claims, "resource", &segments)?
+        .allows_query(&claims, "resource", &segments, &query)?
     {
         return Err(KbsError::PolicyDeny(format!(
             "Access denied by policy: the resource policy denies {path}"

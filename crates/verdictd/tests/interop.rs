@@ -76,6 +76,20 @@ fn the_agent_takes_resource_uris_with_a_host_as_the_guest_components_do() {
         let secret = rt.block_on(v.agent().get_resource(uri)).unwrap();
         assert_eq!(secret.as_slice(), b"demo", "{uri}");
     }
+    // The query reaches the resource policy as `data.query`, as Trustee passes it
+    // (T:kbs/src/api_server.rs policy_data).
+    set_policy(
+        &v,
+        "package policy\nimport rego.v1\ndefault allow := false\nallow if data.query.version == \"1\"\n",
+    );
+    let secret = rt
+        .block_on(v.agent().get_resource("kbs:///default/key/demo?version=1"))
+        .unwrap();
+    assert_eq!(secret.as_slice(), b"demo");
+    let err = rt
+        .block_on(v.agent().get_resource("kbs:///default/key/demo?version=2"))
+        .unwrap_err();
+    assert!(matches!(err, AgentError::Kbs { status: 401, .. }), "{err}");
     let err = rt
         .block_on(v.agent().get_resource("http://127.0.0.1/default/key/demo"))
         .unwrap_err();
