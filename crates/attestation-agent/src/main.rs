@@ -44,7 +44,9 @@ enum Command {
     /// Fetch a resource. By default only its SHA-256 and size are printed: the
     /// container's output reaches the host, which must not see the secret
     GetResource {
-        /// kbs:///repo/type/tag
+        /// kbs:///repo/type/tag (also kbs://HOST:PORT/repo/type/tag, whose host is
+        /// ignored as the guest components ignore it: --url names the broker;
+        /// kbs+PLUGIN:// and a ?query are passed on)
         uri: String,
         /// Write the secret to this file (mode 0600)
         #[arg(long, conflicts_with = "stdout")]

@@ -1,16 +1,19 @@
 //! From evidence to an EAR appraisal: the evidence is verified by `rats` (bound to the
-//! session's runtime data), then judged by the attestation policy (a rats appraisal
-//! policy plus registered reference values). The token is issued either way: its
-//! `ear.status` says what the policy concluded, and resource policies decide on it.
+//! session's runtime data), its claims laid out as Trustee's verifiers lay them out
+//! ([`crate::claims`]), and judged by the attestation policy ([`crate::ear_policy`]:
+//! Rego as Trustee's, or a rats appraisal policy) with the registered reference values.
+//! The token is issued either way: its `ear.status` says what the policy concluded,
+//! and resource policies decide on it.
 
 use std::collections::BTreeMap;
-use std::sync::RwLock;
+use std::sync::{Arc, RwLock};
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
-use kbs_protocol::{Attestation, TeePubKey};
+use kbs_protocol::Attestation;
 use serde_json::{json, Value};
 
+use crate::ear_policy::{self, AttestationPolicy, ReferenceValues};
 use crate::KbsError;
 
 /// The evidence kinds verdictd verifies, by their KBS `tee` name.
@@ -27,61 +30,140 @@ pub fn tee_of(name: &str) -> Result<rats::Tee, KbsError> {
     }
 }
 
+/// The KBS `tee` name of a TEE verdictd verifies (the key of its claims).
+pub fn tee_name(tee: rats::Tee) -> &'static str {
+    match tee {
+        rats::Tee::Sample => "sample",
+        rats::Tee::Sim => kbs_protocol::TEE_SIM,
+        rats::Tee::SgxEcdsa => "sgx",
+        rats::Tee::TdxEcdsa => "tdx",
+        rats::Tee::SevSnp => "snp",
+    }
+}
+
+/// The policy id Trustee's KBS appraises CPU evidence with (`default` + `_cpu`), and
+/// the `ear.appraisal-policy-id` it reports.
+pub const ACTIVE_POLICY: &str = "default_cpu";
+const REPORTED_POLICY_ID: &str = "default";
+
+/// Verifies and appraises attestations: the attestation policies, the reference
+/// values and the DCAP collateral.
 pub struct Appraiser {
-    policy: RwLock<(String, rats::Policy)>,
-    reference_values: RwLock<BTreeMap<String, Vec<String>>>,
+    /// Attestation policies by id; [`ACTIVE_POLICY`] is the one applied.
+    policies: RwLock<BTreeMap<String, AttestationPolicy>>,
+    reference_values: RwLock<ReferenceValues>,
     collateral: Option<rats::Collateral>,
 }
 
-/// AR4SI trustworthiness claims: 2 affirms; 32–95 warn; 96–127 contraindicate; 0 says
-/// nothing.
-fn tier(value: i64) -> &'static str {
+/// The rats policy's verdict as a trust vector: each refusal reason lands in the
+/// claim it is about.
+fn rats_vector(
+    tee: rats::Tee,
+    policy: &rats::Policy,
+    verified: &rats::Verified,
+    reference_values: &ReferenceValues,
+) -> (BTreeMap<String, i64>, Vec<String>, bool) {
+    let mut policy = policy.clone();
+    for (name, value) in reference_values.iter() {
+        policy
+            .expected
+            .entry(name.clone())
+            .or_default()
+            .extend(as_strings(value));
+    }
+    let verdict = policy.appraise(verified);
+    let hardware = if tee.is_software() && !policy.allow_software_tees {
+        97
+    } else if verified
+        .tcb_status
+        .as_ref()
+        .is_some_and(|s| !policy.accepted_tcb_statuses.contains(s))
+        || verified
+            .advisory_ids
+            .iter()
+            .any(|a| !policy.allowed_advisory_ids.contains(a))
+    {
+        32
+    } else {
+        2
+    };
+    let configuration = if verified.debug && !policy.allow_debug {
+        96
+    } else {
+        2
+    };
+    let expected_failed = verdict.reasons.iter().any(|r| r.starts_with("claim "));
+    let executables = match (policy.expected.is_empty(), expected_failed) {
+        (true, _) => 0,
+        (false, false) => 2,
+        (false, true) => 33,
+    };
+    let mut vector: BTreeMap<String, i64> = ear_policy::TRUST_CLAIMS
+        .iter()
+        .map(|c| (c.to_string(), 0))
+        .collect();
+    vector.insert("hardware".into(), hardware);
+    vector.insert("configuration".into(), configuration);
+    vector.insert("executables".into(), executables);
+    (vector, verdict.reasons, verdict.accepted)
+}
+
+/// A reference value as the strings a rats policy compares claims with: a string as
+/// is, numbers in decimal, booleans as `true`/`false`, each item of a list.
+fn as_strings(value: &Value) -> Vec<String> {
     match value {
-        i64::MIN..=1 => "none",
-        2..=31 => "affirming",
-        32..=95 => "warning",
-        _ => "contraindicated",
+        Value::String(s) => vec![s.clone()],
+        Value::Array(items) => items.iter().flat_map(as_strings).collect(),
+        Value::Null => vec![],
+        other => vec![other.to_string()],
     }
 }
 
 impl Appraiser {
-    pub fn new(policy: rats::Policy, collateral: Option<rats::Collateral>) -> Appraiser {
+    /// `policy` is applied as [`ACTIVE_POLICY`]; `collateral` is the DCAP collateral
+    /// for SGX and TDX quotes.
+    pub fn new(policy: AttestationPolicy, collateral: Option<rats::Collateral>) -> Appraiser {
         Appraiser {
-            policy: RwLock::new(("default".into(), policy)),
-            reference_values: RwLock::new(BTreeMap::new()),
+            policies: RwLock::new(BTreeMap::from([(ACTIVE_POLICY.to_string(), policy)])),
+            reference_values: RwLock::new(Arc::new(BTreeMap::new())),
             collateral,
         }
     }
 
-    /// Replaces the attestation policy: a rats appraisal policy in TOML or JSON.
+    /// Stores an attestation policy under `id` (Rego, or a rats policy in TOML or
+    /// JSON). `default_cpu` (kbs-client's default id) is the one applied; `default` is
+    /// taken as `default_cpu`.
     pub fn set_policy(&self, id: &str, text: &str) -> Result<(), KbsError> {
-        let parsed: Result<rats::Policy, String> = if text.trim_start().starts_with('{') {
-            serde_json::from_str(text).map_err(|e| e.to_string())
-        } else {
-            toml::from_str(text).map_err(|e| e.message().to_string())
-        };
-        let policy = parsed.map_err(|e| {
-            KbsError::ParsePolicy(format!(
-                "attestation policy {id:?}: {e} (verdictd takes rats appraisal policies in TOML or JSON, not Rego)"
-            ))
-        })?;
-        *self.policy.write().expect("policy lock") = (id.to_string(), policy);
+        let policy = AttestationPolicy::parse(text)
+            .map_err(|e| KbsError::Attestation(format!("set attestation policy {id:?}: {e}")))?;
+        let id = if id == "default" { ACTIVE_POLICY } else { id };
+        self.policies
+            .write()
+            .expect("policy lock")
+            .insert(id.to_string(), policy);
         Ok(())
     }
 
-    /// Registers reference values: claim name → accepted values, added to the policy's
-    /// expected values.
-    pub fn add_reference_values(&self, values: BTreeMap<String, Vec<String>>) {
+    /// Registers reference values (name → any JSON value); a name registered again is
+    /// replaced, as Trustee's RVPS replaces it.
+    pub fn set_reference_values(&self, values: BTreeMap<String, Value>) {
         let mut rv = self.reference_values.write().expect("reference values");
-        for (name, mut v) in values {
-            let entry = rv.entry(name).or_default();
-            entry.append(&mut v);
-            entry.sort();
-            entry.dedup();
-        }
+        let mut next = (**rv).clone();
+        next.extend(values);
+        *rv = Arc::new(next);
     }
 
-    pub fn reference_value(&self, name: &str) -> Option<Vec<String>> {
+    /// Removes a reference value; whether it existed.
+    pub fn delete_reference_value(&self, name: &str) -> bool {
+        let mut rv = self.reference_values.write().expect("reference values");
+        let mut next = (**rv).clone();
+        let existed = next.remove(name).is_some();
+        *rv = Arc::new(next);
+        existed
+    }
+
+    /// A registered reference value.
+    pub fn reference_value(&self, name: &str) -> Option<Value> {
         self.reference_values
             .read()
             .expect("reference values")
@@ -93,12 +175,12 @@ impl Appraiser {
     /// `digest`, and appraises it: the `cpu0` submodule of the EAR.
     pub fn appraise(
         &self,
-        tee_name: &str,
+        tee: rats::Tee,
         attestation: &Attestation,
         digest: &[u8],
         now: u64,
     ) -> Result<Value, KbsError> {
-        let tee = tee_of(tee_name)?;
+        let tee_name = tee_name(tee);
         let evidence = &attestation.tee_evidence.primary_evidence;
         let bad = |what: &str| KbsError::Attestation(format!("{tee_name} evidence: {what}"));
         let b64_field = |field: &str| -> Result<Vec<u8>, KbsError> {
@@ -112,7 +194,16 @@ impl Appraiser {
         };
         let mut collateral = self.collateral.clone();
         let bytes = match tee {
-            rats::Tee::Sample => serde_json::to_vec(evidence).map_err(|e| bad(&e.to_string()))?,
+            rats::Tee::Sample => {
+                // Trustee's sample verifier compares the decoded report_data with the
+                // digest exactly, without padding.
+                if b64_field("report_data")? != digest {
+                    return Err(KbsError::Attestation(
+                        "sample evidence refused: REPORT_DATA is different from that in Sample Quote (report data)".into(),
+                    ));
+                }
+                serde_json::to_vec(evidence).map_err(|e| bad(&e.to_string()))?
+            }
             rats::Tee::Sim => b64_field("report")?,
             rats::Tee::SevSnp => {
                 // The VCEK (or VLEK) comes with the evidence; it is checked up to AMD's
@@ -147,164 +238,108 @@ impl Appraiser {
         };
         let verified = rats::verify(&bytes, Some(tee), &input)
             .map_err(|e| KbsError::Attestation(format!("{tee_name} evidence refused: {e}")))?;
-        let init_data = match &attestation.init_data {
-            Some(init) => Some(init_data(tee, init, &verified).map_err(|e| bad(&e))?),
-            None => None,
-        };
+        let claims = crate::claims::of(tee, &bytes, evidence, &verified).map_err(|e| bad(&e))?;
+        let annotated = annotate(tee, attestation, claims).map_err(|e| bad(&e))?;
 
-        let (policy_id, mut policy) = self.policy.read().expect("policy lock").clone();
-        for (name, values) in self
+        let policy = self
+            .policies
+            .read()
+            .expect("policy lock")
+            .get(ACTIVE_POLICY)
+            .cloned()
+            .unwrap_or_else(AttestationPolicy::default_cpu);
+        let reference_values = self
             .reference_values
             .read()
             .expect("reference values")
-            .iter()
-        {
-            policy
-                .expected
-                .entry(name.clone())
-                .or_default()
-                .extend(values.iter().cloned());
-        }
-        let verdict = policy.appraise(&verified);
-
-        // Each refusal reason lands in the claim it is about.
-        let hardware = if tee.is_software() && !policy.allow_software_tees {
-            97
-        } else if verified
-            .tcb_status
-            .as_ref()
-            .is_some_and(|s| !policy.accepted_tcb_statuses.contains(s))
-            || verified
-                .advisory_ids
-                .iter()
-                .any(|a| !policy.allowed_advisory_ids.contains(a))
-        {
-            32
-        } else {
-            2
+            .clone();
+        let mut submod = serde_json::Map::new();
+        let vector = match &policy {
+            AttestationPolicy::Rego(engine) => {
+                let a = ear_policy::evaluate(engine, &annotated, &reference_values)
+                    .map_err(|e| KbsError::Attestation(format!("attestation policy: {e}")))?;
+                for (name, value) in a.extensions {
+                    submod.insert(name, value);
+                }
+                submod.insert("ear.status".into(), json!(ear_policy::status(&a.vector)));
+                a.vector
+            }
+            AttestationPolicy::Rats(p) => {
+                let (vector, reasons, accepted) = rats_vector(tee, p, &verified, &reference_values);
+                // A refusal no claim explains still must not read as affirming.
+                let status = match ear_policy::status(&vector) {
+                    "affirming" | "none" if !accepted => "contraindicated",
+                    s => s,
+                };
+                submod.insert("ear.status".into(), json!(status));
+                submod.insert("verdictd.reasons".into(), json!(reasons));
+                vector
+            }
         };
-        let configuration = if verified.debug && !policy.allow_debug {
-            96
-        } else {
-            2
-        };
-        let expected_failed = verdict.reasons.iter().any(|r| r.starts_with("claim "));
-        let executables = match (policy.expected.is_empty(), expected_failed) {
-            (true, _) => 0,
-            (false, false) => 2,
-            (false, true) => 33,
-        };
-        let vector = json!({
-            "instance-identity": 0,
-            "configuration": configuration,
-            "executables": executables,
-            "file-system": 0,
-            "hardware": hardware,
-            "runtime-opaque": 0,
-            "storage-opaque": 0,
-            "sourced-data": 0,
-        });
-        let worst = [hardware, configuration, executables]
-            .into_iter()
-            .max()
-            .unwrap_or(0);
-        // Hardware is always rated, so `worst` is at least 2; a refusal no claim
-        // explains still must not read as affirming.
-        let status = if !verdict.accepted && worst < 32 {
-            "contraindicated"
-        } else {
-            tier(worst)
-        };
-
-        let tee_pubkey: &TeePubKey = &attestation.runtime_data.tee_pubkey;
-        let mut annotated = serde_json::Map::new();
-        annotated.insert(
-            tee_name.to_string(),
-            serde_json::to_value(&verified.claims).map_err(|e| bad(&e.to_string()))?,
+        submod.insert(
+            "ear.trustworthiness-vector".into(),
+            ear_policy::vector_json(&vector),
         );
-        annotated.insert("report_data".into(), json!(hex::encode(digest)));
-        annotated.insert(
-            "runtime_data_claims".into(),
-            json!({"nonce": attestation.runtime_data.nonce, "tee-pubkey": tee_pubkey}),
-        );
-        if let Some((digest, claims)) = init_data {
-            annotated.insert("init_data".into(), json!(hex::encode(digest)));
-            annotated.insert("init_data_claims".into(), claims);
-        }
-        Ok(json!({
-            "ear.status": status,
-            "ear.trustworthiness-vector": vector,
-            "ear.appraisal-policy-id": policy_id,
-            "ear.veraison.annotated-evidence": annotated,
-            "verdictd.reasons": verdict.reasons,
-        }))
+        submod.insert("ear.appraisal-policy-id".into(), json!(REPORTED_POLICY_ID));
+        submod.insert("ear.veraison.annotated-evidence".into(), annotated);
+        Ok(Value::Object(submod))
     }
 }
 
-/// Checks init-data (the TOML document of Confidential Containers' initdata spec:
-/// `version`, `algorithm`, `[data]`) against the field the TEE measured it into:
-/// TDX `MRCONFIGID` (48 bytes), SEV-SNP `HOST_DATA` (32 bytes), the digest
-/// zero-padded to the field. Software TEEs have no such field: their init-data is
-/// reported, not bound (as Trustee does for `sample`). Returns the digest and the
-/// `[data]` table as claims.
-fn init_data(
+/// The annotated evidence in Trustee's shape (T:`attestation-service/src/ear_token/
+/// broker.rs` `transform_claims`): `{<tee>: claims, report_data, runtime_data_claims:
+/// {nonce, tee-pubkey, additional-evidence}, init_data, init_data_claims}`, with the
+/// init-data checked against the field the TEE measured it into.
+fn annotate(
     tee: rats::Tee,
-    init: &kbs_protocol::InitData,
-    verified: &rats::Verified,
-) -> Result<(Vec<u8>, Value), String> {
-    use sha2::Digest;
-    if init.format != "toml" {
-        return Err(format!(
-            "init-data format {:?} is not supported (toml is)",
-            init.format
-        ));
-    }
-    let doc: toml::Table =
-        toml::from_str(&init.body).map_err(|e| format!("init-data: {}", e.message()))?;
-    let algorithm = doc
-        .get("algorithm")
-        .and_then(toml::Value::as_str)
-        .unwrap_or("sha384");
-    let body = init.body.as_bytes();
-    let digest = match algorithm {
-        "sha256" => sha2::Sha256::digest(body).to_vec(),
-        "sha384" => sha2::Sha384::digest(body).to_vec(),
-        "sha512" => sha2::Sha512::digest(body).to_vec(),
-        other => return Err(format!("init-data algorithm {other:?} is not supported")),
+    attestation: &Attestation,
+    claims: crate::claims::TeeClaims,
+) -> Result<Value, String> {
+    let init = match &attestation.init_data {
+        Some(i) => Some(crate::initdata::parse(&i.format, &i.body)?),
+        None => None,
     };
-    let data = doc.get("data").cloned();
-    let claims = serde_json::to_value(data.unwrap_or(toml::Value::Table(Default::default())))
-        .map_err(|e| format!("init-data: {e}"))?;
-    let field = match tee {
-        rats::Tee::TdxEcdsa => Some(("tdx_mr_config_id", 48)),
-        rats::Tee::SevSnp => Some(("snp_host_data", 32)),
-        rats::Tee::SgxEcdsa => {
-            return Err("init-data binding is not supported for sgx evidence".into())
+    let mut out = serde_json::Map::new();
+    // (init_data, init_data_claims), as Trustee's verifiers and transform_claims give
+    // them: the measured field (hex) for hardware TEEs, whether init-data was sent or
+    // not; the sent init-data's digest (standard base64) for the software ones.
+    let init_pair = match (&claims.init_data, &init) {
+        (Some(field), init) => {
+            if let Some(init) = init {
+                let width = field.len() / 2;
+                let expected = hex::encode(crate::initdata::fit(&init.digest, width));
+                if *field != expected {
+                    return Err(format!(
+                        "init-data is not the one measured: the {} field is {field}, the init-data's digest {expected}",
+                        tee_name(tee)
+                    ));
+                }
+            }
+            Some((
+                field.clone(),
+                init.as_ref()
+                    .map(|i| i.claims.clone())
+                    .unwrap_or(Value::Null),
+            ))
         }
-        rats::Tee::Sim | rats::Tee::Sample => None,
+        (None, Some(init)) => Some((STANDARD.encode(&init.digest), init.claims.clone())),
+        (None, None) => None,
     };
-    if let Some((claim, len)) = field {
-        if digest.len() > len {
-            return Err(format!(
-                "init-data digest ({algorithm}) is longer than {claim}'s {len} bytes"
-            ));
-        }
-        let mut expected = digest.clone();
-        expected.resize(len, 0);
-        let found = verified
-            .claims
-            .get(claim)
-            .map(|v| v.canonical())
-            .unwrap_or_default();
-        if found != [hex::encode(&expected)] {
-            return Err(format!(
-                "init-data is not the one measured: {claim} is {}, the init-data's {algorithm} is {}",
-                found.first().map(String::as_str).unwrap_or("absent"),
-                hex::encode(&expected)
-            ));
-        }
+    out.insert(tee_name(tee).into(), Value::Object(claims.claims));
+    if let Some((digest, init_claims)) = init_pair {
+        out.insert("init_data".into(), json!(digest));
+        out.insert("init_data_claims".into(), init_claims);
     }
-    Ok((digest, claims))
+    out.insert("report_data".into(), json!(claims.report_data));
+    out.insert(
+        "runtime_data_claims".into(),
+        kbs_protocol::binding::runtime_data(
+            &attestation.runtime_data.nonce,
+            &attestation.runtime_data.tee_pubkey,
+            &attestation.tee_evidence.additional_evidence,
+        ),
+    );
+    Ok(Value::Object(out))
 }
 
 #[cfg(test)]
@@ -353,7 +388,7 @@ mod tests {
     /// up to the binding, which a recorded report cannot satisfy for a new session.
     #[test]
     fn snp_evidence_in_the_guests_form_is_verified_with_its_vcek() {
-        let appraiser = Appraiser::new(rats::Policy::default(), None);
+        let appraiser = Appraiser::new(AttestationPolicy::default_cpu(), None);
         let vcek = (
             "63da758d-e664-4564-adc5-f4b93be8accd".to_string(),
             fixture("test-vcek.der"),
@@ -362,7 +397,7 @@ mod tests {
         let digest = [7u8; 48];
         let good = kbs_protocol::snp::evidence(&report, std::slice::from_ref(&vcek)).unwrap();
         let err = appraiser
-            .appraise("snp", &attestation(good.clone()), &digest, AT)
+            .appraise(rats::Tee::SevSnp, &attestation(good.clone()), &digest, AT)
             .unwrap_err()
             .to_string();
         assert!(err.contains("report data"), "{err}");
@@ -374,7 +409,7 @@ mod tests {
             .unwrap();
         forged["attestation_report"]["measurement"][0] = json!(m ^ 1);
         let err = appraiser
-            .appraise("snp", &attestation(forged), &digest, AT)
+            .appraise(rats::Tee::SevSnp, &attestation(forged), &digest, AT)
             .unwrap_err()
             .to_string();
         assert!(!err.contains("report data"), "{err}");
@@ -390,7 +425,7 @@ mod tests {
         let from_agent = attestation_agent::primary_evidence(&e).unwrap();
         assert_eq!(from_agent, good);
         let err = appraiser
-            .appraise("snp", &attestation(from_agent), &digest, AT)
+            .appraise(rats::Tee::SevSnp, &attestation(from_agent), &digest, AT)
             .unwrap_err()
             .to_string();
         assert!(err.contains("report data"), "{err}");
@@ -398,85 +433,91 @@ mod tests {
         // No VCEK: said so (verdictd fetches nothing).
         let bare = kbs_protocol::snp::evidence(&report, &[]).unwrap();
         let err = appraiser
-            .appraise("snp", &attestation(bare), &digest, AT)
+            .appraise(rats::Tee::SevSnp, &attestation(bare), &digest, AT)
             .unwrap_err()
             .to_string();
         assert!(err.contains("no VCEK"), "{err}");
         // Not SNP evidence at all.
         let err = appraiser
-            .appraise("snp", &attestation(json!({"quote": "AA=="})), &digest, AT)
+            .appraise(
+                rats::Tee::SevSnp,
+                &attestation(json!({"quote": "AA=="})),
+                &digest,
+                AT,
+            )
             .unwrap_err()
             .to_string();
         assert!(err.contains("SNP evidence"), "{err}");
     }
 
-    /// The TDX fixture's claims, as if that TD had been launched with `mr_config_id`.
-    fn tdx_claims(mr_config_id: Option<&[u8]>) -> rats::Verified {
-        let input = rats::Input {
-            report_data: None,
-            collateral: Some(
-                rats::Collateral::parse(rats::Tee::TdxEcdsa, &fixture("tdx_quote_collateral.json"))
-                    .unwrap(),
-            ),
-            // 2025-06-20, inside the collateral's window.
-            now: 1_750_377_600,
-        };
-        let mut v = rats::verify(&fixture("tdx_quote"), None, &input).unwrap();
-        if let Some(id) = mr_config_id {
-            v.claims.insert(
-                "tdx_mr_config_id".into(),
-                rats::ClaimValue::Bytes(id.to_vec()),
-            );
+    fn init(body: &str) -> kbs_protocol::InitData {
+        kbs_protocol::InitData {
+            format: "toml".into(),
+            body: body.into(),
         }
-        v
     }
+
+    const INIT: &str =
+        "version = \"0.1.0\"\nalgorithm = \"sha256\"\n[data]\n\"aa.toml\" = \"x = 1\"\n";
 
     #[test]
     fn init_data_is_bound_to_the_field_the_tee_measured() {
         use sha2::Digest;
-        let body = "version = \"0.1.0\"\nalgorithm = \"sha256\"\n[data]\n\"policy.rego\" = \"package agent_policy\"\n";
-        let init = kbs_protocol::InitData {
-            format: "toml".into(),
-            body: body.into(),
+        let digest = sha2::Sha256::digest(INIT.as_bytes()).to_vec();
+        let mut with_init = attestation(json!({}));
+        with_init.init_data = Some(init(INIT));
+        // A TDX-like field (48 bytes) holding the digest, zero-padded: accepted, and
+        // the claims are the parsed document (T:attestation-service/src/lib.rs).
+        let field = |bytes: &[u8]| crate::claims::TeeClaims {
+            claims: Default::default(),
+            report_data: "00".into(),
+            init_data: Some(hex::encode(bytes)),
         };
-        let digest = sha2::Sha256::digest(body.as_bytes()).to_vec();
-        let mut padded = digest.clone();
-        padded.resize(48, 0);
-
-        // Measured: accepted, with the digest and the [data] table as claims.
-        let (d, claims) =
-            init_data(rats::Tee::TdxEcdsa, &init, &tdx_claims(Some(&padded))).unwrap();
-        assert_eq!(d, digest);
-        assert_eq!(claims["policy.rego"], "package agent_policy");
-        // The real TD was launched without it: refused, both values named.
-        let err = init_data(rats::Tee::TdxEcdsa, &init, &tdx_claims(None)).unwrap_err();
-        assert!(
-            err.contains("tdx_mr_config_id") && err.contains(&hex::encode(&padded)),
-            "{err}"
-        );
-        // Software TEEs have nowhere to measure it: reported, not bound.
-        let sample = rats::verify(
-            &serde_json::to_vec(&rats::SampleEvidence::new(&[1; 48])).unwrap(),
-            Some(rats::Tee::Sample),
-            &rats::Input::default(),
+        let a = annotate(
+            rats::Tee::TdxEcdsa,
+            &with_init,
+            field(&crate::initdata::fit(&digest, 48)),
         )
         .unwrap();
-        assert!(init_data(rats::Tee::Sample, &init, &sample).is_ok());
-        // What cannot be checked is refused.
-        for (format, body, want) in [
-            ("json", body, "format"),
-            ("toml", "algorithm = \"md5\"", "md5"),
-            ("toml", "algorithm = \"sha512\"", "longer"),
-            ("toml", "not toml ===", "init-data"),
-        ] {
-            let init = kbs_protocol::InitData {
-                format: format.into(),
-                body: body.into(),
-            };
-            let err = init_data(rats::Tee::TdxEcdsa, &init, &tdx_claims(None)).unwrap_err();
-            assert!(err.contains(want), "{want}: {err}");
-        }
-        let err = init_data(rats::Tee::SgxEcdsa, &init, &sample).unwrap_err();
-        assert!(err.contains("sgx"), "{err}");
+        assert_eq!(a["init_data_claims"], json!({"aa.toml": {"x": 1}}));
+        assert_eq!(
+            a["init_data"],
+            hex::encode(crate::initdata::fit(&digest, 48))
+        );
+        // Launched without it (a zero field): refused, both values named.
+        let err = annotate(rats::Tee::TdxEcdsa, &with_init, field(&[0; 48])).unwrap_err();
+        assert!(
+            err.contains(&"0".repeat(96)) && err.contains(&hex::encode(&digest)),
+            "{err}"
+        );
+        // No init-data sent: the hardware field is still reported, claims null (as
+        // Trustee's transform_claims does).
+        let a = annotate(
+            rats::Tee::TdxEcdsa,
+            &attestation(json!({})),
+            field(&[0; 48]),
+        )
+        .unwrap();
+        assert_eq!(a["init_data"], json!("0".repeat(96)));
+        assert_eq!(a["init_data_claims"], Value::Null);
+        // sample: the digest in standard base64 (T:deps/verifier/src/sample/mod.rs),
+        // only when init-data is sent.
+        let sample = crate::claims::sample(&json!({"svn": "1", "report_data": "AA=="}));
+        let a = annotate(rats::Tee::Sample, &with_init, sample.clone()).unwrap();
+        assert_eq!(a["init_data"], STANDARD.encode(&digest));
+        assert_eq!(a["sample"]["svn"], "1");
+        assert_eq!(a["report_data"], "AA==");
+        let plain = attestation(json!({}));
+        let a = annotate(rats::Tee::Sample, &plain, sample).unwrap();
+        assert!(a.get("init_data").is_none() && a.get("init_data_claims").is_none());
+        // runtime_data_claims: what the digest was taken over.
+        assert_eq!(
+            a["runtime_data_claims"],
+            kbs_protocol::binding::runtime_data("bm9uY2U", &plain.runtime_data.tee_pubkey, "")
+        );
+        // Init-data that is not Trustee's initdata TOML is refused.
+        let mut bad = attestation(json!({}));
+        bad.init_data = Some(init("algorithm = \"sha256\""));
+        assert!(annotate(rats::Tee::Sample, &bad, crate::claims::sample(&json!({}))).is_err());
     }
 }

@@ -5,17 +5,22 @@
 //! insecure_http = false          # plain HTTP only when set
 //! resource_policy = "default"    # default | allow_all | deny_all | affirming | FILE.rego
 //! # Relative file names are relative to this file's directory.
-//! attestation_policy = "FILE"    # a rats appraisal policy (TOML or JSON); default: rats' default
+//! attestation_policy = "FILE"    # Rego (Trustee's EAR policy form) or a rats appraisal
+//!                                # policy (TOML or JSON); default: the built-in Rego that
+//!                                # decides as Trustee's default_cpu (see ear_policy)
 //! dcap_collateral = "FILE"       # QuoteCollateralV3 JSON for sgx and tdx evidence
-//! max_body_bytes = 1048576
+//! max_body_bytes = 2097152       # 2 MiB, Trustee's payload_request_size default; larger
+//!                                # bodies get 413 with a JSON error
 //!
 //! [tls]
 //! certificate = "cert.pem"
 //! private_key = "key.pem"
 //!
 //! [session]
-//! timeout_secs = 300
-//! max_sessions = 10000
+//! timeout_secs = 300             # an attested session (cookie) lives this long
+//! max_sessions = 10000           # attested sessions kept; the oldest is evicted beyond
+//! challenge_timeout_secs = 10    # a challenge (after /auth) waits this long for /attest
+//! max_challenges = 10000         # challenges kept; the oldest is evicted beyond
 //!
 //! [token]
 //! duration_secs = 300
@@ -30,6 +35,10 @@
 //! public_keys = ["admin.pub"]    # Ed25519, P-256 or RSA public keys, PEM
 //! roles = ["admin"]
 //! ```
+//!
+//! The admin endpoints these keys open (resources, resource and attestation policies,
+//! reference values) are listed in [`crate::admin_api`]; the attestation policy's forms
+//! in [`crate::ear_policy`]; the session tables in [`crate::sessions`].
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -61,7 +70,8 @@ impl Default for Config {
             resource_policy: "default".into(),
             attestation_policy: None,
             dcap_collateral: None,
-            max_body_bytes: 1 << 20,
+            // T:kbs/src/config.rs DEFAULT_PAYLOAD_REQUEST_SIZE: 2 (MiB).
+            max_body_bytes: 2 << 20,
             session: SessionConfig::default(),
             token: TokenConfig::default(),
             storage: StorageConfig::default(),
@@ -77,11 +87,21 @@ pub struct TlsConfig {
     pub private_key: PathBuf,
 }
 
+/// `[session]`: the two bounded session tables (see [`crate::sessions`]). A full table
+/// evicts its oldest entry, so `/auth` never refuses; an evicted client gets 401 and
+/// runs RCAR again. Memory is bounded by about `max_challenges` × 0.1 KB +
+/// `max_sessions` × the token size (about 2 KB for `sample`).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SessionConfig {
+    /// Seconds an attested session lives (Trustee's `timeout`, 5 minutes).
     pub timeout_secs: u64,
+    /// Attested sessions kept.
     pub max_sessions: usize,
+    /// Seconds a challenge waits for its attestation.
+    pub challenge_timeout_secs: u64,
+    /// Challenges kept.
+    pub max_challenges: usize,
 }
 
 impl Default for SessionConfig {
@@ -89,6 +109,8 @@ impl Default for SessionConfig {
         SessionConfig {
             timeout_secs: 300,
             max_sessions: 10_000,
+            challenge_timeout_secs: 10,
+            max_challenges: 10_000,
         }
     }
 }
@@ -208,8 +230,8 @@ impl Config {
         if self.admin.mode == AdminMode::BearerJwt && self.admin.public_keys.is_empty() {
             anyhow::bail!("[admin] mode = \"bearer_jwt\" needs public_keys");
         }
-        if self.session.max_sessions == 0 {
-            anyhow::bail!("[session] max_sessions must be at least 1");
+        if self.session.max_sessions == 0 || self.session.max_challenges == 0 {
+            anyhow::bail!("[session] max_sessions and max_challenges must be at least 1");
         }
         Ok(())
     }

@@ -9,9 +9,13 @@
 //! (token checked, resource policy in Rego, secret encrypted to the TEE's key as a JWE).
 
 pub mod admin;
+pub mod admin_api;
 pub mod appraise;
+pub mod claims;
 pub mod config;
+pub mod ear_policy;
 mod error;
+pub mod initdata;
 pub mod metrics;
 pub mod policy;
 pub mod server;
@@ -45,8 +49,13 @@ impl AppState {
         let resource_policy =
             policy::ResourcePolicy::new(&rego).map_err(|e| anyhow::anyhow!("{e}"))?;
         let attestation_policy = match &config.attestation_policy {
-            Some(p) => rats::Policy::load(p)?,
-            None => rats::Policy::default(),
+            Some(p) => {
+                let text = std::fs::read_to_string(p)
+                    .map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?;
+                ear_policy::AttestationPolicy::parse(&text)
+                    .map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?
+            }
+            None => ear_policy::AttestationPolicy::default_cpu(),
         };
         let collateral = match &config.dcap_collateral {
             Some(p) => {
@@ -70,6 +79,8 @@ impl AppState {
             sessions: sessions::Sessions::new(
                 Duration::from_secs(config.session.timeout_secs),
                 config.session.max_sessions,
+                Duration::from_secs(config.session.challenge_timeout_secs),
+                config.session.max_challenges,
             ),
             signer: token::TokenSigner::new(
                 config.token.signer_key.as_deref(),

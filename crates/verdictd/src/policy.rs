@@ -24,7 +24,13 @@ fn compile(rego: &str) -> Result<regorus::Engine, KbsError> {
     let mut engine = regorus::Engine::new();
     engine
         .add_policy("policy.rego".into(), rego.into())
-        .map_err(|e| KbsError::ParsePolicy(format!("resource policy: {e}")))?;
+        .map_err(|e| {
+            let e = e.to_string();
+            KbsError::PolicyEngine(format!(
+                "resource policy: {}",
+                e.split_whitespace().collect::<Vec<_>>().join(" ")
+            ))
+        })?;
     Ok(engine)
 }
 
@@ -60,11 +66,23 @@ impl ResourcePolicy {
 
     /// Whether `claims` may have the resource at `path` of `plugin`.
     pub fn allows(&self, claims: &Value, plugin: &str, path: &[&str]) -> Result<bool, KbsError> {
+        self.allows_query(claims, plugin, path, &json!({}))
+    }
+
+    /// As [`ResourcePolicy::allows`], with the request's query parameters (an object
+    /// of strings) as `data.query`, as Trustee passes them.
+    pub fn allows_query(
+        &self,
+        claims: &Value,
+        plugin: &str,
+        path: &[&str],
+        query: &Value,
+    ) -> Result<bool, KbsError> {
         // Engines are cheap to clone once compiled; each evaluation gets its own.
         let mut engine = self.current.read().expect("policy lock").1.clone();
         let engine_err = |e: anyhow::Error| KbsError::PolicyEngine(format!("resource policy: {e}"));
         engine.set_input(regorus::Value::from_json_str(&claims.to_string()).map_err(engine_err)?);
-        let data = json!({"plugin": plugin, "resource-path": path, "query": {}});
+        let data = json!({"plugin": plugin, "resource-path": path, "query": query});
         engine
             .add_data(regorus::Value::from_json_str(&data.to_string()).map_err(engine_err)?)
             .map_err(engine_err)?;
@@ -74,6 +92,41 @@ impl ResourcePolicy {
             Err(_) => Ok(false),
         }
     }
+}
+
+/// A URL query (`a=1&b=x%20y`) as Trustee's actix `Query<HashMap<String, String>>`
+/// reads it: form-urlencoded pairs, `+` as space, percent-escapes decoded; a later
+/// duplicate wins.
+pub fn query_object(raw: Option<&str>) -> Value {
+    fn decode(s: &str) -> String {
+        let bytes = s.as_bytes();
+        let mut out = Vec::with_capacity(bytes.len());
+        let mut i = 0;
+        while i < bytes.len() {
+            match bytes[i] {
+                b'+' => out.push(b' '),
+                b'%' if i + 2 < bytes.len() => {
+                    let hex = |b: u8| (b as char).to_digit(16);
+                    match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                        (Some(h), Some(l)) => {
+                            out.push((h * 16 + l) as u8);
+                            i += 2;
+                        }
+                        _ => out.push(b'%'),
+                    }
+                }
+                b => out.push(b),
+            }
+            i += 1;
+        }
+        String::from_utf8_lossy(&out).into_owned()
+    }
+    let mut map = serde_json::Map::new();
+    for pair in raw.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        map.insert(decode(k), Value::String(decode(v)));
+    }
+    Value::Object(map)
 }
 
 #[cfg(test)]
@@ -121,6 +174,15 @@ mod tests {
     }
 
     #[test]
+    fn queries_decode_as_form_urlencoded() {
+        assert_eq!(query_object(None), json!({}));
+        assert_eq!(
+            query_object(Some("version=1&name=a%20b+c&flag&bad=%zz&end=%4")),
+            json!({"version": "1", "name": "a b c", "flag": "", "bad": "%zz", "end": "%4"})
+        );
+    }
+
+    #[test]
     fn path_is_data_and_bad_policy_keeps_the_old_one() {
         let p = ResourcePolicy::new(
             "package policy\ndefault allow = false\nallow if { data[\"resource-path\"][0] == \"open\" }",
@@ -134,7 +196,7 @@ mod tests {
             .unwrap());
         assert!(matches!(
             p.replace("package policy\nallow if {"),
-            Err(KbsError::ParsePolicy(_))
+            Err(KbsError::PolicyEngine(_))
         ));
         assert!(p.text().contains("open"));
     }

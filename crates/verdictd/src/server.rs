@@ -1,32 +1,32 @@
-//! The HTTP(S) front: routes, handlers and the accept loop.
+//! The HTTP(S) front: routes, the RCAR handlers and the accept loop. The admin
+//! endpoints are in [`crate::admin_api`].
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Path, Request, State};
+use axum::extract::{DefaultBodyLimit, Path, RawQuery, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
-use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use kbs_protocol::{Attestation, AuthRequest, Challenge, TeePubKey, TokenReply};
 use rand::RngCore;
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::Value;
 use tokio::net::TcpListener;
 
+use crate::admin_api;
 use crate::sessions::State as Session;
 use crate::storage::resource_path;
 use crate::token::{unix_now, TEE_PUBKEY_POINTER};
 use crate::{AppState, KbsError};
 
-type Shared = Arc<AppState>;
+pub(crate) type Shared = Arc<AppState>;
 
 const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 const TLS_TIMEOUT: Duration = Duration::from_secs(10);
@@ -39,29 +39,71 @@ pub fn router(state: Shared) -> Router {
         .route("/kbs/v0/attest", post(attest))
         .route(
             "/kbs/v0/resource/{*path}",
-            get(get_resource).post(set_resource).delete(delete_resource),
+            get(get_resource)
+                .post(admin_api::set_resource)
+                .delete(admin_api::delete_resource),
         )
         .route(
             "/kbs/v0/resource-policy",
-            get(get_resource_policy).post(set_resource_policy),
+            get(admin_api::get_resource_policy).post(admin_api::set_resource_policy),
         )
-        .route("/kbs/v0/attestation-policy", post(set_attestation_policy))
-        .route("/kbs/v0/reference-value", post(set_reference_value))
-        .route("/kbs/v0/reference-value/{id}", get(get_reference_value))
+        .route(
+            "/kbs/v0/attestation-policy",
+            post(admin_api::set_attestation_policy),
+        )
+        .route(
+            "/kbs/v0/reference-value",
+            post(admin_api::set_reference_value),
+        )
+        .route(
+            "/kbs/v0/reference-value/{*id}",
+            get(admin_api::get_reference_value).delete(admin_api::delete_reference_value),
+        )
         .route("/healthz", get(|| async { "ok" }))
         .route("/metrics", get(metrics))
-        .fallback(|req: Request| async move {
-            KbsError::InvalidRequestPath(format!("no such endpoint: {}", req.uri().path()))
-        })
+        .fallback(|req: Request| async move { unknown_endpoint(req.uri().path()) })
         .layer(DefaultBodyLimit::max(limit))
         .layer(axum::middleware::from_fn_with_state(state.clone(), track))
         .with_state(state)
 }
 
+/// What Trustee answers for a path it has no handler for: the first segment after
+/// `/kbs/v0/` is taken as a plugin name, and there is no such plugin (404). Also for a
+/// known endpoint with a method it does not take (Trustee routes those to plugins too).
+fn unknown_endpoint(path: &str) -> KbsError {
+    match path.strip_prefix("/kbs/v0/") {
+        Some(rest) => KbsError::PluginNotFound(format!(
+            "Plugin {} not found",
+            rest.split('/').next().unwrap_or("")
+        )),
+        None => KbsError::InvalidRequestPath(format!("Request path {path} is invalid")),
+    }
+}
+
+/// Counts and times every request, and turns the framework's own refusals (plain
+/// text: a body over the limit, a method an endpoint does not take, a path it cannot
+/// decode) into JSON errors like every other.
 async fn track(State(state): State<Shared>, req: Request, next: Next) -> Response {
     let endpoint = crate::metrics::endpoint(req.uri().path());
+    let path = req.uri().path().to_string();
     let start = Instant::now();
-    let response = next.run(req).await;
+    let mut response = next.run(req).await;
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if !is_json && response.status().is_client_error() {
+        response = match response.status() {
+            StatusCode::PAYLOAD_TOO_LARGE => KbsError::PayloadTooLarge(format!(
+                "the request body is over max_body_bytes ({} bytes)",
+                state.config.max_body_bytes
+            ))
+            .into_response(),
+            StatusCode::METHOD_NOT_ALLOWED => unknown_endpoint(&path).into_response(),
+            _ => KbsError::InvalidRequestPath(format!("Request path {path} is invalid"))
+                .into_response(),
+        };
+    }
     let labels = crate::metrics::EndpointLabels {
         endpoint: endpoint.clone(),
     };
@@ -81,17 +123,13 @@ async fn track(State(state): State<Shared>, req: Request, next: Next) -> Respons
     response
 }
 
-fn json_response(status: StatusCode, value: &impl serde::Serialize) -> Response {
+pub(crate) fn json_response(status: StatusCode, value: &impl serde::Serialize) -> Response {
     (
         status,
         [(header::CONTENT_TYPE, "application/json")],
         serde_json::to_vec(value).unwrap_or_default(),
     )
         .into_response()
-}
-
-fn parse<'a, T: Deserialize<'a>>(body: &'a [u8], what: &str) -> Result<T, KbsError> {
-    serde_json::from_slice(body).map_err(|e| KbsError::Serde(format!("{what}: {e}")))
 }
 
 fn session_id(headers: &HeaderMap) -> Option<String> {
@@ -115,7 +153,8 @@ fn cookie(id: &str, expires: std::time::SystemTime) -> HeaderValue {
 }
 
 async fn auth(State(state): State<Shared>, body: Bytes) -> Result<Response, KbsError> {
-    let request: AuthRequest = parse(&body, "auth request")?;
+    let request: AuthRequest = serde_json::from_slice(&body)
+        .map_err(|e| KbsError::Attestation(format!("deserialize Request: {e}")))?;
     if request.version != kbs_protocol::VERSION {
         return Err(KbsError::Attestation(format!(
             "protocol version {:?} is not supported: this broker speaks exactly {}",
@@ -123,20 +162,18 @@ async fn auth(State(state): State<Shared>, body: Bytes) -> Result<Response, KbsE
             kbs_protocol::VERSION
         )));
     }
-    crate::appraise::tee_of(&request.tee)?;
+    let tee = crate::appraise::tee_of(&request.tee)?;
     let mut nonce = [0u8; 32];
     rand::rngs::OsRng.fill_bytes(&mut nonce);
-    let nonce = STANDARD.encode(nonce);
     let (id, expires) = state.sessions.open(Session::Authed {
-        tee: request.tee,
-        nonce: nonce.clone(),
+        tee,
+        nonce,
         hash: kbs_protocol::HashAlgorithm::Sha384,
-    })?;
-    state.metrics.sessions.set(state.sessions.len() as i64);
+    });
     let mut response = json_response(
         StatusCode::OK,
         &Challenge {
-            nonce,
+            nonce: STANDARD.encode(nonce),
             extra_params: Value::String(String::new()),
         },
     );
@@ -155,12 +192,13 @@ async fn attest(
         KbsError::Attestation("no kbs-session-id cookie: POST /kbs/v0/auth first".into())
     })?;
     let (tee, nonce, hash) = match state.sessions.get(&id)? {
-        Session::Attested { token, .. } => {
+        Session::Attested { token } => {
             return Ok(json_response(StatusCode::OK, &TokenReply { token }))
         }
-        Session::Authed { tee, nonce, hash } => (tee, nonce, hash),
+        Session::Authed { tee, nonce, hash } => (tee, STANDARD.encode(nonce), hash),
     };
-    let attestation: Attestation = parse(&body, "attestation")?;
+    let attestation: Attestation = serde_json::from_slice(&body)
+        .map_err(|e| KbsError::Attestation(format!("deserialize Attestation: {e}")))?;
     if attestation.runtime_data.nonce != nonce {
         return Err(KbsError::Attestation(
             "the nonce in the handshake session is different from the one in the attestation"
@@ -184,24 +222,22 @@ async fn attest(
     let cpu0 = tokio::task::spawn_blocking(move || {
         appraiser_state
             .appraiser
-            .appraise(&tee, &attestation, &digest, unix_now())
+            .appraise(tee, &attestation, &digest, unix_now())
     })
     .await
     .map_err(|e| KbsError::Attestation(format!("verifier task: {e}")))??;
     tracing::info!(
-        session = %&id[..8],
+        session = %&id[..id.len().min(8)],
         status = %cpu0["ear.status"].as_str().unwrap_or(""),
         "attested"
     );
-    let (token, claims) = state.signer.issue(cpu0)?;
-    state.sessions.set(
-        &id,
-        Session::Attested {
-            token: token.clone(),
-            claims,
-        },
-    );
-    Ok(json_response(StatusCode::OK, &TokenReply { token }))
+    let (token, _) = state.signer.issue(cpu0)?;
+    let expires = state.sessions.attested(&id, token.clone());
+    let mut response = json_response(StatusCode::OK, &TokenReply { token });
+    response
+        .headers_mut()
+        .insert(header::SET_COOKIE, cookie(&id, expires));
+    Ok(response)
 }
 
 /// Refuses at attestation a key no secret could later be encrypted to.
@@ -216,34 +252,46 @@ fn caller_claims(state: &AppState, headers: &HeaderMap) -> Result<Value, KbsErro
     }
     let Some(id) = session_id(headers) else {
         return Err(KbsError::TokenNotFound(
-            "no attestation token: attest first (session cookie) or send Authorization: Bearer"
+            "Attestation Token not found: attest first (session cookie) or send Authorization: Bearer"
                 .into(),
         ));
     };
-    match state.sessions.get(&id)? {
-        Session::Attested { token, .. } => state.signer.verify(&token),
-        Session::Authed { .. } => Err(KbsError::TokenNotFound(
-            "this session has not attested yet: POST /kbs/v0/attest".into(),
+    match state.sessions.get(&id) {
+        Ok(Session::Attested { token }) => state.signer.verify(&token),
+        // As Trustee: no token to be found in this request.
+        Ok(Session::Authed { .. }) => Err(KbsError::TokenNotFound(
+            "Attestation Token not found: this session has not attested yet".into(),
         )),
+        Err(e) => Err(KbsError::TokenNotFound(format!(
+            "Attestation Token not found: {e}"
+        ))),
     }
 }
 
+/// GET a resource, in Trustee's order: the token, the resource policy (on the path
+/// as sent), then the path's shape and the resource itself.
 async fn get_resource(
     State(state): State<Shared>,
     Path(path): Path<String>,
+    RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> Result<Response, KbsError> {
     let claims = caller_claims(&state, &headers)?;
-    let key = resource_path(&path)?;
-    if !state.resource_policy.allows(&claims, "resource", &key)? {
+    let segments: Vec<&str> = path.split('/').collect();
+    let query = crate::policy::query_object(query.as_deref());
+    if !state
+        .resource_policy
+        .allows_query(&claims, "resource", &segments, &query)?
+    {
         return Err(KbsError::PolicyDeny(format!(
-            "the resource policy denies {path}"
+            "Access denied by policy: the resource policy denies {path}"
         )));
     }
+    let key = resource_path(&path)?;
     let secret = state
         .storage
         .get(&key)?
-        .ok_or_else(|| KbsError::ResourceNotFound(format!("resource {path} not found")))?;
+        .ok_or_else(|| KbsError::PluginInternal(format!("resource {path} not found")))?;
     let tee_pubkey: TeePubKey = claims
         .pointer(TEE_PUBKEY_POINTER)
         .cloned()
@@ -253,128 +301,6 @@ async fn get_resource(
         .map_err(|e| KbsError::Jwe(e.to_string()))?;
     tracing::info!(resource = %path, "released");
     Ok(json_response(StatusCode::OK, &jwe))
-}
-
-async fn set_resource(
-    State(state): State<Shared>,
-    Path(path): Path<String>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<Response, KbsError> {
-    state.admin.check(&headers)?;
-    let key = resource_path(&path)?;
-    state.storage.put(&key, &body)?;
-    tracing::info!(resource = %path, bytes = body.len(), "stored");
-    Ok(StatusCode::OK.into_response())
-}
-
-async fn delete_resource(
-    State(state): State<Shared>,
-    Path(path): Path<String>,
-    headers: HeaderMap,
-) -> Result<Response, KbsError> {
-    state.admin.check(&headers)?;
-    let key = resource_path(&path)?;
-    if !state.storage.delete(&key)? {
-        return Err(KbsError::ResourceNotFound(format!(
-            "resource {path} not found"
-        )));
-    }
-    tracing::info!(resource = %path, "deleted");
-    Ok(StatusCode::OK.into_response())
-}
-
-#[derive(Deserialize)]
-struct PolicyUpload {
-    policy: String,
-    #[serde(default)]
-    policy_id: Option<String>,
-}
-
-fn decode_policy(p: &str) -> Result<String, KbsError> {
-    let bytes = URL_SAFE_NO_PAD
-        .decode(p.trim_end_matches('='))
-        .map_err(|e| KbsError::ParsePolicy(format!("policy is not base64url: {e}")))?;
-    String::from_utf8(bytes).map_err(|_| KbsError::ParsePolicy("policy is not UTF-8".into()))
-}
-
-async fn get_resource_policy(
-    State(state): State<Shared>,
-    headers: HeaderMap,
-) -> Result<Response, KbsError> {
-    state.admin.check(&headers)?;
-    let text = state.resource_policy.text();
-    Ok(json_response(
-        StatusCode::OK,
-        &json!({"policy": URL_SAFE_NO_PAD.encode(text)}),
-    ))
-}
-
-async fn set_resource_policy(
-    State(state): State<Shared>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<Response, KbsError> {
-    state.admin.check(&headers)?;
-    let upload: PolicyUpload = parse(&body, "resource policy")?;
-    state
-        .resource_policy
-        .replace(&decode_policy(&upload.policy)?)?;
-    tracing::info!("resource policy replaced");
-    Ok(StatusCode::OK.into_response())
-}
-
-async fn set_attestation_policy(
-    State(state): State<Shared>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<Response, KbsError> {
-    state.admin.check(&headers)?;
-    let upload: PolicyUpload = parse(&body, "attestation policy")?;
-    let id = upload.policy_id.unwrap_or_else(|| "default".into());
-    state
-        .appraiser
-        .set_policy(&id, &decode_policy(&upload.policy)?)?;
-    tracing::info!(policy_id = %id, "attestation policy replaced");
-    Ok(StatusCode::OK.into_response())
-}
-
-#[derive(Deserialize)]
-struct ReferenceValueUpload {
-    #[serde(rename = "type")]
-    kind: String,
-    payload: String,
-}
-
-async fn set_reference_value(
-    State(state): State<Shared>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<Response, KbsError> {
-    state.admin.check(&headers)?;
-    let upload: ReferenceValueUpload = parse(&body, "reference value")?;
-    if upload.kind != "sample" {
-        return Err(KbsError::Serde(format!(
-            "reference value type {:?}: only \"sample\" ({{name: [values]}}) is supported",
-            upload.kind
-        )));
-    }
-    let payload = STANDARD
-        .decode(&upload.payload)
-        .map_err(|e| KbsError::Serde(format!("payload is not base64: {e}")))?;
-    let values: BTreeMap<String, Vec<String>> = parse(&payload, "reference value payload")?;
-    state.appraiser.add_reference_values(values);
-    Ok(StatusCode::OK.into_response())
-}
-
-async fn get_reference_value(
-    State(state): State<Shared>,
-    Path(id): Path<String>,
-    headers: HeaderMap,
-) -> Result<Response, KbsError> {
-    state.admin.check(&headers)?;
-    let values = state.appraiser.reference_value(&id).unwrap_or_default();
-    Ok(json_response(StatusCode::OK, &values))
 }
 
 async fn metrics(State(state): State<Shared>) -> Response {

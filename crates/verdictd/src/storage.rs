@@ -33,8 +33,9 @@ pub fn resource_path(path: &str) -> Result<[&str; 3], KbsError> {
     let parts: Vec<&str> = path.split('/').collect();
     match parts.as_slice() {
         [r, t, g] if [r, t, g].iter().all(|s| valid_segment(s)) => Ok([r, t, g]),
-        _ => Err(KbsError::InvalidRequestPath(format!(
-            "resource path {path:?}: expected repo/type/tag, each [a-zA-Z0-9_-][a-zA-Z0-9_.-]*"
+        // Trustee's resource plugin refuses it so (PluginInternalError, 401).
+        _ => Err(KbsError::PluginInternal(format!(
+            "illegal ResourceDesc format: resource path {path:?}: expected repo/type/tag, each [a-zA-Z0-9_-][a-zA-Z0-9_.-]*"
         ))),
     }
 }
@@ -63,7 +64,10 @@ impl Storage {
             Storage::LocalFs(dir) => match std::fs::read(Self::file(dir, key)) {
                 Ok(b) => Ok(Some(Zeroizing::new(b))),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-                Err(e) => Err(KbsError::Storage(format!("reading {}: {e}", key.join("/")))),
+                Err(e) => Err(KbsError::PluginInternal(format!(
+                    "reading {}: {e}",
+                    key.join("/")
+                ))),
             },
         }
     }
@@ -92,7 +96,7 @@ impl Storage {
                 };
                 write().map_err(|e| {
                     let _ = std::fs::remove_file(&tmp);
-                    KbsError::Storage(format!("storing {}: {e}", key.join("/")))
+                    KbsError::PluginInternal(format!("storing {}: {e}", key.join("/")))
                 })
             }
         }
@@ -105,7 +109,7 @@ impl Storage {
             Storage::LocalFs(dir) => match std::fs::remove_file(Self::file(dir, key)) {
                 Ok(()) => Ok(true),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
-                Err(e) => Err(KbsError::Storage(format!(
+                Err(e) => Err(KbsError::PluginInternal(format!(
                     "deleting {}: {e}",
                     key.join("/")
                 ))),

@@ -19,10 +19,11 @@ pub const TEE_PUBKEY_POINTER: &str =
     "/submods/cpu0/ear.veraison.annotated-evidence/runtime_data_claims/tee-pubkey";
 
 pub struct TokenSigner {
-    /// Tokens this process issued, by SHA-256, with their claims: a token found here
-    /// is ours byte for byte, so its signature need not be checked again on every
-    /// resource request. Bounded; a token missing from it is verified in full.
-    issued: std::sync::Mutex<std::collections::HashMap<[u8; 32], (u64, Value)>>,
+    /// Tokens this process issued, by SHA-256, with their expiry: a token found here is
+    /// ours byte for byte, so its signature need not be checked again on every resource
+    /// request. Bounded (oldest dropped first, 40 bytes each); a token missing from it
+    /// is verified in full.
+    issued: std::sync::Mutex<Issued>,
     /// ring, not jsonwebtoken's RustCrypto backend: that one re-derives the public key
     /// on every signature, and the token is on every attestation's path.
     signing: ring::signature::EcdsaKeyPair,
@@ -97,22 +98,19 @@ impl TokenSigner {
             .map_err(|_| KbsError::TokenVerifier("signing the token failed".into()))?;
         token.push('.');
         token.push_str(&b64url(sig.as_ref()));
-        let mut issued = self.issued.lock().expect("token cache");
-        if issued.len() >= ISSUED_CACHE {
-            issued.retain(|_, (exp, _)| *exp >= now);
-            if issued.len() >= ISSUED_CACHE {
-                issued.clear();
-            }
-        }
-        issued.insert(digest(&token), (now + self.duration_secs, claims.clone()));
+        self.issued
+            .lock()
+            .expect("token cache")
+            .insert(digest(&token), now + self.duration_secs);
         Ok((token, claims))
     }
 
     /// Checks a token's signature (ours only) and expiry; returns its claims.
     pub fn verify(&self, token: &str) -> Result<Value, KbsError> {
-        if let Some((exp, claims)) = self.issued.lock().expect("token cache").get(&digest(token)) {
-            if *exp >= unix_now() {
-                return Ok(claims.clone());
+        let known = self.issued.lock().expect("token cache").get(&digest(token));
+        if let Some(exp) = known {
+            if exp >= unix_now() {
+                return payload(token);
             }
         }
         let mut v = Validation::new(Algorithm::ES256);
@@ -125,7 +123,44 @@ impl TokenSigner {
     }
 }
 
-const ISSUED_CACHE: usize = 65_536;
+const ISSUED_CACHE: usize = 16_384;
+
+/// The digests of issued tokens and their expiry, bounded to [`ISSUED_CACHE`] entries,
+/// the oldest dropped first.
+#[derive(Default)]
+pub struct Issued {
+    map: std::collections::HashMap<[u8; 32], u64>,
+    order: std::collections::VecDeque<[u8; 32]>,
+}
+
+impl Issued {
+    fn insert(&mut self, digest: [u8; 32], exp: u64) {
+        while self.order.len() >= ISSUED_CACHE {
+            if let Some(old) = self.order.pop_front() {
+                self.map.remove(&old);
+            }
+        }
+        if self.map.insert(digest, exp).is_none() {
+            self.order.push_back(digest);
+        }
+    }
+
+    fn get(&self, digest: &[u8; 32]) -> Option<u64> {
+        self.map.get(digest).copied()
+    }
+}
+
+/// The claims of a token this process issued and kept itself (a session's): its
+/// payload decoded, the signature not checked again.
+pub fn payload(token: &str) -> Result<Value, KbsError> {
+    use base64::Engine as _;
+    let bad = || KbsError::TokenVerifier("attestation token refused: malformed".into());
+    let body = token.split('.').nth(1).ok_or_else(bad)?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(body)
+        .map_err(|_| bad())?;
+    serde_json::from_slice(&bytes).map_err(|_| bad())
+}
 
 fn b64url(bytes: &[u8]) -> String {
     use base64::Engine as _;
@@ -155,7 +190,7 @@ mod tests {
         assert_eq!(s.verify(&token).unwrap(), claims);
         // Out of the cache, the signature itself is checked (ring signs, jsonwebtoken
         // verifies: the two agree on JWS's ES256).
-        s.issued.lock().unwrap().clear();
+        *s.issued.lock().unwrap() = Issued::default();
         assert_eq!(s.verify(&token).unwrap(), claims);
         // Another signer's token (same shape, other key) is refused.
         let other = TokenSigner::new(None, 60).unwrap();
