@@ -435,6 +435,7 @@ impl Executor for RuneExecutor {
             return ProcessExecutor.exec(spec);
         };
         let argv = Self::enclave_argv(spec).ok_or(ExecutorError::InvalidArg)?;
+        crate::title::set(&argv);
         let env: Vec<String> = std::env::vars().map(|(k, v)| format!("{k}={v}")).collect();
         let agent = w.clone();
         std::thread::spawn(move || agent.serve_agent());

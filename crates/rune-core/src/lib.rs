@@ -20,6 +20,7 @@ pub mod signal;
 pub mod spec;
 pub mod state;
 pub mod templates;
+pub mod title;
 
 pub use error::{Result, RuneError};
 pub use libcontainer::oci_spec;

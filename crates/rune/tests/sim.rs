@@ -357,3 +357,53 @@ fn the_program_inside_gets_reports_bound_to_its_own_data() {
         "signed by this host's key"
     );
 }
+
+/// The init of an enclave container hosts the enclave runtime inside rune's process: its
+/// command line, which the container and `docker top` see, names the enclave program, not
+/// the host's bundle, state root or pid file.
+#[test]
+fn an_enclave_init_shows_no_host_paths() {
+    if !root_or_skip("an_enclave_init_shows_no_host_paths") {
+        return;
+    }
+    let (pal, sign_bin) = sim_artifacts();
+    let rune = Rune::new();
+    let work = tempfile::tempdir().unwrap();
+    let platform = work.path().join("platform");
+    let (manifest, _) = sign(work.path(), &sign_bin, &images().join("rootfs/bin/busybox"));
+    let mut b = sim_bundle(&pal, Some(&manifest), "");
+    b.spec["process"]["args"] = json!(["/bin/sh", "-c", "sleep 30"]);
+    b.save();
+    let id = unique_id("title");
+    let pid_file = work.path().join("init.pid");
+    let mut c = Command::new(RUNE);
+    c.env("INCLAVARE_SIM_PLATFORM_DIR", &platform)
+        .arg("--root")
+        .arg(rune.root.path())
+        .args(["run", "-d", "--pid-file"])
+        .arg(&pid_file)
+        .args(["--bundle", b.path().to_str().unwrap(), &id]);
+    let out = output_via_files(&mut c);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let pid = std::fs::read_to_string(&pid_file).unwrap();
+    let read = || std::fs::read(format!("/proc/{}/cmdline", pid.trim())).unwrap_or_default();
+    // The title is set as the program starts.
+    assert!(wait_until(std::time::Duration::from_secs(10), || read()
+        .starts_with(b"rune-init\0")));
+    let cmdline = String::from_utf8_lossy(&read()).replace('\0', " ");
+    let comm = std::fs::read_to_string(format!("/proc/{}/comm", pid.trim())).unwrap();
+    rune.ok(&["delete", "--force", &id]);
+    assert!(
+        cmdline.starts_with("rune-init /bin/sh -c sleep 30"),
+        "{cmdline}"
+    );
+    for host in [b.path(), rune.root.path(), work.path()] {
+        assert!(!cmdline.contains(host.to_str().unwrap()), "{cmdline}");
+    }
+    assert_eq!(comm.trim(), "rune-init");
+    assert!(leftovers(rune.root.path(), &id).is_empty());
+}
