@@ -7,6 +7,8 @@ use dcap_qvl::QuoteCollateralV3;
 
 use crate::{Input, RatsError, Tee, Verified};
 
+pub use crate::dcap_offline::UNKNOWN;
+
 /// The production Intel SGX Root CA (DER). SHA-256
 /// `44a0196b2b99f889b8e149e95b807a350e7424964399e885a7cbb8ccfab674d3`.
 pub const INTEL_SGX_ROOT_CA: &[u8] = include_bytes!("intel_sgx_root_ca.der");
@@ -19,13 +21,24 @@ pub(crate) fn verify(
     input: &Input,
 ) -> Result<Verified, RatsError> {
     let name = tee.name();
+    check_collateral_matches(tee, quote, collateral)?;
     // Debug enclaves are a policy decision here, not a verification failure: the
     // status is reported either way.
     let report = QuoteVerifier::new(INTEL_SGX_ROOT_CA.to_vec())
         .allow_debug(true)
         .verify(quote, collateral, input.now)
         .map_err(|e| classify(name, &format!("{e:#}")))?;
-    let mut v = match (&report.report, tee) {
+    let mut v = body_claims(tee, &report.report)?;
+    v.tcb_status = Some(report.status.clone());
+    v.advisory_ids = report.advisory_ids.clone();
+    crate::check_report_data(name, &v.report_data, input)?;
+    Ok(v.finish())
+}
+
+/// The claims of a quote's body (SGX enclave report or TD report), by rats-rs's names.
+pub(crate) fn body_claims(tee: Tee, report: &Report) -> Result<Verified, RatsError> {
+    let name = tee.name();
+    Ok(match (report, tee) {
         (Report::SgxEnclave(r), Tee::SgxEcdsa) => {
             // SGX ATTRIBUTES.DEBUG is bit 1 of the first byte.
             let mut v = Verified::new(tee, r.attributes[0] & 0x02 != 0, &r.report_data);
@@ -68,11 +81,82 @@ pub(crate) fn verify(
                 reason: "the quote's body does not match its TEE type".into(),
             })
         }
+    })
+}
+
+/// Refuses collateral fetched for another platform before the chain checks, which
+/// would otherwise report it as an unknown revocation status: the TCB info's `id`
+/// (`SGX`/`TDX`) against the quote's TEE, its `fmspc` against the PCK certificate's
+/// FMSPC (OID 1.2.840.113741.1.13.1.4), and the PCK CRL's issuer (`Intel SGX PCK
+/// Processor CA` or `… Platform CA`) against the PCK certificate's. Quotes whose PCK
+/// chain cannot be read are left to the verifier, which says why.
+fn check_collateral_matches(
+    tee: Tee,
+    quote: &[u8],
+    collateral: &QuoteCollateralV3,
+) -> Result<(), RatsError> {
+    let Ok(parsed) = dcap_qvl::quote::Quote::parse(quote) else {
+        return Ok(());
     };
-    v.tcb_status = Some(report.status.clone());
-    v.advisory_ids = report.advisory_ids.clone();
-    crate::check_report_data(name, &v.report_data, input)?;
-    Ok(v.finish())
+    let mut mismatches = Vec::new();
+    if let Ok(info) = serde_json::from_str::<serde_json::Value>(&collateral.tcb_info) {
+        if let (Some(c), Ok(q)) = (
+            info.get("fmspc").and_then(|v| v.as_str()),
+            dcap_qvl::intel::quote_fmspc(&parsed),
+        ) {
+            let q = hex::encode_upper(q);
+            if !c.eq_ignore_ascii_case(&q) {
+                mismatches.push(format!(
+                    "collateral is for FMSPC {}, quote is FMSPC {q}",
+                    c.to_ascii_uppercase()
+                ));
+            }
+        }
+        let want = if tee == Tee::TdxEcdsa { "TDX" } else { "SGX" };
+        // TCB info v2 has no id: it is SGX's.
+        let id = info.get("id").and_then(|v| v.as_str()).unwrap_or("SGX");
+        if id != want {
+            mismatches.push(format!("collateral is {id} TCB info, quote is {want}"));
+        }
+    }
+    use x509_parser::prelude::FromDer as _;
+    let crl_ca =
+        x509_parser::revocation_list::CertificateRevocationList::from_der(&collateral.pck_crl)
+            .ok()
+            .and_then(|(_, crl)| {
+                let cn = crl
+                    .issuer()
+                    .iter_common_name()
+                    .next()?
+                    .as_str()
+                    .ok()?
+                    .to_string();
+                let lower = cn.to_ascii_lowercase();
+                let ca = if lower.contains("processor") {
+                    "processor"
+                } else if lower.contains("platform") {
+                    "platform"
+                } else {
+                    return None;
+                };
+                Some((cn, ca))
+            });
+    if let (Some((cn, crl_ca)), Ok(quote_ca)) = (crl_ca, dcap_qvl::intel::quote_ca(&parsed)) {
+        if crl_ca != quote_ca.as_id_str() {
+            mismatches.push(format!(
+                "collateral's PCK CRL is from the {cn}, quote's PCK certificate from the {} CA",
+                quote_ca.as_id_str()
+            ));
+        }
+    }
+    if mismatches.is_empty() {
+        Ok(())
+    } else {
+        Err(RatsError::Collateral {
+            tee: tee.name(),
+            reason: mismatches.join("; "),
+        })
+    }
 }
 
 /// Sorts dcap-qvl's error text into the check that failed.

@@ -10,6 +10,12 @@ use crate::{RatsError, Tee, Verified};
 /// An appraisal policy, loadable from TOML or JSON. The default accepts only
 /// hardware TEEs whose TCB is `UpToDate`, no advisories, no debug enclaves.
 ///
+/// TCB statuses: DCAP's from Intel's TCB info (`UpToDate`, `SWHardeningNeeded`,
+/// `ConfigurationNeeded`, `ConfigurationAndSWHardeningNeeded`, `OutOfDate`,
+/// `OutOfDateConfigurationNeeded`, `Revoked`), `Unknown` for a DCAP quote verified
+/// without collateral, and SNP's `UpToDate`/`OutOfDate` (see [`crate::snp::UP_TO_DATE`]).
+/// Only listed statuses are accepted, so `Unknown` must be listed explicitly.
+///
 /// ```toml
 /// accepted_tcb_statuses = ["UpToDate", "SWHardeningNeeded"]
 /// allowed_advisory_ids = ["INTEL-SA-00615"]
@@ -76,13 +82,20 @@ impl Policy {
                 v.tee.name()
             ));
         }
-        if let Some(status) = &v.tcb_status {
-            if !self.accepted_tcb_statuses.iter().any(|s| s == status) {
-                reasons.push(format!(
-                    "TCB status {status} is not accepted (accepted: {})",
-                    self.accepted_tcb_statuses.join(", ")
-                ));
+        match &v.tcb_status {
+            Some(status) => {
+                if !self.accepted_tcb_statuses.iter().any(|s| s == status) {
+                    reasons.push(format!(
+                        "TCB status {status} is not accepted (accepted: {})",
+                        self.accepted_tcb_statuses.join(", ")
+                    ));
+                }
             }
+            // Hardware evidence always has one; its absence is never acceptance.
+            None if !v.tee.is_software() => {
+                reasons.push("the evidence has no TCB status".into());
+            }
+            None => {}
         }
         let unexpected: Vec<&str> = v
             .advisory_ids
