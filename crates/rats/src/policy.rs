@@ -83,14 +83,13 @@ impl Policy {
             ));
         }
         match &v.tcb_status {
-            Some(status) => {
-                if !self.accepted_tcb_statuses.iter().any(|s| s == status) {
-                    reasons.push(format!(
-                        "TCB status {status} is not accepted (accepted: {})",
-                        self.accepted_tcb_statuses.join(", ")
-                    ));
-                }
+            Some(status) if !self.accepted_tcb_statuses.iter().any(|s| s == status) => {
+                reasons.push(format!(
+                    "TCB status {status} is not accepted (accepted: {})",
+                    self.accepted_tcb_statuses.join(", ")
+                ));
             }
+            Some(_) => {}
             // Hardware evidence always has one; its absence is never acceptance.
             None if !v.tee.is_software() => {
                 reasons.push("the evidence has no TCB status".into());
