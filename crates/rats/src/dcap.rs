@@ -21,11 +21,13 @@ pub(crate) fn verify(
     input: &Input,
 ) -> Result<Verified, RatsError> {
     let name = tee.name();
+    check_td_attributes(tee, quote)?;
     check_collateral_matches(tee, quote, collateral)?;
-    // Debug enclaves are a policy decision here, not a verification failure: the
-    // status is reported either way.
+    // Debug enclaves and service-TD bindings are policy decisions here, not
+    // verification failures: they are reported either way.
     let report = QuoteVerifier::new(INTEL_SGX_ROOT_CA.to_vec())
         .allow_debug(true)
+        .allow_service_td(true)
         .verify(quote, collateral, input.now)
         .map_err(|e| classify(name, &format!("{e:#}")))?;
     let mut v = body_claims(tee, &report.report)?;
@@ -53,8 +55,9 @@ pub(crate) fn body_claims(tee: Tee, report: &Report) -> Result<Verified, RatsErr
         }
         (r, Tee::TdxEcdsa) if r.as_td10().is_some() => {
             let td = r.as_td10().expect("checked");
-            // TDX TD_ATTRIBUTES.DEBUG is bit 0.
-            let mut v = Verified::new(tee, td.td_attributes[0] & 0x01 != 0, &td.report_data);
+            let class = crate::tdx::TdClass::of(r).expect("a TD report");
+            let mut v = Verified::new(tee, class.debug, &td.report_data);
+            class.add_claims(&mut v);
             v.bytes("tdx_tee_tcb_svn", &td.tee_tcb_svn)
                 .bytes("tdx_mr_seam", &td.mr_seam)
                 .bytes("tdx_mrsigner_seam", &td.mr_signer_seam)
@@ -69,7 +72,7 @@ pub(crate) fn body_claims(tee: Tee, report: &Report) -> Result<Verified, RatsErr
                 .bytes("tdx_rt_mr1", &td.rt_mr1)
                 .bytes("tdx_rt_mr2", &td.rt_mr2)
                 .bytes("tdx_rt_mr3", &td.rt_mr3);
-            if let Report::TD15(r15) = r {
+            if let Some(r15) = r.as_td15() {
                 v.bytes("tdx_tee_tcb_svn2", &r15.tee_tcb_svn2)
                     .bytes("tdx_mr_servicetd", &r15.mr_service_td);
             }
@@ -82,6 +85,30 @@ pub(crate) fn body_claims(tee: Tee, report: &Report) -> Result<Verified, RatsErr
             })
         }
     })
+}
+
+/// Refuses a TD whose attributes no policy can accept, naming each error
+/// ([`crate::tdx::TdClass::refusals`]); quotes that do not parse are left to the
+/// verifier.
+pub(crate) fn check_td_attributes(tee: Tee, quote: &[u8]) -> Result<(), RatsError> {
+    if tee != Tee::TdxEcdsa {
+        return Ok(());
+    }
+    let Ok(parsed) = dcap_qvl::quote::Quote::parse(quote) else {
+        return Ok(());
+    };
+    let Some(class) = crate::tdx::TdClass::of(&parsed.report) else {
+        return Ok(());
+    };
+    let refusals = class.refusals();
+    if refusals.is_empty() {
+        Ok(())
+    } else {
+        Err(RatsError::TdAttributes {
+            tee: tee.name(),
+            reason: refusals.join("; "),
+        })
+    }
 }
 
 /// Refuses collateral fetched for another platform before the chain checks, which
@@ -163,7 +190,14 @@ fn check_collateral_matches(
 fn classify(tee: &'static str, msg: &str) -> RatsError {
     let m = msg.to_ascii_lowercase();
     let reason = msg.to_string();
-    if m.contains("expired") || m.contains("in the future") || m.contains("not yet valid") {
+    if m.contains("td attributes")
+        || m.contains("sept_ve_disable")
+        || m.contains("td migration")
+        || m.contains("servtd_ext")
+        || m.contains("mr service td")
+    {
+        RatsError::TdAttributes { tee, reason }
+    } else if m.contains("expired") || m.contains("in the future") || m.contains("not yet valid") {
         RatsError::CollateralExpired { tee, reason }
     } else if m.contains("certificate chain") || m.contains("revoked") && m.contains("cert") {
         RatsError::CertificateChain { tee, reason }

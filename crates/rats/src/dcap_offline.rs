@@ -38,6 +38,7 @@ pub(crate) fn verify(tee: Tee, quote: &[u8], input: &Input) -> Result<Verified, 
     let chain_error = |reason: String| RatsError::CertificateChain { tee: name, reason };
 
     let parsed = Quote::parse(quote).map_err(|e| malformed(format!("{e:#}")))?;
+    crate::dcap::check_td_attributes(tee, quote)?;
     if parsed.header.attestation_key_type != 2 {
         return Err(malformed(format!(
             "attestation key type {} (only 2, ECDSA P-256, is supported)",

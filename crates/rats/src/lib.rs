@@ -35,6 +35,7 @@ mod policy;
 pub mod sgx;
 pub mod snp;
 mod software;
+pub mod tdx;
 pub mod tsm;
 
 use serde::Serialize;

@@ -20,6 +20,7 @@ use crate::{RatsError, Tee, Verified};
 /// accepted_tcb_statuses = ["UpToDate", "SWHardeningNeeded"]
 /// allowed_advisory_ids = ["INTEL-SA-00615"]
 /// allow_debug = false
+/// allow_service_td = false
 /// allow_software_tees = false
 /// [expected]
 /// sgx_mr_signer = ["83d719e7…"]
@@ -33,6 +34,10 @@ pub struct Policy {
     pub allowed_advisory_ids: Vec<String>,
     /// Accept debug enclaves and guests (default: no).
     pub allow_debug: bool,
+    /// Accept a TD bound to a service TD (TDX 1.5: SERVTD_EXT, or a non-zero
+    /// `mr_servicetd`), whose state the service TD (e.g. a migration TD) can reach
+    /// (default: no).
+    pub allow_service_td: bool,
     /// Accept `sim` and `sample` evidence, which prove nothing about hardware
     /// (default: no).
     pub allow_software_tees: bool,
@@ -46,6 +51,7 @@ impl Default for Policy {
             accepted_tcb_statuses: vec!["UpToDate".into()],
             allowed_advisory_ids: vec![],
             allow_debug: false,
+            allow_service_td: false,
             allow_software_tees: false,
             expected: BTreeMap::new(),
         }
@@ -104,6 +110,17 @@ impl Policy {
             .collect();
         if !unexpected.is_empty() {
             reasons.push(format!("advisories not allowed: {}", unexpected.join(", ")));
+        }
+        let bound = v
+            .claims
+            .get("tdx_service_td_bound")
+            .is_some_and(|c| *c == crate::ClaimValue::Bool(true));
+        if bound && !self.allow_service_td {
+            reasons.push(
+                "the TD is bound to a service TD (SERVTD_EXT or mr_servicetd); the policy \
+                 does not allow service TDs"
+                    .into(),
+            );
         }
         if v.debug && !self.allow_debug {
             reasons.push("a debug enclave or guest is not allowed".into());

@@ -150,3 +150,32 @@ fn offline_checks_catch_each_forgery() {
     let e = verify(&quote, None, &wrong).unwrap_err();
     assert!(matches!(e, RatsError::ReportDataMismatch { .. }), "{e}");
 }
+
+/// TD attributes are classified before the signatures are checked: the real TDX
+/// quote (TD_ATTRIBUTES 0x10000000 at offset 168) reports them as claims, and each
+/// error is named. (Editing the attributes also breaks the quote's signature: the
+/// classification is what is tested here; see rats::tdx for parsed TD 1.5 bodies.)
+#[test]
+fn td_attribute_errors_are_named() {
+    let quote = data("tdx_quote");
+    let input = with_collateral(Tee::TdxEcdsa, "tdx_quote_collateral.json");
+    let v = verify(&quote, None, &input).unwrap();
+    assert_eq!(v.claims["tdx_sept_ve_disable"].canonical(), ["true"]);
+    assert_eq!(v.claims["tdx_service_td_bound"].canonical(), ["false"]);
+    assert_eq!(v.claims["tdx_report_body"].canonical(), ["td10"]);
+    for (attributes, needle) in [
+        (0u64, "SEPT_VE_DISABLE (bit 28) is clear"),
+        (0x3000_0000, "MIGRATABLE (bit 29) is set"),
+        (0x1000_0000 | 1 << 33, "reserved TD attribute bits"),
+    ] {
+        let mut q = quote.clone();
+        q[168..176].copy_from_slice(&attributes.to_le_bytes());
+        for input in [&input, &bare(IN_WINDOW)] {
+            let e = verify(&q, None, input).unwrap_err();
+            assert!(
+                matches!(&e, RatsError::TdAttributes { reason, .. } if reason.contains(needle)),
+                "{e}"
+            );
+        }
+    }
+}
