@@ -42,8 +42,11 @@ impl ClaimValue {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Verified {
     pub tee: Tee,
-    /// `UpToDate`, `SWHardeningNeeded`, … for DCAP; `UpToDate` for SNP when the reported
-    /// TCB matches the VCEK; `None` for the software TEEs, which have no TCB.
+    /// `UpToDate`, `SWHardeningNeeded`, `OutOfDate`, … for DCAP (Intel's TCB info);
+    /// for SNP `UpToDate` when the firmware runs the TCB its VCEK certifies and
+    /// `OutOfDate` when its current TCB differs ([`crate::snp::UP_TO_DATE`]);
+    /// `Unknown` for a DCAP quote checked without collateral
+    /// ([`crate::dcap::UNKNOWN`]); `None` for the software TEEs, which have no TCB.
     pub tcb_status: Option<String>,
     pub advisory_ids: Vec<String>,
     /// A debug enclave or guest: its memory is readable by the host.
@@ -71,6 +74,18 @@ impl Verified {
     pub(crate) fn bytes(&mut self, name: &str, value: &[u8]) -> &mut Self {
         self.claims
             .insert(name.to_string(), ClaimValue::Bytes(value.to_vec()));
+        self
+    }
+
+    pub(crate) fn text(&mut self, name: &str, value: &str) -> &mut Self {
+        self.claims
+            .insert(name.to_string(), ClaimValue::Text(value.to_string()));
+        self
+    }
+
+    pub(crate) fn bool(&mut self, name: &str, value: bool) -> &mut Self {
+        self.claims
+            .insert(name.to_string(), ClaimValue::Bool(value));
         self
     }
 

@@ -7,6 +7,8 @@ use dcap_qvl::QuoteCollateralV3;
 
 use crate::{Input, RatsError, Tee, Verified};
 
+pub use crate::dcap_offline::UNKNOWN;
+
 /// The production Intel SGX Root CA (DER). SHA-256
 /// `44a0196b2b99f889b8e149e95b807a350e7424964399e885a7cbb8ccfab674d3`.
 pub const INTEL_SGX_ROOT_CA: &[u8] = include_bytes!("intel_sgx_root_ca.der");
@@ -19,13 +21,26 @@ pub(crate) fn verify(
     input: &Input,
 ) -> Result<Verified, RatsError> {
     let name = tee.name();
-    // Debug enclaves are a policy decision here, not a verification failure: the
-    // status is reported either way.
+    check_td_attributes(tee, quote)?;
+    check_collateral_matches(tee, quote, collateral)?;
+    // Debug enclaves and service-TD bindings are policy decisions here, not
+    // verification failures: they are reported either way.
     let report = QuoteVerifier::new(INTEL_SGX_ROOT_CA.to_vec())
         .allow_debug(true)
+        .allow_service_td(true)
         .verify(quote, collateral, input.now)
         .map_err(|e| classify(name, &format!("{e:#}")))?;
-    let mut v = match (&report.report, tee) {
+    let mut v = body_claims(tee, &report.report)?;
+    v.tcb_status = Some(report.status.clone());
+    v.advisory_ids = report.advisory_ids.clone();
+    crate::check_report_data(name, &v.report_data, input)?;
+    Ok(v.finish())
+}
+
+/// The claims of a quote's body (SGX enclave report or TD report), by rats-rs's names.
+pub(crate) fn body_claims(tee: Tee, report: &Report) -> Result<Verified, RatsError> {
+    let name = tee.name();
+    Ok(match (report, tee) {
         (Report::SgxEnclave(r), Tee::SgxEcdsa) => {
             // SGX ATTRIBUTES.DEBUG is bit 1 of the first byte.
             let mut v = Verified::new(tee, r.attributes[0] & 0x02 != 0, &r.report_data);
@@ -40,8 +55,9 @@ pub(crate) fn verify(
         }
         (r, Tee::TdxEcdsa) if r.as_td10().is_some() => {
             let td = r.as_td10().expect("checked");
-            // TDX TD_ATTRIBUTES.DEBUG is bit 0.
-            let mut v = Verified::new(tee, td.td_attributes[0] & 0x01 != 0, &td.report_data);
+            let class = crate::tdx::TdClass::of(r).expect("a TD report");
+            let mut v = Verified::new(tee, class.debug, &td.report_data);
+            class.add_claims(&mut v);
             v.bytes("tdx_tee_tcb_svn", &td.tee_tcb_svn)
                 .bytes("tdx_mr_seam", &td.mr_seam)
                 .bytes("tdx_mrsigner_seam", &td.mr_signer_seam)
@@ -56,7 +72,7 @@ pub(crate) fn verify(
                 .bytes("tdx_rt_mr1", &td.rt_mr1)
                 .bytes("tdx_rt_mr2", &td.rt_mr2)
                 .bytes("tdx_rt_mr3", &td.rt_mr3);
-            if let Report::TD15(r15) = r {
+            if let Some(r15) = r.as_td15() {
                 v.bytes("tdx_tee_tcb_svn2", &r15.tee_tcb_svn2)
                     .bytes("tdx_mr_servicetd", &r15.mr_service_td);
             }
@@ -68,18 +84,120 @@ pub(crate) fn verify(
                 reason: "the quote's body does not match its TEE type".into(),
             })
         }
+    })
+}
+
+/// Refuses a TD whose attributes no policy can accept, naming each error
+/// ([`crate::tdx::TdClass::refusals`]); quotes that do not parse are left to the
+/// verifier.
+pub(crate) fn check_td_attributes(tee: Tee, quote: &[u8]) -> Result<(), RatsError> {
+    if tee != Tee::TdxEcdsa {
+        return Ok(());
+    }
+    let Ok(parsed) = dcap_qvl::quote::Quote::parse(quote) else {
+        return Ok(());
     };
-    v.tcb_status = Some(report.status.clone());
-    v.advisory_ids = report.advisory_ids.clone();
-    crate::check_report_data(name, &v.report_data, input)?;
-    Ok(v.finish())
+    let Some(class) = crate::tdx::TdClass::of(&parsed.report) else {
+        return Ok(());
+    };
+    let refusals = class.refusals();
+    if refusals.is_empty() {
+        Ok(())
+    } else {
+        Err(RatsError::TdAttributes {
+            tee: tee.name(),
+            reason: refusals.join("; "),
+        })
+    }
+}
+
+/// Refuses collateral fetched for another platform before the chain checks, which
+/// would otherwise report it as an unknown revocation status: the TCB info's `id`
+/// (`SGX`/`TDX`) against the quote's TEE, its `fmspc` against the PCK certificate's
+/// FMSPC (OID 1.2.840.113741.1.13.1.4), and the PCK CRL's issuer (`Intel SGX PCK
+/// Processor CA` or `… Platform CA`) against the PCK certificate's. Quotes whose PCK
+/// chain cannot be read are left to the verifier, which says why.
+fn check_collateral_matches(
+    tee: Tee,
+    quote: &[u8],
+    collateral: &QuoteCollateralV3,
+) -> Result<(), RatsError> {
+    let Ok(parsed) = dcap_qvl::quote::Quote::parse(quote) else {
+        return Ok(());
+    };
+    let mut mismatches = Vec::new();
+    if let Ok(info) = serde_json::from_str::<serde_json::Value>(&collateral.tcb_info) {
+        if let (Some(c), Ok(q)) = (
+            info.get("fmspc").and_then(|v| v.as_str()),
+            dcap_qvl::intel::quote_fmspc(&parsed),
+        ) {
+            let q = hex::encode_upper(q);
+            if !c.eq_ignore_ascii_case(&q) {
+                mismatches.push(format!(
+                    "collateral is for FMSPC {}, quote is FMSPC {q}",
+                    c.to_ascii_uppercase()
+                ));
+            }
+        }
+        let want = if tee == Tee::TdxEcdsa { "TDX" } else { "SGX" };
+        // TCB info v2 has no id: it is SGX's.
+        let id = info.get("id").and_then(|v| v.as_str()).unwrap_or("SGX");
+        if id != want {
+            mismatches.push(format!("collateral is {id} TCB info, quote is {want}"));
+        }
+    }
+    use x509_parser::prelude::FromDer as _;
+    let crl_ca =
+        x509_parser::revocation_list::CertificateRevocationList::from_der(&collateral.pck_crl)
+            .ok()
+            .and_then(|(_, crl)| {
+                let cn = crl
+                    .issuer()
+                    .iter_common_name()
+                    .next()?
+                    .as_str()
+                    .ok()?
+                    .to_string();
+                let lower = cn.to_ascii_lowercase();
+                let ca = if lower.contains("processor") {
+                    "processor"
+                } else if lower.contains("platform") {
+                    "platform"
+                } else {
+                    return None;
+                };
+                Some((cn, ca))
+            });
+    if let (Some((cn, crl_ca)), Ok(quote_ca)) = (crl_ca, dcap_qvl::intel::quote_ca(&parsed)) {
+        if crl_ca != quote_ca.as_id_str() {
+            mismatches.push(format!(
+                "collateral's PCK CRL is from the {cn}, quote's PCK certificate from the {} CA",
+                quote_ca.as_id_str()
+            ));
+        }
+    }
+    if mismatches.is_empty() {
+        Ok(())
+    } else {
+        Err(RatsError::Collateral {
+            tee: tee.name(),
+            reason: mismatches.join("; "),
+        })
+    }
 }
 
 /// Sorts dcap-qvl's error text into the check that failed.
 fn classify(tee: &'static str, msg: &str) -> RatsError {
     let m = msg.to_ascii_lowercase();
     let reason = msg.to_string();
-    if m.contains("expired") || m.contains("in the future") || m.contains("not yet valid") {
+    if m.contains("td attributes")
+        || m.contains("sept_ve_disable")
+        || m.contains("td migration")
+        || m.contains("servtd_ext")
+        || m.contains("mr service td")
+    {
+        RatsError::TdAttributes { tee, reason }
+    } else if m.contains("expired") || m.contains("in the future") || m.contains("not yet valid") {
         RatsError::CollateralExpired { tee, reason }
     } else if m.contains("certificate chain") || m.contains("revoked") && m.contains("cert") {
         RatsError::CertificateChain { tee, reason }

@@ -28,6 +28,10 @@ pub enum RatsError {
     /// The platform's TCB is revoked or matches no TCB level.
     #[error("{tee} evidence: TCB: {reason}")]
     Tcb { tee: &'static str, reason: String },
+    /// A TD's attributes make it untrustworthy whatever the policy (SEPT_VE_DISABLE
+    /// clear, MIGRATABLE, reserved bits; see [`crate::tdx::TdClass::refusals`]).
+    #[error("{tee} evidence: TD attributes: {reason}")]
+    TdAttributes { tee: &'static str, reason: String },
     /// The evidence is genuine but bound to other report data (not fresh, or not ours).
     #[error("{tee} evidence is bound to other report data (expected {expected}, found {found})")]
     ReportDataMismatch {

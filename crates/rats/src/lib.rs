@@ -13,16 +13,21 @@
 //!
 //! | [`Tee`] | evidence | collateral |
 //! |---|---|---|
-//! | `sgx_ecdsa` | DCAP quote v3 | `QuoteCollateralV3` JSON |
-//! | `tdx_ecdsa` | DCAP quote v4/v5 | `QuoteCollateralV3` JSON |
+//! | `sgx_ecdsa` | DCAP quote v3 | `QuoteCollateralV3` JSON, or none (TCB `Unknown`) |
+//! | `tdx_ecdsa` | DCAP quote v4/v5 | `QuoteCollateralV3` JSON, or none (TCB `Unknown`) |
 //! | `sev_snp` | attestation report v2+ (1184 bytes) | VCEK/VLEK (DER/PEM) or a certificate table |
 //! | `sim` | `liberpal-sim` report (272 bytes) | none: signed by the host's platform key |
 //! | `sample` | `{"svn","report_data"}` | none: nothing is signed |
+//!
+//! configfs-tsm's JSON envelope `{"provider","outblob","auxblob"}` ([`tsm::TsmReport`])
+//! is recognised as the TDX or SNP evidence in its outblob, its auxblob serving as SNP
+//! collateral when no other is given.
 //!
 //! `sim` and `sample` prove nothing about hardware; the default policy refuses them.
 
 mod claims;
 pub mod dcap;
+mod dcap_offline;
 mod error;
 #[cfg(feature = "fetch")]
 pub mod fetch;
@@ -30,6 +35,7 @@ mod policy;
 pub mod sgx;
 pub mod snp;
 mod software;
+pub mod tdx;
 pub mod tsm;
 
 use serde::Serialize;
@@ -93,6 +99,10 @@ impl Tee {
             return Ok(Tee::Sim);
         }
         if evidence.first() == Some(&b'{') {
+            // configfs-tsm's JSON envelope names its TEE; other JSON is `sample`.
+            if let Some(report) = tsm::TsmReport::from_json(evidence)? {
+                return report.tee();
+            }
             return Ok(Tee::Sample);
         }
         if evidence.len() >= 8 {
@@ -189,21 +199,28 @@ impl Verifier for Builtin {
     }
 
     fn verify(&self, evidence: &[u8], input: &Input) -> Result<Verified, RatsError> {
+        if evidence.first() == Some(&b'{') {
+            if let Some(report) = tsm::TsmReport::from_json(evidence)? {
+                return self.verify_tsm_report(&report, input);
+            }
+        }
         match self.0 {
             Tee::SgxEcdsa | Tee::TdxEcdsa => {
-                let Some(Collateral::Dcap(c)) = &input.collateral else {
-                    return Err(RatsError::Collateral {
-                        tee: self.0.name(),
-                        reason: "DCAP collateral (QuoteCollateralV3 JSON) is required".into(),
-                    });
-                };
                 if Tee::detect(evidence).ok() != Some(self.0) {
                     return Err(RatsError::Malformed {
                         tee: self.0.name(),
                         reason: "not a DCAP quote of this TEE type".into(),
                     });
                 }
-                dcap::verify(self.0, evidence, c, input)
+                match &input.collateral {
+                    Some(Collateral::Dcap(c)) => dcap::verify(self.0, evidence, c, input),
+                    // What the quote carries is checked; the TCB status is `Unknown`.
+                    None => dcap_offline::verify(self.0, evidence, input),
+                    Some(Collateral::Snp(_)) => Err(RatsError::Collateral {
+                        tee: self.0.name(),
+                        reason: "SEV-SNP certificates are no DCAP collateral".into(),
+                    }),
+                }
             }
             Tee::Sim => software::verify_sim(evidence, input),
             Tee::Sample => software::verify_sample(evidence, input),
@@ -218,6 +235,33 @@ impl Verifier for Builtin {
                 snp::verify(evidence, c, input)
             }
         }
+    }
+}
+
+impl Builtin {
+    /// configfs-tsm's JSON envelope: its outblob is the evidence, its auxblob (SNP's
+    /// certificate table) the collateral unless other collateral is given.
+    fn verify_tsm_report(
+        &self,
+        report: &tsm::TsmReport,
+        input: &Input,
+    ) -> Result<Verified, RatsError> {
+        let e = report.evidence()?;
+        if e.tee != self.0 {
+            return Err(RatsError::Malformed {
+                tee: self.0.name(),
+                reason: format!(
+                    "a configfs-tsm report from {} ({} evidence)",
+                    report.provider,
+                    e.tee.name()
+                ),
+            });
+        }
+        let mut inner = input.clone();
+        if let (None, Some(aux), Tee::SevSnp) = (&inner.collateral, &e.collateral, e.tee) {
+            inner.collateral = Some(Collateral::parse(e.tee, aux)?);
+        }
+        self.verify(&e.bytes, &inner)
     }
 }
 

@@ -10,10 +10,17 @@ use crate::{RatsError, Tee, Verified};
 /// An appraisal policy, loadable from TOML or JSON. The default accepts only
 /// hardware TEEs whose TCB is `UpToDate`, no advisories, no debug enclaves.
 ///
+/// TCB statuses: DCAP's from Intel's TCB info (`UpToDate`, `SWHardeningNeeded`,
+/// `ConfigurationNeeded`, `ConfigurationAndSWHardeningNeeded`, `OutOfDate`,
+/// `OutOfDateConfigurationNeeded`, `Revoked`), `Unknown` for a DCAP quote verified
+/// without collateral, and SNP's `UpToDate`/`OutOfDate` (see [`crate::snp::UP_TO_DATE`]).
+/// Only listed statuses are accepted, so `Unknown` must be listed explicitly.
+///
 /// ```toml
 /// accepted_tcb_statuses = ["UpToDate", "SWHardeningNeeded"]
 /// allowed_advisory_ids = ["INTEL-SA-00615"]
 /// allow_debug = false
+/// allow_service_td = false
 /// allow_software_tees = false
 /// [expected]
 /// sgx_mr_signer = ["83d719e7…"]
@@ -27,6 +34,10 @@ pub struct Policy {
     pub allowed_advisory_ids: Vec<String>,
     /// Accept debug enclaves and guests (default: no).
     pub allow_debug: bool,
+    /// Accept a TD bound to a service TD (TDX 1.5: SERVTD_EXT, or a non-zero
+    /// `mr_servicetd`), whose state the service TD (e.g. a migration TD) can reach
+    /// (default: no).
+    pub allow_service_td: bool,
     /// Accept `sim` and `sample` evidence, which prove nothing about hardware
     /// (default: no).
     pub allow_software_tees: bool,
@@ -40,6 +51,7 @@ impl Default for Policy {
             accepted_tcb_statuses: vec!["UpToDate".into()],
             allowed_advisory_ids: vec![],
             allow_debug: false,
+            allow_service_td: false,
             allow_software_tees: false,
             expected: BTreeMap::new(),
         }
@@ -76,13 +88,19 @@ impl Policy {
                 v.tee.name()
             ));
         }
-        if let Some(status) = &v.tcb_status {
-            if !self.accepted_tcb_statuses.iter().any(|s| s == status) {
+        match &v.tcb_status {
+            Some(status) if !self.accepted_tcb_statuses.iter().any(|s| s == status) => {
                 reasons.push(format!(
                     "TCB status {status} is not accepted (accepted: {})",
                     self.accepted_tcb_statuses.join(", ")
                 ));
             }
+            Some(_) => {}
+            // Hardware evidence always has one; its absence is never acceptance.
+            None if !v.tee.is_software() => {
+                reasons.push("the evidence has no TCB status".into());
+            }
+            None => {}
         }
         let unexpected: Vec<&str> = v
             .advisory_ids
@@ -92,6 +110,17 @@ impl Policy {
             .collect();
         if !unexpected.is_empty() {
             reasons.push(format!("advisories not allowed: {}", unexpected.join(", ")));
+        }
+        let bound = v
+            .claims
+            .get("tdx_service_td_bound")
+            .is_some_and(|c| *c == crate::ClaimValue::Bool(true));
+        if bound && !self.allow_service_td {
+            reasons.push(
+                "the TD is bound to a service TD (SERVTD_EXT or mr_servicetd); the policy \
+                 does not allow service TDs"
+                    .into(),
+            );
         }
         if v.debug && !self.allow_debug {
             reasons.push("a debug enclave or guest is not allowed".into());

@@ -1,6 +1,9 @@
 //! AMD SEV-SNP attestation reports, verified against a VCEK (or VLEK) certificate and
 //! AMD's built-in ARK/ASK for Milan, Genoa and Turin.
 //!
+//! A VLEK's chain goes through AMD's ASVK of its product, pinned here
+//! ([`BUILTIN_ASVKS`]) like the ARKs, or supplied with an ARK that must be AMD's.
+//!
 //! Checks, in order: the report's shape; the certificate chain ARK → ASK → VCEK (with
 //! `sev`), every certificate valid at the given time; the reported TCB against the
 //! VCEK's TCB extensions (the `sev` crate does not do this) and the chip id against its
@@ -29,10 +32,10 @@ const OID_HWID: &str = "1.3.6.1.4.1.3704.1.4";
 const OID_CSP_ID: &str = "1.3.6.1.4.1.3704.1.5";
 
 /// SNP collateral: the versioned endorsement key's certificate (VCEK or VLEK, DER or
-/// PEM), optionally with the ARK and ASK/ASVK from a certificate table; without them
-/// AMD's built-in ones for the VCEK's product are used. A VLEK's chain goes through
-/// the ASVK, which `sev` does not build in: it must come with the report (the host's
-/// certificate table carries it in the ASK entry).
+/// PEM), optionally with the ARK and ASK/ASVK from a certificate table or PEM bundle;
+/// without them AMD's built-in ones for the key's product are used (for a VLEK the
+/// pinned ASVK, [`BUILTIN_ASVKS`]; a host's certificate table carries the ASVK in the
+/// ASK entry).
 #[derive(Debug, Clone, Default)]
 pub struct SnpCollateral {
     pub vek: Vec<u8>,
@@ -45,8 +48,15 @@ pub struct SnpCollateral {
 impl SnpCollateral {
     /// A certificate file (PEM or DER), or a certificate table as the kernel's
     /// configfs-tsm `auxblob` and the SNP extended report give it.
+    ///
+    /// A PEM file may hold several certificates (a VLEK or VCEK with its ASVK or ASK and
+    /// the ARK, as AMD's KDS and `snpguest` write them): each is read and sorted by its
+    /// subject's common name (`SEV-VCEK`, `SEV-VLEK`, `SEV-…` for the ASK/ASVK, `ARK-…`).
     pub fn parse(bytes: &[u8]) -> Result<SnpCollateral, RatsError> {
-        if bytes.starts_with(b"-----BEGIN") || bytes.first() == Some(&0x30) {
+        if bytes.trim_ascii_start().starts_with(b"-----BEGIN") {
+            return parse_pem_bundle(bytes);
+        }
+        if bytes.first() == Some(&0x30) {
             return Ok(SnpCollateral {
                 vek: bytes.to_vec(),
                 ..Default::default()
@@ -72,13 +82,97 @@ impl SnpCollateral {
     }
 }
 
+/// Every certificate of a PEM file, sorted into an [`SnpCollateral`] by common name.
+fn parse_pem_bundle(bytes: &[u8]) -> Result<SnpCollateral, RatsError> {
+    let mut out = SnpCollateral::default();
+    let (mut vcek, mut vlek) = (None, None);
+    for (i, pem) in x509_parser::pem::Pem::iter_from_buffer(bytes).enumerate() {
+        let pem = pem.map_err(|e| collateral(format!("PEM certificate {}: {e}", i + 1)))?;
+        if pem.label != "CERTIFICATE" {
+            return Err(collateral(format!(
+                "PEM block {} is a {}, not a CERTIFICATE",
+                i + 1,
+                pem.label
+            )));
+        }
+        let (_, cert) = X509Certificate::from_der(&pem.contents)
+            .map_err(|e| collateral(format!("PEM certificate {}: {e}", i + 1)))?;
+        let cn = cert
+            .subject()
+            .iter_common_name()
+            .next()
+            .and_then(|c| c.as_str().ok())
+            .unwrap_or("")
+            .to_string();
+        let slot = match cn.as_str() {
+            "SEV-VCEK" => &mut vcek,
+            "SEV-VLEK" => &mut vlek,
+            c if c.starts_with("ARK-") => &mut out.ark,
+            c if c.starts_with("SEV-") => &mut out.ask,
+            other => {
+                return Err(collateral(format!(
+                    "PEM certificate {} ({other:?}) is none of AMD's SEV-SNP certificates",
+                    i + 1
+                )))
+            }
+        };
+        if slot.is_some() {
+            return Err(collateral(format!("two {cn} certificates in one PEM file")));
+        }
+        *slot = Some(pem.contents);
+    }
+    out.vek = vcek
+        .or_else(|| vlek.clone())
+        .ok_or_else(|| collateral("the PEM file holds neither a VCEK nor a VLEK".into()))?;
+    out.vlek = vlek;
+    Ok(out)
+}
+
+/// AMD's ASVKs (SEV-VLEK signing keys, `CN=SEV-VLEK-{Milan,Genoa,Turin}`), the
+/// intermediates between AMD's ARKs and the VLEKs it issues to cloud providers, as
+/// AMD's KDS serves them at `/vlek/v1/{product}/cert_chain`. `sev` builds in the ARKs
+/// and ASKs but no ASVK, so they are pinned here: copied from
+/// confidential-containers/trustee (commit 78962cd,
+/// `deps/verifier/src/snp/{milan,genoa,turin}_ask_ark_asvk.pem`, Apache-2.0), and each
+/// checked (tests) to be signed by `sev`'s built-in ARK of its product.
+pub const BUILTIN_ASVKS: [(&str, &[u8]); 3] = [
+    ("Milan", include_bytes!("asvk/milan.pem")),
+    ("Genoa", include_bytes!("asvk/genoa.pem")),
+    ("Turin", include_bytes!("asvk/turin.pem")),
+];
+
+/// The certificate table's GUIDs, as AMD publishes them (GHCB specification, 56421,
+/// "SNP Extended Guest Request"; virtee/sev `CertType`). On the wire each is the 16
+/// bytes of the RFC 4122 big-endian encoding, i.e. the string's hex digits in order:
+/// the VCEK's entry starts `63 da 75 8d e6 64 …`.
 pub const GUID_ARK: &str = "c0b406a4-a803-4952-9743-3fb6014cd0ae";
+/// The ASK's entry; a VLEK's table carries the ASVK under it.
 pub const GUID_ASK: &str = "4ab7b379-bbac-4fe4-a02f-05aef327c782";
 pub const GUID_VCEK: &str = "63da758d-e664-4564-adc5-f4b93be8accd";
 pub const GUID_VLEK: &str = "a8074bc2-a25a-483e-aae6-39c045a0b8a1";
+/// AMD's certificate revocation list (not used by the verifier).
+pub const GUID_CRL: &str = "92f81bc3-5811-4d3d-97ff-d19f88dc67ea";
 
-/// Parses an SNP certificate table: entries of (GUID, offset, length), offsets from
-/// the table's start, ended by an all-zero entry. Returns (GUID string, data) pairs.
+/// The lower-case string form of a table entry's 16 GUID bytes (RFC 4122 byte order,
+/// as `uuid_parse`/`Uuid::as_bytes` write them).
+pub fn guid_string(g: &[u8; 16]) -> String {
+    let h = hex::encode(g);
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..]
+    )
+}
+
+/// Parses an SNP certificate table (GHCB specification 56421, SNP Extended Guest
+/// Request; the kernel's configfs-tsm `auxblob`): 24-byte entries of a 16-byte GUID in
+/// RFC 4122 byte order, a little-endian u32 offset from the table's start and a
+/// little-endian u32 length, ended by an all-zero entry. Returns (GUID string, data)
+/// pairs in table order; an entry outside the buffer or a missing terminator is a
+/// [`RatsError::Collateral`].
 pub fn parse_cert_table(bytes: &[u8]) -> Result<Vec<(String, Vec<u8>)>, RatsError> {
     const ENTRY: usize = 24;
     let mut out = Vec::new();
@@ -92,21 +186,7 @@ pub fn parse_cert_table(bytes: &[u8]) -> Result<Vec<(String, Vec<u8>)>, RatsErro
         if e.iter().all(|&b| b == 0) {
             break;
         }
-        let g = &e[..16];
-        // The GUID's first three fields are little-endian on the wire.
-        let guid = format!(
-            "{:02x}{:02x}{:02x}{:02x}-{:02x}{:02x}-{:02x}{:02x}-{}-{}",
-            g[3],
-            g[2],
-            g[1],
-            g[0],
-            g[5],
-            g[4],
-            g[7],
-            g[6],
-            hex::encode(&g[8..10]),
-            hex::encode(&g[10..16])
-        );
+        let guid = guid_string(e[..16].try_into().expect("16 bytes"));
         let offset = u32::from_le_bytes(e[16..20].try_into().expect("4 bytes")) as usize;
         let len = u32::from_le_bytes(e[20..24].try_into().expect("4 bytes")) as usize;
         let data = offset
@@ -208,7 +288,11 @@ fn vek_extensions(cert: &X509Certificate) -> Result<VekExtensions, RatsError> {
 
 /// The ARK/ASK pairs to try for a VCEK: from the collateral, else the built-in ones of
 /// its product (all of them when the product is unknown).
-fn ca_chains(c: &SnpCollateral, product: Option<&str>) -> Result<Vec<ca::Chain>, RatsError> {
+fn ca_chains(
+    c: &SnpCollateral,
+    product: Option<&str>,
+    vlek: bool,
+) -> Result<Vec<ca::Chain>, RatsError> {
     if let (Some(ark), Some(ask)) = (&c.ark, &c.ask) {
         let cert = |b: &[u8]| cert_from_bytes(b).map_err(|e| collateral(format!("ARK/ASK: {e}")));
         // A supplied ARK must be one of AMD's: pin it to the built-in roots.
@@ -231,6 +315,21 @@ fn ca_chains(c: &SnpCollateral, product: Option<&str>) -> Result<Vec<ca::Chain>,
     }
     let p = product.unwrap_or("").to_ascii_lowercase();
     let mut out = Vec::new();
+    if vlek {
+        // A VLEK's chain: the product's ARK and its pinned ASVK.
+        for ((name, asvk), ark) in BUILTIN_ASVKS.iter().zip([
+            builtin::milan::ark(),
+            builtin::genoa::ark(),
+            builtin::turin::ark(),
+        ]) {
+            if p.is_empty() || p.starts_with(&name.to_ascii_lowercase()) {
+                if let (Ok(ark), Ok(ask)) = (ark, Certificate::from_pem(asvk)) {
+                    out.push(ca::Chain { ark, ask });
+                }
+            }
+        }
+        return Ok(out);
+    }
     for (name, ark, ask) in [
         ("milan", builtin::milan::ark(), builtin::milan::ask()),
         ("genoa", builtin::genoa::ark(), builtin::genoa::ask()),
@@ -343,14 +442,7 @@ pub(crate) fn verify(
             "the report is signed with its {key_name}, but the certificate given is a {given}"
         )));
     }
-    if signing_key == 1 && (c.ark.is_none() || c.ask.is_none()) {
-        return Err(collateral(
-            "the report is signed with a VLEK, whose chain needs the ASVK and ARK from the \
-             host's certificate table"
-                .into(),
-        ));
-    }
-    let cas = ca_chains(c, ext.product.as_deref())?;
+    let cas = ca_chains(c, ext.product.as_deref(), signing_key == 1)?;
     let chain = cas
         .into_iter()
         .map(|ca| Chain {
@@ -415,10 +507,20 @@ pub(crate) fn verify(
     // The report's signature over the bytes as received.
     verify_signature(report, x509.public_key().subject_public_key.data.as_ref())?;
 
+    let cur = parsed.current_tcb;
     let mut v = Verified::new(
         Tee::SevSnp,
         parsed.policy.debug_allowed(),
         &parsed.report_data,
+    );
+    let stale = tcb_differences(&t, &cur);
+    v.tcb_status = Some(
+        if stale.is_empty() {
+            UP_TO_DATE
+        } else {
+            OUT_OF_DATE
+        }
+        .into(),
     );
     v.bytes("snp_measurement", &parsed.measurement)
         .bytes("snp_host_data", &parsed.host_data)
@@ -434,9 +536,64 @@ pub(crate) fn verify(
         .int("snp_reported_tcb_bootloader", t.bootloader.into())
         .int("snp_reported_tcb_tee", t.tee.into())
         .int("snp_reported_tcb_snp", t.snp.into())
-        .int("snp_reported_tcb_microcode", t.microcode.into());
+        .int("snp_reported_tcb_microcode", t.microcode.into())
+        .int("snp_current_tcb_bootloader", cur.bootloader.into())
+        .int("snp_current_tcb_tee", cur.tee.into())
+        .int("snp_current_tcb_snp", cur.snp.into())
+        .int("snp_current_tcb_microcode", cur.microcode.into());
+    if let Some(fmc) = t.fmc {
+        v.int("snp_reported_tcb_fmc", fmc.into());
+    }
+    if !stale.is_empty() {
+        v.text("snp_tcb_out_of_date", &stale.join(", "));
+    }
     crate::check_report_data(TEE, &v.report_data, input)?;
     Ok(v.finish())
+}
+
+/// `tcb_status` of a verified SNP report: the reported TCB is the one its VCEK/VLEK
+/// certifies (a mismatch is an error, not a status) and the firmware runs that TCB
+/// (`CURRENT_TCB` = `REPORTED_TCB`).
+///
+/// This says nothing of AMD's newest TCB, which needs no collateral here: a policy that
+/// wants a minimum compares the `snp_reported_tcb_*` claims.
+pub const UP_TO_DATE: &str = "UpToDate";
+/// `tcb_status` of a verified SNP report whose `CURRENT_TCB` differs from its
+/// `REPORTED_TCB`: the hypervisor reports, and the key attests, a TCB other than the
+/// one running (usually older, during a firmware roll-out). The claim
+/// `snp_tcb_out_of_date` names the components, `current ≠ reported`.
+pub const OUT_OF_DATE: &str = "OutOfDate";
+
+/// The components where the running TCB differs from the reported one.
+fn tcb_differences(
+    reported: &sev::firmware::host::TcbVersion,
+    current: &sev::firmware::host::TcbVersion,
+) -> Vec<String> {
+    [
+        (
+            "bootloader",
+            Some(reported.bootloader),
+            Some(current.bootloader),
+        ),
+        ("tee", Some(reported.tee), Some(current.tee)),
+        ("snp", Some(reported.snp), Some(current.snp)),
+        (
+            "microcode",
+            Some(reported.microcode),
+            Some(current.microcode),
+        ),
+        ("fmc", reported.fmc, current.fmc),
+    ]
+    .iter()
+    .filter(|(_, r, c)| r != c)
+    .map(|(n, r, c)| {
+        format!(
+            "{n} current {} ≠ reported {}",
+            c.map_or("-".into(), |c| c.to_string()),
+            r.map_or("-".into(), |r| r.to_string())
+        )
+    })
+    .collect()
 }
 
 /// ECDSA P-384 over SHA-384 of bytes 0..0x2A0; r and s are 72-byte little-endian.

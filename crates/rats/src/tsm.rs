@@ -171,3 +171,152 @@ impl<F: ConfigFs> Attester for TsmAttester<F> {
         result
     }
 }
+
+/// A configfs-tsm report in JSON, as tools dump one entry of the interface and as
+/// [`TsmReport::to_json`] writes [`Evidence`] from [`TsmAttester`]:
+/// `{"provider": "tdx_guest" | "sev_guest", "outblob": …, "auxblob": … | null}`.
+///
+/// The blobs are read as standard base64 (the form written), hex, or an array of
+/// bytes; member names are matched case-insensitively (Go's `OutBlob` too). `outblob`
+/// is the TDX quote or SNP report, `auxblob` SNP's certificate table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TsmReport {
+    pub provider: String,
+    pub outblob: Vec<u8>,
+    pub auxblob: Option<Vec<u8>>,
+}
+
+fn envelope_error(reason: String) -> RatsError {
+    RatsError::Malformed {
+        tee: "tsm",
+        reason: format!("configfs-tsm report JSON: {reason}"),
+    }
+}
+
+fn blob(name: &str, v: &serde_json::Value) -> Result<Option<Vec<u8>>, RatsError> {
+    use base64::Engine as _;
+    match v {
+        serde_json::Value::Null => Ok(None),
+        serde_json::Value::String(s) => {
+            let s = s.trim();
+            if s.is_empty() {
+                return Ok(None);
+            }
+            if s.len() % 2 == 0 && s.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return hex::decode(s)
+                    .map(Some)
+                    .map_err(|e| envelope_error(format!("{name}: {e}")));
+            }
+            base64::engine::general_purpose::STANDARD
+                .decode(s)
+                .or_else(|_| base64::engine::general_purpose::STANDARD_NO_PAD.decode(s))
+                .map(Some)
+                .map_err(|_| envelope_error(format!("{name} is neither base64 nor hex")))
+        }
+        serde_json::Value::Array(a) => a
+            .iter()
+            .map(|b| b.as_u64().and_then(|b| u8::try_from(b).ok()))
+            .collect::<Option<Vec<u8>>>()
+            .map(Some)
+            .ok_or_else(|| envelope_error(format!("{name} is an array of non-bytes"))),
+        _ => Err(envelope_error(format!(
+            "{name} is neither a string nor an array"
+        ))),
+    }
+}
+
+impl TsmReport {
+    /// The envelope in `bytes`: `Ok(None)` when they are not a JSON object with an
+    /// `outblob` member (other evidence), an error when they are one but malformed.
+    pub fn from_json(bytes: &[u8]) -> Result<Option<TsmReport>, RatsError> {
+        if bytes.trim_ascii_start().first() != Some(&b'{') {
+            return Ok(None);
+        }
+        let Ok(serde_json::Value::Object(map)) = serde_json::from_slice(bytes) else {
+            return Ok(None);
+        };
+        let get = |name: &str| {
+            map.iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(name))
+                .map(|(_, v)| v)
+        };
+        let Some(out) = get("outblob") else {
+            return Ok(None);
+        };
+        let provider = match get("provider") {
+            Some(serde_json::Value::String(p)) => p.trim().to_string(),
+            _ => return Err(envelope_error("no \"provider\" string".into())),
+        };
+        let outblob =
+            blob("outblob", out)?.ok_or_else(|| envelope_error("outblob is empty".into()))?;
+        let auxblob = match get("auxblob") {
+            Some(v) => blob("auxblob", v)?,
+            None => None,
+        };
+        Ok(Some(TsmReport {
+            provider,
+            outblob,
+            auxblob,
+        }))
+    }
+
+    /// The TEE of the provider: `tdx_guest` is TDX, `sev_guest` SEV-SNP.
+    pub fn tee(&self) -> Result<Tee, RatsError> {
+        match self.provider.as_str() {
+            "tdx_guest" => Ok(Tee::TdxEcdsa),
+            "sev_guest" => Ok(Tee::SevSnp),
+            other => Err(RatsError::UnknownType(format!(
+                "configfs-tsm provider {other:?} (known: tdx_guest, sev_guest)"
+            ))),
+        }
+    }
+
+    /// The evidence it carries, checked to be of the provider's type.
+    pub fn evidence(&self) -> Result<Evidence, RatsError> {
+        let tee = self.tee()?;
+        if self.outblob.first() == Some(&b'{') {
+            return Err(envelope_error(
+                "the outblob is JSON, not a quote or report".into(),
+            ));
+        }
+        let found = Tee::detect(&self.outblob)?;
+        if found != tee {
+            return Err(envelope_error(format!(
+                "provider {} but the outblob is {} evidence",
+                self.provider,
+                found.name()
+            )));
+        }
+        Ok(Evidence {
+            tee,
+            bytes: self.outblob.clone(),
+            collateral: self.auxblob.clone(),
+        })
+    }
+
+    /// The envelope of TDX or SNP evidence (`None` for other TEEs), blobs in base64.
+    pub fn from_evidence(e: &Evidence) -> Option<TsmReport> {
+        let provider = match e.tee {
+            Tee::TdxEcdsa => "tdx_guest",
+            Tee::SevSnp => "sev_guest",
+            _ => return None,
+        };
+        Some(TsmReport {
+            provider: provider.into(),
+            outblob: e.bytes.clone(),
+            auxblob: e.collateral.clone(),
+        })
+    }
+
+    /// `{"provider", "outblob", "auxblob"}` with the blobs in standard base64.
+    pub fn to_json(&self) -> String {
+        use base64::Engine as _;
+        let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
+        serde_json::json!({
+            "provider": self.provider,
+            "outblob": b64(&self.outblob),
+            "auxblob": self.auxblob.as_deref().map(b64),
+        })
+        .to_string()
+    }
+}

@@ -1,7 +1,7 @@
 //! SEV-SNP: real reports and VCEKs (Trustee's and virtee/sev's test data, see
 //! testdata/README.md), against AMD's built-in Milan ARK/ASK.
 
-use rats::snp::{parse_cert_table, GUID_VCEK};
+use rats::snp::{parse_cert_table, GUID_ARK, GUID_ASK, GUID_CRL, GUID_VCEK, GUID_VLEK};
 use rats::{verify, Collateral, Input, Policy, RatsError, Tee};
 
 /// 2025-01-01T00:00:00Z: inside both VCEKs' validity.
@@ -33,6 +33,36 @@ fn trustee_report_verifies_with_its_vcek() {
     assert_eq!(v.claims["snp_reported_tcb_microcode"].canonical(), ["115"]);
     assert_eq!(v.claims["snp_reported_tcb_snp"].canonical(), ["8"]);
     assert_eq!(v.claims["snp_policy"].canonical(), [0x3001f.to_string()]);
+    // The report's CURRENT_TCB (0x38) has microcode 0xce, its REPORTED_TCB (0x180)
+    // 0x73: the VCEK attests an older TCB than the one running.
+    assert_eq!(v.tcb_status.as_deref(), Some("OutOfDate"));
+    assert_eq!(v.claims["snp_current_tcb_microcode"].canonical(), ["206"]);
+    assert_eq!(
+        v.claims["snp_tcb_out_of_date"].canonical(),
+        ["microcode current 206 ≠ reported 115"]
+    );
+    let verdict = Policy::default().appraise(&v);
+    assert_eq!(
+        verdict.reasons,
+        ["TCB status OutOfDate is not accepted (accepted: UpToDate)"]
+    );
+    let lenient = Policy {
+        accepted_tcb_statuses: vec!["UpToDate".into(), "OutOfDate".into()],
+        ..Default::default()
+    };
+    assert!(lenient.appraise(&v).accepted);
+}
+
+/// virtee/sev's report runs the TCB it reports (3, 0, 8, 115 in both fields): UpToDate,
+/// which a policy expecting a `tcb_status` claim accepts.
+#[test]
+fn snp_reports_carry_a_tcb_status() {
+    let v = verify(&milan_report(), None, &input(&data("vcek_milan.der"), AT)).unwrap();
+    assert_eq!(v.tcb_status.as_deref(), Some("UpToDate"));
+    assert_eq!(v.claims["tcb_status"].canonical(), ["UpToDate"]);
+    assert!(!v.claims.contains_key("snp_tcb_out_of_date"));
+    let policy: Policy = toml::from_str("[expected]\ntcb_status = [\"UpToDate\"]\n").unwrap();
+    assert!(policy.appraise(&v).accepted, "{:?}", policy.appraise(&v));
     assert!(Policy::default().appraise(&v).accepted);
 }
 
@@ -103,31 +133,61 @@ fn vcek_outside_its_validity_is_expired() {
     assert!(matches!(e, RatsError::CollateralExpired { .. }), "{e}");
 }
 
-/// A certificate table as configfs-tsm's `auxblob` carries it.
+/// A certificate table as configfs-tsm's `auxblob` carries it, written by virtee/sev's
+/// own writer (`CertTableEntry::cert_table_to_vec_bytes`, the kernel's layout), so the
+/// GUID byte order is the peer's, not ours.
 fn cert_table(entries: &[(&str, &[u8])]) -> Vec<u8> {
-    let header = (entries.len() + 1) * 24;
-    let mut table = Vec::new();
-    let mut blobs = Vec::new();
-    for (guid, data) in entries {
-        let g = uuid_le(guid);
-        table.extend_from_slice(&g);
-        table.extend_from_slice(&((header + blobs.len()) as u32).to_le_bytes());
-        table.extend_from_slice(&(data.len() as u32).to_le_bytes());
-        blobs.extend_from_slice(data);
-    }
-    table.extend_from_slice(&[0; 24]);
-    table.extend_from_slice(&blobs);
-    table
+    use sev::firmware::host::CertTableEntry;
+    let entries: Vec<CertTableEntry> = entries
+        .iter()
+        .map(|(guid, data)| CertTableEntry::new(cert_type_of(guid), data.to_vec()))
+        .collect();
+    CertTableEntry::cert_table_to_vec_bytes(&entries).unwrap()
 }
 
-fn uuid_le(s: &str) -> [u8; 16] {
-    let h = hex::decode(s.replace('-', "")).unwrap();
-    let mut g = [0u8; 16];
-    g.copy_from_slice(&h);
-    g[..4].reverse();
-    g[4..6].reverse();
-    g[6..8].reverse();
-    g
+fn cert_type_of(s: &str) -> sev::firmware::host::CertType {
+    use sev::firmware::host::CertType;
+    match s {
+        GUID_VCEK => CertType::VCEK,
+        GUID_VLEK => CertType::VLEK,
+        GUID_ASK => CertType::ASK,
+        GUID_ARK => CertType::ARK,
+        GUID_CRL => CertType::CRL,
+        other => panic!("not an AMD GUID: {other}"),
+    }
+}
+
+/// AMD's GUIDs go on the wire in RFC 4122 order (the string's digits in order), as
+/// virtee/sev, AMD's sev-guest tools and the hosts write them; a table with every
+/// AMD entry reads back entry for entry.
+#[test]
+fn certificate_table_guids_are_in_rfc4122_order() {
+    let table = cert_table(&[
+        (GUID_VCEK, b"vcek"),
+        (GUID_VLEK, b"vlek"),
+        (GUID_ASK, b"ask"),
+        (GUID_ARK, b"ark"),
+        (GUID_CRL, b"crl"),
+    ]);
+    // The VCEK's entry as the GHCB specification lays it out: GUID, offset 6*24, length 4.
+    assert_eq!(
+        hex::encode(&table[..24]),
+        "63da758de6644564adc5f4b93be8accd9000000004000000"
+    );
+    assert_eq!(&table[5 * 24..6 * 24], &[0u8; 24], "terminator");
+    let parsed = parse_cert_table(&table).unwrap();
+    let names: Vec<&str> = parsed.iter().map(|(g, _)| g.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "63da758d-e664-4564-adc5-f4b93be8accd",
+            "a8074bc2-a25a-483e-aae6-39c045a0b8a1",
+            "4ab7b379-bbac-4fe4-a02f-05aef327c782",
+            "c0b406a4-a803-4952-9743-3fb6014cd0ae",
+            "92f81bc3-5811-4d3d-97ff-d19f88dc67ea",
+        ]
+    );
+    assert_eq!(parsed[3].1, b"ark");
 }
 
 #[test]
@@ -195,6 +255,6 @@ fn the_signing_key_named_in_the_report_is_the_one_checked() {
     let e = with_key_info(3 << 2, &input(&vcek, AT));
     assert!(matches!(e, RatsError::Malformed { .. }), "{e}");
     // A table with both keys: the VCEK-signed report uses the VCEK.
-    let table = cert_table(&[(GUID_VCEK, &vcek), (rats::snp::GUID_VLEK, &vcek)]);
+    let table = cert_table(&[(GUID_VCEK, &vcek), (GUID_VLEK, &vcek)]);
     verify(&report, None, &input(&table, AT)).unwrap();
 }

@@ -120,14 +120,13 @@ fn tdx_guest_gives_its_quote_and_leaves_no_entry() {
 #[test]
 fn snp_guest_gives_report_and_certificate_table() {
     let vcek = data("test-vcek.der");
-    // A one-entry table as the SNP extended report returns it.
-    let mut table = Vec::new();
-    let guid = hex::decode("8d75da6364e66445adc5f4b93be8accd").unwrap();
-    table.extend_from_slice(&guid);
-    table.extend_from_slice(&48u32.to_le_bytes());
-    table.extend_from_slice(&(vcek.len() as u32).to_le_bytes());
-    table.extend_from_slice(&[0; 24]);
-    table.extend_from_slice(&vcek);
+    // A one-entry table as the SNP extended report returns it, written by virtee/sev
+    // (the VCEK's GUID in RFC 4122 order: 63 da 75 8d …).
+    let table = sev::firmware::host::CertTableEntry::cert_table_to_vec_bytes(&[
+        sev::firmware::host::CertTableEntry::new(sev::firmware::host::CertType::VCEK, vcek),
+    ])
+    .unwrap();
+    assert_eq!(&table[..4], [0x63, 0xda, 0x75, 0x8d]);
     let kernel = FakeKernel::new("sev_guest", data("test-report.bin"), Some(table));
     let attester = TsmAttester::with_fs(Path::new("/tsm"), kernel);
     let e = attester.attest(&[1; 64]).unwrap();
@@ -183,5 +182,83 @@ fn the_real_interface_is_absent_here_or_used() {
         std::fs::read_dir(tmp.path()).unwrap().count(),
         0,
         "entry removed"
+    );
+}
+
+/// The JSON envelope of a configfs-tsm report is the evidence in its outblob, with
+/// its auxblob as SNP collateral, not `sample` evidence ("missing field svn").
+#[test]
+fn the_json_envelope_verifies_as_its_outblob() {
+    use rats::tsm::TsmReport;
+    let vcek = data("test-vcek.der");
+    let table = sev::firmware::host::CertTableEntry::cert_table_to_vec_bytes(&[
+        sev::firmware::host::CertTableEntry::new(sev::firmware::host::CertType::VCEK, vcek),
+    ])
+    .unwrap();
+    let kernel = FakeKernel::new("sev_guest", data("test-report.bin"), Some(table.clone()));
+    let e = TsmAttester::with_fs(Path::new("/tsm"), kernel)
+        .attest(&[1; 64])
+        .unwrap();
+    let json = TsmReport::from_evidence(&e).unwrap().to_json();
+    assert_eq!(Tee::detect(json.as_bytes()).unwrap(), Tee::SevSnp);
+    let input = rats::Input {
+        now: 1_735_689_600,
+        ..Default::default()
+    };
+    let v = rats::verify(json.as_bytes(), None, &input).unwrap();
+    assert_eq!(v.tee, Tee::SevSnp);
+    assert_eq!(v.claims["snp_reported_tcb_microcode"].canonical(), ["115"]);
+
+    // Go's field names, hex blobs: the same evidence.
+    let go = serde_json::json!({
+        "Provider": "sev_guest",
+        "OutBlob": hex::encode(data("test-report.bin")),
+        "AuxBlob": hex::encode(&table),
+    })
+    .to_string();
+    rats::verify(go.as_bytes(), None, &input).unwrap();
+
+    // TDX: the quote, with its DCAP collateral given separately.
+    let tdx = TsmReport {
+        provider: "tdx_guest".into(),
+        outblob: data("tdx_quote"),
+        auxblob: None,
+    }
+    .to_json();
+    let dcap = rats::Input {
+        collateral: Some(
+            rats::Collateral::parse(Tee::TdxEcdsa, &data("tdx_quote_collateral.json")).unwrap(),
+        ),
+        now: 1_750_377_600,
+        ..Default::default()
+    };
+    let v = rats::verify(tdx.as_bytes(), None, &dcap).unwrap();
+    assert_eq!(v.tcb_status.as_deref(), Some("UpToDate"));
+
+    // Bad envelopes: one-line typed errors.
+    let lying = TsmReport {
+        provider: "tdx_guest".into(),
+        outblob: data("test-report.bin"),
+        auxblob: None,
+    }
+    .to_json();
+    let e = rats::verify(lying.as_bytes(), None, &input).unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("provider tdx_guest but the outblob is sev_snp"),
+        "{e}"
+    );
+    let e = rats::verify(br#"{"provider":"sev_guest","outblob":"%%"}"#, None, &input).unwrap_err();
+    assert!(
+        e.to_string().contains("outblob is neither base64 nor hex"),
+        "{e}"
+    );
+    let e = rats::verify(br#"{"provider":"arm_cca","outblob":"AAAA"}"#, None, &input).unwrap_err();
+    assert!(matches!(e, RatsError::UnknownType(_)), "{e}");
+    let e = rats::verify(json.as_bytes(), Some(Tee::Sample), &input).unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("a configfs-tsm report from sev_guest"),
+        "{e}"
     );
 }

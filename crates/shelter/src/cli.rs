@@ -15,6 +15,12 @@ pub enum Command {
     /// Verify attestation evidence offline and appraise it with a policy; exits 0 only
     /// when the policy accepts it
     Verify(Verify),
+    /// Read an RA-TLS certificate file (PEM or DER) from any stack: its evidence type,
+    /// claims and key hash, whether the evidence binds the certificate's key, and the
+    /// evidence verified (with --collateral, or the certificate's endorsements, or
+    /// offline as far as possible); exits 0 only when bound, verified and accepted
+    #[command(name = "verify-cert")]
+    VerifyCert(VerifyCert),
     /// Ask an enclave, through inclavared, what it is; check its attested certificate
     /// against a fresh nonce and the policy; exits 0 only when the policy accepts
     #[command(name = "remoteattestation")]
@@ -75,7 +81,9 @@ pub struct MrVerify {
 
 #[derive(Args, Debug)]
 pub struct Verify {
-    /// The evidence: a DCAP quote, a sim report, sample JSON (raw bytes or hex text)
+    /// The evidence: a DCAP quote, an SEV-SNP report, a sim report, sample JSON (raw
+    /// bytes or hex text), or configfs-tsm's JSON report {provider, outblob, auxblob}
+    /// (its auxblob is the SNP collateral unless --collateral is given)
     #[arg(long)]
     pub evidence: PathBuf,
     /// Evidence type (sgx_ecdsa, tdx_ecdsa, sev_snp, sim, sample); default: from its header
@@ -108,6 +116,26 @@ pub struct Verify {
     /// The 64 bytes of report data the evidence must carry, in hex (zero-padded)
     #[arg(long)]
     pub report_data: Option<String>,
+    /// Print the result as JSON
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct VerifyCert {
+    /// The certificate: DER, or PEM (the first certificate)
+    #[arg(long)]
+    pub cert: PathBuf,
+    /// Collateral for its evidence (DCAP: QuoteCollateralV3 JSON; SNP: the VCEK or a
+    /// certificate table); default: the certificate's endorsements extension
+    #[arg(long)]
+    pub collateral: Option<PathBuf>,
+    /// Verification time, as Unix seconds or RFC 3339; default: now
+    #[arg(long)]
+    pub at: Option<String>,
+    /// Appraisal policy (TOML, or JSON by extension); default: UpToDate hardware only
+    #[arg(long)]
+    pub policy: Option<PathBuf>,
     /// Print the result as JSON
     #[arg(long)]
     pub json: bool,

@@ -3,6 +3,7 @@
 mod cli;
 mod remote;
 mod verify;
+mod verify_cert;
 
 use clap::Parser;
 
@@ -11,6 +12,7 @@ fn main() {
     let cli = cli::Cli::parse();
     let result = match cli.command {
         cli::Command::Verify(v) => verify::run(&v),
+        cli::Command::VerifyCert(v) => verify_cert::run(&v),
         cli::Command::RemoteAttestation(r) => remote::run(&r),
         cli::Command::MrVerify(m) => remote::mrverify(&m),
     };

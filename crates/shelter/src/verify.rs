@@ -11,7 +11,7 @@ use crate::cli::Verify;
 pub const REFUSED: i32 = 3;
 
 pub fn run(v: &Verify) -> Result<i32> {
-    let evidence = read_evidence(&v.evidence)?;
+    let (evidence, aux) = open_evidence(read_evidence(&v.evidence)?)?;
     let tee = match &v.tee {
         Some(name) => Tee::from_name(name)?,
         None => Tee::detect(&evidence)?,
@@ -20,9 +20,17 @@ pub fn run(v: &Verify) -> Result<i32> {
         cache_dir: v.collateral_cache.clone(),
         ..Default::default()
     };
-    let collateral = match &v.collateral {
-        Some(path) => {
-            let bytes = std::fs::read(path).with_context(|| format!("{}", path.display()))?;
+    // A configfs-tsm report's auxblob (SNP's certificate table) is collateral too,
+    // unless --collateral names other.
+    let collateral_bytes = match (&v.collateral, aux) {
+        (Some(path), _) => {
+            Some(std::fs::read(path).with_context(|| format!("{}", path.display()))?)
+        }
+        (None, Some(aux)) if tee == Tee::SevSnp => Some(aux),
+        _ => None,
+    };
+    let collateral = match collateral_bytes {
+        Some(bytes) => {
             if v.kds.is_some() && tee != Tee::SevSnp {
                 bail!(
                     "--kds serves SEV-SNP certificates; {} evidence takes none from it",
@@ -117,6 +125,18 @@ pub fn run(v: &Verify) -> Result<i32> {
     Ok(if verdict.accepted { 0 } else { REFUSED })
 }
 
+/// The evidence inside configfs-tsm's JSON envelope (`{provider, outblob, auxblob}`)
+/// and its auxblob; other evidence as it is.
+fn open_evidence(bytes: Vec<u8>) -> Result<(Vec<u8>, Option<Vec<u8>>)> {
+    Ok(match rats::tsm::TsmReport::from_json(&bytes)? {
+        Some(report) => {
+            let e = report.evidence()?;
+            (e.bytes, e.collateral)
+        }
+        None => (bytes, None),
+    })
+}
+
 /// Raw bytes, or hex text (as some tools store quotes and reports).
 fn read_evidence(path: &std::path::Path) -> Result<Vec<u8>> {
     let bytes = std::fs::read(path).with_context(|| format!("evidence {}", path.display()))?;
@@ -137,7 +157,7 @@ fn parse_report_data(s: &str) -> Result<[u8; 64]> {
     Ok(data)
 }
 
-fn parse_time(s: &str) -> Result<u64> {
+pub(crate) fn parse_time(s: &str) -> Result<u64> {
     if let Ok(secs) = s.parse::<u64>() {
         return Ok(secs);
     }

@@ -358,10 +358,10 @@ mod tests {
         .unwrap()
     }
 
-    /// configfs-tsm's `auxblob`: GUID (little-endian fields), offset, length; a zero
-    /// entry; the certificates.
+    /// configfs-tsm's `auxblob`: the VCEK's GUID in RFC 4122 byte order (as AMD's
+    /// tools and virtee/sev write it), offset, length; a zero entry; the certificates.
     fn cert_table(vcek: &[u8]) -> Vec<u8> {
-        let guid = hex::decode("8d75da6364e66445adc5f4b93be8accd").unwrap();
+        let guid = hex::decode("63da758de6644564adc5f4b93be8accd").unwrap();
         let mut t = guid;
         t.extend_from_slice(&48u32.to_le_bytes());
         t.extend_from_slice(&(vcek.len() as u32).to_le_bytes());
