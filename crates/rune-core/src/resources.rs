@@ -18,6 +18,10 @@ pub struct ResourceFlags {
     pub cpuset_mems: Option<String>,
     pub pids_limit: Option<i64>,
     pub blkio_weight: Option<u16>,
+    /// `--cpu-rt-period`, microseconds.
+    pub cpu_rt_period: Option<u64>,
+    /// `--cpu-rt-runtime`, microseconds.
+    pub cpu_rt_runtime: Option<i64>,
 }
 
 /// Parses a `LinuxResources` JSON document, naming the field that does not fit.
@@ -45,6 +49,8 @@ pub fn apply_flags(mut base: LinuxResources, f: &ResourceFlags) -> Result<LinuxR
         base.set_memory(Some(m));
     }
     let cpu_flags = f.cpu_shares.is_some()
+        || f.cpu_rt_period.is_some()
+        || f.cpu_rt_runtime.is_some()
         || f.cpu_period.is_some()
         || f.cpu_quota.is_some()
         || f.cpuset_cpus.is_some()
@@ -56,6 +62,12 @@ pub fn apply_flags(mut base: LinuxResources, f: &ResourceFlags) -> Result<LinuxR
         }
         if f.cpu_period.is_some() {
             c.set_period(f.cpu_period);
+        }
+        if f.cpu_rt_period.is_some() {
+            c.set_realtime_period(f.cpu_rt_period);
+        }
+        if f.cpu_rt_runtime.is_some() {
+            c.set_realtime_runtime(f.cpu_rt_runtime);
         }
         if f.cpu_quota.is_some() {
             c.set_quota(f.cpu_quota);

@@ -655,9 +655,44 @@ impl Runtime {
 
     /// `update`: applies new resource limits to a created, running or paused container.
     pub fn update(&self, id: &str, resources: &LinuxResources) -> Result<()> {
+        self.update_with_rdt(id, resources, None)
+    }
+
+    /// `update` with Intel RDT schemata (`--l3-cache-schema`, `--mem-bw-schema`), written
+    /// to the container's resctrl group as runc does. Refused, before anything changes,
+    /// where the host has no resctrl file system or the container no group.
+    pub fn update_with_rdt(
+        &self,
+        id: &str,
+        resources: &LinuxResources,
+        schemata: Option<&str>,
+    ) -> Result<()> {
         let c = self.load(id)?;
         if c.status() == ContainerStatus::Stopped {
             return Err(RuneError::NotRunning);
+        }
+        let rdt_file = match schemata {
+            None => None,
+            Some(_) if !Path::new("/sys/fs/resctrl/schemata").exists() => {
+                return Err(RuneError::InvalidArgument {
+                    flag: "--l3-cache-schema/--mem-bw-schema".into(),
+                    message: "Intel RDT is not enabled on this host (no resctrl file system at /sys/fs/resctrl)".into(),
+                })
+            }
+            Some(_) => Some(
+                c.state
+                    .intel_rdt_dir
+                    .as_ref()
+                    .map(|d| d.join("schemata"))
+                    .ok_or_else(|| RuneError::InvalidArgument {
+                        flag: "--l3-cache-schema/--mem-bw-schema".into(),
+                        message: format!("container {id} has no Intel RDT group (its spec has no linux.intelRdt)"),
+                    })?,
+            ),
+        };
+        if let (Some(file), Some(s)) = (&rdt_file, schemata) {
+            fs::write(file, format!("{s}\n"))
+                .map_err(|e| RuneError::io(format!("write {}", file.display()), e))?;
         }
         let m = self.cgroup_manager(&c)?;
         m.apply(&ControllerOpt {

@@ -315,6 +315,18 @@ pub struct Update {
     /// CPU shares (relative weight)
     #[arg(long, alias = "cpu-share")]
     pub cpu_shares: Option<u64>,
+    /// CPU realtime period to be used for hardcapping (microseconds)
+    #[arg(long)]
+    pub cpu_rt_period: Option<u64>,
+    /// CPU realtime hardcap limit (microseconds)
+    #[arg(long)]
+    pub cpu_rt_runtime: Option<i64>,
+    /// The string of Intel RDT/CAT L3 cache schema
+    #[arg(long)]
+    pub l3_cache_schema: Option<String>,
+    /// The string of Intel RDT/MBA memory bandwidth schema
+    #[arg(long)]
+    pub mem_bw_schema: Option<String>,
     /// CPU CFS period in microseconds
     #[arg(long)]
     pub cpu_period: Option<u64>,

@@ -416,9 +416,17 @@ fn update(rt: &Runtime, u: &cli::Update) -> Result<()> {
         cpuset_mems: u.cpuset_mems.clone(),
         pids_limit: u.pids_limit,
         blkio_weight: u.blkio_weight,
+        cpu_rt_period: u.cpu_rt_period,
+        cpu_rt_runtime: u.cpu_rt_runtime,
     };
     let res = resources::apply_flags(base, &flags)?;
-    rt.update(&u.id, &res)?;
+    // runc writes the two as lines of one schemata.
+    let schemata: Vec<&str> = [u.l3_cache_schema.as_deref(), u.mem_bw_schema.as_deref()]
+        .into_iter()
+        .flatten()
+        .collect();
+    let schemata = (!schemata.is_empty()).then(|| schemata.join("\n"));
+    rt.update_with_rdt(&u.id, &res, schemata.as_deref())?;
     Ok(())
 }
 

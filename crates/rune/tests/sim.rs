@@ -407,3 +407,50 @@ fn an_enclave_init_shows_no_host_paths() {
     assert_eq!(comm.trim(), "rune-init");
     assert!(leftovers(rune.root.path(), &id).is_empty());
 }
+
+/// Realtime signals reach the enclave program through `pal_kill`, by number and by name,
+/// as they reach a plain container's program (see parity.rs).
+#[test]
+fn realtime_signals_reach_the_enclave_program() {
+    if !root_or_skip("realtime_signals_reach_the_enclave_program") {
+        return;
+    }
+    let (pal, sign_bin) = sim_artifacts();
+    let rune = Rune::new();
+    let work = tempfile::tempdir().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let platform = work.path().join("platform");
+    let (manifest, _) = sign(work.path(), &sign_bin, &images().join("rootfs/bin/busybox"));
+    let mut b = sim_bundle(&pal, Some(&manifest), "").bind(out.path(), "/tmp");
+    b.spec["process"]["args"] = json!([
+        "/bin/sh",
+        "-c",
+        "trap 'echo 37 >> /tmp/r' 37; trap 'echo 40 >> /tmp/r' 40; \
+         echo ready > /tmp/ready; while :; do sleep 0.05; done"
+    ]);
+    b.save();
+    let id = unique_id("rtsig");
+    let mut c = Command::new(RUNE);
+    c.env("INCLAVARE_SIM_PLATFORM_DIR", &platform)
+        .arg("--root")
+        .arg(rune.root.path())
+        .args(["run", "-d", "--bundle", b.path().to_str().unwrap(), &id]);
+    let o = output_via_files(&mut c);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let wait = std::time::Duration::from_secs(10);
+    assert!(wait_until(wait, || out.path().join("ready").exists()));
+    let lines = || {
+        std::fs::read_to_string(out.path().join("r"))
+            .unwrap_or_default()
+            .lines()
+            .count()
+    };
+    rune.ok(&["kill", &id, "37"]);
+    wait_until(wait, || lines() >= 1);
+    rune.ok(&["kill", &id, "RTMIN+6"]);
+    wait_until(wait, || lines() >= 2);
+    let got = std::fs::read_to_string(out.path().join("r")).unwrap_or_default();
+    rune.ok(&["delete", "--force", &id]);
+    assert_eq!(got, "37\n40\n");
+    assert!(leftovers(rune.root.path(), &id).is_empty());
+}
