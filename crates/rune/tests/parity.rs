@@ -549,9 +549,9 @@ fn create_failures_name_their_cause_in_one_error_line() {
         let text = std::fs::read_to_string(&log).unwrap();
         let last = text
             .lines()
+            .rev()
             .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-            .filter(|v| v["level"] == "error")
-            .last()
+            .find(|v| v["level"] == "error")
             .unwrap();
         assert!(
             last["msg"].as_str().unwrap().contains(cause),

@@ -90,8 +90,7 @@ fn probe() -> String {
 /// Runs `runtime` with fd `which` of `kind` and the other two read-write /dev/null;
 /// returns what the probe found and the exit code.
 fn observe(
-    runtime: &str,
-    root: &Path,
+    (runtime, root): (&str, &Path),
     mode: &str,
     which: usize,
     kind: Kind,
@@ -204,8 +203,7 @@ fn every_kind_of_standard_stream_reaches_the_program_as_with_runc() {
                     (unique_id("stdio"), unique_id("stdio"))
                 };
                 let rune = observe(
-                    RUNE,
-                    rune_root.path(),
+                    (RUNE, rune_root.path()),
                     mode,
                     which,
                     kind,
@@ -214,8 +212,7 @@ fn every_kind_of_standard_stream_reaches_the_program_as_with_runc() {
                     &ids.0,
                 );
                 let runc = observe(
-                    RUNC,
-                    runc_root.path(),
+                    (RUNC, runc_root.path()),
                     reference,
                     which,
                     kind,
