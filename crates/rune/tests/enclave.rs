@@ -175,14 +175,13 @@ fn bad_enclave_runtimes_fail_create_cleanly() {
         let out = rune.cmd(&["create", "--bundle", b.path().to_str().unwrap(), &id]);
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success(), "{name}: create succeeded");
+        // The PAL may print on its own; rune's error is one line.
+        let rune_lines = error_messages(&err);
+        assert_eq!(rune_lines.len(), 1, "{name}: {err}");
         assert!(
-            err.contains(needle),
+            rune_lines[0].contains(needle),
             "{name}: error does not say {needle:?}: {err}"
         );
-        // The PAL may print on its own; rune's error is one line.
-        let rune_lines = error_lines(&err);
-        assert_eq!(rune_lines.len(), 1, "{name}: {err}");
-        assert!(rune_lines[0].contains(needle), "{name}: {err}");
         assert_eq!(
             leftovers(rune.root.path(), &id),
             Vec::<String>::new(),

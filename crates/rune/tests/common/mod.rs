@@ -129,6 +129,14 @@ pub fn error_lines(stderr: &str) -> Vec<&str> {
         .collect()
 }
 
+/// The messages of rune's error lines, unquoted (logrus quotes `msg` as Go's `%q`).
+pub fn error_messages(stderr: &str) -> Vec<String> {
+    error_lines(stderr)
+        .into_iter()
+        .filter_map(|l| serde_json::from_str(l.split_once(" level=error msg=")?.1).ok())
+        .collect()
+}
+
 /// A unique container id for this test process.
 pub fn unique_id(prefix: &str) -> String {
     static N: AtomicU32 = AtomicU32::new(0);
