@@ -19,6 +19,8 @@
 //! [session]
 //! timeout_secs = 300             # an attested session (cookie) lives this long
 //! max_sessions = 10000           # attested sessions kept; the oldest is evicted beyond
+//! max_session_bytes = 67108864   # 64 MiB: the attested sessions' tokens in total; the
+//!                                # oldest is evicted beyond
 //! challenge_timeout_secs = 10    # a challenge (after /auth) waits this long for /attest
 //! max_challenges = 10000         # challenges kept; the oldest is evicted beyond
 //!
@@ -89,8 +91,10 @@ pub struct TlsConfig {
 
 /// `[session]`: the two bounded session tables (see [`crate::sessions`]). A full table
 /// evicts its oldest entry, so `/auth` never refuses; an evicted client gets 401 and
-/// runs RCAR again. Memory is bounded by about `max_challenges` × 0.1 KB +
-/// `max_sessions` × the token size (about 2 KB for `sample`).
+/// runs RCAR again. The tables hold at most about `max_challenges` × 0.1 KB +
+/// `max_session_bytes` (tokens, each charged its length + 128 bytes), whatever clients
+/// send: a token's size depends on the evidence and init-data (at most 64 KiB) the
+/// client sent, from about 2 KB for a plain `sample` exchange up to megabytes.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SessionConfig {
@@ -98,6 +102,8 @@ pub struct SessionConfig {
     pub timeout_secs: u64,
     /// Attested sessions kept.
     pub max_sessions: usize,
+    /// Bytes of tokens the attested sessions hold in total (64 MiB).
+    pub max_session_bytes: usize,
     /// Seconds a challenge waits for its attestation.
     pub challenge_timeout_secs: u64,
     /// Challenges kept.
@@ -109,6 +115,7 @@ impl Default for SessionConfig {
         SessionConfig {
             timeout_secs: 300,
             max_sessions: 10_000,
+            max_session_bytes: 64 << 20,
             challenge_timeout_secs: 10,
             max_challenges: 10_000,
         }

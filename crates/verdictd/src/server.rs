@@ -199,6 +199,9 @@ async fn attest(
     };
     let attestation: Attestation = serde_json::from_slice(&body)
         .map_err(|e| KbsError::Attestation(format!("deserialize Attestation: {e}")))?;
+    if let Some(init) = &attestation.init_data {
+        crate::initdata::check_size(&init.body).map_err(KbsError::Attestation)?;
+    }
     if attestation.runtime_data.nonce != nonce {
         return Err(KbsError::Attestation(
             "the nonce in the handshake session is different from the one in the attestation"

@@ -9,6 +9,10 @@
 //!   after its challenge);
 //! - **attested** sessions: the EAR token alone (its claims are decoded again when a
 //!   cookie GET needs them), kept `timeout` (Trustee's session timeout, 5 minutes).
+//!   This table is bounded by count (`max_sessions`) and by the tokens' total length
+//!   (`max_session_bytes`): a token's size follows what the client sent (init-data
+//!   claims, sample evidence), so the count alone bounds nothing. A token longer than
+//!   the whole budget is not kept at all: its client still has the token (Bearer).
 //!
 //! A full table evicts its oldest session instead of answering 429: an evicted client
 //! gets 401 on its next request, which makes a KBS client run RCAR again (Trustee's
@@ -40,8 +44,14 @@ pub enum State {
 /// A session id: 16 random bytes, 32 hex characters in the cookie.
 type Id = [u8; 16];
 
+/// Bytes an attested session is charged beyond its token's length: the map entry, the
+/// queue slot and the allocator's rounding (an estimate, in bytes).
+pub const ENTRY_OVERHEAD: usize = 128;
+
 struct Entry<T> {
     value: T,
+    /// The bytes this entry is charged (see [`Bounded::bytes`]).
+    size: usize,
     expires: Instant,
     /// The insertion this entry came from, to tell stale queue slots from live ones.
     seq: u64,
@@ -54,16 +64,21 @@ struct Bounded<T> {
     /// map's entry is stale (the session moved on or was removed).
     order: VecDeque<(Id, u64, Instant)>,
     max: usize,
+    /// Sum of the live entries' sizes, and its bound.
+    bytes: usize,
+    max_bytes: usize,
     ttl: Duration,
     seq: u64,
 }
 
 impl<T> Bounded<T> {
-    fn new(max: usize, ttl: Duration) -> Self {
+    fn new(max: usize, max_bytes: usize, ttl: Duration) -> Self {
         Bounded {
             map: HashMap::new(),
             order: VecDeque::new(),
             max,
+            bytes: 0,
+            max_bytes,
             ttl,
             seq: 0,
         }
@@ -73,15 +88,21 @@ impl<T> Bounded<T> {
         self.map.get(&slot.0).is_some_and(|e| e.seq == slot.1)
     }
 
+    fn remove(&mut self, id: &Id) -> Option<Entry<T>> {
+        let e = self.map.remove(id)?;
+        self.bytes -= e.size;
+        Some(e)
+    }
+
     /// Drops expired entries and stale slots from the front, then the oldest live
-    /// entries while more than `keep` remain.
-    fn trim(&mut self, now: Instant, keep: usize) {
+    /// entries while more than `keep` remain or they hold more than `keep_bytes`.
+    fn trim(&mut self, now: Instant, keep: usize, keep_bytes: usize) {
         while let Some(front) = self.order.front().copied() {
             let live = self.live(&front);
             if !live {
                 self.order.pop_front();
-            } else if front.2 <= now || self.map.len() > keep {
-                self.map.remove(&front.0);
+            } else if front.2 <= now || self.map.len() > keep || self.bytes > keep_bytes {
+                self.remove(&front.0);
                 self.order.pop_front();
             } else {
                 break;
@@ -96,14 +117,22 @@ impl<T> Bounded<T> {
         }
     }
 
-    fn insert(&mut self, id: Id, value: T, now: Instant) -> Instant {
-        self.trim(now, self.max.saturating_sub(1));
-        self.seq += 1;
+    /// Inserts `value`, charged `size` bytes, evicting expired and then the oldest
+    /// entries to make room; a value larger than the whole byte budget is not kept.
+    fn insert(&mut self, id: Id, value: T, size: usize, now: Instant) -> Instant {
         let expires = now + self.ttl;
+        self.remove(&id);
+        if size > self.max_bytes {
+            return expires;
+        }
+        self.trim(now, self.max.saturating_sub(1), self.max_bytes - size);
+        self.seq += 1;
+        self.bytes += size;
         self.map.insert(
             id,
             Entry {
                 value,
+                size,
                 expires,
                 seq: self.seq,
             },
@@ -120,7 +149,7 @@ impl<T> Bounded<T> {
             Some(e) => e.expires <= now,
         };
         if expired {
-            self.map.remove(id);
+            self.remove(id);
             return Err(true);
         }
         Ok(&self.map[id].value)
@@ -147,17 +176,19 @@ fn parse_id(id: &str) -> Option<Id> {
 impl Sessions {
     /// `timeout`: how long an attested session lives; `challenge_timeout`: how long a
     /// challenge waits for its attestation; `max_sessions` and `max_challenges`: the
-    /// size of each table.
+    /// size of each table; `max_session_bytes`: the most bytes of tokens the attested
+    /// table holds (each token is charged its length plus [`ENTRY_OVERHEAD`]).
     pub fn new(
         timeout: Duration,
         max_sessions: usize,
+        max_session_bytes: usize,
         challenge_timeout: Duration,
         max_challenges: usize,
     ) -> Sessions {
         Sessions {
             tables: Mutex::new(Tables {
-                challenged: Bounded::new(max_challenges.max(1), challenge_timeout),
-                attested: Bounded::new(max_sessions.max(1), timeout),
+                challenged: Bounded::new(max_challenges.max(1), usize::MAX, challenge_timeout),
+                attested: Bounded::new(max_sessions.max(1), max_session_bytes, timeout),
             }),
             timeout,
         }
@@ -174,7 +205,7 @@ impl Sessions {
             .lock()
             .expect("session table")
             .challenged
-            .insert(id, state, now);
+            .insert(id, state, 0, now);
         (hex::encode(id), SystemTime::now() + (expires - now))
     }
 
@@ -206,8 +237,9 @@ impl Sessions {
         let now = Instant::now();
         if let Some(key) = parse_id(id) {
             let mut t = self.tables.lock().expect("session table");
-            t.challenged.map.remove(&key);
-            t.attested.insert(key, token, now);
+            t.challenged.remove(&key);
+            let size = token.len() + ENTRY_OVERHEAD;
+            t.attested.insert(key, token, size, now);
         }
         SystemTime::now() + self.timeout
     }
@@ -216,11 +248,15 @@ impl Sessions {
     pub fn sweep(&self) -> usize {
         let now = Instant::now();
         let mut t = self.tables.lock().expect("session table");
-        let (cm, am) = (t.challenged.max, t.attested.max);
-        t.challenged.trim(now, cm);
-        t.attested.trim(now, am);
+        let (cm, am, ab) = (t.challenged.max, t.attested.max, t.attested.max_bytes);
+        t.challenged.trim(now, cm, usize::MAX);
+        t.attested.trim(now, am, ab);
         t.challenged.map.retain(|_, e| e.expires > now);
+        let before = t.attested.map.len();
         t.attested.map.retain(|_, e| e.expires > now);
+        if t.attested.map.len() != before {
+            t.attested.bytes = t.attested.map.values().map(|e| e.size).sum();
+        }
         t.challenged.map.len() + t.attested.map.len()
     }
 
@@ -250,7 +286,13 @@ mod tests {
 
     #[test]
     fn full_tables_evict_the_oldest_and_expire() {
-        let s = Sessions::new(Duration::from_millis(200), 2, Duration::from_millis(50), 2);
+        let s = Sessions::new(
+            Duration::from_millis(200),
+            2,
+            usize::MAX,
+            Duration::from_millis(50),
+            2,
+        );
         let (a, _) = s.open(authed());
         let (b, _) = s.open(authed());
         // A third challenge evicts the oldest one, never refuses.
@@ -279,7 +321,13 @@ mod tests {
 
     #[test]
     fn churn_keeps_the_queues_bounded() {
-        let s = Sessions::new(Duration::from_secs(60), 10, Duration::from_secs(60), 10);
+        let s = Sessions::new(
+            Duration::from_secs(60),
+            10,
+            usize::MAX,
+            Duration::from_secs(60),
+            10,
+        );
         for _ in 0..10_000 {
             let (id, _) = s.open(authed());
             s.attested(&id, "t".into());
@@ -289,5 +337,37 @@ mod tests {
         assert!(t.attested.order.len() <= 2 * 10 + 64);
         assert!(t.challenged.order.len() <= 2 * 10 + 64);
         assert!(t.challenged.map.is_empty());
+    }
+
+    #[test]
+    fn the_attested_table_keeps_within_its_byte_budget() {
+        // Room for three tokens of 1000 bytes (each charged 1000 + ENTRY_OVERHEAD).
+        let budget = 3 * (1000 + ENTRY_OVERHEAD);
+        let s = Sessions::new(
+            Duration::from_secs(60),
+            100,
+            budget,
+            Duration::from_secs(60),
+            100,
+        );
+        let mut ids = vec![];
+        for i in 0..5 {
+            let (id, _) = s.open(authed());
+            s.attested(&id, format!("{i}").repeat(1000));
+            ids.push(id);
+        }
+        // The count allows 100, the bytes three: the two oldest are gone.
+        assert!(s.get(&ids[0]).is_err() && s.get(&ids[1]).is_err());
+        for id in &ids[2..] {
+            assert!(matches!(s.get(id), Ok(State::Attested { .. })));
+        }
+        let bytes = s.tables.lock().unwrap().attested.bytes;
+        assert_eq!(bytes, budget);
+        // A token larger than the whole budget is not kept, and evicts nobody.
+        let (big, _) = s.open(authed());
+        s.attested(&big, "x".repeat(budget));
+        assert!(s.get(&big).is_err());
+        assert!(s.get(&ids[4]).is_ok());
+        assert_eq!(s.tables.lock().unwrap().attested.bytes, budget);
     }
 }
