@@ -165,11 +165,7 @@ async fn auth(State(state): State<Shared>, body: Bytes) -> Result<Response, KbsE
     let tee = crate::appraise::tee_of(&request.tee)?;
     let mut nonce = [0u8; 32];
     rand::rngs::OsRng.fill_bytes(&mut nonce);
-    let (id, expires) = state.sessions.open(Session::Authed {
-        tee,
-        nonce,
-        hash: kbs_protocol::HashAlgorithm::Sha384,
-    });
+    let (id, expires) = state.sessions.open(tee, nonce);
     let mut response = json_response(
         StatusCode::OK,
         &Challenge {

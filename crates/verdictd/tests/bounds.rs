@@ -124,3 +124,33 @@ fn sessions_with_max_size_tokens_stay_within_the_byte_budget() {
     assert_eq!(error_kind(&body), "TokenNotFound", "{body}");
     v.stop();
 }
+
+#[test]
+fn an_auth_flood_does_not_stop_an_honest_client() {
+    const FLOOD: usize = 20_000;
+    // Tables far smaller than the flood: a stored challenge would have been evicted.
+    let v = Verdictd::start(&format!(
+        "{ADMIN_OPEN}[session]\nmax_sessions = 100\nmax_challenges = 100\n"
+    ));
+    let mut honest = Manual::auth(&v);
+    let mut flooder = v.client();
+    let body = serde_json::to_vec(&kbs_protocol::AuthRequest::new("sample")).unwrap();
+    let rt = rt();
+    for _ in 0..FLOOD {
+        let r = rt
+            .block_on(flooder.request("POST", "/kbs/v0/auth", Some(body.clone()), None))
+            .unwrap();
+        assert_eq!(r.status, 200);
+        flooder.forget_cookies();
+    }
+    let key = TeeKeyPair::generate();
+    let n = honest.nonce.clone();
+    let (status, reply) = honest.attest(Manual::attestation(&n, &key, &key, &n));
+    assert_eq!(status, 200, "{reply}");
+    // The challenge opens one session only: a second attestation with it gets the
+    // same token back (as Trustee answers an attested session).
+    let (status, again) = honest.attest(Manual::attestation(&n, &key, &key, &n));
+    assert_eq!(status, 200, "{again}");
+    assert_eq!(again["token"], reply["token"]);
+    v.stop();
+}
