@@ -1,6 +1,6 @@
 # verdictd's default attestation (EAR) policy for CPU evidence.
 #
-# It decides as Trustee's default_cpu policy does (attestation-service's
+# It follows Trustee's default_cpu policy (attestation-service's
 # ear_default_policy_cpu.rego): an AR4SI trust vector from the claims in Trustee's
 # layout and the registered reference values (query_reference_value). Without
 # reference values, executables stays 33, hardware 97 and configuration 36, so the
@@ -116,3 +116,33 @@ configuration := 2 if {
 	input.sgx
 	input.sgx.debug == false
 }
+
+# Extensions (as Trustee's default_cpu): ear.trustee.identifiers (key -18) names the
+# workload from the Kata agent policy carried in the init-data
+# (init_data_claims.agent_policy_claims): the containers' image names and UIDs, each
+# list present only when not empty.
+extensions := [{
+	"name": "ear.trustee.identifiers",
+	"key": -18,
+	"value": {"validated": object.union_n([images_identifier, uids_identifier])},
+}]
+
+policy_containers := input.init_data_claims.agent_policy_claims.containers
+
+images := [name |
+	some c in policy_containers
+	name := c.OCI.Annotations["io.kubernetes.cri.image-name"]
+]
+
+uids := [uid |
+	some c in policy_containers
+	uid := c.OCI.Process.User.UID
+]
+
+images_identifier := {"container_images": images} if {
+	count(images) > 0
+} else := {}
+
+uids_identifier := {"container_uids": uids} if {
+	count(uids) > 0
+} else := {}

@@ -7,7 +7,7 @@
 //! # Relative file names are relative to this file's directory.
 //! attestation_policy = "FILE"    # Rego (Trustee's EAR policy form) or a rats appraisal
 //!                                # policy (TOML or JSON); default: the built-in Rego that
-//!                                # decides as Trustee's default_cpu (see ear_policy)
+//!                                # follows Trustee's default_cpu (see ear_policy)
 //! dcap_collateral = "FILE"       # QuoteCollateralV3 JSON for sgx and tdx evidence
 //! max_body_bytes = 2097152       # 2 MiB, Trustee's payload_request_size default; larger
 //!                                # bodies get 413 with a JSON error
@@ -19,8 +19,10 @@
 //! [session]
 //! timeout_secs = 300             # an attested session (cookie) lives this long
 //! max_sessions = 10000           # attested sessions kept; the oldest is evicted beyond
-//! challenge_timeout_secs = 10    # a challenge (after /auth) waits this long for /attest
-//! max_challenges = 10000         # challenges kept; the oldest is evicted beyond
+//! max_session_bytes = 67108864   # 64 MiB: the attested sessions' tokens in total; the
+//!                                # oldest is evicted beyond
+//! challenge_timeout_secs = 300   # a challenge (after /auth) is good this long (stateless)
+//! max_challenges = 10000         # used challenges remembered; the oldest is forgotten beyond
 //!
 //! [token]
 //! duration_secs = 300
@@ -87,10 +89,13 @@ pub struct TlsConfig {
     pub private_key: PathBuf,
 }
 
-/// `[session]`: the two bounded session tables (see [`crate::sessions`]). A full table
-/// evicts its oldest entry, so `/auth` never refuses; an evicted client gets 401 and
-/// runs RCAR again. Memory is bounded by about `max_challenges` × 0.1 KB +
-/// `max_sessions` × the token size (about 2 KB for `sample`).
+/// `[session]`: the bounded session tables (see [`crate::sessions`]). Challenges are
+/// stateless (the cookie carries them, authenticated), so `/auth` stores nothing and
+/// never refuses; a full table evicts its oldest entry, and an evicted client gets 401
+/// and runs RCAR again. The tables hold at most about `max_challenges` × 0.1 KB +
+/// `max_session_bytes` (tokens, each charged its length + 128 bytes), whatever clients
+/// send: a token's size depends on the evidence and init-data (at most 64 KiB) the
+/// client sent, from about 2 KB for a plain `sample` exchange up to megabytes.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SessionConfig {
@@ -98,9 +103,11 @@ pub struct SessionConfig {
     pub timeout_secs: u64,
     /// Attested sessions kept.
     pub max_sessions: usize,
-    /// Seconds a challenge waits for its attestation.
+    /// Bytes of tokens the attested sessions hold in total (64 MiB).
+    pub max_session_bytes: usize,
+    /// Seconds a challenge is good for (Trustee's session timeout, 5 minutes).
     pub challenge_timeout_secs: u64,
-    /// Challenges kept.
+    /// Used challenges remembered (so each opens one session), until they expire.
     pub max_challenges: usize,
 }
 
@@ -109,7 +116,8 @@ impl Default for SessionConfig {
         SessionConfig {
             timeout_secs: 300,
             max_sessions: 10_000,
-            challenge_timeout_secs: 10,
+            max_session_bytes: 64 << 20,
+            challenge_timeout_secs: 300,
             max_challenges: 10_000,
         }
     }

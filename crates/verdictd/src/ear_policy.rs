@@ -11,8 +11,8 @@
 //!   added to the appraisal. `input` is the annotated evidence (`{<tee>: claims,
 //!   report_data, runtime_data_claims, init_data, init_data_claims}`), and the
 //!   extension `query_reference_value(id)` returns a registered reference value (any
-//!   JSON) or `null`. The built-in default, [`DEFAULT_CPU`], decides as Trustee's
-//!   `default_cpu`.
+//!   JSON) or `null`. The built-in default, [`DEFAULT_CPU`], follows Trustee's
+//!   `default_cpu` (with its `ear.trustee.identifiers` extension; the README lists where it differs).
 //! - a **rats appraisal policy** in TOML or JSON (`rats::Policy`), verdictd's own.
 
 use std::collections::BTreeMap;
@@ -20,7 +20,7 @@ use std::sync::Arc;
 
 use serde_json::{Map, Value};
 
-/// verdictd's default policy, equivalent to Trustee's `default_cpu`.
+/// verdictd's default policy, following Trustee's `default_cpu` (the README lists where it differs).
 pub const DEFAULT_CPU: &str = include_str!("../policies/default_cpu.rego");
 
 /// The AR4SI trustworthiness claims, in the order an EAR lists them.
@@ -252,6 +252,41 @@ mod tests {
                                "major_version": 1, "minimum_minor_version": 5}));
         let a = evaluate(&engine, &sample_input(), &newer).unwrap();
         assert_eq!(a.vector["hardware"], 97);
+    }
+
+    #[test]
+    fn default_policy_names_the_workload_as_trustees_extensions() {
+        let AttestationPolicy::Rego(engine) = AttestationPolicy::default_cpu() else {
+            panic!("the default is Rego")
+        };
+        // T:attestation-service/src/ear_token/ear_default_policy_cpu.rego `extensions`:
+        // images from OCI.Annotations["io.kubernetes.cri.image-name"], UIDs from
+        // OCI.Process.User.UID of agent_policy_claims.containers, empty lists left out.
+        let mut input = sample_input();
+        input["init_data_claims"] = json!({"agent_policy_claims": {"containers": [
+            {"OCI": {"Annotations": {"io.kubernetes.cri.image-name": "pause:3.9"},
+                     "Process": {"User": {"UID": 65535}}}},
+            {"OCI": {"Annotations": {"io.kubernetes.cri.image-name": "nginx:1"},
+                     "Process": {"User": {"UID": 0}}}}
+        ]}});
+        let a = evaluate(&engine, &input, &rvs(json!({}))).unwrap();
+        assert_eq!(
+            a.extensions,
+            vec![(
+                "ear.trustee.identifiers".to_string(),
+                json!({"validated": {"container_images": ["pause:3.9", "nginx:1"],
+                                     "container_uids": [65535, 0]}})
+            )]
+        );
+        // No agent policy: the identifiers are empty.
+        let a = evaluate(&engine, &sample_input(), &rvs(json!({}))).unwrap();
+        assert_eq!(
+            a.extensions,
+            vec![(
+                "ear.trustee.identifiers".to_string(),
+                json!({"validated": {}})
+            )]
+        );
     }
 
     #[test]

@@ -35,8 +35,26 @@ pub struct InitData {
     pub claims: Value,
 }
 
-/// Parses an init-data body of `format`; errors are one line.
+/// The largest init-data body accepted, in bytes (64 KiB). Trustee sets no limit of its
+/// own beyond the 2 MiB request body; verdictd caps it because the parsed document is
+/// carried in the token (`init_data_claims`) that an attested session keeps.
+pub const MAX_INIT_DATA_BYTES: usize = 64 * 1024;
+
+/// Refuses an init-data body over [`MAX_INIT_DATA_BYTES`]; the error is one line.
+pub fn check_size(body: &str) -> Result<(), String> {
+    if body.len() > MAX_INIT_DATA_BYTES {
+        return Err(format!(
+            "init-data is {} bytes, over the limit of {MAX_INIT_DATA_BYTES} bytes",
+            body.len()
+        ));
+    }
+    Ok(())
+}
+
+/// Parses an init-data body of `format`; errors are one line. Bodies over
+/// [`MAX_INIT_DATA_BYTES`] are refused before parsing.
 pub fn parse(format: &str, body: &str) -> Result<InitData, String> {
+    check_size(body)?;
     if format != "toml" {
         return Err(format!(
             "init-data format {format:?} is not supported (toml is)"

@@ -79,6 +79,7 @@ impl AppState {
             sessions: sessions::Sessions::new(
                 Duration::from_secs(config.session.timeout_secs),
                 config.session.max_sessions,
+                config.session.max_session_bytes,
                 Duration::from_secs(config.session.challenge_timeout_secs),
                 config.session.max_challenges,
             ),

@@ -165,11 +165,7 @@ async fn auth(State(state): State<Shared>, body: Bytes) -> Result<Response, KbsE
     let tee = crate::appraise::tee_of(&request.tee)?;
     let mut nonce = [0u8; 32];
     rand::rngs::OsRng.fill_bytes(&mut nonce);
-    let (id, expires) = state.sessions.open(Session::Authed {
-        tee,
-        nonce,
-        hash: kbs_protocol::HashAlgorithm::Sha384,
-    });
+    let (id, expires) = state.sessions.open(tee, nonce);
     let mut response = json_response(
         StatusCode::OK,
         &Challenge {
@@ -199,6 +195,9 @@ async fn attest(
     };
     let attestation: Attestation = serde_json::from_slice(&body)
         .map_err(|e| KbsError::Attestation(format!("deserialize Attestation: {e}")))?;
+    if let Some(init) = &attestation.init_data {
+        crate::initdata::check_size(&init.body).map_err(KbsError::Attestation)?;
+    }
     if attestation.runtime_data.nonce != nonce {
         return Err(KbsError::Attestation(
             "the nonce in the handshake session is different from the one in the attestation"
