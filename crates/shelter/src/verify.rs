@@ -79,17 +79,9 @@ pub fn run(v: &Verify) -> Result<i32> {
             .map(parse_report_data)
             .transpose()?,
         collateral,
-        now: match &v.at {
-            Some(at) => parse_time(at)?,
-            None => std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)?
-                .as_secs(),
-        },
+        now: time_or_now(v.at.as_deref())?,
     };
-    let policy = match &v.policy {
-        Some(path) => Policy::load(path)?,
-        None => Policy::default(),
-    };
+    let policy = policy_or_default(v.policy.as_deref())?;
     let verified = rats::verify(&evidence, Some(tee), &input)?;
     let verdict = policy.appraise(&verified);
     let mut out = std::io::stdout().lock();
@@ -155,6 +147,24 @@ fn parse_report_data(s: &str) -> Result<[u8; 64]> {
     let mut data = [0u8; 64];
     data[..bytes.len()].copy_from_slice(&bytes);
     Ok(data)
+}
+
+/// `--at` as Unix seconds, or the current time.
+pub(crate) fn time_or_now(at: Option<&str>) -> Result<u64> {
+    match at {
+        Some(at) => parse_time(at),
+        None => Ok(std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)?
+            .as_secs()),
+    }
+}
+
+/// `--policy`'s file, or the default policy (hardware TEEs, TCB up to date).
+pub(crate) fn policy_or_default(path: Option<&std::path::Path>) -> Result<Policy> {
+    Ok(match path {
+        Some(path) => Policy::load(path)?,
+        None => Policy::default(),
+    })
 }
 
 pub(crate) fn parse_time(s: &str) -> Result<u64> {

@@ -15,14 +15,14 @@ use std::collections::BTreeMap;
 use std::io::Write;
 
 use anyhow::{bail, Context, Result};
-use rats::{Collateral, Input, Policy, Tee};
+use rats::{Collateral, Input, Tee};
 use rats_tls::dice;
 use serde_json::{json, Value};
 use sha2::Digest as _;
 use x509_parser::prelude::*;
 
 use crate::cli::VerifyCert;
-use crate::verify::{parse_time, REFUSED};
+use crate::verify::{policy_or_default, time_or_now, REFUSED};
 
 /// Legacy evidence OIDs whose value is the raw evidence.
 const LEGACY: &[(&str, &str)] = &[
@@ -54,16 +54,8 @@ pub fn run(v: &VerifyCert) -> Result<i32> {
     let der = certificate_der(&bytes).with_context(|| format!("{}", v.cert.display()))?;
     let (_, cert) = X509Certificate::from_der(&der)
         .map_err(|e| anyhow::anyhow!("{}: not an X.509 certificate ({e})", v.cert.display()))?;
-    let now = match &v.at {
-        Some(at) => parse_time(at)?,
-        None => std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)?
-            .as_secs(),
-    };
-    let policy = match &v.policy {
-        Some(path) => Policy::load(path)?,
-        None => Policy::default(),
-    };
+    let now = time_or_now(v.at.as_deref())?;
+    let policy = policy_or_default(v.policy.as_deref())?;
     let found = find_evidence(&cert)?;
     let spki = cert.public_key().raw;
     let raw_key = cert.public_key().subject_public_key.data.as_ref();
