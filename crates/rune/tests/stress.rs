@@ -143,17 +143,10 @@ fn rune_op(rune: &Rune, platform: &Path, what: &str, args: &[&str]) -> Output {
         }
         std::thread::sleep(Duration::from_millis(10));
     };
-    let read = |mut f: std::fs::File| {
-        use std::io::{Read, Seek};
-        let mut v = Vec::new();
-        f.rewind().unwrap();
-        f.read_to_end(&mut v).unwrap();
-        v
-    };
     Output {
         status,
-        stdout: read(out),
-        stderr: read(err),
+        stdout: read_back(out),
+        stderr: read_back(err),
     }
 }
 

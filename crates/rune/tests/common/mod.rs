@@ -391,18 +391,20 @@ pub fn output_via_files(cmd: &mut Command) -> Output {
         .stderr(err.try_clone().unwrap())
         .status()
         .expect("spawn");
-    let read = |mut f: std::fs::File| {
-        use std::io::{Read, Seek};
-        let mut v = Vec::new();
-        f.rewind().unwrap();
-        f.read_to_end(&mut v).unwrap();
-        v
-    };
     Output {
         status,
-        stdout: read(out),
-        stderr: read(err),
+        stdout: read_back(out),
+        stderr: read_back(err),
     }
+}
+
+/// The whole content of a temporary file a child wrote to.
+pub fn read_back(mut f: std::fs::File) -> Vec<u8> {
+    use std::io::{Read, Seek};
+    let mut v = Vec::new();
+    f.rewind().unwrap();
+    f.read_to_end(&mut v).unwrap();
+    v
 }
 
 /// Runs a client command, returning (exit code, stdout, stderr).
