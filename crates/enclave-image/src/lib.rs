@@ -1,0 +1,20 @@
+//! Container images for enclaves: pulled, signature-checked, decrypted and unpacked
+//! inside the TEE, so that the plaintext never exists on the (untrusted) host.
+//!
+//! The formats follow `docs/images.md`-style references: OCI image-spec and
+//! distribution-spec, containers/ocicrypt (layer encryption), Confidential Containers'
+//! annotation packet (layer keys wrapped by a KEK held in a KBS), containers-policy.json
+//! with simple signing and cosign key-based signatures.
+//!
+//! Modules (one concern each):
+//! - [`ocicrypt`]: encrypted layer media types, the `AES_256_CTR_HMAC_SHA256` layer
+//!   cipher, JWE and key-provider (annotation packet) key unwrapping and wrapping.
+//! - [`unpack`]: applying a layer's tar stream to a root directory safely (whiteouts,
+//!   links confined to the root).
+//! - [`policy`]: containers-policy.json, simple signing and cosign signatures.
+//! - [`registry`]: references, OCI distribution pull and OCI-layout sources.
+
+pub mod ocicrypt;
+pub mod policy;
+pub mod registry;
+pub mod unpack;
