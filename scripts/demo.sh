@@ -92,15 +92,17 @@ json.dump(spec, open(path, "w"), indent=2)
 PY
 EMR=$("$SIGN" sign --executable "$WORK/eaa/rootfs/bin/enclave_server" --entrypoint /bin/enclave_server \
   --key "$WORK/signer.key" --out "$WORK/eaa/rootfs/enclave.manifest.json" | sed -n 's/^mr_enclave //p')
-"$RUNE" --root "$WORK/rune" run -d --bundle "$WORK/eaa" eaa-demo 2>/dev/null
-for _ in $(seq 100); do [ -S "$WORK/eaa/sock/enclave.sock" ] && break; sleep 0.1; done
+# Ready when it says so: a socket file exists between bind(2) and listen(2), when a
+# connection is refused.
+"$RUNE" --root "$WORK/rune" run -d --bundle "$WORK/eaa" eaa-demo 2>"$WORK/eaa.log"
+for _ in $(seq 100); do grep -q 'listening on' "$WORK/eaa.log" && break; sleep 0.1; done
 printf 'allow_software_tees = true\n[expected]\nsim_mr_enclave = ["%s"]\n' "$EMR" > "$WORK/eaa-policy.toml"
 ./target/release/inclavared --listen "unix://$WORK/inclavared.sock" \
   --xfer "unix://$WORK/eaa/sock/enclave.sock" --policy "$WORK/eaa-policy.toml" \
-  >/dev/null 2>"$WORK/inclavared.log" &
+  >"$WORK/inclavared.out" 2>"$WORK/inclavared.log" &
 INCLAVARED=$!
 PIDS+=("$INCLAVARED")
-for _ in $(seq 100); do [ -S "$WORK/inclavared.sock" ] && break; sleep 0.1; done
+for _ in $(seq 100); do grep -q '^listening on' "$WORK/inclavared.out" && break; sleep 0.1; done
 echo "-- shelter remoteattestation, policy pinning mr_enclave $EMR:"
 "$SHELTER" remoteattestation --addr "unix://$WORK/inclavared.sock" --policy "$WORK/eaa-policy.toml"
 echo "-- the same with the default policy (hardware only):"

@@ -7,6 +7,14 @@ WORK=$(mktemp -d /tmp/rune-work.XXXXXX)
 PIDS=()
 
 cleanup() {
+  local status=$?
+  # A failed run shows what its daemons said: their logs go with the work dir.
+  if [[ $status != 0 ]]; then
+    for log in "$WORK"/*.log; do
+      [[ -s $log ]] || continue
+      echo "--- $(basename "$log") (last lines)"; tail -n 20 "$log"
+    done >&2
+  fi
   for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
   for pid in "${PIDS[@]}"; do
     for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
