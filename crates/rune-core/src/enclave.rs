@@ -67,24 +67,7 @@ pub struct EnclaveConfig {
 
 /// Reads the enclave configuration of `spec`: `None` for a plain container.
 pub fn config_from_spec(spec: &Spec) -> Result<Option<EnclaveConfig>> {
-    let env: &[String] = spec
-        .process()
-        .as_ref()
-        .and_then(|p| p.env().as_deref())
-        .unwrap_or(&[]);
-    let annotations = spec.annotations().as_ref();
-    let get = |(var, annotation): (&str, &str)| -> Option<String> {
-        // The env wins; as in the original, a value of one character or less counts as
-        // unset and the annotation is used.
-        let from_env = env
-            .iter()
-            .find_map(|kv| kv.strip_prefix(var).and_then(|r| r.strip_prefix('=')))
-            .filter(|v| v.len() > 1);
-        from_env
-            .map(str::to_string)
-            .or_else(|| annotations.and_then(|a| a.get(annotation)).cloned())
-            .filter(|v| !v.is_empty())
-    };
+    let get = |pair| setting(spec, pair);
     let Some(typ) = get(TYPE) else {
         return Ok(None);
     };
@@ -113,6 +96,28 @@ pub fn config_from_spec(spec: &Spec) -> Result<Option<EnclaveConfig>> {
         args,
         log_level,
     }))
+}
+
+/// The value of an `ENCLAVE_*` variable of `process.env`, else of its annotation.
+/// As in the original, an environment value of one character or less counts as unset
+/// and the annotation is used; an empty result is `None`.
+pub(crate) fn setting(spec: &Spec, (var, annotation): (&str, &str)) -> Option<String> {
+    let env: &[String] = spec
+        .process()
+        .as_ref()
+        .and_then(|p| p.env().as_deref())
+        .unwrap_or(&[]);
+    env.iter()
+        .find_map(|kv| kv.strip_prefix(var).and_then(|r| r.strip_prefix('=')))
+        .filter(|v| v.len() > 1)
+        .map(str::to_string)
+        .or_else(|| {
+            spec.annotations()
+                .as_ref()
+                .and_then(|a| a.get(annotation))
+                .cloned()
+        })
+        .filter(|v| !v.is_empty())
 }
 
 /// True for the variables rune consumes and removes from the container's environment.

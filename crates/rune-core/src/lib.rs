@@ -13,6 +13,7 @@ pub mod agent;
 pub mod enclave;
 pub mod error;
 pub mod executor;
+pub mod image;
 pub mod pidfile;
 pub mod resources;
 pub mod runtime;

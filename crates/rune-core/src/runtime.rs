@@ -20,7 +20,7 @@ use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
 use crate::agent;
-use crate::enclave;
+use crate::{enclave, image};
 use crate::error::{Result, RuneError};
 use crate::executor::{EnclaveWorkload, ProcessExecutor, RuneExecutor};
 use crate::pidfile;
@@ -149,9 +149,11 @@ impl Runtime {
         let agent_name = format!(".agent-{}.sock", std::process::id());
         let agent_tmp = self.root.join(&agent_name);
         let mut injected = None;
-        let executor = match enclave::config_from_spec(&bundle.spec)? {
+        let enclave_config = enclave::config_from_spec(&bundle.spec)?;
+        let image = image::config_from_spec(&bundle.spec, enclave_config.as_ref())?;
+        let executor = match enclave_config {
             None => RuneExecutor::process(),
-            Some(config) => {
+            Some(mut config) => {
                 let host = enclave::host_root();
                 enclave::check_host(config.typ, &host)?;
                 if config.typ == enclave::EnclaveType::IntelSgx {
@@ -161,6 +163,11 @@ impl Runtime {
                         found.apply(&mut spec)?;
                         injected = Some(spec);
                     }
+                }
+                if let Some(image) = &image {
+                    let mut spec = injected.take().unwrap_or_else(|| bundle.spec.clone());
+                    image.apply(&mut spec, &mut config)?;
+                    injected = Some(spec);
                 }
                 let pal = pal::Pal::open(&config.runtime_path)?;
                 tracing::debug!(id, version = pal.version(), "loaded enclave runtime");

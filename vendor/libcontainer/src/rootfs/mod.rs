@@ -3,7 +3,7 @@
 
 #[allow(clippy::module_inception)]
 pub(crate) mod rootfs;
-pub use rootfs::RootFS;
+pub use rootfs::{RootFS, ROOTFS_TMPFS_ANNOTATION};
 
 pub mod device;
 pub use device::Device;

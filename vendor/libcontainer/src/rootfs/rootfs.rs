@@ -14,6 +14,10 @@ use crate::syscall::Syscall;
 use crate::syscall::syscall::create_syscall;
 
 /// Holds information about rootfs
+/// PATCH(inclavare): the annotation asking for a tmpfs root, its value the tmpfs
+/// options (e.g. `mode=755,size=1g`).
+pub const ROOTFS_TMPFS_ANNOTATION: &str = "run.rune.rootfs.tmpfs";
+
 pub struct RootFS {
     syscall: Box<dyn Syscall>,
 }
@@ -77,6 +81,29 @@ impl RootFS {
                 tracing::error!(?rootfs, ?err, "failed to bind mount rootfs");
                 err
             })?;
+
+        // PATCH(inclavare): a confidential-image container gets an empty, memory-backed
+        // root in place of the bundle's rootfs, mounted here, in its own mount namespace
+        // (invisible in the host's), before the spec's mounts create their destinations
+        // in it. The enclave's boot program unpacks the image into it.
+        if let Some(options) = spec
+            .annotations()
+            .as_ref()
+            .and_then(|a| a.get(ROOTFS_TMPFS_ANNOTATION))
+        {
+            self.syscall
+                .mount(
+                    Some(Path::new("tmpfs")),
+                    rootfs,
+                    Some("tmpfs"),
+                    MsFlags::empty(),
+                    Some(options.as_str()),
+                )
+                .map_err(|err| {
+                    tracing::error!(?rootfs, ?err, options, "failed to mount the tmpfs root");
+                    err
+                })?;
+        }
 
         let global_options = MountOptions {
             root: rootfs,

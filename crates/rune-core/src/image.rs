@@ -1,0 +1,407 @@
+//! Confidential images: an enclave container whose program comes from an image that is
+//! pulled, signature-checked, decrypted and unpacked **inside** the enclave.
+//!
+//! The container asks for it with `ENCLAVE_IMAGE` (or the `enclave.image` annotation)
+//! next to `ENCLAVE_TYPE`. The host-side image (the bundle's rootfs) is then only a
+//! boot image: rune gives the container an empty, memory-backed root private to its
+//! mount namespace instead (the vendored libcontainer mounts a tmpfs over the rootfs
+//! when it sees [`ROOTFS_TMPFS_ANNOTATION`]), bind-mounts the boot program
+//! (`enclave-boot`, installed beside the PAL) and its signed manifest into it, and makes
+//! the boot program the enclave's program. The boot program attests to the KBS, pulls
+//! the image into that root and hands over to the image's entrypoint in the same
+//! enclave. Nothing of the image is ever written under the bundle or any host directory.
+//!
+//! | variable | annotation | meaning |
+//! |---|---|---|
+//! | `ENCLAVE_IMAGE` | `enclave.image` | the image reference, e.g. `registry.example/app:1` |
+//! | `ENCLAVE_KBS_URL` | `enclave.kbs.url` | the KBS (verdictd or trustee) giving keys and policy |
+//! | `ENCLAVE_KBS_CA` | `enclave.kbs.ca` | host path of PEM CA certificates for an `https://` KBS |
+//! | `ENCLAVE_IMAGE_POLICY` | `enclave.image.policy` | `kbs:///…` resource holding the containers-policy.json |
+//! | `ENCLAVE_IMAGE_INSECURE` | `enclave.image.insecure` | comma-separated registries reached over plain HTTP |
+//! | `ENCLAVE_IMAGE_ROOT_SIZE` | `enclave.image.root.size` | the root tmpfs's `size=` (default: tmpfs's, half the RAM) |
+//! | `ENCLAVE_IMAGE_BOOT` | `enclave.image.boot` | host path of the boot program (default: `enclave-boot` beside the PAL) |
+
+use std::path::{Path, PathBuf};
+
+use libcontainer::oci_spec::runtime::{MountBuilder, Spec};
+
+use crate::enclave::{setting, EnclaveConfig};
+use crate::error::{Result, RuneError};
+
+const IMAGE: (&str, &str) = ("ENCLAVE_IMAGE", "enclave.image");
+const KBS_URL: (&str, &str) = ("ENCLAVE_KBS_URL", "enclave.kbs.url");
+const KBS_CA: (&str, &str) = ("ENCLAVE_KBS_CA", "enclave.kbs.ca");
+const POLICY: (&str, &str) = ("ENCLAVE_IMAGE_POLICY", "enclave.image.policy");
+const INSECURE: (&str, &str) = ("ENCLAVE_IMAGE_INSECURE", "enclave.image.insecure");
+const ROOT_SIZE: (&str, &str) = ("ENCLAVE_IMAGE_ROOT_SIZE", "enclave.image.root.size");
+const BOOT: (&str, &str) = ("ENCLAVE_IMAGE_BOOT", "enclave.image.boot");
+
+/// Where the boot program appears in the container.
+pub const BOOT_PROGRAM: &str = "/.rune/enclave-boot";
+/// Where the boot program's signed manifest appears in the container.
+pub const BOOT_MANIFEST: &str = "/.rune/enclave-boot.manifest.json";
+/// Where the KBS's CA certificates appear in the container.
+pub const BOOT_KBS_CA: &str = "/.rune/kbs-ca.pem";
+/// The file name of the boot program beside the PAL, and of its manifest.
+pub const BOOT_FILE: &str = "enclave-boot";
+pub const BOOT_MANIFEST_FILE: &str = "enclave-boot.manifest.json";
+/// The annotation the vendored libcontainer reads: mount a tmpfs with these options
+/// over the rootfs, in the container's mount namespace, before the spec's mounts.
+pub use libcontainer::rootfs::ROOTFS_TMPFS_ANNOTATION;
+
+/// What an enclave container asked for with `ENCLAVE_IMAGE`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageConfig {
+    /// The image reference as given (checked against the distribution grammar).
+    pub reference: String,
+    pub kbs_url: Option<String>,
+    /// Host path of the KBS's CA certificates.
+    pub kbs_ca: Option<PathBuf>,
+    /// `kbs:///repo/type/tag` of the containers-policy.json.
+    pub policy: Option<String>,
+    /// Registries (`host[:port]`) allowed over plain HTTP.
+    pub insecure: Vec<String>,
+    /// tmpfs `size=` of the root (bytes, or with a k/m/g/% suffix).
+    pub root_size: Option<String>,
+    /// Host paths of the boot program and its signed manifest.
+    pub boot: PathBuf,
+    pub manifest: PathBuf,
+}
+
+/// Reads the confidential-image settings of an enclave container: `None` when it has no
+/// `ENCLAVE_IMAGE`. Every setting is checked here, so a bad one fails `create` in one
+/// line before anything exists.
+pub fn config_from_spec(spec: &Spec, enclave: Option<&EnclaveConfig>) -> Result<Option<ImageConfig>> {
+    let get = |pair| setting(spec, pair);
+    let Some(reference) = get(IMAGE) else {
+        return Ok(None);
+    };
+    let bad = |what: String| RuneError::Enclave(format!("enclave image: {what}"));
+    let Some(enclave) = enclave else {
+        return Err(bad(
+            "ENCLAVE_IMAGE needs an enclave (set ENCLAVE_TYPE, e.g. sim)".into(),
+        ));
+    };
+    check_reference(&reference).map_err(|why| bad(format!("reference {reference:?}: {why}")))?;
+    let kbs_url = get(KBS_URL);
+    if let Some(url) = &kbs_url {
+        let rest = url
+            .strip_prefix("http://")
+            .or_else(|| url.strip_prefix("https://"))
+            .ok_or_else(|| bad(format!("KBS URL {url:?}: must start with http:// or https://")))?;
+        if rest.is_empty() || rest.starts_with('/') || url.chars().any(char::is_whitespace) {
+            return Err(bad(format!("KBS URL {url:?}: no host")));
+        }
+    }
+    let kbs_ca = get(KBS_CA).map(PathBuf::from);
+    if let Some(ca) = &kbs_ca {
+        if !ca.is_absolute() || !ca.is_file() {
+            return Err(bad(format!(
+                "KBS CA {}: not an absolute path of a file on the host",
+                ca.display()
+            )));
+        }
+    }
+    let policy = get(POLICY);
+    if let Some(p) = &policy {
+        check_resource_uri(p).map_err(|why| bad(format!("policy {p:?}: {why}")))?;
+        if kbs_url.is_none() {
+            return Err(bad(format!(
+                "policy {p} is a KBS resource, but no KBS is configured (set ENCLAVE_KBS_URL)"
+            )));
+        }
+    }
+    let insecure: Vec<String> = get(INSECURE)
+        .map(|v| {
+            v.split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(String::from)
+                .collect()
+        })
+        .unwrap_or_default();
+    if let Some(h) = insecure
+        .iter()
+        .find(|h| h.contains('/') || h.chars().any(|c| c.is_whitespace() || c.is_control()))
+    {
+        return Err(bad(format!("insecure registry {h:?}: expected host[:port]")));
+    }
+    let root_size = get(ROOT_SIZE);
+    if let Some(s) = &root_size {
+        let digits = s.trim_end_matches(['k', 'K', 'm', 'M', 'g', 'G', '%']);
+        if digits.is_empty()
+            || !digits.bytes().all(|b| b.is_ascii_digit())
+            || s.len() - digits.len() > 1
+        {
+            return Err(bad(format!(
+                "root size {s:?}: expected bytes with an optional k, m, g or % suffix"
+            )));
+        }
+    }
+    let boot = match get(BOOT) {
+        Some(p) => PathBuf::from(p),
+        None => enclave
+            .runtime_path
+            .parent()
+            .unwrap_or(Path::new("/"))
+            .join(BOOT_FILE),
+    };
+    if !boot.is_absolute() || !boot.is_file() {
+        return Err(bad(format!(
+            "boot program {} not found (install it beside the PAL with `make install`, or set ENCLAVE_IMAGE_BOOT)",
+            boot.display()
+        )));
+    }
+    let manifest = boot.with_file_name(BOOT_MANIFEST_FILE);
+    if !manifest.is_file() {
+        return Err(bad(format!(
+            "the boot program's signed manifest {} is missing (sign it with sim-sign)",
+            manifest.display()
+        )));
+    }
+    if spec.root().as_ref().is_some_and(|r| r.readonly() == Some(true)) {
+        return Err(bad(
+            "a read-only root is not supported: the image is unpacked into the root when the container starts".into(),
+        ));
+    }
+    Ok(Some(ImageConfig {
+        reference,
+        kbs_url,
+        kbs_ca,
+        policy,
+        insecure,
+        root_size,
+        boot,
+        manifest,
+    }))
+}
+
+impl ImageConfig {
+    /// Rewrites `spec` (a private copy; the bundle is never written) and the PAL's args
+    /// so that the boot program runs first in the enclave, in an empty memory-backed
+    /// root, with the container's own `process.args` after `--`.
+    pub fn apply(&self, spec: &mut Spec, enclave: &mut EnclaveConfig) -> Result<()> {
+        let err = |e: String| RuneError::Enclave(format!("enclave image: {e}"));
+        let mut annotations = spec.annotations().clone().unwrap_or_default();
+        let mut tmpfs = String::from("mode=755");
+        if let Some(size) = &self.root_size {
+            tmpfs.push_str(",size=");
+            tmpfs.push_str(size);
+        }
+        annotations.insert(ROOTFS_TMPFS_ANNOTATION.to_string(), tmpfs);
+        spec.set_annotations(Some(annotations));
+
+        let bind = |source: &Path, destination: &str| {
+            MountBuilder::default()
+                .destination(destination)
+                .typ("bind")
+                .source(source)
+                .options(vec!["rbind".to_string(), "ro".to_string(), "rprivate".to_string()])
+                .build()
+                .map_err(|e| err(format!("mount {destination}: {e}")))
+        };
+        // The boot files go first: later mounts (the user's) may not hide them.
+        let mut mounts = vec![
+            bind(&self.boot, BOOT_PROGRAM)?,
+            bind(&self.manifest, BOOT_MANIFEST)?,
+        ];
+        if let Some(ca) = &self.kbs_ca {
+            mounts.push(bind(ca, BOOT_KBS_CA)?);
+        }
+        mounts.extend(spec.mounts().clone().unwrap_or_default());
+        spec.set_mounts(Some(mounts));
+
+        let mut process = spec.process().clone().unwrap_or_default();
+        let mut args = vec![BOOT_PROGRAM.to_string(), "--image".into(), self.reference.clone()];
+        if let Some(url) = &self.kbs_url {
+            args.extend(["--kbs".into(), url.clone()]);
+        }
+        if self.kbs_ca.is_some() {
+            args.extend(["--kbs-ca".into(), BOOT_KBS_CA.into()]);
+        }
+        if let Some(p) = &self.policy {
+            args.extend(["--policy".into(), p.clone()]);
+        }
+        for h in &self.insecure {
+            args.extend(["--insecure-registry".into(), h.clone()]);
+        }
+        args.push("--".into());
+        args.extend(process.args().clone().unwrap_or_default());
+        process.set_args(Some(args));
+        spec.set_process(Some(process));
+
+        if !enclave
+            .args
+            .split_whitespace()
+            .any(|a| a.starts_with("manifest="))
+        {
+            if !enclave.args.is_empty() {
+                enclave.args.push(' ');
+            }
+            enclave.args.push_str("manifest=");
+            enclave.args.push_str(BOOT_MANIFEST);
+        }
+        Ok(())
+    }
+}
+
+/// Checks a reference against the distribution grammar
+/// (distribution/reference `reference.go`): `[domain/]path[:tag][@digest]`.
+pub fn check_reference(r: &str) -> std::result::Result<(), &'static str> {
+    if r.is_empty() {
+        return Err("empty");
+    }
+    if r.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err("spaces and control characters are not allowed");
+    }
+    let (name_tag, digest) = match r.split_once('@') {
+        Some((n, d)) => (n, Some(d)),
+        None => (r, None),
+    };
+    if let Some(d) = digest {
+        let (algo, hex) = d.split_once(':').ok_or("digest must be algorithm:hex")?;
+        let len = match algo {
+            "sha256" => 64,
+            "sha512" => 128,
+            _ => return Err("digest algorithm must be sha256 or sha512"),
+        };
+        if hex.len() != len || !hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+            return Err("digest hex has the wrong length or is not lowercase hex");
+        }
+    }
+    // A tag's colon comes after the last slash (a domain may have a port).
+    let (name, tag) = match name_tag.rfind(':') {
+        Some(at) if !name_tag[at..].contains('/') => (&name_tag[..at], Some(&name_tag[at + 1..])),
+        _ => (name_tag, None),
+    };
+    if let Some(t) = tag {
+        let ok = !t.is_empty()
+            && t.len() <= 128
+            && t.starts_with(|c: char| c.is_ascii_alphanumeric() || c == '_')
+            && t.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
+        if !ok {
+            return Err("tag must be up to 128 of [A-Za-z0-9_.-], not starting with . or -");
+        }
+    }
+    if name.len() > 255 {
+        return Err("name longer than 255 characters");
+    }
+    let mut parts: Vec<&str> = name.split('/').collect();
+    if parts.len() > 1 {
+        let first = parts[0];
+        if first.contains('.') || first.contains(':') || first == "localhost" {
+            let (host, port) = match first.rsplit_once(':') {
+                Some((h, p)) => (h, Some(p)),
+                None => (first, None),
+            };
+            if host.is_empty()
+                || !host
+                    .split('.')
+                    .all(|l| !l.is_empty() && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'))
+            {
+                return Err("registry host is not a valid host name");
+            }
+            if port.is_some_and(|p| p.is_empty() || !p.bytes().all(|b| b.is_ascii_digit())) {
+                return Err("registry port must be a number");
+            }
+            parts.remove(0);
+        }
+    }
+    for p in &parts {
+        if !path_component(p) {
+            return Err("repository path components must be lowercase [a-z0-9] separated by ., _, __ or -");
+        }
+    }
+    Ok(())
+}
+
+fn path_component(p: &str) -> bool {
+    let b = p.as_bytes();
+    if b.is_empty() || !b[0].is_ascii_lowercase() && !b[0].is_ascii_digit() {
+        return false;
+    }
+    let alnum = |c: u8| c.is_ascii_lowercase() || c.is_ascii_digit();
+    if !alnum(b[b.len() - 1]) {
+        return false;
+    }
+    let mut i = 0;
+    while i < b.len() {
+        if alnum(b[i]) {
+            i += 1;
+            continue;
+        }
+        // A separator: `.`, `_`, `__` or one or more `-`, between alphanumerics.
+        let start = i;
+        while i < b.len() && !alnum(b[i]) {
+            i += 1;
+        }
+        let sep = &p[start..i];
+        if !(sep == "." || sep == "_" || sep == "__" || sep.bytes().all(|c| c == b'-')) {
+            return false;
+        }
+    }
+    true
+}
+
+/// Checks a `kbs://[host]/repo/type/tag` resource URI (what the attestation agent
+/// fetches).
+fn check_resource_uri(u: &str) -> std::result::Result<(), &'static str> {
+    let rest = u.strip_prefix("kbs://").ok_or("must be kbs:///<repo>/<type>/<tag>")?;
+    let path = &rest[rest.find('/').ok_or("must be kbs:///<repo>/<type>/<tag>")? + 1..];
+    let segments: Vec<&str> = path.split('/').collect();
+    if segments.len() != 3
+        || segments
+            .iter()
+            .any(|s| s.is_empty() || *s == "." || *s == ".." || s.chars().any(|c| c.is_whitespace()))
+    {
+        return Err("must be kbs:///<repo>/<type>/<tag>");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn references_follow_the_distribution_grammar() {
+        // Valid and invalid examples from distribution/reference's reference_test.go.
+        for ok in [
+            "test_com",
+            "test.com:tag",
+            "test.com:5000",
+            "test.com/repo:tag",
+            "test:5000/repo",
+            "test:5000/repo:tag",
+            "localhost/repo",
+            "127.0.0.1:5000/test/app:enc",
+            "busybox@sha256:ffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff",
+            "a/a__b/c-----d/e.f:v1.0-rc_2",
+        ] {
+            assert_eq!(check_reference(ok), Ok(()), "{ok}");
+        }
+        for bad in [
+            "",
+            "Uppercase:tag",
+            "test:5000/Uppercase/lowercase:tag",
+            "aa/asdf$$^/aa",
+            "repo:-tag",
+            "repo@sha256:ffff",
+            "a//b",
+            "a/b_",
+            "a/b___c",
+            "a b",
+        ] {
+            assert!(check_reference(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn resource_uris_need_three_segments() {
+        assert!(check_resource_uri("kbs:///default/policy/image").is_ok());
+        assert!(check_resource_uri("kbs://127.0.0.1:8080/default/policy/image").is_ok());
+        assert!(check_resource_uri("kbs:///default/policy").is_err());
+        assert!(check_resource_uri("https://x/default/policy/image").is_err());
+        assert!(check_resource_uri("kbs:///default/../image").is_err());
+    }
+}
