@@ -338,3 +338,44 @@ async fn cosign_signature_manifest_is_fetched_with_payload_and_annotations() {
     let other = format!("sha256:{}", "0".repeat(64));
     assert!(image.cosign_signatures(&other).await.unwrap().is_empty());
 }
+
+#[tokio::test]
+async fn simple_signatures_from_a_lookaside_store() {
+    let tmp = tempfile::tempdir().unwrap();
+    let reg = Registry::start(&tmp.path().join("reg"), Auth::None).unwrap();
+    let gpg = test_support::Gpg::new(&tmp.path().join("gnupg")).unwrap();
+    let store = tmp.path().join("sigstore");
+    let regd = tmp.path().join("registries.d");
+    std::fs::create_dir_all(&regd).unwrap();
+    std::fs::write(regd.join("t.yaml"), format!("default-docker:\n  lookaside: file://{}\n", store.display())).unwrap();
+    // A signed push, then a signed copy of that image (its signature carried along):
+    // the store then holds signature-1 and signature-2 of one manifest (images.md §6.5).
+    let archive = format!("oci-archive:{}:latest", busybox_oci_tar().unwrap().display());
+    let signed = format!("docker://{}/test/app:signed", reg.host());
+    let again = format!("docker://{}/test/app:again", reg.host());
+    let regd_s = regd.display().to_string();
+    for (src, dest) in [(archive.as_str(), signed.as_str()), (signed.as_str(), again.as_str())] {
+        test_support::skopeo_env(
+            &[("GNUPGHOME", gpg.home())],
+            &["--registries.d", &regd_s, "copy", "--src-tls-verify=false", "--dest-tls-verify=false", "--sign-by", gpg.fingerprint(), src, dest],
+        )
+        .unwrap();
+    }
+    let r = format!("{}/test/app:signed", reg.host());
+    let image = Puller::new(config(&[reg.host()])).unwrap().open(&r.parse().unwrap()).await.unwrap();
+    let dir = store.join(format!("test/app@{}", image.manifest_digest.replace(':', "=")));
+    let want: Vec<Vec<u8>> = (1..=2).map(|n| std::fs::read(dir.join(format!("signature-{n}"))).unwrap()).collect();
+    assert!(!dir.join("signature-3").exists());
+
+    let file_base = format!("file://{}", store.display());
+    assert_eq!(image.lookaside_signatures(&file_base, &image.manifest_digest).await.unwrap(), want);
+    let http = test_support::StaticFiles::serve(&store).unwrap();
+    assert_eq!(image.lookaside_signatures(&http.url(), &image.manifest_digest).await.unwrap(), want);
+    assert_eq!(http.requests(), 3, "signature-1, -2, then the 404 of -3");
+    // No signatures for another digest: an empty list.
+    let other = format!("sha256:{}", "0".repeat(64));
+    assert!(image.lookaside_signatures(&http.url(), &other).await.unwrap().is_empty());
+    drop(gpg);
+    drop(reg);
+    assert_eq!(test_support::leftovers(tmp.path()), Vec::<String>::new());
+}

@@ -247,3 +247,99 @@ fn serve_one(
     let _ = client.shutdown(Shutdown::Write);
     Ok(())
 }
+
+/// Serves the files under a directory over loopback HTTP (`GET` only; 404 for anything
+/// missing or outside it), e.g. a lookaside signature store written by skopeo.
+pub struct StaticFiles {
+    addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+    requests: Arc<AtomicU32>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl StaticFiles {
+    /// Starts on an ephemeral loopback port.
+    pub fn serve(dir: &std::path::Path) -> io::Result<Self> {
+        let listener = TcpListener::bind("127.0.0.1:0")?;
+        let addr = listener.local_addr()?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let requests = Arc::new(AtomicU32::new(0));
+        let (st, reqs, root) = (stop.clone(), requests.clone(), dir.to_path_buf());
+        let thread = std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                if st.load(Ordering::SeqCst) {
+                    break;
+                }
+                let Ok(conn) = conn else { continue };
+                reqs.fetch_add(1, Ordering::SeqCst);
+                let _ = serve_file(conn, &root);
+            }
+        });
+        Ok(StaticFiles {
+            addr,
+            stop,
+            requests,
+            thread: Some(thread),
+        })
+    }
+
+    /// `http://127.0.0.1:port`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Requests served so far.
+    pub fn requests(&self) -> u32 {
+        self.requests.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for StaticFiles {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = TcpStream::connect(self.addr);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn serve_file(conn: TcpStream, root: &std::path::Path) -> io::Result<()> {
+    conn.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let mut r = BufReader::new(conn.try_clone()?);
+    let (line, _) = read_head(&mut r)?;
+    let path = line.split_whitespace().nth(1).unwrap_or("/");
+    let rel = percent_decode(path.trim_start_matches('/'));
+    let file = if rel.split('/').any(|c| c == "..") {
+        None
+    } else {
+        std::fs::read(root.join(rel)).ok()
+    };
+    let mut w = conn;
+    match file {
+        Some(body) => {
+            write!(w, "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len())?;
+            w.write_all(&body)
+        }
+        None => write!(w, "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"),
+    }
+}
+
+/// Decodes `%XX` escapes (and `+` as space, as in query strings).
+pub(crate) fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' && i + 2 < b.len() {
+            if let Ok(v) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
+                out.push(v);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(if b[i] == b'+' { b' ' } else { b[i] });
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}

@@ -11,7 +11,7 @@ pub mod registry;
 pub mod token;
 pub mod tools;
 
-pub use http::{free_port, Fault, FaultProxy};
+pub use http::{free_port, Fault, FaultProxy, StaticFiles};
 pub use registry::{Auth, Registry};
 pub use token::TokenServer;
-pub use tools::{busybox_oci_tar, is_root, leftovers, run, sha256_digest, skopeo, workspace_root, ImageBuilder};
+pub use tools::{busybox_oci_tar, is_root, leftovers, run, sha256_digest, skopeo, skopeo_env, workspace_root, Gpg, ImageBuilder};

@@ -133,7 +133,7 @@ fn serve(conn: TcpStream, key: &SigningKey, cert_der: &[u8], expected: &str) -> 
     for (k, v) in query.split('&').filter_map(|kv| kv.split_once('=')) {
         if k == "scope" {
             // repository:<name>:<actions>
-            let v = percent_decode(v);
+            let v = crate::http::percent_decode(v);
             let parts: Vec<&str> = v.splitn(3, ':').collect();
             if let [typ, name, actions] = parts[..] {
                 access.push(serde_json::json!({
@@ -170,28 +170,4 @@ fn serve(conn: TcpStream, key: &SigningKey, cert_der: &[u8], expected: &str) -> 
         body.len()
     )?;
     Ok(true)
-}
-
-fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        match b[i] {
-            b'%' if i + 2 < b.len() => {
-                match u8::from_str_radix(&s[i + 1..i + 3], 16) {
-                    Ok(v) => {
-                        out.push(v);
-                        i += 3;
-                        continue;
-                    }
-                    Err(_) => out.push(b'%'),
-                }
-            }
-            b'+' => out.push(b' '),
-            c => out.push(c),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }

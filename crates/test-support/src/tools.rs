@@ -186,3 +186,87 @@ pub fn leftovers(dir: &Path) -> Vec<String> {
     }
     found
 }
+
+/// A private GnuPG home with one passphrase-less RSA signing key (images.md §6.5); the
+/// gpg-agent it starts is stopped (`gpgconf --kill all`) on drop.
+pub struct Gpg {
+    home: PathBuf,
+    fingerprint: String,
+}
+
+impl Gpg {
+    /// Creates `dir` (mode 0700) and a key for `Test <t@example.test>`.
+    pub fn new(dir: &Path) -> Result<Gpg, String> {
+        use std::os::unix::fs::PermissionsExt;
+        fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).map_err(|e| e.to_string())?;
+        // Built first without a fingerprint so a failed key generation still stops the agent.
+        let mut gpg = Gpg {
+            home: dir.to_path_buf(),
+            fingerprint: String::new(),
+        };
+        gpg.run(&["--batch", "--passphrase", "", "--quick-gen-key", "Test <t@example.test>", "rsa2048", "sign", "never"])?;
+        let listing = gpg.run(&["--batch", "--with-colons", "--list-secret-keys"])?;
+        let fingerprint = listing
+            .lines()
+            .find(|l| l.starts_with("fpr:"))
+            .and_then(|l| l.split(':').nth(9))
+            .ok_or("gpg: no fingerprint in --list-secret-keys")?
+            .to_string();
+        gpg.fingerprint = fingerprint;
+        Ok(gpg)
+    }
+
+    /// Runs `gpg args` with this home.
+    pub fn run(&self, args: &[&str]) -> Result<String, String> {
+        let out = Command::new("gpg")
+            .env("GNUPGHOME", &self.home)
+            .args(args)
+            .output()
+            .map_err(|e| format!("gpg: {e}"))?;
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        } else {
+            Err(format!("gpg {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim()))
+        }
+    }
+
+    /// The GNUPGHOME directory (pass it to skopeo's environment).
+    pub fn home(&self) -> &Path {
+        &self.home
+    }
+
+    /// The key's fingerprint, for `skopeo --sign-by`.
+    pub fn fingerprint(&self) -> &str {
+        &self.fingerprint
+    }
+
+    /// The public key, armored (for a `signedBy` policy's `keyPath`).
+    pub fn export_public(&self) -> Result<String, String> {
+        self.run(&["--batch", "--armor", "--export", &self.fingerprint])
+    }
+}
+
+impl Drop for Gpg {
+    fn drop(&mut self) {
+        let _ = Command::new("gpgconf")
+            .env("GNUPGHOME", &self.home)
+            .args(["--kill", "all"])
+            .status();
+    }
+}
+
+/// `skopeo --insecure-policy <args>` with extra environment (e.g. `GNUPGHOME`).
+pub fn skopeo_env(env: &[(&str, &Path)], args: &[&str]) -> Result<String, String> {
+    let out = Command::new("skopeo")
+        .envs(env.iter().map(|(k, v)| (*k, *v)))
+        .arg("--insecure-policy")
+        .args(args)
+        .output()
+        .map_err(|e| format!("skopeo: {e}"))?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(format!("skopeo {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim()))
+    }
+}
