@@ -399,7 +399,11 @@ impl Image {
     /// downloading, and stops as soon as more than `desc.size` bytes arrive. On error,
     /// `out` may hold a prefix of unverified bytes: prefer [`Image::fetch_blob_to_path`].
     /// Returns the byte count.
-    pub async fn fetch_blob(&self, desc: &Descriptor, out: &mut (dyn Write + Send)) -> Result<u64, Error> {
+    pub async fn fetch_blob(
+        &self,
+        desc: &Descriptor,
+        out: &mut (dyn Write + Send),
+    ) -> Result<u64, Error> {
         self.fetch(desc, out, self.config.max_layer_size).await
     }
 
@@ -424,9 +428,18 @@ impl Image {
         result
     }
 
-    async fn fetch(&self, desc: &Descriptor, out: &mut (dyn Write + Send), limit: u64) -> Result<u64, Error> {
+    async fn fetch(
+        &self,
+        desc: &Descriptor,
+        out: &mut (dyn Write + Send),
+        limit: u64,
+    ) -> Result<u64, Error> {
         match &self.backend {
-            Backend::Remote(r) => self.remote.fetch_blob(r, desc, out, limit, &self.config).await,
+            Backend::Remote(r) => {
+                self.remote
+                    .fetch_blob(r, desc, out, limit, &self.config)
+                    .await
+            }
             Backend::Layout(l) => l.fetch_blob(desc, out, limit),
         }
     }
@@ -472,12 +485,56 @@ impl Image {
     /// 404 (or missing file for `file://` bases). `base` is `http://`, `https://` or
     /// `file://`; each signature is at most 4 MiB; at most 64 are read.
     /// Only registry sources have a repository path: a layout gives [`Error::Config`].
-    pub async fn lookaside_signatures(&self, base: &str, digest: &str) -> Result<Vec<Vec<u8>>, Error> {
+    pub async fn lookaside_signatures(
+        &self,
+        base: &str,
+        digest: &str,
+    ) -> Result<Vec<Vec<u8>>, Error> {
         let Backend::Remote(r) = &self.backend else {
             return Err(Error::Config(
                 "lookaside signatures need a registry reference".into(),
             ));
         };
         signatures::lookaside(&self.remote, base, r, digest, &self.config).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // skopeo's transport syntax: `oci:PATH[:TAG]`, `oci-archive:PATH[:TAG]`, `docker://REF`.
+    #[test]
+    fn source_strings_follow_skopeo_transports() {
+        let s: ImageSource = "oci:/tmp/l:v1".parse().unwrap();
+        assert_eq!(
+            s,
+            ImageSource::OciLayout {
+                dir: "/tmp/l".into(),
+                tag: Some("v1".into())
+            }
+        );
+        let s: ImageSource = "oci-archive:/tmp/a.tar".parse().unwrap();
+        assert_eq!(
+            s,
+            ImageSource::OciArchive {
+                path: "/tmp/a.tar".into(),
+                tag: None
+            }
+        );
+        let s: ImageSource = "docker://busybox".parse().unwrap();
+        assert_eq!(s.to_string(), "docker://docker.io/library/busybox:latest");
+        assert_eq!("busybox".parse::<ImageSource>().unwrap(), s);
+        assert!("docker://Bad".parse::<ImageSource>().is_err());
+    }
+
+    #[test]
+    fn credentials_never_show_in_debug() {
+        let c = Credentials::Basic {
+            user: "u".into(),
+            password: "hunter2".into(),
+        };
+        assert!(!format!("{c:?}").contains("hunter2"));
+        assert!(!format!("{:?}", Credentials::Bearer("tok3n".into())).contains("tok3n"));
     }
 }

@@ -14,4 +14,7 @@ pub mod tools;
 pub use http::{free_port, Fault, FaultProxy, StaticFiles};
 pub use registry::{Auth, Registry};
 pub use token::TokenServer;
-pub use tools::{busybox_oci_tar, is_root, leftovers, run, sha256_digest, skopeo, skopeo_env, workspace_root, Gpg, ImageBuilder};
+pub use tools::{
+    busybox_oci_tar, is_root, leftovers, run, sha256_digest, skopeo, skopeo_env, workspace_root,
+    Gpg, ImageBuilder,
+};

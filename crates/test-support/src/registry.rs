@@ -102,7 +102,9 @@ impl Registry {
                 if let Some(status) = child.try_wait()? {
                     last_err = Some(io::Error::other(format!(
                         "docker-registry exited ({status}): {}",
-                        fs::read_to_string(dir.join("registry.log")).unwrap_or_default().trim()
+                        fs::read_to_string(dir.join("registry.log"))
+                            .unwrap_or_default()
+                            .trim()
                     )));
                     break;
                 }
@@ -118,7 +120,9 @@ impl Registry {
                 if Instant::now() > deadline {
                     let _ = child.kill();
                     let _ = child.wait();
-                    return Err(io::Error::other("docker-registry did not answer /v2/ within 15 s"));
+                    return Err(io::Error::other(
+                        "docker-registry did not answer /v2/ within 15 s",
+                    ));
                 }
                 std::thread::sleep(Duration::from_millis(50));
             }
@@ -150,7 +154,9 @@ impl Registry {
     pub fn creds(&self) -> Option<String> {
         match &self.auth {
             Auth::None => None,
-            Auth::Basic { user, pass } | Auth::Token { user, pass } => Some(format!("{user}:{pass}")),
+            Auth::Basic { user, pass } | Auth::Token { user, pass } => {
+                Some(format!("{user}:{pass}"))
+            }
         }
     }
 
@@ -174,7 +180,13 @@ impl Registry {
     pub fn put_blob(&self, repo: &str, bytes: &[u8]) -> io::Result<String> {
         use sha2::Digest as _;
         let digest = format!("sha256:{}", hex::encode(sha2::Sha256::digest(bytes)));
-        let r = http::request(self.addr, "POST", &format!("/v2/{repo}/blobs/uploads/"), &[], b"")?;
+        let r = http::request(
+            self.addr,
+            "POST",
+            &format!("/v2/{repo}/blobs/uploads/"),
+            &[],
+            b"",
+        )?;
         let loc = r
             .header("location")
             .ok_or_else(|| io::Error::other(format!("upload POST: HTTP {}", r.status)))?;
@@ -199,7 +211,13 @@ impl Registry {
 
     /// PUTs a manifest or index under `reference` (a tag or digest), anonymous registries
     /// only. Returns the registry's `Docker-Content-Digest`.
-    pub fn put_manifest(&self, repo: &str, reference: &str, media_type: &str, bytes: &[u8]) -> io::Result<String> {
+    pub fn put_manifest(
+        &self,
+        repo: &str,
+        reference: &str,
+        media_type: &str,
+        bytes: &[u8],
+    ) -> io::Result<String> {
         let r = http::request(
             self.addr,
             "PUT",

@@ -148,7 +148,8 @@ fn serve(conn: TcpStream, key: &SigningKey, cert_der: &[u8], expected: &str) -> 
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0);
-    let header = serde_json::json!({"typ": "JWT", "alg": "ES256", "x5c": [STANDARD.encode(cert_der)]});
+    let header =
+        serde_json::json!({"typ": "JWT", "alg": "ES256", "x5c": [STANDARD.encode(cert_der)]});
     let claims = serde_json::json!({
         "iss": ISSUER, "sub": "test", "aud": SERVICE,
         "exp": now + 300, "nbf": now - 10, "iat": now,
@@ -163,7 +164,8 @@ fn serve(conn: TcpStream, key: &SigningKey, cert_der: &[u8], expected: &str) -> 
     // JWS ES256: the raw r||s signature (RFC 7518 §3.4), not DER.
     let sig: Signature = key.sign(signing_input.as_bytes());
     let token = format!("{signing_input}.{}", URL_SAFE_NO_PAD.encode(sig.to_bytes()));
-    let body = serde_json::json!({"token": token, "access_token": token, "expires_in": 300}).to_string();
+    let body =
+        serde_json::json!({"token": token, "access_token": token, "expires_in": 300}).to_string();
     write!(
         w,
         "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",

@@ -61,7 +61,8 @@ impl ImageBuilder {
 
     /// Adds a regular file (mode 0644) at `path` (relative to the rootfs).
     pub fn file(mut self, path: &str, content: &[u8]) -> Self {
-        self.files.push((path.trim_start_matches('/').into(), content.to_vec()));
+        self.files
+            .push((path.trim_start_matches('/').into(), content.to_vec()));
         self
     }
 
@@ -100,8 +101,20 @@ impl ImageBuilder {
         let repacked = run("umoci", &["repack", "--image", &image, &b]);
         let _ = fs::remove_dir_all(&bundle);
         repacked?;
-        let mut args = vec!["config", "--image", &image, "--os", "linux", "--architecture", &self.architecture];
-        let cmds: Vec<String> = self.cmd.iter().map(|c| format!("--config.cmd={c}")).collect();
+        let mut args = vec![
+            "config",
+            "--image",
+            &image,
+            "--os",
+            "linux",
+            "--architecture",
+            &self.architecture,
+        ];
+        let cmds: Vec<String> = self
+            .cmd
+            .iter()
+            .map(|c| format!("--config.cmd={c}"))
+            .collect();
         args.extend(cmds.iter().map(String::as_str));
         run("umoci", &args)?;
         Ok(format!("oci:{image}"))
@@ -120,9 +133,13 @@ pub fn busybox_oci_tar() -> io::Result<PathBuf> {
     let out = root.join("target/images");
     let tar = out.join("busybox-oci.tar");
     if !tar.exists() {
-        let status = Command::new(root.join("scripts/busybox-image.sh")).arg(&out).status()?;
+        let status = Command::new(root.join("scripts/busybox-image.sh"))
+            .arg(&out)
+            .status()?;
         if !status.success() {
-            return Err(io::Error::other(format!("scripts/busybox-image.sh: {status}")));
+            return Err(io::Error::other(format!(
+                "scripts/busybox-image.sh: {status}"
+            )));
         }
     }
     Ok(tar)
@@ -205,7 +222,16 @@ impl Gpg {
             home: dir.to_path_buf(),
             fingerprint: String::new(),
         };
-        gpg.run(&["--batch", "--passphrase", "", "--quick-gen-key", "Test <t@example.test>", "rsa2048", "sign", "never"])?;
+        gpg.run(&[
+            "--batch",
+            "--passphrase",
+            "",
+            "--quick-gen-key",
+            "Test <t@example.test>",
+            "rsa2048",
+            "sign",
+            "never",
+        ])?;
         let listing = gpg.run(&["--batch", "--with-colons", "--list-secret-keys"])?;
         let fingerprint = listing
             .lines()
@@ -227,7 +253,11 @@ impl Gpg {
         if out.status.success() {
             Ok(String::from_utf8_lossy(&out.stdout).into_owned())
         } else {
-            Err(format!("gpg {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim()))
+            Err(format!(
+                "gpg {}: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stderr).trim()
+            ))
         }
     }
 
@@ -267,6 +297,10 @@ pub fn skopeo_env(env: &[(&str, &Path)], args: &[&str]) -> Result<String, String
     if out.status.success() {
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     } else {
-        Err(format!("skopeo {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim()))
+        Err(format!(
+            "skopeo {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
     }
 }

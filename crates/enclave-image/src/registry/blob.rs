@@ -169,7 +169,10 @@ mod tests {
         let mut c = Checker::new("t", &d, 100).unwrap();
         c.feed(b"hellO", &mut out).unwrap();
         let e = c.finish(&mut out).unwrap_err().to_string();
-        assert!(e.contains(&d.digest) && e.contains("digest mismatch"), "{e}");
+        assert!(
+            e.contains(&d.digest) && e.contains("digest mismatch"),
+            "{e}"
+        );
 
         let mut c = Checker::new("t", &d, 100).unwrap();
         assert!(c.feed(b"hello!", &mut out).is_err());

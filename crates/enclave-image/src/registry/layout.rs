@@ -48,12 +48,17 @@ impl Layout {
         let file = File::open(path).map_err(|e| bad(e.to_string()))?;
         let mut archive = tar::Archive::new(file);
         let mut entries = HashMap::new();
-        for entry in archive.entries().map_err(|e| bad(format!("not a tar: {e}")))? {
+        for entry in archive
+            .entries()
+            .map_err(|e| bad(format!("not a tar: {e}")))?
+        {
             let entry = entry.map_err(|e| bad(format!("bad tar entry: {e}")))?;
             if entry.header().entry_type() != tar::EntryType::Regular {
                 continue;
             }
-            let name = entry.path().map_err(|e| bad(format!("bad tar entry name: {e}")))?;
+            let name = entry
+                .path()
+                .map_err(|e| bad(format!("bad tar entry name: {e}")))?;
             let name = name.to_string_lossy();
             let name = name.trim_start_matches("./").to_string();
             entries.insert(name, (entry.raw_file_position(), entry.size()));
@@ -78,11 +83,13 @@ impl Layout {
 
     fn check_version(&self) -> Result<(), Error> {
         let bytes = self.read_small("oci-layout")?;
-        let v: serde_json::Value = serde_json::from_slice(&bytes)
-            .map_err(|e| self.bad(format!("oci-layout: {e}")))?;
+        let v: serde_json::Value =
+            serde_json::from_slice(&bytes).map_err(|e| self.bad(format!("oci-layout: {e}")))?;
         match v.get("imageLayoutVersion").and_then(|v| v.as_str()) {
             Some(ver) if ver.starts_with("1.") => Ok(()),
-            other => Err(self.bad(format!("oci-layout: unsupported imageLayoutVersion {other:?}"))),
+            other => Err(self.bad(format!(
+                "oci-layout: unsupported imageLayoutVersion {other:?}"
+            ))),
         }
     }
 
@@ -92,7 +99,10 @@ impl Layout {
             Store::Dir(dir) => {
                 let p = dir.join(name);
                 let f = File::open(&p).map_err(|e| self.bad(format!("{name}: {e}")))?;
-                let len = f.metadata().map_err(|e| self.bad(format!("{name}: {e}")))?.len();
+                let len = f
+                    .metadata()
+                    .map_err(|e| self.bad(format!("{name}: {e}")))?
+                    .len();
                 Ok((Box::new(f), len))
             }
             Store::Archive { path, entries } => {
@@ -100,7 +110,8 @@ impl Layout {
                     .get(name)
                     .ok_or_else(|| self.bad(format!("{name}: not in the archive")))?;
                 let mut f = File::open(path).map_err(|e| self.bad(e.to_string()))?;
-                f.seek(SeekFrom::Start(off)).map_err(|e| self.bad(e.to_string()))?;
+                f.seek(SeekFrom::Start(off))
+                    .map_err(|e| self.bad(e.to_string()))?;
                 Ok((Box::new(f.take(len)), len))
             }
         }
@@ -123,13 +134,20 @@ impl Layout {
         Ok(format!("blobs/{}", digest.replacen(':', "/", 1)))
     }
 
-    pub fn fetch_blob(&self, desc: &Descriptor, out: &mut (dyn Write + Send), limit: u64) -> Result<u64, Error> {
+    pub fn fetch_blob(
+        &self,
+        desc: &Descriptor,
+        out: &mut (dyn Write + Send),
+        limit: u64,
+    ) -> Result<u64, Error> {
         let mut checker = Checker::new(&self.shown, desc, limit)?;
         let (mut r, len) = self.open(&self.blob_name(&desc.digest)?)?;
         checker.announced(Some(len))?;
         let mut buf = vec![0u8; 64 << 10];
         loop {
-            let n = r.read(&mut buf).map_err(|e| self.bad(format!("blob {}: {e}", desc.digest)))?;
+            let n = r
+                .read(&mut buf)
+                .map_err(|e| self.bad(format!("blob {}: {e}", desc.digest)))?;
             if n == 0 {
                 break;
             }
@@ -173,7 +191,11 @@ impl Layout {
                     .collect();
                 return Err(self.bad(format!(
                     "no manifest tagged {t:?} (tags: {})",
-                    if names.is_empty() { "none".to_string() } else { names.join(", ") }
+                    if names.is_empty() {
+                        "none".to_string()
+                    } else {
+                        names.join(", ")
+                    }
                 )));
             }
             ([], None) => return Err(self.bad("index.json lists no manifest")),
@@ -204,7 +226,9 @@ impl Layout {
                         manifest,
                         index_digest: Some(entry.digest.clone()),
                     }),
-                    ManifestKind::Index(_) => Err(self.bad(format!("{}: nested index refused", child.digest))),
+                    ManifestKind::Index(_) => {
+                        Err(self.bad(format!("{}: nested index refused", child.digest)))
+                    }
                 }
             }
         }

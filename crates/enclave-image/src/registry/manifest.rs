@@ -19,7 +19,8 @@ pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.
 pub const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
 /// Every manifest type we accept, for the `Accept` header (images.md §5: registry 2.8.2
 /// answers 404 for an OCI manifest not named there).
-pub const ACCEPTED_MANIFEST_TYPES: [&str; 4] = [OCI_MANIFEST, OCI_INDEX, DOCKER_MANIFEST, DOCKER_LIST];
+pub const ACCEPTED_MANIFEST_TYPES: [&str; 4] =
+    [OCI_MANIFEST, OCI_INDEX, DOCKER_MANIFEST, DOCKER_LIST];
 
 /// A content descriptor (OCI image-spec `descriptor.md`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -93,7 +94,11 @@ pub struct Platform {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub variant: Option<String>,
     /// `os.version` (Windows), ignored in selection.
-    #[serde(rename = "os.version", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "os.version",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub os_version: Option<String>,
 }
 
@@ -169,7 +174,11 @@ pub enum ManifestKind {
 /// if known). The body's `mediaType`, when present, must agree with it.
 ///
 /// Errors: [`Error::Manifest`] naming `what` (e.g. the digest) and the JSON problem.
-pub fn parse_manifest(what: &str, media_type: Option<&str>, bytes: &[u8]) -> Result<ManifestKind, Error> {
+pub fn parse_manifest(
+    what: &str,
+    media_type: Option<&str>,
+    bytes: &[u8],
+) -> Result<ManifestKind, Error> {
     let bad = |reason: String| Error::Manifest {
         what: what.to_string(),
         reason,
@@ -192,7 +201,9 @@ pub fn parse_manifest(what: &str, media_type: Option<&str>, bytes: &[u8]) -> Res
     let header = media_type.filter(|t| ACCEPTED_MANIFEST_TYPES.contains(t));
     if let (Some(h), Some(b)) = (header, probe.media_type.as_deref()) {
         if h != b {
-            return Err(bad(format!("mediaType {b:?} differs from the announced {h:?}")));
+            return Err(bad(format!(
+                "mediaType {b:?} differs from the announced {h:?}"
+            )));
         }
     }
     let kind = probe.media_type.as_deref().or(header);
@@ -294,9 +305,13 @@ mod tests {
             parse_manifest("m", Some(OCI_MANIFEST), m.as_bytes()).unwrap(),
             ManifestKind::Image(_)
         ));
-        let e = parse_manifest("m", Some(OCI_INDEX), m.as_bytes()).unwrap_err().to_string();
+        let e = parse_manifest("m", Some(OCI_INDEX), m.as_bytes())
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("differs from the announced"), "{e}");
-        let e = parse_manifest("m", None, br#"{"schemaVersion":1}"#).unwrap_err().to_string();
+        let e = parse_manifest("m", None, br#"{"schemaVersion":1}"#)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("schemaVersion"), "{e}");
         let bad = m.replace(&"0".repeat(64), "zz");
         assert!(parse_manifest("m", None, bad.as_bytes()).is_err());

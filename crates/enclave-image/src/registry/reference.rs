@@ -196,7 +196,9 @@ pub(crate) fn check_digest(d: &str) -> Result<(), String> {
         _ => return Err(format!("unsupported digest algorithm {algo:?} in {d:?}")),
     };
     if hex.len() != len || !hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
-        return Err(format!("invalid digest {d:?} (want {algo}:<{len} lower-case hex>)"));
+        return Err(format!(
+            "invalid digest {d:?} (want {algo}:<{len} lower-case hex>)"
+        ));
     }
     Ok(())
 }

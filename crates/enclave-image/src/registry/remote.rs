@@ -83,7 +83,9 @@ impl Remote {
             .map_err(|e| Error::Config(format!("HTTP client: {}", chain(&e))))?;
         let auth = match &cfg.credentials {
             Credentials::Anonymous => RegistryAuth::Anonymous,
-            Credentials::Basic { user, password } => RegistryAuth::Basic(user.clone(), password.clone()),
+            Credentials::Basic { user, password } => {
+                RegistryAuth::Basic(user.clone(), password.clone())
+            }
             Credentials::Bearer(t) => RegistryAuth::Bearer(t.clone()),
         };
         Ok(Remote {
@@ -126,7 +128,11 @@ impl Remote {
                         entry.size
                     )));
                 }
-                match parse_manifest(&format!("{} {}", r.name(), entry.digest), Some(&entry.media_type), &child)? {
+                match parse_manifest(
+                    &format!("{} {}", r.name(), entry.digest),
+                    Some(&entry.media_type),
+                    &child,
+                )? {
                     ManifestKind::Image(manifest) => Ok(Resolved {
                         manifest_digest: sha256_digest(&child),
                         manifest_bytes: child,
@@ -140,7 +146,12 @@ impl Remote {
     }
 
     /// The manifest's bytes, checked against a pinned digest and the size limit.
-    async fn manifest_bytes(&self, r: &ImageRef, what: &str, cfg: &RegistryConfig) -> Result<Vec<u8>, Error> {
+    async fn manifest_bytes(
+        &self,
+        r: &ImageRef,
+        what: &str,
+        cfg: &RegistryConfig,
+    ) -> Result<Vec<u8>, Error> {
         let oci_ref = r.to_oci();
         let location = r.name();
         let (bytes, _) = retry(cfg, &location, what, || async {
@@ -192,7 +203,11 @@ impl Remote {
         loop {
             attempt += 1;
             // Only the digest is passed: the descriptor's foreign `urls` are never used.
-            let stream = match self.client.pull_blob_stream(&oci_ref, desc.digest.as_str()).await {
+            let stream = match self
+                .client
+                .pull_blob_stream(&oci_ref, desc.digest.as_str())
+                .await
+            {
                 Ok(s) => s,
                 Err(e) => {
                     let a = classify(e, &location, &what);
@@ -239,7 +254,12 @@ impl Remote {
                     return Err(Error::Transport {
                         location: location.clone(),
                         what,
-                        reason: format!("{} after {} of {} bytes", chain(&e), checker.seen(), desc.size),
+                        reason: format!(
+                            "{} after {} of {} bytes",
+                            chain(&e),
+                            checker.seen(),
+                            desc.size
+                        ),
                     })
                 }
             }
@@ -248,7 +268,12 @@ impl Remote {
 }
 
 /// Runs `f` up to `cfg.retry.attempts` times while it fails with a retryable error.
-pub(crate) async fn retry<T, F, Fut>(cfg: &RegistryConfig, location: &str, what: &str, mut f: F) -> Result<T, Error>
+pub(crate) async fn retry<T, F, Fut>(
+    cfg: &RegistryConfig,
+    location: &str,
+    what: &str,
+    mut f: F,
+) -> Result<T, Error>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, Attempt>>,
@@ -364,10 +389,14 @@ pub(crate) fn classify(e: OciDistributionError, location: &str, what: &str) -> A
             let retry = re.is_connect() || re.is_timeout() || re.is_request() || re.is_body();
             transport(chain(&re), retry)
         }
-        OciDistributionError::DigestError(d) => transport(format!("digest check failed: {d}"), false),
-        OciDistributionError::AuthenticationFailure(reason) => {
-            status(401, format!(": token request refused: {}", one_line(&reason)), false)
+        OciDistributionError::DigestError(d) => {
+            transport(format!("digest check failed: {d}"), false)
         }
+        OciDistributionError::AuthenticationFailure(reason) => status(
+            401,
+            format!(": token request refused: {}", one_line(&reason)),
+            false,
+        ),
         other => transport(chain(&other), false),
     }
 }

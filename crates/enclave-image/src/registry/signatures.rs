@@ -65,9 +65,14 @@ pub(crate) async fn lookaside(
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
                 Err(e) => return Err(lookaside_error(&url, e.to_string())),
                 Ok(m) if m.len() > MAX_METADATA_SIZE => {
-                    return Err(lookaside_error(&url, format!("{} bytes exceeds {MAX_METADATA_SIZE}", m.len())))
+                    return Err(lookaside_error(
+                        &url,
+                        format!("{} bytes exceeds {MAX_METADATA_SIZE}", m.len()),
+                    ))
                 }
-                Ok(_) => Some(std::fs::read(path).map_err(|e| lookaside_error(&url, e.to_string()))?),
+                Ok(_) => {
+                    Some(std::fs::read(path).map_err(|e| lookaside_error(&url, e.to_string()))?)
+                }
             }
         } else if url.starts_with("https://") || url.starts_with("http://") {
             fetch_http(remote, &url, cfg).await?
@@ -93,7 +98,11 @@ fn lookaside_error(url: &str, reason: String) -> Error {
 }
 
 /// GETs one signature: `None` on 404, bounded body, retries as for registries.
-async fn fetch_http(remote: &Remote, url: &str, cfg: &RegistryConfig) -> Result<Option<Vec<u8>>, Error> {
+async fn fetch_http(
+    remote: &Remote,
+    url: &str,
+    cfg: &RegistryConfig,
+) -> Result<Option<Vec<u8>>, Error> {
     retry(cfg, url, "lookaside signature", || async {
         let transport = |reason: String, retry: bool| Attempt {
             error: lookaside_error(url, reason),
@@ -121,14 +130,20 @@ async fn fetch_http(remote: &Remote, url: &str, cfg: &RegistryConfig) -> Result<
             });
         }
         if resp.content_length().is_some_and(|n| n > MAX_METADATA_SIZE) {
-            return Err(transport(format!("body exceeds {MAX_METADATA_SIZE} bytes"), false));
+            return Err(transport(
+                format!("body exceeds {MAX_METADATA_SIZE} bytes"),
+                false,
+            ));
         }
         let mut body = Vec::new();
         let mut stream = resp.bytes_stream();
         while let Some(chunk) = stream.next().await {
             let chunk = chunk.map_err(|e| transport(one_line(&chain(&e)), true))?;
             if body.len() + chunk.len() > MAX_METADATA_SIZE as usize {
-                return Err(transport(format!("body exceeds {MAX_METADATA_SIZE} bytes"), false));
+                return Err(transport(
+                    format!("body exceeds {MAX_METADATA_SIZE} bytes"),
+                    false,
+                ));
             }
             body.extend_from_slice(&chunk);
         }
@@ -143,7 +158,10 @@ mod tests {
     fn cosign_tag_follows_sigstore_attachment_naming() {
         // images.md §3.4: replace the first ':' with '-' and append ".sig".
         let d = format!("sha256:{}", "0f".repeat(32));
-        assert_eq!(super::cosign_tag(&d).unwrap(), format!("sha256-{}.sig", "0f".repeat(32)));
+        assert_eq!(
+            super::cosign_tag(&d).unwrap(),
+            format!("sha256-{}.sig", "0f".repeat(32))
+        );
         assert!(super::cosign_tag("sha256:xyz").is_err());
     }
 }
