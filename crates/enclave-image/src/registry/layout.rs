@@ -213,7 +213,7 @@ impl Layout {
             ManifestKind::Image(manifest) => Ok(Resolved {
                 manifest_digest: sha256_digest(&bytes),
                 manifest_bytes: bytes,
-                manifest,
+                manifest: *manifest,
                 index_digest: None,
             }),
             ManifestKind::Index(idx) => {
@@ -223,7 +223,7 @@ impl Layout {
                     ManifestKind::Image(manifest) => Ok(Resolved {
                         manifest_digest: sha256_digest(&child_bytes),
                         manifest_bytes: child_bytes,
-                        manifest,
+                        manifest: *manifest,
                         index_digest: Some(entry.digest.clone()),
                     }),
                     ManifestKind::Index(_) => {

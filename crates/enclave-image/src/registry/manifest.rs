@@ -165,7 +165,7 @@ impl fmt::Display for Platform {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ManifestKind {
     /// A single-platform image manifest.
-    Image(Manifest),
+    Image(Box<Manifest>),
     /// An index of manifests.
     Index(Index),
 }
@@ -222,7 +222,7 @@ pub fn parse_manifest(
         let m: Manifest = serde_json::from_slice(bytes).map_err(|e| bad(e.to_string()))?;
         check(&m.config)?;
         m.layers.iter().try_for_each(check)?;
-        Ok(ManifestKind::Image(m))
+        Ok(ManifestKind::Image(Box::new(m)))
     }
 }
 

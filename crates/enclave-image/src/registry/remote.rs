@@ -108,7 +108,7 @@ impl Remote {
             ManifestKind::Image(manifest) => Ok(Resolved {
                 manifest_bytes: bytes,
                 manifest_digest: digest,
-                manifest,
+                manifest: *manifest,
                 index_digest: None,
             }),
             ManifestKind::Index(index) => {
@@ -136,7 +136,7 @@ impl Remote {
                     ManifestKind::Image(manifest) => Ok(Resolved {
                         manifest_digest: sha256_digest(&child),
                         manifest_bytes: child,
-                        manifest,
+                        manifest: *manifest,
                         index_digest: Some(digest),
                     }),
                     ManifestKind::Index(_) => Err(bad("nested index refused".into())),
