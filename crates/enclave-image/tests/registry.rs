@@ -1,0 +1,636 @@
+//! The registry module against a real docker-registry, images pushed with real skopeo.
+//! Expected digests and bytes come from skopeo (`inspect --raw`, `copy` to a layout) or
+//! from the registry (`Docker-Content-Digest`), never from the code under test.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use enclave_image::registry::{
+    Credentials, Error, ImageSource, Platform, Puller, RegistryConfig, RetryPolicy, OCI_INDEX,
+};
+use test_support::{
+    busybox_oci_tar, sha256_digest, skopeo, Auth, Fault, FaultProxy, ImageBuilder, Registry,
+};
+
+fn config(hosts: &[String]) -> RegistryConfig {
+    RegistryConfig {
+        insecure_http: hosts.to_vec(),
+        platform: Platform::parse("linux/amd64").unwrap(),
+        retry: RetryPolicy {
+            attempts: 3,
+            initial_backoff: Duration::from_millis(50),
+            max_backoff: Duration::from_millis(200),
+        },
+        ..RegistryConfig::default()
+    }
+}
+
+/// Pushes the busybox layout to `repo:tag` with skopeo; returns the reference.
+fn push_busybox(reg: &Registry, repo_tag: &str) -> String {
+    let src = format!(
+        "oci-archive:{}:latest",
+        busybox_oci_tar().unwrap().display()
+    );
+    push(reg, &src, repo_tag)
+}
+
+fn push(reg: &Registry, src: &str, repo_tag: &str) -> String {
+    let dest = format!("docker://{}/{repo_tag}", reg.host());
+    let mut args = vec!["copy", "--dest-tls-verify=false"];
+    let creds = reg.creds();
+    if let Some(c) = &creds {
+        args.extend(["--dest-creds", c.as_str()]);
+    }
+    args.extend([src, dest.as_str()]);
+    skopeo(&args).unwrap();
+    format!("{}/{repo_tag}", reg.host())
+}
+
+fn raw_manifest(reference: &str) -> Vec<u8> {
+    skopeo(&[
+        "inspect",
+        "--tls-verify=false",
+        "--raw",
+        &format!("docker://{reference}"),
+    ])
+    .unwrap()
+    .into_bytes()
+}
+
+#[tokio::test]
+async fn pulls_by_tag_and_digest_as_skopeo_sees_them() {
+    let tmp = tempfile::tempdir().unwrap();
+    let reg = Registry::start(&tmp.path().join("reg"), Auth::None).unwrap();
+    let r = push_busybox(&reg, "test/busybox:v1");
+    let raw = raw_manifest(&r);
+    let inspect: serde_json::Value = serde_json::from_str(
+        &skopeo(&["inspect", "--tls-verify=false", &format!("docker://{r}")]).unwrap(),
+    )
+    .unwrap();
+    let want = inspect["Digest"].as_str().unwrap().to_string();
+    assert_eq!(sha256_digest(&raw), want);
+
+    let puller = Puller::new(config(&[reg.host()])).unwrap();
+    let image = puller.open(&r.parse().unwrap()).await.unwrap();
+    assert_eq!(image.manifest_digest, want);
+    assert_eq!(image.manifest_bytes, raw);
+    assert_eq!(image.index_digest, None);
+
+    let by_digest = format!("{}/test/busybox@{want}", reg.host());
+    let image2 = puller.open(&by_digest.parse().unwrap()).await.unwrap();
+    assert_eq!(image2.manifest_bytes, raw);
+
+    // Config and layers equal what skopeo copies out of the registry.
+    let out = tmp.path().join("copy");
+    skopeo(&[
+        "copy",
+        "--src-tls-verify=false",
+        &format!("docker://{r}"),
+        &format!("oci:{}:x", out.display()),
+    ])
+    .unwrap();
+    let blob = |d: &str| {
+        std::fs::read(
+            out.join("blobs/sha256")
+                .join(d.trim_start_matches("sha256:")),
+        )
+        .unwrap()
+    };
+    assert_eq!(
+        image.config().await.unwrap(),
+        blob(&image.manifest.config.digest)
+    );
+    assert!(!image.manifest.layers.is_empty());
+    for (i, layer) in image.manifest.layers.iter().enumerate() {
+        let dest = tmp.path().join(format!("layer{i}"));
+        let n = image.fetch_blob_to_path(layer, &dest).await.unwrap();
+        assert_eq!(n, layer.size);
+        assert_eq!(std::fs::read(&dest).unwrap(), blob(&layer.digest));
+        let mut v = Vec::new();
+        image.fetch_blob(layer, &mut v).await.unwrap();
+        assert_eq!(v, blob(&layer.digest));
+    }
+}
+
+#[tokio::test]
+async fn index_chooses_the_platform_and_refuses_a_missing_one() {
+    let tmp = tempfile::tempdir().unwrap();
+    let reg = Registry::start(&tmp.path().join("reg"), Auth::None).unwrap();
+    let layout = tmp.path().join("layout");
+    let amd = ImageBuilder::new()
+        .file("arch", b"amd64")
+        .build(&layout, "amd")
+        .unwrap();
+    let arm = ImageBuilder::new()
+        .file("arch", b"arm64")
+        .architecture("arm64")
+        .build(&layout, "arm")
+        .unwrap();
+    let r_amd = push(&reg, &amd, "test/multi:amd");
+    let r_arm = push(&reg, &arm, "test/multi:arm");
+    let (m_amd, m_arm) = (raw_manifest(&r_amd), raw_manifest(&r_arm));
+    let entry = |m: &[u8], arch: &str, variant: Option<&str>| {
+        let mut p = serde_json::json!({"os": "linux", "architecture": arch});
+        if let Some(v) = variant {
+            p["variant"] = v.into();
+        }
+        serde_json::json!({"mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "digest": sha256_digest(m), "size": m.len(), "platform": p})
+    };
+    let index = serde_json::json!({"schemaVersion": 2, "mediaType": OCI_INDEX,
+        "manifests": [entry(&m_amd, "amd64", None), entry(&m_arm, "arm64", Some("v8"))]});
+    let index = serde_json::to_vec(&index).unwrap();
+    let index_digest = reg
+        .put_manifest("test/multi", "all", OCI_INDEX, &index)
+        .unwrap();
+    let r = format!("{}/test/multi:all", reg.host());
+
+    let open = |platform: &str| {
+        let mut cfg = config(&[reg.host()]);
+        cfg.platform = Platform::parse(platform).unwrap();
+        let source: ImageSource = r.parse().unwrap();
+        async move { Puller::new(cfg).unwrap().open(&source).await }
+    };
+    let img = open("linux/amd64").await.unwrap();
+    assert_eq!(img.manifest_bytes, m_amd);
+    assert_eq!(img.index_digest.as_deref(), Some(index_digest.as_str()));
+    let img = open("linux/arm64/v8").await.unwrap();
+    assert_eq!(img.manifest_digest, sha256_digest(&m_arm));
+    let e = open("linux/s390x").await.err().unwrap().to_string();
+    assert_eq!(
+        e,
+        "no manifest for linux/s390x in the index (found: linux/amd64, linux/arm64/v8)"
+    );
+}
+
+async fn auth_case(auth: Auth) -> Registry {
+    let tmp = tempfile::tempdir().unwrap().keep();
+    let reg = Registry::start(&tmp.join("reg"), auth).unwrap();
+    let r = push_busybox(&reg, "test/app:v1");
+    let (user, pass) = reg
+        .creds()
+        .unwrap()
+        .split_once(':')
+        .map(|(u, p)| (u.to_string(), p.to_string()))
+        .unwrap();
+
+    let mut cfg = config(&[reg.host()]);
+    cfg.credentials = Credentials::Basic {
+        user: user.clone(),
+        password: pass,
+    };
+    let image = Puller::new(cfg.clone())
+        .unwrap()
+        .open(&r.parse().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(
+        image.manifest_bytes,
+        raw_manifest_with_creds(&r, &reg.creds().unwrap())
+    );
+    let layer = &image.manifest.layers[0];
+    assert_eq!(
+        image.fetch_blob(layer, &mut Vec::new()).await.unwrap(),
+        layer.size
+    );
+
+    for creds in [
+        Credentials::Anonymous,
+        Credentials::Basic {
+            user,
+            password: "wr0ng-pa55".into(),
+        },
+    ] {
+        cfg.credentials = creds;
+        let e = Puller::new(cfg.clone())
+            .unwrap()
+            .open(&r.parse().unwrap())
+            .await
+            .err()
+            .unwrap();
+        let msg = e.to_string();
+        assert!(matches!(e, Error::Status { status: 401, .. }), "{msg}");
+        assert!(
+            msg.starts_with(&format!("{}/test/app: manifest v1: HTTP 401", reg.host())),
+            "{msg}"
+        );
+        assert!(
+            !msg.contains("wr0ng-pa55") && !msg.contains("-pw") && !msg.contains('\n'),
+            "{msg}"
+        );
+    }
+    std::fs::remove_dir_all(&tmp).ok();
+    reg
+}
+
+fn raw_manifest_with_creds(reference: &str, creds: &str) -> Vec<u8> {
+    skopeo(&[
+        "inspect",
+        "--tls-verify=false",
+        "--creds",
+        creds,
+        "--raw",
+        &format!("docker://{reference}"),
+    ])
+    .unwrap()
+    .into_bytes()
+}
+
+#[tokio::test]
+async fn basic_auth_registry() {
+    auth_case(Auth::Basic {
+        user: "alice".into(),
+        pass: "s3cret-pw".into(),
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn bearer_token_registry() {
+    let reg = auth_case(Auth::Token {
+        user: "bob".into(),
+        pass: "t0ken-pw".into(),
+    })
+    .await;
+    let t = reg.token_server().unwrap();
+    assert!(
+        t.issued() > 0 && t.refused() > 0,
+        "issued {} refused {}",
+        t.issued(),
+        t.refused()
+    );
+}
+
+#[tokio::test]
+async fn missing_tag_is_a_404_naming_registry_and_repository() {
+    let tmp = tempfile::tempdir().unwrap();
+    let reg = Registry::start(&tmp.path().join("reg"), Auth::None).unwrap();
+    push_busybox(&reg, "test/app:v1");
+    let puller = Puller::new(config(&[reg.host()])).unwrap();
+    let r = format!("{}/test/app:nope", reg.host());
+    let e = puller
+        .open(&r.parse().unwrap())
+        .await
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        e.starts_with(&format!(
+            "{}/test/app: manifest nope: HTTP 404: MANIFEST_UNKNOWN",
+            reg.host()
+        )),
+        "{e}"
+    );
+}
+
+#[tokio::test]
+async fn registry_down_fails_after_bounded_retries() {
+    let port = test_support::free_port().unwrap();
+    let host = format!("127.0.0.1:{port}");
+    let puller = Puller::new(config(std::slice::from_ref(&host))).unwrap();
+    let start = Instant::now();
+    let e = puller
+        .open(&format!("{host}/test/app:v1").parse().unwrap())
+        .await
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        start.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        start.elapsed()
+    );
+    assert!(
+        e.starts_with(&format!("{host}/test/app: manifest v1: ")),
+        "{e}"
+    );
+    assert!(
+        e.contains("Connection refused") && e.ends_with("(after 3 attempts)"),
+        "{e}"
+    );
+}
+
+#[tokio::test]
+async fn server_errors_are_retried_a_bounded_number_of_times() {
+    let tmp = tempfile::tempdir().unwrap();
+    let reg = Registry::start(&tmp.path().join("reg"), Auth::None).unwrap();
+    push_busybox(&reg, "test/app:v1");
+    let puller = Puller::new(config(&[reg.host()])).unwrap();
+    let image = puller
+        .open(&format!("{}/test/app:v1", reg.host()).parse().unwrap())
+        .await
+        .unwrap();
+    let layer = image.manifest.layers[0].clone();
+    let hex = layer.digest.trim_start_matches("sha256:").to_string();
+
+    for (times, ok) in [(Some(2), true), (None, false)] {
+        let proxy = FaultProxy::start(
+            reg.addr(),
+            Fault {
+                path_contains: hex.clone(),
+                times,
+                status: 500,
+            },
+        )
+        .unwrap();
+        let host = proxy.addr().to_string();
+        let puller = Puller::new(config(std::slice::from_ref(&host))).unwrap();
+        let image = puller
+            .open(&format!("{host}/test/app:v1").parse().unwrap())
+            .await
+            .unwrap();
+        let dest = tmp.path().join(format!("layer-{ok}"));
+        let result = image.fetch_blob_to_path(&layer, &dest).await;
+        if ok {
+            assert_eq!(result.unwrap(), layer.size);
+            assert_eq!(proxy.injected(), 2);
+        } else {
+            let e = result.unwrap_err().to_string();
+            assert_eq!(e, format!("{host}/test/app: blob {}: HTTP 500: injected by test-support FaultProxy (after 3 attempts)", layer.digest));
+            assert_eq!(proxy.injected(), 3);
+            assert!(!dest.exists(), "partial file left");
+        }
+    }
+}
+
+#[tokio::test]
+async fn flipped_byte_in_a_stored_blob_is_a_digest_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let reg = Registry::start(&tmp.path().join("reg"), Auth::None).unwrap();
+    let r = push_busybox(&reg, "test/app:v1");
+    let puller = Puller::new(config(&[reg.host()])).unwrap();
+    let image = puller.open(&r.parse().unwrap()).await.unwrap();
+    let layer = &image.manifest.layers[0];
+    flip_byte(&reg.blob_path(&layer.digest), 100);
+    let dest = tmp.path().join("layer");
+    let e = image.fetch_blob_to_path(layer, &dest).await.unwrap_err();
+    assert!(matches!(e, Error::Digest { .. }), "{e}");
+    assert!(
+        e.to_string().starts_with(&format!(
+            "{}/test/app: blob {}: digest mismatch",
+            reg.host(),
+            layer.digest
+        )),
+        "{e}"
+    );
+    assert!(!dest.exists());
+}
+
+fn flip_byte(path: &Path, at: usize) {
+    let mut b = std::fs::read(path).unwrap();
+    b[at] ^= 0x01;
+    std::fs::write(path, b).unwrap();
+}
+
+#[tokio::test]
+async fn blob_over_the_limit_is_refused_before_download() {
+    let tmp = tempfile::tempdir().unwrap();
+    let reg = Registry::start(&tmp.path().join("reg"), Auth::None).unwrap();
+    push_busybox(&reg, "test/app:v1");
+    // Through a proxy that injects nothing, to count the requests that reach the registry.
+    let proxy = FaultProxy::start(
+        reg.addr(),
+        Fault {
+            path_contains: "never".into(),
+            times: None,
+            status: 500,
+        },
+    )
+    .unwrap();
+    let host = proxy.addr().to_string();
+    let r = format!("{host}/test/app:v1");
+    let mut cfg = config(std::slice::from_ref(&host));
+    let probe = Puller::new(cfg.clone())
+        .unwrap()
+        .open(&r.parse().unwrap())
+        .await
+        .unwrap();
+    let layer = probe.manifest.layers[0].clone();
+    cfg.max_layer_size = layer.size - 1;
+    let image = Puller::new(cfg)
+        .unwrap()
+        .open(&r.parse().unwrap())
+        .await
+        .unwrap();
+    let before = proxy.forwarded();
+    let e = image
+        .fetch_blob(&layer, &mut Vec::new())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        e,
+        format!(
+            "{host}/test/app: blob {}: {} bytes exceeds the limit of {} bytes",
+            layer.digest,
+            layer.size,
+            layer.size - 1
+        )
+    );
+    assert_eq!(proxy.forwarded(), before, "a request reached the registry");
+}
+
+#[tokio::test]
+async fn oci_layout_and_archive_sources() {
+    let tmp = tempfile::tempdir().unwrap();
+    let tar = busybox_oci_tar().unwrap();
+    let archive = format!("oci-archive:{}:latest", tar.display());
+    let raw = skopeo(&["inspect", "--raw", &archive])
+        .unwrap()
+        .into_bytes();
+    let layout = tmp.path().join("layout");
+    skopeo(&["copy", &archive, &format!("oci:{}:v1", layout.display())]).unwrap();
+
+    let puller = Puller::new(config(&[])).unwrap();
+    for src in [
+        archive.clone(),
+        format!("oci:{}:v1", layout.display()),
+        format!("oci:{}", layout.display()),
+    ] {
+        let image = puller.open(&src.parse().unwrap()).await.unwrap();
+        assert_eq!(image.manifest_bytes, raw, "{src}");
+        assert_eq!(image.manifest_digest, sha256_digest(&raw));
+        let config = image.config().await.unwrap();
+        assert_eq!(sha256_digest(&config), image.manifest.config.digest);
+        for l in &image.manifest.layers {
+            let mut v = Vec::new();
+            image.fetch_blob(l, &mut v).await.unwrap();
+            let expected = std::fs::read(
+                layout
+                    .join("blobs/sha256")
+                    .join(l.digest.trim_start_matches("sha256:")),
+            )
+            .unwrap();
+            assert_eq!(v, expected);
+        }
+        assert!(image
+            .cosign_signatures(&image.manifest_digest)
+            .await
+            .unwrap()
+            .is_empty());
+    }
+    let e = puller
+        .open(&format!("oci:{}:nope", layout.display()).parse().unwrap())
+        .await
+        .err()
+        .unwrap();
+    assert_eq!(
+        e.to_string(),
+        format!(
+            "OCI layout {}: no manifest tagged \"nope\" (tags: v1)",
+            layout.display()
+        )
+    );
+
+    // A flipped byte in a layout blob.
+    let image = puller
+        .open(&format!("oci:{}:v1", layout.display()).parse().unwrap())
+        .await
+        .unwrap();
+    let l = &image.manifest.layers[0];
+    flip_byte(
+        &layout
+            .join("blobs/sha256")
+            .join(l.digest.trim_start_matches("sha256:")),
+        10,
+    );
+    let e = image.fetch_blob(l, &mut Vec::new()).await.unwrap_err();
+    assert!(matches!(e, Error::Digest { .. }), "{e}");
+}
+
+#[tokio::test]
+async fn cosign_signature_manifest_is_fetched_with_payload_and_annotations() {
+    let tmp = tempfile::tempdir().unwrap();
+    let reg = Registry::start(&tmp.path().join("reg"), Auth::None).unwrap();
+    let r = push_busybox(&reg, "test/app:v1");
+    let digest = sha256_digest(&raw_manifest(&r));
+    // A cosign-format attachment by hand (images.md §6.6): payload and config blobs,
+    // then a manifest under tag sha256-<hex>.sig. The signature bytes need not verify.
+    let payload = format!(
+        r#"{{"critical":{{"identity":{{"docker-reference":"{}/test/app"}},"image":{{"docker-manifest-digest":"{digest}"}},"type":"cosign container image signature"}},"optional":null}}"#,
+        reg.host()
+    );
+    let p = reg.put_blob("test/app", payload.as_bytes()).unwrap();
+    let c = reg.put_blob("test/app", b"{}").unwrap();
+    let sig_manifest = serde_json::json!({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": c, "size": 2},
+        "layers": [{"mediaType": "application/vnd.dev.cosign.simplesigning.v1+json", "digest": p, "size": payload.len(),
+            "annotations": {"dev.cosignproject.cosign/signature": "MEUCIQ=="}}]});
+    let tag = format!("sha256-{}.sig", digest.trim_start_matches("sha256:"));
+    reg.put_manifest(
+        "test/app",
+        &tag,
+        "application/vnd.oci.image.manifest.v1+json",
+        &serde_json::to_vec(&sig_manifest).unwrap(),
+    )
+    .unwrap();
+
+    let image = Puller::new(config(&[reg.host()]))
+        .unwrap()
+        .open(&r.parse().unwrap())
+        .await
+        .unwrap();
+    let sigs = image
+        .cosign_signatures(&image.manifest_digest)
+        .await
+        .unwrap();
+    assert_eq!(sigs.len(), 1);
+    assert_eq!(sigs[0].payload, payload.as_bytes());
+    assert_eq!(
+        sigs[0].annotations["dev.cosignproject.cosign/signature"],
+        "MEUCIQ=="
+    );
+    assert_eq!(
+        sigs[0].media_type,
+        "application/vnd.dev.cosign.simplesigning.v1+json"
+    );
+    // Another digest has no attachment: an empty list, not an error.
+    let other = format!("sha256:{}", "0".repeat(64));
+    assert!(image.cosign_signatures(&other).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn simple_signatures_from_a_lookaside_store() {
+    let tmp = tempfile::tempdir().unwrap();
+    let reg = Registry::start(&tmp.path().join("reg"), Auth::None).unwrap();
+    let gpg = test_support::Gpg::new(&tmp.path().join("gnupg")).unwrap();
+    let store = tmp.path().join("sigstore");
+    let regd = tmp.path().join("registries.d");
+    std::fs::create_dir_all(&regd).unwrap();
+    std::fs::write(
+        regd.join("t.yaml"),
+        format!("default-docker:\n  lookaside: file://{}\n", store.display()),
+    )
+    .unwrap();
+    // A signed push, then a signed copy of that image (its signature carried along):
+    // the store then holds signature-1 and signature-2 of one manifest (images.md §6.5).
+    let archive = format!(
+        "oci-archive:{}:latest",
+        busybox_oci_tar().unwrap().display()
+    );
+    let signed = format!("docker://{}/test/app:signed", reg.host());
+    let again = format!("docker://{}/test/app:again", reg.host());
+    let regd_s = regd.display().to_string();
+    for (src, dest) in [
+        (archive.as_str(), signed.as_str()),
+        (signed.as_str(), again.as_str()),
+    ] {
+        test_support::skopeo_env(
+            &[("GNUPGHOME", gpg.home())],
+            &[
+                "--registries.d",
+                &regd_s,
+                "copy",
+                "--src-tls-verify=false",
+                "--dest-tls-verify=false",
+                "--sign-by",
+                gpg.fingerprint(),
+                src,
+                dest,
+            ],
+        )
+        .unwrap();
+    }
+    let r = format!("{}/test/app:signed", reg.host());
+    let image = Puller::new(config(&[reg.host()]))
+        .unwrap()
+        .open(&r.parse().unwrap())
+        .await
+        .unwrap();
+    let dir = store.join(format!(
+        "test/app@{}",
+        image.manifest_digest.replace(':', "=")
+    ));
+    let want: Vec<Vec<u8>> = (1..=2)
+        .map(|n| std::fs::read(dir.join(format!("signature-{n}"))).unwrap())
+        .collect();
+    assert!(!dir.join("signature-3").exists());
+
+    let file_base = format!("file://{}", store.display());
+    assert_eq!(
+        image
+            .lookaside_signatures(&file_base, &image.manifest_digest)
+            .await
+            .unwrap(),
+        want
+    );
+    let http = test_support::StaticFiles::serve(&store).unwrap();
+    assert_eq!(
+        image
+            .lookaside_signatures(&http.url(), &image.manifest_digest)
+            .await
+            .unwrap(),
+        want
+    );
+    assert_eq!(http.requests(), 3, "signature-1, -2, then the 404 of -3");
+    // No signatures for another digest: an empty list.
+    let other = format!("sha256:{}", "0".repeat(64));
+    assert!(image
+        .lookaside_signatures(&http.url(), &other)
+        .await
+        .unwrap()
+        .is_empty());
+    drop(gpg);
+    drop(reg);
+    assert_eq!(test_support::leftovers(tmp.path()), Vec::<String>::new());
+}

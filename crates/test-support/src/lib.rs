@@ -1,0 +1,20 @@
+//! Shared helpers for integration tests (dev-dependency only; see README.md).
+//!
+//! Real parts, privately: a `docker-registry` on an ephemeral loopback port with its
+//! storage in the test's temporary directory (anonymous, htpasswd or bearer-token auth,
+//! the token service included), a fault-injecting proxy, wrappers for skopeo and umoci,
+//! the busybox OCI layout, and a leftover check. Everything started is stopped by pid
+//! when its handle drops.
+
+pub mod http;
+pub mod registry;
+pub mod token;
+pub mod tools;
+
+pub use http::{free_port, Fault, FaultProxy, StaticFiles};
+pub use registry::{Auth, Registry};
+pub use token::TokenServer;
+pub use tools::{
+    busybox_oci_tar, is_root, leftovers, run, sha256_digest, skopeo, skopeo_env, workspace_root,
+    Gpg, ImageBuilder,
+};
