@@ -303,6 +303,23 @@ pub unsafe extern "C" fn pal_create_process(args: *mut PalCreateProcessArgs) -> 
     0
 }
 
+/// In the child before exec: a terminal on stdin that is not our session's controlling
+/// terminal (a pty opened for this process, as for `exec -t`) becomes the controlling
+/// terminal of a session of the process's own, as a runtime's exec with a terminal
+/// does, so that ^C typed on it signals the process. The container's console (the
+/// init's controlling terminal) is left as it is; a terminal another session controls
+/// stays theirs (TIOCSCTTY without force fails), and the process leads its own session
+/// without one, as a process runc execs does.
+fn take_terminal() {
+    // SAFETY: isatty, tcgetsid, setsid and ioctl(TIOCSCTTY) take integers only.
+    unsafe {
+        if libc::isatty(0) == 1 && libc::tcgetsid(0) == -1 {
+            libc::setsid();
+            libc::ioctl(0, libc::TIOCSCTTY, 0);
+        }
+    }
+}
+
 fn dup_stdio(fd: c_int) -> std::io::Result<Stdio> {
     let owned = nix::unistd::dup(fd).map_err(std::io::Error::from)?;
     // SAFETY: `owned` is a fresh descriptor from dup(2) that nothing else owns.
@@ -401,6 +418,14 @@ pub unsafe extern "C" fn pal_exec(args: *mut PalExecArgs) -> c_int {
         .stdin(stdin)
         .stdout(stdout)
         .stderr(stderr);
+    // SAFETY: the hook runs between fork and exec and makes only async-signal-safe
+    // system calls.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
+            take_terminal();
+            Ok(())
+        });
+    }
     let mut child = match cmd.spawn() {
         Ok(c) => c,
         Err(e) => {

@@ -9,7 +9,10 @@
 //! `SCM_RIGHTS`: a signal pipe (4-byte little-endian signal numbers), stdin, stdout,
 //! stderr. Unlike the original, argv and env also travel as lists (`args`, `env`), so
 //! arguments with spaces arrive intact; the space-joined fields are still filled for
-//! old readers.
+//! old readers. With `terminal` (also ours, `exec -t --console-socket`) the client sends
+//! two fds instead, the signal pipe and its connection to the caller's console socket:
+//! the agent opens a pty in the container's devpts, sends the master there as runc
+//! does, and gives the slave to the process as stdin, stdout and stderr.
 
 use std::io::{IoSlice, IoSliceMut, Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -37,6 +40,9 @@ pub struct Execute {
     /// `K=V` entries, element by element.
     #[prost(string, repeated, tag = "4")]
     pub env: Vec<String>,
+    /// The process gets a pty (see the module's description).
+    #[prost(bool, tag = "5")]
+    pub terminal: bool,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
@@ -170,6 +176,45 @@ pub fn recv_fds(sock: &UnixStream, max: usize) -> std::io::Result<Vec<OwnedFd>> 
     Ok(out)
 }
 
+/// The name runc sends with the pty master over a console socket.
+const PTMX_NAME: &[u8] = b"/dev/ptmx";
+
+/// Opens a pty from the devpts mounted in this mount namespace (the container's, as
+/// runc and libcontainer do for `exec -t`), sends its master to `console` (a
+/// connection to the caller's console socket: one message carrying the name
+/// `/dev/ptmx` and the master as `SCM_RIGHTS`) and returns the slave.
+///
+/// Errors: opening the pty, a master that is not the `ptmx` device (char 5:2) or a
+/// slave that is not a pty (char majors 136-143, the kernel's
+/// `Documentation/admin-guide/devices.txt`),
+/// sending.
+pub fn console_pty(console: &OwnedFd) -> std::io::Result<OwnedFd> {
+    use nix::sys::stat::{fstat, major, minor, SFlag};
+    let pty = nix::pty::openpty(None, None)?;
+    // The container controls its /dev: what goes to the caller must be a real pty.
+    let device = |fd: &OwnedFd| -> std::io::Result<Option<(u64, u64)>> {
+        let st = fstat(fd.as_raw_fd())?;
+        let char_dev = SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == SFlag::S_IFCHR;
+        Ok(char_dev.then(|| (major(st.st_rdev), minor(st.st_rdev))))
+    };
+    let master_ok = device(&pty.master)? == Some((5, 2));
+    let slave_ok = device(&pty.slave)?.is_some_and(|(maj, _)| (136..=143).contains(&maj));
+    if !master_ok || !slave_ok {
+        return Err(std::io::Error::other(
+            "/dev/ptmx of the container is not a pty multiplexer",
+        ));
+    }
+    let fds = [pty.master.as_raw_fd()];
+    sendmsg::<()>(
+        console.as_raw_fd(),
+        &[IoSlice::new(PTMX_NAME)],
+        &[ControlMessage::ScmRights(&fds)],
+        MsgFlags::empty(),
+        None,
+    )?;
+    Ok(pty.slave)
+}
+
 /// Binds the agent socket at `dir/agent.sock` with mode 0600. The path is reached
 /// relative to an open directory, so long state roots do not hit the 108-byte limit of
 /// a socket address.
@@ -217,6 +262,7 @@ mod tests {
                 envp: String::new(),
                 args: vec!["sh".into(), "-c".into(), "echo hi".into()],
                 env: vec!["A=b c".into()],
+                terminal: true,
             })),
         };
         let mut buf = Vec::new();

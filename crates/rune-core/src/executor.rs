@@ -273,11 +273,33 @@ impl EnclaveWorkload {
         let response = match req.request {
             Some(Request::Exec(e)) => {
                 let mut fds = recv_fds(&conn, 4)?.into_iter();
-                let (sig, stdin, stdout, stderr) =
+                let (sig, stdin, stdout, stderr) = if e.terminal {
+                    let (Some(sig), Some(console)) = (fds.next(), fds.next()) else {
+                        return Err(std::io::Error::other("exec request without its 2 fds"));
+                    };
+                    let slave = match console_pty(&console) {
+                        Ok(slave) => slave,
+                        Err(e) => {
+                            let error = format!("pty for the console socket: {e}");
+                            let response = Response::Exec(ExecuteResponse {
+                                exit_code: -1,
+                                error,
+                            });
+                            return write_frame(
+                                &mut conn,
+                                &AgentServiceResponse {
+                                    response: Some(response),
+                                },
+                            );
+                        }
+                    };
+                    (sig, slave.try_clone()?, slave.try_clone()?, slave)
+                } else {
                     match (fds.next(), fds.next(), fds.next(), fds.next()) {
                         (Some(a), Some(b), Some(c), Some(d)) => (a, b, c, d),
                         _ => return Err(std::io::Error::other("exec request without its 4 fds")),
-                    };
+                    }
+                };
                 use std::os::fd::AsRawFd;
                 let split = |s: &str| s.split_whitespace().map(String::from).collect::<Vec<_>>();
                 let mut argv = if e.args.is_empty() {

@@ -69,6 +69,9 @@ pub struct ExecOptions {
     pub additional_gids: Vec<u32>,
     pub capabilities: Vec<String>,
     pub no_new_privs: bool,
+    /// `--tty`: the process gets a pty whose master goes to `console_socket` (with
+    /// `process`, that file's `terminal` decides).
+    pub tty: bool,
     pub console_socket: Option<PathBuf>,
     pub pid_file: Option<PathBuf>,
     pub preserve_fds: i32,
@@ -340,7 +343,7 @@ impl Runtime {
     fn exec_in_enclave(&self, id: &str, opts: &ExecOptions) -> Result<EnclaveExec> {
         use crate::agent::*;
         use std::os::fd::AsRawFd;
-        let (args, mut env) = match &opts.process {
+        let (args, mut env, terminal) = match &opts.process {
             Some(path) => {
                 let bytes = fs::read(path)
                     .map_err(|e| RuneError::io(format!("read {}", path.display()), e))?;
@@ -352,9 +355,10 @@ impl Runtime {
                 (
                     p.args().clone().unwrap_or_default(),
                     p.env().clone().unwrap_or_default(),
+                    p.terminal().unwrap_or(false),
                 )
             }
-            None => (opts.args.clone(), Vec::new()),
+            None => (opts.args.clone(), Vec::new(), opts.tty),
         };
         env.extend(opts.env.iter().cloned());
         if args.is_empty() {
@@ -363,6 +367,7 @@ impl Runtime {
                 message: "a command or --process is required".into(),
             });
         }
+        let console = console_connection(terminal, opts)?;
         let ctx = |what: &str| format!("agent of {id}: {what}");
         let mut conn = agent::connect(&self.container_dir(id))
             .map_err(|e| RuneError::io(ctx("connect"), e))?;
@@ -372,12 +377,16 @@ impl Runtime {
                 envp: env.join(" "),
                 args,
                 env,
+                terminal,
             })),
         };
         write_frame(&mut conn, &request).map_err(|e| RuneError::io(ctx("send"), e))?;
         let (sig_r, sig_w) = std::io::pipe().map_err(|e| RuneError::io("pipe", e))?;
-        send_fds(&conn, &[sig_r.as_raw_fd(), 0, 1, 2])
-            .map_err(|e| RuneError::io(ctx("send stdio"), e))?;
+        let fds = match &console {
+            Some(c) => vec![sig_r.as_raw_fd(), c.as_raw_fd()],
+            None => vec![sig_r.as_raw_fd(), 0, 1, 2],
+        };
+        send_fds(&conn, &fds).map_err(|e| RuneError::io(ctx("send stdio"), e))?;
         drop(sig_r);
         Ok(EnclaveExec {
             id: id.to_string(),
@@ -479,6 +488,7 @@ impl Runtime {
             .with_console_socket(opts.console_socket.as_ref())
             .with_preserved_fds(opts.preserve_fds)
             .as_tenant()
+            .with_terminal(opts.tty)
             .with_detach(opts.detach)
             .with_cwd(opts.cwd.as_ref())
             .with_env(env)
@@ -791,6 +801,29 @@ impl EnclaveExec {
                 "exec in {id}: unexpected agent response"
             ))),
         }
+    }
+}
+
+/// For an enclave exec: checks `--tty` and `--console-socket` as runc's
+/// `checkTerminal` does (a console socket only for a detached process with a terminal,
+/// and such a process needs one), then connects to the console socket.
+fn console_connection(
+    terminal: bool,
+    opts: &ExecOptions,
+) -> Result<Option<std::os::unix::net::UnixStream>> {
+    let refuse = |message: &str| {
+        Err(RuneError::InvalidArgument {
+            flag: "--console-socket".into(),
+            message: message.into(),
+        })
+    };
+    match (&opts.console_socket, opts.detach && terminal) {
+        (None, false) => Ok(None),
+        (None, true) => refuse("a detached process with a terminal needs one"),
+        (Some(_), false) => refuse("only for a detached process with a terminal"),
+        (Some(path), true) => std::os::unix::net::UnixStream::connect(path)
+            .map(Some)
+            .map_err(|e| RuneError::io(format!("connect to {}", path.display()), e)),
     }
 }
 

@@ -140,6 +140,7 @@ fn exec(rt: &Runtime, global: &cli::GlobalOpts, e: cli::Exec) -> Result<i32> {
         additional_gids: e.additional_gids.clone(),
         capabilities: e.cap.clone(),
         no_new_privs: e.no_new_privs,
+        tty: e.tty,
         console_socket: e.console_socket.clone(),
         pid_file: e.pid_file.as_deref().map(absolute),
         preserve_fds: e.preserve_fds,

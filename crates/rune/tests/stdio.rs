@@ -1,56 +1,79 @@
 //! Standard streams: every kind of fd 0, 1 and 2 a caller can give (`/dev/null` opened
-//! read-only, write-only or read-write, a pipe, a file) reaches the container's program
-//! as it does with runc, for `run`, `create` + `start` and `exec`. The expected values are
-//! runc's, measured on the same bundle in the same test (Debian's runc, which `make test`
-//! installs).
+//! read-only, write-only or read-write, a pipe, a file, a terminal, a closed fd) reaches
+//! the container's program as it does with runc, for `run`, `create` + `start` and
+//! `exec`, in plain containers and in enclave containers (the program hosted by rune's
+//! init through `liberpal-sim`); and with `process.terminal` the pty master reaches the
+//! console socket as runc sends it. The expected values are runc's, measured on the same
+//! bundle in the same test (Debian's runc, which `make test` installs): an enclave
+//! program is held to what runc's plain program sees for the same streams.
 
 mod common;
 
+use std::collections::HashMap;
 use std::fs::OpenOptions;
 use std::io::Write;
-use std::os::unix::process::ExitStatusExt;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::net::UnixListener;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::*;
 
 const RUNC: &str = "/usr/sbin/runc";
 
-/// Writes to each of fds 0-2 and reads a line from fd 0; the findings go to /out/r,
-/// which the host reads. `echo` to fd 1 is the issue's example: it failed with EBADF when
-/// stdout was a write-only /dev/null.
+/// For each of fds 0-2: whether a write to it succeeds (`w`), whether it is a terminal
+/// (`t`) and what it is (`/proc/self/fd/N`); then a line read from fd 0. The findings
+/// go to /out/r, which the host reads. `echo` to fd 1 is the issue's example: it failed
+/// with EBADF when stdout was a write-only /dev/null.
 const PROBE: &str = r#"for fd in 0 1 2; do
-  if (printf x >&$fd) 2>/dev/null; then w=w; else w=-; fi
-  printf "$fd$w " >> /out/r
+  if (printf x >&8) 8>&$fd 2>/dev/null; then w=w; else w=-; fi
+  if test -t $fd; then t=t; else t=-; fi
+  printf "$fd$w$t:$(readlink /proc/$$/fd/$fd) " >> /out/r
 done
 if read -r line; then echo "in:$line" >> /out/r; else echo "in:none" >> /out/r; fi
 echo hi; exit 7"#;
 
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 enum Kind {
     NullRead,
     NullWrite,
     NullReadWrite,
     Pipe,
     File,
+    /// The slave of a pty the test opened (not `process.terminal`: passed through).
+    Tty,
+    /// Closed in the runtime's process.
+    Closed,
 }
 
-const KINDS: [Kind; 5] = [
+const KINDS: [Kind; 7] = [
     Kind::NullRead,
     Kind::NullWrite,
     Kind::NullReadWrite,
     Kind::Pipe,
     Kind::File,
+    Kind::Tty,
+    Kind::Closed,
 ];
 
-/// An fd of `kind` for standard stream `fd`; stdin pipes and files hold one line.
-fn stream(kind: Kind, fd: usize, dir: &Path) -> Stdio {
+/// An fd of `kind` for standard stream `fd` (`None` for a closed one), and what must stay
+/// open meanwhile (a pty's master). Stdin pipes, files and terminals hold one line.
+fn stream(kind: Kind, fd: usize, dir: &Path) -> (Option<Stdio>, Option<OwnedFd>) {
     let null = |r: bool, w: bool| OpenOptions::new().read(r).write(w).open("/dev/null");
-    match kind {
+    let s: Stdio = match kind {
         Kind::NullRead => null(true, false).unwrap().into(),
         Kind::NullWrite => null(false, true).unwrap().into(),
         Kind::NullReadWrite => null(true, true).unwrap().into(),
+        Kind::Closed => return (None, None),
+        Kind::Tty => {
+            let pty = nix::pty::openpty(None, None).unwrap();
+            if fd == 0 {
+                nix::unistd::write(&pty.master, b"line\n").unwrap();
+            }
+            return (Some(pty.slave.into()), Some(pty.master));
+        }
         Kind::Pipe => {
             let (reader, mut writer) = std::io::pipe().unwrap();
             if fd == 0 {
@@ -58,10 +81,8 @@ fn stream(kind: Kind, fd: usize, dir: &Path) -> Stdio {
                 drop(writer);
                 reader.into()
             } else {
-                // Output is small: it fits the pipe's buffer until the reader is dropped
-                // with the test; the writer end is the container's.
-                std::mem::forget(reader);
-                writer.into()
+                // Output is small: it fits the pipe's buffer; the test keeps the reader.
+                return (Some(writer.into()), Some(reader.into()));
             }
         }
         Kind::File => {
@@ -74,23 +95,88 @@ fn stream(kind: Kind, fd: usize, dir: &Path) -> Stdio {
                 .unwrap()
                 .into()
         }
+    };
+    (Some(s), None)
+}
+
+/// What runs the containers: runc or rune, with its state root.
+struct Runtime<'a> {
+    bin: &'a str,
+    root: &'a Path,
+    /// `liberpal-sim`'s platform directory (for rune).
+    platform: &'a Path,
+}
+
+impl Runtime<'_> {
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(self.bin);
+        c.env("INCLAVARE_SIM_PLATFORM_DIR", self.platform)
+            .arg("--root")
+            .arg(self.root)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        c
+    }
+
+    fn ok(&self, args: &[&str]) {
+        let st = self.cmd(args).status().unwrap();
+        assert!(st.success(), "{} {args:?}: {st}", self.bin);
+    }
+
+    fn delete(&self, id: &str) {
+        let _ = self.cmd(&["delete", "--force", id]).status();
     }
 }
 
-/// A bundle running `args` with the host's `out` at /tmp.
-fn bundle(args: &[&str], out: &Path) -> Bundle {
-    Bundle::new(args).bind(out, "/tmp")
+/// A bundle running `args` with the host's `out` at /tmp (the busybox image has /tmp,
+/// and is shared read-only); an enclave of `liberpal-sim` with `pal`.
+fn bundle(args: &[&str], out: &Path, pal: Option<&Path>) -> Bundle {
+    let b = Bundle::new(args).bind(out, "/tmp");
+    match pal {
+        Some(pal) => b.enclave(pal, "debug"),
+        None => b,
+    }
 }
 
-/// The probe with /out at /tmp (the busybox image has /tmp, and is shared read-only).
+/// The probe with /out at /tmp.
 fn probe() -> String {
     PROBE.replace("/out/", "/tmp/")
 }
 
-/// Runs `runtime` with fd `which` of `kind` and the other two read-write /dev/null;
-/// returns what the probe found and the exit code.
+/// `pipe:[1234]` and `/dev/pts/5` without their numbers, which differ between runs.
+fn normalize(found: &str) -> String {
+    let mut out = String::new();
+    let mut rest = found;
+    while let Some(i) = rest.find(|c: char| c.is_ascii_digit()) {
+        let (head, tail) = rest.split_at(i);
+        out.push_str(head);
+        let digits = tail
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(tail.len());
+        if head.ends_with("pipe:[") || head.ends_with("/dev/pts/") {
+            out.push('N');
+        } else {
+            out.push_str(&tail[..digits]);
+        }
+        rest = &tail[digits..];
+    }
+    out + rest
+}
+
+/// Waits for `path` to hold `marker`; returns its content.
+fn wait_for(path: &Path, marker: &str) -> String {
+    wait_until(Duration::from_secs(10), || {
+        std::fs::read_to_string(path).is_ok_and(|r| r.contains(marker))
+    });
+    std::fs::read_to_string(path).unwrap_or_default()
+}
+
+/// Runs `rt` in `mode` with fd `which` of `kind` and the other two read-write
+/// /dev/null; returns what the probe found and, in the foreground, the exit code.
 fn observe(
-    (runtime, root): (&str, &Path),
+    rt: &Runtime,
     mode: &str,
     which: usize,
     kind: Kind,
@@ -99,63 +185,69 @@ fn observe(
     id: &str,
 ) -> (String, Option<i32>) {
     let _ = std::fs::remove_file(out.join("r"));
-    let fds: Vec<Stdio> = (0..3)
-        .map(|fd| {
-            stream(
-                if fd == which {
-                    kind
-                } else {
-                    Kind::NullReadWrite
-                },
-                fd,
-                out,
-            )
-        })
-        .collect();
-    let mut fds = fds.into_iter();
-    let mut cmd = Command::new(runtime);
-    cmd.arg("--root").arg(root);
+    let mut keep = Vec::new();
+    let mut fds = Vec::new();
+    for fd in 0..3 {
+        let (s, k) = stream(
+            if fd == which {
+                kind
+            } else {
+                Kind::NullReadWrite
+            },
+            fd,
+            out,
+        );
+        fds.push(s);
+        keep.extend(k);
+    }
     let probe = probe();
-    match mode {
-        "run" => cmd.args(["run", "--bundle"]).arg(b.path()).arg(id),
-        "run -d" => cmd.args(["run", "-d", "--bundle"]).arg(b.path()).arg(id),
-        "create" => cmd.args(["create", "--bundle"]).arg(b.path()).arg(id),
-        "exec" => cmd.args(["exec", id, "sh", "-c", &probe]),
-        _ => cmd.args(["exec", "-d", id, "sh", "-c", &probe]),
+    let bundle = b.path().to_str().unwrap();
+    let args = match mode {
+        "run" => vec!["run", "--bundle", bundle, id],
+        "run -d" => vec!["run", "-d", "--bundle", bundle, id],
+        "create" => vec!["create", "--bundle", bundle, id],
+        "exec" => vec!["exec", id, "sh", "-c", &probe],
+        _ => vec!["exec", "-d", id, "sh", "-c", &probe],
     };
-    let status = cmd
-        .stdin(fds.next().unwrap())
-        .stdout(fds.next().unwrap())
-        .stderr(fds.next().unwrap())
-        .status()
-        .unwrap();
-    let code = if mode == "create" || mode.ends_with("-d") {
-        assert!(status.success(), "{runtime} {mode}: {status}");
-        if mode == "create" {
-            let st = Command::new(runtime)
-                .arg("--root")
-                .arg(root)
-                .args(["start", id])
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .status()
-                .unwrap();
-            assert!(st.success(), "{runtime} start");
+    let mut cmd = rt.cmd(&args);
+    let mut fds = fds.into_iter();
+    if let Some(s) = fds.next().unwrap() {
+        cmd.stdin(s);
+    }
+    if let Some(s) = fds.next().unwrap() {
+        cmd.stdout(s);
+    }
+    if let Some(s) = fds.next().unwrap() {
+        cmd.stderr(s);
+    }
+    if kind == Kind::Closed {
+        // SAFETY: runs between fork and exec; close(2) is async-signal-safe.
+        unsafe {
+            cmd.pre_exec(move || {
+                libc::close(which as i32);
+                Ok(())
+            });
         }
-        wait_until(Duration::from_secs(10), || {
-            std::fs::read_to_string(out.join("r")).is_ok_and(|r| r.contains("in:"))
-        });
+    }
+    let status = cmd.status().unwrap();
+    drop(cmd);
+    let code = if mode == "create" || mode.ends_with("-d") {
+        assert!(
+            status.success(),
+            "{} {mode}, fd {which} {kind:?}: {status}",
+            rt.bin
+        );
+        if mode == "create" {
+            rt.ok(&["start", id]);
+        }
+        wait_for(&out.join("r"), "in:");
         None
     } else {
         Some(status.code().unwrap_or(128 + status.signal().unwrap_or(0)))
     };
     let found = std::fs::read_to_string(out.join("r")).unwrap_or_default();
     if !mode.starts_with("exec") {
-        let _ = Command::new(runtime)
-            .arg("--root")
-            .arg(root)
-            .args(["delete", "--force", id])
-            .output();
+        rt.delete(id);
     }
     (found, code)
 }
@@ -163,91 +255,341 @@ fn observe(
 /// runc passes the caller's descriptors to the program when detached (`run -d`,
 /// `create`, `exec -d`) and copies them through pipes of its own in the foreground (so
 /// there a program cannot write to fd 0 or seek its stdin; crun passes them through
-/// always). rune passes them through always: each of rune's modes is held to runc's
-/// pass-through result for the same descriptors, and its exit code to the program's.
+/// always). rune passes them through always: each of rune's modes, plain and enclave, is
+/// held to runc's pass-through result for the same descriptors, and its exit code to the
+/// program's. A descriptor the caller closed is the exception: runc lets one of its own
+/// descriptors take the slot (the program finds `/sys/fs/cgroup` there, a host
+/// directory), rune a read-write `/dev/null`, so rune is held to runc's result for that.
 #[test]
 fn every_kind_of_standard_stream_reaches_the_program_as_with_runc() {
     if !root_or_skip("standard streams") || !tool_or_skip("standard streams", RUNC) {
         return;
     }
+    let (pal, _) = sim_artifacts();
     let out = tempfile::tempdir().unwrap();
-    let (rune_root, runc_root) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let platform = tempfile::tempdir().unwrap();
+    let roots = [(); 3].map(|_| tempfile::tempdir().unwrap());
+    let rt = |bin, i: usize| Runtime {
+        bin,
+        root: roots[i].path(),
+        platform: platform.path(),
+    };
+    let (runc, rune, enclave) = (rt(RUNC, 0), rt(RUNE, 1), rt(RUNE, 2));
     let probe = probe();
-    let b = bundle(&["sh", "-c", &probe], out.path());
-    let sleeper = bundle(&["sleep", "100"], out.path());
+    let plain = bundle(&["sh", "-c", &probe], out.path(), None);
+    let enclave_b = bundle(&["/bin/sh", "-c", &probe], out.path(), Some(&pal));
+    let sleepers = [
+        bundle(&["sleep", "100"], out.path(), None),
+        bundle(&["/bin/sleep", "100"], out.path(), Some(&pal)),
+    ];
     let mut mismatches = Vec::new();
     for (mode, reference) in [("run", "run -d"), ("create", "create"), ("exec", "exec -d")] {
-        let (rune_id, runc_id) = (unique_id("stdio"), unique_id("stdio"));
+        let exec_ids = [(); 3].map(|_| unique_id("stdio"));
         if mode == "exec" {
-            for (runtime, root, id) in [(RUNE, &rune_root, &rune_id), (RUNC, &runc_root, &runc_id)]
-            {
-                let st = Command::new(runtime)
-                    .arg("--root")
-                    .arg(root.path())
-                    .args(["run", "-d", "--bundle"])
-                    .arg(sleeper.path())
-                    .arg(id)
-                    .stdin(Stdio::null())
-                    .stdout(Stdio::null())
-                    .stderr(Stdio::null())
-                    .status()
-                    .unwrap();
-                assert!(st.success(), "{runtime} run -d");
-            }
+            runc.ok(&[
+                "run",
+                "-d",
+                "--bundle",
+                sleepers[0].path().to_str().unwrap(),
+                &exec_ids[0],
+            ]);
+            rune.ok(&[
+                "run",
+                "-d",
+                "--bundle",
+                sleepers[0].path().to_str().unwrap(),
+                &exec_ids[1],
+            ]);
+            enclave.ok(&[
+                "run",
+                "-d",
+                "--bundle",
+                sleepers[1].path().to_str().unwrap(),
+                &exec_ids[2],
+            ]);
         }
+        let id = |i: usize| match mode {
+            "exec" => exec_ids[i].clone(),
+            _ => unique_id("stdio"),
+        };
+        let mut runc_null: HashMap<usize, String> = HashMap::new();
         for which in 0..3 {
             for kind in KINDS {
-                let ids = if mode == "exec" {
-                    (rune_id.clone(), runc_id.clone())
-                } else {
-                    (unique_id("stdio"), unique_id("stdio"))
+                let expected = match kind {
+                    Kind::Closed => runc_null[&which].clone(),
+                    _ => normalize(
+                        &observe(&runc, reference, which, kind, out.path(), &plain, &id(0)).0,
+                    ),
                 };
-                let rune = observe(
-                    (RUNE, rune_root.path()),
-                    mode,
-                    which,
-                    kind,
-                    out.path(),
-                    &b,
-                    &ids.0,
-                );
-                let runc = observe(
-                    (RUNC, runc_root.path()),
-                    reference,
-                    which,
-                    kind,
-                    out.path(),
-                    &b,
-                    &ids.1,
-                );
-                if rune.0 != runc.0 {
-                    mismatches.push(format!(
-                        "{mode}, fd {which} {kind:?}: rune {:?}, runc {reference} {:?}",
-                        rune.0, runc.0
-                    ));
+                if kind == Kind::NullReadWrite {
+                    runc_null.insert(which, expected.clone());
                 }
-                if mode != "create" && rune.1 != Some(7) {
-                    mismatches.push(format!("{mode}, fd {which} {kind:?}: exit {:?}", rune.1));
+                for (what, rt, b, id) in [
+                    ("plain", &rune, &plain, id(1)),
+                    ("enclave", &enclave, &enclave_b, id(2)),
+                ] {
+                    let (found, code) = observe(rt, mode, which, kind, out.path(), b, &id);
+                    if normalize(&found) != expected {
+                        mismatches.push(format!(
+                            "{what} {mode}, fd {which} {kind:?}: rune {found:?}, runc {reference} {expected:?}"
+                        ));
+                    }
+                    if mode != "create" && code != Some(7) {
+                        mismatches
+                            .push(format!("{what} {mode}, fd {which} {kind:?}: exit {code:?}"));
+                    }
                 }
             }
         }
         if mode == "exec" {
-            for (runtime, root, id) in [(RUNE, &rune_root, &rune_id), (RUNC, &runc_root, &runc_id)]
-            {
-                let _ = Command::new(runtime)
-                    .arg("--root")
-                    .arg(root.path())
-                    .args(["delete", "--force", id])
-                    .output();
+            for (rt, id) in [
+                (&runc, &exec_ids[0]),
+                (&rune, &exec_ids[1]),
+                (&enclave, &exec_ids[2]),
+            ] {
+                rt.delete(id);
             }
         }
     }
     assert!(mismatches.is_empty(), "{}", mismatches.join("\n"));
-    if let Some(left) = std::fs::read_dir(rune_root.path())
-        .unwrap()
-        .flatten()
-        .next()
+    for root in &roots[1..] {
+        if let Some(left) = std::fs::read_dir(root.path()).unwrap().flatten().next() {
+            panic!("left behind: {}", left.path().display());
+        }
+    }
+}
+
+/// With `process.terminal`: whether fds 0-2 are terminals and which, whether the pty is
+/// the program's controlling terminal with the program's process group in the
+/// foreground (so ^C typed on it signals the program), what `tty` names; then a line
+/// read from the terminal, and `hello` written to it.
+const TERMINAL_PROBE: &str = r#"for fd in 0 1 2; do
+  if test -t $fd; then t=t; else t=-; fi
+  printf "$fd$t:$(readlink /proc/$$/fd/$fd) " >> /out/r
+done
+set -- $(cut -d' ' -f5,7,8 /proc/$$/stat)
+if [ "$2" != 0 ] && [ "$1" = "$3" ]; then c=ctty; else c=no-ctty; fi
+echo "$c tty:$(tty)" >> /out/r
+read -r line; echo "in:$line" >> /out/r; echo hello; exit 7"#;
+
+/// Accepts one connection on a console socket and receives what a runtime sends on it:
+/// the name and the pty master (runc's `utils.SendFile`).
+fn receive_console(listener: &UnixListener) -> Option<(Vec<u8>, OwnedFd)> {
+    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
+    listener.set_nonblocking(true).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let conn = loop {
+        match listener.accept() {
+            Ok((c, _)) => break c,
+            Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(10)),
+            Err(_) => return None,
+        }
+    };
+    conn.set_nonblocking(false).unwrap();
+    let mut name = [0u8; 256];
+    let mut iov = [std::io::IoSliceMut::new(&mut name)];
+    let mut space = nix::cmsg_space!([std::os::fd::RawFd; 1]);
+    let msg = recvmsg::<()>(
+        conn.as_raw_fd(),
+        &mut iov,
+        Some(&mut space),
+        MsgFlags::empty(),
+    )
+    .unwrap();
+    let len = msg.bytes;
+    let mut master = None;
+    for c in msg.cmsgs().unwrap() {
+        if let ControlMessageOwned::ScmRights(fds) = c {
+            // SAFETY: the kernel just installed the descriptor for us; nothing else owns it.
+            master = fds
+                .first()
+                .map(|&fd| unsafe { std::os::fd::FromRawFd::from_raw_fd(fd) });
+        }
+    }
+    Some((name[..len].to_vec(), master?))
+}
+
+/// Reads what the program writes to the terminal until `hello` (or 10 s).
+fn read_terminal(master: &OwnedFd) -> String {
+    use nix::fcntl::{fcntl, FcntlArg, OFlag};
+    fcntl(master.as_raw_fd(), FcntlArg::F_SETFL(OFlag::O_NONBLOCK)).unwrap();
+    let mut got = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline && !String::from_utf8_lossy(&got).contains("hello") {
+        let mut buf = [0u8; 1024];
+        match nix::unistd::read(master.as_raw_fd(), &mut buf) {
+            Ok(0) | Err(nix::errno::Errno::EIO) => break,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(_) => std::thread::sleep(Duration::from_millis(20)),
+        }
+    }
+    String::from_utf8_lossy(&got).into_owned()
+}
+
+/// `run -d`, `create` + `start` and `exec -d -t` with a console socket: the runtime
+/// opens a pty in the container's devpts and sends its master over the socket; the
+/// program has the slave as fds 0-2 and as its controlling terminal, reads what is
+/// typed on the master and writes there. rune, plain and enclave, is held to runc; and
+/// both refuse a console socket the process will not use, and a detached terminal
+/// without one, before anything runs.
+#[test]
+fn a_terminal_reaches_the_console_socket_as_with_runc() {
+    if !root_or_skip("terminal") || !tool_or_skip("terminal", RUNC) {
+        return;
+    }
+    let (pal, _) = sim_artifacts();
+    let out = tempfile::tempdir().unwrap();
+    let platform = tempfile::tempdir().unwrap();
+    let roots = [(); 3].map(|_| tempfile::tempdir().unwrap());
+    let rt = |bin, i: usize| Runtime {
+        bin,
+        root: roots[i].path(),
+        platform: platform.path(),
+    };
+    let probe = TERMINAL_PROBE.replace("/out/", "/tmp/");
+    let with_terminal = |b: Bundle| {
+        let mut b = b;
+        b.spec["process"]["terminal"] = serde_json::json!(true);
+        b.save();
+        b
+    };
+    let plain = with_terminal(bundle(&["sh", "-c", &probe], out.path(), None));
+    let enclave_b = with_terminal(bundle(&["/bin/sh", "-c", &probe], out.path(), Some(&pal)));
+    let sleepers = [
+        bundle(&["sleep", "100"], out.path(), None),
+        bundle(&["/bin/sleep", "100"], out.path(), Some(&pal)),
+    ];
+    let cases = [
+        ("runc", rt(RUNC, 0), &plain, &sleepers[0]),
+        ("plain", rt(RUNE, 1), &plain, &sleepers[0]),
+        ("enclave", rt(RUNE, 2), &enclave_b, &sleepers[1]),
+    ];
+    let socket = out.path().join("console.sock");
+    let mut results = HashMap::new();
+    let mut failures = Vec::new();
+    for (what, rt, b, sleeper) in &cases {
+        let sleeper_id = unique_id("tty");
+        rt.ok(&[
+            "run",
+            "-d",
+            "--bundle",
+            sleeper.path().to_str().unwrap(),
+            &sleeper_id,
+        ]);
+        for mode in ["run -d", "create", "exec -d -t"] {
+            let _ = std::fs::remove_file(out.path().join("r"));
+            let _ = std::fs::remove_file(&socket);
+            let listener = UnixListener::bind(&socket).unwrap();
+            let sock = socket.to_str().unwrap();
+            let id = unique_id("tty");
+            let bundle = b.path().to_str().unwrap();
+            let args = match mode {
+                "run -d" => vec![
+                    "run",
+                    "-d",
+                    "--console-socket",
+                    sock,
+                    "--bundle",
+                    bundle,
+                    &id,
+                ],
+                "create" => vec!["create", "--console-socket", sock, "--bundle", bundle, &id],
+                _ => vec![
+                    "exec",
+                    "-d",
+                    "-t",
+                    "--console-socket",
+                    sock,
+                    &sleeper_id,
+                    "sh",
+                    "-c",
+                    &probe,
+                ],
+            };
+            let mut child = rt.cmd(&args).spawn().unwrap();
+            let received = receive_console(&listener);
+            let status = child.wait().unwrap();
+            let Some((name, master)) = received else {
+                failures.push(format!(
+                    "{what} {mode}: no pty master on the console socket ({status})"
+                ));
+                continue;
+            };
+            if mode == "create" {
+                rt.ok(&["start", &id]);
+            }
+            nix::unistd::write(&master, b"ping\n").unwrap();
+            let typed = read_terminal(&master);
+            let found = wait_for(&out.path().join("r"), "in:");
+            results.insert((*what, mode), (name, found, typed));
+            if mode != "exec -d -t" {
+                rt.delete(&id);
+            }
+        }
+        // Refused before anything runs: the program would leave /tmp/r.
+        let _ = std::fs::remove_file(out.path().join("r"));
+        let sock = socket.to_str().unwrap();
+        for args in [
+            vec!["exec", "-d", "-t", &sleeper_id, "sh", "-c", "echo >/tmp/r"],
+            vec![
+                "exec",
+                "-d",
+                "--console-socket",
+                sock,
+                &sleeper_id,
+                "sh",
+                "-c",
+                "echo >/tmp/r",
+            ],
+        ] {
+            let o = output_via_files(rt.cmd(&args).stdin(Stdio::null()));
+            let stderr = String::from_utf8_lossy(&o.stderr);
+            if o.status.success() || stderr.lines().count() != 1 {
+                failures.push(format!("{what} {args:?}: {} {stderr:?}", o.status));
+            }
+        }
+        std::thread::sleep(Duration::from_millis(200));
+        if out.path().join("r").exists() {
+            failures.push(format!("{what}: a refused exec ran"));
+        }
+        rt.delete(&sleeper_id);
+    }
+    let modes = ["run -d", "create", "exec -d -t"];
+    for (what, mode) in ["plain", "enclave"]
+        .into_iter()
+        .flat_map(|w| modes.map(|m| (w, m)))
     {
-        panic!("left behind: {}", left.path().display());
+        let (Some(runc), Some(rune)) = (results.get(&("runc", mode)), results.get(&(what, mode)))
+        else {
+            continue;
+        };
+        if rune.0 != runc.0 {
+            failures.push(format!(
+                "{what} {mode}: sent {:?}, runc {:?}",
+                rune.0, runc.0
+            ));
+        }
+        if rune.1 != runc.1 {
+            failures.push(format!(
+                "{what} {mode}: program saw {:?}, with runc {:?}",
+                rune.1, runc.1
+            ));
+        }
+        if !(rune.2.contains("ping") && rune.2.contains("hello")) {
+            failures.push(format!("{what} {mode}: terminal showed {:?}", rune.2));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    let runc = &results[&("runc", "run -d")];
+    assert!(
+        runc.1
+            .contains("0t:/dev/pts/0 1t:/dev/pts/0 2t:/dev/pts/0 ctty"),
+        "{}",
+        runc.1
+    );
+    for root in &roots[1..] {
+        if let Some(left) = std::fs::read_dir(root.path()).unwrap().flatten().next() {
+            panic!("left behind: {}", left.path().display());
+        }
     }
 }

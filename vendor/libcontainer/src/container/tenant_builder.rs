@@ -55,6 +55,8 @@ pub struct TenantContainerBuilder {
     sub_cgroup: Option<String>,
     process_label: Option<String>,
     apparmor: Option<String>,
+    // PATCH(inclavare): `exec -t`; the process built from arguments had no terminal.
+    terminal: bool,
 }
 
 /// This is a helper function to get capabilities for tenant container, based on
@@ -154,6 +156,7 @@ impl TenantContainerBuilder {
             sub_cgroup: None,
             process_label: None,
             apparmor: None,
+            terminal: false,
         }
     }
 
@@ -199,6 +202,14 @@ impl TenantContainerBuilder {
 
     pub fn with_detach(mut self, detached: bool) -> Self {
         self.detached = detached;
+        self
+    }
+
+    /// PATCH(inclavare): gives the process built from arguments a terminal (runc's
+    /// `exec --tty`): a pty whose master goes to the console socket. A `--process`
+    /// file carries its own `terminal`.
+    pub fn with_terminal(mut self, terminal: bool) -> Self {
+        self.terminal = terminal;
         self
     }
 
@@ -403,6 +414,7 @@ impl TenantContainerBuilder {
                 .and_then(|p| p.env().as_ref().cloned())
                 .unwrap_or_default();
             let mut process_builder = ProcessBuilder::default()
+                .terminal(self.terminal)
                 .args(self.get_args()?)
                 .env(self.get_environment(spec_env));
             if let Some(cwd) = self.get_working_dir()? {
