@@ -371,8 +371,16 @@ pub fn create_cgroup_manager_with_root(
         }
         CgroupSetup::Unified => {
             // ref https://github.com/opencontainers/runtime-spec/blob/main/config-linux.md#cgroups-path
-            if cgroup_path.is_absolute() || !config.systemd_cgroup {
+            if cgroup_path.is_absolute() {
                 return Ok(create_v2_cgroup_manager(root, cgroup_path)?.any());
+            }
+            // PATCH(inclavare): a relative path lies below the parent of this process's
+            // own cgroup (which holds processes, so cannot delegate controllers), as
+            // runc's fs2 driver (libcontainer/cgroups/fs2/defaultpath.go).
+            if !config.systemd_cgroup {
+                let own = fs::read_to_string("/proc/self/cgroup").wrap_read("/proc/self/cgroup")?;
+                let path = v2_relative_path(&own, cgroup_path);
+                return Ok(create_v2_cgroup_manager(root, &path)?.any());
             }
             Ok(
                 create_systemd_cgroup_manager(root, cgroup_path, config.container_name.as_str())?
@@ -380,6 +388,19 @@ pub fn create_cgroup_manager_with_root(
             )
         }
     }
+}
+
+/// PATCH(inclavare): the v2 place of the relative `cgroup_path` for a process whose
+/// `/proc/self/cgroup` reads `own`: below the parent of its `0::` cgroup.
+fn v2_relative_path(own: &str, cgroup_path: &Path) -> PathBuf {
+    let mine = own
+        .lines()
+        .find_map(|l| l.strip_prefix("0::"))
+        .unwrap_or("/");
+    let parent = Path::new(mine).parent().unwrap_or(Path::new("/"));
+    Path::new("/")
+        .join(clean_relative(parent))
+        .join(clean_relative(cgroup_path))
 }
 
 pub fn create_cgroup_manager(
@@ -521,6 +542,24 @@ impl PathBufExt for PathBuf {
             })?;
         Ok(self.join(stripped))
     }
+}
+
+/// PATCH(inclavare): `path` as a relative path that stays below where it is joined:
+/// `.` and a leading `/` dropped, `..` resolved lexically and never above the start,
+/// as runc's `utils.CleanPath` treats a cgroup path.
+pub fn clean_relative(path: &Path) -> PathBuf {
+    use std::path::Component;
+    let mut out = PathBuf::new();
+    for c in path.components() {
+        match c {
+            Component::Normal(n) => out.push(n),
+            Component::ParentDir => {
+                out.pop();
+            }
+            Component::RootDir | Component::CurDir | Component::Prefix(_) => {}
+        }
+    }
+    out
 }
 
 #[cfg(any(feature = "cgroupsv2_devices", feature = "v1"))]
@@ -741,5 +780,33 @@ pub struct MustBePowerOfTwo;
 impl Display for MustBePowerOfTwo {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("page size must be in the format of 2^(integer)")
+    }
+}
+
+// PATCH(inclavare)
+#[cfg(test)]
+mod inclavare_tests {
+    use super::*;
+
+    #[test]
+    fn v2_relative_paths_lie_below_the_parent_of_the_own_cgroup() {
+        let own = "0::/user.slice/user-0.slice/session-1.scope\n";
+        assert_eq!(
+            v2_relative_path(own, Path::new("ctr")),
+            PathBuf::from("/user.slice/user-0.slice/ctr")
+        );
+        assert_eq!(
+            v2_relative_path("0::/\n", Path::new("../../a/./b")),
+            PathBuf::from("/a/b")
+        );
+    }
+
+    #[test]
+    fn clean_relative_never_climbs() {
+        assert_eq!(
+            clean_relative(Path::new("/a/../../b/./c")),
+            PathBuf::from("b/c")
+        );
+        assert_eq!(clean_relative(Path::new("foo/bar")), PathBuf::from("foo/bar"));
     }
 }

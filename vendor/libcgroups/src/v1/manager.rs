@@ -26,12 +26,15 @@ use super::util::V1MountPointError;
 use super::{ControllerType as CtrlType, util};
 use crate::common::{
     self, AnyCgroupManager, CGROUP_PROCS, CgroupManager, ControllerOpt, FreezerState,
-    JoinSafelyError, PathBufExt, WrapIoResult, WrappedIoError,
+    JoinSafelyError, WrapIoResult, WrappedIoError,
 };
 use crate::stats::{PidStatsError, Stats, StatsProvider};
 
 pub struct Manager {
     subsystems: HashMap<CtrlType, PathBuf>,
+    // PATCH(inclavare): hierarchies without controllers that runc's fs driver joins
+    // too (`name=systemd`, and the cgroup2 mount of a hybrid host), for placement only.
+    named: Vec<PathBuf>,
 }
 
 #[derive(thiserror::Error, Debug)]
@@ -84,42 +87,53 @@ pub enum V1ManagerError {
 
 impl Manager {
     /// Constructs a new cgroup manager with cgroups_path being relative to the root of the subsystem
+    // PATCH(inclavare): an absolute path is taken from each hierarchy's root, a relative
+    // one from this process's own cgroup in that hierarchy, as runc's fs driver does
+    // (libcontainer/cgroups/fs/paths.go `subsysPath`); `name=systemd` and a hybrid
+    // host's cgroup2 mount are joined as well.
     pub fn new(cgroup_path: &Path) -> Result<Self, V1ManagerError> {
+        let own = ProcessCGroups::from_read(ProcfsHandle::new()?.open(
+            ProcfsBase::ProcSelf,
+            "cgroup",
+            OpenFlags::O_RDONLY | OpenFlags::O_CLOEXEC,
+        )?)?;
         let mut subsystems = HashMap::new();
         for subsystem in CONTROLLERS {
-            if let Ok(subsystem_path) = Self::get_subsystem_path(cgroup_path, subsystem) {
+            if let Ok(subsystem_path) = Self::get_subsystem_path(&own, cgroup_path, subsystem) {
                 subsystems.insert(*subsystem, subsystem_path);
             } else {
                 tracing::warn!("cgroup {} not supported on this system", subsystem);
             }
         }
+        let mut named = Vec::new();
+        for (mount_point, key) in util::named_mount_points()? {
+            let Some(c) = own.0.iter().find(|c| match key.as_str() {
+                "" => c.hierarchy == 0 && c.controllers.is_empty(),
+                name => c.controllers.iter().any(|n| n == name),
+            }) else {
+                continue;
+            };
+            named.push(place(&mount_point, &c.pathname, cgroup_path));
+        }
 
-        Ok(Manager { subsystems })
+        Ok(Manager { subsystems, named })
     }
 
     fn get_subsystem_path(
+        own: &ProcessCGroups,
         cgroup_path: &Path,
         subsystem: &CtrlType,
     ) -> Result<PathBuf, V1ManagerError> {
         tracing::debug!("Get path for subsystem: {}", subsystem);
         let mount_point = util::get_subsystem_mount_point(subsystem)?;
 
-        let cgroup = ProcessCGroups::from_read(ProcfsHandle::new()?.open(
-            ProcfsBase::ProcSelf,
-            "cgroup",
-            OpenFlags::O_RDONLY | OpenFlags::O_CLOEXEC,
-        )?)?
-        .into_iter()
-        .find(|c| c.controllers.contains(&subsystem.to_string()))
-        .ok_or(V1ManagerError::SubsystemDoesNotExist)?;
+        let cgroup = own
+            .0
+            .iter()
+            .find(|c| c.controllers.contains(&subsystem.to_string()))
+            .ok_or(V1ManagerError::SubsystemDoesNotExist)?;
 
-        let p = if cgroup_path.as_os_str().is_empty() {
-            mount_point.join_safely(Path::new(&cgroup.pathname))?
-        } else {
-            mount_point.join_safely(cgroup_path)?
-        };
-
-        Ok(p)
+        Ok(place(&mount_point, &cgroup.pathname, cgroup_path))
     }
 
     fn get_required_controllers(
@@ -165,6 +179,19 @@ impl Manager {
     }
 }
 
+/// PATCH(inclavare): where `cgroup_path` lies in the hierarchy mounted at `mount_point`,
+/// in which this process is at `own`. Absolute: from the hierarchy's root; relative:
+/// below `own`; empty: `own` itself. `..` cannot climb above the starting point, as
+/// with runc's `utils.CleanPath`.
+fn place(mount_point: &Path, own: &str, cgroup_path: &Path) -> PathBuf {
+    let base = if cgroup_path.is_absolute() {
+        mount_point.to_path_buf()
+    } else {
+        mount_point.join(common::clean_relative(Path::new(own)))
+    };
+    base.join(common::clean_relative(cgroup_path))
+}
+
 impl CgroupManager for Manager {
     type Error = V1ManagerError;
 
@@ -194,6 +221,11 @@ impl CgroupManager for Manager {
                 CtrlType::Freezer => Freezer::add_task(pid, cgroup_path)?,
             }
         }
+        // PATCH(inclavare): join the hierarchies without controllers.
+        for cgroup_path in &self.named {
+            fs::create_dir_all(cgroup_path).wrap_create_dir(cgroup_path)?;
+            common::write_cgroup_file(cgroup_path.join(CGROUP_PROCS), pid)?;
+        }
 
         Ok(())
     }
@@ -222,7 +254,8 @@ impl CgroupManager for Manager {
     }
 
     fn remove(&self) -> Result<(), Self::Error> {
-        for cgroup_path in self.subsystems.values() {
+        // PATCH(inclavare): with the hierarchies without controllers.
+        for cgroup_path in self.subsystems.values().chain(&self.named) {
             if cgroup_path.exists() {
                 tracing::debug!("remove cgroup {:?}", cgroup_path);
                 let procs_path = cgroup_path.join(CGROUP_PROCS);

@@ -47,6 +47,33 @@ pub fn list_subsystem_mount_points() -> Result<Vec<PathBuf>, V1MountPointError> 
         })
 }
 
+/// PATCH(inclavare): the mount points of the hierarchies that carry no controller but
+/// place processes, each with its key in `/proc/<pid>/cgroup`: `name=systemd`, and the
+/// cgroup2 mount of a hybrid host (key `""`, line `0::`). runc's fs driver joins both.
+pub fn named_mount_points() -> Result<Vec<(PathBuf, String)>, V1MountPointError> {
+    let reader = BufReader::new(ProcfsHandle::new()?.open(
+        ProcfsBase::ProcSelf,
+        "mountinfo",
+        OpenFlags::O_RDONLY | OpenFlags::O_CLOEXEC,
+    )?);
+    let mut found: Vec<(PathBuf, String)> = Vec::new();
+    for line in reader.lines() {
+        let m = MountInfo::from_line(&line?).map_err(V1MountPointError::MountInfo)?;
+        let key = match m.fs_type.as_str() {
+            "cgroup" if m.super_options.get("name") == Some(&Some("systemd".into())) => {
+                "name=systemd"
+            }
+            "cgroup2" => "",
+            _ => continue,
+        };
+        // The first mount of each wins, as for the controllers.
+        if !found.iter().any(|(_, k)| k == key) {
+            found.push((m.mount_point, key.to_string()));
+        }
+    }
+    Ok(found)
+}
+
 /// List the mount points of all currently supported cgroup subsystems.
 pub fn list_supported_mount_points() -> Result<HashMap<ControllerType, PathBuf>, V1MountPointError>
 {
