@@ -784,7 +784,7 @@ fn lifecycle_commands_find_the_nested_cgroups() {
         seen.push((
             nested,
             ps.0,
-            ps.1.trim().to_string() == format!("[{pid}]"),
+            ps.1.trim() == format!("[{pid}]"),
             paused,
             frozen,
             resumed,
