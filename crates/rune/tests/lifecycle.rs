@@ -138,7 +138,9 @@ fn exec_pause_resume_ps_update() {
     let cg = leftovers(rune.root.path(), &id)
         .into_iter()
         .filter_map(|l| l.strip_prefix("cgroup ").map(String::from))
-        .find(|p| p.starts_with("/sys/fs/cgroup/pids") || p.contains("unified"))
+        // The pids hierarchy on v1 (a hybrid host's cgroup2 has no controllers), the one
+        // cgroup on v2.
+        .find(|p| std::path::Path::new(p).join("pids.max").exists())
         .expect("the container has a pids cgroup");
     assert_eq!(
         std::fs::read_to_string(format!("{cg}/pids.max"))

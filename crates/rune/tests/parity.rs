@@ -613,3 +613,192 @@ fn update_takes_runcs_flags() {
     assert!(seen[1][0], "runc update --cpu-share");
     assert_eq!(seen[0], seen[1], "rune vs runc: share, realtime, l3, mba");
 }
+
+/// `/proc/<pid>/cgroup`, and the directory of each line.
+fn cgroups_of(pid: &str) -> (String, Vec<std::path::PathBuf>) {
+    let lines = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap_or_default();
+    let dirs = lines.lines().map(cgroup_dir).collect();
+    (lines, dirs)
+}
+
+/// The directory of `/proc/<pid>/cgroup` line `h:controllers:path` (mounts named after
+/// their controllers, `name=systemd` at `systemd`, a hybrid host's cgroup2 at `unified`).
+fn cgroup_dir(line: &str) -> std::path::PathBuf {
+    let mut f = line.splitn(3, ':');
+    let (_, ctrl, path) = (f.next(), f.next().unwrap(), f.next().unwrap());
+    let mount = match ctrl {
+        "" if Path::new("/sys/fs/cgroup/unified").exists() => "unified",
+        "" => "",
+        c => c.trim_start_matches("name="),
+    };
+    Path::new("/sys/fs/cgroup")
+        .join(mount)
+        .join(path.trim_start_matches('/'))
+}
+
+/// Without `cgroupsPath` runc puts the container at its id below the caller's own cgroup
+/// of every hierarchy (a relative path likewise; libcontainer/cgroups/fs/paths.go),
+/// joining `name=systemd` and a hybrid host's cgroup2 too; the container sees those paths
+/// unless it has a cgroup namespace. `delete` removes the container's own cgroups (runc
+/// leaves the parents a relative path made). rune must do the same.
+#[test]
+fn cgroups_nest_under_the_callers_cgroup_as_with_runc() {
+    if skip("cgroup placement") {
+        return;
+    }
+    let own = std::fs::read_to_string("/proc/self/cgroup").unwrap();
+    let out = out_dir();
+    let b = Bundle::new(&["sh", "-c", "cat /proc/self/cgroup >/tmp/r; exec sleep 100"])
+        .bind(out.path(), "/tmp");
+    let tag = unique_id("nest");
+    for (path, cgroupns) in [
+        (None, false),
+        (Some(format!("{tag}/leaf")), false),
+        (None, true),
+    ] {
+        let mut b = Bundle {
+            dir: tempfile::tempdir().unwrap(),
+            spec: b.spec.clone(),
+        };
+        if let Some(p) = &path {
+            b.spec["linux"]["cgroupsPath"] = json!(p);
+        }
+        let ns = b.spec["linux"]["namespaces"].as_array_mut().unwrap();
+        ns.retain(|n| n["type"] != "cgroup");
+        if cgroupns {
+            ns.push(json!({"type": "cgroup"}));
+        }
+        b.save();
+        let mut seen = Vec::new();
+        for rt in [RUNE, RUNC] {
+            let _ = std::fs::remove_file(out.path().join("r"));
+            let root = tempfile::tempdir().unwrap();
+            let id = unique_id("nested");
+            let pid_file = root.path().join("pid");
+            let bundle = b.path().to_str().unwrap();
+            let args = [
+                "run",
+                "-d",
+                "--pid-file",
+                pid_file.to_str().unwrap(),
+                "--bundle",
+                bundle,
+                &id,
+            ];
+            let (code, _, err) = runtime(rt, root.path(), &args);
+            assert_eq!(code, 0, "{rt} {path:?}: {err}");
+            let pid = std::fs::read_to_string(&pid_file).unwrap();
+            let r = out.path().join("r");
+            wait_until(Duration::from_secs(10), || {
+                std::fs::metadata(&r).map(|m| m.len() > 0).unwrap_or(false)
+            });
+            let (host, dirs) = cgroups_of(pid.trim());
+            let inside = std::fs::read_to_string(&r).unwrap_or_default();
+            let (code, _, err) = runtime(rt, root.path(), &["delete", "--force", &id]);
+            assert_eq!(code, 0, "{rt} delete: {err}");
+            let kept: Vec<_> = dirs.iter().filter(|d| d.exists()).cloned().collect();
+            let parents: Vec<_> = dirs.iter().map(|d| d.parent().unwrap().is_dir()).collect();
+            if path.is_some() {
+                // runc leaves the parents a relative path made; the test removes them.
+                for d in &dirs {
+                    let _ = std::fs::remove_dir(d.parent().unwrap());
+                }
+            }
+            seen.push((
+                host.replace(&id, "ID"),
+                inside.replace(&id, "ID"),
+                parents,
+                kept,
+            ));
+        }
+        // What runc did is what the spec and runc's source say: `ID` (or the relative
+        // path) below the test's own cgroup in every hierarchy.
+        let inner = path.clone().unwrap_or("ID".into());
+        let expected: String = own
+            .lines()
+            .map(|l| {
+                let (head, p) = l.rsplit_once(':').unwrap();
+                format!("{head}:{}\n", Path::new(p).join(&inner).display())
+            })
+            .collect();
+        assert_eq!(seen[1].0, expected, "runc's placement, {path:?}");
+        assert_eq!(seen[0].0, seen[1].0, "rune's placement, {path:?}");
+        assert_eq!(seen[0].1, seen[1].1, "inside, {path:?} cgroupns {cgroupns}");
+        assert_eq!(seen[1].3, Vec::<std::path::PathBuf>::new(), "runc left");
+        assert_eq!(seen[0].3, seen[1].3, "rune left, {path:?}");
+        assert_eq!(seen[0].2, seen[1].2, "parents left, {path:?}");
+        assert!(path.is_none_or(|p| p.starts_with(&tag)));
+    }
+}
+
+/// `ps`, `pause`/`resume` and `update` find the cgroups of a container without
+/// `cgroupsPath` where runc would: below the caller's own cgroups.
+#[test]
+fn lifecycle_commands_find_the_nested_cgroups() {
+    if skip("nested cgroup commands") {
+        return;
+    }
+    let mut b = Bundle::new(&["sleep", "100"]);
+    b.spec["linux"]
+        .as_object_mut()
+        .unwrap()
+        .remove("cgroupsPath");
+    b.save();
+    let mut seen = Vec::new();
+    for rt in [RUNE, RUNC] {
+        let root = tempfile::tempdir().unwrap();
+        let id = unique_id("nestcmd");
+        let pid_file = root.path().join("pid");
+        let bundle = b.path().to_str().unwrap();
+        let args = [
+            "run",
+            "-d",
+            "--pid-file",
+            pid_file.to_str().unwrap(),
+            "--bundle",
+            bundle,
+            &id,
+        ];
+        let (code, _, err) = runtime(rt, root.path(), &args);
+        assert_eq!(code, 0, "{rt}: {err}");
+        let pid = std::fs::read_to_string(&pid_file)
+            .unwrap()
+            .trim()
+            .to_string();
+        let (_, dirs) = cgroups_of(&pid);
+        let dir = |ctrl: &str| {
+            dirs.iter()
+                .find(|d| d.starts_with(Path::new("/sys/fs/cgroup").join(ctrl)))
+                .cloned()
+                .unwrap()
+        };
+        let read = |p: std::path::PathBuf| std::fs::read_to_string(p).unwrap_or_default();
+        let ps = runtime(rt, root.path(), &["ps", "--format", "json", &id]);
+        let paused = runtime(rt, root.path(), &["pause", &id]).0;
+        let frozen = read(dir("freezer").join("freezer.state"));
+        let resumed = runtime(rt, root.path(), &["resume", &id]).0;
+        let thawed = read(dir("freezer").join("freezer.state"));
+        let update = runtime(rt, root.path(), &["update", "--memory", "67108864", &id]);
+        let limit = read(dir("memory").join("memory.limit_in_bytes"));
+        let nested = dir("memory").parent() == memory_cgroup(std::process::id()).as_deref();
+        seen.push((
+            nested,
+            ps.0,
+            ps.1.trim() == format!("[{pid}]"),
+            paused,
+            frozen,
+            resumed,
+            thawed,
+            update.0,
+            limit,
+        ));
+        runtime(rt, root.path(), &["delete", "--force", &id]);
+        assert!(dirs.iter().all(|d| !d.exists()), "{rt} left cgroups");
+    }
+    assert!(seen[1].0, "runc nests the memory cgroup below the caller's");
+    assert_eq!(seen[1].1, 0, "runc ps");
+    assert!(seen[1].2, "runc ps lists the init");
+    assert_eq!(seen[1].4, "FROZEN\n", "runc pause");
+    assert_eq!(seen[1].8, "67108864\n", "runc update");
+    assert_eq!(seen[0], seen[1], "rune vs runc");
+}

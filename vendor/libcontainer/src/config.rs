@@ -52,7 +52,8 @@ pub struct YoukiConfig {
 }
 
 impl YoukiConfig {
-    pub fn from_spec(spec: &Spec, container_id: &str) -> Result<Self> {
+    // PATCH(inclavare): `systemd` chooses the default cgroup path (see `get_cgroup_path`).
+    pub fn from_spec(spec: &Spec, container_id: &str, systemd: bool) -> Result<Self> {
         Ok(YoukiConfig {
             hooks: spec.hooks().clone(),
             cgroup_path: utils::get_cgroup_path(
@@ -61,6 +62,7 @@ impl YoukiConfig {
                     .ok_or(ConfigError::MissingLinux)?
                     .cgroups_path(),
                 container_id,
+                systemd,
             ),
         })
     }
@@ -111,7 +113,7 @@ mod tests {
     fn test_config_from_spec() -> Result<()> {
         let container_id = "sample";
         let spec = Spec::default();
-        let config = YoukiConfig::from_spec(&spec, container_id)?;
+        let config = YoukiConfig::from_spec(&spec, container_id, true)?;
         assert_eq!(&config.hooks, spec.hooks());
         dbg!(&config.cgroup_path);
         assert_eq!(
@@ -126,7 +128,7 @@ mod tests {
         let container_id = "sample";
         let tmp = tempfile::tempdir().expect("create temp dir");
         let spec = Spec::default();
-        let config = YoukiConfig::from_spec(&spec, container_id)?;
+        let config = YoukiConfig::from_spec(&spec, container_id, true)?;
         config.save(&tmp)?;
         let act = YoukiConfig::load(&tmp)?;
         assert_eq!(act, config);
@@ -138,7 +140,7 @@ mod tests {
         let container_id = "sample";
         let spec = Spec::default();
         let tmp = tempfile::tempdir().expect("create temp dir");
-        let config = YoukiConfig::from_spec(&spec, container_id)?;
+        let config = YoukiConfig::from_spec(&spec, container_id, true)?;
 
         let invalid_dir = tmp.path().join("invalid");
         let result = config.save(&invalid_dir);

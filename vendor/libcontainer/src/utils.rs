@@ -148,10 +148,18 @@ pub fn get_user_home(uid: u32) -> Option<PathBuf> {
 }
 
 /// If None, it will generate a default path for cgroups.
-pub fn get_cgroup_path(cgroups_path: &Option<PathBuf>, container_id: &str) -> PathBuf {
+// PATCH(inclavare): without systemd the default is the container id, a path relative
+// to the caller's cgroup, as runc's specconv (`c.Name = id`); `:youki:<id>` is a
+// systemd unit form and became a directory named so at the top of each hierarchy.
+pub fn get_cgroup_path(
+    cgroups_path: &Option<PathBuf>,
+    container_id: &str,
+    systemd: bool,
+) -> PathBuf {
     match cgroups_path {
         Some(cpath) => cpath.clone(),
-        None => PathBuf::from(format!(":youki:{container_id}")),
+        None if systemd => PathBuf::from(format!(":youki:{container_id}")),
+        None => PathBuf::from(container_id),
     }
 }
 
@@ -456,11 +464,15 @@ mod tests {
     fn test_get_cgroup_path() {
         let cid = "sample_container_id";
         assert_eq!(
-            get_cgroup_path(&None, cid),
+            get_cgroup_path(&None, cid, true),
             PathBuf::from(":youki:sample_container_id")
         );
         assert_eq!(
-            get_cgroup_path(&Some(PathBuf::from("/youki")), cid),
+            get_cgroup_path(&None, cid, false),
+            PathBuf::from("sample_container_id")
+        );
+        assert_eq!(
+            get_cgroup_path(&Some(PathBuf::from("/youki")), cid, false),
             PathBuf::from("/youki")
         );
     }

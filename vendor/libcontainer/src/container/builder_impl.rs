@@ -92,7 +92,12 @@ impl ContainerBuilderImpl {
 
     fn run_container(&mut self) -> Result<Pid, LibcontainerError> {
         let linux = self.spec.linux().as_ref().ok_or(MissingSpecError::Linux)?;
-        let base_cgroups_path = utils::get_cgroup_path(linux.cgroups_path(), &self.container_id);
+        // PATCH(inclavare): the default path depends on the cgroup driver.
+        let base_cgroups_path = utils::get_cgroup_path(
+            linux.cgroups_path(),
+            &self.container_id,
+            self.use_systemd || self.user_ns_config.is_some(),
+        );
         let mut final_cgroups_path = base_cgroups_path;
 
         if let Some(sub_cgroup_path) = &self.sub_cgroup_path
@@ -225,7 +230,12 @@ impl ContainerBuilderImpl {
 
     fn cleanup_container(&self) -> Result<(), LibcontainerError> {
         let linux = self.spec.linux().as_ref().ok_or(MissingSpecError::Linux)?;
-        let cgroups_path = utils::get_cgroup_path(linux.cgroups_path(), &self.container_id);
+        // PATCH(inclavare): the default path depends on the cgroup driver.
+        let cgroups_path = utils::get_cgroup_path(
+            linux.cgroups_path(),
+            &self.container_id,
+            self.use_systemd || self.user_ns_config.is_some(),
+        );
         let cmanager =
             libcgroups::common::create_cgroup_manager(libcgroups::common::CgroupConfig {
                 cgroup_path: cgroups_path,

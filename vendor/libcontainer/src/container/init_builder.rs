@@ -105,7 +105,12 @@ impl InitContainerBuilder {
 
         let user_ns_config = UserNamespaceConfig::new(&spec)?;
 
-        let config = YoukiConfig::from_spec(&spec, container.id())?;
+        // PATCH(inclavare): the same systemd choice as the builder's cgroup manager.
+        let config = YoukiConfig::from_spec(
+            &spec,
+            container.id(),
+            self.use_systemd || user_ns_config.is_some(),
+        )?;
         config.save(&container_dir).map_err(|err| {
             tracing::error!(?container_dir, "failed to save config: {}", err);
             err
