@@ -274,8 +274,3 @@ impl Agent {
         }
     }
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-}

@@ -196,6 +196,9 @@ impl Bed {
     }
 }
 
+/// (layout name, public keys, private key sets)
+type Case<'a> = (&'a str, &'a [&'a str], &'a [&'a [&'a str]]);
+
 fn digest_of(bytes: &[u8]) -> String {
     format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
 }
@@ -243,7 +246,8 @@ fn skopeo_jwe_layers_decrypt_to_the_original_digests() {
         .iter()
         .map(|d| d["mediaType"].as_str().unwrap().to_string())
         .collect();
-    let cases: &[(&str, &[&str], &[&[&str]])] = &[
+    // (name, public keys to encrypt to, private key sets that must each decrypt)
+    let cases: &[Case] = &[
         (
             "rsa",
             &["rsa.pub"],
@@ -545,4 +549,88 @@ fn ctr_counter_and_hmac_match_openssl() {
     assert_eq!(openssl_hmac(dir.path(), &key, &ct), enc.public.hmac());
     assert_eq!(enc.private.digest(), digest_of(&plain));
     assert_eq!(enc.digest, digest_of(&ct));
+}
+
+/// Seals (`seal`) or opens (`open`) an annotation packet with Python's `cryptography`,
+/// an implementation independent of ours (the reference's §1.4 [TB] cross-check).
+const PY_PACKET: &str = r#"
+import base64, json, os, sys
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+op, kek, kid, wrap = sys.argv[1], bytes.fromhex(sys.argv[2]), sys.argv[3], sys.argv[4]
+data = sys.stdin.buffer.read()
+if op == "seal":
+    if wrap == "A256GCM":
+        iv = os.urandom(12); sealed = AESGCM(kek).encrypt(iv, data, None)
+    else:
+        iv = os.urandom(16); e = Cipher(algorithms.AES(kek), modes.CTR(iv)).encryptor()
+        sealed = e.update(data) + e.finalize()
+    p = {"kid": kid, "wrapped_data": base64.b64encode(sealed).decode(),
+         "iv": base64.b64encode(iv).decode(), "wrap_type": wrap}
+    sys.stdout.write(base64.b64encode(json.dumps(p).encode()).decode())
+else:
+    p = json.loads(base64.b64decode(data))
+    assert p["kid"] == kid and p["wrap_type"] == "A256GCM", p
+    plain = AESGCM(kek).decrypt(base64.b64decode(p["iv"]), base64.b64decode(p["wrapped_data"]), None)
+    sys.stdout.buffer.write(plain)
+"#;
+
+fn python_packet(op: &str, kek: &[u8], kid: &str, wrap: &str, input: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut child = Command::new("python3")
+        .args(["-c", PY_PACKET, op, &hex::encode(kek), kid, wrap])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(input).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "python3 {op} failed");
+    out.stdout
+}
+
+#[test]
+fn packets_interoperate_with_an_independent_aes_implementation() {
+    let Some(bed) = Bed::new() else { return };
+    let python = Command::new("python3")
+        .args(["-c", "import cryptography"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !python {
+        eprintln!("skipped: python3 with cryptography is not installed");
+        return;
+    }
+    let originals = original_digests(&bed);
+    bed.skopeo("img:v1", "enc:v1", &["--encryption-key", "jwe:rsa.pub"]);
+    let (kek, kid) = ([0x5au8; 32], "kbs:///tenant/image-kek/1");
+    let mut keys = Keys::default();
+    keys.add_kek(kid, &kek).unwrap();
+    for (desc, original) in bed.layers("enc").iter().zip(&originals) {
+        let digest = desc["digest"].as_str().unwrap();
+        let (private, _) = annotations(desc)
+            .unwrap(digest, &bed.keys(&["rsa.pem"]))
+            .unwrap();
+        let pubopts = desc["annotations"][ANNOTATION_PUBOPTS].as_str().unwrap();
+        // Packets sealed by Python, opened by us, decrypt the layer.
+        for wrap in ["A256GCM", "A256CTR"] {
+            let value = python_packet("seal", &kek, kid, wrap, &private.to_json());
+            let value = String::from_utf8(value).unwrap();
+            let layer = LayerAnnotations::from_pairs([
+                (ANNOTATION_PROVIDER_ATTESTATION_AGENT, value.as_str()),
+                (ANNOTATION_PUBOPTS, pubopts),
+            ]);
+            let blob = std::fs::File::open(bed.blob_path("enc", digest)).unwrap();
+            let mut plain = Vec::new();
+            layer
+                .open(digest, blob, &keys)
+                .unwrap()
+                .read_to_end(&mut plain)
+                .unwrap();
+            assert_eq!(&digest_of(&plain), original, "{wrap}");
+        }
+        // Our packet, opened by Python, holds the same options JSON.
+        let ours = wrap_packet(&Kek::new(&kek).unwrap(), kid, &private).unwrap();
+        let opened = python_packet("open", &kek, kid, "A256GCM", ours.as_bytes());
+        assert_eq!(opened, private.to_json().as_slice());
+    }
 }

@@ -68,7 +68,7 @@ impl PrivateKey {
                 .find("-----")
                 .map(|i| end + 9 + i + 5)
                 .unwrap_or(block.len());
-            let (label, der) = pem_rfc7468::decode_vec(block[..close].as_bytes())
+            let (label, der) = pem_rfc7468::decode_vec(&block.as_bytes()[..close])
                 .map_err(|e| Error::PrivateKey(format!("PEM: {e}")))?;
             let der = Zeroizing::new(der);
             match label {
@@ -171,6 +171,8 @@ impl PrivateKey {
     }
 }
 
+type Header = BTreeMap<String, Value>;
+
 /// The JWE JSON serialisation, both shapes (RFC 7516 §7.2).
 #[derive(Deserialize)]
 struct JweJson {
@@ -255,7 +257,7 @@ impl Jwe {
         let mut recipients = Vec::new();
         // The general form wins; skopeo's extra top-level encrypted_key repeats the
         // first recipient's.
-        let listed: Vec<(Option<&BTreeMap<String, Value>>, Option<&String>)> = match &j.recipients {
+        let listed: Vec<(Option<&Header>, Option<&String>)> = match &j.recipients {
             Some(r) if !r.is_empty() => r
                 .iter()
                 .map(|r| (r.header.as_ref(), r.encrypted_key.as_ref()))
