@@ -434,7 +434,11 @@ fn kek(z: &[u8]) -> Result<Zeroizing<[u8; 32]>, ProtocolError> {
     Ok(out)
 }
 
-fn concat_kdf(
+/// The Concat KDF of RFC 7518 §4.6.2 (NIST SP 800-56A, SHA-256): derives `out.len()`
+/// bytes from the shared secret `z` for algorithm `alg` (the `enc` for direct ECDH-ES,
+/// else the `alg` such as `ECDH-ES+A128KW`), with the decoded `apu` and `apv`.
+/// Also used for ocicrypt's JWE recipients (`enclave-image`).
+pub fn concat_kdf(
     z: &[u8],
     alg: &str,
     apu: &[u8],

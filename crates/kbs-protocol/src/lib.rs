@@ -11,9 +11,12 @@
 //! - [`jwe`]: the resource reply, a flattened JWE (`A256GCM` content, key managed by
 //!   `ECDH-ES+A256KW` on P-256, `RSA-OAEP-256` or `RSA1_5`), with the header key order
 //!   the guest's re-serialisation needs.
+//! - [`resource_uri`]: `kbs:///repo/type/tag` resource names, shared by the agent that
+//!   fetches them and the image code that finds them in layer annotations.
 
 pub mod binding;
 pub mod jwe;
+pub mod resource_uri;
 pub mod snp;
 
 pub use kbs_types::{
