@@ -23,7 +23,11 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
         .map(|e| e.unwrap().file_name())
         .collect();
     names.sort();
-    assert_eq!(names, ["root", "sentinel"], "something was made beside the root");
+    assert_eq!(
+        names,
+        ["root", "sentinel"],
+        "something was made beside the root"
+    );
     assert_eq!(std::fs::read(top.join("sentinel")).unwrap(), b"s");
     let outside: Vec<_> = std::fs::read_dir(t.path()).unwrap().collect();
     assert_eq!(outside.len(), 1, "something was made beside top");

@@ -21,7 +21,13 @@ fn main() {
         }
     };
     let start = Instant::now();
-    match unpack_layer(file, media_type, diff_id, root.as_ref(), &UnpackOptions::default()) {
+    match unpack_layer(
+        file,
+        media_type,
+        diff_id,
+        root.as_ref(),
+        &UnpackOptions::default(),
+    ) {
         Ok(stats) => {
             let secs = start.elapsed().as_secs_f64();
             println!(
