@@ -9,7 +9,7 @@ APT_STAMP  := target/.apt-deps
 
 # Build: libseccomp for enforced seccomp profiles. Tests and demo: the real clients.
 BUILD_DEPS := build-essential pkg-config libseccomp-dev
-TEST_DEPS  := containerd docker.io podman runc umoci busybox-static hyperfine iproute2 procps openssl skopeo docker-registry gnupg
+TEST_DEPS  := containerd docker.io podman runc umoci busybox-static hyperfine iproute2 procps openssl skopeo docker-registry gnupg zstd
 
 .PHONY: all build deps test demo bench fmt lint install clean
 

@@ -9,8 +9,9 @@
 //! Modules (one concern each):
 //! - [`ocicrypt`]: encrypted layer media types, the `AES_256_CTR_HMAC_SHA256` layer
 //!   cipher, JWE and key-provider (annotation packet) key unwrapping and wrapping.
-//! - [`unpack`]: applying a layer's tar stream to a root directory safely (whiteouts,
-//!   links confined to the root).
+//! - [`unpack`]: the layer pipeline after decryption (gzip/zstd, diff_id check) and
+//!   applying a layer's tar to a root safely: staged privately, published only once every
+//!   check passed (whiteouts, opaque dirs, links confined to the root).
 //! - [`policy`]: containers-policy.json, simple signing and cosign signatures.
 //! - [`registry`]: references, OCI distribution pull and OCI-layout sources.
 
