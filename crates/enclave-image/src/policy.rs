@@ -37,7 +37,7 @@ use std::collections::HashMap;
 use std::time::SystemTime;
 
 pub use config::Policy;
-use config::{Identity, KeySource, Requirement};
+use config::{IdentityMatch, KeySource, Requirement};
 pub use cosign::{
     parse_public_key as parse_cosign_public_key, signature_layers as cosign_signature_layers,
     signature_tag as cosign_signature_tag, verify_signature as verify_cosign_signature,
@@ -114,7 +114,10 @@ impl Keys {
 
     /// Fetched bytes first, then local files for other paths.
     pub fn local_files() -> Keys {
-        Keys { fetched: HashMap::new(), local_files: true }
+        Keys {
+            fetched: HashMap::new(),
+            local_files: true,
+        }
     }
 
     /// Serves `bytes` for `key_path` (e.g. `kbs:///default/keys/cosign`).
@@ -132,11 +135,15 @@ impl KeyResolver for Keys {
             return Err(format!("key {key_path} was not fetched from the KBS"));
         }
         if !self.local_files {
-            return Err(format!("key {key_path} was not provided (local key files are not allowed)"));
+            return Err(format!(
+                "key {key_path} was not provided (local key files are not allowed)"
+            ));
         }
         let b = std::fs::read(key_path).map_err(|e| format!("reading key {key_path}: {e}"))?;
         if b.len() > MAX_SIGNATURE_BYTES {
-            return Err(format!("key {key_path} is larger than {MAX_SIGNATURE_BYTES} bytes"));
+            return Err(format!(
+                "key {key_path} is larger than {MAX_SIGNATURE_BYTES} bytes"
+            ));
         }
         Ok(b)
     }
@@ -178,7 +185,9 @@ impl Policy {
     /// [`PolicyError::InvalidPolicy`] with containers/image's message.
     pub fn from_bytes(bytes: &[u8]) -> Result<Policy, PolicyError> {
         if bytes.len() > MAX_SIGNATURE_BYTES {
-            return Err(PolicyError::InvalidPolicy(format!("larger than {MAX_SIGNATURE_BYTES} bytes")));
+            return Err(PolicyError::InvalidPolicy(format!(
+                "larger than {MAX_SIGNATURE_BYTES} bytes"
+            )));
         }
         Policy::parse(bytes).map_err(PolicyError::InvalidPolicy)
     }
@@ -188,7 +197,10 @@ impl Policy {
     /// # Errors
     /// [`PolicyError::Read`] or [`PolicyError::InvalidPolicy`].
     pub fn from_file(path: &std::path::Path) -> Result<Policy, PolicyError> {
-        let bytes = std::fs::read(path).map_err(|e| PolicyError::Read { path: path.display().to_string(), reason: e.to_string() })?;
+        let bytes = std::fs::read(path).map_err(|e| PolicyError::Read {
+            path: path.display().to_string(),
+            reason: e.to_string(),
+        })?;
         Policy::from_bytes(&bytes)
     }
 
@@ -196,10 +208,19 @@ impl Policy {
     /// can fetch the `kbs:///…` ones before [`Policy::evaluate`].
     pub fn key_paths(&self) -> Vec<String> {
         let mut out: Vec<String> = Vec::new();
-        let all = self.default.iter().chain(self.transports.values().flat_map(|s| s.values().flatten()));
+        let all = self
+            .default
+            .iter()
+            .chain(self.transports.values().flat_map(|s| s.values().flatten()));
         for r in all {
-            if let Requirement::SignedBy { keys: KeySource::Paths(p), .. }
-            | Requirement::SigstoreSigned { keys: KeySource::Paths(p), .. } = r
+            if let Requirement::SignedBy {
+                keys: KeySource::Paths(p),
+                ..
+            }
+            | Requirement::SigstoreSigned {
+                keys: KeySource::Paths(p),
+                ..
+            } = r
             {
                 for p in p {
                     if !out.contains(p) {
@@ -283,25 +304,41 @@ impl Policy {
             match req {
                 Requirement::InsecureAcceptAnything => {}
                 Requirement::Reject => {
-                    return Err(reject(format!("Running image docker://{r} is rejected by policy.")));
+                    return Err(reject(format!(
+                        "Running image docker://{r} is rejected by policy."
+                    )));
                 }
-                Requirement::SignedBy { keys: src, identity } => {
+                Requirement::SignedBy {
+                    keys: src,
+                    identity,
+                } => {
                     let ring = load_keyring(src, keys).map_err(reject)?;
                     let attempts = sigs.simple.iter().map(|blob| {
                         let m = verify_message(blob, &ring, now)?;
                         let p = parse_payload(&m.payload, SIMPLE_SIGNING_TYPE)?;
                         check_claims(&p, manifest_digest, identity, &r)?;
-                        Ok(VerifiedSignature { requirement: "signedBy", signer: m.signer, docker_reference: p.docker_reference })
+                        Ok(VerifiedSignature {
+                            requirement: "signedBy",
+                            signer: m.signer,
+                            docker_reference: p.docker_reference,
+                        })
                     });
                     verified.push(first_accepted(attempts).map_err(reject)?);
                 }
-                Requirement::SigstoreSigned { keys: src, identity } => {
+                Requirement::SigstoreSigned {
+                    keys: src,
+                    identity,
+                } => {
                     let pks = load_cosign_keys(src, keys).map_err(reject)?;
                     let attempts = sigs.cosign.iter().map(|s| {
                         let k = verify_cosign_signature(s, &pks)?;
                         let p = parse_payload(&s.payload, COSIGN_TYPE)?;
                         check_claims(&p, manifest_digest, identity, &r)?;
-                        Ok(VerifiedSignature { requirement: "sigstoreSigned", signer: format!("key #{}", k + 1), docker_reference: p.docker_reference })
+                        Ok(VerifiedSignature {
+                            requirement: "sigstoreSigned",
+                            signer: format!("key #{}", k + 1),
+                            docker_reference: p.docker_reference,
+                        })
                     });
                     verified.push(first_accepted(attempts).map_err(reject)?);
                 }
@@ -313,11 +350,16 @@ impl Policy {
 }
 
 fn parse_image(image: &str) -> Result<DockerRef, PolicyError> {
-    DockerRef::parse_image(image).map_err(|reason| PolicyError::InvalidReference { reference: image.to_string(), reason })
+    DockerRef::parse_image(image).map_err(|reason| PolicyError::InvalidReference {
+        reference: image.to_string(),
+        reason,
+    })
 }
 
 /// containers/image's summary: no signature, the one rejection, or all of them.
-fn first_accepted(attempts: impl Iterator<Item = Result<VerifiedSignature, String>>) -> Result<VerifiedSignature, String> {
+fn first_accepted(
+    attempts: impl Iterator<Item = Result<VerifiedSignature, String>>,
+) -> Result<VerifiedSignature, String> {
     let mut rejections = Vec::new();
     for a in attempts {
         match a {
@@ -328,25 +370,43 @@ fn first_accepted(attempts: impl Iterator<Item = Result<VerifiedSignature, Strin
     Err(match rejections.len() {
         0 => "A signature was required, but no signature exists".to_string(),
         1 => rejections.remove(0),
-        _ => format!("None of the signatures were accepted, reasons: {}", rejections.join("; ")),
+        _ => format!(
+            "None of the signatures were accepted, reasons: {}",
+            rejections.join("; ")
+        ),
     })
 }
 
 /// The payload's digest and identity against the pulled image.
-fn check_claims(p: &Payload, manifest_digest: &str, identity: &Identity, image: &DockerRef) -> Result<(), String> {
+fn check_claims(
+    p: &Payload,
+    manifest_digest: &str,
+    identity: &IdentityMatch,
+    image: &DockerRef,
+) -> Result<(), String> {
     if p.manifest_digest != manifest_digest {
-        return Err(format!("Signature for docker digest {:?} does not match (manifest {manifest_digest})", p.manifest_digest));
+        return Err(format!(
+            "Signature for docker digest {:?} does not match (manifest {manifest_digest})",
+            p.manifest_digest
+        ));
     }
     if !identity_accepts(identity, image, &p.docker_reference) {
-        return Err(format!("Signature for identity {} is not accepted", p.docker_reference));
+        return Err(format!(
+            "Signature for identity {} is not accepted",
+            p.docker_reference
+        ));
     }
     Ok(())
 }
 
 /// containers/image:signature/policy_reference_match.go semantics.
-fn identity_accepts(identity: &Identity, image: &DockerRef, signed: &str) -> bool {
-    let Ok(sig) = DockerRef::parse_normalized(signed) else { return false };
-    let exact = |a: &DockerRef, b: &DockerRef| !a.is_name_only() && !b.is_name_only() && a.to_string() == b.to_string();
+fn identity_accepts(identity: &IdentityMatch, image: &DockerRef, signed: &str) -> bool {
+    let Ok(sig) = DockerRef::parse_normalized(signed) else {
+        return false;
+    };
+    let exact = |a: &DockerRef, b: &DockerRef| {
+        !a.is_name_only() && !b.is_name_only() && a.to_string() == b.to_string()
+    };
     let repo_digest_or_exact = |img: &DockerRef| {
         if img.digest.is_some() && img.tag.is_none() {
             sig.name() == img.name()
@@ -355,16 +415,21 @@ fn identity_accepts(identity: &Identity, image: &DockerRef, signed: &str) -> boo
         }
     };
     match identity {
-        Identity::MatchExact => exact(image, &sig),
-        Identity::MatchRepoDigestOrExact => repo_digest_or_exact(image),
-        Identity::MatchRepository => sig.name() == image.name(),
-        Identity::ExactReference(r) => exact(r, &sig),
-        Identity::ExactRepository(r) => sig.name() == r.name(),
-        Identity::RemapIdentity { prefix, signed_prefix } => {
+        IdentityMatch::MatchExact => exact(image, &sig),
+        IdentityMatch::MatchRepoDigestOrExact => repo_digest_or_exact(image),
+        IdentityMatch::MatchRepository => sig.name() == image.name(),
+        IdentityMatch::ExactReference(r) => exact(r, &sig),
+        IdentityMatch::ExactRepository(r) => sig.name() == r.name(),
+        IdentityMatch::RemapIdentity {
+            prefix,
+            signed_prefix,
+        } => {
             let s = image.to_string();
             // The prefix must end at a component boundary.
             let remapped = match s.strip_prefix(prefix.as_str()) {
-                Some(rest) if rest.starts_with(['/', ':', '@']) => DockerRef::parse_normalized(&format!("{signed_prefix}{rest}")).ok(),
+                Some(rest) if rest.starts_with(['/', ':', '@']) => {
+                    DockerRef::parse_normalized(&format!("{signed_prefix}{rest}")).ok()
+                }
                 _ => Some(image.clone()),
             };
             remapped.is_some_and(|img| repo_digest_or_exact(&img))
@@ -387,6 +452,12 @@ fn load_keyring(src: &KeySource, keys: &dyn KeyResolver) -> Result<Keyring, Stri
     Ok(ring)
 }
 
-fn load_cosign_keys(src: &KeySource, keys: &dyn KeyResolver) -> Result<Vec<p256::ecdsa::VerifyingKey>, String> {
-    key_bytes(src, keys)?.iter().map(|b| parse_cosign_public_key(b)).collect()
+fn load_cosign_keys(
+    src: &KeySource,
+    keys: &dyn KeyResolver,
+) -> Result<Vec<p256::ecdsa::VerifyingKey>, String> {
+    key_bytes(src, keys)?
+        .iter()
+        .map(|b| parse_cosign_public_key(b))
+        .collect()
 }

@@ -41,10 +41,26 @@ fn fixture() -> &'static Fixture {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().to_path_buf();
         for (k, p) in [("k.pem", "pub.pem"), ("k2.pem", "pub2.pem")] {
-            assert!(openssl(&root, &["ecparam", "-genkey", "-name", "prime256v1", "-noout", "-out", k]));
+            assert!(openssl(
+                &root,
+                &[
+                    "ecparam",
+                    "-genkey",
+                    "-name",
+                    "prime256v1",
+                    "-noout",
+                    "-out",
+                    k
+                ]
+            ));
             assert!(openssl(&root, &["ec", "-in", k, "-pubout", "-out", p]));
         }
-        Fixture { pub_pem: root.join("pub.pem"), other_pub_pem: root.join("pub2.pem"), root, _dir: dir }
+        Fixture {
+            pub_pem: root.join("pub.pem"),
+            other_pub_pem: root.join("pub2.pem"),
+            root,
+            _dir: dir,
+        }
     })
 }
 
@@ -62,9 +78,19 @@ fn sign(payload: &[u8], key: &str, name: &str) -> CosignSignature {
     let p = format!("{name}.json");
     std::fs::write(f.root.join(&p), payload).unwrap();
     let s = format!("{name}.der");
-    assert!(openssl(&f.root, &["dgst", "-sha256", "-sign", key, "-out", &s, &p]));
-    let pubk = if key == "k.pem" { "pub.pem" } else { "pub2.pem" };
-    assert!(openssl(&f.root, &["dgst", "-sha256", "-verify", pubk, "-signature", &s, &p]));
+    assert!(openssl(
+        &f.root,
+        &["dgst", "-sha256", "-sign", key, "-out", &s, &p]
+    ));
+    let pubk = if key == "k.pem" {
+        "pub.pem"
+    } else {
+        "pub2.pem"
+    };
+    assert!(openssl(
+        &f.root,
+        &["dgst", "-sha256", "-verify", pubk, "-signature", &s, &p]
+    ));
     let der = std::fs::read(f.root.join(&s)).unwrap();
     CosignSignature {
         payload: payload.to_vec(),
@@ -73,7 +99,9 @@ fn sign(payload: &[u8], key: &str, name: &str) -> CosignSignature {
 }
 
 fn sigstore_policy(key: &Path, identity: Option<&str>) -> Policy {
-    let id = identity.map(|i| format!(r#","signedIdentity":{i}"#)).unwrap_or_default();
+    let id = identity
+        .map(|i| format!(r#","signedIdentity":{i}"#))
+        .unwrap_or_default();
     let json = format!(
         r#"{{"default":[{{"type":"reject"}}],"transports":{{"docker":{{"{REPO}":[{{"type":"sigstoreSigned","keyPath":"{}"{id}}}]}}}}}}"#,
         key.display()
@@ -82,9 +110,17 @@ fn sigstore_policy(key: &Path, identity: Option<&str>) -> Policy {
 }
 
 fn eval(p: &Policy, image: &str, sigs: &[CosignSignature]) -> Result<(), String> {
-    p.evaluate(image, &digest(), &Signatures { simple: &[], cosign: sigs }, &Keys::local_files())
-        .map(|_| ())
-        .map_err(|e| e.to_string())
+    p.evaluate(
+        image,
+        &digest(),
+        &Signatures {
+            simple: &[],
+            cosign: sigs,
+        },
+        &Keys::local_files(),
+    )
+    .map(|_| ())
+    .map_err(|e| e.to_string())
 }
 
 const MATCH_REPO: &str = r#"{"type":"matchRepository"}"#;
@@ -99,7 +135,12 @@ fn openssl_signatures_verify() {
         eval(&p, &format!("{REPO}:v1"), &[s]).unwrap();
     }
     let s = sign(&payload(&digest(), REPO), "k.pem", "exact");
-    let exact = sigstore_policy(&f.pub_pem, Some(&format!(r#"{{"type":"exactRepository","dockerRepository":"{REPO}"}}"#)));
+    let exact = sigstore_policy(
+        &f.pub_pem,
+        Some(&format!(
+            r#"{{"type":"exactRepository","dockerRepository":"{REPO}"}}"#
+        )),
+    );
     eval(&exact, &format!("{REPO}:v1"), std::slice::from_ref(&s)).unwrap();
     eval(&exact, &format!("{REPO}@{}", digest()), &[s]).unwrap();
 }
@@ -114,13 +155,24 @@ fn tampered_payload_other_key_and_bad_signature_are_refused() {
     let pos = s.payload.len() - 40;
     s.payload[pos] = if s.payload[pos] == b'4' { b'5' } else { b'4' };
     let e = eval(&p, &image, &[s]).unwrap_err();
-    assert!(e.starts_with("cryptographic signature verification failed"), "{e}");
+    assert!(
+        e.starts_with("cryptographic signature verification failed"),
+        "{e}"
+    );
 
     let s = sign(&payload(&digest(), REPO), "k2.pem", "other");
     let e = eval(&p, &image, std::slice::from_ref(&s)).unwrap_err();
-    assert!(e.starts_with("cryptographic signature verification failed"), "{e}");
+    assert!(
+        e.starts_with("cryptographic signature verification failed"),
+        "{e}"
+    );
     // The other key's policy accepts it.
-    eval(&sigstore_policy(&f.other_pub_pem, Some(MATCH_REPO)), &image, &[s]).unwrap();
+    eval(
+        &sigstore_policy(&f.other_pub_pem, Some(MATCH_REPO)),
+        &image,
+        &[s],
+    )
+    .unwrap();
 
     let mut s = sign(&payload(&digest(), REPO), "k.pem", "garbled");
     s.signature = "not base64!".into();
@@ -139,20 +191,33 @@ fn wrong_digest_and_identity_are_refused() {
     let e = eval(&sigstore_policy(&f.pub_pem, Some(MATCH_REPO)), &image, &[s]).unwrap_err();
     assert!(e.starts_with("Signature for docker digest"), "{e}");
 
-    let s = sign(&payload(&digest(), "127.0.0.1:5000/test/else"), "k.pem", "otherrepo");
+    let s = sign(
+        &payload(&digest(), "127.0.0.1:5000/test/else"),
+        "k.pem",
+        "otherrepo",
+    );
     let e = eval(&sigstore_policy(&f.pub_pem, Some(MATCH_REPO)), &image, &[s]).unwrap_err();
-    assert!(e.starts_with("Signature for identity 127.0.0.1:5000/test/else is not accepted"), "{e}");
+    assert!(
+        e.starts_with("Signature for identity 127.0.0.1:5000/test/else is not accepted"),
+        "{e}"
+    );
 
     // cosign signs a repository only: the default identity (matchRepoDigestOrExact)
     // cannot accept it for a tag pull, as in containers/image (images.md §3.1).
     let s = sign(&payload(&digest(), REPO), "k.pem", "default");
     let e = eval(&sigstore_policy(&f.pub_pem, None), &image, &[s]).unwrap_err();
-    assert!(e.starts_with(&format!("Signature for identity {REPO} is not accepted")), "{e}");
+    assert!(
+        e.starts_with(&format!("Signature for identity {REPO} is not accepted")),
+        "{e}"
+    );
 
     // A simple-signing payload type is not a cosign payload.
     let wrong_type = String::from_utf8(payload(&digest(), REPO))
         .unwrap()
-        .replace("cosign container image signature", "atomic container signature");
+        .replace(
+            "cosign container image signature",
+            "atomic container signature",
+        );
     let s = sign(wrong_type.as_bytes(), "k.pem", "wrongtype");
     let e = eval(&sigstore_policy(&f.pub_pem, Some(MATCH_REPO)), &image, &[s]).unwrap_err();
     assert!(e.starts_with("Unrecognized signature type"), "{e}");
@@ -166,12 +231,24 @@ fn keys_from_data_and_kbs() {
     let image = format!("{REPO}:v1");
     let pem = std::fs::read(&f.pub_pem).unwrap();
     let b64 = base64::engine::general_purpose::STANDARD.encode(&pem);
-    for keys in [format!(r#""keyData":"{b64}""#), format!(r#""keyDatas":["{b64}"]"#)] {
+    for keys in [
+        format!(r#""keyData":"{b64}""#),
+        format!(r#""keyDatas":["{b64}"]"#),
+    ] {
         let json = format!(
             r#"{{"default":[{{"type":"sigstoreSigned",{keys},"signedIdentity":{MATCH_REPO}}}]}}"#
         );
         let p = Policy::from_bytes(json.as_bytes()).unwrap();
-        p.evaluate(&image, &digest(), &Signatures { simple: &[], cosign: &sigs }, &Keys::fetched_only()).unwrap();
+        p.evaluate(
+            &image,
+            &digest(),
+            &Signatures {
+                simple: &[],
+                cosign: &sigs,
+            },
+            &Keys::fetched_only(),
+        )
+        .unwrap();
     }
     let json = format!(
         r#"{{"default":[{{"type":"sigstoreSigned","keyPath":"kbs:///default/keys/cosign","signedIdentity":{MATCH_REPO}}}]}}"#
@@ -179,7 +256,16 @@ fn keys_from_data_and_kbs() {
     let p = Policy::from_bytes(json.as_bytes()).unwrap();
     let mut keys = Keys::fetched_only();
     keys.insert("kbs:///default/keys/cosign", pem);
-    p.evaluate(&image, &digest(), &Signatures { simple: &[], cosign: &sigs }, &keys).unwrap();
+    p.evaluate(
+        &image,
+        &digest(),
+        &Signatures {
+            simple: &[],
+            cosign: &sigs,
+        },
+        &keys,
+    )
+    .unwrap();
 }
 
 #[test]
@@ -197,5 +283,8 @@ fn signature_manifest_layers_and_tag() {
     );
     let l = cosign_signature_layers(m.as_bytes()).unwrap();
     assert_eq!(l.len(), 1);
-    assert_eq!((l[0].digest.as_str(), l[0].size, l[0].signature.as_str()), (blob.as_str(), 230, "MEUCIQ=="));
+    assert_eq!(
+        (l[0].digest.as_str(), l[0].size, l[0].signature.as_str()),
+        (blob.as_str(), 230, "MEUCIQ==")
+    );
 }

@@ -9,7 +9,8 @@ use std::time::{Duration, SystemTime};
 
 use base64::Engine as _;
 use enclave_image::policy::{
-    lookaside_location, read_file_lookaside, verify_message, Keyring, Keys, Policy, PolicyError, Signatures,
+    lookaside_location, read_file_lookaside, verify_message, Keyring, Keys, Policy, PolicyError,
+    Signatures,
 };
 use sha2::Digest as _;
 
@@ -38,21 +39,34 @@ struct Fixture {
 }
 
 fn run(cmd: &mut Command) -> Vec<u8> {
-    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e} (make deps installs gpg, skopeo, umoci)"));
-    assert!(out.status.success(), "{cmd:?}: {}", String::from_utf8_lossy(&out.stderr));
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("{cmd:?}: {e} (make deps installs gpg, skopeo, umoci)"));
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     out.stdout
 }
 
 fn gpg(home: &Path) -> Command {
     let mut c = Command::new("gpg");
-    c.env("GNUPGHOME", home).args(["--batch", "--pinentry-mode", "loopback", "--passphrase", ""]);
+    c.env("GNUPGHOME", home)
+        .args(["--batch", "--pinentry-mode", "loopback", "--passphrase", ""]);
     c
 }
 
 fn gen_key(home: &Path, uid: &str, expire: &str) -> String {
     run(gpg(home).args(["--quick-gen-key", uid, "rsa2048", "sign", expire]));
-    let list = String::from_utf8(run(gpg(home).args(["--with-colons", "--list-keys", uid]))).unwrap();
-    list.lines().find_map(|l| l.strip_prefix("fpr:").map(|r| r.trim_matches(':').to_string())).unwrap()
+    let list =
+        String::from_utf8(run(gpg(home).args(["--with-colons", "--list-keys", uid]))).unwrap();
+    list.lines()
+        .find_map(|l| {
+            l.strip_prefix("fpr:")
+                .map(|r| r.trim_matches(':').to_string())
+        })
+        .unwrap()
 }
 
 fn export(home: &Path, fpr: &str, to: &Path) {
@@ -60,10 +74,20 @@ fn export(home: &Path, fpr: &str, to: &Path) {
 }
 
 fn skopeo_sign(root: &Path, home: &Path, fpr: &str, out: &str) -> Vec<u8> {
-    run(Command::new("skopeo").current_dir(root).env("GNUPGHOME", home).args([
-        "--insecure-policy", "copy", "--quiet", "--sign-by", fpr, "--sign-identity", SIGNED, "oci:img:v1",
-        &format!("dir:{out}"),
-    ]));
+    run(Command::new("skopeo")
+        .current_dir(root)
+        .env("GNUPGHOME", home)
+        .args([
+            "--insecure-policy",
+            "copy",
+            "--quiet",
+            "--sign-by",
+            fpr,
+            "--sign-identity",
+            SIGNED,
+            "oci:img:v1",
+            &format!("dir:{out}"),
+        ]));
     std::fs::read(root.join(out).join("signature-1")).unwrap()
 }
 
@@ -137,21 +161,43 @@ fn policy(req: &str) -> Policy {
 }
 
 fn signed_by(key: &Path, identity: Option<&str>) -> Policy {
-    let id = identity.map(|i| format!(r#","signedIdentity":{{"type":"{i}"}}"#)).unwrap_or_default();
-    policy(&format!(r#"{{"type":"signedBy","keyType":"GPGKeys","keyPath":"{}"{id}}}"#, key.display()))
+    let id = identity
+        .map(|i| format!(r#","signedIdentity":{{"type":"{i}"}}"#))
+        .unwrap_or_default();
+    policy(&format!(
+        r#"{{"type":"signedBy","keyType":"GPGKeys","keyPath":"{}"{id}}}"#,
+        key.display()
+    ))
 }
 
-fn eval(p: &Policy, image: &str, sigs: &[Vec<u8>]) -> Result<enclave_image::policy::Verdict, String> {
+fn eval(
+    p: &Policy,
+    image: &str,
+    sigs: &[Vec<u8>],
+) -> Result<enclave_image::policy::Verdict, String> {
     let f = fixture();
-    p.evaluate(image, &f.digest, &Signatures { simple: sigs, cosign: &[] }, &Keys::local_files())
-        .map_err(|e| e.to_string())
+    p.evaluate(
+        image,
+        &f.digest,
+        &Signatures {
+            simple: sigs,
+            cosign: &[],
+        },
+        &Keys::local_files(),
+    )
+    .map_err(|e| e.to_string())
 }
 
 // images.md §6.5, row 1: `:signed` accepted.
 #[test]
 fn skopeo_signature_is_accepted_for_its_identity() {
     let f = fixture();
-    let v = eval(&signed_by(&f.pubring, None), SIGNED, std::slice::from_ref(&f.sig)).unwrap();
+    let v = eval(
+        &signed_by(&f.pubring, None),
+        SIGNED,
+        std::slice::from_ref(&f.sig),
+    )
+    .unwrap();
     assert_eq!(v.scope, "docker:127.0.0.1:5000/test/app");
     assert_eq!(v.verified.len(), 1);
     assert_eq!(v.verified[0].signer, f.fpr);
@@ -162,12 +208,32 @@ fn skopeo_signature_is_accepted_for_its_identity() {
 #[test]
 fn other_tag_needs_match_repository() {
     let f = fixture();
-    let e = eval(&signed_by(&f.pubring, None), "127.0.0.1:5000/test/app:v1", std::slice::from_ref(&f.sig)).unwrap_err();
-    assert!(e.starts_with("Signature for identity 127.0.0.1:5000/test/app:signed is not accepted"), "{e}");
-    assert!(e.contains("127.0.0.1:5000/test/app:v1") && e.contains("signedBy"), "{e}");
+    let e = eval(
+        &signed_by(&f.pubring, None),
+        "127.0.0.1:5000/test/app:v1",
+        std::slice::from_ref(&f.sig),
+    )
+    .unwrap_err();
+    assert!(
+        e.starts_with("Signature for identity 127.0.0.1:5000/test/app:signed is not accepted"),
+        "{e}"
+    );
+    assert!(
+        e.contains("127.0.0.1:5000/test/app:v1") && e.contains("signedBy"),
+        "{e}"
+    );
     let p = signed_by(&f.pubring, Some("matchRepository"));
-    assert!(eval(&p, "127.0.0.1:5000/test/app:v1", std::slice::from_ref(&f.sig)).is_ok());
-    let e = eval(&signed_by(&f.pubring, Some("matchExact")), "127.0.0.1:5000/test/app:v1", std::slice::from_ref(&f.sig));
+    assert!(eval(
+        &p,
+        "127.0.0.1:5000/test/app:v1",
+        std::slice::from_ref(&f.sig)
+    )
+    .is_ok());
+    let e = eval(
+        &signed_by(&f.pubring, Some("matchExact")),
+        "127.0.0.1:5000/test/app:v1",
+        std::slice::from_ref(&f.sig),
+    );
     assert!(e.is_err());
 }
 
@@ -176,26 +242,54 @@ fn other_tag_needs_match_repository() {
 fn digest_pull_is_accepted() {
     let f = fixture();
     let image = format!("127.0.0.1:5000/test/app@{}", f.digest);
-    assert!(eval(&signed_by(&f.pubring, None), &image, std::slice::from_ref(&f.sig)).is_ok());
+    assert!(eval(
+        &signed_by(&f.pubring, None),
+        &image,
+        std::slice::from_ref(&f.sig)
+    )
+    .is_ok());
     // matchExact refuses digest pulls of a tag-signed image (containers-policy.json(5)).
-    assert!(eval(&signed_by(&f.pubring, Some("matchExact")), &image, std::slice::from_ref(&f.sig)).is_err());
+    assert!(eval(
+        &signed_by(&f.pubring, Some("matchExact")),
+        &image,
+        std::slice::from_ref(&f.sig)
+    )
+    .is_err());
 }
 
 // Row 5: no signature.
 #[test]
 fn unsigned_image_is_refused() {
     let f = fixture();
-    let e = eval(&signed_by(&f.pubring, None), "127.0.0.1:5000/test/app:enc", &[]).unwrap_err();
-    assert!(e.starts_with("A signature was required, but no signature exists"), "{e}");
+    let e = eval(
+        &signed_by(&f.pubring, None),
+        "127.0.0.1:5000/test/app:enc",
+        &[],
+    )
+    .unwrap_err();
+    assert!(
+        e.starts_with("A signature was required, but no signature exists"),
+        "{e}"
+    );
 }
 
 // Row 6: another key.
 #[test]
 fn signature_by_another_key_is_refused() {
     let f = fixture();
-    let e = eval(&signed_by(&f.other_pubring, None), SIGNED, std::slice::from_ref(&f.sig)).unwrap_err();
+    let e = eval(
+        &signed_by(&f.other_pubring, None),
+        SIGNED,
+        std::slice::from_ref(&f.sig),
+    )
+    .unwrap_err();
     assert!(e.starts_with("Invalid GPG signature"), "{e}");
-    let e = eval(&signed_by(&f.pubring, None), SIGNED, std::slice::from_ref(&f.sig_other_key)).unwrap_err();
+    let e = eval(
+        &signed_by(&f.pubring, None),
+        SIGNED,
+        std::slice::from_ref(&f.sig_other_key),
+    )
+    .unwrap_err();
     assert!(e.starts_with("Invalid GPG signature"), "{e}");
     // One good signature among bad ones is enough.
     let sigs = [f.sig_other_key.clone(), f.sig.clone()];
@@ -214,7 +308,10 @@ fn tampered_signature_bytes_are_refused() {
         let e = verify_message(&bad, &ring, SystemTime::now());
         assert!(e.is_err(), "flipped byte {pos} accepted");
         let e = eval(&signed_by(&f.pubring, None), SIGNED, &[bad]).unwrap_err();
-        assert!(e.starts_with("Invalid GPG signature") || e.starts_with("Invalid signature payload"), "{e}");
+        assert!(
+            e.starts_with("Invalid GPG signature") || e.starts_with("Invalid signature payload"),
+            "{e}"
+        );
     }
 }
 
@@ -224,7 +321,15 @@ fn wrong_manifest_digest_is_refused() {
     let p = signed_by(&f.pubring, None);
     let other = format!("sha256:{}", "0".repeat(64));
     let e = p
-        .evaluate(SIGNED, &other, &Signatures { simple: std::slice::from_ref(&f.sig), cosign: &[] }, &Keys::local_files())
+        .evaluate(
+            SIGNED,
+            &other,
+            &Signatures {
+                simple: std::slice::from_ref(&f.sig),
+                cosign: &[],
+            },
+            &Keys::local_files(),
+        )
         .unwrap_err()
         .to_string();
     assert!(e.starts_with("Signature for docker digest"), "{e}");
@@ -237,7 +342,12 @@ fn unknown_critical_member_is_refused_after_verification() {
     // The gpg signature itself is good...
     assert!(verify_message(&f.sig_extra_critical, &ring, SystemTime::now()).is_ok());
     // ...but the payload is not acceptable.
-    let e = eval(&signed_by(&f.pubring, None), SIGNED, std::slice::from_ref(&f.sig_extra_critical)).unwrap_err();
+    let e = eval(
+        &signed_by(&f.pubring, None),
+        SIGNED,
+        std::slice::from_ref(&f.sig_extra_critical),
+    )
+    .unwrap_err();
     assert!(e.contains(r#"Unknown key "extra""#), "{e}");
 }
 
@@ -248,56 +358,123 @@ fn expired_signature_and_expired_key_are_refused() {
     let keys = Keys::local_files();
     let sigs = [f.sig_expiring.clone()];
     let p = signed_by(&f.pubring, None);
-    let s = Signatures { simple: &sigs, cosign: &[] };
+    let s = Signatures {
+        simple: &sigs,
+        cosign: &[],
+    };
     assert!(p.evaluate(SIGNED, &f.digest, &s, &keys).is_ok());
-    let e = p.evaluate_at(SIGNED, &f.digest, &s, &keys, later).unwrap_err().to_string();
-    assert!(e.starts_with("Invalid GPG signature") && e.contains("expired"), "{e}");
+    let e = p
+        .evaluate_at(SIGNED, &f.digest, &s, &keys, later)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.starts_with("Invalid GPG signature") && e.contains("expired"),
+        "{e}"
+    );
 
     let sigs = [f.sig_expiring_key.clone()];
-    let s = Signatures { simple: &sigs, cosign: &[] };
+    let s = Signatures {
+        simple: &sigs,
+        cosign: &[],
+    };
     let p = signed_by(&f.expiring_key_pubring, None);
     assert!(p.evaluate(SIGNED, &f.digest, &s, &keys).is_ok());
-    let e = p.evaluate_at(SIGNED, &f.digest, &s, &keys, later).unwrap_err().to_string();
+    let e = p
+        .evaluate_at(SIGNED, &f.digest, &s, &keys, later)
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("expired"), "{e}");
 }
 
 #[test]
 fn keys_from_key_data_and_kbs_resources() {
     let f = fixture();
-    let s = Signatures { simple: std::slice::from_ref(&f.sig), cosign: &[] };
+    let s = Signatures {
+        simple: std::slice::from_ref(&f.sig),
+        cosign: &[],
+    };
     // keyData: base64 of the armored export.
     let b64 = base64::engine::general_purpose::STANDARD.encode(&f.armored);
-    let p = policy(&format!(r#"{{"type":"signedBy","keyType":"GPGKeys","keyData":"{b64}"}}"#));
-    assert!(p.evaluate(SIGNED, &f.digest, &s, &Keys::fetched_only()).is_ok());
+    let p = policy(&format!(
+        r#"{{"type":"signedBy","keyType":"GPGKeys","keyData":"{b64}"}}"#
+    ));
+    assert!(p
+        .evaluate(SIGNED, &f.digest, &s, &Keys::fetched_only())
+        .is_ok());
     // keyPath naming a KBS resource, served from fetched bytes.
-    let p = policy(r#"{"type":"signedBy","keyType":"GPGKeys","keyPath":"kbs:///default/keys/gpg"}"#);
+    let p =
+        policy(r#"{"type":"signedBy","keyType":"GPGKeys","keyPath":"kbs:///default/keys/gpg"}"#);
     assert_eq!(p.key_paths(), ["kbs:///default/keys/gpg"]);
-    let e = p.evaluate(SIGNED, &f.digest, &s, &Keys::fetched_only()).unwrap_err().to_string();
+    let e = p
+        .evaluate(SIGNED, &f.digest, &s, &Keys::fetched_only())
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("kbs:///default/keys/gpg was not fetched"), "{e}");
     let mut keys = Keys::fetched_only();
-    keys.insert("kbs:///default/keys/gpg", std::fs::read(&f.pubring).unwrap());
+    keys.insert(
+        "kbs:///default/keys/gpg",
+        std::fs::read(&f.pubring).unwrap(),
+    );
     assert!(p.evaluate(SIGNED, &f.digest, &s, &keys).is_ok());
     // A local path is not read when only fetched keys are allowed.
     let p = signed_by(&f.pubring, None);
-    assert!(p.evaluate(SIGNED, &f.digest, &s, &Keys::fetched_only()).is_err());
+    assert!(p
+        .evaluate(SIGNED, &f.digest, &s, &Keys::fetched_only())
+        .is_err());
 }
 
 #[test]
 fn requirements_are_anded_and_accept_anything_is_not_a_signature() {
     let f = fixture();
     let any = policy(r#"{"type":"insecureAcceptAnything"}"#);
-    let v = any.evaluate(SIGNED, &f.digest, &Signatures::default(), &Keys::fetched_only()).unwrap();
+    let v = any
+        .evaluate(
+            SIGNED,
+            &f.digest,
+            &Signatures::default(),
+            &Keys::fetched_only(),
+        )
+        .unwrap();
     assert!(!v.is_signed());
     let both = policy(&format!(
         r#"{{"type":"insecureAcceptAnything"}},{{"type":"signedBy","keyType":"GPGKeys","keyPath":"{}"}}"#,
         f.pubring.display()
     ));
-    let e = both.evaluate(SIGNED, &f.digest, &Signatures::default(), &Keys::local_files()).unwrap_err();
-    assert!(matches!(e, PolicyError::Rejected { index: 2, requirement: "signedBy", .. }), "{e}");
-    assert!(eval(&both, SIGNED, std::slice::from_ref(&f.sig)).unwrap().is_signed());
+    let e = both
+        .evaluate(
+            SIGNED,
+            &f.digest,
+            &Signatures::default(),
+            &Keys::local_files(),
+        )
+        .unwrap_err();
+    assert!(
+        matches!(
+            e,
+            PolicyError::Rejected {
+                index: 2,
+                requirement: "signedBy",
+                ..
+            }
+        ),
+        "{e}"
+    );
+    assert!(eval(&both, SIGNED, std::slice::from_ref(&f.sig))
+        .unwrap()
+        .is_signed());
     // Another repository falls to `default`: reject.
-    let e = eval(&both, "127.0.0.1:5000/test/other:signed", std::slice::from_ref(&f.sig)).unwrap_err();
-    assert!(e.starts_with("Running image docker://127.0.0.1:5000/test/other:signed is rejected by policy."), "{e}");
+    let e = eval(
+        &both,
+        "127.0.0.1:5000/test/other:signed",
+        std::slice::from_ref(&f.sig),
+    )
+    .unwrap_err();
+    assert!(
+        e.starts_with(
+            "Running image docker://127.0.0.1:5000/test/other:signed is rejected by policy."
+        ),
+        "{e}"
+    );
 }
 
 // images.md §3.3 [TB]: base file:///<dir> + 127.0.0.1:5000/test/app →

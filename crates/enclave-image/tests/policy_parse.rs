@@ -16,13 +16,31 @@ fn assert_err(json: &str, want: &str) {
 #[test]
 fn strict_parsing_messages() {
     // [TB] images.md §3.1.
-    assert_err(r#"{"default":[{"type":"insecureAcceptAnything","foo":1}]}"#, r#"Unknown key "foo""#);
-    assert_err(r#"{"default":[]}"#, "List of verification policy requirements must not be empty");
+    assert_err(
+        r#"{"default":[{"type":"insecureAcceptAnything","foo":1}]}"#,
+        r#"Unknown key "foo""#,
+    );
+    assert_err(
+        r#"{"default":[]}"#,
+        "List of verification policy requirements must not be empty",
+    );
     assert_err(r#"{"transports":{}}"#, "Default policy is missing");
-    assert_err(r#"{"default":[{"type":"reject"}],"default":[{"type":"reject"}]}"#, r#"Duplicate key "default""#);
-    assert_err(r#"{"default":[{"type":"reject"}],"x":1}"#, r#"Unknown key "x""#);
-    assert_err(r#"{"default":[{"type":"nope"}]}"#, r#"Unknown policy requirement type "nope""#);
-    assert_err(r#"{"default":[{"type":"reject","type":"reject"}]}"#, r#"Duplicate key "type""#);
+    assert_err(
+        r#"{"default":[{"type":"reject"}],"default":[{"type":"reject"}]}"#,
+        r#"Duplicate key "default""#,
+    );
+    assert_err(
+        r#"{"default":[{"type":"reject"}],"x":1}"#,
+        r#"Unknown key "x""#,
+    );
+    assert_err(
+        r#"{"default":[{"type":"nope"}]}"#,
+        r#"Unknown policy requirement type "nope""#,
+    );
+    assert_err(
+        r#"{"default":[{"type":"reject","type":"reject"}]}"#,
+        r#"Duplicate key "type""#,
+    );
     assert_err(
         r#"{"default":[{"type":"reject"}],"transports":{"docker":{"example.com/a":[]}}}"#,
         "List of verification policy requirements must not be empty",
@@ -34,16 +52,31 @@ fn strict_parsing_messages() {
 #[test]
 fn signed_by_fields() {
     let sb = |rest: &str| format!(r#"{{"default":[{{"type":"signedBy",{rest}}}]}}"#);
-    assert_err(&sb(r#""keyType":"GPGKeys""#), "Exactly one of keyPath, keyPaths and keyData must be specified, none of them present");
+    assert_err(
+        &sb(r#""keyType":"GPGKeys""#),
+        "Exactly one of keyPath, keyPaths and keyData must be specified, none of them present",
+    );
     assert_err(
         &sb(r#""keyType":"GPGKeys","keyPath":"/a","keyData":"AA==""#),
         "Exactly one of keyPath, keyPaths and keyData must be specified, more than one present",
     );
-    assert_err(&sb(r#""keyType":"foo","keyPath":"/a""#), r#"Unrecognized keyType value "foo""#);
+    assert_err(
+        &sb(r#""keyType":"foo","keyPath":"/a""#),
+        r#"Unrecognized keyType value "foo""#,
+    );
     assert_err(&sb(r#""keyPath":"/a""#), r#"Key "keyType" missing"#);
-    assert_err(&sb(r#""keyType":"X509Certificates","keyPath":"/a""#), "not supported");
-    assert_err(&sb(r#""keyType":"GPGKeys","keyPath":"/a","keyFoo":1"#), r#"Unknown key "keyFoo""#);
-    assert_err(&sb(r#""keyType":"GPGKeys","keyData":"!!""#), "keyData is not valid base64");
+    assert_err(
+        &sb(r#""keyType":"X509Certificates","keyPath":"/a""#),
+        "not supported",
+    );
+    assert_err(
+        &sb(r#""keyType":"GPGKeys","keyPath":"/a","keyFoo":1"#),
+        r#"Unknown key "keyFoo""#,
+    );
+    assert_err(
+        &sb(r#""keyType":"GPGKeys","keyData":"!!""#),
+        "keyData is not valid base64",
+    );
     assert_err(
         &sb(r#""keyType":"GPGKeys","keyPath":"/a","signedIdentity":{"type":"bogus"}"#),
         r#"Unknown policy reference match type "bogus""#,
@@ -53,7 +86,9 @@ fn signed_by_fields() {
         r#"Unknown key "x""#,
     );
     assert_err(
-        &sb(r#""keyType":"GPGKeys","keyPath":"/a","signedIdentity":{"type":"exactReference","dockerReference":"example.com/a"}"#),
+        &sb(
+            r#""keyType":"GPGKeys","keyPath":"/a","signedIdentity":{"type":"exactReference","dockerReference":"example.com/a"}"#,
+        ),
         "contains neither a tag nor digest",
     );
     assert_err(
@@ -61,12 +96,16 @@ fn signed_by_fields() {
         r#"Key "dockerRepository" missing"#,
     );
     assert_err(
-        &sb(r#""keyType":"GPGKeys","keyPath":"/a","signedIdentity":{"type":"remapIdentity","prefix":"x y","signedPrefix":"example.com"}"#),
+        &sb(
+            r#""keyType":"GPGKeys","keyPath":"/a","signedIdentity":{"type":"remapIdentity","prefix":"x y","signedPrefix":"example.com"}"#,
+        ),
         r#"prefix "x y" is not valid"#,
     );
     for ok in [
         sb(r#""keyType":"GPGKeys","keyPaths":["/a","/b"]"#),
-        sb(r#""keyType":"signedByGPGKeys","keyPath":"/a","signedIdentity":{"type":"remapIdentity","prefix":"mirror.example.com/ns","signedPrefix":"example.com/ns"}"#),
+        sb(
+            r#""keyType":"signedByGPGKeys","keyPath":"/a","signedIdentity":{"type":"remapIdentity","prefix":"mirror.example.com/ns","signedPrefix":"example.com/ns"}"#,
+        ),
     ] {
         Policy::from_bytes(ok.as_bytes()).unwrap();
     }
@@ -75,15 +114,29 @@ fn signed_by_fields() {
 #[test]
 fn sigstore_signed_fields() {
     let ss = |rest: &str| format!(r#"{{"default":[{{"type":"sigstoreSigned",{rest}}}]}}"#);
-    assert_err(&ss(r#""keyPath":"/a","keyData":"AA==""#), "exactly one of keyPath, keyPaths, keyData, keyDatas, fulcio and pki must be specified");
-    assert_err(&ss(r#""signedIdentity":{"type":"matchRepository"}"#), "exactly one of keyPath");
+    assert_err(
+        &ss(r#""keyPath":"/a","keyData":"AA==""#),
+        "exactly one of keyPath, keyPaths, keyData, keyDatas, fulcio and pki must be specified",
+    );
+    assert_err(
+        &ss(r#""signedIdentity":{"type":"matchRepository"}"#),
+        "exactly one of keyPath",
+    );
     // Keyless modes parse but are refused, never silently accepted.
     assert_err(
-        &ss(r#""fulcio":{"caPath":"/ca","oidcIssuer":"https://o","subjectEmail":"a@b"},"rekorPublicKeyPath":"/r""#),
+        &ss(
+            r#""fulcio":{"caPath":"/ca","oidcIssuer":"https://o","subjectEmail":"a@b"},"rekorPublicKeyPath":"/r""#,
+        ),
         "sigstoreSigned with fulcio is not supported",
     );
-    assert_err(&ss(r#""pki":{"caRootsPath":"/r","subjectEmail":"a@b"}"#), "sigstoreSigned with pki is not supported");
-    assert_err(&ss(r#""keyPath":"/a","rekorPublicKeyPath":"/r""#), "rekor public key is not supported");
+    assert_err(
+        &ss(r#""pki":{"caRootsPath":"/r","subjectEmail":"a@b"}"#),
+        "sigstoreSigned with pki is not supported",
+    );
+    assert_err(
+        &ss(r#""keyPath":"/a","rekorPublicKeyPath":"/r""#),
+        "rekor public key is not supported",
+    );
     assert_err(&ss(r#""keyPath":"/a","bogus":1"#), r#"Unknown key "bogus""#);
 }
 
@@ -102,9 +155,15 @@ fn scope_lookup_most_specific_only() {
     )
     .unwrap();
     let scope = |i: &str| p.scope_for(i).unwrap();
-    assert_eq!(scope("example.com/ns/app:v1"), "docker:example.com/ns/app:v1");
+    assert_eq!(
+        scope("example.com/ns/app:v1"),
+        "docker:example.com/ns/app:v1"
+    );
     assert_eq!(scope("example.com/ns/app:v2"), "docker:example.com/ns");
-    assert_eq!(scope("example.com/ns/deeper/app:v2"), "docker:example.com/ns");
+    assert_eq!(
+        scope("example.com/ns/deeper/app:v2"),
+        "docker:example.com/ns"
+    );
     assert_eq!(scope("example.com/other:v1"), "docker:example.com");
     assert_eq!(scope("registry.example.org/x:1"), "docker:*.example.org");
     assert_eq!(scope("a.b.example.org:8443/x:1"), "docker:*.example.org");
@@ -114,8 +173,22 @@ fn scope_lookup_most_specific_only() {
     let any = Signatures::default();
     let keys = Keys::fetched_only();
     // The specific reject wins over the namespace's accept: lists never merge.
-    assert!(p.evaluate("example.com/ns/app:v1", &format!("sha256:{}", "0".repeat(64)), &any, &keys).is_err());
-    assert!(p.evaluate("example.com/ns/app:v2", &format!("sha256:{}", "0".repeat(64)), &any, &keys).is_ok());
+    assert!(p
+        .evaluate(
+            "example.com/ns/app:v1",
+            &format!("sha256:{}", "0".repeat(64)),
+            &any,
+            &keys
+        )
+        .is_err());
+    assert!(p
+        .evaluate(
+            "example.com/ns/app:v2",
+            &format!("sha256:{}", "0".repeat(64)),
+            &any,
+            &keys
+        )
+        .is_ok());
     let e = p.scope_for("Not/Valid").unwrap_err().to_string();
     assert!(e.starts_with("invalid image reference"), "{e}");
 
@@ -127,8 +200,16 @@ fn scope_lookup_most_specific_only() {
 #[test]
 fn docker_scopes_must_be_fully_expanded() {
     // containers/image reports an invalid docker scope as an unknown key.
-    for bad in ["busybox", "library/busybox", "example.com/ns/", "*.", "Example.com/A"] {
-        let json = format!(r#"{{"default":[{{"type":"reject"}}],"transports":{{"docker":{{"{bad}":[{{"type":"reject"}}]}}}}}}"#);
+    for bad in [
+        "busybox",
+        "library/busybox",
+        "example.com/ns/",
+        "*.",
+        "Example.com/A",
+    ] {
+        let json = format!(
+            r#"{{"default":[{{"type":"reject"}}],"transports":{{"docker":{{"{bad}":[{{"type":"reject"}}]}}}}}}"#
+        );
         assert_err(&json, &format!("Unknown key {bad:?}"));
     }
 }

@@ -22,8 +22,14 @@ pub struct Policy {
 pub(crate) enum Requirement {
     InsecureAcceptAnything,
     Reject,
-    SignedBy { keys: KeySource, identity: Identity },
-    SigstoreSigned { keys: KeySource, identity: Identity },
+    SignedBy {
+        keys: KeySource,
+        identity: IdentityMatch,
+    },
+    SigstoreSigned {
+        keys: KeySource,
+        identity: IdentityMatch,
+    },
 }
 
 impl Requirement {
@@ -48,13 +54,16 @@ pub(crate) enum KeySource {
 
 /// `signedIdentity` (containers-policy.json(5)); default `matchRepoDigestOrExact`.
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) enum Identity {
+pub(crate) enum IdentityMatch {
     MatchExact,
     MatchRepoDigestOrExact,
     MatchRepository,
     ExactReference(DockerRef),
     ExactRepository(DockerRef),
-    RemapIdentity { prefix: String, signed_prefix: String },
+    RemapIdentity {
+        prefix: String,
+        signed_prefix: String,
+    },
 }
 
 impl Policy {
@@ -73,14 +82,18 @@ impl Policy {
                 for (scope, reqs) in scopes_json.any_object("a transport's scopes")?.iter() {
                     if name == "docker" && !scope.is_empty() {
                         // containers/image reports an invalid scope as an unknown key.
-                        validate_docker_scope(scope).map_err(|_| format!("Unknown key {scope:?}"))?;
+                        validate_docker_scope(scope)
+                            .map_err(|_| format!("Unknown key {scope:?}"))?;
                     }
                     scopes.insert(scope.clone(), requirements(reqs)?);
                 }
                 transports.insert(name.clone(), scopes);
             }
         }
-        Ok(Policy { default, transports })
+        Ok(Policy {
+            default,
+            transports,
+        })
     }
 }
 
@@ -89,15 +102,23 @@ impl Policy {
 fn validate_docker_scope(scope: &str) -> Result<(), String> {
     if let Some(domain) = scope.strip_prefix("*.") {
         let ok = !domain.is_empty()
-            && domain.split('.').all(|l| {
-                !l.is_empty() && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
-            });
-        return if ok { Ok(()) } else { Err("invalid wildcard scope".into()) };
+            && domain
+                .split('.')
+                .all(|l| !l.is_empty() && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'));
+        return if ok {
+            Ok(())
+        } else {
+            Err("invalid wildcard scope".into())
+        };
     }
     // A bare host[:port] is a valid namespace scope.
     if !scope.contains('/') {
         let r = DockerRef::parse_normalized(&format!("{scope}/x"))?;
-        return if r.domain == scope { Ok(()) } else { Err("not a host".into()) };
+        return if r.domain == scope {
+            Ok(())
+        } else {
+            Err("not a host".into())
+        };
     }
     let r = DockerRef::parse_normalized(scope)?;
     if r.to_string() != scope {
@@ -126,7 +147,12 @@ fn requirement(v: &Json) -> Result<Requirement, String> {
             Some((_, t)) => t.str("type")?.to_string(),
             None => String::new(),
         },
-        other => return Err(format!("JSON object expected for a requirement, got {}", other.kind())),
+        other => {
+            return Err(format!(
+                "JSON object expected for a requirement, got {}",
+                other.kind()
+            ))
+        }
     };
     match ty.as_str() {
         "insecureAcceptAnything" => {
@@ -139,7 +165,9 @@ fn requirement(v: &Json) -> Result<Requirement, String> {
         }
         "signedBy" => signed_by(v),
         "sigstoreSigned" => sigstore_signed(v),
-        "signedBaseLayer" => Err("policy requirement type \"signedBaseLayer\" is not supported".into()),
+        "signedBaseLayer" => {
+            Err("policy requirement type \"signedBaseLayer\" is not supported".into())
+        }
         other => Err(format!("Unknown policy requirement type {other:?}")),
     }
 }
@@ -147,13 +175,22 @@ fn requirement(v: &Json) -> Result<Requirement, String> {
 fn signed_by(v: &Json) -> Result<Requirement, String> {
     let o = v.object(
         "signedBy",
-        &["type", "keyType", "keyPath", "keyPaths", "keyData", "signedIdentity"],
+        &[
+            "type",
+            "keyType",
+            "keyPath",
+            "keyPaths",
+            "keyData",
+            "signedIdentity",
+        ],
     )?;
     let key_type = o.req("keyType")?.str("keyType")?;
     match key_type {
         "GPGKeys" | "signedByGPGKeys" => {}
         "X509Certificates" | "signedByX509CAs" => {
-            return Err(format!("keyType {key_type:?} is not supported (only GPGKeys)"));
+            return Err(format!(
+                "keyType {key_type:?} is not supported (only GPGKeys)"
+            ));
         }
         other => return Err(format!("Unrecognized keyType value {other:?}")),
     }
@@ -170,7 +207,7 @@ fn signed_by(v: &Json) -> Result<Requirement, String> {
     };
     let identity = match o.get("signedIdentity") {
         Some(i) => identity(i)?,
-        None => Identity::MatchRepoDigestOrExact,
+        None => IdentityMatch::MatchRepoDigestOrExact,
     };
     Ok(Requirement::SignedBy { keys, identity })
 }
@@ -179,25 +216,41 @@ fn sigstore_signed(v: &Json) -> Result<Requirement, String> {
     let o = v.object(
         "sigstoreSigned",
         &[
-            "type", "keyPath", "keyPaths", "keyData", "keyDatas", "fulcio", "pki",
-            "rekorPublicKeyPath", "rekorPublicKeyPaths", "rekorPublicKeyData",
-            "rekorPublicKeyDatas", "signedIdentity",
+            "type",
+            "keyPath",
+            "keyPaths",
+            "keyData",
+            "keyDatas",
+            "fulcio",
+            "pki",
+            "rekorPublicKeyPath",
+            "rekorPublicKeyPaths",
+            "rekorPublicKeyData",
+            "rekorPublicKeyDatas",
+            "signedIdentity",
         ],
     )?;
-    let sources: Vec<&str> = ["keyPath", "keyPaths", "keyData", "keyDatas", "fulcio", "pki"]
-        .into_iter()
-        .filter(|k| o.get(k).is_some())
-        .collect();
+    let sources: Vec<&str> = [
+        "keyPath", "keyPaths", "keyData", "keyDatas", "fulcio", "pki",
+    ]
+    .into_iter()
+    .filter(|k| o.get(k).is_some())
+    .collect();
     if sources.len() != 1 {
         return Err(format!(
             "exactly one of keyPath, keyPaths, keyData, keyDatas, fulcio and pki must be specified, {} present",
             sources.len()
         ));
     }
-    let rekor = ["rekorPublicKeyPath", "rekorPublicKeyPaths", "rekorPublicKeyData", "rekorPublicKeyDatas"]
-        .into_iter()
-        .filter(|k| o.get(k).is_some())
-        .count();
+    let rekor = [
+        "rekorPublicKeyPath",
+        "rekorPublicKeyPaths",
+        "rekorPublicKeyData",
+        "rekorPublicKeyDatas",
+    ]
+    .into_iter()
+    .filter(|k| o.get(k).is_some())
+    .count();
     if rekor > 1 {
         return Err("at most one of rekorPublicKeyPath, rekorPublicKeyPaths, rekorPublicKeyData and rekorPublicKeyDatas can be used".into());
     }
@@ -205,10 +258,15 @@ fn sigstore_signed(v: &Json) -> Result<Requirement, String> {
     // skip a check the policy's author asked for.
     match sources[0] {
         "fulcio" | "pki" => {
-            return Err(format!("sigstoreSigned with {} is not supported (key-based only)", sources[0]));
+            return Err(format!(
+                "sigstoreSigned with {} is not supported (key-based only)",
+                sources[0]
+            ));
         }
         _ if rekor > 0 => {
-            return Err("sigstoreSigned with a rekor public key is not supported (key-based only)".into());
+            return Err(
+                "sigstoreSigned with a rekor public key is not supported (key-based only)".into(),
+            );
         }
         _ => {}
     }
@@ -223,29 +281,43 @@ fn sigstore_signed(v: &Json) -> Result<Requirement, String> {
             if items.is_empty() {
                 return Err("keyDatas must not be empty".into());
             }
-            KeySource::Data(items.iter().map(|d| b64(d, "keyDatas")).collect::<Result<_, _>>()?)
+            KeySource::Data(
+                items
+                    .iter()
+                    .map(|d| b64(d, "keyDatas"))
+                    .collect::<Result<_, _>>()?,
+            )
         }
     };
     let identity = match o.get("signedIdentity") {
         Some(i) => identity(i)?,
-        None => Identity::MatchRepoDigestOrExact,
+        None => IdentityMatch::MatchRepoDigestOrExact,
     };
     Ok(Requirement::SigstoreSigned { keys, identity })
 }
 
-fn identity(v: &Json) -> Result<Identity, String> {
+fn identity(v: &Json) -> Result<IdentityMatch, String> {
     let ty = match v {
-        Json::Obj(m) => m.iter().find(|(k, _)| k == "type").map(|(_, t)| t.str("type")).transpose()?,
-        other => return Err(format!("JSON object expected for signedIdentity, got {}", other.kind())),
+        Json::Obj(m) => m
+            .iter()
+            .find(|(k, _)| k == "type")
+            .map(|(_, t)| t.str("type"))
+            .transpose()?,
+        other => {
+            return Err(format!(
+                "JSON object expected for signedIdentity, got {}",
+                other.kind()
+            ))
+        }
     };
     let ty = ty.unwrap_or_default();
     match ty {
         "matchExact" | "matchRepoDigestOrExact" | "matchRepository" => {
             v.object(ty, &["type"])?;
             Ok(match ty {
-                "matchExact" => Identity::MatchExact,
-                "matchRepoDigestOrExact" => Identity::MatchRepoDigestOrExact,
-                _ => Identity::MatchRepository,
+                "matchExact" => IdentityMatch::MatchExact,
+                "matchRepoDigestOrExact" => IdentityMatch::MatchRepoDigestOrExact,
+                _ => IdentityMatch::MatchRepository,
             })
         }
         "exactReference" => {
@@ -254,16 +326,18 @@ fn identity(v: &Json) -> Result<Identity, String> {
             let r = DockerRef::parse_normalized(s)
                 .map_err(|e| format!("Invalid format of dockerReference {s:?}: {e}"))?;
             if r.is_name_only() {
-                return Err(format!("dockerReference {s:?} contains neither a tag nor digest"));
+                return Err(format!(
+                    "dockerReference {s:?} contains neither a tag nor digest"
+                ));
             }
-            Ok(Identity::ExactReference(r))
+            Ok(IdentityMatch::ExactReference(r))
         }
         "exactRepository" => {
             let o = v.object(ty, &["type", "dockerRepository"])?;
             let s = o.req("dockerRepository")?.str("dockerRepository")?;
             let r = DockerRef::parse_normalized(s)
                 .map_err(|e| format!("Invalid format of dockerRepository {s:?}: {e}"))?;
-            Ok(Identity::ExactRepository(r))
+            Ok(IdentityMatch::ExactRepository(r))
         }
         "remapIdentity" => {
             let o = v.object(ty, &["type", "prefix", "signedPrefix"])?;
@@ -272,7 +346,10 @@ fn identity(v: &Json) -> Result<Identity, String> {
             for p in [&prefix, &signed_prefix] {
                 validate_remap_prefix(p)?;
             }
-            Ok(Identity::RemapIdentity { prefix, signed_prefix })
+            Ok(IdentityMatch::RemapIdentity {
+                prefix,
+                signed_prefix,
+            })
         }
         other => Err(format!("Unknown policy reference match type {other:?}")),
     }
@@ -281,7 +358,9 @@ fn identity(v: &Json) -> Result<Identity, String> {
 /// A remap prefix is a `host[:port]` or a `host[:port]/path` name with an explicit host.
 fn validate_remap_prefix(p: &str) -> Result<(), String> {
     let ok = if p.contains('/') {
-        DockerRef::parse_normalized(p).is_ok_and(|r| r.is_name_only() && p.starts_with(&format!("{}/", r.domain)) && !p.ends_with('/'))
+        DockerRef::parse_normalized(p).is_ok_and(|r| {
+            r.is_name_only() && p.starts_with(&format!("{}/", r.domain)) && !p.ends_with('/')
+        })
     } else {
         validate_docker_scope(p).is_ok() && !p.starts_with("*.")
     };
@@ -302,7 +381,10 @@ fn non_empty_str(v: &Json, what: &str) -> Result<String, String> {
 
 fn str_list(v: &Json, what: &str) -> Result<Vec<String>, String> {
     let Json::Arr(items) = v else {
-        return Err(format!("{what} must be a list of strings, got {}", v.kind()));
+        return Err(format!(
+            "{what} must be a list of strings, got {}",
+            v.kind()
+        ));
     };
     if items.is_empty() {
         return Err(format!("{what} must not be empty"));

@@ -55,7 +55,9 @@ pub fn signature_tag(manifest_digest: &str) -> Result<String, String> {
 /// One line when the manifest is not a JSON object with a `layers` list of descriptors.
 pub fn signature_layers(manifest: &[u8]) -> Result<Vec<CosignLayer>, String> {
     if manifest.len() > MAX_SIGNATURE_BYTES {
-        return Err(format!("cosign signature manifest is larger than {MAX_SIGNATURE_BYTES} bytes"));
+        return Err(format!(
+            "cosign signature manifest is larger than {MAX_SIGNATURE_BYTES} bytes"
+        ));
     }
     let bad = |m: String| format!("invalid cosign signature manifest: {m}");
     let root = Json::parse(manifest).map_err(bad)?;
@@ -69,9 +71,17 @@ pub fn signature_layers(manifest: &[u8]) -> Result<Vec<CosignLayer>, String> {
         if d.get("mediaType").and_then(|m| m.str("").ok()) != Some(COSIGN_LAYER_MEDIA_TYPE) {
             continue;
         }
-        let Some(Json::Obj(_)) = d.get("annotations") else { continue };
-        let ann = d.req("annotations").map_err(bad)?.any_object("annotations").map_err(bad)?;
-        let Some(sig) = ann.get(COSIGN_SIGNATURE_ANNOTATION) else { continue };
+        let Some(Json::Obj(_)) = d.get("annotations") else {
+            continue;
+        };
+        let ann = d
+            .req("annotations")
+            .map_err(bad)?
+            .any_object("annotations")
+            .map_err(bad)?;
+        let Some(sig) = ann.get(COSIGN_SIGNATURE_ANNOTATION) else {
+            continue;
+        };
         let digest = d.req("digest").and_then(|v| v.str("digest")).map_err(bad)?;
         super::reference::check_digest(digest).map_err(bad)?;
         let size = match d.req("size").map_err(bad)? {
@@ -81,7 +91,10 @@ pub fn signature_layers(manifest: &[u8]) -> Result<Vec<CosignLayer>, String> {
         out.push(CosignLayer {
             digest: digest.to_string(),
             size,
-            signature: sig.str(COSIGN_SIGNATURE_ANNOTATION).map_err(bad)?.to_string(),
+            signature: sig
+                .str(COSIGN_SIGNATURE_ANNOTATION)
+                .map_err(bad)?
+                .to_string(),
         });
     }
     Ok(out)
@@ -94,7 +107,8 @@ pub fn signature_layers(manifest: &[u8]) -> Result<Vec<CosignLayer>, String> {
 /// # Errors
 /// When the bytes are not a PEM P-256 public key.
 pub fn parse_public_key(pem: &[u8]) -> Result<VerifyingKey, String> {
-    let text = std::str::from_utf8(pem).map_err(|_| "cosign public key is not PEM text".to_string())?;
+    let text =
+        std::str::from_utf8(pem).map_err(|_| "cosign public key is not PEM text".to_string())?;
     VerifyingKey::from_public_key_pem(text.trim())
         .map_err(|e| format!("cosign public key is not a PEM P-256 public key: {e}"))
 }
@@ -107,12 +121,15 @@ pub fn parse_public_key(pem: &[u8]) -> Result<VerifyingKey, String> {
 /// base64 or DER signature is named as such.
 pub fn verify_signature(sig: &CosignSignature, keys: &[VerifyingKey]) -> Result<usize, String> {
     if sig.payload.len() > MAX_SIGNATURE_BYTES {
-        return Err(format!("cosign payload is larger than {MAX_SIGNATURE_BYTES} bytes"));
+        return Err(format!(
+            "cosign payload is larger than {MAX_SIGNATURE_BYTES} bytes"
+        ));
     }
     let der = base64::engine::general_purpose::STANDARD
         .decode(sig.signature.trim())
         .map_err(|e| format!("cosign signature annotation is not base64: {e}"))?;
-    let parsed = Signature::from_der(&der).map_err(|e| format!("cosign signature is not a DER ECDSA signature: {e}"))?;
+    let parsed = Signature::from_der(&der)
+        .map_err(|e| format!("cosign signature is not a DER ECDSA signature: {e}"))?;
     // openssl and cosign may emit a high S; the verifier wants the low-S form.
     let parsed = parsed.normalize_s().unwrap_or(parsed);
     keys.iter()
@@ -127,7 +144,10 @@ mod tests {
     #[test]
     fn tag_replaces_first_colon() {
         let d = format!("sha256:{}", "ab".repeat(32));
-        assert_eq!(signature_tag(&d).unwrap(), format!("sha256-{}.sig", "ab".repeat(32)));
+        assert_eq!(
+            signature_tag(&d).unwrap(),
+            format!("sha256-{}.sig", "ab".repeat(32))
+        );
         assert!(signature_tag("sha256:zz").is_err());
     }
 
@@ -140,7 +160,14 @@ mod tests {
               {{"mediaType":"application/octet-stream","digest":"{d}","size":1}}]}}"#
         );
         let l = signature_layers(m.as_bytes()).unwrap();
-        assert_eq!(l, [CosignLayer { digest: d, size: 5, signature: "AAAA".into() }]);
+        assert_eq!(
+            l,
+            [CosignLayer {
+                digest: d,
+                size: 5,
+                signature: "AAAA".into()
+            }]
+        );
         assert!(signature_layers(b"[]").is_err());
     }
 }

@@ -3,6 +3,7 @@
 //! containers/image's `ParanoidUnmarshalJSONObject` does (serde_json's `Value` would
 //! silently keep the last duplicate).
 
+use std::collections::HashSet;
 use std::fmt;
 
 use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
@@ -42,10 +43,14 @@ impl Json {
     /// most once, each in `allowed`. Messages are containers/image's.
     pub fn object<'a>(&'a self, what: &str, allowed: &[&str]) -> Result<Obj<'a>, String> {
         let Json::Obj(members) = self else {
-            return Err(format!("JSON object expected for {what}, got {}", self.kind()));
+            return Err(format!(
+                "JSON object expected for {what}, got {}",
+                self.kind()
+            ));
         };
-        for (i, (k, _)) in members.iter().enumerate() {
-            if members[..i].iter().any(|(p, _)| p == k) {
+        let mut seen = HashSet::new();
+        for (k, _) in members {
+            if !seen.insert(k.as_str()) {
                 return Err(format!("Duplicate key {k:?}"));
             }
             if !allowed.contains(&k.as_str()) {
@@ -58,10 +63,14 @@ impl Json {
     /// Members of an object with only the duplicate check (for free-form maps).
     pub fn any_object<'a>(&'a self, what: &str) -> Result<Obj<'a>, String> {
         let Json::Obj(members) = self else {
-            return Err(format!("JSON object expected for {what}, got {}", self.kind()));
+            return Err(format!(
+                "JSON object expected for {what}, got {}",
+                self.kind()
+            ));
         };
-        for (i, (k, _)) in members.iter().enumerate() {
-            if members[..i].iter().any(|(p, _)| p == k) {
+        let mut seen = HashSet::new();
+        for (k, _) in members {
+            if !seen.insert(k.as_str()) {
                 return Err(format!("Duplicate key {k:?}"));
             }
         }
@@ -86,7 +95,8 @@ impl<'a> Obj<'a> {
 
     /// A mandatory member, with containers/image's message when absent.
     pub fn req(&self, key: &str) -> Result<&'a Json, String> {
-        self.get(key).ok_or_else(|| format!("Key {key:?} missing in a JSON object"))
+        self.get(key)
+            .ok_or_else(|| format!("Key {key:?} missing in a JSON object"))
     }
 
     pub fn iter(&self) -> impl Iterator<Item = &'a (String, Json)> {

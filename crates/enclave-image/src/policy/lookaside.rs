@@ -23,11 +23,17 @@ pub const MAX_LOOKASIDE_SIGNATURES: u32 = 64;
 ///
 /// # Errors
 /// A bad reference or digest, or `index` 0.
-pub fn lookaside_location(base: &str, image: &str, manifest_digest: &str, index: u32) -> Result<String, String> {
+pub fn lookaside_location(
+    base: &str,
+    image: &str,
+    manifest_digest: &str,
+    index: u32,
+) -> Result<String, String> {
     if index == 0 {
         return Err("lookaside signature numbers start at 1".into());
     }
-    let r = DockerRef::parse_image(image).map_err(|e| format!("invalid image reference {image:?}: {e}"))?;
+    let r = DockerRef::parse_image(image)
+        .map_err(|e| format!("invalid image reference {image:?}: {e}"))?;
     check_digest(manifest_digest)?;
     Ok(format!(
         "{}/{}@{}/signature-{index}",
@@ -44,9 +50,15 @@ pub fn lookaside_location(base: &str, image: &str, manifest_digest: &str, index:
 /// # Errors
 /// A base that is not `file://`, an unreadable or oversized signature file, or more than
 /// [`MAX_LOOKASIDE_SIGNATURES`] signatures.
-pub fn read_file_lookaside(base: &str, image: &str, manifest_digest: &str) -> Result<Vec<Vec<u8>>, String> {
+pub fn read_file_lookaside(
+    base: &str,
+    image: &str,
+    manifest_digest: &str,
+) -> Result<Vec<Vec<u8>>, String> {
     if !base.starts_with("file://") {
-        return Err(format!("lookaside {base:?} is not a file:// URL (the registry module fetches http(s) stores)"));
+        return Err(format!(
+            "lookaside {base:?} is not a file:// URL (the registry module fetches http(s) stores)"
+        ));
     }
     let mut out = Vec::new();
     for n in 1..=MAX_LOOKASIDE_SIGNATURES + 1 {
@@ -65,7 +77,9 @@ pub fn read_file_lookaside(base: &str, image: &str, manifest_digest: &str) -> Re
             .read_to_end(&mut buf)
             .map_err(|e| format!("reading signature {path}: {e}"))?;
         if buf.len() > MAX_SIGNATURE_BYTES {
-            return Err(format!("signature {path} is larger than {MAX_SIGNATURE_BYTES} bytes"));
+            return Err(format!(
+                "signature {path} is larger than {MAX_SIGNATURE_BYTES} bytes"
+            ));
         }
         out.push(buf);
     }

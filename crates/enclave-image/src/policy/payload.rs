@@ -32,14 +32,27 @@ pub struct Payload {
 pub fn parse_payload(bytes: &[u8], expected_type: &str) -> Result<Payload, String> {
     let bad = |m: String| format!("Invalid signature payload: {m}");
     let root = Json::parse(bytes).map_err(bad)?;
-    let top = root.object("the payload", &["critical", "optional"]).map_err(bad)?;
+    let top = root
+        .object("the payload", &["critical", "optional"])
+        .map_err(bad)?;
     let critical = top.req("critical").map_err(bad)?;
-    let c = critical.object("critical", &["type", "image", "identity"]).map_err(bad)?;
-    let ty = c.req("type").and_then(|t| t.str("critical.type")).map_err(bad)?;
+    let c = critical
+        .object("critical", &["type", "image", "identity"])
+        .map_err(bad)?;
+    let ty = c
+        .req("type")
+        .and_then(|t| t.str("critical.type"))
+        .map_err(bad)?;
     if ty != expected_type {
-        return Err(format!("Unrecognized signature type {ty:?} (expected {expected_type:?})"));
+        return Err(format!(
+            "Unrecognized signature type {ty:?} (expected {expected_type:?})"
+        ));
     }
-    let image = c.req("image").map_err(bad)?.object("critical.image", &["docker-manifest-digest"]).map_err(bad)?;
+    let image = c
+        .req("image")
+        .map_err(bad)?
+        .object("critical.image", &["docker-manifest-digest"])
+        .map_err(bad)?;
     let manifest_digest = image
         .req("docker-manifest-digest")
         .and_then(|d| d.str("docker-manifest-digest"))
@@ -71,15 +84,27 @@ pub fn parse_payload(bytes: &[u8], expected_type: &str) -> Result<Payload, Strin
             if let Some(v) = o.get("timestamp") {
                 match v {
                     Json::Int(t) => timestamp = Some(*t),
+                    // Go decodes it as a float and accepts any integral value.
+                    Json::Float(f) if f.fract() == 0.0 && f.abs() < 9.2e18 => {
+                        timestamp = Some(*f as i64)
+                    }
                     other => {
-                        return Err(bad(format!("optional.timestamp must be an integer, got {}", other.kind())));
+                        return Err(bad(format!(
+                            "optional.timestamp must be an integer, got {}",
+                            other.kind()
+                        )));
                     }
                 }
             }
         }
         None => unreachable!("both None arms above cover every type"),
     }
-    Ok(Payload { manifest_digest, docker_reference, creator, timestamp })
+    Ok(Payload {
+        manifest_digest,
+        docker_reference,
+        creator,
+        timestamp,
+    })
 }
 
 #[cfg(test)]
@@ -98,7 +123,14 @@ mod tests {
     // Rules from containers-signature(5): unknown critical members reject, optional is free.
     #[test]
     fn strict_critical_free_optional() {
-        let p = parse_payload(&doc("", r#"{"creator":"atomic 5.23.1","timestamp":1483228800,"x":1}"#), SIMPLE_SIGNING_TYPE).unwrap();
+        let p = parse_payload(
+            &doc(
+                "",
+                r#"{"creator":"atomic 5.23.1","timestamp":1483228800,"x":1}"#,
+            ),
+            SIMPLE_SIGNING_TYPE,
+        )
+        .unwrap();
         assert_eq!(p.manifest_digest, D);
         assert_eq!(p.timestamp, Some(1483228800));
         let e = parse_payload(&doc(r#","extra":1"#, "{}"), SIMPLE_SIGNING_TYPE).unwrap_err();

@@ -48,7 +48,12 @@ impl DockerRef {
         let (domain, path) = split_domain(name);
         check_domain(&domain)?;
         check_path(&path)?;
-        Ok(DockerRef { domain, path, tag, digest })
+        Ok(DockerRef {
+            domain,
+            path,
+            tag,
+            digest,
+        })
     }
 
     /// Parses an image reference as the docker transport does: normalized, `:latest`
@@ -121,7 +126,11 @@ fn split_domain(name: &str) -> (String, String) {
         }
         _ => (DOCKER_HUB.to_string(), name.to_string()),
     };
-    let domain = if domain == "index.docker.io" { DOCKER_HUB.to_string() } else { domain };
+    let domain = if domain == "index.docker.io" {
+        DOCKER_HUB.to_string()
+    } else {
+        domain
+    };
     let path = if domain == DOCKER_HUB && !path.contains('/') {
         format!("library/{path}")
     } else {
@@ -193,7 +202,8 @@ fn check_tag(t: &str) -> Result<(), String> {
     let ok = !t.is_empty()
         && t.len() <= 128
         && !t.starts_with(['.', '-'])
-        && t.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
+        && t.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
     if ok {
         Ok(())
     } else {
@@ -208,7 +218,8 @@ pub(crate) fn check_digest(d: &str) -> Result<(), String> {
         Some(("sha512", h)) => h.len() == 128,
         _ => false,
     } && d.split_once(':').is_some_and(|(_, h)| {
-        h.chars().all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c))
+        h.chars()
+            .all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c))
     });
     if ok {
         Ok(())
@@ -239,7 +250,9 @@ mod tests {
         assert!(DockerRef::parse_image("a//b").is_err());
         assert!(DockerRef::parse_image("a/b@sha256:12").is_err());
         assert!(DockerRef::parse_image(&format!("a/b:t@{d}")).is_err());
-        assert!(DockerRef::parse_normalized("example.com/x").unwrap().is_name_only());
+        assert!(DockerRef::parse_normalized("example.com/x")
+            .unwrap()
+            .is_name_only());
     }
 
     #[test]

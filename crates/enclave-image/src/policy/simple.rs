@@ -53,7 +53,10 @@ impl Keyring {
 
     /// Upper-case hex fingerprints of the primary keys.
     pub fn fingerprints(&self) -> Vec<String> {
-        self.keys.iter().map(|k| format!("{:X}", k.fingerprint())).collect()
+        self.keys
+            .iter()
+            .map(|k| format!("{:X}", k.fingerprint()))
+            .collect()
     }
 }
 
@@ -76,23 +79,38 @@ pub struct VerifiedMessage {
 /// # Errors
 /// A one-line message starting "Invalid GPG signature" (containers/image's words) when
 /// the signature does not verify, otherwise naming what is malformed.
-pub fn verify_message(blob: &[u8], keyring: &Keyring, now: SystemTime) -> Result<VerifiedMessage, String> {
+pub fn verify_message(
+    blob: &[u8],
+    keyring: &Keyring,
+    now: SystemTime,
+) -> Result<VerifiedMessage, String> {
     if blob.len() > MAX_SIGNATURE_BYTES {
-        return Err(format!("signature is larger than {MAX_SIGNATURE_BYTES} bytes"));
+        return Err(format!(
+            "signature is larger than {MAX_SIGNATURE_BYTES} bytes"
+        ));
     }
-    let mut msg = Message::from_bytes(blob).map_err(|e| format!("Invalid GPG signature: not an OpenPGP message: {e}"))?;
+    let mut msg = Message::from_bytes(blob)
+        .map_err(|e| format!("Invalid GPG signature: not an OpenPGP message: {e}"))?;
     // skopeo wraps the signed message in a ZIP compressed packet; allow nesting a little.
     for _ in 0..4 {
         if !msg.is_compressed() {
             break;
         }
-        msg = msg.decompress().map_err(|e| format!("Invalid GPG signature: decompression: {e}"))?;
+        msg = msg
+            .decompress()
+            .map_err(|e| format!("Invalid GPG signature: decompression: {e}"))?;
     }
     match &msg {
         Message::Signed { .. } => {}
-        Message::Encrypted { .. } => return Err("Invalid GPG signature: the message is encrypted".into()),
-        Message::Literal { .. } => return Err("Invalid GPG signature: the message is not signed".into()),
-        Message::Compressed { .. } => return Err("Invalid GPG signature: compressed too deeply".into()),
+        Message::Encrypted { .. } => {
+            return Err("Invalid GPG signature: the message is encrypted".into())
+        }
+        Message::Literal { .. } => {
+            return Err("Invalid GPG signature: the message is not signed".into())
+        }
+        Message::Compressed { .. } => {
+            return Err("Invalid GPG signature: compressed too deeply".into())
+        }
     }
     // Read the literal data to the end (the signatures are hashed over it), bounded.
     let mut payload = Vec::new();
@@ -101,7 +119,9 @@ pub fn verify_message(blob: &[u8], keyring: &Keyring, now: SystemTime) -> Result
         .read_to_end(&mut payload)
         .map_err(|e| format!("Invalid GPG signature: reading the signed data: {e}"))?;
     if payload.len() > MAX_SIGNATURE_BYTES {
-        return Err(format!("signed payload is larger than {MAX_SIGNATURE_BYTES} bytes"));
+        return Err(format!(
+            "signed payload is larger than {MAX_SIGNATURE_BYTES} bytes"
+        ));
     }
     let Message::Signed { reader, .. } = &msg else {
         unreachable!("checked above");
@@ -121,7 +141,11 @@ pub fn verify_message(blob: &[u8], keyring: &Keyring, now: SystemTime) -> Result
         if msg.verify(key).is_ok() {
             check_times(&sig, now)?;
             check_key_valid(key, now, &primary)?;
-            return Ok(VerifiedMessage { payload, signer: primary.clone(), primary });
+            return Ok(VerifiedMessage {
+                payload,
+                signer: primary.clone(),
+                primary,
+            });
         }
         for sub in &key.public_subkeys {
             if msg.verify(&sub.key).is_ok() {
@@ -129,11 +153,17 @@ pub fn verify_message(blob: &[u8], keyring: &Keyring, now: SystemTime) -> Result
                 check_key_valid(key, now, &primary)?;
                 let signer = format!("{:X}", sub.key.fingerprint());
                 check_subkey_valid(key, sub, now, &signer)?;
-                return Ok(VerifiedMessage { payload, signer, primary });
+                return Ok(VerifiedMessage {
+                    payload,
+                    signer,
+                    primary,
+                });
             }
         }
     }
-    Err(format!("Invalid GPG signature: no trusted key verifies it (signed by {issuer})"))
+    Err(format!(
+        "Invalid GPG signature: no trusted key verifies it (signed by {issuer})"
+    ))
 }
 
 fn issuer_text(sig: &Signature) -> String {
@@ -156,11 +186,19 @@ fn check_times(sig: &Signature, now: SystemTime) -> Result<(), String> {
     let created = sig.created().map(|t| u64::from(t.as_secs()));
     if let Some(c) = created {
         if c > now + 60 * 60 {
-            return Err(format!("Invalid GPG signature: created in the future ({c})"));
+            return Err(format!(
+                "Invalid GPG signature: created in the future ({c})"
+            ));
         }
-        if let Some(exp) = sig.signature_expiration_time().map(|d| u64::from(d.as_secs())) {
+        if let Some(exp) = sig
+            .signature_expiration_time()
+            .map(|d| u64::from(d.as_secs()))
+        {
             if exp != 0 && c + exp <= now {
-                return Err(format!("Invalid GPG signature: the signature expired at {}", c + exp));
+                return Err(format!(
+                    "Invalid GPG signature: the signature expired at {}",
+                    c + exp
+                ));
             }
         }
     }
@@ -180,9 +218,15 @@ fn check_key_valid(key: &SignedPublicKey, now: SystemTime, fpr: &str) -> Result<
         .flat_map(|u| u.signatures.iter())
         .chain(key.details.direct_signatures.iter())
         .max_by_key(|s| s.created().map(|t| t.as_secs()));
-    if let Some(exp) = newest.and_then(|s| s.key_expiration_time()).map(|d| u64::from(d.as_secs())) {
+    if let Some(exp) = newest
+        .and_then(|s| s.key_expiration_time())
+        .map(|d| u64::from(d.as_secs()))
+    {
         if exp != 0 && created + exp <= unix(now) {
-            return Err(format!("Invalid GPG signature: key {fpr} expired at {}", created + exp));
+            return Err(format!(
+                "Invalid GPG signature: key {fpr} expired at {}",
+                created + exp
+            ));
         }
     }
     Ok(())
@@ -196,7 +240,11 @@ fn check_subkey_valid(
     fpr: &str,
 ) -> Result<(), String> {
     use pgp::packet::SignatureType;
-    if sub.signatures.iter().any(|s| s.typ() == Some(SignatureType::SubkeyRevocation)) {
+    if sub
+        .signatures
+        .iter()
+        .any(|s| s.typ() == Some(SignatureType::SubkeyRevocation))
+    {
         return Err(format!("Invalid GPG signature: subkey {fpr} is revoked"));
     }
     let binding = sub
@@ -207,12 +255,20 @@ fn check_subkey_valid(
         .max_by_key(|s| s.created().map(|t| t.as_secs()))
         .ok_or_else(|| format!("Invalid GPG signature: subkey {fpr} has no valid binding"))?;
     if !binding.key_flags().sign() {
-        return Err(format!("Invalid GPG signature: subkey {fpr} is not a signing key"));
+        return Err(format!(
+            "Invalid GPG signature: subkey {fpr} is not a signing key"
+        ));
     }
     let created = u64::from(sub.key.created_at().as_secs());
-    if let Some(exp) = binding.key_expiration_time().map(|d| u64::from(d.as_secs())) {
+    if let Some(exp) = binding
+        .key_expiration_time()
+        .map(|d| u64::from(d.as_secs()))
+    {
         if exp != 0 && created + exp <= unix(now) {
-            return Err(format!("Invalid GPG signature: subkey {fpr} expired at {}", created + exp));
+            return Err(format!(
+                "Invalid GPG signature: subkey {fpr} expired at {}",
+                created + exp
+            ));
         }
     }
     Ok(())
