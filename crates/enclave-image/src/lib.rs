@@ -11,7 +11,8 @@
 //!   cipher, JWE and key-provider (annotation packet) key unwrapping and wrapping.
 //! - [`unpack`]: applying a layer's tar stream to a root directory safely (whiteouts,
 //!   links confined to the root).
-//! - [`policy`]: containers-policy.json, simple signing and cosign signatures.
+//! - [`policy`]: containers-policy.json, simple signing (GPG) and cosign key-based
+//!   signatures, verified over bytes the caller fetched, before any layer is pulled.
 //! - [`registry`]: references, OCI distribution pull and OCI-layout sources.
 
 pub mod ocicrypt;

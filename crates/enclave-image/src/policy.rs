@@ -38,9 +38,11 @@ use std::time::SystemTime;
 
 pub use config::Policy;
 use config::{IdentityMatch, KeySource, Requirement};
+use cosign::{
+    parse_public_key as parse_cosign_public_key, verify_signature as verify_cosign_signature,
+};
 pub use cosign::{
-    parse_public_key as parse_cosign_public_key, signature_layers as cosign_signature_layers,
-    signature_tag as cosign_signature_tag, verify_signature as verify_cosign_signature,
+    signature_layers as cosign_signature_layers, signature_tag as cosign_signature_tag,
     CosignLayer, CosignSignature, COSIGN_LAYER_MEDIA_TYPE, COSIGN_SIGNATURE_ANNOTATION,
 };
 pub use lookaside::{lookaside_location, read_file_lookaside, MAX_LOOKASIDE_SIGNATURES};
