@@ -12,7 +12,8 @@
 //! - [`unpack`]: the layer pipeline after decryption (gzip/zstd, diff_id check) and
 //!   applying a layer's tar to a root safely: staged privately, published only once every
 //!   check passed (whiteouts, opaque dirs, links confined to the root).
-//! - [`policy`]: containers-policy.json, simple signing and cosign signatures.
+//! - [`policy`]: containers-policy.json, simple signing (GPG) and cosign key-based
+//!   signatures, verified over bytes the caller fetched, before any layer is pulled.
 //! - [`registry`]: references, OCI distribution pull and OCI-layout sources.
 
 pub mod ocicrypt;
