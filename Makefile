@@ -6,6 +6,9 @@ RELEASE    := target/release
 RUNE       := $(RELEASE)/rune
 IMAGES     := target/images
 APT_STAMP  := target/.apt-deps
+HOST       := $(shell rustc -vV | sed -n 's/^host: //p')
+# The statically linked boot program of confidential-image enclaves.
+BOOT       := target/$(HOST)/release/enclave-boot
 
 # Build: libseccomp for enforced seccomp profiles. Tests and demo: the real clients.
 BUILD_DEPS := build-essential pkg-config libseccomp-dev
@@ -33,6 +36,9 @@ build: deps
 	$(CARGO) build --release --workspace --lib --bins --examples
 	@# The PAL's conventional file name has a dash, which a cdylib's name cannot.
 	cp -f $(RELEASE)/liberpal_sim.so $(RELEASE)/liberpal-sim.so
+	@# enclave-boot runs first in an empty root (the image is not there yet): it is linked
+	@# statically, against glibc's libc.a, in a target directory of its own.
+	RUSTFLAGS="-C target-feature=+crt-static" $(CARGO) build --release -p enclave-boot --target $(HOST)
 
 $(IMAGES)/busybox-oci.tar: deps
 	scripts/busybox-image.sh $(IMAGES)
@@ -56,6 +62,7 @@ bench: build $(IMAGES)/busybox-oci.tar
 	scripts/bench.sh
 
 PREFIX ?= /usr/local
+BOOT_SIGNER ?= $(DESTDIR)/etc/inclavare/boot-signer.key
 install: build
 	install -D -m 0755 $(RUNE) $(DESTDIR)$(PREFIX)/bin/rune
 	install -D -m 0755 $(RELEASE)/sim-sign $(DESTDIR)$(PREFIX)/bin/sim-sign
@@ -66,6 +73,13 @@ install: build
 	install -D -m 0755 $(RELEASE)/verdictd $(DESTDIR)$(PREFIX)/bin/verdictd
 	install -D -m 0755 $(RELEASE)/attestation-agent $(DESTDIR)$(PREFIX)/bin/attestation-agent
 	install -D -m 0755 $(RELEASE)/liberpal-sim.so $(DESTDIR)$(PREFIX)/lib/rune/liberpal-sim.so
+	@# The confidential-image boot program goes beside the PAL, with a manifest signed by
+	@# this host's boot signer key (made once, 0600). Tenants admit its mr_enclave (printed
+	@# here), which depends on the program only, not on who signed.
+	install -D -m 0755 $(BOOT) $(DESTDIR)$(PREFIX)/lib/rune/enclave-boot
+	@test -f $(BOOT_SIGNER) || (umask 077 && mkdir -p $(dir $(BOOT_SIGNER)) && $(RELEASE)/sim-sign keygen --out $(BOOT_SIGNER) >/dev/null)
+	$(RELEASE)/sim-sign sign --executable $(DESTDIR)$(PREFIX)/lib/rune/enclave-boot --entrypoint /.rune/enclave-boot \
+		--key $(BOOT_SIGNER) --out $(DESTDIR)$(PREFIX)/lib/rune/enclave-boot.manifest.json
 
 clean:
 	$(CARGO) clean

@@ -57,6 +57,17 @@ impl Remote {
                 data: pem,
             });
         }
+        // Trust Mozilla's roots compiled in, plus the configured CA: never the host's
+        // certificate store, which inside an enclave is the untrusted host's (and in
+        // an image's empty root does not exist).
+        let mut trusted: Vec<Certificate> = webpki_root_certs::TLS_SERVER_ROOT_CERTS
+            .iter()
+            .map(|c| Certificate {
+                encoding: CertificateEncoding::Der,
+                data: c.as_ref().to_vec(),
+            })
+            .collect();
+        trusted.extend(roots.iter().cloned());
         let protocol = if cfg.insecure_http.is_empty() {
             ClientProtocol::Https
         } else {
@@ -64,7 +75,7 @@ impl Remote {
         };
         let client = oci_client::Client::try_from(ClientConfig {
             protocol,
-            extra_root_certificates: roots,
+            tls_certs_only: trusted,
             // We choose platforms ourselves (variants, and a useful error).
             platform_resolver: None,
             connect_timeout: Some(cfg.connect_timeout),
@@ -75,9 +86,13 @@ impl Remote {
         let mut plain = reqwest::Client::builder()
             .connect_timeout(cfg.connect_timeout)
             .read_timeout(cfg.read_timeout);
-        for c in certs {
-            plain = plain.add_root_certificate(c);
-        }
+        let mut plain_roots = webpki_root_certs::TLS_SERVER_ROOT_CERTS
+            .iter()
+            .map(|c| reqwest::Certificate::from_der(c.as_ref()))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| Error::Config(format!("built-in roots: {}", chain(&e))))?;
+        plain_roots.extend(certs);
+        plain = plain.tls_certs_only(plain_roots);
         let plain = plain
             .build()
             .map_err(|e| Error::Config(format!("HTTP client: {}", chain(&e))))?;

@@ -29,6 +29,20 @@ pub struct CosignSignature {
     pub annotations: BTreeMap<String, String>,
 }
 
+impl CosignSignature {
+    /// The payload and its signature annotation, as [`crate::policy`] verifies them;
+    /// `None` for a layer without a signature annotation.
+    pub fn for_policy(&self) -> Option<crate::policy::CosignSignature> {
+        Some(crate::policy::CosignSignature {
+            payload: self.payload.clone(),
+            signature: self
+                .annotations
+                .get(crate::policy::COSIGN_SIGNATURE_ANNOTATION)?
+                .clone(),
+        })
+    }
+}
+
 /// cosign's attachment tag for `digest`: `sha256:<hex>` → `sha256-<hex>.sig`.
 pub(crate) fn cosign_tag(digest: &str) -> Result<String, Error> {
     check_digest(digest).map_err(|reason| Error::Reference {

@@ -94,6 +94,7 @@ fn merge(
     let names = walk::reopen(staging, sphys)
         .and_then(|d| walk::list(&d))
         .map_err(|e| err(sphys, "reading staged directory", e))?;
+    let root_dev = fs::fstat(root).map_err(|e| err(&[], "root", e))?.st_dev;
     for name in names {
         let sdir = walk::reopen(staging, sphys).map_err(|e| err(sphys, "staged directory", e))?;
         let rdir = walk::reopen(root, &rphys).map_err(|e| err(&rphys, "root directory", e))?;
@@ -101,6 +102,15 @@ fn merge(
         let st = fs::statat(&sdir, name.as_slice(), AtFlags::SYMLINK_NOFOLLOW)
             .map_err(|e| err(sphys, "staged entry", e))?;
         let lower = match fs::statat(&rdir, name.as_slice(), AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(lst) if lst.st_dev != root_dev => {
+                // Something the runtime mounted in the root (/proc, /dev, /sys, a bind-
+                // mounted /etc/hosts, a volume): the container's, not the image's. Leave
+                // it, and what the layer has at or below it, alone, as container
+                // runtimes do when they mount over an image's directories.
+                tracing::debug!(path = %show_comps(sphys), "mount point kept");
+                sphys.pop();
+                continue;
+            }
             Ok(st) => Some(FileType::from_raw_mode(st.st_mode)),
             Err(Errno::NOENT) => None,
             Err(e) => return Err(err(sphys, "looking up the root", e)),

@@ -1,0 +1,302 @@
+//! The pull: attest, fetch policy and keys, resolve, verify signatures, then per layer
+//! download (digest-checked), decrypt (HMAC-checked), decompress, check the diff_id and
+//! unpack into the root. Nothing reaches the root before its checks passed.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use enclave_image::ocicrypt::{self, Keys as LayerKeys, LayerAnnotations};
+use enclave_image::policy::{Keys as PolicyKeys, Policy, Signatures};
+use enclave_image::registry::{ImageSource, Puller, RegistryConfig};
+use enclave_image::unpack::{self, UnpackOptions};
+use oci_spec::image::ImageConfiguration;
+
+use crate::handover::{self, Launch};
+
+/// What rune passes (see `rune_core::image`).
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// The image reference (or `oci:`/`oci-archive:` source, for tests and offline use).
+    pub image: String,
+    pub kbs: Option<String>,
+    pub kbs_ca: Option<PathBuf>,
+    /// `kbs:///…` of the containers-policy.json.
+    pub policy: Option<String>,
+    pub insecure: Vec<String>,
+    /// Base URL of a simple-signing lookaside store (`http(s)://…`).
+    pub lookaside: Option<String>,
+    /// The root to unpack into (`/` in the container).
+    pub root: PathBuf,
+    /// The container's command (after `--`).
+    pub args: Vec<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BootError {
+    #[error("KBS: {0}")]
+    Kbs(String),
+    #[error("{0}")]
+    Registry(#[from] enclave_image::registry::Error),
+    #[error("signature policy: {0}")]
+    Policy(#[from] enclave_image::policy::PolicyError),
+    #[error("{0}")]
+    Layer(String),
+    #[error("image config {digest}: {reason}")]
+    Config { digest: String, reason: String },
+    #[error("{0}")]
+    Handover(#[from] handover::HandoverError),
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        source: std::io::Error,
+    },
+}
+
+/// Progress lines on the container's stderr, as `docker pull` users expect them.
+pub struct Progress<W: Write> {
+    out: W,
+}
+
+impl<W: Write> Progress<W> {
+    pub fn new(out: W) -> Self {
+        Progress { out }
+    }
+    pub fn line(&mut self, msg: impl std::fmt::Display) {
+        let _ = writeln!(self.out, "enclave-boot: {msg}");
+    }
+}
+
+fn short(digest: &str) -> &str {
+    let hex = digest.split_once(':').map_or(digest, |(_, h)| h);
+    &hex[..hex.len().min(12)]
+}
+
+fn mib(bytes: u64) -> f64 {
+    bytes as f64 / (1024.0 * 1024.0)
+}
+
+/// Pulls the image into `opts.root` and returns what to run. On error the root may hold
+/// fully verified layers only (each is published after its checks), and the staging
+/// directory is removed.
+pub async fn prepare<W: Write>(
+    opts: &Options,
+    progress: &mut Progress<W>,
+) -> Result<(Launch, String), BootError> {
+    let started = Instant::now();
+    let mut agent = match &opts.kbs {
+        Some(url) => {
+            let ca_pem = match &opts.kbs_ca {
+                Some(p) => Some(std::fs::read(p).map_err(|source| BootError::Io {
+                    what: format!("KBS CA {}", p.display()),
+                    source,
+                })?),
+                None => None,
+            };
+            let agent = attestation_agent::Agent::new(
+                url,
+                attestation_agent::Options {
+                    ca_pem,
+                    ..Default::default()
+                },
+            )
+            .map_err(|e| BootError::Kbs(e.to_string()))?;
+            progress.line(format_args!(
+                "attesting to {url} ({} evidence)",
+                agent.tee()
+            ));
+            Some(agent)
+        }
+        None => None,
+    };
+
+    let source: ImageSource = opts.image.parse()?;
+    let puller = Puller::new(RegistryConfig {
+        insecure_http: opts.insecure.clone(),
+        ..RegistryConfig::default()
+    })?;
+    progress.line(format_args!("pulling {source}"));
+    let image = puller.open(&source).await?;
+    let layers = &image.manifest.layers;
+    let total: u64 = layers.iter().map(|l| l.size).sum();
+    progress.line(format_args!(
+        "manifest {} ({} layers, {:.1} MiB)",
+        image.manifest_digest,
+        layers.len(),
+        mib(total)
+    ));
+
+    // Signatures, before any layer is downloaded.
+    match &opts.policy {
+        Some(policy_uri) => {
+            let agent = agent.as_mut().ok_or_else(|| {
+                BootError::Kbs(format!("policy {policy_uri} needs a KBS (--kbs)"))
+            })?;
+            let bytes = agent
+                .get_resource(policy_uri)
+                .await
+                .map_err(|e| BootError::Kbs(format!("{policy_uri}: {e}")))?;
+            let policy = Policy::from_bytes(&bytes)?;
+            let mut keys = PolicyKeys::fetched_only();
+            for id in policy.key_paths() {
+                let key = agent
+                    .get_resource(&id)
+                    .await
+                    .map_err(|e| BootError::Kbs(format!("signature key {id}: {e}")))?;
+                keys.insert(&id, key.to_vec());
+            }
+            let cosign: Vec<_> = image
+                .cosign_signatures(&image.manifest_digest)
+                .await?
+                .iter()
+                .filter_map(|s| s.for_policy())
+                .collect();
+            let simple = match &opts.lookaside {
+                Some(base) => {
+                    image
+                        .lookaside_signatures(base, &image.manifest_digest)
+                        .await?
+                }
+                None => Vec::new(),
+            };
+            let name = match image.reference() {
+                Some(r) => r.to_string(),
+                None => opts.image.clone(),
+            };
+            let verdict = policy.evaluate(
+                &name,
+                &image.manifest_digest,
+                &Signatures {
+                    simple: &simple,
+                    cosign: &cosign,
+                },
+                &keys,
+            )?;
+            if verdict.is_signed() {
+                for v in &verdict.verified {
+                    progress.line(format_args!(
+                        "signature verified: {} by {} for {}",
+                        v.requirement, v.signer, v.docker_reference
+                    ));
+                }
+            } else {
+                progress.line(format_args!(
+                    "policy scope {} accepts the image without a signature",
+                    verdict.scope
+                ));
+            }
+        }
+        None => {
+            progress.line("no signature policy (ENCLAVE_IMAGE_POLICY): signatures are not checked")
+        }
+    }
+
+    // Layer keys: every KEK the packets name, fetched after attestation.
+    let annotations: Vec<LayerAnnotations> = layers
+        .iter()
+        .map(|l| LayerAnnotations::from_pairs(l.annotations.clone().unwrap_or_default()))
+        .collect();
+    let mut keys = LayerKeys::default();
+    for kid in ocicrypt::kids_needed(&annotations) {
+        let agent = agent.as_mut().ok_or_else(|| {
+            BootError::Kbs(format!(
+                "the image's layer keys are held by a KBS ({kid}), but none is configured (ENCLAVE_KBS_URL)"
+            ))
+        })?;
+        let kek = agent
+            .get_resource(&kid)
+            .await
+            .map_err(|e| BootError::Kbs(format!("layer key {kid}: {e}")))?;
+        keys.add_kek(&kid, &kek)
+            .map_err(|e| BootError::Layer(e.to_string()))?;
+    }
+
+    let config_bytes = image.config().await?;
+    let config =
+        ImageConfiguration::from_reader(&config_bytes[..]).map_err(|e| BootError::Config {
+            digest: image.manifest.config.digest.clone(),
+            reason: e.to_string(),
+        })?;
+    let diff_ids = config.rootfs().diff_ids();
+    if diff_ids.len() != layers.len() {
+        return Err(BootError::Config {
+            digest: image.manifest.config.digest.clone(),
+            reason: format!("{} diff_ids for {} layers", diff_ids.len(), layers.len()),
+        });
+    }
+
+    let staging = opts.root.join(".rune/staging");
+    std::fs::create_dir_all(&staging).map_err(|source| BootError::Io {
+        what: format!("staging {}", staging.display()),
+        source,
+    })?;
+    let _cleanup = RemoveDir(staging.clone());
+    let unpack_opts = UnpackOptions {
+        staging_parent: Some(staging.clone()),
+        ..UnpackOptions::default()
+    };
+    for ((layer, ann), diff_id) in layers.iter().zip(&annotations).zip(diff_ids) {
+        let t = Instant::now();
+        let blob = staging.join(short(&layer.digest));
+        image.fetch_blob_to_path(layer, &blob).await?;
+        let fetched = t.elapsed();
+        let file = std::fs::File::open(&blob).map_err(|source| BootError::Io {
+            what: format!("layer {}", layer.digest),
+            source,
+        })?;
+        let encrypted = ocicrypt::is_encrypted(&layer.media_type);
+        let stats = if encrypted {
+            let plain_type = ocicrypt::decrypted_media_type(&layer.media_type)
+                .ok_or_else(|| {
+                    BootError::Layer(format!(
+                        "layer {}: media type {}",
+                        layer.digest, layer.media_type
+                    ))
+                })?
+                .to_string();
+            let reader = ann
+                .open(&layer.digest, file, &keys)
+                .map_err(|e| BootError::Layer(e.to_string()))?;
+            unpack::unpack_layer(reader, &plain_type, diff_id, &opts.root, &unpack_opts)
+        } else {
+            unpack::unpack_layer(file, &layer.media_type, diff_id, &opts.root, &unpack_opts)
+        }
+        .map_err(|e| BootError::Layer(format!("layer {}: {e}", layer.digest)))?;
+        let _ = std::fs::remove_file(&blob);
+        let secs = t.elapsed().as_secs_f64().max(1e-6);
+        progress.line(format_args!(
+            "layer {}: {:.1} MiB fetched in {:.2} s, {}{} files, {:.1} MiB/s",
+            short(&layer.digest),
+            mib(layer.size),
+            fetched.as_secs_f64(),
+            if encrypted { "decrypted, " } else { "" },
+            stats.files,
+            mib(layer.size) / secs
+        ));
+    }
+    drop(_cleanup);
+
+    let container_env: Vec<(String, String)> = std::env::vars().collect();
+    let launch = handover::plan(
+        &opts.root,
+        config.config().as_ref(),
+        &opts.args,
+        &container_env,
+        nix::unistd::geteuid().is_root(),
+    )?;
+    progress.line(format_args!(
+        "image {} ready in {:.2} s: {:?}",
+        image.manifest_digest,
+        started.elapsed().as_secs_f64(),
+        launch.argv
+    ));
+    Ok((launch, image.manifest_digest.clone()))
+}
+
+struct RemoveDir(PathBuf);
+
+impl Drop for RemoveDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}

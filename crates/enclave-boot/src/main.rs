@@ -1,0 +1,88 @@
+//! `enclave-boot`: the first program of an enclave whose image is pulled inside it (see
+//! the library). This file parses rune's arguments, runs the pull and hands over; a
+//! failure is one line on stderr and exit status 125 (docker's "the container could not
+//! be prepared"), 126 or 127 when the image's program cannot be executed or found.
+
+use std::path::PathBuf;
+
+use clap::Parser;
+use enclave_boot::boot::{self, Options, Progress};
+use enclave_boot::handover::{self, HandoverError};
+
+#[derive(Parser)]
+#[command(
+    name = "enclave-boot",
+    version,
+    about = "Pull, verify, decrypt and unpack a container image inside the enclave, then run it"
+)]
+struct Cli {
+    /// The image: REGISTRY/REPO[:TAG][@DIGEST], or oci:DIR[:TAG] / oci-archive:FILE[:TAG]
+    #[arg(long)]
+    image: String,
+    /// The KBS (verdictd or trustee) holding the layer keys and the policy
+    #[arg(long)]
+    kbs: Option<String>,
+    /// PEM CA certificates of an https:// KBS
+    #[arg(long)]
+    kbs_ca: Option<PathBuf>,
+    /// kbs:///REPO/TYPE/TAG of the containers-policy.json
+    #[arg(long)]
+    policy: Option<String>,
+    /// A registry (HOST[:PORT]) reached over plain HTTP (repeatable)
+    #[arg(long = "insecure-registry")]
+    insecure: Vec<String>,
+    /// Base URL of a simple-signing lookaside store
+    #[arg(long)]
+    lookaside: Option<String>,
+    /// Where to unpack the image
+    #[arg(long, default_value = "/")]
+    root: PathBuf,
+    /// The container's command, overriding the image's Cmd (docker's rule)
+    #[arg(last = true)]
+    args: Vec<String>,
+}
+
+fn main() {
+    cli_exit::init();
+    let cli = Cli::parse();
+    let opts = Options {
+        image: cli.image,
+        kbs: cli.kbs,
+        kbs_ca: cli.kbs_ca,
+        policy: cli.policy,
+        insecure: cli.insecure,
+        lookaside: cli.lookaside,
+        root: cli.root,
+        args: cli.args,
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => fail(125, &format!("runtime: {e}")),
+    };
+    let mut progress = Progress::new(std::io::stderr());
+    let prepared = runtime.block_on(boot::prepare(&opts, &mut progress));
+    drop(runtime);
+    let launch = match prepared {
+        Ok((launch, _digest)) => launch,
+        Err(e) => fail(125, &e.to_string()),
+    };
+    let err = handover::exec(&launch);
+    let code = match &err {
+        HandoverError::Exec(_, why)
+            if why.contains("not found") || why.contains("no such file") =>
+        {
+            127
+        }
+        HandoverError::Exec(..) => 126,
+        _ => 125,
+    };
+    fail(code, &err.to_string())
+}
+
+fn fail(code: i32, msg: &str) -> ! {
+    eprintln!("enclave-boot: {msg}");
+    std::process::exit(code)
+}

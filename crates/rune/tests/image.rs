@@ -1,0 +1,261 @@
+//! Confidential images, end to end: a real registry on loopback, an image pushed by the
+//! real skopeo, and `rune run` of an enclave container whose program is that image,
+//! pulled and unpacked inside the enclave by `enclave-boot` (statically linked, signed
+//! with sim-sign) into a memory-backed root the host's bundle never holds.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::*;
+use test_support::registry::{Auth, Registry};
+
+const MARKER: &str = "confidential-marker-5b1e0c";
+
+/// The statically linked boot program `make build` makes.
+fn boot_program() -> PathBuf {
+    let host = String::from_utf8(Command::new("rustc").arg("-vV").output().unwrap().stdout)
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("host: ").map(str::to_string))
+        .unwrap();
+    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../target")
+        .join(host)
+        .join("release/enclave-boot");
+    assert!(
+        p.exists(),
+        "{} is missing: `make build` makes it",
+        p.display()
+    );
+    p
+}
+
+/// Copies the boot program into `dir` and signs it for `/.rune/enclave-boot`.
+fn signed_boot(dir: &Path) -> PathBuf {
+    let (_, sign) = sim_artifacts();
+    let boot = dir.join("boot");
+    std::fs::create_dir_all(&boot).unwrap();
+    std::fs::copy(boot_program(), boot.join("enclave-boot")).unwrap();
+    let key = dir.join("boot-signer.key");
+    assert!(Command::new(&sign)
+        .args(["keygen", "--out"])
+        .arg(&key)
+        .output()
+        .unwrap()
+        .status
+        .success());
+    let out = Command::new(&sign)
+        .args([
+            "sign",
+            "--entrypoint",
+            "/.rune/enclave-boot",
+            "--executable",
+        ])
+        .arg(boot.join("enclave-boot"))
+        .arg("--key")
+        .arg(&key)
+        .arg("--out")
+        .arg(boot.join("enclave-boot.manifest.json"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    boot.join("enclave-boot")
+}
+
+/// The busybox image plus a layer holding the marker, with cmd `cat /etc/marker`,
+/// pushed by skopeo to `registry` as `test/app:v1`.
+fn push_image(dir: &Path, registry: &Registry) -> String {
+    let layout = dir.join("layout");
+    std::fs::create_dir_all(&layout).unwrap();
+    let run = |program: &str, args: &[&str]| {
+        let out = Command::new(program).args(args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{program} {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let l = layout.display().to_string();
+    run(
+        "tar",
+        &[
+            "-C",
+            &l,
+            "-xf",
+            &images().join("busybox-oci.tar").display().to_string(),
+        ],
+    );
+    let bundle = dir.join("umoci-bundle").display().to_string();
+    let image = format!("{l}:latest");
+    run(
+        "umoci",
+        &["unpack", "--rootless", "--image", &image, &bundle],
+    );
+    std::fs::write(
+        Path::new(&bundle).join("rootfs/etc/marker"),
+        format!("{MARKER}\n"),
+    )
+    .unwrap();
+    run("umoci", &["repack", "--image", &image, &bundle]);
+    run(
+        "umoci",
+        &[
+            "config",
+            "--image",
+            &image,
+            "--config.cmd=/bin/cat",
+            "--config.cmd=/etc/marker",
+        ],
+    );
+    std::fs::remove_dir_all(&bundle).unwrap();
+    let reference = format!("{}/test/app:v1", registry.host());
+    run(
+        "skopeo",
+        &[
+            "--insecure-policy",
+            "copy",
+            "-q",
+            "--dest-tls-verify=false",
+            &format!("oci:{image}"),
+            &format!("docker://{reference}"),
+        ],
+    );
+    reference
+}
+
+/// An enclave bundle (host network: the registry is on the host's loopback) whose image
+/// is `reference`, running `args`.
+fn image_bundle(boot: &Path, reference: &str, registry: &Registry, args: &[&str]) -> Bundle {
+    let (pal, _) = sim_artifacts();
+    let mut b = Bundle::new(args).enclave(&pal, "");
+    b.spec["linux"]["namespaces"]
+        .as_array_mut()
+        .unwrap()
+        .retain(|n| n["type"] != "network");
+    b.spec["root"]["readonly"] = serde_json::json!(false);
+    let env = b.spec["process"]["env"].as_array_mut().unwrap();
+    env.push(format!("ENCLAVE_IMAGE={reference}").into());
+    env.push(format!("ENCLAVE_IMAGE_INSECURE={}", registry.host()).into());
+    env.push(format!("ENCLAVE_IMAGE_BOOT={}", boot.display()).into());
+    b.save();
+    b
+}
+
+fn needs(test: &str) -> bool {
+    root_or_skip(test)
+        && tool_or_skip(test, "/usr/bin/skopeo")
+        && tool_or_skip(test, "/usr/bin/docker-registry")
+        && tool_or_skip(test, "/usr/bin/umoci")
+}
+
+#[test]
+fn an_image_is_pulled_and_run_inside_the_enclave() {
+    if !needs("an_image_is_pulled_and_run_inside_the_enclave") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let registry = Registry::start(&dir.path().join("registry"), Auth::None).unwrap();
+    let reference = push_image(dir.path(), &registry);
+    let boot = signed_boot(dir.path());
+    let rune = Rune::new();
+
+    // The image's own command (the boot program as the command means "no override").
+    let b = image_bundle(&boot, &reference, &registry, &["/.rune/enclave-boot"]);
+    let id = unique_id("img");
+    let out = rune.cmd(&["run", "--bundle", b.path().to_str().unwrap(), &id]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        format!("{MARKER}\n"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("enclave-boot: manifest sha256:"),
+        "{stderr}"
+    );
+    assert!(
+        leftovers(rune.root.path(), &id).is_empty(),
+        "{:?}",
+        leftovers(rune.root.path(), &id)
+    );
+
+    // The container's args override the image's Cmd, as docker's do; the program sees
+    // the image's files, not the bundle's rootfs.
+    let b = image_bundle(
+        &boot,
+        &reference,
+        &registry,
+        &[
+            "/bin/sh",
+            "-c",
+            "cat /etc/marker; test -e /etc/enclave.manifest.json || echo no-host-rootfs",
+        ],
+    );
+    let id = unique_id("img");
+    let out = rune.cmd(&["run", "--bundle", b.path().to_str().unwrap(), &id]);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        format!("{MARKER}\nno-host-rootfs\n"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // The plaintext is nowhere in the host's view of the bundle or the state root.
+    for place in [b.path(), rune.root.path()] {
+        let hit = Command::new("grep")
+            .args(["-rl", MARKER])
+            .arg(place)
+            .output()
+            .unwrap();
+        assert!(
+            hit.stdout.is_empty(),
+            "marker found on the host: {}",
+            String::from_utf8_lossy(&hit.stdout)
+        );
+    }
+}
+
+#[test]
+fn a_missing_image_fails_in_one_line_and_leaves_nothing() {
+    if !needs("a_missing_image_fails_in_one_line_and_leaves_nothing") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let registry = Registry::start(&dir.path().join("registry"), Auth::None).unwrap();
+    let boot = signed_boot(dir.path());
+    let rune = Rune::new();
+    let reference = format!("{}/test/absent:v1", registry.host());
+    let b = image_bundle(&boot, &reference, &registry, &["/.rune/enclave-boot"]);
+    let id = unique_id("img");
+    let out = rune.cmd(&["run", "--bundle", b.path().to_str().unwrap(), &id]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    // docker's 125: the container could not be prepared.
+    assert_eq!(out.status.code(), Some(125), "{stderr}");
+    let failures: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("enclave-boot:") && !l.contains("pulling"))
+        .collect();
+    assert_eq!(failures.len(), 1, "{stderr}");
+    assert!(failures[0].contains("absent"), "{stderr}");
+    assert!(leftovers(rune.root.path(), &id).is_empty());
+
+    // A malformed reference is refused by create itself, before anything exists.
+    let b = image_bundle(&boot, "Bad Reference", &registry, &["/.rune/enclave-boot"]);
+    let id = unique_id("img");
+    let out = rune.cmd(&["run", "--bundle", b.path().to_str().unwrap(), &id]);
+    let lines = error_messages(&String::from_utf8_lossy(&out.stderr));
+    assert_ne!(out.status.code(), Some(0));
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(
+        lines[0].contains("enclave image: reference \"Bad Reference\""),
+        "{lines:?}"
+    );
+    assert!(leftovers(rune.root.path(), &id).is_empty());
+}
