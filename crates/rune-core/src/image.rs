@@ -71,7 +71,10 @@ pub struct ImageConfig {
 /// Reads the confidential-image settings of an enclave container: `None` when it has no
 /// `ENCLAVE_IMAGE`. Every setting is checked here, so a bad one fails `create` in one
 /// line before anything exists.
-pub fn config_from_spec(spec: &Spec, enclave: Option<&EnclaveConfig>) -> Result<Option<ImageConfig>> {
+pub fn config_from_spec(
+    spec: &Spec,
+    enclave: Option<&EnclaveConfig>,
+) -> Result<Option<ImageConfig>> {
     let get = |pair| setting(spec, pair);
     let Some(reference) = get(IMAGE) else {
         return Ok(None);
@@ -88,7 +91,11 @@ pub fn config_from_spec(spec: &Spec, enclave: Option<&EnclaveConfig>) -> Result<
         let rest = url
             .strip_prefix("http://")
             .or_else(|| url.strip_prefix("https://"))
-            .ok_or_else(|| bad(format!("KBS URL {url:?}: must start with http:// or https://")))?;
+            .ok_or_else(|| {
+                bad(format!(
+                    "KBS URL {url:?}: must start with http:// or https://"
+                ))
+            })?;
         if rest.is_empty() || rest.starts_with('/') || url.chars().any(char::is_whitespace) {
             return Err(bad(format!("KBS URL {url:?}: no host")));
         }
@@ -124,7 +131,9 @@ pub fn config_from_spec(spec: &Spec, enclave: Option<&EnclaveConfig>) -> Result<
         .iter()
         .find(|h| h.contains('/') || h.chars().any(|c| c.is_whitespace() || c.is_control()))
     {
-        return Err(bad(format!("insecure registry {h:?}: expected host[:port]")));
+        return Err(bad(format!(
+            "insecure registry {h:?}: expected host[:port]"
+        )));
     }
     let root_size = get(ROOT_SIZE);
     if let Some(s) = &root_size {
@@ -159,7 +168,11 @@ pub fn config_from_spec(spec: &Spec, enclave: Option<&EnclaveConfig>) -> Result<
             manifest.display()
         )));
     }
-    if spec.root().as_ref().is_some_and(|r| r.readonly() == Some(true)) {
+    if spec
+        .root()
+        .as_ref()
+        .is_some_and(|r| r.readonly() == Some(true))
+    {
         return Err(bad(
             "a read-only root is not supported: the image is unpacked into the root when the container starts".into(),
         ));
@@ -196,7 +209,11 @@ impl ImageConfig {
                 .destination(destination)
                 .typ("bind")
                 .source(source)
-                .options(vec!["rbind".to_string(), "ro".to_string(), "rprivate".to_string()])
+                .options(vec![
+                    "rbind".to_string(),
+                    "ro".to_string(),
+                    "rprivate".to_string(),
+                ])
                 .build()
                 .map_err(|e| err(format!("mount {destination}: {e}")))
         };
@@ -212,7 +229,11 @@ impl ImageConfig {
         spec.set_mounts(Some(mounts));
 
         let mut process = spec.process().clone().unwrap_or_default();
-        let mut args = vec![BOOT_PROGRAM.to_string(), "--image".into(), self.reference.clone()];
+        let mut args = vec![
+            BOOT_PROGRAM.to_string(),
+            "--image".into(),
+            self.reference.clone(),
+        ];
         if let Some(url) = &self.kbs_url {
             args.extend(["--kbs".into(), url.clone()]);
         }
@@ -278,7 +299,8 @@ pub fn check_reference(r: &str) -> std::result::Result<(), &'static str> {
         let ok = !t.is_empty()
             && t.len() <= 128
             && t.starts_with(|c: char| c.is_ascii_alphanumeric() || c == '_')
-            && t.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
+            && t.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
         if !ok {
             return Err("tag must be up to 128 of [A-Za-z0-9_.-], not starting with . or -");
         }
@@ -295,9 +317,9 @@ pub fn check_reference(r: &str) -> std::result::Result<(), &'static str> {
                 None => (first, None),
             };
             if host.is_empty()
-                || !host
-                    .split('.')
-                    .all(|l| !l.is_empty() && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'))
+                || !host.split('.').all(|l| {
+                    !l.is_empty() && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+                })
             {
                 return Err("registry host is not a valid host name");
             }
@@ -309,7 +331,9 @@ pub fn check_reference(r: &str) -> std::result::Result<(), &'static str> {
     }
     for p in &parts {
         if !path_component(p) {
-            return Err("repository path components must be lowercase [a-z0-9] separated by ., _, __ or -");
+            return Err(
+                "repository path components must be lowercase [a-z0-9] separated by ., _, __ or -",
+            );
         }
     }
     Ok(())
@@ -346,13 +370,15 @@ fn path_component(p: &str) -> bool {
 /// Checks a `kbs://[host]/repo/type/tag` resource URI (what the attestation agent
 /// fetches).
 fn check_resource_uri(u: &str) -> std::result::Result<(), &'static str> {
-    let rest = u.strip_prefix("kbs://").ok_or("must be kbs:///<repo>/<type>/<tag>")?;
+    let rest = u
+        .strip_prefix("kbs://")
+        .ok_or("must be kbs:///<repo>/<type>/<tag>")?;
     let path = &rest[rest.find('/').ok_or("must be kbs:///<repo>/<type>/<tag>")? + 1..];
     let segments: Vec<&str> = path.split('/').collect();
     if segments.len() != 3
-        || segments
-            .iter()
-            .any(|s| s.is_empty() || *s == "." || *s == ".." || s.chars().any(|c| c.is_whitespace()))
+        || segments.iter().any(|s| {
+            s.is_empty() || *s == "." || *s == ".." || s.chars().any(|c| c.is_whitespace())
+        })
     {
         return Err("must be kbs:///<repo>/<type>/<tag>");
     }
