@@ -20,13 +20,13 @@ use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
 use crate::agent;
-use crate::{enclave, image};
 use crate::error::{Result, RuneError};
 use crate::executor::{EnclaveWorkload, ProcessExecutor, RuneExecutor};
 use crate::pidfile;
 use crate::signal::{self, Signal};
 use crate::spec::{validate_id, Bundle};
 use crate::state::{status_name, ContainerState};
+use crate::{enclave, image};
 
 /// The default state root, as runc's `/run/runc`.
 pub const DEFAULT_ROOT: &str = "/run/rune";
@@ -652,6 +652,8 @@ impl Runtime {
             cgroup_path: config.cgroup_path,
             systemd_cgroup: c.systemd(),
             container_name: c.id().to_string(),
+            // where the creator resolved a relative path (vendor/README.md)
+            caller_cgroups: config.caller_cgroups,
         })
         .map_err(|e| RuneError::Cgroup(e.to_string()))
     }
