@@ -652,6 +652,8 @@ impl Runtime {
             cgroup_path: config.cgroup_path,
             systemd_cgroup: c.systemd(),
             container_name: c.id().to_string(),
+            // where the creator resolved a relative path (vendor/README.md)
+            caller_cgroups: config.caller_cgroups,
         })
         .map_err(|e| RuneError::Cgroup(e.to_string()))
     }

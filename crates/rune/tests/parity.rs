@@ -354,10 +354,12 @@ fn signals_by_number_and_realtime_name_reach_the_container_as_with_runc() {
             &["run", "-d", "--bundle", b.path().to_str().unwrap(), &id],
         );
         assert_eq!(code, 0, "{rt}: {err}");
-        assert!(wait_until(Duration::from_secs(10), || out
-            .path()
-            .join("ready")
-            .exists()));
+        let mut late = Vec::new();
+        if !wait_until(Duration::from_secs(10), || {
+            out.path().join("ready").exists()
+        }) {
+            late.push(format!("{rt}: the container never said ready (10 s)"));
+        }
         let mut codes = Vec::new();
         // Debian's runc (1.1) takes realtime signals by number only; rune by name too.
         // signal(7): SIGRTMIN is 34 with glibc, so RTMIN+6 is 40.
@@ -370,15 +372,19 @@ fn signals_by_number_and_realtime_name_reach_the_container_as_with_runc() {
             codes.push(runtime(rt, root.path(), &["kill", &id, sig]).0);
             // Handled one at a time: traps run between the loop's commands.
             let n = codes.len();
-            wait_until(Duration::from_secs(5), || {
+            let handled = wait_until(Duration::from_secs(5), || {
                 std::fs::read_to_string(out.path().join("r")).is_ok_and(|r| r.lines().count() >= n)
             });
+            if !handled {
+                late.push(format!("{rt} kill {sig}: no trap ran within 5 s"));
+            }
         }
         seen.push((
             codes,
             std::fs::read_to_string(out.path().join("r")).unwrap_or_default(),
         ));
         runtime(rt, root.path(), &["delete", "--force", &id]);
+        assert!(late.is_empty(), "{late:?}");
     }
     assert_eq!(seen[1], (vec![0, 0, 0], "37\n40\n10\n".to_string()), "runc");
     assert_eq!(seen[0], seen[1], "rune");
@@ -434,7 +440,10 @@ fn hooks_follow_the_runtime_spec() {
         "running",
         "the next poststart hook ran"
     );
-    assert!(wait_until(Duration::from_secs(10), || rune.status(&id) == "stopped"));
+    assert!(
+        wait_until(Duration::from_secs(10), || rune.status(&id) == "stopped"),
+        "the container did not stop within 10 s"
+    );
     let delete = rune.cmd(&["delete", &id]);
     let stderr = String::from_utf8_lossy(&delete.stderr);
     assert!(!delete.status.success(), "the poststop failure is reported");
@@ -689,12 +698,16 @@ fn cgroups_nest_under_the_callers_cgroup_as_with_runc() {
             assert_eq!(code, 0, "{rt} {path:?}: {err}");
             let pid = std::fs::read_to_string(&pid_file).unwrap();
             let r = out.path().join("r");
-            wait_until(Duration::from_secs(10), || {
+            let wrote = wait_until(Duration::from_secs(10), || {
                 std::fs::metadata(&r).map(|m| m.len() > 0).unwrap_or(false)
             });
             let (host, dirs) = cgroups_of(pid.trim());
             let inside = std::fs::read_to_string(&r).unwrap_or_default();
             let (code, _, err) = runtime(rt, root.path(), &["delete", "--force", &id]);
+            assert!(
+                wrote,
+                "{rt} {path:?}: the container wrote no /proc/self/cgroup (10 s)"
+            );
             assert_eq!(code, 0, "{rt} delete: {err}");
             let kept: Vec<_> = dirs.iter().filter(|d| d.exists()).cloned().collect();
             let parents: Vec<_> = dirs.iter().map(|d| d.parent().unwrap().is_dir()).collect();
@@ -801,4 +814,177 @@ fn lifecycle_commands_find_the_nested_cgroups() {
     assert_eq!(seen[1].4, "FROZEN\n", "runc pause");
     assert_eq!(seen[1].8, "67108864\n", "runc update");
     assert_eq!(seen[0], seen[1], "rune vs runc");
+}
+
+/// A fresh cgroup beside the test's own in every v1 hierarchy (and a hybrid host's
+/// cgroup2): commands spawned by `cmd` start there. Removed when dropped.
+struct OtherCgroup {
+    dirs: Vec<std::path::PathBuf>,
+    procs: Vec<std::ffi::CString>,
+}
+
+impl OtherCgroup {
+    fn new() -> Self {
+        let (_, own) = cgroups_of("self");
+        let name = unique_id("other");
+        let mut dirs = Vec::new();
+        for d in own.iter().filter(|d| d.is_dir()) {
+            // beside the test's cgroup, or below the root when the test is at the root
+            let parent = match d.parent() {
+                Some(p) if d.components().count() > 5 => p,
+                _ => d.as_path(),
+            };
+            let dir = parent.join(&name);
+            std::fs::create_dir(&dir).unwrap();
+            dirs.push(dir.clone());
+            for f in ["cpuset.cpus", "cpuset.mems"] {
+                if let Ok(v) = std::fs::read_to_string(parent.join(f)) {
+                    std::fs::write(dir.join(f), v).unwrap();
+                }
+            }
+        }
+        let procs = dirs
+            .iter()
+            .map(|d| std::ffi::CString::new(d.join("cgroup.procs").to_str().unwrap()).unwrap())
+            .collect();
+        OtherCgroup { dirs, procs }
+    }
+
+    /// `rt --root ROOT ARGS…`, run from this cgroup, with stdio in files.
+    fn run(&self, rt: &str, root: &Path, args: &[&str]) -> (i32, String, String) {
+        let mut c = Command::new(rt);
+        c.arg("--root").arg(root).args(args);
+        let procs = self.procs.clone();
+        // SAFETY: between fork and exec only open(2), write(2) and close(2), which are
+        // async-signal-safe; the paths were made before the fork. "0" is the writer.
+        unsafe {
+            std::os::unix::process::CommandExt::pre_exec(&mut c, move || {
+                for p in &procs {
+                    let fd = libc::open(p.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+                    if fd < 0 || libc::write(fd, b"0".as_ptr().cast(), 1) != 1 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    libc::close(fd);
+                }
+                Ok(())
+            });
+        }
+        run(&mut c)
+    }
+}
+
+impl Drop for OtherCgroup {
+    fn drop(&mut self) {
+        for d in &self.dirs {
+            let _ = std::fs::remove_dir(d);
+        }
+    }
+}
+
+/// runc keeps the resolved path of every hierarchy in its state, so a container created
+/// without `cgroupsPath` is found by `ps`, `pause`, `resume`, `update`, `exec` and
+/// `delete` run from any other cgroup: rune must find it where `create` put it.
+#[test]
+fn commands_from_another_cgroup_find_the_containers_cgroups_as_with_runc() {
+    if skip("cgroups from another cgroup") {
+        return;
+    }
+    let mut b = Bundle::new(&["sleep", "100"]);
+    b.spec["linux"]
+        .as_object_mut()
+        .unwrap()
+        .remove("cgroupsPath");
+    let ns = b.spec["linux"]["namespaces"].as_array_mut().unwrap();
+    ns.retain(|n| n["type"] != "cgroup");
+    b.save();
+    let other = OtherCgroup::new();
+    let mut seen = Vec::new();
+    for rt in [RUNE, RUNC] {
+        let root = tempfile::tempdir().unwrap();
+        let id = unique_id("othercg");
+        let pid_file = root.path().join("pid");
+        let bundle = b.path().to_str().unwrap();
+        let args = [
+            "run",
+            "-d",
+            "--pid-file",
+            pid_file.to_str().unwrap(),
+            "--bundle",
+            bundle,
+            &id,
+        ];
+        let (code, _, err) = runtime(rt, root.path(), &args);
+        assert_eq!(code, 0, "{rt}: {err}");
+        let pid = std::fs::read_to_string(&pid_file)
+            .unwrap()
+            .trim()
+            .to_string();
+        let (init, dirs) = cgroups_of(&pid);
+        let dir = |ctrl: &str| {
+            dirs.iter()
+                .find(|d| d.starts_with(Path::new("/sys/fs/cgroup").join(ctrl)))
+                .cloned()
+                .unwrap()
+        };
+        let read = |p: std::path::PathBuf| std::fs::read_to_string(p).unwrap_or_default();
+        let from_other = |args: &[&str]| other.run(rt, root.path(), args);
+        let ps = from_other(&["ps", "--format", "json", &id]);
+        let paused = from_other(&["pause", &id]).0;
+        let frozen = read(dir("freezer").join("freezer.state"));
+        let resumed = from_other(&["resume", &id]).0;
+        let thawed = read(dir("freezer").join("freezer.state"));
+        let update = from_other(&["update", "--memory", "67108864", &id]).0;
+        let limit = read(dir("memory").join("memory.limit_in_bytes"));
+        let exec = from_other(&["exec", &id, "cat", "/proc/self/cgroup"]);
+        let delete = from_other(&["delete", "--force", &id]).0;
+        let kept: Vec<_> = dirs.iter().filter(|d| d.exists()).cloned().collect();
+        let left = leftovers(root.path(), &id);
+        // Whatever the outcome, nothing stays: the init, then its cgroups.
+        let _ = runtime(rt, root.path(), &["delete", "--force", &id]);
+        if let Ok(p) = pid.parse::<i32>() {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(p),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+        for d in &kept {
+            wait_until(Duration::from_secs(5), || std::fs::remove_dir(d).is_ok());
+        }
+        seen.push((
+            (ps.0, ps.1.trim() == format!("[{pid}]")),
+            (paused, frozen),
+            (resumed, thawed),
+            (update, limit),
+            (exec.0, exec.1 == init),
+            (delete, kept, left),
+        ));
+    }
+    let runc = &seen[1];
+    assert_eq!(runc.0, (0, true), "runc ps lists the init");
+    assert_eq!(runc.1, (0, "FROZEN\n".into()), "runc pause");
+    assert_eq!(runc.2, (0, "THAWED\n".into()), "runc resume");
+    assert_eq!(runc.3, (0, "67108864\n".into()), "runc update");
+    assert_eq!(runc.4, (0, true), "runc exec joins the init's cgroups");
+    assert_eq!(runc.5, (0, vec![], vec![]), "runc delete leaves nothing");
+    assert_eq!(seen[0], seen[1], "rune vs runc, from another cgroup");
+}
+
+/// `leftovers` sees a container's cgroup however deep the caller's cgroup is (a session
+/// scope puts it at /sys/fs/cgroup/<ctrl>/user.slice/user-0.slice/session-N.scope/<id>).
+#[test]
+fn leftovers_finds_a_cgroup_at_any_depth() {
+    if skip("leftovers depth") {
+        return;
+    }
+    let id = unique_id("deep");
+    let top = Path::new("/sys/fs/cgroup/pids").join(unique_id("deep-parent"));
+    let leaf = top
+        .join("user.slice/user-0.slice/session-1.scope/x")
+        .join(&id);
+    std::fs::create_dir_all(&leaf).unwrap();
+    let found = leftovers(Path::new("/nonexistent"), &id);
+    for d in leaf.ancestors().take_while(|d| d.starts_with(&top)) {
+        std::fs::remove_dir(d).unwrap();
+    }
+    assert_eq!(found, vec![format!("cgroup {}", leaf.display())]);
 }

@@ -130,6 +130,12 @@ impl Runtime<'_> {
     }
 }
 
+/// The pids `ps` lists for container `id` (its stdout, `[]`-style JSON).
+fn container_pids(rt: &Runtime, id: &str) -> String {
+    let o = output_via_files(&mut rt.cmd(&["ps", "--format", "json", id]));
+    String::from_utf8_lossy(&o.stdout).trim().to_string()
+}
+
 /// A bundle running `args` with the host's `out` at /tmp (the busybox image has /tmp,
 /// and is shared read-only); an enclave of `liberpal-sim` with `pal`.
 fn bundle(args: &[&str], out: &Path, pal: Option<&Path>) -> Bundle {
@@ -528,6 +534,7 @@ fn a_terminal_reaches_the_console_socket_as_with_runc() {
         }
         // Refused before anything runs: the program would leave /tmp/r.
         let _ = std::fs::remove_file(out.path().join("r"));
+        let before = container_pids(rt, &sleeper_id);
         let sock = socket.to_str().unwrap();
         for args in [
             vec!["exec", "-d", "-t", &sleeper_id, "sh", "-c", "echo >/tmp/r"],
@@ -548,7 +555,14 @@ fn a_terminal_reaches_the_console_socket_as_with_runc() {
                 failures.push(format!("{what} {args:?}: {} {stderr:?}", o.status));
             }
         }
-        std::thread::sleep(Duration::from_millis(200));
+        // A process a refused exec had started stays in the container until it has
+        // written /tmp/r: wait until the container holds what it held before.
+        let settled = wait_until(Duration::from_secs(10), || {
+            container_pids(rt, &sleeper_id) == before
+        });
+        if !settled {
+            failures.push(format!("{what}: processes of a refused exec stayed"));
+        }
         if out.path().join("r").exists() {
             failures.push(format!("{what}: a refused exec ran"));
         }

@@ -345,6 +345,10 @@ pub struct CgroupConfig {
     pub cgroup_path: PathBuf,
     pub systemd_cgroup: bool,
     pub container_name: String,
+    /// PATCH(inclavare): the `/proc/<pid>/cgroup` text of the process a relative
+    /// `cgroup_path` is resolved against (the one that created the container, kept in
+    /// its state); `None`: this process's own. runc keeps the resolved paths instead.
+    pub caller_cgroups: Option<String>,
 }
 
 // Create any cgroup manager with customize root path. If root_path provided
@@ -367,7 +371,7 @@ pub fn create_cgroup_manager_with_root(
 
     match cgroup_setup {
         CgroupSetup::Legacy | CgroupSetup::Hybrid => {
-            Ok(create_v1_cgroup_manager(cgroup_path)?.any())
+            Ok(create_v1_cgroup_manager(cgroup_path, config.caller_cgroups.as_deref())?.any())
         }
         CgroupSetup::Unified => {
             // ref https://github.com/opencontainers/runtime-spec/blob/main/config-linux.md#cgroups-path
@@ -378,7 +382,10 @@ pub fn create_cgroup_manager_with_root(
             // own cgroup (which holds processes, so cannot delegate controllers), as
             // runc's fs2 driver (libcontainer/cgroups/fs2/defaultpath.go).
             if !config.systemd_cgroup {
-                let own = fs::read_to_string("/proc/self/cgroup").wrap_read("/proc/self/cgroup")?;
+                let own = match config.caller_cgroups {
+                    Some(own) => own,
+                    None => fs::read_to_string("/proc/self/cgroup").wrap_read("/proc/self/cgroup")?,
+                };
                 let path = v2_relative_path(&own, cgroup_path);
                 return Ok(create_v2_cgroup_manager(root, &path)?.any());
             }
@@ -412,14 +419,16 @@ pub fn create_cgroup_manager(
 #[cfg(feature = "v1")]
 fn create_v1_cgroup_manager(
     cgroup_path: &Path,
+    caller_cgroups: Option<&str>,
 ) -> Result<v1::manager::Manager, v1::manager::V1ManagerError> {
     tracing::info!("cgroup manager V1 will be used");
-    v1::manager::Manager::new(cgroup_path)
+    v1::manager::Manager::with_caller(cgroup_path, caller_cgroups)
 }
 
 #[cfg(not(feature = "v1"))]
 fn create_v1_cgroup_manager(
     _cgroup_path: &Path,
+    _caller_cgroups: Option<&str>,
 ) -> Result<v1::manager::Manager, v1::manager::V1ManagerError> {
     Err(v1::manager::V1ManagerError::NotEnabled)
 }

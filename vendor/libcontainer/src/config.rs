@@ -49,6 +49,12 @@ const YOUKI_CONFIG_NAME: &str = "youki_config.json";
 pub struct YoukiConfig {
     pub hooks: Option<Hooks>,
     pub cgroup_path: PathBuf,
+    /// PATCH(inclavare): the creator's `/proc/self/cgroup`, against which a relative
+    /// `cgroup_path` was resolved (see libcgroups `CgroupConfig::caller_cgroups`); every
+    /// later command resolves it the same way, whatever its own cgroup. `None` in a
+    /// state written before (then the caller's own cgroup is used, as before).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub caller_cgroups: Option<String>,
 }
 
 impl YoukiConfig {
@@ -64,6 +70,7 @@ impl YoukiConfig {
                 container_id,
                 systemd,
             ),
+            caller_cgroups: fs::read_to_string("/proc/self/cgroup").ok(),
         })
     }
 

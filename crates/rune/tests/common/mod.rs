@@ -307,9 +307,12 @@ pub fn leftovers(root: &Path, id: &str) -> Vec<String> {
     if root.join(id).exists() {
         found.push(format!("state directory {}", root.join(id).display()));
     }
+    // Every level: a relative cgroups path nests below the caller's cgroup, which may
+    // itself be deep (/user.slice/user-0.slice/session-N.scope). Directories only, never
+    // symlinks (file_type does not follow them); the bound only guards against a cycle.
     let mut stack = vec![PathBuf::from("/sys/fs/cgroup")];
     let mut depth = 0;
-    while let (Some(_), true) = (stack.first(), depth < 4) {
+    while let (Some(_), true) = (stack.first(), depth < 64) {
         let mut next = Vec::new();
         for dir in stack.drain(..) {
             for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {

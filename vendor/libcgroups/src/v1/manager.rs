@@ -92,11 +92,21 @@ impl Manager {
     // (libcontainer/cgroups/fs/paths.go `subsysPath`); `name=systemd` and a hybrid
     // host's cgroup2 mount are joined as well.
     pub fn new(cgroup_path: &Path) -> Result<Self, V1ManagerError> {
-        let own = ProcessCGroups::from_read(ProcfsHandle::new()?.open(
-            ProcfsBase::ProcSelf,
-            "cgroup",
-            OpenFlags::O_RDONLY | OpenFlags::O_CLOEXEC,
-        )?)?;
+        Self::with_caller(cgroup_path, None)
+    }
+
+    /// PATCH(inclavare): as `new`, a relative `cgroup_path` taken from the cgroups that
+    /// `caller` (a `/proc/<pid>/cgroup` text) lists rather than this process's own: the
+    /// container's creator's, so that later commands run from any cgroup find it.
+    pub fn with_caller(cgroup_path: &Path, caller: Option<&str>) -> Result<Self, V1ManagerError> {
+        let own = match caller {
+            Some(text) => ProcessCGroups::from_read(text.as_bytes())?,
+            None => ProcessCGroups::from_read(ProcfsHandle::new()?.open(
+                ProcfsBase::ProcSelf,
+                "cgroup",
+                OpenFlags::O_RDONLY | OpenFlags::O_CLOEXEC,
+            )?)?,
+        };
         let mut subsystems = HashMap::new();
         for subsystem in CONTROLLERS {
             if let Ok(subsystem_path) = Self::get_subsystem_path(&own, cgroup_path, subsystem) {

@@ -62,6 +62,9 @@ pub(super) struct ContainerBuilderImpl {
     pub as_sibling: bool,
     // Run the process in an (existing) sub-cgroup(s)
     pub sub_cgroup_path: Option<String>,
+    // PATCH(inclavare): the creator's cgroups, against which a relative cgroups path is
+    // resolved (the container's state keeps them; see `YoukiConfig::caller_cgroups`).
+    pub caller_cgroups: Option<String>,
     // Asm process label for the process commonly used with selinux.
     // TODO: youki does not support selinux yet
     #[allow(dead_code)]
@@ -119,6 +122,7 @@ impl ContainerBuilderImpl {
             cgroup_path: final_cgroups_path,
             systemd_cgroup: self.use_systemd || self.user_ns_config.is_some(),
             container_name: self.container_id.to_owned(),
+            caller_cgroups: self.caller_cgroups.clone(),
         };
         let process = self
             .spec
@@ -241,6 +245,7 @@ impl ContainerBuilderImpl {
                 cgroup_path: cgroups_path,
                 systemd_cgroup: self.use_systemd || self.user_ns_config.is_some(),
                 container_name: self.container_id.to_string(),
+                caller_cgroups: self.caller_cgroups.clone(),
             })?;
 
         let mut errors = Vec::new();

@@ -96,6 +96,8 @@ impl Container {
                             cgroup_path: config.cgroup_path.to_owned(),
                             systemd_cgroup: self.systemd(),
                             container_name: self.id().to_string(),
+                            // PATCH(inclavare): where the creator resolved the path.
+                            caller_cgroups: config.caller_cgroups.clone(),
                         },
                     )?;
                     cmanager.remove().map_err(|err| {

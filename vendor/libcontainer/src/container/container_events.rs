@@ -39,6 +39,8 @@ impl Container {
                 cgroup_path: self.spec()?.cgroup_path,
                 systemd_cgroup: self.systemd(),
                 container_name: self.id().to_string(),
+                // PATCH(inclavare): where the creator resolved the path.
+                caller_cgroups: self.spec()?.caller_cgroups,
             })?;
         match stats {
             true => {

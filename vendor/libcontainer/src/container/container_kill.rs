@@ -87,6 +87,8 @@ impl Container {
                             cgroup_path: self.spec()?.cgroup_path,
                             systemd_cgroup: self.systemd(),
                             container_name: self.id().to_string(),
+                            // PATCH(inclavare): where the creator resolved the path.
+                            caller_cgroups: self.spec()?.caller_cgroups,
                         },
                     )?;
                     cmanager.freeze(libcgroups::common::FreezerState::Thawed)?;
@@ -104,6 +106,8 @@ impl Container {
                 cgroup_path: self.spec()?.cgroup_path,
                 systemd_cgroup: self.systemd(),
                 container_name: self.id().to_string(),
+                // PATCH(inclavare): where the creator resolved the path.
+                caller_cgroups: self.spec()?.caller_cgroups,
             })?;
 
         if let Err(e) = cmanager.freeze(libcgroups::common::FreezerState::Frozen) {

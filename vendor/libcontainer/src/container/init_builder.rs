@@ -137,6 +137,8 @@ impl InitContainerBuilder {
             stderr: self.base.stderr,
             as_sibling: self.as_sibling,
             sub_cgroup_path: None,
+            // PATCH(inclavare): resolved against the cgroups recorded in the state.
+            caller_cgroups: config.caller_cgroups.clone(),
             process_label: None,
         };
 

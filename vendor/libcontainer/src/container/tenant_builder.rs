@@ -297,6 +297,8 @@ impl TenantContainerBuilder {
             stderr: self.base.stderr,
             as_sibling: self.as_sibling,
             sub_cgroup_path: self.sub_cgroup,
+            // PATCH(inclavare): the container's cgroups are where its creator put them.
+            caller_cgroups: container.spec()?.caller_cgroups,
             process_label: self.process_label,
         };
 
