@@ -11,7 +11,7 @@
 //! | `sample` | `svn` as sent, `launch_digest` `"abcde"`, `platform_version {major 1, minor 4}`, `debug` false (T:`deps/verifier/src/sample/mod.rs`) | the evidence's base64 string | standard base64 of the init-data digest, only when init-data was sent |
 //! | `sgx` | `header {version, att_key_type, att_key_data_0, qe_svn, pce_svn, vendor_id, user_data}`, `body {cpu_svn … report_data}`, hex strings (T:`deps/verifier/src/sgx/claims.rs`) | hex of REPORTDATA | hex of CONFIGID |
 //! | `tdx` | `quote {header, body[, type, size]}`, `td_attributes {debug, septve_disable, protection_keys, key_locker, perfmon}` (T:`deps/verifier/src/tdx/claims.rs`) | hex of REPORTDATA | hex of MRCONFIGID |
-//! | `snp` | `policy_*`, `reported_tcb_*`, `platform_*_enabled`, `measurement`, `chip_id` (T:`deps/verifier/src/snp/mod.rs` `parse_tee_evidence`) | hex of REPORT_DATA | hex of HOST_DATA |
+//! | `snp` | `policy_abi_*`, `reported_tcb_*` numbers; `policy_*` and `platform_*_enabled` booleans; `measurement`, `chip_id` hex (T:`deps/verifier/src/snp/mod.rs` `parse_tee_evidence`; numbers since T `fa25802c`, hex not base64 since T `d7831293`, `chip_id` since T `8b1e4060`) | hex of REPORT_DATA | hex of HOST_DATA |
 //!
 //! SGX and TDX also carry `tcb_status`, `advisory_ids` and `collateral_expiration_status`
 //! (`"0"`: rats refuses expired collateral) as T:`deps/verifier/src/intel_dcap/claims.rs`
@@ -432,8 +432,17 @@ mod tests {
     }
 
     #[test]
-    fn snp_claims_follow_trustees_layout() {
-        use sev::parser::Decoder;
+    fn snp_claims_are_trustees_for_its_test_report() {
+        // Trustee's own SNP test report (T:deps/verifier/test_data/snp/test-report.bin,
+        // a byte copy in crates/rats/testdata) and the layout of T:deps/verifier/src/snp/
+        // mod.rs `parse_tee_evidence` at 78962cd416dcc8a32f9377e0066a28fe21420f69: policy
+        // fields as numbers and booleans (the sev crate's u8/bool getters), reported TCB
+        // as numbers, platform flags as booleans, `measurement` and `chip_id` as lower
+        // hex ("use hex encoding instead of base64", T commit d7831293; numbers and
+        // booleans since T commit fa25802c). `report_data` and `init_data` (hex of
+        // REPORT_DATA and HOST_DATA) are lifted out by T:attestation-service/src/
+        // ear_token/broker.rs `transform_claims`. Values read off the report per the
+        // SEV-SNP ABI: policy 0x3001f, PLATFORM_INFO 0x1, reported TCB 03 00 .. 08 73.
         let report = fixture("test-report.bin");
         let input = rats::Input {
             report_data: None,
@@ -447,28 +456,40 @@ mod tests {
         };
         let v = rats::verify(&report, Some(rats::Tee::SevSnp), &input).unwrap();
         let c = of(rats::Tee::SevSnp, &report, &Value::Null, &v).unwrap();
-        // The sev crate (what Trustee's verifier parses with) as the oracle.
-        let r = sev::firmware::guest::AttestationReport::decode(&mut &report[..], ()).unwrap();
-        let expected = json!({
-            "policy_abi_major": r.policy.abi_major(),
-            "policy_abi_minor": r.policy.abi_minor(),
-            "policy_smt_allowed": r.policy.smt_allowed(),
-            "policy_migrate_ma": r.policy.migrate_ma_allowed(),
-            "policy_debug_allowed": r.policy.debug_allowed(),
-            "policy_single_socket": r.policy.single_socket_required(),
-            "reported_tcb_bootloader": r.reported_tcb.bootloader,
-            "reported_tcb_tee": r.reported_tcb.tee,
-            "reported_tcb_snp": r.reported_tcb.snp,
-            "reported_tcb_microcode": r.reported_tcb.microcode,
-            "platform_tsme_enabled": r.plat_info.tsme_enabled(),
-            "platform_smt_enabled": r.plat_info.smt_enabled(),
-            "measurement": hex::encode(r.measurement),
-            "chip_id": hex::encode(r.chip_id),
+        let trustee = json!({
+            "policy_abi_major": 0,
+            "policy_abi_minor": 31,
+            "policy_smt_allowed": true,
+            "policy_migrate_ma": false,
+            "policy_debug_allowed": false,
+            "policy_single_socket": false,
+            "reported_tcb_bootloader": 3,
+            "reported_tcb_tee": 0,
+            "reported_tcb_snp": 8,
+            "reported_tcb_microcode": 115,
+            "platform_tsme_enabled": false,
+            "platform_smt_enabled": true,
+            "measurement": "a1f3930413247bb38cfc171579ea3c12d5fe4901f0c792f6\
+                            3fd75d98f1ef827c23500644e0e692e6be917f9050d3d38c",
+            "chip_id": "c38427a30d4c7af9d96f7a15b97269825a64cb76a2352ffd5d18115d89ad473f\
+                        8e8c0bcd9a5d9286612bad4aadfb4426205a3b9e4fea82301135a170e477524e",
         });
-        for (k, want) in expected.as_object().unwrap() {
-            assert_eq!(&c.claims[k], want, "{k}");
+        let trustee = trustee.as_object().unwrap();
+        // Every claim of Trustee's, with its value and JSON type.
+        for (name, want) in trustee {
+            assert_eq!(c.claims.get(name), Some(want), "{name}");
         }
-        assert_eq!(c.report_data, hex::encode(r.report_data));
-        assert_eq!(c.init_data, Some(hex::encode(r.host_data)));
+        // Anything else is one of rats' claims, added beside Trustee's names.
+        let rats_claims = serde_json::to_value(&v.claims).unwrap();
+        for name in c.claims.keys().filter(|n| !trustee.contains_key(*n)) {
+            assert!(rats_claims.get(name).is_some(), "unexpected claim {name}");
+        }
+        assert_eq!(c.claims["snp_measurement"], trustee["measurement"]);
+        assert_eq!(
+            c.report_data,
+            "ec6c52d7533cc2c4f45be7849cf112ab82b2009fe7bd43e71ed08c14400ad7e2\
+             0000000000000000000000000000000000000000000000000000000000000000"
+        );
+        assert_eq!(c.init_data.as_deref(), Some(&*"00".repeat(32)));
     }
 }
