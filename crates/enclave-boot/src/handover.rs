@@ -51,7 +51,7 @@ pub fn command(config: Option<&Config>, args: &[String]) -> Result<Vec<String>, 
     let entrypoint = config
         .and_then(|c| c.entrypoint().clone())
         .unwrap_or_default();
-    let overridden = !args.is_empty() && !(args.len() == 1 && args[0] == NO_OVERRIDE);
+    let overridden = !args.is_empty() && (args.len() != 1 || args[0] != NO_OVERRIDE);
     let rest = if overridden {
         args.to_vec()
     } else {
