@@ -118,7 +118,17 @@ pub fn init(log: Option<&Path>, format: LogFormat, debug: bool) -> Result<()> {
             LevelFilter::WARN
         })
         .with_target("libcontainer", libraries)
-        .with_target("libcgroups", libraries);
+        .with_target("libcgroups", libraries)
+        // The hook failures the runtime spec makes warnings (poststart, poststop) are
+        // the user's to see, as runc shows them.
+        .with_target(
+            "libcontainer::hooks",
+            if debug {
+                LevelFilter::DEBUG
+            } else {
+                LevelFilter::WARN
+            },
+        );
     tracing_subscriber::registry()
         .with(
             RuncLayer {

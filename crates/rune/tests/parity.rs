@@ -434,6 +434,14 @@ fn hooks_follow_the_runtime_spec() {
         start.status.success(),
         "a failing poststart hook fails start: {start:?}"
     );
+    // The spec's "the runtime MUST log a warning": on stderr, in runc's logrus form.
+    let warned = String::from_utf8_lossy(&start.stderr);
+    assert!(
+        warned
+            .lines()
+            .any(|l| l.contains("level=warning") && l.contains("poststart hook 0")),
+        "no warning for the failing poststart hook: {warned:?}"
+    );
     assert_eq!(status_of(o, "startContainer"), "created");
     assert_eq!(
         status_of(o, "poststart"),
