@@ -34,36 +34,14 @@ fn boot_program() -> PathBuf {
 
 /// Copies the boot program into `dir` and signs it for `/.rune/enclave-boot`.
 fn signed_boot(dir: &Path) -> PathBuf {
-    let (_, sign) = sim_artifacts();
     let boot = dir.join("boot");
     std::fs::create_dir_all(&boot).unwrap();
     std::fs::copy(boot_program(), boot.join("enclave-boot")).unwrap();
-    let key = dir.join("boot-signer.key");
-    assert!(Command::new(&sign)
-        .args(["keygen", "--out"])
-        .arg(&key)
-        .output()
-        .unwrap()
-        .status
-        .success());
-    let out = Command::new(&sign)
-        .args([
-            "sign",
-            "--entrypoint",
-            "/.rune/enclave-boot",
-            "--executable",
-        ])
-        .arg(boot.join("enclave-boot"))
-        .arg("--key")
-        .arg(&key)
-        .arg("--out")
-        .arg(boot.join("enclave-boot.manifest.json"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    sim_sign(
+        dir,
+        &boot.join("enclave-boot"),
+        "/.rune/enclave-boot",
+        &boot.join("enclave-boot.manifest.json"),
     );
     boot.join("enclave-boot")
 }

@@ -89,6 +89,17 @@ pub fn shelter_bin() -> PathBuf {
 /// Signs the program `rootfs/<entrypoint>` as a sim enclave with `dir/signer.key`
 /// (made on first use), writing `rootfs/enclave.manifest.json`; returns its mr_enclave.
 pub fn sim_sign_rootfs(dir: &Path, rootfs: &Path, entrypoint: &str) -> String {
+    sim_sign(
+        dir,
+        &rootfs.join(entrypoint.trim_start_matches('/')),
+        entrypoint,
+        &rootfs.join("enclave.manifest.json"),
+    )
+}
+
+/// Signs `executable` as the sim enclave program `entrypoint` with `dir/signer.key`
+/// (made on first use), writing the manifest to `out`; returns its mr_enclave.
+pub fn sim_sign(dir: &Path, executable: &Path, entrypoint: &str, out: &Path) -> String {
     let (_, sign) = sim_artifacts();
     let key = dir.join("signer.key");
     if !key.exists() {
@@ -100,21 +111,21 @@ pub fn sim_sign_rootfs(dir: &Path, rootfs: &Path, entrypoint: &str) -> String {
             .unwrap()
             .success());
     }
-    let out = Command::new(&sign)
+    let result = Command::new(&sign)
         .args(["sign", "--entrypoint", entrypoint, "--executable"])
-        .arg(rootfs.join(entrypoint.trim_start_matches('/')))
+        .arg(executable)
         .arg("--key")
         .arg(&key)
         .arg("--out")
-        .arg(rootfs.join("enclave.manifest.json"))
+        .arg(out)
         .output()
         .unwrap();
     assert!(
-        out.status.success(),
+        result.status.success(),
         "{}",
-        String::from_utf8_lossy(&out.stderr)
+        String::from_utf8_lossy(&result.stderr)
     );
-    String::from_utf8(out.stdout)
+    String::from_utf8(result.stdout)
         .unwrap()
         .lines()
         .find_map(|l| l.strip_prefix("mr_enclave ").map(str::to_string))
