@@ -1,17 +1,47 @@
 //! Documents rune writes rather than reads: the default bundle spec (`rune spec`) and
 //! the runtime features document (`rune features`).
 
-use libcontainer::oci_spec::runtime::Spec;
+use libcontainer::oci_spec::runtime::{LinuxDeviceCgroupBuilder, LinuxNamespaceType, Spec};
 use serde_json::{json, Value};
 
-/// The spec `rune spec` writes: runc's default (a `sh` with a terminal, in new
-/// pid/net/ipc/uts/mount namespaces), or its rootless variant for the given ids.
+/// The spec `rune spec` writes: runc's default (runc 1.1 `libcontainer/specconv`
+/// `Example()`: a `sh` with a terminal, in new pid/net/ipc/uts/mount namespaces, every
+/// device denied but the defaults, no inheritable capabilities), or its rootless variant
+/// for the given ids. Only the hostname differs (`rune`).
+///
+/// oci-spec's `Spec::default()` departs from runc's in three ways this undoes: it adds a
+/// cgroup namespace, leaves out the deny-all device rule, and fills the inheritable
+/// capability set (runc dropped it for CVE-2022-29162: a program given inheritable
+/// capabilities keeps them across `execve` of a file with matching file capabilities).
 pub fn default_spec(rootless: Option<(u32, u32)>) -> Spec {
     let mut spec = match rootless {
         Some((uid, gid)) => Spec::rootless(uid, gid),
         None => Spec::default(),
     };
     spec.set_hostname(Some("rune".to_string()));
+    if let Some(process) = spec.process_mut() {
+        process.set_terminal(Some(true));
+        if let Some(mut caps) = process.capabilities().clone() {
+            caps.set_inheritable(None);
+            process.set_capabilities(Some(caps));
+        }
+    }
+    if let Some(linux) = spec.linux_mut() {
+        if let Some(ns) = linux.namespaces_mut() {
+            ns.retain(|n| n.typ() != LinuxNamespaceType::Cgroup);
+        }
+        if rootless.is_none() {
+            let mut resources = linux.resources().clone().unwrap_or_default();
+            if let Ok(deny_all) = LinuxDeviceCgroupBuilder::default()
+                .allow(false)
+                .access("rwm")
+                .build()
+            {
+                resources.set_devices(Some(vec![deny_all]));
+            }
+            linux.set_resources(Some(resources));
+        }
+    }
     spec
 }
 

@@ -437,3 +437,93 @@ fn a_closed_stdout_ends_rune_quietly() {
     assert_eq!(out.status.signal(), Some(libc::SIGPIPE));
     assert_eq!(String::from_utf8_lossy(&out.stderr), "");
 }
+
+/// `config.json` of `args` written into a fresh directory, as a JSON value with the
+/// parts the spec treats as sets (capabilities, mount options) sorted and the
+/// runtime's own name (hostname) left out.
+fn written_spec(program: &str, args: &[&str]) -> serde_json::Value {
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(program)
+        .args(args)
+        .arg("--bundle")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{program} {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut spec: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("config.json")).unwrap()).unwrap();
+    let obj = spec.as_object_mut().unwrap();
+    obj.remove("hostname");
+    if obj.get("annotations") == Some(&json!({})) {
+        obj.remove("annotations");
+    }
+    if let Some(caps) = spec["process"]["capabilities"].as_object_mut() {
+        for set in caps.values_mut() {
+            set.as_array_mut().unwrap().sort_by_key(|c| c.to_string());
+        }
+    }
+    for m in spec["mounts"].as_array_mut().unwrap() {
+        if let Some(o) = m["options"].as_array_mut() {
+            o.sort_by_key(|c| c.to_string());
+        }
+    }
+    spec
+}
+
+/// `rune spec` writes runc's default spec (and `--rootless`, runc's rootless one): a
+/// terminal, the deny-all device rule, no cgroup namespace, and no inheritable
+/// capabilities (runc dropped them for CVE-2022-29162). Expected: what runc writes.
+#[test]
+fn spec_writes_runcs_default() {
+    if !tool_or_skip("spec_writes_runcs_default", "/usr/sbin/runc") {
+        return;
+    }
+    for args in [&["spec"][..], &["spec", "--rootless"][..]] {
+        let theirs = written_spec("/usr/sbin/runc", args);
+        let ours = written_spec(RUNE, args);
+        assert_eq!(ours, theirs, "{args:?}");
+    }
+}
+
+/// `run -d` of runc's default spec (a terminal) without `--console-socket` is refused
+/// before anything exists, with runc's message naming the runtime that refuses.
+#[test]
+fn a_detached_terminal_without_console_socket_is_refused_as_by_runc() {
+    let test = "a_detached_terminal_without_console_socket_is_refused_as_by_runc";
+    if !root_or_skip(test) || !tool_or_skip(test, "/usr/sbin/runc") {
+        return;
+    }
+    let b = Bundle::new(&["true"]);
+    let mut spec = b.spec.clone();
+    spec["process"]["terminal"] = json!(true);
+    std::fs::write(
+        b.path().join("config.json"),
+        serde_json::to_vec(&spec).unwrap(),
+    )
+    .unwrap();
+    let runc_root = tempfile::tempdir().unwrap();
+    let id = unique_id("tty");
+    let theirs = std::process::Command::new("/usr/sbin/runc")
+        .arg("--root")
+        .arg(runc_root.path())
+        .args(["run", "-d", "--bundle", b.path().to_str().unwrap(), &id])
+        .output()
+        .unwrap();
+    let rune = Rune::new();
+    let ours = rune.cmd(&["run", "-d", "--bundle", b.path().to_str().unwrap(), &id]);
+    assert_eq!(ours.status.code(), theirs.status.code());
+    let expected = error_messages(&String::from_utf8_lossy(&theirs.stderr));
+    let expected = expected
+        .last()
+        .and_then(|m| m.rsplit(": ").next())
+        .unwrap()
+        .replace("runc", "rune");
+    let got = error_messages(&String::from_utf8_lossy(&ours.stderr));
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert!(got[0].ends_with(&expected), "{got:?} vs {expected}");
+    assert_eq!(leftovers(rune.root.path(), &id), Vec::<String>::new());
+}
