@@ -237,3 +237,69 @@ fn a_missing_image_fails_in_one_line_and_leaves_nothing() {
     );
     assert!(leftovers(rune.root.path(), &id).is_empty());
 }
+
+/// Registry names resolve inside the enclave through the container's own `/etc/hosts`
+/// and `/etc/resolv.conf` (docker and CRI bind-mount them), never the host's: the boot
+/// program is static, and glibc 2.34+ has its `files` and `dns` lookups built in. Without
+/// a hosts entry the name does not resolve, and the one failure line names it.
+#[test]
+fn registry_names_resolve_through_the_containers_hosts_file() {
+    if !needs("registry_names_resolve_through_the_containers_hosts_file") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let registry = Registry::start(&dir.path().join("registry"), Auth::None).unwrap();
+    let by_ip = push_image(dir.path(), &registry);
+    let port = registry.addr().port();
+    let name = format!("registry.rune.test:{port}");
+    let reference = by_ip.replacen(&registry.host(), &name, 1);
+    let boot = signed_boot(dir.path());
+    let hosts = dir.path().join("hosts");
+    std::fs::write(
+        &hosts,
+        "127.0.0.1 localhost\n127.0.0.1 registry.rune.test\n",
+    )
+    .unwrap();
+    let rune = Rune::new();
+
+    let named = |with_hosts: bool| {
+        let mut b = image_bundle(&boot, &reference, &registry, &["/.rune/enclave-boot"]);
+        for v in b.spec["process"]["env"].as_array_mut().unwrap() {
+            if v.as_str().unwrap().starts_with("ENCLAVE_IMAGE_INSECURE=") {
+                *v = format!("ENCLAVE_IMAGE_INSECURE={name}").into();
+            }
+        }
+        if with_hosts {
+            b.spec["mounts"]
+                .as_array_mut()
+                .unwrap()
+                .push(serde_json::json!({
+                    "destination": "/etc/hosts", "type": "bind",
+                    "source": hosts, "options": ["rbind", "ro"]
+                }));
+        }
+        b.save();
+        b
+    };
+
+    let b = named(true);
+    let id = unique_id("img");
+    let out = rune.cmd(&["run", "--bundle", b.path().to_str().unwrap(), &id]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), format!("{MARKER}\n"));
+    assert!(leftovers(rune.root.path(), &id).is_empty());
+
+    let b = named(false);
+    let id = unique_id("img");
+    let out = rune.cmd(&["run", "--bundle", b.path().to_str().unwrap(), &id]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(125), "{stderr}");
+    let failures: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("enclave-boot:") && !l.contains("pulling"))
+        .collect();
+    assert_eq!(failures.len(), 1, "{stderr}");
+    assert!(failures[0].contains("registry.rune.test"), "{stderr}");
+    assert!(leftovers(rune.root.path(), &id).is_empty());
+}
