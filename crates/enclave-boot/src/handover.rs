@@ -29,7 +29,7 @@ pub enum HandoverError {
 }
 
 /// What the workload runs as, where and with what.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Launch {
     pub argv: Vec<String>,
     pub env: Vec<String>,
@@ -38,7 +38,7 @@ pub struct Launch {
     pub user: Option<Ids>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Ids {
     pub uid: u32,
     pub gid: u32,
@@ -206,6 +206,53 @@ pub fn plan(
         env,
         cwd,
         user,
+    })
+}
+
+/// Where the workload's launch is kept for `rune exec` (inside the enclave's private
+/// root, beside the boot program's mount point).
+pub const SAVED_LAUNCH: &str = ".rune/launch.json";
+
+/// Keeps `launch` under `root` so that later processes (`rune exec`) get the image's
+/// environment, working directory and user as `docker exec` gives them.
+pub fn save(root: &Path, launch: &Launch) -> Result<(), HandoverError> {
+    let path = root.join(SAVED_LAUNCH);
+    let bytes = serde_json::to_vec(launch)
+        .map_err(|e| HandoverError::Io(path.display().to_string(), e.to_string()))?;
+    std::fs::write(&path, bytes)
+        .map_err(|e| HandoverError::Io(path.display().to_string(), e.to_string()))
+}
+
+/// The launch of a `rune exec` process: `argv` with the workload's saved environment
+/// (then `overrides`, the exec's own variables, win), working directory and user, as
+/// `docker exec` runs a process in the container's configuration.
+pub fn for_exec(
+    root: &Path,
+    argv: Vec<String>,
+    overrides: &[(String, String)],
+) -> Result<Launch, HandoverError> {
+    if argv.is_empty() {
+        return Err(HandoverError::NoCommand);
+    }
+    let path = root.join(SAVED_LAUNCH);
+    let bytes = std::fs::read(&path).map_err(|e| {
+        HandoverError::Io(
+            path.display().to_string(),
+            format!("{e} (the image's program has not started yet)"),
+        )
+    })?;
+    let saved: Launch = serde_json::from_slice(&bytes)
+        .map_err(|e| HandoverError::Io(path.display().to_string(), e.to_string()))?;
+    let mut env = saved.env;
+    for (k, v) in overrides {
+        env.retain(|kv| kv.split_once('=').map(|(n, _)| n) != Some(k.as_str()));
+        env.push(format!("{k}={v}"));
+    }
+    Ok(Launch {
+        argv,
+        env,
+        cwd: saved.cwd,
+        user: saved.user,
     })
 }
 

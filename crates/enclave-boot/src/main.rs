@@ -17,8 +17,11 @@ use enclave_boot::handover::{self, HandoverError};
 )]
 struct Cli {
     /// The image: REGISTRY/REPO[:TAG][@DIGEST], or oci:DIR[:TAG] / oci-archive:FILE[:TAG]
-    #[arg(long)]
-    image: String,
+    #[arg(long, required_unless_present = "exec")]
+    image: Option<String>,
+    /// Run ARGS in the started image's configuration (`rune exec`): no pull
+    #[arg(long, conflicts_with = "image")]
+    exec: bool,
     /// The KBS (verdictd or trustee) holding the layer keys and the policy
     #[arg(long)]
     kbs: Option<String>,
@@ -45,8 +48,18 @@ struct Cli {
 fn main() {
     cli_exit::init();
     let cli = Cli::parse();
+    let Some(image) = cli.image else {
+        // `rune exec`: the process the PAL started is this signed program; it becomes
+        // the requested one, in the image's environment, cwd and user.
+        let own: Vec<(String, String)> = std::env::vars().collect();
+        let err = match handover::for_exec(&cli.root, cli.args, &own) {
+            Ok(launch) => handover::exec(&launch),
+            Err(e) => fail(125, &e.to_string()),
+        };
+        fail(exit_code(&err), &err.to_string())
+    };
     let opts = Options {
-        image: cli.image,
+        image,
         kbs: cli.kbs,
         kbs_ca: cli.kbs_ca,
         policy: cli.policy,
@@ -69,8 +82,17 @@ fn main() {
         Ok((launch, _digest)) => launch,
         Err(e) => fail(125, &e.to_string()),
     };
+    if let Err(e) = handover::save(&opts.root, &launch) {
+        fail(125, &e.to_string());
+    }
     let err = handover::exec(&launch);
-    let code = match &err {
+    fail(exit_code(&err), &err.to_string())
+}
+
+/// docker's codes: 127 the program is not found, 126 it cannot be executed, 125 the
+/// container could not be prepared.
+fn exit_code(err: &HandoverError) -> i32 {
+    match err {
         HandoverError::Exec(_, why)
             if why.contains("not found") || why.contains("no such file") =>
         {
@@ -78,8 +100,7 @@ fn main() {
         }
         HandoverError::Exec(..) => 126,
         _ => 125,
-    };
-    fail(code, &err.to_string())
+    }
 }
 
 fn fail(code: i32, msg: &str) -> ! {

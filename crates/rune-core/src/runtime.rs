@@ -333,14 +333,21 @@ impl Runtime {
         if c.status() == ContainerStatus::Running
             && self.container_dir(id).join(agent::SOCKET).exists()
         {
-            return self.exec_in_enclave(id, opts).map(Exec::Enclave);
+            // A confidential-image enclave admits only its signed boot program: it
+            // becomes the requested process in the image's configuration.
+            let image = c
+                .state
+                .annotations
+                .as_ref()
+                .is_some_and(|a| a.contains_key(image::ROOTFS_TMPFS_ANNOTATION));
+            return self.exec_in_enclave(id, opts, image).map(Exec::Enclave);
         }
         self.exec_process(id, c, opts).map(Exec::Started)
     }
 
     /// Starts `opts`' process through the enclave runtime of a running enclave
     /// container; the process runs from when this returns.
-    fn exec_in_enclave(&self, id: &str, opts: &ExecOptions) -> Result<EnclaveExec> {
+    fn exec_in_enclave(&self, id: &str, opts: &ExecOptions, image: bool) -> Result<EnclaveExec> {
         use crate::agent::*;
         use std::os::fd::AsRawFd;
         let (args, mut env, terminal) = match &opts.process {
@@ -367,6 +374,15 @@ impl Runtime {
                 message: "a command or --process is required".into(),
             });
         }
+        let args = if image {
+            [image::BOOT_PROGRAM, "--exec", "--"]
+                .into_iter()
+                .map(String::from)
+                .chain(args)
+                .collect()
+        } else {
+            args
+        };
         let console = console_connection(terminal, opts)?;
         let ctx = |what: &str| format!("agent of {id}: {what}");
         let mut conn = agent::connect(&self.container_dir(id))

@@ -303,3 +303,45 @@ fn registry_names_resolve_through_the_containers_hosts_file() {
     assert!(failures[0].contains("registry.rune.test"), "{stderr}");
     assert!(leftovers(rune.root.path(), &id).is_empty());
 }
+
+/// `rune exec` into a running image container runs in the image's root, inside the
+/// enclave: the exec'd program sees the image's files.
+#[test]
+fn exec_runs_in_the_images_root() {
+    if !needs("exec_runs_in_the_images_root") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let registry = Registry::start(&dir.path().join("registry"), Auth::None).unwrap();
+    let reference = push_image(dir.path(), &registry);
+    let boot = signed_boot(dir.path());
+    let rune = Rune::new();
+    let b = image_bundle(&boot, &reference, &registry, &["/bin/sleep", "60"]);
+    let id = unique_id("img");
+    let out = rune.cmd(&["run", "-d", "--bundle", b.path().to_str().unwrap(), &id]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The pull finishes before the workload runs: wait for the image's files.
+    let mut got = String::new();
+    let ok = wait_until(std::time::Duration::from_secs(30), || {
+        let out = rune.cmd(&["exec", &id, "/bin/cat", "/etc/marker"]);
+        got = format!(
+            "{} / {}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out.status.success()
+    });
+    assert!(ok, "{got}");
+    assert!(got.starts_with(&format!("{MARKER}\n")), "{got}");
+    rune.cmd(&["kill", &id, "KILL"]);
+    wait_until(std::time::Duration::from_secs(10), || {
+        rune.status(&id) == "stopped"
+    });
+    rune.cmd(&["delete", "--force", &id]);
+    assert!(leftovers(rune.root.path(), &id).is_empty());
+}
