@@ -70,13 +70,34 @@ pub fn is_broken_pipe(err: &anyhow::Error) -> bool {
 }
 
 /// Prints `program: error: cause: cause…` as one line on stderr and exits 1, or dies of
-/// `SIGPIPE` when the error is a closed pipe or stderr is one (as Go's runtime does for
-/// fds 1 and 2). Never panics.
+/// `SIGPIPE` when the error is a broken pipe and stdout or stderr is a pipe whose reader
+/// is gone (as Go's runtime does for fds 1 and 2). A broken pipe elsewhere — a socket
+/// whose peer closed it, a child's stdin — is an ordinary error with its message.
+/// Never panics.
 pub fn exit_on_error(program: &str, err: &anyhow::Error) -> ! {
-    if is_broken_pipe(err) {
+    if is_closed_output(err) {
         die_of_sigpipe();
     }
     exit_with_line(&format!("{program}: {err:#}"))
+}
+
+/// True when `err` is a broken pipe and our stdout or stderr is a pipe whose reader is
+/// gone: the reader of our output went away, which is no error to report.
+pub fn is_closed_output(err: &anyhow::Error) -> bool {
+    is_broken_pipe(err) && (reader_gone(1) || reader_gone(2))
+}
+
+/// True when `fd` is a pipe (or FIFO) whose read end is closed: Linux's `pipe_poll`
+/// reports `POLLERR` for the write end once no reader is left.
+fn reader_gone(fd: libc::c_int) -> bool {
+    let mut p = libc::pollfd {
+        fd,
+        events: libc::POLLOUT,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd, zero timeout; poll only writes `revents`.
+    let n = unsafe { libc::poll(&mut p, 1, 0) };
+    n == 1 && p.revents & libc::POLLERR != 0
 }
 
 /// Prints `line` on stderr and exits 1; dies of `SIGPIPE` when stderr is a closed pipe.
@@ -115,5 +136,14 @@ mod tests {
             .context("verify");
         assert!(is_broken_pipe(&err));
         assert!(!is_broken_pipe(&anyhow::anyhow!("Broken pipe")));
+    }
+
+    #[test]
+    fn a_pipe_without_reader_is_told_from_one_with_a_reader() {
+        let (r, w) = std::io::pipe().unwrap();
+        use std::os::fd::AsRawFd;
+        assert!(!reader_gone(w.as_raw_fd()));
+        drop(r);
+        assert!(reader_gone(w.as_raw_fd()));
     }
 }

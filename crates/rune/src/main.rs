@@ -26,7 +26,7 @@ fn main() {
     let logs_to_file = cli.global.log.is_some();
     match commands::run(cli) {
         Ok(code) => std::process::exit(code),
-        Err(err) if cli_exit::is_broken_pipe(&err) => cli_exit::die_of_sigpipe(),
+        Err(err) if cli_exit::is_closed_output(&err) => cli_exit::die_of_sigpipe(),
         Err(err) if logs_to_file => {
             // As runc: with --log the error is the log's last `error` entry, where
             // containerd, docker and podman read it; on stderr (the container's own

@@ -125,6 +125,23 @@ fn image_bundle(boot: &Path, reference: &str, registry: &Registry, args: &[&str]
     b
 }
 
+/// `rune run` of `b` fails before the workload with docker's 125 ("the container could
+/// not be prepared") and exactly one `enclave-boot:` failure line naming `naming`, and
+/// leaves nothing behind.
+fn fails_preparing(rune: &Rune, b: &Bundle, naming: &str) {
+    let id = unique_id("img");
+    let out = rune.cmd(&["run", "--bundle", b.path().to_str().unwrap(), &id]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(125), "{stderr}");
+    let failures: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("enclave-boot:") && !l.contains("pulling"))
+        .collect();
+    assert_eq!(failures.len(), 1, "{stderr}");
+    assert!(failures[0].contains(naming), "{stderr}");
+    assert!(leftovers(rune.root.path(), &id).is_empty());
+}
+
 fn needs(test: &str) -> bool {
     root_or_skip(test)
         && tool_or_skip(test, "/usr/bin/skopeo")
@@ -211,18 +228,7 @@ fn a_missing_image_fails_in_one_line_and_leaves_nothing() {
     let rune = Rune::new();
     let reference = format!("{}/test/absent:v1", registry.host());
     let b = image_bundle(&boot, &reference, &registry, &["/.rune/enclave-boot"]);
-    let id = unique_id("img");
-    let out = rune.cmd(&["run", "--bundle", b.path().to_str().unwrap(), &id]);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    // docker's 125: the container could not be prepared.
-    assert_eq!(out.status.code(), Some(125), "{stderr}");
-    let failures: Vec<&str> = stderr
-        .lines()
-        .filter(|l| l.starts_with("enclave-boot:") && !l.contains("pulling"))
-        .collect();
-    assert_eq!(failures.len(), 1, "{stderr}");
-    assert!(failures[0].contains("absent"), "{stderr}");
-    assert!(leftovers(rune.root.path(), &id).is_empty());
+    fails_preparing(&rune, &b, "absent");
 
     // A malformed reference is refused by create itself, before anything exists.
     let b = image_bundle(&boot, "Bad Reference", &registry, &["/.rune/enclave-boot"]);
@@ -291,17 +297,7 @@ fn registry_names_resolve_through_the_containers_hosts_file() {
     assert!(leftovers(rune.root.path(), &id).is_empty());
 
     let b = named(false);
-    let id = unique_id("img");
-    let out = rune.cmd(&["run", "--bundle", b.path().to_str().unwrap(), &id]);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(125), "{stderr}");
-    let failures: Vec<&str> = stderr
-        .lines()
-        .filter(|l| l.starts_with("enclave-boot:") && !l.contains("pulling"))
-        .collect();
-    assert_eq!(failures.len(), 1, "{stderr}");
-    assert!(failures[0].contains("registry.rune.test"), "{stderr}");
-    assert!(leftovers(rune.root.path(), &id).is_empty());
+    fails_preparing(&rune, &b, "registry.rune.test");
 }
 
 /// `rune exec` into a running image container runs in the image's root, inside the
