@@ -9,8 +9,8 @@ use serde_json::{json, Value};
 /// device denied but the defaults, no inheritable capabilities), or its rootless variant
 /// for the given ids. Only the hostname differs (`rune`).
 ///
-/// oci-spec's `Spec::default()` departs from runc's in three ways this undoes: it adds a
-/// cgroup namespace, leaves out the deny-all device rule, and fills the inheritable
+/// oci-spec's `Spec::default()` departs from runc's in four ways this undoes: it has no
+/// terminal, adds a cgroup namespace, leaves out the deny-all device rule, and fills the inheritable
 /// capability set (runc dropped it for CVE-2022-29162: a program given inheritable
 /// capabilities keeps them across `execve` of a file with matching file capabilities).
 pub fn default_spec(rootless: Option<(u32, u32)>) -> Spec {

@@ -142,6 +142,56 @@ fn fails_preparing(rune: &Rune, b: &Bundle, naming: &str) {
     assert!(leftovers(rune.root.path(), &id).is_empty());
 }
 
+/// What every test here starts with: a private registry, a signed boot program, and a
+/// rune with its own state root, all under one temporary directory.
+struct Setup {
+    dir: tempfile::TempDir,
+    registry: Registry,
+    boot: PathBuf,
+    rune: Rune,
+}
+
+impl Setup {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let registry = Registry::start(&dir.path().join("registry"), Auth::None).unwrap();
+        let boot = signed_boot(dir.path());
+        Setup {
+            dir,
+            registry,
+            boot,
+            rune: Rune::new(),
+        }
+    }
+
+    /// Pushes the marker image (see [`push_image`]) and returns its reference.
+    fn push(&self) -> String {
+        push_image(self.dir.path(), &self.registry)
+    }
+
+    fn bundle(&self, reference: &str, args: &[&str]) -> Bundle {
+        image_bundle(&self.boot, reference, &self.registry, args)
+    }
+
+    /// `rune run` of `b` prints the image's marker, exits 0 and leaves nothing; returns
+    /// its stderr.
+    fn runs_the_marker(&self, b: &Bundle) -> String {
+        let id = unique_id("img");
+        let out = self
+            .rune
+            .cmd(&["run", "--bundle", b.path().to_str().unwrap(), &id]);
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(out.status.code(), Some(0), "{stderr}");
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            format!("{MARKER}\n"),
+            "{stderr}"
+        );
+        assert_eq!(leftovers(self.rune.root.path(), &id), Vec::<String>::new());
+        stderr
+    }
+}
+
 fn needs(test: &str) -> bool {
     root_or_skip(test)
         && tool_or_skip(test, "/usr/bin/skopeo")
@@ -154,39 +204,21 @@ fn an_image_is_pulled_and_run_inside_the_enclave() {
     if !needs("an_image_is_pulled_and_run_inside_the_enclave") {
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
-    let registry = Registry::start(&dir.path().join("registry"), Auth::None).unwrap();
-    let reference = push_image(dir.path(), &registry);
-    let boot = signed_boot(dir.path());
-    let rune = Rune::new();
+    let t = Setup::new();
+    let reference = t.push();
+    let rune = &t.rune;
 
     // The image's own command (the boot program as the command means "no override").
-    let b = image_bundle(&boot, &reference, &registry, &["/.rune/enclave-boot"]);
-    let id = unique_id("img");
-    let out = rune.cmd(&["run", "--bundle", b.path().to_str().unwrap(), &id]);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(0), "{stderr}");
-    assert_eq!(
-        String::from_utf8_lossy(&out.stdout),
-        format!("{MARKER}\n"),
-        "{stderr}"
-    );
+    let stderr = t.runs_the_marker(&t.bundle(&reference, &["/.rune/enclave-boot"]));
     assert!(
         stderr.contains("enclave-boot: manifest sha256:"),
         "{stderr}"
     );
-    assert!(
-        leftovers(rune.root.path(), &id).is_empty(),
-        "{:?}",
-        leftovers(rune.root.path(), &id)
-    );
 
     // The container's args override the image's Cmd, as docker's do; the program sees
     // the image's files, not the bundle's rootfs.
-    let b = image_bundle(
-        &boot,
+    let b = t.bundle(
         &reference,
-        &registry,
         &[
             "/bin/sh",
             "-c",
@@ -222,16 +254,14 @@ fn a_missing_image_fails_in_one_line_and_leaves_nothing() {
     if !needs("a_missing_image_fails_in_one_line_and_leaves_nothing") {
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
-    let registry = Registry::start(&dir.path().join("registry"), Auth::None).unwrap();
-    let boot = signed_boot(dir.path());
-    let rune = Rune::new();
-    let reference = format!("{}/test/absent:v1", registry.host());
-    let b = image_bundle(&boot, &reference, &registry, &["/.rune/enclave-boot"]);
-    fails_preparing(&rune, &b, "absent");
+    let t = Setup::new();
+    let rune = &t.rune;
+    let reference = format!("{}/test/absent:v1", t.registry.host());
+    let b = t.bundle(&reference, &["/.rune/enclave-boot"]);
+    fails_preparing(rune, &b, "absent");
 
     // A malformed reference is refused by create itself, before anything exists.
-    let b = image_bundle(&boot, "Bad Reference", &registry, &["/.rune/enclave-boot"]);
+    let b = t.bundle("Bad Reference", &["/.rune/enclave-boot"]);
     let id = unique_id("img");
     let out = rune.cmd(&["run", "--bundle", b.path().to_str().unwrap(), &id]);
     let lines = error_messages(&String::from_utf8_lossy(&out.stderr));
@@ -253,23 +283,19 @@ fn registry_names_resolve_through_the_containers_hosts_file() {
     if !needs("registry_names_resolve_through_the_containers_hosts_file") {
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
-    let registry = Registry::start(&dir.path().join("registry"), Auth::None).unwrap();
-    let by_ip = push_image(dir.path(), &registry);
-    let port = registry.addr().port();
-    let name = format!("registry.rune.test:{port}");
-    let reference = by_ip.replacen(&registry.host(), &name, 1);
-    let boot = signed_boot(dir.path());
-    let hosts = dir.path().join("hosts");
+    let t = Setup::new();
+    let by_ip = t.push();
+    let name = format!("registry.rune.test:{}", t.registry.addr().port());
+    let reference = by_ip.replacen(&t.registry.host(), &name, 1);
+    let hosts = t.dir.path().join("hosts");
     std::fs::write(
         &hosts,
         "127.0.0.1 localhost\n127.0.0.1 registry.rune.test\n",
     )
     .unwrap();
-    let rune = Rune::new();
 
     let named = |with_hosts: bool| {
-        let mut b = image_bundle(&boot, &reference, &registry, &["/.rune/enclave-boot"]);
+        let mut b = t.bundle(&reference, &["/.rune/enclave-boot"]);
         for v in b.spec["process"]["env"].as_array_mut().unwrap() {
             if v.as_str().unwrap().starts_with("ENCLAVE_IMAGE_INSECURE=") {
                 *v = format!("ENCLAVE_IMAGE_INSECURE={name}").into();
@@ -288,16 +314,8 @@ fn registry_names_resolve_through_the_containers_hosts_file() {
         b
     };
 
-    let b = named(true);
-    let id = unique_id("img");
-    let out = rune.cmd(&["run", "--bundle", b.path().to_str().unwrap(), &id]);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(0), "{stderr}");
-    assert_eq!(String::from_utf8_lossy(&out.stdout), format!("{MARKER}\n"));
-    assert!(leftovers(rune.root.path(), &id).is_empty());
-
-    let b = named(false);
-    fails_preparing(&rune, &b, "registry.rune.test");
+    t.runs_the_marker(&named(true));
+    fails_preparing(&t.rune, &named(false), "registry.rune.test");
 }
 
 /// `rune exec` into a running image container runs in the image's root, inside the
@@ -307,12 +325,9 @@ fn exec_runs_in_the_images_root() {
     if !needs("exec_runs_in_the_images_root") {
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
-    let registry = Registry::start(&dir.path().join("registry"), Auth::None).unwrap();
-    let reference = push_image(dir.path(), &registry);
-    let boot = signed_boot(dir.path());
-    let rune = Rune::new();
-    let b = image_bundle(&boot, &reference, &registry, &["/bin/sleep", "60"]);
+    let t = Setup::new();
+    let rune = &t.rune;
+    let b = t.bundle(&t.push(), &["/bin/sleep", "60"]);
     let id = unique_id("img");
     let out = rune.cmd(&["run", "-d", "--bundle", b.path().to_str().unwrap(), &id]);
     assert_eq!(

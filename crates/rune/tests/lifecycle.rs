@@ -497,14 +497,9 @@ fn a_detached_terminal_without_console_socket_is_refused_as_by_runc() {
     if !root_or_skip(test) || !tool_or_skip(test, "/usr/sbin/runc") {
         return;
     }
-    let b = Bundle::new(&["true"]);
-    let mut spec = b.spec.clone();
-    spec["process"]["terminal"] = json!(true);
-    std::fs::write(
-        b.path().join("config.json"),
-        serde_json::to_vec(&spec).unwrap(),
-    )
-    .unwrap();
+    let mut b = Bundle::new(&["true"]);
+    b.spec["process"]["terminal"] = json!(true);
+    b.save();
     let runc_root = tempfile::tempdir().unwrap();
     let id = unique_id("tty");
     let theirs = std::process::Command::new("/usr/sbin/runc")
