@@ -17,4 +17,5 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     });
     let _ = rats::verify(data, Some(rats::Tee::SgxEcdsa), input);
     let _ = rats::Tee::detect(data);
+    let _ = rats::dcap::quote_pck_claims(data);
 });

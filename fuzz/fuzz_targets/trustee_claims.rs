@@ -32,6 +32,10 @@ fuzz_target!(|data: &[u8]| {
             .insert(name.into(), rats::ClaimValue::Int(v << 8 | v));
     }
     let _ = verdictd::claims::snp(data, &verified);
+    if let Ok(pck) = rats::dcap::quote_pck_claims(data) {
+        verified.claims = pck;
+        let _ = verdictd::claims::dcap(&verified);
+    }
     if let Ok(text) = std::str::from_utf8(data) {
         let _ = verdictd::initdata::parse("toml", text);
         let _ = attestation_agent::ResourceUri::parse(text);

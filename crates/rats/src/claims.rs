@@ -48,6 +48,8 @@ pub struct Verified {
     /// `Unknown` for a DCAP quote checked without collateral
     /// ([`crate::dcap::UNKNOWN`]); `None` for the software TEEs, which have no TCB.
     pub tcb_status: Option<String>,
+    /// Intel's advisories for the TCB level (DCAP). Empty, and no `advisory_ids`
+    /// claim, when they are unknown (a DCAP quote verified without collateral).
     pub advisory_ids: Vec<String>,
     /// A debug enclave or guest: its memory is readable by the host.
     pub debug: bool,

@@ -7,6 +7,7 @@ use dcap_qvl::QuoteCollateralV3;
 
 use crate::{Input, RatsError, Tee, Verified};
 
+pub use crate::dcap_claims::NEED_COLLATERAL;
 pub use crate::dcap_offline::UNKNOWN;
 
 /// The production Intel SGX Root CA (DER). SHA-256
@@ -25,16 +26,45 @@ pub(crate) fn verify(
     check_collateral_matches(tee, quote, collateral)?;
     // Debug enclaves and service-TD bindings are policy decisions here, not
     // verification failures: they are reported either way.
-    let report = QuoteVerifier::new(INTEL_SGX_ROOT_CA.to_vec())
+    // dcap-qvl's policy decides nothing here (`claims_only`): the TCB status and
+    // advisories are this crate's `Policy`'s to decide, and all are reported.
+    let claims = QuoteVerifier::new(INTEL_SGX_ROOT_CA.to_vec())
         .allow_debug(true)
         .allow_service_td(true)
-        .verify(quote, collateral, input.now)
+        .verify_with_policy(
+            quote,
+            collateral,
+            input.now,
+            &dcap_qvl::QuotePolicy::claims_only(input.now),
+        )
         .map_err(|e| classify(name, &format!("{e:#}")))?;
-    let mut v = body_claims(tee, &report.report)?;
-    v.tcb_status = Some(report.status.clone());
-    v.advisory_ids = report.advisory_ids.clone();
+    let mut v = body_claims(tee, &claims.report)?;
+    v.tcb_status = Some(claims.tcb.status.to_string());
+    v.advisory_ids = claims.tcb.advisory_ids.clone();
+    crate::dcap_claims::add_verified(tee, &mut v, &claims, collateral)?;
     crate::check_report_data(name, &v.report_data, input)?;
     Ok(v.finish())
+}
+
+/// The claims of the PCK certificate a quote carries (certification data type 5;
+/// `dcap_ppid`, `dcap_sgx_type`, `dcap_platform_instance_id`, … as
+/// [`crate::Verified`] has them for a verified quote), read **without verifying**
+/// the certificate: for laying out quotes [`crate::verify`] has already checked.
+pub fn quote_pck_claims(
+    quote: &[u8],
+) -> Result<std::collections::BTreeMap<String, crate::ClaimValue>, RatsError> {
+    let malformed = |reason: String| RatsError::Malformed {
+        tee: "dcap",
+        reason,
+    };
+    let parsed = dcap_qvl::quote::Quote::parse(quote).map_err(|e| malformed(format!("{e:#}")))?;
+    let chain = dcap_qvl::intel::extract_cert_chain(&parsed)
+        .map_err(|e| malformed(format!("PCK certificate chain: {e:#}")))?;
+    let leaf = chain
+        .first()
+        .ok_or_else(|| malformed("empty PCK certificate chain".into()))?;
+    crate::dcap_claims::pck_certificate_claims(leaf)
+        .map_err(|e| malformed(format!("PCK certificate: {e}")))
 }
 
 /// The claims of a quote's body (SGX enclave report or TD report), by rats-rs's names.

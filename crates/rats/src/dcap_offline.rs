@@ -12,9 +12,12 @@
 //! 4. the quote's signature by the attestation key over header and body.
 //!
 //! Not checked, so reported: revocation (no CRLs), the TCB level and advisories (no
-//! TCB info: `tcb_status` is [`UNKNOWN`]), the QE's identity (no QE identity). The
-//! claims `dcap_revocation_checked` and `dcap_qe_identity_checked` are `false`, and
-//! the default policy refuses the `Unknown` status.
+//! TCB info: `tcb_status` is [`UNKNOWN`], no `advisory_ids` claim), the QE's identity
+//! (no QE identity). The claims `dcap_revocation_checked` and
+//! `dcap_qe_identity_checked` are `false`, `dcap_unknown_claims` names every claim
+//! left out ([`NEED_COLLATERAL`]), and the default policy refuses the `Unknown`
+//! status. The PCK certificate's claims and the root key ID are known (see
+//! `dcap_claims`).
 
 use dcap_qvl::quote::{AuthDataV3, Quote};
 use p256::ecdsa::signature::Verifier as _;
@@ -23,7 +26,8 @@ use sha2::Digest as _;
 use x509_parser::prelude::*;
 
 use crate::dcap::{body_claims, INTEL_SGX_ROOT_CA};
-use crate::{Input, RatsError, Tee, Verified};
+use crate::dcap_claims::{self, NEED_COLLATERAL};
+use crate::{ClaimValue, Input, RatsError, Tee, Verified};
 
 /// The `tcb_status` of a DCAP quote verified without collateral.
 pub const UNKNOWN: &str = "Unknown";
@@ -142,13 +146,26 @@ pub(crate) fn verify(tee: Tee, quote: &[u8], input: &Input) -> Result<Verified, 
 
     let mut v = body_claims(tee, &parsed.report)?;
     v.tcb_status = Some(UNKNOWN.into());
-    if let Ok(fmspc) = dcap_qvl::intel::quote_fmspc(&parsed) {
-        v.bytes("dcap_fmspc", &fmspc);
-    }
-    v.bool("dcap_revocation_checked", false)
-        .bool("dcap_qe_identity_checked", false);
+    // The PCK certificate and the root are verified: their claims are known.
+    v.claims.extend(
+        dcap_claims::pck_certificate_claims(&chain[0])
+            .map_err(|e| malformed(format!("PCK certificate: {e}")))?,
+    );
+    v.bytes(
+        "dcap_root_key_id",
+        &dcap_claims::root_key_id(root).map_err(malformed)?,
+    )
+    .bool("dcap_revocation_checked", false)
+    .bool("dcap_qe_identity_checked", false);
+    v.claims.insert(
+        "dcap_unknown_claims".into(),
+        ClaimValue::List(NEED_COLLATERAL.iter().map(|s| s.to_string()).collect()),
+    );
     crate::check_report_data(name, &v.report_data, input)?;
-    Ok(v.finish())
+    let mut v = v.finish();
+    // Advisories come from the TCB info: unknown here, which is not "none".
+    v.claims.remove("advisory_ids");
+    Ok(v)
 }
 
 /// ECDSA P-256 with SHA-256; `key` in SEC1 form.

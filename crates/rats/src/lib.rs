@@ -27,6 +27,7 @@
 
 mod claims;
 pub mod dcap;
+mod dcap_claims;
 mod dcap_offline;
 mod error;
 #[cfg(feature = "fetch")]

@@ -13,10 +13,18 @@
 //! | `tdx` | `quote {header, body[, type, size]}`, `td_attributes {debug, septve_disable, protection_keys, key_locker, perfmon}` (T:`deps/verifier/src/tdx/claims.rs`) | hex of REPORTDATA | hex of MRCONFIGID |
 //! | `snp` | `policy_abi_*`, `reported_tcb_*` numbers; `policy_*` and `platform_*_enabled` booleans; `measurement`, `chip_id` hex (T:`deps/verifier/src/snp/mod.rs` `parse_tee_evidence`; numbers since T `fa25802c`, hex not base64 since T `d7831293`, `chip_id` since T `8b1e4060`) | hex of REPORT_DATA | hex of HOST_DATA |
 //!
-//! SGX and TDX also carry `tcb_status`, `advisory_ids` and `collateral_expiration_status`
-//! (`"0"`: rats refuses expired collateral) as T:`deps/verifier/src/intel_dcap/claims.rs`
-//! names them. The rats-rs style names (`sgx_mr_enclave`, `snp_measurement`, …) stay in
-//! the same object as additional claims; where a name exists in both, Trustee's wins.
+//! SGX and TDX also carry what Intel's verification library reports, as
+//! T:`deps/verifier/src/intel_dcap/claims.rs` names it ([`dcap`]): `tcb_status`,
+//! `advisory_ids`, `collateral_expiration_status` (`"0"`: rats refuses expired
+//! collateral), `tcb_date`, `earliest_issue_date`, `latest_issue_date`,
+//! `earliest_expiration_date` (RFC 3339 strings), `tcb_eval_num`, `pck_crl_num`,
+//! `root_ca_crl_num` (numbers), `platform_provider_id` (the PPID), `root_key_id` (hex),
+//! `sgx_type` (`"Standard"`, `"Scalable"`, …) with `is_dynamic_platform`,
+//! `is_cached_keys`, `is_smt_enabled` for scalable platforms, and `platform_instance_id`
+//! for Platform CA certificates. A quote verified without collateral lacks those that
+//! need it (rats' `dcap_unknown_claims` names them). The rats-rs style names
+//! (`sgx_mr_enclave`, `dcap_tcb_date`, `snp_measurement`, …) stay in the same object
+//! as additional claims; where a name exists in both, Trustee's wins.
 
 use serde_json::{json, Map, Value};
 
@@ -239,6 +247,80 @@ pub fn snp(report: &[u8], verified: &rats::Verified) -> Result<TeeClaims, String
     })
 }
 
+/// The claims Trustee adds to `sgx` and `tdx` from Intel's verification library
+/// (T:`deps/verifier/src/intel_dcap/claims.rs` `prepare_custom_claims_map`) and the PCK
+/// certificate (`platform_instance_id`, T:`deps/verifier/src/{sgx,tdx}/claims.rs`),
+/// made from rats' `dcap_*` claims of a verified quote. A claim rats could not
+/// establish (a quote verified without collateral: rats' `dcap_unknown_claims`) is
+/// left out, never filled in. Trustee's `tcb_date_current`, `tcb_status_current` and
+/// `advisory_ids_current` (only with DCAP 1.27's library) are not produced.
+pub fn dcap(verified: &rats::Verified) -> Result<Map<String, Value>, String> {
+    use rats::ClaimValue;
+    let c = &verified.claims;
+    let mut out = Map::new();
+    if let Some(status) = &verified.tcb_status {
+        out.insert("tcb_status".into(), json!(status));
+    }
+    if c.contains_key("advisory_ids") {
+        out.insert("advisory_ids".into(), json!(verified.advisory_ids));
+    }
+    // Intel's expiration status is "0" when no collateral has expired at the check
+    // time; rats refuses expired collateral, so it is "0" whenever the collateral's
+    // expiration date is known.
+    if c.contains_key("dcap_earliest_expiration_date") {
+        out.insert("collateral_expiration_status".into(), json!("0"));
+    }
+    for (trustee, rats) in [
+        ("earliest_issue_date", "dcap_earliest_issue_date"),
+        ("latest_issue_date", "dcap_latest_issue_date"),
+        ("earliest_expiration_date", "dcap_earliest_expiration_date"),
+        ("tcb_date", "dcap_tcb_date"),
+        ("pck_crl_num", "dcap_pck_crl_num"),
+        ("root_ca_crl_num", "dcap_root_ca_crl_num"),
+        ("tcb_eval_num", "dcap_tcb_eval_num"),
+        ("platform_provider_id", "dcap_ppid"),
+        ("root_key_id", "dcap_root_key_id"),
+    ] {
+        let value = match c.get(rats) {
+            None => continue,
+            Some(ClaimValue::Text(t)) => json!(t),
+            Some(ClaimValue::Int(i)) => json!(i),
+            Some(ClaimValue::Bytes(b)) => json!(hex::encode(b)),
+            Some(other) => return Err(format!("rats' {rats} is {other:?}")),
+        };
+        out.insert(trustee.into(), value);
+    }
+    if let Some(ClaimValue::Int(sgx_type)) = c.get("dcap_sgx_type") {
+        let name = match sgx_type {
+            0 => "Standard".to_string(),
+            1 => "Scalable".to_string(),
+            2 => "Scalable with Integrity".to_string(),
+            other => format!("Unknown ({other})"),
+        };
+        out.insert("sgx_type".into(), json!(name));
+        // Trustee gives the flags of scalable platforms only, true when the PCK
+        // certificate says so (Intel's PCK_FLAG_TRUE), false otherwise.
+        if *sgx_type > 0 {
+            for (trustee, rats) in [
+                ("is_dynamic_platform", "dcap_dynamic_platform"),
+                ("is_cached_keys", "dcap_cached_keys"),
+                ("is_smt_enabled", "dcap_smt_enabled"),
+            ] {
+                let set = c.get(rats) == Some(&ClaimValue::Bool(true));
+                out.insert(trustee.into(), json!(set));
+            }
+        }
+    }
+    // The certificate stores the ID little-endian; Trustee shows it big-endian
+    // (T:`deps/verifier/src/intel_dcap/pck.rs` `parse_platform_info`).
+    if let Some(ClaimValue::Bytes(id)) = c.get("dcap_platform_instance_id") {
+        let mut id = id.clone();
+        id.reverse();
+        out.insert("platform_instance_id".into(), json!(hex::encode(id)));
+    }
+    Ok(out)
+}
+
 /// `sample` claims, as Trustee's sample verifier emits them for this evidence.
 pub fn sample(evidence: &Value) -> TeeClaims {
     let mut claims = Map::new();
@@ -281,13 +363,7 @@ pub fn of(
         },
     };
     if matches!(tee, rats::Tee::SgxEcdsa | rats::Tee::TdxEcdsa) {
-        if let Some(status) = &verified.tcb_status {
-            out.claims.insert("tcb_status".into(), json!(status));
-        }
-        out.claims
-            .insert("advisory_ids".into(), json!(verified.advisory_ids));
-        out.claims
-            .insert("collateral_expiration_status".into(), json!("0"));
+        out.claims.extend(dcap(verified)?);
     }
     let rats_claims = serde_json::to_value(&verified.claims).map_err(|e| e.to_string())?;
     if let Value::Object(rats_claims) = rats_claims {
@@ -339,7 +415,11 @@ mod tests {
         .unwrap()
     }
 
-    fn dcap(tee: rats::Tee, quote: &str, collateral: &str) -> (Vec<u8>, rats::Verified) {
+    fn verified_fixture(
+        tee: rats::Tee,
+        quote: &str,
+        collateral: &str,
+    ) -> (Vec<u8>, rats::Verified) {
         let bytes = fixture(quote);
         let input = rats::Input {
             report_data: None,
@@ -357,7 +437,7 @@ mod tests {
 
     #[test]
     fn tdx_claims_follow_trustees_layout() {
-        let (quote, v) = dcap(
+        let (quote, v) = verified_fixture(
             rats::Tee::TdxEcdsa,
             "tdx_quote",
             "tdx_quote_collateral.json",
@@ -373,8 +453,6 @@ mod tests {
         assert_eq!(c.init_data.as_deref(), q["body"]["mr_config_id"].as_str());
         assert_eq!(c.report_data, hex::encode(&v.report_data));
         assert_eq!(c.claims["tcb_status"], json!(v.tcb_status));
-        assert_eq!(c.claims["collateral_expiration_status"], "0");
-        assert!(c.claims["advisory_ids"].is_array());
         // rats' names stay beside Trustee's.
         assert_eq!(c.claims["tdx_mr_td"], q["body"]["mr_td"]);
     }
@@ -384,39 +462,164 @@ mod tests {
         std::fs::read(format!("{}/testdata/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap()
     }
 
-    /// Trustee's expected claims without the ones verdictd does not produce.
+    /// Trustee's expected claims without the one verdictd does not produce.
     fn trustee_expected(name: &str) -> Value {
         let mut v: Value = serde_json::from_slice(&trustee_vector(name)).unwrap();
-        let map = v.as_object_mut().unwrap();
-        map.remove("platform_instance_id");
-        map.remove("uefi_event_logs");
+        v.as_object_mut().unwrap().remove("uefi_event_logs");
         v
+    }
+
+    /// What `of` gives Trustee's vectors, which cannot be verified (no collateral):
+    /// the quote's layout and the PCK certificate's `platform_instance_id`.
+    fn vector_claims(quote: &[u8], c: TeeClaims) -> Value {
+        let pck = rats::Verified {
+            tee: rats::Tee::SgxEcdsa,
+            tcb_status: None,
+            advisory_ids: vec![],
+            debug: false,
+            report_data: vec![],
+            claims: rats::dcap::quote_pck_claims(quote).unwrap(),
+        };
+        let mut got = Value::Object(c.claims);
+        got["report_data"] = json!(c.report_data);
+        got["init_data"] = json!(c.init_data);
+        got["platform_instance_id"] = dcap(&pck).unwrap()["platform_instance_id"].clone();
+        got
     }
 
     #[test]
     fn tdx_claims_are_trustees_test_vector() {
         // T:deps/verifier/src/tdx/claims.rs parse_tdx_claims: tdx_quote_4.dat gives
         // parse_tdx_claims_expected.json.
-        let c = tdx(&trustee_vector("tdx_quote_4.dat")).unwrap();
-        let mut got = Value::Object(c.claims);
-        got["report_data"] = json!(c.report_data);
-        got["init_data"] = json!(c.init_data);
+        let quote = trustee_vector("tdx_quote_4.dat");
+        let got = vector_claims(&quote, tdx(&quote).unwrap());
         assert_eq!(got, trustee_expected("parse_tdx_claims_expected.json"));
     }
 
     #[test]
     fn sgx_claims_are_trustees_test_vector() {
         // T:deps/verifier/src/sgx/claims.rs parse_sgx_claims on occlum_quote.dat.
-        let c = sgx(&trustee_vector("occlum_quote.dat")).unwrap();
-        let mut got = Value::Object(c.claims);
-        got["report_data"] = json!(c.report_data);
-        got["init_data"] = json!(c.init_data);
+        let quote = trustee_vector("occlum_quote.dat");
+        let got = vector_claims(&quote, sgx(&quote).unwrap());
         assert_eq!(got, trustee_expected("parse_sgx_claims_expected.json"));
+    }
+
+    /// The claims T:deps/verifier/src/intel_dcap/claims.rs `prepare_custom_claims_map`
+    /// (at 78962cd416dcc8a32f9377e0066a28fe21420f69) adds for a DCAP library before
+    /// 1.27, and `platform_instance_id` (T:deps/verifier/src/{sgx,tdx}/claims.rs), on
+    /// the real fixtures. Values read off the fixture files (see crates/rats/tests/
+    /// dcap_claims.rs, which checks rats' claims against them): the dates from the
+    /// collateral JSON, the CRLs (`openssl crl -noout -crlnumber -lastupdate
+    /// -nextupdate`) and the certificates (`openssl x509 -startdate -enddate`); the
+    /// PPID, SGX type, platform instance ID and configuration from the PCK certificate
+    /// (`openssl asn1parse -strparse` of extension 1.2.840.113741.1.13.1); the root
+    /// key ID is the value in Trustee's `parse_supplemental_data` test. Types as
+    /// Trustee's: dates RFC 3339 strings, numbers JSON numbers, IDs lower-case hex.
+    #[test]
+    fn dcap_claims_are_trustees() {
+        let root_key_id = "46e403bd34f05a3f2817ab9badcaacc7ffc98e0f261008cd30dae936cace18d5\
+                           dcf58eef31463613de1570d516200993";
+        let sgx = json!({
+            "tcb_status": "ConfigurationAndSWHardeningNeeded",
+            "advisory_ids": ["INTEL-SA-00289", "INTEL-SA-00615"],
+            "collateral_expiration_status": "0",
+            "earliest_issue_date": "2018-05-21T10:45:10Z",
+            "latest_issue_date": "2025-06-19T10:56:11Z",
+            "earliest_expiration_date": "2025-07-19T10:01:18Z",
+            "tcb_date": "2024-03-13T00:00:00Z",
+            "pck_crl_num": 1,
+            "root_ca_crl_num": 1,
+            "tcb_eval_num": 17,
+            "platform_provider_id": "d04ec06d4e6d92dc90d0ad3cf5ee2ddf",
+            "sgx_type": "Standard",
+            "root_key_id": root_key_id,
+        });
+        let tdx = json!({
+            "tcb_status": "UpToDate",
+            "advisory_ids": [],
+            "collateral_expiration_status": "0",
+            "earliest_issue_date": "2018-05-21T10:45:10Z",
+            "latest_issue_date": "2025-06-19T10:32:27Z",
+            "earliest_expiration_date": "2025-07-19T10:00:35Z",
+            "tcb_date": "2024-03-13T00:00:00Z",
+            "pck_crl_num": 1,
+            "root_ca_crl_num": 1,
+            "tcb_eval_num": 17,
+            "platform_provider_id": "811dca2a26b952e85bb6448b097ba4fd",
+            "sgx_type": "Scalable",
+            "is_dynamic_platform": true,
+            "is_cached_keys": true,
+            "is_smt_enabled": true,
+            "root_key_id": root_key_id,
+            // 07828474603e7019dc930775ffe8cdd2 in the certificate, shown big-endian.
+            "platform_instance_id": "d2cde8ff750793dc19703e6074848207",
+        });
+        for (tee, quote, collateral, want) in [
+            (
+                rats::Tee::SgxEcdsa,
+                "sgx_quote",
+                "sgx_quote_collateral.json",
+                sgx,
+            ),
+            (
+                rats::Tee::TdxEcdsa,
+                "tdx_quote",
+                "tdx_quote_collateral.json",
+                tdx,
+            ),
+        ] {
+            let (bytes, v) = verified_fixture(tee, quote, collateral);
+            assert_eq!(Value::Object(dcap(&v).unwrap()), want, "{quote}");
+            let c = of(tee, &bytes, &Value::Null, &v).unwrap();
+            for (name, value) in want.as_object().unwrap() {
+                assert_eq!(c.claims.get(name), Some(value), "{quote}: {name}");
+            }
+        }
+    }
+
+    /// Without collateral nothing that needs it is made up: the claims from the PCK
+    /// certificate and root stay, the others are absent and rats names them.
+    #[test]
+    fn dcap_claims_without_collateral_are_not_made_up() {
+        for (tee, quote) in [
+            (rats::Tee::SgxEcdsa, "sgx_quote"),
+            (rats::Tee::TdxEcdsa, "tdx_quote"),
+        ] {
+            let bytes = fixture(quote);
+            let input = rats::Input {
+                report_data: None,
+                collateral: None,
+                now: 1_750_377_600,
+            };
+            let v = rats::verify(&bytes, Some(tee), &input).unwrap();
+            let c = of(tee, &bytes, &Value::Null, &v).unwrap();
+            for name in [
+                "advisory_ids",
+                "collateral_expiration_status",
+                "earliest_issue_date",
+                "latest_issue_date",
+                "earliest_expiration_date",
+                "tcb_date",
+                "pck_crl_num",
+                "root_ca_crl_num",
+                "tcb_eval_num",
+            ] {
+                assert!(!c.claims.contains_key(name), "{quote}: {name}");
+            }
+            assert_eq!(c.claims["tcb_status"], rats::dcap::UNKNOWN);
+            for name in ["platform_provider_id", "sgx_type", "root_key_id"] {
+                assert!(c.claims[name].is_string(), "{quote}: {name}");
+            }
+            assert_eq!(
+                c.claims["dcap_unknown_claims"],
+                json!(rats::dcap::NEED_COLLATERAL)
+            );
+        }
     }
 
     #[test]
     fn sgx_claims_follow_trustees_layout() {
-        let (quote, v) = dcap(
+        let (quote, v) = verified_fixture(
             rats::Tee::SgxEcdsa,
             "sgx_quote",
             "sgx_quote_collateral.json",
