@@ -44,7 +44,7 @@ struct Cli {
 
 fn main() {
     cli_exit::init();
-    let cli = Cli::parse();
+    let cli = cli_exit::parse::<Cli>();
     let opts = Options {
         image: cli.image,
         kbs: cli.kbs,
