@@ -71,7 +71,7 @@ fn main() {
 }
 
 fn run() -> Result<()> {
-    let cli = Cli::parse();
+    let cli = cli_exit::parse::<Cli>();
     let ca_pem = match &cli.cert_file {
         Some(p) => Some(std::fs::read(p).with_context(|| format!("{}", p.display()))?),
         None => None,

@@ -61,6 +61,31 @@ pub fn die_of_sigpipe() -> ! {
     std::process::exit(128 + libc::SIGPIPE)
 }
 
+/// Parses the command line with clap as `P::parse()` does, except that `--help`,
+/// `--version` or a usage error printed to a closed pipe ends the process by
+/// [`die_of_sigpipe`], as runc's `--help` does; clap's own exit swallows the error and
+/// exits 0 (or 2), unlike every other output of our commands.
+pub fn parse<P: clap::Parser>() -> P {
+    P::try_parse().unwrap_or_else(|e| exit_on_clap_error(&e))
+}
+
+/// Prints clap's help, version or usage error to its stream and exits with clap's code
+/// (0 for help and version, 2 for a usage error); dies of `SIGPIPE` when that stream is
+/// a closed pipe.
+pub fn exit_on_clap_error(err: &clap::Error) -> ! {
+    // stdout is line-buffered: the last line's failure may only show at the flush.
+    let printed = err
+        .print()
+        .and_then(|()| std::io::stdout().flush())
+        .and_then(|()| std::io::stderr().flush());
+    if let Err(e) = printed {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            die_of_sigpipe();
+        }
+    }
+    std::process::exit(err.exit_code())
+}
+
 /// True when `err` or any error in its chain is an I/O error of kind `BrokenPipe`.
 pub fn is_broken_pipe(err: &anyhow::Error) -> bool {
     err.chain().any(|e| {

@@ -26,6 +26,44 @@ fn testdata(name: &str) -> String {
     p.to_string_lossy().into_owned()
 }
 
+/// verdictd on a loopback port of its choosing, for the agent to print a token from.
+struct Verdictd {
+    child: std::process::Child,
+    url: String,
+}
+
+impl Verdictd {
+    fn start(dir: &Path) -> Verdictd {
+        use std::io::BufRead;
+        let config = dir.join("verdictd.toml");
+        std::fs::write(&config, "listen = \"127.0.0.1:0\"\ninsecure_http = true\n").unwrap();
+        let mut child = Command::new(bin("verdictd"))
+            .arg("--config")
+            .arg(&config)
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(dir.join("verdictd.log")).unwrap())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let url = line
+            .trim()
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("verdictd did not start: {line}"))
+            .to_string();
+        Verdictd { child, url }
+    }
+}
+
+impl Drop for Verdictd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// Which of the streams is closed.
 #[derive(Clone, Copy, Debug)]
 enum Closed {
@@ -96,7 +134,14 @@ fn a_closed_stdout_ends_every_command_quietly() {
         .unwrap();
     assert!(ok.status.success(), "{ok:?}");
     let (quote, collateral) = (testdata("sgx_quote"), testdata("sgx_quote_collateral.json"));
+    // An RA-TLS certificate (sample evidence): verify-cert prints its report.
+    let cert = rats_tls::generate(&rats::SampleAttester, &Default::default(), None).unwrap();
+    let cert_file = dir.path().join("cert.der");
+    std::fs::write(&cert_file, &cert.cert_der).unwrap();
+    let cert_file = cert_file.to_str().unwrap();
+    let verdictd = Verdictd::start(dir.path());
     let cases: Vec<(&str, Command)> = vec![
+        ("rune --help", cmd("rune", &["--help"])),
         ("rune features", cmd("rune", &["features"])),
         ("rune list", {
             let mut c = cmd("rune", &["list"]);
@@ -118,6 +163,38 @@ fn a_closed_stdout_ends_every_command_quietly() {
                 ],
             ),
         ),
+        (
+            "shelter verify-cert",
+            cmd("shelter", &["verify-cert", "--cert", cert_file]),
+        ),
+        (
+            "shelter verify-cert --json",
+            cmd("shelter", &["verify-cert", "--cert", cert_file, "--json"]),
+        ),
+        ("shelter --help", cmd("shelter", &["--help"])),
+        (
+            "attestation-agent token",
+            cmd(
+                "attestation-agent",
+                &["--url", &verdictd.url, "--tee", "sample", "token"],
+            ),
+        ),
+        (
+            "attestation-agent --help",
+            cmd("attestation-agent", &["--help"]),
+        ),
+        (
+            "attestation-agent --version",
+            cmd("attestation-agent", &["--version"]),
+        ),
+        ("inclavared --help", cmd("inclavared", &["--help"])),
+        ("inclavared --version", cmd("inclavared", &["--version"])),
+        ("verdictd --version", cmd("verdictd", &["--version"])),
+        (
+            "signature-server --help",
+            cmd("signature-server", &["--help"]),
+        ),
+        ("sim-sign --help", cmd("sim-sign", &["--help"])),
         (
             "sim-sign keygen",
             cmd("sim-sign", &["keygen", "--out", key]),
@@ -149,7 +226,7 @@ fn a_closed_stdout_ends_every_command_quietly() {
 
 #[test]
 fn a_closed_stderr_ends_every_command_quietly() {
-    // Each fails, so its only output is the error line on stderr.
+    // Each fails or prints a usage, so its only output is on stderr.
     let cases: Vec<(&str, Command)> = vec![
         (
             "rune state",
@@ -160,8 +237,31 @@ fn a_closed_stderr_ends_every_command_quietly() {
             cmd("shelter", &["verify", "--evidence", "/nonexistent"]),
         ),
         (
+            "shelter verify-cert",
+            // A real certificate (AMD's VCEK) that carries no evidence.
+            cmd(
+                "shelter",
+                &["verify-cert", "--cert", &testdata("vcek_milan.der")],
+            ),
+        ),
+        ("shelter (usage error)", cmd("shelter", &["--bogus"])),
+        (
             "sim-sign measure",
             cmd("sim-sign", &["measure", "--executable", "/nonexistent"]),
+        ),
+        (
+            "attestation-agent (usage error)",
+            cmd("attestation-agent", &["--bogus"]),
+        ),
+        ("inclavared (usage error)", cmd("inclavared", &["--bogus"])),
+        ("rune (usage error)", cmd("rune", &["--bogus"])),
+        (
+            "containerd-shim-rune-v2 -h",
+            cmd("containerd-shim-rune-v2", &["-h"]),
+        ),
+        (
+            "containerd-shim-rune-v2 -bogus",
+            cmd("containerd-shim-rune-v2", &["-bogus"]),
         ),
         (
             "attestation-agent",
@@ -226,6 +326,35 @@ fn runc_ends_the_same_way() {
         Closed::Stderr,
     );
     assert_eq!(status.signal(), Some(libc::SIGPIPE), "runc state: {status}");
+    let (status, _) = run_closed(
+        {
+            let mut c = Command::new(&runc);
+            c.arg("--help");
+            c
+        },
+        Closed::Stdout,
+    );
+    assert_eq!(
+        status.signal(),
+        Some(libc::SIGPIPE),
+        "runc --help: {status}"
+    );
+    // containerd's shim prints its usage on stderr.
+    if let Ok(shim) = which("containerd-shim-runc-v2") {
+        let (status, _) = run_closed(
+            {
+                let mut c = Command::new(shim);
+                c.arg("-h");
+                c
+            },
+            Closed::Stderr,
+        );
+        assert_eq!(
+            status.signal(),
+            Some(libc::SIGPIPE),
+            "containerd-shim-runc-v2 -h: {status}"
+        );
+    }
 }
 
 fn which(name: &str) -> Result<PathBuf, ()> {

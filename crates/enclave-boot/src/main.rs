@@ -47,7 +47,7 @@ struct Cli {
 
 fn main() {
     cli_exit::init();
-    let cli = Cli::parse();
+    let cli = cli_exit::parse::<Cli>();
     let Some(image) = cli.image else {
         // `rune exec`: the process the PAL started is this signed program; it becomes
         // the requested one, in the image's environment, cwd and user.

@@ -90,7 +90,7 @@ fn main() {
 }
 
 fn run() -> Result<()> {
-    let cli = Cli::parse();
+    let cli = cli_exit::parse::<Cli>();
     cli.log.init();
     let policy = match &cli.policy {
         Some(p) => rats::Policy::load(p)?,

@@ -6,11 +6,9 @@ mod commands;
 mod logging;
 mod seal;
 
-use clap::Parser;
-
 fn main() {
     cli_exit::init();
-    let cli = cli::Cli::parse();
+    let cli = cli_exit::parse::<cli::Cli>();
     if commands::enters_container(&cli) {
         if let Err(err) = seal::ensure_sealed() {
             cli_exit::exit_on_error("rune", &err);

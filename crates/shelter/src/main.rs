@@ -5,11 +5,9 @@ mod remote;
 mod verify;
 mod verify_cert;
 
-use clap::Parser;
-
 fn main() {
     cli_exit::init();
-    let cli = cli::Cli::parse();
+    let cli = cli_exit::parse::<cli::Cli>();
     let result = match cli.command {
         cli::Command::Verify(v) => verify::run(&v),
         cli::Command::VerifyCert(v) => verify_cert::run(&v),

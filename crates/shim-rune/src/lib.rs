@@ -7,6 +7,7 @@
 //! *carrier* (`RUNE_CARRIER`) may turn it into an enclave container.
 //!
 //! - [`config`] — `/etc/inclavare-containers/config.toml`.
+//! - [`flags`] — the command line, as containerd's Go shims read it.
 //! - [`carrier`] — `RUNE_CARRIER=sim|occlum`.
 //! - [`service`] — the Task API.
 //! - [`rune`] — the `rune` command line.
@@ -14,6 +15,7 @@
 
 pub mod carrier;
 pub mod config;
+pub mod flags;
 pub mod io;
 pub mod rune;
 pub mod service;

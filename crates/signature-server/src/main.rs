@@ -37,7 +37,7 @@ fn main() {
 }
 
 fn run() -> Result<()> {
-    let cli = Cli::parse();
+    let cli = cli_exit::parse::<Cli>();
     cli.log.init();
     if cli.sim_key.is_none() && cli.rsa_key.is_none() {
         bail!("no key to sign with: give --sim-key, --rsa-key or both");

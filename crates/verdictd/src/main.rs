@@ -35,7 +35,7 @@ fn main() {
 }
 
 fn run() -> Result<()> {
-    let cli = Cli::parse();
+    let cli = cli_exit::parse::<Cli>();
     cli.log.init();
     let mut config = match &cli.config {
         Some(p) => verdictd::Config::load(p)?,

@@ -81,7 +81,7 @@ fn main() {
 }
 
 fn run() -> Result<()> {
-    match Cli::parse().command {
+    match cli_exit::parse::<Cli>().command {
         Cmd::Keygen { out } => {
             let key = SignerKey::generate()?;
             key.save(&out)?;
