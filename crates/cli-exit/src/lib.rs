@@ -76,17 +76,18 @@ pub fn exit_on_error(program: &str, err: &anyhow::Error) -> ! {
     if is_broken_pipe(err) {
         die_of_sigpipe();
     }
-    exit_with_line(&format!("{program}: {err:#}"))
+    exit_with_line(&format!("{program}: {err:#}"), 1)
 }
 
-/// Prints `line` on stderr and exits 1; dies of `SIGPIPE` when stderr is a closed pipe.
-pub fn exit_with_line(line: &str) -> ! {
+/// Prints `line` on stderr and exits with `code`; dies of `SIGPIPE` when stderr is a
+/// closed pipe.
+pub fn exit_with_line(line: &str, code: i32) -> ! {
     if let Err(e) = writeln!(std::io::stderr(), "{line}") {
         if e.kind() == std::io::ErrorKind::BrokenPipe {
             die_of_sigpipe();
         }
     }
-    std::process::exit(1)
+    std::process::exit(code)
 }
 
 #[cfg(test)]
