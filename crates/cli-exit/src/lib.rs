@@ -103,7 +103,7 @@ pub fn exit_on_error(program: &str, err: &anyhow::Error) -> ! {
     if is_closed_output(err) {
         die_of_sigpipe();
     }
-    exit_with_line(&format!("{program}: {err:#}"))
+    exit_with_line(&format!("{program}: {err:#}"), 1)
 }
 
 /// True when `err` is a broken pipe and our stdout or stderr is a pipe whose reader is
@@ -125,14 +125,15 @@ fn reader_gone(fd: libc::c_int) -> bool {
     n == 1 && p.revents & libc::POLLERR != 0
 }
 
-/// Prints `line` on stderr and exits 1; dies of `SIGPIPE` when stderr is a closed pipe.
-pub fn exit_with_line(line: &str) -> ! {
+/// Prints `line` on stderr and exits with `code`; dies of `SIGPIPE` when stderr is a
+/// closed pipe.
+pub fn exit_with_line(line: &str, code: i32) -> ! {
     if let Err(e) = writeln!(std::io::stderr(), "{line}") {
         if e.kind() == std::io::ErrorKind::BrokenPipe {
             die_of_sigpipe();
         }
     }
-    std::process::exit(1)
+    std::process::exit(code)
 }
 
 #[cfg(test)]

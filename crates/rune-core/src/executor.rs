@@ -421,6 +421,9 @@ impl RuneExecutor {
 
 impl Executor for RuneExecutor {
     fn validate(&self, spec: &Spec) -> Result<(), ExecutorValidationError> {
+        // The first call into the executor in the container's init, which then waits
+        // for `start`: from here on it shows no host paths.
+        crate::title::set_waiting();
         let Some(w) = &self.enclave else {
             return ProcessExecutor.validate(spec);
         };

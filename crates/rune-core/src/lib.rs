@@ -12,6 +12,7 @@
 pub mod agent;
 pub mod enclave;
 pub mod error;
+pub mod exec_flags;
 pub mod executor;
 pub mod image;
 pub mod pidfile;

@@ -26,7 +26,7 @@ use crate::pidfile;
 use crate::signal::{self, Signal};
 use crate::spec::{validate_id, Bundle};
 use crate::state::{status_name, ContainerState};
-use crate::{enclave, image};
+use crate::{enclave, exec_flags, image};
 
 /// The default state root, as runc's `/run/runc`.
 pub const DEFAULT_ROOT: &str = "/run/rune";
@@ -51,6 +51,10 @@ pub struct CreateOptions {
     pub no_pivot: bool,
     /// Extra file descriptors (from 3) passed to the container.
     pub preserve_fds: i32,
+    /// `run --no-subreaper`: a foreground `run` does not make itself the child subreaper
+    /// (runc does by default, so orphans of a container sharing its pid namespace are
+    /// reparented to it and reaped).
+    pub no_subreaper: bool,
 }
 
 /// Options of `exec`.
@@ -78,8 +82,10 @@ pub struct ExecOptions {
     pub detach: bool,
     /// Exec into a paused container (the process starts frozen).
     pub ignore_paused: bool,
-    /// `--cgroup`: `[controller:]path` of an existing sub-cgroup to run the process in.
-    pub sub_cgroup: Option<String>,
+    /// `--cgroup` (repeatable): `[controller[,controller…]:]path` of existing
+    /// sub-cgroups of the container to run the process in (see
+    /// [`crate::exec_flags::parse_sub_cgroups`]).
+    pub sub_cgroups: Vec<String>,
     /// `--apparmor`: the AppArmor profile of the process.
     pub apparmor: Option<String>,
     /// `--process-label`: the SELinux label of the process.
@@ -186,6 +192,8 @@ impl Runtime {
             }
         };
         let enclave = executor.is_enclave();
+        // Found here, inherited by the init, which retitles itself (`rune init`).
+        crate::title::prepare();
 
         let result = self
             .build(id, &bundle, injected, opts, detach, executor)
@@ -307,6 +315,10 @@ impl Runtime {
     /// signals to it, delete the container and return the exit code (128+N when it was
     /// killed by signal N, as a shell reports it).
     pub fn run(&self, id: &str, opts: &CreateOptions, detach: bool) -> Result<i32> {
+        if !detach && !opts.no_subreaper {
+            nix::sys::prctl::set_child_subreaper(true)
+                .map_err(|e| RuneError::io("become a child subreaper", e.into()))?;
+        }
         let mut c = self.create(id, opts, detach)?;
         if let Err(err) = c.start() {
             let _ = c.delete(true);
@@ -350,6 +362,7 @@ impl Runtime {
     fn exec_in_enclave(&self, id: &str, opts: &ExecOptions, image: bool) -> Result<EnclaveExec> {
         use crate::agent::*;
         use std::os::fd::AsRawFd;
+        exec_flags::refuse_for_enclave(opts)?;
         let (args, mut env, terminal) = match &opts.process {
             Some(path) => {
                 let bytes = fs::read(path)
@@ -482,7 +495,10 @@ impl Runtime {
                 what: "an enclave container takes processes once started (its enclave runtime runs from start)",
             });
         }
-        check_lsm(opts)?;
+        let apparmor = exec_flags::lsm_value(&opts.apparmor);
+        let process_label = exec_flags::lsm_value(&opts.process_label);
+        exec_flags::check_lsm(apparmor.as_deref(), process_label.as_deref())?;
+        let sub_cgroups = exec_flags::parse_sub_cgroups(&opts.sub_cgroups)?;
         if opts.process.is_none() && opts.args.is_empty() {
             return Err(RuneError::InvalidArgument {
                 flag: "exec".into(),
@@ -516,9 +532,9 @@ impl Runtime {
             .with_group(opts.user.and_then(|(_, g)| g))
             .with_capabilities(opts.capabilities.clone())
             .with_ignore_paused(opts.ignore_paused)
-            .with_sub_cgroup(opts.sub_cgroup.clone())
-            .with_apparmor(opts.apparmor.clone())
-            .with_process_label(opts.process_label.clone())
+            .with_sub_cgroups(sub_cgroups)
+            .with_apparmor(apparmor)
+            .with_process_label(process_label)
             .build()
             .map_err(RuneError::lc(format!("exec in {id}")))?;
         if let Some(path) = &opts.pid_file {
@@ -609,8 +625,7 @@ impl Runtime {
                 what: "cannot delete a container that is not stopped (use --force)",
             });
         }
-        c.delete(force)
-            .map_err(RuneError::lc(format!("delete {id}")))
+        delete_reporting_hooks(&mut c, force).map_err(RuneError::lc(format!("delete {id}")))
     }
 
     /// `state`: the runc-shaped state of one container.
@@ -746,7 +761,7 @@ impl Runtime {
 fn delete_settling(c: &mut Container, force: bool) -> std::result::Result<(), LibcontainerError> {
     let mut attempts = 0;
     loop {
-        match c.delete(force) {
+        match delete_reporting_hooks(c, force) {
             Ok(()) => return Ok(()),
             Err(e) if attempts < 50 && c.status() == ContainerStatus::Stopped => {
                 tracing::debug!("delete {}: {e}; retrying", c.id());
@@ -755,6 +770,26 @@ fn delete_settling(c: &mut Container, force: bool) -> std::result::Result<(), Li
             }
             Err(e) => return Err(e),
         }
+    }
+}
+
+/// Deletes `c`. Failing poststop hooks do not fail the delete: they run once the
+/// container is gone, and each failure is logged as an error line naming the hook, as
+/// runc logs it (its `delete` exits 0 too).
+fn delete_reporting_hooks(
+    c: &mut Container,
+    force: bool,
+) -> std::result::Result<(), LibcontainerError> {
+    use libcontainer::hooks::HookError;
+    match c.delete(force) {
+        Err(LibcontainerError::Hook(HookError::Several(failures))) => {
+            for f in &failures {
+                let message = crate::error::libcontainer_message(f);
+                tracing::error!("delete {}: {message}", c.id());
+            }
+            Ok(())
+        }
+        other => other,
     }
 }
 
@@ -863,29 +898,6 @@ fn forward_signals_to(pipe: std::io::PipeWriter) -> Result<()> {
             }
         }
     });
-    Ok(())
-}
-
-/// Refuses LSM options the host cannot apply, before anything runs (runc: "apparmor:
-/// config provided but apparmor not supported").
-fn check_lsm(opts: &ExecOptions) -> Result<()> {
-    let refuse = |flag: &str, message: &str| {
-        Err(RuneError::InvalidArgument {
-            flag: flag.into(),
-            message: message.into(),
-        })
-    };
-    let apparmor = fs::read_to_string("/sys/module/apparmor/parameters/enabled")
-        .is_ok_and(|s| s.trim() == "Y");
-    if opts.apparmor.is_some() && !apparmor {
-        return refuse(
-            "--apparmor",
-            "config provided but apparmor not supported on this host",
-        );
-    }
-    if opts.process_label.is_some() && !Path::new("/sys/fs/selinux/enforce").exists() {
-        return refuse("--process-label", "SELinux is not enabled on this host");
-    }
     Ok(())
 }
 

@@ -155,8 +155,8 @@ pub struct Run {
     /// Keep the container's state after it exits (accepted for compatibility)
     #[arg(long)]
     pub keep: bool,
-    /// Do not make rune a subreaper of the container's orphans (rune waits only for
-    /// the container's init, so this is its behaviour already)
+    /// Do not make rune the child subreaper of the container's orphans (those of a
+    /// container sharing rune's pid namespace go to rune's own subreaper instead)
     #[arg(long)]
     pub no_subreaper: bool,
 }
@@ -205,9 +205,10 @@ pub struct Exec {
     /// Exec in a paused container (the process starts frozen)
     #[arg(long)]
     pub ignore_paused: bool,
-    /// Run the process in an existing sub-cgroup: [controller:]path
+    /// Run the process in existing sub-cgroups of the container:
+    /// [controller[,controller…]:]path (repeatable, one per controller set)
     #[arg(long)]
-    pub cgroup: Option<String>,
+    pub cgroup: Vec<String>,
     /// AppArmor profile of the process
     #[arg(long)]
     pub apparmor: Option<String>,

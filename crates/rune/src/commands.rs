@@ -48,7 +48,11 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Start(c) => rt.start(&c.id)?,
         Command::Run(r) => {
             warn_unsupported(&r.create);
-            return Ok(rt.run(&r.create.id, &create_options(&r.create), r.detach)?);
+            let opts = CreateOptions {
+                no_subreaper: r.no_subreaper,
+                ..create_options(&r.create)
+            };
+            return Ok(rt.run(&r.create.id, &opts, r.detach)?);
         }
         Command::Exec(e) => return exec(&rt, &cli.global, e),
         Command::EnclaveExecWait(w) => return enclave_exec_wait(&w.id),
@@ -95,6 +99,7 @@ fn create_options(c: &cli::Create) -> CreateOptions {
         pid_file: c.pid_file.as_deref().map(absolute),
         no_pivot: c.no_pivot,
         preserve_fds: c.preserve_fds,
+        no_subreaper: false,
     }
 }
 
@@ -146,7 +151,7 @@ fn exec(rt: &Runtime, global: &cli::GlobalOpts, e: cli::Exec) -> Result<i32> {
         preserve_fds: e.preserve_fds,
         detach: e.detach,
         ignore_paused: e.ignore_paused,
-        sub_cgroup: e.cgroup.clone(),
+        sub_cgroups: e.cgroup.clone(),
         apparmor: e.apparmor.clone(),
         process_label: e.process_label.clone(),
     };

@@ -22,6 +22,12 @@ fn main() {
         cli_exit::exit_on_error("rune", &err);
     }
     let logs_to_file = cli.global.log.is_some();
+    // runc's exec fails with 255 (`fatalWithCode(…, 255)`), its other commands with 1.
+    let failure = if matches!(cli.command, Some(cli::Command::Exec(_))) {
+        255
+    } else {
+        1
+    };
     match commands::run(cli) {
         Ok(code) => std::process::exit(code),
         Err(err) if cli_exit::is_closed_output(&err) => cli_exit::die_of_sigpipe(),
@@ -30,13 +36,13 @@ fn main() {
             // containerd, docker and podman read it; on stderr (the container's own
             // during create) it would show twice.
             tracing::error!("{err:#}");
-            std::process::exit(1);
+            std::process::exit(failure);
         }
         Err(err) => {
             // As runc without --log: one logrus line, which tools recognise as an error.
             let time = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
             let line = logging::render(cli::LogFormat::Text, "error", &format!("{err:#}"), &time);
-            cli_exit::exit_with_line(&line);
+            cli_exit::exit_with_line(&line, failure);
         }
     }
 }

@@ -123,6 +123,17 @@ impl CgroupManager for AnyCgroupManager {
 }
 
 impl AnyCgroupManager {
+    /// PATCH(inclavare): the cgroup's directory in every hierarchy, keyed as runc keys
+    /// them (v1: controller names, `name=systemd`, `""` for a hybrid host's cgroup2;
+    /// v2: `""`), so that `exec --cgroup [controller:]path` can name sub-cgroups.
+    pub fn dirs(&self) -> Vec<(String, PathBuf)> {
+        match self {
+            AnyCgroupManager::Systemd(m) => vec![(String::new(), m.full_path().to_path_buf())],
+            AnyCgroupManager::V1(m) => m.dirs(),
+            AnyCgroupManager::V2(m) => vec![(String::new(), m.full_path().to_path_buf())],
+        }
+    }
+
     /// Marks the cgroup manager as operating in a rootless environment.
     ///
     /// Only affects the v2 manager.

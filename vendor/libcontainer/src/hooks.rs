@@ -17,7 +17,8 @@ pub enum HookError {
     CommandExecute(#[source] std::io::Error),
     #[error("failed to encode container state")]
     EncodeContainerState(#[source] serde_json::Error),
-    #[error("hook command exited with non-zero exit code: {0}")]
+    // PATCH(inclavare): runc's (Go's) words, "exit status N".
+    #[error("exit status {0}")]
     NonZeroExitCode(i32),
     #[error("hook command was killed by a signal")]
     Killed,
@@ -29,6 +30,19 @@ pub enum HookError {
     WriteContainerState(#[source] std::io::Error),
     #[error("failed to convert state to OCI format")]
     StateConversion(#[from] StateConversionError),
+    /// PATCH(inclavare): a hook of a list failed; names it as runc does (`#index`, from
+    /// 0) and by its path.
+    #[error("{name} hook #{index} ({}): {source}", path.display())]
+    Numbered {
+        name: String,
+        index: usize,
+        path: std::path::PathBuf,
+        #[source]
+        source: Box<HookError>,
+    },
+    /// PATCH(inclavare): the hooks of a list that failed while the others ran.
+    #[error("{}", .0.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; "))]
+    Several(Vec<HookError>),
 }
 
 type Result<T> = std::result::Result<T, HookError>;
@@ -163,29 +177,33 @@ pub fn run_hooks(
     Ok(())
 }
 
-/// PATCH(inclavare): runs every hook even when one fails, logging a warning for each
-/// failure, and returns the first failure. The runtime spec's rule for `poststart` and
-/// `poststop` ("the runtime MUST log a warning, but the remaining hooks and lifecycle
-/// continue"); `run_hooks` stops at the first failure, as the other hooks require.
+/// PATCH(inclavare): runs every hook even when one fails and returns the failures, each
+/// [`HookError::Numbered`]. The runtime spec's rule for `poststart` and `poststop` ("the
+/// runtime MUST log a warning, but the remaining hooks and lifecycle continue"); the
+/// caller logs them. `run_hooks` stops at the first failure, as the other hooks require.
 /// `status` is the container status the spec gives the hooks at that point.
-pub fn run_hooks_warning(
+pub fn run_hooks_each(
     name: &str,
     hooks: Option<&Vec<Hook>>,
     state: &State,
     status: crate::container::ContainerStatus,
     cwd: Option<&Path>,
-) -> Result<()> {
+) -> Vec<HookError> {
     let mut state = state.clone();
     state.status = status;
-    let mut first = None;
-    for (i, hook) in hooks.into_iter().flatten().enumerate() {
+    let mut failures = Vec::new();
+    for (index, hook) in hooks.into_iter().flatten().enumerate() {
         let one = vec![hook.clone()];
         if let Err(err) = run_hooks(Some(&one), Some(&state), cwd, None, None) {
-            tracing::warn!("{name} hook {i} ({}): {err}", hook.path().display());
-            first.get_or_insert(err);
+            failures.push(HookError::Numbered {
+                name: name.to_string(),
+                index,
+                path: hook.path().clone(),
+                source: Box::new(err),
+            });
         }
     }
-    first.map_or(Ok(()), Err)
+    failures
 }
 
 #[cfg(test)]

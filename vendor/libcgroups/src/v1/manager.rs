@@ -33,8 +33,9 @@ use crate::stats::{PidStatsError, Stats, StatsProvider};
 pub struct Manager {
     subsystems: HashMap<CtrlType, PathBuf>,
     // PATCH(inclavare): hierarchies without controllers that runc's fs driver joins
-    // too (`name=systemd`, and the cgroup2 mount of a hybrid host), for placement only.
-    named: Vec<PathBuf>,
+    // too (`name=systemd`, and the cgroup2 mount of a hybrid host), for placement only,
+    // each with its key in `/proc/<pid>/cgroup`.
+    named: Vec<(String, PathBuf)>,
 }
 
 #[derive(thiserror::Error, Debug)]
@@ -123,7 +124,7 @@ impl Manager {
             }) else {
                 continue;
             };
-            named.push(place(&mount_point, &c.pathname, cgroup_path));
+            named.push((key, place(&mount_point, &c.pathname, cgroup_path)));
         }
 
         Ok(Manager { subsystems, named })
@@ -187,6 +188,20 @@ impl Manager {
     pub fn any(self) -> AnyCgroupManager {
         AnyCgroupManager::V1(self)
     }
+
+    /// PATCH(inclavare): the directory of the cgroup in every hierarchy, keyed as
+    /// runc's fs driver keys them (controller names, `name=systemd`, `""` for a
+    /// hybrid host's cgroup2), for `exec --cgroup`.
+    pub fn dirs(&self) -> Vec<(String, PathBuf)> {
+        let mut dirs: Vec<(String, PathBuf)> = self
+            .subsystems
+            .iter()
+            .map(|(c, p)| (c.to_string(), p.clone()))
+            .chain(self.named.iter().cloned())
+            .collect();
+        dirs.sort();
+        dirs
+    }
 }
 
 /// PATCH(inclavare): where `cgroup_path` lies in the hierarchy mounted at `mount_point`,
@@ -232,7 +247,7 @@ impl CgroupManager for Manager {
             }
         }
         // PATCH(inclavare): join the hierarchies without controllers.
-        for cgroup_path in &self.named {
+        for (_, cgroup_path) in &self.named {
             fs::create_dir_all(cgroup_path).wrap_create_dir(cgroup_path)?;
             common::write_cgroup_file(cgroup_path.join(CGROUP_PROCS), pid)?;
         }
@@ -265,7 +280,11 @@ impl CgroupManager for Manager {
 
     fn remove(&self) -> Result<(), Self::Error> {
         // PATCH(inclavare): with the hierarchies without controllers.
-        for cgroup_path in self.subsystems.values().chain(&self.named) {
+        for cgroup_path in self
+            .subsystems
+            .values()
+            .chain(self.named.iter().map(|(_, p)| p))
+        {
             if cgroup_path.exists() {
                 tracing::debug!("remove cgroup {:?}", cgroup_path);
                 let procs_path = cgroup_path.join(CGROUP_PROCS);

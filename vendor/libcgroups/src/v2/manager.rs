@@ -200,6 +200,11 @@ impl Manager {
     pub fn any(self) -> AnyCgroupManager {
         AnyCgroupManager::V2(self)
     }
+
+    /// PATCH(inclavare): the cgroup's directory, for `exec --cgroup`.
+    pub fn full_path(&self) -> &Path {
+        &self.full_path
+    }
 }
 
 impl CgroupManager for Manager {

@@ -1,3 +1,4 @@
+use std::collections::HashMap;
 use std::fs;
 use std::io::Write;
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -60,8 +61,9 @@ pub(super) struct ContainerBuilderImpl {
     pub stderr: Option<OwnedFd>,
     // Indicate if the init process should be a sibling of the main process.
     pub as_sibling: bool,
-    // Run the process in an (existing) sub-cgroup(s)
-    pub sub_cgroup_path: Option<String>,
+    // PATCH(inclavare): run the process in existing sub-cgroups, runc's way
+    // (`TenantContainerBuilder::with_sub_cgroups`).
+    pub sub_cgroups: HashMap<String, String>,
     // PATCH(inclavare): the creator's cgroups, against which a relative cgroups path is
     // resolved (the container's state keeps them; see `YoukiConfig::caller_cgroups`).
     pub caller_cgroups: Option<String>,
@@ -101,28 +103,20 @@ impl ContainerBuilderImpl {
             &self.container_id,
             self.use_systemd || self.user_ns_config.is_some(),
         );
-        let mut final_cgroups_path = base_cgroups_path;
-
-        if let Some(sub_cgroup_path) = &self.sub_cgroup_path
-            && sub_cgroup_path != "/"
-        {
-            let potential_path = final_cgroups_path.join(sub_cgroup_path);
-            let normalized = potential_path.normalize();
-
-            if !normalized.starts_with(&final_cgroups_path) {
-                return Err(LibcontainerError::OtherCgroup(format!(
-                    "{} is not a sub cgroup path",
-                    sub_cgroup_path
-                )));
-            }
-            final_cgroups_path = normalized;
-        }
-
         let cgroup_config = libcgroups::common::CgroupConfig {
-            cgroup_path: final_cgroups_path,
+            cgroup_path: base_cgroups_path,
             systemd_cgroup: self.use_systemd || self.user_ns_config.is_some(),
             container_name: self.container_id.to_owned(),
             caller_cgroups: self.caller_cgroups.clone(),
+        };
+        // PATCH(inclavare): the sub-cgroups are resolved here, so that a bad `--cgroup`
+        // fails before any process exists.
+        let sub_cgroup_dirs = if self.sub_cgroups.is_empty() {
+            None
+        } else {
+            let manager = libcgroups::common::create_cgroup_manager(cgroup_config.clone())
+                .map_err(|e| LibcontainerError::OtherCgroup(e.to_string()))?;
+            Some(sub_cgroup_dirs(manager.dirs(), &self.sub_cgroups)?)
         };
         let process = self
             .spec
@@ -199,6 +193,7 @@ impl ContainerBuilderImpl {
             stderr: self.stderr.as_ref().map(|x| x.as_raw_fd()),
             as_sibling: self.as_sibling,
             pid_file: self.pid_file.to_owned(),
+            sub_cgroup_dirs,
         };
 
         let init_pid = process::container_main_process::container_main_process(&container_args)
@@ -283,4 +278,46 @@ impl ContainerBuilderImpl {
 
         Ok(())
     }
+}
+
+/// PATCH(inclavare): the directories a process started with `exec --cgroup` joins, from
+/// the container's cgroup directory in each hierarchy (`dirs`, keyed as runc keys them),
+/// as runc's `newSetnsProcess`: the key `""` moves every hierarchy below its path, other
+/// keys move the hierarchy of that controller (and of the controllers mounted with it).
+/// A path must stay below the container's cgroup.
+fn sub_cgroup_dirs(
+    dirs: Vec<(String, PathBuf)>,
+    subs: &HashMap<String, String>,
+) -> Result<Vec<PathBuf>, LibcontainerError> {
+    let mut unknown: Vec<&String> = subs
+        .keys()
+        .filter(|k| !k.is_empty() && !dirs.iter().any(|(d, _)| d == *k))
+        .collect();
+    unknown.sort();
+    if let Some(ctrl) = unknown.first() {
+        return Err(LibcontainerError::OtherCgroup(format!(
+            "unknown controller {ctrl} in --cgroup"
+        )));
+    }
+    let mut moved: HashMap<&PathBuf, PathBuf> = HashMap::new();
+    for (key, base) in &dirs {
+        let Some(sub) = subs.get("").or_else(|| subs.get(key)) else {
+            continue;
+        };
+        let dir = base.join(sub.trim_start_matches('/')).normalize();
+        if !dir.starts_with(base) {
+            return Err(LibcontainerError::OtherCgroup(format!(
+                "{sub} is not a sub cgroup path"
+            )));
+        }
+        moved.insert(base, dir);
+    }
+    let mut out: Vec<PathBuf> = Vec::new();
+    for (_, base) in &dirs {
+        let dir = moved.get(base).unwrap_or(base);
+        if !out.contains(dir) {
+            out.push(dir.clone());
+        }
+    }
+    Ok(out)
 }

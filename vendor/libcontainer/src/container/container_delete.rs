@@ -126,14 +126,17 @@ impl Container {
             })?;
         }
 
-        if poststop.is_some() {
-            hooks::run_hooks_warning(
-                "poststop",
-                poststop.as_ref(),
-                &self.state,
-                ContainerStatus::Stopped,
-                None,
-            )?;
+        // PATCH(inclavare): every poststop failure, each naming its hook, for the caller
+        // to report; the container is gone either way.
+        let failures = hooks::run_hooks_each(
+            "poststop",
+            poststop.as_ref(),
+            &self.state,
+            ContainerStatus::Stopped,
+            None,
+        );
+        if !failures.is_empty() {
+            return Err(hooks::HookError::Several(failures).into());
         }
         Ok(())
     }

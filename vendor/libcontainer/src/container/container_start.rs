@@ -56,13 +56,16 @@ impl Container {
         // PATCH(inclavare): a failing poststart hook is a warning; the remaining hooks
         // run and the container keeps running (runtime spec, "Lifecycle" step 7).
         if let Some(hooks) = config.hooks.as_ref() {
-            let _ = hooks::run_hooks_warning(
+            for failure in hooks::run_hooks_each(
                 "poststart",
                 hooks.poststart().as_ref(),
                 &self.state,
                 ContainerStatus::Running,
                 Some(&self.root),
-            );
+            ) {
+                // As the hooks' own messages, which runtimes show the user.
+                tracing::warn!(target: "libcontainer::hooks", "{failure}");
+            }
         }
 
         Ok(())

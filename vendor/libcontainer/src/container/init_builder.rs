@@ -136,7 +136,7 @@ impl InitContainerBuilder {
             stdout: self.base.stdout,
             stderr: self.base.stderr,
             as_sibling: self.as_sibling,
-            sub_cgroup_path: None,
+            sub_cgroups: Default::default(),
             // PATCH(inclavare): resolved against the cgroups recorded in the state.
             caller_cgroups: config.caller_cgroups.clone(),
             process_label: None,

@@ -52,7 +52,9 @@ pub struct TenantContainerBuilder {
     user: Option<u32>,
     group: Option<u32>,
     ignore_paused: bool,
-    sub_cgroup: Option<String>,
+    // PATCH(inclavare): runc's `exec --cgroup`, controller (`""`: every hierarchy) to
+    // the sub-cgroup's path below the container's cgroup.
+    sub_cgroups: HashMap<String, String>,
     process_label: Option<String>,
     apparmor: Option<String>,
     // PATCH(inclavare): `exec -t`; the process built from arguments had no terminal.
@@ -153,7 +155,7 @@ impl TenantContainerBuilder {
             user: None,
             group: None,
             ignore_paused: false,
-            sub_cgroup: None,
+            sub_cgroups: HashMap::new(),
             process_label: None,
             apparmor: None,
             terminal: false,
@@ -233,8 +235,13 @@ impl TenantContainerBuilder {
         self
     }
 
-    pub fn with_sub_cgroup(mut self, sub_cgroup: Option<String>) -> Self {
-        self.sub_cgroup = sub_cgroup;
+    /// PATCH(inclavare): runs the process in existing sub-cgroups of the container, as
+    /// runc's `exec --cgroup`: controller name to path below the container's cgroup in
+    /// that hierarchy; the key `""` puts every hierarchy's path below it. A controller
+    /// the container has no cgroup for, a path leaving the container's cgroup or a
+    /// missing sub-cgroup fails the exec; nothing is created.
+    pub fn with_sub_cgroups(mut self, sub_cgroups: HashMap<String, String>) -> Self {
+        self.sub_cgroups = sub_cgroups;
         self
     }
 
@@ -296,7 +303,7 @@ impl TenantContainerBuilder {
             stdout: self.base.stdout,
             stderr: self.base.stderr,
             as_sibling: self.as_sibling,
-            sub_cgroup_path: self.sub_cgroup,
+            sub_cgroups: self.sub_cgroups,
             // PATCH(inclavare): the container's cgroups are where its creator put them.
             caller_cgroups: container.spec()?.caller_cgroups,
             process_label: self.process_label,

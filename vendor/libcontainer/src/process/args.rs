@@ -55,4 +55,7 @@ pub struct ContainerArgs {
     /// File path used to communicate the PID of the
     /// container process to the higher-level runtime.
     pub pid_file: Option<PathBuf>,
+    /// PATCH(inclavare): for `exec --cgroup`, the existing cgroup directories the process
+    /// joins instead of the container's own (one per hierarchy).
+    pub sub_cgroup_dirs: Option<Vec<PathBuf>>,
 }

@@ -82,11 +82,15 @@ pub fn container_intermediate_process(
     // In addition this needs to be done before we enter the cgroup namespace as
     // the cgroup of the process will form the root of the cgroup hierarchy in
     // the cgroup namespace.
-    apply_cgroups(
-        &cgroup_manager,
-        linux.resources().as_ref(),
-        matches!(args.container_type, ContainerType::InitContainer),
-    )?;
+    // PATCH(inclavare): `exec --cgroup` joins existing sub-cgroups, and creates none.
+    match &args.sub_cgroup_dirs {
+        Some(dirs) => join_existing_cgroups(dirs)?,
+        None => apply_cgroups(
+            &cgroup_manager,
+            linux.resources().as_ref(),
+            matches!(args.container_type, ContainerType::InitContainer),
+        )?,
+    }
 
     // setting CPU affinity for tenant container after cgroup move
     if matches!(args.container_type, ContainerType::TenantContainer { .. }) {
@@ -318,6 +322,27 @@ fn setup_time_offsets(sender: &mut MainSender, receiver: &mut IntermediateReceiv
         ))
     })?;
 
+    Ok(())
+}
+
+/// PATCH(inclavare): moves this process into each of `dirs`, which must exist (runc's
+/// `cgroups.EnterPid` for `exec --cgroup`; its error names the file it could not write).
+fn join_existing_cgroups(dirs: &[std::path::PathBuf]) -> Result<()> {
+    use std::io::Write;
+    let pid = getpid();
+    for dir in dirs {
+        let procs = dir.join(libcgroups::common::CGROUP_PROCS);
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&procs)
+            .and_then(|mut f| f.write_all(pid.to_string().as_bytes()))
+            .map_err(|err| {
+                IntermediateProcessError::Cgroup(format!(
+                    "error adding pid {pid} to cgroups: {}: {err}",
+                    procs.display()
+                ))
+            })?;
+    }
     Ok(())
 }
 

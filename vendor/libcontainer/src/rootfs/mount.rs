@@ -19,8 +19,6 @@ use oci_spec::runtime::{Mount as SpecMount, MountBuilder as SpecMountBuilder};
 use pathrs::Root;
 use pathrs::flags::OpenFlags;
 use pathrs::procfs::{ProcfsBase, ProcfsHandle};
-#[cfg(feature = "v1")]
-use procfs::process::Process;
 use procfs::process::{MountInfo, MountOptFields};
 use procfs::{FromRead, ProcessCGroups};
 
@@ -187,10 +185,20 @@ impl Mount {
                     })?;
 
                 match fs::symlink_metadata(&dest_path) {
+                    // PATCH(inclavare): runc's line names the mount as well as the rule.
                     Ok(m) if !m.is_dir() => {
+                        let source = mount
+                            .source()
+                            .as_ref()
+                            .map(|s| s.display().to_string())
+                            .unwrap_or_default();
                         return Err(MountError::Other(
-                            format!("filesystem {} must be mounted on ordinary directory", typ)
-                                .into(),
+                            format!(
+                                "error mounting {source:?} to rootfs at {:?}: \
+                                 filesystem {typ:?} must be mounted on ordinary directory",
+                                mount.destination().display().to_string()
+                            )
+                            .into(),
                         ));
                     }
                     Err(e) if e.kind() != ErrorKind::NotFound => {
@@ -277,11 +285,18 @@ impl Mount {
             .collect();
         tracing::debug!("cgroup mounts: {:?}", host_mounts);
 
-        // get process cgroups
-        let ppid = std::os::unix::process::parent_id();
-        // The non-zero ppid means that the PID Namespace is not separated.
-        let ppid = if ppid == 0 { std::process::id() } else { ppid };
-        let root_cgroups = Process::new(ppid as i32)?.cgroups()?.0;
+        // PATCH(inclavare): each hierarchy's path is taken relative to the root of its
+        // mount (mountinfo's root field) in `setup_emulated_subsystem`, as runc's
+        // `getCgroupMounts` does. youki stripped the cgroup of its parent process
+        // instead, which without a pid namespace is the runtime's own: a container
+        // nested below the caller's cgroup got a bind of a directory that does not
+        // exist, and create failed.
+        let mount_roots: HashMap<PathBuf, PathBuf> = ProcMountInfoProvider::new()
+            .mountinfo()?
+            .into_iter()
+            .filter(|m| m.fs_type == "cgroup")
+            .map(|m| (m.mount_point, PathBuf::from(m.root)))
+            .collect();
         let process_cgroups: HashMap<String, String> =
             ProcessCGroups::from_read(ProcfsHandle::new()?.open(
                 ProcfsBase::ProcSelf,
@@ -289,22 +304,7 @@ impl Mount {
                 OpenFlags::O_RDONLY | OpenFlags::O_CLOEXEC,
             )?)?
             .into_iter()
-            .map(|c| {
-                let hierarchy = c.hierarchy;
-                // When youki itself is running inside a container, the cgroup path
-                // will include the path of pid-1, which needs to be stripped before
-                // mounting.
-                let root_pathname = root_cgroups
-                    .iter()
-                    .find(|c| c.hierarchy == hierarchy)
-                    .map(|c| c.pathname.as_ref())
-                    .unwrap_or("");
-                let path = c
-                    .pathname
-                    .strip_prefix(root_pathname)
-                    .unwrap_or(&c.pathname);
-                (c.controllers.join(","), path.to_owned())
-            })
+            .map(|c| (c.controllers.join(","), c.pathname))
             .collect();
         tracing::debug!("Process cgroups: {:?}", process_cgroups);
 
@@ -340,6 +340,7 @@ impl Mount {
                         subsystem_name == "systemd",
                         host_mount,
                         &process_cgroups,
+                        mount_roots.get(host_mount).map(PathBuf::as_path),
                     )?;
                 }
 
@@ -415,6 +416,7 @@ impl Mount {
         named: bool,
         host_mount: &Path,
         process_cgroups: &HashMap<String, String>,
+        mount_root: Option<&Path>,
     ) -> Result<()> {
         tracing::debug!("Mounting (emulated) {:?} cgroup subsystem", subsystem_name);
         let named_hierarchy: Cow<str> = if named {
@@ -424,10 +426,15 @@ impl Mount {
         };
 
         if let Some(proc_path) = process_cgroups.get(named_hierarchy.as_ref()) {
+            // PATCH(inclavare): relative to the root of the host's mount.
+            let proc_path = Path::new(proc_path);
+            let proc_path = proc_path
+                .strip_prefix(mount_root.unwrap_or(Path::new("/")))
+                .unwrap_or(proc_path);
             let emulated = SpecMountBuilder::default()
                 .source(
                     host_mount
-                        .join_safely(proc_path.as_str())
+                        .join_safely(proc_path)
                         .map_err(|err| {
                             tracing::error!(
                                 "failed to join mount source for {subsystem_name} subsystem: {}",
