@@ -8,12 +8,14 @@
 //!
 //! - [`config`] — `/etc/inclavare-containers/config.toml`.
 //! - [`carrier`] — `RUNE_CARRIER=sim|occlum`.
+//! - [`image`] — confidential images (`enclave.image`), pulled inside the enclave.
 //! - [`service`] — the Task API.
 //! - [`rune`] — the `rune` command line.
 //! - [`io`] — stdio between containerd's fifos and the processes.
 
 pub mod carrier;
 pub mod config;
+pub mod image;
 pub mod io;
 pub mod rune;
 pub mod service;
