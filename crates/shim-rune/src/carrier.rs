@@ -12,6 +12,10 @@
 //!   installed; SGX hardware is needed to run the result). With a signature server,
 //!   the enclave is re-signed with its RSA key (`sgx_sign gendata`/`catsig`).
 //!
+//! A container that asks for a confidential image (`ENCLAVE_IMAGE` / `enclave.image`)
+//! is handled by [`crate::image`] instead, and a CRI sandbox container loses the
+//! `enclave.*` annotations it got from the pod.
+//!
 //! With `signature_method = "client"` the image carries its own signed enclave and the
 //! carrier signs nothing; it only fills in the `ENCLAVE_*` settings that are missing.
 //!
@@ -53,6 +57,8 @@ pub enum CarrierError {
     Occlum(String),
     #[error("signature server {address}: {reason}")]
     SignatureServer { address: String, reason: String },
+    #[error("confidential image: {0}")]
+    Image(String),
 }
 
 /// What a carrier did, for the shim's log.
@@ -68,6 +74,15 @@ pub enum Outcome {
     /// `signature_method = "client"`: settings filled in, nothing signed.
     ClientSigned,
     Occlum,
+    /// A confidential image (`enclave.image`), pulled inside the enclave by rune's boot
+    /// program; nothing signed (see [`crate::image`]).
+    Image {
+        reference: String,
+    },
+    /// A CRI sandbox container whose `enclave.*` annotations (the pod's) were removed.
+    Sandbox {
+        removed: Vec<String>,
+    },
 }
 
 /// Applies the container's carrier to the bundle (its `config.json` and root
@@ -79,12 +94,22 @@ pub fn apply(config: &Config, bundle: &Path, image: Option<&str>) -> Result<Outc
     let mut spec: Value =
         serde_json::from_slice(&text).map_err(|e| CarrierError::Spec(e.to_string()))?;
     let carrier = env_value(&spec, CARRIER_ENV).unwrap_or_default();
-    let outcome = match carrier.as_str() {
-        "" => return Ok(Outcome::None),
-        "sim" => sim(config, bundle, image, &mut spec)?,
-        "occlum" => occlum(config, bundle, &mut spec)?,
-        "graphene" => return Err(CarrierError::Graphene),
-        other => return Err(CarrierError::Unknown(other.to_string())),
+    let outcome = if crate::image::is_sandbox(&spec) {
+        let removed = crate::image::strip_enclave_annotations(&mut spec);
+        if removed.is_empty() {
+            return Ok(Outcome::None);
+        }
+        Outcome::Sandbox { removed }
+    } else if let Some(reference) = crate::image::requested(&spec) {
+        crate::image::prepare(config, &carrier, &mut spec, reference)?
+    } else {
+        match carrier.as_str() {
+            "" => return Ok(Outcome::None),
+            "sim" => sim(config, bundle, image, &mut spec)?,
+            "occlum" => occlum(config, bundle, &mut spec)?,
+            "graphene" => return Err(CarrierError::Graphene),
+            other => return Err(CarrierError::Unknown(other.to_string())),
+        }
     };
     let bytes = serde_json::to_vec(&spec).map_err(|e| CarrierError::Spec(e.to_string()))?;
     write_atomic(&spec_path, &bytes, 0o644).map_err(|e| CarrierError::Spec(e.to_string()))?;
@@ -102,14 +127,14 @@ fn env_list(spec: &Value) -> Vec<String> {
         .unwrap_or_default()
 }
 
-fn env_value(spec: &Value, key: &str) -> Option<String> {
+pub(crate) fn env_value(spec: &Value, key: &str) -> Option<String> {
     env_list(spec)
         .iter()
         .find_map(|e| e.strip_prefix(key)?.strip_prefix('=').map(str::to_string))
 }
 
 /// Adds `KEY=value` unless the spec already sets `KEY`.
-fn set_env_default(spec: &mut Value, key: &str, value: &str) {
+pub(crate) fn set_env_default(spec: &mut Value, key: &str, value: &str) {
     if env_value(spec, key).is_some() {
         return;
     }

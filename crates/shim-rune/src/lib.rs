@@ -9,6 +9,7 @@
 //! - [`config`] — `/etc/inclavare-containers/config.toml`.
 //! - [`flags`] — the command line, as containerd's Go shims read it.
 //! - [`carrier`] — `RUNE_CARRIER=sim|occlum`.
+//! - [`image`] — confidential images (`enclave.image`), pulled inside the enclave.
 //! - [`service`] — the Task API.
 //! - [`rune`] — the `rune` command line.
 //! - [`io`] — stdio between containerd's fifos and the processes.
@@ -16,6 +17,7 @@
 pub mod carrier;
 pub mod config;
 pub mod flags;
+pub mod image;
 pub mod io;
 pub mod rune;
 pub mod service;

@@ -497,6 +497,14 @@ impl Inner {
                 req.id,
                 if *cached { "cached manifest" } else { "signed" }
             ),
+            carrier::Outcome::Image { reference } => tracing::info!(
+                "{}: confidential image {reference}, pulled inside the enclave",
+                req.id
+            ),
+            carrier::Outcome::Sandbox { removed } => tracing::info!(
+                "{}: sandbox container: the pod's {removed:?} not applied to it",
+                req.id
+            ),
             other => tracing::info!("{}: carrier {other:?}", req.id),
         }
 

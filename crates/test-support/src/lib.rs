@@ -12,9 +12,9 @@ pub mod token;
 pub mod tools;
 
 pub use http::{free_port, Fault, FaultProxy, StaticFiles};
-pub use registry::{Auth, Registry};
+pub use registry::{Auth, Pushed, Registry};
 pub use token::TokenServer;
 pub use tools::{
-    busybox_oci_tar, is_root, leftovers, run, sha256_digest, skopeo, skopeo_env, workspace_root,
-    Gpg, ImageBuilder,
+    busybox_oci_tar, image_traces, is_root, leftovers, run, sha256_digest, skopeo, skopeo_env,
+    workspace_root, Gpg, ImageBuilder,
 };

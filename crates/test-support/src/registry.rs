@@ -34,6 +34,19 @@ pub enum Auth {
     },
 }
 
+/// An image [`Registry::push`] put into the registry.
+#[derive(Debug, Clone)]
+pub struct Pushed {
+    /// `127.0.0.1:port/repo:tag`.
+    pub reference: String,
+    /// `sha256:…` of the manifest bytes the registry serves.
+    pub manifest_digest: String,
+    /// The config blob's digest.
+    pub config_digest: String,
+    /// The layer blobs' digests, base layer first.
+    pub layers: Vec<String>,
+}
+
 /// A running registry, killed (by pid) and reaped on drop. Everything it writes is
 /// under the directory given to [`Registry::start`].
 pub struct Registry {
@@ -168,6 +181,29 @@ impl Registry {
             .join(&hex[..2])
             .join(hex)
             .join("data")
+    }
+
+    /// Pushes `source` (a skopeo source such as `oci:DIR:TAG`) as `repo_tag` with skopeo
+    /// over plain HTTP, then reads back the manifest the registry serves. Anonymous
+    /// registries only.
+    pub fn push(&self, source: &str, repo_tag: &str) -> Result<Pushed, String> {
+        let reference = format!("{}/{repo_tag}", self.host());
+        let dest = format!("docker://{reference}");
+        crate::skopeo(&["copy", "-q", "--dest-tls-verify=false", source, &dest])?;
+        let raw = crate::skopeo(&["inspect", "--raw", "--tls-verify=false", &dest])?;
+        let manifest: serde_json::Value =
+            serde_json::from_str(&raw).map_err(|e| format!("{reference}: manifest: {e}"))?;
+        let digest = |v: &serde_json::Value| v["digest"].as_str().map(str::to_string);
+        Ok(Pushed {
+            manifest_digest: crate::sha256_digest(raw.as_bytes()),
+            config_digest: digest(&manifest["config"])
+                .ok_or_else(|| format!("{reference}: the manifest has no config"))?,
+            layers: manifest["layers"]
+                .as_array()
+                .map(|a| a.iter().filter_map(digest).collect())
+                .unwrap_or_default(),
+            reference,
+        })
     }
 
     /// The registry's log so far.

@@ -38,6 +38,7 @@ pub fn sha256_digest(bytes: &[u8]) -> String {
 /// Builds a small image with umoci (images.md §6.2) in an OCI layout: files added to an
 /// empty rootfs in one layer, then the config's cmd, os and architecture set.
 pub struct ImageBuilder {
+    base: Option<PathBuf>,
     files: Vec<(String, Vec<u8>)>,
     architecture: String,
     cmd: Vec<String>,
@@ -53,10 +54,20 @@ impl ImageBuilder {
     /// linux/amd64, cmd `/bin/sh`, no files.
     pub fn new() -> Self {
         ImageBuilder {
+            base: None,
             files: Vec::new(),
             architecture: "amd64".into(),
             cmd: vec!["/bin/sh".into()],
         }
+    }
+
+    /// Starts from the image tagged `latest` in the OCI layout tar `oci_tar` (e.g.
+    /// [`busybox_oci_tar`]) instead of an empty rootfs; its files and config stay, the
+    /// files added here go into one more layer. The layout given to
+    /// [`build`](Self::build) must not exist yet.
+    pub fn base(mut self, oci_tar: &Path) -> Self {
+        self.base = Some(oci_tar.to_path_buf());
+        self
     }
 
     /// Adds a regular file (mode 0644) at `path` (relative to the rootfs).
@@ -83,14 +94,27 @@ impl ImageBuilder {
     pub fn build(&self, layout: &Path, tag: &str) -> Result<String, String> {
         let l = layout.display().to_string();
         let image = format!("{l}:{tag}");
-        if !layout.join("oci-layout").exists() {
-            run("umoci", &["init", "--layout", &l])?;
-        }
-        run("umoci", &["new", "--image", &image])?;
+        let source = match &self.base {
+            Some(tar) => {
+                if layout.exists() {
+                    return Err(format!("{l}: exists; a based image needs a new layout"));
+                }
+                fs::create_dir_all(layout).map_err(|e| format!("{l}: {e}"))?;
+                run("tar", &["-C", &l, "-xf", &tar.display().to_string()])?;
+                format!("{l}:latest")
+            }
+            None => {
+                if !layout.join("oci-layout").exists() {
+                    run("umoci", &["init", "--layout", &l])?;
+                }
+                run("umoci", &["new", "--image", &image])?;
+                image.clone()
+            }
+        };
         let bundle = layout.with_extension(format!("bundle-{tag}"));
         let b = bundle.display().to_string();
         let _ = fs::remove_dir_all(&bundle);
-        run("umoci", &["unpack", "--rootless", "--image", &image, &b])?;
+        run("umoci", &["unpack", "--rootless", "--image", &source, &b])?;
         for (path, content) in &self.files {
             let p = bundle.join("rootfs").join(path);
             if let Some(parent) = p.parent() {
@@ -303,4 +327,44 @@ pub fn skopeo_env(env: &[(&str, &Path)], args: &[&str]) -> Result<String, String
             String::from_utf8_lossy(&out.stderr).trim()
         ))
     }
+}
+
+/// Where an image's content is found under `dirs` (a daemon's root, say): files whose
+/// bytes contain `marker` (GNU grep, not following symlinks, skipping devices, fifos and
+/// sockets), and files or directories whose name holds the hex of one of `digests`
+/// (content stores name blobs by digest). Empty means none of it is there.
+pub fn image_traces(dirs: &[&Path], marker: &str, digests: &[&str]) -> Vec<String> {
+    let mut found = Vec::new();
+    for dir in dirs {
+        let out = Command::new("grep")
+            .args(["-rlF", "--devices=skip", "-e", marker, "--"])
+            .arg(dir)
+            .output();
+        match out {
+            // 0: found, 1: not found, 2: an error (a file vanished): still report hits.
+            Ok(o) => found.extend(
+                String::from_utf8_lossy(&o.stdout)
+                    .lines()
+                    .map(|l| format!("marker in {l}")),
+            ),
+            Err(e) => found.push(format!("grep {}: {e}", dir.display())),
+        }
+        let hexes: Vec<&str> = digests
+            .iter()
+            .map(|d| d.split_once(':').map_or(*d, |(_, h)| h))
+            .collect();
+        let mut stack = vec![dir.to_path_buf()];
+        while let Some(d) = stack.pop() {
+            for e in fs::read_dir(&d).into_iter().flatten().flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                if let Some(h) = hexes.iter().find(|h| name.contains(**h)) {
+                    found.push(format!("digest {h} names {}", e.path().display()));
+                }
+                if e.file_type().is_ok_and(|t| t.is_dir()) {
+                    stack.push(e.path());
+                }
+            }
+        }
+    }
+    found
 }

@@ -560,6 +560,12 @@ impl Dockerd {
         d
     }
 
+    /// The daemon's directory: `data` (its data root), `exec` (its exec root), the
+    /// socket and the log.
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
     pub fn docker(&self, args: &[&str]) -> (i32, String, String) {
         let host = format!("unix://{}", self.dir.path().join("d.sock").display());
         run(Command::new("/usr/bin/docker")

@@ -1,7 +1,6 @@
-//! A private containerd for the shim's tests (Debian's package): its own root, state and
-//! socket in a temporary directory, the shim on its PATH, the busybox test image imported
-//! from a local OCI tar; what a container leaves behind.
-
+//! The private containerd the shim's integration tests run under (Debian's package):
+//! its own root, state and socket in a temporary directory, the shim on its PATH, the
+//! busybox test image imported from a local OCI tar, and checks that nothing is left.
 #![allow(dead_code)]
 
 use std::io::Write;
@@ -112,9 +111,13 @@ impl Ctrd {
 
     /// The shim's config file, with `extra` appended (tables may follow).
     pub fn write_config(&self, extra: &str) {
+        self.write_config_pal(&artifact("pal-sim", "liberpal_sim.so"), extra);
+    }
+
+    /// The shim's config file with `pal` as the sim enclave runtime.
+    pub fn write_config_pal(&self, pal: &Path, extra: &str) {
         let d = self.path().display();
         let rune = artifact("rune", "rune");
-        let pal = artifact("pal-sim", "liberpal_sim.so");
         std::fs::write(
             self.path().join("config.toml"),
             format!(
@@ -279,7 +282,6 @@ impl Ctrd {
             .to_string()
     }
 
-    /// SIGKILL, wait for STOPPED, delete the task and the container; nothing is left.
     /// `ctr` with `args` creating container `id`, which must fail and leave nothing;
     /// returns containerd's error.
     pub fn run_fails(&self, id: &str, args: &[&str]) -> String {
@@ -309,6 +311,7 @@ impl Ctrd {
         sim_tee::Report::parse(&hex::decode(out.trim()).expect("a hex report")).unwrap()
     }
 
+    /// SIGKILL, wait for STOPPED, delete the task and the container; nothing is left.
     pub fn kill_and_remove(&self, id: &str) {
         let (code, _, err) = self.ctr(&["task", "kill", "-s", "SIGKILL", id]);
         assert_eq!(code, 0, "{err}");

@@ -1,0 +1,379 @@
+//! Confidential images through containerd and the shim: `ctr run --runtime
+//! io.containerd.rune.v2` of a small public boot image (busybox) whose enclave pulls
+//! another image, named only by the `enclave.image` annotation (or `ENCLAVE_IMAGE`), from
+//! a private `docker-registry` on loopback. rune's `enclave-boot` is installed beside a
+//! copy of the PAL, as `make install` does, and signed with sim-sign; the shim's config
+//! names that PAL. Afterwards the image's plaintext is nowhere in the private
+//! containerd's directories: the host only ever held the boot image.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use common::*;
+use test_support::registry::{Auth, Pushed, Registry};
+
+/// The content of `/etc/marker` in the confidential image. Its Cmd prints it upper-cased,
+/// so the marker itself never passes through containerd's or ctr's streams.
+const MARKER: &str = "confidential-marker-shim-7d41a2";
+/// The boot image: busybox with Cmd `/.rune/enclave-boot` ("run the image's own
+/// command").
+const BOOT_IMAGE: &str = "docker.io/library/busybox:boot";
+
+/// busybox plus `/etc/marker`, Cmd `sh -c 'tr a-z A-Z < /etc/marker'`, pushed by
+/// skopeo as `test/app:v1`. Returns it with the digests the boot image does not share
+/// with it: the manifest, the config and the layer holding the marker. Its `/etc/hosts`
+/// holds the marker too: `ctr run --net-host` bind-mounts the host's over it.
+fn push_image(dir: &Path, registry: &Registry) -> (Pushed, Vec<String>) {
+    let busybox = test_support::busybox_oci_tar().unwrap();
+    let source = test_support::ImageBuilder::new()
+        .base(&busybox)
+        .file("etc/marker", format!("{MARKER}\n").as_bytes())
+        .file("etc/hosts", format!("10.9.9.9 {MARKER}\n").as_bytes())
+        .cmd(&["/bin/sh", "-c", "tr a-z A-Z < /etc/marker"])
+        .build(&dir.join("layout"), "v1")
+        .unwrap();
+    let image = registry.push(&source, "test/app:v1").unwrap();
+    let own = vec![
+        image.manifest_digest.clone(),
+        image.config_digest.clone(),
+        image.layers.last().unwrap().clone(),
+    ];
+    (image, own)
+}
+
+/// The static boot program `make build` makes.
+fn boot_program() -> PathBuf {
+    let v = Command::new("rustc").arg("-vV").output().unwrap().stdout;
+    let host = String::from_utf8(v)
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("host: ").map(str::to_string))
+        .unwrap();
+    let p = workspace()
+        .join("target")
+        .join(host)
+        .join("release/enclave-boot");
+    assert!(
+        p.exists(),
+        "{} is missing: `make build` makes it",
+        p.display()
+    );
+    p
+}
+
+/// Installs the PAL with `enclave-boot` and its signed manifest beside it under
+/// `c/lib`, as `make install` does, and points the shim's config at that PAL.
+fn install_boot(c: &Ctrd) {
+    let lib = c.path().join("lib");
+    std::fs::create_dir_all(&lib).unwrap();
+    let pal = lib.join("liberpal-sim.so");
+    std::fs::copy(artifact("pal-sim", "liberpal_sim.so"), &pal).unwrap();
+    std::fs::copy(boot_program(), lib.join("enclave-boot")).unwrap();
+    let out = Command::new(artifact("pal-sim", "sim-sign"))
+        .args([
+            "sign",
+            "--entrypoint",
+            "/.rune/enclave-boot",
+            "--executable",
+        ])
+        .arg(lib.join("enclave-boot"))
+        .arg("--key")
+        .arg(c.path().join("signer.key"))
+        .arg("--out")
+        .arg(lib.join("enclave-boot.manifest.json"))
+        .stdout(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    c.write_config_pal(&pal, "");
+}
+
+/// Imports [`BOOT_IMAGE`]: the busybox layout with its Cmd set by umoci.
+fn import_boot_image(c: &Ctrd, dir: &Path) {
+    let layout = dir.join("boot-layout");
+    std::fs::create_dir_all(&layout).unwrap();
+    let l = layout.display().to_string();
+    let busybox = test_support::busybox_oci_tar().unwrap();
+    test_support::run("tar", &["-C", &l, "-xf", busybox.to_str().unwrap()]).unwrap();
+    test_support::run(
+        "umoci",
+        &[
+            "config",
+            "--image",
+            &format!("{l}:latest"),
+            "--config.cmd",
+            "/.rune/enclave-boot",
+        ],
+    )
+    .unwrap();
+    let tar = dir.join("boot.tar");
+    test_support::run("tar", &["-C", &l, "-cf", tar.to_str().unwrap(), "."]).unwrap();
+    let (code, _, err) = c.ctr(&[
+        "images",
+        "import",
+        "--index-name",
+        BOOT_IMAGE,
+        tar.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "import: {err}");
+}
+
+fn needs(test: &str) -> bool {
+    if !root_or_skip(test) {
+        return false;
+    }
+    for tool in [
+        "/usr/bin/skopeo",
+        "/usr/bin/docker-registry",
+        "/usr/bin/umoci",
+    ] {
+        if !Path::new(tool).exists() {
+            println!("skipped: {test} needs {tool} (make test installs it)");
+            return false;
+        }
+    }
+    true
+}
+
+/// `ctr run --rm --runtime rune-shim --net-host` (the registry is on the host's
+/// loopback) with `extra` options, then `image id args`.
+fn run_args<'a>(extra: &[&'a str], image: &'a str, id: &'a str, args: &[&'a str]) -> Vec<&'a str> {
+    let mut v = vec!["run", "--rm", "--runtime", RUNTIME, "--net-host"];
+    v.extend(extra);
+    v.extend([image, id]);
+    v.extend(args);
+    v
+}
+
+/// The `enclave-boot:` lines that report a failure (not progress).
+fn boot_failures(stderr: &str) -> Vec<&str> {
+    stderr
+        .lines()
+        .filter(|l| l.starts_with("enclave-boot:"))
+        .filter(|l| {
+            !["pulling ", "attesting to ", "no signature policy"]
+                .iter()
+                .any(|p| l["enclave-boot: ".len()..].starts_with(p))
+        })
+        .collect()
+}
+
+#[test]
+fn a_confidential_image_runs_through_the_shim_and_only_the_boot_image_reaches_the_host() {
+    let test =
+        "a_confidential_image_runs_through_the_shim_and_only_the_boot_image_reaches_the_host";
+    if !needs(test) {
+        return;
+    }
+    let c = Ctrd::start();
+    let dir = tempfile::tempdir().unwrap();
+    let registry = Registry::start(&dir.path().join("registry"), Auth::None).unwrap();
+    let (image, own_digests) = push_image(dir.path(), &registry);
+    install_boot(&c);
+    import_boot_image(&c, dir.path());
+    let want = format!("{}\n", MARKER.to_uppercase());
+
+    // The annotation, no command: the boot image's Cmd asks for the image's own Cmd.
+    let id = unique_id("ctrimg");
+    let annotation = format!("enclave.image={}", image.reference);
+    let insecure = format!("enclave.image.insecure={}", registry.host());
+    let args = run_args(
+        &[
+            "--annotation",
+            &annotation,
+            "--annotation",
+            &insecure,
+            "--env",
+            "ENCLAVE_TYPE=sim",
+        ],
+        BOOT_IMAGE,
+        &id,
+        &[],
+    );
+    let (code, out, err) = c.ctr(&args);
+    assert_eq!(code, 0, "stdout {out} stderr {err}\n{}", c.log());
+    assert_eq!(out, want, "{err}");
+    // The manifest enclave-boot pulled is the one skopeo pushed.
+    assert!(
+        err.contains(&format!(
+            "enclave-boot: manifest {} ",
+            image.manifest_digest
+        )),
+        "{err}"
+    );
+    c.assert_clean(&id);
+
+    // The variables instead, with a KBS URL, on the plain busybox image: the command
+    // overrides the image's Cmd (docker's rule) and its exit code is the task's.
+    let id = unique_id("ctrimg");
+    let env_image = format!("ENCLAVE_IMAGE={}", image.reference);
+    let env_insecure = format!("ENCLAVE_IMAGE_INSECURE={}", registry.host());
+    // Nothing listens there: without encrypted layers or a policy it is not contacted,
+    // but enclave-boot says it got it.
+    let kbs = format!("http://127.0.0.1:{}", test_support::free_port().unwrap());
+    let env_kbs = format!("ENCLAVE_KBS_URL={kbs}");
+    let args = run_args(
+        &[
+            "--env",
+            "ENCLAVE_TYPE=sim",
+            "--env",
+            &env_image,
+            "--env",
+            &env_insecure,
+            "--env",
+            &env_kbs,
+        ],
+        IMAGE,
+        &id,
+        &[
+            "sh",
+            "-c",
+            "tr a-z A-Z < /etc/marker; test -e /bin/busybox && exit 3",
+        ],
+    );
+    let (code, out, err) = c.ctr(&args);
+    assert_eq!(code, 3, "stdout {out} stderr {err}\n{}", c.log());
+    assert_eq!(out, want, "{err}");
+    assert!(
+        err.contains(&format!("enclave-boot: attesting to {kbs} (sim evidence)")),
+        "{err}"
+    );
+    c.assert_clean(&id);
+
+    // containerd's content store and snapshots, its state, the shim's and rune's
+    // directories: neither the marker nor the image's own blobs are anywhere.
+    let digests: Vec<&str> = own_digests.iter().map(String::as_str).collect();
+    let traces = test_support::image_traces(&[c.path()], MARKER, &digests);
+    assert!(traces.is_empty(), "the image reached the host: {traces:?}");
+    let hosts = std::fs::read_to_string("/etc/hosts").unwrap_or_default();
+    assert!(!hosts.contains(MARKER), "{hosts}");
+
+    // The same search finds the image once containerd itself pulls it.
+    let (code, _, err) = c.ctr(&["images", "pull", "--plain-http", &image.reference]);
+    assert_eq!(code, 0, "{err}");
+    let traces = test_support::image_traces(&[c.path()], MARKER, &digests);
+    assert!(
+        traces.iter().any(|t| t.starts_with("marker in ")),
+        "{traces:?}"
+    );
+    assert!(
+        traces.iter().any(|t| t.starts_with("digest ")),
+        "{traces:?}"
+    );
+}
+
+#[test]
+fn a_missing_or_malformed_image_fails_the_task_in_one_line_and_leaves_nothing() {
+    let test = "a_missing_or_malformed_image_fails_the_task_in_one_line_and_leaves_nothing";
+    if !needs(test) {
+        return;
+    }
+    let c = Ctrd::start();
+    let dir = tempfile::tempdir().unwrap();
+    let registry = Registry::start(&dir.path().join("registry"), Auth::None).unwrap();
+    install_boot(&c);
+    let insecure = format!("enclave.image.insecure={}", registry.host());
+
+    // Not in the registry: the task starts, enclave-boot fails in one line, 125.
+    let id = unique_id("ctrimg");
+    let annotation = format!("enclave.image={}/test/absent:v1", registry.host());
+    let args = run_args(
+        &[
+            "--annotation",
+            &annotation,
+            "--annotation",
+            &insecure,
+            "--env",
+            "ENCLAVE_TYPE=sim",
+        ],
+        IMAGE,
+        &id,
+        &["/.rune/enclave-boot"],
+    );
+    let (code, out, err) = c.ctr(&args);
+    assert_eq!(code, 125, "stdout {out} stderr {err}\n{}", c.log());
+    assert_eq!(out, "");
+    let failures = boot_failures(&err);
+    assert_eq!(failures.len(), 1, "{err}");
+    assert!(failures[0].contains("test/absent"), "{err}");
+    c.ctr(&["container", "delete", &id]);
+    c.assert_clean(&id);
+
+    // Refused by rune's create through the shim, one line naming the mistake.
+    let cases = [
+        (
+            vec![
+                "--annotation",
+                "enclave.image=Bad Reference",
+                "--env",
+                "ENCLAVE_TYPE=sim",
+            ],
+            "enclave image: reference \"Bad Reference\"",
+        ),
+        (
+            vec![
+                "--annotation",
+                "enclave.image=127.0.0.1:1/test/app:v1",
+                "--env",
+                "ENCLAVE_TYPE=sim",
+                "--env",
+                "ENCLAVE_KBS_URL=ftp://kbs",
+            ],
+            "enclave image: KBS URL \"ftp://kbs\": must start with http:// or https://",
+        ),
+        (
+            vec!["--annotation", "enclave.image=127.0.0.1:1/test/app:v1"],
+            "ENCLAVE_IMAGE needs an enclave (set ENCLAVE_TYPE, e.g. sim)",
+        ),
+        (
+            vec![
+                "--annotation",
+                "enclave.image=127.0.0.1:1/test/app:v1",
+                "--env",
+                "RUNE_CARRIER=occlum",
+            ],
+            "RUNE_CARRIER=occlum cannot take enclave.image",
+        ),
+    ];
+    for (extra, want) in cases {
+        let id = unique_id("ctrbad");
+        let args = run_args(&extra, IMAGE, &id, &["/.rune/enclave-boot"]);
+        let err = c.run_fails(&id, &args);
+        let lines: Vec<&str> = err.lines().filter(|l| l.contains(want)).collect();
+        assert_eq!(lines.len(), 1, "{want}: {err}");
+        assert_eq!(err.trim().lines().count(), 1, "{err}");
+    }
+}
+
+/// containerd's CRI plugin copies the pod annotations its `pod_annotations` globs match
+/// into the sandbox (pause) container's spec too; that container stays a plain one.
+#[test]
+fn a_cri_sandbox_container_stays_plain_under_the_pods_image_annotation() {
+    if !root_or_skip("a_cri_sandbox_container_stays_plain_under_the_pods_image_annotation") {
+        return;
+    }
+    let c = Ctrd::start();
+    let id = unique_id("sandbox");
+    let args = run_args(
+        &[
+            "--annotation",
+            "io.kubernetes.cri.container-type=sandbox",
+            "--annotation",
+            "enclave.image=127.0.0.1:1/test/app:v1",
+            "--annotation",
+            "enclave.type=sim",
+        ],
+        IMAGE,
+        &id,
+        &["sh", "-c", "test -e /bin/busybox && echo plain; exit 4"],
+    );
+    let (code, out, err) = c.ctr(&args);
+    assert_eq!((code, out.as_str()), (4, "plain\n"), "{err}\n{}", c.log());
+    c.assert_clean(&id);
+}
