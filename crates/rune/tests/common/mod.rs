@@ -2,6 +2,8 @@
 //! private daemons stopped by pid when dropped, and checks that nothing is left behind.
 #![allow(dead_code)]
 
+pub mod image;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
