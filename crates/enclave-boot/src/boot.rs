@@ -23,6 +23,8 @@ pub struct Options {
     pub kbs_ca: Option<PathBuf>,
     /// `kbs:///…` of the containers-policy.json.
     pub policy: Option<String>,
+    /// `kbs:///…` resources holding JWE recipients' private keys (PEM or DER).
+    pub decryption_keys: Vec<String>,
     pub insecure: Vec<String>,
     /// Base URL of a simple-signing lookaside store (`http(s)://…`).
     pub lookaside: Option<String>,
@@ -40,8 +42,9 @@ pub enum BootError {
     Registry(#[from] enclave_image::registry::Error),
     #[error("signature policy: {0}")]
     Policy(#[from] enclave_image::policy::PolicyError),
+    /// A key, policy or layer that failed its check (the text names it).
     #[error("{0}")]
-    Layer(String),
+    Check(String),
     #[error("image config {digest}: {reason}")]
     Config { digest: String, reason: String },
     #[error("{0}")]
@@ -110,6 +113,41 @@ pub async fn prepare<W: Write>(
         None => None,
     };
 
+    // With a KBS, attest before anything else: a refused enclave gets no key and pulls
+    // nothing. Then the resources named by configuration (policy, signature keys,
+    // decryption keys); the layer KEKs follow once the manifest names them.
+    if let (Some(agent), Some(url)) = (agent.as_mut(), &opts.kbs) {
+        agent
+            .attest()
+            .await
+            .map_err(|e| BootError::Kbs(format!("attestation to {url}: {e}")))?;
+    }
+    let policy = match &opts.policy {
+        Some(uri) => {
+            let agent = agent
+                .as_mut()
+                .ok_or_else(|| BootError::Kbs(format!("policy {uri} needs a KBS (--kbs)")))?;
+            let policy = Policy::from_bytes(&fetch(agent, "signature policy", uri).await?)
+                .map_err(|e| BootError::Check(format!("signature policy {uri}: {e}")))?;
+            let mut keys = PolicyKeys::fetched_only();
+            for id in policy.key_paths() {
+                keys.insert(&id, fetch(agent, "signature key", &id).await?.to_vec());
+            }
+            Some((policy, keys))
+        }
+        None => None,
+    };
+    let mut keys = LayerKeys::default();
+    for uri in &opts.decryption_keys {
+        let agent = agent
+            .as_mut()
+            .ok_or_else(|| BootError::Kbs(format!("decryption key {uri} needs a KBS (--kbs)")))?;
+        let pem = fetch(agent, "decryption key", uri).await?;
+        let key = ocicrypt::PrivateKey::from_pem_or_der(&pem)
+            .map_err(|e| BootError::Check(format!("decryption key {uri}: {e}")))?;
+        keys.add_private_key(key);
+    }
+
     let source: ImageSource = opts.image.parse()?;
     let puller = Puller::new(RegistryConfig {
         insecure_http: opts.insecure.clone(),
@@ -127,24 +165,8 @@ pub async fn prepare<W: Write>(
     ));
 
     // Signatures, before any layer is downloaded.
-    match &opts.policy {
-        Some(policy_uri) => {
-            let agent = agent.as_mut().ok_or_else(|| {
-                BootError::Kbs(format!("policy {policy_uri} needs a KBS (--kbs)"))
-            })?;
-            let bytes = agent
-                .get_resource(policy_uri)
-                .await
-                .map_err(|e| BootError::Kbs(format!("{policy_uri}: {e}")))?;
-            let policy = Policy::from_bytes(&bytes)?;
-            let mut keys = PolicyKeys::fetched_only();
-            for id in policy.key_paths() {
-                let key = agent
-                    .get_resource(&id)
-                    .await
-                    .map_err(|e| BootError::Kbs(format!("signature key {id}: {e}")))?;
-                keys.insert(&id, key.to_vec());
-            }
+    match &policy {
+        Some((policy, keys)) => {
             let cosign: Vec<_> = image
                 .cosign_signatures(&image.manifest_digest)
                 .await?
@@ -170,7 +192,7 @@ pub async fn prepare<W: Write>(
                     simple: &simple,
                     cosign: &cosign,
                 },
-                &keys,
+                keys,
             )?;
             if verdict.is_signed() {
                 for v in &verdict.verified {
@@ -191,25 +213,42 @@ pub async fn prepare<W: Write>(
         }
     }
 
-    // Layer keys: every KEK the packets name, fetched after attestation.
+    // Layer keys: every KEK the packets name, fetched after attestation, then every
+    // layer key unwrapped before any layer is downloaded (a wrong or missing key fails
+    // here, naming the layer and the key ids found).
     let annotations: Vec<LayerAnnotations> = layers
         .iter()
         .map(|l| LayerAnnotations::from_pairs(l.annotations.clone().unwrap_or_default()))
         .collect();
-    let mut keys = LayerKeys::default();
     for kid in ocicrypt::kids_needed(&annotations) {
         let agent = agent.as_mut().ok_or_else(|| {
             BootError::Kbs(format!(
                 "the image's layer keys are held by a KBS ({kid}), but none is configured (ENCLAVE_KBS_URL)"
             ))
         })?;
-        let kek = agent
-            .get_resource(&kid)
-            .await
-            .map_err(|e| BootError::Kbs(format!("layer key {kid}: {e}")))?;
+        let kek = fetch(agent, "layer key", &kid).await?;
         keys.add_kek(&kid, &kek)
-            .map_err(|e| BootError::Layer(e.to_string()))?;
+            .map_err(|e| BootError::Check(e.to_string()))?;
     }
+    let mut layer_keys = Vec::with_capacity(layers.len());
+    for (layer, ann) in layers.iter().zip(&annotations) {
+        layer_keys.push(if ocicrypt::is_encrypted(&layer.media_type) {
+            let plain_type =
+                ocicrypt::decrypted_media_type(&layer.media_type).ok_or_else(|| {
+                    BootError::Check(format!(
+                        "layer {}: media type {}",
+                        layer.digest, layer.media_type
+                    ))
+                })?;
+            let (private, public) = ann
+                .unwrap(&layer.digest, &keys)
+                .map_err(|e| BootError::Check(e.to_string()))?;
+            Some((plain_type.to_string(), private, public))
+        } else {
+            None
+        });
+    }
+    drop(keys);
 
     let config_bytes = image.config().await?;
     let config =
@@ -235,7 +274,7 @@ pub async fn prepare<W: Write>(
         staging_parent: Some(staging.clone()),
         ..UnpackOptions::default()
     };
-    for ((layer, ann), diff_id) in layers.iter().zip(&annotations).zip(diff_ids) {
+    for ((layer, layer_key), diff_id) in layers.iter().zip(&layer_keys).zip(diff_ids) {
         let t = Instant::now();
         let blob = staging.join(short(&layer.digest));
         image.fetch_blob_to_path(layer, &blob).await?;
@@ -244,24 +283,27 @@ pub async fn prepare<W: Write>(
             what: format!("layer {}", layer.digest),
             source,
         })?;
-        let encrypted = ocicrypt::is_encrypted(&layer.media_type);
-        let stats = if encrypted {
-            let plain_type = ocicrypt::decrypted_media_type(&layer.media_type)
-                .ok_or_else(|| {
-                    BootError::Layer(format!(
-                        "layer {}: media type {}",
-                        layer.digest, layer.media_type
-                    ))
-                })?
-                .to_string();
-            let reader = ann
-                .open(&layer.digest, file, &keys)
-                .map_err(|e| BootError::Layer(e.to_string()))?;
-            unpack::unpack_layer(reader, &plain_type, diff_id, &opts.root, &unpack_opts)
-        } else {
-            unpack::unpack_layer(file, &layer.media_type, diff_id, &opts.root, &unpack_opts)
+        let encrypted = layer_key.is_some();
+        let stats = match layer_key {
+            Some((plain_type, private, public)) => {
+                let reader = ocicrypt::DecryptReader::new(file, private, public, &layer.digest);
+                unpack::unpack_layer(reader, plain_type, diff_id, &opts.root, &unpack_opts)
+            }
+            None => {
+                unpack::unpack_layer(file, &layer.media_type, diff_id, &opts.root, &unpack_opts)
+            }
         }
-        .map_err(|e| BootError::Layer(format!("layer {}: {e}", layer.digest)))?;
+        .map_err(|e| {
+            BootError::Check(match &e {
+                // The decryption reader's own error (HMAC) names the layer already.
+                unpack::UnpackError::Stream(io)
+                    if io.get_ref().is_some_and(|i| i.is::<ocicrypt::Error>()) =>
+                {
+                    io.to_string()
+                }
+                _ => format!("layer {}: {e}", layer.digest),
+            })
+        })?;
         let _ = std::fs::remove_file(&blob);
         let secs = t.elapsed().as_secs_f64().max(1e-6);
         progress.line(format_args!(
@@ -291,6 +333,18 @@ pub async fn prepare<W: Write>(
         launch.argv
     ));
     Ok((launch, image.manifest_digest.clone()))
+}
+
+/// One KBS resource; the error names what it is for and its id.
+async fn fetch(
+    agent: &mut attestation_agent::Agent,
+    what: &str,
+    uri: &str,
+) -> Result<zeroize::Zeroizing<Vec<u8>>, BootError> {
+    agent
+        .get_resource(uri)
+        .await
+        .map_err(|e| BootError::Kbs(format!("{what} {uri}: {e}")))
 }
 
 struct RemoveDir(PathBuf);

@@ -1,7 +1,8 @@
 //! `enclave-boot`: the first program of an enclave whose image is pulled inside it (see
 //! the library). This file parses rune's arguments, runs the pull and hands over; a
-//! failure is one line on stderr and exit status 125 (docker's "the container could not
-//! be prepared"), 126 or 127 when the image's program cannot be executed or found.
+//! failure is one line on stderr (`enclave-boot: error: …`, after the progress lines) and
+//! exit status 125 (docker's "the container could not be prepared"), 126 or 127 when the
+//! image's program cannot be executed or found.
 
 use std::path::PathBuf;
 
@@ -31,6 +32,9 @@ struct Cli {
     /// kbs:///REPO/TYPE/TAG of the containers-policy.json
     #[arg(long)]
     policy: Option<String>,
+    /// kbs:///REPO/TYPE/TAG of a JWE recipient's private key, PEM or DER (repeatable)
+    #[arg(long = "decryption-key")]
+    decryption_keys: Vec<String>,
     /// A registry (HOST[:PORT]) reached over plain HTTP (repeatable)
     #[arg(long = "insecure-registry")]
     insecure: Vec<String>,
@@ -63,6 +67,7 @@ fn main() {
         kbs: cli.kbs,
         kbs_ca: cli.kbs_ca,
         policy: cli.policy,
+        decryption_keys: cli.decryption_keys,
         insecure: cli.insecure,
         lookaside: cli.lookaside,
         root: cli.root,
@@ -104,6 +109,6 @@ fn exit_code(err: &HandoverError) -> i32 {
 }
 
 fn fail(code: i32, msg: &str) -> ! {
-    eprintln!("enclave-boot: {msg}");
+    eprintln!("enclave-boot: error: {msg}");
     std::process::exit(code)
 }

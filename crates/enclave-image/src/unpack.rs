@@ -385,9 +385,11 @@ pub fn unpack_layer<R: Read>(
         Ok((staged, meter.digest().unwrap_or_default()))
     })();
     let (staged, actual) = match staged {
-        Err(UnpackError::Stream(e)) => return Err(UnpackError::Stream(e)),
         Err(e) => {
-            // Give the reader below its chance to name the real cause (HMAC, digest).
+            // Give the reader below its chance to name the real cause (HMAC, digest): a
+            // tampered ciphertext decrypts to garbage the decompressor or the tar parser
+            // gives up on before the reader reaches its EOF check. A reader that already
+            // failed fails again here with the same error.
             io::copy(&mut blob, &mut io::sink()).map_err(UnpackError::Stream)?;
             return Err(e);
         }

@@ -382,6 +382,27 @@ fn diff_id_mismatch_and_late_reader_failure_leave_root_unchanged() {
     let err = unpack_layer(&bytes[..], &l.media_type, &l.diff_id, &root, &opts).unwrap_err();
     assert!(!err.to_string().contains('\n'), "{err}");
     assert_eq!(snapshot(&t.join("out")), before);
+    // Such bytes from a reader that fails at its EOF, as a tampered ciphertext decrypts to
+    // corrupt gzip: whichever check gives up first (tar, diff_id, or gzip's own CRC-32 in
+    // its trailer, RFC 1952, before the reader's EOF), the reader's verdict is reported.
+    let mut bad_crc = fs::read(&l.blob).unwrap();
+    let crc = bad_crc.len() - 8;
+    bad_crc[crc] ^= 0x01;
+    for tampered in [&bytes, &bad_crc] {
+        let err = unpack_layer(
+            FailAtEof(&tampered[..]),
+            &l.media_type,
+            &l.diff_id,
+            &root,
+            &opts,
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "reading the layer stream: HMAC mismatch for layer sha256:feed"
+        );
+        assert_eq!(snapshot(&t.join("out")), before);
+    }
 
     // Limits.
     let small = UnpackOptions {

@@ -17,6 +17,8 @@
 //! | `ENCLAVE_KBS_URL` | `enclave.kbs.url` | the KBS (verdictd or trustee) giving keys and policy |
 //! | `ENCLAVE_KBS_CA` | `enclave.kbs.ca` | host path of PEM CA certificates for an `https://` KBS |
 //! | `ENCLAVE_IMAGE_POLICY` | `enclave.image.policy` | `kbs:///…` resource holding the containers-policy.json |
+//! | `ENCLAVE_IMAGE_DECRYPTION_KEYS` | `enclave.image.decryption.keys` | comma-separated `kbs:///…` resources holding JWE private keys (PEM or DER) |
+//! | `ENCLAVE_IMAGE_LOOKASIDE` | `enclave.image.lookaside` | `http(s)://` base of the simple-signing lookaside store |
 //! | `ENCLAVE_IMAGE_INSECURE` | `enclave.image.insecure` | comma-separated registries reached over plain HTTP |
 //! | `ENCLAVE_IMAGE_ROOT_SIZE` | `enclave.image.root.size` | the root tmpfs's `size=` (default: tmpfs's, half the RAM) |
 //! | `ENCLAVE_IMAGE_BOOT` | `enclave.image.boot` | host path of the boot program (default: `enclave-boot` beside the PAL) |
@@ -32,6 +34,11 @@ const IMAGE: (&str, &str) = ("ENCLAVE_IMAGE", "enclave.image");
 const KBS_URL: (&str, &str) = ("ENCLAVE_KBS_URL", "enclave.kbs.url");
 const KBS_CA: (&str, &str) = ("ENCLAVE_KBS_CA", "enclave.kbs.ca");
 const POLICY: (&str, &str) = ("ENCLAVE_IMAGE_POLICY", "enclave.image.policy");
+const DECRYPTION_KEYS: (&str, &str) = (
+    "ENCLAVE_IMAGE_DECRYPTION_KEYS",
+    "enclave.image.decryption.keys",
+);
+const LOOKASIDE: (&str, &str) = ("ENCLAVE_IMAGE_LOOKASIDE", "enclave.image.lookaside");
 const INSECURE: (&str, &str) = ("ENCLAVE_IMAGE_INSECURE", "enclave.image.insecure");
 const ROOT_SIZE: (&str, &str) = ("ENCLAVE_IMAGE_ROOT_SIZE", "enclave.image.root.size");
 const BOOT: (&str, &str) = ("ENCLAVE_IMAGE_BOOT", "enclave.image.boot");
@@ -59,6 +66,10 @@ pub struct ImageConfig {
     pub kbs_ca: Option<PathBuf>,
     /// `kbs:///repo/type/tag` of the containers-policy.json.
     pub policy: Option<String>,
+    /// `kbs:///repo/type/tag` resources holding JWE recipients' private keys.
+    pub decryption_keys: Vec<String>,
+    /// `http(s)://` base URL of a simple-signing lookaside store.
+    pub lookaside: Option<String>,
     /// Registries (`host[:port]`) allowed over plain HTTP.
     pub insecure: Vec<String>,
     /// tmpfs `size=` of the root (bytes, or with a k/m/g/% suffix).
@@ -118,15 +129,44 @@ pub fn config_from_spec(
             )));
         }
     }
-    let insecure: Vec<String> = get(INSECURE)
-        .map(|v| {
-            v.split(',')
-                .map(str::trim)
-                .filter(|s| !s.is_empty())
-                .map(String::from)
-                .collect()
-        })
-        .unwrap_or_default();
+    let list = |pair| -> Vec<String> {
+        get(pair)
+            .map(|v| {
+                v.split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(String::from)
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let decryption_keys = list(DECRYPTION_KEYS);
+    for k in &decryption_keys {
+        check_resource_uri(k).map_err(|why| bad(format!("decryption key {k:?}: {why}")))?;
+    }
+    if let (Some(k), None) = (decryption_keys.first(), &kbs_url) {
+        return Err(bad(format!(
+            "decryption key {k} is a KBS resource, but no KBS is configured (set ENCLAVE_KBS_URL)"
+        )));
+    }
+    let lookaside = get(LOOKASIDE);
+    if let Some(l) = &lookaside {
+        let rest = l
+            .strip_prefix("http://")
+            .or_else(|| l.strip_prefix("https://"))
+            .unwrap_or_default();
+        if rest.is_empty() || rest.starts_with('/') || l.chars().any(char::is_whitespace) {
+            return Err(bad(format!(
+                "lookaside {l:?}: expected an http:// or https:// URL"
+            )));
+        }
+        if policy.is_none() {
+            return Err(bad(format!(
+                "lookaside {l} is only read to check signatures: set ENCLAVE_IMAGE_POLICY too"
+            )));
+        }
+    }
+    let insecure = list(INSECURE);
     if let Some(h) = insecure
         .iter()
         .find(|h| h.contains('/') || h.chars().any(|c| c.is_whitespace() || c.is_control()))
@@ -182,6 +222,8 @@ pub fn config_from_spec(
         kbs_url,
         kbs_ca,
         policy,
+        decryption_keys,
+        lookaside,
         insecure,
         root_size,
         boot,
@@ -242,6 +284,12 @@ impl ImageConfig {
         }
         if let Some(p) = &self.policy {
             args.extend(["--policy".into(), p.clone()]);
+        }
+        for k in &self.decryption_keys {
+            args.extend(["--decryption-key".into(), k.clone()]);
+        }
+        if let Some(l) = &self.lookaside {
+            args.extend(["--lookaside".into(), l.clone()]);
         }
         for h in &self.insecure {
             args.extend(["--insecure-registry".into(), h.clone()]);
@@ -419,6 +467,98 @@ mod tests {
             "a b",
         ] {
             assert!(check_reference(bad).is_err(), "{bad}");
+        }
+    }
+
+    /// An enclave spec with `env`, whose boot program and manifest exist (in `dir`).
+    fn checked(dir: &Path, env: &[&str]) -> std::result::Result<ImageConfig, String> {
+        let boot = dir.join(BOOT_FILE);
+        std::fs::write(&boot, b"").unwrap();
+        std::fs::write(dir.join(BOOT_MANIFEST_FILE), b"{}").unwrap();
+        let mut spec = Spec::default();
+        let mut process = spec.process().clone().unwrap();
+        let mut all = vec![
+            "ENCLAVE_IMAGE=127.0.0.1:5000/test/app:v1".to_string(),
+            format!("ENCLAVE_IMAGE_BOOT={}", boot.display()),
+        ];
+        all.extend(env.iter().map(|s| s.to_string()));
+        process.set_env(Some(all));
+        spec.set_process(Some(process));
+        let mut root = spec.root().clone().unwrap();
+        root.set_readonly(Some(false));
+        spec.set_root(Some(root));
+        let enclave = EnclaveConfig {
+            typ: crate::enclave::EnclaveType::Sim,
+            runtime_path: dir.join("liberpal-sim.so"),
+            args: String::new(),
+            log_level: "info".into(),
+        };
+        config_from_spec(&spec, Some(&enclave))
+            .map(Option::unwrap)
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn decryption_keys_and_lookaside_are_checked_at_create() {
+        let dir = tempfile::tempdir().unwrap();
+        let kbs = "ENCLAVE_KBS_URL=http://127.0.0.1:8080";
+        let policy = "ENCLAVE_IMAGE_POLICY=kbs:///default/policy/image";
+        let c = checked(
+            dir.path(),
+            &[
+                kbs,
+                policy,
+                "ENCLAVE_IMAGE_DECRYPTION_KEYS=kbs:///default/image-key/jwe, kbs:///default/image-key/ec",
+                "ENCLAVE_IMAGE_LOOKASIDE=http://127.0.0.1:8081/sigstore",
+            ],
+        )
+        .unwrap();
+        assert_eq!(
+            c.decryption_keys,
+            [
+                "kbs:///default/image-key/jwe",
+                "kbs:///default/image-key/ec"
+            ]
+        );
+        assert_eq!(
+            c.lookaside.as_deref(),
+            Some("http://127.0.0.1:8081/sigstore")
+        );
+        // They reach the boot program as its flags (see enclave-boot's CLI).
+        let mut spec = Spec::default();
+        let mut enclave = EnclaveConfig {
+            typ: crate::enclave::EnclaveType::Sim,
+            runtime_path: dir.path().join("liberpal-sim.so"),
+            args: String::new(),
+            log_level: "info".into(),
+        };
+        c.apply(&mut spec, &mut enclave).unwrap();
+        let args = spec.process().as_ref().unwrap().args().clone().unwrap();
+        let flags = args.join(" ");
+        assert!(
+            flags.contains(" --decryption-key kbs:///default/image-key/jwe --decryption-key kbs:///default/image-key/ec --lookaside http://127.0.0.1:8081/sigstore "),
+            "{flags}"
+        );
+        for (env, want) in [
+            (
+                vec![kbs, "ENCLAVE_IMAGE_DECRYPTION_KEYS=/etc/key.pem"],
+                "enclave image: decryption key \"/etc/key.pem\": must be kbs:///<repo>/<type>/<tag>",
+            ),
+            (
+                vec!["ENCLAVE_IMAGE_DECRYPTION_KEYS=kbs:///default/image-key/jwe"],
+                "enclave image: decryption key kbs:///default/image-key/jwe is a KBS resource, but no KBS is configured (set ENCLAVE_KBS_URL)",
+            ),
+            (
+                vec![kbs, policy, "ENCLAVE_IMAGE_LOOKASIDE=file:///sigstore"],
+                "enclave image: lookaside \"file:///sigstore\": expected an http:// or https:// URL",
+            ),
+            (
+                vec![kbs, "ENCLAVE_IMAGE_LOOKASIDE=http://127.0.0.1:8081"],
+                "enclave image: lookaside http://127.0.0.1:8081 is only read to check signatures: set ENCLAVE_IMAGE_POLICY too",
+            ),
+        ] {
+            let err = checked(dir.path(), &env).unwrap_err();
+            assert!(err.ends_with(want), "{env:?}: {err}");
         }
     }
 

@@ -8,92 +8,17 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use common::image::{marker_layout, run_ok, signed_boot};
 use common::*;
 use test_support::registry::{Auth, Registry};
 
 const MARKER: &str = "confidential-marker-5b1e0c";
 
-/// The statically linked boot program `make build` makes.
-fn boot_program() -> PathBuf {
-    let host = String::from_utf8(Command::new("rustc").arg("-vV").output().unwrap().stdout)
-        .unwrap()
-        .lines()
-        .find_map(|l| l.strip_prefix("host: ").map(str::to_string))
-        .unwrap();
-    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../target")
-        .join(host)
-        .join("release/enclave-boot");
-    assert!(
-        p.exists(),
-        "{} is missing: `make build` makes it",
-        p.display()
-    );
-    p
-}
-
-/// Copies the boot program into `dir` and signs it for `/.rune/enclave-boot`.
-fn signed_boot(dir: &Path) -> PathBuf {
-    let boot = dir.join("boot");
-    std::fs::create_dir_all(&boot).unwrap();
-    std::fs::copy(boot_program(), boot.join("enclave-boot")).unwrap();
-    sim_sign(
-        dir,
-        &boot.join("enclave-boot"),
-        "/.rune/enclave-boot",
-        &boot.join("enclave-boot.manifest.json"),
-    );
-    boot.join("enclave-boot")
-}
-
-/// The busybox image plus a layer holding the marker, with cmd `cat /etc/marker`,
-/// pushed by skopeo to `registry` as `test/app:v1`.
+/// The marker image pushed by skopeo to `registry` as `test/app:v1`.
 fn push_image(dir: &Path, registry: &Registry) -> String {
-    let layout = dir.join("layout");
-    std::fs::create_dir_all(&layout).unwrap();
-    let run = |program: &str, args: &[&str]| {
-        let out = Command::new(program).args(args).output().unwrap();
-        assert!(
-            out.status.success(),
-            "{program} {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
-    let l = layout.display().to_string();
-    run(
-        "tar",
-        &[
-            "-C",
-            &l,
-            "-xf",
-            &images().join("busybox-oci.tar").display().to_string(),
-        ],
-    );
-    let bundle = dir.join("umoci-bundle").display().to_string();
-    let image = format!("{l}:latest");
-    run(
-        "umoci",
-        &["unpack", "--rootless", "--image", &image, &bundle],
-    );
-    std::fs::write(
-        Path::new(&bundle).join("rootfs/etc/marker"),
-        format!("{MARKER}\n"),
-    )
-    .unwrap();
-    run("umoci", &["repack", "--image", &image, &bundle]);
-    run(
-        "umoci",
-        &[
-            "config",
-            "--image",
-            &image,
-            "--config.cmd=/bin/cat",
-            "--config.cmd=/etc/marker",
-        ],
-    );
-    std::fs::remove_dir_all(&bundle).unwrap();
+    let image = marker_layout(dir, MARKER);
     let reference = format!("{}/test/app:v1", registry.host());
-    run(
+    run_ok(
         "skopeo",
         &[
             "--insecure-policy",
@@ -107,22 +32,9 @@ fn push_image(dir: &Path, registry: &Registry) -> String {
     reference
 }
 
-/// An enclave bundle (host network: the registry is on the host's loopback) whose image
-/// is `reference`, running `args`.
+/// An enclave bundle whose image is `reference`, running `args`.
 fn image_bundle(boot: &Path, reference: &str, registry: &Registry, args: &[&str]) -> Bundle {
-    let (pal, _) = sim_artifacts();
-    let mut b = Bundle::new(args).enclave(&pal, "");
-    b.spec["linux"]["namespaces"]
-        .as_array_mut()
-        .unwrap()
-        .retain(|n| n["type"] != "network");
-    b.spec["root"]["readonly"] = serde_json::json!(false);
-    let env = b.spec["process"]["env"].as_array_mut().unwrap();
-    env.push(format!("ENCLAVE_IMAGE={reference}").into());
-    env.push(format!("ENCLAVE_IMAGE_INSECURE={}", registry.host()).into());
-    env.push(format!("ENCLAVE_IMAGE_BOOT={}", boot.display()).into());
-    b.save();
-    b
+    common::image::image_bundle(boot, reference, &registry.host(), args, &[])
 }
 
 /// `rune run` of `b` fails before the workload with docker's 125 ("the container could
@@ -135,7 +47,7 @@ fn fails_preparing(rune: &Rune, b: &Bundle, naming: &str) {
     assert_eq!(out.status.code(), Some(125), "{stderr}");
     let failures: Vec<&str> = stderr
         .lines()
-        .filter(|l| l.starts_with("enclave-boot:") && !l.contains("pulling"))
+        .filter(|l| l.starts_with("enclave-boot: error:"))
         .collect();
     assert_eq!(failures.len(), 1, "{stderr}");
     assert!(failures[0].contains(naming), "{stderr}");
@@ -155,7 +67,7 @@ impl Setup {
     fn new() -> Self {
         let dir = tempfile::tempdir().unwrap();
         let registry = Registry::start(&dir.path().join("registry"), Auth::None).unwrap();
-        let boot = signed_boot(dir.path());
+        let (boot, _) = signed_boot(dir.path());
         Setup {
             dir,
             registry,

@@ -3,14 +3,16 @@
 //! Real parts, privately: a `docker-registry` on an ephemeral loopback port with its
 //! storage in the test's temporary directory (anonymous, htpasswd or bearer-token auth,
 //! the token service included), a fault-injecting proxy, wrappers for skopeo and umoci,
-//! the busybox OCI layout, and a leftover check. Everything started is stopped by pid
-//! when its handle drops.
+//! the busybox OCI layout, the tenant's layer encryption for a KBS-held key, and a
+//! leftover check. Everything started is stopped by pid when its handle drops.
 
+pub mod encrypt;
 pub mod http;
 pub mod registry;
 pub mod token;
 pub mod tools;
 
+pub use encrypt::{encrypt_layout_with_kek, EncryptedImage};
 pub use http::{free_port, Fault, FaultProxy, StaticFiles};
 pub use registry::{Auth, Pushed, Registry};
 pub use token::TokenServer;

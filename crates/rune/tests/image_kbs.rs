@@ -1,0 +1,751 @@
+//! Confidential images end to end with keys from a real `verdictd`: encrypted (and
+//! signed) images pushed to a real registry on loopback, run by `rune run` in a sim
+//! enclave whose boot program (`enclave-boot`, signed with sim-sign) attests to verdictd,
+//! gets the keys and the signature policy as KBS resources only after verdictd's policy
+//! admitted its measurement, and pulls, verifies, decrypts and unpacks inside.
+//!
+//! The tenant's side (the plaintext image, keys, GPG homes) lives under `target/`, as
+//! on another machine; the host's side (registry storage, verdictd, bundles, rune's
+//! state, the lookaside store) lives in a temporary directory under /tmp. Each image
+//! carries a random marker: after every run, it must be found nowhere in the bundle,
+//! rune's state, /tmp or /var.
+//!
+//! Expected values come from the real peers and the specs: the marker the tenant wrote,
+//! digests and media types read back from the registry, skopeo's own verdicts on the
+//! same images and policy (containers/image), ocicrypt's error words (images.md §1.8),
+//! docker's exit status 125 for a container that could not be prepared.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use base64::Engine as _;
+use common::image::*;
+use common::*;
+use serde_json::Value;
+use test_support::registry::{Auth, Registry};
+
+/// The KEK's resource, as the tenant names it in the packets.
+const KID: &str = "kbs:///default/image-kek/app";
+const KEK_RESOURCE: &str = "default/image-kek/app";
+const JWE_KEY: &str = "kbs:///default/image-key/jwe";
+const POLICY: &str = "kbs:///default/image-policy/containers";
+const GPG_KEY: &str = "kbs:///default/image-policy/gpg";
+const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+
+fn needs(test: &str, tools: &[&str]) -> bool {
+    root_or_skip(test)
+        && ["skopeo", "docker-registry", "umoci"]
+            .iter()
+            .chain(tools)
+            .all(|t| tool_or_skip(test, &format!("/usr/bin/{t}")))
+}
+
+fn random<const N: usize>() -> [u8; N] {
+    let mut b = [0u8; N];
+    std::io::Read::read_exact(&mut std::fs::File::open("/dev/urandom").unwrap(), &mut b).unwrap();
+    b
+}
+
+/// What one `rune run` gave.
+struct Outcome {
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+}
+
+/// One test's world.
+struct Bed {
+    tenant: tempfile::TempDir,
+    host: tempfile::TempDir,
+    marker: String,
+    /// `<layout>:latest` of the tenant's plaintext image.
+    image: String,
+    registry: Registry,
+    boot: PathBuf,
+    /// The boot program's measurement: what verdictd is told to admit.
+    mr: String,
+    rune: Rune,
+}
+
+impl Bed {
+    fn new() -> Bed {
+        let target = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target");
+        let tenant = tempfile::Builder::new()
+            .prefix("tenant")
+            .tempdir_in(target)
+            .unwrap();
+        let host = tempfile::tempdir().unwrap();
+        let marker = random_marker();
+        let image = marker_layout(tenant.path(), &marker);
+        let registry = Registry::start(&host.path().join("registry"), Auth::None).unwrap();
+        let (boot, mr) = signed_boot(host.path());
+        Bed {
+            tenant,
+            host,
+            marker,
+            image,
+            registry,
+            boot,
+            mr,
+            rune: Rune::new(),
+        }
+    }
+
+    fn tenant(&self, name: &str) -> PathBuf {
+        self.tenant.path().join(name)
+    }
+
+    fn host(&self, name: &str) -> PathBuf {
+        self.host.path().join(name)
+    }
+
+    /// The layout directory of the tenant's image.
+    fn layout(&self) -> PathBuf {
+        PathBuf::from(self.image.trim_end_matches(":latest"))
+    }
+
+    /// `skopeo copy [flags] oci:<image> docker://<registry>/test/app:<tag>`; returns the
+    /// reference.
+    fn push(&self, tag: &str, env: &[(&str, &Path)], flags: &[&str]) -> String {
+        let reference = format!("{}/test/app:{tag}", self.registry.host());
+        let (src, dest) = (
+            format!("oci:{}", self.image),
+            format!("docker://{reference}"),
+        );
+        let args = [
+            &["copy", "-q", "--dest-tls-verify=false"][..],
+            flags,
+            &[&src, &dest],
+        ]
+        .concat();
+        test_support::skopeo_env(env, &args).unwrap();
+        reference
+    }
+
+    /// The manifest the registry serves for `tag`: its bytes, parsed.
+    fn manifest(&self, tag: &str) -> Value {
+        let r = test_support::http::request(
+            self.registry.addr(),
+            "GET",
+            &format!("/v2/test/app/manifests/{tag}"),
+            &[("Accept", OCI_MANIFEST)],
+            b"",
+        )
+        .unwrap();
+        assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+        serde_json::from_slice(&r.body).unwrap()
+    }
+
+    /// `rune run` of an enclave container whose image is `reference` (its own command),
+    /// with `env`; checks that the container left nothing and that the marker is nowhere
+    /// on the host.
+    fn run(&self, reference: &str, env: &[String]) -> Outcome {
+        let b = image_bundle(
+            &self.boot,
+            reference,
+            &self.registry.host(),
+            &["/.rune/enclave-boot"],
+            env,
+        );
+        let id = unique_id("imgkbs");
+        let out = output_via_files(
+            Command::new(RUNE)
+                .env("INCLAVARE_SIM_PLATFORM_DIR", self.host("sim-platform"))
+                .arg("--root")
+                .arg(self.rune.root.path())
+                .args(["run", "--bundle", b.path().to_str().unwrap(), &id]),
+        );
+        assert_eq!(leftovers(self.rune.root.path(), &id), Vec::<String>::new());
+        let found = marker_found(
+            &[
+                b.path(),
+                self.rune.root.path(),
+                Path::new("/tmp"),
+                Path::new("/var"),
+            ],
+            &self.marker,
+        );
+        assert_eq!(
+            found,
+            Vec::<String>::new(),
+            "the plaintext reached the host"
+        );
+        Outcome {
+            code: out.status.code(),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    /// Asserts that the workload ran and printed the marker.
+    fn assert_ran(&self, out: &Outcome) {
+        assert_eq!(out.code, Some(0), "{}", out.stderr);
+        assert_eq!(out.stdout, format!("{}\n", self.marker), "{}", out.stderr);
+    }
+
+    /// Stops everything and checks that nothing is left under either side.
+    fn finish(self) {
+        let (tenant, host) = (self.tenant, self.host);
+        drop(self.registry);
+        for dir in [tenant.path(), host.path()] {
+            assert_eq!(test_support::leftovers(dir), Vec::<String>::new());
+        }
+    }
+}
+
+/// Asserts a refusal: docker's 125, the workload not started (no output, no hand-over),
+/// exactly one error line, holding every string of `want`; returns that line.
+fn refused(out: &Outcome, want: &[&str]) -> String {
+    assert_eq!(out.code, Some(125), "{}", out.stderr);
+    assert_eq!(out.stdout, "", "the workload ran: {}", out.stderr);
+    assert!(!out.stderr.contains(" ready in "), "{}", out.stderr);
+    let errors: Vec<&str> = out
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with("enclave-boot: error: "))
+        .collect();
+    assert_eq!(errors.len(), 1, "{}", out.stderr);
+    for w in want {
+        assert!(errors[0].contains(w), "{w:?} not in {:?}", errors[0]);
+    }
+    errors[0].to_string()
+}
+
+fn kbs_env(kbs: &Verdictd) -> String {
+    format!("ENCLAVE_KBS_URL={}", kbs.url)
+}
+
+/// Requests for blobs of `test/app` the registry logged.
+fn blob_requests(registry: &Registry) -> Vec<String> {
+    registry
+        .log()
+        .lines()
+        .filter(|l| l.contains("/v2/test/app/blobs/"))
+        .map(str::to_string)
+        .collect()
+}
+
+/// The tenant's CoCo-encrypted image (every layer, KEK `kek` named by [`KID`]) pushed as
+/// `tag`; returns the reference and the manifest the registry serves.
+fn push_kek_image(bed: &Bed, kek: &[u8], tag: &str) -> (String, Value) {
+    test_support::encrypt_layout_with_kek(&bed.layout(), "latest", kek, KID).unwrap();
+    let reference = bed.push(tag, &[], &[]);
+    let manifest = bed.manifest(tag);
+    // What the registry holds is ciphertext, each layer naming the KEK's resource.
+    for l in manifest["layers"].as_array().unwrap() {
+        assert!(
+            l["mediaType"].as_str().unwrap().ends_with("+encrypted"),
+            "{l}"
+        );
+        let packet = base64::engine::general_purpose::STANDARD
+            .decode(
+                l["annotations"]["org.opencontainers.image.enc.keys.provider.attestation-agent"]
+                    .as_str()
+                    .unwrap(),
+            )
+            .unwrap();
+        let packet: Value = serde_json::from_slice(&packet).unwrap();
+        assert_eq!(packet["kid"], KID);
+    }
+    (reference, manifest)
+}
+
+fn layer_digests(manifest: &Value) -> Vec<String> {
+    manifest["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["digest"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn a_kek_encrypted_image_runs_with_its_key_from_verdictd() {
+    if !needs("a_kek_encrypted_image_runs_with_its_key_from_verdictd", &[]) {
+        return;
+    }
+    let bed = Bed::new();
+    let kek = random::<32>();
+    let (reference, manifest) = push_kek_image(&bed, &kek, "kek");
+    let kbs = Verdictd::start(&bed.host("verdictd"), &bed.mr, &[(KEK_RESOURCE, &kek)]);
+
+    let out = bed.run(&reference, &[kbs_env(&kbs)]);
+    bed.assert_ran(&out);
+    assert!(out.stderr.contains("attesting to"), "{}", out.stderr);
+    for digest in layer_digests(&manifest) {
+        let line = format!("enclave-boot: layer {}: ", &digest[7..19]);
+        let l = out.stderr.lines().find(|l| l.starts_with(&line));
+        assert!(
+            l.is_some_and(|l| l.contains("decrypted")),
+            "{line}: {}",
+            out.stderr
+        );
+    }
+    // The scan's control: a plaintext copy left on the host is found.
+    let leak = bed.host("leak");
+    std::fs::write(&leak, format!("{}\n", bed.marker)).unwrap();
+    assert_eq!(
+        marker_found(&[Path::new("/tmp"), Path::new("/var")], &bed.marker),
+        [leak.display().to_string()]
+    );
+    std::fs::remove_file(&leak).unwrap();
+    let log = kbs.log();
+    assert!(
+        log.contains("released") && log.contains(KEK_RESOURCE),
+        "{log}"
+    );
+    drop(kbs);
+    bed.finish();
+}
+
+#[test]
+fn a_refused_enclave_gets_no_key_and_pulls_no_layer() {
+    if !needs("a_refused_enclave_gets_no_key_and_pulls_no_layer", &[]) {
+        return;
+    }
+    let bed = Bed::new();
+    let kek = random::<32>();
+    let (reference, manifest) = push_kek_image(&bed, &kek, "kek");
+    // verdictd admits another program: the boot program's evidence is contraindicated,
+    // and the `affirming` resource policy releases nothing to it.
+    let other = hex::encode(random::<32>());
+    let kbs = Verdictd::start(&bed.host("verdictd"), &other, &[(KEK_RESOURCE, &kek)]);
+    let before = blob_requests(&bed.registry);
+
+    let out = bed.run(&reference, &[kbs_env(&kbs)]);
+    let line = refused(&out, &[KID, "401", "denies"]);
+    assert!(
+        line.starts_with("enclave-boot: error: KBS: layer key "),
+        "{line}"
+    );
+    assert_eq!(
+        blob_requests(&bed.registry),
+        before,
+        "a layer or config was pulled"
+    );
+    assert!(!kbs.log().contains("released"), "{}", kbs.log());
+    drop(kbs);
+
+    // The control: admitted, the same enclave gets the key and pulls every layer, and
+    // the registry's log shows it.
+    let kbs = Verdictd::start(&bed.host("admits"), &bed.mr, &[(KEK_RESOURCE, &kek)]);
+    bed.assert_ran(&bed.run(&reference, &[kbs_env(&kbs)]));
+    let pulled = blob_requests(&bed.registry);
+    for digest in layer_digests(&manifest) {
+        assert!(
+            pulled[before.len()..].iter().any(|l| l.contains(&digest)),
+            "{digest} not in {pulled:?}"
+        );
+    }
+    drop(kbs);
+    bed.finish();
+}
+
+#[test]
+fn a_wrong_or_missing_kek_is_named_with_the_layer_and_kid() {
+    if !needs(
+        "a_wrong_or_missing_kek_is_named_with_the_layer_and_kid",
+        &[],
+    ) {
+        return;
+    }
+    let bed = Bed::new();
+    let (reference, manifest) = push_kek_image(&bed, &random::<32>(), "kek");
+    let first = &layer_digests(&manifest)[0];
+    let before = blob_requests(&bed.registry);
+
+    // verdictd holds another KEK under that resource: the packet's A256GCM tag fails.
+    let wrong = random::<32>();
+    let kbs = Verdictd::start(&bed.host("wrong"), &bed.mr, &[(KEK_RESOURCE, &wrong)]);
+    let out = bed.run(&reference, &[kbs_env(&kbs)]);
+    let line = refused(&out, &[]);
+    assert_eq!(
+        line,
+        format!("enclave-boot: error: layer {first}: none of the keys could be used for decryption: provider.attestation-agent[0] (kid {KID}, A256GCM): wrong KEK: A256GCM tag mismatch")
+    );
+    drop(kbs);
+
+    // verdictd does not hold it at all.
+    let kbs = Verdictd::start(&bed.host("none"), &bed.mr, &[]);
+    let out = bed.run(&reference, &[kbs_env(&kbs)]);
+    refused(&out, &["KBS: layer key ", KID, "not found"]);
+    drop(kbs);
+
+    // No KBS configured at all.
+    let out = bed.run(&reference, &[]);
+    refused(&out, &[KID, "ENCLAVE_KBS_URL"]);
+
+    assert_eq!(blob_requests(&bed.registry), before, "a blob was pulled");
+    bed.finish();
+}
+
+#[test]
+fn a_flipped_ciphertext_byte_is_refused_before_its_files_are_visible() {
+    if !needs(
+        "a_flipped_ciphertext_byte_is_refused_before_its_files_are_visible",
+        &[],
+    ) {
+        return;
+    }
+    let bed = Bed::new();
+    let kek = random::<32>();
+    let (reference, manifest) = push_kek_image(&bed, &kek, "kek");
+    let kbs = Verdictd::start(&bed.host("verdictd"), &bed.mr, &[(KEK_RESOURCE, &kek)]);
+    let layers = layer_digests(&manifest);
+    let (base, marker_layer) = (&layers[0], &layers[1]);
+
+    // 1. The registry serves a flipped byte under the manifest's digest: the download's
+    //    digest check refuses it, naming what the bytes hash to.
+    let stored = bed.registry.blob_path(marker_layer);
+    let genuine = std::fs::read(&stored).unwrap();
+    let mut flipped = genuine.clone();
+    let mid = flipped.len() / 2;
+    flipped[mid] ^= 0x01;
+    std::fs::write(&stored, &flipped).unwrap();
+    let out = bed.run(&reference, &[kbs_env(&kbs)]);
+    let actual = test_support::sha256_digest(&flipped);
+    let line = refused(
+        &out,
+        &[
+            &format!("blob {marker_layer}: digest mismatch"),
+            &format!("hashes to {actual}"),
+        ],
+    );
+    // The layer below it was applied; nothing of the tampered one was.
+    assert!(out.stderr.contains(&format!("layer {}: ", &base[7..19])));
+    assert!(
+        !out.stderr
+            .contains(&format!("layer {}: ", &marker_layer[7..19])),
+        "{line}"
+    );
+    std::fs::write(&stored, &genuine).unwrap();
+
+    // 2. A registry that also rewrites the (unsigned) manifest to the tampered blob's
+    //    digest: every digest holds, and the layer's HMAC (ocicrypt's encrypt-then-MAC
+    //    over the ciphertext) refuses it — not the corrupt gzip it decrypts to.
+    let tampered = bed.registry.put_blob("test/app", &flipped).unwrap();
+    let mut m = manifest.clone();
+    m["layers"][1]["digest"] = tampered.clone().into();
+    bed.registry
+        .put_manifest(
+            "test/app",
+            "tampered",
+            OCI_MANIFEST,
+            &serde_json::to_vec(&m).unwrap(),
+        )
+        .unwrap();
+    let out = bed.run(
+        &format!("{}/test/app:tampered", bed.registry.host()),
+        &[kbs_env(&kbs)],
+    );
+    let line = refused(&out, &[]);
+    assert_eq!(
+        line,
+        format!("enclave-boot: error: layer {tampered}: HMAC mismatch: the encrypted layer was altered or was not made with this key")
+    );
+    assert!(!out
+        .stderr
+        .contains(&format!("layer {}: ", &tampered[7..19])));
+
+    // The genuine image still runs.
+    bed.assert_ran(&bed.run(&reference, &[kbs_env(&kbs)]));
+    drop(kbs);
+    bed.finish();
+}
+
+/// An RSA key pair made by openssl in `dir`: `<name>.pem` (PKCS#8) and `<name>.pub`.
+fn rsa_pair(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
+    let (key, public) = (
+        dir.join(format!("{name}.pem")),
+        dir.join(format!("{name}.pub")),
+    );
+    run_ok(
+        "openssl",
+        &[
+            "genpkey",
+            "-algorithm",
+            "RSA",
+            "-pkeyopt",
+            "rsa_keygen_bits:2048",
+            "-out",
+            key.to_str().unwrap(),
+        ],
+    );
+    run_ok(
+        "openssl",
+        &[
+            "pkey",
+            "-in",
+            key.to_str().unwrap(),
+            "-pubout",
+            "-out",
+            public.to_str().unwrap(),
+        ],
+    );
+    (key, public)
+}
+
+#[test]
+fn a_skopeo_jwe_image_runs_with_its_private_key_from_verdictd() {
+    if !needs(
+        "a_skopeo_jwe_image_runs_with_its_private_key_from_verdictd",
+        &["openssl"],
+    ) {
+        return;
+    }
+    let bed = Bed::new();
+    let (key, public) = rsa_pair(bed.tenant.path(), "jwe");
+    let (other, _) = rsa_pair(bed.tenant.path(), "other");
+    let reference = bed.push(
+        "jwe",
+        &[],
+        &["--encryption-key", &format!("jwe:{}", public.display())],
+    );
+    let manifest = bed.manifest("jwe");
+    let first = &layer_digests(&manifest)[0];
+    let keys = format!("ENCLAVE_IMAGE_DECRYPTION_KEYS={JWE_KEY}");
+
+    let pem = std::fs::read(&key).unwrap();
+    let kbs = Verdictd::start(
+        &bed.host("verdictd"),
+        &bed.mr,
+        &[("default/image-key/jwe", &pem)],
+    );
+    let out = bed.run(&reference, &[kbs_env(&kbs), keys.clone()]);
+    bed.assert_ran(&out);
+    assert!(
+        kbs.log().contains("released") && kbs.log().contains("default/image-key/jwe"),
+        "{}",
+        kbs.log()
+    );
+
+    // Without the key: ocicrypt's words, the layer and the recipient skopeo wrote
+    // (`{"alg":"RSA-OAEP","enc":"A256GCM"}`, images.md §1.6).
+    let out = bed.run(&reference, &[kbs_env(&kbs)]);
+    let line = refused(&out, &[]);
+    assert_eq!(
+        line,
+        format!("enclave-boot: error: layer {first}: missing private key needed for decryption: jwe[0] recipient[0] (alg RSA-OAEP): no private key configured")
+    );
+    drop(kbs);
+
+    // Another RSA key: refused, as skopeo refuses it.
+    let wrong = std::fs::read(&other).unwrap();
+    let kbs = Verdictd::start(
+        &bed.host("wrong"),
+        &bed.mr,
+        &[("default/image-key/jwe", &wrong)],
+    );
+    let out = bed.run(&reference, &[kbs_env(&kbs), keys.clone()]);
+    let line = refused(
+        &out,
+        &[
+            &format!("layer {first}: "),
+            "none of the keys could be used for decryption",
+            "RSA-OAEP",
+        ],
+    );
+    let skopeo = test_support::skopeo(&[
+        "copy",
+        "--src-tls-verify=false",
+        "--decryption-key",
+        other.to_str().unwrap(),
+        &format!("docker://{reference}"),
+        &format!("oci:{}:out", bed.tenant("skopeo-out").display()),
+    ])
+    .unwrap_err();
+    assert!(
+        skopeo.contains("none of the private keys could be used for decryption"),
+        "skopeo: {skopeo} / ours: {line}"
+    );
+
+    // Not a key at all under that resource.
+    drop(kbs);
+    let kbs = Verdictd::start(
+        &bed.host("garbage"),
+        &bed.mr,
+        &[("default/image-key/jwe", b"not a key")],
+    );
+    let out = bed.run(&reference, &[kbs_env(&kbs), keys]);
+    refused(&out, &[&format!("decryption key {JWE_KEY}: private key: ")]);
+    drop(kbs);
+    bed.finish();
+}
+
+#[test]
+fn a_gpg_signed_image_runs_and_unsigned_or_forged_ones_are_refused() {
+    if !needs(
+        "a_gpg_signed_image_runs_and_unsigned_or_forged_ones_are_refused",
+        &["gpg"],
+    ) {
+        return;
+    }
+    let bed = Bed::new();
+    let gpg = test_support::Gpg::new(&bed.tenant("gnupg")).unwrap();
+    let forger = test_support::Gpg::new(&bed.tenant("gnupg-forger")).unwrap();
+    // Lookaside stores on the host, written through file:// by skopeo (registries.d) and
+    // served to the enclave over loopback HTTP.
+    let regd = |name: &str| {
+        let store = bed.host(name);
+        let dir = bed.tenant(&format!("registries.d-{name}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(
+            dir.join("t.yaml"),
+            format!("default-docker:\n  lookaside: file://{}\n", store.display()),
+        )
+        .unwrap();
+        (dir.display().to_string(), store)
+    };
+    let (regd_good, store_good) = regd("sigstore");
+    let (regd_forged, store_forged) = regd("sigstore-forged");
+
+    // Encrypted for the KBS-held KEK and signed; then the same image signed by another
+    // key into another store; then a second encryption of it (another manifest), unsigned.
+    let kek = random::<32>();
+    let index = std::fs::read(bed.layout().join("index.json")).unwrap();
+    test_support::encrypt_layout_with_kek(&bed.layout(), "latest", &kek, KID).unwrap();
+    let signed = bed.push(
+        "signed",
+        &[("GNUPGHOME", gpg.home())],
+        &["--registries.d", &regd_good, "--sign-by", gpg.fingerprint()],
+    );
+    bed.push(
+        "signed",
+        &[("GNUPGHOME", forger.home())],
+        &[
+            "--registries.d",
+            &regd_forged,
+            "--sign-by",
+            forger.fingerprint(),
+        ],
+    );
+    std::fs::write(bed.layout().join("index.json"), index).unwrap();
+    test_support::encrypt_layout_with_kek(&bed.layout(), "latest", &kek, KID).unwrap();
+    let unsigned = bed.push("unsigned", &[], &[]);
+
+    let scope = format!("{}/test/app", bed.registry.host());
+    let policy = |key_path: &str| {
+        serde_json::json!({
+            "default": [{"type": "reject"}],
+            "transports": {"docker": {scope.clone(): [
+                {"type": "signedBy", "keyType": "GPGKeys", "keyPath": key_path}
+            ]}}
+        })
+        .to_string()
+    };
+    let public = gpg.export_public().unwrap();
+    let kbs = Verdictd::start(
+        &bed.host("verdictd"),
+        &bed.mr,
+        &[
+            (KEK_RESOURCE, &kek),
+            (
+                "default/image-policy/containers",
+                policy(GPG_KEY).as_bytes(),
+            ),
+            ("default/image-policy/gpg", public.as_bytes()),
+        ],
+    );
+
+    // skopeo's verdicts on the same images under the same policy (a local key file).
+    let key_file = bed.tenant("trusted.asc");
+    std::fs::write(&key_file, &public).unwrap();
+    let policy_file = bed.tenant("policy.json");
+    std::fs::write(&policy_file, policy(key_file.to_str().unwrap())).unwrap();
+    let skopeo_verdict = |reference: &str, regd: &str| {
+        let out = Command::new("skopeo")
+            .args([
+                "--policy",
+                policy_file.to_str().unwrap(),
+                "--registries.d",
+                regd,
+            ])
+            .args([
+                "copy",
+                "-q",
+                "--remove-signatures",
+                "--src-tls-verify=false",
+            ])
+            .arg(format!("docker://{reference}"))
+            .arg(format!("oci:{}:x", bed.tenant("verify").display()))
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+
+    let good = test_support::StaticFiles::serve(&store_good).unwrap();
+    let forged = test_support::StaticFiles::serve(&store_forged).unwrap();
+    let env = |lookaside: &str| {
+        vec![
+            kbs_env(&kbs),
+            format!("ENCLAVE_IMAGE_POLICY={POLICY}"),
+            format!("ENCLAVE_IMAGE_LOOKASIDE={lookaside}"),
+        ]
+    };
+
+    assert!(skopeo_verdict(&signed, &regd_good).0);
+    let out = bed.run(&signed, &env(&good.url()));
+    bed.assert_ran(&out);
+    assert!(
+        out.stderr.contains(&format!(
+            "signature verified: signedBy by {} for {signed}",
+            gpg.fingerprint()
+        )),
+        "{}",
+        out.stderr
+    );
+
+    let (ok, why) = skopeo_verdict(&unsigned, &regd_good);
+    assert!(!ok && why.contains("A signature was required, but no signature exists"));
+    let out = bed.run(&unsigned, &env(&good.url()));
+    refused(
+        &out,
+        &[
+            "A signature was required, but no signature exists",
+            "signedBy",
+        ],
+    );
+
+    let (ok, why) = skopeo_verdict(&signed, &regd_forged);
+    assert!(!ok && why.contains("Invalid GPG signature"), "{why}");
+    let out = bed.run(&signed, &env(&forged.url()));
+    refused(&out, &["Invalid GPG signature", "signedBy"]);
+    assert!(forged.requests() > 0, "the forged store was not consulted");
+
+    // A policy that is not one: refused at load, naming the resource's words.
+    drop(kbs);
+    let kbs = Verdictd::start(
+        &bed.host("bad-policy"),
+        &bed.mr,
+        &[
+            (KEK_RESOURCE, &kek),
+            (
+                "default/image-policy/containers",
+                br#"{"default":[{"type":"insecureAcceptAnything","foo":1}]}"#,
+            ),
+        ],
+    );
+    let out = bed.run(
+        &signed,
+        &[
+            kbs_env(&kbs),
+            format!("ENCLAVE_IMAGE_POLICY={POLICY}"),
+            format!("ENCLAVE_IMAGE_LOOKASIDE={}", good.url()),
+        ],
+    );
+    refused(
+        &out,
+        &[
+            &format!("signature policy {POLICY}: "),
+            "Unknown key \"foo\"",
+        ],
+    );
+    drop(kbs);
+    drop((good, forged, gpg, forger));
+    bed.finish();
+}
