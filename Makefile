@@ -72,6 +72,7 @@ install: build
 	install -D -m 0755 $(RELEASE)/shelter $(DESTDIR)$(PREFIX)/bin/shelter
 	install -D -m 0755 $(RELEASE)/verdictd $(DESTDIR)$(PREFIX)/bin/verdictd
 	install -D -m 0755 $(RELEASE)/attestation-agent $(DESTDIR)$(PREFIX)/bin/attestation-agent
+	install -D -m 0755 $(RELEASE)/enclave-image $(DESTDIR)$(PREFIX)/bin/enclave-image
 	install -D -m 0755 $(RELEASE)/liberpal-sim.so $(DESTDIR)$(PREFIX)/lib/rune/liberpal-sim.so
 	@# The confidential-image boot program goes beside the PAL, with a manifest signed by
 	@# this host's boot signer key (made once, 0600). Tenants admit its mr_enclave (printed

@@ -218,6 +218,11 @@ fn a_closed_stdout_ends_every_command_quietly() {
                 &["--listen", "127.0.0.1:0", "--sim-key", sim_key],
             ),
         ),
+        ("enclave-image keygen", {
+            let mut c = cmd("enclave-image", &["keygen", "--kek"]);
+            c.arg(dir.path().join("kek.bin"));
+            c
+        }),
     ];
     for (what, c) in cases {
         assert_sigpipe(what, run_closed(c, Closed::Stdout));
@@ -289,6 +294,21 @@ fn a_closed_stderr_ends_every_command_quietly() {
             ),
         ),
         ("signature-server", cmd("signature-server", &[])),
+        (
+            "enclave-image",
+            cmd(
+                "enclave-image",
+                &[
+                    "encrypt",
+                    "--kek-id",
+                    "kbs:///default/image-kek/app",
+                    "--kek-file",
+                    "/nonexistent/kek.bin",
+                    "oci:/nonexistent:v1",
+                    "oci:/nonexistent/out:v1",
+                ],
+            ),
+        ),
     ];
     for (what, c) in cases {
         assert_sigpipe(what, run_closed(c, Closed::Stderr));

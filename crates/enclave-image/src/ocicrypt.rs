@@ -37,7 +37,7 @@ pub use media::{
     compression, decrypted_media_type, encrypted_media_type, is_encrypted, Compression,
 };
 pub use options::{PrivateOptions, PublicOptions, CIPHER_AES_256_CTR_HMAC_SHA256};
-pub use packet::wrap_packet;
+pub use packet::{seal_packet, wrap_packet};
 
 /// Annotation prefix of every ocicrypt annotation; containers/image drops all of them
 /// from a layer it decrypts.

@@ -1,6 +1,7 @@
 //! Where images come from: references, OCI distribution pull (through `oci-client`), and
 //! OCI image layouts (a directory, or an `oci-archive` tar of one) as a source with the
-//! same API. Every byte handed out is checked against a digest first (images.md §5).
+//! same API. Where they go, on the tenant's side: [`Destination`] (registry push or an
+//! OCI layout). Every byte handed out is checked against a digest first (images.md §5).
 //!
 //! Flow, as the in-enclave program uses it:
 //! ```no_run
@@ -25,6 +26,7 @@
 mod blob;
 mod layout;
 mod manifest;
+mod push;
 mod reference;
 mod remote;
 mod signatures;
@@ -39,6 +41,7 @@ pub use manifest::{
     parse_manifest, select_platform, Descriptor, Index, Manifest, ManifestKind, Platform,
     ACCEPTED_MANIFEST_TYPES, DOCKER_LIST, DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST,
 };
+pub use push::{BlobData, Destination, DEFAULT_LAYOUT_TAG};
 pub use reference::{ImageRef, DOCKER_HUB};
 pub use signatures::{CosignSignature, COSIGN_SIGNATURE_ANNOTATION, COSIGN_SIMPLESIGNING};
 

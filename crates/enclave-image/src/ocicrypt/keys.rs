@@ -84,6 +84,32 @@ impl Keys {
     }
 }
 
+impl Keys {
+    /// Opens one annotation packet (its JSON, the provider's bytes) with the KEK held
+    /// for its `kid`, and returns what it seals (a layer's private options JSON), as a
+    /// key provider answers `keyunwrap`. Nothing is parsed beyond the packet.
+    ///
+    /// Errors: [`Error::Kek`] for a packet that does not parse, a `kid` that is not a
+    /// `kbs:///` resource or whose KEK is not held (naming the kid), a wrong KEK.
+    pub fn open_packet(&self, packet_json: &[u8]) -> Result<Zeroizing<Vec<u8>>, Error> {
+        let packet = Packet::parse(packet_json).map_err(Error::Kek)?;
+        let resource = kid_resource(&packet.kid).map_err(Error::Kek)?;
+        let kek = self.keks.get(&resource).ok_or_else(|| {
+            Error::Kek(format!("no KEK for {} (held: {})", packet.kid, {
+                let held: Vec<&str> = self.keks.keys().map(String::as_str).collect();
+                if held.is_empty() {
+                    "none".to_string()
+                } else {
+                    held.join(", ")
+                }
+            }))
+        })?;
+        packet
+            .unwrap(kek)
+            .map_err(|e| Error::Kek(format!("{}: {e}", packet.kid)))
+    }
+}
+
 /// The ocicrypt annotations of one layer descriptor, kept as found: nothing is
 /// decoded until [`LayerAnnotations::unwrap`], so each bad entry is reported there.
 #[derive(Debug, Clone, Default)]

@@ -170,11 +170,21 @@ impl Packet {
 /// Errors: [`Error::Kek`] for a `kid` that is not `kbs:///repo/type/tag`,
 /// [`Error::Encrypt`] when no random iv can be had.
 pub fn wrap_packet(kek: &Kek, kid: &str, options: &PrivateOptions) -> Result<String, Error> {
+    Ok(STANDARD.encode(seal_packet(kek, kid, &options.to_json())?))
+}
+
+/// Seals `plaintext` (a layer's private options JSON, as a key provider receives it in
+/// `optsdata`) into a v1 packet for `kid` and returns the packet JSON
+/// `{"kid","wrapped_data","iv","wrap_type":"A256GCM"}`: the bytes a key provider hands
+/// back, which ocicrypt std-base64-encodes into the annotation.
+///
+/// Errors: as [`wrap_packet`].
+pub fn seal_packet(kek: &Kek, kid: &str, plaintext: &[u8]) -> Result<Vec<u8>, Error> {
     kid_resource(kid).map_err(Error::Kek)?;
     let mut iv = [0u8; 12];
     getrandom::getrandom(&mut iv).map_err(|e| Error::Encrypt(format!("random iv: {e}")))?;
     let sealed = Aes256Gcm::new(kek.bytes().into())
-        .encrypt(Nonce::from_slice(&iv), options.to_json().as_slice())
+        .encrypt(Nonce::from_slice(&iv), plaintext)
         .map_err(|_| Error::Encrypt("A256GCM".into()))?;
     let packet = PacketV1 {
         kid,
@@ -182,7 +192,7 @@ pub fn wrap_packet(kek: &Kek, kid: &str, options: &PrivateOptions) -> Result<Str
         iv: STANDARD.encode(iv),
         wrap_type: "A256GCM",
     };
-    Ok(STANDARD.encode(serde_json::to_vec(&packet).expect("strings serialise")))
+    Ok(serde_json::to_vec(&packet).expect("strings serialise"))
 }
 
 #[cfg(test)]

@@ -17,10 +17,10 @@ use super::{Credentials, Error, ImageRef, RegistryConfig, Resolved};
 /// The shared HTTP clients (cheap to clone).
 #[derive(Clone)]
 pub(crate) struct Remote {
-    client: Arc<oci_client::Client>,
+    pub(crate) client: Arc<oci_client::Client>,
     /// For lookaside signature stores: no registry credentials ever go there.
     pub(crate) plain: reqwest::Client,
-    auth: RegistryAuth,
+    pub(crate) auth: RegistryAuth,
 }
 
 /// One failed attempt: the error to report, and whether trying again may help.
