@@ -166,7 +166,7 @@ enum Command {
 
 fn main() {
     cli_exit::init();
-    let cli = Cli::parse();
+    let cli = cli_exit::parse::<Cli>();
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_target(false)
@@ -179,10 +179,10 @@ fn main() {
         })
         .init();
     if let Err(e) = run(cli.command) {
-        if cli_exit::is_broken_pipe(&e) {
+        if cli_exit::is_closed_output(&e) {
             cli_exit::die_of_sigpipe();
         }
-        cli_exit::exit_with_line(&format!("enclave-image: {}", one_line(&e)));
+        cli_exit::exit_with_line(&format!("enclave-image: {}", one_line(&e)), 1);
     }
 }
 
