@@ -12,7 +12,7 @@ BOOT       := target/$(HOST)/release/enclave-boot
 
 # Build: libseccomp for enforced seccomp profiles. Tests and demo: the real clients.
 BUILD_DEPS := build-essential pkg-config libseccomp-dev
-TEST_DEPS  := containerd docker.io podman runc umoci busybox-static hyperfine iproute2 procps openssl skopeo docker-registry gnupg zstd
+TEST_DEPS  := containerd docker.io podman runc umoci busybox-static hyperfine iproute2 procps openssl skopeo docker-registry gnupg zstd curl python3
 
 .PHONY: all build deps test demo bench fmt lint install clean
 

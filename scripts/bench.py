@@ -4,7 +4,8 @@
 usage: bench.py TITLE RUNS WARMUP BASELINE_NAME NAME=CMD [NAME=CMD ...]
 Each CMD is run through /bin/sh with {i} replaced by a fresh run number (for container ids).
 Prints a Markdown table with median, p90 and min in ms, and each median's ratio to the
-baseline's, plus the load average before and after.
+baseline's, plus the load average before and after. With BENCH_MIB=N in the environment
+(the MiB each command moves), a MiB/s column at the median follows.
 """
 import os
 import statistics
@@ -35,13 +36,16 @@ def main() -> None:
     print(f"\n### {title}\n")
     print(f"{runs} runs after {warmup} warm-ups, interleaved; {os.cpu_count()} CPUs; "
           f"load average {load_before[0]:.2f} before, {load_after[0]:.2f} after\n")
-    print("| command | median ms | p90 ms | min ms | median / " + baseline + " |")
-    print("|---|---:|---:|---:|---:|")
+    mib = float(os.environ["BENCH_MIB"]) if os.environ.get("BENCH_MIB") else None
+    print("| command | median ms | p90 ms | min ms | median / " + baseline + " |"
+          + (" MiB/s |" if mib else ""))
+    print("|---|---:|---:|---:|---:|" + ("---:|" if mib else ""))
     for name, _ in cases:
         t = sorted(times[name])
         med = statistics.median(t)
         p90 = t[min(len(t) - 1, int(len(t) * 0.9))]
-        print(f"| {name} | {med:.2f} | {p90:.2f} | {t[0]:.2f} | {med / base:.2f} |")
+        rate = f" {mib / (med / 1000):.1f} |" if mib else ""
+        print(f"| {name} | {med:.2f} | {p90:.2f} | {t[0]:.2f} | {med / base:.2f} |{rate}")
 
 
 if __name__ == "__main__":

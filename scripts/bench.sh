@@ -73,6 +73,58 @@ for rt in io.containerd.runc.v2 io.containerd.rune.v2; do
   "${CTR[@]}" container delete "$id"
 done
 
+# Confidential image: pull + verify + decrypt + unpack of a ~100 MiB image from a
+# loopback registry inside a sim enclave, against the host path for the same plaintext
+# image (skopeo copy to an OCI layout + umoci unpack), same run.
+IMG_RUNS=${IMG_RUNS:-$RUNS}
+TOOL=$PWD/target/release/enclave-image
+B=$WORK/image-bench
+mkdir -p "$B/files/data" "$B/kbs/resources"
+# Half incompressible, half text (gzip takes it to ~3/4): ~100 MiB unpacked.
+head -c 48M /dev/urandom > "$B/files/data/random.bin"
+head -c 39M /dev/urandom | base64 -w 76 > "$B/files/data/text.txt"
+image_layout "$B/layout" "$B/files" 'true'
+rm -rf "$B/files"
+start_registry
+skopeo copy -q --dest-tls-verify=false "oci:$B/layout:latest" "docker://$REGISTRY/bench/app:plain"
+"$PWD/target/release/sim-sign" keygen --out "$B/signer.key" >/dev/null
+"$TOOL" keygen --kek "$B/kek.bin" >/dev/null
+"$TOOL" keygen --cosign "$B/cosign.key" >/dev/null
+"$TOOL" encrypt --insecure-registry "$REGISTRY" --kek-id kbs:///default/image-kek/bench \
+  --kek-file "$B/kek.bin" "oci:$B/layout:latest" "$REGISTRY/bench/app:enc" >/dev/null
+"$TOOL" sign --insecure-registry "$REGISTRY" --cosign-key "$B/cosign.key" "$REGISTRY/bench/app:enc" >/dev/null
+BMR=$(sign_boot "$B/boot" "$B/signer.key")
+printf 'allow_software_tees = true\n[expected]\nsim_mr_enclave = ["%s"]\n' "$BMR" > "$B/kbs/attestation.toml"
+printf '{"default":[{"type":"reject"}],"transports":{"docker":{"%s/bench":[{"type":"sigstoreSigned","keyPath":"kbs:///default/image-policy/cosign","signedIdentity":{"type":"matchRepository"}}]}}}' \
+  "$REGISTRY" > "$B/kbs/resources/default\\x2Fimage-policy\\x2Fcontainers"
+cp "$B/cosign.key.pub" "$B/kbs/resources/default\\x2Fimage-policy\\x2Fcosign"
+cp "$B/kek.bin" "$B/kbs/resources/default\\x2Fimage-kek\\x2Fbench"
+chmod 600 "$B/kbs/resources/"*
+printf 'listen = "127.0.0.1:0"\ninsecure_http = true\nresource_policy = "affirming"\nattestation_policy = "attestation.toml"\n[storage]\ntype = "localfs"\ndir = "resources"\n' \
+  > "$B/kbs/verdictd.toml"
+./target/release/verdictd --config "$B/kbs/verdictd.toml" >"$B/kbs/verdictd.out" 2>"$WORK/verdictd-bench.log" &
+PIDS+=($!)
+for _ in $(seq 100); do grep -q listening "$B/kbs/verdictd.out" && break; sleep 0.1; done
+KBS_URL=$(sed -n 's/^listening on //p' "$B/kbs/verdictd.out")
+COMMON=(ENCLAVE_TYPE=sim "ENCLAVE_RUNTIME_PATH=$PWD/target/release/liberpal-sim.so"
+  "ENCLAVE_IMAGE_INSECURE=$REGISTRY" "ENCLAVE_IMAGE_BOOT=$B/boot/enclave-boot")
+image_bundle "$B/plain" "${COMMON[@]}" "ENCLAVE_IMAGE=$REGISTRY/bench/app:plain"
+image_bundle "$B/enc" "${COMMON[@]}" "ENCLAVE_IMAGE=$REGISTRY/bench/app:enc" \
+  "ENCLAVE_KBS_URL=$KBS_URL" ENCLAVE_IMAGE_POLICY=kbs:///default/image-policy/containers
+BYTES=$(curl -fs -H 'Accept: application/vnd.oci.image.manifest.v1+json' "http://$REGISTRY/v2/bench/app/manifests/plain" |
+  python3 -c 'import json, sys; m = json.load(sys.stdin); print(sum(l["size"] for l in m["layers"]))')
+HOST_PATH="rm -rf $B/host && skopeo copy -q --src-tls-verify=false docker://$REGISTRY/bench/app:plain oci:$B/host/l:v1 && umoci unpack --image $B/host/l:v1 $B/host/b >/dev/null"
+BENCH_MIB=$((BYTES / 1048576)) python3 scripts/bench.py \
+  "confidential image: $((BYTES / 1048576)) MiB of layers (gzip) from a loopback registry" \
+  "$IMG_RUNS" 3 "host: skopeo copy + umoci unpack" \
+  "host: skopeo copy + umoci unpack=$HOST_PATH" \
+  "rune run, pulled in the sim enclave=$RUNE --root $WORK/rune run --bundle $B/plain i{i}" \
+  "rune run, encrypted + cosign-signed, KEK from verdictd=$RUNE --root $WORK/rune run --bundle $B/enc e{i}"
+rm -rf "$B/host"
+# The boot program's own figure: its peak resident set before it hands over.
+"$RUNE" --root "$WORK/rune" run --bundle "$B/enc" peak 2>&1 >/dev/null |
+  sed -n 's/^enclave-boot: image \(sha256:.\{12\}\).* ready in \([0-9.]* s\), peak memory \([0-9.]* MiB\).*/\nenclave-boot (encrypted image): ready in \2, peak RSS \3/p'
+
 # Evidence verification (rats) against the raw dcap-qvl call, same input, same run.
 cargo run --quiet --release -p rats --example verify_bench
 

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The main job: a busybox container through rune directly, through containerd and
-# through `docker --runtime rune`, each daemon private to this run.
+# The main job: a busybox container through rune directly, in the sim enclave with
+# attestation and secrets, a confidential image, through containerd and through
+# `docker --runtime rune`, each daemon private to this run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
@@ -166,6 +167,71 @@ KMR2=$(kbs_bundle "$WORK/kbs/other" "changed")
 echo "-- the same enclave with another executable (mr_enclave $KMR2):"
 kbs_url "$WORK/kbs/other" "$KBS_URL"
 "$RUNE" --root "$WORK/rune" run --bundle "$WORK/kbs/other" kbs-demo-other || true
+kill "$VERDICTD"; wait "$VERDICTD" || true
+
+step "a confidential image: encrypted and signed by the tenant, decrypted only inside the enclave"
+# The tenant encrypts every layer for a key-encryption key (KEK) that only verdictd
+# holds and signs the image with cosign; the host's registry keeps ciphertext. In the
+# enclave, the signed boot program attests, gets the signature policy and the KEK,
+# pulls, checks, decrypts and unpacks into a root only the enclave sees, then runs it.
+TOOL=$PWD/target/release/enclave-image
+C=$WORK/confidential
+mkdir -p "$C/files" "$C/kbs/resources"
+SECRET="the tenant's secret $(head -c 8 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+echo "$SECRET" > "$C/files/secret.txt"
+image_layout "$C/layout" "$C/files" 'echo "inside the enclave: $(cat /secret.txt)"'
+rm -rf "$C/files"
+start_registry
+"$TOOL" keygen --cosign "$C/cosign.key"
+openssl genpkey -algorithm ed25519 -out "$C/admin.key" 2>/dev/null
+openssl pkey -in "$C/admin.key" -pubout -out "$C/kbs/admin.pub"
+BMR=$(sign_boot "$C/boot" "$WORK/signer.key")
+printf 'allow_software_tees = true\n[expected]\nsim_mr_enclave = ["%s"]\n' "$BMR" > "$C/kbs/attestation.toml"
+# The signature policy and its key, KBS resources the enclave fetches after attesting.
+printf '{"default":[{"type":"reject"}],"transports":{"docker":{"%s/demo":[{"type":"sigstoreSigned","keyPath":"kbs:///default/image-policy/cosign","signedIdentity":{"type":"matchRepository"}}]}}}' \
+  "$REGISTRY" > "$C/kbs/resources/default\\x2Fimage-policy\\x2Fcontainers"
+cp "$C/cosign.key.pub" "$C/kbs/resources/default\\x2Fimage-policy\\x2Fcosign"
+chmod 600 "$C/kbs/resources/"*
+cat > "$C/kbs/verdictd.toml" <<'TOML'
+listen = "127.0.0.1:0"
+insecure_http = true
+resource_policy = "affirming"
+attestation_policy = "attestation.toml"
+[storage]
+type = "localfs"
+dir = "resources"
+[admin]
+mode = "bearer_jwt"
+public_keys = ["admin.pub"]
+roles = ["admin"]
+TOML
+./target/release/verdictd --config "$C/kbs/verdictd.toml" >"$C/kbs/verdictd.out" 2>"$WORK/verdictd-image.log" &
+VERDICTD=$!
+PIDS+=("$VERDICTD")
+for _ in $(seq 100); do grep -q listening "$C/kbs/verdictd.out" && break; sleep 0.1; done
+KBS_URL=$(sed -n 's/^listening on //p' "$C/kbs/verdictd.out")
+echo "-- tenant: enclave-image encrypt (fresh KEK stored in verdictd) and sign (cosign)"
+"$TOOL" encrypt --insecure-registry "$REGISTRY" --kek-id kbs:///default/image-kek/app \
+  --kbs "$KBS_URL" --admin-key "$C/admin.key" "oci:$C/layout:latest" "$REGISTRY/demo/app:v1"
+"$TOOL" sign --insecure-registry "$REGISTRY" --cosign-key "$C/cosign.key" "$REGISTRY/demo/app:v1"
+echo "-- what the host's registry holds:"
+curl -fs -H 'Accept: application/vnd.oci.image.manifest.v1+json' "http://$REGISTRY/v2/demo/app/manifests/v1" |
+  python3 -c 'import json, sys; [print("  layer", l["digest"][:19], l["mediaType"]) for l in json.load(sys.stdin)["layers"]]'
+echo "-- rune run (boot program mr_enclave $BMR):"
+image_bundle "$C/bundle" ENCLAVE_TYPE=sim "ENCLAVE_RUNTIME_PATH=$PAL" "ENCLAVE_IMAGE=$REGISTRY/demo/app:v1" \
+  "ENCLAVE_IMAGE_INSECURE=$REGISTRY" "ENCLAVE_IMAGE_BOOT=$C/boot/enclave-boot" "ENCLAVE_KBS_URL=$KBS_URL" \
+  ENCLAVE_IMAGE_POLICY=kbs:///default/image-policy/containers
+"$RUNE" --root "$WORK/rune" run --bundle "$C/bundle" image-demo
+if grep -rqsF "$SECRET" "$C" "$WORK/registry" "$WORK/rune"; then
+  echo "the secret reached the host's disk" >&2; exit 1
+fi
+echo "(the secret is nowhere in the bundle, rune's state or the registry's storage)"
+echo "-- an image the host pushed in its place (not signed by the tenant):"
+skopeo copy -q --dest-tls-verify=false "oci-archive:$IMAGES/busybox-oci.tar" "docker://$REGISTRY/demo/app:host"
+image_bundle "$C/copy" ENCLAVE_TYPE=sim "ENCLAVE_RUNTIME_PATH=$PAL" "ENCLAVE_IMAGE=$REGISTRY/demo/app:host" \
+  "ENCLAVE_IMAGE_INSECURE=$REGISTRY" "ENCLAVE_IMAGE_BOOT=$C/boot/enclave-boot" "ENCLAVE_KBS_URL=$KBS_URL" \
+  ENCLAVE_IMAGE_POLICY=kbs:///default/image-policy/containers
+"$RUNE" --root "$WORK/rune" run --bundle "$C/copy" image-demo-copy 2>&1 | grep 'error' || true
 kill "$VERDICTD"; wait "$VERDICTD" || true
 
 step "containerd: ctr run --runc-binary rune"

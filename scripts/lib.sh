@@ -93,3 +93,59 @@ EOT
   for _ in $(seq 200); do [[ -S $d/c.sock ]] && break; sleep 0.1; done
   "${CTR[@]}" images import --index-name docker.io/library/busybox:rune "$IMAGES/busybox-oci.tar" >/dev/null
 }
+
+# start_registry: Debian's docker-registry on a free loopback port, storage in the work
+# dir; sets REGISTRY=127.0.0.1:PORT.
+start_registry() {
+  local d=$WORK/registry port
+  mkdir -p "$d"
+  port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  printf 'version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: %s\nhttp:\n  addr: 127.0.0.1:%s\n' \
+    "$d/data" "$port" > "$d/config.yml"
+  /usr/bin/docker-registry serve "$d/config.yml" > "$WORK/registry.log" 2>&1 &
+  PIDS+=($!)
+  REGISTRY=127.0.0.1:$port
+  for _ in $(seq 150); do curl -fs "http://$REGISTRY/v2/" >/dev/null && return; sleep 0.1; done
+  echo "docker-registry did not answer on $REGISTRY" >&2; return 1
+}
+
+# image_layout DIR FILES CMD: an OCI layout DIR:latest, the busybox image plus a layer
+# holding the tree FILES, whose command is CMD (one shell command line for sh -c).
+image_layout() {
+  local dir=$1 files=$2 cmd=$3 unpacked
+  mkdir -p "$dir"
+  tar -C "$dir" -xf "$IMAGES/busybox-oci.tar"
+  unpacked=$(mktemp -d "$WORK/unpack.XXXXXX")
+  umoci unpack --image "$dir:latest" "$unpacked/b" >/dev/null
+  cp -a "$files/." "$unpacked/b/rootfs/"
+  umoci repack --image "$dir:latest" "$unpacked/b" >/dev/null
+  umoci config --image "$dir:latest" --config.cmd /bin/sh --config.cmd -c --config.cmd "$cmd"
+  umoci gc --layout "$dir"
+  rm -rf "$unpacked"
+}
+
+# sign_boot DIR KEY: the statically linked boot program signed for /.rune/enclave-boot
+# into DIR (with its manifest beside it); prints its mr_enclave.
+sign_boot() {
+  mkdir -p "$1"
+  cp "$PWD/target/$(rustc -vV | sed -n 's/^host: //p')/release/enclave-boot" "$1/enclave-boot"
+  "$PWD/target/release/sim-sign" sign --executable "$1/enclave-boot" --entrypoint /.rune/enclave-boot \
+    --key "$2" --out "$1/enclave-boot.manifest.json" | sed -n 's/^mr_enclave //p'
+}
+
+# image_bundle DIR ENV...: a bundle on the host's network whose program is the
+# confidential image's (the boot program in its place), with NAME=value settings ENV.
+image_bundle() {
+  local dir=$1; shift
+  busybox_bundle "$dir" /.rune/enclave-boot
+  cp -a "$IMAGES/rootfs" "$dir/rootfs"
+  python3 - "$dir/config.json" "$@" <<'PY'
+import json, sys
+path, env = sys.argv[1], sys.argv[2:]
+spec = json.load(open(path))
+spec["root"] = {"path": "rootfs", "readonly": False}
+spec["process"]["env"] += env
+spec["linux"]["namespaces"] = [n for n in spec["linux"]["namespaces"] if n["type"] != "network"]
+json.dump(spec, open(path, "w"), indent=2)
+PY
+}

@@ -327,12 +327,25 @@ pub async fn prepare<W: Write>(
         nix::unistd::geteuid().is_root(),
     )?;
     progress.line(format_args!(
-        "image {} ready in {:.2} s: {:?}",
+        "image {} ready in {:.2} s, peak memory {}: {:?}",
         image.manifest_digest,
         started.elapsed().as_secs_f64(),
+        peak_rss().map_or("unknown".into(), |kib| format!(
+            "{:.1} MiB",
+            kib as f64 / 1024.0
+        )),
         launch.argv
     ));
     Ok((launch, image.manifest_digest.clone()))
+}
+
+/// This process's peak resident set in KiB (`ru_maxrss` of getrusage(2), which needs no
+/// /proc in the still-empty root). The unpacked root lives in the container's tmpfs and
+/// is not part of it.
+fn peak_rss() -> Option<u64> {
+    use nix::sys::resource::{getrusage, UsageWho};
+    let kib = getrusage(UsageWho::RUSAGE_SELF).ok()?.max_rss();
+    u64::try_from(kib).ok()
 }
 
 /// One KBS resource; the error names what it is for and its id.

@@ -4,7 +4,6 @@
 //! is called from a single-threaded process: libcontainer clones the caller, which is
 //! only safe when no other thread exists.
 
-use std::collections::HashMap;
 use std::fs;
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -21,12 +20,16 @@ use nix::unistd::Pid;
 
 use crate::agent;
 use crate::error::{Result, RuneError};
-use crate::executor::{EnclaveWorkload, ProcessExecutor, RuneExecutor};
+use crate::executor::{EnclaveWorkload, RuneExecutor};
 use crate::pidfile;
 use crate::signal::{self, Signal};
 use crate::spec::{validate_id, Bundle};
 use crate::state::{status_name, ContainerState};
-use crate::{enclave, exec_flags, image};
+use crate::{enclave, image};
+
+mod exec;
+
+pub use exec::{EnclaveExec, Exec, ExecOptions};
 
 /// The default state root, as runc's `/run/runc`.
 pub const DEFAULT_ROOT: &str = "/run/rune";
@@ -55,41 +58,6 @@ pub struct CreateOptions {
     /// (runc does by default, so orphans of a container sharing its pid namespace are
     /// reparented to it and reaped).
     pub no_subreaper: bool,
-}
-
-/// Options of `exec`.
-#[derive(Debug, Clone, Default)]
-pub struct ExecOptions {
-    /// A `process.json` replacing every other option below.
-    pub process: Option<PathBuf>,
-    /// Command and arguments.
-    pub args: Vec<String>,
-    /// Extra environment, `KEY=VALUE`.
-    pub env: Vec<String>,
-    /// Working directory inside the container.
-    pub cwd: Option<PathBuf>,
-    /// `uid[:gid]`.
-    pub user: Option<(u32, Option<u32>)>,
-    pub additional_gids: Vec<u32>,
-    pub capabilities: Vec<String>,
-    pub no_new_privs: bool,
-    /// `--tty`: the process gets a pty whose master goes to `console_socket` (with
-    /// `process`, that file's `terminal` decides).
-    pub tty: bool,
-    pub console_socket: Option<PathBuf>,
-    pub pid_file: Option<PathBuf>,
-    pub preserve_fds: i32,
-    pub detach: bool,
-    /// Exec into a paused container (the process starts frozen).
-    pub ignore_paused: bool,
-    /// `--cgroup` (repeatable): `[controller[,controller…]:]path` of existing
-    /// sub-cgroups of the container to run the process in (see
-    /// [`crate::exec_flags::parse_sub_cgroups`]).
-    pub sub_cgroups: Vec<String>,
-    /// `--apparmor`: the AppArmor profile of the process.
-    pub apparmor: Option<String>,
-    /// `--process-label`: the SELinux label of the process.
-    pub process_label: Option<String>,
 }
 
 impl Runtime {
@@ -337,93 +305,6 @@ impl Runtime {
         code
     }
 
-    /// `exec`: runs a new process in a running container. A plain container's process
-    /// is started and its pid returned; an enclave container's runs through the PAL of
-    /// the container's init (over the agent socket) and its exit code is returned.
-    pub fn exec(&self, id: &str, opts: &ExecOptions) -> Result<Exec> {
-        let c = self.load(id)?;
-        if c.status() == ContainerStatus::Running
-            && self.container_dir(id).join(agent::SOCKET).exists()
-        {
-            // A confidential-image enclave admits only its signed boot program: it
-            // becomes the requested process in the image's configuration.
-            let image = c
-                .state
-                .annotations
-                .as_ref()
-                .is_some_and(|a| a.contains_key(image::ROOTFS_TMPFS_ANNOTATION));
-            return self.exec_in_enclave(id, opts, image).map(Exec::Enclave);
-        }
-        self.exec_process(id, c, opts).map(Exec::Started)
-    }
-
-    /// Starts `opts`' process through the enclave runtime of a running enclave
-    /// container; the process runs from when this returns.
-    fn exec_in_enclave(&self, id: &str, opts: &ExecOptions, image: bool) -> Result<EnclaveExec> {
-        use crate::agent::*;
-        use std::os::fd::AsRawFd;
-        exec_flags::refuse_for_enclave(opts)?;
-        let (args, mut env, terminal) = match &opts.process {
-            Some(path) => {
-                let bytes = fs::read(path)
-                    .map_err(|e| RuneError::io(format!("read {}", path.display()), e))?;
-                let p: libcontainer::oci_spec::runtime::Process = serde_json::from_slice(&bytes)
-                    .map_err(|e| RuneError::InvalidArgument {
-                        flag: "--process".into(),
-                        message: e.to_string(),
-                    })?;
-                (
-                    p.args().clone().unwrap_or_default(),
-                    p.env().clone().unwrap_or_default(),
-                    p.terminal().unwrap_or(false),
-                )
-            }
-            None => (opts.args.clone(), Vec::new(), opts.tty),
-        };
-        env.extend(opts.env.iter().cloned());
-        if args.is_empty() {
-            return Err(RuneError::InvalidArgument {
-                flag: "exec".into(),
-                message: "a command or --process is required".into(),
-            });
-        }
-        let args = if image {
-            [image::BOOT_PROGRAM, "--exec", "--"]
-                .into_iter()
-                .map(String::from)
-                .chain(args)
-                .collect()
-        } else {
-            args
-        };
-        let console = console_connection(terminal, opts)?;
-        let ctx = |what: &str| format!("agent of {id}: {what}");
-        let mut conn = agent::connect(&self.container_dir(id))
-            .map_err(|e| RuneError::io(ctx("connect"), e))?;
-        let request = AgentServiceRequest {
-            request: Some(Request::Exec(Execute {
-                argv: args.join(" "),
-                envp: env.join(" "),
-                args,
-                env,
-                terminal,
-            })),
-        };
-        write_frame(&mut conn, &request).map_err(|e| RuneError::io(ctx("send"), e))?;
-        let (sig_r, sig_w) = std::io::pipe().map_err(|e| RuneError::io("pipe", e))?;
-        let fds = match &console {
-            Some(c) => vec![sig_r.as_raw_fd(), c.as_raw_fd()],
-            None => vec![sig_r.as_raw_fd(), 0, 1, 2],
-        };
-        send_fds(&conn, &fds).map_err(|e| RuneError::io(ctx("send stdio"), e))?;
-        drop(sig_r);
-        Ok(EnclaveExec {
-            id: id.to_string(),
-            conn: conn.into(),
-            signals: sig_w.into(),
-        })
-    }
-
     /// `attest`: a local report from the enclave runtime of a running enclave
     /// container (bound to `report_data` where the type allows), or with `is_ra` an
     /// `intelSgx` enclave's DCAP quote from aesmd.
@@ -466,86 +347,6 @@ impl Runtime {
                 "attest {id}: unexpected agent response"
             ))),
         }
-    }
-
-    fn exec_process(&self, id: &str, c: Container, opts: &ExecOptions) -> Result<Pid> {
-        // As runc: a created container takes processes (it stays created), a paused one
-        // only with --ignore-paused.
-        let what = match c.status() {
-            ContainerStatus::Running | ContainerStatus::Created => None,
-            ContainerStatus::Paused if opts.ignore_paused => None,
-            ContainerStatus::Paused => {
-                Some("cannot exec in a paused container (use --ignore-paused)")
-            }
-            _ => Some("cannot exec in a stopped container"),
-        };
-        if let Some(what) = what {
-            return Err(RuneError::State {
-                id: id.to_string(),
-                status: status_name(c.status()).to_string(),
-                what,
-            });
-        }
-        if c.status() == ContainerStatus::Created
-            && self.container_dir(id).join(agent::SOCKET).exists()
-        {
-            return Err(RuneError::State {
-                id: id.to_string(),
-                status: "created".into(),
-                what: "an enclave container takes processes once started (its enclave runtime runs from start)",
-            });
-        }
-        let apparmor = exec_flags::lsm_value(&opts.apparmor);
-        let process_label = exec_flags::lsm_value(&opts.process_label);
-        exec_flags::check_lsm(apparmor.as_deref(), process_label.as_deref())?;
-        let sub_cgroups = exec_flags::parse_sub_cgroups(&opts.sub_cgroups)?;
-        if opts.process.is_none() && opts.args.is_empty() {
-            return Err(RuneError::InvalidArgument {
-                flag: "exec".into(),
-                message: "a command or --process is required".into(),
-            });
-        }
-        let env: HashMap<String, String> = opts
-            .env
-            .iter()
-            .map(|kv| match kv.split_once('=') {
-                Some((k, v)) => (k.to_string(), v.to_string()),
-                None => (kv.clone(), String::new()),
-            })
-            .collect();
-        let pid = ContainerBuilder::new(id.to_string(), SyscallType::default())
-            .with_executor(ProcessExecutor)
-            .with_root_path(&self.root)
-            .map_err(RuneError::lc("state root"))?
-            .with_console_socket(opts.console_socket.as_ref())
-            .with_preserved_fds(opts.preserve_fds)
-            .as_tenant()
-            .with_terminal(opts.tty)
-            .with_detach(opts.detach)
-            .with_cwd(opts.cwd.as_ref())
-            .with_env(env)
-            .with_process(opts.process.as_ref())
-            .with_no_new_privs(opts.no_new_privs)
-            .with_container_args(opts.args.clone())
-            .with_additional_gids(opts.additional_gids.clone())
-            .with_user(opts.user.map(|(u, _)| u))
-            .with_group(opts.user.and_then(|(_, g)| g))
-            .with_capabilities(opts.capabilities.clone())
-            .with_ignore_paused(opts.ignore_paused)
-            .with_sub_cgroups(sub_cgroups)
-            .with_apparmor(apparmor)
-            .with_process_label(process_label)
-            .build()
-            .map_err(RuneError::lc(format!("exec in {id}")))?;
-        if let Some(path) = &opts.pid_file {
-            pidfile::write(path, pid.as_raw())?;
-        }
-        Ok(pid)
-    }
-
-    /// Waits for a process started by [`Runtime::exec`] without `detach`.
-    pub fn wait_exec(&self, pid: Pid) -> Result<i32> {
-        wait_forwarding_signals(pid)
     }
 
     /// `kill`: sends `signal` to the init process (or every process with `all`).
@@ -791,114 +592,6 @@ fn delete_reporting_hooks(
         }
         other => other,
     }
-}
-
-/// What `exec` did.
-#[derive(Debug)]
-pub enum Exec {
-    /// A process was started in the container; wait for it with [`Runtime::wait_exec`].
-    Started(Pid),
-    /// A process was started by the enclave runtime of an enclave container.
-    Enclave(EnclaveExec),
-}
-
-/// A process running in an enclave, started by `rune exec`: the open request to the
-/// container's agent and the pipe that carries signals to the process.
-///
-/// The process lives as long as its caller: when the signal pipe closes before the
-/// process ends (its waiter was killed), the agent kills the process. A detached exec
-/// hands both descriptors to a small waiter process (`rune exec -d` gives its pid), so
-/// signalling or killing that pid signals or kills the enclave process, as a shim
-/// expects of an exec'd pid.
-#[derive(Debug)]
-pub struct EnclaveExec {
-    id: String,
-    conn: std::os::fd::OwnedFd,
-    signals: std::os::fd::OwnedFd,
-}
-
-impl EnclaveExec {
-    /// The agent connection and the signal pipe, to hand to a waiter process.
-    pub fn into_fds(self) -> (std::os::fd::OwnedFd, std::os::fd::OwnedFd) {
-        (self.conn, self.signals)
-    }
-
-    /// Takes over an exec from the descriptors [`EnclaveExec::into_fds`] gave.
-    pub fn from_fds(
-        id: &str,
-        conn: std::os::fd::OwnedFd,
-        signals: std::os::fd::OwnedFd,
-    ) -> EnclaveExec {
-        EnclaveExec {
-            id: id.to_string(),
-            conn,
-            signals,
-        }
-    }
-
-    /// Forwards the signals this process receives to the enclave process and returns
-    /// its exit code.
-    pub fn wait(self) -> Result<i32> {
-        use crate::agent::*;
-        let id = self.id;
-        forward_signals_to(std::io::PipeWriter::from(self.signals))?;
-        let mut conn = std::os::unix::net::UnixStream::from(self.conn);
-        let response: AgentServiceResponse = read_frame(&mut conn)
-            .map_err(|e| RuneError::io(format!("agent of {id}: receive"), e))?;
-        match response.response {
-            Some(Response::Exec(r)) if r.error.is_empty() => Ok(r.exit_code),
-            Some(Response::Exec(r)) => {
-                Err(RuneError::Enclave(format!("exec in {id}: {}", r.error)))
-            }
-            _ => Err(RuneError::Enclave(format!(
-                "exec in {id}: unexpected agent response"
-            ))),
-        }
-    }
-}
-
-/// For an enclave exec: checks `--tty` and `--console-socket` as runc's
-/// `checkTerminal` does (a console socket only for a detached process with a terminal,
-/// and such a process needs one), then connects to the console socket.
-fn console_connection(
-    terminal: bool,
-    opts: &ExecOptions,
-) -> Result<Option<std::os::unix::net::UnixStream>> {
-    let refuse = |message: &str| {
-        Err(RuneError::InvalidArgument {
-            flag: "--console-socket".into(),
-            message: message.into(),
-        })
-    };
-    match (&opts.console_socket, opts.detach && terminal) {
-        (None, false) => Ok(None),
-        (None, true) => refuse("a detached process with a terminal needs one"),
-        (Some(_), false) => refuse("only for a detached process with a terminal"),
-        (Some(path), true) => std::os::unix::net::UnixStream::connect(path)
-            .map(Some)
-            .map_err(|e| RuneError::io(format!("connect to {}", path.display()), e)),
-    }
-}
-
-/// Blocks signals in this thread and forwards each one received to `pipe` as a 4-byte
-/// little-endian number, from a helper thread, for the life of the process.
-fn forward_signals_to(pipe: std::io::PipeWriter) -> Result<()> {
-    let set = SigSet::all();
-    set.thread_block()
-        .map_err(|e| RuneError::io("block signals", e.into()))?;
-    std::thread::spawn(move || {
-        use std::io::Write;
-        let mut pipe = pipe;
-        while let Ok(sig) = signal::wait(&set) {
-            if signal::is_not_forwarded(sig) {
-                continue;
-            }
-            if pipe.write_all(&sig.as_raw().to_le_bytes()).is_err() {
-                return;
-            }
-        }
-    });
-    Ok(())
 }
 
 /// True while `pid` exists and is not a zombie.
