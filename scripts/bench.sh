@@ -113,7 +113,7 @@ image_bundle "$B/enc" "${COMMON[@]}" "ENCLAVE_IMAGE=$REGISTRY/bench/app:enc" \
   "ENCLAVE_KBS_URL=$KBS_URL" ENCLAVE_IMAGE_POLICY=kbs:///default/image-policy/containers
 BYTES=$(curl -fs -H 'Accept: application/vnd.oci.image.manifest.v1+json' "http://$REGISTRY/v2/bench/app/manifests/plain" |
   python3 -c 'import json, sys; m = json.load(sys.stdin); print(sum(l["size"] for l in m["layers"]))')
-HOST_PATH="rm -rf $B/host && skopeo copy -q --src-tls-verify=false docker://$REGISTRY/bench/app:plain oci:$B/host/l:v1 && umoci unpack --image $B/host/l:v1 $B/host/b >/dev/null"
+HOST_PATH="rm -rf $B/host && mkdir $B/host && skopeo copy -q --src-tls-verify=false docker://$REGISTRY/bench/app:plain oci:$B/host/l:v1 && umoci unpack --image $B/host/l:v1 $B/host/b >/dev/null"
 BENCH_MIB=$((BYTES / 1048576)) python3 scripts/bench.py \
   "confidential image: $((BYTES / 1048576)) MiB of layers (gzip) from a loopback registry" \
   "$IMG_RUNS" 3 "host: skopeo copy + umoci unpack" \
