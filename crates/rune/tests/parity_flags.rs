@@ -662,3 +662,90 @@ fn error_lines_carry_the_facts_runcs_lines_carry() {
         );
     }
 }
+
+/// Mount and rlimit failures at create: runc's line names the mount (`error mounting
+/// "<source>" to rootfs at "<destination>"`) or the limit (`error setting rlimit type
+/// N`); rune's must carry the same facts, taken from runc's line, in one error line, and
+/// leave nothing behind.
+#[test]
+fn mount_and_rlimit_failures_name_what_runcs_lines_name() {
+    if skip("mount and rlimit error lines") {
+        return;
+    }
+    let nr_open: u64 = std::fs::read_to_string("/proc/sys/fs/nr_open")
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let cases: Vec<(&str, serde_json::Value)> = vec![
+        (
+            "bind source missing",
+            json!({"mounts": [{"destination": "/tmp", "type": "bind",
+                               "source": "/nonexistent/src", "options": ["rbind"]}]}),
+        ),
+        (
+            "tmpfs option refused",
+            json!({"mounts": [{"destination": "/tmp", "type": "tmpfs",
+                               "source": "tmpfs", "options": ["size=abc"]}]}),
+        ),
+        (
+            "directory onto a file",
+            json!({"mounts": [{"destination": "/etc/passwd", "type": "bind",
+                               "source": "/etc", "options": ["rbind"]}]}),
+        ),
+        (
+            // podman's case in the runtime reference: above the kernel's nr_open.
+            "rlimit above the hard limit",
+            json!({"rlimits": [{"type": "RLIMIT_NOFILE",
+                                "hard": nr_open + 1, "soft": nr_open + 1}]}),
+        ),
+    ];
+    for (what, change) in cases {
+        let mut b = Bundle::new(&["true"]);
+        if let Some(mounts) = change.get("mounts") {
+            b.spec["mounts"]
+                .as_array_mut()
+                .unwrap()
+                .extend(mounts.as_array().unwrap().iter().cloned());
+        }
+        if let Some(rlimits) = change.get("rlimits") {
+            b.spec["process"]["rlimits"] = rlimits.clone();
+        }
+        b.save();
+        let mut lines = Vec::new();
+        for rt in [RUNC, RUNE] {
+            let root = tempfile::tempdir().unwrap();
+            let id = unique_id("mnterr");
+            let res = runtime(
+                rt,
+                root.path(),
+                &["create", "--bundle", b.path().to_str().unwrap(), &id],
+            );
+            lines.push(failure(&res));
+            if rt == RUNE {
+                assert!(leftovers(root.path(), &id).is_empty(), "{what}");
+            }
+            runtime(rt, root.path(), &["delete", "--force", &id]);
+        }
+        let (runc, rune) = (&lines[0], &lines[1]);
+        assert_ne!(runc.0, 0, "{what}: runc created it: {runc:?}");
+        // The fact runc states: the mount with its quoted source and destination, or
+        // the limit's number.
+        let fact = if let Some(at) = runc.2.find("error mounting ") {
+            let rest = &runc.2[at..];
+            let end = rest.find("\": ").map_or(rest.len(), |e| e + 1);
+            rest[..end].to_string()
+        } else {
+            let at = runc.2.find("error setting rlimit type ");
+            let at = at.unwrap_or_else(|| panic!("{what}: runc's line: {runc:?}"));
+            runc.2[at..].split(':').next().unwrap().to_string()
+        };
+        assert!(rune.0 != 0 && rune.1, "{what}: one error line: {rune:?}");
+        assert!(
+            rune.2.contains(&fact),
+            "{what}: rune's line lacks {fact:?}: {:?} (runc: {:?})",
+            rune.2,
+            runc.2
+        );
+    }
+}

@@ -26,7 +26,8 @@ pub enum ChannelError {
     MissingSeccompFds,
     #[error("exec process failed with error {0}")]
     ExecError(String),
-    #[error("intermediate process error {0}")]
+    // PATCH(inclavare): the message alone, as runc's; the prefix named no cause.
+    #[error("{0}")]
     OtherError(String),
     #[error("missing fd from mount request")]
     MissingMountFds,

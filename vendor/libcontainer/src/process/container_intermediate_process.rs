@@ -35,6 +35,9 @@ pub enum IntermediateProcessError {
     CpuAffinity(#[from] cpu_affinity::CPUAffinityError),
     #[error("other error")]
     Other(String),
+    /// PATCH(inclavare): runc's `error setting rlimit type N`.
+    #[error("error setting rlimit type {0}")]
+    Rlimit(u32, #[source] crate::syscall::SyscallError),
 }
 
 type Result<T> = std::result::Result<T, IntermediateProcessError>;
@@ -130,9 +133,10 @@ pub fn container_intermediate_process(
     let proc = spec.process().as_ref().ok_or(MissingSpecError::Process)?;
     if let Some(rlimits) = proc.rlimits() {
         for rlimit in rlimits {
+            // PATCH(inclavare): runc's words name the limit by its number.
             command.set_rlimit(rlimit).map_err(|err| {
                 tracing::error!(?err, ?rlimit, "failed to set rlimit");
-                err
+                IntermediateProcessError::Rlimit(rlimit.typ() as u32, err)
             })?;
         }
     }

@@ -30,6 +30,33 @@ pub enum RootfsError {
     Mount(#[from] mount::MountError),
     #[error(transparent)]
     Device(#[from] device::DeviceError),
+    /// PATCH(inclavare): a spec mount that failed, named as runc names it.
+    #[error("error mounting {source_path:?} to rootfs at {destination:?}")]
+    NamedMount {
+        source_path: String,
+        destination: String,
+        #[source]
+        cause: Box<RootfsError>,
+    },
+}
+
+impl RootfsError {
+    /// Wraps the failure of `mount` in [`RootfsError::NamedMount`] unless its message
+    /// already names the mount (the proc/sysfs rule does).
+    pub(crate) fn named_mount(mount: &oci_spec::runtime::Mount, cause: RootfsError) -> Self {
+        if cause.to_string().starts_with("error mounting ") {
+            return cause;
+        }
+        RootfsError::NamedMount {
+            source_path: mount
+                .source()
+                .as_ref()
+                .map(|s| s.display().to_string())
+                .unwrap_or_default(),
+            destination: mount.destination().display().to_string(),
+            cause: Box::new(cause),
+        }
+    }
 }
 
 type Result<T> = std::result::Result<T, RootfsError>;

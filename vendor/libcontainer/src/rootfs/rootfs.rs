@@ -113,7 +113,12 @@ impl RootFS {
 
         if let Some(mounts) = spec.mounts() {
             for mount in mounts {
-                mounter.setup_mount(mount, &global_options)?;
+                // PATCH(inclavare): every failed mount is named as runc names it
+                // (`error mounting "<source>" to rootfs at "<destination>"`); the cause
+                // alone ("No such file or directory", "syscall: EINVAL") named nothing.
+                mounter
+                    .setup_mount(mount, &global_options)
+                    .map_err(|err| RootfsError::named_mount(mount, err.into()))?;
             }
         }
         Ok(())
