@@ -432,6 +432,12 @@ impl Executor for RuneExecutor {
                 "process.args is empty".into(),
             ));
         }
+        // liberpal-sim runs the program from the container's file system: a missing or
+        // non-executable one fails create as runc's does (a hardware PAL's program lives
+        // in its own enclave file system, which only the PAL can check).
+        if w.config.typ == crate::enclave::EnclaveType::Sim {
+            ProcessExecutor.validate(spec)?;
+        }
         // Runs in the container's init, in process.cwd, when `create` is nearly done: a
         // failing pal_init fails create.
         w.pal

@@ -150,11 +150,24 @@ fn a_program_that_is_not_executable_fails_create_as_with_runc() {
     if skip("non-executable program") {
         return;
     }
-    for (program, why) in [
-        ("/etc/passwd", "permission denied"),
-        ("/etc", "permission denied"),
+    // The same program in a sim enclave (liberpal-sim runs it from the container's
+    // file system, debug mode: measured at create) must fail the same way, at create.
+    let (pal, _) = sim_artifacts();
+    for (program, why, enclave) in [
+        ("/etc/passwd", "permission denied", false),
+        ("/etc", "permission denied", false),
+        ("/nothing/here", "no such file or directory", false),
+        ("/etc/passwd", "permission denied", true),
+        ("/etc", "permission denied", true),
+        ("/nothing/here", "no such file or directory", true),
     ] {
         let b = Bundle::new(&[program]);
+        let b = if enclave {
+            b.enclave(&pal, "debug")
+        } else {
+            b
+        };
+        b.save();
         let mut failures = Vec::new();
         for rt in [RUNE, RUNC] {
             let root = tempfile::tempdir().unwrap();
@@ -177,7 +190,7 @@ fn a_program_that_is_not_executable_fails_create_as_with_runc() {
             runtime(rt, root.path(), &["delete", "--force", &id]);
         }
         assert_eq!(failures[1], (true, true), "runc on {program}");
-        assert_eq!(failures[0], failures[1], "rune on {program}");
+        assert_eq!(failures[0], failures[1], "rune on {program} (enclave: {enclave})");
     }
 }
 
