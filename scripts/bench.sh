@@ -104,7 +104,7 @@ printf 'listen = "127.0.0.1:0"\ninsecure_http = true\nresource_policy = "affirmi
   > "$B/kbs/verdictd.toml"
 ./target/release/verdictd --config "$B/kbs/verdictd.toml" >"$B/kbs/verdictd.out" 2>"$WORK/verdictd-bench.log" &
 PIDS+=($!)
-for _ in $(seq 100); do grep -q listening "$B/kbs/verdictd.out" && break; sleep 0.1; done
+wait_for 30 verdictd grep -q listening "$B/kbs/verdictd.out"
 KBS_URL=$(sed -n 's/^listening on //p' "$B/kbs/verdictd.out")
 COMMON=(ENCLAVE_TYPE=sim "ENCLAVE_RUNTIME_PATH=$PWD/target/release/liberpal-sim.so"
   "ENCLAVE_IMAGE_INSECURE=$REGISTRY" "ENCLAVE_IMAGE_BOOT=$B/boot/enclave-boot")

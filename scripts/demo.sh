@@ -60,13 +60,11 @@ MR=$("$SIGN" measure --executable "$WORK/enclave/rootfs/bin/busybox" --entrypoin
 printf 'allow_software_tees = true\n[expected]\nsim_mr_enclave = ["%s"]\n' "$MR" > "$WORK/policy.toml"
 echo "-- the default policy (hardware only):"
 # Whole outputs are read, then cut: a reader that stops early would race the writer.
-OUT=$("$SHELTER" verify --evidence "$WORK/report.bin" --report-data "$NONCE") || true
+OUT=$(refused "sim evidence under the default policy" "$SHELTER" verify --evidence "$WORK/report.bin" --report-data "$NONCE")
 sed -n 1,2p <<<"$OUT"
 echo "-- a policy that allows sim and pins the measurement:"
 OUT=$("$SHELTER" verify --evidence "$WORK/report.bin" --report-data "$NONCE" --policy "$WORK/policy.toml")
 sed -n 1p <<<"$OUT"
-"$RUNE" --root "$WORK/rune" kill enclave-attest KILL
-sleep 0.5
 "$RUNE" --root "$WORK/rune" delete --force enclave-attest
 
 step "attested TLS end to end: enclave server (sim) <- inclavared <- shelter remoteattestation"
@@ -96,22 +94,20 @@ EMR=$("$SIGN" sign --executable "$WORK/eaa/rootfs/bin/enclave_server" --entrypoi
 # Ready when it says so: a socket file exists between bind(2) and listen(2), when a
 # connection is refused.
 "$RUNE" --root "$WORK/rune" run -d --bundle "$WORK/eaa" eaa-demo 2>"$WORK/eaa.log"
-for _ in $(seq 100); do grep -q 'listening on' "$WORK/eaa.log" && break; sleep 0.1; done
+wait_for 30 "the enclave's RA-TLS server" grep -q 'listening on' "$WORK/eaa.log"
 printf 'allow_software_tees = true\n[expected]\nsim_mr_enclave = ["%s"]\n' "$EMR" > "$WORK/eaa-policy.toml"
 ./target/release/inclavared --listen "unix://$WORK/inclavared.sock" \
   --xfer "unix://$WORK/eaa/sock/enclave.sock" --policy "$WORK/eaa-policy.toml" \
   >"$WORK/inclavared.out" 2>"$WORK/inclavared.log" &
 INCLAVARED=$!
 PIDS+=("$INCLAVARED")
-for _ in $(seq 100); do grep -q '^listening on' "$WORK/inclavared.out" && break; sleep 0.1; done
+wait_for 30 inclavared grep -q '^listening on' "$WORK/inclavared.out"
 echo "-- shelter remoteattestation, policy pinning mr_enclave $EMR:"
 "$SHELTER" remoteattestation --addr "unix://$WORK/inclavared.sock" --policy "$WORK/eaa-policy.toml"
 echo "-- the same with the default policy (hardware only):"
-OUT=$("$SHELTER" remoteattestation --addr "unix://$WORK/inclavared.sock") || true
+OUT=$(refused "a sim enclave under the default policy" "$SHELTER" remoteattestation --addr "unix://$WORK/inclavared.sock")
 sed -n 1,2p <<<"$OUT"
 kill "$INCLAVARED"; wait "$INCLAVARED" || true
-"$RUNE" --root "$WORK/rune" kill eaa-demo KILL
-sleep 0.5
 "$RUNE" --root "$WORK/rune" delete --force eaa-demo
 
 step "secrets after attestation: verdictd (KBS 0.4.0) <- attestation-agent in a sim enclave"
@@ -158,7 +154,7 @@ TOML
 ./target/release/verdictd --config "$WORK/kbs/verdictd.toml" >"$WORK/kbs/verdictd.out" 2>"$WORK/kbs/verdictd.log" &
 VERDICTD=$!
 PIDS+=("$VERDICTD")
-for _ in $(seq 100); do grep -q listening "$WORK/kbs/verdictd.out" && break; sleep 0.1; done
+wait_for 30 verdictd grep -q listening "$WORK/kbs/verdictd.out"
 KBS_URL=$(sed -n 's/^listening on //p' "$WORK/kbs/verdictd.out")
 kbs_url "$WORK/kbs/good" "$KBS_URL"
 echo "-- the enclave verdictd admits (mr_enclave $KMR):"
@@ -166,7 +162,7 @@ echo "-- the enclave verdictd admits (mr_enclave $KMR):"
 KMR2=$(kbs_bundle "$WORK/kbs/other" "changed")
 echo "-- the same enclave with another executable (mr_enclave $KMR2):"
 kbs_url "$WORK/kbs/other" "$KBS_URL"
-"$RUNE" --root "$WORK/rune" run --bundle "$WORK/kbs/other" kbs-demo-other || true
+refused "the changed enclave" "$RUNE" --root "$WORK/rune" run --bundle "$WORK/kbs/other" kbs-demo-other
 kill "$VERDICTD"; wait "$VERDICTD" || true
 
 step "a confidential image: encrypted and signed by the tenant, decrypted only inside the enclave"
@@ -208,7 +204,7 @@ TOML
 ./target/release/verdictd --config "$C/kbs/verdictd.toml" >"$C/kbs/verdictd.out" 2>"$WORK/verdictd-image.log" &
 VERDICTD=$!
 PIDS+=("$VERDICTD")
-for _ in $(seq 100); do grep -q listening "$C/kbs/verdictd.out" && break; sleep 0.1; done
+wait_for 30 verdictd grep -q listening "$C/kbs/verdictd.out"
 KBS_URL=$(sed -n 's/^listening on //p' "$C/kbs/verdictd.out")
 echo "-- tenant: enclave-image encrypt (fresh KEK stored in verdictd) and sign (cosign)"
 "$TOOL" encrypt --insecure-registry "$REGISTRY" --kek-id kbs:///default/image-kek/app \
@@ -231,7 +227,8 @@ skopeo copy -q --dest-tls-verify=false "oci-archive:$IMAGES/busybox-oci.tar" "do
 image_bundle "$C/copy" ENCLAVE_TYPE=sim "ENCLAVE_RUNTIME_PATH=$PAL" "ENCLAVE_IMAGE=$REGISTRY/demo/app:host" \
   "ENCLAVE_IMAGE_INSECURE=$REGISTRY" "ENCLAVE_IMAGE_BOOT=$C/boot/enclave-boot" "ENCLAVE_KBS_URL=$KBS_URL" \
   ENCLAVE_IMAGE_POLICY=kbs:///default/image-policy/containers
-"$RUNE" --root "$WORK/rune" run --bundle "$C/copy" image-demo-copy 2>&1 | grep 'error' || true
+OUT=$(refused "the unsigned image" "$RUNE" --root "$WORK/rune" run --bundle "$C/copy" image-demo-copy)
+grep 'error' <<<"$OUT"
 kill "$VERDICTD"; wait "$VERDICTD" || true
 
 step "containerd: ctr run --runc-binary rune"

@@ -25,6 +25,30 @@ cleanup() {
 }
 trap cleanup EXIT
 
+# wait_for SECONDS WHAT CMD...: polls CMD every 0.1 s; after SECONDS fails in one line.
+wait_for() {
+  local secs=$1 what=$2 i
+  shift 2
+  for ((i = 0; i < secs * 10; i++)); do
+    "$@" >/dev/null 2>&1 && return 0
+    sleep 0.1
+  done
+  echo "$(basename "$0"): $what did not become ready within $secs s" >&2
+  return 1
+}
+
+# refused WHAT CMD...: CMD must fail (a refusal being shown); prints what it said.
+refused() {
+  local what=$1 out
+  shift
+  if out=$("$@" 2>&1); then
+    printf '%s\n' "$out"
+    echo "$(basename "$0"): $what was not refused" >&2
+    return 1
+  fi
+  printf '%s\n' "$out"
+}
+
 need_root() {
   if [[ $(id -u) != 0 ]]; then echo "$1 needs root (namespaces, cgroups, mounts)"; exit 1; fi
 }
@@ -54,7 +78,7 @@ start_dockerd() {
     --bridge=none --storage-driver vfs > "$d/log" 2>&1 &
   PIDS+=($!)
   DOCKER=(/usr/bin/docker -H "unix://$d/d.sock")
-  for _ in $(seq 300); do "${DOCKER[@]}" info >/dev/null 2>&1 && break; sleep 0.1; done
+  wait_for 60 dockerd "${DOCKER[@]}" info
   "${DOCKER[@]}" import "$IMAGES/rootfs.tar" busybox:rune >/dev/null
 }
 
@@ -90,7 +114,7 @@ EOT
     /usr/bin/containerd --config "$d/config.toml" > "$d/log" 2>&1 &
   PIDS+=($!)
   CTR=(/usr/bin/ctr -a "$d/c.sock")
-  for _ in $(seq 200); do [[ -S $d/c.sock ]] && break; sleep 0.1; done
+  wait_for 30 containerd "${CTR[@]}" version
   "${CTR[@]}" images import --index-name docker.io/library/busybox:rune "$IMAGES/busybox-oci.tar" >/dev/null
 }
 
@@ -105,8 +129,7 @@ start_registry() {
   /usr/bin/docker-registry serve "$d/config.yml" > "$WORK/registry.log" 2>&1 &
   PIDS+=($!)
   REGISTRY=127.0.0.1:$port
-  for _ in $(seq 150); do curl -fs "http://$REGISTRY/v2/" >/dev/null && return; sleep 0.1; done
-  echo "docker-registry did not answer on $REGISTRY" >&2; return 1
+  wait_for 15 docker-registry curl -fs "http://$REGISTRY/v2/"
 }
 
 # image_layout DIR FILES CMD: an OCI layout DIR:latest, the busybox image plus a layer
