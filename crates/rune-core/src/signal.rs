@@ -27,6 +27,10 @@ impl Signal {
     pub fn parse(s: &str) -> Result<Signal> {
         let bad = || RuneError::Signal(s.to_string());
         if let Ok(n) = s.parse::<i32>() {
+            // 0 is kill(2)'s existence check, which runc's `kill ID 0` passes through.
+            if n == 0 {
+                return Ok(Signal(0));
+            }
             return Signal::from_raw(n).ok_or_else(bad);
         }
         let upper = s.to_ascii_uppercase();
@@ -93,6 +97,7 @@ pub fn is_not_forwarded(sig: Signal) -> bool {
 impl std::fmt::Display for Signal {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match nix::sys::signal::Signal::try_from(self.0) {
+            _ if self.0 == 0 => f.write_str("0"),
             Ok(s) => f.write_str(s.as_str()),
             Err(_) => write!(f, "SIGRTMIN+{}", self.0 - libc::SIGRTMIN()),
         }
@@ -119,11 +124,12 @@ mod tests {
             ("RTMAX", 64),
             ("RTMAX-2", 62),
             ("64", 64),
+            ("0", 0),
         ] {
             assert_eq!(Signal::parse(text).unwrap().as_raw(), n, "{text}");
         }
         for bad in [
-            "0", "65", "-1", "RTMIN+31", "RTMAX-31", "RTMIN-1", "RTMIN+", "NOPE", "",
+            "65", "-1", "RTMIN+31", "RTMAX-31", "RTMIN-1", "RTMIN+", "NOPE", "",
         ] {
             assert!(Signal::parse(bad).is_err(), "{bad}");
         }

@@ -162,11 +162,7 @@ fn a_program_that_is_not_executable_fails_create_as_with_runc() {
         ("/nothing/here", "no such file or directory", true),
     ] {
         let b = Bundle::new(&[program]);
-        let b = if enclave {
-            b.enclave(&pal, "debug")
-        } else {
-            b
-        };
+        let b = if enclave { b.enclave(&pal, "debug") } else { b };
         b.save();
         let mut failures = Vec::new();
         for rt in [RUNE, RUNC] {
@@ -190,7 +186,10 @@ fn a_program_that_is_not_executable_fails_create_as_with_runc() {
             runtime(rt, root.path(), &["delete", "--force", &id]);
         }
         assert_eq!(failures[1], (true, true), "runc on {program}");
-        assert_eq!(failures[0], failures[1], "rune on {program} (enclave: {enclave})");
+        assert_eq!(
+            failures[0], failures[1],
+            "rune on {program} (enclave: {enclave})"
+        );
     }
 }
 
@@ -393,14 +392,21 @@ fn signals_by_number_and_realtime_name_reach_the_container_as_with_runc() {
                 late.push(format!("{rt} kill {sig}: no trap ran within 5 s"));
             }
         }
+        // Signal 0 checks that the container's init exists (kill(2)), as runc's does.
+        let probe = runtime(rt, root.path(), &["kill", &id, "0"]);
         seen.push((
             codes,
             std::fs::read_to_string(out.path().join("r")).unwrap_or_default(),
+            (probe.0, error_messages(&probe.2).len()),
         ));
         runtime(rt, root.path(), &["delete", "--force", &id]);
         assert!(late.is_empty(), "{late:?}");
     }
-    assert_eq!(seen[1], (vec![0, 0, 0], "37\n40\n10\n".to_string()), "runc");
+    assert_eq!(
+        (&seen[1].0, seen[1].1.as_str()),
+        (&vec![0, 0, 0], "37\n40\n10\n"),
+        "runc"
+    );
     assert_eq!(seen[0], seen[1], "rune");
 }
 
