@@ -266,9 +266,15 @@ impl DockerBed {
         let (code, all, err) = self.d.docker(&["ps", "-aq", "--no-trunc"]);
         assert_eq!(code, 0, "{err}");
         assert!(!all.contains(id), "{all}");
-        let found =
-            test_support::marker_found(&[self.d.path(), Path::new("/tmp"), Path::new("/var")], marker);
-        assert_eq!(found, Vec::<String>::new(), "the plaintext reached the host");
+        let found = test_support::marker_found(
+            &[self.d.path(), Path::new("/tmp"), Path::new("/var")],
+            marker,
+        );
+        assert_eq!(
+            found,
+            Vec::<String>::new(),
+            "the plaintext reached the host"
+        );
     }
 }
 

@@ -513,7 +513,8 @@ fn a_skopeo_jwe_image_runs_with_its_private_key_from_verdictd() {
         &bed.host("verdictd"),
         &bed.mr,
         &[("default/image-key/jwe", &pem)],
-    ).unwrap();
+    )
+    .unwrap();
     let out = bed.run(&reference, &[kbs_env(&kbs), keys.clone()]);
     bed.assert_ran(&out);
     assert!(
@@ -538,7 +539,8 @@ fn a_skopeo_jwe_image_runs_with_its_private_key_from_verdictd() {
         &bed.host("wrong"),
         &bed.mr,
         &[("default/image-key/jwe", &wrong)],
-    ).unwrap();
+    )
+    .unwrap();
     let out = bed.run(&reference, &[kbs_env(&kbs), keys.clone()]);
     let line = refused(
         &out,
@@ -568,7 +570,8 @@ fn a_skopeo_jwe_image_runs_with_its_private_key_from_verdictd() {
         &bed.host("garbage"),
         &bed.mr,
         &[("default/image-key/jwe", b"not a key")],
-    ).unwrap();
+    )
+    .unwrap();
     let out = bed.run(&reference, &[kbs_env(&kbs), keys]);
     refused(&out, &[&format!("decryption key {JWE_KEY}: private key: ")]);
     drop(kbs);
@@ -648,7 +651,8 @@ fn a_gpg_signed_image_runs_and_unsigned_or_forged_ones_are_refused() {
             ),
             ("default/image-policy/gpg", public.as_bytes()),
         ],
-    ).unwrap();
+    )
+    .unwrap();
 
     // skopeo's verdicts on the same images under the same policy (a local key file).
     let key_file = bed.tenant("trusted.asc");
@@ -730,7 +734,8 @@ fn a_gpg_signed_image_runs_and_unsigned_or_forged_ones_are_refused() {
                 br#"{"default":[{"type":"insecureAcceptAnything","foo":1}]}"#,
             ),
         ],
-    ).unwrap();
+    )
+    .unwrap();
     let out = bed.run(
         &signed,
         &[

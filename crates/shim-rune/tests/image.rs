@@ -358,7 +358,11 @@ fn confidential_annotations(s: &test_support::Confidential) -> Vec<String> {
 /// snapshot, and (`Ctrd::assert_clean`) no process, mount, cgroup or rune state.
 fn assert_gone(c: &Ctrd, id: &str) {
     c.assert_clean(id);
-    for what in [&["task", "ls"][..], &["containers", "ls"], &["snapshots", "ls"]] {
+    for what in [
+        &["task", "ls"][..],
+        &["containers", "ls"],
+        &["snapshots", "ls"],
+    ] {
         let (code, out, err) = c.ctr(what);
         assert_eq!(code, 0, "{what:?}: {err}");
         assert!(!out.contains(id), "{what:?}: {out}");
@@ -392,7 +396,10 @@ fn a_tool_made_confidential_image_runs_through_the_shim_with_its_key_from_verdic
     assert_eq!(out, format!("{}\n", s.marker.to_uppercase()), "{err}");
     let short = |d: &str| d[7..19].to_string();
     assert!(
-        err.contains(&format!("enclave-boot: manifest {} ", s.image.manifest_digest)),
+        err.contains(&format!(
+            "enclave-boot: manifest {} ",
+            s.image.manifest_digest
+        )),
         "{err}"
     );
     assert!(
@@ -405,7 +412,10 @@ fn a_tool_made_confidential_image_runs_through_the_shim_with_its_key_from_verdic
     for layer in &s.image.layers {
         let prefix = format!("enclave-boot: layer {}: ", short(layer));
         let line = err.lines().find(|l| l.starts_with(&prefix));
-        assert!(line.is_some_and(|l| l.contains("decrypted")), "{prefix}: {err}");
+        assert!(
+            line.is_some_and(|l| l.contains("decrypted")),
+            "{prefix}: {err}"
+        );
     }
     // verdictd affirmed the enclave before it released the policy and the KEK.
     let (attested, released) = s.attested_then_released();
@@ -421,7 +431,10 @@ fn a_tool_made_confidential_image_runs_through_the_shim_with_its_key_from_verdic
     let mut digests = vec![s.image.manifest_digest.as_str()];
     digests.extend(s.image.layers.iter().map(String::as_str));
     let traces = test_support::image_traces(&[c.path()], &s.marker, &digests);
-    assert!(traces.is_empty(), "the image reached containerd: {traces:?}");
+    assert!(
+        traces.is_empty(),
+        "the image reached containerd: {traces:?}"
+    );
     // The search's control: a copy in containerd's root is found.
     let leak = c.path().join("root/leak");
     std::fs::write(&leak, &s.marker).unwrap();

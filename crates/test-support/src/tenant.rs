@@ -50,7 +50,13 @@ impl TenantKeys {
         };
         run(
             "openssl",
-            &["genpkey", "-algorithm", "ed25519", "-out", &s(&keys.admin_key)],
+            &[
+                "genpkey",
+                "-algorithm",
+                "ed25519",
+                "-out",
+                &s(&keys.admin_key),
+            ],
         )?;
         run(
             "openssl",
@@ -84,7 +90,10 @@ impl TenantKeys {
         let public = std::fs::read(&self.cosign_public)
             .map_err(|e| format!("{}: {e}", self.cosign_public.display()))?;
         Ok(vec![
-            (resource_path(POLICY_ID), sigstore_policy(scope).into_bytes()),
+            (
+                resource_path(POLICY_ID),
+                sigstore_policy(scope).into_bytes(),
+            ),
             (resource_path(COSIGN_KEY_ID), public),
         ])
     }
@@ -114,7 +123,8 @@ pub fn sigstore_policy(scope: &str) -> String {
 /// (created): the tenant's staging stays in the tenant's directory. Returns stdout, or
 /// one line with the command and its stderr.
 pub fn enclave_image(tmp: &Path, args: &[&str]) -> Result<String, String> {
-    let tool = release_artifact("enclave-image-tool", "enclave-image").map_err(|e| e.to_string())?;
+    let tool =
+        release_artifact("enclave-image-tool", "enclave-image").map_err(|e| e.to_string())?;
     std::fs::create_dir_all(tmp).map_err(|e| format!("{}: {e}", tmp.display()))?;
     let out = Command::new(&tool)
         .args(args)
@@ -197,8 +207,14 @@ pub fn publish(
         .rsplit_once(':')
         .ok_or_else(|| format!("{repo_tag}: expected REPO:TAG"))?;
     let get = |path: &str| -> Result<Vec<u8>, String> {
-        let r = crate::http::request(registry.addr(), "GET", path, &[("Accept", OCI_MANIFEST)], b"")
-            .map_err(|e| format!("GET {path}: {e}"))?;
+        let r = crate::http::request(
+            registry.addr(),
+            "GET",
+            path,
+            &[("Accept", OCI_MANIFEST)],
+            b"",
+        )
+        .map_err(|e| format!("GET {path}: {e}"))?;
         if r.status != 200 {
             return Err(format!(
                 "GET {path}: {}: {}",
@@ -234,7 +250,10 @@ pub fn publish(
         .find_event(&[("message", "stored"), ("resource", &kek), ("bytes", "32")])
         .is_none()
     {
-        return Err(format!("verdictd did not log storing the KEK: {}", kbs.log()));
+        return Err(format!(
+            "verdictd did not log storing the KEK: {}",
+            kbs.log()
+        ));
     }
     Ok(ConfidentialImage {
         reference,
@@ -331,8 +350,10 @@ impl Confidential {
         (
             self.kbs
                 .find_event(&[("message", "attested"), ("status", "affirming")]),
-            self.kbs
-                .find_event(&[("message", "released"), ("resource", &resource_path(KEK_ID))]),
+            self.kbs.find_event(&[
+                ("message", "released"),
+                ("resource", &resource_path(KEK_ID)),
+            ]),
         )
     }
 

@@ -7,7 +7,6 @@ use std::process::Command;
 
 use super::*;
 
-
 /// Copies the boot program into `dir/boot` and signs it for `/.rune/enclave-boot` with
 /// `dir/signer.key`; returns its path and its mr_enclave (what verdictd admits).
 pub fn signed_boot(dir: &Path) -> (PathBuf, String) {
