@@ -3,6 +3,11 @@
 //! `ENCLAVE_IMAGE`, from a private `docker-registry` on loopback, under a private dockerd.
 //! `enclave-boot` is installed beside a copy of the PAL, as `make install` does. After
 //! the runs the image's plaintext is nowhere in dockerd's data or exec root.
+//!
+//! The confidential case (`ENCLAVE_KBS_URL`, `ENCLAVE_KBS_CA`, `ENCLAVE_IMAGE_POLICY`):
+//! an image the tenant encrypted and signed with our `enclave-image` tool, its KEK
+//! stored in a real HTTPS verdictd through the admin API and its `sigstoreSigned` policy
+//! held there; and the same image when verdictd does not admit the enclave.
 
 mod common;
 

@@ -5,6 +5,13 @@
 //! copy of the PAL, as `make install` does, and signed with sim-sign; the shim's config
 //! names that PAL. Afterwards the image's plaintext is nowhere in the private
 //! containerd's directories: the host only ever held the boot image.
+//!
+//! The confidential case: an image the tenant encrypted and signed with our
+//! `enclave-image` tool (KEK stored in a real HTTPS verdictd through its admin API,
+//! cosign signature, `sigstoreSigned` policy held by verdictd), given by annotations
+//! only; and the same image when verdictd's policy does not admit the enclave. Expected
+//! values come from the tenant's marker, the registry's manifest and access log, and
+//! verdictd's log (its appraisal status, what it released and when).
 
 mod common;
 
@@ -133,7 +140,7 @@ fn a_confidential_image_runs_through_the_shim_and_only_the_boot_image_reaches_th
     let dir = tempfile::tempdir().unwrap();
     let registry = Registry::start(&dir.path().join("registry"), Auth::None).unwrap();
     let (image, own_digests) = push_image(dir.path(), &registry);
-    install_boot(&c);
+    let mr = install_boot(&c);
     import_boot_image(&c, dir.path());
     let want = format!("{}\n", MARKER.to_uppercase());
 
@@ -172,9 +179,10 @@ fn a_confidential_image_runs_through_the_shim_and_only_the_boot_image_reaches_th
     let id = unique_id("ctrimg");
     let env_image = format!("ENCLAVE_IMAGE={}", image.reference);
     let env_insecure = format!("ENCLAVE_IMAGE_INSECURE={}", registry.host());
-    // Nothing listens there: without encrypted layers or a policy it is not contacted,
-    // but enclave-boot says it got it.
-    let kbs = format!("http://127.0.0.1:{}", test_support::free_port().unwrap());
+    // A real verdictd admitting the boot program: with a KBS, enclave-boot attests
+    // before anything else, even for a plain image that needs no key.
+    let verdictd = test_support::Verdictd::start(&dir.path().join("verdictd"), &mr, &[]).unwrap();
+    let kbs = verdictd.url().to_string();
     let env_kbs = format!("ENCLAVE_KBS_URL={kbs}");
     let args = run_args(
         &[
@@ -202,6 +210,14 @@ fn a_confidential_image_runs_through_the_shim_and_only_the_boot_image_reaches_th
         err.contains(&format!("enclave-boot: attesting to {kbs} (sim evidence)")),
         "{err}"
     );
+    assert!(
+        verdictd
+            .find_event(&[("message", "attested"), ("status", "affirming")])
+            .is_some(),
+        "{}",
+        verdictd.log()
+    );
+    drop(verdictd);
     c.assert_clean(&id);
 
     // containerd's content store and snapshots, its state, the shim's and rune's
