@@ -3,11 +3,15 @@
 //! `ENCLAVE_IMAGE`, from a private `docker-registry` on loopback, under a private dockerd.
 //! `enclave-boot` is installed beside a copy of the PAL, as `make install` does. After
 //! the runs the image's plaintext is nowhere in dockerd's data or exec root.
+//!
+//! The confidential case (`ENCLAVE_KBS_URL`, `ENCLAVE_KBS_CA`, `ENCLAVE_IMAGE_POLICY`):
+//! an image the tenant encrypted and signed with our `enclave-image` tool, its KEK
+//! stored in a real HTTPS verdictd through the admin API and its `sigstoreSigned` policy
+//! held there; and the same image when verdictd does not admit the enclave.
 
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
 use common::*;
@@ -41,34 +45,10 @@ fn push_image(dir: &Path, registry: &Registry) -> (Pushed, Vec<String>) {
 }
 
 /// A copy of the PAL with the static `enclave-boot` and its signed manifest beside it,
-/// as `make install` lays them out; returns the PAL's path.
-fn install_pal(dir: &Path) -> PathBuf {
-    let host = String::from_utf8(Command::new("rustc").arg("-vV").output().unwrap().stdout)
-        .unwrap()
-        .lines()
-        .find_map(|l| l.strip_prefix("host: ").map(str::to_string))
-        .unwrap();
-    let boot = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../target")
-        .join(host)
-        .join("release/enclave-boot");
-    assert!(
-        boot.exists(),
-        "{} is missing: `make build` makes it",
-        boot.display()
-    );
-    let lib = dir.join("lib");
-    std::fs::create_dir_all(&lib).unwrap();
-    let (pal, _) = sim_artifacts();
-    std::fs::copy(pal, lib.join("liberpal-sim.so")).unwrap();
-    std::fs::copy(&boot, lib.join("enclave-boot")).unwrap();
-    sim_sign(
-        dir,
-        &lib.join("enclave-boot"),
-        "/.rune/enclave-boot",
-        &lib.join("enclave-boot.manifest.json"),
-    );
-    lib.join("liberpal-sim.so")
+/// as `make install` lays them out; returns the PAL's path and the boot program's
+/// mr_enclave.
+fn install_pal(dir: &Path) -> (PathBuf, String) {
+    test_support::install_boot(&dir.join("lib"), &dir.join("signer.key")).unwrap()
 }
 
 /// What container `id` left: processes naming it (the shim too), its cgroups and mounts,
@@ -111,7 +91,7 @@ fn docker_runs_a_confidential_image_and_keeps_only_the_boot_image() {
     let dir = tempfile::tempdir().unwrap();
     let registry = Registry::start(&dir.path().join("registry"), Auth::None).unwrap();
     let (image, own_digests) = push_image(dir.path(), &registry);
-    let pal = install_pal(dir.path());
+    let (pal, _) = install_pal(dir.path());
     let d = Dockerd::start();
     let tar = images().join("rootfs.tar");
     let (code, _, err) = d.docker(&[
@@ -220,4 +200,218 @@ fn docker_runs_a_confidential_image_and_keeps_only_the_boot_image() {
         traces.iter().any(|t| t.starts_with("digest ")),
         "{traces:?}"
     );
+}
+
+/// A private dockerd with [`BOOT_IMAGE`] imported, and the confidential image `s` (made
+/// by the tenant's `enclave-image`, its policy and KEK in verdictd) named by the
+/// variables of `docker run -e`, the PAL at `pal`.
+struct DockerBed {
+    d: Dockerd,
+    settings: Vec<String>,
+}
+
+impl DockerBed {
+    fn new(s: &test_support::Confidential, pal: &Path) -> DockerBed {
+        let d = Dockerd::start();
+        let tar = images().join("rootfs.tar");
+        let (code, _, err) = d.docker(&[
+            "import",
+            "--change",
+            "CMD [\"/.rune/enclave-boot\"]",
+            tar.to_str().unwrap(),
+            BOOT_IMAGE,
+        ]);
+        assert_eq!(code, 0, "import: {err}");
+        let settings = vec![
+            "ENCLAVE_TYPE=sim".to_string(),
+            format!("ENCLAVE_RUNTIME_PATH={}", pal.display()),
+            format!("ENCLAVE_IMAGE={}", s.image.reference),
+            format!("ENCLAVE_IMAGE_INSECURE={}", s.registry.host()),
+            format!("ENCLAVE_KBS_URL={}", s.kbs.url()),
+            format!("ENCLAVE_KBS_CA={}", s.kbs.ca().unwrap().display()),
+            format!("ENCLAVE_IMAGE_POLICY={}", test_support::tenant::POLICY_ID),
+        ];
+        DockerBed { d, settings }
+    }
+
+    /// `docker run --rm --runtime rune --network host` of the boot image (its Cmd asks
+    /// for the image's own), the container id written to `cid`; returns (exit code,
+    /// stdout, stderr) and the container's id.
+    fn run(&self, cid: &Path) -> ((i32, String, String), String) {
+        let cid_arg = cid.display().to_string();
+        let mut v = vec![
+            "run",
+            "--rm",
+            "--runtime",
+            "rune",
+            "--network",
+            "host",
+            "--pull=never",
+            "--cidfile",
+            &cid_arg,
+        ];
+        for e in &self.settings {
+            v.extend(["-e", e.as_str()]);
+        }
+        v.push(BOOT_IMAGE);
+        let out = self.d.docker(&v);
+        (out, std::fs::read_to_string(cid).unwrap())
+    }
+
+    /// Asserts that docker keeps nothing of container `id` (no container, process,
+    /// cgroup, mount or file named after it) and that the marker's plaintext is nowhere
+    /// under /tmp (which holds docker's data and exec roots) or /var.
+    fn assert_clean(&self, id: &str, marker: &str) {
+        assert!(
+            wait_until(Duration::from_secs(10), || docker_leftovers(&self.d, id)
+                .is_empty()),
+            "{:?}",
+            docker_leftovers(&self.d, id)
+        );
+        let (code, all, err) = self.d.docker(&["ps", "-aq", "--no-trunc"]);
+        assert_eq!(code, 0, "{err}");
+        assert!(!all.contains(id), "{all}");
+        assert!(
+            self.d.path().starts_with("/tmp"),
+            "{}",
+            self.d.path().display()
+        );
+        let found = test_support::marker_found(&[Path::new("/tmp"), Path::new("/var")], marker);
+        assert_eq!(
+            found,
+            Vec::<String>::new(),
+            "the plaintext reached the host"
+        );
+    }
+}
+
+fn needs_confidential(test: &str) -> bool {
+    root_or_skip(test)
+        && [
+            "/usr/sbin/dockerd",
+            "/usr/bin/docker-registry",
+            "/usr/bin/umoci",
+            "/usr/bin/openssl",
+        ]
+        .iter()
+        .all(|t| tool_or_skip(test, t))
+}
+
+#[test]
+fn docker_runs_a_tool_made_confidential_image_with_its_key_from_verdictd() {
+    let test = "docker_runs_a_tool_made_confidential_image_with_its_key_from_verdictd";
+    if !needs_confidential(test) {
+        return;
+    }
+    let host = tempfile::tempdir().unwrap();
+    let (pal, mr) = install_pal(host.path());
+    let s = test_support::Confidential::start(host.path(), &mr).unwrap();
+    let bed = DockerBed::new(&s, &pal);
+
+    let ((code, out, err), id) = bed.run(&host.path().join("cid"));
+    // The image's Cmd prints what the tenant wrote, upper-cased.
+    assert_eq!(code, 0, "stdout {out} stderr {err}");
+    assert_eq!(out, format!("{}\n", s.marker.to_uppercase()), "{err}");
+    assert!(
+        err.contains(&format!(
+            "enclave-boot: manifest {} ",
+            s.image.manifest_digest
+        )),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!(
+            "enclave-boot: signature verified: sigstoreSigned by key #1 for {}/test/app",
+            s.registry.host()
+        )),
+        "{err}"
+    );
+    for layer in &s.image.layers {
+        let prefix = format!("enclave-boot: layer {}: ", &layer[7..19]);
+        let line = err.lines().find(|l| l.starts_with(&prefix));
+        assert!(
+            line.is_some_and(|l| l.contains("decrypted")),
+            "{prefix}: {err}"
+        );
+    }
+    // verdictd affirmed the enclave before it released the KEK.
+    let (attested, released) = s.attested_then_released();
+    assert!(
+        attested.is_some() && released.is_some() && attested < released,
+        "{attested:?} {released:?}: {}",
+        s.kbs.log()
+    );
+    bed.assert_clean(&id, &s.marker);
+    // docker holds no blob of the image either.
+    let mut digests = vec![s.image.manifest_digest.as_str()];
+    digests.extend(s.image.layers.iter().map(String::as_str));
+    let traces = test_support::image_traces(&[bed.d.path()], &s.marker, &digests);
+    assert!(traces.is_empty(), "the image reached docker: {traces:?}");
+    // The search's control: a copy in docker's data root is found.
+    let leak = bed.d.path().join("data/leak");
+    std::fs::write(&leak, &s.marker).unwrap();
+    assert_eq!(
+        test_support::marker_found(&[Path::new("/tmp"), Path::new("/var")], &s.marker),
+        [leak.display().to_string()]
+    );
+    std::fs::remove_file(&leak).unwrap();
+    drop(bed);
+    assert_eq!(s.finish(host.path()), Vec::<String>::new());
+}
+
+#[test]
+fn docker_refuses_a_confidential_image_when_verdictd_refuses_the_enclave() {
+    let test = "docker_refuses_a_confidential_image_when_verdictd_refuses_the_enclave";
+    if !needs_confidential(test) {
+        return;
+    }
+    let host = tempfile::tempdir().unwrap();
+    let (pal, _) = install_pal(host.path());
+    // verdictd admits another program than the installed boot program.
+    let s = test_support::Confidential::start(host.path(), &"cd".repeat(32)).unwrap();
+    let bed = DockerBed::new(&s, &pal);
+    let requests = |s: &test_support::Confidential| {
+        let log = s.registry.log();
+        log.lines().filter(|l| l.contains("/v2/test/app/")).count()
+    };
+    let (blobs, all) = (s.blob_requests(), requests(&s));
+
+    let ((code, out, err), id) = bed.run(&host.path().join("cid"));
+    assert_eq!((code, out.as_str()), (125, ""), "{err}");
+    let errors: Vec<&str> = err
+        .lines()
+        .filter(|l| l.starts_with("enclave-boot: error: "))
+        .collect();
+    assert_eq!(errors.len(), 1, "{err}");
+    // verdictd's decision, as it words it: its resource policy denies the policy.
+    let policy = test_support::tenant::resource_path(test_support::tenant::POLICY_ID);
+    assert!(
+        errors[0].contains(&format!("the resource policy denies {policy}")),
+        "{err}"
+    );
+    // verdictd appraised the evidence and did not affirm it (its EAR status).
+    let statuses: Vec<String> = s
+        .kbs
+        .events()
+        .iter()
+        .filter(|e| e["fields"]["message"] == "attested")
+        .map(|e| {
+            e["fields"]["status"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string()
+        })
+        .collect();
+    assert!(
+        !statuses.is_empty() && statuses.iter().all(|s| s != "affirming"),
+        "{}",
+        s.kbs.log()
+    );
+    assert_eq!(s.kbs.find_event(&[("message", "released")]), None);
+    // Refused before the pull: the registry served no layer, not even the manifest.
+    assert_eq!(s.blob_requests(), blobs);
+    assert_eq!(requests(&s), all, "{}", s.registry.log());
+    bed.assert_clean(&id, &s.marker);
+    drop(bed);
+    assert_eq!(s.finish(host.path()), Vec::<String>::new());
 }

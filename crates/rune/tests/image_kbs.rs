@@ -25,6 +25,7 @@ use common::image::*;
 use common::*;
 use serde_json::Value;
 use test_support::registry::{Auth, Registry};
+use test_support::{marker_found, random_marker, Verdictd};
 
 /// The KEK's resource, as the tenant names it in the packets.
 const KID: &str = "kbs:///default/image-kek/app";
@@ -214,7 +215,7 @@ fn refused(out: &Outcome, want: &[&str]) -> String {
 }
 
 fn kbs_env(kbs: &Verdictd) -> String {
-    format!("ENCLAVE_KBS_URL={}", kbs.url)
+    format!("ENCLAVE_KBS_URL={}", kbs.url())
 }
 
 /// Requests for blobs of `test/app` the registry logged.
@@ -269,7 +270,7 @@ fn a_kek_encrypted_image_runs_with_its_key_from_verdictd() {
     let bed = Bed::new();
     let kek = random::<32>();
     let (reference, manifest) = push_kek_image(&bed, &kek, "kek");
-    let kbs = Verdictd::start(&bed.host("verdictd"), &bed.mr, &[(KEK_RESOURCE, &kek)]);
+    let kbs = Verdictd::start(&bed.host("verdictd"), &bed.mr, &[(KEK_RESOURCE, &kek)]).unwrap();
 
     let out = bed.run(&reference, &[kbs_env(&kbs)]);
     bed.assert_ran(&out);
@@ -311,7 +312,7 @@ fn a_refused_enclave_gets_no_key_and_pulls_no_layer() {
     // verdictd admits another program: the boot program's evidence is contraindicated,
     // and the `affirming` resource policy releases nothing to it.
     let other = hex::encode(random::<32>());
-    let kbs = Verdictd::start(&bed.host("verdictd"), &other, &[(KEK_RESOURCE, &kek)]);
+    let kbs = Verdictd::start(&bed.host("verdictd"), &other, &[(KEK_RESOURCE, &kek)]).unwrap();
     let before = blob_requests(&bed.registry);
 
     let out = bed.run(&reference, &[kbs_env(&kbs)]);
@@ -330,7 +331,7 @@ fn a_refused_enclave_gets_no_key_and_pulls_no_layer() {
 
     // The control: admitted, the same enclave gets the key and pulls every layer, and
     // the registry's log shows it.
-    let kbs = Verdictd::start(&bed.host("admits"), &bed.mr, &[(KEK_RESOURCE, &kek)]);
+    let kbs = Verdictd::start(&bed.host("admits"), &bed.mr, &[(KEK_RESOURCE, &kek)]).unwrap();
     bed.assert_ran(&bed.run(&reference, &[kbs_env(&kbs)]));
     let pulled = blob_requests(&bed.registry);
     for digest in layer_digests(&manifest) {
@@ -358,7 +359,7 @@ fn a_wrong_or_missing_kek_is_named_with_the_layer_and_kid() {
 
     // verdictd holds another KEK under that resource: the packet's A256GCM tag fails.
     let wrong = random::<32>();
-    let kbs = Verdictd::start(&bed.host("wrong"), &bed.mr, &[(KEK_RESOURCE, &wrong)]);
+    let kbs = Verdictd::start(&bed.host("wrong"), &bed.mr, &[(KEK_RESOURCE, &wrong)]).unwrap();
     let out = bed.run(&reference, &[kbs_env(&kbs)]);
     let line = refused(&out, &[]);
     assert_eq!(
@@ -368,7 +369,7 @@ fn a_wrong_or_missing_kek_is_named_with_the_layer_and_kid() {
     drop(kbs);
 
     // verdictd does not hold it at all.
-    let kbs = Verdictd::start(&bed.host("none"), &bed.mr, &[]);
+    let kbs = Verdictd::start(&bed.host("none"), &bed.mr, &[]).unwrap();
     let out = bed.run(&reference, &[kbs_env(&kbs)]);
     refused(&out, &["KBS: layer key ", KID, "not found"]);
     drop(kbs);
@@ -392,7 +393,7 @@ fn a_flipped_ciphertext_byte_is_refused_before_its_files_are_visible() {
     let bed = Bed::new();
     let kek = random::<32>();
     let (reference, manifest) = push_kek_image(&bed, &kek, "kek");
-    let kbs = Verdictd::start(&bed.host("verdictd"), &bed.mr, &[(KEK_RESOURCE, &kek)]);
+    let kbs = Verdictd::start(&bed.host("verdictd"), &bed.mr, &[(KEK_RESOURCE, &kek)]).unwrap();
     let layers = layer_digests(&manifest);
     let (base, marker_layer) = (&layers[0], &layers[1]);
 
@@ -512,7 +513,8 @@ fn a_skopeo_jwe_image_runs_with_its_private_key_from_verdictd() {
         &bed.host("verdictd"),
         &bed.mr,
         &[("default/image-key/jwe", &pem)],
-    );
+    )
+    .unwrap();
     let out = bed.run(&reference, &[kbs_env(&kbs), keys.clone()]);
     bed.assert_ran(&out);
     assert!(
@@ -537,7 +539,8 @@ fn a_skopeo_jwe_image_runs_with_its_private_key_from_verdictd() {
         &bed.host("wrong"),
         &bed.mr,
         &[("default/image-key/jwe", &wrong)],
-    );
+    )
+    .unwrap();
     let out = bed.run(&reference, &[kbs_env(&kbs), keys.clone()]);
     let line = refused(
         &out,
@@ -567,7 +570,8 @@ fn a_skopeo_jwe_image_runs_with_its_private_key_from_verdictd() {
         &bed.host("garbage"),
         &bed.mr,
         &[("default/image-key/jwe", b"not a key")],
-    );
+    )
+    .unwrap();
     let out = bed.run(&reference, &[kbs_env(&kbs), keys]);
     refused(&out, &[&format!("decryption key {JWE_KEY}: private key: ")]);
     drop(kbs);
@@ -647,7 +651,8 @@ fn a_gpg_signed_image_runs_and_unsigned_or_forged_ones_are_refused() {
             ),
             ("default/image-policy/gpg", public.as_bytes()),
         ],
-    );
+    )
+    .unwrap();
 
     // skopeo's verdicts on the same images under the same policy (a local key file).
     let key_file = bed.tenant("trusted.asc");
@@ -729,7 +734,8 @@ fn a_gpg_signed_image_runs_and_unsigned_or_forged_ones_are_refused() {
                 br#"{"default":[{"type":"insecureAcceptAnything","foo":1}]}"#,
             ),
         ],
-    );
+    )
+    .unwrap();
     let out = bed.run(
         &signed,
         &[

@@ -5,11 +5,17 @@
 //! copy of the PAL, as `make install` does, and signed with sim-sign; the shim's config
 //! names that PAL. Afterwards the image's plaintext is nowhere in the private
 //! containerd's directories: the host only ever held the boot image.
+//!
+//! The confidential case: an image the tenant encrypted and signed with our
+//! `enclave-image` tool (KEK stored in a real HTTPS verdictd through its admin API,
+//! cosign signature, `sigstoreSigned` policy held by verdictd), given by annotations
+//! only; and the same image when verdictd's policy does not admit the enclave. Expected
+//! values come from the tenant's marker, the registry's manifest and access log, and
+//! verdictd's log (its appraisal status, what it released and when).
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::path::Path;
 
 use common::*;
 use test_support::registry::{Auth, Pushed, Registry};
@@ -43,55 +49,14 @@ fn push_image(dir: &Path, registry: &Registry) -> (Pushed, Vec<String>) {
     (image, own)
 }
 
-/// The static boot program `make build` makes.
-fn boot_program() -> PathBuf {
-    let v = Command::new("rustc").arg("-vV").output().unwrap().stdout;
-    let host = String::from_utf8(v)
-        .unwrap()
-        .lines()
-        .find_map(|l| l.strip_prefix("host: ").map(str::to_string))
-        .unwrap();
-    let p = workspace()
-        .join("target")
-        .join(host)
-        .join("release/enclave-boot");
-    assert!(
-        p.exists(),
-        "{} is missing: `make build` makes it",
-        p.display()
-    );
-    p
-}
-
 /// Installs the PAL with `enclave-boot` and its signed manifest beside it under
-/// `c/lib`, as `make install` does, and points the shim's config at that PAL.
-fn install_boot(c: &Ctrd) {
-    let lib = c.path().join("lib");
-    std::fs::create_dir_all(&lib).unwrap();
-    let pal = lib.join("liberpal-sim.so");
-    std::fs::copy(artifact("pal-sim", "liberpal_sim.so"), &pal).unwrap();
-    std::fs::copy(boot_program(), lib.join("enclave-boot")).unwrap();
-    let out = Command::new(artifact("pal-sim", "sim-sign"))
-        .args([
-            "sign",
-            "--entrypoint",
-            "/.rune/enclave-boot",
-            "--executable",
-        ])
-        .arg(lib.join("enclave-boot"))
-        .arg("--key")
-        .arg(c.path().join("signer.key"))
-        .arg("--out")
-        .arg(lib.join("enclave-boot.manifest.json"))
-        .stdout(Stdio::null())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+/// `c/lib`, as `make install` does, and points the shim's config at that PAL; returns
+/// the boot program's mr_enclave.
+fn install_boot(c: &Ctrd) -> String {
+    let (pal, mr) =
+        test_support::install_boot(&c.path().join("lib"), &c.path().join("signer.key")).unwrap();
     c.write_config_pal(&pal, "");
+    mr
 }
 
 /// Imports [`BOOT_IMAGE`]: the busybox layout with its Cmd set by umoci.
@@ -175,7 +140,7 @@ fn a_confidential_image_runs_through_the_shim_and_only_the_boot_image_reaches_th
     let dir = tempfile::tempdir().unwrap();
     let registry = Registry::start(&dir.path().join("registry"), Auth::None).unwrap();
     let (image, own_digests) = push_image(dir.path(), &registry);
-    install_boot(&c);
+    let mr = install_boot(&c);
     import_boot_image(&c, dir.path());
     let want = format!("{}\n", MARKER.to_uppercase());
 
@@ -214,9 +179,10 @@ fn a_confidential_image_runs_through_the_shim_and_only_the_boot_image_reaches_th
     let id = unique_id("ctrimg");
     let env_image = format!("ENCLAVE_IMAGE={}", image.reference);
     let env_insecure = format!("ENCLAVE_IMAGE_INSECURE={}", registry.host());
-    // Nothing listens there: without encrypted layers or a policy it is not contacted,
-    // but enclave-boot says it got it.
-    let kbs = format!("http://127.0.0.1:{}", test_support::free_port().unwrap());
+    // A real verdictd admitting the boot program: with a KBS, enclave-boot attests
+    // before anything else, even for a plain image that needs no key.
+    let verdictd = test_support::Verdictd::start(&dir.path().join("verdictd"), &mr, &[]).unwrap();
+    let kbs = verdictd.url().to_string();
     let env_kbs = format!("ENCLAVE_KBS_URL={kbs}");
     let args = run_args(
         &[
@@ -244,6 +210,14 @@ fn a_confidential_image_runs_through_the_shim_and_only_the_boot_image_reaches_th
         err.contains(&format!("enclave-boot: attesting to {kbs} (sim evidence)")),
         "{err}"
     );
+    assert!(
+        verdictd
+            .find_event(&[("message", "attested"), ("status", "affirming")])
+            .is_some(),
+        "{}",
+        verdictd.log()
+    );
+    drop(verdictd);
     c.assert_clean(&id);
 
     // containerd's content store and snapshots, its state, the shim's and rune's
@@ -376,4 +350,179 @@ fn a_cri_sandbox_container_stays_plain_under_the_pods_image_annotation() {
     let (code, out, err) = c.ctr(&args);
     assert_eq!((code, out.as_str()), (4, "plain\n"), "{err}\n{}", c.log());
     c.assert_clean(&id);
+}
+
+/// `ctr run` arguments giving the confidential image `s` by annotations only (image,
+/// plain-HTTP registry, KBS URL and CA, policy resource) to the boot image, whose Cmd
+/// asks for the image's own.
+fn confidential_annotations(s: &test_support::Confidential) -> Vec<String> {
+    let ca = s.kbs.ca().unwrap().display().to_string();
+    [
+        format!("enclave.image={}", s.image.reference),
+        format!("enclave.image.insecure={}", s.registry.host()),
+        format!("enclave.kbs.url={}", s.kbs.url()),
+        format!("enclave.kbs.ca={ca}"),
+        format!("enclave.image.policy={}", test_support::tenant::POLICY_ID),
+    ]
+    .into_iter()
+    .flat_map(|a| ["--annotation".to_string(), a])
+    .chain(["--env".to_string(), "ENCLAVE_TYPE=sim".to_string()])
+    .collect()
+}
+
+/// Asserts that containerd keeps nothing of container `id`: no task, no container, no
+/// snapshot, and (`Ctrd::assert_clean`) no process, mount, cgroup or rune state.
+fn assert_gone(c: &Ctrd, id: &str) {
+    c.assert_clean(id);
+    for what in [
+        &["task", "ls"][..],
+        &["containers", "ls"],
+        &["snapshots", "ls"],
+    ] {
+        let (code, out, err) = c.ctr(what);
+        assert_eq!(code, 0, "{what:?}: {err}");
+        assert!(!out.contains(id), "{what:?}: {out}");
+    }
+}
+
+/// Where the marker's plaintext is found under /tmp, which holds containerd's directory
+/// (content store, snapshots, state, bundles, rune's state), and /var.
+fn plaintext_on_host(c: &Ctrd, marker: &str) -> Vec<String> {
+    assert!(c.path().starts_with("/tmp"), "{}", c.path().display());
+    test_support::marker_found(&[Path::new("/tmp"), Path::new("/var")], marker)
+}
+
+#[test]
+fn a_tool_made_confidential_image_runs_through_the_shim_with_its_key_from_verdictd() {
+    let test = "a_tool_made_confidential_image_runs_through_the_shim_with_its_key_from_verdictd";
+    if !needs(test) || !Path::new("/usr/bin/openssl").exists() {
+        return;
+    }
+    let c = Ctrd::start();
+    let mr = install_boot(&c);
+    let host = tempfile::tempdir().unwrap();
+    import_boot_image(&c, host.path());
+    let s = test_support::Confidential::start(host.path(), &mr).unwrap();
+
+    let id = unique_id("ctrkbs");
+    let extra = confidential_annotations(&s);
+    let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
+    let (code, out, err) = c.ctr(&run_args(&extra, BOOT_IMAGE, &id, &[]));
+    // The image's Cmd prints what the tenant wrote, upper-cased.
+    assert_eq!(code, 0, "stdout {out} stderr {err}\n{}", c.log());
+    assert_eq!(out, format!("{}\n", s.marker.to_uppercase()), "{err}");
+    let short = |d: &str| d[7..19].to_string();
+    assert!(
+        err.contains(&format!(
+            "enclave-boot: manifest {} ",
+            s.image.manifest_digest
+        )),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!(
+            "enclave-boot: signature verified: sigstoreSigned by key #1 for {}/test/app",
+            s.registry.host()
+        )),
+        "{err}"
+    );
+    for layer in &s.image.layers {
+        let prefix = format!("enclave-boot: layer {}: ", short(layer));
+        let line = err.lines().find(|l| l.starts_with(&prefix));
+        assert!(
+            line.is_some_and(|l| l.contains("decrypted")),
+            "{prefix}: {err}"
+        );
+    }
+    // verdictd affirmed the enclave before it released the policy and the KEK.
+    let (attested, released) = s.attested_then_released();
+    assert!(
+        attested.is_some() && released.is_some() && attested < released,
+        "{attested:?} {released:?}: {}",
+        s.kbs.log()
+    );
+    assert_gone(&c, &id);
+
+    // The plaintext is nowhere on the host; containerd holds no blob of the image.
+    assert_eq!(plaintext_on_host(&c, &s.marker), Vec::<String>::new());
+    let mut digests = vec![s.image.manifest_digest.as_str()];
+    digests.extend(s.image.layers.iter().map(String::as_str));
+    let traces = test_support::image_traces(&[c.path()], &s.marker, &digests);
+    assert!(
+        traces.is_empty(),
+        "the image reached containerd: {traces:?}"
+    );
+    // The search's control: a copy in containerd's root is found.
+    let leak = c.path().join("root/leak");
+    std::fs::write(&leak, &s.marker).unwrap();
+    assert_eq!(
+        plaintext_on_host(&c, &s.marker),
+        [leak.display().to_string()]
+    );
+    std::fs::remove_file(&leak).unwrap();
+
+    assert_eq!(s.finish(host.path()), Vec::<String>::new());
+}
+
+#[test]
+fn an_enclave_verdictd_refuses_gets_no_key_through_the_shim_and_pulls_nothing() {
+    let test = "an_enclave_verdictd_refuses_gets_no_key_through_the_shim_and_pulls_nothing";
+    if !needs(test) || !Path::new("/usr/bin/openssl").exists() {
+        return;
+    }
+    let c = Ctrd::start();
+    install_boot(&c);
+    let host = tempfile::tempdir().unwrap();
+    import_boot_image(&c, host.path());
+    // verdictd admits another program than the installed boot program.
+    let other = "ab".repeat(32);
+    let s = test_support::Confidential::start(host.path(), &other).unwrap();
+    let requests = |s: &test_support::Confidential| {
+        let log = s.registry.log();
+        log.lines().filter(|l| l.contains("/v2/test/app/")).count()
+    };
+    let (blobs, all) = (s.blob_requests(), requests(&s));
+
+    let id = unique_id("ctrkbs");
+    let extra = confidential_annotations(&s);
+    let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
+    let (code, out, err) = c.ctr(&run_args(&extra, BOOT_IMAGE, &id, &[]));
+    assert_eq!((code, out.as_str()), (125, ""), "{err}\n{}", c.log());
+    let errors: Vec<&str> = err
+        .lines()
+        .filter(|l| l.starts_with("enclave-boot: error: "))
+        .collect();
+    assert_eq!(errors.len(), 1, "{err}");
+    // verdictd's decision, as it words it: its resource policy denies the policy.
+    let policy = test_support::tenant::resource_path(test_support::tenant::POLICY_ID);
+    assert!(
+        errors[0].contains(&format!("the resource policy denies {policy}")),
+        "{err}"
+    );
+    // verdictd appraised the evidence and did not affirm it (its EAR status).
+    let statuses: Vec<String> = s
+        .kbs
+        .events()
+        .iter()
+        .filter(|e| e["fields"]["message"] == "attested")
+        .map(|e| {
+            e["fields"]["status"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string()
+        })
+        .collect();
+    assert!(
+        !statuses.is_empty() && statuses.iter().all(|s| s != "affirming"),
+        "{}",
+        s.kbs.log()
+    );
+    assert_eq!(s.kbs.find_event(&[("message", "released")]), None);
+    // Refused before the pull: the registry served no layer, not even the manifest.
+    assert_eq!(s.blob_requests(), blobs);
+    assert_eq!(requests(&s), all, "{}", s.registry.log());
+    c.ctr(&["container", "delete", &id]);
+    assert_gone(&c, &id);
+    assert_eq!(plaintext_on_host(&c, &s.marker), Vec::<String>::new());
+    assert_eq!(s.finish(host.path()), Vec::<String>::new());
 }

@@ -4,19 +4,29 @@
 //! storage in the test's temporary directory (anonymous, htpasswd or bearer-token auth,
 //! the token service included), a fault-injecting proxy, wrappers for skopeo and umoci,
 //! the busybox OCI layout, the tenant's layer encryption for a KBS-held key, and a
-//! leftover check. Everything started is stopped by pid when its handle drops.
+//! leftover check; for confidential images, a real `verdictd`, the signed boot program
+//! laid out as `make install` does, the tenant's `enclave-image` tool, and the marker
+//! search. Everything started is stopped by pid when its handle drops.
 
+pub mod boot;
 pub mod encrypt;
 pub mod http;
+pub mod marker;
 pub mod registry;
+pub mod tenant;
 pub mod token;
 pub mod tools;
+pub mod verdictd;
 
+pub use boot::{boot_program, install_boot, release_artifact, signed_boot, sim_sign};
 pub use encrypt::{encrypt_layout_with_kek, EncryptedImage};
 pub use http::{free_port, Fault, FaultProxy, StaticFiles};
+pub use marker::{marker_found, marker_layout, random_marker};
 pub use registry::{Auth, Pushed, Registry};
+pub use tenant::{enclave_image, publish, Confidential, ConfidentialImage, TenantKeys};
 pub use token::TokenServer;
 pub use tools::{
     busybox_oci_tar, image_traces, is_root, leftovers, run, sha256_digest, skopeo, skopeo_env,
     workspace_root, Gpg, ImageBuilder,
 };
+pub use verdictd::{Verdictd, VerdictdOptions};
