@@ -324,3 +324,48 @@ impl Agent {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kbs_protocol::eventlog::{Event, EventLog, MAX_EVENTS};
+
+    #[test]
+    fn events_ride_in_the_bound_additional_evidence_and_reset_the_token() {
+        let mut agent = Agent::new(
+            "http://127.0.0.1:9",
+            Options {
+                tee: TeeChoice::Sample,
+                ca_pem: None,
+            },
+        )
+        .unwrap();
+        agent.token = Some("old".into());
+        let e = Event::pull_image("r.example/app:1", "sha256:ab").unwrap();
+        agent.extend_runtime_measurement(&e).unwrap();
+        // A token from before the event does not show it: the next request attests.
+        assert_eq!(agent.token, None);
+        let carried = agent.event_log().to_additional_evidence();
+        let back = EventLog::from_additional_evidence(&carried).unwrap();
+        assert_eq!(back.records().len(), 1);
+        assert_eq!(back.records()[0].event().unwrap(), e);
+        // What the digest covers is exactly that string (kbs-protocol's binding).
+        let key = TeeKeyPair::generate().public_key();
+        let with = kbs_protocol::binding::digest(
+            kbs_protocol::HashAlgorithm::Sha384,
+            "n",
+            &key,
+            &carried,
+        )
+        .unwrap();
+        let without =
+            kbs_protocol::binding::digest(kbs_protocol::HashAlgorithm::Sha384, "n", &key, "")
+                .unwrap();
+        assert_ne!(with, without);
+        for _ in 1..MAX_EVENTS {
+            agent.extend_runtime_measurement(&e).unwrap();
+        }
+        let err = agent.extend_runtime_measurement(&e).unwrap_err();
+        assert!(err.to_string().contains("full"), "{err}");
+    }
+}
