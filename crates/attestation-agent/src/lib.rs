@@ -32,10 +32,10 @@ use kbs_protocol::{
 use serde_json::Value;
 use zeroize::Zeroizing;
 
+pub use http::HttpError;
 /// Runtime-measurement events (re-exported so enclave programs need not depend on the
 /// wire crate).
 pub use kbs_protocol::eventlog;
-pub use http::HttpError;
 /// The resource URI lives with the wire format, so image code can name KBS resources
 /// without depending on the agent.
 pub use kbs_protocol::resource_uri::{ResourceUri, UriError};
@@ -351,13 +351,9 @@ mod tests {
         assert_eq!(back.records()[0].event().unwrap(), e);
         // What the digest covers is exactly that string (kbs-protocol's binding).
         let key = TeeKeyPair::generate().public_key();
-        let with = kbs_protocol::binding::digest(
-            kbs_protocol::HashAlgorithm::Sha384,
-            "n",
-            &key,
-            &carried,
-        )
-        .unwrap();
+        let with =
+            kbs_protocol::binding::digest(kbs_protocol::HashAlgorithm::Sha384, "n", &key, &carried)
+                .unwrap();
         let without =
             kbs_protocol::binding::digest(kbs_protocol::HashAlgorithm::Sha384, "n", &key, "")
                 .unwrap();

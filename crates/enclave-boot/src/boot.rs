@@ -105,10 +105,6 @@ pub async fn prepare<W: Write>(
                 },
             )
             .map_err(|e| BootError::Kbs(e.to_string()))?;
-            progress.line(format_args!(
-                "attesting to {url} ({} evidence)",
-                agent.tee()
-            ));
             Some(agent)
         }
         None => None,
@@ -155,6 +151,10 @@ pub async fn prepare<W: Write>(
             }
             Err(e) => return Err(BootError::Kbs(e.to_string())),
         }
+        progress.line(format_args!(
+            "attesting to {url} ({} evidence)",
+            agent.tee()
+        ));
         agent
             .attest()
             .await

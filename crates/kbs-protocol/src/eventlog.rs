@@ -90,7 +90,9 @@ impl Event {
         let bad = |why: String| Err(EventLogError::Event(why));
         for (what, field) in [("domain", domain), ("operation", operation)] {
             if field.is_empty() || !field.bytes().all(|b| b.is_ascii_graphic()) {
-                return bad(format!("{what} {field:?} must be printable ASCII without spaces"));
+                return bad(format!(
+                    "{what} {field:?} must be printable ASCII without spaces"
+                ));
             }
         }
         if content.is_empty() || content.chars().any(char::is_control) {
@@ -255,7 +257,12 @@ impl EventLog {
         let declared = spec[28..]
             .chunks_exact(4)
             .take(algs)
-            .map(|c| (u16::from_le_bytes([c[0], c[1]]), u16::from_le_bytes([c[2], c[3]])))
+            .map(|c| {
+                (
+                    u16::from_le_bytes([c[0], c[1]]),
+                    u16::from_le_bytes([c[2], c[3]]),
+                )
+            })
             .collect::<Vec<_>>();
         if declared.len() != algs || !declared.contains(&(TPM_ALG_SHA384, SHA384_LEN as u16)) {
             return Err(log("the header does not declare SHA-384"));
@@ -277,7 +284,11 @@ impl EventLog {
                 EventLogError::Log(reason) => EventLogError::Record { index: n, reason },
                 other => other,
             };
-            let (index, kind, count) = (r.u32().map_err(at)?, r.u32().map_err(at)?, r.u32().map_err(at)?);
+            let (index, kind, count) = (
+                r.u32().map_err(at)?,
+                r.u32().map_err(at)?,
+                r.u32().map_err(at)?,
+            );
             let bad = |reason: String| EventLogError::Record { index: n, reason };
             if !(1..=4).contains(&index) {
                 return Err(bad(format!("CC MR index {index} (1..=4 expected)")));
@@ -291,7 +302,10 @@ impl EventLog {
             let digest: [u8; SHA384_LEN] = r.take(SHA384_LEN).map_err(at)?.try_into().expect("48");
             let size = r.u32().map_err(at)? as usize;
             if size > MAX_EVENT_TEXT + 8 {
-                return Err(bad(format!("{size}-byte event (at most {})", MAX_EVENT_TEXT + 8)));
+                return Err(bad(format!(
+                    "{size}-byte event (at most {})",
+                    MAX_EVENT_TEXT + 8
+                )));
             }
             let data = r.take(size).map_err(at)?.to_vec();
             let record = Record {
@@ -346,9 +360,9 @@ impl EventLog {
         let (Some(Value::String(b64)), 1) = (v.get(ADDITIONAL_EVIDENCE_KEY), v.len()) else {
             return Err(unsupported());
         };
-        let bytes = STANDARD
-            .decode(b64)
-            .map_err(|e| EventLogError::Log(format!("{ADDITIONAL_EVIDENCE_KEY} is not base64: {e}")))?;
+        let bytes = STANDARD.decode(b64).map_err(|e| {
+            EventLogError::Log(format!("{ADDITIONAL_EVIDENCE_KEY} is not base64: {e}"))
+        })?;
         EventLog::parse(&bytes)
     }
 
@@ -416,10 +430,14 @@ impl<'a> Reader<'a> {
         Ok(out)
     }
     fn u32(&mut self) -> Result<u32, EventLogError> {
-        Ok(u32::from_le_bytes(self.take(4)?.try_into().expect("4 bytes")))
+        Ok(u32::from_le_bytes(
+            self.take(4)?.try_into().expect("4 bytes"),
+        ))
     }
     fn u16(&mut self) -> Result<u16, EventLogError> {
-        Ok(u16::from_le_bytes(self.take(2)?.try_into().expect("2 bytes")))
+        Ok(u16::from_le_bytes(
+            self.take(2)?.try_into().expect("2 bytes"),
+        ))
     }
 }
 
@@ -481,7 +499,10 @@ mod tests {
         // The raw event data starts with the tag bytes "LEAA".
         assert!(c[0]["event"].as_str().unwrap().starts_with("TEVBQ"));
         assert_eq!(c[1]["details"]["data"]["content"], "some content");
-        assert_eq!(EventLog::from_additional_evidence("").unwrap(), EventLog::new());
+        assert_eq!(
+            EventLog::from_additional_evidence("").unwrap(),
+            EventLog::new()
+        );
         assert_eq!(EventLog::new().to_additional_evidence(), "");
     }
 
@@ -527,8 +548,17 @@ mod tests {
         let mut b = one.to_bytes();
         let at = header().len();
         b[at..at + 4].copy_from_slice(&9u32.to_le_bytes());
-        assert!(EventLog::parse(&b).unwrap_err().to_string().contains("index 9"));
-        for s in ["{}", "[]", r#"{"nvidia":{}}"#, r#"{"cc_eventlog":"%%"}"#, "x"] {
+        assert!(EventLog::parse(&b)
+            .unwrap_err()
+            .to_string()
+            .contains("index 9"));
+        for s in [
+            "{}",
+            "[]",
+            r#"{"nvidia":{}}"#,
+            r#"{"cc_eventlog":"%%"}"#,
+            "x",
+        ] {
             assert!(EventLog::from_additional_evidence(s).is_err(), "{s}");
         }
     }

@@ -807,14 +807,41 @@ impl Kbs {
             };
             let p256 = "-newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes";
             let args = |a: &str| a.split(' ').map(str::to_string).collect::<Vec<_>>();
-            let ca = args(&format!("req -x509 {p256} -keyout ca.key -out ca.pem -days 1"));
-            openssl(&[ca.iter().map(String::as_str).collect(), vec!["-subj", "/CN=tenant KBS CA"]].concat());
+            let ca = args(&format!(
+                "req -x509 {p256} -keyout ca.key -out ca.pem -days 1"
+            ));
+            openssl(
+                &[
+                    ca.iter().map(String::as_str).collect(),
+                    vec!["-subj", "/CN=tenant KBS CA"],
+                ]
+                .concat(),
+            );
             let csr = args(&format!("req -new {p256} -keyout key.pem -out server.csr"));
-            openssl(&[csr.iter().map(String::as_str).collect(), vec!["-subj", "/CN=127.0.0.1"]].concat());
+            openssl(
+                &[
+                    csr.iter().map(String::as_str).collect(),
+                    vec!["-subj", "/CN=127.0.0.1"],
+                ]
+                .concat(),
+            );
             std::fs::write(dir.join("ext.cnf"), "subjectAltName=IP:127.0.0.1\n").unwrap();
             openssl(&[
-                "x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
-                "-CAcreateserial", "-days", "1", "-extfile", "ext.cnf", "-out", "server.pem",
+                "x509",
+                "-req",
+                "-in",
+                "server.csr",
+                "-CA",
+                "ca.pem",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-days",
+                "1",
+                "-extfile",
+                "ext.cnf",
+                "-out",
+                "server.pem",
             ]);
             openssl(&["genpkey", "-algorithm", "ed25519", "-out", "admin.key"]);
             openssl(&["pkey", "-in", "admin.key", "-pubout", "-out", "admin.pub"]);
@@ -846,7 +873,10 @@ impl Kbs {
     fn env(&self) -> Vec<String> {
         let mut env = vec![format!("ENCLAVE_KBS_URL={}", self.url)];
         if self.url.starts_with("https://") {
-            env.push(format!("ENCLAVE_KBS_CA={}", self.dir.join("ca.pem").display()));
+            env.push(format!(
+                "ENCLAVE_KBS_CA={}",
+                self.dir.join("ca.pem").display()
+            ));
         }
         env
     }
@@ -984,7 +1014,10 @@ fn an_image_made_by_enclave_image_runs_and_another_cosign_key_is_refused() {
     let host = bed.registry.host();
     let scope = format!("{host}/test/app");
     let path = |p: PathBuf| p.display().to_string();
-    let (cosign_key, other_key) = (path(bed.tenant("cosign.key")), path(bed.tenant("other.key")));
+    let (cosign_key, other_key) = (
+        path(bed.tenant("cosign.key")),
+        path(bed.tenant("other.key")),
+    );
     tenant(&["keygen", "--cosign", &cosign_key]);
     tenant(&["keygen", "--cosign", &other_key]);
     let cosign_pub = std::fs::read(format!("{cosign_key}.pub")).unwrap();
@@ -1015,20 +1048,58 @@ fn an_image_made_by_enclave_image_runs_and_another_cosign_key_is_refused() {
     let layout = format!("oci:{}", bed.image);
     let signed = format!("{scope}:enc");
     tenant(&[
-        "encrypt", "--kek-id", KID, "--kbs", &kbs.url, "--kbs-ca", &ca, "--admin-key", &admin,
-        "--save-kek", &kek_file, "--insecure-registry", &host, &layout, &signed,
+        "encrypt",
+        "--kek-id",
+        KID,
+        "--kbs",
+        &kbs.url,
+        "--kbs-ca",
+        &ca,
+        "--admin-key",
+        &admin,
+        "--save-kek",
+        &kek_file,
+        "--insecure-registry",
+        &host,
+        &layout,
+        &signed,
     ]);
-    tenant(&["sign", "--cosign-key", &cosign_key, "--insecure-registry", &host, &signed]);
+    tenant(&[
+        "sign",
+        "--cosign-key",
+        &cosign_key,
+        "--insecure-registry",
+        &host,
+        &signed,
+    ]);
     // The same plaintext encrypted again (another digest) for the same KEK, signed by
     // another key only.
     let forged = format!("{scope}:forged");
     tenant(&[
-        "encrypt", "--kek-id", KID, "--kek-file", &kek_file, "--insecure-registry", &host,
-        &layout, &forged,
+        "encrypt",
+        "--kek-id",
+        KID,
+        "--kek-file",
+        &kek_file,
+        "--insecure-registry",
+        &host,
+        &layout,
+        &forged,
     ]);
-    tenant(&["sign", "--cosign-key", &other_key, "--insecure-registry", &host, &forged]);
+    tenant(&[
+        "sign",
+        "--cosign-key",
+        &other_key,
+        "--insecure-registry",
+        &host,
+        &forged,
+    ]);
     // verdictd holds the KEK the tool generated (the tool's own copy is the control).
-    let stored = std::fs::read(kbs.dir.join("resources").join(KEK_RESOURCE.replace('/', "\\x2F")));
+    let stored = std::fs::read(
+        kbs.dir
+            .join("resources")
+            .join(KEK_RESOURCE.replace('/', "\\x2F")),
+    );
     assert_eq!(stored.unwrap(), std::fs::read(&kek_file).unwrap());
 
     let mut env = kbs.env();

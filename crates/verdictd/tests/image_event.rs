@@ -69,7 +69,10 @@ fn pushed(reg: &Registry) -> (String, String) {
     .unwrap()
     .trim()
     .to_string();
-    assert!(digest.starts_with("sha256:") && digest.len() == 71, "{digest}");
+    assert!(
+        digest.starts_with("sha256:") && digest.len() == 71,
+        "{digest}"
+    );
     (reference, digest)
 }
 
@@ -110,8 +113,8 @@ fn the_pulled_digest_is_a_claim_a_resource_policy_pins() {
     let mut agent = v.agent();
     agent.extend_runtime_measurement(&event).unwrap();
     let token = rt.block_on(agent.attest()).unwrap();
-    let logs = &ear_claims(&token)["submods"]["cpu0"]["ear.veraison.annotated-evidence"]
-        ["sample"]["uefi_event_logs"];
+    let logs = &ear_claims(&token)["submods"]["cpu0"]["ear.veraison.annotated-evidence"]["sample"]
+        ["uefi_event_logs"];
     assert_eq!(logs.as_array().map(Vec::len), Some(1), "{logs}");
     let e = &logs[0];
     assert_eq!(e["details"]["data"]["content"]["digest"], skopeo_digest);
@@ -194,7 +197,10 @@ fn a_forged_or_unbound_event_is_refused() {
     // The host swaps the log for another image's after the enclave made its evidence
     // (or adds one to evidence made without): the report data no longer matches.
     for (bound, sent) in [
-        (genuine.to_additional_evidence(), forged.to_additional_evidence()),
+        (
+            genuine.to_additional_evidence(),
+            forged.to_additional_evidence(),
+        ),
         (String::new(), forged.to_additional_evidence()),
     ] {
         let mut m = Manual::auth(&v);
