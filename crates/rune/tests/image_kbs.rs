@@ -805,26 +805,21 @@ impl Kbs {
                     .unwrap();
                 assert!(out.status.success(), "openssl {args:?}: {out:?}");
             };
-            let p256 = "-newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes";
-            let args = |a: &str| a.split(' ').map(str::to_string).collect::<Vec<_>>();
-            let ca = args(&format!(
-                "req -x509 {p256} -keyout ca.key -out ca.pem -days 1"
-            ));
-            openssl(
-                &[
-                    ca.iter().map(String::as_str).collect(),
-                    vec!["-subj", "/CN=tenant KBS CA"],
-                ]
-                .concat(),
-            );
-            let csr = args(&format!("req -new {p256} -keyout key.pem -out server.csr"));
-            openssl(
-                &[
-                    csr.iter().map(String::as_str).collect(),
-                    vec!["-subj", "/CN=127.0.0.1"],
-                ]
-                .concat(),
-            );
+            // A CA (what the enclave and the tenant's tool trust) and the server's
+            // certificate from it, for 127.0.0.1.
+            let p256 = [
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+                "-nodes",
+            ];
+            let ca = [
+                "req", "-x509", "-keyout", "ca.key", "-out", "ca.pem", "-days", "1",
+            ];
+            openssl(&[&ca[..], &p256, &["-subj", "/CN=tenant KBS CA"]].concat());
+            let csr = ["req", "-new", "-keyout", "key.pem", "-out", "server.csr"];
+            openssl(&[&csr[..], &p256, &["-subj", "/CN=127.0.0.1"]].concat());
             std::fs::write(dir.join("ext.cnf"), "subjectAltName=IP:127.0.0.1\n").unwrap();
             openssl(&[
                 "x509",
