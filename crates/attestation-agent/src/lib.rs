@@ -14,6 +14,12 @@
 //! Each RCAR run uses a fresh P-256 key: its public half is bound into the evidence
 //! (with the broker's nonce), and the broker encrypts resources to it, so a secret
 //! is readable only by the process that attested.
+//!
+//! [`Agent::extend_runtime_measurement`] records an event (guest-components' AA API of
+//! that name), e.g. CoCo's `PullImage` with the image's manifest digest; every later
+//! attestation carries the log, bound by the report data (see
+//! [`kbs_protocol::eventlog`]), and the broker shows it to its policies as
+//! `uefi_event_logs` claims.
 
 pub mod http;
 
@@ -27,6 +33,9 @@ use serde_json::Value;
 use zeroize::Zeroizing;
 
 pub use http::HttpError;
+/// Runtime-measurement events (re-exported so enclave programs need not depend on the
+/// wire crate).
+pub use kbs_protocol::eventlog;
 /// The resource URI lives with the wire format, so image code can name KBS resources
 /// without depending on the agent.
 pub use kbs_protocol::resource_uri::{ResourceUri, UriError};
@@ -49,6 +58,12 @@ pub enum AgentError {
     Attester(String),
     #[error("protocol: {0}")]
     Protocol(String),
+    /// The TEE's evidence cannot carry runtime measurements (guest-components'
+    /// `NOT_SUPPORTED`): TDX and SNP until the agent extends their registers.
+    #[error("{0} evidence cannot carry runtime measurements")]
+    MeasurementNotSupported(&'static str),
+    #[error("{0}")]
+    EventLog(#[from] kbs_protocol::eventlog::EventLogError),
 }
 
 /// Which evidence to produce.
@@ -112,6 +127,12 @@ impl Attester {
         }
     }
 
+    /// Whether the log can ride in the evidence: the software TEEs, whose evidence
+    /// only verdictd verifies (trustee would read `additional_evidence` as devices).
+    fn carries_event_log(&self) -> bool {
+        matches!(self, Attester::Sim(_) | Attester::Sample)
+    }
+
     fn name(&self) -> &'static str {
         match self {
             Attester::Sim(_) => kbs_protocol::TEE_SIM,
@@ -168,6 +189,7 @@ pub struct Agent {
     attester: Attester,
     keypair: TeeKeyPair,
     token: Option<String>,
+    eventlog: kbs_protocol::eventlog::EventLog,
 }
 
 impl Agent {
@@ -177,7 +199,29 @@ impl Agent {
             attester: Attester::choose(options.tee)?,
             keypair: TeeKeyPair::generate(),
             token: None,
+            eventlog: Default::default(),
         })
+    }
+
+    /// Records `event` for every later attestation (a token obtained before it is
+    /// dropped, so the next request attests again with it). Refused when the TEE's
+    /// evidence cannot carry it ([`AgentError::MeasurementNotSupported`]) or the log is
+    /// full.
+    pub fn extend_runtime_measurement(
+        &mut self,
+        event: &kbs_protocol::eventlog::Event,
+    ) -> Result<(), AgentError> {
+        if !self.attester.carries_event_log() {
+            return Err(AgentError::MeasurementNotSupported(self.attester.name()));
+        }
+        self.eventlog.extend(event)?;
+        self.token = None;
+        Ok(())
+    }
+
+    /// The events recorded so far.
+    pub fn event_log(&self) -> &kbs_protocol::eventlog::EventLog {
+        &self.eventlog
     }
 
     /// The TEE the agent attests as (`sim`, `tdx`, `snp` or `sample`).
@@ -223,8 +267,14 @@ impl Agent {
         let hash = kbs_protocol::selected_hash(&challenge)
             .map_err(|e| AgentError::Protocol(e.to_string()))?;
         let tee_pubkey = self.keypair.public_key();
-        let digest = kbs_protocol::binding::digest(hash, &challenge.nonce, &tee_pubkey, "")
-            .map_err(|e| AgentError::Protocol(e.to_string()))?;
+        let additional_evidence = self.eventlog.to_additional_evidence();
+        let digest = kbs_protocol::binding::digest(
+            hash,
+            &challenge.nonce,
+            &tee_pubkey,
+            &additional_evidence,
+        )
+        .map_err(|e| AgentError::Protocol(e.to_string()))?;
         let attestation = Attestation {
             init_data: None,
             runtime_data: RuntimeData {
@@ -233,7 +283,7 @@ impl Agent {
             },
             tee_evidence: CompositeEvidence {
                 primary_evidence: self.attester.evidence(&digest)?,
-                additional_evidence: String::new(),
+                additional_evidence,
             },
         };
         let reply: TokenReply = self.post("/kbs/v0/attest", &attestation).await?;
@@ -272,5 +322,46 @@ impl Agent {
                 status => return Err(self.kbs_error(&path, status, &r.body)),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kbs_protocol::eventlog::{Event, EventLog, MAX_EVENTS};
+
+    #[test]
+    fn events_ride_in_the_bound_additional_evidence_and_reset_the_token() {
+        let mut agent = Agent::new(
+            "http://127.0.0.1:9",
+            Options {
+                tee: TeeChoice::Sample,
+                ca_pem: None,
+            },
+        )
+        .unwrap();
+        agent.token = Some("old".into());
+        let e = Event::pull_image("r.example/app:1", "sha256:ab").unwrap();
+        agent.extend_runtime_measurement(&e).unwrap();
+        // A token from before the event does not show it: the next request attests.
+        assert_eq!(agent.token, None);
+        let carried = agent.event_log().to_additional_evidence();
+        let back = EventLog::from_additional_evidence(&carried).unwrap();
+        assert_eq!(back.records().len(), 1);
+        assert_eq!(back.records()[0].event().unwrap(), e);
+        // What the digest covers is exactly that string (kbs-protocol's binding).
+        let key = TeeKeyPair::generate().public_key();
+        let with =
+            kbs_protocol::binding::digest(kbs_protocol::HashAlgorithm::Sha384, "n", &key, &carried)
+                .unwrap();
+        let without =
+            kbs_protocol::binding::digest(kbs_protocol::HashAlgorithm::Sha384, "n", &key, "")
+                .unwrap();
+        assert_ne!(with, without);
+        for _ in 1..MAX_EVENTS {
+            agent.extend_runtime_measurement(&e).unwrap();
+        }
+        let err = agent.extend_runtime_measurement(&e).unwrap_err();
+        assert!(err.to_string().contains("full"), "{err}");
     }
 }

@@ -1,4 +1,5 @@
-//! The pull: attest, fetch policy and keys, resolve, verify signatures, then per layer
+//! The pull: resolve the manifest, attest with its digest in the evidence, fetch policy
+//! and keys, verify signatures, then per layer
 //! download (digest-checked), decrypt (HMAC-checked), decompress, check the diff_id and
 //! unpack into the root. Nothing reaches the root before its checks passed.
 
@@ -104,19 +105,56 @@ pub async fn prepare<W: Write>(
                 },
             )
             .map_err(|e| BootError::Kbs(e.to_string()))?;
-            progress.line(format_args!(
-                "attesting to {url} ({} evidence)",
-                agent.tee()
-            ));
             Some(agent)
         }
         None => None,
     };
 
-    // With a KBS, attest before anything else: a refused enclave gets no key and pulls
-    // nothing. Then the resources named by configuration (policy, signature keys,
-    // decryption keys); the layer KEKs follow once the manifest names them.
+    // The manifest first (it is not secret, and nothing of the image is used before the
+    // checks below): its digest goes into the evidence as CoCo's `PullImage` event, so
+    // the KBS's policy can release keys to an enclave pulling this image only.
+    let source: ImageSource = opts.image.parse()?;
+    let puller = Puller::new(RegistryConfig {
+        insecure_http: opts.insecure.clone(),
+        ..RegistryConfig::default()
+    })?;
+    progress.line(format_args!("pulling {source}"));
+    let image = puller.open(&source).await?;
+    let layers = &image.manifest.layers;
+    let total: u64 = layers.iter().map(|l| l.size).sum();
+    progress.line(format_args!(
+        "manifest {} ({} layers, {:.1} MiB)",
+        image.manifest_digest,
+        layers.len(),
+        mib(total)
+    ));
+    let name = match image.reference() {
+        Some(r) => r.to_string(),
+        None => opts.image.clone(),
+    };
+
+    // Then attest, before any key, policy or layer: a refused enclave gets no key and
+    // pulls no layer. Then the resources named by configuration (policy, signature
+    // keys, decryption keys); the layer KEKs follow.
     if let (Some(agent), Some(url)) = (agent.as_mut(), &opts.kbs) {
+        let event = attestation_agent::eventlog::Event::pull_image(&name, &image.manifest_digest)
+            .map_err(|e| BootError::Check(format!("image {name}: {e}")))?;
+        match agent.extend_runtime_measurement(&event) {
+            Ok(()) => progress.line(format_args!(
+                "evidence records {} {} {}",
+                event.domain, event.operation, event.content
+            )),
+            // As Confidential Containers' data hub: a TEE that cannot carry the event
+            // is only reported.
+            Err(e @ attestation_agent::AgentError::MeasurementNotSupported(_)) => {
+                progress.line(format_args!("{e}: the image digest is not in the evidence"))
+            }
+            Err(e) => return Err(BootError::Kbs(e.to_string())),
+        }
+        progress.line(format_args!(
+            "attesting to {url} ({} evidence)",
+            agent.tee()
+        ));
         agent
             .attest()
             .await
@@ -148,22 +186,6 @@ pub async fn prepare<W: Write>(
         keys.add_private_key(key);
     }
 
-    let source: ImageSource = opts.image.parse()?;
-    let puller = Puller::new(RegistryConfig {
-        insecure_http: opts.insecure.clone(),
-        ..RegistryConfig::default()
-    })?;
-    progress.line(format_args!("pulling {source}"));
-    let image = puller.open(&source).await?;
-    let layers = &image.manifest.layers;
-    let total: u64 = layers.iter().map(|l| l.size).sum();
-    progress.line(format_args!(
-        "manifest {} ({} layers, {:.1} MiB)",
-        image.manifest_digest,
-        layers.len(),
-        mib(total)
-    ));
-
     // Signatures, before any layer is downloaded.
     match &policy {
         Some((policy, keys)) => {
@@ -180,10 +202,6 @@ pub async fn prepare<W: Write>(
                         .await?
                 }
                 None => Vec::new(),
-            };
-            let name = match image.reference() {
-                Some(r) => r.to_string(),
-                None => opts.image.clone(),
             };
             let verdict = policy.evaluate(
                 &name,

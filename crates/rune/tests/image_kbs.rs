@@ -755,3 +755,382 @@ fn a_gpg_signed_image_runs_and_unsigned_or_forged_ones_are_refused() {
     drop((good, forged, gpg, forger));
     bed.finish();
 }
+
+/// A verdictd configured by the tenant: its attestation policy admits the sim enclave
+/// `mr_enclave` only; `resource_policy` is a builtin name or Rego text; `resources`
+/// (`repo/type/tag`, bytes) on disk; with `https_admin`, TLS from a CA made by openssl
+/// (`ca.pem`) and an admin API open to JWTs signed by `admin.key` (Ed25519, openssl).
+/// Stopped by pid on drop.
+struct Kbs {
+    child: std::process::Child,
+    url: String,
+    dir: PathBuf,
+}
+
+impl Kbs {
+    fn start(
+        dir: &Path,
+        mr_enclave: &str,
+        resource_policy: &str,
+        resources: &[(&str, &[u8])],
+        https_admin: bool,
+    ) -> Kbs {
+        use std::os::unix::fs::OpenOptionsExt;
+        std::fs::create_dir_all(dir.join("resources")).unwrap();
+        for (path, bytes) in resources {
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(dir.join("resources").join(path.replace('/', "\\x2F")))
+                .and_then(|mut f| std::io::Write::write_all(&mut f, bytes))
+                .unwrap();
+        }
+        std::fs::write(
+            dir.join("attestation.toml"),
+            format!(
+                "allow_software_tees = true\n[expected]\nsim_mr_enclave = [\"{mr_enclave}\"]\n"
+            ),
+        )
+        .unwrap();
+        let policy = if resource_policy.starts_with("package ") {
+            std::fs::write(dir.join("resource.rego"), resource_policy).unwrap();
+            "resource.rego"
+        } else {
+            resource_policy
+        };
+        let mut config = format!(
+            "listen = \"127.0.0.1:0\"\nresource_policy = \"{policy}\"\nattestation_policy = \"attestation.toml\"\n[storage]\ntype = \"localfs\"\ndir = \"resources\"\n"
+        );
+        if https_admin {
+            let openssl = |args: &[&str]| {
+                let out = Command::new("openssl")
+                    .args(args)
+                    .current_dir(dir)
+                    .output()
+                    .unwrap();
+                assert!(out.status.success(), "openssl {args:?}: {out:?}");
+            };
+            // A CA (what the enclave and the tenant's tool trust) and the server's
+            // certificate from it, for 127.0.0.1.
+            let p256 = [
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+                "-nodes",
+            ];
+            let ca = [
+                "req", "-x509", "-keyout", "ca.key", "-out", "ca.pem", "-days", "1",
+            ];
+            openssl(&[&ca[..], &p256, &["-subj", "/CN=tenant KBS CA"]].concat());
+            let csr = ["req", "-new", "-keyout", "key.pem", "-out", "server.csr"];
+            openssl(&[&csr[..], &p256, &["-subj", "/CN=127.0.0.1"]].concat());
+            std::fs::write(dir.join("ext.cnf"), "subjectAltName=IP:127.0.0.1\n").unwrap();
+            openssl(&[
+                "x509",
+                "-req",
+                "-in",
+                "server.csr",
+                "-CA",
+                "ca.pem",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-days",
+                "1",
+                "-extfile",
+                "ext.cnf",
+                "-out",
+                "server.pem",
+            ]);
+            openssl(&["genpkey", "-algorithm", "ed25519", "-out", "admin.key"]);
+            openssl(&["pkey", "-in", "admin.key", "-pubout", "-out", "admin.pub"]);
+            config.push_str(
+                "[tls]\ncertificate = \"server.pem\"\nprivate_key = \"key.pem\"\n\
+                 [admin]\nmode = \"bearer_jwt\"\npublic_keys = [\"admin.pub\"]\nroles = [\"admin\"]\n",
+            );
+        } else {
+            config.insert_str(0, "insecure_http = true\n");
+        }
+        std::fs::write(dir.join("verdictd.toml"), config).unwrap();
+        let (child, url) = start_announcing(
+            Command::new(release_bin("verdictd", "verdictd"))
+                .arg("--config")
+                .arg(dir.join("verdictd.toml")),
+            &dir.join("verdictd.log"),
+        );
+        Kbs {
+            child,
+            url,
+            dir: dir.to_path_buf(),
+        }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("verdictd.log")).unwrap_or_default()
+    }
+
+    fn env(&self) -> Vec<String> {
+        let mut env = vec![format!("ENCLAVE_KBS_URL={}", self.url)];
+        if self.url.starts_with("https://") {
+            env.push(format!(
+                "ENCLAVE_KBS_CA={}",
+                self.dir.join("ca.pem").display()
+            ));
+        }
+        env
+    }
+}
+
+impl Drop for Kbs {
+    fn drop(&mut self) {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.child.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+        let _ = self.child.wait();
+    }
+}
+
+/// The digest `skopeo inspect` reports for `reference` (the manifest's).
+fn skopeo_digest(reference: &str) -> String {
+    let d = test_support::skopeo(&[
+        "inspect",
+        "--tls-verify=false",
+        "--format",
+        "{{.Digest}}",
+        &format!("docker://{reference}"),
+    ])
+    .unwrap();
+    d.trim().to_string()
+}
+
+/// The tenant's resource policy: keys only to an affirmed enclave whose evidence
+/// records Confidential Containers' `PullImage` of `digest` (the claim's shape is
+/// trustee's `uefi_event_logs`, measurement.md §1.5).
+fn pinning_policy(digest: &str) -> String {
+    format!(
+        r#"package policy
+import rego.v1
+default allow := false
+allow if {{
+    input.submods.cpu0["ear.status"] == "affirming"
+    some e in input.submods.cpu0["ear.veraison.annotated-evidence"].sim.uefi_event_logs
+    e.digest_matches_event
+    e.details.data.domain == "github.com/confidential-containers"
+    e.details.data.operation == "PullImage"
+    e.details.data.content.digest == "{digest}"
+}}
+"#
+    )
+}
+
+#[test]
+fn the_key_is_released_only_to_an_enclave_pulling_the_pinned_digest() {
+    if !needs(
+        "the_key_is_released_only_to_an_enclave_pulling_the_pinned_digest",
+        &[],
+    ) {
+        return;
+    }
+    let bed = Bed::new();
+    let kek = random::<32>();
+    let (reference, _) = push_kek_image(&bed, &kek, "kek");
+    let digest = skopeo_digest(&reference);
+    assert!(digest.starts_with("sha256:"), "{digest}");
+
+    let kbs = Kbs::start(
+        &bed.host("pins-it"),
+        &bed.mr,
+        &pinning_policy(&digest),
+        &[(KEK_RESOURCE, &kek)],
+        false,
+    );
+    let out = bed.run(&reference, &kbs.env());
+    bed.assert_ran(&out);
+    // The event as the boot program put it into the evidence: CoCo's domain and
+    // operation, the JCS content with the registry's digest.
+    let recorded = out
+        .stderr
+        .lines()
+        .find(|l| l.starts_with("enclave-boot: evidence records "))
+        .unwrap_or_else(|| panic!("no event line: {}", out.stderr));
+    assert!(
+        recorded.starts_with(&format!(
+            "enclave-boot: evidence records github.com/confidential-containers PullImage {{\"digest\":\"{digest}\",\"image\":\""
+        )),
+        "{recorded}"
+    );
+    assert!(kbs.log().contains("released"), "{}", kbs.log());
+    drop(kbs);
+
+    // A policy pinning another image's digest: the same enclave, admitted, gets no key;
+    // one line, no layer pulled, nothing left.
+    let before = blob_requests(&bed.registry);
+    let other = format!("sha256:{}", hex::encode(random::<32>()));
+    let kbs = Kbs::start(
+        &bed.host("pins-other"),
+        &bed.mr,
+        &pinning_policy(&other),
+        &[(KEK_RESOURCE, &kek)],
+        false,
+    );
+    let out = bed.run(&reference, &kbs.env());
+    let line = refused(&out, &[KID, "denies"]);
+    assert!(
+        line.starts_with("enclave-boot: error: KBS: layer key "),
+        "{line}"
+    );
+    assert!(out.stderr.contains(&digest), "{}", out.stderr);
+    assert_eq!(
+        blob_requests(&bed.registry),
+        before,
+        "a layer or config was pulled"
+    );
+    assert!(!kbs.log().contains("released"), "{}", kbs.log());
+    drop(kbs);
+    bed.finish();
+}
+
+#[test]
+fn an_image_made_by_enclave_image_runs_and_another_cosign_key_is_refused() {
+    if !needs(
+        "an_image_made_by_enclave_image_runs_and_another_cosign_key_is_refused",
+        &["openssl"],
+    ) {
+        return;
+    }
+    let bed = Bed::new();
+    let tool = release_bin("enclave-image-tool", "enclave-image");
+    let tenant = |args: &[&str]| {
+        let out = Command::new(&tool).args(args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "enclave-image {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let host = bed.registry.host();
+    let scope = format!("{host}/test/app");
+    let path = |p: PathBuf| p.display().to_string();
+    let (cosign_key, other_key) = (
+        path(bed.tenant("cosign.key")),
+        path(bed.tenant("other.key")),
+    );
+    tenant(&["keygen", "--cosign", &cosign_key]);
+    tenant(&["keygen", "--cosign", &other_key]);
+    let cosign_pub = std::fs::read(format!("{cosign_key}.pub")).unwrap();
+    let policy = serde_json::json!({
+        "default": [{"type": "reject"}],
+        "transports": {"docker": {scope.clone(): [{
+            "type": "sigstoreSigned",
+            "keyPath": "kbs:///default/image-policy/cosign",
+            "signedIdentity": {"type": "matchRepository"}
+        }]}}
+    })
+    .to_string();
+    // HTTPS with the tenant's CA; no KEK yet: `encrypt` stores a fresh one through
+    // the admin API.
+    let kbs = Kbs::start(
+        &bed.host("verdictd"),
+        &bed.mr,
+        "affirming",
+        &[
+            ("default/image-policy/containers", policy.as_bytes()),
+            ("default/image-policy/cosign", &cosign_pub),
+        ],
+        true,
+    );
+    let ca = path(kbs.dir.join("ca.pem"));
+    let admin = path(kbs.dir.join("admin.key"));
+    let kek_file = path(bed.tenant("kek.bin"));
+    let layout = format!("oci:{}", bed.image);
+    let signed = format!("{scope}:enc");
+    tenant(&[
+        "encrypt",
+        "--kek-id",
+        KID,
+        "--kbs",
+        &kbs.url,
+        "--kbs-ca",
+        &ca,
+        "--admin-key",
+        &admin,
+        "--save-kek",
+        &kek_file,
+        "--insecure-registry",
+        &host,
+        &layout,
+        &signed,
+    ]);
+    tenant(&[
+        "sign",
+        "--cosign-key",
+        &cosign_key,
+        "--insecure-registry",
+        &host,
+        &signed,
+    ]);
+    // The same plaintext encrypted again (another digest) for the same KEK, signed by
+    // another key only.
+    let forged = format!("{scope}:forged");
+    tenant(&[
+        "encrypt",
+        "--kek-id",
+        KID,
+        "--kek-file",
+        &kek_file,
+        "--insecure-registry",
+        &host,
+        &layout,
+        &forged,
+    ]);
+    tenant(&[
+        "sign",
+        "--cosign-key",
+        &other_key,
+        "--insecure-registry",
+        &host,
+        &forged,
+    ]);
+    // verdictd holds the KEK the tool generated (the tool's own copy is the control).
+    let stored = std::fs::read(
+        kbs.dir
+            .join("resources")
+            .join(KEK_RESOURCE.replace('/', "\\x2F")),
+    );
+    assert_eq!(stored.unwrap(), std::fs::read(&kek_file).unwrap());
+
+    let mut env = kbs.env();
+    env.push(format!("ENCLAVE_IMAGE_POLICY={POLICY}"));
+    let out = bed.run(&signed, &env);
+    bed.assert_ran(&out);
+    assert!(
+        out.stderr.contains(&format!(
+            "signature verified: sigstoreSigned by key #1 for {scope}"
+        )),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stderr.contains("decrypted"), "{}", out.stderr);
+
+    let forged_layers = layer_digests(&bed.manifest("forged"));
+    let before = bed.registry.log().len();
+    let out = bed.run(&forged, &env);
+    refused(
+        &out,
+        &[
+            "cryptographic signature verification failed",
+            "sigstoreSigned",
+            &forged,
+        ],
+    );
+    let log = bed.registry.log()[before..].to_string();
+    for l in forged_layers {
+        assert!(!log.contains(&format!("/blobs/{l}")), "{l} was pulled");
+    }
+    drop(kbs);
+    bed.finish();
+}

@@ -236,9 +236,26 @@ impl Appraiser {
             collateral,
             now,
         };
+        let eventlog = kbs_protocol::eventlog::EventLog::from_additional_evidence(
+            &attestation.tee_evidence.additional_evidence,
+        )
+        .map_err(|e| KbsError::Attestation(e.to_string()))?;
+        // The report data covers the log (it is in the runtime data hashed into it), so
+        // once the evidence verifies, the log is the enclave's; each record's text must
+        // also be what its digest says, since policies read the text.
         let verified = rats::verify(&bytes, Some(tee), &input)
             .map_err(|e| KbsError::Attestation(format!("{tee_name} evidence refused: {e}")))?;
-        let claims = crate::claims::of(tee, &bytes, evidence, &verified).map_err(|e| bad(&e))?;
+        eventlog
+            .check_digests()
+            .map_err(|e| KbsError::Attestation(format!("{tee_name} evidence refused: {e}")))?;
+        let mut claims =
+            crate::claims::of(tee, &bytes, evidence, &verified).map_err(|e| bad(&e))?;
+        if !eventlog.is_empty() {
+            // Where trustee puts a TDX guest's AAEL: `<tee>.uefi_event_logs`.
+            claims
+                .claims
+                .insert("uefi_event_logs".into(), eventlog.claims());
+        }
         let annotated = annotate(tee, attestation, claims).map_err(|e| bad(&e))?;
 
         let policy = self

@@ -204,11 +204,12 @@ async fn attest(
                 .into(),
         ));
     }
-    if !attestation.tee_evidence.additional_evidence.is_empty() {
-        return Err(KbsError::Attestation(
-            "additional (device) evidence is not supported".into(),
-        ));
-    }
+    // The only additional evidence taken is the agent's event log (device evidence is
+    // refused); it is read here for its shape, and bound by the report data below.
+    kbs_protocol::eventlog::EventLog::from_additional_evidence(
+        &attestation.tee_evidence.additional_evidence,
+    )
+    .map_err(|e| KbsError::Attestation(e.to_string()))?;
     usable_key(&attestation.runtime_data.tee_pubkey)?;
     let digest = kbs_protocol::binding::digest(
         hash,

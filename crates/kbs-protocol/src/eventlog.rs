@@ -1,0 +1,565 @@
+//! Runtime-measurement events in Confidential Containers' "AAEL" form, the way the
+//! enclave records what it did (the image it pulled) for the broker to check.
+//!
+//! An event is `<domain> <operation> <content>` (T:`kbs/docs/confidential-containers-
+//! eventlog.md`); CoCo's one defined event is domain `github.com/confidential-containers`,
+//! operation `PullImage`, content `{"digest":"sha256:…","image":"…"}` (the manifest
+//! digest), written here as RFC 8785 JSON. On the wire a log is the TCG2 "crypto agile"
+//! binary form guest-components writes (G:`attestation-agent/attestation-agent/src/
+//! eventlog/tcg2.rs`, G:`attestation-agent/attester/src/utils.rs`): a Spec ID
+//! `EV_NO_ACTION` header declaring SHA-384, then per event a record
+//!
+//! | bytes | field |
+//! |---|---|
+//! | 4 | MR index (CC MR 4, TDX's RTMR3, for the agent's events) |
+//! | 4 | event type `6` (`EV_EVENT_TAG`) |
+//! | 4 | digest count `1` |
+//! | 2 + 48 | `0x000C` (SHA-384), `SHA-384(tagged event)` |
+//! | 4 | event size `8 + n` |
+//! | 8 + n | the tagged event: id `0x4141454C` (bytes `LEAA`), `n`, the text |
+//!
+//! all little-endian, and 8 × `0xFF` at the end.
+//!
+//! **Binding.** Until the `sim` report has runtime registers (which the log would be
+//! replayed against, as trustee replays TDX's RTMRs), the log travels in the KBS
+//! attestation's `additional_evidence` as `{"cc_eventlog":"<standard base64>"}`. That
+//! string is inside the runtime data whose hash is the evidence's report data
+//! ([`crate::binding`]), so a log the enclave did not send fails the report-data check.
+//! Trustee reads `additional_evidence` as device evidence keyed by TEE name, so only
+//! brokers that know this form (verdictd) accept it; the agent sends it only for the
+//! software TEEs (`sim`, `sample`), whose evidence only verdictd checks anyway.
+//!
+//! Claims ([`EventLog::claims`]) are trustee's `uefi_event_logs` entries
+//! (T:`deps/verifier/src/tdx/claims.rs` `generate_parsed_claim`,
+//! T:`attestation-service/docs/tcb_claims.md`), so a policy reads an image pull the same
+//! way for TDX and for `sim`.
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use serde_json::{json, Value};
+use sha2::Digest as _;
+
+/// Confidential Containers' event domain.
+pub const COCO_DOMAIN: &str = "github.com/confidential-containers";
+/// CoCo's image-pull operation.
+pub const PULL_IMAGE: &str = "PullImage";
+/// The CC measurement-register index of the agent's events (TDX's RTMR3, where
+/// guest-components extends them).
+pub const RUNTIME_MR_INDEX: u32 = 4;
+/// `EV_EVENT_TAG` (TCG PC Client PFP).
+pub const EV_EVENT_TAG: u32 = 6;
+/// The tagged-event id of AAEL records (little-endian bytes `LEAA`).
+pub const AAEL_TAG: u32 = 0x4141_454C;
+/// TPM_ALG_SHA384.
+pub const TPM_ALG_SHA384: u16 = 0x000C;
+/// The key of the log in `additional_evidence`.
+pub const ADDITIONAL_EVIDENCE_KEY: &str = "cc_eventlog";
+/// At most this many events in a log (a longer log is refused, never truncated).
+pub const MAX_EVENTS: usize = 64;
+/// At most this many bytes of event text (`domain operation content`).
+pub const MAX_EVENT_TEXT: usize = 4096;
+
+const SHA384_LEN: usize = 48;
+const EV_NO_ACTION: u32 = 3;
+const STOP: [u8; 8] = [0xFF; 8];
+
+/// What is wrong with an event or a log; one line each.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum EventLogError {
+    #[error("event: {0}")]
+    Event(String),
+    #[error("event log: {0}")]
+    Log(String),
+    #[error("event log record {index}: {reason}")]
+    Record { index: usize, reason: String },
+}
+
+/// One AAEL event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Event {
+    pub domain: String,
+    pub operation: String,
+    pub content: String,
+}
+
+impl Event {
+    /// An event, checked as measurement.md §5.2 asks (stricter than guest-components):
+    /// domain and operation non-empty printable ASCII without spaces, content printable
+    /// without CR or LF, the whole text at most [`MAX_EVENT_TEXT`] bytes.
+    pub fn new(domain: &str, operation: &str, content: &str) -> Result<Event, EventLogError> {
+        let bad = |why: String| Err(EventLogError::Event(why));
+        for (what, field) in [("domain", domain), ("operation", operation)] {
+            if field.is_empty() || !field.bytes().all(|b| b.is_ascii_graphic()) {
+                return bad(format!(
+                    "{what} {field:?} must be printable ASCII without spaces"
+                ));
+            }
+        }
+        if content.is_empty() || content.chars().any(char::is_control) {
+            return bad(format!(
+                "content {content:?} must be printable, without CR or LF"
+            ));
+        }
+        let e = Event {
+            domain: domain.into(),
+            operation: operation.into(),
+            content: content.into(),
+        };
+        if e.text().len() > MAX_EVENT_TEXT {
+            return bad(format!("longer than {MAX_EVENT_TEXT} bytes"));
+        }
+        Ok(e)
+    }
+
+    /// CoCo's `PullImage` event for `image` (the reference as pulled) and its manifest
+    /// `digest` (`sha256:<hex>`); the content is RFC 8785 JSON.
+    pub fn pull_image(image: &str, digest: &str) -> Result<Event, EventLogError> {
+        let content = serde_json_canonicalizer::to_string(&json!({
+            "image": image,
+            "digest": digest,
+        }))
+        .map_err(|e| EventLogError::Event(e.to_string()))?;
+        Event::new(COCO_DOMAIN, PULL_IMAGE, &content)
+    }
+
+    /// `domain operation content`.
+    pub fn text(&self) -> String {
+        format!("{} {} {}", self.domain, self.operation, self.content)
+    }
+
+    /// The TCG2 tagged event: id, size, text.
+    pub fn tagged(&self) -> Vec<u8> {
+        let text = self.text();
+        let mut out = Vec::with_capacity(8 + text.len());
+        out.extend_from_slice(&AAEL_TAG.to_le_bytes());
+        out.extend_from_slice(&(text.len() as u32).to_le_bytes());
+        out.extend_from_slice(text.as_bytes());
+        out
+    }
+
+    /// The digest extended for it: SHA-384 of the tagged event.
+    pub fn digest(&self) -> [u8; SHA384_LEN] {
+        sha2::Sha384::digest(self.tagged()).into()
+    }
+}
+
+/// One record of a log, as read: its digest need not match its data (see
+/// [`Record::digest_matches_event`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    /// The CC measurement-register index.
+    pub index: u32,
+    /// The SHA-384 digest the record carries.
+    pub digest: [u8; SHA384_LEN],
+    /// The event data: the tagged event.
+    pub data: Vec<u8>,
+}
+
+impl Record {
+    /// Whether the digest is SHA-384 of the event data (trustee's
+    /// `digest_matches_event`).
+    pub fn digest_matches_event(&self) -> bool {
+        sha2::Sha384::digest(&self.data)[..] == self.digest
+    }
+
+    /// The event the data holds: the text after the tag split at its first two spaces,
+    /// as trustee's `AaelEventEntry::from_bytes` splits it.
+    pub fn event(&self) -> Result<Event, String> {
+        let text = self.text()?;
+        let mut parts = text.splitn(3, ' ');
+        match (parts.next(), parts.next(), parts.next()) {
+            (Some(d), Some(o), Some(c)) => Event::new(d, o, c).map_err(|e| e.to_string()),
+            _ => Err("the event is not `domain operation content`".into()),
+        }
+    }
+
+    fn text(&self) -> Result<&str, String> {
+        let (head, text) = self.data.split_at_checked(8).ok_or("short tagged event")?;
+        if head[..4] != AAEL_TAG.to_le_bytes() {
+            return Err(format!("tag {} is not AAEL", hex::encode(&head[..4])));
+        }
+        if u32::from_le_bytes([head[4], head[5], head[6], head[7]]) as usize != text.len() {
+            return Err("tagged event size disagrees with the record's".into());
+        }
+        std::str::from_utf8(text).map_err(|_| "the event is not UTF-8".into())
+    }
+}
+
+/// An ordered, bounded AAEL.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EventLog {
+    records: Vec<Record>,
+}
+
+impl EventLog {
+    pub fn new() -> EventLog {
+        EventLog::default()
+    }
+
+    pub fn records(&self) -> &[Record] {
+        &self.records
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.records.is_empty()
+    }
+
+    /// Appends `event` at [`RUNTIME_MR_INDEX`]; refused past [`MAX_EVENTS`].
+    pub fn extend(&mut self, event: &Event) -> Result<(), EventLogError> {
+        if self.records.len() >= MAX_EVENTS {
+            return Err(EventLogError::Log(format!(
+                "full ({MAX_EVENTS} events): {} refused",
+                event.text()
+            )));
+        }
+        self.records.push(Record {
+            index: RUNTIME_MR_INDEX,
+            digest: event.digest(),
+            data: event.tagged(),
+        });
+        Ok(())
+    }
+
+    /// The TCG2 bytes: header, records, terminator.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = header();
+        for r in &self.records {
+            out.extend_from_slice(&r.index.to_le_bytes());
+            out.extend_from_slice(&EV_EVENT_TAG.to_le_bytes());
+            out.extend_from_slice(&1u32.to_le_bytes());
+            out.extend_from_slice(&TPM_ALG_SHA384.to_le_bytes());
+            out.extend_from_slice(&r.digest);
+            out.extend_from_slice(&(r.data.len() as u32).to_le_bytes());
+            out.extend_from_slice(&r.data);
+        }
+        out.extend_from_slice(&STOP);
+        out
+    }
+
+    /// Reads TCG2 bytes. Every length is checked against the bytes left; the header
+    /// must declare SHA-384; every record must be an AAEL `EV_EVENT_TAG` with one
+    /// SHA-384 digest at CC MR 1..=4; at most [`MAX_EVENTS`] records; the log ends with
+    /// 8 × `0xFF` (or `0x00`, which trustee also takes) and nothing after it. A record
+    /// whose digest does not match its data is read as is: see
+    /// [`EventLog::check_digests`].
+    pub fn parse(bytes: &[u8]) -> Result<EventLog, EventLogError> {
+        let mut r = Reader { bytes, at: 0 };
+        let log = |why: &str| EventLogError::Log(why.to_string());
+        // TCG_PCR_EVENT: index, type, SHA-1 digest, size, the Spec ID event.
+        let (_, kind) = (r.u32()?, r.u32()?);
+        r.take(20)?;
+        let size = r.u32()? as usize;
+        let spec = r.take(size)?;
+        if kind != EV_NO_ACTION || spec.len() < 29 {
+            return Err(log("no TCG Spec ID header"));
+        }
+        let algs = u32::from_le_bytes(spec[24..28].try_into().expect("4 bytes")) as usize;
+        let declared = spec[28..]
+            .chunks_exact(4)
+            .take(algs)
+            .map(|c| {
+                (
+                    u16::from_le_bytes([c[0], c[1]]),
+                    u16::from_le_bytes([c[2], c[3]]),
+                )
+            })
+            .collect::<Vec<_>>();
+        if declared.len() != algs || !declared.contains(&(TPM_ALG_SHA384, SHA384_LEN as u16)) {
+            return Err(log("the header does not declare SHA-384"));
+        }
+        let mut records = Vec::new();
+        loop {
+            let rest = &bytes[r.at..];
+            if rest.len() >= 8 && (rest[..8] == STOP || rest[..8] == [0; 8]) {
+                if rest.len() != 8 {
+                    return Err(log("bytes after the terminator"));
+                }
+                return Ok(EventLog { records });
+            }
+            let n = records.len();
+            if n == MAX_EVENTS {
+                return Err(log(&format!("more than {MAX_EVENTS} events")));
+            }
+            let at = |e: EventLogError| match e {
+                EventLogError::Log(reason) => EventLogError::Record { index: n, reason },
+                other => other,
+            };
+            let (index, kind, count) = (
+                r.u32().map_err(at)?,
+                r.u32().map_err(at)?,
+                r.u32().map_err(at)?,
+            );
+            let bad = |reason: String| EventLogError::Record { index: n, reason };
+            if !(1..=4).contains(&index) {
+                return Err(bad(format!("CC MR index {index} (1..=4 expected)")));
+            }
+            if kind != EV_EVENT_TAG {
+                return Err(bad(format!("event type {kind} is not EV_EVENT_TAG")));
+            }
+            if count != 1 || r.u16().map_err(at)? != TPM_ALG_SHA384 {
+                return Err(bad("one SHA-384 digest expected".into()));
+            }
+            let digest: [u8; SHA384_LEN] = r.take(SHA384_LEN).map_err(at)?.try_into().expect("48");
+            let size = r.u32().map_err(at)? as usize;
+            if size > MAX_EVENT_TEXT + 8 {
+                return Err(bad(format!(
+                    "{size}-byte event (at most {})",
+                    MAX_EVENT_TEXT + 8
+                )));
+            }
+            let data = r.take(size).map_err(at)?.to_vec();
+            let record = Record {
+                index,
+                digest,
+                data,
+            };
+            record.text().map_err(bad)?;
+            records.push(record);
+        }
+    }
+
+    /// Refuses the log unless every record's digest is SHA-384 of its event and every
+    /// event reads as `domain operation content`: the broker trusts the text, and the
+    /// text is what a policy reads.
+    pub fn check_digests(&self) -> Result<(), EventLogError> {
+        for (index, r) in self.records.iter().enumerate() {
+            if !r.digest_matches_event() {
+                return Err(EventLogError::Record {
+                    index,
+                    reason: "its SHA-384 digest does not match its event".into(),
+                });
+            }
+            r.event()
+                .map_err(|reason| EventLogError::Record { index, reason })?;
+        }
+        Ok(())
+    }
+
+    /// The `additional_evidence` string carrying the log: `""` for an empty log (what
+    /// every KBS client sends without devices), else `{"cc_eventlog":"<base64>"}`.
+    pub fn to_additional_evidence(&self) -> String {
+        if self.is_empty() {
+            return String::new();
+        }
+        json!({ ADDITIONAL_EVIDENCE_KEY: STANDARD.encode(self.to_bytes()) }).to_string()
+    }
+
+    /// The log an `additional_evidence` string carries (empty for `""`). Anything else
+    /// (device evidence, other keys) is refused.
+    pub fn from_additional_evidence(s: &str) -> Result<EventLog, EventLogError> {
+        if s.is_empty() {
+            return Ok(EventLog::new());
+        }
+        let unsupported = || {
+            EventLogError::Log(format!(
+                "additional evidence must be {{\"{ADDITIONAL_EVIDENCE_KEY}\": \"<base64>\"}} (device evidence is not supported)"
+            ))
+        };
+        let v: serde_json::Map<String, Value> =
+            serde_json::from_str(s).map_err(|_| unsupported())?;
+        let (Some(Value::String(b64)), 1) = (v.get(ADDITIONAL_EVIDENCE_KEY), v.len()) else {
+            return Err(unsupported());
+        };
+        let bytes = STANDARD.decode(b64).map_err(|e| {
+            EventLogError::Log(format!("{ADDITIONAL_EVIDENCE_KEY} is not base64: {e}"))
+        })?;
+        EventLog::parse(&bytes)
+    }
+
+    /// Trustee's `uefi_event_logs` claims of the records: `index`, `type_name`
+    /// (`EV_EVENT_TAG`), `digests` (`[{alg: "SHA-384", digest: <hex>}]`), `event` (base64
+    /// of the event data), `digest_matches_event`, and `details` = `{string, unicode_name:
+    /// "AAEL", data: {domain, operation, content}}` with `content` parsed as JSON when it
+    /// is JSON (as trustee does), else the string.
+    pub fn claims(&self) -> Value {
+        let entries = self.records.iter().map(|r| {
+            let text = r.text().unwrap_or_default();
+            let data = r.event().ok().map(|e| {
+                let content = serde_json::from_str::<Value>(&e.content)
+                    .unwrap_or(Value::String(e.content.clone()));
+                json!({"domain": e.domain, "operation": e.operation, "content": content})
+            });
+            json!({
+                "index": r.index,
+                "type_name": "EV_EVENT_TAG",
+                "digests": [{"alg": "SHA-384", "digest": hex::encode(r.digest)}],
+                "event": STANDARD.encode(&r.data),
+                "digest_matches_event": r.digest_matches_event(),
+                "details": {"string": text, "unicode_name": "AAEL", "data": data},
+            })
+        });
+        Value::Array(entries.collect())
+    }
+}
+
+/// The Spec ID header of a log without firmware events, as guest-components' fixed
+/// `EL_HEADER`: PCR 0, `EV_NO_ACTION`, zero SHA-1 digest, then the Spec ID event with
+/// zeros where its signature, platform class and versions go (trustee reads only the
+/// algorithm list), declaring SHA-384 only.
+fn header() -> Vec<u8> {
+    let mut spec = vec![0u8; 24];
+    spec.extend_from_slice(&1u32.to_le_bytes());
+    spec.extend_from_slice(&TPM_ALG_SHA384.to_le_bytes());
+    spec.extend_from_slice(&(SHA384_LEN as u16).to_le_bytes());
+    spec.push(0); // vendorInfoSize
+    let mut out = Vec::with_capacity(32 + spec.len());
+    out.extend_from_slice(&0u32.to_le_bytes());
+    out.extend_from_slice(&EV_NO_ACTION.to_le_bytes());
+    out.extend_from_slice(&[0; 20]);
+    out.extend_from_slice(&(spec.len() as u32).to_le_bytes());
+    out.extend_from_slice(&spec);
+    out
+}
+
+struct Reader<'a> {
+    bytes: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], EventLogError> {
+        let left = self.bytes.len() - self.at;
+        if n > left {
+            return Err(EventLogError::Log(format!(
+                "truncated: {n} bytes needed at offset {}, {left} left",
+                self.at
+            )));
+        }
+        let out = &self.bytes[self.at..self.at + n];
+        self.at += n;
+        Ok(out)
+    }
+    fn u32(&mut self) -> Result<u32, EventLogError> {
+        Ok(u32::from_le_bytes(
+            self.take(4)?.try_into().expect("4 bytes"),
+        ))
+    }
+    fn u16(&mut self) -> Result<u16, EventLogError> {
+        Ok(u16::from_le_bytes(
+            self.take(2)?.try_into().expect("2 bytes"),
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// G:`attestation-agent/attestation-agent/src/eventlog/mod.rs` `test_event_digest`
+    /// (SHA-384 case): the TCG2 digest of `domain operation content`.
+    #[test]
+    fn digest_is_guest_components_vector() {
+        let e = Event::new("domain", "operation", "content").unwrap();
+        assert_eq!(
+            hex::encode(e.digest()),
+            "dad5f0e226318ffa9839b75a472c6aa7fdb5834949d0a0a22990cf04d5692440\
+             fb00f3aa0609db7e49cd8d793f670d02"
+        );
+    }
+
+    /// measurement.md §6's derived PullImage vector: the JCS content of busybox with a
+    /// zero digest hashes to `dc96d77c…`, and its record is 74 + n bytes.
+    #[test]
+    fn pull_image_event_is_jcs_and_matches_the_reference_vector() {
+        let zero = format!("sha256:{}", "0".repeat(64));
+        let e = Event::pull_image("docker.io/library/busybox:latest", &zero).unwrap();
+        assert_eq!(
+            e.content,
+            format!(r#"{{"digest":"{zero}","image":"docker.io/library/busybox:latest"}}"#)
+        );
+        assert_eq!(
+            hex::encode(e.digest()),
+            "dc96d77cb3fcad6a1e9b24e24257390d6a0860bff17ad8736947e40fbcc37dc0\
+             2447bb06f820db9f93c96be94b829270"
+        );
+        let mut log = EventLog::new();
+        log.extend(&e).unwrap();
+        let bytes = log.to_bytes();
+        assert_eq!(bytes.len(), header().len() + 74 + e.text().len() + 8);
+    }
+
+    #[test]
+    fn a_log_round_trips_and_its_claims_are_trustees_shape() {
+        let mut log = EventLog::new();
+        let e = Event::pull_image("r.example/app:1", "sha256:abcd").unwrap();
+        log.extend(&e).unwrap();
+        log.extend(&Event::new("example.org", "op", "some content").unwrap())
+            .unwrap();
+        let back = EventLog::from_additional_evidence(&log.to_additional_evidence()).unwrap();
+        assert_eq!(back, log);
+        back.check_digests().unwrap();
+        let c = back.claims();
+        assert_eq!(c[0]["index"], 4);
+        assert_eq!(c[0]["type_name"], "EV_EVENT_TAG");
+        assert_eq!(c[0]["digest_matches_event"], true);
+        assert_eq!(c[0]["details"]["unicode_name"], "AAEL");
+        assert_eq!(c[0]["details"]["data"]["content"]["digest"], "sha256:abcd");
+        assert_eq!(c[0]["details"]["string"], e.text());
+        assert_eq!(c[0]["digests"][0]["digest"], hex::encode(e.digest()));
+        // The raw event data starts with the tag bytes "LEAA".
+        assert!(c[0]["event"].as_str().unwrap().starts_with("TEVBQ"));
+        assert_eq!(c[1]["details"]["data"]["content"], "some content");
+        assert_eq!(
+            EventLog::from_additional_evidence("").unwrap(),
+            EventLog::new()
+        );
+        assert_eq!(EventLog::new().to_additional_evidence(), "");
+    }
+
+    #[test]
+    fn forged_text_under_a_genuine_digest_is_refused() {
+        let mut log = EventLog::new();
+        log.extend(&Event::pull_image("r/app:1", "sha256:aaaa").unwrap())
+            .unwrap();
+        let forged = Event::pull_image("r/app:1", "sha256:bbbb").unwrap();
+        log.records[0].data = forged.tagged();
+        let back = EventLog::parse(&log.to_bytes()).unwrap();
+        assert!(!back.records()[0].digest_matches_event());
+        assert_eq!(back.claims()[0]["digest_matches_event"], false);
+        assert_eq!(
+            back.check_digests().unwrap_err().to_string(),
+            "event log record 0: its SHA-384 digest does not match its event"
+        );
+    }
+
+    #[test]
+    fn bad_events_and_logs_are_refused_without_panics() {
+        assert!(Event::new("a b", "op", "c").is_err());
+        assert!(Event::new("d", "", "c").is_err());
+        assert!(Event::new("d", "op", "line\nbreak").is_err());
+        assert!(Event::new("d", "op", &"x".repeat(MAX_EVENT_TEXT)).is_err());
+        let mut log = EventLog::new();
+        let e = Event::new("d", "op", "c").unwrap();
+        for _ in 0..MAX_EVENTS {
+            log.extend(&e).unwrap();
+        }
+        assert!(log.extend(&e).is_err());
+        let bytes = log.to_bytes();
+        // Every truncation is an error, never a panic or a shorter log.
+        for n in 0..bytes.len() {
+            assert!(EventLog::parse(&bytes[..n]).is_err(), "{n}");
+        }
+        let mut trailing = bytes.clone();
+        trailing.push(0);
+        assert!(EventLog::parse(&trailing).is_err());
+        // A record at an index no register has.
+        let mut one = EventLog::new();
+        one.extend(&e).unwrap();
+        let mut b = one.to_bytes();
+        let at = header().len();
+        b[at..at + 4].copy_from_slice(&9u32.to_le_bytes());
+        assert!(EventLog::parse(&b)
+            .unwrap_err()
+            .to_string()
+            .contains("index 9"));
+        for s in [
+            "{}",
+            "[]",
+            r#"{"nvidia":{}}"#,
+            r#"{"cc_eventlog":"%%"}"#,
+            "x",
+        ] {
+            assert!(EventLog::from_additional_evidence(s).is_err(), "{s}");
+        }
+    }
+}
