@@ -175,7 +175,7 @@ fn docker_runs_a_confidential_image_and_keeps_only_the_boot_image() {
     assert_eq!((code, out.as_str()), (125, ""), "{err}");
     let failures: Vec<&str> = err
         .lines()
-        .filter(|l| l.starts_with("enclave-boot:") && !l.contains("pulling"))
+        .filter(|l| l.starts_with("enclave-boot: error:"))
         .collect();
     assert_eq!(failures.len(), 1, "{err}");
     assert!(failures[0].contains("test/absent"), "{err}");

@@ -118,14 +118,10 @@ fn run_args<'a>(extra: &[&'a str], image: &'a str, id: &'a str, args: &[&'a str]
 
 /// The `enclave-boot:` lines that report a failure (not progress).
 fn boot_failures(stderr: &str) -> Vec<&str> {
+    // Progress lines say what happens; a failure is `enclave-boot: error: …`.
     stderr
         .lines()
-        .filter(|l| l.starts_with("enclave-boot:"))
-        .filter(|l| {
-            !["pulling ", "attesting to ", "no signature policy"]
-                .iter()
-                .any(|p| l["enclave-boot: ".len()..].starts_with(p))
-        })
+        .filter(|l| l.starts_with("enclave-boot: error:"))
         .collect()
 }
 
