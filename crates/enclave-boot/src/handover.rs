@@ -316,16 +316,38 @@ pub fn exec(launch: &Launch) -> HandoverError {
         let env = launch
             .env
             .iter()
+            .filter(|a| !a.starts_with(&format!("{REPORT_FD_ENV}=")))
             .map(|a| cstr(a))
             .collect::<Result<Vec<_>, _>>()?;
         Ok::<_, HandoverError>((path, argv, env))
     })();
     match prepared {
-        Ok((path, argv, env)) => match nix::unistd::execve(&path, &argv, &env) {
-            Err(e) => HandoverError::Exec(program.clone(), e.desc().to_lowercase()),
-            Ok(never) => match never {},
-        },
+        Ok((path, argv, env)) => {
+            close_report_channel();
+            match nix::unistd::execve(&path, &argv, &env) {
+                Err(e) => HandoverError::Exec(program.clone(), e.desc().to_lowercase()),
+                Ok(never) => match never {},
+            }
+        }
         Err(e) => e,
+    }
+}
+
+/// liberpal-sim's report channel: the socket (fd number in this variable) on which the
+/// enclave's program asks for reports bound to its measurement (`sim_tee::evidence`).
+const REPORT_FD_ENV: &str = "INCLAVARE_SIM_FD";
+
+/// Closes the boot program's report channel before the workload runs. The workload is
+/// not what was measured: holding the channel, it could attest as the boot program and
+/// receive the keys verdictd releases to it (any image, or a `rune exec`'d shell, would
+/// do). Until runtime measurements can record the handover, the workload cannot attest.
+fn close_report_channel() {
+    if let Some(fd) = std::env::var(REPORT_FD_ENV)
+        .ok()
+        .and_then(|v| v.parse::<std::os::fd::RawFd>().ok())
+        .filter(|fd| *fd > 2)
+    {
+        let _ = nix::unistd::close(fd);
     }
 }
 

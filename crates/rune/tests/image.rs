@@ -268,3 +268,79 @@ fn exec_runs_in_the_images_root() {
     rune.cmd(&["delete", "--force", &id]);
     assert!(leftovers(rune.root.path(), &id).is_empty());
 }
+
+/// What a program finds of liberpal-sim's report channel (a socket whose fd number is
+/// in `INCLAVARE_SIM_FD`): the variable, and how many of its fds are sockets.
+const REPORT_PROBE: &str = "echo \"fd=${INCLAVARE_SIM_FD:-none}\"; \
+    echo \"sockets=$(ls -l /proc/self/fd | grep -c socket:)\"";
+
+/// The boot program's report channel (its measurement) is closed before the image's
+/// program runs, and before a `rune exec`'d one: holding it, any workload could attest
+/// as the boot program and get the keys verdictd releases to it. The control: a sim
+/// enclave's own program has the channel.
+#[test]
+fn the_workload_does_not_inherit_the_boot_programs_report_channel() {
+    if !needs("the_workload_does_not_inherit_the_boot_programs_report_channel") {
+        return;
+    }
+    let t = Setup::new();
+    let rune = &t.rune;
+
+    let (pal, _) = sim_artifacts();
+    let control = Bundle::new(&["/bin/sh", "-c", REPORT_PROBE]).enclave(&pal, "debug");
+    let out = rune.cmd(&[
+        "run",
+        "--bundle",
+        control.path().to_str().unwrap(),
+        &unique_id("ctl"),
+    ]);
+    let seen = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let fd = seen
+        .lines()
+        .next()
+        .unwrap()
+        .strip_prefix("fd=")
+        .unwrap()
+        .to_string();
+    assert_ne!(fd, "none", "control: {seen}");
+    assert!(!seen.contains("sockets=0"), "control: {seen}");
+
+    let reference = t.push();
+    let b = t.bundle(&reference, &["/bin/sh", "-c", REPORT_PROBE]);
+    let id = unique_id("img");
+    let out = rune.cmd(&["run", "--bundle", b.path().to_str().unwrap(), &id]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "fd=none\nsockets=0\n");
+    assert!(leftovers(rune.root.path(), &id).is_empty());
+
+    let b = t.bundle(&reference, &["/bin/sleep", "60"]);
+    let id = unique_id("img");
+    let out = rune.cmd(&["run", "-d", "--bundle", b.path().to_str().unwrap(), &id]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut got = String::new();
+    let ok = wait_until(std::time::Duration::from_secs(30), || {
+        let out = rune.cmd(&["exec", &id, "/bin/sh", "-c", REPORT_PROBE]);
+        got = String::from_utf8_lossy(&out.stdout).into_owned();
+        out.status.success()
+    });
+    rune.cmd(&["delete", "--force", &id]);
+    assert!(ok, "{got}");
+    assert_eq!(got, "fd=none\nsockets=0\n");
+    assert!(leftovers(rune.root.path(), &id).is_empty());
+}
