@@ -218,6 +218,8 @@ image_bundle "$C/bundle" ENCLAVE_TYPE=sim "ENCLAVE_RUNTIME_PATH=$PAL" "ENCLAVE_I
   "ENCLAVE_IMAGE_INSECURE=$REGISTRY" "ENCLAVE_IMAGE_BOOT=$C/boot/enclave-boot" "ENCLAVE_KBS_URL=$KBS_URL" \
   ENCLAVE_IMAGE_POLICY=kbs:///default/image-policy/containers
 "$RUNE" --root "$WORK/rune" run --bundle "$C/bundle" image-demo
+echo "-- verdictd, after the enclave attested:"
+sed 's/\x1b\[[0-9;]*m//g' "$WORK/verdictd-image.log" | grep -o 'released.*image-kek/app'
 if grep -rqsF "$SECRET" "$C" "$WORK/registry" "$WORK/rune"; then
   echo "the secret reached the host's disk" >&2; exit 1
 fi
