@@ -432,11 +432,20 @@ impl Executor for RuneExecutor {
                 "process.args is empty".into(),
             ));
         }
-        // liberpal-sim runs the program from the container's file system: a missing or
-        // non-executable one fails create as runc's does (a hardware PAL's program lives
-        // in its own enclave file system, which only the PAL can check).
-        if w.config.typ == crate::enclave::EnclaveType::Sim {
-            ProcessExecutor.validate(spec)?;
+        // A program that is in the container's file system but cannot be executed (a
+        // directory, no execute permission) fails create as runc's does. A missing one
+        // is the PAL's to judge: it may live in the enclave's own file system.
+        if let Some(p) = ProcessExecutor::args(spec)
+            .and_then(|a| resolve(&a[0], &search_path(spec)))
+            .filter(|p| p.exists())
+        {
+            let executable =
+                p.is_file() && nix::unistd::access(&p, nix::unistd::AccessFlags::X_OK).is_ok();
+            if !executable {
+                return Err(ExecutorValidationError::ArgValidationError(format!(
+                    "exec: {p:?}: permission denied"
+                )));
+            }
         }
         // Runs in the container's init, in process.cwd, when `create` is nearly done: a
         // failing pal_init fails create.
