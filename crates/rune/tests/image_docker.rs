@@ -374,39 +374,8 @@ fn docker_refuses_a_confidential_image_when_verdictd_refuses_the_enclave() {
 
     let ((code, out, err), id) = bed.run(&host.path().join("cid"));
     assert_eq!((code, out.as_str()), (125, ""), "{err}");
-    let errors: Vec<&str> = err
-        .lines()
-        .filter(|l| l.starts_with("enclave-boot: error: "))
-        .collect();
-    assert_eq!(errors.len(), 1, "{err}");
-    // verdictd's decision, as it words it: its resource policy denies the policy.
-    let policy = test_support::tenant::resource_path(test_support::tenant::POLICY_ID);
-    assert!(
-        errors[0].contains(&format!("the resource policy denies {policy}")),
-        "{err}"
-    );
-    // verdictd appraised the evidence and did not affirm it (its EAR status).
-    let statuses: Vec<String> = s
-        .kbs
-        .events()
-        .iter()
-        .filter(|e| e["fields"]["message"] == "attested")
-        .map(|e| {
-            e["fields"]["status"]
-                .as_str()
-                .unwrap_or_default()
-                .to_string()
-        })
-        .collect();
-    assert!(
-        !statuses.is_empty() && statuses.iter().all(|s| s != "affirming"),
-        "{}",
-        s.kbs.log()
-    );
-    assert_eq!(s.kbs.find_event(&[("message", "released")]), None);
-    // Refused before the pull: the registry served no layer (the manifest, which is
-    // not secret, is read before attesting: its digest is recorded in the evidence).
-    assert_eq!(s.blob_requests(), blobs, "{}", s.registry.log());
+    // verdictd refused the enclave: no key, no layer.
+    s.assert_refused_before_the_pull(&err, &blobs);
     bed.assert_clean(&id, &s.marker);
     drop(bed);
     assert_eq!(s.finish(host.path()), Vec::<String>::new());

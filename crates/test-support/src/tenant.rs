@@ -344,6 +344,43 @@ impl Confidential {
             .collect()
     }
 
+    /// Asserts that a run whose stderr is `stderr` was refused by verdictd before the
+    /// pull: exactly one `enclave-boot: error:` line carrying verdictd's words for a
+    /// denied policy resource, every attestation appraised as not affirming (verdictd's
+    /// EAR status), no release, and no blob served since `blobs` (from
+    /// [`Confidential::blob_requests`]); the manifest, not secret, may have been read.
+    pub fn assert_refused_before_the_pull(&self, stderr: &str, blobs: &[String]) {
+        let errors: Vec<&str> = stderr
+            .lines()
+            .filter(|l| l.starts_with("enclave-boot: error: "))
+            .collect();
+        assert_eq!(errors.len(), 1, "{stderr}");
+        let policy = resource_path(POLICY_ID);
+        assert!(
+            errors[0].contains(&format!("the resource policy denies {policy}")),
+            "{stderr}"
+        );
+        let statuses: Vec<String> = self
+            .kbs
+            .events()
+            .iter()
+            .filter(|e| e["fields"]["message"] == "attested")
+            .map(|e| {
+                e["fields"]["status"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string()
+            })
+            .collect();
+        assert!(
+            !statuses.is_empty() && statuses.iter().all(|s| s != "affirming"),
+            "{}",
+            self.kbs.log()
+        );
+        assert_eq!(self.kbs.find_event(&[("message", "released")]), None);
+        assert_eq!(self.blob_requests(), blobs, "{}", self.registry.log());
+    }
+
     /// Indexes in verdictd's events of the attestation that affirmed an enclave and of
     /// the first release of the KEK, if both happened.
     pub fn attested_then_released(&self) -> (Option<usize>, Option<usize>) {
