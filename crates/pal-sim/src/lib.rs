@@ -21,7 +21,7 @@
 
 use std::collections::HashMap;
 use std::ffi::CStr;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::raw::{c_char, c_int, c_void};
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -320,10 +320,16 @@ fn take_terminal() {
     }
 }
 
+/// A close-on-exec copy of `fd` for the program's stdio: the program gets it as fd 0-2
+/// only (a plain dup would also stay open at its own number in the program).
 fn dup_stdio(fd: c_int) -> std::io::Result<Stdio> {
-    let owned = nix::unistd::dup(fd).map_err(std::io::Error::from)?;
-    // SAFETY: `owned` is a fresh descriptor from dup(2) that nothing else owns.
-    Ok(Stdio::from(unsafe { OwnedFd::from_raw_fd(owned) }))
+    if fd < 0 {
+        return Err(std::io::Error::from_raw_os_error(libc::EBADF));
+    }
+    // SAFETY: the caller's process keeps its stdio descriptors open for this call; the
+    // borrow ends at the clone.
+    let borrowed = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+    Ok(Stdio::from(borrowed.try_clone_to_owned()?))
 }
 
 /// Answers the application's report requests until it closes its end.

@@ -18,14 +18,13 @@ use nix::sys::signal::SigSet;
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
-use crate::agent;
 use crate::error::{Result, RuneError};
 use crate::executor::{EnclaveWorkload, RuneExecutor};
 use crate::pidfile;
 use crate::signal::{self, Signal};
 use crate::spec::{validate_id, Bundle};
 use crate::state::{status_name, ContainerState};
-use crate::{enclave, image};
+use crate::{agent, console, enclave, image};
 
 mod exec;
 
@@ -110,11 +109,7 @@ impl Runtime {
     pub fn create(&self, id: &str, opts: &CreateOptions, detach: bool) -> Result<Container> {
         validate_id(id)?;
         let bundle = Bundle::load(&opts.bundle)?;
-        fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o711)
-            .create(&self.root)
-            .map_err(|e| RuneError::io(format!("state root {}", self.root.display()), e))?;
+        self.ensure_root()?;
         let dir = self.container_dir(id);
         if dir.exists() {
             return Err(RuneError::Exists(id.to_string()));
@@ -253,6 +248,14 @@ impl Runtime {
         Ok(container)
     }
 
+    fn ensure_root(&self) -> Result<()> {
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o711)
+            .create(&self.root)
+            .map_err(|e| RuneError::io(format!("state root {}", self.root.display()), e))
+    }
+
     fn cleanup_failed_create(&self, id: &str, dir: &Path) {
         if let Ok(mut c) = Container::load(dir.to_path_buf()) {
             if let Err(e) = c.delete(true) {
@@ -282,12 +285,50 @@ impl Runtime {
     /// `run`: create + start; unless `detach`, wait for the init process, forwarding
     /// signals to it, delete the container and return the exit code (128+N when it was
     /// killed by signal N, as a shell reports it).
+    ///
+    /// In the foreground, a process with `terminal: true` and no console socket gets a
+    /// new pseudo-terminal proxied to the caller's, as with runc (see [`crate::console`]);
+    /// a caller without a terminal is refused before anything is created.
     pub fn run(&self, id: &str, opts: &CreateOptions, detach: bool) -> Result<i32> {
+        let console = if !detach && opts.console_socket.is_none() && wants_terminal(opts) {
+            validate_id(id)?;
+            let host = console::HostTerminal::find()?;
+            self.ensure_root()?;
+            Some((host, console::ConsoleSocket::bind(&self.root)?))
+        } else {
+            None
+        };
         if !detach && !opts.no_subreaper {
             nix::sys::prctl::set_child_subreaper(true)
                 .map_err(|e| RuneError::io("become a child subreaper", e.into()))?;
         }
-        let mut c = self.create(id, opts, detach)?;
+        let mut c = match &console {
+            // libcontainer takes a console socket only from a detached caller; the
+            // detach flag has no other effect there.
+            Some((_, socket)) => {
+                let opts = CreateOptions {
+                    console_socket: Some(socket.path().to_path_buf()),
+                    ..opts.clone()
+                };
+                self.create(id, &opts, true)?
+            }
+            None => self.create(id, opts, detach)?,
+        };
+        let proxy = match console {
+            Some((host, socket)) => {
+                match socket
+                    .receive()
+                    .and_then(|m| console::Proxy::start(host, m))
+                {
+                    Ok(proxy) => Some(proxy),
+                    Err(err) => {
+                        let _ = c.delete(true);
+                        return Err(err);
+                    }
+                }
+            }
+            None => None,
+        };
         if let Err(err) = c.start() {
             let _ = c.delete(true);
             return Err(RuneError::lc(format!("start {id}"))(err));
@@ -298,7 +339,10 @@ impl Runtime {
         let pid = c
             .pid()
             .ok_or_else(|| RuneError::NotFound(format!("{id} init process")))?;
-        let code = wait_forwarding_signals(pid);
+        let code = wait_forwarding_signals(pid, proxy.as_ref().map(|p| p.resizer()));
+        if let Some(proxy) = proxy {
+            proxy.finish();
+        }
         if let Err(e) = delete_settling(&mut c, true) {
             tracing::warn!(id, "delete after run: {e}");
         }
@@ -602,6 +646,15 @@ fn process_alive(pid: Pid) -> bool {
         .unwrap_or(false)
 }
 
+/// Whether the bundle's process asks for a terminal (an unreadable bundle is left for
+/// `create` to report).
+fn wants_terminal(opts: &CreateOptions) -> bool {
+    Bundle::load(&opts.bundle)
+        .ok()
+        .and_then(|b| b.spec.process().as_ref().and_then(|p| p.terminal()))
+        .unwrap_or(false)
+}
+
 fn creation_error(id: &str, err: LibcontainerError) -> RuneError {
     match err {
         LibcontainerError::Exist => RuneError::Exists(id.to_string()),
@@ -611,7 +664,10 @@ fn creation_error(id: &str, err: LibcontainerError) -> RuneError {
 
 /// Waits for `pid` (a child of this process), forwarding every signal this process
 /// receives to it, and returns its exit code. Runs in the foreground of `run` and `exec`.
-fn wait_forwarding_signals(pid: Pid) -> Result<i32> {
+///
+/// With a `resizer` (the process has rune's terminal), `SIGWINCH` resizes the process's
+/// terminal instead, as runc does.
+fn wait_forwarding_signals(pid: Pid, resizer: Option<console::Resizer>) -> Result<i32> {
     let set = SigSet::all();
     set.thread_block()
         .map_err(|e| RuneError::io("block signals", e.into()))?;
@@ -634,6 +690,12 @@ fn wait_forwarding_signals(pid: Pid) -> Result<i32> {
             }
         }
         let sig = signal::wait(&set).map_err(|e| RuneError::io("sigwait", e))?;
+        if sig.as_raw() == libc::SIGWINCH {
+            if let Some(r) = &resizer {
+                r.resize();
+            }
+            continue;
+        }
         if sig.as_raw() == libc::SIGPIPE || !signal::is_not_forwarded(sig) {
             if let Err(e) = sig.send(pid.as_raw()) {
                 tracing::warn!("forward {sig} to {pid}: {e}");

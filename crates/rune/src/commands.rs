@@ -133,9 +133,6 @@ fn exec(rt: &Runtime, global: &cli::GlobalOpts, e: cli::Exec) -> Result<i32> {
     if e.pidfd_socket.is_some() {
         tracing::warn!("--pidfd-socket is not supported yet and is ignored");
     }
-    if e.tty && e.console_socket.is_none() {
-        bail!("--tty needs --console-socket: rune does not forward a terminal itself");
-    }
     let opts = ExecOptions {
         process: e.process.clone(),
         args: e.command.clone(),
@@ -158,6 +155,7 @@ fn exec(rt: &Runtime, global: &cli::GlobalOpts, e: cli::Exec) -> Result<i32> {
     match rt.exec(&e.id, &opts)? {
         Exec::Started(_) if e.detach => Ok(0),
         Exec::Started(pid) => Ok(rt.wait_exec(pid)?),
+        Exec::Terminal(pid, proxy) => Ok(rt.wait_exec_with_terminal(pid, proxy)?),
         Exec::Enclave(started) if e.detach => {
             let pid = spawn_enclave_waiter(global, &e.id, started)?;
             if let Some(path) = &opts.pid_file {

@@ -607,3 +607,299 @@ fn a_terminal_reaches_the_console_socket_as_with_runc() {
         }
     }
 }
+
+/// What a foreground process with `process.terminal` and no console socket records: its
+/// terminal's size, then what [`TERMINAL_PROBE`] records.
+fn foreground_probe() -> String {
+    format!("echo \"size:$(stty size)\" >> /out/r; {TERMINAL_PROBE}").replace("/out/", "/tmp/")
+}
+
+/// Runs `args` of `rt` in a new session whose fds 0-2 are the slave of a fresh pty of
+/// 33 rows and 101 columns; types `ping` into it and returns what the terminal showed,
+/// the exit code, and whether the terminal's modes were left as they were found.
+fn run_on_a_terminal(rt: &Runtime, args: &[&str]) -> (String, Option<i32>, bool) {
+    use nix::fcntl::{fcntl, FcntlArg, OFlag};
+    let size = nix::pty::Winsize {
+        ws_row: 33,
+        ws_col: 101,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    let pty = nix::pty::openpty(Some(&size), None).unwrap();
+    let modes = |fd: &OwnedFd| {
+        let t = nix::sys::termios::tcgetattr(fd).unwrap();
+        (t.local_flags, t.input_flags, t.output_flags)
+    };
+    let before = modes(&pty.slave);
+    let mut cmd = rt.cmd(args);
+    cmd.stdin(pty.slave.try_clone().unwrap())
+        .stdout(pty.slave.try_clone().unwrap())
+        .stderr(pty.slave.try_clone().unwrap());
+    // SAFETY: runs between fork and exec; setsid(2) is async-signal-safe.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::setsid();
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().unwrap();
+    drop(cmd);
+    nix::unistd::write(&pty.master, b"ping\n").unwrap();
+    fcntl(pty.master.as_raw_fd(), FcntlArg::F_SETFL(OFlag::O_NONBLOCK)).unwrap();
+    let mut shown = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut status = None;
+    loop {
+        let mut buf = [0u8; 1024];
+        match nix::unistd::read(pty.master.as_raw_fd(), &mut buf) {
+            Ok(n) if n > 0 => {
+                shown.extend_from_slice(&buf[..n]);
+                continue;
+            }
+            _ => {}
+        }
+        if status.is_some() || Instant::now() > deadline {
+            break;
+        }
+        status = child.try_wait().unwrap();
+        if status.is_none() {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    if status.is_none() {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    let code = status.and_then(|s| s.code());
+    let restored = modes(&pty.slave) == before;
+    (String::from_utf8_lossy(&shown).into_owned(), code, restored)
+}
+
+/// A foreground `run` of a bundle with `process.terminal` (what `rune spec` writes) and
+/// a foreground `exec -t`, without a console socket: as runc, rune opens a new pty in
+/// the container (the program sees `/dev/pts/0` as its controlling terminal, with the
+/// caller's size), copies between it and the caller's terminal, returns the program's
+/// exit code and restores the caller's terminal. A caller without any terminal is
+/// refused with one line naming `/dev/tty`, as runc refuses it, and nothing is left.
+/// Plain and enclave containers are each held to runc.
+#[test]
+fn a_foreground_terminal_is_proxied_to_the_callers_as_with_runc() {
+    if !root_or_skip("foreground terminal") || !tool_or_skip("foreground terminal", RUNC) {
+        return;
+    }
+    let (pal, _) = sim_artifacts();
+    let out = tempfile::tempdir().unwrap();
+    let platform = tempfile::tempdir().unwrap();
+    let roots = [(); 3].map(|_| tempfile::tempdir().unwrap());
+    let rt = |bin, i: usize| Runtime {
+        bin,
+        root: roots[i].path(),
+        platform: platform.path(),
+    };
+    let probe = foreground_probe();
+    let with_terminal = |b: Bundle| {
+        let mut b = b;
+        b.spec["process"]["terminal"] = serde_json::json!(true);
+        b.save();
+        b
+    };
+    let plain = with_terminal(bundle(&["sh", "-c", &probe], out.path(), None));
+    let enclave_b = with_terminal(bundle(&["/bin/sh", "-c", &probe], out.path(), Some(&pal)));
+    let sleepers = [
+        bundle(&["sleep", "100"], out.path(), None),
+        bundle(&["/bin/sleep", "100"], out.path(), Some(&pal)),
+    ];
+    let cases = [
+        ("runc", rt(RUNC, 0), &plain, &sleepers[0]),
+        ("plain", rt(RUNE, 1), &plain, &sleepers[0]),
+        ("enclave", rt(RUNE, 2), &enclave_b, &sleepers[1]),
+    ];
+    let mut results = HashMap::new();
+    let mut failures = Vec::new();
+    for (what, rt, b, sleeper) in &cases {
+        let sleeper_id = unique_id("fgtty");
+        let sleeper_path = sleeper.path().to_str().unwrap();
+        rt.ok(&["run", "-d", "--bundle", sleeper_path, &sleeper_id]);
+        for mode in ["run", "exec -t"] {
+            let _ = std::fs::remove_file(out.path().join("r"));
+            let id = unique_id("fgtty");
+            let bundle = b.path().to_str().unwrap();
+            let args = match mode {
+                "run" => vec!["run", "--bundle", bundle, &id],
+                _ => vec!["exec", "-t", &sleeper_id, "sh", "-c", &probe],
+            };
+            let (shown, code, restored) = run_on_a_terminal(rt, &args);
+            let found = std::fs::read_to_string(out.path().join("r")).unwrap_or_default();
+            results.insert((*what, mode), (found, code, shown, restored));
+            rt.delete(&id);
+        }
+        // Without a terminal: refused before anything runs.
+        let _ = std::fs::remove_file(out.path().join("r"));
+        let id = unique_id("fgtty");
+        for args in [
+            vec!["run", "--bundle", b.path().to_str().unwrap(), &id],
+            vec!["exec", "-t", &sleeper_id, "sh", "-c", "echo >/tmp/r"],
+        ] {
+            let mut cmd = rt.cmd(&args);
+            // SAFETY: runs between fork and exec; setsid(2) is async-signal-safe.
+            unsafe {
+                cmd.pre_exec(|| {
+                    libc::setsid();
+                    Ok(())
+                });
+            }
+            let o = output_via_files(&mut cmd);
+            let stderr = String::from_utf8_lossy(&o.stderr);
+            if o.status.success() || stderr.lines().count() != 1 || !stderr.contains("/dev/tty") {
+                failures.push(format!(
+                    "{what} {args:?} without a terminal: {} {stderr:?}",
+                    o.status
+                ));
+            }
+        }
+        if out.path().join("r").exists() {
+            failures.push(format!("{what}: a refused exec ran"));
+        }
+        rt.delete(&sleeper_id);
+    }
+    for (what, mode) in ["plain", "enclave"]
+        .into_iter()
+        .flat_map(|w| ["run", "exec -t"].map(|m| (w, m)))
+    {
+        let (runc, rune) = (&results[&("runc", mode)], &results[&(what, mode)]);
+        if rune.0 != runc.0 {
+            failures.push(format!(
+                "{what} {mode}: program saw {:?}, with runc {:?}",
+                rune.0, runc.0
+            ));
+        }
+        if rune.1 != runc.1 {
+            failures.push(format!(
+                "{what} {mode}: exit {:?}, with runc {:?}",
+                rune.1, runc.1
+            ));
+        }
+        if !(rune.2.contains("ping") && rune.2.contains("hello")) {
+            failures.push(format!("{what} {mode}: terminal showed {:?}", rune.2));
+        }
+        if !rune.3 {
+            failures.push(format!(
+                "{what} {mode}: the caller's terminal was not restored"
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    // runc's own result, so that agreeing with it means what the spec says.
+    let runc = &results[&("runc", "run")];
+    assert!(
+        runc.0.contains("size:33 101")
+            && runc
+                .0
+                .contains("0t:/dev/pts/0 1t:/dev/pts/0 2t:/dev/pts/0 ctty")
+            && runc.0.contains("in:ping")
+            && runc.1 == Some(7)
+            && runc.3,
+        "{runc:?}"
+    );
+    for root in &roots[1..] {
+        if let Some(left) = std::fs::read_dir(root.path()).unwrap().flatten().next() {
+            panic!("left behind: {}", left.path().display());
+        }
+    }
+}
+
+/// The descriptors a program holds, for `run` and `exec`: those runc's program holds,
+/// and in an enclave also its report channel (`INCLAVARE_SIM_FD`, liberpal-sim's
+/// documented interface), nothing else. liberpal-sim once left its copies of the
+/// program's stdio open at their own numbers, so an enclave program held them twice.
+#[test]
+fn a_program_holds_no_descriptor_runcs_would_not() {
+    if !root_or_skip("descriptors") || !tool_or_skip("descriptors", RUNC) {
+        return;
+    }
+    let (pal, _) = sim_artifacts();
+    let out = tempfile::tempdir().unwrap();
+    let platform = tempfile::tempdir().unwrap();
+    let roots = [(); 3].map(|_| tempfile::tempdir().unwrap());
+    let rt = |bin, i: usize| Runtime {
+        bin,
+        root: roots[i].path(),
+        platform: platform.path(),
+    };
+    // The shell's own descriptors, then the report channel's number (empty outside an
+    // enclave).
+    let probe =
+        r#"for f in /proc/$$/fd/*; do printf '%s ' "${f##*/}"; done; echo "sim:$INCLAVARE_SIM_FD""#;
+    let cases = [
+        (
+            "runc",
+            rt(RUNC, 0),
+            bundle(&["sh", "-c", probe], out.path(), None),
+        ),
+        (
+            "plain",
+            rt(RUNE, 1),
+            bundle(&["sh", "-c", probe], out.path(), None),
+        ),
+        (
+            "enclave",
+            rt(RUNE, 2),
+            bundle(&["/bin/sh", "-c", probe], out.path(), Some(&pal)),
+        ),
+    ];
+    let sleepers = [
+        bundle(&["sleep", "100"], out.path(), None),
+        bundle(&["/bin/sleep", "100"], out.path(), Some(&pal)),
+    ];
+    // (the descriptors, the report channel)
+    let parse = |out: &[u8]| -> (Vec<u32>, Option<u32>) {
+        let out = String::from_utf8_lossy(out);
+        let (fds, sim) = out.trim().split_once("sim:").unwrap_or_default();
+        let mut fds: Vec<u32> = fds
+            .split_whitespace()
+            .filter_map(|n| n.parse().ok())
+            .collect();
+        fds.sort();
+        (fds, sim.parse().ok())
+    };
+    let mut seen = HashMap::new();
+    for (what, rt, b) in &cases {
+        let id = unique_id("fds");
+        let o =
+            output_via_files(&mut rt.cmd(&["run", "--bundle", b.path().to_str().unwrap(), &id]));
+        seen.insert((*what, "run"), parse(&o.stdout));
+        let sleeper = &sleepers[usize::from(*what == "enclave")];
+        rt.ok(&[
+            "run",
+            "-d",
+            "--bundle",
+            sleeper.path().to_str().unwrap(),
+            &id,
+        ]);
+        let o = output_via_files(&mut rt.cmd(&["exec", &id, "/bin/sh", "-c", probe]));
+        seen.insert((*what, "exec"), parse(&o.stdout));
+        rt.delete(&id);
+    }
+    let mut failures = Vec::new();
+    for mode in ["run", "exec"] {
+        let runc = &seen[&("runc", mode)];
+        assert!(
+            runc.0.starts_with(&[0, 1, 2]) && runc.1.is_none(),
+            "{runc:?}"
+        );
+        if seen[&("plain", mode)] != *runc {
+            failures.push(format!(
+                "plain {mode}: {:?}, with runc {runc:?}",
+                seen[&("plain", mode)]
+            ));
+        }
+        let enclave = &seen[&("enclave", mode)];
+        let mut want = runc.0.clone();
+        want.extend(enclave.1);
+        want.sort();
+        if enclave.1.is_none() || enclave.0 != want {
+            failures.push(format!("enclave {mode}: {enclave:?}, with runc {runc:?}"));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}

@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::fs;
+use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 
 use libcontainer::container::builder::ContainerBuilder;
@@ -12,12 +13,12 @@ use nix::sys::signal::SigSet;
 use nix::unistd::Pid;
 
 use super::{wait_forwarding_signals, Runtime};
-use crate::agent;
 use crate::error::{Result, RuneError};
 use crate::executor::ProcessExecutor;
 use crate::pidfile;
 use crate::signal;
 use crate::state::status_name;
+use crate::{agent, console};
 use crate::{exec_flags, image};
 
 /// Options of `exec`.
@@ -73,7 +74,7 @@ impl Runtime {
                 .is_some_and(|a| a.contains_key(image::ROOTFS_TMPFS_ANNOTATION));
             return self.exec_in_enclave(id, opts, image).map(Exec::Enclave);
         }
-        self.exec_process(id, c, opts).map(Exec::Started)
+        self.exec_process(id, c, opts)
     }
 
     /// Starts `opts`' process through the enclave runtime of a running enclave
@@ -115,7 +116,17 @@ impl Runtime {
         } else {
             args
         };
-        let console = console_connection(terminal, opts)?;
+        let foreground = terminal && !opts.detach && opts.console_socket.is_none();
+        let (console, host) = if foreground {
+            // A terminal of rune's own, as for a plain container: the agent sends the
+            // pty master over one end of a pair, rune proxies it from the other.
+            let host = console::HostTerminal::find()?;
+            let (mine, theirs) =
+                UnixStream::pair().map_err(|e| RuneError::io("console socket pair", e))?;
+            (Some(theirs), Some((host, mine)))
+        } else {
+            (console_connection(terminal, opts)?, None)
+        };
         let ctx = |what: &str| format!("agent of {id}: {what}");
         let mut conn = agent::connect(&self.container_dir(id))
             .map_err(|e| RuneError::io(ctx("connect"), e))?;
@@ -136,14 +147,22 @@ impl Runtime {
         };
         send_fds(&conn, &fds).map_err(|e| RuneError::io(ctx("send stdio"), e))?;
         drop(sig_r);
+        drop(console);
+        let proxy = match host {
+            Some((host, mine)) => {
+                Some(console::receive_master(&mine).and_then(|m| console::Proxy::start(host, m))?)
+            }
+            None => None,
+        };
         Ok(EnclaveExec {
             id: id.to_string(),
             conn: conn.into(),
             signals: sig_w.into(),
+            proxy,
         })
     }
 
-    fn exec_process(&self, id: &str, c: Container, opts: &ExecOptions) -> Result<Pid> {
+    fn exec_process(&self, id: &str, c: Container, opts: &ExecOptions) -> Result<Exec> {
         // As runc: a created container takes processes (it stays created), a paused one
         // only with --ignore-paused.
         let what = match c.status() {
@@ -180,6 +199,13 @@ impl Runtime {
                 message: "a command or --process is required".into(),
             });
         }
+        let foreground = !opts.detach && opts.console_socket.is_none() && process_terminal(opts)?;
+        let console = if foreground {
+            let host = console::HostTerminal::find()?;
+            Some((host, console::ConsoleSocket::bind(&self.root)?))
+        } else {
+            None
+        };
         let env: HashMap<String, String> = opts
             .env
             .iter()
@@ -192,11 +218,16 @@ impl Runtime {
             .with_executor(ProcessExecutor)
             .with_root_path(&self.root)
             .map_err(RuneError::lc("state root"))?
-            .with_console_socket(opts.console_socket.as_ref())
+            .with_console_socket(match &console {
+                Some((_, socket)) => Some(socket.path()),
+                None => opts.console_socket.as_deref(),
+            })
             .with_preserved_fds(opts.preserve_fds)
             .as_tenant()
             .with_terminal(opts.tty)
-            .with_detach(opts.detach)
+            // libcontainer takes a console socket only from a detached caller; the
+            // detach flag has no other effect there.
+            .with_detach(opts.detach || console.is_some())
             .with_cwd(opts.cwd.as_ref())
             .with_env(env)
             .with_process(opts.process.as_ref())
@@ -212,15 +243,57 @@ impl Runtime {
             .with_process_label(process_label)
             .build()
             .map_err(RuneError::lc(format!("exec in {id}")))?;
+        let proxy = match console {
+            Some((host, socket)) => match socket
+                .receive()
+                .and_then(|m| console::Proxy::start(host, m))
+            {
+                Ok(proxy) => Some(proxy),
+                Err(err) => {
+                    let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+                    let _ = nix::sys::wait::waitpid(pid, None);
+                    return Err(err);
+                }
+            },
+            None => None,
+        };
         if let Some(path) = &opts.pid_file {
             pidfile::write(path, pid.as_raw())?;
         }
-        Ok(pid)
+        Ok(match proxy {
+            Some(proxy) => Exec::Terminal(pid, proxy),
+            None => Exec::Started(pid),
+        })
     }
 
     /// Waits for a process started by [`Runtime::exec`] without `detach`.
     pub fn wait_exec(&self, pid: Pid) -> Result<i32> {
-        wait_forwarding_signals(pid)
+        wait_forwarding_signals(pid, None)
+    }
+
+    /// Waits for a process [`Runtime::exec`] gave rune's terminal ([`Exec::Terminal`]).
+    pub fn wait_exec_with_terminal(&self, pid: Pid, proxy: console::Proxy) -> Result<i32> {
+        let code = wait_forwarding_signals(pid, Some(proxy.resizer()));
+        proxy.finish();
+        code
+    }
+}
+
+/// Whether the exec'd process asks for a terminal: `--tty`, or with `--process` that
+/// file's `terminal`.
+fn process_terminal(opts: &ExecOptions) -> Result<bool> {
+    match &opts.process {
+        None => Ok(opts.tty),
+        Some(path) => {
+            let bytes =
+                fs::read(path).map_err(|e| RuneError::io(format!("read {}", path.display()), e))?;
+            let p: libcontainer::oci_spec::runtime::Process = serde_json::from_slice(&bytes)
+                .map_err(|e| RuneError::InvalidArgument {
+                    flag: "--process".into(),
+                    message: e.to_string(),
+                })?;
+            Ok(p.terminal().unwrap_or(false))
+        }
     }
 }
 
@@ -229,6 +302,9 @@ impl Runtime {
 pub enum Exec {
     /// A process was started in the container; wait for it with [`Runtime::wait_exec`].
     Started(Pid),
+    /// A foreground process was started with a new terminal proxied to rune's; wait
+    /// for it with [`Runtime::wait_exec_with_terminal`].
+    Terminal(Pid, console::Proxy),
     /// A process was started by the enclave runtime of an enclave container.
     Enclave(EnclaveExec),
 }
@@ -246,6 +322,8 @@ pub struct EnclaveExec {
     id: String,
     conn: std::os::fd::OwnedFd,
     signals: std::os::fd::OwnedFd,
+    /// A foreground process's terminal, proxied to rune's.
+    proxy: Option<console::Proxy>,
 }
 
 impl EnclaveExec {
@@ -264,6 +342,7 @@ impl EnclaveExec {
             id: id.to_string(),
             conn,
             signals,
+            proxy: None,
         }
     }
 
@@ -272,10 +351,16 @@ impl EnclaveExec {
     pub fn wait(self) -> Result<i32> {
         use crate::agent::*;
         let id = self.id;
-        forward_signals_to(std::io::PipeWriter::from(self.signals))?;
+        forward_signals_to(
+            std::io::PipeWriter::from(self.signals),
+            self.proxy.as_ref().map(|p| p.resizer()),
+        )?;
         let mut conn = std::os::unix::net::UnixStream::from(self.conn);
-        let response: AgentServiceResponse = read_frame(&mut conn)
-            .map_err(|e| RuneError::io(format!("agent of {id}: receive"), e))?;
+        let response = read_frame::<AgentServiceResponse>(&mut conn);
+        if let Some(proxy) = self.proxy {
+            proxy.finish();
+        }
+        let response = response.map_err(|e| RuneError::io(format!("agent of {id}: receive"), e))?;
         match response.response {
             Some(Response::Exec(r)) if r.error.is_empty() => Ok(r.exit_code),
             Some(Response::Exec(r)) => {
@@ -313,7 +398,8 @@ fn console_connection(
 
 /// Blocks signals in this thread and forwards each one received to `pipe` as a 4-byte
 /// little-endian number, from a helper thread, for the life of the process.
-fn forward_signals_to(pipe: std::io::PipeWriter) -> Result<()> {
+/// With a `resizer`, `SIGWINCH` resizes the process's terminal instead.
+fn forward_signals_to(pipe: std::io::PipeWriter, resizer: Option<console::Resizer>) -> Result<()> {
     let set = SigSet::all();
     set.thread_block()
         .map_err(|e| RuneError::io("block signals", e.into()))?;
@@ -321,6 +407,12 @@ fn forward_signals_to(pipe: std::io::PipeWriter) -> Result<()> {
         use std::io::Write;
         let mut pipe = pipe;
         while let Ok(sig) = signal::wait(&set) {
+            if sig.as_raw() == libc::SIGWINCH {
+                if let Some(r) = &resizer {
+                    r.resize();
+                }
+                continue;
+            }
             if signal::is_not_forwarded(sig) {
                 continue;
             }
