@@ -29,6 +29,8 @@ pub struct Options {
     pub insecure: Vec<String>,
     /// Base URL of a simple-signing lookaside store (`http(s)://…`).
     pub lookaside: Option<String>,
+    /// The largest layer pulled, in bytes (the library's default, 4 GiB, when `None`).
+    pub max_layer_size: Option<u64>,
     /// The root to unpack into (`/` in the container).
     pub root: PathBuf,
     /// The container's command (after `--`).
@@ -114,9 +116,11 @@ pub async fn prepare<W: Write>(
     // checks below): its digest goes into the evidence as CoCo's `PullImage` event, so
     // the KBS's policy can release keys to an enclave pulling this image only.
     let source: ImageSource = opts.image.parse()?;
+    let defaults = RegistryConfig::default();
     let puller = Puller::new(RegistryConfig {
         insecure_http: opts.insecure.clone(),
-        ..RegistryConfig::default()
+        max_layer_size: opts.max_layer_size.unwrap_or(defaults.max_layer_size),
+        ..defaults
     })?;
     progress.line(format_args!("pulling {source}"));
     let image = puller.open(&source).await?;

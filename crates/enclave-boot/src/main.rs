@@ -41,6 +41,9 @@ struct Cli {
     /// Base URL of a simple-signing lookaside store
     #[arg(long)]
     lookaside: Option<String>,
+    /// The largest layer pulled, in bytes (a larger one is refused before its download)
+    #[arg(long)]
+    max_layer_size: Option<u64>,
     /// Where to unpack the image
     #[arg(long, default_value = "/")]
     root: PathBuf,
@@ -70,6 +73,7 @@ fn main() {
         decryption_keys: cli.decryption_keys,
         insecure: cli.insecure,
         lookaside: cli.lookaside,
+        max_layer_size: cli.max_layer_size,
         root: cli.root,
         args: cli.args,
     };

@@ -21,6 +21,7 @@
 //! | `ENCLAVE_IMAGE_LOOKASIDE` | `enclave.image.lookaside` | `http(s)://` base of the simple-signing lookaside store |
 //! | `ENCLAVE_IMAGE_INSECURE` | `enclave.image.insecure` | comma-separated registries reached over plain HTTP |
 //! | `ENCLAVE_IMAGE_ROOT_SIZE` | `enclave.image.root.size` | the root tmpfs's `size=` (default: tmpfs's, half the RAM) |
+//! | `ENCLAVE_IMAGE_MAX_LAYER_SIZE` | `enclave.image.max.layer.size` | the largest layer pulled, bytes with an optional k/m/g (1024) suffix (default 4g); a larger one is refused before it is downloaded |
 //! | `ENCLAVE_IMAGE_BOOT` | `enclave.image.boot` | host path of the boot program (default: `enclave-boot` beside the PAL) |
 
 use std::path::{Path, PathBuf};
@@ -42,6 +43,10 @@ const LOOKASIDE: (&str, &str) = ("ENCLAVE_IMAGE_LOOKASIDE", "enclave.image.looka
 const INSECURE: (&str, &str) = ("ENCLAVE_IMAGE_INSECURE", "enclave.image.insecure");
 const ROOT_SIZE: (&str, &str) = ("ENCLAVE_IMAGE_ROOT_SIZE", "enclave.image.root.size");
 const BOOT: (&str, &str) = ("ENCLAVE_IMAGE_BOOT", "enclave.image.boot");
+const MAX_LAYER_SIZE: (&str, &str) = (
+    "ENCLAVE_IMAGE_MAX_LAYER_SIZE",
+    "enclave.image.max.layer.size",
+);
 
 /// Where the boot program appears in the container.
 pub const BOOT_PROGRAM: &str = "/.rune/enclave-boot";
@@ -74,6 +79,8 @@ pub struct ImageConfig {
     pub insecure: Vec<String>,
     /// tmpfs `size=` of the root (bytes, or with a k/m/g/% suffix).
     pub root_size: Option<String>,
+    /// The largest layer pulled, in bytes (the boot program's default when `None`).
+    pub max_layer_size: Option<u64>,
     /// Host paths of the boot program and its signed manifest.
     pub boot: PathBuf,
     pub manifest: PathBuf,
@@ -187,6 +194,14 @@ pub fn config_from_spec(
             )));
         }
     }
+    let max_layer_size = match get(MAX_LAYER_SIZE) {
+        None => None,
+        Some(s) => Some(parse_bytes(&s).ok_or_else(|| {
+            bad(format!(
+                "max layer size {s:?}: expected bytes with an optional k, m or g suffix"
+            ))
+        })?),
+    };
     let boot = match get(BOOT) {
         Some(p) => PathBuf::from(p),
         None => enclave
@@ -226,9 +241,25 @@ pub fn config_from_spec(
         lookaside,
         insecure,
         root_size,
+        max_layer_size,
         boot,
         manifest,
     }))
+}
+
+/// `N`, `Nk`, `Nm` or `Ng` (powers of 1024, either case) in bytes; `None` when
+/// malformed or out of range.
+fn parse_bytes(s: &str) -> Option<u64> {
+    let (digits, shift) = match s.as_bytes().last()? {
+        b'k' | b'K' => (&s[..s.len() - 1], 10),
+        b'm' | b'M' => (&s[..s.len() - 1], 20),
+        b'g' | b'G' => (&s[..s.len() - 1], 30),
+        _ => (s, 0),
+    };
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse::<u64>().ok()?.checked_mul(1 << shift)
 }
 
 impl ImageConfig {
@@ -293,6 +324,9 @@ impl ImageConfig {
         }
         for h in &self.insecure {
             args.extend(["--insecure-registry".into(), h.clone()]);
+        }
+        if let Some(n) = self.max_layer_size {
+            args.extend(["--max-layer-size".into(), n.to_string()]);
         }
         args.push("--".into());
         args.extend(process.args().clone().unwrap_or_default());

@@ -344,3 +344,65 @@ fn the_workload_does_not_inherit_the_boot_programs_report_channel() {
     assert_eq!(got, "fd=none\nsockets=0\n");
     assert!(leftovers(rune.root.path(), &id).is_empty());
 }
+
+/// `ENCLAVE_IMAGE_MAX_LAYER_SIZE`: a layer larger than the limit is refused before its
+/// download, in one line naming the layer, its size and the limit; at its exact size it
+/// runs. The sizes come from the manifest as skopeo reads it from the registry. A
+/// malformed limit is refused by create itself, before anything exists.
+#[test]
+fn a_layer_over_the_configured_limit_is_refused() {
+    if !needs("a_layer_over_the_configured_limit_is_refused") {
+        return;
+    }
+    let t = Setup::new();
+    let reference = t.push();
+    let raw = run_ok(
+        "skopeo",
+        &[
+            "inspect",
+            "--raw",
+            "--tls-verify=false",
+            &format!("docker://{reference}"),
+        ],
+    );
+    let manifest: serde_json::Value = serde_json::from_str(&raw).unwrap();
+    let largest = manifest["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .max_by_key(|l| l["size"].as_u64().unwrap())
+        .unwrap();
+    let (size, digest) = (
+        largest["size"].as_u64().unwrap(),
+        largest["digest"].as_str().unwrap(),
+    );
+    let with_limit = |limit: &str| {
+        common::image::image_bundle(
+            &t.boot,
+            &reference,
+            &t.registry.host(),
+            &["/.rune/enclave-boot"],
+            &[format!("ENCLAVE_IMAGE_MAX_LAYER_SIZE={limit}")],
+        )
+    };
+    fails_preparing(
+        &t.rune,
+        &with_limit(&(size - 1).to_string()),
+        &format!(
+            "{digest}: {size} bytes exceeds the limit of {} bytes",
+            size - 1
+        ),
+    );
+    t.runs_the_marker(&with_limit(&size.to_string()));
+
+    let b = with_limit("12q");
+    let id = unique_id("img");
+    let out = t
+        .rune
+        .cmd(&["run", "--bundle", b.path().to_str().unwrap(), &id]);
+    let lines = error_messages(&String::from_utf8_lossy(&out.stderr));
+    assert_ne!(out.status.code(), Some(0));
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(lines[0].contains("max layer size \"12q\""), "{lines:?}");
+    assert!(leftovers(t.rune.root.path(), &id).is_empty());
+}
