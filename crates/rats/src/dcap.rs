@@ -143,10 +143,7 @@ fn td15ex_claims(v: &mut Verified, ex: &dcap_qvl::quote::TDReport15Ex) {
         .bytes("tdx_td_id", &ex.td_id)
         .bytes("tdx_dev_info", &ex.dev_info)
         .bytes("tdx_init_servtd_hash", &ex.init_service_td_hash)
-        .bytes(
-            "tdx_init_servtd_attributes",
-            &ex.init_service_td_attributes,
-        )
+        .bytes("tdx_init_servtd_attributes", &ex.init_service_td_attributes)
         .bytes("tdx_init_cpu_svn", &ex.init_cpu_svn)
         .bytes("tdx_init_tee_tcb_svn", &ex.init_tee_tcb_svn)
         .bytes("tdx_init_tee_fmspc", &ex.init_tee_fmspc)

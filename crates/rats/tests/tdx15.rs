@@ -78,11 +78,7 @@ fn pck_fmspc(q: &[u8]) -> String {
     let marker = [
         0x06, 0x0a, 0x2a, 0x86, 0x48, 0x86, 0xf8, 0x4d, 0x01, 0x0d, 0x01, 0x04, 0x04, 0x06,
     ];
-    let at = der
-        .windows(marker.len())
-        .position(|w| w == marker)
-        .unwrap()
-        + marker.len();
+    let at = der.windows(marker.len()).position(|w| w == marker).unwrap() + marker.len();
     hex::encode(&der[at..at + 6])
 }
 
@@ -128,7 +124,11 @@ fn trustee_td15_quote_is_bound_to_a_service_td() {
     assert_eq!(claim("report_data"), hex_at(body, 520, 64));
     assert_eq!(claim("tdx_tee_tcb_svn2"), hex_at(body, 584, 16));
     assert_eq!(claim("tdx_mr_servicetd"), hex_at(body, 600, 48));
-    assert_ne!(hex_at(body, 600, 48), "00".repeat(48), "mr_servicetd is set");
+    assert_ne!(
+        hex_at(body, 600, 48),
+        "00".repeat(48),
+        "mr_servicetd is set"
+    );
     // TD_ATTRIBUTES 0x10000000: SEPT_VE_DISABLE only, SERVTD_EXT clear.
     let attributes = u64::from_le_bytes(body[120..128].try_into().unwrap());
     assert_eq!(attributes, 0x1000_0000);
@@ -209,8 +209,7 @@ fn dcap_qvl_td15ex_quote_verifies_with_its_collateral() {
     // The collateral is for the quote's platform.
     let coll: serde_json::Value =
         serde_json::from_slice(&data("tdx_quote_td15ex_collateral.json")).unwrap();
-    let info: serde_json::Value =
-        serde_json::from_str(coll["tcb_info"].as_str().unwrap()).unwrap();
+    let info: serde_json::Value = serde_json::from_str(coll["tcb_info"].as_str().unwrap()).unwrap();
     assert_eq!(
         claim("dcap_fmspc"),
         info["fmspc"].as_str().unwrap().to_ascii_lowercase()

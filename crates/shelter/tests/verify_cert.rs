@@ -327,7 +327,10 @@ fn rats_rs_certificate_binds_its_key_through_its_claims() {
     assert_eq!(&entry[..4], &[0x82, 0x01, 0x58, 0x20]);
     assert_eq!(hex::encode(&entry[4..]), sha256_hex(&spki));
     let [attributes, mr_enclave, mr_signer, report_data] = sgx_quote_fields(&quote);
-    assert_eq!(report_data, format!("{}{}", sha256_hex(&claims), "00".repeat(32)));
+    assert_eq!(
+        report_data,
+        format!("{}{}", sha256_hex(&claims), "00".repeat(32))
+    );
 
     let (code, out, err) = shelter(&[
         "verify-cert",
@@ -474,8 +477,7 @@ fn graphene_certificate_from_intels_sandbox_is_refused_naming_its_root() {
     let root_der = openssl(&["x509", "-outform", "DER"], text[begin..end].as_bytes());
     let root_sha256 = sha256_hex(&root_der);
     assert_ne!(
-        root_sha256,
-        "44a0196b2b99f889b8e149e95b807a350e7424964399e885a7cbb8ccfab674d3",
+        root_sha256, "44a0196b2b99f889b8e149e95b807a350e7424964399e885a7cbb8ccfab674d3",
         "not the production root"
     );
     let crl = String::from_utf8(openssl(
@@ -485,12 +487,21 @@ fn graphene_certificate_from_intels_sandbox_is_refused_naming_its_root() {
     .unwrap();
     assert!(crl.contains("https://sbx-certificates.trustedservices.intel.com/"));
 
-    let (code, out, err) = shelter(&["verify-cert", "--cert", &path, "--at", "2023-01-01T00:00:00Z"]);
+    let (code, out, err) = shelter(&[
+        "verify-cert",
+        "--cert",
+        &path,
+        "--at",
+        "2023-01-01T00:00:00Z",
+    ]);
     assert_eq!(code, 1, "{out}{err}");
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(err.contains("certificate chain"), "{err}");
     assert!(err.contains(&root_sha256), "{err}");
-    assert!(err.contains("not at the production Intel SGX Root CA"), "{err}");
+    assert!(
+        err.contains("not at the production Intel SGX Root CA"),
+        "{err}"
+    );
     assert!(err.contains("pre-production (sandbox) PKI"), "{err}");
 }
 
@@ -501,10 +512,7 @@ fn truncated_gramine_certificate_is_a_one_line_error() {
     use base64::Engine as _;
     let path = cert_file("gramine-ra-tls-truncated.pem");
     let text = std::fs::read_to_string(&path).unwrap();
-    let b64: String = text
-        .lines()
-        .filter(|l| !l.starts_with("-----"))
-        .collect();
+    let b64: String = text.lines().filter(|l| !l.starts_with("-----")).collect();
     let der = base64::engine::general_purpose::STANDARD
         .decode(b64)
         .unwrap();
@@ -531,9 +539,10 @@ fn truncated_gramine_certificate_is_a_one_line_error() {
 #[test]
 fn intel_sdk_oid_certificate_reports_its_quote_and_the_missing_binding() {
     use base64::Engine as _;
-    let jwks: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(cert_file("confidential-token-broker-jwks.json")).unwrap())
-            .unwrap();
+    let jwks: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(cert_file("confidential-token-broker-jwks.json")).unwrap(),
+    )
+    .unwrap();
     let key = &jwks["keys"][0];
     let der = base64::engine::general_purpose::STANDARD
         .decode(key["x5c"][0].as_str().unwrap())
@@ -587,7 +596,10 @@ fn intel_sdk_oid_certificate_reports_its_quote_and_the_missing_binding() {
         .iter()
         .map(|r| r.as_str().unwrap())
         .collect();
-    assert_eq!(reasons[0], "the certificate's self-signature does not verify");
+    assert_eq!(
+        reasons[0],
+        "the certificate's self-signature does not verify"
+    );
     assert!(
         reasons[1].starts_with(&format!(
             "the report data does not bind this certificate's key: report data is {report_data}; \
