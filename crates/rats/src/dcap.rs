@@ -106,6 +106,9 @@ pub(crate) fn body_claims(tee: Tee, report: &Report) -> Result<Verified, RatsErr
                 v.bytes("tdx_tee_tcb_svn2", &r15.tee_tcb_svn2)
                     .bytes("tdx_mr_servicetd", &r15.mr_service_td);
             }
+            if let Some(ex) = r.as_td15_ex() {
+                td15ex_claims(&mut v, ex);
+            }
             v
         }
         _ => {
@@ -115,6 +118,37 @@ pub(crate) fn body_claims(tee: Tee, report: &Report) -> Result<Verified, RatsErr
             })
         }
     })
+}
+
+/// The fields a TD report 1.5ex (quote v5 body type 4, `sgx_report2_body_v1_5_ex_t` in
+/// Intel's `sgx_quote_5.h`) adds after `mr_servicetd`, at these body offsets:
+///
+/// | claim | offset | bytes | field |
+/// |---|---|---|---|
+/// | `tdx_vmid` (int) | 648 | 1 | `vmid`: 0 for an unpartitioned TD or the L1 VMM, 1–3 for TD VMs 1–3 |
+/// | `tdx_td_id` | 649 | 32 | `td_id`: regenerated on TD relaunch, kept across TD-preserving update and migration; zero when the host does not enable it |
+/// | `tdx_dev_info` | 681 | 48 | `devinfo`: hash of the device information CBOR |
+/// | `tdx_init_servtd_hash` | 729 | 48 | `init_server_td_hash` |
+/// | `tdx_init_servtd_attributes` | 777 | 8 | `init_server_td_attr` |
+/// | `tdx_init_cpu_svn` | 785 | 16 | `init_cpu_svn`: the CPUSVN at TD creation |
+/// | `tdx_init_tee_tcb_svn` | 801 | 16 | `init_tee_tcb_svn`: the TEE_TCB_SVN at TD creation |
+/// | `tdx_init_tee_fmspc` | 817 | 12 | `init_tee_fmspc`: the platform `init_tee_tcb_svn` was captured on |
+/// | `tdx_cur_servtd_hash` | 829 | 48 | `curr_server_td_hash`: service TDs bound now |
+/// | `tdx_cur_servtd_attributes` | 877 | 8 | `curr_server_td_attr` |
+///
+/// They are signed with the rest of the body, and reported as read; Intel's QVL appraises
+/// none of them (the TCB is the TD 1.5 report's).
+fn td15ex_claims(v: &mut Verified, ex: &dcap_qvl::quote::TDReport15Ex) {
+    v.int("tdx_vmid", ex.vmid.into())
+        .bytes("tdx_td_id", &ex.td_id)
+        .bytes("tdx_dev_info", &ex.dev_info)
+        .bytes("tdx_init_servtd_hash", &ex.init_service_td_hash)
+        .bytes("tdx_init_servtd_attributes", &ex.init_service_td_attributes)
+        .bytes("tdx_init_cpu_svn", &ex.init_cpu_svn)
+        .bytes("tdx_init_tee_tcb_svn", &ex.init_tee_tcb_svn)
+        .bytes("tdx_init_tee_fmspc", &ex.init_tee_fmspc)
+        .bytes("tdx_cur_servtd_hash", &ex.cur_service_td_hash)
+        .bytes("tdx_cur_servtd_attributes", &ex.cur_service_td_attributes);
 }
 
 /// Refuses a TD whose attributes no policy can accept, naming each error

@@ -79,9 +79,7 @@ pub(crate) fn verify(tee: Tee, quote: &[u8], input: &Input) -> Result<Verified, 
 
     // 1. The chain, each certificate signed by the next, the last Intel's root.
     if root[..] != *INTEL_SGX_ROOT_CA {
-        return Err(chain_error(
-            "the PCK chain does not end at the Intel SGX Root CA".into(),
-        ));
+        return Err(chain_error(foreign_root(&certs, root)));
     }
     let at = ASN1Time::from_timestamp(input.now as i64).map_err(|e| malformed(e.to_string()))?;
     for (i, cert) in certs.iter().enumerate() {
@@ -166,6 +164,48 @@ pub(crate) fn verify(tee: Tee, quote: &[u8], input: &Input) -> Result<Verified, 
     // Advisories come from the TCB info: unknown here, which is not "none".
     v.claims.remove("advisory_ids");
     Ok(v)
+}
+
+/// Why a chain ending at another root is refused, naming that root; a root whose CRL
+/// lives on Intel's sandbox hosts (`sbx…trustedservices.intel.com`) is Intel's
+/// pre-production PKI, which real platforms never chain to.
+fn foreign_root(certs: &[X509Certificate], root_der: &[u8]) -> String {
+    let Some(root) = certs.last() else {
+        return "empty PCK certificate chain".into();
+    };
+    let mut what = format!(
+        "the PCK chain ends at {} (SHA-256 {}), not at the production Intel SGX Root CA",
+        root.subject(),
+        hex::encode(sha2::Sha256::digest(root_der))
+    );
+    let sandbox = certs
+        .iter()
+        .flat_map(crl_urls)
+        .find(|u| u.contains("://sbx") && u.contains("trustedservices.intel.com"));
+    if let Some(url) = sandbox {
+        what.push_str(&format!(
+            ": Intel's pre-production (sandbox) PKI, whose CRLs are at {url}"
+        ));
+    }
+    what
+}
+
+/// The URIs of a certificate's CRL distribution points.
+fn crl_urls(cert: &X509Certificate) -> Vec<String> {
+    let mut out = Vec::new();
+    for ext in cert.extensions() {
+        if let ParsedExtension::CRLDistributionPoints(points) = ext.parsed_extension() {
+            for point in points.iter() {
+                if let Some(DistributionPointName::FullName(names)) = &point.distribution_point {
+                    out.extend(names.iter().filter_map(|n| match n {
+                        GeneralName::URI(u) => Some(u.to_string()),
+                        _ => None,
+                    }));
+                }
+            }
+        }
+    }
+    out
 }
 
 /// ECDSA P-256 with SHA-256; `key` in SEC1 form.

@@ -11,8 +11,13 @@
 //! | 29 | MIGRATABLE | refused: a migration TD can move the TD's state |
 //! | 1–3, 7–15, 23–26, 32–61 | reserved (must be zero, ABI 348551-008US table 3.23) | refused |
 //!
-//! A non-zero `mr_servicetd` (TD report 1.5) also means a service TD is bound. The
-//! other bits (ICSSD, LASS, PKS, KL, TPA, PERFMON) are reported as claims only.
+//! A non-zero `mr_servicetd` (TD report 1.5: "if there is one or more bound or
+//! pre-bound service TDs, SERVTD_HASH is the SHA384 hash of the TDINFO_STRUCTs of those
+//! service TDs bound; else 0", Intel's `sgx_quote_5.h`) also means a service TD is bound,
+//! and so does a non-zero current service-TD hash of a TD report 1.5ex (body type 4,
+//! `curr_server_td_hash` at body offset 829), which records bindings made after the TD
+//! was created. The other bits (ICSSD, LASS, PKS, KL, TPA, PERFMON) are reported as
+//! claims only.
 
 use dcap_qvl::quote::Report;
 
@@ -39,7 +44,8 @@ pub struct TdClass {
     pub sept_ve_disable: bool,
     pub migratable: bool,
     pub servtd_ext: bool,
-    /// `mr_servicetd` is not all zero.
+    /// `mr_servicetd` (or a 1.5ex body's initial or current service-TD hash) is not
+    /// all zero.
     pub mr_servicetd_set: bool,
 }
 
@@ -48,10 +54,16 @@ impl TdClass {
     pub fn of(report: &Report) -> Option<TdClass> {
         let td = report.as_td10()?;
         let a = u64::from_le_bytes(td.td_attributes);
+        let set = |h: &[u8]| h.iter().any(|&b| b != 0);
         let (body, mr_servicetd_set) = match report {
             Report::TD10(_) => ("td10", false),
-            Report::TD15(r) => ("td15", r.mr_service_td.iter().any(|&b| b != 0)),
-            Report::TD15Ex(r) => ("td15ex", r.base.mr_service_td.iter().any(|&b| b != 0)),
+            Report::TD15(r) => ("td15", set(&r.mr_service_td)),
+            Report::TD15Ex(r) => (
+                "td15ex",
+                set(&r.base.mr_service_td)
+                    || set(&r.init_service_td_hash)
+                    || set(&r.cur_service_td_hash),
+            ),
             Report::SgxEnclave(_) => return None,
         };
         Some(TdClass {
@@ -225,5 +237,25 @@ mod tests {
         let mut v = crate::dcap::body_claims(Tee::TdxEcdsa, &unbound).unwrap();
         v.tcb_status = Some("UpToDate".into());
         assert!(Policy::default().appraise(&v.finish()).accepted);
+    }
+
+    /// In dcap-qvl's real TD 1.5ex quote every service-TD hash is zero; a service TD
+    /// bound after creation shows only in the current hash (body offset 829).
+    #[test]
+    fn a_td15ex_current_service_td_binding_counts() {
+        let q = std::fs::read(format!(
+            "{}/testdata/tdx_quote_td15ex",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .unwrap();
+        let report = Quote::parse(&q).unwrap().report;
+        let c = TdClass::of(&report).unwrap();
+        assert_eq!(c.body, "td15ex");
+        assert!(!c.service_td_bound());
+        let Report::TD15Ex(mut ex) = report else {
+            panic!("not a 1.5ex body")
+        };
+        ex.cur_service_td_hash = [0x5a; 48];
+        assert!(TdClass::of(&Report::TD15Ex(ex)).unwrap().service_td_bound());
     }
 }

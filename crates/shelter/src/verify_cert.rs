@@ -8,8 +8,11 @@
 //! - the same hash without the zero padding, which rats-tls and librats accept (they
 //!   compare 32 bytes) and rats-rs refuses: reported as a refusal;
 //! - legacy certificates (raw evidence under Enclave-TLS/rats-tls OIDs
-//!   1.2.840.113741.1337.*, Gramine's 0.6.9.42.840.113741.1337.6): report data
-//!   begins with SHA-256(SubjectPublicKeyInfo) or SHA-256(the raw public key).
+//!   1.2.840.113741.1337.*, Gramine's 0.6.9.42.840.113741.1337.6, the Intel SGX SDK's
+//!   1.2.840.113741.1.13.1): report data begins with SHA-256(SubjectPublicKeyInfo)
+//!   (Gramine) or SHA-256(the raw public key: for RSA the PKCS#1 `RSAPublicKey`, as
+//!   Enclave-TLS hashes it with `i2d_RSAPublicKey`). Any other rule is reported as not
+//!   binding the key, with the report data found.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -39,7 +42,16 @@ const LEGACY: &[(&str, &str)] = &[
         "rats-tls before 2022-12 (SEV-SNP report)",
     ),
     ("0.6.9.42.840.113741.1337.6", "Gramine RA-TLS (SGX quote)"),
+    // Intel SGX SDK attested TLS (`sgx_ttls`, X509_OID_FOR_QUOTE_STRING). PCK
+    // certificates carry the same OID around a SEQUENCE of SGX extensions: only a raw
+    // quote counts (see `find_evidence`).
+    (
+        INTEL_SGX_SDK_QUOTE,
+        "Intel SGX SDK attested TLS (SGX quote)",
+    ),
 ];
+
+const INTEL_SGX_SDK_QUOTE: &str = "1.2.840.113741.1.13.1";
 
 /// The evidence found in a certificate and how it is bound.
 struct Found<'a> {
@@ -215,16 +227,45 @@ fn print(doc: &Value, as_json: bool) -> Result<()> {
 }
 
 /// The DER of a certificate file: DER as it is, or the first certificate of a PEM file.
+/// A certificate shorter than its outer SEQUENCE says is refused as truncated (a PEM
+/// block copied with lines missing is the usual cause).
 fn certificate_der(bytes: &[u8]) -> Result<Vec<u8>> {
-    if bytes.first() == Some(&0x30) {
-        return Ok(bytes.to_vec());
+    let der = if bytes.first() == Some(&0x30) {
+        bytes.to_vec()
+    } else {
+        let (_, pem) = x509_parser::pem::parse_x509_pem(bytes)
+            .map_err(|e| anyhow::anyhow!("neither DER nor a PEM certificate ({e})"))?;
+        if pem.label != "CERTIFICATE" {
+            bail!("a PEM {}, not a CERTIFICATE", pem.label);
+        }
+        pem.contents
+    };
+    if let Some(declared) = der_length(&der) {
+        if declared > der.len() {
+            bail!(
+                "truncated certificate: its DER header declares {declared} bytes, the file holds {}",
+                der.len()
+            );
+        }
     }
-    let (_, pem) = x509_parser::pem::parse_x509_pem(bytes)
-        .map_err(|e| anyhow::anyhow!("neither DER nor a PEM certificate ({e})"))?;
-    if pem.label != "CERTIFICATE" {
-        bail!("a PEM {}, not a CERTIFICATE", pem.label);
+    Ok(der)
+}
+
+/// The total length a DER element declares (header included), if its header is whole.
+fn der_length(der: &[u8]) -> Option<usize> {
+    let first = *der.get(1)?;
+    if first < 0x80 {
+        return Some(2 + usize::from(first));
     }
-    Ok(pem.contents)
+    let n = usize::from(first & 0x7f);
+    if n == 0 || n > 4 {
+        return None;
+    }
+    let len = der
+        .get(2..2 + n)?
+        .iter()
+        .fold(0usize, |acc, &b| (acc << 8) | usize::from(b));
+    Some(2 + n + len)
 }
 
 /// The evidence extension (2.23.133.5.4.9), or a legacy one.
@@ -244,6 +285,9 @@ fn find_evidence<'a>(cert: &'a X509Certificate<'a>) -> Result<Found<'a>> {
     for ext in cert.extensions() {
         let oid = ext.oid.to_id_string();
         if let Some((_, what)) = LEGACY.iter().find(|(o, _)| *o == oid) {
+            if oid == INTEL_SGX_SDK_QUOTE && ext.value.first() == Some(&0x30) {
+                continue;
+            }
             return Ok(Found {
                 format: format!("{what}, OID {oid}"),
                 tag: None,
