@@ -686,3 +686,93 @@ fn devices_with_allow_devices() {
         .file_type()
         .is_fifo());
 }
+
+/// Whiteouts and opaque markers act on the image's lower layers only (OCI image-spec
+/// "Whiteouts"): what the runtime mounted in the root before the image was unpacked (a
+/// volume, `/dev`, a bind-mounted file) is the container's and stays, as with runtimes
+/// that mount over an unpacked image; so does a staging directory inside the root
+/// (enclave-boot's `/.rune/staging`). A root-level opaque marker, a whiteout of the
+/// mount point and whiteouts inside it leave the volume's files alone and still hide
+/// the lower layers' files. (A mount point is told by its filesystem: the root is a tmpfs
+/// of its own, as enclave-boot's is.)
+#[test]
+fn whiteouts_do_not_reach_through_mount_points() {
+    need_root!();
+    let t = tempfile::tempdir().unwrap();
+    let root = t.path().join("root");
+    let outside = t.path().join("volume");
+    // As in an image enclave: the root is a tmpfs of its own, the volume from elsewhere.
+    fs::create_dir_all(&root).unwrap();
+    let status = Command::new("mount")
+        .args(["-t", "tmpfs", "tmpfs", root.to_str().unwrap()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    struct Unmount(PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = Command::new("umount").arg(&self.0).status();
+        }
+    }
+    let _unmount_root = Unmount(root.clone());
+    fs::create_dir_all(root.join("vol")).unwrap();
+    fs::create_dir_all(root.join("etc")).unwrap();
+    fs::create_dir_all(root.join(".rune/staging")).unwrap();
+    fs::write(root.join("etc/passwd"), "lower\n").unwrap();
+    fs::create_dir_all(&outside).unwrap();
+    fs::write(outside.join("precious"), "volume data\n").unwrap();
+    let status = Command::new("mount")
+        .args([
+            "--bind",
+            outside.to_str().unwrap(),
+            root.join("vol").to_str().unwrap(),
+        ])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let _unmount = Unmount(root.join("vol"));
+    let tar = t.path().join("layer.tar");
+    run(
+        t.path(),
+        "python3",
+        &[
+            "-c",
+            r#"
+import io, sys, tarfile
+with tarfile.open(sys.argv[1], "w", format=tarfile.PAX_FORMAT) as tar:
+    for name in [".wh..wh..opq", "vol/.wh.precious", "vol/.wh..wh..opq", ".wh.vol", ".rune/.wh.staging", ".wh..rune"]:
+        tar.addfile(tarfile.TarInfo(name))
+    data = b"from the layer\n"
+    info = tarfile.TarInfo("new")
+    info.size = len(data)
+    tar.addfile(info, io.BytesIO(data))
+"#,
+            tar.to_str().unwrap(),
+        ],
+    );
+    let opts = UnpackOptions {
+        staging_parent: Some(root.join(".rune/staging")),
+        ..Default::default()
+    };
+    apply_layer(File::open(&tar).unwrap(), &root, &opts).unwrap();
+    assert_eq!(
+        fs::read_to_string(outside.join("precious")).unwrap(),
+        "volume data\n"
+    );
+    assert_eq!(
+        fs::read_to_string(root.join("vol/precious")).unwrap(),
+        "volume data\n"
+    );
+    assert_eq!(
+        fs::read_to_string(root.join("new")).unwrap(),
+        "from the layer\n"
+    );
+    assert!(
+        !root.join("etc/passwd").exists(),
+        "the lower layer's file is hidden"
+    );
+    assert!(
+        root.join(".rune/staging").is_dir(),
+        "the staging directory stays"
+    );
+}

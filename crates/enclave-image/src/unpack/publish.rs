@@ -31,48 +31,88 @@ pub(super) fn publish(
     staged: &Staged,
     opts: &UnpackOptions,
 ) -> Result<(), UnpackError> {
+    let keep = keep(staging, root).map_err(|e| err(&[], "root", e))?;
     for path in &staged.whiteouts {
-        whiteout(root, path).map_err(|e| err(path, "whiteout", e))?;
+        whiteout(root, path, &keep).map_err(|e| err(path, "whiteout", e))?;
     }
     for dir in &staged.opaque {
-        opaque(root, dir).map_err(|e| err(dir, "opaque directory", e))?;
+        opaque(root, dir, &keep).map_err(|e| err(dir, "opaque directory", e))?;
     }
-    merge(staging, root, &mut Vec::new(), Vec::new(), staged, opts)?;
+    merge(
+        staging,
+        root,
+        &mut Vec::new(),
+        Vec::new(),
+        staged,
+        opts,
+        &keep,
+    )?;
     if let Some(meta) = staged.dirs.get(&Vec::new()) {
         apply_meta(root, meta, opts).map_err(|e| err(&[], "root attributes", e))?;
     }
     Ok(())
 }
 
-/// The parent of `path` in the root, or `None` when it does not exist there.
-fn parent_in_root(root: BorrowedFd<'_>, parent: &[Comp]) -> Result<Option<OwnedFd>, Errno> {
+/// What removals in the root leave alone: mount points, and the staging directory with
+/// its ancestors up to the root (a staging parent inside the root, as enclave-boot's
+/// `/.rune/staging`, must survive a root-level opaque marker).
+fn keep(staging: BorrowedFd<'_>, root: BorrowedFd<'_>) -> Result<walk::Keep, Errno> {
+    let mut keep = walk::Keep::of(root)?;
+    let top = fs::fstat(root)?;
+    let mut dir = walk::open_dir(staging, b".")?;
+    for _ in 0..walk::MAX_DEPTH {
+        let st = fs::fstat(&dir)?;
+        if (st.st_dev, st.st_ino) == (top.st_dev, top.st_ino) {
+            return Ok(keep);
+        }
+        keep.protect.push((st.st_dev, st.st_ino));
+        let parent = walk::open_dir(&dir, b"..")?;
+        if fs::fstat(&parent)?.st_ino == st.st_ino {
+            break; // the filesystem's root: staging is not inside the root
+        }
+        dir = parent;
+    }
+    // Staging is beside the root, not in it: nothing of it to protect in the root.
+    keep.protect.clear();
+    Ok(keep)
+}
+
+/// The parent of `path` in the root, or `None` when it does not exist there or is kept
+/// (a mount point, whose content is not the image's).
+fn parent_in_root(
+    root: BorrowedFd<'_>,
+    parent: &[Comp],
+    keep: &walk::Keep,
+) -> Result<Option<OwnedFd>, Errno> {
     match walk::resolve(root, parent, None) {
+        Ok((fd, _)) if keep.keeps(&fs::fstat(&fd)?) => Ok(None),
         Ok((fd, _)) => Ok(Some(fd)),
         Err(Errno::NOENT) | Err(Errno::NOTDIR) => Ok(None),
         Err(e) => Err(e),
     }
 }
 
-fn whiteout(root: BorrowedFd<'_>, path: &[Comp]) -> Result<(), Errno> {
+fn whiteout(root: BorrowedFd<'_>, path: &[Comp], keep: &walk::Keep) -> Result<(), Errno> {
     let Some((name, parent)) = path.split_last() else {
         return Ok(());
     };
-    match parent_in_root(root, parent)? {
-        Some(dir) => walk::remove_all_at(&dir, name),
+    match parent_in_root(root, parent, keep)? {
+        Some(dir) => walk::remove_all_at(&dir, name, keep),
         None => Ok(()),
     }
 }
 
-fn opaque(root: BorrowedFd<'_>, path: &[Comp]) -> Result<(), Errno> {
+fn opaque(root: BorrowedFd<'_>, path: &[Comp], keep: &walk::Keep) -> Result<(), Errno> {
     let Some((name, parent)) = path.split_last() else {
-        return walk::clear_dir(&walk::open_dir(root, b".")?);
+        return walk::clear_dir(&walk::open_dir(root, b".")?, keep);
     };
-    let Some(dir) = parent_in_root(root, parent)? else {
+    let Some(dir) = parent_in_root(root, parent, keep)? else {
         return Ok(());
     };
     match fs::statat(&dir, name.as_slice(), AtFlags::SYMLINK_NOFOLLOW) {
+        Ok(st) if keep.keeps(&st) => Ok(()),
         Ok(st) if FileType::from_raw_mode(st.st_mode) == FileType::Directory => {
-            walk::clear_dir(&walk::open_dir(&dir, name)?)
+            walk::clear_dir(&walk::open_dir(&dir, name)?, keep)
         }
         // A lower non-directory there is replaced by the layer's directory.
         Ok(_) => fs::unlinkat(&dir, name.as_slice(), AtFlags::empty()),
@@ -90,6 +130,7 @@ fn merge(
     rphys: Vec<Comp>,
     staged: &Staged,
     opts: &UnpackOptions,
+    keep: &walk::Keep,
 ) -> Result<(), UnpackError> {
     let names = walk::reopen(staging, sphys)
         .and_then(|d| walk::list(&d))
@@ -124,7 +165,7 @@ fn merge(
             let mut rchild = rphys.clone();
             rchild.push(name.clone());
             drop((sdir, rdir));
-            merge(staging, root, sphys, rchild.clone(), staged, opts)?;
+            merge(staging, root, sphys, rchild.clone(), staged, opts, keep)?;
             let meta = &staged.dirs[sphys.as_slice()];
             let fd = walk::reopen(root, &rchild).map_err(|e| err(sphys, "directory", e))?;
             apply_meta(fd.as_fd(), meta, opts)
@@ -137,10 +178,10 @@ fn merge(
             drop((sdir, rdir));
             let (_, rchild) = walk::resolve(root, &want, Some(&mut Vec::new()))
                 .map_err(|e| err(sphys, "parent directory in the root", e))?;
-            merge(staging, root, sphys, rchild, staged, opts)?;
+            merge(staging, root, sphys, rchild, staged, opts, keep)?;
         } else {
             match lower {
-                Some(FileType::Directory) => walk::remove_all_at(&rdir, &name)
+                Some(FileType::Directory) => walk::remove_all_at(&rdir, &name, keep)
                     .map_err(|e| err(sphys, "replacing a directory", e))?,
                 // rename(2) cannot put a directory over a non-directory.
                 Some(_) if is_dir => fs::unlinkat(&rdir, name.as_slice(), AtFlags::empty())

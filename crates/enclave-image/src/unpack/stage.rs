@@ -517,8 +517,12 @@ impl Stager<'_> {
         match existing {
             None => Ok(()),
             Some(FileType::Directory) => {
-                walk::remove_all_at(dir, name)
-                    .map_err(|e| format!("replacing a directory: {e}"))?;
+                walk::remove_all_at(
+                    dir,
+                    name,
+                    &walk::Keep::of(dir).map_err(|e| format!("replacing a directory: {e}"))?,
+                )
+                .map_err(|e| format!("replacing a directory: {e}"))?;
                 self.out.dirs.retain(|k, _| !k.starts_with(phys));
                 Ok(())
             }

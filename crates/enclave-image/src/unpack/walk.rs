@@ -131,18 +131,53 @@ pub(super) fn list(dir: &OwnedFd) -> Result<Vec<Comp>, Errno> {
     Ok(names)
 }
 
-/// Removes `name` below `dirfd` and, if it is a directory, everything in it, never following
-/// a symlink (a symlink is removed, not its target).
-pub(super) fn remove_all_at(dirfd: impl AsFd, name: &[u8]) -> Result<(), Errno> {
-    remove_all_depth(dirfd.as_fd(), name, 0)
+/// What removals (whiteouts, opaque directories, replaced directories) leave alone:
+/// whatever is on another filesystem than the root's (a mount point: the runtime's
+/// `/proc` or `/dev`, a volume, a bind-mounted file — the container's, not the image's,
+/// as with runtimes that mount over an unpacked image), and the directories in
+/// `protect` (device and inode: the staging directory and its ancestors in the root).
+#[derive(Debug, Clone, Default)]
+pub(super) struct Keep {
+    pub dev: u64,
+    pub protect: Vec<(u64, u64)>,
 }
 
-fn remove_all_depth(dirfd: BorrowedFd<'_>, name: &[u8], depth: usize) -> Result<(), Errno> {
+impl Keep {
+    /// Keeps what is not on `dir`'s filesystem.
+    pub(super) fn of(dir: impl AsFd) -> Result<Keep, Errno> {
+        Ok(Keep {
+            dev: fs::fstat(dir)?.st_dev,
+            protect: Vec::new(),
+        })
+    }
+
+    /// Whether an entry with this `lstat` is kept.
+    pub(super) fn keeps(&self, st: &fs::Stat) -> bool {
+        st.st_dev != self.dev || self.protect.contains(&(st.st_dev, st.st_ino))
+    }
+}
+
+/// Removes `name` below `dirfd` and, if it is a directory, everything in it, never following
+/// a symlink (a symlink is removed, not its target). What `keep` keeps stays, and so do the
+/// directories holding it.
+pub(super) fn remove_all_at(dirfd: impl AsFd, name: &[u8], keep: &Keep) -> Result<(), Errno> {
+    remove_all_depth(dirfd.as_fd(), name, 0, keep)
+}
+
+fn remove_all_depth(
+    dirfd: BorrowedFd<'_>,
+    name: &[u8],
+    depth: usize,
+    keep: &Keep,
+) -> Result<(), Errno> {
     let st = match fs::statat(dirfd, name, AtFlags::SYMLINK_NOFOLLOW) {
         Ok(st) => st,
         Err(Errno::NOENT) => return Ok(()),
         Err(e) => return Err(e),
     };
+    if keep.keeps(&st) {
+        return Ok(());
+    }
     if FileType::from_raw_mode(st.st_mode) != FileType::Directory {
         return fs::unlinkat(dirfd, name, AtFlags::empty());
     }
@@ -150,19 +185,24 @@ fn remove_all_depth(dirfd: BorrowedFd<'_>, name: &[u8], depth: usize) -> Result<
         return Err(Errno::NAMETOOLONG);
     }
     let dir = open_dir(dirfd, name)?;
-    clear_dir_depth(&dir, depth + 1)?;
+    clear_dir_depth(&dir, depth + 1, keep)?;
     drop(dir);
-    fs::unlinkat(dirfd, name, AtFlags::REMOVEDIR)
+    match fs::unlinkat(dirfd, name, AtFlags::REMOVEDIR) {
+        // It still holds something kept.
+        Err(Errno::NOTEMPTY) | Err(Errno::BUSY) => Ok(()),
+        other => other,
+    }
 }
 
-/// Removes everything inside a directory (the directory itself stays).
-pub(super) fn clear_dir(dir: &OwnedFd) -> Result<(), Errno> {
-    clear_dir_depth(dir, 0)
+/// Removes everything inside a directory (the directory itself stays), but what `keep`
+/// keeps.
+pub(super) fn clear_dir(dir: &OwnedFd, keep: &Keep) -> Result<(), Errno> {
+    clear_dir_depth(dir, 0, keep)
 }
 
-fn clear_dir_depth(dir: &OwnedFd, depth: usize) -> Result<(), Errno> {
+fn clear_dir_depth(dir: &OwnedFd, depth: usize, keep: &Keep) -> Result<(), Errno> {
     for child in list(dir)? {
-        remove_all_depth(dir.as_fd(), &child, depth)?;
+        remove_all_depth(dir.as_fd(), &child, depth, keep)?;
     }
     Ok(())
 }
