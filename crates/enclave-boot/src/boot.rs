@@ -141,19 +141,30 @@ pub async fn prepare<W: Write>(
     // pulls no layer. Then the resources named by configuration (policy, signature
     // keys, decryption keys); the layer KEKs follow.
     if let (Some(agent), Some(url)) = (agent.as_mut(), &opts.kbs) {
-        let event = attestation_agent::eventlog::Event::pull_image(&name, &image.manifest_digest)
-            .map_err(|e| BootError::Check(format!("image {name}: {e}")))?;
-        match agent.extend_runtime_measurement(&event) {
-            Ok(()) => progress.line(format_args!(
-                "evidence records {} {} {}",
-                event.domain, event.operation, event.content
-            )),
-            // As Confidential Containers' data hub: a TEE that cannot carry the event
-            // is only reported.
-            Err(e @ attestation_agent::AgentError::MeasurementNotSupported(_)) => {
-                progress.line(format_args!("{e}: the image digest is not in the evidence"))
+        use attestation_agent::eventlog::Event;
+        // The image's digest, and which signature policy applies: the configuration is
+        // the host's, so the tenant's KBS policy can hold the enclave to both.
+        let events = [
+            Event::pull_image(&name, &image.manifest_digest),
+            Event::image_policy(opts.policy.as_deref()),
+        ];
+        for event in events {
+            let event = event.map_err(|e| BootError::Check(format!("image {name}: {e}")))?;
+            match agent.extend_runtime_measurement(&event) {
+                Ok(()) => progress.line(format_args!(
+                    "evidence records {} {} {}",
+                    event.domain, event.operation, event.content
+                )),
+                // As Confidential Containers' data hub: a TEE that cannot carry the event
+                // is only reported.
+                Err(e @ attestation_agent::AgentError::MeasurementNotSupported(_)) => {
+                    progress.line(format_args!(
+                        "{e}: {} is not in the evidence",
+                        event.operation
+                    ));
+                }
+                Err(e) => return Err(BootError::Kbs(e.to_string())),
             }
-            Err(e) => return Err(BootError::Kbs(e.to_string())),
         }
         progress.line(format_args!(
             "attesting to {url} ({} evidence)",

@@ -43,6 +43,13 @@ use sha2::Digest as _;
 pub const COCO_DOMAIN: &str = "github.com/confidential-containers";
 /// CoCo's image-pull operation.
 pub const PULL_IMAGE: &str = "PullImage";
+/// The event domain of rune's confidential-image boot program.
+pub const RUNE_DOMAIN: &str = "github.com/inclavare-containers/rune";
+/// The boot program's signature-policy operation: which policy resource checks the
+/// image's signatures (`none` when the configuration named none). The configuration
+/// comes from the host, so a tenant's resource policy requires this event to be sure
+/// signatures are checked before releasing keys.
+pub const IMAGE_POLICY: &str = "ImagePolicy";
 /// The CC measurement-register index of the agent's events (TDX's RTMR3, where
 /// guest-components extends them).
 pub const RUNTIME_MR_INDEX: u32 = 4;
@@ -120,6 +127,12 @@ impl Event {
         }))
         .map_err(|e| EventLogError::Event(e.to_string()))?;
         Event::new(COCO_DOMAIN, PULL_IMAGE, &content)
+    }
+
+    /// rune's `ImagePolicy` event: the `kbs:///…` resource of the signature policy the
+    /// boot program applies, or `none`.
+    pub fn image_policy(policy: Option<&str>) -> Result<Event, EventLogError> {
+        Event::new(RUNE_DOMAIN, IMAGE_POLICY, policy.unwrap_or("none"))
     }
 
     /// `domain operation content`.

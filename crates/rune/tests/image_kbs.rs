@@ -926,6 +926,23 @@ allow if {{
     )
 }
 
+/// [`pinning_policy`], and the boot program must also apply the signature policy
+/// resource `policy` (rune's `ImagePolicy` event): a host that leaves the policy out of
+/// the configuration gets no key.
+fn pinning_and_policy_policy(digest: &str, policy: &str) -> String {
+    let pinned = pinning_policy(digest);
+    let body = pinned.trim_end().trim_end_matches('}');
+    format!(
+        r#"{body}    some p in input.submods.cpu0["ear.veraison.annotated-evidence"].sim.uefi_event_logs
+    p.digest_matches_event
+    p.details.data.domain == "github.com/inclavare-containers/rune"
+    p.details.data.operation == "ImagePolicy"
+    p.details.data.content == "{policy}"
+}}
+"#
+    )
+}
+
 #[test]
 fn the_key_is_released_only_to_an_enclave_pulling_the_pinned_digest() {
     if !needs(
@@ -962,7 +979,38 @@ fn the_key_is_released_only_to_an_enclave_pulling_the_pinned_digest() {
         )),
         "{recorded}"
     );
+    // And which signature policy applies: none here, as the configuration said.
+    assert!(
+        out.stderr.lines().any(|l| l
+            == "enclave-boot: evidence records github.com/inclavare-containers/rune ImagePolicy none"),
+        "{}",
+        out.stderr
+    );
     assert!(kbs.log().contains("released"), "{}", kbs.log());
+    drop(kbs);
+
+    // A tenant policy that also requires the image's signature policy: the host left
+    // ENCLAVE_IMAGE_POLICY out, so the enclave gets no key and pulls no layer.
+    let before = blob_requests(&bed.registry);
+    let kbs = Kbs::start(
+        &bed.host("needs-policy"),
+        &bed.mr,
+        &pinning_and_policy_policy(&digest, "kbs:///default/policy/image"),
+        &[(KEK_RESOURCE, &kek)],
+        false,
+    );
+    let out = bed.run(&reference, &kbs.env());
+    let line = refused(&out, &[KID, "denies"]);
+    assert!(
+        line.starts_with("enclave-boot: error: KBS: layer key "),
+        "{line}"
+    );
+    assert_eq!(
+        blob_requests(&bed.registry),
+        before,
+        "a layer or config was pulled"
+    );
+    assert!(!kbs.log().contains("released"), "{}", kbs.log());
     drop(kbs);
 
     // A policy pinning another image's digest: the same enclave, admitted, gets no key;
