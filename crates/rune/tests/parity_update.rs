@@ -137,7 +137,7 @@ impl Running {
         );
         let mut files = BTreeMap::new();
         for (line, dir) in lines.lines().zip(&dirs) {
-            let key = line.splitn(3, ':').nth(1).unwrap();
+            let key = line.split(':').nth(1).unwrap();
             for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
                 let name = entry.file_name().to_string_lossy().into_owned();
                 let Ok(meta) = entry.metadata() else { continue };
