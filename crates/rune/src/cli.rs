@@ -299,29 +299,38 @@ pub struct Events {
     pub id: String,
 }
 
+/// `update`'s flags, runc's: values are taken as text and parsed as runc parses them
+/// (`rune_core::resources`), so `-1` is a value and a bad one is refused in one line.
+/// With `--resources` every other resource flag is ignored, as by runc.
 #[derive(Args, Debug)]
 pub struct Update {
-    /// LinuxResources JSON file, or - for stdin
+    /// LinuxResources JSON file, or - for stdin; the other resource flags are then ignored
     #[arg(short, long)]
     pub resources: Option<PathBuf>,
-    /// Memory limit (bytes, or with k, m, g suffix)
-    #[arg(long)]
+    /// Memory limit (bytes, or with k, m, g suffix); -1 for unlimited
+    #[arg(long, allow_hyphen_values = true)]
     pub memory: Option<String>,
     /// Memory soft limit
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     pub memory_reservation: Option<String>,
-    /// Memory plus swap limit
-    #[arg(long)]
+    /// Memory plus swap limit; -1 for unlimited
+    #[arg(long, allow_hyphen_values = true)]
     pub memory_swap: Option<String>,
+    /// Kernel memory limit (ignored, as by runc)
+    #[arg(long, allow_hyphen_values = true)]
+    pub kernel_memory: Option<String>,
+    /// Kernel TCP buffer memory limit (ignored, as by runc)
+    #[arg(long, allow_hyphen_values = true)]
+    pub kernel_memory_tcp: Option<String>,
     /// CPU shares (relative weight)
-    #[arg(long, alias = "cpu-share")]
-    pub cpu_shares: Option<u64>,
+    #[arg(long, alias = "cpu-shares", allow_hyphen_values = true)]
+    pub cpu_share: Option<String>,
     /// CPU realtime period to be used for hardcapping (microseconds)
-    #[arg(long)]
-    pub cpu_rt_period: Option<u64>,
+    #[arg(long, allow_hyphen_values = true)]
+    pub cpu_rt_period: Option<String>,
     /// CPU realtime hardcap limit (microseconds)
-    #[arg(long)]
-    pub cpu_rt_runtime: Option<i64>,
+    #[arg(long, allow_hyphen_values = true)]
+    pub cpu_rt_runtime: Option<String>,
     /// The string of Intel RDT/CAT L3 cache schema
     #[arg(long)]
     pub l3_cache_schema: Option<String>,
@@ -329,23 +338,23 @@ pub struct Update {
     #[arg(long)]
     pub mem_bw_schema: Option<String>,
     /// CPU CFS period in microseconds
-    #[arg(long)]
-    pub cpu_period: Option<u64>,
-    /// CPU CFS quota in microseconds
-    #[arg(long)]
-    pub cpu_quota: Option<i64>,
+    #[arg(long, allow_hyphen_values = true)]
+    pub cpu_period: Option<String>,
+    /// CPU CFS quota in microseconds; -1 for none
+    #[arg(long, allow_hyphen_values = true)]
+    pub cpu_quota: Option<String>,
     /// CPUs allowed (0-3, 0,1)
     #[arg(long)]
     pub cpuset_cpus: Option<String>,
     /// Memory nodes allowed
     #[arg(long)]
     pub cpuset_mems: Option<String>,
-    /// Maximum number of pids
-    #[arg(long)]
-    pub pids_limit: Option<i64>,
+    /// Maximum number of pids; -1 for unlimited
+    #[arg(long, allow_hyphen_values = true)]
+    pub pids_limit: Option<String>,
     /// Block IO weight (10-1000)
-    #[arg(long)]
-    pub blkio_weight: Option<u16>,
+    #[arg(long, allow_hyphen_values = true)]
+    pub blkio_weight: Option<String>,
     /// Container id
     pub id: String,
 }

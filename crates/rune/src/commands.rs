@@ -395,35 +395,40 @@ fn parse_interval(s: &str) -> Result<u32> {
 }
 
 fn update(rt: &Runtime, u: &cli::Update) -> Result<()> {
-    let base = match &u.resources {
+    // As runc: a document, when given, is all there is; the flags count otherwise.
+    let request = match &u.resources {
         Some(p) if p.as_os_str() == "-" => {
             let mut buf = Vec::new();
             std::io::stdin()
                 .read_to_end(&mut buf)
                 .context("read resources from stdin")?;
-            resources::parse_document(&buf)?
+            resources::from_document(&buf)?
         }
         Some(p) => {
-            let buf = fs::read(p).with_context(|| format!("read {}", p.display()))?;
-            resources::parse_document(&buf)?
+            let buf = fs::read(p).with_context(|| format!("open {}", p.display()))?;
+            resources::from_document(&buf)?
         }
-        None => Default::default(),
+        None => resources::from_flags(&ResourceFlags {
+            memory: u.memory.clone(),
+            memory_reservation: u.memory_reservation.clone(),
+            memory_swap: u.memory_swap.clone(),
+            kernel_memory: u.kernel_memory.clone(),
+            kernel_memory_tcp: u.kernel_memory_tcp.clone(),
+            cpu_shares: u.cpu_share.clone(),
+            cpu_period: u.cpu_period.clone(),
+            cpu_quota: u.cpu_quota.clone(),
+            cpuset_cpus: u.cpuset_cpus.clone(),
+            cpuset_mems: u.cpuset_mems.clone(),
+            pids_limit: u.pids_limit.clone(),
+            blkio_weight: u.blkio_weight.clone(),
+            cpu_rt_period: u.cpu_rt_period.clone(),
+            cpu_rt_runtime: u.cpu_rt_runtime.clone(),
+        })?,
     };
-    let flags = ResourceFlags {
-        memory: u.memory.clone(),
-        memory_reservation: u.memory_reservation.clone(),
-        memory_swap: u.memory_swap.clone(),
-        cpu_shares: u.cpu_shares,
-        cpu_period: u.cpu_period,
-        cpu_quota: u.cpu_quota,
-        cpuset_cpus: u.cpuset_cpus.clone(),
-        cpuset_mems: u.cpuset_mems.clone(),
-        pids_limit: u.pids_limit,
-        blkio_weight: u.blkio_weight,
-        cpu_rt_period: u.cpu_rt_period,
-        cpu_rt_runtime: u.cpu_rt_runtime,
-    };
-    let res = resources::apply_flags(base, &flags)?;
+    if request.kernel_memory_ignored {
+        tracing::warn!("{}", resources::KERNEL_MEMORY_WARNING);
+    }
+    let res = request.resources;
     // runc writes the two as lines of one schemata.
     let schemata: Vec<&str> = [u.l3_cache_schema.as_deref(), u.mem_bw_schema.as_deref()]
         .into_iter()

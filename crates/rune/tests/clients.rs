@@ -7,6 +7,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
+use common::podman::*;
 use common::*;
 
 /// A container that exits 143 on SIGTERM, so stopping it proves the signal arrived.
@@ -167,40 +168,10 @@ fn podman_runs_containers_with_runtime_rune() {
     {
         return;
     }
-    let dir = tempfile::Builder::new().prefix("podman").tempdir().unwrap();
-    let podman = |args: &[&str]| {
-        let p = |name: &str| dir.path().join(name);
-        run(Command::new("/usr/bin/podman")
-            .arg("--root")
-            .arg(p("root"))
-            .arg("--runroot")
-            .arg(p("runroot"))
-            .arg("--tmpdir")
-            .arg(p("tmp"))
-            .args([
-                "--storage-driver",
-                "vfs",
-                "--cgroup-manager",
-                "cgroupfs",
-                "--events-backend",
-                "none",
-                "--runtime",
-                RUNE,
-            ])
-            .args(args))
-    };
-    let tar = images().join("rootfs.tar");
-    let (code, _, err) = podman(&["import", tar.to_str().unwrap(), "localhost/busybox:rune"]);
-    assert_eq!(code, 0, "import: {err}");
-    // podman asks for rlimits above what some sandboxes allow; stay within them.
-    let base = [
-        "--network",
-        "none",
-        "--ulimit",
-        "nofile=1024:1024",
-        "--ulimit",
-        "nproc=1024:1024",
-    ];
+    let pm = Podman::new();
+    let podman = |args: &[&str]| pm.cmd(RUNE, args);
+    pm.import(&images().join("rootfs.tar"), "localhost/busybox:rune");
+    let base = RUN_BASE;
 
     let mut args = vec!["run", "--rm"];
     args.extend(base);
@@ -226,5 +197,53 @@ fn podman_runs_containers_with_runtime_rune() {
     let (_, exit, _) = podman(&["inspect", "-f", "{{.State.ExitCode}}", &name]);
     assert_eq!(exit.trim(), "143");
     assert_eq!(podman(&["rm", &name]).0, 0);
-    unmount_under(dir.path());
+}
+
+/// `podman run --read-only --tmpfs /x`: the root is read-only, `/x` a writable tmpfs that
+/// starts with the image's `/x` (podman asks for `tmpcopyup`), and every mount the
+/// container sees is as with `--runtime /usr/sbin/runc`.
+#[test]
+fn podman_read_only_and_tmpfs_as_with_runc() {
+    const RUNC: &str = "/usr/sbin/runc";
+    let test = "podman_read_only_and_tmpfs_as_with_runc";
+    if !root_or_skip(test) || !tool_or_skip(test, "/usr/bin/podman") || !tool_or_skip(test, RUNC) {
+        return;
+    }
+    // The busybox image with a /x holding a file, its mode not tmpfs's default.
+    let dir = tempfile::tempdir().unwrap();
+    let tar = dir.path().join("image.tar");
+    std::fs::copy(images().join("rootfs.tar"), &tar).unwrap();
+    let x = dir.path().join("layer/x");
+    std::fs::create_dir_all(&x).unwrap();
+    std::fs::write(x.join("f"), "from the image\n").unwrap();
+    std::fs::set_permissions(&x, std::os::unix::fs::PermissionsExt::from_mode(0o750)).unwrap();
+    let (code, _, err) = run(Command::new("tar")
+        .arg("-rf")
+        .arg(&tar)
+        .arg("-C")
+        .arg(dir.path().join("layer"))
+        .arg("./x"));
+    assert_eq!(code, 0, "tar: {err}");
+    let pm = Podman::new();
+    pm.import(&tar, "localhost/busybox-x:rune");
+
+    let script = "cat /x/f; touch /x/new && echo x-writable; ls -a /x; stat -c '%a %U' /x; \
+        touch /new 2>/dev/null && echo root-writable || echo root-read-only; \
+        awk '{print $2, $3, $4}' /proc/mounts | sort";
+    let mut seen = Vec::new();
+    for runtime in [RUNC, RUNE] {
+        let mut args = vec!["run", "--rm", "--read-only", "--tmpfs", "/x"];
+        args.extend(RUN_BASE);
+        args.extend(["localhost/busybox-x:rune", "sh", "-c", script]);
+        let (code, out, err) = pm.cmd(runtime, &args);
+        seen.push((code, out, err));
+    }
+    let (runc, rune) = (&seen[0], &seen[1]);
+    let expected = "from the image\nx-writable\n.\n..\nf\nnew\n750 root\nroot-read-only\n";
+    assert!(
+        runc.0 == 0 && runc.1.starts_with(expected),
+        "runc: {runc:?}"
+    );
+    assert!(runc.1.contains("\n/x tmpfs rw,"), "runc: {runc:?}");
+    assert_eq!((rune.0, &rune.1), (runc.0, &runc.1), "rune: {}", rune.2);
 }

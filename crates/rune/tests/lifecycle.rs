@@ -149,7 +149,8 @@ fn exec_pause_resume_ps_update() {
         "77"
     );
     let bad = rune.cmd(&["update", "--memory", "lots", &id]);
-    assert!(String::from_utf8_lossy(&bad.stderr).contains("--memory"));
+    // runc's words (update.go): "invalid value for memory: invalid size: 'lots'".
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("invalid value for memory"));
 
     rune.ok(&["delete", "--force", &id]);
     assert_eq!(leftovers(rune.root.path(), &id), Vec::<String>::new());

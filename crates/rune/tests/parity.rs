@@ -607,58 +607,6 @@ fn create_failures_name_their_cause_in_one_error_line() {
     }
 }
 
-/// `update` takes runc's spelling and flags: `--cpu-share`, the realtime pair, and the
-/// Intel RDT schemata, refused in one line where the host has no resctrl, as by runc.
-#[test]
-fn update_takes_runcs_flags() {
-    if skip("update flags") {
-        return;
-    }
-    let b = Bundle::new(&["sleep", "100"]);
-    let mut seen = Vec::new();
-    for rt in [RUNE, RUNC] {
-        let root = tempfile::tempdir().unwrap();
-        let id = unique_id("update");
-        let (code, _, err) = runtime(
-            rt,
-            root.path(),
-            &["run", "-d", "--bundle", b.path().to_str().unwrap(), &id],
-        );
-        assert_eq!(code, 0, "{rt}: {err}");
-        let share = runtime(rt, root.path(), &["update", "--cpu-share", "512", &id]);
-        let realtime = runtime(
-            rt,
-            root.path(),
-            &[
-                "update",
-                "--cpu-rt-period",
-                "1000000",
-                "--cpu-rt-runtime",
-                "0",
-                &id,
-            ],
-        );
-        let l3 = runtime(
-            rt,
-            root.path(),
-            &["update", "--l3-cache-schema", "L3:0=f", &id],
-        );
-        let mba = runtime(
-            rt,
-            root.path(),
-            &["update", "--mem-bw-schema", "MB:0=70", &id],
-        );
-        seen.push([share.0 == 0, realtime.0 == 0, l3.0 == 0, mba.0 == 0]);
-        if rt == RUNE && !Path::new("/sys/fs/resctrl/schemata").exists() {
-            assert_eq!(l3.2.lines().count(), 1, "{}", l3.2);
-            assert!(l3.2.contains("resctrl"), "{}", l3.2);
-        }
-        runtime(rt, root.path(), &["delete", "--force", &id]);
-    }
-    assert!(seen[1][0], "runc update --cpu-share");
-    assert_eq!(seen[0], seen[1], "rune vs runc: share, realtime, l3, mba");
-}
-
 /// Without `cgroupsPath` runc puts the container at its id below the caller's own cgroup
 /// of every hierarchy (a relative path likewise; libcontainer/cgroups/fs/paths.go),
 /// joining `name=systemd` and a hybrid host's cgroup2 too; the container sees those paths

@@ -450,7 +450,9 @@ fn run_no_subreaper_as_runc() {
 
 /// A container with neither a pid nor a cgroup namespace, created from a nested cgroup,
 /// finds its own cgroups at /sys/fs/cgroup/<hierarchy> as with runc, which binds each
-/// hierarchy's directory of the container (relative to the host mount's root).
+/// hierarchy's directory of the container (relative to the host mount's root). Each
+/// hierarchy is mounted with the cgroup mount's options (read-only, nosuid, nodev,
+/// noexec), as by runc, with or without a cgroup namespace.
 #[test]
 fn cgroup_mounts_without_namespaces_show_the_containers_cgroups_as_with_runc() {
     if skip("cgroup v1 mounts without namespaces") {
@@ -464,18 +466,22 @@ fn cgroup_mounts_without_namespaces_show_the_containers_cgroups_as_with_runc() {
     let b = Bundle::new(&[
         "sh",
         "-c",
-        "for h in /sys/fs/cgroup/*/; do grep -qx $$ $h/cgroup.procs && echo $h; done > /tmp/r",
+        "for h in /sys/fs/cgroup/*/; do grep -qx $$ $h/cgroup.procs && echo $h; done > /tmp/r; \
+         awk '$2 ~ \"^/sys/fs/cgroup\" {print $2, $3, $4}' /proc/mounts | sort >> /tmp/r",
     ])
     .bind(out.path(), "/tmp");
     let other = OtherCgroup::new();
     let mut seen = Vec::new();
-    for pidns in [false, true] {
+    for (pidns, cgroupns) in [(false, false), (true, false), (true, true)] {
         let mut b = Bundle {
             dir: tempfile::tempdir().unwrap(),
             spec: b.spec.clone(),
         };
         let ns = b.spec["linux"]["namespaces"].as_array_mut().unwrap();
         ns.retain(|n| n["type"] != "cgroup" && (pidns || n["type"] != "pid"));
+        if cgroupns {
+            ns.push(json!({"type": "cgroup"}));
+        }
         b.save();
         for rt in [RUNE, RUNC] {
             let _ = std::fs::remove_file(out.path().join("r"));
@@ -492,6 +498,10 @@ fn cgroup_mounts_without_namespaces_show_the_containers_cgroups_as_with_runc() {
         let (rune, runc) = (&pair[0], &pair[1]);
         assert_eq!(runc.1, 0, "runc: {runc:?}");
         assert!(runc.2.contains("/sys/fs/cgroup/memory/"), "runc: {runc:?}");
+        assert!(
+            runc.2.contains("/sys/fs/cgroup/memory cgroup ro,"),
+            "runc: {runc:?}"
+        );
         assert_eq!(rune, runc, "rune vs runc (pid namespace: {})", runc.0);
     }
 }

@@ -461,3 +461,40 @@ fn a_failing_create_reports_its_error_once_as_with_runc() {
         runc.2
     );
 }
+
+/// `ctr run --null-io`: the task's standard streams lead nowhere, yet writing to them
+/// succeeds, reading stdin meets its end, and the task exits with its program's code, as
+/// through containerd's runc shim with Debian's runc; for a plain and an enclave
+/// (`RUNE_CARRIER=sim`, so `ENCLAVE_TYPE=sim`) container.
+#[test]
+fn null_io_tasks_write_and_exit_as_with_runc() {
+    if !root_or_skip("null_io_tasks_write_and_exit_as_with_runc") {
+        return;
+    }
+    let c = Ctrd::start();
+    // Each failing write or read has its own code; 3 when all of them work.
+    let script = "echo hi || exit 4; echo err >&2 || exit 5; cat || exit 6; exit 3";
+    let ids = std::cell::RefCell::new(Vec::new());
+    let run = |runtime: &str, env: &[&str]| {
+        let id = unique_id("nullio");
+        ids.borrow_mut().push(id.clone());
+        let mut args = vec!["run", "--rm", "--null-io", "--runtime", runtime];
+        args.extend(env);
+        args.extend([IMAGE, id.as_str(), "sh", "-c", script]);
+        let seen = c.ctr(&args);
+        c.ctr(&["container", "delete", &id]);
+        if runtime == RUNTIME {
+            c.assert_clean(&id);
+        }
+        seen
+    };
+    let runc = run("io.containerd.runc.v2", &[]);
+    assert_eq!(runc, (3, String::new(), String::new()), "runc shim");
+    let plain = run(RUNTIME, &[]);
+    assert_eq!(plain, runc, "plain container\n{}", c.log());
+    let enclave = run(RUNTIME, &["--env", "RUNE_CARRIER=sim"]);
+    assert_eq!(enclave, runc, "enclave container\n{}", c.log());
+    let enclave_id = ids.borrow().last().cloned().unwrap();
+    let signed = format!("{enclave_id}: sim enclave mr_enclave");
+    assert!(c.log().contains(&signed), "not an enclave:\n{}", c.log());
+}

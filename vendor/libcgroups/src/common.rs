@@ -597,15 +597,9 @@ pub(crate) fn default_allow_devices() -> Vec<LinuxDeviceCgroup> {
             .access("m")
             .build()
             .unwrap(),
-        // /dev/console
-        LinuxDeviceCgroupBuilder::default()
-            .allow(true)
-            .typ(LinuxDeviceType::C)
-            .major(5)
-            .minor(1)
-            .access("rwm")
-            .build()
-            .unwrap(),
+        // PATCH(inclavare): no /dev/console (5:1): it is the host's console, and a
+        // container's /dev/console is a pty (136:*). runc dropped it in 2020
+        // (60e21ec2 "specconv: remove default /dev/console access").
         // /dev/pts
         LinuxDeviceCgroupBuilder::default()
             .allow(true)

@@ -4,6 +4,7 @@
 
 pub mod cgroups;
 pub mod image;
+pub mod podman;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};

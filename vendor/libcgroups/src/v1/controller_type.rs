@@ -56,17 +56,20 @@ impl AsRef<str> for ControllerType {
     }
 }
 
+// PATCH(inclavare): in the order runc's fs driver sets them (libcontainer/cgroups/fs/
+// fs.go `subsystems`): its writes stop at the first failure, so the order decides what
+// a refused update leaves written.
 pub const CONTROLLERS: &[ControllerType] = &[
-    ControllerType::Cpu,
-    ControllerType::CpuAcct,
     ControllerType::CpuSet,
     ControllerType::Devices,
-    ControllerType::HugeTlb,
     ControllerType::Memory,
+    ControllerType::Cpu,
+    ControllerType::CpuAcct,
     ControllerType::Pids,
-    ControllerType::PerfEvent,
     ControllerType::Blkio,
-    ControllerType::NetworkPriority,
+    ControllerType::HugeTlb,
     ControllerType::NetworkClassifier,
+    ControllerType::NetworkPriority,
+    ControllerType::PerfEvent,
     ControllerType::Freezer,
 ];

@@ -17,8 +17,20 @@ const CGROUP_CPU_IDLE: &str = "cpu.idle";
 
 pub struct Cpu {}
 
+/// PATCH(inclavare): the cpu controller's failures: a file that could not be written,
+/// or shares the kernel clamped (runc's words).
+#[derive(thiserror::Error, Debug)]
+pub enum V1CpuControllerError {
+    #[error("io error: {0}")]
+    WrappedIo(#[from] WrappedIoError),
+    #[error("the maximum allowed cpu-shares is {0}")]
+    SharesAboveMaximum(u64),
+    #[error("the minimum allowed cpu-shares is {0}")]
+    SharesBelowMinimum(u64),
+}
+
 impl Controller for Cpu {
-    type Error = WrappedIoError;
+    type Error = V1CpuControllerError;
     type Resource = LinuxCpu;
 
     fn apply(controller_opt: &ControllerOpt, cgroup_root: &Path) -> Result<(), Self::Error> {
@@ -87,41 +99,55 @@ impl StatsProvider for Cpu {
 }
 
 impl Cpu {
-    fn apply(root_path: &Path, cpu: &LinuxCpu) -> Result<(), WrappedIoError> {
-        if let Some(cpu_shares) = cpu.shares() {
-            if cpu_shares != 0 {
-                common::write_cgroup_file(root_path.join(CGROUP_CPU_SHARES), cpu_shares)?;
+    // PATCH(inclavare): runc's `CpuGroup.Set` (libcontainer/cgroups/fs/cpu.go): shares
+    // read back and refused when the kernel clamped them; a period the kernel refuses
+    // (EINVAL) retried after the quota when a quota is set; the realtime period before
+    // the realtime runtime, last. Its writes stop at the first failure and what was
+    // written stays, so the order is runc's. 0 leaves a value unchanged.
+    fn apply(root_path: &Path, cpu: &LinuxCpu) -> Result<(), V1CpuControllerError> {
+        if let Some(shares) = cpu.shares().filter(|s| *s != 0) {
+            let path = root_path.join(CGROUP_CPU_SHARES);
+            common::write_cgroup_file(&path, shares)?;
+            let read = common::read_cgroup_file(&path)?;
+            let read: u64 = read.trim().parse().map_err(|_| WrappedIoError::Read {
+                err: std::io::Error::new(std::io::ErrorKind::InvalidData, read.trim()),
+                path: path.clone(),
+            })?;
+            if shares > read {
+                return Err(V1CpuControllerError::SharesAboveMaximum(read));
+            } else if shares < read {
+                return Err(V1CpuControllerError::SharesBelowMinimum(read));
             }
         }
 
-        if let Some(cpu_period) = cpu.period() {
-            if cpu_period != 0 {
-                common::write_cgroup_file(root_path.join(CGROUP_CPU_PERIOD), cpu_period)?;
+        let quota = cpu.quota().unwrap_or(0);
+        let mut retry_period = None;
+        if let Some(period) = cpu.period().filter(|p| *p != 0) {
+            if let Err(e) = common::write_cgroup_file(root_path.join(CGROUP_CPU_PERIOD), period) {
+                if e.inner().raw_os_error() != Some(nix::errno::Errno::EINVAL as i32) || quota == 0 {
+                    return Err(e.into());
+                }
+                retry_period = Some(period);
+            }
+        }
+        if quota != 0 {
+            common::write_cgroup_file(root_path.join(CGROUP_CPU_QUOTA), quota)?;
+            if let Some(period) = retry_period {
+                common::write_cgroup_file(root_path.join(CGROUP_CPU_PERIOD), period)?;
             }
         }
 
-        if let Some(cpu_quota) = cpu.quota() {
-            if cpu_quota != 0 {
-                common::write_cgroup_file(root_path.join(CGROUP_CPU_QUOTA), cpu_quota)?;
-            }
+        if let Some(rt_period) = cpu.realtime_period().filter(|p| *p != 0) {
+            common::write_cgroup_file(root_path.join(CGROUP_CPU_RT_PERIOD), rt_period)?;
+        }
+        if let Some(rt_runtime) = cpu.realtime_runtime().filter(|r| *r != 0) {
+            common::write_cgroup_file(root_path.join(CGROUP_CPU_RT_RUNTIME), rt_runtime)?;
         }
 
+        // Not runc 1.1's (its v1 driver ignores them): youki's, kept for specs that ask.
         if let Some(cpu_burst) = cpu.burst() {
             common::write_cgroup_file(root_path.join(CGROUP_CPU_BURST), cpu_burst)?;
         }
-
-        if let Some(rt_runtime) = cpu.realtime_runtime() {
-            if rt_runtime != 0 {
-                common::write_cgroup_file(root_path.join(CGROUP_CPU_RT_RUNTIME), rt_runtime)?;
-            }
-        }
-
-        if let Some(rt_period) = cpu.realtime_period() {
-            if rt_period != 0 {
-                common::write_cgroup_file(root_path.join(CGROUP_CPU_RT_PERIOD), rt_period)?;
-            }
-        }
-
         if let Some(idle) = cpu.idle() {
             common::write_cgroup_file(root_path.join(CGROUP_CPU_IDLE), idle)?;
         }

@@ -67,11 +67,13 @@ impl Controller for CpuSet {
 
 impl CpuSet {
     fn apply(cgroup_path: &Path, cpuset: &LinuxCpu) -> Result<(), V1CpuSetControllerError> {
-        if let Some(cpus) = &cpuset.cpus() {
+        // PATCH(inclavare): an empty value leaves the setting unchanged, as in runc's
+        // `CpusetGroup.Set`.
+        if let Some(cpus) = cpuset.cpus().as_ref().filter(|c| !c.is_empty()) {
             common::write_cgroup_file_str(cgroup_path.join(CGROUP_CPUSET_CPUS), cpus)?;
         }
 
-        if let Some(mems) = &cpuset.mems() {
+        if let Some(mems) = cpuset.mems().as_ref().filter(|m| !m.is_empty()) {
             common::write_cgroup_file_str(cgroup_path.join(CGROUP_CPUSET_MEMS), mems)?;
         }
 

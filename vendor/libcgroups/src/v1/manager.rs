@@ -58,7 +58,7 @@ pub enum V1ManagerError {
     #[error(transparent)]
     BlkioController(WrappedIoError),
     #[error(transparent)]
-    CpuController(WrappedIoError),
+    CpuController(#[from] super::cpu::V1CpuControllerError),
     #[error(transparent)]
     CpuAcctController(WrappedIoError),
     #[error(transparent)]
@@ -147,11 +147,13 @@ impl Manager {
         Ok(place(&mount_point, &cgroup.pathname, cgroup_path))
     }
 
+    // PATCH(inclavare): a list in `CONTROLLERS` order (runc's), not a map: `apply`
+    // writes in this order.
     fn get_required_controllers(
         &self,
         controller_opt: &ControllerOpt,
-    ) -> Result<HashMap<&CtrlType, &PathBuf>, V1ManagerError> {
-        let mut required_controllers = HashMap::new();
+    ) -> Result<Vec<(&CtrlType, &PathBuf)>, V1ManagerError> {
+        let mut required_controllers = Vec::new();
 
         for controller in CONTROLLERS {
             let required = match controller {
@@ -175,7 +177,7 @@ impl Manager {
 
             if required {
                 if let Some(subsystem_path) = self.subsystems.get(controller) {
-                    required_controllers.insert(controller, subsystem_path);
+                    required_controllers.push((controller, subsystem_path));
                 } else {
                     return Err(V1ManagerError::CGroupRequired(*controller));
                 }

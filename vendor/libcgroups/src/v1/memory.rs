@@ -23,7 +23,10 @@ const CGROUP_MEMORY_SWAPPINESS: &str = "memory.swappiness";
 const CGROUP_MEMORY_RESERVATION: &str = "memory.soft_limit_in_bytes";
 const CGROUP_MEMORY_OOM_CONTROL: &str = "memory.oom_control";
 
+// PATCH(inclavare): no longer written (see `apply`); upstream's tests name them.
+#[allow(dead_code)]
 const CGROUP_KERNEL_MEMORY_LIMIT: &str = "memory.kmem.limit_in_bytes";
+#[allow(dead_code)]
 const CGROUP_KERNEL_TCP_MEMORY_LIMIT: &str = "memory.kmem.tcp.limit_in_bytes";
 
 // Shows various memory statistics
@@ -111,7 +114,11 @@ impl Controller for Memory {
                 )?;
             }
 
-            Self::set_oom_control(cgroup_root, controller_opt.disable_oom_killer)?;
+            // PATCH(inclavare): as runc, only a true disableOOMKiller is written, so
+            // an update (which carries none) keeps the container's setting.
+            if controller_opt.disable_oom_killer {
+                Self::set_oom_control(cgroup_root, true)?;
+            }
 
             if let Some(swappiness) = memory.swappiness() {
                 if swappiness <= 100 {
@@ -127,18 +134,8 @@ impl Controller for Memory {
                 }
             }
 
-            // NOTE: Seems as though kernel and kernelTCP are both deprecated
-            // neither are implemented by runc. Tests pass without this, but
-            // kept in per the spec.
-            if let Some(kmem) = memory.kernel() {
-                common::write_cgroup_file(cgroup_root.join(CGROUP_KERNEL_MEMORY_LIMIT), kmem)?;
-            }
-            if let Some(tcp_mem) = memory.kernel_tcp() {
-                common::write_cgroup_file(
-                    cgroup_root.join(CGROUP_KERNEL_TCP_MEMORY_LIMIT),
-                    tcp_mem,
-                )?;
-            }
+            // PATCH(inclavare): kernel and kernelTCP are ignored, as by runc 1.1 ("ignore
+            // KernelMemory and KernelMemoryTCP"): the kernel deprecated them.
         }
 
         Ok(())
@@ -362,50 +359,27 @@ impl Memory {
         Ok(())
     }
 
-    fn set_memory_and_swap(
-        limit: i64,
-        swap: i64,
-        is_updated: bool,
-        cgroup_root: &Path,
-    ) -> Result<(), V1MemoryControllerError> {
-        // According to runc we need to change the write sequence of
-        // limit and swap so it won't fail, because the new and old
-        // values don't fit the kernel's validation
-        // see:
-        // https://github.com/opencontainers/runc/blob/3f6594675675d4e88901c782462f56497260b1d2/libcontainer/cgroups/fs/memory.go#L89
-        if is_updated {
-            Self::set_swap(swap, cgroup_root)?;
-            Self::set_memory(limit, cgroup_root)?;
+    // PATCH(inclavare): runc's `setMemoryAndSwap` (libcontainer/cgroups/fs/memory.go):
+    // 0 leaves a value unchanged; -1 for memory with no swap given makes swap -1 too
+    // where the kernel accounts swap; with both given, swap goes first when it grows
+    // beyond the current limit or is -1, and each order is written once. youki wrote
+    // both orders in turn and set swap without checking for the file.
+    fn apply(resource: &LinuxMemory, cgroup_root: &Path) -> Result<(), V1MemoryControllerError> {
+        let limit = resource.limit().unwrap_or(0);
+        let mut swap = resource.swap().unwrap_or(0);
+        if limit == -1 && swap == 0 && cgroup_root.join(CGROUP_MEMORY_SWAP_LIMIT).exists() {
+            swap = -1;
+        }
+        if limit != 0 && swap != 0 {
+            let current = Self::get_memory_limit(cgroup_root)? as u64;
+            if swap == -1 || current < swap as u64 {
+                Self::set_swap(swap, cgroup_root)?;
+                Self::set_memory(limit, cgroup_root)?;
+                return Ok(());
+            }
         }
         Self::set_memory(limit, cgroup_root)?;
         Self::set_swap(swap, cgroup_root)?;
-        Ok(())
-    }
-
-    fn apply(resource: &LinuxMemory, cgroup_root: &Path) -> Result<(), V1MemoryControllerError> {
-        match resource.limit() {
-            Some(limit) => {
-                let current_limit = Self::get_memory_limit(cgroup_root)?;
-                match resource.swap() {
-                    Some(swap) => {
-                        let is_updated = swap == -1 || current_limit < swap;
-                        Self::set_memory_and_swap(limit, swap, is_updated, cgroup_root)?;
-                    }
-                    None => {
-                        if limit == -1 {
-                            Self::set_memory_and_swap(limit, -1, true, cgroup_root)?;
-                        } else {
-                            let is_updated = current_limit < 0;
-                            Self::set_memory_and_swap(limit, 0, is_updated, cgroup_root)?;
-                        }
-                    }
-                }
-            }
-            None => match resource.swap() {
-                Some(swap) => Self::set_memory_and_swap(0, swap, false, cgroup_root)?,
-                None => Self::set_memory_and_swap(0, 0, false, cgroup_root)?,
-            },
-        }
         Ok(())
     }
 }

@@ -41,6 +41,11 @@ impl StatsProvider for Pids {
 
 impl Pids {
     fn apply(root_path: &Path, pids: &LinuxPids) -> Result<(), WrappedIoError> {
+        // PATCH(inclavare): 0 leaves the limit unchanged, as in runc's `PidsGroup.Set`
+        // (youki wrote "max", so `update --pids-limit 0` lifted the limit).
+        if pids.limit() == 0 {
+            return Ok(());
+        }
         let limit = if pids.limit() > 0 {
             pids.limit().to_string()
         } else {

@@ -389,8 +389,19 @@ impl Mount {
             subsystem_name.into()
         };
 
+        // PATCH(inclavare): read-only when the cgroup mount is, as runc's
+        // `mountCgroupV1` (youki mounted every hierarchy read-write).
+        let mut flags = MsFlags::MS_NOEXEC | MsFlags::MS_NOSUID | MsFlags::MS_NODEV;
+        if cgroup_mount
+            .options()
+            .iter()
+            .flatten()
+            .any(|o| o == "ro")
+        {
+            flags |= MsFlags::MS_RDONLY;
+        }
         let mount_options_config = MountOptionConfig {
-            flags: MsFlags::MS_NOEXEC | MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+            flags,
             data: vec![data.into_owned()],
             rec_attr: None,
         };
@@ -456,10 +467,18 @@ impl Mount {
                         })?,
                 )
                 .typ("bind")
+                // PATCH(inclavare): the bind takes the cgroup mount's own options (`ro`,
+                // `nosuid`, `nodev`, `noexec`, …) as runc's `getCgroupMounts` gives it
+                // `MS_BIND | MS_REC | m.Flags`; youki bound every hierarchy `rw`, so a
+                // container could raise its own limits through /sys/fs/cgroup.
                 .options(
-                    ["rw", "rbind"]
+                    cgroup_mount
+                        .options()
                         .iter()
-                        .map(|o| o.to_string())
+                        .flatten()
+                        .filter(|o| !matches!(o.as_str(), "bind" | "rbind"))
+                        .cloned()
+                        .chain(["rbind".to_string()])
                         .collect::<Vec<String>>(),
                 )
                 .build()?;
