@@ -76,6 +76,15 @@ fn short(digest: &str) -> &str {
     &hex[..hex.len().min(12)]
 }
 
+/// `1 layer`, `2 layers`, `0 files`.
+fn count(n: u64, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
+}
+
 fn mib(bytes: u64) -> f64 {
     bytes as f64 / (1024.0 * 1024.0)
 }
@@ -116,6 +125,8 @@ pub async fn prepare<W: Write>(
     let source: ImageSource = opts.image.parse()?;
     let puller = Puller::new(RegistryConfig {
         insecure_http: opts.insecure.clone(),
+        // The user's words for --insecure-registry: rune's setting (rune_core::image).
+        plain_http_hint: "to pull from {registry} over plain HTTP, add it to ENCLAVE_IMAGE_INSECURE (or the enclave.image.insecure annotation)".into(),
         ..RegistryConfig::default()
     })?;
     progress.line(format_args!("pulling {source}"));
@@ -123,9 +134,9 @@ pub async fn prepare<W: Write>(
     let layers = &image.manifest.layers;
     let total: u64 = layers.iter().map(|l| l.size).sum();
     progress.line(format_args!(
-        "manifest {} ({} layers, {:.1} MiB)",
+        "manifest {} ({}, {:.1} MiB)",
         image.manifest_digest,
-        layers.len(),
+        count(layers.len() as u64, "layer"),
         mib(total)
     ));
     let name = match image.reference() {
@@ -278,7 +289,11 @@ pub async fn prepare<W: Write>(
     if diff_ids.len() != layers.len() {
         return Err(BootError::Config {
             digest: image.manifest.config.digest.clone(),
-            reason: format!("{} diff_ids for {} layers", diff_ids.len(), layers.len()),
+            reason: format!(
+                "{} for {}",
+                count(diff_ids.len() as u64, "diff_id"),
+                count(layers.len() as u64, "layer")
+            ),
         });
     }
 
@@ -325,12 +340,12 @@ pub async fn prepare<W: Write>(
         let _ = std::fs::remove_file(&blob);
         let secs = t.elapsed().as_secs_f64().max(1e-6);
         progress.line(format_args!(
-            "layer {}: {:.1} MiB fetched in {:.2} s, {}{} files, {:.1} MiB/s",
+            "layer {}: {:.1} MiB fetched in {:.2} s, {}{}, {:.1} MiB/s",
             short(&layer.digest),
             mib(layer.size),
             fetched.as_secs_f64(),
             if encrypted { "decrypted, " } else { "" },
-            stats.files,
+            count(stats.files, "file"),
             mib(layer.size) / secs
         ));
     }
