@@ -191,10 +191,7 @@ mod tests {
         }
         let enoent = || std::io::Error::from_raw_os_error(libc::ENOENT);
         let e = anyhow::Error::new(Quoting(enoent())).context("create c1");
-        assert_eq!(
-            one_line(&e),
-            format!("create c1: open /x: {}", enoent())
-        );
+        assert_eq!(one_line(&e), format!("create c1: open /x: {}", enoent()));
         let e = anyhow::Error::new(enoent()).context("read\nthe config");
         assert_eq!(one_line(&e), format!("read the config: {}", enoent()));
     }

@@ -237,7 +237,8 @@ fn puller(r: &RegistryArgs, credentials: Credentials) -> Result<Puller> {
         insecure_http: r.insecure.clone(),
         extra_ca_pem: r.registry_ca.clone(),
         credentials,
-        plain_http_hint: "to use {registry} over plain HTTP, pass --insecure-registry {registry}".into(),
+        plain_http_hint: "to use {registry} over plain HTTP, pass --insecure-registry {registry}"
+            .into(),
         ..RegistryConfig::default()
     };
     if let Some(p) = &r.platform {

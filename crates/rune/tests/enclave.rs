@@ -215,7 +215,9 @@ fn misspelled_enclave_settings_fail_create_cleanly() {
     let rune = Rune::new();
     let (pal, _) = sim_artifacts();
     let image = "ENCLAVE_IMAGE=127.0.0.1:5000/test/app:v1";
-    let cases: Vec<(&str, Vec<&str>, Vec<(&str, &str)>, [&str; 2])> = vec![
+    // Name, variables, annotations, [the misspelled setting, the one meant].
+    type Case<'a> = (&'a str, Vec<&'a str>, Vec<(&'a str, &'a str)>, [&'a str; 2]);
+    let cases: Vec<Case> = vec![
         (
             "variable",
             vec![image, "ENCLAVE_IMAGE_POLICI=kbs:///default/policy/image"],

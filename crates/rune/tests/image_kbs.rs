@@ -323,14 +323,18 @@ fn a_refused_enclave_gets_no_key_and_pulls_no_layer() {
     );
     // The line and verdictd's log name the claim, the value found (the boot program's
     // measurement as sim-sign computed it) and the reference values it is not among.
-    let why =
-        format!("claim sim_mr_enclave is {}, not among the reference values ({other})", bed.mr);
+    let why = format!(
+        "claim sim_mr_enclave is {}, not among the reference values ({other})",
+        bed.mr
+    );
     assert!(line.contains(&why), "{line}");
     assert!(
-        kbs.events().iter().any(|e| e["fields"]["message"] == "attested"
-            && e["fields"]["reasons"]
-                .as_str()
-                .is_some_and(|r| r.contains(&why))),
+        kbs.events()
+            .iter()
+            .any(|e| e["fields"]["message"] == "attested"
+                && e["fields"]["reasons"]
+                    .as_str()
+                    .is_some_and(|r| r.contains(&why))),
         "{}",
         kbs.log()
     );

@@ -352,7 +352,8 @@ fn a_refusal_names_the_claim_its_value_and_the_reference_values() {
     let v = Verdictd::start(&format!("resource_policy = \"affirming\"\n{ADMIN_OPEN}"));
     store(&v, "default/key/demo", b"demo");
     let rt = rt();
-    let detail = |v: &Verdictd| match rt.block_on(v.agent().get_resource("kbs:///default/key/demo")) {
+    let detail = |v: &Verdictd| match rt.block_on(v.agent().get_resource("kbs:///default/key/demo"))
+    {
         Err(AgentError::Kbs {
             status: 401,
             detail,
@@ -390,7 +391,8 @@ fn a_refusal_names_the_claim_its_value_and_the_reference_values() {
     assert!(!d.contains('\n'), "{d}");
     let log = std::fs::read_to_string(v.dir.path().join("verdictd.log")).unwrap();
     assert!(
-        log.lines().any(|l| l.contains("attested") && l.contains(why)),
+        log.lines()
+            .any(|l| l.contains("attested") && l.contains(why)),
         "{log}"
     );
     // The agent's command, as a user runs it: one line, with the same words.
