@@ -103,7 +103,28 @@ pub fn exit_on_error(program: &str, err: &anyhow::Error) -> ! {
     if is_closed_output(err) {
         die_of_sigpipe();
     }
-    exit_with_line(&format!("{program}: {err:#}"), 1)
+    exit_with_line(&format!("{program}: {}", one_line(err)), 1)
+}
+
+/// `err` and its causes as one line, `a: b: c`, each cause once: one that the line
+/// already holds (a library error that quotes its source, e.g. "open x: No such file
+/// or directory" over that io::Error) is left out, as is any line break.
+pub fn one_line(err: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in err.chain() {
+        let text = cause.to_string();
+        if line.is_empty() {
+            line = text;
+        } else if !line.contains(&text) {
+            line.push_str(": ");
+            line.push_str(&text);
+        }
+    }
+    line.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// True when `err` is a broken pipe and our stdout or stderr is a pipe whose reader is
@@ -152,6 +173,27 @@ mod tests {
             "failed printing to stdout: No space left on device (os error 28)"
         ));
         assert!(!is_print_to_closed_pipe("index out of bounds"));
+    }
+
+    #[test]
+    fn one_line_says_each_cause_once() {
+        #[derive(Debug)]
+        struct Quoting(std::io::Error);
+        impl std::fmt::Display for Quoting {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                write!(f, "open /x: {}", self.0)
+            }
+        }
+        impl std::error::Error for Quoting {
+            fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+                Some(&self.0)
+            }
+        }
+        let enoent = || std::io::Error::from_raw_os_error(libc::ENOENT);
+        let e = anyhow::Error::new(Quoting(enoent())).context("create c1");
+        assert_eq!(one_line(&e), format!("create c1: open /x: {}", enoent()));
+        let e = anyhow::Error::new(enoent()).context("read\nthe config");
+        assert_eq!(one_line(&e), format!("read the config: {}", enoent()));
     }
 
     #[test]

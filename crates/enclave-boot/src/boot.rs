@@ -78,6 +78,15 @@ fn short(digest: &str) -> &str {
     &hex[..hex.len().min(12)]
 }
 
+/// `1 layer`, `2 layers`, `0 files`.
+fn count(n: u64, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
+}
+
 fn mib(bytes: u64) -> f64 {
     bytes as f64 / (1024.0 * 1024.0)
 }
@@ -120,6 +129,8 @@ pub async fn prepare<W: Write>(
     let puller = Puller::new(RegistryConfig {
         insecure_http: opts.insecure.clone(),
         max_layer_size: opts.max_layer_size.unwrap_or(defaults.max_layer_size),
+        // The user's words for --insecure-registry: rune's setting (rune_core::image).
+        plain_http_hint: "to pull from {registry} over plain HTTP, add it to ENCLAVE_IMAGE_INSECURE (or the enclave.image.insecure annotation)".into(),
         ..defaults
     })?;
     progress.line(format_args!("pulling {source}"));
@@ -127,9 +138,9 @@ pub async fn prepare<W: Write>(
     let layers = &image.manifest.layers;
     let total: u64 = layers.iter().map(|l| l.size).sum();
     progress.line(format_args!(
-        "manifest {} ({} layers, {:.1} MiB)",
+        "manifest {} ({}, {:.1} MiB)",
         image.manifest_digest,
-        layers.len(),
+        count(layers.len() as u64, "layer"),
         mib(total)
     ));
     let name = match image.reference() {
@@ -293,7 +304,11 @@ pub async fn prepare<W: Write>(
     if diff_ids.len() != layers.len() {
         return Err(BootError::Config {
             digest: image.manifest.config.digest.clone(),
-            reason: format!("{} diff_ids for {} layers", diff_ids.len(), layers.len()),
+            reason: format!(
+                "{} for {}",
+                count(diff_ids.len() as u64, "diff_id"),
+                count(layers.len() as u64, "layer")
+            ),
         });
     }
 
@@ -340,12 +355,12 @@ pub async fn prepare<W: Write>(
         let _ = std::fs::remove_file(&blob);
         let secs = t.elapsed().as_secs_f64().max(1e-6);
         progress.line(format_args!(
-            "layer {}: {:.1} MiB fetched in {:.2} s, {}{} files, {:.1} MiB/s",
+            "layer {}: {:.1} MiB fetched in {:.2} s, {}{}, {:.1} MiB/s",
             short(&layer.digest),
             mib(layer.size),
             fetched.as_secs_f64(),
             if encrypted { "decrypted, " } else { "" },
-            stats.files,
+            count(stats.files, "file"),
             mib(layer.size) / secs
         ));
     }

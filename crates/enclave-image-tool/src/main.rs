@@ -203,6 +203,15 @@ fn one_line(e: &anyhow::Error) -> String {
         .join(" ")
 }
 
+/// `1 layer`, `2 layers`, `0 layers`.
+fn count(n: usize, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
+}
+
 fn runtime() -> Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -228,6 +237,8 @@ fn puller(r: &RegistryArgs, credentials: Credentials) -> Result<Puller> {
         insecure_http: r.insecure.clone(),
         extra_ca_pem: r.registry_ca.clone(),
         credentials,
+        plain_http_hint: "to use {registry} over plain HTTP, pass --insecure-registry {registry}"
+            .into(),
         ..RegistryConfig::default()
     };
     if let Some(p) = &r.platform {
@@ -316,8 +327,8 @@ fn run(command: Command) -> Result<()> {
                 }
             };
             println!(
-                "{dst}@{digest}: {} layers encrypted for {kek_id}",
-                prepared.layer_digests.len()
+                "{dst}@{digest}: {} encrypted for {kek_id}",
+                count(prepared.layer_digests.len(), "layer")
             );
         }
         Command::Sign {
@@ -387,8 +398,10 @@ fn run(command: Command) -> Result<()> {
                 .block_on(copy::copy_image(&from, &src, &to, &dst, !no_signatures))
                 .with_context(|| format!("copy {src} to {dst}"))?;
             println!(
-                "{dst}@{}: {} blobs, {} cosign signatures",
-                copied.digest, copied.blobs, copied.signatures
+                "{dst}@{}: {}, {}",
+                copied.digest,
+                count(copied.blobs, "blob"),
+                count(copied.signatures, "cosign signature")
             );
         }
         Command::Keyprovider { provider, keks } => {

@@ -466,3 +466,113 @@ fn bad_input_fails_in_one_line_and_writes_nothing() {
         "the KEK file is untouched"
     );
 }
+
+/// A plain-HTTP registry named without `--insecure-registry`, as a new user first tries
+/// it, pulled from and pushed to: one line with skopeo's own words for it (read from
+/// skopeo, not from us) and the flag to use, at once (a plain answer is not retried),
+/// and nothing written.
+#[test]
+fn a_plain_http_registry_without_the_flag_names_the_flag() {
+    if !have(&["skopeo", "umoci", "docker-registry"]) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let tmp = d.join("tmp");
+    let reg = Registry::start(&d.join("reg"), Auth::None).unwrap();
+    let host = reg.host();
+    let (src, _) = two_layer_image(d);
+    push_plain(&src, &format!("{host}/test/app:v1"));
+    let skopeo_says = reg.skopeo_https_refusal().unwrap();
+    assert!(!skopeo_says.is_empty());
+    let kek_file = d.join("kek.bin");
+    ok(&tool_in(
+        &tmp,
+        &["keygen", "--kek", kek_file.to_str().unwrap()],
+    ));
+    let kek = kek_file.to_str().unwrap();
+    let never = d.join("never");
+    let never_ref = format!("oci:{}:v1", never.display());
+    let flag = format!("--insecure-registry {host}");
+    let cases: Vec<Vec<String>> = vec![
+        // Pulled from.
+        vec![
+            "push".into(),
+            format!("{host}/test/app:v1"),
+            never_ref.clone(),
+        ],
+        // Pushed to (after the layers were encrypted from a layout).
+        vec![
+            "encrypt".into(),
+            "--kek-id".into(),
+            KID.into(),
+            "--kek-file".into(),
+            kek.into(),
+            src.clone(),
+            format!("{host}/test/app:enc"),
+        ],
+    ];
+    for args in cases {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let line = one_line_error(&tool_in(&tmp, &args));
+        assert!(line.contains(&format!("{host}/test/app: ")), "{line}");
+        assert!(line.contains(&skopeo_says), "{line}\nskopeo: {skopeo_says}");
+        assert!(line.ends_with(&flag), "{line}");
+        assert!(!line.contains("attempts"), "retried: {line}");
+        assert!(!never.exists());
+    }
+    assert_eq!(
+        raw_manifest(&format!("{host}/test/app:v1"))["layers"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+    assert!(skopeo(&[
+        "inspect",
+        "--tls-verify=false",
+        &format!("docker://{host}/test/app:enc")
+    ])
+    .is_err());
+    assert_eq!(tree(&tmp), Vec::<String>::new());
+}
+
+/// Counts in the output read as English: one layer is "1 layer".
+#[test]
+fn a_one_layer_image_is_one_layer() {
+    if !have(&["skopeo", "umoci"]) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let tmp = d.join("tmp");
+    let src = test_support::ImageBuilder::new()
+        .file("etc/one", b"one\n")
+        .build(&d.join("one"), "v1")
+        .unwrap();
+    let raw = skopeo(&["inspect", "--raw", &src]).unwrap();
+    let layers: Value = serde_json::from_str(&raw).unwrap();
+    assert_eq!(layers["layers"].as_array().unwrap().len(), 1);
+    let kek_file = d.join("kek.bin");
+    ok(&tool_in(
+        &tmp,
+        &["keygen", "--kek", kek_file.to_str().unwrap()],
+    ));
+    let out = ok(&tool_in(
+        &tmp,
+        &[
+            "encrypt",
+            "--kek-id",
+            KID,
+            "--kek-file",
+            kek_file.to_str().unwrap(),
+            &src,
+            &format!("oci:{}:enc", d.join("one").display()),
+        ],
+    ));
+    assert!(
+        out.trim_end()
+            .ends_with(&format!(": 1 layer encrypted for {KID}")),
+        "{out}"
+    );
+}

@@ -194,6 +194,17 @@ fn cosign_signatures_verify_with_openssl_and_the_policy_and_travel_with_push() {
     };
     let same_repo = r#"{"type":"matchRepository"}"#;
     library_verdict(&host, &image, &policy("pub.pem", same_repo), None).unwrap();
+    // One signature travels with push, counted in the singular.
+    let one = format!("oci:{}/one:v1", d.display());
+    let out = ok(&tool_in(
+        &tmp,
+        &["push", "--insecure-registry", &host, &image, &one],
+    ));
+    assert!(
+        out.trim_end()
+            .ends_with(&format!("@{digest}: 3 blobs, 1 cosign signature")),
+        "{out}"
+    );
 
     // A second signer (a key from `keygen --cosign`): both signatures are kept.
     let out = ok(&tool_in(

@@ -220,6 +220,11 @@ pub struct RegistryConfig {
     pub connect_timeout: Duration,
     /// Timeout between two reads of a response (default 60 s).
     pub read_timeout: Duration,
+    /// What the error tells a user whose registry answers HTTPS in plain HTTP: how to
+    /// allow it in the program's own terms (a flag, a setting), `{registry}` standing for
+    /// its `host[:port]`. The error also quotes skopeo's (Go's) wording, "server gave
+    /// HTTP response to HTTPS client".
+    pub plain_http_hint: String,
 }
 
 impl Default for RegistryConfig {
@@ -234,6 +239,7 @@ impl Default for RegistryConfig {
             retry: RetryPolicy::default(),
             connect_timeout: Duration::from_secs(10),
             read_timeout: Duration::from_secs(60),
+            plain_http_hint: "to use {registry} over plain HTTP, add it to `insecure_http`".into(),
         }
     }
 }

@@ -40,10 +40,12 @@ pub const SGX_REPORT_SIZE: usize = 432;
 /// What went wrong loading or calling a PAL. Each renders as one line.
 #[derive(Debug, thiserror::Error)]
 pub enum PalError {
-    #[error("enclave runtime {}: {source}", path.display())]
+    /// The file cannot be opened or read. The cause is in the message, not also a
+    /// `source()`, so that printers of error chains say it once.
+    #[error("enclave runtime {}: {cause}", path.display())]
     Unreadable {
         path: PathBuf,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     #[error("enclave runtime {}: not an ELF shared object", path.display())]
     NotElf { path: PathBuf },
@@ -166,9 +168,9 @@ impl Pal {
         let mut magic = [0u8; 4];
         std::fs::File::open(path)
             .and_then(|mut f| f.read_exact(&mut magic))
-            .map_err(|source| PalError::Unreadable {
+            .map_err(|cause| PalError::Unreadable {
                 path: path.to_path_buf(),
-                source,
+                cause,
             })?;
         if magic != *b"\x7fELF" {
             return Err(PalError::NotElf {

@@ -135,7 +135,8 @@ impl Policy {
                         .any(|h| accepted.iter().any(|a| a.eq_ignore_ascii_case(h)));
                     if !ok {
                         reasons.push(format!(
-                            "claim {name} is {} (expected one of: {})",
+                            // RFC 9334's term for the values a claim is compared with.
+                            "claim {name} is {}, not among the reference values ({})",
                             have.join(","),
                             accepted.join(", ")
                         ));

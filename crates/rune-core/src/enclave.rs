@@ -19,6 +19,8 @@ const TYPE: (&str, &str) = ("ENCLAVE_TYPE", "enclave.type");
 const PATH: (&str, &str) = ("ENCLAVE_RUNTIME_PATH", "enclave.runtime.path");
 const ARGS: (&str, &str) = ("ENCLAVE_RUNTIME_ARGS", "enclave.runtime.args");
 const LOG_LEVEL: (&str, &str) = ("ENCLAVE_RUNTIME_LOGLEVEL", "enclave.runtime.loglevel");
+/// The enclave's settings read here (the image's are in `crate::image`).
+pub(crate) const SETTINGS: [(&str, &str); 4] = [TYPE, PATH, ARGS, LOG_LEVEL];
 
 /// The log levels a PAL accepts; anything else becomes `info`.
 const LOG_LEVELS: &[&str] = &[

@@ -47,6 +47,18 @@ const MAX_LAYER_SIZE: (&str, &str) = (
     "ENCLAVE_IMAGE_MAX_LAYER_SIZE",
     "enclave.image.max.layer.size",
 );
+const SETTINGS: [(&str, &str); 10] = [
+    IMAGE,
+    KBS_URL,
+    KBS_CA,
+    POLICY,
+    DECRYPTION_KEYS,
+    LOOKASIDE,
+    INSECURE,
+    ROOT_SIZE,
+    BOOT,
+    MAX_LAYER_SIZE,
+];
 
 /// Where the boot program appears in the container.
 pub const BOOT_PROGRAM: &str = "/.rune/enclave-boot";
@@ -93,6 +105,7 @@ pub fn config_from_spec(
     spec: &Spec,
     enclave: Option<&EnclaveConfig>,
 ) -> Result<Option<ImageConfig>> {
+    check_setting_names(spec, enclave.is_some())?;
     let get = |pair| setting(spec, pair);
     let Some(reference) = get(IMAGE) else {
         return Ok(None);
@@ -260,6 +273,47 @@ fn parse_bytes(s: &str) -> Option<u64> {
         return None;
     }
     digits.parse::<u64>().ok()?.checked_mul(1 << shift)
+}
+
+/// Refuses a setting rune does not know, which would otherwise be ignored silently (a
+/// misspelled `ENCLAVE_IMAGE_POLICI` runs the image unchecked): every `enclave.*`
+/// annotation, and in an enclave container every `ENCLAVE_*` variable (rune takes them
+/// all out of the workload's environment; in a plain container they are the workload's
+/// own). The error names the setting and lists the known ones.
+fn check_setting_names(spec: &Spec, enclave: bool) -> Result<()> {
+    let known = || crate::enclave::SETTINGS.iter().chain(SETTINGS.iter());
+    let env: &[String] = spec
+        .process()
+        .as_ref()
+        .and_then(|p| p.env().as_deref())
+        .unwrap_or(&[]);
+    if enclave {
+        let unknown = env
+            .iter()
+            .map(|kv| kv.split_once('=').map_or(kv.as_str(), |(k, _)| k))
+            .find(|k| crate::enclave::is_enclave_var(k) && !known().any(|(v, _)| v == k));
+        if let Some(name) = unknown {
+            let names: Vec<&str> = known().map(|(v, _)| *v).collect();
+            return Err(RuneError::Enclave(format!(
+                "unknown enclave setting {name} in process.env (known: {})",
+                names.join(", ")
+            )));
+        }
+    }
+    // The first in order: the same line for the same spec.
+    let unknown = spec.annotations().as_ref().and_then(|a| {
+        a.keys()
+            .filter(|k| k.starts_with("enclave.") && !known().any(|(_, n)| n == k))
+            .min()
+    });
+    if let Some(name) = unknown {
+        let names: Vec<&str> = known().map(|(_, n)| *n).collect();
+        return Err(RuneError::Enclave(format!(
+            "unknown enclave annotation {name} (known: {})",
+            names.join(", ")
+        )));
+    }
+    Ok(())
 }
 
 impl ImageConfig {
@@ -594,6 +648,23 @@ mod tests {
             let err = checked(dir.path(), &env).unwrap_err();
             assert!(err.ends_with(want), "{env:?}: {err}");
         }
+    }
+
+    #[test]
+    fn unknown_settings_are_refused_naming_the_known_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = checked(
+            dir.path(),
+            &["ENCLAVE_IMAGE_POLICI=kbs:///default/policy/image"],
+        )
+        .unwrap_err();
+        assert!(
+            err.contains("unknown enclave setting ENCLAVE_IMAGE_POLICI in process.env (known: ENCLAVE_TYPE, "),
+            "{err}"
+        );
+        assert!(err.contains(", ENCLAVE_IMAGE_POLICY, "), "{err}");
+        // Known names pass (every one the module's table documents).
+        assert!(checked(dir.path(), &["ENCLAVE_IMAGE_ROOT_SIZE=64m"]).is_ok());
     }
 
     #[test]

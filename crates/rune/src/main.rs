@@ -35,13 +35,18 @@ fn main() {
             // As runc: with --log the error is the log's last `error` entry, where
             // containerd, docker and podman read it; on stderr (the container's own
             // during create) it would show twice.
-            tracing::error!("{err:#}");
+            tracing::error!("{}", cli_exit::one_line(&err));
             std::process::exit(failure);
         }
         Err(err) => {
             // As runc without --log: one logrus line, which tools recognise as an error.
             let time = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-            let line = logging::render(cli::LogFormat::Text, "error", &format!("{err:#}"), &time);
+            let line = logging::render(
+                cli::LogFormat::Text,
+                "error",
+                &cli_exit::one_line(&err),
+                &time,
+            );
             cli_exit::exit_with_line(&line, failure);
         }
     }

@@ -182,6 +182,81 @@ fn bad_enclave_runtimes_fail_create_cleanly() {
             rune_lines[0].contains(needle),
             "{name}: error does not say {needle:?}: {err}"
         );
+        // Each cause once ("…: No such file or directory: No such file or directory"
+        // was a missing PAL's line).
+        let parts: Vec<&str> = rune_lines[0].split(": ").collect();
+        for (i, p) in parts.iter().enumerate() {
+            assert!(!parts[i + 1..].contains(p), "{name}: {p:?} twice: {err}");
+        }
+        if name == "missing PAL" {
+            // strerror(ENOENT), as runc ends its line for a missing file.
+            assert_eq!(
+                rune_lines[0].matches("No such file or directory").count(),
+                1,
+                "{err}"
+            );
+        }
+        assert_eq!(
+            leftovers(rune.root.path(), &id),
+            Vec::<String>::new(),
+            "{name}"
+        );
+    }
+}
+
+/// A misspelled setting is not ignored (the container would run with the default: an
+/// image without its signature policy): create fails in one line naming it and the
+/// setting meant, and leaves nothing behind. The names are the README's.
+#[test]
+fn misspelled_enclave_settings_fail_create_cleanly() {
+    if !root_or_skip("misspelled_enclave_settings_fail_create_cleanly") {
+        return;
+    }
+    let rune = Rune::new();
+    let (pal, _) = sim_artifacts();
+    let image = "ENCLAVE_IMAGE=127.0.0.1:5000/test/app:v1";
+    // Name, variables, annotations, [the misspelled setting, the one meant].
+    type Case<'a> = (&'a str, Vec<&'a str>, Vec<(&'a str, &'a str)>, [&'a str; 2]);
+    let cases: Vec<Case> = vec![
+        (
+            "variable",
+            vec![image, "ENCLAVE_IMAGE_POLICI=kbs:///default/policy/image"],
+            vec![],
+            ["ENCLAVE_IMAGE_POLICI", "ENCLAVE_IMAGE_POLICY"],
+        ),
+        (
+            "annotation",
+            vec![image],
+            vec![("enclave.image.polcy", "kbs:///default/policy/image")],
+            ["enclave.image.polcy", "enclave.image.policy"],
+        ),
+        (
+            "runtime variable",
+            vec!["ENCLAVE_RUNTIME_ARG=debug"],
+            vec![],
+            ["ENCLAVE_RUNTIME_ARG", "ENCLAVE_RUNTIME_ARGS"],
+        ),
+    ];
+    for (name, env, annotations, [wrong, meant]) in cases {
+        let mut b = Bundle::new(&["/bin/true"]).enclave(&pal, "debug");
+        let e = b.spec["process"]["env"].as_array_mut().unwrap();
+        e.extend(env.into_iter().map(serde_json::Value::from));
+        for (k, v) in annotations {
+            b.spec["annotations"][k] = serde_json::Value::from(v);
+        }
+        b.save();
+        let id = unique_id("misspelt");
+        let out = rune.cmd(&["run", "--bundle", b.path().to_str().unwrap(), &id]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{name}: {err}");
+        let lines = error_messages(&err);
+        assert_eq!(lines.len(), 1, "{name}: {err}");
+        assert!(
+            lines[0].contains(&format!("unknown enclave setting {wrong} "))
+                || lines[0].contains(&format!("unknown enclave annotation {wrong} ")),
+            "{name}: {err}"
+        );
+        assert!(lines[0].contains(&format!(" {meant},")), "{name}: {err}");
         assert_eq!(
             leftovers(rune.root.path(), &id),
             Vec::<String>::new(),

@@ -39,8 +39,8 @@ fn image_bundle(boot: &Path, reference: &str, registry: &Registry, args: &[&str]
 
 /// `rune run` of `b` fails before the workload with docker's 125 ("the container could
 /// not be prepared") and exactly one `enclave-boot:` failure line naming `naming`, and
-/// leaves nothing behind.
-fn fails_preparing(rune: &Rune, b: &Bundle, naming: &str) {
+/// leaves nothing behind. Returns that line.
+fn fails_preparing(rune: &Rune, b: &Bundle, naming: &str) -> String {
     let id = unique_id("img");
     let out = rune.cmd(&["run", "--bundle", b.path().to_str().unwrap(), &id]);
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -52,6 +52,7 @@ fn fails_preparing(rune: &Rune, b: &Bundle, naming: &str) {
     assert_eq!(failures.len(), 1, "{stderr}");
     assert!(failures[0].contains(naming), "{stderr}");
     assert!(leftovers(rune.root.path(), &id).is_empty());
+    failures[0].to_string()
 }
 
 /// What every test here starts with: a private registry, a signed boot program, and a
@@ -126,6 +127,9 @@ fn an_image_is_pulled_and_run_inside_the_enclave() {
         stderr.contains("enclave-boot: manifest sha256:"),
         "{stderr}"
     );
+    // The marker layer holds one regular file (/etc/marker): counted in the singular.
+    assert!(stderr.contains(" 1 file, "), "{stderr}");
+    assert!(!stderr.contains(" 1 files"), "{stderr}");
 
     // The container's args override the image's Cmd, as docker's do; the program sees
     // the image's files, not the bundle's rootfs.
@@ -184,6 +188,30 @@ fn a_missing_image_fails_in_one_line_and_leaves_nothing() {
         "{lines:?}"
     );
     assert!(leftovers(rune.root.path(), &id).is_empty());
+}
+
+/// A plain-HTTP registry the container did not name in `ENCLAVE_IMAGE_INSECURE`, as a
+/// new user first tries it: the one failure line gives skopeo's words for it (read from
+/// skopeo) and the setting that allows it.
+#[test]
+fn a_plain_http_registry_without_the_setting_names_the_setting() {
+    if !needs("a_plain_http_registry_without_the_setting_names_the_setting") {
+        return;
+    }
+    let t = Setup::new();
+    let reference = t.push();
+    let skopeo_says = t.registry.skopeo_https_refusal().unwrap();
+    let b = common::image::image_bundle(&t.boot, &reference, "", &["/.rune/enclave-boot"], &[]);
+    let line = fails_preparing(&t.rune, &b, &skopeo_says);
+    let host = t.registry.host();
+    assert!(line.contains(&format!("{host}/test/app: ")), "{line}");
+    assert!(
+        line.contains(&format!(
+            "to pull from {host} over plain HTTP, add it to ENCLAVE_IMAGE_INSECURE"
+        )),
+        "{line}"
+    );
+    assert!(!line.contains("attempts"), "retried: {line}");
 }
 
 /// Registry names resolve inside the enclave through the container's own `/etc/hosts`

@@ -321,6 +321,23 @@ fn a_refused_enclave_gets_no_key_and_pulls_no_layer() {
         line.starts_with("enclave-boot: error: KBS: layer key "),
         "{line}"
     );
+    // The line and verdictd's log name the claim, the value found (the boot program's
+    // measurement as sim-sign computed it) and the reference values it is not among.
+    let why = format!(
+        "claim sim_mr_enclave is {}, not among the reference values ({other})",
+        bed.mr
+    );
+    assert!(line.contains(&why), "{line}");
+    assert!(
+        kbs.events()
+            .iter()
+            .any(|e| e["fields"]["message"] == "attested"
+                && e["fields"]["reasons"]
+                    .as_str()
+                    .is_some_and(|r| r.contains(&why))),
+        "{}",
+        kbs.log()
+    );
     assert_eq!(
         blob_requests(&bed.registry),
         before,

@@ -206,6 +206,26 @@ impl Registry {
         })
     }
 
+    /// What skopeo (containers/image over Go's net/http) says when told to reach this
+    /// plain-HTTP registry over HTTPS, as a new user would without
+    /// `--tls-verify=false`: the cause after the URL, e.g. `server gave HTTP response
+    /// to HTTPS client`. An error if skopeo does not fail that way.
+    pub fn skopeo_https_refusal(&self) -> Result<String, String> {
+        let reference = format!("docker://{}/test/any:v1", self.host());
+        let err = match crate::skopeo(&["inspect", "--raw", &reference]) {
+            Ok(_) => return Err(format!("skopeo reached {reference} over HTTPS")),
+            Err(e) => e,
+        };
+        // `… Get \"https://HOST/v2/\": http: <cause>"` (logrus quotes the message).
+        err.rsplit_once("/v2/")
+            .and_then(|(_, rest)| rest.trim_start_matches(['\\', '"']).strip_prefix(": "))
+            .map(|cause| {
+                let cause = cause.trim().trim_end_matches('"');
+                cause.strip_prefix("http: ").unwrap_or(cause).to_string()
+            })
+            .ok_or_else(|| format!("skopeo's error names no /v2/ request: {err}"))
+    }
+
     /// The registry's log so far.
     pub fn log(&self) -> String {
         fs::read_to_string(self.dir.join("registry.log")).unwrap_or_default()

@@ -46,6 +46,10 @@ pub fn tee_name(tee: rats::Tee) -> &'static str {
 pub const ACTIVE_POLICY: &str = "default_cpu";
 const REPORTED_POLICY_ID: &str = "default";
 
+/// The appraisal's key for why it is not affirming (one line each: the claim, the
+/// value found, the reference values it is not among); empty when it is.
+pub const REASONS: &str = "verdictd.reasons";
+
 /// Verifies and appraises attestations: the attestation policies, the reference
 /// values and the DCAP collateral.
 pub struct Appraiser {
@@ -275,10 +279,16 @@ impl Appraiser {
             AttestationPolicy::Rego(engine) => {
                 let a = ear_policy::evaluate(engine, &annotated, &reference_values)
                     .map_err(|e| KbsError::Attestation(format!("attestation policy: {e}")))?;
+                let status = ear_policy::status(&a.vector);
+                let reasons = match status {
+                    "affirming" => vec![],
+                    _ => ear_policy::explain(&a, tee_name, &annotated, &reference_values),
+                };
                 for (name, value) in a.extensions {
                     submod.insert(name, value);
                 }
-                submod.insert("ear.status".into(), json!(ear_policy::status(&a.vector)));
+                submod.insert("ear.status".into(), json!(status));
+                submod.insert(REASONS.into(), json!(reasons));
                 a.vector
             }
             AttestationPolicy::Rats(p) => {
@@ -289,7 +299,7 @@ impl Appraiser {
                     s => s,
                 };
                 submod.insert("ear.status".into(), json!(status));
-                submod.insert("verdictd.reasons".into(), json!(reasons));
+                submod.insert(REASONS.into(), json!(reasons));
                 vector
             }
         };

@@ -91,11 +91,13 @@ fn one_line(s: &str) -> String {
 }
 
 /// The outcome of a Rego policy: the trust vector (all eight claims, 0 where the
-/// policy said nothing) and the extensions.
+/// policy said nothing), the extensions, and the reference values it asked for
+/// (`query_reference_value` ids, in order, once each).
 #[derive(Debug, Clone, PartialEq)]
 pub struct RegoAppraisal {
     pub vector: BTreeMap<String, i64>,
     pub extensions: Vec<(String, Value)>,
+    pub queried: Vec<String>,
 }
 
 /// Evaluates a Rego attestation policy on `input` (the annotated evidence).
@@ -106,6 +108,8 @@ pub fn evaluate(
 ) -> Result<RegoAppraisal, String> {
     let mut engine = engine.clone();
     let rvs = reference_values.clone();
+    let queried = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let asked = queried.clone();
     engine
         .add_extension(
             "query_reference_value".into(),
@@ -117,6 +121,10 @@ pub fn evaluate(
                     .as_string()
                     .map_err(|_| anyhow::anyhow!("query_reference_value: the id is a string"))?
                     .to_string();
+                let mut asked = asked.lock().expect("queried ids");
+                if !asked.contains(&id) {
+                    asked.push(id.clone());
+                }
                 match rvs.get(&id) {
                     Some(v) => regorus::Value::from_json_str(&v.to_string()),
                     None => Ok(regorus::Value::Null),
@@ -169,7 +177,83 @@ pub fn evaluate(
             }
         }
     }
-    Ok(RegoAppraisal { vector, extensions })
+    let queried = queried.lock().expect("queried ids").clone();
+    Ok(RegoAppraisal {
+        vector,
+        extensions,
+        queried,
+    })
+}
+
+/// Why a Rego policy did not affirm, in words a user can act on (Trustee's token only
+/// gives the trust vector): each reference value the policy asked for that is not
+/// registered, and each claim of `tee`'s evidence named like a reference value it asked
+/// for (`sgx.body.mr_enclave` and `mr_enclave`, `sample.svn` and `svn`) whose value is
+/// not among them; then the trust claims that are not affirming, with their values.
+pub fn explain(
+    a: &RegoAppraisal,
+    tee: &str,
+    annotated: &Value,
+    reference_values: &ReferenceValues,
+) -> Vec<String> {
+    let mut reasons = Vec::new();
+    for id in &a.queried {
+        let Some(rv) = reference_values.get(id) else {
+            reasons.push(format!("no reference value {id} is registered"));
+            continue;
+        };
+        let accepted: Vec<&Value> = match rv {
+            Value::Array(items) => items.iter().collect(),
+            one => vec![one],
+        };
+        let mut found = Vec::new();
+        claims_named(&annotated[tee], id, tee, &mut found);
+        for (path, value) in found {
+            if !accepted.contains(&value) {
+                reasons.push(format!(
+                    "claim {path} is {}, not among the reference values {id} ({})",
+                    shown(value),
+                    accepted
+                        .iter()
+                        .map(|v| shown(v))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ));
+            }
+        }
+    }
+    let weak: Vec<String> = a
+        .vector
+        .iter()
+        .filter(|(_, v)| tier(**v) > 1)
+        .map(|(k, v)| format!("{k} {v}"))
+        .collect();
+    if !weak.is_empty() {
+        reasons.push(format!("trust vector: {}", weak.join(", ")));
+    }
+    reasons
+}
+
+/// The claims under `v` whose key is `name`, with their dotted paths from `prefix`.
+fn claims_named<'a>(v: &'a Value, name: &str, prefix: &str, out: &mut Vec<(String, &'a Value)>) {
+    if let Value::Object(map) = v {
+        for (k, child) in map {
+            let path = format!("{prefix}.{k}");
+            if k == name && !child.is_object() {
+                out.push((path, child));
+            } else {
+                claims_named(child, name, &path, out);
+            }
+        }
+    }
+}
+
+/// A claim or reference value as a user reads it: strings bare, the rest as JSON.
+fn shown(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
 }
 
 /// The AR4SI tier of one claim value: −1…1 none; 2…31 (and −2…−32) affirming; 32…95

@@ -226,9 +226,11 @@ async fn attest(
     })
     .await
     .map_err(|e| KbsError::Attestation(format!("verifier task: {e}")))??;
+    let reasons = reasons_of(&cpu0);
     tracing::info!(
         session = %&id[..id.len().min(8)],
         status = %cpu0["ear.status"].as_str().unwrap_or(""),
+        reasons = %reasons.join("; "),
         "attested"
     );
     let (token, _) = state.signer.issue(cpu0)?;
@@ -238,6 +240,19 @@ async fn attest(
         .headers_mut()
         .insert(header::SET_COOKIE, cookie(&id, expires));
     Ok(response)
+}
+
+/// The appraisal's reasons for not affirming ([`crate::appraise::REASONS`]).
+fn reasons_of(cpu0: &Value) -> Vec<String> {
+    cpu0[crate::appraise::REASONS]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// Refuses at attestation a key no secret could later be encrypted to.
@@ -283,8 +298,17 @@ async fn get_resource(
         .resource_policy
         .allows_query(&claims, "resource", &segments, &query)?
     {
+        // Why the attestation fell short, when it did: the client's one chance to
+        // learn which claim to fix (Trustee's token only has the trust vector).
+        let cpu0 = claims.pointer("/submods/cpu0").unwrap_or(&Value::Null);
+        let why = match (cpu0["ear.status"].as_str(), reasons_of(cpu0)) {
+            (Some(status), reasons) if status != "affirming" && !reasons.is_empty() => {
+                format!(" (the attestation is {status}: {})", reasons.join("; "))
+            }
+            _ => String::new(),
+        };
         return Err(KbsError::PolicyDeny(format!(
-            "Access denied by policy: the resource policy denies {path}"
+            "Access denied by policy: the resource policy denies {path}{why}"
         )));
     }
     let key = resource_path(&path)?;

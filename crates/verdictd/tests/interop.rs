@@ -341,3 +341,91 @@ fn admin_answers_have_trustees_shapes() {
         .unwrap_err();
     assert!(matches!(err, AgentError::Kbs { status: 401, .. }), "{err}");
 }
+
+/// An enclave whose claims are not among the reference values, as a new user first
+/// meets it: the refusal the agent reports and verdictd's log name the claim, the value
+/// found and the reference values, beside the trust vector Trustee's token gives
+/// (hardware 97: T:attestation-service/src/ear_token/ear_default_policy_cpu.rego).
+/// The sample evidence's `svn` is "1" (T:deps/verifier/src/sample/mod.rs).
+#[test]
+fn a_refusal_names_the_claim_its_value_and_the_reference_values() {
+    let v = Verdictd::start(&format!("resource_policy = \"affirming\"\n{ADMIN_OPEN}"));
+    store(&v, "default/key/demo", b"demo");
+    let rt = rt();
+    let detail = |v: &Verdictd| match rt.block_on(v.agent().get_resource("kbs:///default/key/demo"))
+    {
+        Err(AgentError::Kbs {
+            status: 401,
+            detail,
+            ..
+        }) => detail,
+        other => panic!("{other:?}"),
+    };
+
+    // Trustee's default_cpu, the reference values as kbs-client sends them, svn "2".
+    for (name, value) in [
+        ("launch_digest", json!(["abcde"])),
+        ("svn", json!(["2"])),
+        ("major_version", json!(1)),
+        ("minimum_minor_version", json!(4)),
+    ] {
+        let (status, b) = admin(
+            &v,
+            "POST",
+            "/kbs/v0/reference-value",
+            Some(rv_message(name, value)),
+        );
+        assert_eq!(status, 200, "{b}");
+    }
+    let token = rt.block_on(v.agent().attest()).unwrap();
+    assert_eq!(cpu0(&token)["ear.trustworthiness-vector"]["hardware"], 97);
+    let why = "claim sample.svn is 1, not among the reference values svn (2)";
+    let d = detail(&v);
+    assert!(
+        d.starts_with("Access denied by policy: the resource policy denies default/key/demo"),
+        "{d}"
+    );
+    assert!(d.contains(why), "{d}");
+    assert!(d.contains("hardware 97"), "{d}");
+    assert!(!d.contains("launch_digest"), "{d}");
+    assert!(!d.contains('\n'), "{d}");
+    let log = std::fs::read_to_string(v.dir.path().join("verdictd.log")).unwrap();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("attested") && l.contains(why)),
+        "{log}"
+    );
+    // The agent's command, as a user runs it: one line, with the same words.
+    let agent = test_support::release_artifact("attestation-agent", "attestation-agent").unwrap();
+    let out = std::process::Command::new(agent)
+        .args(["--url", &v.url, "--tee", "sample", "get-resource"])
+        .arg("kbs:///default/key/demo")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.starts_with("attestation-agent: "), "{stderr}");
+    assert!(stderr.contains(why), "{stderr}");
+    // A reference value the policy needs and nobody registered is named too.
+    let (status, _) = admin(&v, "DELETE", "/kbs/v0/reference-value/svn", None);
+    assert_eq!(status, 200);
+    let d = detail(&v);
+    assert!(d.contains("no reference value svn is registered"), "{d}");
+
+    // verdictd's own rats policy: the claim by its rats name.
+    let (status, b) = admin(
+        &v,
+        "POST",
+        "/kbs/v0/attestation-policy",
+        Some(attestation_policy_message(
+            "allow_software_tees = true\n[expected]\nsample_svn = [\"2\", \"3\"]\n",
+        )),
+    );
+    assert_eq!(status, 200, "{b}");
+    let d = detail(&v);
+    assert!(
+        d.contains("claim sample_svn is 1, not among the reference values (2, 3)"),
+        "{d}"
+    );
+}

@@ -175,7 +175,7 @@ impl Destination {
                         .client
                         .push_manifest_raw(&oci_ref, bytes.to_vec(), content_type.clone())
                         .await
-                        .map_err(|e| classify(e, &location, &what))
+                        .map_err(|e| classify(e, &location, &what, target.registry(), config))
                 })
                 .await?;
             }
@@ -202,7 +202,7 @@ async fn put_remote_blob(
         client
             .blob_exists(&oci_ref, &desc.digest)
             .await
-            .map_err(|e| classify(e, &location, &what))
+            .map_err(|e| classify(e, &location, &what, r.registry(), config))
     })
     .await?;
     if exists {
@@ -234,7 +234,7 @@ async fn put_remote_blob(
         client
             .push_blob_stream(&oci_ref, stream, &desc.digest, Some(desc.size))
             .await
-            .map_err(|e| classify(e, &location, &what))
+            .map_err(|e| classify(e, &location, &what, r.registry(), config))
     })
     .await?;
     Ok(())

@@ -173,7 +173,7 @@ impl Remote {
             self.client
                 .pull_manifest_raw(&oci_ref, &self.auth, &ACCEPTED_MANIFEST_TYPES)
                 .await
-                .map_err(|e| classify(e, &location, what))
+                .map_err(|e| classify(e, &location, what, r.registry(), cfg))
         })
         .await?;
         if bytes.len() as u64 > cfg.max_metadata_size {
@@ -225,7 +225,7 @@ impl Remote {
             {
                 Ok(s) => s,
                 Err(e) => {
-                    let a = classify(e, &location, &what);
+                    let a = classify(e, &location, &what, r.registry(), cfg);
                     if a.retry && attempt < cfg.retry.attempts.max(1) {
                         backoff(cfg, attempt, &location, &what, &a.error).await;
                         continue;
@@ -342,8 +342,16 @@ fn with_attempts(a: Attempt, attempts: u32) -> Error {
     }
 }
 
-/// Maps an oci-client error to ours: status codes kept, retryable ones marked.
-pub(crate) fn classify(e: OciDistributionError, location: &str, what: &str) -> Attempt {
+/// Maps an oci-client error to ours: status codes kept, retryable ones marked. A plain
+/// HTTP answer to an HTTPS request to `registry` says so, with `cfg.plain_http_hint`,
+/// and is not retried.
+pub(crate) fn classify(
+    e: OciDistributionError,
+    location: &str,
+    what: &str,
+    registry: &str,
+    cfg: &RegistryConfig,
+) -> Attempt {
     let status = |status: u16, detail: String, retry: bool| Attempt {
         error: Error::Status {
             location: location.to_string(),
@@ -400,6 +408,13 @@ pub(crate) fn classify(e: OciDistributionError, location: &str, what: &str) -> A
             };
             status(code, detail, code >= 500 || code == 429)
         }
+        OciDistributionError::RequestError(re) if plain_http_answer(&re) => transport(
+            format!(
+                "server gave HTTP response to HTTPS client: {}",
+                cfg.plain_http_hint.replace("{registry}", registry)
+            ),
+            false,
+        ),
         OciDistributionError::RequestError(re) => {
             let retry = re.is_connect() || re.is_timeout() || re.is_request() || re.is_body();
             transport(chain(&re), retry)
@@ -414,6 +429,34 @@ pub(crate) fn classify(e: OciDistributionError, location: &str, what: &str) -> A
         ),
         other => transport(chain(&other), false),
     }
+}
+
+/// Whether a TLS handshake failed because the server answered in plain HTTP: rustls
+/// reads the answer's `HTTP/1.1 400` as a record of an invalid content type (Go's
+/// crypto/tls checks for `HTTP/` there, and net/http reports "server gave HTTP
+/// response to HTTPS client"). rustls's error reaches us inside `io::Error`s (from
+/// tokio-rustls, then reqwest's connector), whose `source()` skips it: look inside.
+fn plain_http_answer(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur = Some(e);
+    while let Some(err) = cur {
+        let mut inner = err;
+        while let Some(i) = inner
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+        {
+            inner = i;
+        }
+        if matches!(
+            inner.downcast_ref::<rustls::Error>(),
+            Some(rustls::Error::InvalidMessage(
+                rustls::InvalidMessage::InvalidContentType
+            ))
+        ) {
+            return true;
+        }
+        cur = err.source();
+    }
+    false
 }
 
 /// An error and its sources on one line (`a: b: c`), without repeats.
