@@ -365,6 +365,56 @@ fn every_kind_of_standard_stream_reaches_the_program_as_with_runc() {
     }
 }
 
+/// What the terminal tests share: a platform, three state roots (runc, plain rune,
+/// enclave rune), `probe` as a plain and an enclave program with `process.terminal`,
+/// and a plain and an enclave sleeper to exec into.
+struct TerminalBed {
+    out: tempfile::TempDir,
+    platform: tempfile::TempDir,
+    roots: [tempfile::TempDir; 3],
+    plain: Bundle,
+    enclave: Bundle,
+    sleepers: [Bundle; 2],
+}
+
+impl TerminalBed {
+    fn new(probe: &str) -> Self {
+        let (pal, _) = sim_artifacts();
+        let out = tempfile::tempdir().unwrap();
+        let with_terminal = |mut b: Bundle| {
+            b.spec["process"]["terminal"] = serde_json::json!(true);
+            b.save();
+            b
+        };
+        TerminalBed {
+            plain: with_terminal(bundle(&["sh", "-c", probe], out.path(), None)),
+            enclave: with_terminal(bundle(&["/bin/sh", "-c", probe], out.path(), Some(&pal))),
+            sleepers: [
+                bundle(&["sleep", "100"], out.path(), None),
+                bundle(&["/bin/sleep", "100"], out.path(), Some(&pal)),
+            ],
+            platform: tempfile::tempdir().unwrap(),
+            roots: [(); 3].map(|_| tempfile::tempdir().unwrap()),
+            out,
+        }
+    }
+
+    /// (name, runtime, the probe's bundle, the sleeper's bundle) for runc, plain rune
+    /// and enclave rune.
+    fn cases(&self) -> [(&'static str, Runtime<'_>, &Bundle, &Bundle); 3] {
+        let rt = |bin, i: usize| Runtime {
+            bin,
+            root: self.roots[i].path(),
+            platform: self.platform.path(),
+        };
+        [
+            ("runc", rt(RUNC, 0), &self.plain, &self.sleepers[0]),
+            ("plain", rt(RUNE, 1), &self.plain, &self.sleepers[0]),
+            ("enclave", rt(RUNE, 2), &self.enclave, &self.sleepers[1]),
+        ]
+    }
+}
+
 /// With `process.terminal`: whether fds 0-2 are terminals and which, whether the pty is
 /// the program's controlling terminal with the program's process group in the
 /// foreground (so ^C typed on it signals the program), what `tty` names; then a line
@@ -443,33 +493,10 @@ fn a_terminal_reaches_the_console_socket_as_with_runc() {
     if !root_or_skip("terminal") || !tool_or_skip("terminal", RUNC) {
         return;
     }
-    let (pal, _) = sim_artifacts();
-    let out = tempfile::tempdir().unwrap();
-    let platform = tempfile::tempdir().unwrap();
-    let roots = [(); 3].map(|_| tempfile::tempdir().unwrap());
-    let rt = |bin, i: usize| Runtime {
-        bin,
-        root: roots[i].path(),
-        platform: platform.path(),
-    };
     let probe = TERMINAL_PROBE.replace("/out/", "/tmp/");
-    let with_terminal = |b: Bundle| {
-        let mut b = b;
-        b.spec["process"]["terminal"] = serde_json::json!(true);
-        b.save();
-        b
-    };
-    let plain = with_terminal(bundle(&["sh", "-c", &probe], out.path(), None));
-    let enclave_b = with_terminal(bundle(&["/bin/sh", "-c", &probe], out.path(), Some(&pal)));
-    let sleepers = [
-        bundle(&["sleep", "100"], out.path(), None),
-        bundle(&["/bin/sleep", "100"], out.path(), Some(&pal)),
-    ];
-    let cases = [
-        ("runc", rt(RUNC, 0), &plain, &sleepers[0]),
-        ("plain", rt(RUNE, 1), &plain, &sleepers[0]),
-        ("enclave", rt(RUNE, 2), &enclave_b, &sleepers[1]),
-    ];
+    let bed = TerminalBed::new(&probe);
+    let (out, roots) = (&bed.out, &bed.roots);
+    let cases = bed.cases();
     let socket = out.path().join("console.sock");
     let mut results = HashMap::new();
     let mut failures = Vec::new();
@@ -687,33 +714,10 @@ fn a_foreground_terminal_is_proxied_to_the_callers_as_with_runc() {
     if !root_or_skip("foreground terminal") || !tool_or_skip("foreground terminal", RUNC) {
         return;
     }
-    let (pal, _) = sim_artifacts();
-    let out = tempfile::tempdir().unwrap();
-    let platform = tempfile::tempdir().unwrap();
-    let roots = [(); 3].map(|_| tempfile::tempdir().unwrap());
-    let rt = |bin, i: usize| Runtime {
-        bin,
-        root: roots[i].path(),
-        platform: platform.path(),
-    };
     let probe = foreground_probe();
-    let with_terminal = |b: Bundle| {
-        let mut b = b;
-        b.spec["process"]["terminal"] = serde_json::json!(true);
-        b.save();
-        b
-    };
-    let plain = with_terminal(bundle(&["sh", "-c", &probe], out.path(), None));
-    let enclave_b = with_terminal(bundle(&["/bin/sh", "-c", &probe], out.path(), Some(&pal)));
-    let sleepers = [
-        bundle(&["sleep", "100"], out.path(), None),
-        bundle(&["/bin/sleep", "100"], out.path(), Some(&pal)),
-    ];
-    let cases = [
-        ("runc", rt(RUNC, 0), &plain, &sleepers[0]),
-        ("plain", rt(RUNE, 1), &plain, &sleepers[0]),
-        ("enclave", rt(RUNE, 2), &enclave_b, &sleepers[1]),
-    ];
+    let bed = TerminalBed::new(&probe);
+    let (out, roots) = (&bed.out, &bed.roots);
+    let cases = bed.cases();
     let mut results = HashMap::new();
     let mut failures = Vec::new();
     for (what, rt, b, sleeper) in &cases {
