@@ -365,10 +365,10 @@ fn every_kind_of_standard_stream_reaches_the_program_as_with_runc() {
     }
 }
 
-/// What the terminal tests share: a platform, three state roots (runc, plain rune,
-/// enclave rune), `probe` as a plain and an enclave program with `process.terminal`,
-/// and a plain and an enclave sleeper to exec into.
-struct TerminalBed {
+/// What the comparisons with runc share: a platform, three state roots (runc, plain
+/// rune, enclave rune), `probe` as a plain and an enclave program (with
+/// `process.terminal` when `terminal`), and a plain and an enclave sleeper to exec into.
+struct Bed {
     out: tempfile::TempDir,
     platform: tempfile::TempDir,
     roots: [tempfile::TempDir; 3],
@@ -377,16 +377,18 @@ struct TerminalBed {
     sleepers: [Bundle; 2],
 }
 
-impl TerminalBed {
-    fn new(probe: &str) -> Self {
+impl Bed {
+    fn new(probe: &str, terminal: bool) -> Self {
         let (pal, _) = sim_artifacts();
         let out = tempfile::tempdir().unwrap();
         let with_terminal = |mut b: Bundle| {
-            b.spec["process"]["terminal"] = serde_json::json!(true);
-            b.save();
+            if terminal {
+                b.spec["process"]["terminal"] = serde_json::json!(true);
+                b.save();
+            }
             b
         };
-        TerminalBed {
+        Bed {
             plain: with_terminal(bundle(&["sh", "-c", probe], out.path(), None)),
             enclave: with_terminal(bundle(&["/bin/sh", "-c", probe], out.path(), Some(&pal))),
             sleepers: [
@@ -494,7 +496,7 @@ fn a_terminal_reaches_the_console_socket_as_with_runc() {
         return;
     }
     let probe = TERMINAL_PROBE.replace("/out/", "/tmp/");
-    let bed = TerminalBed::new(&probe);
+    let bed = Bed::new(&probe, true);
     let (out, roots) = (&bed.out, &bed.roots);
     let cases = bed.cases();
     let socket = out.path().join("console.sock");
@@ -715,7 +717,7 @@ fn a_foreground_terminal_is_proxied_to_the_callers_as_with_runc() {
         return;
     }
     let probe = foreground_probe();
-    let bed = TerminalBed::new(&probe);
+    let bed = Bed::new(&probe, true);
     let (out, roots) = (&bed.out, &bed.roots);
     let cases = bed.cases();
     let mut results = HashMap::new();
@@ -835,40 +837,11 @@ fn a_program_holds_no_descriptor_runcs_would_not() {
     if !root_or_skip("descriptors") || !tool_or_skip("descriptors", RUNC) {
         return;
     }
-    let (pal, _) = sim_artifacts();
-    let out = tempfile::tempdir().unwrap();
-    let platform = tempfile::tempdir().unwrap();
-    let roots = [(); 3].map(|_| tempfile::tempdir().unwrap());
-    let rt = |bin, i: usize| Runtime {
-        bin,
-        root: roots[i].path(),
-        platform: platform.path(),
-    };
     // The shell's own descriptors, then the report channel's number (empty outside an
     // enclave).
     let probe =
         r#"for f in /proc/$$/fd/*; do printf '%s ' "${f##*/}"; done; echo "sim:$INCLAVARE_SIM_FD""#;
-    let cases = [
-        (
-            "runc",
-            rt(RUNC, 0),
-            bundle(&["sh", "-c", probe], out.path(), None),
-        ),
-        (
-            "plain",
-            rt(RUNE, 1),
-            bundle(&["sh", "-c", probe], out.path(), None),
-        ),
-        (
-            "enclave",
-            rt(RUNE, 2),
-            bundle(&["/bin/sh", "-c", probe], out.path(), Some(&pal)),
-        ),
-    ];
-    let sleepers = [
-        bundle(&["sleep", "100"], out.path(), None),
-        bundle(&["/bin/sleep", "100"], out.path(), Some(&pal)),
-    ];
+    let bed = Bed::new(probe, false);
     // (the descriptors, the report channel)
     let parse = |out: &[u8]| -> (Vec<u32>, Option<u32>) {
         let out = String::from_utf8_lossy(out);
@@ -881,12 +854,11 @@ fn a_program_holds_no_descriptor_runcs_would_not() {
         (fds, sim.parse().ok())
     };
     let mut seen = HashMap::new();
-    for (what, rt, b) in &cases {
+    for (what, rt, b, sleeper) in &bed.cases() {
         let id = unique_id("fds");
         let o =
             output_via_files(&mut rt.cmd(&["run", "--bundle", b.path().to_str().unwrap(), &id]));
         seen.insert((*what, "run"), parse(&o.stdout));
-        let sleeper = &sleepers[usize::from(*what == "enclave")];
         rt.ok(&[
             "run",
             "-d",
