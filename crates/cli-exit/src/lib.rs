@@ -69,10 +69,19 @@ pub fn parse<P: clap::Parser>() -> P {
     P::try_parse().unwrap_or_else(|e| exit_on_clap_error(&e))
 }
 
-/// Prints clap's help, version or usage error to its stream and exits with clap's code
-/// (0 for help and version, 2 for a usage error); dies of `SIGPIPE` when that stream is
-/// a closed pipe.
+/// Prints clap's help or version to its stream and exits 0, or a usage error as one line
+/// (see [`usage_line`]) on stderr and exits 2, clap's code; dies of `SIGPIPE` when that
+/// stream is a closed pipe.
 pub fn exit_on_clap_error(err: &clap::Error) -> ! {
+    match usage_line(err) {
+        Some(line) => exit_with_line(&line, err.exit_code()),
+        None => exit_printing_clap(err),
+    }
+}
+
+/// Prints clap's help or version (or anything else clap renders) to its stream and exits
+/// with clap's code.
+pub fn exit_printing_clap(err: &clap::Error) -> ! {
     // stdout is line-buffered: the last line's failure may only show at the flush.
     let printed = err
         .print()
@@ -84,6 +93,43 @@ pub fn exit_on_clap_error(err: &clap::Error) -> ! {
         }
     }
     std::process::exit(err.exit_code())
+}
+
+/// A usage error as one line, `error: <what clap found> (usage: <the usage line>)`,
+/// or `None` for help and version, which are not errors. clap renders a usage error in
+/// several paragraphs (the error, a tip, the usage, a pointer to `--help`); tools that
+/// read one line of stderr, and people scanning a log, get the first and the usage.
+pub fn usage_line(err: &clap::Error) -> Option<String> {
+    use clap::error::ErrorKind;
+    if matches!(
+        err.kind(),
+        ErrorKind::DisplayHelp
+            | ErrorKind::DisplayVersion
+            | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    ) {
+        return None;
+    }
+    // `StyledStr`'s Display is the plain text, without colours.
+    let text = err.render().to_string();
+    // The first paragraph is the error, possibly over several lines (the missing
+    // arguments are listed one per line below it).
+    let first = text
+        .lines()
+        .map(str::trim)
+        .take_while(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ");
+    let first = if first.is_empty() {
+        "error: invalid usage".to_string()
+    } else {
+        first
+    };
+    Some(
+        match text.lines().find_map(|l| l.trim().strip_prefix("Usage: ")) {
+            Some(usage) => format!("{first} (usage: {usage})"),
+            None => first,
+        },
+    )
 }
 
 /// True when `err` or any error in its chain is an I/O error of kind `BrokenPipe`.
@@ -173,6 +219,30 @@ mod tests {
             "failed printing to stdout: No space left on device (os error 28)"
         ));
         assert!(!is_print_to_closed_pipe("index out of bounds"));
+    }
+
+    #[test]
+    fn a_usage_error_is_one_line_with_the_usage_and_help_is_none() {
+        let cmd = clap::Command::new("tool").subcommand(clap::Command::new("list"));
+        let err = cmd
+            .clone()
+            .try_get_matches_from(["tool", "--bogus"])
+            .unwrap_err();
+        let line = usage_line(&err).unwrap();
+        assert!(!line.contains('\n'), "{line:?}");
+        assert!(
+            line.starts_with("error: ") && line.contains("'--bogus'"),
+            "{line}"
+        );
+        assert!(line.ends_with("(usage: tool [COMMAND])"), "{line}");
+        let two = clap::Command::new("tool")
+            .arg(clap::Arg::new("a").required(true))
+            .arg(clap::Arg::new("b").required(true));
+        let err = two.try_get_matches_from(["tool"]).unwrap_err();
+        let line = usage_line(&err).unwrap();
+        assert!(line.contains("<a> <b>") && !line.contains('\n'), "{line}");
+        let help = cmd.try_get_matches_from(["tool", "--help"]).unwrap_err();
+        assert_eq!(usage_line(&help), None);
     }
 
     #[test]

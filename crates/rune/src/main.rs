@@ -6,9 +6,28 @@ mod commands;
 mod logging;
 mod seal;
 
+/// The command line, or the end: help and version as clap prints them; a usage error as
+/// runc ends one, status 1 and a logrus `level=error` line (runc's urfave/cli prints its
+/// help too, which we leave out: one line says what was wrong).
+fn parse() -> cli::Cli {
+    use clap::Parser;
+    cli::Cli::try_parse().unwrap_or_else(|err| match cli_exit::usage_line(&err) {
+        None => cli_exit::exit_printing_clap(&err),
+        Some(line) => {
+            let msg = line.strip_prefix("error: ").unwrap_or(&line);
+            let line = logging::render(cli::LogFormat::Text, "error", msg, &now());
+            cli_exit::exit_with_line(&line, 1)
+        }
+    })
+}
+
+fn now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
 fn main() {
     cli_exit::init();
-    let cli = cli_exit::parse::<cli::Cli>();
+    let cli = parse();
     if commands::enters_container(&cli) {
         if let Err(err) = seal::ensure_sealed() {
             cli_exit::exit_on_error("rune", &err);
@@ -40,12 +59,11 @@ fn main() {
         }
         Err(err) => {
             // As runc without --log: one logrus line, which tools recognise as an error.
-            let time = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
             let line = logging::render(
                 cli::LogFormat::Text,
                 "error",
                 &cli_exit::one_line(&err),
-                &time,
+                &now(),
             );
             cli_exit::exit_with_line(&line, failure);
         }

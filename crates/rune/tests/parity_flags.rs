@@ -759,3 +759,41 @@ fn mount_and_rlimit_failures_name_what_runcs_lines_name() {
         );
     }
 }
+
+/// Usage errors end as runc's do: status 1 and a `level=error` line naming what was
+/// wrong (runc prints its help text around it; rune's stderr is the one line). With no
+/// command at all both print their help on stdout and exit 0.
+#[test]
+fn usage_errors_end_as_runcs_in_one_error_line() {
+    if skip("usage errors") {
+        return;
+    }
+    let root = tempfile::tempdir().unwrap();
+    // (arguments, a word runc's error line holds that rune's must hold too)
+    let cases: [(&[&str], &str); 4] = [
+        (&["--bogus", "list"], "bogus"),
+        (&["run", "--bogus", "c1"], "bogus"),
+        (&["kill"], "kill"),
+        (&["state", "a", "b"], "state"),
+    ];
+    for (args, word) in cases {
+        let runc = runtime(RUNC, root.path(), args);
+        let rune = runtime(RUNE, root.path(), args);
+        let runc_msg = error_messages(&runc.2).pop().unwrap_or_default();
+        assert!(runc_msg.contains(word), "runc {args:?}: {runc:?}");
+        let (code, one, msg) = failure(&rune);
+        assert_eq!(code, runc.0, "rune {args:?}: {rune:?}");
+        assert!(one, "rune {args:?}: not one error line: {:?}", rune.2);
+        assert!(msg.contains(word), "rune {args:?}: {msg}");
+        assert!(rune.1.is_empty(), "rune {args:?} printed {:?}", rune.1);
+    }
+    for rt in [RUNC, RUNE] {
+        let (code, out, err) = runtime(rt, root.path(), &[]);
+        assert_eq!(code, 0, "{rt}: {err}");
+        assert!(
+            out.contains("USAGE") || out.contains("Usage"),
+            "{rt}: {out}"
+        );
+        assert!(err.is_empty(), "{rt}: {err}");
+    }
+}

@@ -284,8 +284,10 @@ fn copy_thread(src: impl Into<OwnedFd>, dst: File) -> watch::Receiver<bool> {
     rx
 }
 
-/// How long the end of a process's output may wait in a fifo for its client.
-const FIFO_READ_LIMIT: Duration = Duration::from_secs(2);
+/// How long the end of a process's output may wait in a fifo for its client. A client
+/// that opened the fifo reads it at once; one starved of CPU on a loaded node may take
+/// seconds (a test once lost a quick process's stderr under load with 2 s here).
+const FIFO_READ_LIMIT: Duration = Duration::from_secs(10);
 
 /// A fifo opened read-write never blocks, so a quick process's output can be all
 /// copied before the client has opened its end; closing ours then would discard it.
