@@ -120,7 +120,16 @@ impl Runtime {
         // existing container directory) and moved into it once the container exists.
         let agent_name = format!(".agent-{}.sock", std::process::id());
         let agent_tmp = self.root.join(&agent_name);
+        // A spec rune changed (unknown capabilities left out) is built from a copy.
         let mut injected = None;
+        if !bundle.dropped_capabilities.is_empty() {
+            // runc's words (libcontainer/capabilities); the container runs without them.
+            tracing::warn!(
+                "ignoring unknown or unavailable capabilities: [{}]",
+                bundle.dropped_capabilities.join(" ")
+            );
+            injected = Some(bundle.spec.clone());
+        }
         let enclave_config = enclave::config_from_spec(&bundle.spec)?;
         let image = image::config_from_spec(&bundle.spec, enclave_config.as_ref())?;
         let executor = match enclave_config {

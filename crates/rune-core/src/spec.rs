@@ -21,6 +21,10 @@ pub struct Bundle {
     pub spec: Spec,
     /// Absolute, canonical path of the root filesystem.
     pub rootfs: PathBuf,
+    /// Capabilities of `config.json` this runtime does not know, left out of `spec` (see
+    /// [`parse_dropping_unknown_capabilities`]); when any, the container must be built
+    /// from a copy holding `spec`.
+    pub dropped_capabilities: Vec<String>,
 }
 
 impl Bundle {
@@ -35,10 +39,52 @@ impl Bundle {
             path: path.clone(),
             source,
         })?;
-        let spec = parse(&bytes)?;
+        let (spec, dropped_capabilities) = parse_dropping_unknown_capabilities(&bytes)?;
         let rootfs = check(&spec, &dir)?;
-        Ok(Bundle { dir, spec, rootfs })
+        Ok(Bundle {
+            dir,
+            spec,
+            rootfs,
+            dropped_capabilities,
+        })
     }
+}
+
+/// Parses `config.json` bytes as [`parse`] does, leaving out of `process.capabilities`
+/// the names this runtime does not know (a newer kernel's, or a typo), as runc does:
+/// it warns and runs without them, where parsing them would refuse the whole bundle.
+/// Returns the spec and the names left out.
+pub fn parse_dropping_unknown_capabilities(bytes: &[u8]) -> Result<(Spec, Vec<String>)> {
+    use libcontainer::oci_spec::runtime::Capability;
+    let Ok(mut value) = serde_json::from_slice::<serde_json::Value>(bytes) else {
+        return parse(bytes).map(|spec| (spec, Vec::new()));
+    };
+    let mut dropped = Vec::new();
+    if let Some(sets) = value
+        .pointer_mut("/process/capabilities")
+        .and_then(|c| c.as_object_mut())
+    {
+        for set in sets.values_mut() {
+            if let Some(names) = set.as_array_mut() {
+                names.retain(|name| {
+                    let known = !name.is_string()
+                        || serde_json::from_value::<Capability>(name.clone()).is_ok();
+                    if !known {
+                        let name = name.as_str().unwrap_or_default().to_string();
+                        if !dropped.contains(&name) {
+                            dropped.push(name);
+                        }
+                    }
+                    known
+                });
+            }
+        }
+    }
+    if dropped.is_empty() {
+        return parse(bytes).map(|spec| (spec, dropped));
+    }
+    let bytes = serde_json::to_vec(&value).expect("a JSON value serialises");
+    parse(&bytes).map(|spec| (spec, dropped))
 }
 
 /// Parses `config.json` bytes, naming the JSON path of the first value that does not fit.

@@ -13,7 +13,9 @@ use crate::utils;
 
 #[derive(Debug, thiserror::Error)]
 pub enum HookError {
-    #[error("failed to execute hook command")]
+    // PATCH(inclavare): the cause in the message too: callers that show only the
+    // outermost message (`failed hooks {0}`) lost it.
+    #[error("failed to execute hook command: {0}")]
     CommandExecute(#[source] std::io::Error),
     #[error("failed to encode container state")]
     EncodeContainerState(#[source] serde_json::Error),
@@ -22,8 +24,9 @@ pub enum HookError {
     NonZeroExitCode(i32),
     #[error("hook command was killed by a signal")]
     Killed,
-    #[error("failed to execute hook command due to a timeout")]
-    Timeout,
+    // PATCH(inclavare): runc's words, with the timeout the hook was given.
+    #[error("hook ran past specified timeout of {0:.1}s")]
+    Timeout(f64),
     #[error("container state is required to run hook")]
     MissingContainerState,
     #[error("failed to write container state to stdin")]
@@ -153,7 +156,7 @@ pub fn run_hooks(
                         // Kill the process. There is no need to further clean
                         // up because we will be error out.
                         let _ = signal::kill(hook_process_pid, signal::Signal::SIGKILL);
-                        return Err(HookError::Timeout);
+                        return Err(HookError::Timeout(timeout_sec as f64));
                     }
                     Err(_) => {
                         unreachable!();
@@ -177,6 +180,32 @@ pub fn run_hooks(
     Ok(())
 }
 
+/// PATCH(inclavare): [`run_hooks`] for the hooks that stop the lifecycle when they fail
+/// (`prestart`, `createRuntime`, `createContainer`, `startContainer`): stops at the
+/// first failure and names it as runc does ([`HookError::Numbered`]: `prestart hook #0
+/// (/no/hook): …`), so the error line says which hook and why.
+pub fn run_hooks_named(
+    name: &str,
+    hooks: Option<&Vec<Hook>>,
+    state: Option<&State>,
+    cwd: Option<&Path>,
+    pid: Option<Pid>,
+    default_env: Option<&HashMap<String, String>>,
+) -> Result<()> {
+    for (index, hook) in hooks.into_iter().flatten().enumerate() {
+        let one = vec![hook.clone()];
+        run_hooks(Some(&one), state, cwd, pid, default_env).map_err(|err| {
+            HookError::Numbered {
+                name: name.to_string(),
+                index,
+                path: hook.path().clone(),
+                source: Box::new(err),
+            }
+        })?;
+    }
+    Ok(())
+}
+
 /// PATCH(inclavare): runs every hook even when one fails and returns the failures, each
 /// [`HookError::Numbered`]. The runtime spec's rule for `poststart` and `poststop` ("the
 /// runtime MUST log a warning, but the remaining hooks and lifecycle continue"); the
@@ -191,6 +220,11 @@ pub fn run_hooks_each(
 ) -> Vec<HookError> {
     let mut state = state.clone();
     state.status = status;
+    if status == crate::container::ContainerStatus::Stopped {
+        // The spec requires a pid only while the container is created or running; runc
+        // gives poststop hooks none (the init is gone, its pid may be another's now).
+        state.pid = None;
+    }
     let mut failures = Vec::new();
     for (index, hook) in hooks.into_iter().flatten().enumerate() {
         let one = vec![hook.clone()];
@@ -368,7 +402,7 @@ mod test {
                     "The test expects the hook to error out with timeout. Should not execute cleanly"
                 );
             }
-            Err(HookError::Timeout) => {}
+            Err(HookError::Timeout(_)) => {}
             Err(err) => {
                 bail!(
                     "The test expects the hook to error out with timeout. Got error: {}",

@@ -175,7 +175,8 @@ pub fn container_main_process(container_args: &ContainerArgs) -> Result<Pid> {
         if let Some(hooks) = container_args.spec.hooks() {
             init_main_receiver.wait_for_hook_request()?;
             if let Some(container_for_hooks) = &container_args.container {
-                hooks::run_hooks(
+                hooks::run_hooks_named(
+                    "prestart",
                     hooks.prestart().as_ref(),
                     Some(&container_for_hooks.state),
                     None,
@@ -187,7 +188,8 @@ pub fn container_main_process(container_args: &ContainerArgs) -> Result<Pid> {
                     err
                 })?;
 
-                hooks::run_hooks(
+                hooks::run_hooks_named(
+                    "createRuntime",
                     hooks.create_runtime().as_ref(),
                     Some(&container_for_hooks.state),
                     None,

@@ -104,11 +104,14 @@ pub fn container_init_process(
 
             // create_container hook needs to be called after the namespace setup, but
             // before pivot_root is called. This runs in the container namespaces.
-            hooks::run_hooks(
+            // PATCH(inclavare): named on failure; the state's pid is the init's own
+            // (1 in a new pid namespace), as runc gives it.
+            hooks::run_hooks_named(
+                "createContainer",
                 hooks.create_container().as_ref(),
                 ctx.container.map(|c| &c.state),
                 None,
-                None,
+                Some(nix::unistd::getpid()),
                 None,
             )
             .map_err(|err| {
@@ -473,6 +476,12 @@ pub fn container_init_process(
         InitProcessError::Channel(err)
     })?;
 
+    // PATCH(inclavare): a created container's init is pid 1 of its pid namespace, and the
+    // kernel drops the signals pid 1 has no handler for (pid_namespaces(7)). runc's init
+    // is a Go program, whose runtime handles every signal, so `runc kill ID TERM` ends a
+    // created container; ours would stay created. Until start, the signals that end a
+    // process by default end this one, with the status a shell gives (128 + signal).
+    let created_signals = TerminatingSignals::handle();
     // listing on the notify socket for container start command
     ctx.notify_listener
         .wait_for_container_start()
@@ -484,6 +493,7 @@ pub fn container_init_process(
         tracing::error!(?err, "failed to close notify socket");
         err
     })?;
+    drop(created_signals);
 
     // start_container hook needs to be called after the namespace setup, but
     // before pivot_root is called. This runs in the container namespaces.
@@ -496,14 +506,18 @@ pub fn container_init_process(
                 state.status = crate::container::ContainerStatus::Created;
                 state
             });
-            hooks::run_hooks(
+            hooks::run_hooks_named(
+                "startContainer",
                 hooks.start_container().as_ref(),
                 state.as_ref(),
                 None,
-                None,
+                Some(nix::unistd::getpid()),
                 Some(&start_container_env),
             )
             .map_err(|err| {
+                // PATCH(inclavare): `start` has returned and no one reads the channel
+                // any more: say it on the container's stderr, as runc's init does.
+                let _ = writeln!(std::io::stderr(), "{}", crate::process::channel::error_chain(&err));
                 tracing::error!(?err, "failed to run start container hooks");
                 err
             })?;
@@ -1102,6 +1116,51 @@ fn set_home_from_path(envs: &mut HashMap<String, String>, dir_home: &Path) {
     }
 }
 
+/// PATCH(inclavare): handlers that end the process for the signals whose default action
+/// is to terminate it (signal(7)), installed while a created container waits for start;
+/// dropping it restores the default dispositions (an exec resets handled signals anyway,
+/// but an in-process payload such as an enclave runtime must see the defaults).
+struct TerminatingSignals;
+
+const TERMINATING: [nix::sys::signal::Signal; 7] = {
+    use nix::sys::signal::Signal::*;
+    [SIGHUP, SIGINT, SIGTERM, SIGUSR1, SIGUSR2, SIGALRM, SIGQUIT]
+};
+
+extern "C" fn exit_on_signal(sig: libc::c_int) {
+    // SAFETY: _exit is async-signal-safe.
+    unsafe { libc::_exit(128 + sig) }
+}
+
+impl TerminatingSignals {
+    fn handle() -> TerminatingSignals {
+        use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, sigaction};
+        let action = SigAction::new(
+            SigHandler::Handler(exit_on_signal),
+            SaFlags::empty(),
+            SigSet::empty(),
+        );
+        for sig in TERMINATING {
+            // SAFETY: the handler only calls _exit, which is async-signal-safe.
+            if let Err(err) = unsafe { sigaction(sig, &action) } {
+                tracing::warn!(?err, ?sig, "failed to handle signal while created");
+            }
+        }
+        TerminatingSignals
+    }
+}
+
+impl Drop for TerminatingSignals {
+    fn drop(&mut self) {
+        use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, sigaction};
+        let default = SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty());
+        for sig in TERMINATING {
+            // SAFETY: restoring the default disposition installs no handler.
+            let _ = unsafe { sigaction(sig, &default) };
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::ffi::OsStr;
@@ -1519,3 +1578,4 @@ mod tests {
         assert_eq!(envs.get("HOME"), None);
     }
 }
+

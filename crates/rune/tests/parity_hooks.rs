@@ -1,0 +1,310 @@
+//! Hooks that stop the lifecycle, signals to a created container, and capabilities the
+//! runtime does not know, compared with runc (Debian's, which `make test` installs):
+//! each scenario runs under both, and the expected values are runc's.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::*;
+use serde_json::json;
+
+const RUNC: &str = "/usr/sbin/runc";
+
+fn skip(test: &str) -> bool {
+    !(root_or_skip(test) && tool_or_skip(test, RUNC))
+}
+
+/// `rt --root ROOT ARGS…` with stdio in files: (exit code, stdout, stderr).
+fn runtime(rt: &str, root: &Path, args: &[&str]) -> (i32, String, String) {
+    let mut c = Command::new(rt);
+    c.arg("--root").arg(root).args(args);
+    run(&mut c)
+}
+
+fn status(rt: &str, root: &Path, id: &str) -> String {
+    let (_, out, _) = runtime(rt, root, &["state", id]);
+    serde_json::from_str::<serde_json::Value>(&out)
+        .map(|v| v["status"].as_str().unwrap_or_default().to_string())
+        .unwrap_or_default()
+}
+
+/// `create` of `b` as `id` with the container's stderr in a file the test keeps (the
+/// init writes there after `create` has returned).
+fn create_keeping_stderr(rt: &str, root: &Path, b: &Bundle, id: &str) -> (i32, std::fs::File) {
+    let err = tempfile::tempfile().unwrap();
+    let status = Command::new(rt)
+        .arg("--root")
+        .arg(root)
+        .args(["create", "--bundle", b.path().to_str().unwrap(), id])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(err.try_clone().unwrap())
+        .status()
+        .unwrap();
+    (status.code().unwrap_or(-1), err)
+}
+
+fn lower(s: &str) -> String {
+    s.to_lowercase()
+}
+
+/// A failing `prestart`, `createRuntime` or `createContainer` hook fails create; one
+/// that is missing or runs past its timeout too. runc's line names the hook (`#0`) and
+/// the cause (`exit status 1`, `fork/exec /no/such/hook: no such file or directory`,
+/// `hook ran past specified timeout of 1.0s`): rune's must carry the same facts, in one
+/// error line, leaving nothing behind.
+#[test]
+fn failing_create_hooks_are_named_with_their_cause_as_by_runc() {
+    if skip("create hook failures") {
+        return;
+    }
+    // (hooks, facts of runc's line that rune's must hold too)
+    let cases = [
+        (
+            json!({"prestart": [{"path": "/bin/true"}, {"path": "/bin/false"}]}),
+            vec!["#1", "exit status 1"],
+        ),
+        (
+            json!({"createRuntime": [{"path": "/no/such/hook"}]}),
+            vec!["#0", "/no/such/hook", "no such file or directory"],
+        ),
+        (
+            json!({"createRuntime": [{"path": "/bin/sleep", "args": ["sleep", "30"], "timeout": 1}]}),
+            vec!["#0", "hook ran past specified timeout of 1.0s"],
+        ),
+        (
+            json!({"createContainer": [{"path": "/bin/false"}]}),
+            vec!["#0", "exit status 1"],
+        ),
+    ];
+    for (hooks, facts) in cases {
+        let mut b = Bundle::new(&["true"]);
+        b.spec["hooks"] = hooks.clone();
+        b.save();
+        let mut seen = Vec::new();
+        for rt in [RUNC, RUNE] {
+            let root = tempfile::tempdir().unwrap();
+            let id = unique_id("hookfail");
+            let (code, _, err) = runtime(
+                rt,
+                root.path(),
+                &["create", "--bundle", b.path().to_str().unwrap(), &id],
+            );
+            seen.push((code, err.clone()));
+            if rt == RUNE {
+                assert_eq!(error_lines(&err).len(), 1, "{hooks}: {err}");
+                assert_eq!(err.lines().count(), 1, "{hooks}: {err}");
+                assert!(leftovers(root.path(), &id).is_empty(), "{hooks}");
+            }
+            runtime(rt, root.path(), &["delete", "--force", &id]);
+        }
+        let (runc, rune) = (&seen[0], &seen[1]);
+        assert_ne!(runc.0, 0, "{hooks}: runc created it");
+        assert_eq!(rune.0, runc.0, "{hooks}: rune {rune:?} runc {runc:?}");
+        for fact in facts {
+            assert!(lower(&runc.1).contains(&lower(fact)), "runc: {runc:?}");
+            assert!(
+                lower(&rune.1).contains(&lower(fact)),
+                "{hooks}: rune's line lacks {fact:?}: {}",
+                rune.1
+            );
+        }
+    }
+}
+
+/// A failing `startContainer` hook runs after `start` has returned: the runtime spec
+/// says the runtime must stop the container. runc's `start` exits 0, the container
+/// stops, and its init prints the failure (hook `#0`, `exit status 5`) on the
+/// container's stderr. The same for a hook that does not exist.
+#[test]
+fn a_failing_start_container_hook_stops_the_container_as_with_runc() {
+    if skip("startContainer failure") {
+        return;
+    }
+    let cases = [
+        (
+            json!({"path": "/bin/sh", "args": ["sh", "-c", "exit 5"]}),
+            vec!["#0", "exit status 5"],
+        ),
+        (
+            json!({"path": "/no/such/hook"}),
+            vec!["#0", "/no/such/hook", "no such file or directory"],
+        ),
+    ];
+    for (hook, facts) in cases {
+        let mut b = Bundle::new(&["sleep", "100"]);
+        b.spec["hooks"] = json!({ "startContainer": [hook] });
+        b.save();
+        let mut seen = Vec::new();
+        for rt in [RUNC, RUNE] {
+            let root = tempfile::tempdir().unwrap();
+            let id = unique_id("schook");
+            let (code, err) = create_keeping_stderr(rt, root.path(), &b, &id);
+            assert_eq!(code, 0, "{rt} create");
+            let (start, _, _) = runtime(rt, root.path(), &["start", &id]);
+            let stopped = wait_until(Duration::from_secs(10), || {
+                status(rt, root.path(), &id) == "stopped"
+            });
+            let said = String::from_utf8_lossy(&read_back(err)).into_owned();
+            seen.push((start, stopped, said));
+            runtime(rt, root.path(), &["delete", "--force", &id]);
+            if rt == RUNE {
+                assert!(leftovers(root.path(), &id).is_empty(), "{hook}");
+            }
+        }
+        let (runc, rune) = (&seen[0], &seen[1]);
+        assert!(runc.1, "{hook}: runc's container did not stop: {runc:?}");
+        assert_eq!((rune.0, rune.1), (runc.0, runc.1), "{hook}: rune {rune:?}");
+        for fact in facts {
+            assert!(lower(&runc.2).contains(&lower(fact)), "runc: {runc:?}");
+            assert!(
+                lower(&rune.2).contains(&lower(fact)),
+                "{hook}: rune said {:?}, lacking {fact:?}",
+                rune.2
+            );
+        }
+    }
+}
+
+/// The state document hooks read on stdin carries a `pid` while the container is
+/// created or running (the runtime spec requires it then): the container's own pid, 1,
+/// for `createContainer` and `startContainer`, which run in its pid namespace; none
+/// for `poststop`, when the init is gone. Compared with runc's documents.
+#[test]
+fn hook_state_documents_carry_the_pids_runcs_carry() {
+    if skip("hook state pids") {
+        return;
+    }
+    let mut seen = Vec::new();
+    for rt in [RUNC, RUNE] {
+        let out = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(
+            out.path(),
+            std::os::unix::fs::PermissionsExt::from_mode(0o777),
+        )
+        .unwrap();
+        let record = |name: &str| json!({"path": "/bin/sh", "args": ["sh", "-c", format!("cat > /tmp/{name}")]});
+        let host = |name: &str| json!({"path": "/bin/sh", "args": ["sh", "-c", format!("cat > {}/{name}", out.path().display())]});
+        let mut b = Bundle::new(&["true"]).bind(out.path(), "/tmp");
+        b.spec["hooks"] = json!({
+            "createContainer": [record("createContainer")],
+            "startContainer": [record("startContainer")],
+            "poststop": [host("poststop")],
+        });
+        b.save();
+        let root = tempfile::tempdir().unwrap();
+        let id = unique_id("hookpid");
+        let (code, _, err) = runtime(
+            rt,
+            root.path(),
+            &["run", "--bundle", b.path().to_str().unwrap(), &id],
+        );
+        assert_eq!(code, 0, "{rt}: {err}");
+        runtime(rt, root.path(), &["delete", &id]);
+        let pid = |name: &str| {
+            let doc = std::fs::read_to_string(out.path().join(name)).unwrap_or_default();
+            let v: serde_json::Value = serde_json::from_str(&doc).unwrap_or_default();
+            (v["status"].clone(), v["pid"].clone())
+        };
+        seen.push([
+            pid("createContainer"),
+            pid("startContainer"),
+            pid("poststop"),
+        ]);
+    }
+    let (runc, rune) = (&seen[0], &seen[1]);
+    assert_eq!(runc[1].1, json!(1), "runc: {runc:?}");
+    assert_eq!(rune, runc, "rune's hook documents (status, pid)");
+}
+
+/// `kill ID TERM` on a created container ends it (its init is waiting for `start`): runc's
+/// init, a Go program, handles the signal; a pid 1 without a handler would not see it.
+#[test]
+fn a_created_container_ends_on_a_terminating_signal_as_with_runc() {
+    if skip("kill created") {
+        return;
+    }
+    let b = Bundle::new(&["sleep", "100"]);
+    for signal in ["TERM", "HUP", "INT"] {
+        let mut seen = Vec::new();
+        for rt in [RUNC, RUNE] {
+            let root = tempfile::tempdir().unwrap();
+            let id = unique_id("killcreated");
+            let (code, _, err) = runtime(
+                rt,
+                root.path(),
+                &["create", "--bundle", b.path().to_str().unwrap(), &id],
+            );
+            assert_eq!(code, 0, "{rt}: {err}");
+            let (kill, _, _) = runtime(rt, root.path(), &["kill", &id, signal]);
+            let stopped = wait_until(Duration::from_secs(10), || {
+                status(rt, root.path(), &id) == "stopped"
+            });
+            seen.push((kill, stopped));
+            runtime(rt, root.path(), &["delete", "--force", &id]);
+            if rt == RUNE {
+                assert!(leftovers(root.path(), &id).is_empty());
+            }
+        }
+        assert_eq!(seen[0], (0, true), "runc with SIG{signal}");
+        assert_eq!(seen[1], seen[0], "rune with SIG{signal}");
+    }
+}
+
+/// A capability this runtime does not know (a newer kernel's, or a typo): runc warns
+/// (`ignoring unknown or unavailable capabilities: [CAP_BOGUS]`) and runs the container
+/// without it; rune refused the whole config.
+#[test]
+fn unknown_capabilities_are_left_out_with_a_warning_as_by_runc() {
+    if skip("unknown capabilities") {
+        return;
+    }
+    let out = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(
+        out.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o777),
+    )
+    .unwrap();
+    let mut b = Bundle::new(&["sh", "-c", "grep CapBnd /proc/self/status > /tmp/r"])
+        .bind(out.path(), "/tmp");
+    for set in ["bounding", "effective", "permitted"] {
+        b.spec["process"]["capabilities"][set]
+            .as_array_mut()
+            .unwrap()
+            .push(json!("CAP_BOGUS"));
+    }
+    b.save();
+    let mut seen = Vec::new();
+    for rt in [RUNC, RUNE] {
+        let root = tempfile::tempdir().unwrap();
+        let id = unique_id("bogus");
+        let _ = std::fs::remove_file(out.path().join("r"));
+        let (code, _, err) = runtime(
+            rt,
+            root.path(),
+            &["run", "--bundle", b.path().to_str().unwrap(), &id],
+        );
+        runtime(rt, root.path(), &["delete", "--force", &id]);
+        let warnings: Vec<String> = err
+            .lines()
+            .filter(|l| l.contains("level=warning") && l.contains("CAP_BOGUS"))
+            .map(str::to_string)
+            .collect();
+        let found = std::fs::read_to_string(out.path().join("r")).unwrap_or_default();
+        seen.push((code, warnings.len(), found, err));
+    }
+    let (runc, rune) = (&seen[0], &seen[1]);
+    assert_eq!((runc.0, runc.1), (0, 1), "runc: {runc:?}");
+    assert!(runc.2.starts_with("CapBnd:"), "runc: {runc:?}");
+    assert_eq!(
+        (rune.0, rune.1, &rune.2),
+        (runc.0, runc.1, &runc.2),
+        "rune: {rune:?}"
+    );
+    // The user's bundle is left as written.
+    let written = std::fs::read_to_string(b.path().join("config.json")).unwrap();
+    assert!(written.contains("CAP_BOGUS"));
+}
