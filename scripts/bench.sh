@@ -125,6 +125,14 @@ rm -rf "$B/host"
 "$RUNE" --root "$WORK/rune" run --bundle "$B/enc" peak 2>&1 >/dev/null |
   sed -n 's/^enclave-boot: image \(sha256:.\{12\}\).* ready in \([0-9.]* s\), peak memory \([0-9.]* MiB\).*/\nenclave-boot (encrypted image): ready in \2, peak RSS \3/p'
 
+# Reference values: `shelter rv measure` of the busybox image (an oci-archive read in
+# place, its layer checked and unpacked privately, the program hashed and measured as
+# liberpal-sim measures it), against hashing the program alone.
+python3 scripts/bench.py "reference value: shelter rv measure of the busybox image (oci-archive)" \
+  "$RUNS" 3 "sha384sum of the program" \
+  "sha384sum of the program=sha384sum $IMAGES/rootfs/bin/busybox" \
+  "shelter rv measure=$PWD/target/release/shelter rv measure --image oci-archive:$IMAGES/busybox-oci.tar:latest --runtime-args debug --entrypoint /bin/sh"
+
 # Evidence verification (rats) against the raw dcap-qvl call, same input, same run.
 cargo run --quiet --release -p rats --example verify_bench
 

@@ -33,7 +33,6 @@ use sim_tee::{Digest, EnclaveSpec, Manifest, PlatformKey, Report};
 
 /// The environment variable naming the application's evidence socket.
 pub use sim_tee::evidence::SIM_FD_ENV;
-const DEFAULT_MANIFEST: &str = "/enclave.manifest.json";
 
 /// The platform key, loaded in the host's mount namespace (see `pal_get_version`).
 static PLATFORM: OnceLock<Result<Arc<PlatformKey>, String>> = OnceLock::new();
@@ -142,15 +141,16 @@ pub unsafe extern "C" fn pal_init(attr: *const c_void) -> c_int {
 
 fn init(args: &str) -> Result<(), (nix::errno::Errno, String)> {
     use nix::errno::Errno;
-    let debug = args.split_whitespace().any(|a| a == "debug");
-    let manifest_arg = args
-        .split_whitespace()
-        .find_map(|a| a.strip_prefix("manifest="));
+    // One reading of the args and one choice of what is measured, shared with the
+    // reference-value tool (`shelter rv`), which must predict mr_enclave exactly.
+    let runtime_args = sim_tee::RuntimeArgs::parse(args);
+    let debug = runtime_args.debug;
+    let manifest_arg = runtime_args.manifest.as_deref();
     platform().map_err(|e| (Errno::EACCES, format!("platform key: {e}")))?;
     // Nothing in the container may read this process's memory (the platform key).
     let _ = nix::sys::prctl::set_dumpable(false);
 
-    let path = manifest_arg.unwrap_or(DEFAULT_MANIFEST);
+    let path = runtime_args.manifest_path();
     let manifest = match std::fs::read(path) {
         Ok(bytes) => {
             Some(Manifest::parse(&bytes).map_err(|e| (Errno::EINVAL, format!("{path}: {e}")))?)
@@ -275,10 +275,7 @@ pub unsafe extern "C" fn pal_create_process(args: *mut PalCreateProcessArgs) -> 
         None if enclave.identity.is_some() => {}
         None => match digests::program_digest(program) {
             Ok(digest) => {
-                let spec = EnclaveSpec {
-                    entrypoint: program.clone(),
-                    args: vec![],
-                };
+                let spec = EnclaveSpec::unsigned(program);
                 let id = Identity {
                     mr_enclave: sim_tee::measure_program(&digest, &spec),
                     mr_signer: [0; 48],

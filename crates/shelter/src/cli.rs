@@ -29,6 +29,12 @@ pub enum Command {
     /// enclave reports (or with --mrenclave); exits 0 only when they are equal
     #[command(name = "mrverify")]
     MrVerify(MrVerify),
+    /// Reference values: compute from an OCI image the measurement its sim enclave will
+    /// report, and publish it signed, in the forms Trustee's RVPS and verdictd take
+    Rv {
+        #[command(subcommand)]
+        command: crate::rv::RvCommand,
+    },
 }
 
 #[derive(Args, Debug, Clone)]

@@ -2,6 +2,7 @@
 
 mod cli;
 mod remote;
+mod rv;
 mod verify;
 mod verify_cert;
 
@@ -13,6 +14,7 @@ fn main() {
         cli::Command::VerifyCert(v) => verify_cert::run(&v),
         cli::Command::RemoteAttestation(r) => remote::run(&r),
         cli::Command::MrVerify(m) => remote::mrverify(&m),
+        cli::Command::Rv { command } => rv::run(&command),
     };
     match result {
         Ok(code) => std::process::exit(code),

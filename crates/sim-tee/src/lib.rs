@@ -21,7 +21,8 @@ mod platform;
 mod report;
 
 pub use manifest::{
-    measure, measure_program, program_digest, EnclaveSpec, Manifest, SignerKey, MANIFEST_FORMAT,
+    measure, measure_program, program_digest, EnclaveSpec, Manifest, RuntimeArgs, SignerKey,
+    DEFAULT_MANIFEST, MANIFEST_FORMAT, MEASUREMENT_VERSION,
 };
 pub use platform::{PlatformKey, DEFAULT_PLATFORM_DIR, PLATFORM_DIR_ENV};
 pub use report::{Report, REPORT_MAGIC, REPORT_SIZE, SIGNED_LEN};

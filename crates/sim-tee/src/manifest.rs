@@ -12,7 +12,40 @@ use crate::{sha384, Digest, SimError};
 /// The `format` value of a manifest.
 pub const MANIFEST_FORMAT: &str = "inclavare-sim-manifest/1";
 
+/// The measurement algorithm's name and version: the domain tag `mr_enclave` starts
+/// with (without its NUL). Reference values record it, so a changed algorithm is seen.
+pub const MEASUREMENT_VERSION: &str = "inclavare-sim mr_enclave v1";
+
 const MEASURE_DOMAIN: &[u8] = b"inclavare-sim mr_enclave v1\0";
+
+/// Where the PAL looks for the signed manifest in the container without `manifest=PATH`.
+pub const DEFAULT_MANIFEST: &str = "/enclave.manifest.json";
+
+/// The runtime args the PAL reads (`ENCLAVE_RUNTIME_ARGS`, which rune hands over with
+/// its commas turned into spaces): `debug`, `manifest=PATH`. Others are ignored.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RuntimeArgs {
+    /// `debug`: an enclave without a manifest may run (its reports say debug).
+    pub debug: bool,
+    /// `manifest=PATH`: the manifest's path in the container (it must then exist).
+    pub manifest: Option<String>,
+}
+
+impl RuntimeArgs {
+    /// Parses space- (or comma-) separated runtime args.
+    pub fn parse(args: &str) -> RuntimeArgs {
+        let words = || args.split(|c: char| c.is_whitespace() || c == ',');
+        RuntimeArgs {
+            debug: words().any(|a| a == "debug"),
+            manifest: words().find_map(|a| a.strip_prefix("manifest=").map(str::to_string)),
+        }
+    }
+
+    /// The manifest path the PAL reads.
+    pub fn manifest_path(&self) -> &str {
+        self.manifest.as_deref().unwrap_or(DEFAULT_MANIFEST)
+    }
+}
 
 /// The part of the enclave configuration that is measured with the program: which
 /// program is the enclave, and the arguments it is allowed to run with (empty: any).
@@ -23,6 +56,17 @@ pub struct EnclaveSpec {
     /// Fixed arguments after argv[0]; when not empty the enclave refuses any others.
     #[serde(default)]
     pub args: Vec<String>,
+}
+
+impl EnclaveSpec {
+    /// The spec of an enclave without a manifest (a debug enclave): the program
+    /// `process.args[0]` names, any arguments.
+    pub fn unsigned(program: &str) -> EnclaveSpec {
+        EnclaveSpec {
+            entrypoint: program.to_string(),
+            args: vec![],
+        }
+    }
 }
 
 /// `mr_enclave` of a program held in memory: [`measure_program`] of its
@@ -236,6 +280,19 @@ mod tests {
             entrypoint: "/bin/app".into(),
             args: vec![],
         }
+    }
+
+    #[test]
+    fn runtime_args_are_read_as_the_pal_reads_them() {
+        let a = RuntimeArgs::parse("debug manifest=/m.json other");
+        assert!(a.debug);
+        assert_eq!(a.manifest_path(), "/m.json");
+        // rune hands commas over as spaces; commas given directly read the same.
+        assert_eq!(RuntimeArgs::parse("debug,manifest=/m.json"), a);
+        let none = RuntimeArgs::parse("");
+        assert!(!none.debug && none.manifest.is_none());
+        assert_eq!(none.manifest_path(), DEFAULT_MANIFEST);
+        assert!(!RuntimeArgs::parse("nodebug").debug);
     }
 
     #[test]

@@ -308,6 +308,7 @@ impl Confidential {
                 resources: &resources,
                 admin_public_key: Some(&keys.admin_public),
                 tls: true,
+                ..Default::default()
             },
         )
         .map_err(|e| format!("verdictd: {e}"))?;

@@ -39,7 +39,7 @@ pub fn sha256_digest(bytes: &[u8]) -> String {
 /// empty rootfs in one layer, then the config's cmd, os and architecture set.
 pub struct ImageBuilder {
     base: Option<PathBuf>,
-    files: Vec<(String, Vec<u8>)>,
+    files: Vec<(String, Vec<u8>, u32)>,
     architecture: String,
     cmd: Vec<String>,
 }
@@ -73,7 +73,14 @@ impl ImageBuilder {
     /// Adds a regular file (mode 0644) at `path` (relative to the rootfs).
     pub fn file(mut self, path: &str, content: &[u8]) -> Self {
         self.files
-            .push((path.trim_start_matches('/').into(), content.to_vec()));
+            .push((path.trim_start_matches('/').into(), content.to_vec(), 0o644));
+        self
+    }
+
+    /// Adds an executable regular file (mode 0755) at `path` (relative to the rootfs).
+    pub fn executable(mut self, path: &str, content: &[u8]) -> Self {
+        self.files
+            .push((path.trim_start_matches('/').into(), content.to_vec(), 0o755));
         self
     }
 
@@ -115,12 +122,17 @@ impl ImageBuilder {
         let b = bundle.display().to_string();
         let _ = fs::remove_dir_all(&bundle);
         run("umoci", &["unpack", "--rootless", "--image", &source, &b])?;
-        for (path, content) in &self.files {
+        for (path, content, mode) in &self.files {
+            use std::os::unix::fs::PermissionsExt;
             let p = bundle.join("rootfs").join(path);
             if let Some(parent) = p.parent() {
                 fs::create_dir_all(parent).map_err(|e| format!("{}: {e}", parent.display()))?;
             }
+            // Replaces what the base has there (a symlink is not followed).
+            let _ = fs::remove_file(&p);
             fs::write(&p, content).map_err(|e| format!("{}: {e}", p.display()))?;
+            fs::set_permissions(&p, fs::Permissions::from_mode(*mode))
+                .map_err(|e| format!("{}: {e}", p.display()))?;
         }
         let repacked = run("umoci", &["repack", "--image", &image, &b]);
         let _ = fs::remove_dir_all(&bundle);

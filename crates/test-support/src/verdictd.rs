@@ -15,7 +15,9 @@ use crate::boot::release_artifact;
 #[derive(Debug, Clone, Default)]
 pub struct VerdictdOptions<'a> {
     /// The sim enclave measurement (`mr_enclave`, hex) the attestation policy admits;
-    /// any other sim enclave is contraindicated. Software TEEs are allowed.
+    /// any other sim enclave is contraindicated. Software TEEs are allowed. Empty: the
+    /// policy names none, so only a provisioned reference value admits an enclave
+    /// (verdictd's `require_reference_values` gate).
     pub admit: &'a str,
     /// Resources written to the store before it starts: `repo/type/tag` and bytes.
     pub resources: &'a [(&'a str, &'a [u8])],
@@ -25,6 +27,12 @@ pub struct VerdictdOptions<'a> {
     /// Serve HTTPS with a certificate for `127.0.0.1` from a fresh private CA
     /// ([`Verdictd::ca`]); otherwise plain HTTP (`insecure_http`).
     pub tls: bool,
+    /// A PEM public key (P-256 or Ed25519) whose signed reference-value bundles
+    /// verdictd accepts (`[rvps] trusted_keys`).
+    pub rvps_trusted_key: Option<&'a Path>,
+    /// Open the admin API to anyone (`[admin] mode = "insecure_allow_all"`); ignored
+    /// when `admin_public_key` is given.
+    pub admin_open: bool,
 }
 
 /// verdictd started from `dir/verdictd.toml` with the resource policy `affirming` (a
@@ -68,13 +76,14 @@ impl Verdictd {
                 .open(store.join(path.replace('/', "\\x2F")))
                 .and_then(|mut f| io::Write::write_all(&mut f, bytes))?;
         }
-        std::fs::write(
-            dir.join("attestation.toml"),
-            format!(
-                "allow_software_tees = true\n[expected]\nsim_mr_enclave = [\"{}\"]\n",
+        let mut policy = String::from("allow_software_tees = true\n");
+        if !opts.admit.is_empty() {
+            policy.push_str(&format!(
+                "[expected]\nsim_mr_enclave = [\"{}\"]\n",
                 opts.admit
-            ),
-        )?;
+            ));
+        }
+        std::fs::write(dir.join("attestation.toml"), policy)?;
         let mut config = String::from(
             "listen = \"127.0.0.1:0\"\nresource_policy = \"affirming\"\n\
              attestation_policy = \"attestation.toml\"\n",
@@ -94,6 +103,11 @@ impl Verdictd {
                 "[admin]\nmode = \"bearer_jwt\"\npublic_keys = [\"{}\"]\nroles = [\"admin\"]\n",
                 key.display()
             ));
+        } else if opts.admin_open {
+            config.push_str("[admin]\nmode = \"insecure_allow_all\"\n");
+        }
+        if let Some(key) = opts.rvps_trusted_key {
+            config.push_str(&format!("[rvps]\ntrusted_keys = [\"{}\"]\n", key.display()));
         }
         std::fs::write(dir.join("verdictd.toml"), config)?;
         let log = dir.join("verdictd.log");

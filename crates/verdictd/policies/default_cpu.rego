@@ -117,6 +117,14 @@ configuration := 2 if {
 	input.sgx.debug == false
 }
 
+# sim (Inclavare's software enclave; not in Trustee): its measurement can be a
+# provisioned reference value (`shelter rv bundle`), but sim proves nothing about
+# hardware, so hardware stays 97 and the token contraindicated.
+executables := 3 if {
+	input.sim
+	input.sim.sim_mr_enclave in query_reference_value("sim_mr_enclave")
+}
+
 # Extensions (as Trustee's default_cpu): ear.trustee.identifiers (key -18) names the
 # workload from the Kata agent policy carried in the init-data
 # (init_data_claims.agent_policy_claims): the containers' image names and UIDs, each

@@ -8,6 +8,7 @@
 //! | `GET /kbs/v0/resource-policy` | → the policy ids, `["resource-policy"]` | `AdminAuthAccess` |
 //! | `POST /kbs/v0/attestation-policy` | `{"type", "policy_id", "policy": <base64url>}` → 200 | `AdminAuthAccess`, `AttestationError` |
 //! | `POST /kbs/v0/reference-value` | `{"version": "0.1.0", "type": "sample", "payload": <base64 of {name: value}>}` → 200 | `AdminAuthAccess`, `RvpsError` |
+//! | `POST /kbs/v0/reference-value` (verdictd only) | `{"version": "0.1.0", "type": "dsse", "payload": <base64 of a DSSE envelope>}` (`shelter rv bundle`'s `bundle-message.json`) → 200 | `AdminAuthAccess`, `RvpsError` |
 //! | `GET /kbs/v0/reference-value/<name>` | → the value, as registered | `AdminAuthAccess`, `RvpsError` |
 //! | `DELETE /kbs/v0/reference-value/<name>` | → 200 (verdictd only: Trustee replaces values by registering them again, and has no delete) | `AdminAuthAccess`, `RvpsError` |
 
@@ -167,7 +168,7 @@ pub fn reference_values(body: &[u8]) -> Result<BTreeMap<String, Value>, KbsError
     }
     if message.kind != "sample" {
         return Err(rvps(format!(
-            "type {:?}: only the \"sample\" provenance ({{name: value}}) is supported",
+            "type {:?}: only the \"sample\" provenance ({{name: value}}) and signed \"dsse\" bundles are supported",
             message.kind
         )));
     }
@@ -178,13 +179,41 @@ pub fn reference_values(body: &[u8]) -> Result<BTreeMap<String, Value>, KbsError
         .map_err(|e| rvps(format!("deserialize sample provenance: {e}")))
 }
 
-/// `POST /kbs/v0/reference-value`: registers `sample` reference values.
+/// Whether `body` is a message of type `dsse` (a signed bundle).
+fn is_signed_bundle(body: &[u8]) -> bool {
+    #[derive(Deserialize)]
+    struct Kind {
+        #[serde(rename = "type")]
+        kind: String,
+    }
+    serde_json::from_slice::<Kind>(body).is_ok_and(|k| k.kind == reference_values::MESSAGE_TYPE)
+}
+
+/// `POST /kbs/v0/reference-value`: registers `sample` reference values, or the values
+/// of a signed bundle (type `dsse`, [`reference_values::open`]): its signature checked
+/// against `[rvps] trusted_keys`, refused once expired; its values count until then.
+/// A refused bundle stores nothing.
 pub async fn set_reference_value(
     State(state): State<Shared>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, KbsError> {
     state.admin.check(&headers)?;
+    if is_signed_bundle(&body) {
+        let opened = reference_values::open(&body, &state.rv_keys, chrono::Utc::now())
+            .map_err(|e| KbsError::Rvps(format!("Failed to register reference value: {e}")))?;
+        let p = opened.statement.predicate;
+        tracing::info!(
+            names = ?p.reference_values.keys().collect::<Vec<_>>(),
+            image = %p.image.manifest_digest,
+            expires = %p.expires,
+            "signed reference values registered"
+        );
+        state
+            .appraiser
+            .set_signed_reference_values(p.reference_values, opened.expires.timestamp());
+        return Ok(StatusCode::OK.into_response());
+    }
     let values = reference_values(&body)?;
     tracing::info!(names = ?values.keys().collect::<Vec<_>>(), "reference values registered");
     state.appraiser.set_reference_values(values);

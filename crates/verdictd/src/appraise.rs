@@ -56,7 +56,60 @@ pub struct Appraiser {
     /// Attestation policies by id; [`ACTIVE_POLICY`] is the one applied.
     policies: RwLock<BTreeMap<String, AttestationPolicy>>,
     reference_values: RwLock<ReferenceValues>,
+    /// When values from signed bundles stop counting (Unix seconds), by name.
+    expiry: RwLock<BTreeMap<String, i64>>,
     collateral: Option<rats::Collateral>,
+    /// The measurement gate (`[rvps] require_reference_values`).
+    require_reference_values: bool,
+}
+
+/// The measurement claim of the enclaves the gate covers: (rats' claim name, the
+/// reference value id Trustee-style policies query, the claim's path for the reason).
+fn measurement_claim(tee: rats::Tee) -> Option<(&'static str, &'static str, &'static str)> {
+    match tee {
+        rats::Tee::Sim => Some(("sim_mr_enclave", "sim_mr_enclave", "sim.sim_mr_enclave")),
+        rats::Tee::SgxEcdsa => Some(("sgx_mr_enclave", "mr_enclave", "sgx.body.mr_enclave")),
+        _ => None,
+    }
+}
+
+/// The measurement gate: a `sim` or SGX enclave's `mr_enclave` must be among the
+/// provisioned reference values (under the policy's id or rats' claim name) or a rats
+/// policy's `[expected]` values. `None` when it is (or the TEE is not covered); else
+/// the reason, naming the value found and the values expected.
+fn gate_reason(
+    tee: rats::Tee,
+    verified: &rats::Verified,
+    policy: &AttestationPolicy,
+    reference_values: &ReferenceValues,
+) -> Option<String> {
+    let (claim, rv_id, path) = measurement_claim(tee)?;
+    let found = verified
+        .claims
+        .get(claim)
+        .map(|c| c.canonical().join(","))
+        .unwrap_or_default();
+    let mut accepted: Vec<String> = [rv_id, claim]
+        .iter()
+        .filter_map(|id| reference_values.get(*id))
+        .flat_map(as_strings)
+        .collect();
+    if let AttestationPolicy::Rats(p) = policy {
+        accepted.extend(p.expected.get(claim).into_iter().flatten().cloned());
+    }
+    accepted.dedup();
+    if accepted.iter().any(|a| a.eq_ignore_ascii_case(&found)) {
+        return None;
+    }
+    Some(if accepted.is_empty() {
+        format!("no reference value {rv_id} is provisioned: claim {path} is {found}")
+    } else {
+        // explain()'s wording, so a policy that asked for the same id says it once.
+        format!(
+            "claim {path} is {found}, not among the reference values {rv_id} ({})",
+            accepted.join(", ")
+        )
+    })
 }
 
 /// The rats policy's verdict as a trust vector: each refusal reason lands in the
@@ -130,8 +183,47 @@ impl Appraiser {
         Appraiser {
             policies: RwLock::new(BTreeMap::from([(ACTIVE_POLICY.to_string(), policy)])),
             reference_values: RwLock::new(Arc::new(BTreeMap::new())),
+            expiry: RwLock::new(BTreeMap::new()),
             collateral,
+            require_reference_values: true,
         }
+    }
+
+    /// Turns the measurement gate on (the default) or off: when on, a `sim` or SGX
+    /// enclave whose `mr_enclave` is not a provisioned reference value is
+    /// contraindicated (executables 96), whatever the attestation policy said.
+    pub fn require_reference_values(&mut self, on: bool) {
+        self.require_reference_values = on;
+    }
+
+    /// Registers reference values from a verified signed bundle: as
+    /// [`Appraiser::set_reference_values`], and each stops counting at `expires`
+    /// (Unix seconds).
+    pub fn set_signed_reference_values(&self, values: BTreeMap<String, Value>, expires: i64) {
+        let mut expiry = self.expiry.write().expect("expiry");
+        for name in values.keys() {
+            expiry.insert(name.clone(), expires);
+        }
+        self.store(values);
+    }
+
+    /// The values that count at `now` (Unix seconds): expired ones are left out.
+    fn current(&self, now: i64) -> ReferenceValues {
+        let all = self
+            .reference_values
+            .read()
+            .expect("reference values")
+            .clone();
+        let expiry = self.expiry.read().expect("expiry");
+        if !expiry.values().any(|e| *e <= now) {
+            return all;
+        }
+        Arc::new(
+            all.iter()
+                .filter(|(name, _)| expiry.get(*name).is_none_or(|e| *e > now))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        )
     }
 
     /// Stores an attestation policy under `id` (Rego, or a rats policy in TOML or
@@ -151,6 +243,14 @@ impl Appraiser {
     /// Registers reference values (name → any JSON value); a name registered again is
     /// replaced, as Trustee's RVPS replaces it.
     pub fn set_reference_values(&self, values: BTreeMap<String, Value>) {
+        let mut expiry = self.expiry.write().expect("expiry");
+        for name in values.keys() {
+            expiry.remove(name);
+        }
+        self.store(values);
+    }
+
+    fn store(&self, values: BTreeMap<String, Value>) {
         let mut rv = self.reference_values.write().expect("reference values");
         let mut next = (**rv).clone();
         next.extend(values);
@@ -163,14 +263,13 @@ impl Appraiser {
         let mut next = (**rv).clone();
         let existed = next.remove(name).is_some();
         *rv = Arc::new(next);
+        self.expiry.write().expect("expiry").remove(name);
         existed
     }
 
-    /// A registered reference value.
+    /// A registered reference value, unless it expired.
     pub fn reference_value(&self, name: &str) -> Option<Value> {
-        self.reference_values
-            .read()
-            .expect("reference values")
+        self.current(chrono::Utc::now().timestamp())
             .get(name)
             .cloned()
     }
@@ -269,13 +368,9 @@ impl Appraiser {
             .get(ACTIVE_POLICY)
             .cloned()
             .unwrap_or_else(AttestationPolicy::default_cpu);
-        let reference_values = self
-            .reference_values
-            .read()
-            .expect("reference values")
-            .clone();
+        let reference_values = self.current(now as i64);
         let mut submod = serde_json::Map::new();
-        let vector = match &policy {
+        let (mut vector, mut status, mut reasons) = match &policy {
             AttestationPolicy::Rego(engine) => {
                 let a = ear_policy::evaluate(engine, &annotated, &reference_values)
                     .map_err(|e| KbsError::Attestation(format!("attestation policy: {e}")))?;
@@ -287,9 +382,7 @@ impl Appraiser {
                 for (name, value) in a.extensions {
                     submod.insert(name, value);
                 }
-                submod.insert("ear.status".into(), json!(status));
-                submod.insert(REASONS.into(), json!(reasons));
-                a.vector
+                (a.vector, status, reasons)
             }
             AttestationPolicy::Rats(p) => {
                 let (vector, reasons, accepted) = rats_vector(tee, p, &verified, &reference_values);
@@ -298,11 +391,24 @@ impl Appraiser {
                     "affirming" | "none" if !accepted => "contraindicated",
                     s => s,
                 };
-                submod.insert("ear.status".into(), json!(status));
-                submod.insert(REASONS.into(), json!(reasons));
-                vector
+                (vector, status, reasons)
             }
         };
+        if self.require_reference_values {
+            if let Some(reason) = gate_reason(tee, &verified, &policy, &reference_values) {
+                let executables = vector.entry("executables".into()).or_insert(0);
+                if ear_policy::tier(*executables) < 3 {
+                    // AR4SI executables 96: contraindicated runtime.
+                    *executables = 96;
+                }
+                status = "contraindicated";
+                if !reasons.contains(&reason) {
+                    reasons.insert(0, reason);
+                }
+            }
+        }
+        submod.insert("ear.status".into(), json!(status));
+        submod.insert(REASONS.into(), json!(reasons));
         submod.insert(
             "ear.trustworthiness-vector".into(),
             ear_policy::vector_json(&vector),

@@ -36,6 +36,13 @@
 //! mode = "bearer_jwt"            # insecure_allow_all | deny_all | bearer_jwt
 //! public_keys = ["admin.pub"]    # Ed25519, P-256 or RSA public keys, PEM
 //! roles = ["admin"]
+//!
+//! [rvps]
+//! trusted_keys = ["rv.pub"]      # P-256 or Ed25519 public keys (PEM) whose signed
+//!                                # reference-value bundles (`shelter rv bundle`) are
+//!                                # accepted; none: signed bundles are refused
+//! require_reference_values = true  # a sim or SGX enclave is affirmed only when its
+//!                                # mr_enclave is a provisioned, unexpired reference value
 //! ```
 //!
 //! The admin endpoints these keys open (resources, resource and attestation policies,
@@ -61,6 +68,7 @@ pub struct Config {
     pub token: TokenConfig,
     pub storage: StorageConfig,
     pub admin: AdminConfig,
+    pub rvps: RvpsConfig,
 }
 
 impl Default for Config {
@@ -78,6 +86,29 @@ impl Default for Config {
             token: TokenConfig::default(),
             storage: StorageConfig::default(),
             admin: AdminConfig::default(),
+            rvps: RvpsConfig::default(),
+        }
+    }
+}
+
+/// `[rvps]`: verdictd as a reference value provider (see [`crate::admin_api`] for the
+/// signed bundle upload and [`crate::appraise`] for the measurement gate).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RvpsConfig {
+    /// PEM public keys (P-256 or Ed25519) whose DSSE bundles are accepted.
+    pub trusted_keys: Vec<PathBuf>,
+    /// A `sim` or `sgx` enclave is affirmed only when its `mr_enclave` is a provisioned
+    /// reference value (`sim_mr_enclave`; SGX: `mr_enclave` or `sgx_mr_enclave`), or
+    /// listed in a rats policy's `[expected]` (default: true).
+    pub require_reference_values: bool,
+}
+
+impl Default for RvpsConfig {
+    fn default() -> Self {
+        RvpsConfig {
+            trusted_keys: vec![],
+            require_reference_values: true,
         }
     }
 }
@@ -219,6 +250,7 @@ impl Config {
             fix(p);
         }
         self.admin.public_keys.iter_mut().for_each(fix);
+        self.rvps.trusted_keys.iter_mut().for_each(fix);
         if self.resource_policy.ends_with(".rego") && Path::new(&self.resource_policy).is_relative()
         {
             self.resource_policy = base.join(&self.resource_policy).display().to_string();

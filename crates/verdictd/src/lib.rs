@@ -39,6 +39,8 @@ pub struct AppState {
     pub storage: storage::Storage,
     pub admin: admin::AdminAuth,
     pub metrics: metrics::Metrics,
+    /// Keys whose signed reference-value bundles are accepted (`[rvps] trusted_keys`).
+    pub rv_keys: Vec<reference_values::TrustedKey>,
 }
 
 impl AppState {
@@ -75,6 +77,19 @@ impl AppState {
                     .expect("checked by Config::check"),
             )?,
         };
+        let rv_keys = config
+            .rvps
+            .trusted_keys
+            .iter()
+            .map(|p| {
+                let pem = std::fs::read_to_string(p)
+                    .map_err(|e| anyhow::anyhow!("[rvps] trusted key {}: {e}", p.display()))?;
+                reference_values::TrustedKey::from_pem(&pem)
+                    .map_err(|e| anyhow::anyhow!("[rvps] trusted key {}: {e}", p.display()))
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let mut appraiser = appraise::Appraiser::new(attestation_policy, collateral);
+        appraiser.require_reference_values(config.rvps.require_reference_values);
         Ok(Arc::new(AppState {
             sessions: sessions::Sessions::new(
                 Duration::from_secs(config.session.timeout_secs),
@@ -88,7 +103,8 @@ impl AppState {
                 config.token.duration_secs,
             )?,
             resource_policy,
-            appraiser: appraise::Appraiser::new(attestation_policy, collateral),
+            appraiser,
+            rv_keys,
             storage,
             admin: admin::AdminAuth::new(&config.admin)?,
             metrics: metrics::Metrics::default(),
