@@ -134,7 +134,9 @@ import json, sys
 path, pal, url = sys.argv[1:4]
 spec = json.load(open(path))
 spec["root"] = {"path": "rootfs", "readonly": True}
-spec["process"]["env"] += ["ENCLAVE_TYPE=sim", "ENCLAVE_RUNTIME_PATH=" + pal]
+# Idempotent: a bundle is pointed at another verdictd later.
+env = [e for e in spec["process"]["env"] if not e.startswith("ENCLAVE_")]
+spec["process"]["env"] = env + ["ENCLAVE_TYPE=sim", "ENCLAVE_RUNTIME_PATH=" + pal]
 spec["process"]["args"][2] = url
 spec["linux"]["namespaces"] = [n for n in spec["linux"]["namespaces"] if n["type"] != "network"]
 json.dump(spec, open(path, "w"), indent=2)
@@ -163,6 +165,54 @@ KMR2=$(kbs_bundle "$WORK/kbs/other" "changed")
 echo "-- the same enclave with another executable (mr_enclave $KMR2):"
 kbs_url "$WORK/kbs/other" "$KBS_URL"
 refused "the changed enclave" "$RUNE" --root "$WORK/rune" run --bundle "$WORK/kbs/other" kbs-demo-other
+kill "$VERDICTD"; wait "$VERDICTD" || true
+
+step "reference values from the image: verdictd admits the enclave the tenant's shelter predicted"
+# The tenant computes, from the image alone, the mr_enclave its enclave will report,
+# signs it (an in-toto statement about the image in a DSSE envelope) and provisions it;
+# verdictd's attestation policy pins no measurement: only the reference value admits.
+RV=$WORK/rv
+mkdir -p "$RV/kbs/resources"
+image_layout "$RV/layout" "$WORK/kbs/good/rootfs" 'true'   # the agent's enclave, as an image
+"$SHELTER" rv keygen --out "$RV/rv.key" --public-out "$RV/kbs/rv.pub" >/dev/null
+echo "-- shelter rv bundle (from the image, nothing run):"
+"$SHELTER" rv bundle --image "oci:$RV/layout:latest" --key "$RV/rv.key" --out "$RV/bundle" | grep mr_enclave
+echo "   (the enclave's signer printed mr_enclave $KMR when it signed it)"
+openssl genpkey -algorithm ed25519 -out "$RV/admin.key" 2>/dev/null
+openssl pkey -in "$RV/admin.key" -pubout -out "$RV/kbs/admin.pub"
+printf 'the demo secret' > "$RV/kbs/resources/default\\x2Fkey\\x2Fdemo"
+chmod 600 "$RV/kbs/resources/"*
+printf 'allow_software_tees = true\n' > "$RV/kbs/attestation.toml"
+cat > "$RV/kbs/verdictd.toml" <<'TOML'
+listen = "127.0.0.1:0"
+insecure_http = true
+resource_policy = "affirming"
+attestation_policy = "attestation.toml"
+[storage]
+type = "localfs"
+dir = "resources"
+[admin]
+mode = "bearer_jwt"
+public_keys = ["admin.pub"]
+roles = ["admin"]
+[rvps]
+trusted_keys = ["rv.pub"]
+TOML
+./target/release/verdictd --config "$RV/kbs/verdictd.toml" >"$RV/kbs/verdictd.out" 2>"$RV/kbs/verdictd.log" &
+VERDICTD=$!
+PIDS+=("$VERDICTD")
+wait_for 30 verdictd grep -q listening "$RV/kbs/verdictd.out"
+KBS_URL=$(sed -n 's/^listening on //p' "$RV/kbs/verdictd.out")
+kbs_url "$WORK/kbs/good" "$KBS_URL"
+kbs_url "$WORK/kbs/other" "$KBS_URL"
+echo "-- before the reference value is provisioned:"
+refused "an enclave no reference value names" "$RUNE" --root "$WORK/rune" run --bundle "$WORK/kbs/good" rv-demo-early
+echo "-- the signed bundle provisioned, then the same enclave:"
+curl -fsS -X POST -H "Authorization: Bearer $(admin_jwt "$RV/admin.key")" -H 'Content-Type: application/json' \
+  --data-binary "@$RV/bundle/bundle-message.json" "$KBS_URL/kbs/v0/reference-value" >/dev/null
+"$RUNE" --root "$WORK/rune" run --bundle "$WORK/kbs/good" rv-demo
+echo "-- the enclave with another executable (mr_enclave $KMR2):"
+refused "the changed enclave" "$RUNE" --root "$WORK/rune" run --bundle "$WORK/kbs/other" rv-demo-other
 kill "$VERDICTD"; wait "$VERDICTD" || true
 
 step "a confidential image: encrypted and signed by the tenant, decrypted only inside the enclave"
