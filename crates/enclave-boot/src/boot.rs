@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use enclave_image::ocicrypt::{self, Keys as LayerKeys, LayerAnnotations};
 use enclave_image::policy::{Keys as PolicyKeys, Policy, Signatures};
-use enclave_image::registry::{ImageSource, Puller, RegistryConfig};
+use enclave_image::registry::{self, Credentials, ImageSource, Puller, RegistryConfig};
 use enclave_image::unpack::{self, UnpackOptions};
 use oci_spec::image::ImageConfiguration;
 
@@ -26,6 +26,10 @@ pub struct Options {
     pub policy: Option<String>,
     /// `kbs:///…` resources holding JWE recipients' private keys (PEM or DER).
     pub decryption_keys: Vec<String>,
+    /// `kbs:///…` of the registry's credentials (a containers-auth.json).
+    pub registry_auth: Option<String>,
+    /// `kbs:///…` of PEM CA certificates for an HTTPS registry.
+    pub registry_ca: Option<String>,
     pub insecure: Vec<String>,
     /// Base URL of a simple-signing lookaside store (`http(s)://…`).
     pub lookaside: Option<String>,
@@ -125,8 +129,12 @@ pub async fn prepare<W: Write>(
     // checks below): its digest goes into the evidence as CoCo's `PullImage` event, so
     // the KBS's policy can release keys to an enclave pulling this image only.
     let source: ImageSource = opts.image.parse()?;
+    let (credentials, registry_ca) =
+        registry_access(opts, &source, agent.as_mut(), progress).await?;
     let defaults = RegistryConfig::default();
     let puller = Puller::new(RegistryConfig {
+        credentials,
+        extra_ca_pem_bytes: registry_ca,
         insecure_http: opts.insecure.clone(),
         max_layer_size: opts.max_layer_size.unwrap_or(defaults.max_layer_size),
         // The user's words for --insecure-registry: rune's setting (rune_core::image).
@@ -215,12 +223,13 @@ pub async fn prepare<W: Write>(
     // Signatures, before any layer is downloaded.
     match &policy {
         Some((policy, keys)) => {
-            let cosign: Vec<_> = image
-                .cosign_signatures(&image.manifest_digest)
-                .await?
-                .iter()
-                .filter_map(|s| s.for_policy())
-                .collect();
+            // cosign signs the digest a tag resolves to: for an index, the index's. Its
+            // signatures count too, as in image-rs (see `Policy::evaluate_in_index`).
+            let mut fetched = image.cosign_signatures(&image.manifest_digest).await?;
+            if let Some(index) = &image.index_digest {
+                fetched.extend(image.cosign_signatures(index).await?);
+            }
+            let cosign: Vec<_> = fetched.iter().filter_map(|s| s.for_policy()).collect();
             let simple = match &opts.lookaside {
                 Some(base) => {
                     image
@@ -229,9 +238,10 @@ pub async fn prepare<W: Write>(
                 }
                 None => Vec::new(),
             };
-            let verdict = policy.evaluate(
+            let verdict = policy.evaluate_in_index(
                 &name,
                 &image.manifest_digest,
+                image.index_digest.as_deref(),
                 &Signatures {
                     simple: &simple,
                     cosign: &cosign,
@@ -295,6 +305,8 @@ pub async fn prepare<W: Write>(
     drop(keys);
 
     let config_bytes = image.config().await?;
+    // An image for another machine is refused before any layer is fetched.
+    image.check_platform(&config_bytes)?;
     let config =
         ImageConfiguration::from_reader(&config_bytes[..]).map_err(|e| BootError::Config {
             digest: image.manifest.config.digest.clone(),
@@ -394,6 +406,55 @@ fn peak_rss() -> Option<u64> {
     use nix::sys::resource::{getrusage, UsageWho};
     let kib = getrusage(UsageWho::RUSAGE_SELF).ok()?.max_rss();
     u64::try_from(kib).ok()
+}
+
+/// The registry's credentials and CA certificates, when configured: KBS resources,
+/// fetched after a first attestation (the manifest, whose digest the later evidence
+/// carries, cannot be read without them), never host files. That attestation's evidence
+/// carries no image event yet: a KBS policy releasing them cannot depend on the image.
+async fn registry_access<W: Write>(
+    opts: &Options,
+    source: &ImageSource,
+    agent: Option<&mut attestation_agent::Agent>,
+    progress: &mut Progress<W>,
+) -> Result<(Credentials, Option<Vec<u8>>), BootError> {
+    if opts.registry_auth.is_none() && opts.registry_ca.is_none() {
+        return Ok((Credentials::Anonymous, None));
+    }
+    let agent = agent.ok_or_else(|| {
+        BootError::Kbs(
+            "the registry's credentials and CA are KBS resources, but no KBS is configured (ENCLAVE_KBS_URL)"
+                .into(),
+        )
+    })?;
+    let url = opts.kbs.as_deref().unwrap_or_default();
+    progress.line(format_args!(
+        "attesting to {url} ({} evidence) for the registry's credentials",
+        agent.tee()
+    ));
+    agent
+        .attest()
+        .await
+        .map_err(|e| BootError::Kbs(format!("attestation to {url}: {e}")))?;
+    let mut ca = None;
+    if let Some(uri) = &opts.registry_ca {
+        ca = Some(fetch(agent, "registry CA", uri).await?.to_vec());
+        progress.line(format_args!("registry CA certificates from {uri}"));
+    }
+    let mut credentials = Credentials::Anonymous;
+    if let (Some(uri), ImageSource::Registry(r)) = (&opts.registry_auth, source) {
+        let file = fetch(agent, "registry credentials", uri).await?;
+        credentials = registry::credentials_from_auth_file(uri, &file, r)?;
+        let found = match credentials {
+            Credentials::Anonymous => "none",
+            _ => "found",
+        };
+        progress.line(format_args!(
+            "registry credentials from {uri}: {found} for {}",
+            r.name()
+        ));
+    }
+    Ok((credentials, ca))
 }
 
 /// One KBS resource; the error names what it is for and its id.

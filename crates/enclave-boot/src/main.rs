@@ -35,6 +35,12 @@ struct Cli {
     /// kbs:///REPO/TYPE/TAG of a JWE recipient's private key, PEM or DER (repeatable)
     #[arg(long = "decryption-key")]
     decryption_keys: Vec<String>,
+    /// kbs:///REPO/TYPE/TAG of the registry's credentials (containers-auth.json)
+    #[arg(long)]
+    registry_auth: Option<String>,
+    /// kbs:///REPO/TYPE/TAG of PEM CA certificates for an HTTPS registry
+    #[arg(long)]
+    registry_ca: Option<String>,
     /// A registry (HOST[:PORT]) reached over plain HTTP (repeatable)
     #[arg(long = "insecure-registry")]
     insecure: Vec<String>,
@@ -71,6 +77,8 @@ fn main() {
         kbs_ca: cli.kbs_ca,
         policy: cli.policy,
         decryption_keys: cli.decryption_keys,
+        registry_auth: cli.registry_auth,
+        registry_ca: cli.registry_ca,
         insecure: cli.insecure,
         lookaside: cli.lookaside,
         max_layer_size: cli.max_layer_size,

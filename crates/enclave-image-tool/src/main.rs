@@ -361,8 +361,11 @@ fn run(command: Command) -> Result<()> {
                 (None, None) => bail!("{img}: an oci: image needs --identity REGISTRY/REPO[:TAG], the name it will be pulled by"),
             };
             if let Some(key) = key {
-                // cosign's docker-reference is the repository.
+                // cosign's docker-reference is the repository; like `cosign sign`, sign
+                // the digest the reference resolves to (an index's, for a multi-arch
+                // image; the enclave accepts either, as image-rs does).
                 let repo = enclave_image::registry::ImageRef::parse(&identity)?.name();
+                let digest = opened.index_digest.clone().unwrap_or(digest);
                 let sig = cosign::signature(&key, cosign::payload(&repo, &digest));
                 let (tag, _) = rt
                     .block_on(cosign::attach(&p, &img, &digest, &[sig]))

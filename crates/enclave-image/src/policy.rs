@@ -280,6 +280,36 @@ impl Policy {
         self.evaluate_at(image, manifest_digest, sigs, keys, SystemTime::now())
     }
 
+    /// [`Policy::evaluate`] for a manifest chosen from an image index whose digest is
+    /// `index_digest` (`None`: not from an index). A `sigstoreSigned` requirement also
+    /// accepts a cosign signature over the index digest, as image-rs does (cosign signs
+    /// the digest a tag resolves to, the index's; confidential-containers/
+    /// guest-components:image-rs/src/signature/policy/cosign/mod.rs falls back to
+    /// `manifest_list_digest`). `signedBy` stays with the platform manifest's digest, as
+    /// in image-rs (`policy/simple/mod.rs`) and containers/image, which checks the
+    /// instance it copies (`copy/single.go`). `sigs.cosign` holds the signatures of both
+    /// digests.
+    ///
+    /// # Errors
+    /// As [`Policy::evaluate`].
+    pub fn evaluate_in_index(
+        &self,
+        image: &str,
+        manifest_digest: &str,
+        index_digest: Option<&str>,
+        sigs: &Signatures<'_>,
+        keys: &dyn KeyResolver,
+    ) -> Result<Verdict, PolicyError> {
+        self.evaluate_digests(
+            image,
+            manifest_digest,
+            index_digest,
+            sigs,
+            keys,
+            SystemTime::now(),
+        )
+    }
+
     /// [`Policy::evaluate`] at a given time (for signature and key expiry).
     ///
     /// # Errors
@@ -292,7 +322,23 @@ impl Policy {
         keys: &dyn KeyResolver,
         now: SystemTime,
     ) -> Result<Verdict, PolicyError> {
+        self.evaluate_digests(image, manifest_digest, None, sigs, keys, now)
+    }
+
+    fn evaluate_digests(
+        &self,
+        image: &str,
+        manifest_digest: &str,
+        index_digest: Option<&str>,
+        sigs: &Signatures<'_>,
+        keys: &dyn KeyResolver,
+        now: SystemTime,
+    ) -> Result<Verdict, PolicyError> {
         let r = parse_image(image)?;
+        let platform_only = [manifest_digest];
+        let cosign_digests: Vec<&str> = std::iter::once(manifest_digest)
+            .chain(index_digest)
+            .collect();
         let (scope, reqs) = self.lookup(&r);
         let mut verified = Vec::new();
         for (i, req) in reqs.iter().enumerate() {
@@ -318,7 +364,7 @@ impl Policy {
                     let attempts = sigs.simple.iter().map(|blob| {
                         let m = verify_message(blob, &ring, now)?;
                         let p = parse_payload(&m.payload, SIMPLE_SIGNING_TYPE)?;
-                        check_claims(&p, manifest_digest, identity, &r)?;
+                        check_claims(&p, &platform_only, identity, &r)?;
                         Ok(VerifiedSignature {
                             requirement: "signedBy",
                             signer: m.signer,
@@ -335,7 +381,7 @@ impl Policy {
                     let attempts = sigs.cosign.iter().map(|s| {
                         let k = verify_cosign_signature(s, &pks)?;
                         let p = parse_payload(&s.payload, COSIGN_TYPE)?;
-                        check_claims(&p, manifest_digest, identity, &r)?;
+                        check_claims(&p, &cosign_digests, identity, &r)?;
                         Ok(VerifiedSignature {
                             requirement: "sigstoreSigned",
                             signer: format!("key #{}", k + 1),
@@ -379,16 +425,21 @@ fn first_accepted(
     })
 }
 
-/// The payload's digest and identity against the pulled image.
+/// The payload's digest (one of `digests`: the manifest's, then the index's) and
+/// identity against the pulled image.
 fn check_claims(
     p: &Payload,
-    manifest_digest: &str,
+    digests: &[&str],
     identity: &IdentityMatch,
     image: &DockerRef,
 ) -> Result<(), String> {
-    if p.manifest_digest != manifest_digest {
+    if !digests.contains(&p.manifest_digest.as_str()) {
+        let mut pulled = format!("manifest {}", digests[0]);
+        if let Some(index) = digests.get(1) {
+            pulled.push_str(&format!(", index {index}"));
+        }
         return Err(format!(
-            "Signature for docker digest {:?} does not match (manifest {manifest_digest})",
+            "Signature for docker digest {:?} does not match ({pulled})",
             p.manifest_digest
         ));
     }

@@ -23,6 +23,7 @@
 //! object (manifest, blob digest) and the HTTP status or the check that failed.
 //! Credentials never appear in errors or logs.
 
+mod auth;
 mod blob;
 mod layout;
 mod manifest;
@@ -37,6 +38,7 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
+pub use auth::credentials_from_auth_file;
 pub use manifest::{
     parse_manifest, select_platform, Descriptor, Index, Manifest, ManifestKind, Platform,
     ACCEPTED_MANIFEST_TYPES, DOCKER_LIST, DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST,
@@ -100,6 +102,19 @@ pub enum Error {
         platform: String,
         /// The platforms the index lists.
         found: String,
+    },
+    /// The image's config declares another platform than the wanted one (a single
+    /// manifest for another machine, or an index entry whose config disagrees with it).
+    #[error("{location}: the image's platform ({found}, config {digest}) does not match the wanted platform ({wanted})")]
+    WrongPlatform {
+        /// Source.
+        location: String,
+        /// The config blob's digest.
+        digest: String,
+        /// `os/arch[/variant]` from the config.
+        found: String,
+        /// The configured platform.
+        wanted: String,
     },
     /// Content does not hash to its descriptor's digest.
     #[error("{location}: blob {digest}: digest mismatch (content hashes to {actual})")]
@@ -206,6 +221,9 @@ pub struct RegistryConfig {
     pub insecure_http: Vec<String>,
     /// Extra trusted CA certificates (PEM, one or more), added to the system roots.
     pub extra_ca_pem: Option<PathBuf>,
+    /// Extra trusted CA certificates as PEM bytes (e.g. a KBS resource: inside an
+    /// enclave, never a host file), added as `extra_ca_pem`'s are.
+    pub extra_ca_pem_bytes: Option<Vec<u8>>,
     /// Credentials for every registry this puller talks to.
     pub credentials: Credentials,
     /// Platform picked from indexes (default: the running machine's).
@@ -232,6 +250,7 @@ impl Default for RegistryConfig {
         RegistryConfig {
             insecure_http: Vec::new(),
             extra_ca_pem: None,
+            extra_ca_pem_bytes: None,
             credentials: Credentials::Anonymous,
             platform: Platform::current(),
             max_metadata_size: MAX_METADATA_SIZE,
@@ -402,6 +421,33 @@ impl Image {
         self.fetch(&desc, &mut out, self.config.max_metadata_size)
             .await?;
         Ok(out)
+    }
+
+    /// Checks that `config` (the bytes [`Image::config`] returned) declares a platform
+    /// the configured one accepts: same os and architecture, and the same variant when
+    /// both name one (as index entries are chosen). A runtime must not start an image
+    /// for another machine; containers/image only logs "Image operating system
+    /// mismatch" (`copy/single.go`) and docker warns, but an enclave's program that
+    /// cannot run is better refused before any layer is fetched. Returns the platform
+    /// found.
+    ///
+    /// Errors: [`Error::WrongPlatform`] naming both platforms, or [`Error::Manifest`]
+    /// for a config without `os`/`architecture`.
+    pub fn check_platform(&self, config: &[u8]) -> Result<Platform, Error> {
+        let digest = &self.manifest.config.digest;
+        let found = Platform::from_config(&format!("config {digest}"), config)?;
+        if self.config.platform.accepts(&found) {
+            return Ok(found);
+        }
+        Err(Error::WrongPlatform {
+            location: match &self.backend {
+                Backend::Remote(r) => r.name(),
+                Backend::Layout(l) => l.shown().to_string(),
+            },
+            digest: digest.clone(),
+            found: found.to_string(),
+            wanted: self.config.platform.to_string(),
+        })
     }
 
     /// Streams a blob into `out`, hashing it; refuses a blob over `max_layer_size` before

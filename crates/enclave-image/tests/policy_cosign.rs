@@ -288,3 +288,46 @@ fn signature_manifest_layers_and_tag() {
         (blob.as_str(), 230, "MEUCIQ==")
     );
 }
+
+/// cosign signs the digest a tag resolves to, an index's for a multi-arch image; image-rs
+/// accepts such a signature for a platform manifest chosen from that index
+/// (confidential-containers/guest-components:image-rs/src/signature/policy/cosign/mod.rs,
+/// `manifest_list_digest`). Only through `evaluate_in_index`, naming that index.
+#[test]
+fn a_signature_over_the_index_digest_is_accepted_for_its_platform_manifest() {
+    let f = fixture();
+    let p = sigstore_policy(&f.pub_pem, Some(MATCH_REPO));
+    let image = format!("{REPO}:v1");
+    let index = format!("sha256:{}", "1d".repeat(32));
+    let s = sign(&payload(&index, REPO), "k.pem", "index");
+    let sigs = Signatures {
+        simple: &[],
+        cosign: std::slice::from_ref(&s),
+    };
+    let keys = Keys::local_files();
+    let in_index = |i: Option<&str>| {
+        p.evaluate_in_index(&image, &digest(), i, &sigs, &keys)
+            .map(|v| v.verified[0].requirement)
+            .map_err(|e| e.to_string())
+    };
+    assert_eq!(in_index(Some(&index)), Ok("sigstoreSigned"));
+    // Not from an index, or from another one: the signature covers neither digest.
+    let e = in_index(None).unwrap_err();
+    assert!(
+        e.starts_with(&format!(
+            "Signature for docker digest \"{index}\" does not match (manifest {})",
+            digest()
+        )),
+        "{e}"
+    );
+    let other = format!("sha256:{}", "2e".repeat(32));
+    let e = in_index(Some(&other)).unwrap_err();
+    assert!(
+        e.starts_with(&format!(
+            "Signature for docker digest \"{index}\" does not match (manifest {}, index {other})",
+            digest()
+        )),
+        "{e}"
+    );
+    assert!(eval(&p, &image, &[s]).is_err());
+}

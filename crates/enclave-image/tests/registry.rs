@@ -6,7 +6,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use enclave_image::registry::{
-    Credentials, Error, ImageSource, Platform, Puller, RegistryConfig, RetryPolicy, OCI_INDEX,
+    credentials_from_auth_file, Credentials, Error, ImageRef, ImageSource, Platform, Puller,
+    RegistryConfig, RetryPolicy, OCI_INDEX,
 };
 use test_support::{
     busybox_oci_tar, sha256_digest, skopeo, Auth, Fault, FaultProxy, ImageBuilder, Registry,
@@ -163,6 +164,56 @@ async fn index_chooses_the_platform_and_refuses_a_missing_one() {
     );
 }
 
+/// A single manifest (no index to choose from) whose config is for another machine: the
+/// platform is what umoci wrote and skopeo reads back (`inspect`'s Os/Architecture), and
+/// the refusal names it and the wanted one. The same image is accepted where it belongs.
+#[tokio::test]
+async fn a_single_manifest_for_another_platform_is_refused_naming_both() {
+    let tmp = tempfile::tempdir().unwrap();
+    let reg = Registry::start(&tmp.path().join("reg"), Auth::None).unwrap();
+    let arm = ImageBuilder::new()
+        .file("arch", b"arm64")
+        .architecture("arm64")
+        .build(&tmp.path().join("layout"), "arm")
+        .unwrap();
+    let r = push(&reg, &arm, "test/arm:v1");
+    let inspect: serde_json::Value = serde_json::from_str(
+        &skopeo(&["inspect", "--tls-verify=false", &format!("docker://{r}")]).unwrap(),
+    )
+    .unwrap();
+    let found = format!(
+        "{}/{}",
+        inspect["Os"].as_str().unwrap(),
+        inspect["Architecture"].as_str().unwrap()
+    );
+    assert_eq!(found, "linux/arm64");
+    let raw: serde_json::Value = serde_json::from_slice(&raw_manifest(&r)).unwrap();
+    let config_digest = raw["config"]["digest"].as_str().unwrap();
+
+    let open = |platform: &str| {
+        let mut cfg = config(&[reg.host()]);
+        cfg.platform = Platform::parse(platform).unwrap();
+        let source: ImageSource = r.parse().unwrap();
+        async move {
+            let image = Puller::new(cfg).unwrap().open(&source).await.unwrap();
+            let config = image.config().await.unwrap();
+            image.check_platform(&config)
+        }
+    };
+    let e = open("linux/amd64").await.unwrap_err();
+    assert!(matches!(e, Error::WrongPlatform { .. }), "{e}");
+    assert_eq!(
+        e.to_string(),
+        format!(
+            "{}/test/arm: the image's platform ({found}, config {config_digest}) does not match the wanted platform (linux/amd64)",
+            reg.host()
+        )
+    );
+    // arm64 configs often omit the variant, as index entries do: v8 accepts it.
+    assert_eq!(open("linux/arm64/v8").await.unwrap().to_string(), found);
+    assert_eq!(open("linux/arm64").await.unwrap().to_string(), found);
+}
+
 async fn auth_case(auth: Auth) -> Registry {
     let tmp = tempfile::tempdir().unwrap().keep();
     let reg = Registry::start(&tmp.join("reg"), auth).unwrap();
@@ -258,6 +309,79 @@ async fn bearer_token_registry() {
         "issued {} refused {}",
         t.issued(),
         t.refused()
+    );
+}
+
+/// An HTTPS registry with a private CA and bearer tokens: the CA given as bytes (as an
+/// enclave gets it from its KBS), the credentials looked up in the containers-auth.json
+/// that `skopeo login` wrote. Without the CA, the certificate is not trusted.
+#[tokio::test]
+async fn https_registry_with_a_private_ca_and_an_auth_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let reg = Registry::start_with(
+        &tmp.path().join("reg"),
+        Auth::Token {
+            user: "dave".into(),
+            pass: "h77ps-pw".into(),
+        },
+        true,
+    )
+    .unwrap();
+    let r = push_busybox(&reg, "test/app:v1");
+    let authfile = tmp.path().join("auth.json");
+    skopeo(&[
+        "login",
+        "--tls-verify=false",
+        "--authfile",
+        authfile.to_str().unwrap(),
+        "--username",
+        "dave",
+        "--password",
+        "h77ps-pw",
+        &reg.host(),
+    ])
+    .unwrap();
+    let image_ref = ImageRef::parse(&r).unwrap();
+    let credentials =
+        credentials_from_auth_file("auth.json", &std::fs::read(&authfile).unwrap(), &image_ref)
+            .unwrap();
+    assert!(matches!(&credentials, Credentials::Basic { user, .. } if user == "dave"));
+    let ca = std::fs::read(reg.ca().unwrap()).unwrap();
+    let cfg = RegistryConfig {
+        credentials,
+        extra_ca_pem_bytes: Some(ca),
+        ..config(&[])
+    };
+    let image = Puller::new(cfg.clone())
+        .unwrap()
+        .open(&r.parse().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(
+        image.manifest_bytes,
+        raw_manifest_with_creds(&r, &reg.creds().unwrap())
+    );
+    let layer = &image.manifest.layers[0];
+    assert_eq!(
+        image.fetch_blob(layer, &mut Vec::new()).await.unwrap(),
+        layer.size
+    );
+    assert!(reg.token_server().unwrap().issued() > 0);
+
+    let e = Puller::new(RegistryConfig {
+        extra_ca_pem_bytes: None,
+        ..cfg
+    })
+    .unwrap()
+    .open(&r.parse().unwrap())
+    .await
+    .err()
+    .unwrap()
+    .to_string();
+    assert!(
+        e.starts_with(&format!("{}/test/app: manifest v1: ", reg.host()))
+            && e.contains("UnknownIssuer"),
+        "{e}"
     );
 }
 

@@ -19,6 +19,8 @@
 //! | `ENCLAVE_IMAGE_POLICY` | `enclave.image.policy` | `kbs:///…` resource holding the containers-policy.json |
 //! | `ENCLAVE_IMAGE_DECRYPTION_KEYS` | `enclave.image.decryption.keys` | comma-separated `kbs:///…` resources holding JWE private keys (PEM or DER) |
 //! | `ENCLAVE_IMAGE_LOOKASIDE` | `enclave.image.lookaside` | `http(s)://` base of the simple-signing lookaside store |
+//! | `ENCLAVE_IMAGE_REGISTRY_AUTH` | `enclave.image.registry.auth` | `kbs:///…` resource holding the registry's credentials (a containers-auth.json / docker config.json `auths` file) |
+//! | `ENCLAVE_IMAGE_REGISTRY_CA` | `enclave.image.registry.ca` | `kbs:///…` resource holding PEM CA certificates for an HTTPS registry |
 //! | `ENCLAVE_IMAGE_INSECURE` | `enclave.image.insecure` | comma-separated registries reached over plain HTTP |
 //! | `ENCLAVE_IMAGE_ROOT_SIZE` | `enclave.image.root.size` | the root tmpfs's `size=` (default: tmpfs's, half the RAM) |
 //! | `ENCLAVE_IMAGE_MAX_LAYER_SIZE` | `enclave.image.max.layer.size` | the largest layer pulled, bytes with an optional k/m/g (1024) suffix (default 4g); a larger one is refused before it is downloaded |
@@ -40,6 +42,8 @@ const DECRYPTION_KEYS: (&str, &str) = (
     "enclave.image.decryption.keys",
 );
 const LOOKASIDE: (&str, &str) = ("ENCLAVE_IMAGE_LOOKASIDE", "enclave.image.lookaside");
+const REGISTRY_AUTH: (&str, &str) = ("ENCLAVE_IMAGE_REGISTRY_AUTH", "enclave.image.registry.auth");
+const REGISTRY_CA: (&str, &str) = ("ENCLAVE_IMAGE_REGISTRY_CA", "enclave.image.registry.ca");
 const INSECURE: (&str, &str) = ("ENCLAVE_IMAGE_INSECURE", "enclave.image.insecure");
 const ROOT_SIZE: (&str, &str) = ("ENCLAVE_IMAGE_ROOT_SIZE", "enclave.image.root.size");
 const BOOT: (&str, &str) = ("ENCLAVE_IMAGE_BOOT", "enclave.image.boot");
@@ -47,13 +51,15 @@ const MAX_LAYER_SIZE: (&str, &str) = (
     "ENCLAVE_IMAGE_MAX_LAYER_SIZE",
     "enclave.image.max.layer.size",
 );
-const SETTINGS: [(&str, &str); 10] = [
+const SETTINGS: [(&str, &str); 12] = [
     IMAGE,
     KBS_URL,
     KBS_CA,
     POLICY,
     DECRYPTION_KEYS,
     LOOKASIDE,
+    REGISTRY_AUTH,
+    REGISTRY_CA,
     INSECURE,
     ROOT_SIZE,
     BOOT,
@@ -87,6 +93,10 @@ pub struct ImageConfig {
     pub decryption_keys: Vec<String>,
     /// `http(s)://` base URL of a simple-signing lookaside store.
     pub lookaside: Option<String>,
+    /// `kbs:///repo/type/tag` of the registry's credentials (containers-auth.json).
+    pub registry_auth: Option<String>,
+    /// `kbs:///repo/type/tag` of PEM CA certificates for an HTTPS registry.
+    pub registry_ca: Option<String>,
     /// Registries (`host[:port]`) allowed over plain HTTP.
     pub insecure: Vec<String>,
     /// tmpfs `size=` of the root (bytes, or with a k/m/g/% suffix).
@@ -186,6 +196,23 @@ pub fn config_from_spec(
             )));
         }
     }
+    // Never host files: the host could lend the enclave its own registry (or a
+    // man-in-the-middle's CA); both come from the KBS after attestation.
+    let registry_auth = get(REGISTRY_AUTH);
+    let registry_ca = get(REGISTRY_CA);
+    for (what, uri) in [
+        ("registry credentials", &registry_auth),
+        ("registry CA", &registry_ca),
+    ] {
+        if let Some(u) = uri {
+            check_resource_uri(u).map_err(|why| bad(format!("{what} {u:?}: {why}")))?;
+            if kbs_url.is_none() {
+                return Err(bad(format!(
+                    "{what} {u} is a KBS resource, but no KBS is configured (set ENCLAVE_KBS_URL)"
+                )));
+            }
+        }
+    }
     let insecure = list(INSECURE);
     if let Some(h) = insecure
         .iter()
@@ -252,6 +279,8 @@ pub fn config_from_spec(
         policy,
         decryption_keys,
         lookaside,
+        registry_auth,
+        registry_ca,
         insecure,
         root_size,
         max_layer_size,
@@ -375,6 +404,12 @@ impl ImageConfig {
         }
         if let Some(l) = &self.lookaside {
             args.extend(["--lookaside".into(), l.clone()]);
+        }
+        if let Some(r) = &self.registry_auth {
+            args.extend(["--registry-auth".into(), r.clone()]);
+        }
+        if let Some(r) = &self.registry_ca {
+            args.extend(["--registry-ca".into(), r.clone()]);
         }
         for h in &self.insecure {
             args.extend(["--insecure-registry".into(), h.clone()]);
@@ -648,6 +683,60 @@ mod tests {
             let err = checked(dir.path(), &env).unwrap_err();
             assert!(err.ends_with(want), "{env:?}: {err}");
         }
+    }
+
+    #[test]
+    fn registry_credentials_and_ca_are_kbs_resources_checked_at_create() {
+        let dir = tempfile::tempdir().unwrap();
+        let kbs = "ENCLAVE_KBS_URL=http://127.0.0.1:8080";
+        let c = checked(
+            dir.path(),
+            &[
+                kbs,
+                "ENCLAVE_IMAGE_REGISTRY_AUTH=kbs:///default/registry/auth",
+                "ENCLAVE_IMAGE_REGISTRY_CA=kbs:///default/registry/ca",
+            ],
+        )
+        .unwrap();
+        let mut spec = Spec::default();
+        let mut enclave = EnclaveConfig {
+            typ: crate::enclave::EnclaveType::Sim,
+            runtime_path: dir.path().join("liberpal-sim.so"),
+            args: String::new(),
+            log_level: "info".into(),
+        };
+        c.apply(&mut spec, &mut enclave).unwrap();
+        let args = spec.process().as_ref().unwrap().args().clone().unwrap();
+        assert!(
+            args.join(" ").contains(" --registry-auth kbs:///default/registry/auth --registry-ca kbs:///default/registry/ca "),
+            "{args:?}"
+        );
+        for (env, want) in [
+            (
+                vec![kbs, "ENCLAVE_IMAGE_REGISTRY_AUTH=/root/.docker/config.json"],
+                "enclave image: registry credentials \"/root/.docker/config.json\": must be kbs:///<repo>/<type>/<tag>",
+            ),
+            (
+                vec!["ENCLAVE_IMAGE_REGISTRY_CA=kbs:///default/registry/ca"],
+                "enclave image: registry CA kbs:///default/registry/ca is a KBS resource, but no KBS is configured (set ENCLAVE_KBS_URL)",
+            ),
+        ] {
+            let err = checked(dir.path(), &env).unwrap_err();
+            assert!(err.ends_with(want), "{env:?}: {err}");
+        }
+        // A misspelling is refused, not ignored (the pull would go out anonymously).
+        let err = checked(
+            dir.path(),
+            &[
+                kbs,
+                "ENCLAVE_IMAGE_REGISTRY_AUTHS=kbs:///default/registry/auth",
+            ],
+        )
+        .unwrap_err();
+        assert!(
+            err.contains("unknown enclave setting ENCLAVE_IMAGE_REGISTRY_AUTHS"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -11,6 +11,7 @@ use std::process::Command;
 use common::image::{marker_layout, run_ok, signed_boot};
 use common::*;
 use test_support::registry::{Auth, Registry};
+use test_support::{busybox_oci_tar, ImageBuilder};
 
 const MARKER: &str = "confidential-marker-5b1e0c";
 
@@ -45,6 +46,9 @@ fn fails_preparing(rune: &Rune, b: &Bundle, naming: &str) -> String {
     let out = rune.cmd(&["run", "--bundle", b.path().to_str().unwrap(), &id]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(125), "{stderr}");
+    // The workload never started.
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "", "{stderr}");
+    assert!(!stderr.contains(" ready in "), "{stderr}");
     let failures: Vec<&str> = stderr
         .lines()
         .filter(|l| l.starts_with("enclave-boot: error:"))
@@ -433,4 +437,155 @@ fn a_layer_over_the_configured_limit_is_refused() {
     assert_eq!(lines.len(), 1, "{lines:?}");
     assert!(lines[0].contains("max layer size \"12q\""), "{lines:?}");
     assert!(leftovers(t.rune.root.path(), &id).is_empty());
+}
+
+/// `skopeo inspect --raw` of `reference` from the plain-HTTP registry.
+fn skopeo_raw(reference: &str) -> Result<String, String> {
+    test_support::skopeo(&[
+        "inspect",
+        "--raw",
+        "--tls-verify=false",
+        &format!("docker://{reference}"),
+    ])
+}
+
+/// The registry's log lines for blobs of `test/app`.
+fn blob_requests(registry: &Registry) -> Vec<String> {
+    registry
+        .log()
+        .lines()
+        .filter(|l| l.contains("/v2/test/app/blobs/"))
+        .map(str::to_string)
+        .collect()
+}
+
+/// A registry that serves other bytes for a manifest pinned by digest
+/// (`app@sha256:…`): here another valid image's manifest, written over the stored one.
+/// skopeo refuses it too; the enclave refuses it before any blob, in one line naming
+/// the pinned digest and what the bytes hash to. The control: restored, it runs.
+#[test]
+fn a_manifest_that_differs_from_the_pinned_digest_is_refused() {
+    if !needs("a_manifest_that_differs_from_the_pinned_digest_is_refused") {
+        return;
+    }
+    let t = Setup::new();
+    let tagged = t.push();
+    let genuine = skopeo_raw(&tagged).unwrap();
+    let pinned = test_support::sha256_digest(genuine.as_bytes());
+    let evil = ImageBuilder::new()
+        .base(&busybox_oci_tar().unwrap())
+        .file("etc/marker", b"not the tenant's\n")
+        .cmd(&["/bin/cat", "/etc/marker"])
+        .build(&t.dir.path().join("evil"), "latest")
+        .unwrap();
+    let evil_ref = format!("{}/test/app:evil", t.registry.host());
+    run_ok(
+        "skopeo",
+        &[
+            "--insecure-policy",
+            "copy",
+            "-q",
+            "--dest-tls-verify=false",
+            &evil,
+            &format!("docker://{evil_ref}"),
+        ],
+    );
+    let swapped = skopeo_raw(&evil_ref).unwrap();
+    let actual = test_support::sha256_digest(swapped.as_bytes());
+    let stored = t.registry.blob_path(&pinned);
+    assert_eq!(std::fs::read_to_string(&stored).unwrap(), genuine);
+    std::fs::write(&stored, &swapped).unwrap();
+
+    let by_digest = format!("{}/test/app@{pinned}", t.registry.host());
+    // skopeo's `inspect --raw` hands out the bytes unchecked; parsing them checks them.
+    let skopeo_says = test_support::skopeo(&[
+        "inspect",
+        "--tls-verify=false",
+        &format!("docker://{by_digest}"),
+    ])
+    .unwrap_err();
+    assert!(
+        skopeo_says.contains("does not match") && skopeo_says.contains(&pinned),
+        "{skopeo_says}"
+    );
+    let before = blob_requests(&t.registry);
+    let line = fails_preparing(
+        &t.rune,
+        &t.bundle(&by_digest, &["/.rune/enclave-boot"]),
+        &format!("manifest {pinned}: "),
+    );
+    assert!(
+        line.contains(&format!("Expected {pinned}, got {actual}")),
+        "{line}"
+    );
+    assert_eq!(blob_requests(&t.registry), before, "a blob was pulled");
+
+    std::fs::write(&stored, &genuine).unwrap();
+    t.runs_the_marker(&t.bundle(&by_digest, &["/.rune/enclave-boot"]));
+}
+
+/// A single-manifest image whose config says another architecture (arm64, as umoci
+/// wrote it and skopeo reads it back) is refused in one line naming the platform found
+/// and the one wanted, before any layer is fetched.
+#[test]
+fn an_image_for_another_platform_is_refused_naming_both() {
+    if !needs("an_image_for_another_platform_is_refused_naming_both") {
+        return;
+    }
+    if std::env::consts::ARCH != "x86_64" {
+        eprintln!("skipping an_image_for_another_platform_is_refused_naming_both: not x86_64");
+        return;
+    }
+    let t = Setup::new();
+    let arm = ImageBuilder::new()
+        .base(&busybox_oci_tar().unwrap())
+        .file("etc/marker", format!("{MARKER}\n").as_bytes())
+        .cmd(&["/bin/cat", "/etc/marker"])
+        .architecture("arm64")
+        .build(&t.dir.path().join("arm"), "latest")
+        .unwrap();
+    let reference = format!("{}/test/app:arm64", t.registry.host());
+    run_ok(
+        "skopeo",
+        &[
+            "--insecure-policy",
+            "copy",
+            "-q",
+            "--dest-tls-verify=false",
+            &arm,
+            &format!("docker://{reference}"),
+        ],
+    );
+    let inspect: serde_json::Value = serde_json::from_str(
+        &test_support::skopeo(&[
+            "inspect",
+            "--tls-verify=false",
+            &format!("docker://{reference}"),
+        ])
+        .unwrap(),
+    )
+    .unwrap();
+    let found = format!(
+        "{}/{}",
+        inspect["Os"].as_str().unwrap(),
+        inspect["Architecture"].as_str().unwrap()
+    );
+    assert_eq!(found, "linux/arm64");
+    let raw: serde_json::Value = serde_json::from_str(&skopeo_raw(&reference).unwrap()).unwrap();
+    let config = raw["config"]["digest"].as_str().unwrap();
+    let before = t.registry.log().len();
+    fails_preparing(
+        &t.rune,
+        &t.bundle(&reference, &["/.rune/enclave-boot"]),
+        &format!(
+            "{}/test/app: the image's platform ({found}, config {config}) does not match the wanted platform (linux/amd64)",
+            t.registry.host()
+        ),
+    );
+    let log = t.registry.log()[before..].to_string();
+    assert!(log.contains(&format!("/blobs/{config}")), "{log}");
+    for l in raw["layers"].as_array().unwrap() {
+        let d = l["digest"].as_str().unwrap();
+        assert!(!log.contains(&format!("/blobs/{d}")), "{d} was pulled");
+    }
 }

@@ -25,7 +25,7 @@ use common::image::*;
 use common::*;
 use serde_json::Value;
 use test_support::registry::{Auth, Registry};
-use test_support::{marker_found, random_marker, Verdictd};
+use test_support::{marker_found, random_marker, PlaintextTraces, Verdictd};
 
 /// The KEK's resource, as the tenant names it in the packets.
 const KID: &str = "kbs:///default/image-kek/app";
@@ -61,6 +61,9 @@ struct Bed {
     tenant: tempfile::TempDir,
     host: tempfile::TempDir,
     marker: String,
+    /// The marker, a run of its plaintext layer blob and the layer's digests (compressed
+    /// and diff_id): what must be nowhere on the host after a run.
+    traces: PlaintextTraces,
     /// `<layout>:latest` of the tenant's plaintext image.
     image: String,
     registry: Registry,
@@ -80,12 +83,19 @@ impl Bed {
         let host = tempfile::tempdir().unwrap();
         let marker = random_marker();
         let image = marker_layout(tenant.path(), &marker);
+        let traces = PlaintextTraces::of_layout(
+            Path::new(image.trim_end_matches(":latest")),
+            "latest",
+            &marker,
+        )
+        .unwrap();
         let registry = Registry::start(&host.path().join("registry"), Auth::None).unwrap();
         let (boot, mr) = signed_boot(host.path());
         Bed {
             tenant,
             host,
             marker,
+            traces,
             image,
             registry,
             boot,
@@ -159,15 +169,12 @@ impl Bed {
                 .args(["run", "--bundle", b.path().to_str().unwrap(), &id]),
         );
         assert_eq!(leftovers(self.rune.root.path(), &id), Vec::<String>::new());
-        let found = marker_found(
-            &[
-                b.path(),
-                self.rune.root.path(),
-                Path::new("/tmp"),
-                Path::new("/var"),
-            ],
-            &self.marker,
-        );
+        let found = self.traces.found(&[
+            b.path(),
+            self.rune.root.path(),
+            Path::new("/tmp"),
+            Path::new("/var"),
+        ]);
         assert_eq!(
             found,
             Vec::<String>::new(),
@@ -284,14 +291,39 @@ fn a_kek_encrypted_image_runs_with_its_key_from_verdictd() {
             out.stderr
         );
     }
-    // The scan's control: a plaintext copy left on the host is found.
+    // The scan's controls: a plaintext copy left on the host is found, and so are a copy
+    // of the compressed layer blob (umoci's, from the tenant's layout) and a store entry
+    // named by the layer's diff_id (the config umoci wrote).
     let leak = bed.host("leak");
     std::fs::write(&leak, format!("{}\n", bed.marker)).unwrap();
     assert_eq!(
         marker_found(&[Path::new("/tmp"), Path::new("/var")], &bed.marker),
         [leak.display().to_string()]
     );
+    let scan = || bed.traces.found(&[Path::new("/tmp"), Path::new("/var")]);
+    assert_eq!(scan(), [format!("plaintext in {}", leak.display())]);
+    let [blob, diff_id] = &bed.traces.digests[..] else {
+        panic!("{:?}", bed.traces.digests)
+    };
+    let gz = bed.layout().join("blobs/sha256").join(&blob[7..]);
+    std::fs::copy(&gz, &leak).unwrap();
+    assert!(
+        !String::from_utf8_lossy(&std::fs::read(&leak).unwrap()).contains(&bed.marker),
+        "the blob is compressed"
+    );
+    assert_eq!(scan(), [format!("plaintext in {}", leak.display())]);
     std::fs::remove_file(&leak).unwrap();
+    let store = bed.host(&format!("store/{}", &diff_id[7..]));
+    std::fs::create_dir_all(&store).unwrap();
+    assert_eq!(
+        scan(),
+        [format!(
+            "digest {} names {}",
+            &diff_id[7..],
+            store.display()
+        )]
+    );
+    std::fs::remove_dir_all(bed.host("store")).unwrap();
     let log = kbs.log();
     assert!(
         log.contains("released") && log.contains(KEK_RESOURCE),
@@ -1197,5 +1229,272 @@ fn an_image_made_by_enclave_image_runs_and_another_cosign_key_is_refused() {
         assert!(!log.contains(&format!("/blobs/{l}")), "{l} was pulled");
     }
     drop(kbs);
+    bed.finish();
+}
+
+/// The registry's raw answer for `repo` manifest `reference` (tag or digest), with every
+/// manifest type accepted: status and bytes.
+fn raw_manifest(registry: &Registry, repo: &str, reference: &str) -> (u16, Vec<u8>) {
+    let r = test_support::http::request(
+        registry.addr(),
+        "GET",
+        &format!("/v2/{repo}/manifests/{reference}"),
+        &[(
+            "Accept",
+            "application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json",
+        )],
+        b"",
+    )
+    .unwrap();
+    (r.status, r.body)
+}
+
+/// A multi-arch image: an index (linux/amd64: the tenant's encrypted image; linux/arm64:
+/// another) signed with cosign's semantics by `enclave-image sign`, i.e. over the digest
+/// the tag resolves to, the index's. The enclave accepts that signature for the amd64
+/// manifest it picks, as image-rs does (falling back to the index digest); the amd64
+/// manifest pulled by its own tag, outside the index, has no signature and is refused.
+/// Digests and the signed payload are read back from the registry.
+#[test]
+fn a_cosign_signature_over_the_index_digest_is_accepted() {
+    if !needs(
+        "a_cosign_signature_over_the_index_digest_is_accepted",
+        &["openssl"],
+    ) {
+        return;
+    }
+    let bed = Bed::new();
+    let kek = random::<32>();
+    let (amd_ref, _) = push_kek_image(&bed, &kek, "amd");
+    let arm = test_support::ImageBuilder::new()
+        .file("arch", b"arm64")
+        .architecture("arm64")
+        .build(&bed.tenant("arm"), "arm")
+        .unwrap();
+    let host = bed.registry.host();
+    test_support::skopeo(&[
+        "copy",
+        "-q",
+        "--dest-tls-verify=false",
+        &arm,
+        &format!("docker://{host}/test/app:arm"),
+    ])
+    .unwrap();
+    let entry = |tag: &str, arch: &str| {
+        let (status, m) = raw_manifest(&bed.registry, "test/app", tag);
+        assert_eq!(status, 200);
+        serde_json::json!({"mediaType": OCI_MANIFEST, "size": m.len(),
+            "digest": test_support::sha256_digest(&m),
+            "platform": {"os": "linux", "architecture": arch}})
+    };
+    let (amd, arm) = (entry("amd", "amd64"), entry("arm", "arm64"));
+    let index = serde_json::json!({"schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": [amd, arm]});
+    let index_digest = bed
+        .registry
+        .put_manifest(
+            "test/app",
+            "multi",
+            "application/vnd.oci.image.index.v1+json",
+            &serde_json::to_vec(&index).unwrap(),
+        )
+        .unwrap();
+    let multi = format!("{host}/test/app:multi");
+
+    let tool = release_bin("enclave-image-tool", "enclave-image");
+    let key = bed.tenant("cosign.key");
+    let tenant = |args: &[&str]| {
+        let out = Command::new(&tool).args(args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "enclave-image {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    tenant(&["keygen", "--cosign", key.to_str().unwrap()]);
+    tenant(&[
+        "sign",
+        "--cosign-key",
+        key.to_str().unwrap(),
+        "--insecure-registry",
+        &host,
+        &multi,
+    ]);
+    // What the registry holds: a signature under the index digest's tag, whose payload
+    // names the index digest; none under the amd64 manifest's.
+    let sig_tag = |d: &str| d.replacen(':', "-", 1) + ".sig";
+    let amd_digest = amd["digest"].as_str().unwrap();
+    assert_eq!(
+        raw_manifest(&bed.registry, "test/app", &sig_tag(amd_digest)).0,
+        404
+    );
+    let (status, sig) = raw_manifest(&bed.registry, "test/app", &sig_tag(&index_digest));
+    assert_eq!(status, 200);
+    let sig: Value = serde_json::from_slice(&sig).unwrap();
+    let layer = sig["layers"][0]["digest"].as_str().unwrap();
+    let payload = test_support::http::request(
+        bed.registry.addr(),
+        "GET",
+        &format!("/v2/test/app/blobs/{layer}"),
+        &[],
+        b"",
+    )
+    .unwrap()
+    .body;
+    let payload: Value = serde_json::from_slice(&payload).unwrap();
+    assert_eq!(
+        payload["critical"]["image"]["docker-manifest-digest"],
+        index_digest.as_str()
+    );
+
+    let scope = format!("{host}/test/app");
+    let policy = test_support::tenant::sigstore_policy(&scope);
+    let public = std::fs::read(format!("{}.pub", key.display())).unwrap();
+    let kbs = Verdictd::start(
+        &bed.host("verdictd"),
+        &bed.mr,
+        &[
+            (KEK_RESOURCE, &kek),
+            ("default/image-policy/containers", policy.as_bytes()),
+            ("default/image-policy/cosign", &public),
+        ],
+    )
+    .unwrap();
+    let env = [kbs_env(&kbs), format!("ENCLAVE_IMAGE_POLICY={POLICY}")];
+    let out = bed.run(&multi, &env);
+    bed.assert_ran(&out);
+    assert!(
+        out.stderr
+            .contains(&format!("enclave-boot: manifest {amd_digest} ")),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains(&format!(
+            "signature verified: sigstoreSigned by key #1 for {scope}"
+        )),
+        "{}",
+        out.stderr
+    );
+
+    // The same manifest by its own tag is not in that index: nothing signs it.
+    let out = bed.run(&amd_ref, &env);
+    refused(
+        &out,
+        &[
+            "A signature was required, but no signature exists",
+            "sigstoreSigned",
+        ],
+    );
+    drop(kbs);
+    bed.finish();
+}
+
+/// A private registry: HTTPS with a certificate from the tenant's private CA, and
+/// bearer tokens from a token service that wants the tenant's password. The enclave gets
+/// both from verdictd after attestation, never from the host: the credentials file
+/// `skopeo login --authfile` wrote (the real peer's containers-auth.json) and the CA.
+/// The controls: without the credentials the registry answers 401, and without the CA
+/// the certificate is not trusted (Mozilla's roots only, never the host's store).
+#[test]
+fn a_private_registry_is_pulled_with_credentials_and_ca_from_verdictd() {
+    if !needs(
+        "a_private_registry_is_pulled_with_credentials_and_ca_from_verdictd",
+        &[],
+    ) {
+        return;
+    }
+    let bed = Bed::new();
+    let (user, pass) = ("carol", "pr1vate-pw");
+    let private = Registry::start_with(
+        &bed.host("private"),
+        Auth::Token {
+            user: user.into(),
+            pass: pass.into(),
+        },
+        true,
+    )
+    .unwrap();
+    let host = private.host();
+    let kek = random::<32>();
+    test_support::encrypt_layout_with_kek(&bed.layout(), "latest", &kek, KID).unwrap();
+    let reference = format!("{host}/test/app:private");
+    let creds = format!("{user}:{pass}");
+    test_support::skopeo(&[
+        "copy",
+        "-q",
+        "--dest-tls-verify=false",
+        "--dest-creds",
+        &creds,
+        &format!("oci:{}", bed.image),
+        &format!("docker://{reference}"),
+    ])
+    .unwrap();
+    let authfile = bed.tenant("auth.json");
+    test_support::skopeo(&[
+        "login",
+        "--tls-verify=false",
+        "--authfile",
+        authfile.to_str().unwrap(),
+        "--username",
+        user,
+        "--password",
+        pass,
+        &host,
+    ])
+    .unwrap();
+    let auth = std::fs::read(&authfile).unwrap();
+    let ca = std::fs::read(private.ca().unwrap()).unwrap();
+    let kbs = Verdictd::start(
+        &bed.host("verdictd"),
+        &bed.mr,
+        &[
+            (KEK_RESOURCE, &kek),
+            ("default/registry/auth", &auth),
+            ("default/registry/ca", &ca),
+        ],
+    )
+    .unwrap();
+    let auth_env = "ENCLAVE_IMAGE_REGISTRY_AUTH=kbs:///default/registry/auth".to_string();
+    let ca_env = "ENCLAVE_IMAGE_REGISTRY_CA=kbs:///default/registry/ca".to_string();
+    let issued = private.token_server().unwrap().issued();
+
+    let out = bed.run(
+        &reference,
+        &[kbs_env(&kbs), auth_env.clone(), ca_env.clone()],
+    );
+    bed.assert_ran(&out);
+    assert!(
+        out.stderr.contains(&format!(
+            "registry credentials from kbs:///default/registry/auth: found for {host}/test/app"
+        )),
+        "{}",
+        out.stderr
+    );
+    assert!(private.token_server().unwrap().issued() > issued);
+    for resource in ["default/registry/auth", "default/registry/ca"] {
+        assert!(
+            kbs.find_event(&[("message", "released"), ("resource", resource)])
+                .is_some(),
+            "{}",
+            kbs.log()
+        );
+    }
+
+    let out = bed.run(&reference, &[kbs_env(&kbs), ca_env]);
+    let line = refused(
+        &out,
+        &[&format!("{host}/test/app: manifest private: HTTP 401")],
+    );
+    assert!(!line.contains(pass), "{line}");
+    let out = bed.run(&reference, &[kbs_env(&kbs), auth_env]);
+    refused(
+        &out,
+        &[
+            &format!("{host}/test/app: manifest private: "),
+            "UnknownIssuer",
+        ],
+    );
+    drop((kbs, private));
     bed.finish();
 }

@@ -21,7 +21,7 @@ pub mod verdictd;
 pub use boot::{boot_program, install_boot, release_artifact, signed_boot, sim_sign};
 pub use encrypt::{encrypt_layout_with_kek, EncryptedImage};
 pub use http::{free_port, Fault, FaultProxy, StaticFiles};
-pub use marker::{marker_found, marker_layout, random_marker};
+pub use marker::{marker_found, marker_layout, random_marker, PlaintextTraces};
 pub use registry::{Auth, Pushed, Registry};
 pub use tenant::{enclave_image, publish, Confidential, ConfidentialImage, TenantKeys};
 pub use token::TokenServer;

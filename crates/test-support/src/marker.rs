@@ -46,3 +46,107 @@ pub fn marker_found(places: &[&Path], marker: &str) -> Vec<String> {
         .map(str::to_string)
         .collect()
 }
+
+/// What of an image's plaintext could reach the host besides the marker's own bytes: a
+/// run of the compressed (gzip) layer blob that carries it, as a content store or a
+/// staging file would hold it, and the layer's digests, compressed and uncompressed
+/// (the diff_id), as content stores and snapshotters name what they hold.
+#[derive(Debug, Clone)]
+pub struct PlaintextTraces {
+    /// The marker (file contents).
+    pub marker: String,
+    /// 32 bytes from the middle of the plaintext gzip blob, holding neither NUL nor
+    /// newline (so that grep takes them as one pattern).
+    pub blob_run: Vec<u8>,
+    /// `sha256:` of the plaintext layer blob and its diff_id.
+    pub digests: Vec<String>,
+}
+
+impl PlaintextTraces {
+    /// From the tenant's plain OCI layout `layout` (image `tag`, built by
+    /// [`marker_layout`]: the marker is in the last layer), before any encryption: the
+    /// layer blob and diff_id are the ones umoci wrote.
+    pub fn of_layout(layout: &Path, tag: &str, marker: &str) -> Result<Self, String> {
+        let read = |p: &Path| std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()));
+        let json =
+            |b: Vec<u8>| serde_json::from_slice::<serde_json::Value>(&b).map_err(|e| e.to_string());
+        let blob = |d: &str| {
+            layout
+                .join("blobs/sha256")
+                .join(d.trim_start_matches("sha256:"))
+        };
+        let index = json(read(&layout.join("index.json"))?)?;
+        let entry = index["manifests"]
+            .as_array()
+            .and_then(|m| {
+                m.iter().find(|d| {
+                    d["annotations"]["org.opencontainers.image.ref.name"].as_str() == Some(tag)
+                })
+            })
+            .ok_or_else(|| format!("{}: no image {tag}", layout.display()))?;
+        let manifest = json(read(&blob(entry["digest"].as_str().unwrap_or_default()))?)?;
+        let layer = manifest["layers"]
+            .as_array()
+            .and_then(|l| l.last())
+            .and_then(|l| l["digest"].as_str())
+            .ok_or("the manifest has no layer")?
+            .to_string();
+        let config = json(read(&blob(
+            manifest["config"]["digest"].as_str().unwrap_or_default(),
+        ))?)?;
+        let diff_id = config["rootfs"]["diff_ids"]
+            .as_array()
+            .and_then(|d| d.last())
+            .and_then(|d| d.as_str())
+            .ok_or("the config has no diff_ids")?
+            .to_string();
+        let gz = read(&blob(&layer))?;
+        let start = (gz.len() / 2..gz.len().saturating_sub(32))
+            .find(|&i| !gz[i..i + 32].iter().any(|b| matches!(b, 0 | b'\n')))
+            .ok_or("no 32-byte run without NUL or newline in the layer blob")?;
+        Ok(PlaintextTraces {
+            marker: marker.to_string(),
+            blob_run: gz[start..start + 32].to_vec(),
+            digests: vec![layer, diff_id],
+        })
+    }
+
+    /// Where any of it is under `places`: files holding the marker or the blob run (GNU
+    /// grep, bytes as they are, symlinks not followed, devices, fifos and sockets
+    /// skipped), and files or directories whose name holds a digest's hex. Empty means
+    /// none of the plaintext is there.
+    pub fn found(&self, places: &[&Path]) -> Vec<String> {
+        use std::os::unix::ffi::OsStrExt as _;
+        let out = Command::new("grep")
+            .env("LC_ALL", "C")
+            .args(["-rlF", "--devices=skip", "-e", &self.marker, "-e"])
+            .arg(std::ffi::OsStr::from_bytes(&self.blob_run))
+            .arg("--")
+            .args(places)
+            .output()
+            .expect("run grep");
+        // Status 2 (a file vanished while searching) still lists the hits found.
+        let mut found: Vec<String> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| format!("plaintext in {l}"))
+            .collect();
+        let hexes: Vec<&str> = self
+            .digests
+            .iter()
+            .map(|d| d.split_once(':').map_or(d.as_str(), |(_, h)| h))
+            .collect();
+        let mut stack: Vec<std::path::PathBuf> = places.iter().map(|p| p.to_path_buf()).collect();
+        while let Some(d) = stack.pop() {
+            for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                if let Some(h) = hexes.iter().find(|h| name.contains(**h)) {
+                    found.push(format!("digest {h} names {}", e.path().display()));
+                }
+                if e.file_type().is_ok_and(|t| t.is_dir()) {
+                    stack.push(e.path());
+                }
+            }
+        }
+        found
+    }
+}

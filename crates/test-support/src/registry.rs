@@ -55,6 +55,7 @@ pub struct Registry {
     dir: PathBuf,
     auth: Auth,
     token: Option<TokenServer>,
+    ca: Option<PathBuf>,
 }
 
 impl Registry {
@@ -62,7 +63,27 @@ impl Registry {
     /// `dir/registry.log`), starts `docker-registry serve` on `127.0.0.1:<free port>`
     /// and waits until `/v2/` answers. Retries with another port if the first is taken.
     pub fn start(dir: &Path, auth: Auth) -> io::Result<Registry> {
+        Self::start_with(dir, auth, false)
+    }
+
+    /// As [`Registry::start`], serving HTTPS with a certificate for `127.0.0.1` from a
+    /// fresh private CA ([`Registry::ca`]) when `tls`. Pushing goes through
+    /// [`Registry::push`] or skopeo with `--dest-tls-verify=false`; the raw helpers
+    /// ([`Registry::put_blob`], [`Registry::put_manifest`]) speak plain HTTP only.
+    pub fn start_with(dir: &Path, auth: Auth, tls: bool) -> io::Result<Registry> {
         fs::create_dir_all(dir)?;
+        let (ca, tls_yaml) = if tls {
+            let ca = dir.join("ca.pem");
+            crate::verdictd::write_tls(dir, &ca)?;
+            let yaml = format!(
+                "  tls:\n    certificate: {}\n    key: {}\n",
+                dir.join("server.pem").display(),
+                dir.join("server.key").display()
+            );
+            (Some(ca), yaml)
+        } else {
+            (None, String::new())
+        };
         let token = match &auth {
             Auth::Token { user, pass } => Some(TokenServer::start(user, pass)?),
             _ => None,
@@ -98,7 +119,7 @@ impl Registry {
             fs::write(
                 &config,
                 format!(
-                    "version: 0.1\nlog:\n  level: info\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {addr}\n{auth_yaml}",
+                    "version: 0.1\nlog:\n  level: info\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {addr}\n{tls_yaml}{auth_yaml}",
                     data.display()
                 ),
             )?;
@@ -121,6 +142,7 @@ impl Registry {
                     )));
                     break;
                 }
+                // An HTTPS registry answers plain HTTP too (with a 400): it is up.
                 if http::request(addr, "GET", "/v2/", &[], b"").is_ok() {
                     return Ok(Registry {
                         child,
@@ -128,6 +150,7 @@ impl Registry {
                         dir: dir.to_path_buf(),
                         auth,
                         token,
+                        ca,
                     });
                 }
                 if Instant::now() > deadline {
@@ -156,6 +179,11 @@ impl Registry {
     /// The registry process id.
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// The private CA's certificate (PEM) of an HTTPS registry.
+    pub fn ca(&self) -> Option<&Path> {
+        self.ca.as_deref()
     }
 
     /// The token service, for [`Auth::Token`].

@@ -188,7 +188,7 @@ impl Drop for Verdictd {
 
 /// A private CA (`ca`) and a certificate for IP 127.0.0.1 signed by it
 /// (`dir/server.pem`, key `dir/server.key`).
-fn write_tls(dir: &Path, ca: &Path) -> io::Result<()> {
+pub(crate) fn write_tls(dir: &Path, ca: &Path) -> io::Result<()> {
     let e = |e: rcgen::Error| io::Error::other(format!("certificate: {e}"));
     let ca_key = rcgen::KeyPair::generate().map_err(e)?;
     let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).map_err(e)?;

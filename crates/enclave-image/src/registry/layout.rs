@@ -74,6 +74,11 @@ impl Layout {
         Ok(l)
     }
 
+    /// The directory or archive path, as errors show it.
+    pub fn shown(&self) -> &str {
+        &self.shown
+    }
+
     fn bad(&self, reason: impl Into<String>) -> Error {
         Error::Layout {
             path: self.shown.clone(),

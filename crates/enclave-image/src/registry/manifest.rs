@@ -139,9 +139,37 @@ impl Platform {
         })
     }
 
+    /// The platform an image config declares (OCI image-spec `config.md`: `os` and
+    /// `architecture` are required, `variant` optional). `what` names the config in the
+    /// error ([`Error::Manifest`]) when they are missing or the JSON does not parse.
+    pub fn from_config(what: &str, config: &[u8]) -> Result<Self, Error> {
+        #[derive(Deserialize)]
+        struct Probe {
+            #[serde(default)]
+            os: String,
+            #[serde(default)]
+            architecture: String,
+            variant: Option<String>,
+        }
+        let bad = |reason: String| Error::Manifest {
+            what: what.to_string(),
+            reason,
+        };
+        let p: Probe = serde_json::from_slice(config).map_err(|e| bad(e.to_string()))?;
+        if p.os.is_empty() || p.architecture.is_empty() {
+            return Err(bad("no os or architecture (both are required)".into()));
+        }
+        Ok(Platform {
+            os: p.os,
+            architecture: p.architecture,
+            variant: p.variant.filter(|v| !v.is_empty()),
+            os_version: None,
+        })
+    }
+
     /// Whether an index entry's platform serves `self`: same os and architecture, and
     /// the same variant when both name one (arm64 entries often omit `v8`).
-    fn accepts(&self, entry: &Platform) -> bool {
+    pub(crate) fn accepts(&self, entry: &Platform) -> bool {
         self.os == entry.os
             && self.architecture == entry.architecture
             && match (&self.variant, &entry.variant) {

@@ -45,13 +45,22 @@ impl Remote {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let mut roots = Vec::new();
         let mut certs = Vec::new();
+        let mut sources = Vec::new();
         if let Some(path) = &cfg.extra_ca_pem {
-            let bad = |e: String| Error::Config(format!("CA certificates {}: {e}", path.display()));
-            let pem = std::fs::read(path).map_err(|e| bad(e.to_string()))?;
-            certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| bad(chain(&e)))?;
-            if certs.is_empty() {
+            let pem = std::fs::read(path)
+                .map_err(|e| Error::Config(format!("CA certificates {}: {e}", path.display())))?;
+            sources.push((path.display().to_string(), pem));
+        }
+        if let Some(pem) = &cfg.extra_ca_pem_bytes {
+            sources.push(("given".to_string(), pem.clone()));
+        }
+        for (name, pem) in sources {
+            let bad = |e: String| Error::Config(format!("CA certificates {name}: {e}"));
+            let found = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| bad(chain(&e)))?;
+            if found.is_empty() {
                 return Err(bad("no PEM certificate in the file".into()));
             }
+            certs.extend(found);
             roots.push(Certificate {
                 encoding: CertificateEncoding::Pem,
                 data: pem,
