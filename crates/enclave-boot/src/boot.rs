@@ -274,7 +274,14 @@ pub async fn prepare<W: Write>(
         .iter()
         .map(|l| LayerAnnotations::from_pairs(l.annotations.clone().unwrap_or_default()))
         .collect();
-    for kid in ocicrypt::kids_needed(&annotations) {
+    // Only encrypted layers' key ids: the manifest may still be the host's, and a key id
+    // on a plain layer would only make the enclave fetch resources for nothing.
+    let encrypted = layers
+        .iter()
+        .zip(&annotations)
+        .filter(|(l, _)| ocicrypt::is_encrypted(&l.media_type))
+        .map(|(_, a)| a);
+    for kid in ocicrypt::kids_needed(encrypted) {
         let agent = agent.as_mut().ok_or_else(|| {
             BootError::Kbs(format!(
                 "the image's layer keys are held by a KBS ({kid}), but none is configured (ENCLAVE_KBS_URL)"

@@ -86,16 +86,8 @@ fn openssl_keys_and_signatures_interoperate() {
                 &pae_path,
             ]),
             _ => openssl(&[
-                "pkeyutl",
-                "-verify",
-                "-rawin",
-                "-pubin",
-                "-inkey",
-                &public,
-                "-sigfile",
-                &sig,
-                "-in",
-                &pae_path,
+                "pkeyutl", "-verify", "-rawin", "-pubin", "-inkey", &public, "-sigfile", &sig,
+                "-in", &pae_path,
             ]),
         };
         assert!(verified, "{algo}: openssl verifies our signature");

@@ -126,6 +126,13 @@ pub fn config_from_spec(
             "ENCLAVE_IMAGE needs an enclave (set ENCLAVE_TYPE, e.g. sim)".into(),
         ));
     };
+    if reference.starts_with("oci:") || reference.starts_with("oci-archive:") {
+        // enclave-boot would read such a source from a path the host controls, and its
+        // signature policy would judge it as `docker.io/library/oci`.
+        return Err(bad(format!(
+            "reference {reference:?}: an OCI layout or archive is not a source for a confidential image (the host controls its path); push it to a registry"
+        )));
+    }
     check_reference(&reference).map_err(|why| bad(format!("reference {reference:?}: {why}")))?;
     let kbs_url = get(KBS_URL);
     if let Some(url) = &kbs_url {
@@ -600,10 +607,10 @@ mod tests {
         std::fs::write(dir.join(BOOT_MANIFEST_FILE), b"{}").unwrap();
         let mut spec = Spec::default();
         let mut process = spec.process().clone().unwrap();
-        let mut all = vec![
-            "ENCLAVE_IMAGE=127.0.0.1:5000/test/app:v1".to_string(),
-            format!("ENCLAVE_IMAGE_BOOT={}", boot.display()),
-        ];
+        let mut all = vec![format!("ENCLAVE_IMAGE_BOOT={}", boot.display())];
+        if !env.iter().any(|e| e.starts_with("ENCLAVE_IMAGE=")) {
+            all.insert(0, "ENCLAVE_IMAGE=127.0.0.1:5000/test/app:v1".to_string());
+        }
         all.extend(env.iter().map(|s| s.to_string()));
         process.set_env(Some(all));
         spec.set_process(Some(process));
@@ -619,6 +626,17 @@ mod tests {
         config_from_spec(&spec, Some(&enclave))
             .map(Option::unwrap)
             .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn an_oci_layout_or_archive_on_the_host_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        for r in ["oci:/srv/layout:v1", "oci-archive:/srv/app.tar"] {
+            let err = checked(dir.path(), &[&format!("ENCLAVE_IMAGE={r}")]).unwrap_err();
+            assert!(err.contains("push it to a registry"), "{r}: {err}");
+        }
+        // A registry reference whose repository happens to be called `oci` is not one.
+        assert!(checked(dir.path(), &["ENCLAVE_IMAGE=127.0.0.1:5000/oci:v1"]).is_ok());
     }
 
     #[test]

@@ -35,10 +35,8 @@ impl Kek {
     pub fn new(bytes: &[u8]) -> Result<Kek, Error> {
         let mut k = Zeroizing::new([0u8; 32]);
         if bytes.len() != 32 {
-            return Err(Error::Kek(format!(
-                "a KEK is 32 bytes, got {}",
-                bytes.len()
-            )));
+            // Not its length: the resource a host names could be any the enclave may read.
+            return Err(Error::Kek("not a 32-byte KEK".to_string()));
         }
         k.copy_from_slice(bytes);
         Ok(Kek(k))

@@ -61,14 +61,12 @@ fn decode_exact<const N: usize>(b64: &str, what: &str) -> Result<Zeroizing<[u8; 
     let bytes = Zeroizing::new(
         STANDARD
             .decode(b64)
-            .map_err(|e| Error::Options(format!("{what} is not standard base64: {e}")))?,
+            // No decoder detail: "invalid symbol X at offset N" would quote key material.
+            .map_err(|_| Error::Options(format!("{what} is not standard base64")))?,
     );
     let mut out = Zeroizing::new([0u8; N]);
     if bytes.len() != N {
-        return Err(Error::Options(format!(
-            "{what} is {} bytes, expected {N}",
-            bytes.len()
-        )));
+        return Err(Error::Options(format!("{what} is not {N} bytes")));
     }
     out.copy_from_slice(&bytes);
     Ok(out)

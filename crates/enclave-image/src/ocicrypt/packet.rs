@@ -6,9 +6,9 @@
 //! std-base64). v2 adds `version` (`0.1.0`), `provider` (`kbs`), `provider_settings`
 //! and `annotations`, all defaulted, so a v1 packet parses as v2. `A256GCM`: 12-byte
 //! iv, `wrapped_data` = ciphertext ‖ 16-byte tag, no additional data. `A256CTR`:
-//! 16-byte iv as the initial 128-bit big-endian counter block, unauthenticated.
+//! 16-byte iv as the initial 128-bit big-endian counter block, unauthenticated: refused
+//! when opening (the host could alter it).
 
-use aes::cipher::{KeyIvInit, StreamCipher};
 use aes_gcm::aead::{Aead, KeyInit};
 use aes_gcm::{Aes256Gcm, Nonce};
 use base64::engine::general_purpose::STANDARD;
@@ -145,19 +145,21 @@ impl Packet {
         }
     }
 
-    /// Opens the wrapped private options with the KEK.
+    /// Opens the wrapped private options with the KEK (`A256GCM` only; `A256CTR` is
+    /// refused, see below).
     pub(super) fn unwrap(&self, kek: &Kek) -> Result<Zeroizing<Vec<u8>>, String> {
         match self.wrap_type {
             WrapType::A256Gcm => Aes256Gcm::new(kek.bytes().into())
                 .decrypt(Nonce::from_slice(&self.iv), self.wrapped.as_slice())
                 .map(Zeroizing::new)
                 .map_err(|_| "wrong KEK: A256GCM tag mismatch".to_string()),
-            WrapType::A256Ctr => {
-                let mut out = Zeroizing::new(self.wrapped.clone());
-                ctr::Ctr128BE::<aes::Aes256>::new(kek.bytes().into(), self.iv.as_slice().into())
-                    .apply_keystream(&mut out);
-                Ok(out)
-            }
+            // guest-components opens A256CTR too ("not recommended as it is not AEAD").
+            // We do not: the packet comes from the untrusted host, which could flip bits
+            // of the wrapped options and learn the layer key from how parsing fails.
+            WrapType::A256Ctr => Err(
+                "an A256CTR-wrapped layer key is refused: A256CTR is not authenticated, so the host could alter it unnoticed (wrap with A256GCM, as coco_keyprovider does)"
+                    .to_string(),
+            ),
         }
     }
 }

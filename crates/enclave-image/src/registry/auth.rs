@@ -62,7 +62,15 @@ pub fn credentials_from_auth_file(
 ) -> Result<Credentials, Error> {
     let bad = |reason: String| Error::Config(format!("registry credentials {what}: {reason}"));
     let file: AuthFile = serde_json::from_slice(auth_file)
-        .map_err(|e| bad(format!("not a containers-auth.json: {e}")))?;
+        // Line and column only: serde's message would quote the offending value, which
+        // can be a base64 `user:password`, onto the container's stderr.
+        .map_err(|e| {
+            bad(format!(
+                "not a containers-auth.json (line {}, column {})",
+                e.line(),
+                e.column()
+            ))
+        })?;
     let registry = image.registry();
     let mut key = image.name();
     let found = loop {
