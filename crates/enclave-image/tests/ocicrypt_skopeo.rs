@@ -437,7 +437,7 @@ fn coco_packet_layers_need_the_right_kek() {
         .add_kek(kid, &[1u8; 16])
         .unwrap_err()
         .to_string()
-        .contains("32 bytes, got 16"));
+        .contains("not a 32-byte KEK"));
 }
 
 #[test]

@@ -251,7 +251,7 @@ mod tests {
         for (json, why) in [
             (
                 r#"{"symkey":"AAAA","digest":"","cipheroptions":{"nonce":"AAAAAAAAAAAAAAAAAAAAAA=="}}"#,
-                "symkey is 3 bytes",
+                "symkey is not 32 bytes",
             ),
             (
                 r#"{"symkey":"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=","digest":"","cipheroptions":{}}"#,
@@ -259,7 +259,7 @@ mod tests {
             ),
             (
                 r#"{"symkey":"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=","digest":"","cipheroptions":{"nonce":"AAAA"}}"#,
-                "nonce is 3 bytes",
+                "nonce is not 16 bytes",
             ),
             (
                 r#"{"symkey":"!!","digest":"","cipheroptions":{}}"#,
