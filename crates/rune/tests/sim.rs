@@ -340,7 +340,7 @@ fn the_program_inside_gets_reports_bound_to_its_own_data() {
         "/bin/sh",
         "-c",
         "printf '%064d' 7 >&\"$INCLAVARE_SIM_FD\"; \
-         dd bs=512 count=1 <&\"$INCLAVARE_SIM_FD\" 2>/dev/null | od -An -v -tx1 | tr -d ' \\n'"
+         dd bs=1k count=1 <&\"$INCLAVARE_SIM_FD\" 2>/dev/null | od -An -v -tx1 | tr -d ' \\n'"
     ]);
     b.save();
     let out = run_sim(&rune, &platform, &b, &unique_id("simev"));
