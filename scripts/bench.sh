@@ -136,6 +136,9 @@ python3 scripts/bench.py "reference value: shelter rv measure of the busybox ima
 # Evidence verification (rats) against the raw dcap-qvl call, same input, same run.
 cargo run --quiet --release -p rats --example verify_bench
 
+# Runtime measurements: a sim report and its 1,000-entry event log, replayed (rats).
+cargo run --quiet --release -p rats --example eventlog_bench
+
 # Attested TLS (rats-tls): mutual handshakes with sim evidence against plain rustls
 # mutual TLS with ordinary certificates, same run.
 cargo run --quiet --release -p rats-tls --example handshake_bench

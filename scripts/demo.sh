@@ -293,7 +293,7 @@ step "containerd: ctr run --runtime io.containerd.rune.v2, an enclave container 
 # asks its enclave for a report and prints the measurement in it.
 "${CTR[@]}" run --rm --runtime io.containerd.rune.v2 --env RUNE_CARRIER=sim \
   docker.io/library/busybox:rune shim-demo sh -c \
-  'printf "%064d" 1 >&"$INCLAVARE_SIM_FD"; dd bs=512 count=1 <&"$INCLAVARE_SIM_FD" 2>/dev/null |
+  'printf "%064d" 1 >&"$INCLAVARE_SIM_FD"; dd bs=1k count=1 <&"$INCLAVARE_SIM_FD" 2>/dev/null |
    od -An -v -tx1 -j8 -N48 | tr -d " \n" | sed "s/^/mr_enclave in my report: /"; echo'
 
 step "docker run --runtime rune"

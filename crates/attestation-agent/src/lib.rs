@@ -19,7 +19,15 @@
 //! that name), e.g. CoCo's `PullImage` with the image's manifest digest; every later
 //! attestation carries the log, bound by the report data (see
 //! [`kbs_protocol::eventlog`]), and the broker shows it to its policies as
-//! `uefi_event_logs` claims.
+//! `uefi_event_logs` claims. In a `sim` enclave the enclave runtime keeps the log and
+//! extends RTMR3 (CC MR 4) of its reports for each event, so the broker also replays the
+//! log into the signed registers; the `sample` TEE has no registers and the log lives
+//! in this process.
+//!
+//! **Init-data.** In a `sim` enclave launched with init-data (`ENCLAVE_INIT_DATA`), the
+//! runtime binds the document's digest into the report's config id and gives the
+//! document to the agent, which sends it as the attestation's `init-data`
+//! (`{"format": "toml", "body": …}`) for the broker to check and expose.
 
 pub mod http;
 
@@ -127,12 +135,6 @@ impl Attester {
         }
     }
 
-    /// Whether the log can ride in the evidence: the software TEEs, whose evidence
-    /// only verdictd verifies (trustee would read `additional_evidence` as devices).
-    fn carries_event_log(&self) -> bool {
-        matches!(self, Attester::Sim(_) | Attester::Sample)
-    }
-
     fn name(&self) -> &'static str {
         match self {
             Attester::Sim(_) => kbs_protocol::TEE_SIM,
@@ -204,24 +206,47 @@ impl Agent {
     }
 
     /// Records `event` for every later attestation (a token obtained before it is
-    /// dropped, so the next request attests again with it). Refused when the TEE's
-    /// evidence cannot carry it ([`AgentError::MeasurementNotSupported`]) or the log is
-    /// full.
+    /// dropped, so the next request attests again with it): in a `sim` enclave the
+    /// runtime logs it and extends RTMR3 (CC MR 4), for `sample` this agent logs it.
+    /// Refused when the TEE's evidence cannot carry it
+    /// ([`AgentError::MeasurementNotSupported`]) or the log is full.
     pub fn extend_runtime_measurement(
         &mut self,
         event: &kbs_protocol::eventlog::Event,
     ) -> Result<(), AgentError> {
-        if !self.attester.carries_event_log() {
-            return Err(AgentError::MeasurementNotSupported(self.attester.name()));
+        match &self.attester {
+            Attester::Sim(a) => {
+                sim_tee::evidence::extend(a.fd(), kbs_protocol::eventlog::RUNTIME_MR_INDEX, event)
+                    .map_err(|e| AgentError::Attester(e.to_string()))?
+            }
+            Attester::Sample => {
+                self.eventlog.extend(event)?;
+            }
+            Attester::Tsm(..) => {
+                return Err(AgentError::MeasurementNotSupported(self.attester.name()))
+            }
         }
-        self.eventlog.extend(event)?;
         self.token = None;
         Ok(())
     }
 
-    /// The events recorded so far.
-    pub fn event_log(&self) -> &kbs_protocol::eventlog::EventLog {
-        &self.eventlog
+    /// The events recorded so far (in a `sim` enclave, the runtime's log: every
+    /// process's events).
+    pub fn event_log(&self) -> Result<kbs_protocol::eventlog::EventLog, AgentError> {
+        match &self.attester {
+            Attester::Sim(a) => sim_tee::evidence::event_log(a.fd())
+                .map_err(|e| AgentError::Attester(e.to_string())),
+            _ => Ok(self.eventlog.clone()),
+        }
+    }
+
+    /// The init-data document the enclave was launched with (`sim`), if any.
+    pub fn init_data(&self) -> Result<Option<String>, AgentError> {
+        match &self.attester {
+            Attester::Sim(a) => sim_tee::evidence::init_data(a.fd())
+                .map_err(|e| AgentError::Attester(e.to_string())),
+            _ => Ok(None),
+        }
     }
 
     /// The TEE the agent attests as (`sim`, `tdx`, `snp` or `sample`).
@@ -256,6 +281,39 @@ impl Agent {
             .map_err(|e| AgentError::Protocol(format!("reply to {path}: {e}")))
     }
 
+    /// The log, its `additional_evidence` and the primary evidence bound to them. In a
+    /// `sim` enclave another process may extend between reading the log and taking the
+    /// report: the report's extend counts then differ from the log's, and the pair is
+    /// taken again (a few times) rather than sent to be refused.
+    fn evidence_with_log(
+        &self,
+        hash: kbs_protocol::HashAlgorithm,
+        nonce: &str,
+        tee_pubkey: &kbs_protocol::TeePubKey,
+    ) -> Result<(String, Value), AgentError> {
+        let mut tries = 0;
+        loop {
+            let log = self.event_log()?;
+            let additional_evidence = log.to_additional_evidence();
+            let digest =
+                kbs_protocol::binding::digest(hash, nonce, tee_pubkey, &additional_evidence)
+                    .map_err(|e| AgentError::Protocol(e.to_string()))?;
+            let evidence = self.attester.evidence(&digest)?;
+            let Attester::Sim(_) = &self.attester else {
+                return Ok((additional_evidence, evidence));
+            };
+            let report = evidence["report"]
+                .as_str()
+                .and_then(|b| STANDARD.decode(b).ok())
+                .and_then(|b| sim_tee::Report::parse(&b).ok())
+                .ok_or_else(|| AgentError::Attester("the sim report does not parse".into()))?;
+            tries += 1;
+            if report.rtmr_counts == log.replay().1 || tries == 5 {
+                return Ok((additional_evidence, evidence));
+            }
+        }
+    }
+
     /// Runs RCAR: auth, challenge, evidence bound to the nonce and a fresh key, attest.
     /// Returns the attestation token (also kept for later requests).
     pub async fn attest(&mut self) -> Result<String, AgentError> {
@@ -267,22 +325,20 @@ impl Agent {
         let hash = kbs_protocol::selected_hash(&challenge)
             .map_err(|e| AgentError::Protocol(e.to_string()))?;
         let tee_pubkey = self.keypair.public_key();
-        let additional_evidence = self.eventlog.to_additional_evidence();
-        let digest = kbs_protocol::binding::digest(
-            hash,
-            &challenge.nonce,
-            &tee_pubkey,
-            &additional_evidence,
-        )
-        .map_err(|e| AgentError::Protocol(e.to_string()))?;
+        let (additional_evidence, primary_evidence) =
+            self.evidence_with_log(hash, &challenge.nonce, &tee_pubkey)?;
+        let init_data = self.init_data()?.map(|body| kbs_protocol::InitData {
+            format: "toml".into(),
+            body,
+        });
         let attestation = Attestation {
-            init_data: None,
+            init_data,
             runtime_data: RuntimeData {
                 nonce: challenge.nonce,
                 tee_pubkey,
             },
             tee_evidence: CompositeEvidence {
-                primary_evidence: self.attester.evidence(&digest)?,
+                primary_evidence,
                 additional_evidence,
             },
         };
@@ -345,7 +401,7 @@ mod tests {
         agent.extend_runtime_measurement(&e).unwrap();
         // A token from before the event does not show it: the next request attests.
         assert_eq!(agent.token, None);
-        let carried = agent.event_log().to_additional_evidence();
+        let carried = agent.event_log().unwrap().to_additional_evidence();
         let back = EventLog::from_additional_evidence(&carried).unwrap();
         assert_eq!(back.records().len(), 1);
         assert_eq!(back.records()[0].event().unwrap(), e);

@@ -57,6 +57,22 @@ enum Command {
     },
     /// Attest and print the attestation token
     Token,
+    /// Record an event in the enclave's runtime measurements (sim: the enclave runtime
+    /// logs it and extends RTMR3); every later attestation carries it
+    Extend {
+        /// The event's domain, a URI without spaces (CoCo's: github.com/confidential-containers)
+        #[arg(long)]
+        domain: String,
+        /// The operation, without spaces (e.g. PullImage)
+        #[arg(long)]
+        operation: String,
+        /// The content: printable, one line
+        #[arg(long)]
+        content: String,
+    },
+    /// Print the enclave's event log, one `<CC MR> <domain> <operation> <content>` line
+    /// per record
+    EventLog,
 }
 
 fn main() {
@@ -84,6 +100,33 @@ fn run() -> Result<()> {
         Tee::Sample => TeeChoice::Sample,
     };
     let mut agent = Agent::new(&cli.url, Options { tee, ca_pem })?;
+    match &cli.command {
+        Command::Extend {
+            domain,
+            operation,
+            content,
+        } => {
+            let event = attestation_agent::eventlog::Event::new(domain, operation, content)?;
+            if agent.tee() != "sim" {
+                anyhow::bail!(
+                    "extend: the {} TEE keeps no runtime measurements between processes (run in a sim enclave)",
+                    agent.tee()
+                );
+            }
+            agent.extend_runtime_measurement(&event)?;
+            return Ok(());
+        }
+        Command::EventLog => {
+            for r in agent.event_log()?.records() {
+                match r.event() {
+                    Ok(e) => println!("{} {}", r.index, e.text()),
+                    Err(why) => println!("{} ({why})", r.index),
+                }
+            }
+            return Ok(());
+        }
+        _ => {}
+    }
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -93,6 +136,7 @@ fn run() -> Result<()> {
             Command::Token => {
                 println!("{}", agent.attest().await?);
             }
+            Command::Extend { .. } | Command::EventLog => unreachable!("handled above"),
             Command::GetResource { uri, out, stdout } => {
                 let secret = agent.get_resource(&uri).await?;
                 if let Some(path) = out {

@@ -12,12 +12,15 @@
 //!   `ECDH-ES+A256KW` on P-256, `RSA-OAEP-256` or `RSA1_5`), with the header key order
 //!   the guest's re-serialisation needs.
 //! - [`eventlog`]: runtime-measurement events (CoCo's AAEL, e.g. the image an enclave
-//!   pulled) and how they ride in the evidence, bound by the report data.
+//!   pulled) and how they ride in the evidence, bound by the report data (re-exported
+//!   from the `measurement` crate).
 //! - [`resource_uri`]: `kbs:///repo/type/tag` resource names, shared by the agent that
 //!   fetches them and the image code that finds them in layer annotations.
 
 pub mod binding;
-pub mod eventlog;
+/// The event log lives in the `measurement` crate (shared with the enclave runtime and
+/// `rats`, which replay it); re-exported here under its old path.
+pub use measurement::eventlog;
 pub mod jwe;
 pub mod resource_uri;
 pub mod snp;

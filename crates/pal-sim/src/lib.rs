@@ -12,23 +12,37 @@
 //!   a [`sim_tee::Report`] signed by the host's platform key.
 //! - **The application's interface.** The program gets an inherited `SOCK_SEQPACKET`
 //!   socket whose fd number is in `INCLAVARE_SIM_FD`. It sends 64 bytes of report
-//!   data and receives one 272-byte report bound to them ([`sim_tee::Report`] layout).
+//!   data and receives one 544-byte report bound to them ([`sim_tee::Report`] layout),
+//!   or a command ([`sim_tee::evidence`]): `extend` records an event in the enclave's
+//!   event log and extends the matching runtime measurement register, `log` returns the
+//!   log, `init-data` the init-data document.
+//! - **Runtime measurements.** The log and RTMR0..3 ([`sim_tee::rtmr::Measurements`])
+//!   start empty and zero at `pal_init` and live as long as the enclave; every process
+//!   of the enclave (the entrypoint and `exec`s) shares them. Every report carries them.
+//! - **Init-data.** The runtime arg `init_data=<standard base64 of the TOML document>`
+//!   (rune adds it from `ENCLAVE_INIT_DATA`) is checked at `pal_init`
+//!   ([`sim_tee::measurement::initdata`]; a bad document fails `pal_init` with one
+//!   line) and its digest, zero-padded to 64 bytes, is the report's config id; the
+//!   application reads the document back with `init-data`.
 //!
-//! Runtime args (space-separated): `debug`, `manifest=PATH`.
+//! Runtime args (space-separated): `debug`, `manifest=PATH`, `init_data=BASE64`.
 //!
 //! **Nothing here is hardware-protected**: `sim` evidence proves nothing about the
 //! platform, and verifiers refuse it unless their policy allows it.
 
 use std::collections::HashMap;
 use std::ffi::CStr;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::AsRawFd;
 use std::os::raw::{c_char, c_int, c_void};
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex, OnceLock};
 
+mod channel;
 mod digests;
 
 use pal::ffi::{PalAttrV3, PalCreateProcessArgs, PalExecArgs};
+use sim_tee::measurement::initdata::InitData;
+use sim_tee::rtmr::Measurements;
 use sim_tee::{Digest, EnclaveSpec, Manifest, PlatformKey, Report};
 
 /// The environment variable naming the application's evidence socket.
@@ -47,22 +61,42 @@ struct Identity {
     debug: bool,
 }
 
-impl Identity {
-    /// This enclave's report bound to `report_data`, signed by the platform key.
-    fn report(&self, key: &PlatformKey, report_data: [u8; 64]) -> [u8; sim_tee::REPORT_SIZE] {
-        key.sign_report(Report::unsigned(
-            self.debug,
-            self.mr_enclave,
-            self.mr_signer,
-            self.product_id,
-            self.svn,
+/// This enclave's report bound to `report_data`, with its registers and config id,
+/// signed by the platform key.
+pub(crate) fn report(report_data: [u8; 64]) -> Result<Vec<u8>, String> {
+    let key = platform()?;
+    let r = with_enclave(|e| {
+        let id = e
+            .identity
+            .as_ref()
+            .ok_or("the enclave's program is not measured yet")?;
+        let mut r = Report::unsigned(
+            id.debug,
+            id.mr_enclave,
+            id.mr_signer,
+            id.product_id,
+            id.svn,
             report_data,
-        ))
-        .to_bytes()
-    }
+        );
+        if let Some(d) = &e.init_data {
+            r.config_id = d.config_id();
+        }
+        e.measurements.apply(&mut r);
+        Ok::<_, String>(r)
+    })??;
+    Ok(key.sign_report(r).to_bytes())
 }
 
-struct Enclave {
+/// Runs `f` on the enclave's state under its lock.
+pub(crate) fn with_enclave<T>(f: impl FnOnce(&mut Enclave) -> T) -> Result<T, String> {
+    let mut guard = STATE.lock().unwrap_or_else(|p| p.into_inner());
+    guard
+        .as_mut()
+        .map(f)
+        .ok_or_else(|| "the enclave is not initialised".to_string())
+}
+
+pub(crate) struct Enclave {
     manifest: Option<Manifest>,
     /// Known at `pal_init` with a manifest; at `pal_create_process` without one.
     identity: Option<Identity>,
@@ -71,6 +105,10 @@ struct Enclave {
     /// Running, PAL pid to host pid.
     running: HashMap<i32, i32>,
     next_pid: i32,
+    /// The event log and RTMR0..3, reset at `pal_init`.
+    pub(crate) measurements: Measurements,
+    /// The init-data document bound into the config id.
+    pub(crate) init_data: Option<InitData>,
 }
 
 struct Process {
@@ -147,6 +185,27 @@ fn init(args: &str) -> Result<(), (nix::errno::Errno, String)> {
     let debug = runtime_args.debug;
     let manifest_arg = runtime_args.manifest.as_deref();
     platform().map_err(|e| (Errno::EACCES, format!("platform key: {e}")))?;
+    let init_data = match args
+        .split_whitespace()
+        .find_map(|a| a.strip_prefix("init_data="))
+    {
+        Some(b64) => {
+            use base64::Engine as _;
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(b64)
+                .map_err(|e| (Errno::EINVAL, format!("init_data: not base64: {e}")))?;
+            let text = String::from_utf8(bytes)
+                .map_err(|_| (Errno::EINVAL, "init-data: not UTF-8".to_string()))?;
+            let doc = InitData::parse(&text).map_err(|e| (Errno::EINVAL, e.to_string()))?;
+            say(&format!(
+                "init-data {} {}",
+                doc.algorithm.name(),
+                hex::encode(doc.digest())
+            ));
+            Some(doc)
+        }
+        None => None,
+    };
     // Nothing in the container may read this process's memory (the platform key).
     let _ = nix::sys::prctl::set_dumpable(false);
 
@@ -190,6 +249,8 @@ fn init(args: &str) -> Result<(), (nix::errno::Errno, String)> {
         created: HashMap::new(),
         running: HashMap::new(),
         next_pid: 1,
+        measurements: Measurements::new(),
+        init_data,
     });
     Ok(())
 }
@@ -329,41 +390,6 @@ fn dup_stdio(fd: c_int) -> std::io::Result<Stdio> {
     Ok(Stdio::from(borrowed.try_clone_to_owned()?))
 }
 
-/// Answers the application's report requests until it closes its end.
-fn serve_reports(sock: OwnedFd, id: Identity) {
-    let Ok(key) = platform() else { return };
-    let mut buf = [0u8; 64];
-    loop {
-        match nix::sys::socket::recv(
-            sock.as_raw_fd(),
-            &mut buf,
-            nix::sys::socket::MsgFlags::empty(),
-        ) {
-            Ok(64) => {
-                let report = id.report(&key, buf);
-                if nix::sys::socket::send(
-                    sock.as_raw_fd(),
-                    &report,
-                    nix::sys::socket::MsgFlags::empty(),
-                )
-                .is_err()
-                {
-                    return;
-                }
-            }
-            Ok(0) | Err(_) => return,
-            Ok(_) => {
-                // Malformed request: answer with an empty message, keep serving.
-                let _ = nix::sys::socket::send(
-                    sock.as_raw_fd(),
-                    &[],
-                    nix::sys::socket::MsgFlags::empty(),
-                );
-            }
-        }
-    }
-}
-
 /// # Safety
 /// `args` must point to a valid `pal_exec_args` whose `exit_value` is writable.
 #[no_mangle]
@@ -378,16 +404,18 @@ pub unsafe extern "C" fn pal_exec(args: *mut PalExecArgs) -> c_int {
     if exit_out.is_null() {
         return errno(Errno::EINVAL);
     }
-    let (process, identity) = {
+    let process = {
         let mut guard = STATE.lock().unwrap_or_else(|p| p.into_inner());
         let Some(enclave) = guard.as_mut() else {
             return errno(Errno::EINVAL);
         };
-        let (Some(p), Some(id)) = (enclave.created.remove(&pal_pid), enclave.identity.clone())
-        else {
+        if enclave.identity.is_none() {
+            return errno(Errno::EINVAL);
+        }
+        let Some(p) = enclave.created.remove(&pal_pid) else {
             return errno(Errno::EINVAL);
         };
-        (p, id)
+        p
     };
     // Our end is close-on-exec; the application's end is inherited.
     let (ours, theirs) = match socketpair(
@@ -440,7 +468,7 @@ pub unsafe extern "C" fn pal_exec(args: *mut PalExecArgs) -> c_int {
     if let Some(enclave) = STATE.lock().unwrap_or_else(|p| p.into_inner()).as_mut() {
         enclave.running.insert(pal_pid, child.id() as i32);
     }
-    std::thread::spawn(move || serve_reports(ours, identity));
+    std::thread::spawn(move || channel::serve(ours));
     let status = child.wait();
     if let Some(enclave) = STATE.lock().unwrap_or_else(|p| p.into_inner()).as_mut() {
         enclave.running.remove(&pal_pid);
@@ -488,7 +516,8 @@ pub extern "C" fn pal_kill(pid: c_int, sig: c_int) -> c_int {
     0
 }
 
-/// A report bound to the first 64 bytes of `target_info` (the report data).
+/// A report bound to the first 64 bytes of `target_info` (the report data), with the
+/// enclave's registers and config id.
 ///
 /// # Safety
 /// `target_info` must be readable for `target_info_len` bytes, `report` writable for
@@ -513,15 +542,9 @@ pub unsafe extern "C" fn pal_get_local_report(
     if capacity < sim_tee::REPORT_SIZE as c_int {
         return errno(Errno::ENOSPC);
     }
-    let id = STATE
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .as_ref()
-        .and_then(|e| e.identity.clone());
-    let (Some(id), Ok(key)) = (id, platform()) else {
+    let Ok(bytes) = crate::report(data) else {
         return errno(Errno::EAGAIN);
     };
-    let bytes = id.report(&key, data);
     // SAFETY: capacity checked above.
     unsafe {
         std::ptr::copy_nonoverlapping(bytes.as_ptr(), report as *mut u8, bytes.len());

@@ -91,6 +91,12 @@ impl Verified {
         self
     }
 
+    pub(crate) fn list(&mut self, name: &str, value: Vec<String>) -> &mut Self {
+        self.claims
+            .insert(name.to_string(), ClaimValue::List(value));
+        self
+    }
+
     pub(crate) fn int(&mut self, name: &str, value: u64) -> &mut Self {
         self.claims.insert(name.to_string(), ClaimValue::Int(value));
         self

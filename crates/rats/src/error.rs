@@ -39,6 +39,10 @@ pub enum RatsError {
         expected: String,
         found: String,
     },
+    /// The runtime event log given with the evidence is malformed, or does not replay
+    /// into the registers the evidence signs (the first bad record is named).
+    #[error("{tee} evidence: {reason}")]
+    EventLog { tee: &'static str, reason: String },
     /// Evidence could not be produced.
     #[error("{tee} attester: {reason}")]
     Attester { tee: &'static str, reason: String },

@@ -16,7 +16,7 @@
 //! | `sgx_ecdsa` | DCAP quote v3 | `QuoteCollateralV3` JSON, or none (TCB `Unknown`) |
 //! | `tdx_ecdsa` | DCAP quote v4/v5 | `QuoteCollateralV3` JSON, or none (TCB `Unknown`) |
 //! | `sev_snp` | attestation report v2+ (1184 bytes) | VCEK/VLEK (DER/PEM) or a certificate table |
-//! | `sim` | `liberpal-sim` report (272 bytes) | none: signed by the host's platform key |
+//! | `sim` | `liberpal-sim` report (544 bytes; version 1: 272) | none: signed by the host's platform key |
 //! | `sample` | `{"svn","report_data"}` | none: nothing is signed |
 //!
 //! configfs-tsm's JSON envelope `{"provider","outblob","auxblob"}` ([`tsm::TsmReport`])
@@ -180,6 +180,31 @@ pub fn verify(evidence: &[u8], tee: Option<Tee>, input: &Input) -> Result<Verifi
     verifier(tee).verify(evidence, input)
 }
 
+/// Verifies evidence as [`verify`] does, and that `event_log` (the TCG2 AAEL bytes,
+/// `measurement::eventlog`) is the log its runtime measurement registers were extended
+/// with: every record's digest matches its event, and the log replays to each register
+/// with as many records as extends. The events become the claim `sim_event_log`. A log
+/// that does not replay is refused naming its first bad record
+/// ([`RatsError::EventLog`]). Only `sim` evidence carries registers this checks.
+pub fn verify_with_event_log(
+    evidence: &[u8],
+    tee: Option<Tee>,
+    input: &Input,
+    event_log: &[u8],
+) -> Result<Verified, RatsError> {
+    let tee = match tee {
+        Some(t) => t,
+        None => Tee::detect(evidence)?,
+    };
+    match tee {
+        Tee::Sim => software::verify_sim(evidence, input, Some(event_log)),
+        other => Err(RatsError::EventLog {
+            tee: other.name(),
+            reason: "replaying an event log is supported for sim evidence only".into(),
+        }),
+    }
+}
+
 /// Checks evidence of one type.
 pub trait Verifier {
     fn tee(&self) -> Tee;
@@ -223,7 +248,7 @@ impl Verifier for Builtin {
                     }),
                 }
             }
-            Tee::Sim => software::verify_sim(evidence, input),
+            Tee::Sim => software::verify_sim(evidence, input, None),
             Tee::Sample => software::verify_sample(evidence, input),
             Tee::SevSnp => {
                 let Some(Collateral::Snp(c)) = &input.collateral else {
@@ -303,6 +328,12 @@ impl SimAttester {
     /// The attester of a program running in a `sim` enclave, if this is one.
     pub fn inherited() -> Option<SimAttester> {
         sim_tee::evidence::inherited_fd().map(|fd| SimAttester { fd })
+    }
+
+    /// The evidence socket, for the runtime-measurement requests of
+    /// [`sim_tee::evidence`].
+    pub fn fd(&self) -> std::os::fd::RawFd {
+        self.fd
     }
 }
 

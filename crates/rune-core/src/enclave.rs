@@ -4,6 +4,16 @@
 //! The configuration comes from `ENCLAVE_*` variables in `process.env`, falling back to
 //! `enclave.*` annotations, exactly as Inclavare's rune reads it. Without a type the
 //! container is a plain one and nothing here applies.
+//!
+//! **Init-data** (Confidential Containers' TOML document: `version`, `algorithm`,
+//! `[data]`; see `measurement::initdata`) is given as the document itself in
+//! `ENCLAVE_INIT_DATA` / the `enclave.init.data` annotation, or as a host path in
+//! `ENCLAVE_INIT_DATA_FILE` / `enclave.init.data.file` (read at `create`). It is checked
+//! at `create` (one line: not TOML, unknown algorithm, …) and passed to `liberpal-sim`
+//! as the runtime arg `init_data=<base64>`, which binds its digest into the report's
+//! config id. Only `sim` enclaves take it: the PAL API has no config-id argument, so an
+//! SGX enclave gets its KSS `CONFIGID` from the enclave runtime's own launcher (Occlum:
+//! `occlum run --config-id`).
 
 use std::path::{Path, PathBuf};
 
@@ -19,8 +29,11 @@ const TYPE: (&str, &str) = ("ENCLAVE_TYPE", "enclave.type");
 const PATH: (&str, &str) = ("ENCLAVE_RUNTIME_PATH", "enclave.runtime.path");
 const ARGS: (&str, &str) = ("ENCLAVE_RUNTIME_ARGS", "enclave.runtime.args");
 const LOG_LEVEL: (&str, &str) = ("ENCLAVE_RUNTIME_LOGLEVEL", "enclave.runtime.loglevel");
+const INIT_DATA: (&str, &str) = ("ENCLAVE_INIT_DATA", "enclave.init.data");
+const INIT_DATA_FILE: (&str, &str) = ("ENCLAVE_INIT_DATA_FILE", "enclave.init.data.file");
 /// The enclave's settings read here (the image's are in `crate::image`).
-pub(crate) const SETTINGS: [(&str, &str); 4] = [TYPE, PATH, ARGS, LOG_LEVEL];
+pub(crate) const SETTINGS: [(&str, &str); 6] =
+    [TYPE, PATH, ARGS, LOG_LEVEL, INIT_DATA, INIT_DATA_FILE];
 
 /// The log levels a PAL accepts; anything else becomes `info`.
 const LOG_LEVELS: &[&str] = &[
@@ -65,6 +78,65 @@ pub struct EnclaveConfig {
     /// Runtime args, commas turned into spaces.
     pub args: String,
     pub log_level: String,
+    /// The init-data document, checked (`measurement::initdata`).
+    pub init_data: Option<String>,
+}
+
+impl EnclaveConfig {
+    /// The runtime args `pal_init` gets: the configured ones, and the init-data as
+    /// `init_data=<standard base64>` when there is one.
+    pub fn pal_args(&self) -> String {
+        use base64::Engine as _;
+        match &self.init_data {
+            None => self.args.clone(),
+            Some(doc) => {
+                let arg = format!(
+                    "init_data={}",
+                    base64::engine::general_purpose::STANDARD.encode(doc)
+                );
+                if self.args.is_empty() {
+                    arg
+                } else {
+                    format!("{} {arg}", self.args)
+                }
+            }
+        }
+    }
+}
+
+/// The init-data of `spec`, read and checked: the document from `ENCLAVE_INIT_DATA`
+/// (or its annotation), or the host file `ENCLAVE_INIT_DATA_FILE` names.
+fn init_data(spec: &Spec, typ: EnclaveType) -> Result<Option<String>> {
+    let err = |m: String| Err(RuneError::Enclave(m));
+    let doc = match (setting(spec, INIT_DATA), setting(spec, INIT_DATA_FILE)) {
+        (None, None) => return Ok(None),
+        (Some(_), Some(_)) => {
+            return err(
+                "init-data: set ENCLAVE_INIT_DATA or ENCLAVE_INIT_DATA_FILE, not both".into(),
+            )
+        }
+        (Some(doc), None) => doc,
+        (None, Some(path)) => {
+            let path = PathBuf::from(path);
+            if !path.is_absolute() {
+                return err(format!("init-data file {} is not absolute", path.display()));
+            }
+            let bytes = std::fs::read(&path).map_err(|e| {
+                RuneError::Enclave(format!("init-data file {}: {e}", path.display()))
+            })?;
+            String::from_utf8(bytes).map_err(|_| {
+                RuneError::Enclave(format!("init-data file {}: not UTF-8", path.display()))
+            })?
+        }
+    };
+    if typ != EnclaveType::Sim {
+        return err(format!(
+            "init-data: an {} enclave cannot bind it (rune binds init-data only for sim; for SGX launch with the enclave runtime's KSS config id, e.g. occlum run --config-id)",
+            typ.name()
+        ));
+    }
+    measurement::initdata::InitData::parse(&doc).map_err(|e| RuneError::Enclave(e.to_string()))?;
+    Ok(Some(doc))
 }
 
 /// Reads the enclave configuration of `spec`: `None` for a plain container.
@@ -92,11 +164,13 @@ pub fn config_from_spec(spec: &Spec) -> Result<Option<EnclaveConfig>> {
     let log_level = get(LOG_LEVEL)
         .filter(|l| LOG_LEVELS.contains(&l.as_str()))
         .unwrap_or_else(|| "info".to_string());
+    let init_data = init_data(spec, typ)?;
     Ok(Some(EnclaveConfig {
         typ,
         runtime_path,
         args,
         log_level,
+        init_data,
     }))
 }
 
@@ -339,6 +413,78 @@ mod tests {
             .collect();
         spec.set_annotations(Some(a));
         spec
+    }
+
+    const DOC: &str = "version = \"0.1.0\"\nalgorithm = \"sha384\"\n[data]\n\"a\" = \"b\"\n";
+
+    #[test]
+    fn init_data_is_read_checked_and_passed_to_the_pal() {
+        use base64::Engine as _;
+        let sim = |extra: &[&str], ann: &[(&str, &str)]| {
+            let mut env = vec![
+                "ENCLAVE_TYPE=sim",
+                "ENCLAVE_RUNTIME_PATH=/usr/lib/liberpal-sim.so",
+                "ENCLAVE_RUNTIME_ARGS=debug",
+            ];
+            env.extend_from_slice(extra);
+            config_from_spec(&spec(&env, ann))
+        };
+        let b64 = base64::engine::general_purpose::STANDARD.encode(DOC);
+        // From the variable, from the annotation, from a file: the same document.
+        let env_var = format!("ENCLAVE_INIT_DATA={DOC}");
+        let c = sim(&[&env_var], &[]).unwrap().unwrap();
+        assert_eq!(c.init_data.as_deref(), Some(DOC));
+        assert_eq!(c.pal_args(), format!("debug init_data={b64}"));
+        let c = sim(&[], &[("enclave.init.data", DOC)]).unwrap().unwrap();
+        assert_eq!(c.init_data.as_deref(), Some(DOC));
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("init.toml");
+        std::fs::write(&file, DOC).unwrap();
+        let file_var = format!("ENCLAVE_INIT_DATA_FILE={}", file.display());
+        let c = sim(&[&file_var], &[]).unwrap().unwrap();
+        assert_eq!(c.init_data.as_deref(), Some(DOC));
+        let c = sim(&[], &[]).unwrap().unwrap();
+        assert_eq!(
+            (c.init_data.clone(), c.pal_args()),
+            (None, "debug".to_string())
+        );
+
+        // Each bad input: one line at create.
+        let bad_alg = format!("ENCLAVE_INIT_DATA={}", DOC.replace("sha384", "sha-384"));
+        let missing = "ENCLAVE_INIT_DATA_FILE=/nonexistent/init.toml".to_string();
+        for (env, want) in [
+            (
+                vec!["ENCLAVE_INIT_DATA=not toml ==="],
+                "init-data: not TOML (line 1)",
+            ),
+            (
+                vec![bad_alg.as_str()],
+                "init-data: unknown algorithm \"sha-384\"",
+            ),
+            (
+                vec![missing.as_str()],
+                "init-data file /nonexistent/init.toml: ",
+            ),
+            (vec!["ENCLAVE_INIT_DATA_FILE=init.toml"], "is not absolute"),
+            (vec![env_var.as_str(), file_var.as_str()], "not both"),
+        ] {
+            let e = sim(&env, &[]).unwrap_err().to_string();
+            assert!(e.contains(want) && !e.contains('\n'), "{want}: {e}");
+        }
+        let e = config_from_spec(&spec(
+            &[
+                "ENCLAVE_TYPE=intelSgx",
+                "ENCLAVE_RUNTIME_PATH=/p.so",
+                &env_var,
+            ],
+            &[],
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("an intelSgx enclave cannot bind it") && e.contains("--config-id"),
+            "{e}"
+        );
     }
 
     #[test]

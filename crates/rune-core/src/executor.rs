@@ -450,7 +450,7 @@ impl Executor for RuneExecutor {
         // Runs in the container's init, in process.cwd, when `create` is nearly done: a
         // failing pal_init fails create.
         w.pal
-            .init(&w.config.args, &w.config.log_level)
+            .init(&w.config.pal_args(), &w.config.log_level)
             .map_err(|e| ExecutorValidationError::ArgValidationError(format!("enclave init: {e}")))
     }
 

@@ -622,6 +622,7 @@ mod tests {
             runtime_path: dir.join("liberpal-sim.so"),
             args: String::new(),
             log_level: "info".into(),
+            init_data: None,
         };
         config_from_spec(&spec, Some(&enclave))
             .map(Option::unwrap)
@@ -672,6 +673,7 @@ mod tests {
             runtime_path: dir.path().join("liberpal-sim.so"),
             args: String::new(),
             log_level: "info".into(),
+            init_data: None,
         };
         c.apply(&mut spec, &mut enclave).unwrap();
         let args = spec.process().as_ref().unwrap().args().clone().unwrap();

@@ -1,17 +1,31 @@
 //! The enclave application's side of the `sim` evidence interface.
 //!
 //! `liberpal-sim` gives the program it runs a `SOCK_SEQPACKET` socket, its descriptor
-//! number in [`SIM_FD_ENV`]. One request is one 64-byte message (the report data); the
-//! answer is one [`REPORT_SIZE`]-byte [`Report`] bound to it, signed by the platform
-//! key. Any other request size is answered with an empty message. Because the socket
+//! number in [`SIM_FD_ENV`]. Every request is one message and gets one answer:
+//!
+//! | request | answer |
+//! |---|---|
+//! | exactly 64 bytes: the report data | one [`REPORT_SIZE`]-byte [`Report`] bound to it, signed by the platform key, carrying the registers and config id |
+//! | `extend <mr> <domain> <operation> <content>` | `ok`, or `error: <reason>`: the event is appended to the enclave's log and CC MR `<mr>` (1..=4, RTMR0..3) extended with its digest |
+//! | `log` | `ok` LF, then the event log in TCG2 form (`measurement::eventlog`) |
+//! | `init-data` | `ok` LF, then the init-data document the enclave was launched with (empty without one) |
+//!
+//! A command is text; trailing LFs are ignored. A message of exactly 64 bytes is
+//! always a report request, so a command that would be 64 bytes long gets one more LF
+//! ([`command`] adds them). Anything else is answered `error: …`. Because the socket
 //! keeps message boundaries, even a shell can use it:
 //!
 //! ```sh
 //! printf '%064d' 0 >&"$INCLAVARE_SIM_FD"
-//! dd bs=512 count=1 <&"$INCLAVARE_SIM_FD" | od -An -tx1
+//! dd bs=1k count=1 <&"$INCLAVARE_SIM_FD" | od -An -tx1
+//! printf 'extend 4 example.org Loaded model-v3\n' >&"$INCLAVARE_SIM_FD"
+//! dd bs=1k count=1 <&"$INCLAVARE_SIM_FD"    # ok
 //! ```
 
 use std::os::fd::{AsRawFd, RawFd};
+
+use measurement::eventlog::{Event, EventLog, MAX_LOG_BYTES};
+use measurement::initdata::MAX_INIT_DATA_BYTES;
 
 use crate::{Report, SimError, REPORT_SIZE};
 
@@ -53,6 +67,68 @@ pub fn request_report(fd: impl AsRawFd, report_data: &[u8; 64]) -> Result<Report
     Ok(report)
 }
 
+/// The message for command `text`: LF-terminated, never 64 bytes long.
+pub fn command(text: &str) -> Vec<u8> {
+    let mut m = format!("{text}\n").into_bytes();
+    if m.len() == 64 {
+        m.push(b'\n');
+    }
+    m
+}
+
+/// Sends command `text` and returns the payload of an `ok` answer (after `ok` and an
+/// optional LF); an `error: …` answer is [`SimError::Report`] with its reason.
+pub fn request(fd: impl AsRawFd, text: &str, max_answer: usize) -> Result<Vec<u8>, SimError> {
+    use nix::sys::socket::{recv, send, MsgFlags};
+    let io = |what: &'static str| SimError::io(format!("sim evidence socket: {what}"));
+    let m = command(text);
+    send(fd.as_raw_fd(), &m, MsgFlags::empty()).map_err(|e| io("send")(e.into()))?;
+    let mut buf = vec![0u8; max_answer + 4];
+    let n =
+        recv(fd.as_raw_fd(), &mut buf, MsgFlags::empty()).map_err(|e| io("receive")(e.into()))?;
+    buf.truncate(n);
+    if let Some(rest) = buf.strip_prefix(b"ok") {
+        return Ok(rest.strip_prefix(b"\n").unwrap_or(rest).to_vec());
+    }
+    let text = String::from_utf8_lossy(&buf);
+    let verb = text_verb(text_of(&m));
+    Err(SimError::Report(match text.strip_prefix("error: ") {
+        Some(reason) => format!("{verb}: {}", reason.trim_end()),
+        None => format!("{verb}: unexpected answer of {n} bytes"),
+    }))
+}
+
+fn text_of(m: &[u8]) -> &str {
+    std::str::from_utf8(m).unwrap_or("").trim_end_matches('\n')
+}
+
+fn text_verb(t: &str) -> &str {
+    t.split(' ').next().unwrap_or(t)
+}
+
+/// Asks the enclave runtime to record `event` at CC MR `index` (1..=4) and extend that
+/// register with its digest.
+pub fn extend(fd: impl AsRawFd, index: u32, event: &Event) -> Result<(), SimError> {
+    request(fd, &format!("extend {index} {}", event.text()), 64).map(drop)
+}
+
+/// The enclave's event log, as the runtime keeps it.
+pub fn event_log(fd: impl AsRawFd) -> Result<EventLog, SimError> {
+    let bytes = request(fd, "log", MAX_LOG_BYTES)?;
+    EventLog::parse(&bytes).map_err(|e| SimError::Report(e.to_string()))
+}
+
+/// The init-data document the enclave was launched with, if any.
+pub fn init_data(fd: impl AsRawFd) -> Result<Option<String>, SimError> {
+    let bytes = request(fd, "init-data", MAX_INIT_DATA_BYTES)?;
+    if bytes.is_empty() {
+        return Ok(None);
+    }
+    String::from_utf8(bytes)
+        .map(Some)
+        .map_err(|_| SimError::Report("init-data is not UTF-8".into()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -81,7 +157,6 @@ mod tests {
         let key = PlatformKey::generate().unwrap();
         key.sign_report(Report::unsigned(true, [1; 48], [2; 48], 3, 4, report_data))
             .to_bytes()
-            .to_vec()
     }
 
     #[test]

@@ -13,19 +13,27 @@
 //!   public key.
 //! - [`Report`]: what the enclave reports about itself, with 64 bytes of its own report
 //!   data, signed by the host's [`PlatformKey`]. Its layout is fixed (see [`Report`]).
-//! - [`evidence`]: how the program inside the enclave asks for a report.
+//! - [`evidence`]: how the program inside the enclave asks for a report, records an
+//!   event in the runtime measurement registers, and reads the event log and init-data.
+//! - [`rtmr::Measurements`]: the event log and the four SHA-384 registers it extends.
 
 pub mod evidence;
 mod manifest;
 mod platform;
 mod report;
+pub mod rtmr;
 
 pub use manifest::{
     measure, measure_program, program_digest, EnclaveSpec, Manifest, RuntimeArgs, SignerKey,
     DEFAULT_MANIFEST, MANIFEST_FORMAT, MEASUREMENT_VERSION,
 };
+/// The event log and init-data formats the runtime keeps and reports.
+pub use measurement;
 pub use platform::{PlatformKey, DEFAULT_PLATFORM_DIR, PLATFORM_DIR_ENV};
-pub use report::{Report, REPORT_MAGIC, REPORT_SIZE, SIGNED_LEN};
+pub use report::{
+    Report, CONFIG_ID_LEN, REPORT_MAGIC, REPORT_SIZE, REPORT_SIZE_V1, REPORT_VERSION, RTMR_COUNT,
+    SIGNED_LEN,
+};
 
 /// A SHA-384 digest.
 pub type Digest = [u8; 48];

@@ -345,9 +345,18 @@ impl Appraiser {
         .map_err(|e| KbsError::Attestation(e.to_string()))?;
         // The report data covers the log (it is in the runtime data hashed into it), so
         // once the evidence verifies, the log is the enclave's; each record's text must
-        // also be what its digest says, since policies read the text.
-        let verified = rats::verify(&bytes, Some(tee), &input)
-            .map_err(|e| KbsError::Attestation(format!("{tee_name} evidence refused: {e}")))?;
+        // also be what its digest says, since policies read the text. A sim report also
+        // signs the registers the log extended: the log (empty when none was sent) must
+        // replay into them, so no event the enclave recorded can be left out.
+        let refused =
+            |e: rats::RatsError| KbsError::Attestation(format!("{tee_name} evidence refused: {e}"));
+        let verified = match tee {
+            rats::Tee::Sim => {
+                rats::verify_with_event_log(&bytes, Some(tee), &input, &eventlog.to_bytes())
+                    .map_err(refused)?
+            }
+            _ => rats::verify(&bytes, Some(tee), &input).map_err(refused)?,
+        };
         eventlog
             .check_digests()
             .map_err(|e| KbsError::Attestation(format!("{tee_name} evidence refused: {e}")))?;

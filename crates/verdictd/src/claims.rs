@@ -11,6 +11,7 @@
 //! | `sample` | `svn` as sent, `launch_digest` `"abcde"`, `platform_version {major 1, minor 4}`, `debug` false (T:`deps/verifier/src/sample/mod.rs`) | the evidence's base64 string | standard base64 of the init-data digest, only when init-data was sent |
 //! | `sgx` | `header {version, att_key_type, att_key_data_0, qe_svn, pce_svn, vendor_id, user_data}`, `body {cpu_svn … report_data}`, hex strings (T:`deps/verifier/src/sgx/claims.rs`) | hex of REPORTDATA | hex of CONFIGID |
 //! | `tdx` | `quote {header, body[, type, size]}`, `td_attributes {debug, septve_disable, protection_keys, key_locker, perfmon}` (T:`deps/verifier/src/tdx/claims.rs`) | hex of REPORTDATA | hex of MRCONFIGID |
+//! | `sim` | rats' `sim_*` claims only (Trustee has no `sim`) | hex of the report data | hex of the config id (report version 2) |
 //! | `snp` | `policy_abi_*`, `reported_tcb_*` numbers; `policy_*` and `platform_*_enabled` booleans; `measurement`, `chip_id` hex (T:`deps/verifier/src/snp/mod.rs` `parse_tee_evidence`; numbers since T `fa25802c`, hex not base64 since T `d7831293`, `chip_id` since T `8b1e4060`) | hex of REPORT_DATA | hex of HOST_DATA |
 //!
 //! SGX and TDX also carry what Intel's verification library reports, as
@@ -356,10 +357,15 @@ pub fn of(
         rats::Tee::SgxEcdsa => sgx(evidence_bytes)?,
         rats::Tee::TdxEcdsa => tdx(evidence_bytes)?,
         rats::Tee::SevSnp => snp(evidence_bytes, verified)?,
+        // A version 2 report's config id holds the init-data digest (zero-padded), as
+        // SGX's CONFIGID does; version 1 has none.
         rats::Tee::Sim => TeeClaims {
             claims: Map::new(),
             report_data: hex::encode(&verified.report_data),
-            init_data: None,
+            init_data: verified
+                .claims
+                .get("sim_config_id")
+                .map(|c| c.canonical().concat()),
         },
     };
     if matches!(tee, rats::Tee::SgxEcdsa | rats::Tee::TdxEcdsa) {

@@ -11,8 +11,18 @@
 //!
 //! How the digest is bound to the evidence depends on the TEE (T:`deps/verifier`):
 //! TDX `MRCONFIGID` (48 bytes), SEV-SNP `HOST_DATA` (32), SGX `CONFIGID` (64), the
-//! digest zero-padded or truncated to the field. The software TEEs have no such field:
-//! their init-data is reported, not bound.
+//! digest zero-padded or truncated to the field. Inclavare's `sim` report (version 2)
+//! has a 64-byte config id like SGX's, which `liberpal-sim` sets from the init-data it
+//! was launched with, and is checked the same way. `sample` has no such field: its
+//! init-data is reported, not bound.
+//!
+//! **SGX with Occlum (KSS).** An enclave built with `"enable_kss": true` in
+//! `Occlum.json`'s `metadata` and started with `occlum run --config-id <base64 of the
+//! digest> …` (the PAL zero-pads it into the 64-byte `CONFIGID`, REPORT body offset
+//! 192, quote offset 240, outside `MRENCLAVE`) gives quotes whose `config_id` claim is
+//! checked against the init-data sent exactly as for `sim`. rune binds init-data only for
+//! `sim`: the PAL API has no config-id argument, so for `intelSgx` the enclave must be
+//! launched by Occlum's own tools with the config id.
 
 use std::collections::HashMap;
 

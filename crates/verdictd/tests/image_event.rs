@@ -127,7 +127,7 @@ fn the_pulled_digest_is_a_claim_a_resource_policy_pins() {
         ["runtime_data_claims"]["additional-evidence"];
     assert_eq!(
         EventLog::from_additional_evidence(rd.as_str().unwrap()).unwrap(),
-        *agent.event_log()
+        agent.event_log().unwrap()
     );
     let kek = rt
         .block_on(agent.get_resource("kbs:///default/image-kek/app"))

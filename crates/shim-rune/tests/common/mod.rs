@@ -364,4 +364,4 @@ impl Drop for Ctrd {
 
 /// The shell that asks the sim enclave for a report and prints it in hex.
 pub const REPORT_SCRIPT: &str = "printf '%064d' 7 >&\"$INCLAVARE_SIM_FD\"; \
-    dd bs=512 count=1 <&\"$INCLAVARE_SIM_FD\" 2>/dev/null | od -An -v -tx1 | tr -d ' \\n'";
+    dd bs=1k count=1 <&\"$INCLAVARE_SIM_FD\" 2>/dev/null | od -An -v -tx1 | tr -d ' \\n'";

@@ -20,14 +20,26 @@
 //!
 //! all little-endian, and 8 × `0xFF` at the end.
 //!
-//! **Binding.** Until the `sim` report has runtime registers (which the log would be
-//! replayed against, as trustee replays TDX's RTMRs), the log travels in the KBS
-//! attestation's `additional_evidence` as `{"cc_eventlog":"<standard base64>"}`. That
-//! string is inside the runtime data whose hash is the evidence's report data
-//! ([`crate::binding`]), so a log the enclave did not send fails the report-data check.
-//! Trustee reads `additional_evidence` as device evidence keyed by TEE name, so only
-//! brokers that know this form (verdictd) accept it; the agent sends it only for the
-//! software TEEs (`sim`, `sample`), whose evidence only verdictd checks anyway.
+//! **Binding.** The log travels in the KBS attestation's `additional_evidence` as
+//! `{"cc_eventlog":"<standard base64>"}`. That string is inside the runtime data whose
+//! hash is the evidence's report data, so a log the enclave did not send fails the
+//! report-data check. In a `sim` enclave the log is also *measured*: `liberpal-sim`
+//! keeps it and extends the matching runtime measurement register of its report for each
+//! record ([`extend_register`]), and the verifier replays the log into the registers
+//! ([`EventLog::check_replay`]), as trustee replays TDX's RTMRs
+//! (T:`deps/eventlog/src/lib.rs` `replay_and_match`). Trustee reads `additional_evidence`
+//! as device evidence keyed by TEE name, so only brokers that know this form (verdictd)
+//! accept it; the agent sends it only for the software TEEs (`sim`, `sample`), whose
+//! evidence only verdictd checks anyway.
+//!
+//! **Registers.** Four SHA-384 registers, reset to 48 zero bytes when the enclave
+//! starts, as TDX's RTMR0..3: the record's CC MR index `i` (1..=4) names register
+//! `i - 1`, and an extend is `R ← SHA-384(R ‖ digest)`. The attestation agent's events
+//! go to CC MR 4 (RTMR3), where guest-components puts them on TDX.
+//!
+//! **Bounds.** At most [`MAX_EVENTS`] records, [`MAX_EVENT_TEXT`] bytes of text each,
+//! and [`MAX_LOG_BYTES`] for the whole TCG2 encoding: a longer log is refused (and an
+//! extend past the bound is refused), never truncated.
 //!
 //! Claims ([`EventLog::claims`]) are trustee's `uefi_event_logs` entries
 //! (T:`deps/verifier/src/tdx/claims.rs` `generate_parsed_claim`,
@@ -62,13 +74,44 @@ pub const TPM_ALG_SHA384: u16 = 0x000C;
 /// The key of the log in `additional_evidence`.
 pub const ADDITIONAL_EVIDENCE_KEY: &str = "cc_eventlog";
 /// At most this many events in a log (a longer log is refused, never truncated).
-pub const MAX_EVENTS: usize = 64;
+pub const MAX_EVENTS: usize = 1024;
+/// At most this many bytes of TCG2 encoding (header, records, terminator): 192 KiB, so
+/// a whole log fits one message of the `sim` evidence socket.
+pub const MAX_LOG_BYTES: usize = 192 * 1024;
+/// The number of runtime measurement registers (CC MR 1..=4, RTMR0..3).
+pub const REGISTERS: usize = 4;
+/// A register's (and a digest's) size: SHA-384.
+pub const DIGEST_LEN: usize = SHA384_LEN;
+/// The values of the four registers, RTMR0 first.
+pub type Registers = [[u8; SHA384_LEN]; REGISTERS];
 /// At most this many bytes of event text (`domain operation content`).
 pub const MAX_EVENT_TEXT: usize = 4096;
 
 const SHA384_LEN: usize = 48;
 const EV_NO_ACTION: u32 = 3;
 const STOP: [u8; 8] = [0xFF; 8];
+/// Bytes of one record around its event data (index, type, count, alg, digest, size).
+const RECORD_OVERHEAD: usize = 4 + 4 + 4 + 2 + SHA384_LEN + 4;
+/// The header ([`header`]) and the terminator.
+const FRAME_BYTES: usize = 65 + 8;
+
+/// One extend: `register ← SHA-384(register ‖ digest)` (TDX's RTMR extend, trustee's
+/// `accumulate_hash`).
+pub fn extend_register(register: &mut [u8; SHA384_LEN], digest: &[u8; SHA384_LEN]) {
+    let mut h = sha2::Sha384::new();
+    h.update(&register[..]);
+    h.update(digest);
+    *register = h.finalize().into();
+}
+
+/// The CC MR index (1..=4) as a register number (0..=3); anything else is an unknown
+/// register.
+pub fn register_of(index: u32) -> Result<usize, EventLogError> {
+    match index {
+        1..=4 => Ok(index as usize - 1),
+        other => Err(EventLogError::Register(other)),
+    }
+}
 
 /// What is wrong with an event or a log; one line each.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -79,6 +122,8 @@ pub enum EventLogError {
     Log(String),
     #[error("event log record {index}: {reason}")]
     Record { index: usize, reason: String },
+    #[error("unknown register: CC MR index {0} (1..=4, RTMR0..3)")]
+    Register(u32),
 }
 
 /// One AAEL event.
@@ -116,6 +161,19 @@ impl Event {
             return bad(format!("longer than {MAX_EVENT_TEXT} bytes"));
         }
         Ok(e)
+    }
+
+    /// An event from its text `domain operation content` (split at the first two
+    /// spaces, as trustee splits it), with [`Event::new`]'s checks.
+    pub fn from_text(text: &str) -> Result<Event, EventLogError> {
+        let mut parts = text.splitn(3, ' ');
+        match (parts.next(), parts.next(), parts.next()) {
+            (Some(d), Some(o), Some(c)) => Event::new(d, o, c),
+            _ => Err(EventLogError::Event(format!(
+                "{:?} is not `domain operation content`",
+                text.chars().take(80).collect::<String>()
+            ))),
+        }
     }
 
     /// CoCo's `PullImage` event for `image` (the reference as pulled) and its manifest
@@ -178,12 +236,7 @@ impl Record {
     /// The event the data holds: the text after the tag split at its first two spaces,
     /// as trustee's `AaelEventEntry::from_bytes` splits it.
     pub fn event(&self) -> Result<Event, String> {
-        let text = self.text()?;
-        let mut parts = text.splitn(3, ' ');
-        match (parts.next(), parts.next(), parts.next()) {
-            (Some(d), Some(o), Some(c)) => Event::new(d, o, c).map_err(|e| e.to_string()),
-            _ => Err("the event is not `domain operation content`".into()),
-        }
+        Event::from_text(self.text()?).map_err(|e| e.to_string())
     }
 
     fn text(&self) -> Result<&str, String> {
@@ -217,20 +270,119 @@ impl EventLog {
         self.records.is_empty()
     }
 
-    /// Appends `event` at [`RUNTIME_MR_INDEX`]; refused past [`MAX_EVENTS`].
+    /// Appends `event` at [`RUNTIME_MR_INDEX`]; see [`EventLog::extend_at`].
     pub fn extend(&mut self, event: &Event) -> Result<(), EventLogError> {
-        if self.records.len() >= MAX_EVENTS {
-            return Err(EventLogError::Log(format!(
-                "full ({MAX_EVENTS} events): {} refused",
+        self.extend_at(RUNTIME_MR_INDEX, event).map(drop)
+    }
+
+    /// Appends `event` at CC MR `index` (1..=4) and returns the digest to extend that
+    /// register with. Refused for an unknown register, past [`MAX_EVENTS`] or past
+    /// [`MAX_LOG_BYTES`]; the log is unchanged then.
+    pub fn extend_at(
+        &mut self,
+        index: u32,
+        event: &Event,
+    ) -> Result<[u8; SHA384_LEN], EventLogError> {
+        register_of(index)?;
+        let data = event.tagged();
+        let full = |what: String| {
+            Err(EventLogError::Log(format!(
+                "full ({what}): {} refused",
                 event.text()
-            )));
+            )))
+        };
+        if self.records.len() >= MAX_EVENTS {
+            return full(format!("{MAX_EVENTS} events"));
         }
+        if self.encoded_len() + RECORD_OVERHEAD + data.len() > MAX_LOG_BYTES {
+            return full(format!("{MAX_LOG_BYTES} bytes"));
+        }
+        let digest = event.digest();
         self.records.push(Record {
-            index: RUNTIME_MR_INDEX,
-            digest: event.digest(),
-            data: event.tagged(),
+            index,
+            digest,
+            data,
         });
-        Ok(())
+        Ok(digest)
+    }
+
+    /// The size of [`EventLog::to_bytes`].
+    pub fn encoded_len(&self) -> usize {
+        FRAME_BYTES
+            + self
+                .records
+                .iter()
+                .map(|r| RECORD_OVERHEAD + r.data.len())
+                .sum::<usize>()
+    }
+
+    /// The registers and extend counts the log replays to: each register from 48 zero
+    /// bytes, extended with the digest of each of its records in log order (trustee's
+    /// `replay_and_match`; digests only, see [`EventLog::check_digests`]).
+    pub fn replay(&self) -> (Registers, [u32; REGISTERS]) {
+        let mut regs = [[0u8; SHA384_LEN]; REGISTERS];
+        let mut counts = [0u32; REGISTERS];
+        for r in &self.records {
+            // Parsed and built logs hold indexes 1..=4 only.
+            let i = r.index as usize - 1;
+            extend_register(&mut regs[i], &r.digest);
+            counts[i] += 1;
+        }
+        (regs, counts)
+    }
+
+    /// Refuses the log unless it is the one the signed `registers` and extend `counts`
+    /// were made by: every record's digest matches its event ([`EventLog::check_digests`]),
+    /// and the log replays to every register with as many records as extends.
+    ///
+    /// The error names the first bad record in log order. A digest that does not match
+    /// its event is exact. For a register that does not replay: when the log has more
+    /// records than the register had extends and the first ones replay to it, the first
+    /// extra record; otherwise the first record of that register (any of them may be the
+    /// changed one; a register alone cannot tell which), or the log's length when the log
+    /// has none for it (records are missing).
+    pub fn check_replay(
+        &self,
+        registers: &Registers,
+        counts: &[u32; REGISTERS],
+    ) -> Result<(), EventLogError> {
+        self.check_digests()?;
+        let mut first: Option<EventLogError> = None;
+        for reg in 0..REGISTERS {
+            let at: Vec<usize> = (0..self.records.len())
+                .filter(|&i| self.records[i].index as usize == reg + 1)
+                .collect();
+            let fold = |n: usize| {
+                let mut v = [0u8; SHA384_LEN];
+                for &i in &at[..n] {
+                    extend_register(&mut v, &self.records[i].digest);
+                }
+                v
+            };
+            let (k, c) = (at.len(), counts[reg] as usize);
+            let found = fold(k);
+            if k == c && found == registers[reg] {
+                continue;
+            }
+            let index = if k > c && fold(c) == registers[reg] {
+                at[c]
+            } else {
+                at.first().copied().unwrap_or(self.records.len())
+            };
+            let reason = format!(
+                "does not replay to RTMR{reg} (CC MR {}): {k} records give {}, the report has {} after {c} extends",
+                reg + 1,
+                hex::encode(found),
+                hex::encode(registers[reg])
+            );
+            if first
+                .as_ref()
+                .is_none_or(|e| matches!(e, EventLogError::Record { index: i, .. } if index < *i))
+            {
+                first = Some(EventLogError::Record { index, reason });
+            }
+        }
+        first.map_or(Ok(()), Err)
     }
 
     /// The TCG2 bytes: header, records, terminator.
@@ -251,11 +403,18 @@ impl EventLog {
 
     /// Reads TCG2 bytes. Every length is checked against the bytes left; the header
     /// must declare SHA-384; every record must be an AAEL `EV_EVENT_TAG` with one
-    /// SHA-384 digest at CC MR 1..=4; at most [`MAX_EVENTS`] records; the log ends with
+    /// SHA-384 digest at CC MR 1..=4; at most [`MAX_EVENTS`] records and
+    /// [`MAX_LOG_BYTES`] bytes; the log ends with
     /// 8 × `0xFF` (or `0x00`, which trustee also takes) and nothing after it. A record
     /// whose digest does not match its data is read as is: see
     /// [`EventLog::check_digests`].
     pub fn parse(bytes: &[u8]) -> Result<EventLog, EventLogError> {
+        if bytes.len() > MAX_LOG_BYTES {
+            return Err(EventLogError::Log(format!(
+                "{} bytes, at most {MAX_LOG_BYTES}",
+                bytes.len()
+            )));
+        }
         let mut r = Reader { bytes, at: 0 };
         let log = |why: &str| EventLogError::Log(why.to_string());
         // TCG_PCR_EVENT: index, type, SHA-1 digest, size, the Spec ID event.
@@ -303,9 +462,7 @@ impl EventLog {
                 r.u32().map_err(at)?,
             );
             let bad = |reason: String| EventLogError::Record { index: n, reason };
-            if !(1..=4).contains(&index) {
-                return Err(bad(format!("CC MR index {index} (1..=4 expected)")));
-            }
+            register_of(index).map_err(|e| bad(e.to_string()))?;
             if kind != EV_EVENT_TAG {
                 return Err(bad(format!("event type {kind} is not EV_EVENT_TAG")));
             }
@@ -540,13 +697,63 @@ mod tests {
         assert!(Event::new("a b", "op", "c").is_err());
         assert!(Event::new("d", "", "c").is_err());
         assert!(Event::new("d", "op", "line\nbreak").is_err());
+        assert!(Event::new("d", "op", "cr\rhere").is_err());
         assert!(Event::new("d", "op", &"x".repeat(MAX_EVENT_TEXT)).is_err());
-        let mut log = EventLog::new();
+        for line in [
+            "",
+            "domain",
+            "domain op",
+            "domain  c",
+            "d\tx op c",
+            "d op line\n",
+        ] {
+            let err = Event::from_text(line).unwrap_err().to_string();
+            assert!(
+                err.starts_with("event: ") && !err.contains('\n'),
+                "{line:?}: {err}"
+            );
+        }
+        assert_eq!(
+            Event::from_text("d op a b  c").unwrap().content,
+            "a b  c",
+            "everything after the second space is content"
+        );
         let e = Event::new("d", "op", "c").unwrap();
+        let mut log = EventLog::new();
         for _ in 0..MAX_EVENTS {
             log.extend(&e).unwrap();
         }
-        assert!(log.extend(&e).is_err());
+        let err = log.extend(&e).unwrap_err().to_string();
+        assert!(err.contains("full (1024 events)"), "{err}");
+        assert_eq!(log.encoded_len(), log.to_bytes().len());
+        EventLog::parse(&log.to_bytes()).unwrap();
+        // One record more than the bound, written by hand: refused by the reader.
+        let mut over = log.to_bytes();
+        let record = over[header().len()..header().len() + RECORD_OVERHEAD + 14].to_vec();
+        let end = over.len() - 8;
+        over.splice(end..end, record);
+        assert_eq!(
+            EventLog::parse(&over).unwrap_err().to_string(),
+            "event log: more than 1024 events"
+        );
+        // The byte bound, for the writer and the reader.
+        let big = Event::new("d", "op", &"x".repeat(MAX_EVENT_TEXT - 5)).unwrap();
+        let mut log = EventLog::new();
+        while log.extend(&big).is_ok() {}
+        assert!(log.encoded_len() <= MAX_LOG_BYTES);
+        let err = log.extend(&big).unwrap_err().to_string();
+        assert!(err.contains("full (196608 bytes)"), "{err}");
+        let mut long = log.to_bytes();
+        long.resize(MAX_LOG_BYTES + 1, 0);
+        assert_eq!(
+            EventLog::parse(&long).unwrap_err().to_string(),
+            "event log: 196609 bytes, at most 196608"
+        );
+
+        let mut log = EventLog::new();
+        for i in 1..=4 {
+            log.extend_at(i, &e).unwrap();
+        }
         let bytes = log.to_bytes();
         // Every truncation is an error, never a panic or a shorter log.
         for n in 0..bytes.len() {
@@ -555,16 +762,20 @@ mod tests {
         let mut trailing = bytes.clone();
         trailing.push(0);
         assert!(EventLog::parse(&trailing).is_err());
-        // A record at an index no register has.
-        let mut one = EventLog::new();
-        one.extend(&e).unwrap();
-        let mut b = one.to_bytes();
+        // A record at an index no register has, written and read.
+        for bad in [0, 5, 9, 17] {
+            assert_eq!(
+                log.clone().extend_at(bad, &e).unwrap_err().to_string(),
+                format!("unknown register: CC MR index {bad} (1..=4, RTMR0..3)")
+            );
+        }
+        let mut b = bytes.clone();
         let at = header().len();
         b[at..at + 4].copy_from_slice(&9u32.to_le_bytes());
-        assert!(EventLog::parse(&b)
-            .unwrap_err()
-            .to_string()
-            .contains("index 9"));
+        assert_eq!(
+            EventLog::parse(&b).unwrap_err().to_string(),
+            "event log record 0: unknown register: CC MR index 9 (1..=4, RTMR0..3)"
+        );
         for s in [
             "{}",
             "[]",
@@ -574,5 +785,131 @@ mod tests {
         ] {
             assert!(EventLog::from_additional_evidence(s).is_err(), "{s}");
         }
+    }
+
+    /// SHA-384 computed here from the spec's formulas, not by the code under test.
+    fn sha384(parts: &[&[u8]]) -> [u8; 48] {
+        let mut h = sha2::Sha384::new();
+        for p in parts {
+            h.update(p);
+        }
+        h.finalize().into()
+    }
+
+    /// measurement.md §6, derived vector: CDH's (non-JCS) PullImage content for busybox
+    /// with a zero digest; RTMR3 after one extend from zero is `9a7a66a2…`.
+    #[test]
+    fn one_extend_matches_the_reference_vector() {
+        let content = format!(
+            r#"{{"image":"docker.io/library/busybox:latest", "digest":"sha256:{}"}}"#,
+            "0".repeat(64)
+        );
+        let e = Event::new(COCO_DOMAIN, PULL_IMAGE, &content).unwrap();
+        assert_eq!(
+            hex::encode(e.digest()),
+            "9260a402ea3715e9d624c127034073db6cfee19fd5a002ae4f4a2eae0ed6084e\
+             7f0c6f4195bb69e290d50c7563ecf46b"
+        );
+        let mut log = EventLog::new();
+        log.extend(&e).unwrap();
+        assert_eq!(log.to_bytes().len(), header().len() + 247 + 8);
+        let (regs, counts) = log.replay();
+        assert_eq!(
+            hex::encode(regs[3]),
+            "9a7a66a292b40e2bab63502cc13fcf8ce39d3ccf8cf112966cd2e5f45f4bf115\
+             5d6b5ccfc4551cc93a6f350d21baee24"
+        );
+        assert_eq!(counts, [0, 0, 0, 1]);
+        assert_eq!(regs[..3], [[0; 48]; 3]);
+    }
+
+    fn sample_log() -> (EventLog, Registers, [u32; 4]) {
+        // Expected registers by the spec formula: R = SHA-384(R || SHA-384(tagged)).
+        let mut log = EventLog::new();
+        let mut regs = [[0u8; 48]; 4];
+        let mut counts = [0u32; 4];
+        for (i, (mr, text)) in [(4, "a"), (2, "b"), (4, "c"), (4, "d"), (1, "e")]
+            .into_iter()
+            .enumerate()
+        {
+            let content = format!("{text}{i}");
+            let e = Event::new("example.org", "op", &content).unwrap();
+            log.extend_at(mr, &e).unwrap();
+            let line = format!("example.org op {content}");
+            let tagged = [
+                &b"LEAA"[..],
+                &(line.len() as u32).to_le_bytes(),
+                line.as_bytes(),
+            ]
+            .concat();
+            let r = mr as usize - 1;
+            regs[r] = sha384(&[&regs[r], &sha384(&[&tagged])]);
+            counts[r] += 1;
+        }
+        (log, regs, counts)
+    }
+
+    #[test]
+    fn a_log_replays_to_its_registers_and_names_the_first_bad_record() {
+        let (log, regs, counts) = sample_log();
+        assert_eq!(log.replay(), (regs, counts));
+        log.check_replay(&regs, &counts).unwrap();
+        let round = EventLog::parse(&log.to_bytes()).unwrap();
+        round.check_replay(&regs, &counts).unwrap();
+
+        let err = |l: &EventLog| l.check_replay(&regs, &counts).unwrap_err();
+        let index = |e: EventLogError| match e {
+            EventLogError::Record { index, .. } => index,
+            other => panic!("{other}"),
+        };
+        // Reordering records of different registers keeps the replay; swapping two of
+        // the same register breaks it, at that register's first record.
+        let mut l = log.clone();
+        l.records.swap(0, 1);
+        l.check_replay(&regs, &counts).unwrap();
+        let mut l = log.clone();
+        l.records.swap(2, 3);
+        assert_eq!(index(err(&l)), 0);
+        // A record added at the end: exactly that one.
+        let mut l = log.clone();
+        l.extend(&Event::new("x", "y", "z").unwrap()).unwrap();
+        let e = err(&l);
+        let text = e.to_string();
+        assert!(
+            text.starts_with(
+                "event log record 5: does not replay to RTMR3 (CC MR 4): 4 records give"
+            ) && text.ends_with("after 3 extends")
+                && !text.contains('\n'),
+            "{text}"
+        );
+        // Removed: the register's first record, or the end when none is left.
+        let mut l = log.clone();
+        l.records.remove(4);
+        assert_eq!(index(err(&l)), 4);
+        let mut l = log.clone();
+        l.records.remove(2);
+        assert_eq!(index(err(&l)), 0);
+        // Forged text under a genuine digest: that record, before any replay.
+        let mut l = log.clone();
+        l.records[3].data = Event::new("example.org", "op", "forged").unwrap().tagged();
+        assert_eq!(
+            err(&l).to_string(),
+            "event log record 3: its SHA-384 digest does not match its event"
+        );
+        // A consistent record whose digest was replaced with its own: replay fails.
+        let mut l = log.clone();
+        let forged = Event::new("example.org", "op", "forged").unwrap();
+        l.records[2] = Record {
+            index: 4,
+            digest: forged.digest(),
+            data: forged.tagged(),
+        };
+        assert_eq!(index(err(&l)), 0);
+        // Registers that went unlogged (the trustee#1056 case): the log's end.
+        let mut more = counts;
+        more[2] = 1;
+        let mut r3 = regs;
+        r3[2] = [7; 48];
+        assert_eq!(index(log.check_replay(&r3, &more).unwrap_err()), 5);
     }
 }
