@@ -724,6 +724,7 @@ mod tests {
             runtime_path: dir.path().join("liberpal-sim.so"),
             args: String::new(),
             log_level: "info".into(),
+            init_data: None,
         };
         c.apply(&mut spec, &mut enclave).unwrap();
         let args = spec.process().as_ref().unwrap().args().clone().unwrap();
