@@ -144,20 +144,7 @@ PY
 }
 KMR=$(kbs_bundle "$WORK/kbs/good" "")
 printf 'allow_software_tees = true\n[expected]\nsim_mr_enclave = ["%s"]\n' "$KMR" > "$WORK/kbs/attestation.toml"
-cat > "$WORK/kbs/verdictd.toml" <<'TOML'
-listen = "127.0.0.1:0"
-insecure_http = true
-resource_policy = "affirming"
-attestation_policy = "attestation.toml"
-[storage]
-type = "localfs"
-dir = "resources"
-TOML
-./target/release/verdictd --config "$WORK/kbs/verdictd.toml" >"$WORK/kbs/verdictd.out" 2>"$WORK/kbs/verdictd.log" &
-VERDICTD=$!
-PIDS+=("$VERDICTD")
-wait_for 30 verdictd grep -q listening "$WORK/kbs/verdictd.out"
-KBS_URL=$(sed -n 's/^listening on //p' "$WORK/kbs/verdictd.out")
+start_verdictd "$WORK/kbs"
 kbs_url "$WORK/kbs/good" "$KBS_URL"
 echo "-- the enclave verdictd admits (mr_enclave $KMR):"
 "$RUNE" --root "$WORK/rune" run --bundle "$WORK/kbs/good" kbs-demo
@@ -183,26 +170,9 @@ openssl pkey -in "$RV/admin.key" -pubout -out "$RV/kbs/admin.pub"
 printf 'the demo secret' > "$RV/kbs/resources/default\\x2Fkey\\x2Fdemo"
 chmod 600 "$RV/kbs/resources/"*
 printf 'allow_software_tees = true\n' > "$RV/kbs/attestation.toml"
-cat > "$RV/kbs/verdictd.toml" <<'TOML'
-listen = "127.0.0.1:0"
-insecure_http = true
-resource_policy = "affirming"
-attestation_policy = "attestation.toml"
-[storage]
-type = "localfs"
-dir = "resources"
-[admin]
-mode = "bearer_jwt"
-public_keys = ["admin.pub"]
-roles = ["admin"]
+start_verdictd "$RV/kbs" "$ADMIN_JWT_TOML
 [rvps]
-trusted_keys = ["rv.pub"]
-TOML
-./target/release/verdictd --config "$RV/kbs/verdictd.toml" >"$RV/kbs/verdictd.out" 2>"$RV/kbs/verdictd.log" &
-VERDICTD=$!
-PIDS+=("$VERDICTD")
-wait_for 30 verdictd grep -q listening "$RV/kbs/verdictd.out"
-KBS_URL=$(sed -n 's/^listening on //p' "$RV/kbs/verdictd.out")
+trusted_keys = [\"rv.pub\"]"
 kbs_url "$WORK/kbs/good" "$KBS_URL"
 kbs_url "$WORK/kbs/other" "$KBS_URL"
 echo "-- before the reference value is provisioned:"
@@ -238,24 +208,7 @@ printf '{"default":[{"type":"reject"}],"transports":{"docker":{"%s/demo":[{"type
   "$REGISTRY" > "$C/kbs/resources/default\\x2Fimage-policy\\x2Fcontainers"
 cp "$C/cosign.key.pub" "$C/kbs/resources/default\\x2Fimage-policy\\x2Fcosign"
 chmod 600 "$C/kbs/resources/"*
-cat > "$C/kbs/verdictd.toml" <<'TOML'
-listen = "127.0.0.1:0"
-insecure_http = true
-resource_policy = "affirming"
-attestation_policy = "attestation.toml"
-[storage]
-type = "localfs"
-dir = "resources"
-[admin]
-mode = "bearer_jwt"
-public_keys = ["admin.pub"]
-roles = ["admin"]
-TOML
-./target/release/verdictd --config "$C/kbs/verdictd.toml" >"$C/kbs/verdictd.out" 2>"$WORK/verdictd-image.log" &
-VERDICTD=$!
-PIDS+=("$VERDICTD")
-wait_for 30 verdictd grep -q listening "$C/kbs/verdictd.out"
-KBS_URL=$(sed -n 's/^listening on //p' "$C/kbs/verdictd.out")
+start_verdictd "$C/kbs" "$ADMIN_JWT_TOML"
 echo "-- tenant: enclave-image encrypt (fresh KEK stored in verdictd) and sign (cosign)"
 "$TOOL" encrypt --insecure-registry "$REGISTRY" --kek-id kbs:///default/image-kek/app \
   --kbs "$KBS_URL" --admin-key "$C/admin.key" "oci:$C/layout:latest" "$REGISTRY/demo/app:v1"
@@ -269,7 +222,7 @@ image_bundle "$C/bundle" ENCLAVE_TYPE=sim "ENCLAVE_RUNTIME_PATH=$PAL" "ENCLAVE_I
   ENCLAVE_IMAGE_POLICY=kbs:///default/image-policy/containers
 "$RUNE" --root "$WORK/rune" run --bundle "$C/bundle" image-demo
 echo "-- verdictd, after the enclave attested:"
-sed 's/\x1b\[[0-9;]*m//g' "$WORK/verdictd-image.log" | grep -o 'released.*image-kek/app'
+sed 's/\x1b\[[0-9;]*m//g' "$C/kbs/verdictd.log" | grep -o 'released.*image-kek/app'
 if grep -rqsF "$SECRET" "$C" "$WORK/registry" "$WORK/rune"; then
   echo "the secret reached the host's disk" >&2; exit 1
 fi

@@ -188,3 +188,28 @@ admin_jwt() {
     "$(openssl pkeyutl -sign -rawin -inkey "$1" -in "$input" | basenc --base64url -w0 | tr -d =)"
   rm -f "$input"
 }
+
+# The admin API of the demo's brokers: admin tokens signed by the key beside admin.pub.
+ADMIN_JWT_TOML='[admin]
+mode = "bearer_jwt"
+public_keys = ["admin.pub"]
+roles = ["admin"]'
+
+# start_verdictd DIR [TOML]: verdictd on a loopback port of its choosing, configured by
+# DIR/verdictd.toml (plain HTTP, attestation policy DIR/attestation.toml, resources in
+# DIR/resources, then TOML), logging to DIR/verdictd.log; sets VERDICTD (its pid, stopped
+# at exit) and KBS_URL.
+start_verdictd() {
+  printf '%s\n%s\n' 'listen = "127.0.0.1:0"
+insecure_http = true
+resource_policy = "affirming"
+attestation_policy = "attestation.toml"
+[storage]
+type = "localfs"
+dir = "resources"' "${2:-}" > "$1/verdictd.toml"
+  ./target/release/verdictd --config "$1/verdictd.toml" >"$1/verdictd.out" 2>"$1/verdictd.log" &
+  VERDICTD=$!
+  PIDS+=("$VERDICTD")
+  wait_for 30 verdictd grep -q listening "$1/verdictd.out"
+  KBS_URL=$(sed -n 's/^listening on //p' "$1/verdictd.out")
+}
