@@ -285,7 +285,7 @@ mod tests {
             (r#"{"cipher":"AES_128_GCM","hmac":"AAAA"}"#, "AES_128_GCM"),
             (
                 r#"{"cipher":"AES_256_CTR_HMAC_SHA256","hmac":"AAAA","cipheroptions":{}}"#,
-                "hmac is 3 bytes",
+                "hmac is not 32 bytes",
             ),
             (
                 r#"{"cipher":"AES_256_CTR_HMAC_SHA256","hmac":"AAAA","cipheroptions":{"nonce":"AAAA"}}"#,
