@@ -600,6 +600,17 @@ mod tests {
         }
     }
 
+    /// A sim enclave whose PAL would be in `dir`.
+    fn sim_enclave(dir: &Path) -> EnclaveConfig {
+        EnclaveConfig {
+            typ: crate::enclave::EnclaveType::Sim,
+            runtime_path: dir.join("liberpal-sim.so"),
+            args: String::new(),
+            log_level: "info".into(),
+            init_data: None,
+        }
+    }
+
     /// An enclave spec with `env`, whose boot program and manifest exist (in `dir`).
     fn checked(dir: &Path, env: &[&str]) -> std::result::Result<ImageConfig, String> {
         let boot = dir.join(BOOT_FILE);
@@ -617,13 +628,7 @@ mod tests {
         let mut root = spec.root().clone().unwrap();
         root.set_readonly(Some(false));
         spec.set_root(Some(root));
-        let enclave = EnclaveConfig {
-            typ: crate::enclave::EnclaveType::Sim,
-            runtime_path: dir.join("liberpal-sim.so"),
-            args: String::new(),
-            log_level: "info".into(),
-            init_data: None,
-        };
+        let enclave = sim_enclave(dir);
         config_from_spec(&spec, Some(&enclave))
             .map(Option::unwrap)
             .map_err(|e| e.to_string())
@@ -668,13 +673,7 @@ mod tests {
         );
         // They reach the boot program as its flags (see enclave-boot's CLI).
         let mut spec = Spec::default();
-        let mut enclave = EnclaveConfig {
-            typ: crate::enclave::EnclaveType::Sim,
-            runtime_path: dir.path().join("liberpal-sim.so"),
-            args: String::new(),
-            log_level: "info".into(),
-            init_data: None,
-        };
+        let mut enclave = sim_enclave(dir.path());
         c.apply(&mut spec, &mut enclave).unwrap();
         let args = spec.process().as_ref().unwrap().args().clone().unwrap();
         let flags = args.join(" ");
@@ -719,13 +718,7 @@ mod tests {
         )
         .unwrap();
         let mut spec = Spec::default();
-        let mut enclave = EnclaveConfig {
-            typ: crate::enclave::EnclaveType::Sim,
-            runtime_path: dir.path().join("liberpal-sim.so"),
-            args: String::new(),
-            log_level: "info".into(),
-            init_data: None,
-        };
+        let mut enclave = sim_enclave(dir.path());
         c.apply(&mut spec, &mut enclave).unwrap();
         let args = spec.process().as_ref().unwrap().args().clone().unwrap();
         assert!(

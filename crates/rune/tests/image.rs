@@ -17,8 +17,13 @@ const MARKER: &str = "confidential-marker-5b1e0c";
 
 /// The marker image pushed by skopeo to `registry` as `test/app:v1`.
 fn push_image(dir: &Path, registry: &Registry) -> String {
-    let image = marker_layout(dir, MARKER);
     let reference = format!("{}/test/app:v1", registry.host());
+    skopeo_push(&format!("oci:{}", marker_layout(dir, MARKER)), &reference);
+    reference
+}
+
+/// `skopeo copy` of `source` (a transport:reference) to the plain-HTTP `reference`.
+fn skopeo_push(source: &str, reference: &str) {
     run_ok(
         "skopeo",
         &[
@@ -26,11 +31,10 @@ fn push_image(dir: &Path, registry: &Registry) -> String {
             "copy",
             "-q",
             "--dest-tls-verify=false",
-            &format!("oci:{image}"),
+            source,
             &format!("docker://{reference}"),
         ],
     );
-    reference
 }
 
 /// An enclave bundle whose image is `reference`, running `args`.
@@ -479,17 +483,7 @@ fn a_manifest_that_differs_from_the_pinned_digest_is_refused() {
         .build(&t.dir.path().join("evil"), "latest")
         .unwrap();
     let evil_ref = format!("{}/test/app:evil", t.registry.host());
-    run_ok(
-        "skopeo",
-        &[
-            "--insecure-policy",
-            "copy",
-            "-q",
-            "--dest-tls-verify=false",
-            &evil,
-            &format!("docker://{evil_ref}"),
-        ],
-    );
+    skopeo_push(&evil, &evil_ref);
     let swapped = skopeo_raw(&evil_ref).unwrap();
     let actual = test_support::sha256_digest(swapped.as_bytes());
     let stored = t.registry.blob_path(&pinned);
@@ -545,17 +539,7 @@ fn an_image_for_another_platform_is_refused_naming_both() {
         .build(&t.dir.path().join("arm"), "latest")
         .unwrap();
     let reference = format!("{}/test/app:arm64", t.registry.host());
-    run_ok(
-        "skopeo",
-        &[
-            "--insecure-policy",
-            "copy",
-            "-q",
-            "--dest-tls-verify=false",
-            &arm,
-            &format!("docker://{reference}"),
-        ],
-    );
+    skopeo_push(&arm, &reference);
     let inspect: serde_json::Value = serde_json::from_str(
         &test_support::skopeo(&[
             "inspect",
