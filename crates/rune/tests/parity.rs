@@ -706,6 +706,73 @@ fn cgroups_nest_under_the_callers_cgroup_as_with_runc() {
     }
 }
 
+/// A container created from a caller that sits in a sub-cgroup of every hierarchy (a
+/// hybrid host's cgroup2 included) lands where runc puts it: below the caller in each v1
+/// hierarchy, and from the root of the hybrid cgroup2, where runc's `GetOwnCgroupPath("")`
+/// starts (libcontainer/cgroups/v1_utils.go).
+#[test]
+fn a_caller_in_sub_cgroups_places_the_container_as_runc_does() {
+    if skip("cgroup placement from a sub-cgroup") {
+        return;
+    }
+    let out = out_dir();
+    let mut b =
+        Bundle::new(&["sh", "-c", "cat /proc/self/cgroup >/tmp/r"]).bind(out.path(), "/tmp");
+    b.spec["linux"]
+        .as_object_mut()
+        .unwrap()
+        .remove("cgroupsPath");
+    let ns = b.spec["linux"]["namespaces"].as_array_mut().unwrap();
+    ns.retain(|n| n["type"] != "cgroup");
+    b.save();
+    let caller = OtherCgroup::new();
+    let caller_lines = {
+        // what /proc/self/cgroup says inside the caller's cgroups
+        let mut cat = Command::new("cat");
+        cat.arg("/proc/self/cgroup");
+        let (code, lines, err) = caller.run_command(cat);
+        assert_eq!(code, 0, "{err}");
+        lines
+    };
+    let mut seen = Vec::new();
+    for rt in [RUNE, RUNC] {
+        let _ = std::fs::remove_file(out.path().join("r"));
+        let root = tempfile::tempdir().unwrap();
+        let id = unique_id("subcg");
+        let bundle = b.path().to_str().unwrap();
+        let (code, _, err) = caller.run(rt, root.path(), &["run", "--bundle", bundle, &id]);
+        let inside = std::fs::read_to_string(out.path().join("r")).unwrap_or_default();
+        let _ = runtime(rt, root.path(), &["delete", "--force", &id]);
+        let dirs: Vec<_> = inside.lines().map(cgroup_dir).collect();
+        let kept: Vec<_> = dirs.iter().filter(|d| d.exists()).cloned().collect();
+        for d in &kept {
+            let _ = std::fs::remove_dir(d);
+        }
+        seen.push((code, err, inside.replace(&id, "ID"), kept));
+    }
+    let hybrid = Path::new("/sys/fs/cgroup/unified").is_dir();
+    let expected: String = caller_lines
+        .lines()
+        .map(|l| {
+            let (head, p) = l.rsplit_once(':').unwrap();
+            let from = if hybrid && head == "0:" { "/" } else { p };
+            format!("{head}:{}\n", Path::new(from).join("ID").display())
+        })
+        .collect();
+    assert_eq!(
+        (seen[1].0, seen[1].2.as_str()),
+        (0, expected.as_str()),
+        "runc: {}",
+        seen[1].1
+    );
+    assert_eq!(
+        seen[1].3,
+        Vec::<std::path::PathBuf>::new(),
+        "runc left cgroups"
+    );
+    assert_eq!(seen[0], seen[1], "rune vs runc");
+}
+
 /// `ps`, `pause`/`resume` and `update` find the cgroups of a container without
 /// `cgroupsPath` where runc would: below the caller's own cgroups.
 #[test]

@@ -66,6 +66,11 @@ impl OtherCgroup {
     pub fn run(&self, rt: &str, root: &Path, args: &[&str]) -> (i32, String, String) {
         let mut c = Command::new(rt);
         c.arg("--root").arg(root).args(args);
+        self.run_command(c)
+    }
+
+    /// `c`, run from this cgroup, with stdio in files.
+    pub fn run_command(&self, mut c: Command) -> (i32, String, String) {
         let procs = self.procs.clone();
         // SAFETY: between fork and exec only open(2), write(2) and close(2), which are
         // async-signal-safe; the paths were made before the fork. "0" is the writer.

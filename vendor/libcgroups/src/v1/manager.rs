@@ -124,7 +124,11 @@ impl Manager {
             }) else {
                 continue;
             };
-            named.push((key, place(&mount_point, &c.pathname, cgroup_path)));
+            // PATCH(inclavare): a hybrid host's cgroup2 (key "") is placed from its root, not
+            // below the caller: runc's `GetOwnCgroupPath("")` (cgroups/v1_utils.go) returns the
+            // hybrid mount point itself, so a relative path never nests there.
+            let own = if key.is_empty() { "/" } else { c.pathname.as_str() };
+            named.push((key, place(&mount_point, own, cgroup_path)));
         }
 
         Ok(Manager { subsystems, named })
