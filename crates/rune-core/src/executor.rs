@@ -448,10 +448,23 @@ impl Executor for RuneExecutor {
             }
         }
         // Runs in the container's init, in process.cwd, when `create` is nearly done: a
-        // failing pal_init fails create.
-        w.pal
-            .init(&w.config.pal_args(), &w.config.log_level)
-            .map_err(|e| ExecutorValidationError::ArgValidationError(format!("enclave init: {e}")))
+        // failing pal_init fails create, in one line that carries what the PAL printed
+        // about why; a PAL that succeeds has its text passed on to stderr unchanged.
+        let (done, said) =
+            crate::captured::stderr_of(|| w.pal.init(&w.config.pal_args(), &w.config.log_level));
+        match done {
+            Ok(()) => {
+                let _ = std::io::Write::write_all(&mut std::io::stderr(), said.as_bytes());
+                Ok(())
+            }
+            Err(e) => {
+                let cause = crate::captured::one_line(&said);
+                let sep = if cause.is_empty() { "" } else { ": " };
+                Err(ExecutorValidationError::ArgValidationError(format!(
+                    "enclave init: {e}{sep}{cause}"
+                )))
+            }
+        }
     }
 
     fn setup_envs(

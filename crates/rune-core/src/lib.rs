@@ -10,6 +10,7 @@
 //! the calling process.
 
 pub mod agent;
+pub mod captured;
 pub mod console;
 pub mod enclave;
 pub mod error;

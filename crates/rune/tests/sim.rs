@@ -146,8 +146,11 @@ fn altered_or_unsigned_enclaves_are_refused_and_leave_nothing() {
             stderr.contains(needle) || said.contains(needle),
             "{name}: {stderr}"
         );
+        // One line, rune's, naming the PAL's reason: nothing else on stderr.
         let rune_lines = error_lines(&stderr).len();
         assert_eq!(rune_lines, 1, "{name}: {stderr}");
+        assert_eq!(stderr.trim().lines().count(), 1, "{name}: {stderr}");
+        assert!(said.contains(needle), "{name}: {stderr}");
         assert_eq!(
             leftovers(rune.root.path(), &id),
             Vec::<String>::new(),
