@@ -6,96 +6,14 @@
 
 mod common;
 
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+
 use std::time::Duration;
 
 use common::cgroups::*;
+use common::parity::*;
 use common::*;
 use serde_json::json;
-
-const RUNC: &str = "/usr/sbin/runc";
-
-fn skip(test: &str) -> bool {
-    !(root_or_skip(test) && tool_or_skip(test, RUNC))
-}
-
-/// A directory the container writes to, bound at /tmp, writable by any user.
-fn out_dir() -> tempfile::TempDir {
-    let d = tempfile::tempdir().unwrap();
-    std::fs::set_permissions(d.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
-    d
-}
-
-/// `rt --root ROOT ARGS…` with stdio in files: (exit code, stdout, stderr).
-fn runtime(rt: &str, root: &Path, args: &[&str]) -> (i32, String, String) {
-    let mut c = Command::new(rt);
-    c.arg("--root").arg(root).args(args);
-    run(&mut c)
-}
-
-/// `rt --root ROOT ARGS…` started in the background, stdio in files.
-fn spawn(rt: &str, root: &Path, args: &[&str]) -> (Child, std::fs::File, std::fs::File) {
-    let out = tempfile::tempfile().unwrap();
-    let err = tempfile::tempfile().unwrap();
-    let child = Command::new(rt)
-        .arg("--root")
-        .arg(root)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(out.try_clone().unwrap())
-        .stderr(err.try_clone().unwrap())
-        .spawn()
-        .unwrap();
-    (child, out, err)
-}
-
-/// Waits up to `secs` for `child`; kills it (by its pid) when it is still running.
-fn wait_or_kill(child: &mut Child, secs: u64) -> Option<i32> {
-    let mut status = None;
-    wait_until(Duration::from_secs(secs), || {
-        status = child.try_wait().unwrap();
-        status.is_some()
-    });
-    if status.is_none() {
-        let _ = child.kill();
-        let _ = child.wait();
-    }
-    status.map(|s| s.code().unwrap_or(-1))
-}
-
-/// A failure as a user sees it: exit code, whether stderr is exactly one error line in
-/// runc's form, and that line's message.
-fn failure(r: &(i32, String, String)) -> (i32, bool, String) {
-    let lines = error_lines(&r.2);
-    let one = lines.len() == 1 && r.2.lines().count() == 1;
-    let msg = error_messages(&r.2).pop().unwrap_or_default();
-    (r.0, one, msg)
-}
-
-/// `run -d` of `b` under `rt` as `id`; returns the init's pid.
-fn run_detached(rt: &str, root: &Path, b: &Bundle, id: &str) -> String {
-    let pid_file = root.join("init.pid");
-    let (code, _, err) = runtime(
-        rt,
-        root,
-        &[
-            "run",
-            "-d",
-            "--pid-file",
-            pid_file.to_str().unwrap(),
-            "--bundle",
-            b.path().to_str().unwrap(),
-            id,
-        ],
-    );
-    assert_eq!(code, 0, "{rt} run -d: {err}");
-    std::fs::read_to_string(pid_file)
-        .unwrap()
-        .trim()
-        .to_string()
-}
 
 /// Both refuse `exec` into a paused container without `--ignore-paused`; with it,
 /// `exec -d` waits while the container is frozen and returns once it is resumed, and the
@@ -170,6 +88,54 @@ fn exec_ignore_paused_as_runc() {
         "runc after resume"
     );
     assert_eq!(seen[0], seen[1], "rune vs runc");
+}
+
+/// `exec --ignore-paused` waits while the container is frozen; when its init ends on
+/// thaw (killed while frozen), the exec races the init's end. Under both runtimes it
+/// either runs (0) or fails with 255; rune's failure says the container stopped, in one
+/// line, where the kernel's errno (ENOMEM from a clone into a dead pid namespace) would
+/// mislead (runc says "read init-p: connection reset by peer").
+#[test]
+fn exec_ignore_paused_into_a_container_that_ends_on_thaw() {
+    if skip("exec --ignore-paused, init ends on thaw") {
+        return;
+    }
+    let b = Bundle::new(&["sleep", "100"]);
+    let attempt = |rt: &str| {
+        let root = tempfile::tempdir().unwrap();
+        let id = unique_id("thawend");
+        let pid = run_detached(rt, root.path(), &b, &id);
+        assert_eq!(runtime(rt, root.path(), &["pause", &id]).0, 0, "{rt} pause");
+        // A frozen v1 task keeps SIGKILL pending until thawed.
+        let init = nix::unistd::Pid::from_raw(pid.parse().unwrap());
+        nix::sys::signal::kill(init, nix::sys::signal::Signal::SIGKILL).unwrap();
+        let args = ["exec", "-d", "--ignore-paused", &id, "true"];
+        let (mut exec, _, err) = spawn(rt, root.path(), &args);
+        std::thread::sleep(Duration::from_millis(500));
+        let waited = exec.try_wait().unwrap().is_none();
+        let _ = runtime(rt, root.path(), &["resume", &id]);
+        let code = wait_or_kill(&mut exec, 20).unwrap_or(-1);
+        let err = String::from_utf8(read_back(err)).unwrap();
+        let deleted = runtime(rt, root.path(), &["delete", "--force", &id]).0;
+        assert!(leftovers(root.path(), &id).is_empty(), "{rt} left state");
+        assert!(waited, "{rt}: exec returned while the container was paused");
+        assert!([0, 255].contains(&code), "{rt}: exit {code}: {err}");
+        assert_eq!(deleted, 0, "{rt} delete");
+        (code, failure(&(code, String::new(), err.clone())), err)
+    };
+    attempt(RUNC);
+    // The race mostly ends the init first; a few attempts make the failure path run.
+    for _ in 0..5 {
+        let (code, (_, one, msg), err) = attempt(RUNE);
+        if code == 255 {
+            assert!(one, "rune: one error line: {err}");
+            assert!(
+                msg.contains("stopped") && !msg.contains("ENOMEM"),
+                "rune: {err}"
+            );
+            return;
+        }
+    }
 }
 
 /// The directory of `ctrl`'s hierarchy among `dirs` (`""`: a hybrid host's cgroup2).

@@ -8,21 +8,9 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use common::parity::*;
 use common::*;
 use serde_json::json;
-
-const RUNC: &str = "/usr/sbin/runc";
-
-fn skip(test: &str) -> bool {
-    !(root_or_skip(test) && tool_or_skip(test, RUNC))
-}
-
-/// `rt --root ROOT ARGS…` with stdio in files: (exit code, stdout, stderr).
-fn runtime(rt: &str, root: &Path, args: &[&str]) -> (i32, String, String) {
-    let mut c = Command::new(rt);
-    c.arg("--root").arg(root).args(args);
-    run(&mut c)
-}
 
 fn status(rt: &str, root: &Path, id: &str) -> String {
     let (_, out, _) = runtime(rt, root, &["state", id]);

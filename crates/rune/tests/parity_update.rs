@@ -15,10 +15,9 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::cgroups::*;
+use common::parity::RUNC;
 use common::*;
 use serde_json::json;
-
-const RUNC: &str = "/usr/sbin/runc";
 
 fn skip(test: &str) -> bool {
     if !(root_or_skip(test) && tool_or_skip(test, RUNC)) {

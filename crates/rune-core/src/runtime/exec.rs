@@ -242,7 +242,20 @@ impl Runtime {
             .with_apparmor(apparmor)
             .with_process_label(process_label)
             .build()
-            .map_err(RuneError::lc(format!("exec in {id}")))?;
+            .map_err(|e| {
+                // The init may end while the process is being made (a paused container
+                // whose program exits on thaw): the kernel then refuses the clone into
+                // its dead pid namespace with ENOMEM. Say what happened, as runc does
+                // for a stopped container.
+                match c.pid() {
+                    Some(init) if !super::process_alive(init) => RuneError::State {
+                        id: id.to_string(),
+                        status: "stopped".into(),
+                        what: "cannot exec in a stopped container",
+                    },
+                    _ => RuneError::lc(format!("exec in {id}"))(e),
+                }
+            })?;
         let proxy = match console {
             Some((host, socket)) => match socket
                 .receive()

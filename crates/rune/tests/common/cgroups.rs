@@ -97,3 +97,12 @@ impl Drop for OtherCgroup {
         }
     }
 }
+
+/// The v1 memory cgroup of `pid`, if the host has one.
+pub fn memory_cgroup(pid: u32) -> Option<std::path::PathBuf> {
+    let cg = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
+    let path = cg
+        .lines()
+        .find_map(|l| l.split_once(":memory:").map(|(_, p)| p.to_string()))?;
+    Some(Path::new("/sys/fs/cgroup/memory").join(path.trim_start_matches('/')))
+}

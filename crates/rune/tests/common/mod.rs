@@ -4,6 +4,7 @@
 
 pub mod cgroups;
 pub mod image;
+pub mod parity;
 pub mod podman;
 
 use std::path::{Path, PathBuf};
