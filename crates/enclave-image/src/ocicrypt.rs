@@ -70,8 +70,9 @@ pub enum Error {
     NotEncrypted { layer: String },
     /// No wrap could be opened. `tried` lists each wrap found (kind, recipients'
     /// `alg`/`kid`, packet `kid`) and why it failed. `missing` is ocicrypt's
-    /// distinction: no key was even given for any of them.
-    #[error("layer {layer}: {}: {}", if *.missing { "missing private key needed for decryption" } else { "none of the keys could be used for decryption" }, .tried.join("; "))]
+    /// distinction: no key was even given for any of them. Both texts are ocicrypt's
+    /// (`helpers.go` `decryptLayerKeyOptsData`), which skopeo prints.
+    #[error("layer {layer}: {}: {}", if *.missing { "missing private key needed for decryption" } else { "no suitable key unwrapper found or none of the private keys could be used for decryption" }, .tried.join("; "))]
     NoKey {
         layer: String,
         missing: bool,

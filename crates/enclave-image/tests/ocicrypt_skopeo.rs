@@ -329,7 +329,7 @@ fn wrong_and_missing_keys_are_named() {
     let e = err(&bed.keys(&["other.pem"]));
     assert!(
         e.contains(&format!(
-            "layer {digest}: none of the keys could be used for decryption"
+            "layer {digest}: no suitable key unwrapper found or none of the private keys could be used for decryption"
         )),
         "{e}"
     );
@@ -428,7 +428,7 @@ fn coco_packet_layers_need_the_right_kek() {
     let mut wrong = Keys::default();
     wrong.add_kek(kid, &[0x43u8; 32]).unwrap();
     let e = decrypt(&wrong).unwrap_err();
-    assert_eq!(e, format!("layer {first}: none of the keys could be used for decryption: provider.attestation-agent[0] (kid {kid}, A256GCM): wrong KEK: A256GCM tag mismatch"));
+    assert_eq!(e, format!("layer {first}: no suitable key unwrapper found or none of the private keys could be used for decryption: provider.attestation-agent[0] (kid {kid}, A256GCM): wrong KEK: A256GCM tag mismatch"));
     let mut other = Keys::default();
     other.add_kek("kbs:///default/key/other", &kek).unwrap();
     let e = decrypt(&other).unwrap_err();

@@ -554,6 +554,80 @@ async fn blob_over_the_limit_is_refused_before_download() {
     assert_eq!(proxy.forwarded(), before, "a request reached the registry");
 }
 
+/// A hostile registry that sends a manifest without end (chunked, never finished): the
+/// pull stops once the metadata limit (4 MiB by default) is passed, naming it, instead of
+/// buffering whatever arrives.
+#[tokio::test]
+async fn an_endless_manifest_is_cut_at_the_limit() {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::Arc;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let host = listener.local_addr().unwrap().to_string();
+    let sent = Arc::new(AtomicU64::new(0));
+    let counter = sent.clone();
+    let server = tokio::spawn(async move {
+        loop {
+            let (mut conn, _) = listener.accept().await.unwrap();
+            let counter = counter.clone();
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match conn.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                if head.starts_with(b"GET /v2/ ") {
+                    let _ = conn
+                        .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}")
+                        .await;
+                    return;
+                }
+                let _ = conn
+                    .write_all(
+                        b"HTTP/1.1 200 OK\r\nContent-Type: application/vnd.oci.image.manifest.v1+json\r\nTransfer-Encoding: chunked\r\n\r\n",
+                    )
+                    .await;
+                let chunk = vec![b' '; 64 << 10];
+                // Ends when the client hangs up (or after 256 MiB, so a client that
+                // never stops cannot keep the test running).
+                while counter.load(Ordering::Relaxed) < 256 << 20 {
+                    let mut frame = format!("{:x}\r\n", chunk.len()).into_bytes();
+                    frame.extend_from_slice(&chunk);
+                    frame.extend_from_slice(b"\r\n");
+                    if conn.write_all(&frame).await.is_err() {
+                        return;
+                    }
+                    counter.fetch_add(chunk.len() as u64, Ordering::Relaxed);
+                }
+            });
+        }
+    });
+    let cfg = config(std::slice::from_ref(&host));
+    let limit = cfg.max_metadata_size;
+    let opened = Puller::new(cfg)
+        .unwrap()
+        .open(&format!("{host}/test/app:v1").parse().unwrap())
+        .await;
+    server.abort();
+    let Err(e) = opened else {
+        panic!("an endless manifest was accepted")
+    };
+    let e = e.to_string();
+    assert_eq!(
+        e,
+        format!(
+            "manifest {host}/test/app v1: more than {limit} bytes exceeds the limit of {limit} bytes"
+        )
+    );
+    // What was sent before the client hung up: the limit, plus what sat in buffers.
+    let sent = sent.load(Ordering::Relaxed);
+    assert!(sent < limit + (8 << 20), "{sent} bytes were sent");
+}
+
 #[tokio::test]
 async fn oci_layout_and_archive_sources() {
     let tmp = tempfile::tempdir().unwrap();

@@ -322,6 +322,45 @@ impl<R: Read> Read for FailAtEof<R> {
     }
 }
 
+/// Owners only a PAX record can carry (ids over 2097151, the ustar octal limit; Python's
+/// tarfile writes them there): applied as GNU tar applies them.
+#[test]
+fn pax_owners_are_applied_as_gnu_tar_applies_them() {
+    need_root!();
+    let t = tempfile::tempdir().unwrap();
+    let t = t.path();
+    run(
+        t,
+        "python3",
+        &[
+            "-c",
+            r#"
+import tarfile, io
+with tarfile.open('big.tar', 'w', format=tarfile.PAX_FORMAT) as t:
+    d = tarfile.TarInfo('d'); d.type = tarfile.DIRTYPE; d.mode = 0o755; d.uid = 3000000; d.gid = 3000001; t.addfile(d)
+    data = b'x\n'
+    f = tarfile.TarInfo('d/f'); f.size = len(data); f.mode = 0o640; f.uid = 4000000; f.gid = 12; t.addfile(f, io.BytesIO(data))
+    f = tarfile.TarInfo('small'); f.size = len(data); f.mode = 0o644; f.uid = 1000; f.gid = 1000; t.addfile(f, io.BytesIO(data))
+"#,
+        ],
+    );
+    for d in ["gnu", "mine"] {
+        fs::create_dir(t.join(d)).unwrap();
+    }
+    run(t, "tar", &["--same-owner", "-xpf", "big.tar", "-C", "gnu"]);
+    let expected = snapshot(&t.join("gnu"));
+    assert!(expected["d/f"].contains("4000000:12"), "{expected:?}");
+    unpack_layer(
+        File::open(t.join("big.tar")).unwrap(),
+        "application/vnd.oci.image.layer.v1.tar",
+        &sha256_file(&t.join("big.tar")),
+        &t.join("mine"),
+        &UnpackOptions::default(),
+    )
+    .unwrap();
+    assert_eq!(snapshot(&t.join("mine")), expected);
+}
+
 #[test]
 fn diff_id_mismatch_and_late_reader_failure_leave_root_unchanged() {
     need_root!();

@@ -1176,7 +1176,10 @@ impl Client {
             .await?;
         let status = res.status();
         let headers = res.headers().clone();
-        let body = res.bytes().await?;
+        let body = match self.config.max_manifest_size {
+            None => res.bytes().await?,
+            Some(limit) => read_at_most(res, limit).await?,
+        };
 
         validate_registry_response(status, &body, &url)?;
 
@@ -2214,6 +2217,22 @@ impl Client {
 /// The OCI spec technically does not allow any codes but 200, 500, 401, and 404.
 /// Obviously, HTTP servers are going to send other codes. This tries to catch the
 /// obvious ones (200, 4XX, 5XX). Anything else is just treated as an error.
+/// PATCH(inclavare): the body of `res`, refused once it passes `limit` bytes (a
+/// `Content-Length` over it is refused before reading).
+async fn read_at_most(mut res: reqwest::Response, limit: u64) -> Result<bytes::Bytes> {
+    if res.content_length().is_some_and(|n| n > limit) {
+        return Err(OciDistributionError::ManifestTooLarge { limit });
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = res.chunk().await? {
+        if (body.len() + chunk.len()) as u64 > limit {
+            return Err(OciDistributionError::ManifestTooLarge { limit });
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body.into())
+}
+
 fn validate_registry_response(status: reqwest::StatusCode, body: &[u8], url: &str) -> Result<()> {
     match status {
         reqwest::StatusCode::OK => Ok(()),
@@ -2568,6 +2587,13 @@ pub struct ClientConfig {
     ///
     /// This defaults to `None`.
     pub no_proxy: Option<String>,
+
+    /// PATCH(inclavare): the most bytes a manifest body may have; reading stops there
+    /// with [`OciDistributionError::ManifestTooLarge`] instead of buffering whatever
+    /// the registry sends.
+    ///
+    /// This defaults to `None` (no limit, as upstream).
+    pub max_manifest_size: Option<u64>,
 }
 
 impl Default for ClientConfig {
@@ -2590,6 +2616,7 @@ impl Default for ClientConfig {
             https_proxy: None,
             http_proxy: None,
             no_proxy: None,
+            max_manifest_size: None,
         }
     }
 }

@@ -40,6 +40,12 @@ pub enum OciDistributionError {
     /// Manifest is not valid UTF-8
     #[error("Manifest is not valid UTF-8")]
     ManifestEncodingError(#[from] std::str::Utf8Error),
+    /// PATCH(inclavare): a manifest body longer than `ClientConfig::max_manifest_size`.
+    #[error("manifest exceeds the limit of {limit} bytes")]
+    ManifestTooLarge {
+        /// The limit, in bytes.
+        limit: u64,
+    },
     /// Manifest: JSON unmarshalling error
     #[error("Failed to parse manifest as Versioned object: {0}")]
     ManifestParsingError(String),

@@ -89,6 +89,8 @@ impl Remote {
             platform_resolver: None,
             connect_timeout: Some(cfg.connect_timeout),
             read_timeout: Some(cfg.read_timeout),
+            // Bounded while reading, not after: a registry may send without end.
+            max_manifest_size: Some(cfg.max_metadata_size),
             ..ClientConfig::default()
         })
         .map_err(|e| Error::Config(format!("HTTP client: {}", chain(&e))))?;
@@ -187,7 +189,10 @@ impl Remote {
         .await?;
         if bytes.len() as u64 > cfg.max_metadata_size {
             return Err(Error::Manifest {
-                what: format!("{location} {what}"),
+                what: format!(
+                    "{location} {}",
+                    what.strip_prefix("manifest ").unwrap_or(what)
+                ),
                 reason: format!(
                     "{} bytes exceeds the limit of {} bytes",
                     bytes.len(),
@@ -428,6 +433,16 @@ pub(crate) fn classify(
             let retry = re.is_connect() || re.is_timeout() || re.is_request() || re.is_body();
             transport(chain(&re), retry)
         }
+        OciDistributionError::ManifestTooLarge { limit } => Attempt {
+            error: Error::Manifest {
+                what: format!(
+                    "{location} {}",
+                    what.strip_prefix("manifest ").unwrap_or(what)
+                ),
+                reason: format!("more than {limit} bytes exceeds the limit of {limit} bytes"),
+            },
+            retry: false,
+        },
         OciDistributionError::DigestError(d) => {
             transport(format!("digest check failed: {d}"), false)
         }

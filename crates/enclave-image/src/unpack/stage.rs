@@ -123,6 +123,10 @@ fn parse_dec(v: &[u8]) -> Option<u64> {
 #[derive(Default)]
 struct Pax {
     mtime: Option<Timespec>,
+    /// PAX `uid`/`gid` override the header's (POSIX pax, as Go's archive/tar and
+    /// containerd read them): ids over 2097151 fit only there.
+    uid: Option<u64>,
+    gid: Option<u64>,
     xattrs: Vec<(Vec<u8>, Vec<u8>)>,
 }
 
@@ -151,7 +155,13 @@ fn read_pax<R: Read>(e: &mut tar::Entry<'_, R>) -> Result<Pax, String> {
                 }
             }
             b"uid" | b"gid" => {
-                parse_dec(val).ok_or_else(|| format!("PAX header: malformed {}", show(key)))?;
+                let id =
+                    parse_dec(val).ok_or_else(|| format!("PAX header: malformed {}", show(key)))?;
+                if key == b"uid" {
+                    out.uid = Some(id);
+                } else {
+                    out.gid = Some(id);
+                }
             }
             b"mtime" => {
                 out.mtime = Some(parse_pax_time(val).ok_or("PAX header: malformed mtime")?);
@@ -318,10 +328,16 @@ impl Stager<'_> {
         let h = e.header();
         let meta = Meta {
             mode: h.mode().map_err(|err| format!("header mode: {err}"))? & 0o7777,
-            uid: u32::try_from(h.uid().map_err(|err| format!("header uid: {err}"))?)
-                .map_err(|_| "uid does not fit in 32 bits".to_string())?,
-            gid: u32::try_from(h.gid().map_err(|err| format!("header gid: {err}"))?)
-                .map_err(|_| "gid does not fit in 32 bits".to_string())?,
+            uid: u32::try_from(match pax.uid {
+                Some(id) => id,
+                None => h.uid().map_err(|err| format!("header uid: {err}"))?,
+            })
+            .map_err(|_| "uid does not fit in 32 bits".to_string())?,
+            gid: u32::try_from(match pax.gid {
+                Some(id) => id,
+                None => h.gid().map_err(|err| format!("header gid: {err}"))?,
+            })
+            .map_err(|_| "gid does not fit in 32 bits".to_string())?,
             mtime: match pax.mtime {
                 Some(t) => t,
                 None => Timespec {
