@@ -734,9 +734,34 @@ mod tests {
         assert!(Event::launch(&long).is_err());
         let del = Launch {
             argv: vec!["a\u{7f}".into()],
-            ..launch
+            ..launch.clone()
         };
         assert!(Event::launch(&del).is_err());
+        // Whatever the host passes, the content reads back as the launch it records:
+        // quotes, backslashes, CR/LF and other C0 characters are escaped, so no string
+        // can end the content or forge another field.
+        for tricky in [
+            "a\"],\"uid\":0,\"x\":[\"",
+            "back\\slash",
+            "line\nbreak\r\t\u{1}",
+            "\u{2028}\u{fffd}é",
+            "",
+        ] {
+            let l = Launch {
+                argv: vec![tricky.into()],
+                env: vec![format!("K={tricky}")],
+                cwd: tricky.into(),
+                ..launch.clone()
+            };
+            let e = Event::launch(&l).unwrap();
+            let back = Event::from_text(&e.text()).unwrap();
+            let v: Value = serde_json::from_str(&back.content).unwrap();
+            assert_eq!(v["argv"], json!([tricky]));
+            assert_eq!(v["env"], json!([format!("K={tricky}")]));
+            assert_eq!(v["cwd"], json!(tricky));
+            assert_eq!(v["uid"], json!(1000));
+            assert_eq!(v.as_object().unwrap().len(), 6);
+        }
     }
 
     #[test]
