@@ -75,10 +75,17 @@ fn extend_from_the_cli_is_replayed_by_the_broker() {
         "{out}"
     );
     assert_eq!(lines[1], "refused");
-    assert_eq!(lines[2], "4 example.org Loaded model v3");
-    let token = lines[3];
+    // The runtime's record of the shell's launch first (CC MR 1), then the event.
     assert!(
-        lines[4].starts_with("kbs:///default/key/app: sha256:"),
+        lines[2].starts_with(
+            "1 github.com/inclavare-containers/rune Launch {\"argv\":[\"/bin/sh\",\"-c\",\"set -e; "
+        ),
+        "{out}"
+    );
+    assert_eq!(lines[3], "4 example.org Loaded model v3");
+    let token = lines[4];
+    assert!(
+        lines[5].starts_with("kbs:///default/key/app: sha256:"),
         "{out}"
     );
 
@@ -88,9 +95,24 @@ fn extend_from_the_cli_is_replayed_by_the_broker() {
     assert_eq!(cpu0["ear.status"], "affirming", "{cpu0}");
     let a = &cpu0["ear.veraison.annotated-evidence"];
     let log = &a["sim"]["uefi_event_logs"];
-    assert_eq!(log.as_array().map(Vec::len), Some(1), "{a}");
-    assert_eq!(log[0]["details"]["data"]["content"], "model v3");
-    assert_eq!(log[0]["index"], 4);
+    assert_eq!(log.as_array().map(Vec::len), Some(2), "{a}");
+    // The launch, as a policy reads it: argv, env, cwd and ids parsed from its JSON.
+    let launch = &log[0];
+    assert_eq!(launch["index"], 1);
+    assert_eq!(launch["digest_matches_event"], true);
+    let data = &launch["details"]["data"];
+    assert_eq!(data["domain"], "github.com/inclavare-containers/rune");
+    assert_eq!(data["operation"], "Launch");
+    assert_eq!(data["content"]["argv"], serde_json::json!(argv));
+    assert_eq!(data["content"]["env"], serde_json::json!(env));
+    assert_eq!(
+        data["content"]["cwd"],
+        std::env::current_dir().unwrap().to_str().unwrap()
+    );
+    assert_eq!(data["content"]["uid"], nix::unistd::geteuid().as_raw());
+    assert_eq!(a["sim"]["sim_rtmr0_count"], 1);
+    assert_eq!(log[1]["details"]["data"]["content"], "model v3");
+    assert_eq!(log[1]["index"], 4);
     assert_eq!(a["sim"]["sim_rtmr3_count"], 1);
     // RTMR3 by the formula: SHA-384(0^48 ‖ SHA-384("LEAA" ‖ u32le(n) ‖ text)).
     use sha2::Digest;

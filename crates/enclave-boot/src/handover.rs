@@ -2,10 +2,19 @@
 //! user, computed from the image configuration as docker computes them
 //! (docker's `daemon/create.go` / moby `oci` defaults, and the image-spec's
 //! `config.md` for `Entrypoint`, `Cmd`, `Env`, `WorkingDir` and `User`).
+//!
+//! The host's part of that launch (the command after `--`, the container's variables)
+//! is in the evidence already: the enclave runtime recorded the boot program's own
+//! launch before it started. What the boot program makes of it is recorded too
+//! ([`record`]): rune's `Launch` event at CC MR 4, just before the `execve`. The
+//! program then keeps the enclave's evidence socket (`INCLAVARE_SIM_FD`) and can attest
+//! and extend, its evidence saying that it is no longer the boot program: everything
+//! after that record in the log is the workload's.
 
 use std::ffi::CString;
 use std::path::{Path, PathBuf};
 
+use attestation_agent::eventlog::{self, Event};
 use oci_spec::image::Config;
 
 /// The argv that asks for the image's own command: rune puts the container's
@@ -26,6 +35,8 @@ pub enum HandoverError {
     Io(String, String),
     #[error("exec {0}: {1}")]
     Exec(String, String),
+    #[error("the launch of {0} cannot be recorded in the evidence: {1}")]
+    Record(String, String),
 }
 
 /// What the workload runs as, where and with what.
@@ -256,6 +267,59 @@ pub fn for_exec(
     })
 }
 
+/// Records `launch` in the enclave's event log as rune's `Launch` event at CC MR 4
+/// (`measurement::eventlog::Event::launch`): its argv, its environment without the
+/// evidence socket's variable, its working directory, and the ids it will run with
+/// (the boot program's own when the image names no user). Call it last before
+/// [`exec`]: the workload can attest once it runs, and its evidence must show what it
+/// is. `None` outside a `sim` enclave (no evidence socket, nothing to record into).
+pub fn record(launch: &Launch) -> Result<Option<Event>, HandoverError> {
+    let Some(fd) = sim_tee::evidence::inherited_fd() else {
+        return Ok(None);
+    };
+    let program = launch.argv.first().cloned().unwrap_or_default();
+    let why = |e: &dyn std::fmt::Display| HandoverError::Record(program.clone(), e.to_string());
+    let (uid, gid, mut groups) = match &launch.user {
+        Some(ids) => (ids.uid, ids.gid, ids.groups.clone()),
+        None => (
+            nix::unistd::geteuid().as_raw(),
+            nix::unistd::getegid().as_raw(),
+            nix::unistd::getgroups()
+                .map_err(|e| why(&e))?
+                .into_iter()
+                .map(|g| g.as_raw())
+                .collect(),
+        ),
+    };
+    groups.sort_unstable();
+    groups.dedup();
+    let cwd = launch
+        .cwd
+        .to_str()
+        .ok_or_else(|| why(&"the working directory is not UTF-8"))?;
+    let measured = eventlog::Launch {
+        argv: launch.argv.clone(),
+        env: launch
+            .env
+            .iter()
+            .filter(|kv| !is_socket_var(kv))
+            .cloned()
+            .collect(),
+        cwd: cwd.to_string(),
+        uid,
+        gid,
+        groups,
+    };
+    let event = Event::launch(&measured).map_err(|e| why(&e))?;
+    sim_tee::evidence::extend(fd, eventlog::RUNTIME_MR_INDEX, &event).map_err(|e| why(&e))?;
+    Ok(Some(event))
+}
+
+/// `INCLAVARE_SIM_FD=…`: the evidence socket's descriptor, which the runtime chose.
+fn is_socket_var(kv: &str) -> bool {
+    kv.split_once('=').map(|(k, _)| k) == Some(sim_tee::evidence::SIM_FD_ENV)
+}
+
 /// Finds `program` on the launch's `PATH` (names with a slash are taken as they are).
 fn lookup(program: &str, env: &[String]) -> Option<PathBuf> {
     use std::os::unix::fs::PermissionsExt;
@@ -278,7 +342,7 @@ fn lookup(program: &str, env: &[String]) -> Option<PathBuf> {
 }
 
 /// Becomes the workload: working directory (created if missing, as docker does), user,
-/// then `execve`. Returns only on failure.
+/// then `execve`, keeping the evidence socket (see [`record`]). Returns only on failure.
 pub fn exec(launch: &Launch) -> HandoverError {
     use nix::unistd::{Gid, Uid};
     let io = |what: String, e: &dyn std::fmt::Display| HandoverError::Io(what, e.to_string());
@@ -316,38 +380,16 @@ pub fn exec(launch: &Launch) -> HandoverError {
         let env = launch
             .env
             .iter()
-            .filter(|a| !a.starts_with(&format!("{REPORT_FD_ENV}=")))
             .map(|a| cstr(a))
             .collect::<Result<Vec<_>, _>>()?;
         Ok::<_, HandoverError>((path, argv, env))
     })();
     match prepared {
-        Ok((path, argv, env)) => {
-            close_report_channel();
-            match nix::unistd::execve(&path, &argv, &env) {
-                Err(e) => HandoverError::Exec(program.clone(), e.desc().to_lowercase()),
-                Ok(never) => match never {},
-            }
-        }
+        Ok((path, argv, env)) => match nix::unistd::execve(&path, &argv, &env) {
+            Err(e) => HandoverError::Exec(program.clone(), e.desc().to_lowercase()),
+            Ok(never) => match never {},
+        },
         Err(e) => e,
-    }
-}
-
-/// liberpal-sim's report channel: the socket (fd number in this variable) on which the
-/// enclave's program asks for reports bound to its measurement (`sim_tee::evidence`).
-const REPORT_FD_ENV: &str = "INCLAVARE_SIM_FD";
-
-/// Closes the boot program's report channel before the workload runs. The workload is
-/// not what was measured: holding the channel, it could attest as the boot program and
-/// receive the keys verdictd releases to it (any image, or a `rune exec`'d shell, would
-/// do). Until runtime measurements can record the handover, the workload cannot attest.
-fn close_report_channel() {
-    if let Some(fd) = std::env::var(REPORT_FD_ENV)
-        .ok()
-        .and_then(|v| v.parse::<std::os::fd::RawFd>().ok())
-        .filter(|fd| *fd > 2)
-    {
-        let _ = nix::unistd::close(fd);
     }
 }
 

@@ -66,7 +66,10 @@ fn main() {
         // the requested one, in the image's environment, cwd and user.
         let own: Vec<(String, String)> = std::env::vars().collect();
         let err = match handover::for_exec(&cli.root, cli.args, &own) {
-            Ok(launch) => handover::exec(&launch),
+            Ok(launch) => match handover::record(&launch) {
+                Ok(_) => handover::exec(&launch),
+                Err(e) => e,
+            },
             Err(e) => fail(125, &e.to_string()),
         };
         fail(exit_code(&err), &err.to_string())
@@ -101,6 +104,11 @@ fn main() {
     };
     if let Err(e) = handover::save(&opts.root, &launch) {
         fail(125, &e.to_string());
+    }
+    match handover::record(&launch) {
+        Ok(Some(event)) => progress.line(format_args!("evidence records {}", event.text())),
+        Ok(None) => progress.line("not in a sim enclave: the launch is not in the evidence"),
+        Err(e) => fail(125, &e.to_string()),
     }
     let err = handover::exec(&launch);
     fail(exit_code(&err), &err.to_string())

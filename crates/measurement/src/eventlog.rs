@@ -35,7 +35,10 @@
 //! **Registers.** Four SHA-384 registers, reset to 48 zero bytes when the enclave
 //! starts, as TDX's RTMR0..3: the record's CC MR index `i` (1..=4) names register
 //! `i - 1`, and an extend is `R ← SHA-384(R ‖ digest)`. The attestation agent's events
-//! go to CC MR 4 (RTMR3), where guest-components puts them on TDX.
+//! go to CC MR 4 (RTMR3), where guest-components puts them on TDX. CC MR 1 (RTMR0) is the
+//! enclave runtime's own: `liberpal-sim` records there rune's [`LAUNCH`] event of every
+//! process it starts ([`Event::launch`]) before the process exists, and no application
+//! can extend it.
 //!
 //! **Bounds.** At most [`MAX_EVENTS`] records, [`MAX_EVENT_TEXT`] bytes of text each,
 //! and [`MAX_LOG_BYTES`] for the whole TCG2 encoding: a longer log is refused (and an
@@ -55,16 +58,27 @@ use sha2::Digest as _;
 pub const COCO_DOMAIN: &str = "github.com/confidential-containers";
 /// CoCo's image-pull operation.
 pub const PULL_IMAGE: &str = "PullImage";
-/// The event domain of rune's confidential-image boot program.
+/// The event domain of rune's own events: its enclave runtime's and its
+/// confidential-image boot program's.
 pub const RUNE_DOMAIN: &str = "github.com/inclavare-containers/rune";
 /// The boot program's signature-policy operation: which policy resource checks the
 /// image's signatures (`none` when the configuration named none). The configuration
 /// comes from the host, so a tenant's resource policy requires this event to be sure
 /// signatures are checked before releasing keys.
 pub const IMAGE_POLICY: &str = "ImagePolicy";
+/// rune's launch operation: what a program of the enclave is started with
+/// ([`Event::launch`]). The host chooses argv, environment (`LD_PRELOAD` too), working
+/// directory and user, so the enclave runtime records them before the program exists,
+/// for a policy to pin.
+pub const LAUNCH: &str = "Launch";
 /// The CC measurement-register index of the agent's events (TDX's RTMR3, where
 /// guest-components extends them).
 pub const RUNTIME_MR_INDEX: u32 = 4;
+/// The CC measurement-register index of the enclave runtime's own events (RTMR0, where
+/// TDX's firmware measures): `liberpal-sim` records there the [`LAUNCH`] of every
+/// process it starts, and refuses the application's extends of it, so every record at
+/// this index was written by the runtime (measurement.md §5.1).
+pub const LAUNCH_MR_INDEX: u32 = 1;
 /// `EV_EVENT_TAG` (TCG PC Client PFP).
 pub const EV_EVENT_TAG: u32 = 6;
 /// The tagged-event id of AAEL records (little-endian bytes `LEAA`).
@@ -193,6 +207,25 @@ impl Event {
         Event::new(RUNE_DOMAIN, IMAGE_POLICY, policy.unwrap_or("none"))
     }
 
+    /// rune's `Launch` event (domain [`RUNE_DOMAIN`], operation [`LAUNCH`]) for a
+    /// program started as `launch` says. The content is RFC 8785 JSON,
+    /// `{"argv":[…],"cwd":"…","env":["NAME=value",…],"gid":N,"groups":[N,…],"uid":N}`
+    /// (keys sorted, no spaces, strings escaped as JSON escapes them). Refused, as
+    /// every event, past [`MAX_EVENT_TEXT`] bytes of text or with a DEL or C1 control
+    /// character in a string (JSON leaves those unescaped).
+    pub fn launch(launch: &Launch) -> Result<Event, EventLogError> {
+        let content = serde_json_canonicalizer::to_string(&json!({
+            "argv": launch.argv,
+            "cwd": launch.cwd,
+            "env": launch.env,
+            "gid": launch.gid,
+            "groups": launch.groups,
+            "uid": launch.uid,
+        }))
+        .map_err(|e| EventLogError::Event(e.to_string()))?;
+        Event::new(RUNE_DOMAIN, LAUNCH, &content)
+    }
+
     /// `domain operation content`.
     pub fn text(&self) -> String {
         format!("{} {} {}", self.domain, self.operation, self.content)
@@ -212,6 +245,24 @@ impl Event {
     pub fn digest(&self) -> [u8; SHA384_LEN] {
         sha2::Sha384::digest(self.tagged()).into()
     }
+}
+
+/// What a program is started with: the content of rune's `Launch` event
+/// ([`Event::launch`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Launch {
+    /// The program's argv, `argv[0]` as given (a name is looked up on the `PATH` of
+    /// `env`).
+    pub argv: Vec<String>,
+    /// The environment as the program receives it, `NAME=value`, in its order, without
+    /// the evidence socket's `INCLAVARE_SIM_FD` (the runtime's own).
+    pub env: Vec<String>,
+    /// The working directory.
+    pub cwd: String,
+    /// The effective user and group ids, and the supplementary groups (ascending).
+    pub uid: u32,
+    pub gid: u32,
+    pub groups: Vec<u32>,
 }
 
 /// One record of a log, as read: its digest need not match its data (see
@@ -646,6 +697,71 @@ mod tests {
         log.extend(&e).unwrap();
         let bytes = log.to_bytes();
         assert_eq!(bytes.len(), header().len() + 74 + e.text().len() + 8);
+    }
+
+    /// The launch event's text written out by hand from its documented form (RFC 8785:
+    /// sorted keys, no spaces, `"` escaped), and its digest computed with openssl over
+    /// `"LEAA" ‖ u32le(193) ‖ text` (`openssl dgst -sha384`), not by this code.
+    #[test]
+    fn launch_event_is_jcs_and_matches_openssl() {
+        let launch = Launch {
+            argv: vec!["/bin/app".into(), "--flag".into(), "a b".into()],
+            env: vec![
+                "HOME=/root".into(),
+                "PATH=/usr/bin:/bin".into(),
+                r#"QUOTE=say "hi""#.into(),
+            ],
+            cwd: "/srv".into(),
+            uid: 1000,
+            gid: 1000,
+            groups: vec![10, 27],
+        };
+        let e = Event::launch(&launch).unwrap();
+        let text = r#"github.com/inclavare-containers/rune Launch {"argv":["/bin/app","--flag","a b"],"cwd":"/srv","env":["HOME=/root","PATH=/usr/bin:/bin","QUOTE=say \"hi\""],"gid":1000,"groups":[10,27],"uid":1000}"#;
+        assert_eq!(e.text(), text);
+        assert_eq!(text.len(), 193);
+        assert_eq!(
+            hex::encode(e.digest()),
+            "c060658e1430378827fd20ac2030e0a59e94c7860d5953dca4c721659609bbdf\
+             de9e8e7e75fae198240830c0eec2f774"
+        );
+        // A launch that does not fit an event, or holds a character JSON leaves
+        // unescaped, is refused rather than cut.
+        let long = Launch {
+            env: vec![format!("BIG={}", "x".repeat(MAX_EVENT_TEXT))],
+            ..launch.clone()
+        };
+        assert!(Event::launch(&long).is_err());
+        let del = Launch {
+            argv: vec!["a\u{7f}".into()],
+            ..launch.clone()
+        };
+        assert!(Event::launch(&del).is_err());
+        // Whatever the host passes, the content reads back as the launch it records:
+        // quotes, backslashes, CR/LF and other C0 characters are escaped, so no string
+        // can end the content or forge another field.
+        for tricky in [
+            "a\"],\"uid\":0,\"x\":[\"",
+            "back\\slash",
+            "line\nbreak\r\t\u{1}",
+            "\u{2028}\u{fffd}é",
+            "",
+        ] {
+            let l = Launch {
+                argv: vec![tricky.into()],
+                env: vec![format!("K={tricky}")],
+                cwd: tricky.into(),
+                ..launch.clone()
+            };
+            let e = Event::launch(&l).unwrap();
+            let back = Event::from_text(&e.text()).unwrap();
+            let v: Value = serde_json::from_str(&back.content).unwrap();
+            assert_eq!(v["argv"], json!([tricky]));
+            assert_eq!(v["env"], json!([format!("K={tricky}")]));
+            assert_eq!(v["cwd"], json!(tricky));
+            assert_eq!(v["uid"], json!(1000));
+            assert_eq!(v.as_object().unwrap().len(), 6);
+        }
     }
 
     #[test]

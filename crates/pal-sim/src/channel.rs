@@ -5,7 +5,7 @@
 use std::os::fd::{AsRawFd, OwnedFd};
 
 use nix::sys::socket::{recv, send, MsgFlags};
-use sim_tee::measurement::eventlog::{Event, MAX_EVENT_TEXT};
+use sim_tee::measurement::eventlog::{Event, LAUNCH_MR_INDEX, MAX_EVENT_TEXT};
 
 /// The longest command read: an `extend` of the longest event, and its register.
 const MAX_COMMAND: usize = MAX_EVENT_TEXT + 64;
@@ -55,7 +55,8 @@ fn error(reason: &str) -> Vec<u8> {
     format!("error: {reason}").into_bytes()
 }
 
-/// `extend <mr> <domain> <operation> <content>`.
+/// `extend <mr> <domain> <operation> <content>`. CC MR 1 is the runtime's own (its
+/// launch events): an application's record there could pass for one.
 fn extend(rest: &str) -> Result<(), String> {
     let (mr, text) = rest
         .split_once(' ')
@@ -63,6 +64,11 @@ fn extend(rest: &str) -> Result<(), String> {
     let index: u32 = mr
         .parse()
         .map_err(|_| format!("unknown register {mr:?} (CC MR 1..=4)"))?;
+    if index == LAUNCH_MR_INDEX {
+        return Err(format!(
+            "CC MR {LAUNCH_MR_INDEX} (RTMR0) is the enclave runtime's own: extend CC MR 2..=4"
+        ));
+    }
     let event = Event::from_text(text).map_err(|e| e.to_string())?;
     crate::with_enclave(|e| {
         e.measurements

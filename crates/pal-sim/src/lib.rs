@@ -19,6 +19,12 @@
 //! - **Runtime measurements.** The log and RTMR0..3 ([`sim_tee::rtmr::Measurements`])
 //!   start empty and zero at `pal_init` and live as long as the enclave; every process
 //!   of the enclave (the entrypoint and `exec`s) shares them. Every report carries them.
+//! - **Launches.** The host chooses what the PAL starts (argv, environment, and the
+//!   working directory and user of the container's init, which the program inherits),
+//!   so before `pal_exec` starts a process (the entrypoint or an `exec`) it records
+//!   rune's `Launch` event ([`sim_tee::measurement::eventlog::Event::launch`]) at CC MR 1
+//!   (RTMR0), which applications cannot extend. A launch that cannot be recorded (its
+//!   event is over 4,096 bytes, the log is full) does not start.
 //! - **Init-data.** The runtime arg `init_data=<standard base64 of the TOML document>`
 //!   (rune adds it from `ENCLAVE_INIT_DATA`) is checked at `pal_init`
 //!   ([`sim_tee::measurement::initdata`]; a bad document fails `pal_init` with one
@@ -30,7 +36,7 @@
 //! **Nothing here is hardware-protected**: `sim` evidence proves nothing about the
 //! platform, and verifiers refuse it unless their policy allows it.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::ffi::CStr;
 use std::os::fd::AsRawFd;
 use std::os::raw::{c_char, c_int, c_void};
@@ -41,6 +47,7 @@ mod channel;
 mod digests;
 
 use pal::ffi::{PalAttrV3, PalCreateProcessArgs, PalExecArgs};
+use sim_tee::measurement::eventlog::{Event, Launch, LAUNCH_MR_INDEX};
 use sim_tee::measurement::initdata::InitData;
 use sim_tee::rtmr::Measurements;
 use sim_tee::{Digest, EnclaveSpec, Manifest, PlatformKey, Report};
@@ -323,13 +330,7 @@ pub unsafe extern "C" fn pal_create_process(args: *mut PalCreateProcessArgs) -> 
                     "{program}: not the program this enclave was signed for ({})",
                     m.spec.entrypoint
                 );
-                say(&msg);
-                // The caller (an exec's client) sees the process's stderr, not ours.
-                if stdio[2] >= 0 {
-                    // SAFETY: the caller keeps its stdio descriptors open for this call.
-                    let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(stdio[2]) };
-                    let _ = nix::unistd::write(fd, format!("liberpal-sim: {msg}\n").as_bytes());
-                }
+                refuse(stdio[2], &msg);
                 return errno(Errno::EPERM);
             }
         }
@@ -359,6 +360,60 @@ pub unsafe extern "C" fn pal_create_process(args: *mut PalCreateProcessArgs) -> 
     // SAFETY: checked non-NULL above; the caller owns the int.
     unsafe { *pid_out = pid };
     0
+}
+
+/// Says why a process does not start, on our stderr and on the process's (the caller
+/// of an exec sees the process's stderr, not ours).
+fn refuse(stderr: c_int, msg: &str) {
+    say(msg);
+    if stderr >= 0 {
+        // SAFETY: the caller keeps its stdio descriptors open for the PAL call.
+        let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(stderr) };
+        let _ = nix::unistd::write(fd, format!("liberpal-sim: {msg}\n").as_bytes());
+    }
+}
+
+/// The environment a program gets from `env` (`NAME=value` each): one value per name,
+/// the last given, in name order (the order `Command` passes them in), without entries
+/// lacking `=` and without [`SIM_FD_ENV`], which the runtime sets.
+fn program_env(env: &[String]) -> BTreeMap<String, String> {
+    env.iter()
+        .filter_map(|kv| kv.split_once('='))
+        .filter(|(k, _)| *k != SIM_FD_ENV)
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+/// Records the launch of `argv` with `env`, in this process's working directory and
+/// with its ids (the program inherits both), as rune's `Launch` event at CC MR 1. It
+/// runs before the program exists, so no report the program can ask for lacks it.
+fn record_launch(argv: &[String], env: &BTreeMap<String, String>) -> Result<(), String> {
+    let program = &argv[0];
+    let why = |e: &dyn std::fmt::Display| {
+        format!("{program}: its launch (argv, environment, working directory, ids) cannot be measured: {e}")
+    };
+    let cwd = std::env::current_dir().map_err(|e| why(&e))?;
+    let cwd = cwd
+        .to_str()
+        .ok_or_else(|| why(&format!("the working directory {cwd:?} is not UTF-8")))?
+        .to_string();
+    let mut groups: Vec<u32> = nix::unistd::getgroups()
+        .map_err(|e| why(&e))?
+        .into_iter()
+        .map(|g| g.as_raw())
+        .collect();
+    groups.sort_unstable();
+    groups.dedup();
+    let launch = Launch {
+        argv: argv.to_vec(),
+        env: env.iter().map(|(k, v)| format!("{k}={v}")).collect(),
+        cwd,
+        uid: nix::unistd::geteuid().as_raw(),
+        gid: nix::unistd::getegid().as_raw(),
+        groups,
+    };
+    let event = Event::launch(&launch).map_err(|e| why(&e))?;
+    with_enclave(|e| e.measurements.extend(LAUNCH_MR_INDEX, &event))?.map_err(|e| why(&e))
 }
 
 /// In the child before exec: a terminal on stdin that is not our session's controlling
@@ -417,6 +472,11 @@ pub unsafe extern "C" fn pal_exec(args: *mut PalExecArgs) -> c_int {
         };
         p
     };
+    let env = program_env(&process.env);
+    if let Err(msg) = record_launch(&process.argv, &env) {
+        refuse(process.stdio[2], &msg);
+        return errno(Errno::EPERM);
+    }
     // Our end is close-on-exec; the application's end is inherited.
     let (ours, theirs) = match socketpair(
         AddressFamily::Unix,
@@ -444,7 +504,7 @@ pub unsafe extern "C" fn pal_exec(args: *mut PalExecArgs) -> c_int {
     let mut cmd = Command::new(&process.argv[0]);
     cmd.args(&process.argv[1..])
         .env_clear()
-        .envs(process.env.iter().filter_map(|kv| kv.split_once('=')))
+        .envs(&env)
         .env(SIM_FD_ENV, theirs.as_raw_fd().to_string())
         .stdin(stdin)
         .stdout(stdout)

@@ -305,62 +305,136 @@ fn exec_runs_in_the_images_root() {
     assert!(leftovers(rune.root.path(), &id).is_empty());
 }
 
-/// What a program finds of liberpal-sim's report channel (a socket whose fd number is
-/// in `INCLAVARE_SIM_FD`): the variable, and how many of its fds are sockets.
-const REPORT_PROBE: &str = "echo \"fd=${INCLAVARE_SIM_FD:-none}\"; \
-    echo \"sockets=$(ls -l /proc/self/fd | grep -c socket:)\"";
+/// The busybox image plus the attestation agent (and its libraries) at
+/// `/bin/attestation-agent`, pushed by skopeo to `registry` as `test/agent:v1`.
+fn push_agent_image(dir: &Path, registry: &Registry) -> String {
+    let agent = release_bin("attestation-agent", "attestation-agent");
+    let layout = dir.join("agent-layout");
+    let source = ImageBuilder::new()
+        .base(&busybox_oci_tar().unwrap())
+        .executable("bin/attestation-agent", &std::fs::read(&agent).unwrap())
+        .libraries_of(&agent)
+        .unwrap()
+        .build(&layout, "v1")
+        .unwrap();
+    let reference = format!("{}/test/agent:v1", registry.host());
+    skopeo_push(&source, &reference);
+    reference
+}
 
-/// The boot program's report channel (its measurement) is closed before the image's
-/// program runs, and before a `rune exec`'d one: holding it, any workload could attest
-/// as the boot program and get the keys verdictd releases to it. The control: a sim
-/// enclave's own program has the channel.
+/// The claims of an attestation token (its JWT payload).
+fn token_claims(token: &str) -> serde_json::Value {
+    use base64::Engine as _;
+    let payload = token.split('.').nth(1).unwrap();
+    serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload)
+            .unwrap(),
+    )
+    .unwrap()
+}
+
+/// After the boot program hands over, the image's program keeps the enclave's evidence
+/// socket: `attestation-agent extend`, `event-log` and attestation work, and its
+/// evidence shows the handover. The log holds, in order: liberpal-sim's record of the
+/// boot program's launch (CC MR 1: the host's command after `--`), the boot program's
+/// `PullImage` and `ImagePolicy`, its record of the workload's launch (CC MR 4, argv,
+/// the image's `PATH` over the container's, `HOME` from the image's passwd, as docker
+/// does), then the workload's own event; verdictd replays it into the signed registers
+/// and affirms. A `rune exec`'d process is a launch too: the runtime records the boot
+/// program started for it, and the boot program the process it becomes.
 #[test]
-fn the_workload_does_not_inherit_the_boot_programs_report_channel() {
-    if !needs("the_workload_does_not_inherit_the_boot_programs_report_channel") {
+fn the_workload_attests_after_the_handover_with_its_launch_recorded() {
+    if !needs("the_workload_attests_after_the_handover_with_its_launch_recorded") {
         return;
     }
     let t = Setup::new();
     let rune = &t.rune;
-
-    let (pal, _) = sim_artifacts();
-    let control = Bundle::new(&["/bin/sh", "-c", REPORT_PROBE]).enclave(&pal, "debug");
-    let out = rune.cmd(&[
-        "run",
-        "--bundle",
-        control.path().to_str().unwrap(),
-        &unique_id("ctl"),
-    ]);
-    let seen = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let reference = push_agent_image(t.dir.path(), &t.registry);
+    let (_, boot_mr) = signed_boot(t.dir.path());
+    let v = test_support::Verdictd::start(&t.dir.path().join("verdictd"), &boot_mr, &[]).unwrap();
+    let script = format!(
+        "attestation-agent extend --domain example.org --operation Loaded --content model && \
+         attestation-agent event-log && attestation-agent --url {} token",
+        v.url()
     );
-    let fd = seen
-        .lines()
-        .next()
-        .unwrap()
-        .strip_prefix("fd=")
-        .unwrap()
-        .to_string();
-    assert_ne!(fd, "none", "control: {seen}");
-    assert!(!seen.contains("sockets=0"), "control: {seen}");
-
-    let reference = t.push();
-    let b = t.bundle(&reference, &["/bin/sh", "-c", REPORT_PROBE]);
+    let args = ["/bin/sh", "-c", script.as_str()];
+    let b = common::image::image_bundle(
+        &t.boot,
+        &reference,
+        &t.registry.host(),
+        &args,
+        &[format!("ENCLAVE_KBS_URL={}", v.url())],
+    );
     let id = unique_id("img");
     let out = rune.cmd(&["run", "--bundle", b.path().to_str().unwrap(), &id]);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
     );
-    assert_eq!(String::from_utf8_lossy(&out.stdout), "fd=none\nsockets=0\n");
+    assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}\n{}", v.log());
     assert!(leftovers(rune.root.path(), &id).is_empty());
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 6, "{stdout}");
+    let boot = format!(
+        r#"1 github.com/inclavare-containers/rune Launch {{"argv":["/.rune/enclave-boot","--image","{reference}","--kbs","{}","--insecure-registry","{}","--","/bin/sh","-c",{}],"cwd":"/","env":["#,
+        v.url(),
+        t.registry.host(),
+        serde_json::Value::from(script.as_str())
+    );
+    assert!(lines[0].starts_with(&boot), "{}\n{boot}", lines[0]);
+    assert!(
+        lines[1]
+            .starts_with("4 github.com/confidential-containers PullImage {\"digest\":\"sha256:"),
+        "{stdout}"
+    );
+    assert_eq!(
+        lines[2],
+        "4 github.com/inclavare-containers/rune ImagePolicy none"
+    );
+    let handover = format!(
+        r#"4 github.com/inclavare-containers/rune Launch {{"argv":["/bin/sh","-c",{}],"cwd":"/","env":["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin","TERM=xterm","HOME=/root"],"gid":0,"groups":[],"uid":0}}"#,
+        serde_json::Value::from(script.as_str())
+    );
+    assert_eq!(lines[3], handover);
+    // The boot program said so on its stderr, before the handover.
+    assert!(
+        stderr.contains(&format!(
+            "enclave-boot: evidence records {}",
+            &handover[2..]
+        )),
+        "{stderr}"
+    );
+    assert_eq!(lines[4], "4 example.org Loaded model");
+    let claims = token_claims(lines[5]);
+    let cpu0 = &claims["submods"]["cpu0"];
+    assert_eq!(cpu0["ear.status"], "affirming", "{cpu0}");
+    let sim = &cpu0["ear.veraison.annotated-evidence"]["sim"];
+    assert_eq!(sim["sim_mr_enclave"], boot_mr.as_str());
+    let events = sim["uefi_event_logs"].as_array().unwrap();
+    assert_eq!(events.len(), 5, "{sim}");
+    assert_eq!(
+        events[3]["details"]["data"]["content"]["argv"],
+        serde_json::json!(args)
+    );
+    assert!(events.iter().all(|e| e["digest_matches_event"] == true));
+    assert_eq!(
+        (
+            sim["sim_rtmr0_count"].clone(),
+            sim["sim_rtmr3_count"].clone()
+        ),
+        (1.into(), 4.into())
+    );
 
-    let b = t.bundle(&reference, &["/bin/sleep", "60"]);
+    // `rune exec`: the runtime's record of the boot program it starts (CC MR 1), then
+    // the boot program's of the process it becomes (CC MR 4), both before it runs.
+    let b = common::image::image_bundle(
+        &t.boot,
+        &reference,
+        &t.registry.host(),
+        &["/bin/sleep", "60"],
+        &[],
+    );
     let id = unique_id("img");
     let out = rune.cmd(&["run", "-d", "--bundle", b.path().to_str().unwrap(), &id]);
     assert_eq!(
@@ -371,14 +445,32 @@ fn the_workload_does_not_inherit_the_boot_programs_report_channel() {
     );
     let mut got = String::new();
     let ok = wait_until(std::time::Duration::from_secs(30), || {
-        let out = rune.cmd(&["exec", &id, "/bin/sh", "-c", REPORT_PROBE]);
-        got = String::from_utf8_lossy(&out.stdout).into_owned();
+        let out = rune.cmd(&["exec", &id, "/bin/attestation-agent", "event-log"]);
+        got = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
         out.status.success()
     });
     rune.cmd(&["delete", "--force", &id]);
     assert!(ok, "{got}");
-    assert_eq!(got, "fd=none\nsockets=0\n");
     assert!(leftovers(rune.root.path(), &id).is_empty());
+    let lines: Vec<&str> = got.lines().collect();
+    let n = lines.len();
+    assert!(n >= 4, "{got}");
+    assert!(
+        lines[n - 2].starts_with(
+            r#"1 github.com/inclavare-containers/rune Launch {"argv":["/.rune/enclave-boot","--exec","--","/bin/attestation-agent","event-log"],"cwd":"/","env":[],"#
+        ),
+        "{got}"
+    );
+    assert!(
+        lines[n - 1].starts_with(
+            r#"4 github.com/inclavare-containers/rune Launch {"argv":["/bin/attestation-agent","event-log"],"cwd":"/","env":["PATH="#
+        ),
+        "{got}"
+    );
 }
 
 /// `ENCLAVE_IMAGE_MAX_LAYER_SIZE`: a layer larger than the limit is refused before its

@@ -236,17 +236,13 @@ fn agent_image(work: &Path, name: &str, tweak: bool) -> (PathBuf, String) {
     std::fs::write(&program, &bytes).unwrap();
     let manifest = work.join(format!("{name}.manifest.json"));
     sim_sign(work, &program, "/bin/attestation-agent", &manifest);
-    let mut builder = ImageBuilder::new()
+    let builder = ImageBuilder::new()
         .base(&test_support::busybox_oci_tar().unwrap())
         .executable("bin/attestation-agent", &bytes)
+        .libraries_of(&agent)
+        .unwrap()
         .file("enclave.manifest.json", &std::fs::read(&manifest).unwrap())
         .cmd(&["/bin/attestation-agent"]);
-    let ldd = Command::new("ldd").arg(&agent).output().unwrap();
-    for line in String::from_utf8_lossy(&ldd.stdout).lines() {
-        if let Some(lib) = line.split_whitespace().find(|w| w.starts_with('/')) {
-            builder = builder.executable(lib, &std::fs::read(lib).unwrap());
-        }
-    }
     let layout = work.join(name);
     builder.build(&layout, "v1").unwrap();
     let image = format!("oci:{}:v1", layout.display());

@@ -418,7 +418,8 @@ fn init_data_is_bound_into_the_config_id_and_events_into_rtmr3() {
     .concat();
     let rtmr3 = sha2::Sha384::digest([&[0u8; 48][..], &sha2::Sha384::digest(&tagged)].concat());
     assert_eq!(report.rtmr[3].to_vec(), rtmr3.to_vec());
-    assert_eq!(report.rtmr_counts, [0, 0, 0, 1]);
+    // RTMR0: the runtime's record of the program's launch.
+    assert_eq!(report.rtmr_counts, [1, 0, 0, 1]);
 
     // Not init-data: create fails in one line.
     b.spec["annotations"]["enclave.init.data"] = json!(DOC.replace("sha384", "md5"));

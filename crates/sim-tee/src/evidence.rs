@@ -6,7 +6,7 @@
 //! | request | answer |
 //! |---|---|
 //! | exactly 64 bytes: the report data | one [`REPORT_SIZE`]-byte [`Report`] bound to it, signed by the platform key, carrying the registers and config id |
-//! | `extend <mr> <domain> <operation> <content>` | `ok`, or `error: <reason>`: the event is appended to the enclave's log and CC MR `<mr>` (1..=4, RTMR0..3) extended with its digest |
+//! | `extend <mr> <domain> <operation> <content>` | `ok`, or `error: <reason>`: the event is appended to the enclave's log and CC MR `<mr>` (2..=4, RTMR1..3) extended with its digest; CC MR 1 (RTMR0) is the runtime's own, where it records the launch of every process before the process starts |
 //! | `log` | `ok` LF, then the event log in TCG2 form (`measurement::eventlog`) |
 //! | `init-data` | `ok` LF, then the init-data document the enclave was launched with (empty without one) |
 //!
@@ -106,8 +106,8 @@ fn text_verb(t: &str) -> &str {
     t.split(' ').next().unwrap_or(t)
 }
 
-/// Asks the enclave runtime to record `event` at CC MR `index` (1..=4) and extend that
-/// register with its digest.
+/// Asks the enclave runtime to record `event` at CC MR `index` (2..=4; 1 is the
+/// runtime's own) and extend that register with its digest.
 pub fn extend(fd: impl AsRawFd, index: u32, event: &Event) -> Result<(), SimError> {
     request(fd, &format!("extend {index} {}", event.text()), 64).map(drop)
 }

@@ -84,6 +84,21 @@ impl ImageBuilder {
         self
     }
 
+    /// Adds the shared libraries `exe` (a host program) is linked with, at their host
+    /// paths, as `ldd` lists them: what a dynamically linked program added with
+    /// [`executable`](Self::executable) needs to run in the image.
+    pub fn libraries_of(mut self, exe: &Path) -> Result<Self, String> {
+        let ldd = run("ldd", &[&exe.display().to_string()])?;
+        for lib in ldd
+            .lines()
+            .filter_map(|l| l.split_whitespace().find(|w| w.starts_with('/')))
+        {
+            let bytes = fs::read(lib).map_err(|e| format!("{lib}: {e}"))?;
+            self = self.executable(lib, &bytes);
+        }
+        Ok(self)
+    }
+
     /// Sets the config's architecture (GOARCH name, e.g. `arm64`).
     pub fn architecture(mut self, arch: &str) -> Self {
         self.architecture = arch.into();
