@@ -99,7 +99,9 @@ pub const DIGEST_LEN: usize = SHA384_LEN;
 /// The values of the four registers, RTMR0 first.
 pub type Registers = [[u8; SHA384_LEN]; REGISTERS];
 /// At most this many bytes of event text (`domain operation content`).
-pub const MAX_EVENT_TEXT: usize = 4096;
+/// 64 KiB: a launch record carries the whole environment, and kubelet adds seven
+/// variables per service in the namespace (`enableServiceLinks`).
+pub const MAX_EVENT_TEXT: usize = 64 * 1024;
 
 const SHA384_LEN: usize = 48;
 const EV_NO_ACTION: u32 = 3;

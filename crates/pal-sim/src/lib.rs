@@ -24,7 +24,7 @@
 //!   so before `pal_exec` starts a process (the entrypoint or an `exec`) it records
 //!   rune's `Launch` event ([`sim_tee::measurement::eventlog::Event::launch`]) at CC MR 1
 //!   (RTMR0), which applications cannot extend. A launch that cannot be recorded (its
-//!   event is over 4,096 bytes, the log is full) does not start.
+//!   event is over 64 KiB, the log is full) does not start.
 //! - **Init-data.** The runtime arg `init_data=<standard base64 of the TOML document>`
 //!   (rune adds it from `ENCLAVE_INIT_DATA`) is checked at `pal_init`
 //!   ([`sim_tee::measurement::initdata`]; a bad document fails `pal_init` with one

@@ -343,14 +343,14 @@ fn the_launch_is_measured_before_the_program_runs() {
 
     // An environment too large for an event: the program never starts, one line says
     // why, and nothing is recorded.
-    let big = format!("BIG={}", "x".repeat(5000));
+    let big = format!("BIG={}", "x".repeat(70_000));
     let argv: Vec<String> = ["/bin/sh", "-c", "echo ran"].map(String::from).to_vec();
     let (code, out, err) = run_argv(&pal, &argv, &[&big], true);
     assert!(code.is_err(), "{out}");
     assert_eq!(out, "");
     assert_eq!(
         err,
-        "liberpal-sim: /bin/sh: its launch (argv, environment, working directory, ids) cannot be measured: event: longer than 4096 bytes\n"
+        "liberpal-sim: /bin/sh: its launch (argv, environment, working directory, ids) cannot be measured: event: longer than 65536 bytes\n"
     );
     assert_eq!(host_report(&pal).rtmr_counts, [2, 0, 0, 0]);
     pal.destroy().unwrap();
