@@ -14,7 +14,7 @@ BOOT       := target/$(HOST)/release/enclave-boot
 BUILD_DEPS := build-essential pkg-config libseccomp-dev
 TEST_DEPS  := containerd docker.io podman runc umoci busybox-static hyperfine iproute2 procps openssl skopeo docker-registry gnupg zstd curl python3
 
-.PHONY: all build deps test demo bench fmt lint install clean
+.PHONY: all build deps test demo bench fmt lint install image clean
 
 all: build
 
@@ -81,6 +81,15 @@ install: build
 	@test -f $(BOOT_SIGNER) || (umask 077 && mkdir -p $(dir $(BOOT_SIGNER)) && $(RELEASE)/sim-sign keygen --out $(BOOT_SIGNER) >/dev/null)
 	$(RELEASE)/sim-sign sign --executable $(DESTDIR)$(PREFIX)/lib/rune/enclave-boot --entrypoint /.rune/enclave-boot \
 		--key $(BOOT_SIGNER) --out $(DESTDIR)$(PREFIX)/lib/rune/enclave-boot.manifest.json
+
+# The cluster's image (deploy/Containerfile): the node installer and verdictd. Push it
+# where the nodes pull from and set its name in deploy/*/kustomization.yaml.
+IMAGE ?= localhost/inclavare/inclavare-containers:latest
+IMAGE_CTX := target/image-context
+image: build
+	rm -rf $(IMAGE_CTX)
+	$(MAKE) install DESTDIR=$(CURDIR)/$(IMAGE_CTX) PREFIX=/usr/local BOOT_SIGNER=$(BOOT_SIGNER)
+	podman build -t $(IMAGE) -f deploy/Containerfile $(IMAGE_CTX)/usr/local
 
 clean:
 	$(CARGO) clean
