@@ -37,13 +37,13 @@ impl TokenSigner {
     /// Loads a P-256 PKCS#8 PEM key, or generates one (tokens then die with the process).
     pub fn new(key: Option<&Path>, duration_secs: u64) -> anyhow::Result<TokenSigner> {
         let secret = match key {
-            Some(path) => {
-                let pem = std::fs::read_to_string(path)
-                    .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-                p256::SecretKey::from_pkcs8_pem(&pem).map_err(|e| {
+            Some(path) => match std::fs::read_to_string(path) {
+                Ok(pem) => p256::SecretKey::from_pkcs8_pem(&pem).map_err(|e| {
                     anyhow::anyhow!("{}: not a P-256 PKCS#8 key: {e}", path.display())
-                })?
-            }
+                })?,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => generate_key_file(path)?,
+                Err(e) => anyhow::bail!("{}: {e}", path.display()),
+            },
             None => p256::SecretKey::random(&mut rand::rngs::OsRng),
         };
         let der = secret
@@ -177,6 +177,45 @@ pub fn unix_now() -> u64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0)
+}
+
+/// A new P-256 key written to `path` as PKCS#8 PEM, mode 0600, created exclusively: a
+/// key another process wrote first (a second replica starting on the same volume) is
+/// read instead, so both sign with one key.
+fn generate_key_file(path: &Path) -> anyhow::Result<p256::SecretKey> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let secret = p256::SecretKey::random(&mut rand::rngs::OsRng);
+    let pem = secret
+        .to_pkcs8_pem(p256::pkcs8::LineEnding::LF)
+        .map_err(|e| anyhow::anyhow!("token key: {e}"))?;
+    let tmp = path.with_extension(format!("new.{}", std::process::id()));
+    let written = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)
+        .and_then(|mut f| f.write_all(pem.as_bytes()).and_then(|()| f.sync_all()));
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&tmp);
+        anyhow::bail!("{}: {e}", path.display());
+    }
+    // link(2) fails if the name exists: the first writer wins, the others read its key.
+    let linked = std::fs::hard_link(&tmp, path);
+    let _ = std::fs::remove_file(&tmp);
+    match linked {
+        Ok(()) => {
+            tracing::info!(path = %path.display(), "generated the token signing key");
+            Ok(secret)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            let pem = std::fs::read_to_string(path)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+            p256::SecretKey::from_pkcs8_pem(&pem)
+                .map_err(|e| anyhow::anyhow!("{}: not a P-256 PKCS#8 key: {e}", path.display()))
+        }
+        Err(e) => anyhow::bail!("{}: {e}", path.display()),
+    }
 }
 
 #[cfg(test)]
