@@ -52,6 +52,88 @@ fn both(b: &Bundle, out: &Path) -> (Outcome, Outcome) {
     (run_bundle(RUNE, b, out), run_bundle(RUNC, b, out))
 }
 
+/// The program starts with no signal ignored or blocked, as under runc, even when the
+/// caller ignores some (containerd, a Go program, ignores 32 and 33; rune, a Rust one,
+/// SIGPIPE): `yes | head -1` ends quietly.
+#[test]
+fn the_program_starts_with_default_signal_dispositions_as_with_runc() {
+    if skip("signal dispositions") {
+        return;
+    }
+    let out = out_dir();
+    let b = Bundle::new(&[
+        "sh",
+        "-c",
+        "grep -E '^Sig(Ign|Blk)' /proc/self/status >/tmp/r; yes | head -1 >/dev/null 2>>/tmp/r",
+    ])
+    .bind(out.path(), "/tmp");
+    let mut seen = Vec::new();
+    for rt in [RUNE, RUNC] {
+        let _ = std::fs::remove_file(out.path().join("r"));
+        let root = tempfile::tempdir().unwrap();
+        let id = unique_id("sigdfl");
+        let mut c = Command::new(rt);
+        c.arg("--root")
+            .arg(root.path())
+            .args(["run", "--bundle", b.path().to_str().unwrap(), &id]);
+        // SAFETY: only signal(2) between fork and exec, which is async-signal-safe.
+        unsafe {
+            std::os::unix::process::CommandExt::pre_exec(&mut c, || {
+                libc::signal(libc::SIGPIPE, libc::SIG_IGN);
+                libc::signal(33, libc::SIG_IGN);
+                Ok(())
+            });
+        }
+        let (code, _, err) = run(&mut c);
+        let _ = runtime(rt, root.path(), &["delete", "--force", &id]);
+        seen.push((
+            code,
+            err,
+            std::fs::read_to_string(out.path().join("r")).unwrap_or_default(),
+        ));
+    }
+    // (exit code, ignored mask, blocked mask, what else the program wrote: "Broken pipe")
+    let parse = |(code, err, found): &(i32, String, String)| {
+        let mask = |key: &str| {
+            found
+                .lines()
+                .find_map(|l| l.strip_prefix(key))
+                .map(|v| u64::from_str_radix(v.trim(), 16).unwrap())
+        };
+        let rest: Vec<&str> = found.lines().filter(|l| !l.starts_with("Sig")).collect();
+        (
+            *code,
+            err.clone(),
+            mask("SigIgn:"),
+            mask("SigBlk:"),
+            rest.join("\n"),
+        )
+    };
+    let (rune, runc) = (parse(&seen[0]), parse(&seen[1]));
+    // runc's init (Go) leaves signal 32 ignored (bit 31); SIGPIPE (bit 12) and the
+    // caller's 33 (bit 32) are not.
+    let ign = runc.2.expect("runc: no SigIgn line");
+    assert_eq!(ign & (1 << 12 | 1 << 32), 0, "runc ignores {ign:x}");
+    assert_eq!(
+        (runc.0, runc.3, runc.4.as_str()),
+        (0, Some(0), ""),
+        "runc: {}",
+        runc.1
+    );
+    assert_eq!(
+        (rune.0, rune.3, rune.4.as_str()),
+        (0, Some(0), ""),
+        "rune: {}",
+        rune.1
+    );
+    let rune_ign = rune.2.expect("rune: no SigIgn line");
+    assert_eq!(
+        rune_ign & !ign,
+        0,
+        "rune ignores {rune_ign:x} where runc ignores {ign:x}"
+    );
+}
+
 #[test]
 fn a_missing_cwd_is_created_as_runc_does() {
     if skip("missing cwd") {
