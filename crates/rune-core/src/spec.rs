@@ -99,6 +99,53 @@ pub fn parse(bytes: &[u8]) -> Result<Spec> {
 }
 
 /// Checks what runc checks before creating anything, and returns the canonical rootfs.
+/// `process.env` (or `exec --env`) entries as runc's init takes them
+/// (libcontainer/init_linux.go `populateProcessEnvironment`): `NAME=value`, a non-empty
+/// name, no NUL byte. The error is runc's sentence, naming the entry.
+pub fn check_env(env: &[String]) -> Result<()> {
+    for entry in env {
+        let bad = |what: &str| {
+            Err(RuneError::config(
+                "process.env",
+                format!("{what}: {}", go_quote(entry)),
+            ))
+        };
+        let Some((name, value)) = entry.split_once('=') else {
+            return bad("invalid environment variable");
+        };
+        if name.is_empty() {
+            return bad("environment variable name can't be empty");
+        }
+        if name.contains('\0') {
+            return bad("environment variable name can't contain null(\\x00)");
+        }
+        if value.contains('\0') {
+            return bad("environment variable value can't contain null(\\x00)");
+        }
+    }
+    Ok(())
+}
+
+/// `s` quoted as Go's `%q` quotes it (runc's messages): `\"`, `\\`, `\n`, `\t`, and other
+/// control bytes as `\xNN`.
+fn go_quote(s: &str) -> String {
+    let mut out = String::from("\"");
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            c if (c as u32) < 0x20 || c as u32 == 0x7f => {
+                out.push_str(&format!("\\x{:02x}", c as u32))
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
 pub fn check(spec: &Spec, bundle: &Path) -> Result<PathBuf> {
     if !spec.version().starts_with("1.") {
         return Err(RuneError::config(
@@ -126,6 +173,9 @@ pub fn check(spec: &Spec, bundle: &Path) -> Result<PathBuf> {
                 "missing or empty: the container needs a program to run",
             ))
         }
+    }
+    if let Some(env) = process.env() {
+        check_env(env)?;
     }
     if !process.cwd().is_absolute() {
         return Err(RuneError::config(

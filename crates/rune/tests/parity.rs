@@ -134,6 +134,75 @@ fn the_program_starts_with_default_signal_dispositions_as_with_runc() {
     );
 }
 
+/// A `process.env` entry runc's init refuses (no `=`, an empty name, a NUL byte) fails
+/// create in one error line carrying runc's own sentence and the entry; nothing is left.
+/// `exec --env` with such an entry fails as runc's does.
+#[test]
+fn a_bad_environment_entry_is_refused_in_runcs_words() {
+    if skip("bad process.env") {
+        return;
+    }
+    for entry in ["=x", "NOEQUALS", "A=b\0c"] {
+        let mut b = Bundle::new(&["true"]);
+        b.spec["process"]["env"] = json!(["PATH=/bin", entry]);
+        b.save();
+        let mut seen = Vec::new();
+        for rt in [RUNE, RUNC] {
+            let root = tempfile::tempdir().unwrap();
+            let id = unique_id("badenv");
+            let r = runtime(
+                rt,
+                root.path(),
+                &["run", "--bundle", b.path().to_str().unwrap(), &id],
+            );
+            let left = leftovers(root.path(), &id);
+            let _ = runtime(rt, root.path(), &["delete", "--force", &id]);
+            seen.push((r, left));
+        }
+        let ((rune, rune_left), (runc, _)) = (&seen[0], &seen[1]);
+        assert_eq!(runc.0, 1, "runc {entry:?}: {}", runc.2);
+        // runc: `… error during container init: <sentence>: "<entry>"`
+        let said = error_messages(&runc.2).pop().unwrap_or_default();
+        let sentence = said
+            .split_once("error during container init: ")
+            .map(|(_, s)| s.to_string())
+            .unwrap_or_else(|| panic!("runc {entry:?}: {}", runc.2));
+        let (code, one, msg) = failure(rune);
+        assert_eq!((code, one), (1, true), "rune {entry:?}: {}", rune.2);
+        assert!(
+            msg.ends_with(&sentence),
+            "rune {entry:?}: {msg} / runc: {sentence}"
+        );
+        assert_eq!(rune_left, &Vec::<String>::new(), "rune {entry:?}");
+    }
+
+    // exec --env: both refuse; the container keeps running.
+    let b = Bundle::new(&["sleep", "100"]);
+    let mut seen = Vec::new();
+    for rt in [RUNE, RUNC] {
+        let root = tempfile::tempdir().unwrap();
+        let id = unique_id("badexecenv");
+        let (code, _, err) = runtime(
+            rt,
+            root.path(),
+            &["run", "-d", "--bundle", b.path().to_str().unwrap(), &id],
+        );
+        assert_eq!(code, 0, "{rt}: {err}");
+        let r = runtime(rt, root.path(), &["exec", "--env", "=x", &id, "true"]);
+        let (_, state, _) = runtime(rt, root.path(), &["state", &id]);
+        let _ = runtime(rt, root.path(), &["delete", "--force", &id]);
+        let running = state.contains("\"running\"");
+        seen.push((r.0 != 0, running, failure(&r).1, r.2));
+    }
+    assert_eq!((seen[1].0, seen[1].1), (true, true), "runc: {}", seen[1].3);
+    assert_eq!(
+        (seen[0].0, seen[0].1, seen[0].2),
+        (true, true, true),
+        "rune: {}",
+        seen[0].3
+    );
+}
+
 #[test]
 fn a_missing_cwd_is_created_as_runc_does() {
     if skip("missing cwd") {

@@ -62,6 +62,20 @@ impl Runtime {
     /// the container's init (over the agent socket) and its exit code is returned.
     pub fn exec(&self, id: &str, opts: &ExecOptions) -> Result<Exec> {
         let c = self.load(id)?;
+        // As runc's init would refuse them, before any process is made. An unreadable
+        // --process file is reported where it is read.
+        crate::spec::check_env(&opts.env)?;
+        if let Some(env) = opts
+            .process
+            .as_ref()
+            .and_then(|path| fs::read(path).ok())
+            .and_then(|b| {
+                serde_json::from_slice::<libcontainer::oci_spec::runtime::Process>(&b).ok()
+            })
+            .and_then(|p| p.env().clone())
+        {
+            crate::spec::check_env(&env)?;
+        }
         if c.status() == ContainerStatus::Running
             && self.container_dir(id).join(agent::SOCKET).exists()
         {
