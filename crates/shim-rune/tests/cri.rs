@@ -629,3 +629,174 @@ fn a_pod_runs_through_the_rune_handler_as_through_runc_and_leaves_nothing() {
     assert_eq!(runc, expected, "runc");
     assert_eq!(rune, expected, "rune");
 }
+
+/// Stops and removes pod `pod` (made from `config`); then nothing is left.
+fn remove_pod(c: &Ctrd, client: &Cri, pod: &str, config: &cri::PodSandboxConfig) {
+    call!(
+        client,
+        stop_pod_sandbox,
+        cri::StopPodSandboxRequest {
+            pod_sandbox_id: pod.into(),
+        }
+    )
+    .unwrap_or_else(|e| panic!("StopPodSandbox: {e}\n{}", c.log()));
+    call!(
+        client,
+        remove_pod_sandbox,
+        cri::RemovePodSandboxRequest {
+            pod_sandbox_id: pod.into(),
+        }
+    )
+    .unwrap_or_else(|e| panic!("RemovePodSandbox: {e}\n{}", c.log()));
+    assert_no_pods(c, client);
+    assert!(
+        wait_until(Duration::from_secs(10), || c.leftovers().is_empty()),
+        "left behind: {:?}",
+        c.leftovers()
+    );
+    let parent = &config.linux.as_ref().unwrap().cgroup_parent;
+    assert_eq!(remove_cgroup_parent(parent), Vec::<String>::new());
+    assert_rune_state_empty(c);
+}
+
+/// A container of `command` in a pod of `handler` whose pod has `annotations` too:
+/// StartContainer's error (the container id replaced by `ID`), and the container's
+/// state and reason afterwards; nothing of the container is left while the pod runs,
+/// and nothing at all once the pod is removed.
+fn failing_start(
+    c: &Ctrd,
+    client: &Cri,
+    handler: &str,
+    annotations: &[(&str, &str)],
+    command: &[&str],
+) -> (String, i32, String) {
+    let mut config = pod_config(c, &format!("bad-{handler}"));
+    for (k, v) in annotations {
+        config.annotations.insert(k.to_string(), v.to_string());
+    }
+    let pod = call!(
+        client,
+        run_pod_sandbox,
+        cri::RunPodSandboxRequest {
+            config: Some(config.clone()),
+            runtime_handler: handler.into(),
+        }
+    )
+    .unwrap_or_else(|e| panic!("RunPodSandbox: {e}\n{}", c.log()))
+    .pod_sandbox_id;
+    let ctr = call!(
+        client,
+        create_container,
+        cri::CreateContainerRequest {
+            pod_sandbox_id: pod.clone(),
+            config: Some(container_config("app", command)),
+            sandbox_config: Some(config.clone()),
+        }
+    )
+    .unwrap_or_else(|e| panic!("CreateContainer: {e}\n{}", c.log()))
+    .container_id;
+    let e = call!(
+        client,
+        start_container,
+        cri::StartContainerRequest {
+            container_id: ctr.clone(),
+        }
+    )
+    .expect_err("a bad container started");
+    let st = call!(
+        client,
+        container_status,
+        cri::ContainerStatusRequest {
+            container_id: ctr.clone(),
+            verbose: false,
+        }
+    )
+    .unwrap()
+    .status
+    .unwrap();
+    // Nothing of the container is left while its pod still runs: no task, no runtime
+    // state, no root filesystem mount.
+    let (_, tasks, _) = c.ctr(&["-n", CRI_NAMESPACE, "task", "ls", "-q"]);
+    assert!(!tasks.contains(&ctr), "task {ctr} left: {tasks}");
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(!mounts.contains(&ctr), "{ctr}'s rootfs still mounted");
+    assert!(!c
+        .path()
+        .join("rune")
+        .join(CRI_NAMESPACE)
+        .join(&ctr)
+        .exists());
+    call!(
+        client,
+        remove_container,
+        cri::RemoveContainerRequest {
+            container_id: ctr.clone(),
+        }
+    )
+    .unwrap_or_else(|e| panic!("RemoveContainer: {e}\n{}", c.log()));
+    remove_pod(c, client, &pod, &config);
+    (e.message().replace(&ctr, "ID"), st.state, st.reason)
+}
+
+#[test]
+fn bad_input_through_cri_fails_in_one_line_naming_the_cause_and_leaves_nothing() {
+    if !root_or_skip("bad_input_through_cri_fails_in_one_line_naming_the_cause_and_leaves_nothing")
+    {
+        return;
+    }
+    let (c, client) = start_cri();
+
+    // An unknown handler: refused before anything is made.
+    let config = pod_config(&c, "unknown-handler");
+    let e = call!(
+        client,
+        run_pod_sandbox,
+        cri::RunPodSandboxRequest {
+            config: Some(config.clone()),
+            runtime_handler: "enclave-nope".into(),
+        }
+    )
+    .expect_err("an unknown handler ran a pod");
+    assert_no_pods(&c, &client);
+    assert!(c.leftovers().is_empty(), "{:?}", c.leftovers());
+
+    let e = e.message();
+    assert!(!e.contains('\n'), "{e}");
+    assert!(e.contains("no runtime for \"enclave-nope\""), "{e}");
+
+    // A program the image does not have: StartContainer fails in one line naming the
+    // program and the cause, as with runc (`exec: "<path>": … no such file or
+    // directory`); the container is left EXITED with reason StartError, as with runc.
+    let missing = ["/no/such/program", "arg"];
+    let runc = failing_start(&c, &client, "runc", &[], &missing);
+    let rune = failing_start(&c, &client, "rune", &[], &missing);
+    for (e, state, reason) in [&runc, &rune] {
+        assert!(!e.contains('\n'), "{e}");
+        assert!(
+            e.contains("exec: \"/no/such/program\"") && e.contains("no such file or directory"),
+            "{e}"
+        );
+        assert_eq!(
+            (*state, reason.as_str()),
+            (cri::ContainerState::ContainerExited as i32, "StartError")
+        );
+    }
+    assert!(rune.0.contains("rune create"), "{}", rune.0);
+
+    // An enclave type rune does not know, from the pod's annotations (passed through
+    // `pod_annotations`): the sandbox still starts (the shim keeps the pod's enclave
+    // settings off it), the container fails naming the type.
+    let (e, state, reason) = failing_start(
+        &c,
+        &client,
+        "rune",
+        &[("enclave.type", "sgx3")],
+        &["/bin/true"],
+    );
+    assert!(!e.contains('\n'), "{e}");
+    assert!(e.contains("enclave type \"sgx3\" is not supported"), "{e}");
+    assert_eq!(
+        (state, reason.as_str()),
+        (cri::ContainerState::ContainerExited as i32, "StartError")
+    );
+}
