@@ -375,3 +375,52 @@ fn a_pod_survives_a_containerd_restart_and_is_then_stopped() {
     remove_pod(&c, &client, &pod, &config);
     assert!(gone(pid.as_u64().unwrap()));
 }
+
+/// A container that outgrows its memory limit in a pod of `handler`: its state, exit
+/// code and reason once it has ended; then nothing is left.
+fn out_of_memory(c: &Ctrd, client: &client::Cri, handler: &str) -> (i32, i32, String) {
+    let config = pod_config(c, &format!("oom-{handler}"));
+    let pod = client.must_run_pod_sandbox(&config, handler);
+    let mut hog = container_config("hog", &["/bin/sh", "-c", "echo start; tail /dev/zero"]);
+    let linux = hog.linux.as_mut().unwrap();
+    linux.resources.as_mut().unwrap().memory_limit_in_bytes = 16 << 20;
+    let ctr = client.must_create_container(&pod, &hog, &config);
+    client.must_start_container(&ctr);
+    let ended = wait_until(Duration::from_secs(20), || {
+        client.container_status(&ctr).0.state == cri::ContainerState::ContainerExited as i32
+    });
+    assert!(ended, "{handler}: the memory hog did not end");
+    let (st, _) = client.container_status(&ctr);
+    client.must_remove_container(&ctr);
+    if handler == "rune" {
+        // The shim's watch of the cgroup ends with it (its debug log line).
+        let ended = format!("{ctr}: OOM watch ended");
+        assert!(
+            wait_until(Duration::from_secs(10), || c.log().contains(&ended)),
+            "{}",
+            c.log()
+        );
+        assert!(!c.log().contains("no OOM events"), "{}", c.log());
+    }
+    remove_pod(c, client, &pod, &config);
+    (st.state, st.exit_code, st.reason)
+}
+
+#[test]
+fn a_container_over_its_memory_limit_is_oom_killed_as_with_runc() {
+    if !root_or_skip("a_container_over_its_memory_limit_is_oom_killed_as_with_runc") {
+        return;
+    }
+    let (c, client) = start_cri();
+    let runc = out_of_memory(&c, &client, "runc");
+    let rune = out_of_memory(&c, &client, "rune");
+    // The CRI: a container the cgroup OOM killer ended has reason "OOMKilled" (what
+    // containerd sets on the shim's /tasks/oom event); SIGKILL's status 137.
+    let expected = (
+        cri::ContainerState::ContainerExited as i32,
+        137,
+        "OOMKilled".to_string(),
+    );
+    assert_eq!(runc, expected, "runc");
+    assert_eq!(rune, expected, "rune");
+}
