@@ -316,8 +316,19 @@ fn pod_namespaces(c: &Ctrd, client: &client::Cri, handler: &str) -> Vec<String> 
         .lines()
         .any(|l| l.split_whitespace().next() == Some("1") && l.contains("sleep infinity"));
     seen.push(format!("ps in a: sleepers {sleepers} pause is 1 {pause}"));
-    remove_containers(client, &[&a, &b]);
-    remove_pod(c, client, &pod, &config);
+    // StopPodSandbox with both still running stops them (kubelet's forced pod
+    // deletion); RemovePodSandbox removes them.
+    client.must_stop_pod_sandbox(&pod);
+    for id in [&a, &b] {
+        let (st, _) = client.container_status(id);
+        seen.push(format!(
+            "after StopPodSandbox: exited {} {}",
+            st.state == cri::ContainerState::ContainerExited as i32,
+            st.exit_code
+        ));
+    }
+    client.must_remove_pod_sandbox(&pod);
+    assert_nothing_left(c, client, &[cgroup_parent(&config)]);
     seen
 }
 
@@ -339,6 +350,9 @@ fn two_containers_in_a_pod_share_its_namespaces_as_with_runc() {
         "uts: a=b true a=sandbox true b=sandbox true a=host true",
         "mnt: a=b false a=sandbox false b=sandbox false a=host false",
         "ps in a: sleepers 2 pause is 1 true",
+        // StopPodSandbox stops a pod's containers without a grace period: SIGKILL.
+        "after StopPodSandbox: exited true 137",
+        "after StopPodSandbox: exited true 137",
     ];
     assert_eq!(runc, expected, "runc");
     assert_eq!(rune, expected, "rune");
@@ -376,23 +390,30 @@ fn a_pod_survives_a_containerd_restart_and_is_then_stopped() {
     assert!(gone(pid.as_u64().unwrap()));
 }
 
-/// A container that outgrows its memory limit in a pod of `handler`: its state, exit
-/// code and reason once it has ended; then nothing is left.
-fn out_of_memory(c: &Ctrd, client: &client::Cri, handler: &str) -> (i32, i32, String) {
-    let config = pod_config(c, &format!("oom-{handler}"));
+/// A container of `command` with a memory limit of `memory` bytes in a pod of
+/// `handler` that ends by itself: its state, exit code and reason once it has ended;
+/// then nothing is left.
+fn ended(
+    c: &Ctrd,
+    client: &client::Cri,
+    handler: &str,
+    command: &[&str],
+    memory: i64,
+) -> (i32, i32, String) {
+    let config = pod_config(c, &format!("end-{handler}"));
     let pod = client.must_run_pod_sandbox(&config, handler);
-    let mut hog = container_config("hog", &["/bin/sh", "-c", "echo start; tail /dev/zero"]);
+    let mut hog = container_config("app", command);
     let linux = hog.linux.as_mut().unwrap();
-    linux.resources.as_mut().unwrap().memory_limit_in_bytes = 16 << 20;
+    linux.resources.as_mut().unwrap().memory_limit_in_bytes = memory;
     let ctr = client.must_create_container(&pod, &hog, &config);
     client.must_start_container(&ctr);
     let ended = wait_until(Duration::from_secs(20), || {
         client.container_status(&ctr).0.state == cri::ContainerState::ContainerExited as i32
     });
-    assert!(ended, "{handler}: the memory hog did not end");
+    assert!(ended, "{handler}: {command:?} did not end");
     let (st, _) = client.container_status(&ctr);
     client.must_remove_container(&ctr);
-    if handler == "rune" {
+    if handler == "rune" && memory < 32 << 20 {
         // The shim's watch of the cgroup ends with it (its debug log line).
         let ended = format!("{ctr}: OOM watch ended");
         assert!(
@@ -407,20 +428,27 @@ fn out_of_memory(c: &Ctrd, client: &client::Cri, handler: &str) -> (i32, i32, St
 }
 
 #[test]
-fn a_container_over_its_memory_limit_is_oom_killed_as_with_runc() {
-    if !root_or_skip("a_container_over_its_memory_limit_is_oom_killed_as_with_runc") {
+fn containers_that_end_or_are_oom_killed_report_it_as_with_runc() {
+    if !root_or_skip("containers_that_end_or_are_oom_killed_report_it_as_with_runc") {
         return;
     }
     let (c, client) = start_cri();
-    let runc = out_of_memory(&c, &client, "runc");
-    let rune = out_of_memory(&c, &client, "rune");
+    let exited = cri::ContainerState::ContainerExited as i32;
     // The CRI: a container the cgroup OOM killer ended has reason "OOMKilled" (what
-    // containerd sets on the shim's /tasks/oom event); SIGKILL's status 137.
-    let expected = (
-        cri::ContainerState::ContainerExited as i32,
-        137,
-        "OOMKilled".to_string(),
-    );
-    assert_eq!(runc, expected, "runc");
-    assert_eq!(rune, expected, "rune");
+    // containerd sets on the shim's /tasks/oom event), SIGKILL's status 137; one that
+    // exits non-zero, "Error" and its status.
+    let hog = ["/bin/sh", "-c", "echo start; tail /dev/zero"];
+    for (command, memory, expected) in [
+        (&hog[..], 16 << 20, (exited, 137, "OOMKilled".to_string())),
+        (
+            &["/bin/sh", "-c", "exit 7"][..],
+            64 << 20,
+            (exited, 7, "Error".into()),
+        ),
+    ] {
+        let runc = ended(&c, &client, "runc", command, memory);
+        let rune = ended(&c, &client, "rune", command, memory);
+        assert_eq!(runc, expected, "runc");
+        assert_eq!(rune, expected, "rune");
+    }
 }

@@ -285,14 +285,6 @@ pub fn remove_pod(c: &Ctrd, client: &Cri, pod: &str, config: &cri::PodSandboxCon
     assert_nothing_left(c, client, &[cgroup_parent(config)]);
 }
 
-/// Stops (grace period 10 s), then removes containers `ids`.
-pub fn remove_containers(client: &Cri, ids: &[&str]) {
-    for id in ids {
-        client.must_stop_container(id, 10);
-        client.must_remove_container(id);
-    }
-}
-
 /// The process `pid` is gone (10 s at most).
 pub fn gone(pid: u64) -> bool {
     wait_until(Duration::from_secs(10), || {
