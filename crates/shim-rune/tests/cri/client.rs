@@ -198,19 +198,26 @@ impl Cri {
         (r.status.unwrap(), info(&r.info))
     }
 
-    /// (stdout, stderr, exit code)
-    pub fn must_exec_sync(&self, id: &str, cmd: &[&str]) -> (String, String, i32) {
+    /// ExecSync with a 10 s timeout: (stdout, stderr, exit code).
+    pub fn exec_sync(&self, id: &str, cmd: &[&str]) -> Result<(String, String, i32), String> {
         let req = cri::ExecSyncRequest {
             container_id: id.into(),
             cmd: cmd.iter().map(|s| s.to_string()).collect(),
             timeout: 10,
         };
-        let r = self.must("ExecSync", call!(self, runtime, exec_sync, req));
-        (
-            String::from_utf8_lossy(&r.stdout).into_owned(),
-            String::from_utf8_lossy(&r.stderr).into_owned(),
-            r.exit_code,
-        )
+        call!(self, runtime, exec_sync, req)
+            .map(|r| {
+                (
+                    String::from_utf8_lossy(&r.stdout).into_owned(),
+                    String::from_utf8_lossy(&r.stderr).into_owned(),
+                    r.exit_code,
+                )
+            })
+            .map_err(|e| e.message().to_string())
+    }
+
+    pub fn must_exec_sync(&self, id: &str, cmd: &[&str]) -> (String, String, i32) {
+        self.must("ExecSync", self.exec_sync(id, cmd))
     }
 
     pub fn must_list_container_stats(&self, id: &str) -> Vec<cri::ContainerStats> {

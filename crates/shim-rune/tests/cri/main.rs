@@ -452,3 +452,61 @@ fn containers_that_end_or_are_oom_killed_report_it_as_with_runc() {
         assert_eq!(rune, expected, "rune");
     }
 }
+
+#[test]
+fn an_enclave_container_in_a_pod_attests_and_execs_through_its_enclave() {
+    if !root_or_skip("an_enclave_container_in_a_pod_attests_and_execs_through_its_enclave") {
+        return;
+    }
+    let (c, client) = start_cri();
+    let config = pod_config(&c, "enclave");
+    let pod = client.must_run_pod_sandbox(&config, "rune");
+    // The sim carrier (RUNE_CARRIER=sim in the container's environment) signs the
+    // image's /bin/sh as the enclave program; the program prints a report of its
+    // enclave, then waits.
+    let script = format!("{REPORT_SCRIPT}; echo; while :; do sleep 1; done");
+    let mut app = container_config("enclave", &["/bin/sh", "-c", &script]);
+    app.envs.push(cri::KeyValue {
+        key: "RUNE_CARRIER".into(),
+        value: "sim".into(),
+    });
+    let ctr = start(&client, &pod, &config, &app);
+    assert_eq!(
+        bundle_spec(&c, &ctr)["process"]["args"][0],
+        "/bin/sh",
+        "the enclave program"
+    );
+    let log_file = Path::new(&config.log_directory).join("enclave/0.log");
+    // The sim PAL says what it loaded on stderr; the report is on stdout.
+    let lines = log_lines(&log_file, 2);
+    let stdout: Vec<_> = lines.iter().filter(|(s, _)| s == "stdout").collect();
+    let hex = &stdout.first().expect("a report in the log").1;
+    let report = sim_tee::Report::parse(&hex::decode(hex).expect("a hex report")).unwrap();
+    report.verify_signature().unwrap();
+    let busybox = std::fs::File::open("/bin/busybox").unwrap();
+    let spec = sim_tee::EnclaveSpec {
+        entrypoint: "/bin/sh".into(),
+        args: vec![],
+    };
+    let expected = sim_tee::measure_program(&sim_tee::program_digest(busybox).unwrap(), &spec);
+    assert_eq!(report.mr_enclave, expected);
+    let key = sim_tee::SignerKey::load(&c.path().join("signer.key")).unwrap();
+    assert_eq!(report.mr_signer, sim_tee::sha384(&key.public()));
+
+    // ExecSync runs through the enclave: the signed program with any arguments, and
+    // not another one.
+    let exec = client.must_exec_sync(&ctr, &["/bin/sh", "-c", "echo inside; exit 4"]);
+    assert_eq!(exec, ("inside\n".into(), String::new(), 4));
+    // Another program: the PAL refuses it once the exec'd process exists, so it fails
+    // as a process does (status 1), saying why on its stderr.
+    let (out, err, code) = client.must_exec_sync(&ctr, &["/bin/echo", "x"]);
+    assert_eq!((out.as_str(), code), ("", 1), "{err}");
+    assert!(
+        err.contains("/bin/echo: not the program this enclave was signed for"),
+        "{err}"
+    );
+
+    client.must_stop_container(&ctr, 10);
+    client.must_remove_container(&ctr);
+    remove_pod(&c, &client, &pod, &config);
+}

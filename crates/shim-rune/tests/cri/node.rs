@@ -126,7 +126,17 @@ pub fn start_container(
     name: &str,
     command: &[&str],
 ) -> String {
-    let ctr = client.must_create_container(pod, &container_config(name, command), config);
+    start(client, pod, config, &container_config(name, command))
+}
+
+/// Creates and starts container `container` in pod `pod`; returns its id.
+pub fn start(
+    client: &Cri,
+    pod: &str,
+    config: &cri::PodSandboxConfig,
+    container: &cri::ContainerConfig,
+) -> String {
+    let ctr = client.must_create_container(pod, container, config);
     client.must_start_container(&ctr);
     ctr
 }
