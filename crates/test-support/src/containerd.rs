@@ -114,6 +114,19 @@ impl Containerd {
         self.path().join("c.sock")
     }
 
+    /// A cgroup path (`/<the directory's name>`) for the tests' pods to live under
+    /// (their CRI `cgroup_parent`s, as kubelet's `kubepods`): on drop, whatever still
+    /// runs in it in any hierarchy is killed and it is removed.
+    pub fn cgroup_root(&self) -> String {
+        format!(
+            "/{}",
+            self.path()
+                .file_name()
+                .unwrap_or_default()
+                .to_string_lossy()
+        )
+    }
+
     /// The daemon's pid while it runs.
     pub fn daemon_pid(&self) -> Option<u32> {
         self.daemon.as_ref().map(Child::id)
@@ -360,8 +373,56 @@ fn signal(pid: u32, sig: nix::sys::signal::Signal) {
     }
 }
 
+/// The directories of cgroup `path` in each hierarchy under /sys/fs/cgroup that has
+/// it, each followed by its sub-cgroups, depth first (deepest last).
+fn cgroup_dirs(path: &str) -> Vec<PathBuf> {
+    let mut dirs = Vec::new();
+    for h in std::fs::read_dir("/sys/fs/cgroup")
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let mut stack = vec![h.path().join(path.trim_start_matches('/'))];
+        while let Some(d) = stack.pop() {
+            if !d.is_dir() {
+                continue;
+            }
+            for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+                if e.file_type().is_ok_and(|t| t.is_dir()) {
+                    stack.push(e.path());
+                }
+            }
+            dirs.push(d);
+        }
+    }
+    dirs
+}
+
+/// Kills what runs in cgroup `path` (every hierarchy) and removes it, deepest first;
+/// a cgroup whose processes are not yet reaped is retried for a few seconds.
+fn remove_cgroup_tree(path: &str) {
+    let dirs = cgroup_dirs(path);
+    for d in &dirs {
+        let procs = std::fs::read_to_string(d.join("cgroup.procs")).unwrap_or_default();
+        for pid in procs.lines().filter_map(|l| l.trim().parse::<u32>().ok()) {
+            signal(pid, nix::sys::signal::Signal::SIGKILL);
+        }
+    }
+    let end = Instant::now() + Duration::from_secs(5);
+    for d in dirs.iter().rev() {
+        while std::fs::remove_dir(d).is_err() && d.exists() && Instant::now() < end {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
 impl Drop for Containerd {
     fn drop(&mut self) {
+        // Pods of a failed test: their processes first (shims would not end them).
+        let pods = self.cgroup_root();
+        if !cgroup_dirs(&pods).is_empty() {
+            remove_cgroup_tree(&pods);
+        }
         // Shims of a failed test: ours, as their command line names our directory.
         let dir = self.path().to_string_lossy().into_owned();
         for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {

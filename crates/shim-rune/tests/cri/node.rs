@@ -55,7 +55,8 @@ pub fn connect(c: &Ctrd) -> Cri {
 }
 
 /// A pod as kubelet describes it: host network, PID namespace per container, IPC of
-/// the pod; its own cgroup parent (which kubelet makes; the tests remove it), logs
+/// the pod; its own cgroup parent (which kubelet makes; the tests remove it) under the
+/// daemon's [`cgroup_root`](test_support::Containerd::cgroup_root), logs
 /// under the daemon's directory, and an inert enclave annotation
 /// (`enclave.runtime.loglevel`, no type) to see the passthrough.
 pub fn pod_config(c: &Ctrd, name: &str) -> cri::PodSandboxConfig {
@@ -70,7 +71,7 @@ pub fn pod_config(c: &Ctrd, name: &str) -> cri::PodSandboxConfig {
         log_directory: c.path().join("pods").join(&uid).display().to_string(),
         annotations: HashMap::from([("enclave.runtime.loglevel".into(), "info".into())]),
         linux: Some(cri::LinuxPodSandboxConfig {
-            cgroup_parent: format!("/{uid}"),
+            cgroup_parent: format!("{}/{uid}", c.cgroup_root()),
             security_context: Some(cri::LinuxSandboxSecurityContext {
                 namespace_options: Some(cri::NamespaceOption {
                     network: cri::NamespaceMode::Node as i32,
