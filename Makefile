@@ -10,15 +10,17 @@ HOST       := $(shell rustc -vV | sed -n 's/^host: //p')
 # The statically linked boot program of confidential-image enclaves.
 BOOT       := target/$(HOST)/release/enclave-boot
 
-# Build: libseccomp for enforced seccomp profiles. Tests and demo: the real clients.
-BUILD_DEPS := build-essential pkg-config libseccomp-dev
+# Build: libseccomp for enforced seccomp profiles; protoc for the CRI client the shim's
+# tests build (k8s-cri). Tests and demo: the real clients.
+BUILD_DEPS := build-essential pkg-config libseccomp-dev protobuf-compiler
 TEST_DEPS  := containerd docker.io podman runc umoci busybox-static hyperfine iproute2 procps openssl skopeo docker-registry gnupg zstd curl python3
 
 .PHONY: all build deps test demo bench fmt lint install image clean
 
 all: build
 
-$(APT_STAMP):
+# Rechecked when this file changes (a package added here is installed on the next run).
+$(APT_STAMP): Makefile
 	@missing=$$(for p in $(BUILD_DEPS) $(TEST_DEPS); do \
 		dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
 	if [ -n "$$missing" ]; then \

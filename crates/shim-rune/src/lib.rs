@@ -13,12 +13,14 @@
 //! - [`service`] — the Task API.
 //! - [`rune`] — the `rune` command line.
 //! - [`io`] — stdio between containerd's fifos and the processes.
+//! - [`oom`] — OOM kills in a container's memory cgroup (`/tasks/oom`).
 
 pub mod carrier;
 pub mod config;
 pub mod flags;
 pub mod image;
 pub mod io;
+pub mod oom;
 pub mod rune;
 pub mod service;
 pub mod shim;

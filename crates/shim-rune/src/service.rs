@@ -194,6 +194,37 @@ impl Service {
     }
 }
 
+impl Service {
+    /// Publishes `/tasks/oom` for container `id` whenever the OOM killer acts in its
+    /// memory cgroup (that of its init, `pid`), as containerd's runc shim does; the CRI
+    /// plugin makes that the status reason `OOMKilled`. A container without a memory
+    /// cgroup to watch still runs, as with runc (a warning).
+    fn watch_oom(&self, id: &str, pid: i32) {
+        let (inner, handle, container) = (
+            self.inner.clone(),
+            tokio::runtime::Handle::current(),
+            id.to_string(),
+        );
+        let on_oom = move || {
+            let (inner, container) = (inner.clone(), container.clone());
+            tracing::info!("{container}: OOM kill in its memory cgroup");
+            handle.spawn(async move {
+                let event = ev::TaskOOM {
+                    container_id: container,
+                    ..Default::default()
+                };
+                inner
+                    .publish(topics::TASK_OOM_EVENT_TOPIC, Box::new(event))
+                    .await;
+            });
+        };
+        match crate::oom::memory_cgroup(pid).and_then(|cg| crate::oom::watch(&cg, on_oom)) {
+            Ok(()) => {}
+            Err(e) => tracing::warn!("{id}: no OOM events: {e}"),
+        }
+    }
+}
+
 impl Inner {
     async fn publish(&self, topic: &str, event: Box<dyn MessageDyn>) {
         if let Err(e) = self
@@ -279,9 +310,11 @@ impl Task for Service {
         req: api::CreateTaskRequest,
     ) -> TtrpcResult<api::CreateTaskResponse> {
         let id = req.id.clone();
-        self.inner.create(req).await.inspect_err(|e| {
+        let created = self.inner.create(req).await.inspect_err(|e| {
             tracing::error!("create {id}: {e:?}");
-        })
+        })?;
+        self.watch_oom(&id, created.pid as i32);
+        Ok(created)
     }
 
     async fn start(

@@ -298,7 +298,7 @@ fn containers_outlive_a_containerd_restart() {
     ]);
     assert_eq!(code, 0, "{err}\n{}", c.log());
     c.stop_daemon();
-    c.spawn_daemon();
+    c.spawn_daemon().unwrap();
     let (_, out, _) = c.ctr(&["task", "ls"]);
     assert!(
         out.lines()

@@ -196,6 +196,53 @@ pub fn busybox_oci_tar() -> io::Result<PathBuf> {
     Ok(tar)
 }
 
+/// `target/images/pause-oci.tar` (an OCI layout tar, tag `latest`): the busybox image of
+/// [`busybox_oci_tar`] whose config runs `/bin/sleep infinity` (busybox is static), a
+/// pod sandbox ("pause") image for containerd's CRI plugin without a registry. Built with
+/// umoci (`config`, then `gc`) when missing or older than the busybox tar; renamed into
+/// place, so concurrent tests never see half of it.
+pub fn pause_oci_tar() -> io::Result<PathBuf> {
+    let busybox = busybox_oci_tar()?;
+    let out = busybox.with_file_name("pause-oci.tar");
+    let modified = |p: &Path| fs::metadata(p).and_then(|m| m.modified());
+    if let (Ok(made), Ok(base)) = (modified(&out), modified(&busybox)) {
+        if made >= base {
+            return Ok(out);
+        }
+    }
+    let dir = busybox.parent().unwrap_or(Path::new("."));
+    let work = tempfile::Builder::new().prefix(".pause").tempdir_in(dir)?;
+    let layout = work.path().join("layout");
+    fs::create_dir(&layout)?;
+    let l = layout.display().to_string();
+    let image = format!("{l}:latest");
+    let tar = work.path().join("pause-oci.tar");
+    let t = tar.display().to_string();
+    let steps: [(&str, Vec<&str>); 4] = [
+        (
+            "tar",
+            vec!["-C", &l, "-xf", busybox.to_str().unwrap_or_default()],
+        ),
+        (
+            "umoci",
+            vec![
+                "config",
+                "--image",
+                &image,
+                "--config.cmd=/bin/sleep",
+                "--config.cmd=infinity",
+            ],
+        ),
+        ("umoci", vec!["gc", "--layout", &l]),
+        ("tar", vec!["-C", &l, "-cf", &t, "."]),
+    ];
+    for (program, args) in steps {
+        run(program, &args).map_err(io::Error::other)?;
+    }
+    fs::rename(&tar, &out)?;
+    Ok(out)
+}
+
 /// Whether the tests run as root.
 pub fn is_root() -> bool {
     // Reading our own status avoids an FFI call for geteuid.
