@@ -124,8 +124,11 @@ struct Process {
     stdio: [c_int; 3],
 }
 
+/// One line on stderr. Never `eprintln!`: with stderr a pipe nobody reads (and SIGPIPE
+/// ignored, as in rune's init) it panics, and a panic cannot cross the PAL's C ABI.
 fn say(msg: &str) {
-    eprintln!("liberpal-sim: {msg}");
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "liberpal-sim: {msg}");
 }
 
 fn platform() -> Result<Arc<PlatformKey>, String> {

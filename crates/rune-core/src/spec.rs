@@ -55,20 +55,27 @@ impl Bundle {
 /// it warns and runs without them, where parsing them would refuse the whole bundle.
 /// Returns the spec and the names left out.
 pub fn parse_dropping_unknown_capabilities(bytes: &[u8]) -> Result<(Spec, Vec<String>)> {
-    use libcontainer::oci_spec::runtime::Capability;
     let Ok(mut value) = serde_json::from_slice::<serde_json::Value>(bytes) else {
         return parse(bytes).map(|spec| (spec, Vec::new()));
     };
+    let dropped = drop_unknown_capabilities(&mut value, "/process/capabilities");
+    if dropped.is_empty() {
+        return parse(bytes).map(|spec| (spec, dropped));
+    }
+    let bytes = serde_json::to_vec(&value).expect("a JSON value serialises");
+    parse(&bytes).map(|spec| (spec, dropped))
+}
+
+/// Leaves out of the capability sets at JSON `pointer` (`/process/capabilities` of a
+/// config, `/capabilities` of an `exec --process` file) the names this runtime does not
+/// know; returns them, each once, in order of appearance.
+pub fn drop_unknown_capabilities(value: &mut serde_json::Value, pointer: &str) -> Vec<String> {
     let mut dropped = Vec::new();
-    if let Some(sets) = value
-        .pointer_mut("/process/capabilities")
-        .and_then(|c| c.as_object_mut())
-    {
+    if let Some(sets) = value.pointer_mut(pointer).and_then(|c| c.as_object_mut()) {
         for set in sets.values_mut() {
             if let Some(names) = set.as_array_mut() {
                 names.retain(|name| {
-                    let known = !name.is_string()
-                        || serde_json::from_value::<Capability>(name.clone()).is_ok();
+                    let known = !name.is_string() || is_known_capability(name);
                     if !known {
                         let name = name.as_str().unwrap_or_default().to_string();
                         if !dropped.contains(&name) {
@@ -80,11 +87,21 @@ pub fn parse_dropping_unknown_capabilities(bytes: &[u8]) -> Result<(Spec, Vec<St
             }
         }
     }
-    if dropped.is_empty() {
-        return parse(bytes).map(|spec| (spec, dropped));
-    }
-    let bytes = serde_json::to_vec(&value).expect("a JSON value serialises");
-    parse(&bytes).map(|spec| (spec, dropped))
+    dropped
+}
+
+/// Whether `name` (a JSON string, `CAP_…`) is a capability this runtime knows.
+fn is_known_capability(name: &serde_json::Value) -> bool {
+    serde_json::from_value::<libcontainer::oci_spec::runtime::Capability>(name.clone()).is_ok()
+}
+
+/// `exec --cap` names split into those this runtime knows and the rest (runc warns about
+/// those and runs without them).
+pub fn split_known_capabilities(names: &[String]) -> (Vec<String>, Vec<String>) {
+    names
+        .iter()
+        .cloned()
+        .partition(|n| is_known_capability(&serde_json::Value::String(n.clone())))
 }
 
 /// Parses `config.json` bytes, naming the JSON path of the first value that does not fit.

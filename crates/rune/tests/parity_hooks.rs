@@ -296,3 +296,67 @@ fn unknown_capabilities_are_left_out_with_a_warning_as_by_runc() {
     let written = std::fs::read_to_string(b.path().join("config.json")).unwrap();
     assert!(written.contains("CAP_BOGUS"));
 }
+
+/// `exec --cap CAP_BOGUS` and an `exec --process` file naming it run as with runc: one
+/// warning, the process runs, the container keeps running.
+#[test]
+fn exec_with_unknown_capabilities_warns_and_runs_as_with_runc() {
+    if skip("exec unknown capabilities") {
+        return;
+    }
+    let b = Bundle::new(&["sleep", "100"]);
+    let process = tempfile::NamedTempFile::new().unwrap();
+    let mut p = b.spec["process"].clone();
+    p["args"] = json!(["true"]);
+    for set in ["bounding", "effective", "permitted"] {
+        p["capabilities"][set]
+            .as_array_mut()
+            .unwrap()
+            .push(json!("CAP_BOGUS"));
+    }
+    std::fs::write(process.path(), p.to_string()).unwrap();
+    let mut seen = Vec::new();
+    for rt in [RUNC, RUNE] {
+        let root = tempfile::tempdir().unwrap();
+        let id = unique_id("execbogus");
+        let (code, _, err) = runtime(
+            rt,
+            root.path(),
+            &["run", "-d", "--bundle", b.path().to_str().unwrap(), &id],
+        );
+        assert_eq!(code, 0, "{rt}: {err}");
+        let mut got = Vec::new();
+        for args in [
+            vec!["exec", "--cap", "CAP_BOGUS", id.as_str(), "true"],
+            vec![
+                "exec",
+                "--process",
+                process.path().to_str().unwrap(),
+                id.as_str(),
+            ],
+        ] {
+            let (code, _, err) = runtime(rt, root.path(), &args);
+            let warned = err
+                .lines()
+                .filter(|l| l.contains("level=warning") && l.contains("CAP_BOGUS"))
+                .count();
+            got.push((code, warned, err));
+        }
+        let (_, state, _) = runtime(rt, root.path(), &["state", &id]);
+        runtime(rt, root.path(), &["delete", "--force", &id]);
+        seen.push((got, state.contains("\"running\"")));
+    }
+    let (runc, rune) = (&seen[0], &seen[1]);
+    let outcome = |s: &(Vec<(i32, usize, String)>, bool)| {
+        (
+            s.0.iter().map(|(c, w, _)| (*c, *w)).collect::<Vec<_>>(),
+            s.1,
+        )
+    };
+    assert_eq!(
+        outcome(runc),
+        (vec![(0, 1), (0, 1)], true),
+        "runc: {runc:?}"
+    );
+    assert_eq!(outcome(rune), outcome(runc), "rune: {rune:?}");
+}

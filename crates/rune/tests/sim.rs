@@ -166,6 +166,44 @@ fn altered_or_unsigned_enclaves_are_refused_and_leave_nothing() {
     assert!(stderr.contains("debug=true"), "{stderr}");
 }
 
+/// An enclave container whose stderr is a pipe nobody reads runs its program, as a plain
+/// container (and runc's) does: the PAL's notice (`debug=true`) is lost, not a crash.
+#[test]
+fn an_enclave_runs_with_stderr_a_pipe_nobody_reads() {
+    if !root_or_skip("an_enclave_runs_with_stderr_a_pipe_nobody_reads") {
+        return;
+    }
+    let (pal, _) = sim_artifacts();
+    let rune = Rune::new();
+    let work = tempfile::tempdir().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let b = Bundle::new(&["/bin/sh", "-c", "echo ran >/tmp/r; exit 9"])
+        .private_rootfs()
+        .bind(out.path(), "/tmp")
+        .enclave(&pal, "debug");
+    let (read, write) = nix::unistd::pipe().unwrap();
+    drop(read);
+    let id = unique_id("simpipe");
+    let status = Command::new(RUNE)
+        .env("INCLAVARE_SIM_PLATFORM_DIR", work.path().join("platform"))
+        .arg("--root")
+        .arg(rune.root.path())
+        .args(["run", "--bundle", b.path().to_str().unwrap(), &id])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::from(write))
+        .status()
+        .unwrap();
+    let ran = std::fs::read_to_string(out.path().join("r")).unwrap_or_default();
+    let _ = rune.cmd(&["delete", "--force", &id]);
+    assert_eq!(
+        (status.code(), ran.as_str()),
+        (Some(9), "ran\n"),
+        "{status:?}"
+    );
+    assert_eq!(leftovers(rune.root.path(), &id), Vec::<String>::new());
+}
+
 #[test]
 fn attest_gives_a_signed_report_bound_to_the_report_data() {
     if !root_or_skip("attest_gives_a_signed_report_bound_to_the_report_data") {

@@ -213,6 +213,41 @@ impl Runtime {
                 message: "a command or --process is required".into(),
             });
         }
+        // Capabilities this runtime does not know are left out with runc's warning, as at
+        // create: from --cap, and from a --process file (through a filtered copy).
+        let (capabilities, mut unknown) = crate::spec::split_known_capabilities(&opts.capabilities);
+        let mut process_copy = None;
+        if let Some(path) = &opts.process {
+            if let Some(mut value) = fs::read(path)
+                .ok()
+                .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+            {
+                let dropped = crate::spec::drop_unknown_capabilities(&mut value, "/capabilities");
+                if !dropped.is_empty() {
+                    let copy = self
+                        .root
+                        .join(format!(".process-{}.json", std::process::id()));
+                    fs::write(&copy, serde_json::to_vec(&value).expect("JSON serialises"))
+                        .map_err(|e| RuneError::io("exec: copy of --process", e))?;
+                    process_copy = Some(RemoveOnDrop(copy));
+                    for d in dropped {
+                        if !unknown.contains(&d) {
+                            unknown.push(d);
+                        }
+                    }
+                }
+            }
+        }
+        if !unknown.is_empty() {
+            tracing::warn!(
+                "ignoring unknown or unavailable capabilities: [{}]",
+                unknown.join(" ")
+            );
+        }
+        let process_path = process_copy
+            .as_ref()
+            .map(|c| c.0.clone())
+            .or_else(|| opts.process.clone());
         let foreground = !opts.detach && opts.console_socket.is_none() && process_terminal(opts)?;
         let console = if foreground {
             let host = console::HostTerminal::find()?;
@@ -244,13 +279,13 @@ impl Runtime {
             .with_detach(opts.detach || console.is_some())
             .with_cwd(opts.cwd.as_ref())
             .with_env(env)
-            .with_process(opts.process.as_ref())
+            .with_process(process_path.as_ref())
             .with_no_new_privs(opts.no_new_privs)
             .with_container_args(opts.args.clone())
             .with_additional_gids(opts.additional_gids.clone())
             .with_user(opts.user.map(|(u, _)| u))
             .with_group(opts.user.and_then(|(_, g)| g))
-            .with_capabilities(opts.capabilities.clone())
+            .with_capabilities(capabilities)
             .with_ignore_paused(opts.ignore_paused)
             .with_sub_cgroups(sub_cgroups)
             .with_apparmor(apparmor)
@@ -314,11 +349,15 @@ fn process_terminal(opts: &ExecOptions) -> Result<bool> {
         Some(path) => {
             let bytes =
                 fs::read(path).map_err(|e| RuneError::io(format!("read {}", path.display()), e))?;
-            let p: libcontainer::oci_spec::runtime::Process = serde_json::from_slice(&bytes)
-                .map_err(|e| RuneError::InvalidArgument {
-                    flag: "--process".into(),
-                    message: e.to_string(),
-                })?;
+            let invalid = |e: serde_json::Error| RuneError::InvalidArgument {
+                flag: "--process".into(),
+                message: e.to_string(),
+            };
+            // Unknown capabilities are left out (with a warning) by exec, not refused.
+            let mut value: serde_json::Value = serde_json::from_slice(&bytes).map_err(invalid)?;
+            crate::spec::drop_unknown_capabilities(&mut value, "/capabilities");
+            let p: libcontainer::oci_spec::runtime::Process =
+                serde_json::from_value(value).map_err(invalid)?;
             Ok(p.terminal().unwrap_or(false))
         }
     }
@@ -449,4 +488,13 @@ fn forward_signals_to(pipe: std::io::PipeWriter, resizer: Option<console::Resize
         }
     });
     Ok(())
+}
+
+/// A file removed when this is dropped (the filtered copy of an `exec --process` file).
+struct RemoveOnDrop(PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = fs::remove_file(&self.0);
+    }
 }
