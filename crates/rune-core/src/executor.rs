@@ -132,9 +132,19 @@ impl Executor for ProcessExecutor {
         // setup_envs has already replaced the environment with process.env.
         default_signal_dispositions();
         let err = nix::unistd::execv(&program, &argv).unwrap_err();
-        Err(ExecutorError::Execution(
-            format!("exec {:?}: {err}", args[0]).into(),
-        ))
+        // After `start` nobody reads the init's error: say it on the container's stderr
+        // in runc's init's words (Go's `exec PATH: errno`) and end with 1, as it does
+        // (a seccomp profile denying execve).
+        let _ = std::io::Write::write_all(
+            &mut std::io::stderr(),
+            format!(
+                "exec {}: {}\n",
+                program.to_string_lossy(),
+                err.desc().to_lowercase()
+            )
+            .as_bytes(),
+        );
+        std::process::exit(1)
     }
 }
 

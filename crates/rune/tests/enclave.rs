@@ -479,6 +479,10 @@ fn exec_and_attest_go_through_the_pal_of_the_running_enclave() {
         "exec",
         "-e",
         "PAL_FROM_EXEC=1",
+        // What docker's exec passes (the container's env): not for the process, as
+        // with the container's own program.
+        "-e",
+        "ENCLAVE_RUNTIME_ARGS=debug",
         &id,
         "app",
         "two words",
@@ -497,6 +501,7 @@ fn exec_and_attest_go_through_the_pal_of_the_running_enclave() {
         "{stdout}"
     );
     assert!(stdout.contains("env: PAL_FROM_EXEC=1"), "{stdout}");
+    assert!(!stdout.contains("ENCLAVE_"), "{stdout}");
 
     let report = rune.ok(&["attest", "--report-data", "abcd", &id]);
     let report = hex::decode(report.trim()).unwrap();

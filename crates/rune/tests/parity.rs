@@ -203,6 +203,44 @@ fn a_bad_environment_entry_is_refused_in_runcs_words() {
     );
 }
 
+/// execve refused after `start` (a seccomp profile that denies it): the program's
+/// failure is said on the container's stderr in runc's words and the run ends with 1,
+/// as under runc. Before, rune ended with 255 and said nothing.
+#[test]
+fn an_execve_refused_after_start_is_said_as_by_runc() {
+    if skip("execve refused") {
+        return;
+    }
+    let mut b = Bundle::new(&["/bin/true"]);
+    b.spec["linux"]["seccomp"] = json!({
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "architectures": ["SCMP_ARCH_X86_64"],
+        "syscalls": [{"names": ["execve"], "action": "SCMP_ACT_ERRNO"}]
+    });
+    b.save();
+    let mut seen = Vec::new();
+    for rt in [RUNE, RUNC] {
+        let root = tempfile::tempdir().unwrap();
+        let id = unique_id("noexecve");
+        let r = runtime(
+            rt,
+            root.path(),
+            &["run", "--bundle", b.path().to_str().unwrap(), &id],
+        );
+        let _ = runtime(rt, root.path(), &["delete", "--force", &id]);
+        seen.push(((r.0, r.2.clone()), leftovers(root.path(), &id)));
+    }
+    let runc = &seen[1].0;
+    assert_eq!(runc.0, 1, "runc: {}", runc.1);
+    assert!(
+        runc.1.contains("operation not permitted"),
+        "runc: {}",
+        runc.1
+    );
+    assert_eq!(seen[0].0, seen[1].0, "rune vs runc (exit code, stderr)");
+    assert_eq!(seen[0].1, Vec::<String>::new(), "rune left");
+}
+
 #[test]
 fn a_missing_cwd_is_created_as_runc_does() {
     if skip("missing cwd") {

@@ -115,6 +115,11 @@ impl Runtime {
             None => (opts.args.clone(), Vec::new(), opts.tty),
         };
         env.extend(opts.env.iter().cloned());
+        // The ENCLAVE_* variables configured the enclave, which exists; like the init's,
+        // the process does not see them (docker's exec passes the container's whole env).
+        env.retain(|kv| {
+            !crate::enclave::is_enclave_var(kv.split_once('=').map_or(kv.as_str(), |(k, _)| k))
+        });
         if args.is_empty() {
             return Err(RuneError::InvalidArgument {
                 flag: "exec".into(),
