@@ -458,8 +458,8 @@ impl Runtime {
         Ok(())
     }
 
-    /// `delete`: removes a stopped container (any container with `force`, killing it),
-    /// then runs the poststop hooks. Deleting a missing container with `force` succeeds.
+    /// `delete`: removes a stopped or created container (any container with `force`),
+    /// killing it first, then runs the poststop hooks. Deleting a missing container with `force` succeeds.
     pub fn delete(&self, id: &str, force: bool) -> Result<()> {
         let mut c = match self.load(id) {
             Err(RuneError::NotFound(_)) if force => {
@@ -472,14 +472,18 @@ impl Runtime {
             }
             other => other?,
         };
-        if !force && c.status() != ContainerStatus::Stopped {
+        // A created container is killed and deleted without --force, as by runc
+        // (delete.go: `case libcontainer.Created: return killContainer(container)`).
+        let created = c.status() == ContainerStatus::Created;
+        if !force && !created && c.status() != ContainerStatus::Stopped {
             return Err(RuneError::State {
                 id: id.to_string(),
                 status: status_name(c.status()).to_string(),
                 what: "cannot delete a container that is not stopped (use --force)",
             });
         }
-        delete_reporting_hooks(&mut c, force).map_err(RuneError::lc(format!("delete {id}")))
+        delete_reporting_hooks(&mut c, force || created)
+            .map_err(RuneError::lc(format!("delete {id}")))
     }
 
     /// `state`: the runc-shaped state of one container.

@@ -1,5 +1,5 @@
-//! Hooks that stop the lifecycle, signals to a created container, and capabilities the
-//! runtime does not know, compared with runc (Debian's, which `make test` installs):
+//! Hooks that stop the lifecycle, signals to and deletion of a created container, and
+//! capabilities the runtime does not know, compared with runc (Debian's, which `make test` installs):
 //! each scenario runs under both, and the expected values are runc's.
 
 mod common;
@@ -359,4 +359,45 @@ fn exec_with_unknown_capabilities_warns_and_runs_as_with_runc() {
         "runc: {runc:?}"
     );
     assert_eq!(outcome(rune), outcome(runc), "rune: {rune:?}");
+}
+
+/// `delete` without `--force` kills and removes a *created* container, as runc's does
+/// (delete.go); a running one is still refused without `--force`.
+#[test]
+fn delete_removes_a_created_container_as_runc_does() {
+    if skip("delete created") {
+        return;
+    }
+    let b = Bundle::new(&["sleep", "100"]);
+    let mut seen = Vec::new();
+    for rt in [RUNC, RUNE] {
+        let root = tempfile::tempdir().unwrap();
+        let id = unique_id("delcreated");
+        let pid_file = root.path().join("pid");
+        let bundle = b.path().to_str().unwrap();
+        let args = [
+            "create",
+            "--pid-file",
+            pid_file.to_str().unwrap(),
+            "--bundle",
+            bundle,
+            &id,
+        ];
+        let (code, _, err) = runtime(rt, root.path(), &args);
+        assert_eq!(code, 0, "{rt}: {err}");
+        let pid = std::fs::read_to_string(&pid_file).unwrap();
+        let deleted = runtime(rt, root.path(), &["delete", &id]).0;
+        let gone = wait_until(Duration::from_secs(10), || {
+            !Path::new(&format!("/proc/{}", pid.trim())).exists()
+        });
+        let left = leftovers(root.path(), &id);
+        // A running one: refused without --force.
+        let id2 = unique_id("delrunning");
+        runtime(rt, root.path(), &["run", "-d", "--bundle", bundle, &id2]);
+        let refused = runtime(rt, root.path(), &["delete", &id2]).0;
+        runtime(rt, root.path(), &["delete", "--force", &id2]);
+        seen.push((deleted, gone, left, refused != 0));
+    }
+    assert_eq!(seen[0], (0, true, vec![], true), "runc");
+    assert_eq!(seen[1], seen[0], "rune vs runc");
 }
