@@ -8,19 +8,6 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-fn openssl(dir: &Path, args: &[&str]) {
-    let out = Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 #[test]
 fn the_clusters_verdictd_config_serves_healthz_over_tls() {
     let t = tempfile::tempdir().unwrap();
@@ -34,49 +21,54 @@ fn the_clusters_verdictd_config_serves_healthz_over_tls() {
         std::fs::create_dir_all(d).unwrap();
     }
     // What docs/kubernetes.md tells the operator to put in the Secrets.
-    openssl(
-        &tls,
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-days",
-            "1",
-            "-subj",
-            "/CN=localhost",
-            "-addext",
-            "subjectAltName=IP:127.0.0.1",
-            "-keyout",
-            "tls.key",
-            "-out",
-            "tls.crt",
-        ],
-    );
-    openssl(
-        &keys,
-        &["genpkey", "-algorithm", "ed25519", "-out", "admin.key"],
-    );
-    openssl(
-        &keys,
-        &["pkey", "-in", "admin.key", "-pubout", "-out", "admin.pub"],
-    );
-    openssl(
-        &keys,
-        &[
-            "ecparam",
-            "-name",
-            "prime256v1",
-            "-genkey",
-            "-noout",
-            "-out",
-            "rv.key",
-        ],
-    );
-    openssl(&keys, &["ec", "-in", "rv.key", "-pubout", "-out", "rv.pub"]);
+    let at = |d: &Path, f: &str| d.join(f).to_str().unwrap().to_string();
+    let openssl = |args: &[&str]| test_support::run("openssl", args).unwrap();
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-days",
+        "1",
+        "-subj",
+        "/CN=localhost",
+        "-addext",
+        "subjectAltName=IP:127.0.0.1",
+        "-keyout",
+        &at(&tls, "tls.key"),
+        "-out",
+        &at(&tls, "tls.crt"),
+    ]);
+    let (admin_key, rv_key) = (at(&keys, "admin.key"), at(&keys, "rv.key"));
+    openssl(&["genpkey", "-algorithm", "ed25519", "-out", &admin_key]);
+    openssl(&[
+        "pkey",
+        "-in",
+        &admin_key,
+        "-pubout",
+        "-out",
+        &at(&keys, "admin.pub"),
+    ]);
+    openssl(&[
+        "ecparam",
+        "-name",
+        "prime256v1",
+        "-genkey",
+        "-noout",
+        "-out",
+        &rv_key,
+    ]);
+    openssl(&[
+        "ec",
+        "-in",
+        &rv_key,
+        "-pubout",
+        "-out",
+        &at(&keys, "rv.pub"),
+    ]);
     for f in [
         tls.join("tls.key"),
         keys.join("admin.key"),
