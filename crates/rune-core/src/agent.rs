@@ -43,6 +43,12 @@ pub struct Execute {
     /// The process gets a pty (see the module's description).
     #[prost(bool, tag = "5")]
     pub terminal: bool,
+    /// The caller's terminal size, set on the pty before the process starts (so it
+    /// never reads 0×0 before the caller's proxy catches up); 0: unknown.
+    #[prost(uint32, tag = "6")]
+    pub rows: u32,
+    #[prost(uint32, tag = "7")]
+    pub cols: u32,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]

@@ -30,6 +30,19 @@ pub struct HostTerminal {
 }
 
 impl HostTerminal {
+    /// The terminal's size (rows, columns), or None when it cannot be read.
+    pub fn size(&self) -> Option<(u16, u16)> {
+        let mut size = libc::winsize {
+            ws_row: 0,
+            ws_col: 0,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        };
+        // SAFETY: TIOCGWINSZ writes one winsize through a valid pointer on an open fd.
+        let ok = unsafe { libc::ioctl(self.fd.as_raw_fd(), libc::TIOCGWINSZ, &mut size) } == 0;
+        ok.then_some((size.ws_row, size.ws_col))
+    }
+
     /// The first of stderr, stdout and stdin that is a terminal, else `/dev/tty`.
     ///
     /// # Errors

@@ -329,6 +329,19 @@ impl EnclaveWorkload {
                             );
                         }
                     };
+                    if e.rows > 0 && e.cols > 0 {
+                        let size = libc::winsize {
+                            ws_row: e.rows.min(u16::MAX as u32) as u16,
+                            ws_col: e.cols.min(u16::MAX as u32) as u16,
+                            ws_xpixel: 0,
+                            ws_ypixel: 0,
+                        };
+                        // SAFETY: TIOCSWINSZ reads one winsize through a valid pointer
+                        // on the pty slave this function holds.
+                        unsafe {
+                            libc::ioctl(slave.as_raw_fd(), libc::TIOCSWINSZ, &size);
+                        }
+                    }
                     (sig, slave.try_clone()?, slave.try_clone()?, slave)
                 } else {
                     match (fds.next(), fds.next(), fds.next(), fds.next()) {

@@ -136,6 +136,11 @@ impl Runtime {
             args
         };
         let foreground = terminal && !opts.detach && opts.console_socket.is_none();
+        let size = if foreground {
+            console::HostTerminal::find().ok().and_then(|t| t.size())
+        } else {
+            None
+        };
         let (console, host) = if foreground {
             // A terminal of rune's own, as for a plain container: the agent sends the
             // pty master over one end of a pair, rune proxies it from the other.
@@ -156,6 +161,8 @@ impl Runtime {
                 args,
                 env,
                 terminal,
+                rows: size.map_or(0, |(r, _)| r.into()),
+                cols: size.map_or(0, |(_, c)| c.into()),
             })),
         };
         write_frame(&mut conn, &request).map_err(|e| RuneError::io(ctx("send"), e))?;
