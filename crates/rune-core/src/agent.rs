@@ -269,6 +269,8 @@ mod tests {
                 args: vec!["sh".into(), "-c".into(), "echo hi".into()],
                 env: vec!["A=b c".into()],
                 terminal: true,
+                rows: 24,
+                cols: 80,
             })),
         };
         let mut buf = Vec::new();
