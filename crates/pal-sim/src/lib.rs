@@ -531,7 +531,21 @@ pub unsafe extern "C" fn pal_exec(args: *mut PalExecArgs) -> c_int {
     if let Some(enclave) = STATE.lock().unwrap_or_else(|p| p.into_inner()).as_mut() {
         enclave.running.insert(pal_pid, child.id() as i32);
     }
-    std::thread::spawn(move || channel::serve(ours));
+    // A thread of this process counts against the container's pids limit: when none
+    // can be made, the program is stopped and the failure said, not panicked on (a
+    // panic cannot unwind out of this extern "C" function: it would abort the init).
+    if let Err(e) = std::thread::Builder::new().spawn(move || channel::serve(ours)) {
+        say(&format!(
+            "{}: cannot start the enclave's evidence channel: {e}",
+            process.argv[0]
+        ));
+        let _ = child.kill();
+        let _ = child.wait();
+        if let Some(enclave) = STATE.lock().unwrap_or_else(|p| p.into_inner()).as_mut() {
+            enclave.running.remove(&pal_pid);
+        }
+        return -(e.raw_os_error().unwrap_or(libc::EAGAIN));
+    }
     let status = child.wait();
     if let Some(enclave) = STATE.lock().unwrap_or_else(|p| p.into_inner()).as_mut() {
         enclave.running.remove(&pal_pid);

@@ -40,6 +40,33 @@ const LOG_LEVELS: &[&str] = &[
     "trace", "debug", "info", "warning", "error", "fatal", "panic", "off",
 ];
 
+/// The tasks an enclave container's init needs besides its program's: its main thread,
+/// the agent serving `rune exec` and `rune attest`, the signal forwarder and the PAL's
+/// evidence channel (`liberpal-sim`). Tasks are what `pids.max` counts (threads too).
+pub const ENCLAVE_RUNTIME_TASKS: i64 = 4;
+
+/// Refuses a `linux.resources.pids.limit` that leaves an enclave container's program no
+/// task (see [`ENCLAVE_RUNTIME_TASKS`]): the init would fail after `start`, half set up.
+/// Zero or negative means no limit (runtime-spec config-linux.md "pids").
+pub fn check_pids_limit(spec: &Spec) -> Result<()> {
+    let limit = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.resources().as_ref())
+        .and_then(|r| r.pids().as_ref())
+        .map(|p| p.limit());
+    match limit {
+        Some(limit) if limit > 0 && limit <= ENCLAVE_RUNTIME_TASKS => Err(RuneError::config(
+            "linux.resources.pids.limit",
+            format!(
+                "{limit} leaves an enclave container's program no task: its enclave runtime takes {ENCLAVE_RUNTIME_TASKS}, so the limit must be at least {}",
+                ENCLAVE_RUNTIME_TASKS + 1
+            ),
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// The kind of enclave a container runs in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EnclaveType {

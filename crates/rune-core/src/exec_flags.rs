@@ -45,6 +45,17 @@ pub fn lsm_value(value: &Option<String>) -> Option<String> {
     value.clone().filter(|v| !v.is_empty())
 }
 
+/// Whether AppArmor can apply a profile here (the test libcontainer and runc make).
+pub fn apparmor_enabled() -> bool {
+    std::fs::read_to_string("/sys/module/apparmor/parameters/enabled")
+        .is_ok_and(|s| s.trim() == "Y")
+}
+
+/// Whether SELinux is enabled here (selinuxfs mounted, as go-selinux's `GetEnabled`).
+pub fn selinux_enabled() -> bool {
+    Path::new("/sys/fs/selinux/enforce").exists()
+}
+
 /// Refuses `--apparmor` and `--process-label` where the host cannot apply them, before
 /// anything runs. runc fails the same exec ("apparmor failed to apply profile", "selinux
 /// label is specified in config, but selinux is disabled or not supported").
@@ -55,16 +66,14 @@ pub fn check_lsm(apparmor: Option<&str>, process_label: Option<&str>) -> Result<
             message: message.into(),
         })
     };
-    let apparmor_enabled = std::fs::read_to_string("/sys/module/apparmor/parameters/enabled")
-        .is_ok_and(|s| s.trim() == "Y");
-    if let Some(profile) = apparmor.filter(|_| !apparmor_enabled) {
+    if let Some(profile) = apparmor.filter(|_| !apparmor_enabled()) {
         return refuse(
             "--apparmor",
             profile,
             "apparmor is not enabled on this host: the profile cannot be applied",
         );
     }
-    if let Some(label) = process_label.filter(|_| !Path::new("/sys/fs/selinux/enforce").exists()) {
+    if let Some(label) = process_label.filter(|_| !selinux_enabled()) {
         return refuse(
             "--process-label",
             label,

@@ -205,7 +205,7 @@ impl EnclaveWorkload {
         let finished = done.clone();
         let result = self.pal.run_with(argv, env, stdio, move |pid| {
             let Some(fd) = signals else { return };
-            std::thread::spawn(move || {
+            let spawned = std::thread::Builder::new().spawn(move || {
                 use std::io::Read;
                 let mut pipe = std::fs::File::from(fd);
                 let mut buf = [0u8; 4];
@@ -218,6 +218,9 @@ impl EnclaveWorkload {
                     let _ = me.pal.kill(pid, libc::SIGKILL);
                 }
             });
+            if let Err(e) = spawned {
+                tracing::warn!("enclave: cannot forward signals to {pid}: {e}");
+            }
         });
         done.store(true, Ordering::SeqCst);
         result
@@ -292,11 +295,16 @@ impl EnclaveWorkload {
         let Some(listener) = &self.agent else { return };
         for conn in listener.incoming().flatten() {
             let me = self.clone();
-            std::thread::spawn(move || {
+            // A request that finds no thread (the pids limit) is dropped: its caller
+            // sees the connection close and says so.
+            let spawned = std::thread::Builder::new().spawn(move || {
                 if let Err(e) = me.handle(conn) {
                     tracing::warn!("agent: {e}");
                 }
             });
+            if let Err(e) = spawned {
+                tracing::warn!("agent: {e}");
+            }
         }
     }
 
@@ -483,7 +491,12 @@ impl Executor for RuneExecutor {
         }
         // A program that is in the container's file system but cannot be executed (a
         // directory, no execute permission) fails create as runc's does. A missing one
-        // is the PAL's to judge: it may live in the enclave's own file system.
+        // is the PAL's to judge on SGX (Occlum's programs live in the enclave's own file
+        // system); a `sim` enclave runs programs from the container's, so there it fails
+        // create in runc's words too, not after start with exit 255.
+        if w.config.typ == crate::enclave::EnclaveType::Sim {
+            ProcessExecutor.validate(spec)?;
+        }
         if let Some(p) = ProcessExecutor::args(spec)
             .and_then(|a| resolve(&a[0], &search_path(spec)))
             .filter(|p| p.exists())
@@ -540,7 +553,13 @@ impl Executor for RuneExecutor {
         crate::title::set(&argv);
         let env: Vec<String> = std::env::vars().map(|(k, v)| format!("{k}={v}")).collect();
         let agent = w.clone();
-        std::thread::spawn(move || agent.serve_agent());
+        // Threads count against the container's pids limit: one that cannot be made is
+        // an error line, not a panic.
+        std::thread::Builder::new()
+            .spawn(move || agent.serve_agent())
+            .map_err(|e| {
+                ExecutorError::Execution(format!("enclave: start the agent thread: {e}").into())
+            })?;
         // Handlers are installed once the payload exists: a PAL that forks its payload
         // would otherwise pass them on, and the payload would no longer die of SIGTERM.
         let forwarder = w.clone();
@@ -551,13 +570,16 @@ impl Executor for RuneExecutor {
             .chain(libc::SIGRTMIN()..=libc::SIGRTMAX());
         let install = move |_pid: i32| match signal_hook::iterator::Signals::new(forwarded) {
             Ok(mut signals) => {
-                std::thread::spawn(move || {
+                let spawned = std::thread::Builder::new().spawn(move || {
                     for sig in signals.forever() {
                         if let Err(e) = forwarder.pal.kill(-1, sig) {
                             tracing::warn!("forward signal {sig}: {e}");
                         }
                     }
                 });
+                if let Err(e) = spawned {
+                    tracing::warn!("enclave: cannot forward signals: {e}");
+                }
             }
             Err(e) => tracing::warn!("enclave: cannot forward signals: {e}"),
         };

@@ -130,7 +130,17 @@ impl Runtime {
             );
             injected = Some(bundle.spec.clone());
         }
+        for destination in &bundle.relative_mounts {
+            // runc's words (libcontainer/specconv); the mount lands at /DESTINATION.
+            tracing::warn!(
+                "mount destination {destination} is not absolute. Support for non-absolute mount destinations will be removed in a future release."
+            );
+            injected = Some(bundle.spec.clone());
+        }
         let enclave_config = enclave::config_from_spec(&bundle.spec)?;
+        if enclave_config.is_some() {
+            enclave::check_pids_limit(&bundle.spec)?;
+        }
         let image = image::config_from_spec(&bundle.spec, enclave_config.as_ref())?;
         let executor = match enclave_config {
             None => RuneExecutor::process(),

@@ -25,6 +25,10 @@ pub struct Bundle {
     /// [`parse_dropping_unknown_capabilities`]); when any, the container must be built
     /// from a copy holding `spec`.
     pub dropped_capabilities: Vec<String>,
+    /// Mount destinations written relative in `config.json`, made absolute (relative to
+    /// `/`) in `spec`, as runtime-spec 1.1 config.md "Mounts" says and runc does with a
+    /// warning; when any, the container must be built from a copy holding `spec`.
+    pub relative_mounts: Vec<String>,
 }
 
 impl Bundle {
@@ -39,15 +43,35 @@ impl Bundle {
             path: path.clone(),
             source,
         })?;
-        let (spec, dropped_capabilities) = parse_dropping_unknown_capabilities(&bytes)?;
+        let (mut spec, dropped_capabilities) = parse_dropping_unknown_capabilities(&bytes)?;
+        let relative_mounts = absolute_mount_destinations(&mut spec);
         let rootfs = check(&spec, &dir)?;
         Ok(Bundle {
             dir,
             spec,
             rootfs,
             dropped_capabilities,
+            relative_mounts,
         })
     }
+}
+
+/// Makes relative mount destinations absolute (relative to `/`: runtime-spec 1.1
+/// config.md "Mounts"); returns them as written.
+pub fn absolute_mount_destinations(spec: &mut Spec) -> Vec<String> {
+    let mut relative = Vec::new();
+    let Some(mut mounts) = spec.mounts().clone() else {
+        return relative;
+    };
+    for m in mounts.iter_mut().filter(|m| !m.destination().is_absolute()) {
+        relative.push(m.destination().display().to_string());
+        let absolute = Path::new("/").join(m.destination());
+        m.set_destination(absolute);
+    }
+    if !relative.is_empty() {
+        spec.set_mounts(Some(mounts));
+    }
+    relative
 }
 
 /// Parses `config.json` bytes as [`parse`] does, leaving out of `process.capabilities`
@@ -200,6 +224,17 @@ pub fn check(spec: &Spec, bundle: &Path) -> Result<PathBuf> {
             format!("{} is not an absolute path", process.cwd().display()),
         ));
     }
+    check_user(process.user())?;
+    if let Some(adj) = process.oom_score_adj() {
+        check_oom_score_adj(adj)?;
+    }
+    check_lsm_config(
+        process.apparmor_profile().as_deref(),
+        process.selinux_label().as_deref(),
+        spec.linux()
+            .as_ref()
+            .and_then(|l| l.mount_label().as_deref()),
+    )?;
 
     let root = spec
         .root()
@@ -240,6 +275,16 @@ pub fn check(spec: &Spec, bundle: &Path) -> Result<PathBuf> {
                         format!("namespace {:?} is listed twice", ns.typ()),
                     ));
                 }
+                // runc's check (libcontainer/configs/validate): the namespace to join
+                // must be there before anything is made.
+                if let Some(path) = ns.path() {
+                    if let Err(err) = fs::symlink_metadata(path) {
+                        return Err(RuneError::config(
+                            format!("linux.namespaces[{i}].path"),
+                            format!("lstat {}: {}", path.display(), os_error(&err)),
+                        ));
+                    }
+                }
             }
         }
     }
@@ -265,6 +310,93 @@ pub fn check(spec: &Spec, bundle: &Path) -> Result<PathBuf> {
         }
     }
     Ok(rootfs)
+}
+
+/// runc's largest uid or gid (libcontainer/init_linux.go `setupUser`): ids above it are
+/// refused although the kernel takes up to 2^32-2.
+const MAX_ID: u32 = i32::MAX as u32;
+
+/// `process.user` as runc's init checks it: uid, gid and every additional gid in
+/// 0..=2147483647 (runc: "uids and gids must be in range 0-2147483647").
+pub fn check_user(user: &libcontainer::oci_spec::runtime::User) -> Result<()> {
+    let ids = [("uid", user.uid()), ("gid", user.gid())]
+        .into_iter()
+        .chain(
+            user.additional_gids()
+                .iter()
+                .flatten()
+                .map(|g| ("additionalGids", *g)),
+        );
+    for (field, id) in ids {
+        if id > MAX_ID {
+            return Err(RuneError::config(
+                format!("process.user.{field}"),
+                format!("{id}: uids and gids must be in range 0-{MAX_ID}"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The kernel's range of `/proc/PID/oom_score_adj` (OOM_SCORE_ADJ_MIN..=MAX in
+/// include/uapi/linux/oom.h); a value outside it fails with EINVAL, as runc reports.
+pub fn check_oom_score_adj(adj: i32) -> Result<()> {
+    if !(-1000..=1000).contains(&adj) {
+        return Err(RuneError::config(
+            "process.oomScoreAdj",
+            format!(
+                "{adj} is outside -1000..1000: failed to update /proc/self/oom_score_adj: Invalid argument"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// LSM settings of `config.json` the host cannot apply, refused before anything is made
+/// instead of being ignored (a label asked for and silently not applied) or failing
+/// later with a bare errno. The SELinux sentence is runc's (libcontainer/configs/validate
+/// `security`); runc applies `mountLabel` through the /dev tmpfs's `context=` and fails
+/// there with EINVAL.
+pub fn check_lsm_config(
+    apparmor_profile: Option<&str>,
+    selinux_label: Option<&str>,
+    mount_label: Option<&str>,
+) -> Result<()> {
+    fn set(v: Option<&str>) -> Option<&str> {
+        v.filter(|v| !v.is_empty())
+    }
+    if let Some(profile) = set(apparmor_profile) {
+        if !crate::exec_flags::apparmor_enabled() {
+            return Err(RuneError::config(
+                "process.apparmorProfile",
+                format!("{profile:?}: apparmor is not enabled on this host: the profile cannot be applied"),
+            ));
+        }
+    }
+    let labels = [
+        ("process.selinuxLabel", set(selinux_label)),
+        ("linux.mountLabel", set(mount_label)),
+    ];
+    for (field, label) in labels {
+        if let Some(label) = label.filter(|_| !crate::exec_flags::selinux_enabled()) {
+            return Err(RuneError::config(
+                field,
+                format!("{label:?}: selinux label is specified in config, but selinux is disabled or not supported"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// An OS error as Go prints it in runc's lines ("no such file or directory").
+fn os_error(err: &std::io::Error) -> String {
+    let text = err.to_string();
+    let text = text.split(" (os error").next().unwrap_or(&text);
+    let mut chars = text.chars();
+    match chars.next() {
+        Some(c) => c.to_lowercase().chain(chars).collect(),
+        None => text.to_string(),
+    }
 }
 
 /// Checks a container id the way runc does: a non-empty file name made of

@@ -166,6 +166,54 @@ fn altered_or_unsigned_enclaves_are_refused_and_leave_nothing() {
     assert!(stderr.contains("debug=true"), "{stderr}");
 }
 
+/// A sim enclave's program comes from the container's file system: one that is not
+/// there fails `create` in runc's words (runc: `exec: "/bin/nonexist": … no such file or
+/// directory`), as for a plain container, instead of exiting 255 after `start`. A pids
+/// limit that leaves the program no task (the enclave runtime's own threads count) is
+/// refused in one line naming the field; one task more runs.
+#[test]
+fn an_enclave_that_cannot_run_fails_create_in_one_line() {
+    if !root_or_skip("an_enclave_that_cannot_run_fails_create_in_one_line") {
+        return;
+    }
+    let (pal, _) = sim_artifacts();
+    let rune = Rune::new();
+    let work = tempfile::tempdir().unwrap();
+    let platform = work.path().join("platform");
+    let missing = Bundle::new(&["/bin/nonexist"]).enclave(&pal, "debug");
+    let mut small = Bundle::new(&["/bin/sh", "-c", "exit 9"]).enclave(&pal, "debug");
+    let tasks = 4; // rune-core's ENCLAVE_RUNTIME_TASKS
+    small.spec["linux"]["resources"]["pids"] = json!({ "limit": tasks });
+    small.save();
+    let cases = [
+        (
+            &missing,
+            "exec: \"/bin/nonexist\": no such file or directory",
+        ),
+        (&small, "linux.resources.pids.limit: 4"),
+    ];
+    for (b, needle) in cases {
+        let id = unique_id("simcant");
+        let out = run_sim(&rune, &platform, b, &id);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{needle}: {stderr}");
+        assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+        assert!(error_messages(&stderr)[0].contains(needle), "{stderr}");
+        assert_eq!(leftovers(rune.root.path(), &id), Vec::<String>::new());
+    }
+    small.spec["linux"]["resources"]["pids"] = json!({ "limit": tasks + 1 });
+    small.save();
+    let id = unique_id("simcan");
+    let out = run_sim(&rune, &platform, &small, &id);
+    assert_eq!(
+        out.status.code(),
+        Some(9),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(leftovers(rune.root.path(), &id), Vec::<String>::new());
+}
+
 /// An enclave container whose stderr is a pipe nobody reads runs its program, as a plain
 /// container (and runc's) does: the PAL's notice (`debug=true`) is lost, not a crash.
 #[test]

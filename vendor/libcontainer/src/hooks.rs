@@ -43,12 +43,51 @@ pub enum HookError {
         #[source]
         source: Box<HookError>,
     },
+    /// PATCH(inclavare): a failed hook's own output, as runc puts it in its error ("exit
+    /// status 2, stdout: …, stderr: …"); each part only when the hook wrote something.
+    #[error("{source}{}{}", part(", stdout: ", stdout), part(", stderr: ", stderr))]
+    WithOutput {
+        #[source]
+        source: Box<HookError>,
+        stdout: String,
+        stderr: String,
+    },
     /// PATCH(inclavare): the hooks of a list that failed while the others ran.
     #[error("{}", .0.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; "))]
     Several(Vec<HookError>),
 }
 
 type Result<T> = std::result::Result<T, HookError>;
+
+fn part(label: &str, text: &str) -> String {
+    if text.is_empty() {
+        String::new()
+    } else {
+        format!("{label}{text}")
+    }
+}
+
+/// PATCH(inclavare): how much of each of a hook's streams an error carries.
+const MAX_HOOK_OUTPUT: u64 = 16 * 1024;
+
+/// PATCH(inclavare): an anonymous file for one of a hook's streams. runc reads them into
+/// buffers and discards them when the hook succeeds; a file, unlike a pipe, is never
+/// held open by a daemon the hook leaves behind.
+fn output_file() -> Result<std::fs::File> {
+    nix::sys::memfd::memfd_create(c"hook-output", nix::sys::memfd::MemFdCreateFlag::MFD_CLOEXEC)
+        .map(std::fs::File::from)
+        .map_err(|errno| HookError::CommandExecute(errno.into()))
+}
+
+/// PATCH(inclavare): what a hook wrote to `file`, trimmed, at most [`MAX_HOOK_OUTPUT`].
+fn output_of(file: &mut std::fs::File) -> String {
+    use std::io::{Read, Seek};
+    let mut bytes = Vec::new();
+    let _ = file
+        .rewind()
+        .and_then(|_| file.take(MAX_HOOK_OUTPUT).read_to_end(&mut bytes));
+    String::from_utf8_lossy(&bytes).trim_end().to_string()
+}
 
 pub fn run_hooks(
     hooks: Option<&Vec<Hook>>,
@@ -102,14 +141,25 @@ pub fn run_hooks(
             };
             tracing::debug!("run_hooks envs: {:?}", envs);
 
+            // PATCH(inclavare): the hook's stdout and stderr are kept for its error, as
+            // runc does; a successful hook's output is discarded (stderr was inherited).
+            let mut stdout = output_file()?;
+            let mut stderr = output_file()?;
             let mut hook_process = hook_command
                 .env_clear()
                 .envs(envs)
                 .stdin(process::Stdio::piped())
-                .stdout(std::process::Stdio::null())
-                .stderr(process::Stdio::inherit())
+                .stdout(stdout.try_clone().map_err(HookError::CommandExecute)?)
+                .stderr(stderr.try_clone().map_err(HookError::CommandExecute)?)
                 .spawn()
                 .map_err(HookError::CommandExecute)?;
+            let with_output = |err: HookError, stdout: &mut std::fs::File, stderr: &mut std::fs::File| {
+                HookError::WithOutput {
+                    source: Box::new(err),
+                    stdout: output_of(stdout),
+                    stderr: output_of(stderr),
+                }
+            };
             let hook_process_pid = Pid::from_raw(hook_process.id() as i32);
             // Based on the OCI spec, we need to pipe the container state into
             // the hook command through stdin.
@@ -156,7 +206,11 @@ pub fn run_hooks(
                         // Kill the process. There is no need to further clean
                         // up because we will be error out.
                         let _ = signal::kill(hook_process_pid, signal::Signal::SIGKILL);
-                        return Err(HookError::Timeout(timeout_sec as f64));
+                        return Err(with_output(
+                            HookError::Timeout(timeout_sec as f64),
+                            &mut stdout,
+                            &mut stderr,
+                        ));
                     }
                     Err(_) => {
                         unreachable!();
@@ -169,8 +223,12 @@ pub fn run_hooks(
             match res {
                 Ok(exit_status) => match exit_status.code() {
                     Some(0) => Ok(()),
-                    Some(exit_code) => Err(HookError::NonZeroExitCode(exit_code)),
-                    None => Err(HookError::Killed),
+                    Some(exit_code) => Err(with_output(
+                        HookError::NonZeroExitCode(exit_code),
+                        &mut stdout,
+                        &mut stderr,
+                    )),
+                    None => Err(with_output(HookError::Killed, &mut stdout, &mut stderr)),
                 },
                 Err(e) => Err(HookError::CommandExecute(e)),
             }?;

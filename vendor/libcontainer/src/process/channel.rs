@@ -43,7 +43,8 @@ pub fn error_chain(err: &dyn std::error::Error) -> String {
     let mut source = err.source();
     while let Some(s) = source {
         let part = s.to_string();
-        if !line.ends_with(&part) {
+        // A source already said (a message that quotes its cause) is not repeated.
+        if !line.contains(&part) {
             line.push_str(": ");
             line.push_str(&part);
         }

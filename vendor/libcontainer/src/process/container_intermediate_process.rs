@@ -86,13 +86,30 @@ pub fn container_intermediate_process(
     // the cgroup of the process will form the root of the cgroup hierarchy in
     // the cgroup namespace.
     // PATCH(inclavare): `exec --cgroup` joins existing sub-cgroups, and creates none.
+    // PATCH(inclavare): runc sets the cgroup's limits once its init exists (`Set` at
+    // procReady), so a pids limit of 1 still lets the container start; here this process
+    // is in the cgroup when it forks the init, so pids.max is written after that fork.
+    // In a new user namespace this process may no longer write the cgroup then, and
+    // systemd sets a unit's properties all at once: there the limit is set before, as
+    // youki did.
+    let init = matches!(args.container_type, ContainerType::InitContainer);
+    let user_ns = namespaces.get(LinuxNamespaceType::User)?.is_some();
+    let cgroupfs = !args.cgroup_config.systemd_cgroup;
+    let deferred_pids = linux
+        .resources()
+        .as_ref()
+        .filter(|r| init && cgroupfs && !user_ns && r.pids().is_some())
+        .cloned();
     match &args.sub_cgroup_dirs {
         Some(dirs) => join_existing_cgroups(dirs)?,
-        None => apply_cgroups(
-            &cgroup_manager,
-            linux.resources().as_ref(),
-            matches!(args.container_type, ContainerType::InitContainer),
-        )?,
+        None => match &deferred_pids {
+            Some(resources) => {
+                let mut without_pids = resources.clone();
+                without_pids.set_pids(None);
+                apply_cgroups(&cgroup_manager, Some(&without_pids), init)?
+            }
+            None => apply_cgroups(&cgroup_manager, linux.resources().as_ref(), init)?,
+        },
     }
 
     // setting CPU affinity for tenant container after cgroup move
@@ -204,7 +221,9 @@ pub fn container_intermediate_process(
                         // we need to explicitly close the pipe.
                         drop(exec_notify_fd);
                     }
-                    -1
+                    // PATCH(inclavare): runc's init exits 1 when it fails (init.go), the
+                    // status `run` reports for a failing startContainer hook.
+                    1
                 }
             }
         })
@@ -222,6 +241,14 @@ pub fn container_intermediate_process(
         tracing::error!("failed to fork init process: {}", err);
         IntermediateProcessError::InitProcess(err)
     })?;
+
+    // PATCH(inclavare): the pids limit, now that the init exists (see above). A failure
+    // here leaves the init to the main process, which kills it when create fails.
+    if let Some(resources) = deferred_pids {
+        let mut pids_only = LinuxResources::default();
+        pids_only.set_pids(resources.pids().clone());
+        apply_cgroups(&cgroup_manager, Some(&pids_only), true)?;
+    }
 
     // Close the exec_notify_fd in this process
     if let ContainerType::TenantContainer { exec_notify_fd } = args.container_type {

@@ -153,24 +153,28 @@ impl Device {
 
         let full_container_path = create_container_dev_path(rootfs, dev)?;
 
-        self.syscall
-            .mknod(
-                &full_container_path,
-                to_sflag(dev.typ()),
-                Mode::from_bits_truncate(dev.file_mode().unwrap_or(0o666)),
-                makedev(dev.major(), dev.minor()),
-            )
-            .map_err(|err| {
-                tracing::error!(
-                    ?err,
-                    path = ?full_container_path,
-                    major = ?dev.major(),
-                    minor = ?dev.minor(),
-                    "failed to mknod device"
-                );
-
-                err
-            })?;
+        // PATCH(inclavare): a node already there (a rootfs without a /dev mount, run
+        // before) is kept, as runc's createDeviceNode does; a second run failed with
+        // "File exists".
+        match self.syscall.mknod(
+            &full_container_path,
+            to_sflag(dev.typ()),
+            Mode::from_bits_truncate(dev.file_mode().unwrap_or(0o666)),
+            makedev(dev.major(), dev.minor()),
+        ) {
+            Err(err) if err.is_exists() => return Ok(()),
+            other => other,
+        }
+        .map_err(|err| {
+            tracing::error!(
+                ?err,
+                path = ?full_container_path,
+                major = ?dev.major(),
+                minor = ?dev.minor(),
+                "failed to mknod device"
+            );
+            err
+        })?;
         self.syscall
             .chown(
                 &full_container_path,

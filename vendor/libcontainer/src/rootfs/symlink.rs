@@ -80,6 +80,8 @@ impl Symlink {
         if Path::new("/proc/kcore").exists() {
             self.syscall
                 .symlink(Path::new("/proc/kcore"), &rootfs.join("dev/kcore"))
+                // PATCH(inclavare): an existing link is kept, as runc's setupDevSymlinks.
+                .or_else(|err| if err.is_exists() { Ok(()) } else { Err(err) })
                 .map_err(|err| {
                     tracing::error!("failed to symlink kcore");
                     SymlinkError::Syscall { source: err }
@@ -98,6 +100,8 @@ impl Symlink {
         for (src, dst) in defaults {
             self.syscall
                 .symlink(Path::new(src), &rootfs.join(dst))
+                // PATCH(inclavare): an existing link is kept, as runc's setupDevSymlinks.
+                .or_else(|err| if err.is_exists() { Ok(()) } else { Err(err) })
                 .map_err(|err| {
                     tracing::error!("failed to symlink defaults");
                     SymlinkError::Syscall { source: err }

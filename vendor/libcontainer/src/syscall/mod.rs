@@ -23,3 +23,16 @@ pub enum SyscallError {
 }
 
 type Result<T> = std::result::Result<T, SyscallError>;
+
+impl SyscallError {
+    /// PATCH(inclavare): whether the error is EEXIST, which runc ignores when it makes
+    /// /dev's default symlinks and device nodes in a rootfs without a /dev mount (left
+    /// there by the container's last run).
+    pub fn is_exists(&self) -> bool {
+        match self {
+            SyscallError::Nix(errno) => *errno == nix::errno::Errno::EEXIST,
+            SyscallError::IO(err) => err.kind() == std::io::ErrorKind::AlreadyExists,
+            _ => false,
+        }
+    }
+}

@@ -517,7 +517,11 @@ pub fn container_init_process(
             .map_err(|err| {
                 // PATCH(inclavare): `start` has returned and no one reads the channel
                 // any more: say it on the container's stderr, as runc's init does.
-                let _ = writeln!(std::io::stderr(), "{}", crate::process::channel::error_chain(&err));
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "error running {}",
+                    crate::process::channel::error_chain(&err)
+                );
                 tracing::error!(?err, "failed to run start container hooks");
                 err
             })?;
@@ -551,11 +555,24 @@ fn sysctl(kernel_params: &HashMap<String, String>) -> Result<()> {
         );
 
         let subpath = sys.join(kernel_param.replace('.', "/"));
-        let mut f = procfs.open(
-            ProcfsBase::ProcRoot,
-            subpath,
-            OpenFlags::O_WRONLY | OpenFlags::O_CLOEXEC,
-        )?;
+        // PATCH(inclavare): name the file and the cause, as runc ("open
+        // /proc/sys/net/x: no such file or directory"), not pathrs's openat2 dump.
+        let mut f = procfs
+            .open(
+                ProcfsBase::ProcRoot,
+                &subpath,
+                OpenFlags::O_WRONLY | OpenFlags::O_CLOEXEC,
+            )
+            .map_err(|err| {
+                let mut cause: &dyn std::error::Error = &err;
+                while let Some(next) = cause.source() {
+                    cause = next;
+                }
+                InitProcessError::Sysctl(std::io::Error::other(format!(
+                    "open /proc/{}: {cause}",
+                    subpath.display()
+                )))
+            })?;
         f.write_all(value.as_bytes()).map_err(|err| {
             tracing::error!("failed to set sysctl {kernel_param}={value}: {err}");
             InitProcessError::Sysctl(err)
@@ -983,7 +1000,16 @@ fn setup_scheduler(sc_op: &Option<Scheduler>) -> Result<()> {
                 Ok(_) => {}
                 Err(err) => {
                     tracing::error!(?err, "error setting scheduler");
-                    Err(InitProcessError::SchedSetattr(err.to_string()))?;
+                    // PATCH(inclavare): the errno's words and the policy, not "error: 1".
+                    let errno = nix::errno::Errno::from_raw(err);
+                    let policy = serde_json::to_value(sc.policy())
+                        .ok()
+                        .and_then(|v| v.as_str().map(str::to_string))
+                        .unwrap_or_default();
+                    Err(InitProcessError::SchedSetattr(format!(
+                        "process.scheduler {policy} priority {}: {errno}",
+                        sc.priority().unwrap_or(0),
+                    )))?;
                 }
             }
         };
@@ -1116,15 +1142,22 @@ fn set_home_from_path(envs: &mut HashMap<String, String>, dir_home: &Path) {
     }
 }
 
-/// PATCH(inclavare): handlers that end the process for the signals whose default action
-/// is to terminate it (signal(7)), installed while a created container waits for start;
+/// PATCH(inclavare): handlers that end the process for the signals that end runc's init
+/// ([`TERMINATING`]), installed while a created container waits for start;
 /// dropping it restores the default dispositions (an exec resets handled signals anyway,
 /// but an in-process payload such as an enclave runtime must see the defaults).
 struct TerminatingSignals;
 
-const TERMINATING: [nix::sys::signal::Signal; 7] = {
+/// The signals that end runc's waiting init (a Go program: the runtime's `_SigKill` and
+/// `_SigThrow` entries of runtime/sigtab_linux_generic.go, when sent by kill(2)); Go
+/// catches every other signal and does nothing, so USR1, USR2, ALRM, PIPE and the
+/// realtime ones leave a created container created.
+const TERMINATING: [nix::sys::signal::Signal; 12] = {
     use nix::sys::signal::Signal::*;
-    [SIGHUP, SIGINT, SIGTERM, SIGUSR1, SIGUSR2, SIGALRM, SIGQUIT]
+    [
+        SIGHUP, SIGINT, SIGQUIT, SIGILL, SIGTRAP, SIGABRT, SIGBUS, SIGFPE, SIGSEGV, SIGTERM,
+        SIGSTKFLT, SIGSYS,
+    ]
 };
 
 extern "C" fn exit_on_signal(sig: libc::c_int) {

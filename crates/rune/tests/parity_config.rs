@@ -1,0 +1,251 @@
+//! `config.json` settings runc refuses, runs or repeats, compared with runc (Debian's,
+//! which `make test` installs): each case runs under both, and the expected outcome is
+//! runc's. Refusals must be one error line naming the cause runc names, with nothing left.
+
+mod common;
+
+use std::path::Path;
+
+use common::parity::*;
+use common::*;
+use serde_json::{json, Value};
+
+/// Sets `value` at JSON pointer `at` of the bundle's spec, making the objects on the way.
+fn set(b: &mut Bundle, at: &str, value: Value) {
+    let mut node = &mut b.spec;
+    for key in at.trim_start_matches('/').split('/') {
+        if !node.is_object() {
+            *node = json!({});
+        }
+        node = node
+            .as_object_mut()
+            .unwrap()
+            .entry(key.to_string())
+            .or_insert(Value::Null);
+    }
+    *node = value;
+    b.save();
+}
+
+/// `run` of `b` under `rt` with a fresh state root: (exit code, stdout, stderr), and the
+/// container deleted afterwards (nothing left of it under rune).
+fn run_once(rt: &str, b: &Bundle, what: &str) -> (i32, String, String) {
+    let root = tempfile::tempdir().unwrap();
+    let id = unique_id("cfg");
+    let r = runtime(
+        rt,
+        root.path(),
+        &["run", "--bundle", b.path().to_str().unwrap(), &id],
+    );
+    runtime(rt, root.path(), &["delete", "--force", &id]);
+    if rt == RUNE {
+        assert!(
+            leftovers(root.path(), &id).is_empty(),
+            "{what}: {:?}",
+            leftovers(root.path(), &id)
+        );
+    }
+    r
+}
+
+/// Settings runc refuses: rune refuses them too, before anything runs, in one error line
+/// carrying the words of runc's own message (`cause`, checked in runc's line first).
+#[test]
+fn settings_runc_refuses_are_refused_in_one_line_naming_the_cause() {
+    if skip("config refusals") {
+        return;
+    }
+    let plain_ns = json!([{"type": "pid"}, {"type": "mount"}, {"type": "uts"}, {"type": "ipc"}]);
+    let mut with_net = plain_ns.clone();
+    with_net
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"type": "network"}));
+    let mut missing_net = plain_ns.clone();
+    missing_net
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"type": "network", "path": "/proc/999999999/ns/net"}));
+    // (what, settings at JSON pointers, the words of runc's message)
+    type Case<'a> = (&'a str, Vec<(&'a str, Value)>, &'a str);
+    let cases: Vec<Case> = vec![
+        (
+            "namespace path that does not exist",
+            vec![("/linux/namespaces", missing_net)],
+            "lstat /proc/999999999/ns/net: no such file or directory",
+        ),
+        (
+            "oomScoreAdj out of the kernel's range",
+            vec![("/process/oomScoreAdj", json!(5000))],
+            "/proc/self/oom_score_adj: invalid argument",
+        ),
+        (
+            "additional gid above 2^31-1",
+            vec![(
+                "/process/user",
+                json!({"uid": 0, "gid": 0, "additionalGids": [4294967295u32]}),
+            )],
+            "uids and gids must be in range 0-2147483647",
+        ),
+        (
+            "uid above 2^31-1",
+            vec![("/process/user", json!({"uid": 4294967295u32, "gid": 0}))],
+            "uids and gids must be in range 0-2147483647",
+        ),
+        (
+            "sysctl the kernel does not have",
+            vec![
+                ("/linux/namespaces", with_net),
+                ("/linux/sysctl", json!({"net.nosuch.thing": "1"})),
+            ],
+            "open /proc/sys/net/nosuch/thing: no such file or directory",
+        ),
+    ];
+    for (what, changes, cause) in cases {
+        let mut b = Bundle::new(&["true"]);
+        for (at, value) in changes {
+            set(&mut b, at, value);
+        }
+        // runc may say it in an earlier line (nsexec's `level=fatal`) than its last.
+        let runc = run_once(RUNC, &b, what);
+        assert_ne!(runc.0, 0, "runc, {what}");
+        assert!(
+            runc.2.to_lowercase().contains(cause),
+            "runc, {what}: {}",
+            runc.2
+        );
+        let rune = failure(&run_once(RUNE, &b, what));
+        assert_ne!(rune.0, 0, "rune, {what}");
+        assert!(rune.1, "rune, {what}: one error line");
+        assert!(
+            rune.2.to_lowercase().contains(cause),
+            "rune, {what}: {}",
+            rune.2
+        );
+    }
+}
+
+/// LSM settings the host cannot apply (neither SELinux nor AppArmor enabled): runc
+/// refuses a process label in its words, and fails a mount label or an AppArmor profile
+/// part-way; rune refuses each before anything runs, naming the field, where it ignored
+/// the labels and said only "No such file or directory" for the profile.
+#[test]
+fn lsm_settings_the_host_cannot_apply_are_refused() {
+    if skip("lsm settings") {
+        return;
+    }
+    let selinux = Path::new("/sys/fs/selinux/enforce").exists();
+    let apparmor = std::fs::read_to_string("/sys/module/apparmor/parameters/enabled")
+        .is_ok_and(|s| s.trim() == "Y");
+    if selinux || apparmor {
+        eprintln!("skipped lsm settings: this host has SELinux or AppArmor enabled");
+        return;
+    }
+    let cases = [
+        (
+            "/process/selinuxLabel",
+            "process.selinuxLabel",
+            "system_u:system_r:container_t:s0",
+            "selinux",
+        ),
+        (
+            "/linux/mountLabel",
+            "linux.mountLabel",
+            "system_u:object_r:container_file_t:s0",
+            "selinux",
+        ),
+        (
+            "/process/apparmorProfile",
+            "process.apparmorProfile",
+            "nosuch",
+            "apparmor",
+        ),
+    ];
+    for (at, field, value, lsm) in cases {
+        let mut b = Bundle::new(&["true"]);
+        set(&mut b, at, json!(value));
+        let runc = failure(&run_once(RUNC, &b, field));
+        assert_ne!(runc.0, 0, "runc applies no {field} here");
+        let rune = failure(&run_once(RUNE, &b, field));
+        assert_ne!(rune.0, 0, "rune, {field}");
+        assert!(rune.1, "rune, {field}: one error line");
+        assert!(
+            rune.2.contains(field) && rune.2.contains(lsm),
+            "rune, {field}: {}",
+            rune.2
+        );
+        if field == "process.selinuxLabel" {
+            // runc's sentence, cut from its own line.
+            let sentence = runc.2.rsplit(": ").next().unwrap();
+            assert!(
+                rune.2.ends_with(sentence),
+                "{} vs runc's {}",
+                rune.2,
+                runc.2
+            );
+        }
+    }
+}
+
+/// Settings runc runs with, where rune refused or failed: a pids limit of 1 (runc sets
+/// limits once its init exists), a relative mount destination (runtime-spec 1.1: relative
+/// to `/`; runc warns), and a bundle without a /dev mount run twice (the device nodes
+/// and links the first run made are kept).
+#[test]
+fn settings_runc_runs_with_run_as_with_runc() {
+    if skip("config runs") {
+        return;
+    }
+    // pids.limit 1: the program runs, and may not fork.
+    let mut b = Bundle::new(&["sh", "-c", "echo ran; (true) && echo forked"]);
+    set(&mut b, "/linux/resources/pids", json!({"limit": 1}));
+    let runc = run_once(RUNC, &b, "pids 1");
+    let rune = run_once(RUNE, &b, "pids 1");
+    assert_eq!(runc.1, "ran\n", "runc, pids 1: {runc:?}");
+    assert_eq!((rune.0, &rune.1), (runc.0, &runc.1), "pids 1: {rune:?}");
+
+    // A relative destination lands at /DESTINATION.
+    let out = out_dir();
+    let mut b = Bundle::new(&["sh", "-c", "grep -c ' /mnt ' /proc/self/mounts > /tmp/mnt"])
+        .bind(out.path(), "/tmp");
+    b.spec["mounts"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"destination": "mnt", "type": "tmpfs", "source": "tmpfs"}));
+    b.save();
+    let mut seen = Vec::new();
+    for rt in [RUNC, RUNE] {
+        let _ = std::fs::remove_file(out.path().join("mnt"));
+        let r = run_once(rt, &b, "relative mount");
+        let count = std::fs::read_to_string(out.path().join("mnt")).unwrap_or_default();
+        seen.push((r.0, count, r.2.contains("is not absolute")));
+    }
+    assert_eq!(
+        seen[0],
+        (0, "1\n".to_string(), true),
+        "runc, relative mount"
+    );
+    assert_eq!(seen[1], seen[0], "rune, relative mount");
+
+    // No /dev mount: the second run finds the first run's nodes and links.
+    let mut seen = Vec::new();
+    for rt in [RUNC, RUNE] {
+        let mut b = Bundle::new(&["ls", "/dev"]).private_rootfs();
+        let rootfs = b.path().join("rootfs");
+        for entry in std::fs::read_dir(rootfs.join("dev")).unwrap() {
+            let path = entry.unwrap().path();
+            let _ = std::fs::remove_file(&path).or_else(|_| std::fs::remove_dir_all(&path));
+        }
+        b.spec["root"]["readonly"] = json!(false);
+        let mounts = b.spec["mounts"].as_array_mut().unwrap();
+        mounts.retain(|m| {
+            m["destination"] != "/dev" && !m["destination"].as_str().unwrap().starts_with("/dev/")
+        });
+        b.save();
+        let first = run_once(rt, &b, "no /dev, first");
+        let second = run_once(rt, &b, "no /dev, second");
+        seen.push((first.0, second.0, first.1 == second.1));
+    }
+    assert_eq!(seen[0], (0, 0, true), "runc, no /dev mount");
+    assert_eq!(seen[1], seen[0], "rune, no /dev mount");
+}
