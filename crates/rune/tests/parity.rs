@@ -176,31 +176,54 @@ fn a_bad_environment_entry_is_refused_in_runcs_words() {
         assert_eq!(rune_left, &Vec::<String>::new(), "rune {entry:?}");
     }
 
-    // exec --env: both refuse; the container keeps running.
+    // exec --env, or ids above runc's range: both refuse, in runc's words; the container
+    // keeps running.
     let b = Bundle::new(&["sleep", "100"]);
-    let mut seen = Vec::new();
-    for rt in [RUNE, RUNC] {
-        let root = tempfile::tempdir().unwrap();
-        let id = unique_id("badexecenv");
-        let (code, _, err) = runtime(
-            rt,
-            root.path(),
-            &["run", "-d", "--bundle", b.path().to_str().unwrap(), &id],
+    let flags: [&[&str]; 3] = [
+        &["--env", "=x"],
+        &["--user", "4294967295"],
+        &["--additional-gids", "4294967295"],
+    ];
+    for flag in flags {
+        let mut seen = Vec::new();
+        for rt in [RUNE, RUNC] {
+            let root = tempfile::tempdir().unwrap();
+            let id = unique_id("badexecenv");
+            let (code, _, err) = runtime(
+                rt,
+                root.path(),
+                &["run", "-d", "--bundle", b.path().to_str().unwrap(), &id],
+            );
+            assert_eq!(code, 0, "{rt}: {err}");
+            let args: Vec<&str> = ["exec"]
+                .iter()
+                .chain(flag)
+                .chain([id.as_str(), "true"].iter())
+                .copied()
+                .collect();
+            let r = runtime(rt, root.path(), &args);
+            let (_, state, _) = runtime(rt, root.path(), &["state", &id]);
+            let _ = runtime(rt, root.path(), &["delete", "--force", &id]);
+            let running = state.contains("\"running\"");
+            seen.push((r.0 != 0, running, failure(&r).1, failure(&r).2));
+        }
+        assert_eq!((seen[1].0, seen[1].1), (true, true), "runc: {}", seen[1].3);
+        assert_eq!(
+            (seen[0].0, seen[0].1, seen[0].2),
+            (true, true, true),
+            "rune {flag:?}: {}",
+            seen[0].3
         );
-        assert_eq!(code, 0, "{rt}: {err}");
-        let r = runtime(rt, root.path(), &["exec", "--env", "=x", &id, "true"]);
-        let (_, state, _) = runtime(rt, root.path(), &["state", &id]);
-        let _ = runtime(rt, root.path(), &["delete", "--force", &id]);
-        let running = state.contains("\"running\"");
-        seen.push((r.0 != 0, running, failure(&r).1, r.2));
+        // runc's words: the part after its last ": " that names the cause.
+        let runc_words = seen[1].3.rsplit("unable to setup user: ").next().unwrap();
+        let runc_words = runc_words.rsplit("process: ").next().unwrap();
+        assert!(
+            seen[0].3.contains(runc_words),
+            "rune {flag:?}: {} (runc: {})",
+            seen[0].3,
+            seen[1].3
+        );
     }
-    assert_eq!((seen[1].0, seen[1].1), (true, true), "runc: {}", seen[1].3);
-    assert_eq!(
-        (seen[0].0, seen[0].1, seen[0].2),
-        (true, true, true),
-        "rune: {}",
-        seen[0].3
-    );
 }
 
 /// execve refused after `start` (a seccomp profile that denies it): the program's

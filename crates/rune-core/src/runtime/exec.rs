@@ -64,17 +64,36 @@ impl Runtime {
         let c = self.load(id)?;
         // As runc's init would refuse them, before any process is made. An unreadable
         // --process file is reported where it is read.
-        crate::spec::check_env(&opts.env)?;
-        if let Some(env) = opts
+        // The checks name config.json's fields; here the values come from flags.
+        let from = |flag: &str| {
+            let flag = flag.to_string();
+            move |e: RuneError| match e {
+                RuneError::Config { field, message } => RuneError::InvalidArgument {
+                    flag: format!("{flag} ({field})"),
+                    message,
+                },
+                other => other,
+            }
+        };
+        crate::spec::check_env(&opts.env).map_err(from("--env"))?;
+        let mut user = libcontainer::oci_spec::runtime::User::default();
+        if let Some((uid, gid)) = opts.user {
+            user.set_uid(uid);
+            user.set_gid(gid.unwrap_or(0));
+        }
+        user.set_additional_gids(Some(opts.additional_gids.clone()));
+        crate::spec::check_user(&user).map_err(from("--user/--additional-gids"))?;
+        if let Some(process) = opts
             .process
             .as_ref()
             .and_then(|path| fs::read(path).ok())
             .and_then(|b| {
                 serde_json::from_slice::<libcontainer::oci_spec::runtime::Process>(&b).ok()
             })
-            .and_then(|p| p.env().clone())
         {
-            crate::spec::check_env(&env)?;
+            crate::spec::check_env(process.env().as_deref().unwrap_or_default())
+                .map_err(from("--process"))?;
+            crate::spec::check_user(process.user()).map_err(from("--process"))?;
         }
         if c.status() == ContainerStatus::Running
             && self.container_dir(id).join(agent::SOCKET).exists()
