@@ -31,9 +31,12 @@ pub struct LogArgs {
 
 impl LogArgs {
     /// Installs the global subscriber: to stderr, at `log_level`, as text or JSON lines.
+    /// Colours only on a terminal: a log file or journald gets plain text to grep.
     pub fn init(&self) {
+        use std::io::IsTerminal;
         let logs = tracing_subscriber::fmt()
             .with_writer(std::io::stderr)
+            .with_ansi(std::io::stderr().is_terminal())
             .with_max_level(self.log_level);
         match self.log_format {
             LogFormat::Json => logs.json().init(),
