@@ -268,9 +268,10 @@ impl Runtime {
     }
 
     fn ensure_root(&self) -> Result<()> {
+        // Root's alone, as runc's (0700): the states name bundles, pids and hooks.
         fs::DirBuilder::new()
             .recursive(true)
-            .mode(0o711)
+            .mode(0o700)
             .create(&self.root)
             .map_err(|e| RuneError::io(format!("state root {}", self.root.display()), e))
     }

@@ -249,3 +249,108 @@ fn settings_runc_runs_with_run_as_with_runc() {
     assert_eq!(seen[0], (0, 0, true), "runc, no /dev mount");
     assert_eq!(seen[1], seen[0], "rune, no /dev mount");
 }
+
+/// `exec` without flags runs as the container's process does (runc's exec.go
+/// `getProcess` starts from `process`): its user and groups, cwd and rlimits; `--user`
+/// replaces the ids, `--additional-gids` adds groups, `--cwd` moves it. rune ran every
+/// exec as 0:0 in /.
+#[test]
+fn exec_starts_from_the_containers_process_as_with_runc() {
+    if skip("exec process") {
+        return;
+    }
+    let mut b = Bundle::new(&["sleep", "100"]);
+    set(
+        &mut b,
+        "/process/user",
+        json!({"uid": 1000, "gid": 1000, "additionalGids": [5, 6]}),
+    );
+    set(&mut b, "/process/cwd", json!("/tmp"));
+    set(
+        &mut b,
+        "/process/rlimits",
+        json!([{"type": "RLIMIT_NOFILE", "hard": 777, "soft": 555}]),
+    );
+    // (flags, command)
+    let execs: [(&[&str], &[&str]); 4] = [
+        (&[], &["sh", "-c", "id; pwd"]),
+        (&["--user", "0"], &["id"]),
+        (&["--user", "1000", "--additional-gids", "7"], &["id"]),
+        (&["--cwd", "/"], &["pwd"]),
+    ];
+    let mut seen = Vec::new();
+    for rt in [RUNC, RUNE] {
+        let root = tempfile::tempdir().unwrap();
+        let id = unique_id("execproc");
+        let (code, _, err) = runtime(
+            rt,
+            root.path(),
+            &["run", "-d", "--bundle", b.path().to_str().unwrap(), &id],
+        );
+        assert_eq!(code, 0, "{rt}: {err}");
+        let mut outs = Vec::new();
+        for (flags, command) in execs {
+            let mut all = vec!["exec"];
+            all.extend(flags);
+            all.push(&id);
+            all.extend(command);
+            outs.push(runtime(rt, root.path(), &all));
+        }
+        runtime(rt, root.path(), &["delete", "--force", &id]);
+        seen.push(outs);
+    }
+    assert_eq!(
+        seen[0][0].1, "uid=1000 gid=1000 groups=5,6\n/tmp\n",
+        "runc: {:?}",
+        seen[0]
+    );
+    assert_eq!(seen[1], seen[0], "rune's execs");
+    // The container's rlimits: the soft limit the spec gives. (runc 1.1.5's exec hands
+    // out the hard one: its Go runtime raised RLIMIT_NOFILE, fixed in runc 1.2; its
+    // `run` gives the spec's.)
+    let rune = Rune::new();
+    let id = unique_id("execrlimit");
+    rune.ok(&["run", "-d", "--bundle", b.path().to_str().unwrap(), &id]);
+    let limits = rune.ok(&["exec", &id, "sh", "-c", "ulimit -n; ulimit -Hn"]);
+    rune.ok(&["delete", "--force", &id]);
+    assert_eq!(limits, "555\n777\n");
+}
+
+/// The state is root's alone, as runc keeps it: the state root 0700, a container's
+/// directory 0711, its state 0600 (it names the bundle, the pid and the hooks).
+#[test]
+fn the_state_is_roots_alone_as_with_runc() {
+    if skip("state modes") {
+        return;
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let b = Bundle::new(&["sleep", "100"]);
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o7777;
+    let mut seen = Vec::new();
+    for rt in [RUNC, RUNE] {
+        let parent = tempfile::tempdir().unwrap();
+        let root = parent.path().join("state");
+        let id = unique_id("modes");
+        let (code, _, err) = runtime(
+            rt,
+            &root,
+            &["create", "--bundle", b.path().to_str().unwrap(), &id],
+        );
+        assert_eq!(code, 0, "{rt}: {err}");
+        let files: Vec<u32> = std::fs::read_dir(root.join(&id))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "json"))
+            .map(|p| mode(&p))
+            .collect();
+        seen.push((mode(&root), mode(&root.join(&id)), files));
+        runtime(rt, &root, &["delete", "--force", &id]);
+    }
+    assert_eq!(seen[0], (0o700, 0o711, vec![0o600]), "runc");
+    let rune = &seen[1];
+    assert_eq!((rune.0, rune.1), (seen[0].0, seen[0].1), "rune: {rune:?}");
+    assert!(
+        !rune.2.is_empty() && rune.2.iter().all(|m| *m == 0o600),
+        "rune's state files: {rune:?}"
+    );
+}

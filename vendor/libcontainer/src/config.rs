@@ -75,7 +75,13 @@ impl YoukiConfig {
     }
 
     pub fn save<P: AsRef<Path>>(&self, path: P) -> Result<()> {
-        let file = fs::File::create(path.as_ref().join(YOUKI_CONFIG_NAME)).map_err(|err| {
+        // PATCH(inclavare): root's alone, as the state (0600); it holds the hooks.
+        let file = std::os::unix::fs::OpenOptionsExt::mode(
+            fs::OpenOptions::new().write(true).create(true).truncate(true),
+            0o600,
+        )
+        .open(path.as_ref().join(YOUKI_CONFIG_NAME))
+        .map_err(|err| {
             ConfigError::SaveIO {
                 source: err,
                 path: path.as_ref().to_owned(),

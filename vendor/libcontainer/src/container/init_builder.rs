@@ -158,14 +158,18 @@ impl InitContainerBuilder {
             return Err(LibcontainerError::Exist);
         }
 
-        std::fs::create_dir_all(&container_dir).map_err(|err| {
-            tracing::error!(
-                ?container_dir,
-                "failed to create container directory: {}",
-                err
-            );
-            LibcontainerError::OtherIO(err)
-        })?;
+        // PATCH(inclavare): 0711 as runc's (the state inside is root's alone), not the
+        // umask's 0755.
+        std::os::unix::fs::DirBuilderExt::mode(std::fs::DirBuilder::new().recursive(true), 0o711)
+            .create(&container_dir)
+            .map_err(|err| {
+                tracing::error!(
+                    ?container_dir,
+                    "failed to create container directory: {}",
+                    err
+                );
+                LibcontainerError::OtherIO(err)
+            })?;
 
         Ok(container_dir)
     }

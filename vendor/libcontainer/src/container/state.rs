@@ -1,4 +1,5 @@
 //! Information about status and state of the container
+use std::os::unix::fs::OpenOptionsExt;
 use std::collections::HashMap;
 use std::fmt::Display;
 use std::fs;
@@ -168,6 +169,8 @@ impl State {
             .append(false)
             .create(true)
             .truncate(true)
+            // PATCH(inclavare): root's alone, as runc's state.json (0600).
+            .mode(0o600)
             .open(&state_file_path)
             .map_err(|err| {
                 tracing::error!(

@@ -14,7 +14,7 @@ use nix::unistd::{Pid, pipe2, read};
 use oci_spec::runtime::{
     Capabilities as SpecCapabilities, Capability as SpecCapability, LinuxBuilder,
     LinuxCapabilities, LinuxCapabilitiesBuilder, LinuxNamespace, LinuxNamespaceBuilder,
-    LinuxNamespaceType, Process, ProcessBuilder, Spec, UserBuilder,
+    LinuxNamespaceType, Process, ProcessBuilder, Spec,
 };
 use procfs::process::Namespace;
 
@@ -426,8 +426,25 @@ impl TenantContainerBuilder {
                 .terminal(self.terminal)
                 .args(self.get_args()?)
                 .env(self.get_environment(spec_env));
-            if let Some(cwd) = self.get_working_dir()? {
-                process_builder = process_builder.cwd(cwd);
+            // PATCH(inclavare): as runc's exec (exec.go `getProcess`), the process starts
+            // from the container's: its cwd, user, rlimits, umask-bearing user, OOM score
+            // and LSM settings, unless a flag says otherwise. youki ran it as 0:0 in /.
+            let base = spec.process().clone().unwrap_or_default();
+            match self.get_working_dir()? {
+                Some(cwd) => process_builder = process_builder.cwd(cwd),
+                None => process_builder = process_builder.cwd(base.cwd().clone()),
+            }
+            if let Some(rlimits) = base.rlimits() {
+                process_builder = process_builder.rlimits(rlimits.clone());
+            }
+            if let Some(adj) = base.oom_score_adj() {
+                process_builder = process_builder.oom_score_adj(adj);
+            }
+            if let Some(label) = base.selinux_label() {
+                process_builder = process_builder.selinux_label(label.clone());
+            }
+            if let Some(profile) = base.apparmor_profile() {
+                process_builder = process_builder.apparmor_profile(profile.clone());
             }
 
             if let Some(process) = spec.process() {
@@ -447,21 +464,21 @@ impl TenantContainerBuilder {
             let capabilities = get_capabilities(&self.capabilities, spec)?;
             process_builder = process_builder.capabilities(capabilities);
 
-            let mut user_builder = UserBuilder::default();
-
-            if !self.additional_gids.is_empty() {
-                user_builder = user_builder.additional_gids(self.additional_gids.clone());
-            }
-
+            // PATCH(inclavare): the container's user, with `--user uid[:gid]` replacing
+            // its ids and `--additional-gids` appended to its groups, as runc does.
+            let mut user = base.user().clone();
             if let Some(uid) = self.user {
-                user_builder = user_builder.uid(uid);
+                user.set_uid(uid);
             }
-
             if let Some(gid) = self.group {
-                user_builder = user_builder.gid(gid);
+                user.set_gid(gid);
             }
-
-            process_builder = process_builder.user(user_builder.build()?);
+            if !self.additional_gids.is_empty() {
+                let mut gids = user.additional_gids().clone().unwrap_or_default();
+                gids.extend(self.additional_gids.iter().copied());
+                user.set_additional_gids(Some(gids));
+            }
+            process_builder = process_builder.user(user);
 
             process_builder.build()?
         };
