@@ -491,12 +491,8 @@ impl Executor for RuneExecutor {
         }
         // A program that is in the container's file system but cannot be executed (a
         // directory, no execute permission) fails create as runc's does. A missing one
-        // is the PAL's to judge on SGX (Occlum's programs live in the enclave's own file
-        // system); a `sim` enclave runs programs from the container's, so there it fails
-        // create in runc's words too, not after start with exit 255.
-        if w.config.typ == crate::enclave::EnclaveType::Sim {
-            ProcessExecutor.validate(spec)?;
-        }
+        // is the PAL's to judge: it may live in the enclave's own file system (Occlum),
+        // or be the PAL itself (a PAL that runs one built-in payload).
         if let Some(p) = ProcessExecutor::args(spec)
             .and_then(|a| resolve(&a[0], &search_path(spec)))
             .filter(|p| p.exists())

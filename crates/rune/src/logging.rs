@@ -75,7 +75,8 @@ impl<S: Subscriber> Layer<S> for RuncLayer {
     fn on_event(&self, event: &Event<'_>, _ctx: LayerContext<'_, S>) {
         let mut msg = Message::default();
         event.record(&mut msg);
-        let time = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
+        // Seconds, as runc's logrus lines (and rune's own error line) carry.
+        let time = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
         let mut line = render(
             self.format,
             level_name(event.metadata().level()),
@@ -104,12 +105,13 @@ pub fn init(log: Option<&Path>, format: LogFormat, debug: bool) -> Result<()> {
         ),
         None => Sink::Stderr,
     };
-    // libcgroups warns about every controller the host lacks, on every command. On a
-    // terminal, the libraries' own error lines would repeat the one-line error main prints.
-    let libraries = match (&sink, debug) {
-        (_, true) => LevelFilter::DEBUG,
-        (Sink::Stderr, false) => LevelFilter::OFF,
-        (Sink::File(_), false) => LevelFilter::ERROR,
+    // libcgroups warns about every controller the host lacks, on every command, and the
+    // libraries' own error lines repeat, part by part, the one error main reports: in a
+    // log as on a terminal, that error is the only entry, as runc writes one.
+    let libraries = if debug {
+        LevelFilter::DEBUG
+    } else {
+        LevelFilter::OFF
     };
     let filter = Targets::new()
         .with_default(if debug {

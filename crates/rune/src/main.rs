@@ -51,11 +51,12 @@ fn main() {
         Ok(code) => std::process::exit(code),
         Err(err) if cli_exit::is_closed_output(&err) => cli_exit::die_of_sigpipe(),
         Err(err) if logs_to_file => {
-            // As runc: with --log the error is the log's last `error` entry, where
-            // containerd, docker and podman read it; on stderr (the container's own
-            // during create) it would show twice.
-            tracing::error!("{}", cli_exit::one_line(&err));
-            std::process::exit(failure);
+            // As runc (main.go `fatalWithCode`): with --log the error is the log's last
+            // `error` entry, where containerd, docker and podman read it, and the bare
+            // message on stderr, for the person who ran the command.
+            let line = cli_exit::one_line(&err);
+            tracing::error!("{line}");
+            cli_exit::exit_with_line(&line, failure);
         }
         Err(err) => {
             // As runc without --log: one logrus line, which tools recognise as an error.

@@ -706,13 +706,39 @@ fn hooks_follow_the_runtime_spec() {
 }
 
 /// A failing create says its cause in one line that tools recognise as an error: runc's
-/// logrus form without `--log`; with `--log`, only the log's last `error` entry (where
-/// containerd, docker and podman read it), nothing on stderr, which during a create is
-/// the container's own.
+/// logrus form without `--log`; with `--log`, one `error` entry in the log (where
+/// containerd, docker and podman read it) and the bare message on stderr, as runc's
+/// main.go `fatalWithCode` (its shape is checked against runc first).
 #[test]
 fn create_failures_name_their_cause_in_one_error_line() {
-    if !root_or_skip("create failures") {
+    if skip("create failures") {
         return;
+    }
+    {
+        let b = Bundle::new(&["/no/such"]);
+        let root = tempfile::tempdir().unwrap();
+        let log = root.path().join("runc-log.json");
+        let id = unique_id("runclog");
+        let args = [
+            "--log",
+            log.to_str().unwrap(),
+            "--log-format",
+            "json",
+            "create",
+            "--bundle",
+            b.path().to_str().unwrap(),
+            &id,
+        ];
+        let (code, _, err) = runtime(RUNC, root.path(), &args);
+        runtime(RUNC, root.path(), &["delete", "--force", &id]);
+        let text = std::fs::read_to_string(&log).unwrap();
+        let entries: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_ne!(code, 0);
+        assert_eq!(entries.len(), 1, "runc's log: {text}");
+        assert_eq!(entries[0]["msg"].as_str().unwrap(), err.trim(), "runc");
     }
     let cases: Vec<(&str, serde_json::Value, &str)> = vec![
         (
@@ -781,22 +807,23 @@ fn create_failures_name_their_cause_in_one_error_line() {
             &id,
         ]);
         assert!(!out.status.success());
-        assert_eq!(
-            String::from_utf8_lossy(&out.stderr),
-            "",
-            "{what}: with --log"
-        );
+        // runc's shape with --log (checked below): one entry, the error, in the log, and
+        // the bare message on stderr.
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(stderr.lines().count(), 1, "{what}: with --log: {stderr}");
+        assert!(stderr.contains(cause), "{what}: with --log: {stderr}");
         let text = std::fs::read_to_string(&log).unwrap();
-        let last = text
+        let entries: Vec<serde_json::Value> = text
             .lines()
-            .rev()
-            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-            .find(|v| v["level"] == "error")
-            .unwrap();
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .collect();
+        assert_eq!(entries.len(), 1, "{what}: {text}");
+        assert_eq!(entries[0]["level"], "error", "{what}: {text}");
         assert!(
-            last["msg"].as_str().unwrap().contains(cause),
-            "{what}: {last}"
+            entries[0]["msg"].as_str().unwrap().contains(cause),
+            "{what}: {text}"
         );
+        assert_eq!(entries[0]["msg"].as_str().unwrap(), stderr.trim());
         assert!(leftovers(rune.root.path(), &id).is_empty(), "{what}");
         let _ = std::fs::remove_file(&log);
     }

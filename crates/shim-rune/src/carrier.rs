@@ -79,6 +79,11 @@ pub enum Outcome {
     Image {
         reference: String,
     },
+    /// An enclave container (`ENCLAVE_TYPE` or `enclave.type`) that named no PAL: the
+    /// configured one for its type was filled in.
+    RuntimePath {
+        path: PathBuf,
+    },
     /// A CRI sandbox container whose `enclave.*` annotations (the pod's) were removed.
     Sandbox {
         removed: Vec<String>,
@@ -104,7 +109,10 @@ pub fn apply(config: &Config, bundle: &Path, image: Option<&str>) -> Result<Outc
         crate::image::prepare(config, &carrier, &mut spec, reference)?
     } else {
         match carrier.as_str() {
-            "" => return Ok(Outcome::None),
+            "" => match runtime_path_default(config, &mut spec) {
+                Some(outcome) => outcome,
+                None => return Ok(Outcome::None),
+            },
             "sim" => sim(config, bundle, image, &mut spec)?,
             "occlum" => occlum(config, bundle, &mut spec)?,
             "graphene" => return Err(CarrierError::Graphene),
@@ -114,6 +122,25 @@ pub fn apply(config: &Config, bundle: &Path, image: Option<&str>) -> Result<Outc
     let bytes = serde_json::to_vec(&spec).map_err(|e| CarrierError::Spec(e.to_string()))?;
     write_atomic(&spec_path, &bytes, 0o644).map_err(|e| CarrierError::Spec(e.to_string()))?;
     Ok(outcome)
+}
+
+/// For an enclave container that names its type but no PAL (`ctr run --env
+/// ENCLAVE_TYPE=sim`, a pod with `enclave.type` only), sets `ENCLAVE_RUNTIME_PATH` to
+/// the PAL configured for the type (`[enclave_runtime.sim]`, `[enclave_runtime.occlum]`
+/// for `intelSgx`), as the README says; None when there is nothing to fill in.
+fn runtime_path_default(config: &Config, spec: &mut Value) -> Option<Outcome> {
+    let typ = crate::image::setting(spec, "ENCLAVE_TYPE", "enclave.type")?;
+    if crate::image::setting(spec, "ENCLAVE_RUNTIME_PATH", "enclave.runtime.path").is_some() {
+        return None;
+    }
+    let path = match typ.as_str() {
+        "sim" => config.enclave_runtime.sim.enclave_runtime_path.clone(),
+        "intelSgx" => config.enclave_runtime.occlum.enclave_runtime_path.clone(),
+        // rune names an unknown type in its own error.
+        _ => return None,
+    };
+    set_env_default(spec, "ENCLAVE_RUNTIME_PATH", &path.display().to_string());
+    Some(Outcome::RuntimePath { path })
 }
 
 fn env_list(spec: &Value) -> Vec<String> {
@@ -623,5 +650,55 @@ mod tests {
             apply(&Config::default(), dir.path(), None).unwrap(),
             Outcome::None
         );
+    }
+
+    /// `ctr run --env ENCLAVE_TYPE=sim`: the configured PAL is filled in; a PAL the
+    /// container names, by variable or annotation, is kept.
+    #[test]
+    fn an_enclave_type_without_a_pal_gets_the_configured_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = Config::default();
+        let sim = config.enclave_runtime.sim.enclave_runtime_path.clone();
+        let occlum = config.enclave_runtime.occlum.enclave_runtime_path.clone();
+        let cases = [
+            (json!({"env": ["ENCLAVE_TYPE=sim"]}), json!({}), Some(&sim)),
+            (
+                json!({"env": []}),
+                json!({"enclave.type": "intelSgx"}),
+                Some(&occlum),
+            ),
+            (
+                json!({"env": ["ENCLAVE_TYPE=sim", "ENCLAVE_RUNTIME_PATH=/my/pal.so"]}),
+                json!({}),
+                None,
+            ),
+            (
+                json!({"env": ["ENCLAVE_TYPE=sim"]}),
+                json!({"enclave.runtime.path": "/my/pal.so"}),
+                None,
+            ),
+        ];
+        for (process, annotations, filled) in cases {
+            let mut spec = json!({"process": process, "annotations": annotations});
+            spec["process"]["args"] = json!(["/bin/true"]);
+            std::fs::write(dir.path().join("config.json"), spec.to_string()).unwrap();
+            let outcome = apply(&config, dir.path(), None).unwrap();
+            let written: Value =
+                serde_json::from_slice(&std::fs::read(dir.path().join("config.json")).unwrap())
+                    .unwrap();
+            match filled {
+                Some(path) => {
+                    assert_eq!(outcome, Outcome::RuntimePath { path: path.clone() });
+                    assert_eq!(
+                        env_value(&written, "ENCLAVE_RUNTIME_PATH").as_deref(),
+                        Some(path.to_str().unwrap())
+                    );
+                }
+                None => {
+                    assert_eq!(outcome, Outcome::None, "{spec}");
+                    assert_eq!(written, spec);
+                }
+            }
+        }
     }
 }

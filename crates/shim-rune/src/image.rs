@@ -30,7 +30,7 @@ pub const ENCLAVE_ANNOTATION_PREFIX: &str = "enclave.";
 
 /// A setting as rune reads it (`rune_core::enclave::setting`): the variable when its
 /// value is longer than one character, else the annotation; empty means unset.
-fn setting(spec: &Value, var: &str, annotation: &str) -> Option<String> {
+pub(crate) fn setting(spec: &Value, var: &str, annotation: &str) -> Option<String> {
     env_value(spec, var)
         .filter(|v| v.len() > 1)
         .or_else(|| spec["annotations"][annotation].as_str().map(str::to_string))
