@@ -41,6 +41,13 @@ fn main() {
         cli_exit::exit_on_error("rune", &err);
     }
     let logs_to_file = cli.global.log.is_some();
+    // create, run and exec hand rune's stderr on to the container's process: there it is
+    // the container's output, and containerd, docker and podman read the error from the
+    // log instead (runc's bare line would show as the task's output too, or be lost).
+    let stderr_is_the_callers = !matches!(
+        cli.command,
+        Some(cli::Command::Create(_) | cli::Command::Run(_) | cli::Command::Exec(_))
+    ) || std::io::IsTerminal::is_terminal(&std::io::stderr());
     // runc's exec fails with 255 (`fatalWithCode(…, 255)`), its other commands with 1.
     let failure = if matches!(cli.command, Some(cli::Command::Exec(_))) {
         255
@@ -51,12 +58,15 @@ fn main() {
         Ok(code) => std::process::exit(code),
         Err(err) if cli_exit::is_closed_output(&err) => cli_exit::die_of_sigpipe(),
         Err(err) if logs_to_file => {
-            // As runc (main.go `fatalWithCode`): with --log the error is the log's last
+            // As runc (main.go `fatalWithCode`): with --log the error is the log's one
             // `error` entry, where containerd, docker and podman read it, and the bare
             // message on stderr, for the person who ran the command.
             let line = cli_exit::one_line(&err);
             tracing::error!("{line}");
-            cli_exit::exit_with_line(&line, failure);
+            if stderr_is_the_callers {
+                cli_exit::exit_with_line(&line, failure);
+            }
+            std::process::exit(failure);
         }
         Err(err) => {
             // As runc without --log: one logrus line, which tools recognise as an error.

@@ -354,3 +354,52 @@ fn the_state_is_roots_alone_as_with_runc() {
         "rune's state files: {rune:?}"
     );
 }
+
+/// A `--console-socket` nobody listens on: runc names the path and the cause ("dial unix
+/// PATH: connect: no such file or directory"); rune said "failed to create console
+/// socket: ENOENT", naming nothing.
+#[test]
+fn a_console_socket_that_is_not_there_is_named_as_by_runc() {
+    if skip("console socket") {
+        return;
+    }
+    let mut b = Bundle::new(&["true"]);
+    set(&mut b, "/process/terminal", json!(true));
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("nobody.sock");
+    let mut seen = Vec::new();
+    for rt in [RUNC, RUNE] {
+        let root = tempfile::tempdir().unwrap();
+        let id = unique_id("consock");
+        let r = runtime(
+            rt,
+            root.path(),
+            &[
+                "create",
+                "--console-socket",
+                socket.to_str().unwrap(),
+                "--bundle",
+                b.path().to_str().unwrap(),
+                &id,
+            ],
+        );
+        runtime(rt, root.path(), &["delete", "--force", &id]);
+        if rt == RUNE {
+            assert!(leftovers(root.path(), &id).is_empty());
+        }
+        seen.push(failure(&r));
+    }
+    for fact in [
+        socket.to_str().unwrap(),
+        "no such file or directory",
+        "connect",
+    ] {
+        assert!(seen[0].2.contains(fact), "runc: {:?}", seen[0]);
+        assert!(
+            seen[1].2.to_lowercase().contains(&fact.to_lowercase()),
+            "rune lacks {fact:?}: {:?}",
+            seen[1]
+        );
+    }
+    assert_eq!((seen[1].0, seen[1].1), (seen[0].0, seen[0].1), "{seen:?}");
+}

@@ -670,6 +670,11 @@ fn mount_and_rlimit_failures_name_what_runcs_lines_name() {
                                "source": "/etc", "options": ["rbind"]}]}),
         ),
         (
+            "tmpfs onto a file",
+            json!({"mounts": [{"destination": "/etc/passwd", "type": "tmpfs",
+                               "source": "tmpfs"}]}),
+        ),
+        (
             // podman's case in the runtime reference: above the kernel's nr_open.
             "rlimit above the hard limit",
             json!({"rlimits": [{"type": "RLIMIT_NOFILE",
@@ -717,6 +722,13 @@ fn mount_and_rlimit_failures_name_what_runcs_lines_name() {
             runc.2[at..].split(':').next().unwrap().to_string()
         };
         assert!(rune.0 != 0 && rune.1, "{what}: one error line: {rune:?}");
+        // The cause runc ends with ("not a directory"), and no path-resolution dump.
+        let cause = runc.2.rsplit(": ").next().unwrap().to_lowercase();
+        assert!(
+            rune.2.to_lowercase().contains(&cause) && !rune.2.contains("openat("),
+            "{what}: rune's line lacks {cause:?} or dumps: {:?}",
+            rune.2
+        );
         assert!(
             rune.2.contains(&fact),
             "{what}: rune's line lacks {fact:?}: {:?} (runc: {:?})",

@@ -59,10 +59,13 @@ impl std::fmt::Display for StdIO {
 pub enum TTYError {
     #[error("failed to connect/duplicate {stdio}")]
     ConnectStdIO { source: nix::Error, stdio: StdIO },
-    #[error("failed to create console socket")]
+    // PATCH(inclavare): it is a connect, and names the path, as runc's "dial unix
+    // PATH: connect: …".
+    #[error("console socket {}: connect", console_socket_path.display())]
     CreateConsoleSocket {
         source: nix::Error,
         socket_name: String,
+        console_socket_path: Box<PathBuf>,
     },
     #[error("failed to symlink console socket into container_dir")]
     Symlink {
@@ -142,6 +145,7 @@ pub fn setup_console_socket(
     .map_err(|e| TTYError::CreateConsoleSocket {
         source: e,
         socket_name: socket_name.to_string(),
+        console_socket_path: console_socket_path.to_path_buf().into(),
     })?;
 
     Ok(csocketfd)

@@ -30,6 +30,9 @@ pub enum RootfsError {
     Mount(#[from] mount::MountError),
     #[error(transparent)]
     Device(#[from] device::DeviceError),
+    /// PATCH(inclavare): a cause said in words of our own (see `named_mount`).
+    #[error("{0}")]
+    Other(String),
     /// PATCH(inclavare): a spec mount that failed, named as runc names it.
     #[error("error mounting {source_path:?} to rootfs at {destination:?}")]
     NamedMount {
@@ -47,6 +50,17 @@ impl RootfsError {
         if cause.to_string().starts_with("error mounting ") {
             return cause;
         }
+        // PATCH(inclavare): a path-resolution failure (libpathrs) says only its root
+        // cause, as runc's "mount tmpfs:/etc/passwd (via /proc/self/fd/6): not a
+        // directory", not pathrs's dump of file descriptors and openat flags.
+        let cause = match root_cause_below_pathrs(&cause) {
+            Some(root) => RootfsError::Other(format!(
+                "mount {}:{}: {root}",
+                mount.typ().as_deref().unwrap_or("bind"),
+                mount.destination().display()
+            )),
+            None => cause,
+        };
         RootfsError::NamedMount {
             source_path: mount
                 .source()
@@ -57,6 +71,30 @@ impl RootfsError {
             cause: Box::new(cause),
         }
     }
+}
+
+/// PATCH(inclavare): the innermost cause of `err` when a libpathrs error is on the way
+/// (as a value, or already made text: its `openat(…)` dump).
+fn root_cause_below_pathrs(err: &(dyn std::error::Error + 'static)) -> Option<String> {
+    let mut seen_pathrs = false;
+    let mut current = err;
+    loop {
+        seen_pathrs |= current.downcast_ref::<pathrs::error::Error>().is_some()
+            || current.to_string().contains("openat(");
+        match current.source() {
+            Some(next) => current = next,
+            None => break,
+        }
+    }
+    let text = current.to_string();
+    let dump = text.contains("openat(") || text.contains("magiclink");
+    if dump {
+        // pathrs ends its dump with the errno's words: "…, 0o0): Not a directory (os
+        // error 20)".
+        let tail = text.rsplit("): ").next().unwrap_or(&text);
+        return Some(tail.to_string());
+    }
+    seen_pathrs.then_some(text)
 }
 
 type Result<T> = std::result::Result<T, RootfsError>;
