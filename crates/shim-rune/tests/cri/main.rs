@@ -510,3 +510,65 @@ fn an_enclave_container_in_a_pod_attests_and_execs_through_its_enclave() {
     client.must_remove_container(&ctr);
     remove_pod(&c, &client, &pod, &config);
 }
+
+/// A pod that asks for an enclave by its annotations alone (`enclave.type: sim`, as a
+/// Kubernetes user writes in the pod's metadata, passed by `pod_annotations`): the shim
+/// fills in the PAL configured for the type (`[enclave_runtime.sim]`) and the app
+/// container's program runs in the sim enclave, while the sandbox stays plain.
+#[test]
+fn a_pod_asks_for_an_enclave_by_annotations_alone() {
+    if !root_or_skip("a_pod_asks_for_an_enclave_by_annotations_alone") {
+        return;
+    }
+    let (c, client) = start_cri();
+    let mut config = pod_config(&c, "annotated");
+    config
+        .annotations
+        .insert("enclave.type".into(), "sim".into());
+    config
+        .annotations
+        .insert("enclave.runtime.args".into(), "debug".into());
+    let pod = client.must_run_pod_sandbox(&config, "rune");
+    let app = container_config(
+        "annotated",
+        &[
+            "/bin/sh",
+            "-c",
+            "echo in-enclave; while :; do sleep 1; done",
+        ],
+    );
+    let ctr = start(&client, &pod, &config, &app);
+    let spec = bundle_spec(&c, &ctr);
+    let env: Vec<String> = spec["process"]["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_string())
+        .collect();
+    let path = env
+        .iter()
+        .find_map(|e| e.strip_prefix("ENCLAVE_RUNTIME_PATH="))
+        .expect("the shim filled in the PAL");
+    assert!(
+        path.ends_with("liberpal-sim.so") || path.ends_with("liberpal_sim.so"),
+        "{path}"
+    );
+    let log_file = Path::new(&config.log_directory).join("annotated/0.log");
+    let lines = log_lines(&log_file, 2);
+    assert!(
+        lines
+            .iter()
+            .any(|(s, l)| s == "stdout" && l == "in-enclave"),
+        "{lines:?}"
+    );
+    // liberpal-sim's notice: the program runs in a (debug) sim enclave.
+    assert!(
+        lines
+            .iter()
+            .any(|(s, l)| s == "stderr" && l.contains("liberpal-sim") && l.contains("debug=true")),
+        "{lines:?}"
+    );
+    client.must_stop_container(&ctr, 10);
+    client.must_remove_container(&ctr);
+    remove_pod(&c, &client, &pod, &config);
+}
