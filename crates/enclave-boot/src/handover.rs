@@ -226,12 +226,32 @@ pub const SAVED_LAUNCH: &str = ".rune/launch.json";
 
 /// Keeps `launch` under `root` so that later processes (`rune exec`) get the image's
 /// environment, working directory and user as `docker exec` gives them.
+///
+/// The file is the boot program's own: written only as a regular file (0600) in a real
+/// `.rune` directory, never through a symbolic link an image put there.
 pub fn save(root: &Path, launch: &Launch) -> Result<(), HandoverError> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
     let path = root.join(SAVED_LAUNCH);
+    let io = |e: std::io::Error| HandoverError::Io(path.display().to_string(), e.to_string());
     let bytes = serde_json::to_vec(launch)
         .map_err(|e| HandoverError::Io(path.display().to_string(), e.to_string()))?;
-    std::fs::write(&path, bytes)
-        .map_err(|e| HandoverError::Io(path.display().to_string(), e.to_string()))
+    let dir = path.parent().unwrap_or(root);
+    let meta = std::fs::symlink_metadata(dir).map_err(io)?;
+    if !meta.is_dir() {
+        return Err(io(std::io::Error::other(
+            "its directory is not a directory (a link?)",
+        )));
+    }
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .custom_flags(nix::libc::O_NOFOLLOW)
+        .open(&path)
+        .and_then(|mut f| f.write_all(&bytes))
+        .map_err(io)
 }
 
 /// The launch of a `rune exec` process: `argv` with the workload's saved environment
@@ -246,7 +266,7 @@ pub fn for_exec(
         return Err(HandoverError::NoCommand);
     }
     let path = root.join(SAVED_LAUNCH);
-    let bytes = std::fs::read(&path).map_err(|e| {
+    let bytes = read_nofollow(&path).map_err(|e| {
         HandoverError::Io(
             path.display().to_string(),
             format!("{e} (the image's program has not started yet)"),
@@ -393,10 +413,62 @@ pub fn exec(launch: &Launch) -> HandoverError {
     }
 }
 
+/// Reads `path` unless it is a symbolic link.
+fn read_nofollow(path: &Path) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut bytes = Vec::new();
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NOFOLLOW)
+        .open(path)?
+        .read_to_end(&mut bytes)?;
+    Ok(bytes)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use oci_spec::image::ConfigBuilder;
+
+    /// The saved launch is written and read only as a regular file in a real `.rune`
+    /// directory, mode 0600: a link an image left there is refused and its target kept.
+    #[test]
+    fn the_saved_launch_never_follows_a_link() {
+        use std::os::unix::fs::PermissionsExt;
+        let launch = Launch {
+            argv: vec!["/bin/app".into()],
+            env: vec!["PATH=/bin".into()],
+            cwd: "/".into(),
+            user: None,
+        };
+        let root = tempfile::tempdir().unwrap();
+        std::fs::create_dir(root.path().join(".rune")).unwrap();
+        save(root.path(), &launch).unwrap();
+        let mode = std::fs::metadata(root.path().join(SAVED_LAUNCH))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+        assert_eq!(
+            for_exec(root.path(), vec!["x".into()], &[]).unwrap().argv,
+            ["x"]
+        );
+
+        let elsewhere = tempfile::tempdir().unwrap();
+        let target = elsewhere.path().join("target");
+        std::fs::write(&target, b"keep").unwrap();
+        std::fs::remove_file(root.path().join(SAVED_LAUNCH)).unwrap();
+        std::os::unix::fs::symlink(&target, root.path().join(SAVED_LAUNCH)).unwrap();
+        assert!(save(root.path(), &launch).is_err());
+        assert!(for_exec(root.path(), vec!["x".into()], &[]).is_err());
+        assert_eq!(std::fs::read(&target).unwrap(), b"keep");
+
+        let linked = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink(elsewhere.path(), linked.path().join(".rune")).unwrap();
+        assert!(save(linked.path(), &launch).is_err());
+        assert!(!elsewhere.path().join("launch.json").exists());
+    }
 
     fn s(v: &[&str]) -> Vec<String> {
         v.iter().map(|x| x.to_string()).collect()
