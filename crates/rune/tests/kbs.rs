@@ -90,12 +90,9 @@ fn only_the_expected_enclave_gets_the_secret() {
         args[2] = serde_json::json!(url);
         b.save();
         let id = unique_id("kbs");
-        let out = output_via_files(
-            Command::new(RUNE)
-                .env("INCLAVARE_SIM_PLATFORM_DIR", &platform)
-                .arg("--root")
-                .arg(rune.root.path())
-                .args(["run", "--bundle", b.path().to_str().unwrap(), &id]),
+        let out = rune.sim(
+            &platform,
+            &["run", "--bundle", b.path().to_str().unwrap(), &id],
         );
         assert!(leftovers(rune.root.path(), &id).is_empty());
         (
@@ -267,12 +264,9 @@ fn a_launch_with_an_unexpected_variable_gets_no_key() {
     let rune = Rune::new();
     let run = |b: &Bundle| {
         let id = unique_id("launch");
-        let out = output_via_files(
-            Command::new(RUNE)
-                .env("INCLAVARE_SIM_PLATFORM_DIR", &platform)
-                .arg("--root")
-                .arg(rune.root.path())
-                .args(["run", "--bundle", b.path().to_str().unwrap(), &id]),
+        let out = rune.sim(
+            &platform,
+            &["run", "--bundle", b.path().to_str().unwrap(), &id],
         );
         assert!(leftovers(rune.root.path(), &id).is_empty());
         (

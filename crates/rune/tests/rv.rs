@@ -65,12 +65,9 @@ fn reported_mr_enclave(rune: &Rune, id: &str) -> (String, sim_tee::Report) {
 
 fn run_detached(rune: &Rune, platform: &Path, b: &Bundle, id: &str) {
     // Files, not pipes: the detached container keeps its stdio open.
-    let out = output_via_files(
-        Command::new(RUNE)
-            .env("INCLAVARE_SIM_PLATFORM_DIR", platform)
-            .arg("--root")
-            .arg(rune.root.path())
-            .args(["run", "-d", "--bundle", b.path().to_str().unwrap(), id]),
+    let out = rune.sim(
+        platform,
+        &["run", "-d", "--bundle", b.path().to_str().unwrap(), id],
     );
     assert!(
         out.status.success(),
@@ -331,12 +328,9 @@ fn a_provisioned_reference_value_admits_the_image_and_one_changed_byte_is_refuse
             .retain(|n| n["type"] != "network");
         b.save();
         let id = unique_id("rvkbs");
-        let out = output_via_files(
-            Command::new(RUNE)
-                .env("INCLAVARE_SIM_PLATFORM_DIR", &platform)
-                .arg("--root")
-                .arg(rune.root.path())
-                .args(["run", "--bundle", b.path().to_str().unwrap(), &id]),
+        let out = rune.sim(
+            &platform,
+            &["run", "--bundle", b.path().to_str().unwrap(), &id],
         );
         assert!(leftovers(rune.root.path(), &id).is_empty());
         (

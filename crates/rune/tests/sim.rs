@@ -54,12 +54,10 @@ fn sim_bundle(pal: &Path, manifest: Option<&Path>, args: &str) -> Bundle {
 }
 
 fn run_sim(rune: &Rune, platform: &Path, b: &Bundle, id: &str) -> std::process::Output {
-    let mut c = Command::new(RUNE);
-    c.env("INCLAVARE_SIM_PLATFORM_DIR", platform)
-        .arg("--root")
-        .arg(rune.root.path())
-        .args(["run", "--bundle", b.path().to_str().unwrap(), id]);
-    output_via_files(&mut c)
+    rune.sim(
+        platform,
+        &["run", "--bundle", b.path().to_str().unwrap(), id],
+    )
 }
 
 #[test]

@@ -186,6 +186,18 @@ impl Rune {
         output_via_files(&mut c)
     }
 
+    /// [`Rune::cmd`] for sim enclaves on the software platform kept in `platform` (its
+    /// key, its program digests): the one place tests name `INCLAVARE_SIM_PLATFORM_DIR`
+    /// for a rune command.
+    pub fn sim(&self, platform: &Path, args: &[&str]) -> Output {
+        let mut c = Command::new(RUNE);
+        c.env("INCLAVARE_SIM_PLATFORM_DIR", platform)
+            .arg("--root")
+            .arg(self.root.path())
+            .args(args);
+        output_via_files(&mut c)
+    }
+
     /// Runs and asserts success, returning stdout.
     pub fn ok(&self, args: &[&str]) -> String {
         let out = self.cmd(args);
