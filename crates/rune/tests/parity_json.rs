@@ -191,6 +191,7 @@ fn events_stream_until_the_container_is_deleted() {
         return;
     }
     let b = limited_bundle(&["sleep", "1000"], MEMORY_LIMIT);
+    // 3.5 s at one event a second: 3 on a quiet host, at least 2 on a busy one.
     let wait = Duration::from_millis(3500);
     let (runc_exit, theirs) = event_stream(RUNC, &b, wait);
     let (rune_exit, ours) = event_stream(RUNE, &b, wait);
@@ -199,9 +200,9 @@ fn events_stream_until_the_container_is_deleted() {
         rune_exit, runc_exit,
         "rune's stream ends with the container"
     );
-    assert!(theirs.len() >= 3, "runc: {} events", theirs.len());
+    assert!(theirs.len() >= 2, "runc: {} events", theirs.len());
     assert!(
-        ours.len() >= 3,
+        ours.len() >= 2,
         "rune: one event a second, got {}",
         ours.len()
     );
