@@ -37,7 +37,16 @@ pub(crate) fn verify(
             input.now,
             &dcap_qvl::QuotePolicy::claims_only(input.now),
         )
-        .map_err(|e| classify(name, &format!("{e:#}")))?;
+        .map_err(|e| {
+            let msg = format!("{e:#}");
+            match classify(name, &msg) {
+                RatsError::CollateralExpired { tee, .. } => RatsError::CollateralExpired {
+                    tee,
+                    reason: explain_expiry(quote, collateral, &msg, input.now),
+                },
+                other => other,
+            }
+        })?;
     let mut v = body_claims(tee, &claims.report)?;
     v.tcb_status = Some(claims.tcb.status.to_string());
     v.advisory_ids = claims.tcb.advisory_ids.clone();
@@ -248,6 +257,18 @@ fn check_collateral_matches(
             reason: mismatches.join("; "),
         })
     }
+}
+
+/// dcap-qvl's expiry error `msg` as a reader wants it: the collateral item (or PCK
+/// certificate) outside its window, its date and the verification time, in RFC 3339.
+fn explain_expiry(quote: &[u8], collateral: &QuoteCollateralV3, msg: &str, now: u64) -> String {
+    let pck_chain = dcap_qvl::quote::Quote::parse(quote)
+        .ok()
+        .and_then(|q| dcap_qvl::intel::extract_cert_chain(&q).ok())
+        .unwrap_or_default();
+    let now = now as i64;
+    let found = crate::validity::dcap_collateral(collateral, &pck_chain, now);
+    crate::validity::explain_dcap(msg, &found, now)
 }
 
 /// Sorts dcap-qvl's error text into the check that failed.

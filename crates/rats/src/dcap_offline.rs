@@ -81,7 +81,6 @@ pub(crate) fn verify(tee: Tee, quote: &[u8], input: &Input) -> Result<Verified, 
     if root[..] != *INTEL_SGX_ROOT_CA {
         return Err(chain_error(foreign_root(&certs, root)));
     }
-    let at = ASN1Time::from_timestamp(input.now as i64).map_err(|e| malformed(e.to_string()))?;
     for (i, cert) in certs.iter().enumerate() {
         let issuer = certs.get(i + 1).unwrap_or(cert);
         let what = cert.subject().to_string();
@@ -97,14 +96,10 @@ pub(crate) fn verify(tee: Tee, quote: &[u8], input: &Input) -> Result<Verified, 
             Signature::from_der(cert.signature_value.data.as_ref()).ok(),
         )
         .map_err(|()| chain_error(format!("{what}: signature does not verify")))?;
-        if !cert.validity().is_valid_at(at) {
+        if let Some(w) = crate::validity::certificate("", cert, input.now as i64) {
             return Err(RatsError::CollateralExpired {
                 tee: name,
-                reason: format!(
-                    "{what} is valid from {} to {}",
-                    cert.validity().not_before,
-                    cert.validity().not_after
-                ),
+                reason: w.reason(input.now as i64, true),
             });
         }
     }

@@ -16,8 +16,10 @@ pub enum RatsError {
     #[error("{tee} evidence: certificate chain: {reason}")]
     CertificateChain { tee: &'static str, reason: String },
     /// Collateral (TCB info, identities, CRLs, certificates) is outside its validity
-    /// window at the verification time.
-    #[error("{tee} evidence: collateral expired or not yet valid: {reason}")]
+    /// window at the verification time. The reason starts "collateral expired:" or
+    /// "collateral not yet valid:" and names the item, its date and the verification
+    /// time in RFC 3339 ([`crate::validity`]).
+    #[error("{tee} evidence: {reason}")]
     CollateralExpired { tee: &'static str, reason: String },
     /// Collateral is missing, malformed, or does not belong to this evidence.
     #[error("{tee} evidence: collateral: {reason}")]

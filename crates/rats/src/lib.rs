@@ -38,6 +38,7 @@ pub mod snp;
 mod software;
 pub mod tdx;
 pub mod tsm;
+pub mod validity;
 
 use serde::Serialize;
 

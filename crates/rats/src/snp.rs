@@ -356,16 +356,10 @@ fn cert_from_bytes(b: &[u8]) -> std::io::Result<Certificate> {
 fn check_validity(what: &str, der: &[u8], now: u64) -> Result<(), RatsError> {
     let (_, cert) = X509Certificate::from_der(der)
         .map_err(|e| collateral(format!("{what}: not a certificate: {e}")))?;
-    let t =
-        ASN1Time::from_timestamp(now as i64).map_err(|e| collateral(format!("time {now}: {e}")))?;
-    if !cert.validity().is_valid_at(t) {
+    if let Some(w) = crate::validity::certificate(&format!("the {what}"), &cert, now as i64) {
         return Err(RatsError::CollateralExpired {
             tee: TEE,
-            reason: format!(
-                "{what} is valid from {} to {}",
-                cert.validity().not_before,
-                cert.validity().not_after
-            ),
+            reason: w.reason(now as i64, true),
         });
     }
     Ok(())

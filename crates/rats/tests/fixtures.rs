@@ -180,6 +180,12 @@ fn collateral_outside_its_window_is_expired() {
     )
     .unwrap_err();
     assert!(matches!(e, RatsError::CollateralExpired { .. }), "{e}");
+    // The QE identity's nextUpdate, as its JSON document has it, and the time.
+    assert_eq!(
+        e.to_string(),
+        "sgx_ecdsa evidence: collateral expired: the QE identity's nextUpdate \
+         2025-07-19T10:01:18Z is before the verification time 2025-07-19T10:01:19Z"
+    );
     let e = verify(
         &data("tdx_quote"),
         None,

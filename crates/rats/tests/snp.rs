@@ -131,6 +131,12 @@ fn vcek_outside_its_validity_is_expired() {
     )
     .unwrap_err();
     assert!(matches!(e, RatsError::CollateralExpired { .. }), "{e}");
+    // Said with the date passed (`openssl x509 -enddate` of the fixture) and the time.
+    assert_eq!(
+        e.to_string(),
+        "sev_snp evidence: collateral expired: the VCEK's notAfter 2030-01-24T17:58:26Z \
+         is before the verification time 2031-01-01T00:00:00Z"
+    );
 }
 
 /// A certificate table as configfs-tsm's `auxblob` carries it, written by virtee/sev's

@@ -14,6 +14,7 @@ pub mod captured;
 pub mod console;
 pub mod enclave;
 pub mod error;
+pub mod events;
 pub mod exec_flags;
 pub mod executor;
 pub mod image;

@@ -19,6 +19,7 @@ use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
 use crate::error::{Result, RuneError};
+use crate::events;
 use crate::executor::{EnclaveWorkload, RuneExecutor};
 use crate::pidfile;
 use crate::signal::{self, Signal};
@@ -537,11 +538,46 @@ impl Runtime {
         c.resume().map_err(RuneError::lc(format!("resume {id}")))
     }
 
-    /// `events`: prints OOM and stats events (libcontainer writes them to stdout).
-    pub fn events(&self, id: &str, interval_secs: u32, stats: bool) -> Result<()> {
-        let mut c = self.load(id)?;
-        c.events(interval_secs, stats)
-            .map_err(RuneError::lc(format!("events of {id}")))
+    /// `events`: runc's event stream of a created, running or paused container, written
+    /// through `emit` one event at a time (see [`crate::events`]): with `stats_only`
+    /// one stats event, else stats every `interval` and OOM events until the
+    /// container's cgroup is removed. Refused for a stopped container, as by runc.
+    pub fn events(
+        &self,
+        id: &str,
+        interval: std::time::Duration,
+        stats_only: bool,
+        mut emit: impl FnMut(&events::Event) -> std::io::Result<()>,
+    ) -> Result<()> {
+        let c = self.load(id)?;
+        if c.status() == ContainerStatus::Stopped {
+            return Err(RuneError::State {
+                id: id.to_string(),
+                status: status_name(c.status()).to_string(),
+                what: "events need a container that is not stopped",
+            });
+        }
+        let m = self.cgroup_manager(&c)?;
+        let dirs = m.dirs();
+        let dir = |key: &str| dirs.iter().find(|(k, _)| k == key).map(|(_, p)| p.clone());
+        let cpuset = dir("cpuset");
+        // v1: the memory hierarchy; v2 (and a hybrid host without v1 memory): the unified one.
+        let memory = dir("memory").or_else(|| dir(""));
+        let read = || {
+            m.stats()
+                .map(|s| events::Stats::from_cgroup(&s, cpuset.as_deref()))
+                .map_err(|e| RuneError::Cgroup(format!("stats of {id}: {e}")))
+        };
+        if stats_only {
+            let event = events::Event {
+                kind: "stats",
+                id: id.to_string(),
+                data: Some(read()?),
+            };
+            return emit(&event).map_err(|e| RuneError::io("write event", e));
+        }
+        let read_logged = || read().map_err(|e| tracing::error!("{e}")).ok();
+        events::stream(id, interval, memory.as_deref(), read_logged, emit)
     }
 
     fn cgroup_manager(&self, c: &Container) -> Result<libcgroups::common::AnyCgroupManager> {

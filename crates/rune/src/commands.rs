@@ -66,8 +66,14 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Spec(s) => spec(&s)?,
         Command::Ps(p) => ps(&rt, &p)?,
         Command::Events(e) => {
-            let interval = parse_interval(&e.interval)?;
-            rt.events(&e.id, interval, e.stats)?;
+            let interval = rune_core::events::parse_go_duration(&e.interval)
+                .map_err(|m| anyhow::anyhow!("--interval: {m}"))?;
+            rt.events(&e.id, interval, e.stats, |event| {
+                let mut out = std::io::stdout().lock();
+                serde_json::to_writer(&mut out, event)?;
+                writeln!(out)?;
+                out.flush()
+            })?;
         }
         Command::Pause(p) => rt.pause(&p.id)?,
         Command::Resume(p) => rt.resume(&p.id)?,
@@ -247,6 +253,8 @@ fn list(rt: &Runtime, l: &cli::List) -> Result<()> {
         return Ok(());
     }
     match l.format {
+        // runc 1.1 encodes its nil slice: `null`, not `[]`, when there is no container.
+        Format::Json if states.is_empty() => writeln!(out, "null")?,
         Format::Json => writeln!(out, "{}", serde_json::to_string(&states)?)?,
         Format::Table => {
             let rows: Vec<[String; 6]> = states
@@ -376,24 +384,6 @@ fn ps(rt: &Runtime, p: &cli::Ps) -> Result<()> {
 
 /// Parses runc's `--interval` (a Go duration such as `5s`, `1m`, `500ms`) into whole
 /// seconds, at least one.
-fn parse_interval(s: &str) -> Result<u32> {
-    let (num, unit) = s
-        .find(|c: char| !c.is_ascii_digit() && c != '.')
-        .map(|i| s.split_at(i))
-        .unwrap_or((s, "s"));
-    let value: f64 = num
-        .parse()
-        .with_context(|| format!("--interval {s:?}: not a duration"))?;
-    let secs = match unit {
-        "ms" => value / 1000.0,
-        "s" => value,
-        "m" => value * 60.0,
-        "h" => value * 3600.0,
-        _ => bail!("--interval {s:?}: unknown unit {unit:?}"),
-    };
-    Ok(secs.ceil().max(1.0) as u32)
-}
-
 fn update(rt: &Runtime, u: &cli::Update) -> Result<()> {
     // As runc: a document, when given, is all there is; the flags count otherwise.
     let request = match &u.resources {
@@ -442,15 +432,6 @@ fn update(rt: &Runtime, u: &cli::Update) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn intervals() {
-        assert_eq!(parse_interval("5s").unwrap(), 5);
-        assert_eq!(parse_interval("1m").unwrap(), 60);
-        assert_eq!(parse_interval("500ms").unwrap(), 1);
-        assert_eq!(parse_interval("7").unwrap(), 7);
-        assert!(parse_interval("5x").is_err());
-    }
 
     #[test]
     fn users() {

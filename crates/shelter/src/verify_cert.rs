@@ -78,15 +78,8 @@ pub fn run(v: &VerifyCert) -> Result<i32> {
     if !self_signed {
         reasons.push("the certificate's self-signature does not verify".to_string());
     }
-    let valid_now = ASN1Time::from_timestamp(now as i64)
-        .map(|t| cert.validity().is_valid_at(t))
-        .unwrap_or(false);
-    if !valid_now {
-        reasons.push(format!(
-            "the certificate is not valid at {now}: valid from {} to {}",
-            cert.validity().not_before,
-            cert.validity().not_after
-        ));
+    if let Some(w) = rats::validity::certificate("the certificate", &cert, now as i64) {
+        reasons.push(w.reason(now as i64, false));
     }
 
     // The claims and the key they name.

@@ -134,6 +134,102 @@ fn failures_are_one_line_with_a_nonzero_exit() {
     }
 }
 
+/// `openssl crl -noout FLAG -dateopt iso_8601` of a hex-encoded DER CRL from the
+/// collateral, as RFC 3339 (`2026-04-03T11:21:57Z`).
+fn openssl_crl_date(hex_der: &str, flag: &str) -> String {
+    use std::io::Write as _;
+    let mut child = Command::new("openssl")
+        .args([
+            "crl", "-inform", "DER", "-noout", flag, "-dateopt", "iso_8601",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let der = hex::decode(hex_der).unwrap();
+    child.stdin.take().unwrap().write_all(&der).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let line = String::from_utf8(out.stdout).unwrap();
+    let (_, date) = line.trim().split_once('=').unwrap();
+    date.replacen(' ', "T", 1)
+}
+
+/// Collateral outside its window is refused in one line naming the item, the date it
+/// passed and the verification time, in RFC 3339 (never webpki's `UnixTime(…)`): the
+/// dates come from the collateral as openssl and its JSON documents give them.
+#[test]
+fn expired_collateral_names_the_item_and_both_dates() {
+    let coll_path = testdata("sgx_quote_collateral.json");
+    let coll: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&coll_path).unwrap()).unwrap();
+    let doc =
+        |k: &str| -> serde_json::Value { serde_json::from_str(coll[k].as_str().unwrap()).unwrap() };
+    let root_crl_next = openssl_crl_date(coll["root_ca_crl"].as_str().unwrap(), "-nextupdate");
+    let qe_next = doc("qe_identity")["nextUpdate"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let tcb_issued = doc("tcb_info")["issueDate"].as_str().unwrap().to_string();
+    let cases = [
+        // The CRL webpki reports (its nextUpdate is the last of the collateral's dates).
+        (
+            "2026-06-20T00:00:00Z",
+            format!(
+                "collateral expired: the root CA CRL's nextUpdate {root_crl_next} is before \
+                 the verification time 2026-06-20T00:00:00Z"
+            ),
+        ),
+        (
+            "2025-07-19T10:01:19Z",
+            format!(
+                "collateral expired: the QE identity's nextUpdate {qe_next} is before the \
+                 verification time 2025-07-19T10:01:19Z"
+            ),
+        ),
+        (
+            "2020-01-01T00:00:00Z",
+            format!(
+                "collateral not yet valid: the TCB info's issueDate {tcb_issued} is after \
+                 the verification time 2020-01-01T00:00:00Z"
+            ),
+        ),
+    ];
+    for (at, wanted) in cases {
+        let (code, out, err) = shelter(&[
+            "verify",
+            "--evidence",
+            &testdata("sgx_quote"),
+            "--collateral",
+            &coll_path,
+            "--at",
+            at,
+        ]);
+        assert_eq!(code, 1, "{at}: {out}{err}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert_eq!(
+            err.trim_end(),
+            format!("shelter: sgx_ecdsa evidence: {wanted}")
+        );
+    }
+    // Without --at: now, which is after every date of the collateral (kept from 2025).
+    let (code, _, err) = shelter(&[
+        "verify",
+        "--evidence",
+        &testdata("sgx_quote"),
+        "--collateral",
+        &coll_path,
+    ]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains(&format!(
+            "nextUpdate {root_crl_next} is before the verification time 20"
+        )),
+        "{err}"
+    );
+    assert!(!err.contains("UnixTime("), "{err}");
+}
+
 #[test]
 fn snp_reports_verify_from_raw_or_hex_files() {
     // Trustee's report runs microcode 0xce but reports 0x73 (its VCEK's): OutOfDate,

@@ -394,13 +394,37 @@ fn rats_rs_certificate_binds_its_key_through_its_claims() {
     };
     let (code, out, err) = run("2024-04-15T16:53:30Z");
     assert_eq!(code, 0, "{out}{err}");
-    // A minute after it was made, it has expired.
+    // A minute after it was made, it has expired; before, it was not yet valid. Each
+    // said with the date passed (as openssl reads it) and the time, in RFC 3339.
+    let (not_before, not_after) = (
+        openssl_date(&pem, "-startdate"),
+        openssl_date(&pem, "-enddate"),
+    );
     let (code, out, _) = run("2024-04-15T16:55:00Z");
     assert_eq!(code, 3, "{out}");
+    let line = format!(
+        "- expired: the certificate's notAfter {not_after} is before the verification time 2024-04-15T16:55:00Z\n"
+    );
+    assert!(out.contains(&line), "{line}{out}");
     assert!(
-        out.contains("- the certificate is not valid at 1713200100"),
+        !out.contains("1713200100") && !out.contains("UnixTime("),
         "{out}"
     );
+    let (code, out, _) = run("2024-04-15T16:50:00Z");
+    assert_eq!(code, 3, "{out}");
+    let line = format!(
+        "- not yet valid: the certificate's notBefore {not_before} is after the verification time 2024-04-15T16:50:00Z\n"
+    );
+    assert!(out.contains(&line), "{line}{out}");
+}
+
+/// `openssl x509 -noout FLAG -dateopt iso_8601` of a PEM certificate, as RFC 3339
+/// (`2024-04-15T16:54:01Z`).
+fn openssl_date(cert_pem: &[u8], flag: &str) -> String {
+    let out = openssl(&["x509", "-noout", flag, "-dateopt", "iso_8601"], cert_pem);
+    let line = String::from_utf8(out).unwrap();
+    let (_, date) = line.trim().split_once('=').unwrap();
+    date.replacen(' ', "T", 1)
 }
 
 /// Enclave-TLS (wolfSSL and OpenSSL instances): the raw quote under
