@@ -411,6 +411,12 @@ impl Appraiser {
                     *executables = 96;
                 }
                 status = "contraindicated";
+                // The rats policy's own line about the same claim ("claim sim_mr_enclave
+                // is X, not among the reference values (Y)") says it again, less fully.
+                if let Some((claim, _, _)) = measurement_claim(tee) {
+                    let same = format!("claim {claim} is ");
+                    reasons.retain(|r| !r.starts_with(&same));
+                }
                 if !reasons.contains(&reason) {
                     reasons.insert(0, reason);
                 }
