@@ -133,10 +133,26 @@ impl EnclaveConfig {
 
 /// The init-data of `spec`, read and checked: the document from `ENCLAVE_INIT_DATA`
 /// (or its annotation), or the host file `ENCLAVE_INIT_DATA_FILE` names.
+///
+/// Confidential Containers' pod annotation [`COCO_INIT_DATA`] (base64 of the gzipped
+/// document, as kata and CoCo's guest-components take it) is read when neither is set.
 fn init_data(spec: &Spec, typ: EnclaveType) -> Result<Option<String>> {
     let err = |m: String| Err(RuneError::Enclave(m));
+    let coco = spec
+        .annotations()
+        .as_ref()
+        .and_then(|a| a.get(COCO_INIT_DATA))
+        .filter(|v| !v.is_empty());
     let doc = match (setting(spec, INIT_DATA), setting(spec, INIT_DATA_FILE)) {
-        (None, None) => return Ok(None),
+        (None, None) => match coco {
+            None => return Ok(None),
+            Some(packed) => unpack_coco_init_data(packed)?,
+        },
+        (Some(_), _) | (_, Some(_)) if coco.is_some() => {
+            return err(format!(
+            "init-data: set ENCLAVE_INIT_DATA(_FILE) or the {COCO_INIT_DATA} annotation, not both"
+        ))
+        }
         (Some(_), Some(_)) => {
             return err(
                 "init-data: set ENCLAVE_INIT_DATA or ENCLAVE_INIT_DATA_FILE, not both".into(),
@@ -164,6 +180,33 @@ fn init_data(spec: &Spec, typ: EnclaveType) -> Result<Option<String>> {
     }
     measurement::initdata::InitData::parse(&doc).map_err(|e| RuneError::Enclave(e.to_string()))?;
     Ok(Some(doc))
+}
+
+/// Confidential Containers' init-data annotation: base64 (standard) of the gzipped TOML
+/// document (CoCo's "initdata" design; kata's `cc_init_data`).
+pub const COCO_INIT_DATA: &str = "io.katacontainers.config.hypervisor.cc_init_data";
+
+/// The largest init-data document taken from the annotation once unzipped (CoCo's
+/// agent takes documents well below this; the bound stops a zip bomb).
+const MAX_INIT_DATA: u64 = 256 * 1024;
+
+/// The document in a [`COCO_INIT_DATA`] value: base64, then gzip, then UTF-8 text.
+fn unpack_coco_init_data(packed: &str) -> Result<String> {
+    use base64::Engine as _;
+    use std::io::Read;
+    let bad = |why: String| RuneError::Enclave(format!("init-data ({COCO_INIT_DATA}): {why}"));
+    let gz = base64::engine::general_purpose::STANDARD
+        .decode(packed.trim())
+        .map_err(|e| bad(format!("not base64: {e}")))?;
+    let mut doc = Vec::new();
+    flate2::read::GzDecoder::new(gz.as_slice())
+        .take(MAX_INIT_DATA + 1)
+        .read_to_end(&mut doc)
+        .map_err(|e| bad(format!("not gzip: {e}")))?;
+    if doc.len() as u64 > MAX_INIT_DATA {
+        return Err(bad(format!("larger than {MAX_INIT_DATA} bytes unzipped")));
+    }
+    String::from_utf8(doc).map_err(|_| bad("not UTF-8".into()))
 }
 
 /// Reads the enclave configuration of `spec`: `None` for a plain container.
@@ -443,6 +486,49 @@ mod tests {
     }
 
     const DOC: &str = "version = \"0.1.0\"\nalgorithm = \"sha384\"\n[data]\n\"a\" = \"b\"\n";
+
+    /// CoCo's annotation, packed by the real tools as CoCo's docs do (`gzip | base64
+    /// -w0`): the same document as given directly; bad packing is one line each.
+    #[test]
+    fn cocos_init_data_annotation_is_read() {
+        use std::io::Write;
+        use std::process::{Command, Stdio};
+        let mut gzip = Command::new("sh")
+            .args(["-c", "gzip -c | base64 -w0"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        gzip.stdin
+            .take()
+            .unwrap()
+            .write_all(DOC.as_bytes())
+            .unwrap();
+        let packed = String::from_utf8(gzip.wait_with_output().unwrap().stdout).unwrap();
+        let env = [
+            "ENCLAVE_TYPE=sim",
+            "ENCLAVE_RUNTIME_PATH=/usr/lib/liberpal-sim.so",
+        ];
+        let c = config_from_spec(&spec(&env, &[(COCO_INIT_DATA, &packed)]))
+            .unwrap()
+            .unwrap();
+        assert_eq!(c.init_data.as_deref(), Some(DOC));
+        for (value, why) in [("not base64!", "not base64"), ("aGVsbG8=", "not gzip")] {
+            let e = config_from_spec(&spec(&env, &[(COCO_INIT_DATA, value)])).unwrap_err();
+            let e = e.to_string();
+            assert!(
+                e.contains(why) && e.contains(COCO_INIT_DATA) && !e.contains('\n'),
+                "{e}"
+            );
+        }
+        let both = format!("ENCLAVE_INIT_DATA={DOC}");
+        let e = config_from_spec(&spec(
+            &[env[0], env[1], &both],
+            &[(COCO_INIT_DATA, &packed)],
+        ))
+        .unwrap_err();
+        assert!(e.to_string().contains("not both"), "{e}");
+    }
 
     #[test]
     fn init_data_is_read_checked_and_passed_to_the_pal() {
