@@ -26,11 +26,21 @@
 //!
 //! [token]
 //! duration_secs = 300
-//! signer_key = "token-key.pem"   # P-256 PKCS#8 PEM; generated at start when absent
+//! signer_key = "token-key.pem"   # P-256 PKCS#8 PEM; generated at start when absent.
+//!                                # Without it: a key of this process, or with postgres
+//!                                # storage one generated once in the database, shared
+//!                                # by the replicas (the token of one is good at all)
 //!
 //! [storage]
-//! type = "localfs"               # or "memory"
+//! type = "localfs"               # or "memory" (the default), or "postgres"
 //! dir = "/var/lib/verdictd/resources"
+//! # type = "postgres": everything (resources, sessions, policies, reference values) in
+//! # one database, so replicas on it act as one broker (see crate::pg)
+//! # url = "postgres://verdictd@db.example:5432/verdictd?sslmode=require"
+//! #                              # or "host=/run/postgresql dbname=verdictd user=verdictd"
+//! # password_file = "db-password"  # optional; the password is never logged
+//! # ca_file = "db-ca.pem"        # TLS to the database, verified against this CA
+//! # pool_size = 16               # connections per replica
 //!
 //! [admin]
 //! mode = "bearer_jwt"            # insecure_allow_all | deny_all | bearer_jwt
@@ -170,20 +180,51 @@ impl Default for TokenConfig {
     }
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+/// `[storage]`: where resources, sessions, policies and reference values live.
+#[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct StorageConfig {
     #[serde(rename = "type")]
     pub kind: StorageKind,
+    /// `localfs`: the resource directory.
     pub dir: Option<PathBuf>,
+    /// `postgres`: a libpq connection URL (`postgres://user@host:port/dbname?sslmode=…`)
+    /// or key=value string (`host=/run/postgresql dbname=verdictd user=verdictd`; a
+    /// host that is a directory is a unix socket).
+    pub url: Option<String>,
+    /// `postgres`: a file holding the password (so it need not be in the URL).
+    pub password_file: Option<PathBuf>,
+    /// `postgres`: PEM CA certificate(s) the database's TLS certificate must chain to;
+    /// with it, TLS is used (`sslmode=prefer`, the default: TLS when the server offers
+    /// it; `sslmode=require` in the URL: only TLS). Without it, no TLS.
+    pub ca_file: Option<PathBuf>,
+    /// `postgres`: connections kept open at most (default 16).
+    pub pool_size: usize,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        StorageConfig {
+            kind: StorageKind::default(),
+            dir: None,
+            url: None,
+            password_file: None,
+            ca_file: None,
+            pool_size: 16,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum StorageKind {
+    /// In this process only (the default: development).
     #[default]
     Memory,
+    /// Resources in files; the rest in memory.
     Localfs,
+    /// Everything in PostgreSQL ([`crate::pg`]): replicas on one database act as one.
+    Postgres,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -243,6 +284,8 @@ impl Config {
             self.dcap_collateral.as_mut(),
             self.token.signer_key.as_mut(),
             self.storage.dir.as_mut(),
+            self.storage.password_file.as_mut(),
+            self.storage.ca_file.as_mut(),
         ]
         .into_iter()
         .flatten()
@@ -266,6 +309,14 @@ impl Config {
         }
         if self.storage.kind == StorageKind::Localfs && self.storage.dir.is_none() {
             anyhow::bail!("[storage] type = \"localfs\" needs dir");
+        }
+        if self.storage.kind == StorageKind::Postgres {
+            if self.storage.url.is_none() {
+                anyhow::bail!("[storage] type = \"postgres\" needs url");
+            }
+            if self.storage.pool_size == 0 {
+                anyhow::bail!("[storage] pool_size must be at least 1");
+            }
         }
         if self.admin.mode == AdminMode::BearerJwt && self.admin.public_keys.is_empty() {
             anyhow::bail!("[admin] mode = \"bearer_jwt\" needs public_keys");
