@@ -21,14 +21,13 @@ fn main() {
     };
     config.admin.mode = verdictd::config::AdminMode::InsecureAllowAll;
     let state = verdictd::AppState::new(config).expect("state");
-    state
-        .storage
-        .put(&["default", "key", "bench"], &[7u8; 32])
-        .unwrap();
     let server = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
+        .unwrap();
+    server
+        .block_on(state.storage.put(&["default", "key", "bench"], &[7u8; 32]))
         .unwrap();
     let listener = server
         .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))

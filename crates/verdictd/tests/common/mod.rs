@@ -48,6 +48,8 @@ impl Verdictd {
             // Appended: [storage] then closes whatever table `extra` ended in.
             let extra = format!("{extra}\n{}", pg_storage(&pg, "verdictd"));
             let mut v = Self::spawn_in(dir, &extra);
+            let log = std::fs::read_to_string(v.dir.path().join("verdictd.log")).unwrap();
+            assert!(log.contains("database ready"), "not on postgres: {log}");
             v.pg = Some(pg);
             return v;
         }
