@@ -41,6 +41,8 @@
 //! # password_file = "db-password"  # optional; the password is never logged
 //! # ca_file = "db-ca.pem"        # TLS to the database, verified against this CA
 //! # pool_size = 16               # connections per replica
+//! # kek_file = "kek.bin"         # 32 bytes (raw or hex), 0600: resources sealed at
+//! #                              # rest with per-resource data keys (crate::seal)
 //!
 //! [admin]
 //! mode = "bearer_jwt"            # insecure_allow_all | deny_all | bearer_jwt
@@ -200,6 +202,11 @@ pub struct StorageConfig {
     pub ca_file: Option<PathBuf>,
     /// `postgres`: connections kept open at most (default 16).
     pub pool_size: usize,
+    /// `postgres`: the key-encryption key (32 bytes, raw or 64 hex digits; mode 0600),
+    /// never stored in the database. With it, each resource (and verdictd's own keys
+    /// in the database) is sealed with a data key of its own ([`crate::seal`]); every
+    /// replica needs the same file. Without it, values are stored as they are.
+    pub kek_file: Option<PathBuf>,
 }
 
 impl Default for StorageConfig {
@@ -211,6 +218,7 @@ impl Default for StorageConfig {
             password_file: None,
             ca_file: None,
             pool_size: 16,
+            kek_file: None,
         }
     }
 }
@@ -286,6 +294,7 @@ impl Config {
             self.storage.dir.as_mut(),
             self.storage.password_file.as_mut(),
             self.storage.ca_file.as_mut(),
+            self.storage.kek_file.as_mut(),
         ]
         .into_iter()
         .flatten()

@@ -19,6 +19,7 @@ pub mod initdata;
 pub mod metrics;
 pub mod pg;
 pub mod policy;
+pub mod seal;
 pub mod server;
 pub mod sessions;
 pub mod storage;
@@ -92,7 +93,7 @@ impl AppState {
                 (pg::RESOURCE_POLICY, &resource_policy),
                 (appraise::ACTIVE_POLICY, &attestation_policy),
             ])
-            .await;
+            .await?;
         let state = Self::build(config, Some((pg, settings)))?;
         // The database's policies and reference values, before the first request.
         state.sync_resource_policy().await?;

@@ -3,12 +3,12 @@
 //!
 //! | table | holds | read |
 //! |---|---|---|
-//! | `verdictd_resources` | `path` (`repo/type/tag`) → `value` (bytes) | on every resource GET |
+//! | `verdictd_resources` | `path` (`repo/type/tag`) → `value` (bytes, sealed with `dek` when a KEK is configured: [`crate::seal`]) | on every resource GET |
 //! | `verdictd_sessions` | attested sessions: the challenge MAC's first 16 bytes → the EAR token, its expiry and the challenge's (Unix ms) | on every `/attest` and cookie GET |
 //! | `verdictd_policies` | `resource-policy` and attestation policies by id → text, `version` | the version on every request that applies the policy |
 //! | `verdictd_reference_values` | name → JSON text, expiry (Unix s) of signed ones | when `verdictd_versions.reference-values` moved |
 //! | `verdictd_versions` | `reference-values` → a counter bumped by every change | on every `/attest` and reference-value read |
-//! | `verdictd_settings` | the challenge MAC key and (without `[token] signer_key`) the token signing key, generated once by the first replica | at start |
+//! | `verdictd_settings` | the challenge MAC key and the token signing key (used without `[token] signer_key`), generated once by the first replica, sealed as resources are | at start |
 //! | `verdictd_schema` | the migrations applied | at start |
 //!
 //! **No stale cache**: a replica keeps the compiled policies and the reference values in
@@ -50,6 +50,7 @@ const MIGRATIONS: &[&str] = &[r#"
 CREATE TABLE verdictd_resources (
     path    text PRIMARY KEY,
     value   bytea NOT NULL,
+    dek     bytea,
     updated timestamptz NOT NULL DEFAULT now()
 );
 CREATE TABLE verdictd_sessions (
@@ -77,7 +78,8 @@ CREATE TABLE verdictd_versions (
 INSERT INTO verdictd_versions VALUES ('reference-values', 1);
 CREATE TABLE verdictd_settings (
     name  text PRIMARY KEY,
-    value bytea NOT NULL
+    value bytea NOT NULL,
+    dek   bytea
 );
 "#];
 
@@ -97,6 +99,22 @@ pub struct Pg {
     seen: Seen,
     /// Where the database is, for messages (no password).
     target: String,
+    /// `[storage] kek_file`: resources and settings are sealed with it.
+    kek: Option<crate::seal::Kek>,
+}
+
+/// Why the database could not be opened.
+enum OpenError {
+    /// Worth retrying: the database is not there (yet).
+    Retry(String),
+    /// Retrying cannot help (a newer schema, another KEK).
+    Fatal(String),
+}
+
+impl<E: std::error::Error> From<E> for OpenError {
+    fn from(e: E) -> Self {
+        OpenError::Retry(one_line(e))
+    }
 }
 
 /// An attested session's row.
@@ -149,6 +167,10 @@ impl Pg {
             pg.application_name("verdictd");
         }
         let target = describe(&pg);
+        let kek = match &config.kek_file {
+            Some(f) => Some(crate::seal::Kek::load(f)?),
+            None => None,
+        };
         let manager_config = ManagerConfig {
             // A connection the server closed is noticed by its task; Fast trusts that,
             // and a request that still meets a dead one fails with 503 once.
@@ -176,6 +198,7 @@ impl Pg {
             down: AtomicBool::new(false),
             seen: Seen::default(),
             target,
+            kek,
         })
     }
 
@@ -183,15 +206,20 @@ impl Pg {
     /// the migrations and returns the shared settings, generating them on first use.
     /// `initial` are the rows of `verdictd_policies` to create if absent (the
     /// configured policies: the database's own win once there).
-    pub async fn open(&self, initial: &[(&str, &str)]) -> Settings {
+    pub async fn open(&self, initial: &[(&str, &str)]) -> anyhow::Result<Settings> {
         let mut wait = Duration::from_secs(1);
         loop {
             match self.migrate(initial).await {
                 Ok(s) => {
-                    tracing::info!(database = %self.target, "database ready");
-                    return s;
+                    tracing::info!(
+                        database = %self.target,
+                        sealed = self.kek.is_some(),
+                        "database ready"
+                    );
+                    return Ok(s);
                 }
-                Err(e) => {
+                Err(OpenError::Fatal(e)) => anyhow::bail!("database {}: {e}", self.target),
+                Err(OpenError::Retry(e)) => {
                     tracing::error!(
                         "database {} unreachable: {e}; retrying in {}s",
                         self.target,
@@ -204,41 +232,37 @@ impl Pg {
         }
     }
 
-    async fn migrate(&self, initial: &[(&str, &str)]) -> Result<Settings, String> {
-        let mut client = self.pool.get().await.map_err(one_line)?;
-        let tx = client.transaction().await.map_err(one_line)?;
+    async fn migrate(&self, initial: &[(&str, &str)]) -> Result<Settings, OpenError> {
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
         tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
-            .await
-            .map_err(one_line)?;
+            .await?;
         tx.batch_execute(
             "CREATE TABLE IF NOT EXISTS verdictd_schema (version integer PRIMARY KEY, \
              applied timestamptz NOT NULL DEFAULT now())",
         )
-        .await
-        .map_err(one_line)?;
+        .await?;
         let applied: i32 = tx
             .query_one("SELECT coalesce(max(version), 0) FROM verdictd_schema", &[])
-            .await
-            .map_err(one_line)?
+            .await?
             .get(0);
+        if applied as usize > MIGRATIONS.len() {
+            return Err(OpenError::Fatal(format!(
+                "the schema is version {applied}, newer than this verdictd's {}: upgrade verdictd",
+                MIGRATIONS.len()
+            )));
+        }
         for (i, sql) in MIGRATIONS.iter().enumerate().skip(applied as usize) {
             let version = i as i32 + 1;
             tx.batch_execute(sql)
                 .await
-                .map_err(|e| format!("migration {version}: {}", one_line(e)))?;
+                .map_err(|e| OpenError::Fatal(format!("migration {version}: {}", one_line(e))))?;
             tx.execute(
                 "INSERT INTO verdictd_schema (version) VALUES ($1)",
                 &[&version],
             )
-            .await
-            .map_err(one_line)?;
+            .await?;
             tracing::info!(version, "database migration applied");
-        }
-        if applied as usize > MIGRATIONS.len() {
-            return Err(format!(
-                "the database schema is version {applied}, newer than this verdictd's {}: upgrade verdictd",
-                MIGRATIONS.len()
-            ));
         }
         for (id, body) in initial {
             tx.execute(
@@ -246,42 +270,67 @@ impl Pg {
                  ON CONFLICT (id) DO NOTHING",
                 &[id, body],
             )
-            .await
-            .map_err(one_line)?;
+            .await?;
         }
-        let setting = |name: &'static str, fresh: Zeroizing<Vec<u8>>| {
-            let tx = &tx;
-            async move {
-                tx.execute(
-                    "INSERT INTO verdictd_settings (name, value) VALUES ($1, $2) \
-                     ON CONFLICT (name) DO NOTHING",
-                    &[&name, &fresh.as_slice()],
-                )
-                .await
-                .map_err(one_line)?;
-                let row = tx
-                    .query_one(
-                        "SELECT value FROM verdictd_settings WHERE name = $1",
-                        &[&name],
-                    )
-                    .await
-                    .map_err(one_line)?;
-                Ok::<_, String>(Zeroizing::new(row.get::<_, Vec<u8>>(0)))
-            }
-        };
         let mut key = Zeroizing::new(vec![0u8; 32]);
         rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut key);
-        let session_key = setting("session-key", key).await?;
+        let session_key = self.setting(&tx, "session-key", key).await?;
         use p256::pkcs8::EncodePrivateKey;
         let der = p256::SecretKey::random(&mut rand::rngs::OsRng)
             .to_pkcs8_der()
-            .map_err(|e| e.to_string())?;
-        let token_key = setting("token-key", Zeroizing::new(der.as_bytes().to_vec())).await?;
-        tx.commit().await.map_err(one_line)?;
+            .map_err(|e| OpenError::Fatal(format!("token key: {e}")))?;
+        let token_key = self
+            .setting(&tx, "token-key", Zeroizing::new(der.as_bytes().to_vec()))
+            .await?;
+        tx.commit().await?;
         Ok(Settings {
             session_key,
             token_key,
         })
+    }
+
+    /// The setting `name`: stored as `fresh` (sealed with the KEK, if any) unless a
+    /// replica stored it first; a setting stored unsealed is sealed now that there
+    /// is a KEK.
+    async fn setting(
+        &self,
+        tx: &deadpool_postgres::Transaction<'_>,
+        name: &str,
+        fresh: Zeroizing<Vec<u8>>,
+    ) -> Result<Zeroizing<Vec<u8>>, OpenError> {
+        let aad = format!("verdictd-setting/{name}");
+        let (value, dek) = match &self.kek {
+            Some(kek) => {
+                let (v, d) = kek.seal(&aad, &fresh);
+                (v, Some(d))
+            }
+            None => (fresh.to_vec(), None),
+        };
+        tx.execute(
+            "INSERT INTO verdictd_settings (name, value, dek) VALUES ($1, $2, $3) \
+             ON CONFLICT (name) DO NOTHING",
+            &[&name, &value, &dek],
+        )
+        .await?;
+        let row = tx
+            .query_one(
+                "SELECT value, dek FROM verdictd_settings WHERE name = $1",
+                &[&name],
+            )
+            .await?;
+        let (value, dek): (Vec<u8>, Option<Vec<u8>>) = (row.get(0), row.get(1));
+        let value = Zeroizing::new(value);
+        let plain = crate::seal::open(self.kek.as_ref(), &aad, &value, dek.as_deref())
+            .map_err(|e| OpenError::Fatal(e.to_string()))?;
+        if let (Some(kek), None) = (&self.kek, dek) {
+            let (v, d) = kek.seal(&aad, &plain);
+            tx.execute(
+                "UPDATE verdictd_settings SET value = $2, dek = $3 WHERE name = $1",
+                &[&name, &v, &d],
+            )
+            .await?;
+        }
+        Ok(plain)
     }
 
     /// Maps a database failure to 503, logging the outage once.
@@ -328,19 +377,35 @@ impl Pg {
         let rows = self
             .query(
                 "reading a resource",
-                "SELECT value FROM verdictd_resources WHERE path = $1",
+                "SELECT value, dek FROM verdictd_resources WHERE path = $1",
                 &[&path],
             )
             .await?;
-        Ok(rows.first().map(|r| Zeroizing::new(r.get::<_, Vec<u8>>(0))))
+        let Some(row) = rows.first() else {
+            return Ok(None);
+        };
+        let value = Zeroizing::new(row.get::<_, Vec<u8>>(0));
+        let dek: Option<Vec<u8>> = row.get(1);
+        crate::seal::open(self.kek.as_ref(), path, &value, dek.as_deref())
+            .map(Some)
+            .map_err(|e| KbsError::PluginInternal(format!("resource {e}")))
     }
 
+    /// Stores a resource, sealed when a KEK is configured.
     pub async fn put_resource(&self, path: &str, value: &[u8]) -> Result<(), KbsError> {
+        let (value, dek) = match &self.kek {
+            Some(kek) => {
+                let (v, d) = kek.seal(path, value);
+                (Zeroizing::new(v), Some(d))
+            }
+            None => (Zeroizing::new(value.to_vec()), None),
+        };
         self.query(
             "storing a resource",
-            "INSERT INTO verdictd_resources (path, value) VALUES ($1, $2) \
-             ON CONFLICT (path) DO UPDATE SET value = EXCLUDED.value, updated = now()",
-            &[&path, &value],
+            "INSERT INTO verdictd_resources (path, value, dek) VALUES ($1, $2, $3) \
+             ON CONFLICT (path) DO UPDATE SET value = EXCLUDED.value, dek = EXCLUDED.dek, \
+             updated = now()",
+            &[&path, &value.as_slice(), &dek],
         )
         .await
         .map(drop)

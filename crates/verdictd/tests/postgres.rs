@@ -434,3 +434,125 @@ fn a_database_restarted_mid_run_gives_503_then_recovers() {
     assert!(log(&v).contains("reachable again"), "{}", log(&v));
     assert!(!log(&v).contains("panicked"));
 }
+
+/// A 0600 KEK file of 32 random bytes (hex) in `dir`.
+fn kek_file(dir: &std::path::Path, name: &str) -> std::path::PathBuf {
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = dir.join(name);
+    let mut key = [0u8; 32];
+    getrandom(&mut key);
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)
+        .and_then(|mut f| std::io::Write::write_all(&mut f, hex::encode(key).as_bytes()))
+        .unwrap();
+    path
+}
+
+fn getrandom(buf: &mut [u8]) {
+    use std::io::Read;
+    std::fs::File::open("/dev/urandom")
+        .unwrap()
+        .read_exact(buf)
+        .unwrap();
+}
+
+fn sealed_config(pg: &Postgres, db: &str, kek: &std::path::Path) -> String {
+    format!("{}kek_file = \"{}\"\n", config(pg, db), kek.display())
+}
+
+/// What a value looks like in a plain `pg_dump`: bytea as `\x` and lowercase hex.
+fn in_dump(dump: &str, secret: &[u8]) -> bool {
+    dump.contains(&hex::encode(secret)) || dump.contains(&*String::from_utf8_lossy(secret))
+}
+
+#[test]
+fn secrets_are_sealed_at_rest_and_a_dump_of_the_database_shows_none() {
+    let Some(pg) = server() else { return };
+    let keys = tempfile::tempdir().unwrap();
+    let (kek, other_kek) = (kek_file(keys.path(), "kek"), kek_file(keys.path(), "other"));
+    let mut marker = [0u8; 16];
+    getrandom(&mut marker);
+    let secret = format!("secret-{}", hex::encode(marker)).into_bytes();
+
+    // The control: without a KEK the dump shows the secret (so the check below can fail).
+    pg.create_database("plain").unwrap();
+    let plain = replica(&pg, "plain");
+    store(&plain, "default/key/a", &secret);
+    assert!(in_dump(&pg.dump("plain").unwrap(), &secret));
+    drop(plain);
+
+    pg.create_database("kbs").unwrap();
+    let spawn = |kek: &std::path::Path| {
+        Verdictd::spawn_in(
+            tempfile::tempdir().unwrap(),
+            &sealed_config(&pg, "kbs", kek),
+        )
+    };
+    let (a, b) = (spawn(&kek), spawn(&kek));
+    store(&a, "default/key/a", &secret);
+    store(&a, "default/key/b", b"another secret");
+    let key = TeeKeyPair::generate();
+    let (_, token) = attest_across(&a, &b, &key);
+    let (status, jwe) = get_with_token(&b, &token, "default/key/a");
+    assert_eq!(status, 200, "{jwe}");
+    assert_eq!(secret_of(&key, jwe), secret);
+
+    let dump = pg.dump("kbs").unwrap();
+    assert!(dump.contains("verdictd_resources"), "{dump}");
+    assert!(!in_dump(&dump, &secret));
+    assert!(!in_dump(&dump, b"another secret"));
+    // verdictd's own keys (challenge MAC, token signing) are sealed too.
+    assert_eq!(
+        pg.psql(
+            "kbs",
+            "SELECT count(*) FROM verdictd_settings WHERE dek IS NULL"
+        )
+        .unwrap()
+        .trim(),
+        "0"
+    );
+
+    // A row moved to another name does not open there (the path is bound).
+    pg.psql(
+        "kbs",
+        "UPDATE verdictd_resources SET (value, dek) = (SELECT value, dek FROM \
+         verdictd_resources WHERE path = 'default/key/a') WHERE path = 'default/key/b'",
+    )
+    .unwrap();
+    let (status, e) = get_with_token(&b, &token, "default/key/b");
+    assert_eq!(
+        (status, error_kind(&e)),
+        (401, "PluginInternalError"),
+        "{e}"
+    );
+    assert!(
+        e["detail"].as_str().unwrap().contains("does not open"),
+        "{e}"
+    );
+
+    // A replica without the KEK, or with another, refuses to start, in one line.
+    let dir = tempfile::tempdir().unwrap();
+    for (config, expect) in [
+        (config(&pg, "kbs"), "no kek_file"),
+        (
+            sealed_config(&pg, "kbs", &other_kek),
+            "another key-encryption key",
+        ),
+    ] {
+        let path = dir.path().join("verdictd.toml");
+        std::fs::write(&path, format!("listen = \"127.0.0.1:0\"\n{config}")).unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_verdictd"))
+            .arg("--config")
+            .arg(&path)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        let last = err.trim().lines().last().unwrap_or("");
+        assert!(last.contains(expect), "{err}");
+        assert!(!err.contains("retrying"), "{err}");
+    }
+}
