@@ -24,6 +24,8 @@ pub struct Postgres {
     port: u16,
     /// Run the server and its tools as this uid/gid (when we are root).
     owner: Option<(u32, u32)>,
+    /// TLS on, with a certificate for 127.0.0.1 from a private CA (`ca.pem`).
+    tls: bool,
 }
 
 /// The directory holding `initdb` and `postgres`.
@@ -59,6 +61,16 @@ pub fn available() -> bool {
 impl Postgres {
     /// initdb and start a server; returns once it accepts connections.
     pub fn start() -> io::Result<Postgres> {
+        Self::start_with(false)
+    }
+
+    /// [`Postgres::start`] with TLS also offered: a certificate for IP 127.0.0.1 from a
+    /// fresh private CA ([`Postgres::ca`]).
+    pub fn start_tls() -> io::Result<Postgres> {
+        Self::start_with(true)
+    }
+
+    fn start_with(tls: bool) -> io::Result<Postgres> {
         use std::os::unix::fs::PermissionsExt;
         let bin = bin_dir()?;
         let dir = tempfile::Builder::new().prefix("pg-test-").tempdir()?;
@@ -85,7 +97,20 @@ impl Postgres {
             dir,
             port: crate::free_port()?,
             owner,
+            tls,
         };
+        if tls {
+            use std::os::unix::fs::PermissionsExt;
+            crate::verdictd::write_tls(pg.dir.path(), &pg.ca())?;
+            // The server reads its key only if no one else may.
+            let key = pg.dir.path().join("server.key");
+            std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600))?;
+            if let Some((uid, gid)) = owner {
+                for f in ["server.key", "server.pem", "ca.pem"] {
+                    std::os::unix::fs::chown(pg.dir.path().join(f), Some(uid), Some(gid))?;
+                }
+            }
+        }
         let data = pg.data_dir();
         pg.tool(
             "initdb",
@@ -107,6 +132,11 @@ impl Postgres {
 
     fn data_dir(&self) -> PathBuf {
         self.dir.path().join("data")
+    }
+
+    /// The CA certificate (PEM) of a TLS server's certificate.
+    pub fn ca(&self) -> PathBuf {
+        self.dir.path().join("ca.pem")
     }
 
     /// The unix socket's directory.
@@ -230,6 +260,24 @@ impl Postgres {
             .args(["-k", path_str(&self.socket_dir())?])
             .args(["-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"])
             .args(["-c", "full_page_writes=off", "-c", "max_connections=200"])
+            .args(if self.tls {
+                vec![
+                    "-c".to_string(),
+                    "ssl=on".to_string(),
+                    "-c".to_string(),
+                    format!(
+                        "ssl_cert_file={}",
+                        self.dir.path().join("server.pem").display()
+                    ),
+                    "-c".to_string(),
+                    format!(
+                        "ssl_key_file={}",
+                        self.dir.path().join("server.key").display()
+                    ),
+                ]
+            } else {
+                vec![]
+            })
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)

@@ -556,3 +556,90 @@ fn secrets_are_sealed_at_rest_and_a_dump_of_the_database_shows_none() {
         assert!(!err.contains("retrying"), "{err}");
     }
 }
+
+#[test]
+fn the_database_is_reached_over_tls_verified_against_the_configured_ca() {
+    if server().is_none() {
+        return;
+    }
+    let pg = Postgres::start_tls().unwrap();
+    pg.create_database("kbs").unwrap();
+    let base = format!(
+        "insecure_http = true\nresource_policy = \"allow_all\"\n[admin]\n\
+         mode = \"insecure_allow_all\"\n[storage]\ntype = \"postgres\"\n\
+         url = \"{}?sslmode=require\"\n",
+        pg.url("kbs")
+    );
+    let dir = tempfile::tempdir().unwrap();
+    // sslmode=require without a CA to verify against: refused before connecting.
+    let path = dir.path().join("verdictd.toml");
+    std::fs::write(&path, format!("listen = \"127.0.0.1:0\"\n{base}")).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_verdictd"))
+        .arg("--config")
+        .arg(&path)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.contains("ca_file"), "{err}");
+
+    let v = Verdictd::spawn_in(
+        tempfile::tempdir().unwrap(),
+        &format!("{base}ca_file = \"{}\"\n", pg.ca().display()),
+    );
+    store(&v, "default/key/tls", b"over TLS");
+    let key = TeeKeyPair::generate();
+    let (_, token) = attest_across(&v, &v, &key);
+    let (status, jwe) = get_with_token(&v, &token, "default/key/tls");
+    assert_eq!(status, 200, "{jwe}");
+    assert_eq!(secret_of(&key, jwe), b"over TLS");
+    // The server says so: every verdictd connection is TLS.
+    let by_ssl = pg
+        .psql(
+            "kbs",
+            "SELECT s.ssl, count(*) FROM pg_stat_ssl s JOIN pg_stat_activity a \
+             USING (pid) WHERE a.application_name = 'verdictd' GROUP BY s.ssl",
+        )
+        .unwrap();
+    assert!(by_ssl.trim().starts_with("t|"), "{by_ssl}");
+    assert_eq!(by_ssl.trim().lines().count(), 1, "{by_ssl}");
+
+    // A CA that did not sign the server's certificate: no connection, said why.
+    test_support::run(
+        "openssl",
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            dir.path().join("other.key").to_str().unwrap(),
+            "-out",
+            dir.path().join("other.pem").to_str().unwrap(),
+            "-days",
+            "1",
+            "-subj",
+            "/CN=another CA",
+        ],
+    )
+    .unwrap();
+    let waiting_dir = tempfile::tempdir().unwrap();
+    let (mut child, _rx) = spawn_waiting(
+        &waiting_dir,
+        &format!(
+            "{base}ca_file = \"{}\"\n",
+            dir.path().join("other.pem").display()
+        ),
+    );
+    let log = || std::fs::read_to_string(waiting_dir.path().join("verdictd.log")).unwrap();
+    wait_for("a refused connection", Duration::from_secs(20), || {
+        log().contains("retrying in")
+    });
+    assert!(log().to_lowercase().contains("certificate"), "{}", log());
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
