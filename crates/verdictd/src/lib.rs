@@ -267,12 +267,16 @@ impl AppState {
     /// force here if they changed.
     pub async fn sync_appraiser(&self) -> Result<(), KbsError> {
         let Some(pg) = &self.pg else { return Ok(()) };
-        if let Some((text, version)) = pg.policy_if_changed(appraise::ACTIVE_POLICY).await? {
+        let (policy, values) = tokio::join!(
+            pg.policy_if_changed(appraise::ACTIVE_POLICY),
+            pg.reference_values_if_changed()
+        );
+        if let Some((text, version)) = policy? {
             if pg.loaded_policy(appraise::ACTIVE_POLICY, version) {
                 self.appraiser.set_policy(appraise::ACTIVE_POLICY, &text)?;
             }
         }
-        if let Some((values, version)) = pg.reference_values_if_changed().await? {
+        if let Some((values, version)) = values? {
             if pg.loaded_reference_values(version) {
                 self.appraiser.replace_reference_values(values);
             }

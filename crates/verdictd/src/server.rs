@@ -187,7 +187,10 @@ async fn attest(
     let id = session_id(&headers).ok_or_else(|| {
         KbsError::Attestation("no kbs-session-id cookie: POST /kbs/v0/auth first".into())
     })?;
-    let (tee, nonce, hash) = match state.session(&id).await? {
+    // The session, and (postgres) the database's attestation policy and reference
+    // values as of now, read concurrently; the session's answer counts first.
+    let (session, synced) = tokio::join!(state.session(&id), state.sync_appraiser());
+    let (tee, nonce, hash) = match session? {
         Session::Attested { token } => {
             return Ok(json_response(StatusCode::OK, &TokenReply { token }))
         }
@@ -218,8 +221,7 @@ async fn attest(
         &attestation.tee_evidence.additional_evidence,
     )
     .map_err(|e| KbsError::Attestation(e.to_string()))?;
-    // The database's attestation policy and reference values (postgres), as of now.
-    state.sync_appraiser().await?;
+    synced?;
     let appraiser_state = state.clone();
     let cpu0 = tokio::task::spawn_blocking(move || {
         appraiser_state
@@ -294,8 +296,14 @@ async fn get_resource(
     RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> Result<Response, KbsError> {
-    let claims = caller_claims(&state, &headers).await?;
-    state.sync_resource_policy().await?;
+    // The caller's claims and (postgres) the database's resource policy as of now,
+    // read concurrently; the claims' answer counts first.
+    let (claims, synced) = tokio::join!(
+        caller_claims(&state, &headers),
+        state.sync_resource_policy()
+    );
+    let claims = claims?;
+    synced?;
     let segments: Vec<&str> = path.split('/').collect();
     let query = crate::policy::query_object(query.as_deref());
     if !state
