@@ -134,6 +134,11 @@ impl Postgres {
         self.dir.path().join("data")
     }
 
+    /// The server's directory (data, socket, log), removed on drop.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
     /// The CA certificate (PEM) of a TLS server's certificate.
     pub fn ca(&self) -> PathBuf {
         self.dir.path().join("ca.pem")

@@ -433,6 +433,15 @@ fn a_database_restarted_mid_run_gives_503_then_recovers() {
     assert_eq!(status, 200);
     assert!(log(&v).contains("reachable again"), "{}", log(&v));
     assert!(!log(&v).contains("panicked"));
+
+    // Nothing of the server is left once it is dropped (its processes run in its
+    // directory while it is up).
+    let dir = pg.dir().to_path_buf();
+    assert!(!test_support::leftovers(&dir).is_empty());
+    drop(v);
+    drop(pg);
+    assert_eq!(test_support::leftovers(&dir), Vec::<String>::new());
+    assert!(!dir.exists());
 }
 
 /// A 0600 KEK file of 32 random bytes (hex) in `dir`.
