@@ -11,9 +11,11 @@ HOST       := $(shell rustc -vV | sed -n 's/^host: //p')
 BOOT       := target/$(HOST)/release/enclave-boot
 
 # Build: libseccomp for enforced seccomp profiles; protoc for the CRI client the shim's
-# tests build (k8s-cri). Tests and demo: the real clients.
+# tests build (k8s-cri). Tests and demo: the real clients; postgresql for verdictd's
+# postgres backend (tests start private servers of their own; the package's cluster is
+# not used).
 BUILD_DEPS := build-essential pkg-config libseccomp-dev protobuf-compiler
-TEST_DEPS  := containerd docker.io podman runc umoci busybox-static hyperfine iproute2 procps openssl skopeo docker-registry gnupg zstd curl python3
+TEST_DEPS  := containerd docker.io podman runc umoci busybox-static hyperfine iproute2 procps openssl skopeo docker-registry gnupg zstd curl python3 postgresql
 
 .PHONY: all build deps test demo bench fmt lint install image clean
 
@@ -49,6 +51,11 @@ $(IMAGES)/busybox-oci.tar: deps
 # demo`. Integration tests start private containerd, dockerd and podman instances.
 test: build lint $(IMAGES)/busybox-oci.tar
 	$(CARGO) test --release --workspace -- --test-threads 2
+	@# verdictd's protocol tests again on its postgres backend (a private server each).
+	@# --workspace keeps the feature set, so nothing is rebuilt.
+	VERDICTD_TEST_STORAGE=postgres $(CARGO) test --release --workspace --test protocol \
+		--test rvps --test interop --test bounds --test load --test sim_measurements \
+		-- --test-threads 2
 
 lint:
 	$(CARGO) fmt --all -- --check

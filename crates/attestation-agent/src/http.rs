@@ -116,6 +116,17 @@ impl Client {
         self.cookie = None;
     }
 
+    /// The session cookie held (`kbs-session-id=…`), if any.
+    pub fn cookie(&self) -> Option<&str> {
+        self.cookie.as_deref()
+    }
+
+    /// Sends `cookie` (`kbs-session-id=…`) from now on: a session carried to another
+    /// broker replica.
+    pub fn set_cookie(&mut self, cookie: &str) {
+        self.cookie = Some(cookie.to_string());
+    }
+
     async fn connect(&self) -> Result<SendRequest<Full<Bytes>>, HttpError> {
         let tcp = tokio::net::TcpStream::connect(&self.authority)
             .await

@@ -33,11 +33,26 @@ impl LogArgs {
     /// Installs the global subscriber: to stderr, at `log_level`, as text or JSON lines.
     /// Colours only on a terminal: a log file or journald gets plain text to grep.
     pub fn init(&self) {
+        self.init_quieting(&[]);
+    }
+
+    /// [`LogArgs::init`], with the events of the `quiet` targets (libraries, by module
+    /// path prefix, e.g. `deadpool`) kept only from ERROR up: for libraries whose
+    /// warnings the daemon reports itself, once and in its own words.
+    pub fn init_quieting(&self, quiet: &[&str]) {
         use std::io::IsTerminal;
+        use tracing_subscriber::filter::{EnvFilter, LevelFilter};
+        let mut filter =
+            EnvFilter::default().add_directive(LevelFilter::from(self.log_level).into());
+        for target in quiet {
+            if let Ok(d) = format!("{target}=error").parse() {
+                filter = filter.add_directive(d);
+            }
+        }
         let logs = tracing_subscriber::fmt()
             .with_writer(std::io::stderr)
             .with_ansi(std::io::stderr().is_terminal())
-            .with_max_level(self.log_level);
+            .with_env_filter(filter);
         match self.log_format {
             LogFormat::Json => logs.json().init(),
             LogFormat::Text => logs.init(),

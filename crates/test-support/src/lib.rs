@@ -6,13 +6,15 @@
 //! the busybox OCI layout, the tenant's layer encryption for a KBS-held key, and a
 //! leftover check; for confidential images, a real `verdictd`, the signed boot program
 //! laid out as `make install` does, the tenant's `enclave-image` tool, and the marker
-//! search. Everything started is stopped by pid when its handle drops.
+//! search; a private PostgreSQL server ([`postgres`]). Everything started is stopped by
+//! pid when its handle drops.
 
 pub mod boot;
 pub mod containerd;
 pub mod encrypt;
 pub mod http;
 pub mod marker;
+pub mod postgres;
 pub mod registry;
 pub mod tenant;
 pub mod token;
@@ -24,6 +26,7 @@ pub use containerd::{Containerd, CriConfig, CriRuntime, CRI_NAMESPACE};
 pub use encrypt::{encrypt_layout_with_kek, EncryptedImage};
 pub use http::{free_port, Fault, FaultProxy, StaticFiles};
 pub use marker::{marker_found, marker_layout, random_marker, PlaintextTraces};
+pub use postgres::Postgres;
 pub use registry::{Auth, Pushed, Registry};
 pub use tenant::{enclave_image, publish, Confidential, ConfidentialImage, TenantKeys};
 pub use token::TokenServer;

@@ -1,7 +1,9 @@
 //! `make bench`: full RCAR + resource GET cycles against verdictd on loopback with the
 //! `sample` TEE (each cycle: new connection, fresh key, auth, attest, GET, decrypt),
 //! at concurrency 1 and 16, beside a baseline of three plain `/healthz` requests on a
-//! new connection (the same request count without the protocol's work).
+//! new connection (the same request count without the protocol's work). The cycles run
+//! against the memory storage and, where PostgreSQL is installed, the postgres storage
+//! (a private server: test-support's).
 //!
 //! `cargo run --release -p verdictd --example kbs_bench [BATCHES] [PER_BATCH]`
 
@@ -20,21 +22,42 @@ fn main() {
         ..Default::default()
     };
     config.admin.mode = verdictd::config::AdminMode::InsecureAllowAll;
-    let state = verdictd::AppState::new(config).expect("state");
-    state
-        .storage
-        .put(&["default", "key", "bench"], &[7u8; 32])
-        .unwrap();
     let server = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .unwrap();
-    let listener = server
-        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-        .unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    server.spawn(verdictd::server::serve(listener, state, None));
+    // The same broker on each storage: memory, and PostgreSQL (a private server, one
+    // replica) where the postgresql package is installed.
+    let pg = test_support::postgres::available().then(|| {
+        let pg = test_support::Postgres::start().expect("postgres");
+        pg.create_database("bench").expect("createdb");
+        pg
+    });
+    let mut brokers = vec![("memory", config.clone())];
+    if let Some(pg) = &pg {
+        let mut c = config.clone();
+        c.storage.kind = verdictd::config::StorageKind::Postgres;
+        c.storage.url = Some(pg.url("bench"));
+        brokers.push(("postgres", c));
+    }
+    let urls: Vec<(&str, String)> = brokers
+        .into_iter()
+        .map(|(name, config)| {
+            server.block_on(async {
+                let state = verdictd::AppState::open(config).await.expect("state");
+                state
+                    .storage
+                    .put(&["default", "key", "bench"], &[7u8; 32])
+                    .await
+                    .unwrap();
+                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+                let url = format!("http://{}", listener.local_addr().unwrap());
+                tokio::spawn(verdictd::server::serve(listener, state, None));
+                (name, url)
+            })
+        })
+        .collect();
 
     let client = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -48,21 +71,27 @@ fn main() {
     println!("| workload | concurrency | median cycles/s | p50 ms | p99 ms | cost / baseline |");
     println!("|---|---:|---:|---:|---:|---:|");
     for concurrency in [1usize, 16] {
-        let base = measure(&client, &url, batches, per_batch, concurrency, false);
-        let full = measure(&client, &url, batches, per_batch, concurrency, true);
-        for (name, m) in [
-            ("3 × GET /healthz (baseline)", &base),
-            ("auth + attest + GET resource", &full),
-        ] {
+        let base = measure(&client, &urls[0].1, batches, per_batch, concurrency, false);
+        let mut rows = vec![("3 × GET /healthz (baseline)".to_string(), base)];
+        for (storage, url) in &urls {
+            rows.push((
+                format!("auth + attest + GET resource ({storage})"),
+                measure(&client, url, batches, per_batch, concurrency, true),
+            ));
+        }
+        let base_rate = rows[0].1.rate;
+        for (name, m) in &rows {
             println!(
                 "| {name} | {concurrency} | {:.0} | {:.3} | {:.3} | {:.2} |",
                 m.rate,
                 m.p50.as_secs_f64() * 1e3,
                 m.p99.as_secs_f64() * 1e3,
-                base.rate / m.rate
+                base_rate / m.rate
             );
         }
     }
+    drop(server);
+    drop(pg);
 }
 
 struct Measured {

@@ -52,7 +52,7 @@ pub async fn set_resource(
 ) -> Result<Response, KbsError> {
     admin_for_resources(&state, &headers)?;
     let key = resource_path(&path)?;
-    state.storage.put(&key, &body)?;
+    state.storage.put(&key, &body).await?;
     tracing::info!(resource = %path, bytes = body.len(), "stored");
     Ok(StatusCode::OK.into_response())
 }
@@ -65,7 +65,7 @@ pub async fn delete_resource(
 ) -> Result<Response, KbsError> {
     admin_for_resources(&state, &headers)?;
     let key = resource_path(&path)?;
-    if !state.storage.delete(&key)? {
+    if !state.storage.delete(&key).await? {
         return Err(KbsError::PluginInternal(format!(
             "resource {path} not found"
         )));
@@ -108,9 +108,17 @@ pub async fn set_resource_policy(
         .ok_or_else(|| {
             KbsError::ParsePolicy("`policy` field is not a string in SetPolicy Request Json".into())
         })?;
-    state
-        .resource_policy
-        .replace(&decode_policy(policy, KbsError::ParsePolicy)?)?;
+    let rego = decode_policy(policy, KbsError::ParsePolicy)?;
+    match &state.pg {
+        // Checked to compile, then stored; every replica (this one too) takes it from
+        // the database on its next resource request.
+        Some(pg) => {
+            crate::policy::ResourcePolicy::new(&rego)?;
+            pg.put_policy(crate::pg::RESOURCE_POLICY, &rego).await?;
+            state.sync_resource_policy().await?;
+        }
+        None => state.resource_policy.replace(&rego)?,
+    }
     tracing::info!("resource policy replaced");
     Ok(StatusCode::OK.into_response())
 }
@@ -135,7 +143,21 @@ pub async fn set_attestation_policy(
         .policy_id
         .unwrap_or_else(|| crate::appraise::ACTIVE_POLICY.into());
     let text = decode_policy(&upload.policy, KbsError::Attestation)?;
-    state.appraiser.set_policy(&id, &text)?;
+    match &state.pg {
+        Some(pg) => {
+            crate::ear_policy::AttestationPolicy::parse(&text).map_err(|e| {
+                KbsError::Attestation(format!("set attestation policy {id:?}: {e}"))
+            })?;
+            let id = if id == "default" {
+                crate::appraise::ACTIVE_POLICY
+            } else {
+                &id
+            };
+            pg.put_policy(id, &text).await?;
+            state.sync_appraiser().await?;
+        }
+        None => state.appraiser.set_policy(&id, &text)?,
+    }
     tracing::info!(policy_id = %id, "attestation policy stored");
     Ok(StatusCode::OK.into_response())
 }
@@ -209,14 +231,27 @@ pub async fn set_reference_value(
             expires = %p.expires,
             "signed reference values registered"
         );
-        state
-            .appraiser
-            .set_signed_reference_values(p.reference_values, opened.expires.timestamp());
+        match &state.pg {
+            Some(pg) => {
+                pg.put_reference_values(&p.reference_values, Some(opened.expires.timestamp()))
+                    .await?;
+                state.sync_appraiser().await?;
+            }
+            None => state
+                .appraiser
+                .set_signed_reference_values(p.reference_values, opened.expires.timestamp()),
+        }
         return Ok(StatusCode::OK.into_response());
     }
     let values = reference_values(&body)?;
     tracing::info!(names = ?values.keys().collect::<Vec<_>>(), "reference values registered");
-    state.appraiser.set_reference_values(values);
+    match &state.pg {
+        Some(pg) => {
+            pg.put_reference_values(&values, None).await?;
+            state.sync_appraiser().await?;
+        }
+        None => state.appraiser.set_reference_values(values),
+    }
     Ok(StatusCode::OK.into_response())
 }
 
@@ -233,6 +268,7 @@ pub async fn get_reference_value(
     headers: HeaderMap,
 ) -> Result<Response, KbsError> {
     state.admin.check(&headers)?;
+    state.sync_appraiser().await?;
     let value = state
         .appraiser
         .reference_value(&id)
@@ -247,7 +283,15 @@ pub async fn delete_reference_value(
     headers: HeaderMap,
 ) -> Result<Response, KbsError> {
     state.admin.check(&headers)?;
-    if !state.appraiser.delete_reference_value(&id) {
+    let existed = match &state.pg {
+        Some(pg) => {
+            let existed = pg.delete_reference_value(&id).await?;
+            state.sync_appraiser().await?;
+            existed
+        }
+        None => state.appraiser.delete_reference_value(&id),
+    };
+    if !existed {
         return Err(no_such_value(&id));
     }
     tracing::info!(name = %id, "reference value deleted");

@@ -257,6 +257,19 @@ impl Appraiser {
         *rv = Arc::new(next);
     }
 
+    /// Replaces every reference value at once (name → value and, for a signed
+    /// bundle's, when it stops counting in Unix seconds): how a replica takes over
+    /// what the database holds.
+    pub fn replace_reference_values(&self, values: BTreeMap<String, (Value, Option<i64>)>) {
+        let mut rv = self.reference_values.write().expect("reference values");
+        let mut expiry = self.expiry.write().expect("expiry");
+        *expiry = values
+            .iter()
+            .filter_map(|(name, (_, e))| e.map(|e| (name.clone(), e)))
+            .collect();
+        *rv = Arc::new(values.into_iter().map(|(k, (v, _))| (k, v)).collect());
+    }
+
     /// Removes a reference value; whether it existed.
     pub fn delete_reference_value(&self, name: &str) -> bool {
         let mut rv = self.reference_values.write().expect("reference values");

@@ -26,11 +26,23 @@
 //!
 //! [token]
 //! duration_secs = 300
-//! signer_key = "token-key.pem"   # P-256 PKCS#8 PEM; generated at start when absent
+//! signer_key = "token-key.pem"   # P-256 PKCS#8 PEM; generated at start when absent.
+//!                                # Without it: a key of this process, or with postgres
+//!                                # storage one generated once in the database, shared
+//!                                # by the replicas (the token of one is good at all)
 //!
 //! [storage]
-//! type = "localfs"               # or "memory"
+//! type = "localfs"               # or "memory" (the default), or "postgres"
 //! dir = "/var/lib/verdictd/resources"
+//! # type = "postgres": everything (resources, sessions, policies, reference values) in
+//! # one database, so replicas on it act as one broker (see crate::pg)
+//! # url = "postgres://verdictd@db.example:5432/verdictd?sslmode=require"
+//! #                              # or "host=/run/postgresql dbname=verdictd user=verdictd"
+//! # password_file = "db-password"  # optional; the password is never logged
+//! # ca_file = "db-ca.pem"        # TLS to the database, verified against this CA
+//! # pool_size = 16               # connections per replica
+//! # kek_file = "kek.bin"         # 32 bytes (raw or hex), 0600: resources sealed at
+//! #                              # rest with per-resource data keys (crate::seal)
 //!
 //! [admin]
 //! mode = "bearer_jwt"            # insecure_allow_all | deny_all | bearer_jwt
@@ -170,20 +182,57 @@ impl Default for TokenConfig {
     }
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+/// `[storage]`: where resources, sessions, policies and reference values live.
+#[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct StorageConfig {
     #[serde(rename = "type")]
     pub kind: StorageKind,
+    /// `localfs`: the resource directory.
     pub dir: Option<PathBuf>,
+    /// `postgres`: a libpq connection URL (`postgres://user@host:port/dbname?sslmode=…`)
+    /// or key=value string (`host=/run/postgresql dbname=verdictd user=verdictd`; a
+    /// host that is a directory is a unix socket).
+    pub url: Option<String>,
+    /// `postgres`: a file holding the password (so it need not be in the URL).
+    pub password_file: Option<PathBuf>,
+    /// `postgres`: PEM CA certificate(s) the database's TLS certificate must chain to;
+    /// with it, TLS is used (`sslmode=prefer`, the default: TLS when the server offers
+    /// it; `sslmode=require` in the URL: only TLS). Without it, no TLS.
+    pub ca_file: Option<PathBuf>,
+    /// `postgres`: connections kept open at most (default 16).
+    pub pool_size: usize,
+    /// `postgres`: the key-encryption key (32 bytes, raw or 64 hex digits; mode 0600),
+    /// never stored in the database. With it, each resource (and verdictd's own keys
+    /// in the database) is sealed with a data key of its own ([`crate::seal`]); every
+    /// replica needs the same file. Without it, values are stored as they are.
+    pub kek_file: Option<PathBuf>,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        StorageConfig {
+            kind: StorageKind::default(),
+            dir: None,
+            url: None,
+            password_file: None,
+            ca_file: None,
+            pool_size: 16,
+            kek_file: None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum StorageKind {
+    /// In this process only (the default: development).
     #[default]
     Memory,
+    /// Resources in files; the rest in memory.
     Localfs,
+    /// Everything in PostgreSQL ([`crate::pg`]): replicas on one database act as one.
+    Postgres,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -243,6 +292,9 @@ impl Config {
             self.dcap_collateral.as_mut(),
             self.token.signer_key.as_mut(),
             self.storage.dir.as_mut(),
+            self.storage.password_file.as_mut(),
+            self.storage.ca_file.as_mut(),
+            self.storage.kek_file.as_mut(),
         ]
         .into_iter()
         .flatten()
@@ -266,6 +318,14 @@ impl Config {
         }
         if self.storage.kind == StorageKind::Localfs && self.storage.dir.is_none() {
             anyhow::bail!("[storage] type = \"localfs\" needs dir");
+        }
+        if self.storage.kind == StorageKind::Postgres {
+            if self.storage.url.is_none() {
+                anyhow::bail!("[storage] type = \"postgres\" needs url");
+            }
+            if self.storage.pool_size == 0 {
+                anyhow::bail!("[storage] pool_size must be at least 1");
+            }
         }
         if self.admin.mode == AdminMode::BearerJwt && self.admin.public_keys.is_empty() {
             anyhow::bail!("[admin] mode = \"bearer_jwt\" needs public_keys");

@@ -1,6 +1,7 @@
 //! Errors as KBS clients expect them: an RFC 7807-style body naming Trustee's error
 //! variant, and 401 for everything but unknown endpoints (404) and oversized bodies
-//! (413). A 401 is what makes a client attest again; a 404 makes it stop.
+//! (413) and a database that is away (503). A 401 is what makes a client attest again;
+//! a 404 makes it stop.
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -53,6 +54,10 @@ pub enum KbsError {
     /// JSON body).
     #[error("{0}")]
     PayloadTooLarge(String),
+    /// The database is unreachable (postgres storage): 503, the client may retry here
+    /// or at another replica. Not one of Trustee's variants (its KBS has no 503).
+    #[error("{0}")]
+    Unavailable(String),
 }
 
 impl KbsError {
@@ -74,14 +79,17 @@ impl KbsError {
             KbsError::PluginNotFound(_) => "PluginNotFound",
             KbsError::InvalidRequestPath(_) => "InvalidRequestPath",
             KbsError::PayloadTooLarge(_) => "PayloadTooLarge",
+            KbsError::Unavailable(_) => "StorageUnavailable",
         }
     }
 
-    /// 404 for unknown endpoints, 413 for oversized bodies, 401 for the rest.
+    /// 404 for unknown endpoints, 413 for oversized bodies, 503 for a database that is
+    /// away, 401 for the rest.
     pub fn status(&self) -> StatusCode {
         match self {
             KbsError::InvalidRequestPath(_) | KbsError::PluginNotFound(_) => StatusCode::NOT_FOUND,
             KbsError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            KbsError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             _ => StatusCode::UNAUTHORIZED,
         }
     }

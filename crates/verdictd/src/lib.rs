@@ -17,7 +17,9 @@ pub mod ear_policy;
 mod error;
 pub mod initdata;
 pub mod metrics;
+pub mod pg;
 pub mod policy;
+pub mod seal;
 pub mod server;
 pub mod sessions;
 pub mod storage;
@@ -41,12 +43,68 @@ pub struct AppState {
     pub metrics: metrics::Metrics,
     /// Keys whose signed reference-value bundles are accepted (`[rvps] trusted_keys`).
     pub rv_keys: Vec<reference_values::TrustedKey>,
+    /// The database, with `[storage] type = "postgres"`: then sessions, resources,
+    /// policies and reference values live there ([`pg`]), and the in-memory copies of
+    /// the policies and reference values are checked against it on every use.
+    pub pg: Option<Arc<pg::Pg>>,
 }
 
 impl AppState {
-    /// Builds the state a config describes, loading every file it names.
+    /// Builds the state a config describes, loading every file it names. With
+    /// `postgres` storage use [`AppState::open`], which connects first.
     pub fn new(config: Config) -> anyhow::Result<Arc<AppState>> {
         config.check()?;
+        if config.storage.kind == config::StorageKind::Postgres {
+            anyhow::bail!("[storage] type = \"postgres\": the state is built by AppState::open");
+        }
+        Self::build(config, None)
+    }
+
+    /// [`AppState::new`] for any storage: with `postgres`, waits until the database
+    /// answers (retrying, one line per attempt), migrates it, and takes the shared
+    /// challenge and token keys from it.
+    pub async fn open(config: Config) -> anyhow::Result<Arc<AppState>> {
+        config.check()?;
+        if config.storage.kind != config::StorageKind::Postgres {
+            return Self::build(config, None);
+        }
+        let pg = Arc::new(pg::Pg::new(&config.storage)?);
+        let resource_policy = policy::source(&config.resource_policy)?;
+        let attestation_policy = match &config.attestation_policy {
+            Some(p) => {
+                std::fs::read_to_string(p).map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?
+            }
+            None => ear_policy::DEFAULT_CPU.to_string(),
+        };
+        // Checked before they can become the database's policies.
+        policy::ResourcePolicy::new(&resource_policy).map_err(|e| anyhow::anyhow!("{e}"))?;
+        ear_policy::AttestationPolicy::parse(&attestation_policy).map_err(|e| {
+            anyhow::anyhow!(
+                "{}: {e}",
+                config
+                    .attestation_policy
+                    .as_deref()
+                    .unwrap_or(std::path::Path::new("attestation policy"))
+                    .display()
+            )
+        })?;
+        let settings = pg
+            .open(&[
+                (pg::RESOURCE_POLICY, &resource_policy),
+                (appraise::ACTIVE_POLICY, &attestation_policy),
+            ])
+            .await?;
+        let state = Self::build(config, Some((pg, settings)))?;
+        // The database's policies and reference values, before the first request.
+        state.sync_resource_policy().await?;
+        state.sync_appraiser().await?;
+        Ok(state)
+    }
+
+    fn build(
+        config: Config,
+        shared: Option<(Arc<pg::Pg>, pg::Settings)>,
+    ) -> anyhow::Result<Arc<AppState>> {
         let rego = policy::source(&config.resource_policy)?;
         let resource_policy =
             policy::ResourcePolicy::new(&rego).map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -67,15 +125,16 @@ impl AppState {
             }
             None => None,
         };
-        let storage = match config.storage.kind {
-            config::StorageKind::Memory => storage::Storage::memory(),
-            config::StorageKind::Localfs => storage::Storage::local_fs(
+        let storage = match (&shared, config.storage.kind) {
+            (Some((pg, _)), _) => storage::Storage::Postgres(pg.clone()),
+            (None, config::StorageKind::Localfs) => storage::Storage::local_fs(
                 config
                     .storage
                     .dir
                     .clone()
                     .expect("checked by Config::check"),
             )?,
+            (None, _) => storage::Storage::memory(),
         };
         let rv_keys = config
             .rvps
@@ -90,25 +149,138 @@ impl AppState {
             .collect::<anyhow::Result<Vec<_>>>()?;
         let mut appraiser = appraise::Appraiser::new(attestation_policy, collateral);
         appraiser.require_reference_values(config.rvps.require_reference_values);
-        Ok(Arc::new(AppState {
-            sessions: sessions::Sessions::new(
-                Duration::from_secs(config.session.timeout_secs),
-                config.session.max_sessions,
-                config.session.max_session_bytes,
-                Duration::from_secs(config.session.challenge_timeout_secs),
-                config.session.max_challenges,
+        let s = &config.session;
+        let timing = (
+            Duration::from_secs(s.timeout_secs),
+            s.max_sessions,
+            s.max_session_bytes,
+            Duration::from_secs(s.challenge_timeout_secs),
+            s.max_challenges,
+        );
+        let (sessions, signer, pg) = match shared {
+            Some((pg, settings)) => (
+                sessions::Sessions::with_key(
+                    &settings.session_key,
+                    timing.0,
+                    timing.1,
+                    timing.2,
+                    timing.3,
+                    timing.4,
+                ),
+                match &config.token.signer_key {
+                    Some(key) => token::TokenSigner::new(Some(key), config.token.duration_secs)?,
+                    None => token::TokenSigner::from_pkcs8_der(
+                        &settings.token_key,
+                        config.token.duration_secs,
+                    )?,
+                },
+                Some(pg),
             ),
-            signer: token::TokenSigner::new(
-                config.token.signer_key.as_deref(),
-                config.token.duration_secs,
-            )?,
+            None => (
+                sessions::Sessions::new(timing.0, timing.1, timing.2, timing.3, timing.4),
+                token::TokenSigner::new(
+                    config.token.signer_key.as_deref(),
+                    config.token.duration_secs,
+                )?,
+                None,
+            ),
+        };
+        Ok(Arc::new(AppState {
+            sessions,
+            signer,
             resource_policy,
             appraiser,
             rv_keys,
             storage,
             admin: admin::AdminAuth::new(&config.admin)?,
             metrics: metrics::Metrics::default(),
+            pg,
             config,
         }))
+    }
+
+    /// The session a cookie names: attested (its token) or a challenge still good.
+    /// With postgres the attested sessions are the database's, so any replica knows
+    /// every session.
+    pub async fn session(&self, cookie: &str) -> Result<sessions::State, KbsError> {
+        let Some(pg) = &self.pg else {
+            return self.sessions.get(cookie);
+        };
+        let c = self.sessions.challenge(cookie)?;
+        let now = sessions::unix_now();
+        match pg.session(&c.id).await? {
+            Some(row) if row.expires > now => Ok(sessions::State::Attested { token: row.token }),
+            Some(_) => Err(KbsError::Attestation("session expired.".into())),
+            None if c.expires <= now => Err(KbsError::Attestation("session expired.".into())),
+            None => Ok(sessions::State::Authed {
+                tee: c.tee,
+                nonce: c.nonce,
+                hash: kbs_protocol::HashAlgorithm::Sha384,
+            }),
+        }
+    }
+
+    /// Marks the cookie's session attested with `token`; returns when it expires.
+    pub async fn attested(
+        &self,
+        cookie: &str,
+        token: String,
+    ) -> Result<std::time::SystemTime, KbsError> {
+        let Some(pg) = &self.pg else {
+            return Ok(self.sessions.attested(cookie, token));
+        };
+        let c = self.sessions.challenge(cookie)?;
+        let now = sessions::unix_now();
+        let timeout = self.sessions.timeout();
+        let expires = now + timeout.as_millis() as u64;
+        pg.put_session(&c.id, &token, expires, c.expires, now)
+            .await?;
+        Ok(std::time::SystemTime::now() + timeout)
+    }
+
+    /// Drops expired sessions; how many attested ones are left (with postgres, in the
+    /// whole database; its table is kept to `max_sessions` here).
+    pub async fn sweep(&self) -> Result<usize, KbsError> {
+        match &self.pg {
+            None => Ok(self.sessions.sweep()),
+            Some(pg) => {
+                pg.sweep_sessions(sessions::unix_now(), self.config.session.max_sessions)
+                    .await
+            }
+        }
+    }
+
+    /// With postgres: puts the database's resource policy in force here if it changed
+    /// (one round trip when it did not).
+    pub async fn sync_resource_policy(&self) -> Result<(), KbsError> {
+        let Some(pg) = &self.pg else { return Ok(()) };
+        if let Some((text, version)) = pg.policy_if_changed(pg::RESOURCE_POLICY).await? {
+            // Only a newer version than the one in force replaces it (concurrent loads).
+            if pg.loaded_policy(pg::RESOURCE_POLICY, version) {
+                self.resource_policy.replace(&text)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// With postgres: puts the database's attestation policy and reference values in
+    /// force here if they changed.
+    pub async fn sync_appraiser(&self) -> Result<(), KbsError> {
+        let Some(pg) = &self.pg else { return Ok(()) };
+        let (policy, values) = tokio::join!(
+            pg.policy_if_changed(appraise::ACTIVE_POLICY),
+            pg.reference_values_if_changed()
+        );
+        if let Some((text, version)) = policy? {
+            if pg.loaded_policy(appraise::ACTIVE_POLICY, version) {
+                self.appraiser.set_policy(appraise::ACTIVE_POLICY, &text)?;
+            }
+        }
+        if let Some((values, version)) = values? {
+            if pg.loaded_reference_values(version) {
+                self.appraiser.replace_reference_values(values);
+            }
+        }
+        Ok(())
     }
 }

@@ -36,7 +36,9 @@ fn main() {
 
 fn run() -> Result<()> {
     let cli = cli_exit::parse::<Cli>();
-    cli.log.init();
+    // The pool's own warnings (a connection lost, not recycled) would repeat, per
+    // connection, the outage verdictd logs once (see verdictd::pg).
+    cli.log.init_quieting(&["deadpool"]);
     let mut config = match &cli.config {
         Some(p) => verdictd::Config::load(p)?,
         None => verdictd::Config::default(),
@@ -50,12 +52,19 @@ fn run() -> Result<()> {
         None => None,
     };
     let listen = config.listen;
-    let state = verdictd::AppState::new(config)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("runtime")?;
     rt.block_on(async {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        // With postgres storage this waits for the database (retrying, logged), and
+        // can be stopped meanwhile.
+        let state = tokio::select! {
+            s = verdictd::AppState::open(config) => s?,
+            _ = term.recv() => return Ok(()),
+            _ = tokio::signal::ctrl_c() => return Ok(()),
+        };
         let listener = tokio::net::TcpListener::bind(listen)
             .await
             .with_context(|| format!("listen on {listen}"))?;
@@ -65,7 +74,6 @@ fn run() -> Result<()> {
             "listening on {}://{addr}",
             if tls.is_some() { "https" } else { "http" }
         );
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         tokio::select! {
             r = verdictd::server::serve(listener, state, tls) => r.context("serve")?,
             _ = term.recv() => tracing::info!("SIGTERM: stopping"),

@@ -187,7 +187,10 @@ async fn attest(
     let id = session_id(&headers).ok_or_else(|| {
         KbsError::Attestation("no kbs-session-id cookie: POST /kbs/v0/auth first".into())
     })?;
-    let (tee, nonce, hash) = match state.sessions.get(&id)? {
+    // The session, and (postgres) the database's attestation policy and reference
+    // values as of now, read concurrently; the session's answer counts first.
+    let (session, synced) = tokio::join!(state.session(&id), state.sync_appraiser());
+    let (tee, nonce, hash) = match session? {
         Session::Attested { token } => {
             return Ok(json_response(StatusCode::OK, &TokenReply { token }))
         }
@@ -218,6 +221,7 @@ async fn attest(
         &attestation.tee_evidence.additional_evidence,
     )
     .map_err(|e| KbsError::Attestation(e.to_string()))?;
+    synced?;
     let appraiser_state = state.clone();
     let cpu0 = tokio::task::spawn_blocking(move || {
         appraiser_state
@@ -234,7 +238,7 @@ async fn attest(
         "attested"
     );
     let (token, _) = state.signer.issue(cpu0)?;
-    let expires = state.sessions.attested(&id, token.clone());
+    let expires = state.attested(&id, token.clone()).await?;
     let mut response = json_response(StatusCode::OK, &TokenReply { token });
     response
         .headers_mut()
@@ -261,7 +265,7 @@ fn usable_key(key: &TeePubKey) -> Result<(), KbsError> {
 }
 
 /// The verified claims of the caller: its Bearer token, or its attested session.
-fn caller_claims(state: &AppState, headers: &HeaderMap) -> Result<Value, KbsError> {
+async fn caller_claims(state: &AppState, headers: &HeaderMap) -> Result<Value, KbsError> {
     if let Some(token) = crate::admin::bearer(headers) {
         return state.signer.verify(token);
     }
@@ -271,12 +275,13 @@ fn caller_claims(state: &AppState, headers: &HeaderMap) -> Result<Value, KbsErro
                 .into(),
         ));
     };
-    match state.sessions.get(&id) {
+    match state.session(&id).await {
         Ok(Session::Attested { token }) => state.signer.verify(&token),
         // As Trustee: no token to be found in this request.
         Ok(Session::Authed { .. }) => Err(KbsError::TokenNotFound(
             "Attestation Token not found: this session has not attested yet".into(),
         )),
+        Err(e @ KbsError::Unavailable(_)) => Err(e),
         Err(e) => Err(KbsError::TokenNotFound(format!(
             "Attestation Token not found: {e}"
         ))),
@@ -291,7 +296,14 @@ async fn get_resource(
     RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> Result<Response, KbsError> {
-    let claims = caller_claims(&state, &headers)?;
+    // The caller's claims and (postgres) the database's resource policy as of now,
+    // read concurrently; the claims' answer counts first.
+    let (claims, synced) = tokio::join!(
+        caller_claims(&state, &headers),
+        state.sync_resource_policy()
+    );
+    let claims = claims?;
+    synced?;
     let segments: Vec<&str> = path.split('/').collect();
     let query = crate::policy::query_object(query.as_deref());
     if !state
@@ -314,7 +326,8 @@ async fn get_resource(
     let key = resource_path(&path)?;
     let secret = state
         .storage
-        .get(&key)?
+        .get(&key)
+        .await?
         .ok_or_else(|| KbsError::PluginInternal(format!("resource {path} not found")))?;
     let tee_pubkey: TeePubKey = claims
         .pointer(TEE_PUBKEY_POINTER)
@@ -328,7 +341,10 @@ async fn get_resource(
 }
 
 async fn metrics(State(state): State<Shared>) -> Response {
-    state.metrics.sessions.set(state.sessions.len() as i64);
+    // With postgres the gauge is the last sweep's count, for the whole database.
+    if state.pg.is_none() {
+        state.metrics.sessions.set(state.sessions.len() as i64);
+    }
     (
         [(
             header::CONTENT_TYPE,
@@ -370,8 +386,10 @@ pub async fn serve(
         let mut tick = tokio::time::interval(Duration::from_secs(60));
         loop {
             tick.tick().await;
-            let left = sweeper.sessions.sweep();
-            sweeper.metrics.sessions.set(left as i64);
+            // A database that is away was logged where it failed; next minute again.
+            if let Ok(left) = sweeper.sweep().await {
+                sweeper.metrics.sessions.set(left as i64);
+            }
         }
     });
     loop {

@@ -49,7 +49,7 @@ pub enum State {
 }
 
 /// A session id: 16 random bytes, 32 hex characters in the cookie.
-type Id = [u8; 16];
+pub type Id = [u8; 16];
 
 /// Bytes an attested session is charged beyond its token's length: the map entry, the
 /// queue slot and the allocator's rounding (an estimate, in bytes).
@@ -195,24 +195,24 @@ const PAYLOAD: usize = 1 + 32 + 8;
 const COOKIE: usize = PAYLOAD + 32;
 
 /// A verified challenge cookie.
-struct Challenge {
-    tee: rats::Tee,
-    nonce: [u8; 32],
+pub struct Challenge {
+    pub tee: rats::Tee,
+    pub nonce: [u8; 32],
     /// Unix milliseconds.
-    expires: u64,
+    pub expires: u64,
     /// The table key: the MAC's first 16 bytes.
-    id: Id,
+    pub id: Id,
 }
 
 /// Unix milliseconds.
-fn unix_now() -> u64 {
+pub fn unix_now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0)
 }
 
-fn unknown() -> KbsError {
+pub(crate) fn unknown() -> KbsError {
     KbsError::Attestation("no such session".into())
 }
 
@@ -228,17 +228,42 @@ impl Sessions {
         challenge_timeout: Duration,
         max_challenges: usize,
     ) -> Sessions {
-        let mut key = [0u8; 32];
-        rand::rngs::OsRng.fill_bytes(&mut key);
+        let mut key = zeroize::Zeroizing::new([0u8; 32]);
+        rand::rngs::OsRng.fill_bytes(&mut *key);
+        Self::with_key(
+            &*key,
+            timeout,
+            max_sessions,
+            max_session_bytes,
+            challenge_timeout,
+            max_challenges,
+        )
+    }
+
+    /// [`Sessions::new`] with the challenge MAC key given: replicas sharing it accept
+    /// each other's challenges (the postgres backend keeps it in the database).
+    pub fn with_key(
+        key: &[u8],
+        timeout: Duration,
+        max_sessions: usize,
+        max_session_bytes: usize,
+        challenge_timeout: Duration,
+        max_challenges: usize,
+    ) -> Sessions {
         Sessions {
             tables: Mutex::new(Tables {
                 used: Bounded::new(max_challenges.max(1), usize::MAX, challenge_timeout),
                 attested: Bounded::new(max_sessions.max(1), max_session_bytes, timeout),
             }),
-            key: ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &key),
+            key: ring::hmac::Key::new(ring::hmac::HMAC_SHA256, key),
             timeout,
             challenge_timeout,
         }
+    }
+
+    /// How long an attested session lives.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
     }
 
     /// A challenge for `tee` and `nonce`: the cookie value (146 hex characters) and
@@ -259,7 +284,7 @@ impl Sessions {
     }
 
     /// The challenge a cookie carries, if its MAC is ours (expiry not checked).
-    fn challenge(&self, cookie: &str) -> Result<Challenge, KbsError> {
+    pub fn challenge(&self, cookie: &str) -> Result<Challenge, KbsError> {
         let mut raw = [0u8; COOKIE];
         hex::decode_to_slice(cookie, &mut raw).map_err(|_| unknown())?;
         let (payload, tag) = raw.split_at(PAYLOAD);

@@ -1,11 +1,12 @@
-//! Where resources live: in memory, or one 0600 file per resource in a directory,
-//! named as Trustee's LocalFs backend names them (`repo\x2Ftype\x2Ftag`).
+//! Where resources live: in memory, one 0600 file per resource in a directory,
+//! named as Trustee's LocalFs backend names them (`repo\x2Ftype\x2Ftag`), or in
+//! PostgreSQL ([`crate::pg`], table `verdictd_resources`, keyed `repo/type/tag`).
 
 use std::collections::HashMap;
 use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::PathBuf;
-use std::sync::RwLock;
+use std::sync::{Arc, RwLock};
 
 use zeroize::Zeroizing;
 
@@ -14,6 +15,7 @@ use crate::KbsError;
 pub enum Storage {
     Memory(RwLock<HashMap<String, Zeroizing<Vec<u8>>>>),
     LocalFs(PathBuf),
+    Postgres(Arc<crate::pg::Pg>),
 }
 
 /// Checks one resource path segment: `[a-zA-Z0-9_-]+[a-zA-Z0-9_.-]*`, as Trustee. This
@@ -58,8 +60,9 @@ impl Storage {
         dir.join(key.join("\\x2F"))
     }
 
-    pub fn get(&self, key: &[&str; 3]) -> Result<Option<Zeroizing<Vec<u8>>>, KbsError> {
+    pub async fn get(&self, key: &[&str; 3]) -> Result<Option<Zeroizing<Vec<u8>>>, KbsError> {
         match self {
+            Storage::Postgres(pg) => pg.resource(&key.join("/")).await,
             Storage::Memory(m) => Ok(m.read().expect("storage").get(&key.join("/")).cloned()),
             Storage::LocalFs(dir) => match std::fs::read(Self::file(dir, key)) {
                 Ok(b) => Ok(Some(Zeroizing::new(b))),
@@ -72,8 +75,9 @@ impl Storage {
         }
     }
 
-    pub fn put(&self, key: &[&str; 3], value: &[u8]) -> Result<(), KbsError> {
+    pub async fn put(&self, key: &[&str; 3], value: &[u8]) -> Result<(), KbsError> {
         match self {
+            Storage::Postgres(pg) => pg.put_resource(&key.join("/"), value).await,
             Storage::Memory(m) => {
                 m.write()
                     .expect("storage")
@@ -103,8 +107,9 @@ impl Storage {
     }
 
     /// Removes a resource; whether it existed.
-    pub fn delete(&self, key: &[&str; 3]) -> Result<bool, KbsError> {
+    pub async fn delete(&self, key: &[&str; 3]) -> Result<bool, KbsError> {
         match self {
+            Storage::Postgres(pg) => pg.delete_resource(&key.join("/")).await,
             Storage::Memory(m) => Ok(m.write().expect("storage").remove(&key.join("/")).is_some()),
             Storage::LocalFs(dir) => match std::fs::remove_file(Self::file(dir, key)) {
                 Ok(()) => Ok(true),
@@ -137,6 +142,13 @@ mod tests {
         }
     }
 
+    fn block_on<F: std::future::Future>(f: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(f)
+    }
+
     #[test]
     fn both_backends() {
         let dir = tempfile::tempdir().unwrap();
@@ -145,15 +157,15 @@ mod tests {
             Storage::local_fs(dir.path().join("r")).unwrap(),
         ] {
             let k = ["default", "key", "1"];
-            assert!(s.get(&k).unwrap().is_none());
-            s.put(&k, b"one").unwrap();
-            s.put(&k, b"two").unwrap();
-            assert_eq!(s.get(&k).unwrap().unwrap().as_slice(), b"two");
-            assert!(s.delete(&k).unwrap());
-            assert!(!s.delete(&k).unwrap());
+            assert!(block_on(s.get(&k)).unwrap().is_none());
+            block_on(s.put(&k, b"one")).unwrap();
+            block_on(s.put(&k, b"two")).unwrap();
+            assert_eq!(block_on(s.get(&k)).unwrap().unwrap().as_slice(), b"two");
+            assert!(block_on(s.delete(&k)).unwrap());
+            assert!(!block_on(s.delete(&k)).unwrap());
         }
         let s = Storage::local_fs(dir.path().join("r")).unwrap();
-        s.put(&["a", "b", "c"], b"x").unwrap();
+        block_on(s.put(&["a", "b", "c"], b"x")).unwrap();
         let f = dir.path().join("r").join("a\\x2Fb\\x2Fc");
         assert_eq!(
             std::fs::metadata(&f).unwrap().permissions().mode() & 0o777,

@@ -46,6 +46,18 @@ impl TokenSigner {
             },
             None => p256::SecretKey::random(&mut rand::rngs::OsRng),
         };
+        Self::from_secret(&secret, duration_secs)
+    }
+
+    /// A signer with the P-256 key in PKCS#8 DER `der` (the postgres backend's shared
+    /// key, so every replica's tokens verify at every other).
+    pub fn from_pkcs8_der(der: &[u8], duration_secs: u64) -> anyhow::Result<TokenSigner> {
+        let secret = p256::SecretKey::from_pkcs8_der(der)
+            .map_err(|e| anyhow::anyhow!("token key: not a P-256 PKCS#8 key: {e}"))?;
+        Self::from_secret(&secret, duration_secs)
+    }
+
+    fn from_secret(secret: &p256::SecretKey, duration_secs: u64) -> anyhow::Result<TokenSigner> {
         let der = secret
             .to_pkcs8_der()
             .map_err(|e| anyhow::anyhow!("token key: {e}"))?;

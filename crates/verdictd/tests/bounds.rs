@@ -73,6 +73,12 @@ fn init_data_over_64_kib_is_refused_in_one_line() {
 
 #[test]
 fn sessions_with_max_size_tokens_stay_within_the_byte_budget() {
+    if postgres() {
+        // The in-memory table's byte budget; the postgres one is bounded by count at
+        // each sweep and held by the database.
+        eprintln!("skipped: memory backend only (the session table's byte budget)");
+        return;
+    }
     const BUDGET_MIB: u64 = 8;
     const SESSIONS: usize = 800;
     let v = Verdictd::start(&format!(

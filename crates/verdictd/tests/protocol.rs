@@ -388,6 +388,12 @@ fn admin_api_takes_only_signed_tokens_with_an_allowed_role() {
 
 #[test]
 fn sessions_are_bounded_and_expire() {
+    if postgres() {
+        // The postgres backend bounds its session table at each sweep (every 60 s),
+        // not at each insert; expiry is checked in tests/postgres.rs' flows.
+        eprintln!("skipped: memory backend only (the session table's bound)");
+        return;
+    }
     let v = Verdictd::start(&format!(
         "{ADMIN_OPEN}[session]\ntimeout_secs = 2\nmax_sessions = 2\nchallenge_timeout_secs = 1\nmax_challenges = 2\n"
     ));

@@ -17,6 +17,21 @@ pub struct Verdictd {
     pub child: Child,
     pub url: String,
     pub dir: tempfile::TempDir,
+    /// The private database of a run against the postgres backend (see [`postgres`]);
+    /// stopped after verdictd.
+    pub pg: Option<test_support::Postgres>,
+}
+
+/// Whether this run puts verdictd on PostgreSQL: `VERDICTD_TEST_STORAGE=postgres` runs
+/// the same tests against the postgres backend (each verdictd whose config names no
+/// `[storage]` gets a private server of its own).
+pub fn postgres() -> bool {
+    std::env::var("VERDICTD_TEST_STORAGE").is_ok_and(|v| v == "postgres")
+}
+
+/// The `[storage]` section for database `db` of `pg`.
+pub fn pg_storage(pg: &test_support::Postgres, db: &str) -> String {
+    format!("[storage]\ntype = \"postgres\"\nurl = \"{}\"\n", pg.url(db))
 }
 
 impl Verdictd {
@@ -27,6 +42,22 @@ impl Verdictd {
     }
 
     pub fn start_in(dir: tempfile::TempDir, extra: &str) -> Verdictd {
+        if postgres() && !extra.contains("[storage]") {
+            let pg = test_support::Postgres::start().unwrap();
+            pg.create_database("verdictd").unwrap();
+            // Appended: [storage] then closes whatever table `extra` ended in.
+            let extra = format!("{extra}\n{}", pg_storage(&pg, "verdictd"));
+            let mut v = Self::spawn_in(dir, &extra);
+            let log = std::fs::read_to_string(v.dir.path().join("verdictd.log")).unwrap();
+            assert!(log.contains("database ready"), "not on postgres: {log}");
+            v.pg = Some(pg);
+            return v;
+        }
+        Self::spawn_in(dir, extra)
+    }
+
+    /// Starts verdictd with exactly this config (no database added).
+    pub fn spawn_in(dir: tempfile::TempDir, extra: &str) -> Verdictd {
         let config = dir.path().join("verdictd.toml");
         std::fs::write(&config, format!("listen = \"127.0.0.1:0\"\n{extra}")).unwrap();
         let mut child = Command::new(env!("CARGO_BIN_EXE_verdictd"))
@@ -50,7 +81,12 @@ impl Verdictd {
                 )
             })
             .to_string();
-        Verdictd { child, url, dir }
+        Verdictd {
+            child,
+            url,
+            dir,
+            pg: None,
+        }
     }
 
     pub fn client(&self) -> Client {
