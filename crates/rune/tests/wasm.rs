@@ -6,7 +6,7 @@
 mod common;
 
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -121,6 +121,17 @@ const LOOP: &str = r#"(module
   (memory (export "memory") 1)
   (func (export "_start") (loop $l (br $l))))"#;
 
+/// Sleeps 60 s in one `poll_oneoff` on the monotonic clock: blocked in a host call,
+/// where epoch interruption does not reach it.
+const SLEEP: &str = r#"(module
+  (import "wasi_snapshot_preview1" "poll_oneoff" (func $poll (param i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (func (export "_start")
+    (i32.store8 (i32.const 8) (i32.const 0))
+    (i32.store (i32.const 16) (i32.const 1))
+    (i64.store (i32.const 24) (i64.const 60000000000))
+    (drop (call $poll (i32.const 0) (i32.const 100) (i32.const 1) (i32.const 200)))))"#;
+
 /// Executes `unreachable`.
 const TRAP: &str = r#"(module
   (memory (export "memory") 1)
@@ -146,11 +157,15 @@ fn wat2wasm(wat: &str, out: &Path) {
 
 /// Writes `bytes` at `/app.wasm` in the bundle's rootfs, executable (rune checks, as
 /// runc does, that a program in the container's file system may be executed).
-fn put_module(b: &Bundle, bytes: &[u8]) -> PathBuf {
-    let path = b.path().join("rootfs/app.wasm");
+fn put_module(b: &Bundle, bytes: &[u8]) {
+    put_module_at(b, "app.wasm", bytes);
+}
+
+/// Writes `bytes` at `/<name>` in the bundle's rootfs, executable.
+fn put_module_at(b: &Bundle, name: &str, bytes: &[u8]) {
+    let path = b.path().join("rootfs").join(name);
     std::fs::write(&path, bytes).unwrap();
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
-    path
 }
 
 /// A bundle with its own rootfs whose `/app.wasm` is `wat` compiled, run as
@@ -301,45 +316,128 @@ fn wasm_sees_the_image_by_directory_and_cannot_write_outside() {
     assert_eq!(leftovers(rune.root.path(), &id), Vec::<String>::new());
 }
 
+/// Waits for `child` to exit, up to 10 s; returns its status and how long it took.
+fn wait_child(child: &mut std::process::Child) -> (std::process::ExitStatus, Duration) {
+    let start = Instant::now();
+    loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            return (s, start.elapsed());
+        }
+        if start.elapsed() > Duration::from_secs(10) {
+            let _ = child.kill();
+            panic!("did not end within 10 s");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// A guest spinning in a loop (ended by epoch interruption) and one blocked in a host
+/// call (reported killed after the PAL's grace time) both end on `rune kill ID TERM`
+/// well within a second, with 128 + SIGTERM.
 #[test]
 fn wasm_infinite_loop_ends_on_rune_kill_term_within_a_second() {
     if !ready("wasm_infinite_loop_ends_on_rune_kill_term_within_a_second") {
         return;
     }
     let rune = Rune::new();
+    for (name, wat) in [("loop", LOOP), ("sleep in poll_oneoff", SLEEP)] {
+        let b = wasm_bundle(wat, &[], "debug");
+        let id = unique_id("wasm-loop");
+        let mut run = Command::new(RUNE)
+            .arg("--root")
+            .arg(rune.root.path())
+            .args(["run", "--bundle", b.path().to_str().unwrap(), &id])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        assert!(wait_until(Duration::from_secs(10), || {
+            rune.cmd(&["state", &id]).status.success() && rune.status(&id) == "running"
+        }));
+        // Running, and still running: the guest does not end by itself.
+        std::thread::sleep(Duration::from_millis(300));
+        assert!(run.try_wait().unwrap().is_none(), "{name}");
+        let start = Instant::now();
+        rune.ok(&["kill", &id, "TERM"]);
+        let (status, _) = wait_child(&mut run);
+        let took = start.elapsed();
+        println!("{name}: SIGTERM to exit {took:?}");
+        assert_eq!(status.code(), Some(128 + 15), "{name}");
+        assert!(took < Duration::from_secs(1), "{name}: {took:?}");
+        assert_eq!(leftovers(rune.root.path(), &id), Vec::<String>::new());
+    }
+}
+
+/// `rune exec` runs other modules in the same enclave, each its own process: a second
+/// module's output and exit code come back to the caller, and a signal to one exec
+/// ends that process only.
+#[test]
+fn wasm_exec_runs_more_modules_and_a_kill_ends_only_its_process() {
+    if !ready("wasm_exec_runs_more_modules_and_a_kill_ends_only_its_process") {
+        return;
+    }
+    let rune = Rune::new();
     let b = wasm_bundle(LOOP, &[], "debug");
-    let id = unique_id("wasm-loop");
-    let mut run = Command::new(RUNE)
+    let tmp = tempfile::tempdir().unwrap();
+    for (name, wat) in [
+        ("hello", HELLO.to_string()),
+        ("spin", LOOP.to_string()),
+        ("seven", exit_module(7)),
+    ] {
+        let wasm = tmp.path().join(format!("{name}.wasm"));
+        wat2wasm(&wat, &wasm);
+        put_module_at(&b, &format!("{name}.wasm"), &std::fs::read(&wasm).unwrap());
+    }
+    let id = unique_id("wasm-exec");
+    rune.ok(&["run", "-d", "--bundle", b.path().to_str().unwrap(), &id]);
+    assert_eq!(rune.status(&id), "running");
+
+    let out = rune.cmd(&["exec", &id, "/hello.wasm"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "hello wasm\n");
+    assert_eq!(
+        rune.cmd(&["exec", &id, "/seven.wasm"]).status.code(),
+        Some(7)
+    );
+
+    // A spinning exec'd module, ended through its caller: the signal reaches that
+    // process (pal_kill with its pid), not the container's own.
+    let mut spin = Command::new(RUNE)
         .arg("--root")
         .arg(rune.root.path())
-        .args(["run", "--bundle", b.path().to_str().unwrap(), &id])
+        .args(["exec", &id, "/spin.wasm"])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    assert!(wait_until(Duration::from_secs(10), || {
-        rune.cmd(&["state", &id]).status.success() && rune.status(&id) == "running"
-    }));
-    // Running, and still running: the loop does not end by itself.
-    std::thread::sleep(Duration::from_millis(300));
-    assert!(run.try_wait().unwrap().is_none());
-    let start = Instant::now();
-    rune.ok(&["kill", &id, "TERM"]);
-    let status = loop {
-        if let Some(s) = run.try_wait().unwrap() {
-            break s;
-        }
-        if start.elapsed() > Duration::from_secs(10) {
-            let _ = run.kill();
-            panic!("the loop did not end within 10 s of SIGTERM");
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    };
-    let took = start.elapsed();
-    println!("SIGTERM to exit: {took:?}");
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(spin.try_wait().unwrap().is_none());
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(spin.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let (status, took) = wait_child(&mut spin);
     assert_eq!(status.code(), Some(128 + 15));
     assert!(took < Duration::from_secs(1), "{took:?}");
+    assert_eq!(
+        rune.status(&id),
+        "running",
+        "the container's own module was killed"
+    );
+    let out = rune.cmd(&["exec", &id, "/hello.wasm"]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "hello wasm\n");
+
+    rune.ok(&["kill", &id, "TERM"]);
+    assert!(wait_until(Duration::from_secs(5), || rune.status(&id) == "stopped"));
+    rune.ok(&["delete", &id]);
     assert_eq!(leftovers(rune.root.path(), &id), Vec::<String>::new());
 }
 
