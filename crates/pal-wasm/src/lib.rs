@@ -37,11 +37,14 @@
 //!   reports `128 + sig` anyway after [`KILL_GRACE`], and the blocked thread ends with
 //!   the runelet. Signals whose default action is to ignore or stop (SIGCHLD, SIGCONT,
 //!   SIGURG, SIGWINCH, SIGSTOP, SIGTSTP, SIGTTIN, SIGTTOU) are accepted and do nothing.
+//! - **Compiled code** is cached on the host per (module, engine configuration), and
+//!   loaded only after its digest is checked (see the `cache` module).
 //! - **`pal_get_local_report`** returns `-ENOSYS` for now.
 //!
 //! Every entry point catches panics: a panic unwinding out of `extern "C"` would abort
 //! the runelet.
 
+mod cache;
 mod module;
 
 use std::collections::HashMap;
@@ -173,9 +176,11 @@ fn lock() -> std::sync::MutexGuard<'static, Option<Enclave>> {
     STATE.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// Returns 3.
+/// Returns 3. rune (and every PAL loader) calls it first, in the host's mount namespace
+/// before the container's root is entered: the compiled-code cache is opened here.
 #[no_mangle]
 pub extern "C" fn pal_get_version() -> c_int {
+    let _ = std::panic::catch_unwind(|| cache::open(&sim_tee::PlatformKey::dir()));
     3
 }
 

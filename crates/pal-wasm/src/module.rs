@@ -6,7 +6,7 @@
 
 use nix::errno::Errno;
 use sim_tee::wasm::{kind, Kind};
-use wasmtime::{Engine, ExternType, InstancePre, Linker, Module};
+use wasmtime::{Engine, ExternType, InstancePre, Linker};
 
 /// The largest module file the PAL reads, in bytes (256 MiB). A module is read into
 /// memory whole (it is compiled from memory), so a bound keeps a huge file from
@@ -112,7 +112,7 @@ pub fn prepare<T: 'static>(
         }
         Kind::Other => return Err(refuse("not a WebAssembly module".into())),
     }
-    let module = Module::from_binary(engine, bytes)
+    let module = crate::cache::module(engine, bytes)
         .map_err(|e| refuse(format!("invalid module: {}", one_line(&e))))?;
     match module.get_export("_start") {
         Some(ExternType::Func(f)) if f.params().len() == 0 && f.results().len() == 0 => {}

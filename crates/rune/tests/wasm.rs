@@ -560,3 +560,69 @@ fn signed_wasm_module_runs_and_a_tampered_one_is_refused_at_create() {
     );
     assert_eq!(leftovers(rune.root.path(), &id), Vec::<String>::new());
 }
+
+/// The compiled-code cache: a module is compiled once and its entry (root-only) reused;
+/// an entry with one byte changed is detected, never loaded, and replaced by a fresh
+/// compilation.
+#[test]
+fn wasm_compiled_code_is_cached_and_a_corrupted_entry_is_recompiled() {
+    if !ready("wasm_compiled_code_is_cached_and_a_corrupted_entry_is_recompiled") {
+        return;
+    }
+    use std::os::unix::fs::MetadataExt;
+    let rune = Rune::new();
+    let platform = tempfile::tempdir().unwrap();
+    let b = wasm_bundle(HELLO, &[], "debug");
+    let run = || {
+        let id = unique_id("wasm-cache");
+        let mut c = Command::new(RUNE);
+        c.env("INCLAVARE_SIM_PLATFORM_DIR", platform.path())
+            .arg("--root")
+            .arg(rune.root.path())
+            .args(["run", "--bundle", b.path().to_str().unwrap(), &id]);
+        let out = output_via_files(&mut c);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{stderr}");
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "hello wasm\n");
+        assert_eq!(leftovers(rune.root.path(), &id), Vec::<String>::new());
+    };
+    let cache = platform.path().join("wasm-cache");
+    let entry = || {
+        let entries: Vec<std::path::PathBuf> = std::fs::read_dir(&cache)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        assert_eq!(entries.len(), 1, "{entries:?}");
+        entries[0].clone()
+    };
+
+    run();
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&cache), 0o700);
+    let path = entry();
+    assert_eq!(mode(&path), 0o600);
+    let stored = std::fs::read(&path).unwrap();
+    let inode = std::fs::metadata(&path).unwrap().ino();
+
+    // A hit: the entry is used as it is (a miss writes a new file over it).
+    run();
+    assert_eq!(entry(), path);
+    assert_eq!(std::fs::metadata(&path).unwrap().ino(), inode);
+
+    // One byte of the compiled code flipped in place: the module still runs, compiled
+    // again, and the entry is written anew.
+    let mut bad = stored.clone();
+    let mid = bad.len() / 2;
+    bad[mid] ^= 0x01;
+    {
+        use std::io::{Seek, SeekFrom, Write};
+        let mut f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+        f.seek(SeekFrom::Start(mid as u64)).unwrap();
+        f.write_all(&bad[mid..mid + 1]).unwrap();
+    }
+    assert_eq!(std::fs::metadata(&path).unwrap().ino(), inode);
+    run();
+    assert_eq!(entry(), path);
+    assert_ne!(std::fs::metadata(&path).unwrap().ino(), inode);
+    assert_eq!(std::fs::read(&path).unwrap(), stored);
+}
