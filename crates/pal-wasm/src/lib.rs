@@ -64,6 +64,28 @@ use wasmtime_wasi::{FsPerms, I32Exit, WasiCtxBuilder};
 
 pub use module::{Refusal, MAX_MODULE_BYTES};
 
+/// The checks a module file passes before it may run (header, wasmtime's validation,
+/// `_start`, imports against WASI preview 1), with the engine and linker the PAL uses,
+/// for tools and fuzzing. Nothing is cached or run.
+pub struct Checker {
+    engine: Engine,
+    linker: Linker<Host>,
+}
+
+impl Checker {
+    /// The engine and WASI linker of the PAL.
+    pub fn new() -> Result<Checker, Refusal> {
+        let engine = engine()?;
+        let linker = linker(&engine)?;
+        Ok(Checker { engine, linker })
+    }
+
+    /// Checks `bytes` as the module file `path`: `Ok` when the PAL would run it.
+    pub fn check(&self, path: &str, bytes: &[u8]) -> Result<(), Refusal> {
+        module::prepare(&self.engine, &self.linker, path, bytes).map(drop)
+    }
+}
+
 /// How long `pal_exec` waits for a killed guest to stop before it reports the signal
 /// anyway (a guest blocked in a host call does not see the epoch).
 pub const KILL_GRACE: Duration = Duration::from_millis(200);
@@ -228,10 +250,9 @@ fn engine() -> Result<Engine, Refusal> {
     })
 }
 
-fn init(args: &str) -> Result<(), Refusal> {
-    let runtime_args = sim_tee::RuntimeArgs::parse(args);
-    let engine = engine()?;
-    let mut linker: Linker<Host> = Linker::new(&engine);
+/// WASI preview 1 (`wasi_snapshot_preview1`), synchronous, over each store's context.
+fn linker(engine: &Engine) -> Result<Linker<Host>, Refusal> {
+    let mut linker: Linker<Host> = Linker::new(engine);
     wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |h: &mut Host| &mut h.wasi).map_err(
         |e| {
             Refusal::new(
@@ -240,6 +261,13 @@ fn init(args: &str) -> Result<(), Refusal> {
             )
         },
     )?;
+    Ok(linker)
+}
+
+fn init(args: &str) -> Result<(), Refusal> {
+    let runtime_args = sim_tee::RuntimeArgs::parse(args);
+    let engine = engine()?;
+    let linker = linker(&engine)?;
     let path = runtime_args.manifest_path();
     let manifest = match std::fs::read(path) {
         Ok(bytes) => Some(
