@@ -39,7 +39,9 @@
 //!   SIGURG, SIGWINCH, SIGSTOP, SIGTSTP, SIGTTIN, SIGTTOU) are accepted and do nothing.
 //! - **Compiled code** is cached on the host per (module, engine configuration), and
 //!   loaded only after its digest is checked (see the `cache` module).
-//! - **`pal_get_local_report`** returns `-ENOSYS` for now.
+//! - **`pal_get_local_report`** gives `liberpal-sim`'s evidence: a [`sim_tee::Report`]
+//!   with the module's measurement, bound to the first 64 bytes of the target info and
+//!   signed by the host's platform key (`sim`: it proves nothing about hardware).
 //!
 //! Every entry point catches panics: a panic unwinding out of `extern "C"` would abort
 //! the runelet.
@@ -52,12 +54,12 @@ use std::ffi::CStr;
 use std::fs::File;
 use std::os::raw::{c_char, c_int, c_void};
 use std::sync::atomic::{AtomicI32, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
 use pal::ffi::{PalAttrV3, PalCreateProcessArgs, PalExecArgs};
-use sim_tee::{Digest, EnclaveSpec, Manifest};
+use sim_tee::{Digest, EnclaveSpec, Manifest, PlatformKey, Report};
 use wasmtime::{Config, Engine, InstancePre, Linker, Store, Trap, UpdateDeadline};
 use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::{FsPerms, I32Exit, WasiCtxBuilder};
@@ -198,11 +200,31 @@ fn lock() -> std::sync::MutexGuard<'static, Option<Enclave>> {
     STATE.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// The platform key, loaded in the host's mount namespace (see `pal_get_version`).
+static PLATFORM: OnceLock<Result<Arc<PlatformKey>, String>> = OnceLock::new();
+
+fn platform() -> Result<Arc<PlatformKey>, String> {
+    PLATFORM
+        .get_or_init(|| {
+            let dir = PlatformKey::dir();
+            cache::open(&dir);
+            PlatformKey::load_or_create(&dir)
+                .map(Arc::new)
+                .map_err(|e| e.to_string())
+        })
+        .clone()
+}
+
 /// Returns 3. rune (and every PAL loader) calls it first, in the host's mount namespace
-/// before the container's root is entered: the compiled-code cache is opened here.
+/// before the container's root is entered: the platform key (`liberpal-sim`'s, which
+/// signs reports) is loaded and the compiled-code cache opened here.
 #[no_mangle]
 pub extern "C" fn pal_get_version() -> c_int {
-    let _ = std::panic::catch_unwind(|| cache::open(&sim_tee::PlatformKey::dir()));
+    let _ = std::panic::catch_unwind(|| {
+        if let Err(e) = platform() {
+            say(&format!("platform key: {e}"));
+        }
+    });
     3
 }
 
@@ -266,6 +288,8 @@ fn linker(engine: &Engine) -> Result<Linker<Host>, Refusal> {
 
 fn init(args: &str) -> Result<(), Refusal> {
     let runtime_args = sim_tee::RuntimeArgs::parse(args);
+    // Nothing in the container may read this process's memory (the platform key).
+    let _ = nix::sys::prctl::set_dumpable(false);
     let engine = engine()?;
     let linker = linker(&engine)?;
     let path = runtime_args.manifest_path();
@@ -717,18 +741,66 @@ pub extern "C" fn pal_kill(pid: c_int, sig: c_int) -> c_int {
     })
 }
 
-/// Not available yet: `-ENOSYS`.
+/// This enclave's [`sim_tee::Report`] bound to `report_data`, signed by the platform
+/// key: the evidence `liberpal-sim` gives, with the module's measurement.
+fn signed_report(report_data: [u8; 64]) -> Result<Vec<u8>, String> {
+    let key = platform()?;
+    let id = lock()
+        .as_ref()
+        .ok_or("the enclave is not initialised")?
+        .identity
+        .clone()
+        .ok_or("the enclave's module is not measured yet")?;
+    let r = Report::unsigned(
+        id.debug,
+        id.mr_enclave,
+        id.mr_signer,
+        id.product_id,
+        id.svn,
+        report_data,
+    );
+    Ok(key.sign_report(r).to_bytes())
+}
+
+/// A report bound to the first 64 bytes of `target_info` (the report data, as
+/// `liberpal-sim` takes it).
 ///
 /// # Safety
-/// No pointer is dereferenced.
+/// `target_info` must be readable for `target_info_len` bytes, `report` writable for
+/// `*report_len` bytes.
 #[no_mangle]
 pub unsafe extern "C" fn pal_get_local_report(
-    _target_info: *mut c_void,
-    _target_info_len: c_int,
-    _report: *mut c_void,
-    _report_len: *mut c_int,
+    target_info: *mut c_void,
+    target_info_len: c_int,
+    report: *mut c_void,
+    report_len: *mut c_int,
 ) -> c_int {
-    errno(Errno::ENOSYS)
+    if target_info.is_null() || report.is_null() || report_len.is_null() || target_info_len < 64 {
+        return errno(Errno::EINVAL);
+    }
+    // SAFETY: checked non-NULL; the caller gives the lengths.
+    let (data, capacity) = unsafe {
+        let mut d = [0u8; 64];
+        d.copy_from_slice(std::slice::from_raw_parts(target_info as *const u8, 64));
+        (d, *report_len)
+    };
+    if capacity < sim_tee::REPORT_SIZE as c_int {
+        return errno(Errno::ENOSPC);
+    }
+    guarded(|| match signed_report(data) {
+        Ok(bytes) => {
+            // SAFETY: capacity checked above.
+            unsafe {
+                std::ptr::copy_nonoverlapping(bytes.as_ptr(), report as *mut u8, bytes.len());
+                *report_len = bytes.len() as c_int;
+            }
+            0
+        }
+        Err(e) => {
+            say(&e);
+            errno(Errno::EAGAIN)
+        }
+    })
 }
 
 /// Ends every process (as SIGKILL) and frees the enclave. Guest threads still blocked

@@ -626,3 +626,64 @@ fn wasm_compiled_code_is_cached_and_a_corrupted_entry_is_recompiled() {
     assert_ne!(std::fs::metadata(&path).unwrap().ino(), inode);
     assert_eq!(std::fs::read(&path).unwrap(), stored);
 }
+
+/// `rune attest` of a signed wasm enclave: `sim` evidence with the module's
+/// measurement, bound to the report data, which the tenant's verifier accepts with the
+/// measurement pinned (and a policy allowing software TEEs).
+#[test]
+fn wasm_attest_gives_a_report_with_the_modules_measurement() {
+    if !ready("wasm_attest_gives_a_report_with_the_modules_measurement") {
+        return;
+    }
+    let rune = Rune::new();
+    let work = tempfile::tempdir().unwrap();
+    let platform = work.path().join("platform");
+    let b = wasm_bundle(LOOP, &[], "");
+    let mr = sim_sign_rootfs(work.path(), &b.path().join("rootfs"), "/app.wasm");
+    let id = unique_id("wasm-attest");
+    let mut c = Command::new(RUNE);
+    c.env("INCLAVARE_SIM_PLATFORM_DIR", &platform)
+        .arg("--root")
+        .arg(rune.root.path())
+        .args(["run", "-d", "--bundle", b.path().to_str().unwrap(), &id]);
+    let out = output_via_files(&mut c);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let data = "5a".repeat(64);
+    let report_file = work.path().join("report.bin");
+    rune.ok(&[
+        "attest",
+        "--report-data",
+        &data,
+        "--report-file",
+        report_file.to_str().unwrap(),
+        &id,
+    ]);
+    let report = sim_tee::Report::parse(&std::fs::read(&report_file).unwrap()).unwrap();
+    report.verify_signature().unwrap();
+    assert_eq!(hex::encode(report.mr_enclave), mr);
+    assert_eq!(report.report_data, [0x5a; 64]);
+    assert!(!report.debug);
+
+    let policy = work.path().join("policy.toml");
+    std::fs::write(
+        &policy,
+        format!("allow_software_tees = true\n[expected]\nsim_mr_enclave = [\"{mr}\"]\n"),
+    )
+    .unwrap();
+    let mut verify = Command::new(shelter_bin());
+    verify
+        .args(["verify", "--evidence", report_file.to_str().unwrap()])
+        .args(["--report-data", &data])
+        .args(["--policy", policy.to_str().unwrap()]);
+    let (code, out, err) = run(&mut verify);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.starts_with("verdict: ACCEPTED"), "{out}");
+
+    rune.ok(&["delete", "--force", &id]);
+    assert_eq!(leftovers(rune.root.path(), &id), Vec::<String>::new());
+}
