@@ -23,6 +23,17 @@ const HELLO: &str = r#"(module
     (i32.store (i32.const 0) (i32.const 16)) (i32.store (i32.const 4) (i32.const 11))
     (drop (call $w (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))))"#;
 
+/// Writes "hello wasm\n", then `proc_exit(7)`.
+const HELLO_7: &str = r#"(module
+  (import "wasi_snapshot_preview1" "fd_write" (func $w (param i32 i32 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 16) "hello wasm\n")
+  (func (export "_start")
+    (i32.store (i32.const 0) (i32.const 16)) (i32.store (i32.const 4) (i32.const 11))
+    (drop (call $w (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))
+    (call $exit (i32.const 7))))"#;
+
 /// `proc_exit(N)`.
 fn exit_module(code: u32) -> String {
     format!(
@@ -686,4 +697,65 @@ fn wasm_attest_gives_a_report_with_the_modules_measurement() {
 
     rune.ok(&["delete", "--force", &id]);
     assert_eq!(leftovers(rune.root.path(), &id), Vec::<String>::new());
+}
+
+/// The same module through containerd (`ctr run` with rune as the runc binary) and
+/// docker (`--runtime rune`): the module comes from a host directory bound at `/tmp` of
+/// the busybox image, its output and exit code (7) come back through each client.
+#[test]
+fn wasm_runs_through_containerd_and_docker() {
+    let test = "wasm_runs_through_containerd_and_docker";
+    if !ready(test)
+        || !tool_or_skip(test, "/usr/bin/containerd")
+        || !tool_or_skip(test, "/usr/sbin/dockerd")
+    {
+        return;
+    }
+    let modules = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(modules.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let app = modules.path().join("app.wasm");
+    wat2wasm(HELLO_7, &app);
+    std::fs::set_permissions(&app, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let env = [
+        "ENCLAVE_TYPE=sim".to_string(),
+        format!("ENCLAVE_RUNTIME_PATH={}", wasm_pal().display()),
+        "ENCLAVE_RUNTIME_ARGS=debug".to_string(),
+    ];
+
+    let c = Containerd::start();
+    let mount = format!(
+        "type=bind,src={},dst=/tmp,options=rbind:ro",
+        modules.path().display()
+    );
+    let mut args = vec!["run", "--rm", "--runc-binary", RUNE, "--mount", &mount];
+    for e in &env {
+        args.extend(["--env", e.as_str()]);
+    }
+    let id = unique_id("ctr-wasm");
+    args.extend(["docker.io/library/busybox:rune", &id, "/tmp/app.wasm"]);
+    let (code, out, err) = c.ctr(&args);
+    assert_eq!(code, 7, "{out}{err}");
+    assert!(out.contains("hello wasm"), "{out}");
+    drop(c);
+
+    let d = Dockerd::start();
+    let volume = format!("{}:/tmp:ro", modules.path().display());
+    let mut args = vec![
+        "run",
+        "--rm",
+        "--runtime",
+        "rune",
+        "--network",
+        "none",
+        "--pull=never",
+        "-v",
+        &volume,
+    ];
+    for e in &env {
+        args.extend(["-e", e.as_str()]);
+    }
+    args.extend(["busybox:rune", "/tmp/app.wasm"]);
+    let (code, out, err) = d.docker(&args);
+    assert_eq!(code, 7, "{out}{err}");
+    assert!(out.contains("hello wasm"), "{out}");
 }
