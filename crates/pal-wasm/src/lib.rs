@@ -37,6 +37,10 @@
 //!   reports `128 + sig` anyway after [`KILL_GRACE`], and the blocked thread ends with
 //!   the runelet. Signals whose default action is to ignore or stop (SIGCHLD, SIGCONT,
 //!   SIGURG, SIGWINCH, SIGSTOP, SIGTSTP, SIGTTIN, SIGTTOU) are accepted and do nothing.
+//! - **Memory**: a linear memory may not grow past the container's memory limit (its
+//!   cgroup's, which rune sets from `linux.resources.memory.limit`): the guest traps
+//!   with `memory limit exceeded: wanted N bytes, limit L` on its stderr, exit value 134,
+//!   instead of driving the runelet into the kernel's OOM killer.
 //! - **Compiled code** is cached on the host per (module, engine configuration), and
 //!   loaded only after its digest is checked (see the `cache` module).
 //! - **`pal_get_local_report`** gives `liberpal-sim`'s evidence: a [`sim_tee::Report`]
@@ -135,6 +139,53 @@ struct Identity {
 struct Host {
     wasi: WasiP1Ctx,
     shared: Arc<Shared>,
+    /// The largest a linear memory may grow, in bytes: the container's memory limit.
+    memory_limit: Option<usize>,
+}
+
+impl wasmtime::ResourceLimiter for Host {
+    /// Growth past the container's memory limit traps (with the message the process's
+    /// stderr gets) instead of letting the guest reach the kernel's OOM killer, which
+    /// would end the whole runelet.
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        match self.memory_limit {
+            Some(limit) if desired > limit => {
+                let msg = format!(
+                    "memory limit exceeded: wanted {desired} bytes, limit {limit} (the container's memory limit)"
+                );
+                let mut s = self.shared.state.lock().unwrap_or_else(|p| p.into_inner());
+                s.over_limit = Some(msg.clone());
+                Err(wasmtime::Error::msg(msg))
+            }
+            _ => Ok(true),
+        }
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        _desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(true)
+    }
+}
+
+/// The container's memory limit in bytes, from its cgroup as the container sees it
+/// (cgroup v2 `memory.max`, else v1 `memory.limit_in_bytes`; rune sets either from
+/// `linux.resources.memory.limit`). None when unlimited or unknown.
+fn container_memory_limit() -> Option<usize> {
+    let read = |p: &str| std::fs::read_to_string(p).ok();
+    let text = read("/sys/fs/cgroup/memory.max")
+        .or_else(|| read("/sys/fs/cgroup/memory/memory.limit_in_bytes"))?;
+    // "max" (v2), or v1's "unlimited" (the largest page-aligned i64).
+    let bytes: u64 = text.trim().parse().ok()?;
+    (bytes < 1 << 62).then_some(bytes as usize)
 }
 
 /// A process between `pal_create_process` and `pal_exec`.
@@ -158,6 +209,8 @@ struct Shared {
 
 #[derive(Default)]
 struct Outcome {
+    /// Why the guest was stopped for its memory, when it was.
+    over_limit: Option<String>,
     exit: Option<i32>,
     killed_at: Option<Instant>,
 }
@@ -539,8 +592,10 @@ fn create(argv: Vec<String>, env: Vec<String>, stdio: [c_int; 3]) -> Result<i32,
         Host {
             wasi: wasi.build_p1(),
             shared: shared.clone(),
+            memory_limit: container_memory_limit(),
         },
     );
+    store.limiter(|h| h as &mut dyn wasmtime::ResourceLimiter);
     // The epoch is engine-wide: every store reaches its deadline when any process is
     // killed, and only the one whose flag is set stops.
     store.set_epoch_deadline(1);
@@ -656,11 +711,20 @@ fn run(p: Created) {
         start.call(&mut store, ())
     });
     let killed = shared.killed.load(Ordering::SeqCst);
+    let over_limit = shared
+        .state
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .over_limit
+        .take();
     let code = match result {
         Ok(()) => 0,
         Err(e) => {
             if let Some(exit) = e.downcast_ref::<I32Exit>() {
                 exit.0
+            } else if let Some(msg) = over_limit {
+                tell(stderr.as_ref(), &format!("{name}: {msg}"));
+                TRAP_EXIT
             } else if killed != 0 && e.downcast_ref::<Trap>() == Some(&Trap::Interrupt) {
                 128 + killed
             } else if let Some(trap) = e.downcast_ref::<Trap>() {

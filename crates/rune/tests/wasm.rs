@@ -759,3 +759,39 @@ fn wasm_runs_through_containerd_and_docker() {
     assert_eq!(code, 7, "{out}{err}");
     assert!(out.contains("hello wasm"), "{out}");
 }
+
+/// Grows its memory by 2,048 pages (128 MiB); `unreachable` if the growth is refused.
+const GROW: &str = r#"(module
+  (memory (export "memory") 1)
+  (func (export "_start")
+    (if (i32.eq (memory.grow (i32.const 2048)) (i32.const -1)) (then unreachable))))"#;
+
+/// A module growing its memory past the container's memory limit (64 MiB) traps with
+/// a message naming the limit and exits 134; without a limit the same growth succeeds.
+#[test]
+fn wasm_memory_over_the_containers_limit_traps() {
+    if !ready("wasm_memory_over_the_containers_limit_traps") {
+        return;
+    }
+    let rune = Rune::new();
+    let b = wasm_bundle(GROW, &[], "debug");
+    let id = unique_id("wasm-grow");
+    let (code, _, stderr) = run_bundle(&rune, &b, &id);
+    assert_eq!(code, Some(0), "no limit: {stderr}");
+
+    let mut b = b;
+    b.spec["linux"]["resources"]["memory"] = serde_json::json!({ "limit": 64u64 << 20 });
+    b.save();
+    let id = unique_id("wasm-grow");
+    let (code, _, stderr) = run_bundle(&rune, &b, &id);
+    assert_eq!(code, Some(134), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "liberpal-wasm: /app.wasm: memory limit exceeded: wanted {} bytes, limit {}",
+            2049u64 << 16,
+            64u64 << 20
+        )),
+        "{stderr}"
+    );
+    assert_eq!(leftovers(rune.root.path(), &id), Vec::<String>::new());
+}
