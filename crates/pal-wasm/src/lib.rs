@@ -897,6 +897,31 @@ mod tests {
     }
 
     #[test]
+    fn checker_accepts_a_command_and_refuses_bad_modules_in_one_line() {
+        let checker = Checker::new().unwrap();
+        // (module (func (export "_start"))), as wat2wasm writes it.
+        let ok = b"\0asm\x01\0\0\0\x01\x04\x01\x60\0\0\x03\x02\x01\0\x07\x0a\x01\x06_start\0\0\x0a\x04\x01\x02\0\x0b";
+        checker.check("/ok.wasm", ok).unwrap();
+        // (module (import "env" "foo" (func)) (func (export "_start")))
+        let import = b"\x00\x61\x73\x6d\x01\x00\x00\x00\x01\x04\x01\x60\x00\x00\x02\x0b\x01\x03\x65\x6e\x76\x03\x66\x6f\x6f\x00\x00\x03\x02\x01\x00\x07\x0a\x01\x06\x5f\x73\x74\x61\x72\x74\x00\x01\x0a\x04\x01\x02\x00\x0b";
+        let cases: [(&[u8], &str); 6] = [
+            (b"#!/bin/sh\n", "not a WebAssembly module"),
+            (b"\0asm\x0d\0\x01\0", "not supported"),
+            (b"\x7fELF\x02\x01\x01\0", "never loaded"),
+            (b"\0asm\x01\0\0\0", "no `_start` export"),
+            (&ok[..ok.len() - 1], "invalid module"),
+            (import, "unknown import: `env::foo`"),
+        ];
+        for (bytes, needle) in cases {
+            let r = checker.check("/m.wasm", bytes).unwrap_err();
+            assert_eq!(r.errno, Errno::ENOEXEC, "{}", r.message);
+            assert!(r.message.starts_with("/m.wasm: "), "{}", r.message);
+            assert!(r.message.contains(needle), "{}", r.message);
+            assert!(!r.message.contains('\n'), "{}", r.message);
+        }
+    }
+
+    #[test]
     fn only_ignore_and_stop_signals_are_harmless() {
         assert!(harmless(libc::SIGCHLD) && harmless(libc::SIGWINCH) && harmless(libc::SIGCONT));
         assert!(!harmless(libc::SIGTERM) && !harmless(libc::SIGKILL) && !harmless(libc::SIGINT));
