@@ -51,6 +51,7 @@
 //! the runelet.
 
 mod cache;
+mod guest;
 mod module;
 
 use std::collections::HashMap;
@@ -61,12 +62,12 @@ use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
+use guest::{container_memory_limit, guest_env, preopen, Host};
 use nix::errno::Errno;
 use pal::ffi::{PalAttrV3, PalCreateProcessArgs, PalExecArgs};
 use sim_tee::{Digest, EnclaveSpec, Manifest, PlatformKey, Report};
 use wasmtime::{Config, Engine, InstancePre, Linker, Store, Trap, UpdateDeadline};
-use wasmtime_wasi::p1::WasiP1Ctx;
-use wasmtime_wasi::{FsPerms, I32Exit, WasiCtxBuilder};
+use wasmtime_wasi::{I32Exit, WasiCtxBuilder};
 
 pub use module::{Refusal, MAX_MODULE_BYTES};
 
@@ -102,10 +103,6 @@ pub const TRAP_EXIT: i32 = 134;
 /// The exit value of a `proc_exit` outside WASI's 0..=125.
 pub const BAD_EXIT: i32 = 1;
 
-/// Top-level directories never preopened: the runtime's own process and the host's
-/// devices and kernel interfaces.
-const NOT_PREOPENED: &[&str] = &["proc", "sys", "dev"];
-
 static STATE: Mutex<Option<Enclave>> = Mutex::new(None);
 
 /// What every process of the enclave shares, fixed at `pal_init`.
@@ -135,59 +132,6 @@ struct Identity {
     debug: bool,
 }
 
-/// A store's data: the guest's WASI context and its process's kill flag.
-struct Host {
-    wasi: WasiP1Ctx,
-    shared: Arc<Shared>,
-    /// The largest a linear memory may grow, in bytes: the container's memory limit.
-    memory_limit: Option<usize>,
-}
-
-impl wasmtime::ResourceLimiter for Host {
-    /// Growth past the container's memory limit traps (with the message the process's
-    /// stderr gets) instead of letting the guest reach the kernel's OOM killer, which
-    /// would end the whole runelet.
-    fn memory_growing(
-        &mut self,
-        _current: usize,
-        desired: usize,
-        _maximum: Option<usize>,
-    ) -> wasmtime::Result<bool> {
-        match self.memory_limit {
-            Some(limit) if desired > limit => {
-                let msg = format!(
-                    "memory limit exceeded: wanted {desired} bytes, limit {limit} (the container's memory limit)"
-                );
-                let mut s = self.shared.state.lock().unwrap_or_else(|p| p.into_inner());
-                s.over_limit = Some(msg.clone());
-                Err(wasmtime::Error::msg(msg))
-            }
-            _ => Ok(true),
-        }
-    }
-
-    fn table_growing(
-        &mut self,
-        _current: usize,
-        _desired: usize,
-        _maximum: Option<usize>,
-    ) -> wasmtime::Result<bool> {
-        Ok(true)
-    }
-}
-
-/// The container's memory limit in bytes, from its cgroup as the container sees it
-/// (cgroup v2 `memory.max`, else v1 `memory.limit_in_bytes`; rune sets either from
-/// `linux.resources.memory.limit`). None when unlimited or unknown.
-fn container_memory_limit() -> Option<usize> {
-    let read = |p: &str| std::fs::read_to_string(p).ok();
-    let text = read("/sys/fs/cgroup/memory.max")
-        .or_else(|| read("/sys/fs/cgroup/memory/memory.limit_in_bytes"))?;
-    // "max" (v2), or v1's "unlimited" (the largest page-aligned i64).
-    let bytes: u64 = text.trim().parse().ok()?;
-    (bytes < 1 << 62).then_some(bytes as usize)
-}
-
 /// A process between `pal_create_process` and `pal_exec`.
 struct Created {
     store: Store<Host>,
@@ -200,17 +144,17 @@ struct Created {
 
 /// What `pal_kill` and the guest's thread share with `pal_exec`.
 #[derive(Default)]
-struct Shared {
+pub(crate) struct Shared {
     /// The signal that killed the process; 0 while alive.
     killed: AtomicI32,
-    state: Mutex<Outcome>,
+    pub(crate) state: Mutex<Outcome>,
     changed: Condvar,
 }
 
 #[derive(Default)]
-struct Outcome {
+pub(crate) struct Outcome {
     /// Why the guest was stopped for its memory, when it was.
-    over_limit: Option<String>,
+    pub(crate) over_limit: Option<String>,
     exit: Option<i32>,
     killed_at: Option<Instant>,
 }
@@ -482,38 +426,6 @@ pub unsafe extern "C" fn pal_create_process(args: *mut PalCreateProcessArgs) -> 
             }
         }
     })
-}
-
-/// The guest's environment: `K=V` pairs split at the first `=` (an entry without one
-/// is `K` with an empty value), without rune's `ENCLAVE_*` settings.
-fn guest_env(env: &[String]) -> Vec<(String, String)> {
-    env.iter()
-        .map(|kv| match kv.split_once('=') {
-            Some((k, v)) => (k.to_string(), v.to_string()),
-            None => (kv.clone(), String::new()),
-        })
-        .filter(|(k, _)| !k.starts_with("ENCLAVE_"))
-        .collect()
-}
-
-/// Preopens each top-level directory of the container's root (symlinks to directories
-/// included) at its own path, read-write (the kernel still enforces a read-only root
-/// and mount flags), except [`NOT_PREOPENED`]. Returns their guest paths.
-fn preopen(wasi: &mut WasiCtxBuilder) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir("/")
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|e| e.file_name().into_string().ok())
-        .filter(|n| !NOT_PREOPENED.contains(&n.as_str()))
-        .filter(|n| std::fs::metadata(format!("/{n}")).is_ok_and(|m| m.is_dir()))
-        .collect();
-    names.sort();
-    names
-        .into_iter()
-        .map(|n| format!("/{n}"))
-        .filter(|p| wasi.preopened_dir(p, p, FsPerms::ReadWrite).is_ok())
-        .collect()
 }
 
 fn create(argv: Vec<String>, env: Vec<String>, stdio: [c_int; 3]) -> Result<i32, Refusal> {
@@ -881,20 +793,6 @@ pub extern "C" fn pal_destroy() -> c_int {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn env_is_split_at_the_first_equals_and_enclave_settings_dropped() {
-        let env: Vec<String> = ["A=1", "B=x=y", "EMPTY=", "BARE", "ENCLAVE_TYPE=sim"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
-        let pairs = guest_env(&env);
-        let want: Vec<(String, String)> = [("A", "1"), ("B", "x=y"), ("EMPTY", ""), ("BARE", "")]
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        assert_eq!(pairs, want);
-    }
 
     #[test]
     fn checker_accepts_a_command_and_refuses_bad_modules_in_one_line() {
