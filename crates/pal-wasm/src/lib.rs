@@ -17,19 +17,20 @@
 //!   unchanged. It is printed as `mr_enclave=… debug=…` at `pal_init` (signed) or at
 //!   the first process (debug).
 //! - **`pal_create_process`** compiles (or reuses the signed module) and links it
-//!   against WASI (imports resolved and type-checked), with argv as given (argv\[0\] included), the environment as
-//!   `K=V` pairs (without `ENCLAVE_*`), stdio from duplicates of the three descriptors
-//!   it is given, and the container's top-level directories preopened one by one,
-//!   read-write, except `/proc`, `/sys` and `/dev` (a preopened `/proc/self/mem` would
-//!   be a way out of the sandbox). Files directly in `/` cannot be created. A WASI
-//!   preview 1 guest has no working directory of its own: wasi-libc starts at `/`.
+//!   against WASI (imports resolved and type-checked), with argv as given (argv\[0\]
+//!   included), the environment as `K=V` pairs (without `ENCLAVE_*`), stdio from
+//!   duplicates of the three descriptors it is given, and the container's top-level
+//!   directories preopened one by one, read-write, except `/proc`, `/sys` and `/dev`
+//!   (a preopened `/proc/self/mem` would be a way out of the sandbox). Files directly
+//!   in `/` cannot be created. A WASI preview 1 guest has no working directory of its
+//!   own: wasi-libc starts at `/`.
 //! - **`pal_exec`** instantiates the module and runs `_start` on a thread of its own
 //!   (instantiation runs the module's `start` function, guest code that must be
-//!   killable like the rest) and writes the exit value:
-//!   0 when `_start` returns; `n` for `proc_exit(n)` (0..=125); 1 for a `proc_exit`
-//!   outside WASI's range (the message on the process's stderr); 134 (128 + SIGABRT,
-//!   as the wasmtime CLI) for a trap, with `liberpal-wasm: <module>: wasm trap: <why>`
-//!   on the process's stderr; `128 + sig` when ended by `pal_kill`.
+//!   killable like the rest) and writes the exit value: 0 when `_start` returns; `n`
+//!   for `proc_exit(n)` (0..=125); 1 for a `proc_exit` outside WASI's range (the
+//!   message on the process's stderr); 134 (128 + SIGABRT, as the wasmtime CLI) for a
+//!   trap, with `liberpal-wasm: <module>: wasm trap: <why>` on the process's stderr;
+//!   `128 + sig` when ended by `pal_kill`.
 //! - **`pal_kill`** ends a process by epoch interruption: it marks the process killed
 //!   and advances the engine's epoch, and the guest traps at its next loop back-edge
 //!   or function entry (well under a millisecond). A guest blocked in a host call
@@ -73,7 +74,8 @@ pub use module::{Refusal, MAX_MODULE_BYTES};
 
 /// The checks a module file passes before it may run (header, wasmtime's validation,
 /// `_start`, imports against WASI preview 1), with the engine and linker the PAL uses,
-/// for tools and fuzzing. Nothing is cached or run.
+/// for tools and fuzzing. Nothing is run, and nothing cached unless this process opened
+/// the compiled-code cache (`pal_get_version`).
 pub struct Checker {
     engine: Engine,
     linker: Linker<Host>,
