@@ -13,9 +13,9 @@ BOOT       := target/$(HOST)/release/enclave-boot
 # Build: libseccomp for enforced seccomp profiles; protoc for the CRI client the shim's
 # tests build (k8s-cri). Tests and demo: the real clients; postgresql for verdictd's
 # postgres backend (tests start private servers of their own; the package's cluster is
-# not used).
+# not used); wabt's wat2wasm builds the WebAssembly test modules of liberpal-wasm.
 BUILD_DEPS := build-essential pkg-config libseccomp-dev protobuf-compiler
-TEST_DEPS  := containerd docker.io podman runc umoci busybox-static hyperfine iproute2 procps openssl skopeo docker-registry gnupg zstd curl python3 postgresql
+TEST_DEPS  := containerd docker.io podman runc umoci busybox-static hyperfine iproute2 procps openssl skopeo docker-registry gnupg zstd curl python3 postgresql wabt
 
 .PHONY: all build deps test demo bench fmt lint install image clean
 
@@ -40,6 +40,7 @@ build: deps
 	$(CARGO) build --release --workspace --lib --bins --examples
 	@# The PAL's conventional file name has a dash, which a cdylib's name cannot.
 	cp -f $(RELEASE)/liberpal_sim.so $(RELEASE)/liberpal-sim.so
+	cp -f $(RELEASE)/liberpal_wasm.so $(RELEASE)/liberpal-wasm.so
 	@# enclave-boot runs first in an empty root (the image is not there yet): it is linked
 	@# statically, against glibc's libc.a, in a target directory of its own.
 	RUSTFLAGS="-C target-feature=+crt-static" $(CARGO) build --release -p enclave-boot --target $(HOST)
@@ -83,6 +84,7 @@ install: build
 	install -D -m 0755 $(RELEASE)/attestation-agent $(DESTDIR)$(PREFIX)/bin/attestation-agent
 	install -D -m 0755 $(RELEASE)/enclave-image $(DESTDIR)$(PREFIX)/bin/enclave-image
 	install -D -m 0755 $(RELEASE)/liberpal-sim.so $(DESTDIR)$(PREFIX)/lib/rune/liberpal-sim.so
+	install -D -m 0755 $(RELEASE)/liberpal-wasm.so $(DESTDIR)$(PREFIX)/lib/rune/liberpal-wasm.so
 	@# The confidential-image boot program goes beside the PAL, with a manifest signed by
 	@# this host's boot signer key (made once, 0600). Tenants admit its mr_enclave (printed
 	@# here), which depends on the program only, not on who signed.

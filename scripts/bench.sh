@@ -41,6 +41,52 @@ python3 scripts/bench.py "enclave container: the same /bin/true plain and in an 
   "rune run sim enclave=$RUNE --root $WORK/rune run --bundle $WORK/sim s{i}" \
   "rune run skeleton PAL v3=$RUNE --root $WORK/rune run --bundle $WORK/skeleton k{i}"
 
+# WebAssembly enclave (liberpal-wasm, debug mode): a WASI hello world and a ~0.9 MiB module,
+# cold (its compiled-code cache emptied before each run: Cranelift compiles the module) and
+# warm (cached), against the same busybox /bin/echo plain and in the sim enclave.
+WASM_ROOTFS=$WORK/wasm-rootfs
+cp -a "$IMAGES/rootfs" "$WASM_ROOTFS"
+python3 scripts/wasm-modules.py "$WORK"
+for m in hello big; do
+  wat2wasm "$WORK/$m.wat" -o "$WASM_ROOTFS/$m.wasm"
+  chmod 0755 "$WASM_ROOTFS/$m.wasm"
+done
+echo "wasm modules: hello $(stat -c %s "$WASM_ROOTFS/hello.wasm") B, big $(stat -c %s "$WASM_ROOTFS/big.wasm") B;" \
+  "liberpal-wasm.so $(stat -c %s "$PWD/target/release/liberpal-wasm.so") B"
+wasm_bundle() {
+  busybox_bundle "$1" "$2"
+  python3 - "$1/config.json" "$WASM_ROOTFS" "$3" <<'PY'
+import json, sys
+path, rootfs, pal = sys.argv[1:]
+spec = json.load(open(path))
+spec["root"] = {"path": rootfs, "readonly": True}
+spec["process"]["env"] += ["ENCLAVE_TYPE=sim", "ENCLAVE_RUNTIME_PATH=" + pal, "ENCLAVE_RUNTIME_ARGS=debug"]
+json.dump(spec, open(path, "w"), indent=2)
+PY
+}
+wasm_bundle "$WORK/wasm-hello" /hello.wasm "$PWD/target/release/liberpal-wasm.so"
+wasm_bundle "$WORK/wasm-big" /big.wasm "$PWD/target/release/liberpal-wasm.so"
+busybox_bundle "$WORK/echo" /bin/echo hello
+enclave_bundle "$WORK/sim-echo" "$PWD/target/release/liberpal-sim.so" debug
+python3 - "$WORK/sim-echo/config.json" <<'PY'
+import json, sys
+spec = json.load(open(sys.argv[1]))
+spec["process"]["args"] = ["/bin/echo", "hello"]
+json.dump(spec, open(sys.argv[1], "w"), indent=2)
+PY
+# Cold runs use a platform directory of their own, so that emptying their cache between
+# runs leaves the warm runs' cache (interleaved with them) alone.
+COLD="INCLAVARE_SIM_PLATFORM_DIR=$WORK/cold-platform"
+WASM_CACHE=$WORK/cold-platform/wasm-cache
+python3 scripts/bench.py "wasm enclave: WASI hello world and a ~0.9 MiB module, cold and warm compiled-code cache" \
+  "$RUNS" "$WARMUP" "rune run plain echo" \
+  "rune run plain echo=$RUNE --root $WORK/rune run --bundle $WORK/echo e{i}" \
+  "rune run sim enclave echo=$RUNE --root $WORK/rune run --bundle $WORK/sim-echo se{i}" \
+  "wasm hello, warm=$RUNE --root $WORK/rune run --bundle $WORK/wasm-hello wh{i}" \
+  "wasm hello, cold=rm -rf $WASM_CACHE && $COLD $RUNE --root $WORK/rune run --bundle $WORK/wasm-hello wc{i}" \
+  "wasm 0.9 MiB, warm=$RUNE --root $WORK/rune run --bundle $WORK/wasm-big bw{i}" \
+  "wasm 0.9 MiB, cold=rm -rf $WASM_CACHE && $COLD $RUNE --root $WORK/rune run --bundle $WORK/wasm-big bc{i}"
+
 # containerd: the rune shim (io.containerd.rune.v2, Rust, driving rune) against Debian's
 # Go runc shim (io.containerd.runc.v2, driving runc), whole `ctr run --rm` of /bin/true.
 start_containerd

@@ -16,12 +16,14 @@
 //! - [`evidence`]: how the program inside the enclave asks for a report, records an
 //!   event in the runtime measurement registers, and reads the event log and init-data.
 //! - [`rtmr::Measurements`]: the event log and the four SHA-384 registers it extends.
+//! - [`wasm::kind`]: whether a program is a WebAssembly core module (`liberpal-wasm`).
 
 pub mod evidence;
 mod manifest;
 mod platform;
 mod report;
 pub mod rtmr;
+pub mod wasm;
 
 pub use manifest::{
     measure, measure_program, program_digest, EnclaveSpec, Manifest, RuntimeArgs, SignerKey,

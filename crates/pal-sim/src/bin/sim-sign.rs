@@ -1,4 +1,5 @@
-//! `sim-sign`: keys, measurements and signed manifests for `liberpal-sim` enclaves.
+//! `sim-sign`: keys, measurements and signed manifests for `liberpal-sim` enclaves
+//! (executables) and `liberpal-wasm` enclaves (WebAssembly core modules).
 
 use std::path::PathBuf;
 
@@ -7,7 +8,10 @@ use clap::{Parser, Subcommand};
 use sim_tee::{EnclaveSpec, Manifest, SignerKey};
 
 #[derive(Parser)]
-#[command(name = "sim-sign", about = "Sign programs as liberpal-sim enclaves")]
+#[command(
+    name = "sim-sign",
+    about = "Sign programs as liberpal-sim enclaves and WebAssembly modules as liberpal-wasm enclaves"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Cmd,
@@ -44,7 +48,7 @@ enum Cmd {
 
 #[derive(clap::Args)]
 struct Target {
-    /// The program's file on this machine
+    /// The program's file on this machine (an executable or a WebAssembly module)
     #[arg(long)]
     executable: PathBuf,
     /// Its path inside the container (default: the same as --executable)
@@ -59,6 +63,7 @@ impl Target {
     fn load(&self) -> Result<(Vec<u8>, EnclaveSpec)> {
         let exe = std::fs::read(&self.executable)
             .with_context(|| format!("read {}", self.executable.display()))?;
+        check_wasm(&exe, &self.executable)?;
         let entrypoint = self
             .entrypoint
             .clone()
@@ -70,6 +75,25 @@ impl Target {
                 args: self.args.clone(),
             },
         ))
+    }
+}
+
+/// A WebAssembly program is signed for `liberpal-wasm`, which runs WASI preview 1 core
+/// modules only: a component or an unknown binary version is refused here rather than
+/// by the enclave at create. Its measurement is the same function of its bytes and
+/// spec as an executable's.
+fn check_wasm(program: &[u8], path: &std::path::Path) -> Result<()> {
+    use sim_tee::wasm::Kind;
+    match sim_tee::wasm::kind(program) {
+        Kind::Component => anyhow::bail!(
+            "{}: a WebAssembly component: not supported (liberpal-wasm runs WASI preview 1 core modules)",
+            path.display()
+        ),
+        Kind::UnknownVersion => anyhow::bail!(
+            "{}: an unknown WebAssembly binary version",
+            path.display()
+        ),
+        _ => Ok(()),
     }
 }
 

@@ -80,6 +80,12 @@ pub fn sim_artifacts() -> (PathBuf, PathBuf) {
     (so, sign)
 }
 
+/// `liberpal-wasm.so`, the WebAssembly enclave runtime.
+pub fn wasm_pal() -> PathBuf {
+    let [so] = release_artifacts("pal-wasm", ["liberpal_wasm.so"]);
+    so
+}
+
 /// A release binary of workspace package `package`.
 pub fn release_bin(package: &str, name: &str) -> PathBuf {
     let [bin] = release_artifacts(package, [name]);

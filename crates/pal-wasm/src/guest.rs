@@ -1,0 +1,117 @@
+//! What a guest gets: its store data, the container's memory limit, its environment
+//! and its preopened directories.
+
+use std::sync::Arc;
+
+use wasmtime_wasi::p1::WasiP1Ctx;
+use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
+
+use crate::Shared;
+
+/// Top-level directories never preopened: the runtime's own process and the host's
+/// devices and kernel interfaces.
+const NOT_PREOPENED: &[&str] = &["proc", "sys", "dev"];
+
+/// A store's data: the guest's WASI context and its process's kill flag.
+pub(crate) struct Host {
+    pub(crate) wasi: WasiP1Ctx,
+    pub(crate) shared: Arc<Shared>,
+    /// The largest a linear memory may grow, in bytes: the container's memory limit.
+    pub(crate) memory_limit: Option<usize>,
+}
+
+impl wasmtime::ResourceLimiter for Host {
+    /// Growth past the container's memory limit traps (with the message the process's
+    /// stderr gets) instead of letting the guest reach the kernel's OOM killer, which
+    /// would end the whole runelet.
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        match self.memory_limit {
+            Some(limit) if desired > limit => {
+                let msg = format!(
+                    "memory limit exceeded: wanted {desired} bytes, limit {limit} (the container's memory limit)"
+                );
+                let mut s = self.shared.state.lock().unwrap_or_else(|p| p.into_inner());
+                s.over_limit = Some(msg.clone());
+                Err(wasmtime::Error::msg(msg))
+            }
+            _ => Ok(true),
+        }
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        _desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(true)
+    }
+}
+
+/// The container's memory limit in bytes, from its cgroup as the container sees it
+/// (cgroup v2 `memory.max`, else v1 `memory.limit_in_bytes`; rune sets either from
+/// `linux.resources.memory.limit`). None when unlimited or unknown.
+pub(crate) fn container_memory_limit() -> Option<usize> {
+    let read = |p: &str| std::fs::read_to_string(p).ok();
+    let text = read("/sys/fs/cgroup/memory.max")
+        .or_else(|| read("/sys/fs/cgroup/memory/memory.limit_in_bytes"))?;
+    // "max" (v2), or v1's "unlimited" (the largest page-aligned i64).
+    let bytes: u64 = text.trim().parse().ok()?;
+    (bytes < 1 << 62).then_some(bytes as usize)
+}
+
+/// The guest's environment: `K=V` pairs split at the first `=` (an entry without one
+/// is `K` with an empty value), without rune's `ENCLAVE_*` settings.
+pub(crate) fn guest_env(env: &[String]) -> Vec<(String, String)> {
+    env.iter()
+        .map(|kv| match kv.split_once('=') {
+            Some((k, v)) => (k.to_string(), v.to_string()),
+            None => (kv.clone(), String::new()),
+        })
+        .filter(|(k, _)| !k.starts_with("ENCLAVE_"))
+        .collect()
+}
+
+/// Preopens each top-level directory of the container's root (symlinks to directories
+/// included) at its own path, read-write (the kernel still enforces a read-only root
+/// and mount flags), except [`NOT_PREOPENED`]. Returns their guest paths.
+pub(crate) fn preopen(wasi: &mut WasiCtxBuilder) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir("/")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().into_string().ok())
+        .filter(|n| !NOT_PREOPENED.contains(&n.as_str()))
+        .filter(|n| std::fs::metadata(format!("/{n}")).is_ok_and(|m| m.is_dir()))
+        .collect();
+    names.sort();
+    names
+        .into_iter()
+        .map(|n| format!("/{n}"))
+        .filter(|p| wasi.preopened_dir(p, p, FsPerms::ReadWrite).is_ok())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn env_is_split_at_the_first_equals_and_enclave_settings_dropped() {
+        let env: Vec<String> = ["A=1", "B=x=y", "EMPTY=", "BARE", "ENCLAVE_TYPE=sim"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let pairs = guest_env(&env);
+        let want: Vec<(String, String)> = [("A", "1"), ("B", "x=y"), ("EMPTY", ""), ("BARE", "")]
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        assert_eq!(pairs, want);
+    }
+}

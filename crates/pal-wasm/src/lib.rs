@@ -1,0 +1,829 @@
+//! `liberpal-wasm.so`: a WebAssembly enclave runtime, PAL API v3, on wasmtime.
+//!
+//! The container's program is a WASI preview 1 *command* module (a `.wasm` file in the
+//! image, exporting `_start`). rune loads this PAL in place of executing the program;
+//! the module runs inside the runelet under wasmtime (Cranelift), confined by the wasm
+//! sandbox: no system calls beyond what WASI grants, memory apart from the runtime's.
+//!
+//! - **`pal_init`** builds the engine and the WASI preview 1 linker. With a signed
+//!   manifest (runtime arg `manifest=PATH`, default `/enclave.manifest.json`, the
+//!   format of [`sim_tee::Manifest`], made by `sim-sign`) it reads the module the
+//!   manifest names, checks its measurement and compiles it, so a tampered or unusable
+//!   module fails `rune create` with one line. Without a manifest the enclave runs only
+//!   with the runtime arg `debug`, and the module is checked at `pal_create_process`.
+//! - **Measurement**: `mr_enclave` = [`sim_tee::measure_program`] over the SHA-384 of
+//!   the module's bytes and its [`sim_tee::EnclaveSpec`] (entrypoint path, fixed args):
+//!   the same function as `liberpal-sim`'s, so `sim-sign` and reference values work
+//!   unchanged. It is printed as `mr_enclave=… debug=…` at `pal_init` (signed) or at
+//!   the first process (debug).
+//! - **`pal_create_process`** compiles (or reuses the signed module) and links it
+//!   against WASI (imports resolved and type-checked), with argv as given (argv\[0\]
+//!   included), the environment as `K=V` pairs (without `ENCLAVE_*`), stdio from
+//!   duplicates of the three descriptors it is given, and the container's top-level
+//!   directories preopened one by one, read-write, except `/proc`, `/sys` and `/dev`
+//!   (a preopened `/proc/self/mem` would be a way out of the sandbox). Files directly
+//!   in `/` cannot be created. A WASI preview 1 guest has no working directory of its
+//!   own: wasi-libc starts at `/`.
+//! - **`pal_exec`** instantiates the module and runs `_start` on a thread of its own
+//!   (instantiation runs the module's `start` function, guest code that must be
+//!   killable like the rest) and writes the exit value: 0 when `_start` returns; `n`
+//!   for `proc_exit(n)` (0..=125); 1 for a `proc_exit` outside WASI's range (the
+//!   message on the process's stderr); 134 (128 + SIGABRT, as the wasmtime CLI) for a
+//!   trap, with `liberpal-wasm: <module>: wasm trap: <why>` on the process's stderr;
+//!   `128 + sig` when ended by `pal_kill`.
+//! - **`pal_kill`** ends a process by epoch interruption: it marks the process killed
+//!   and advances the engine's epoch, and the guest traps at its next loop back-edge
+//!   or function entry (well under a millisecond). A guest blocked in a host call
+//!   (`poll_oneoff` sleep, a read of stdin) is not interrupted by that: `pal_exec`
+//!   reports `128 + sig` anyway after [`KILL_GRACE`], and the blocked thread ends with
+//!   the runelet. Signals whose default action is to ignore or stop (SIGCHLD, SIGCONT,
+//!   SIGURG, SIGWINCH, SIGSTOP, SIGTSTP, SIGTTIN, SIGTTOU) are accepted and do nothing.
+//! - **Memory**: a linear memory may not grow past the container's memory limit (its
+//!   cgroup's, which rune sets from `linux.resources.memory.limit`): the guest traps
+//!   with `memory limit exceeded: wanted N bytes, limit L` on its stderr, exit value 134,
+//!   instead of driving the runelet into the kernel's OOM killer.
+//! - **Compiled code** is cached on the host per (module, engine configuration), and
+//!   loaded only after its digest is checked (see the `cache` module).
+//! - **`pal_get_local_report`** gives `liberpal-sim`'s evidence: a [`sim_tee::Report`]
+//!   with the module's measurement, bound to the first 64 bytes of the target info and
+//!   signed by the host's platform key (`sim`: it proves nothing about hardware).
+//!
+//! Every entry point catches panics: a panic unwinding out of `extern "C"` would abort
+//! the runelet.
+
+mod cache;
+mod guest;
+mod module;
+
+use std::collections::HashMap;
+use std::ffi::CStr;
+use std::fs::File;
+use std::os::raw::{c_char, c_int, c_void};
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use guest::{container_memory_limit, guest_env, preopen, Host};
+use nix::errno::Errno;
+use pal::ffi::{PalAttrV3, PalCreateProcessArgs, PalExecArgs};
+use sim_tee::{Digest, EnclaveSpec, Manifest, PlatformKey, Report};
+use wasmtime::{Config, Engine, InstancePre, Linker, Store, Trap, UpdateDeadline};
+use wasmtime_wasi::{I32Exit, WasiCtxBuilder};
+
+pub use module::{Refusal, MAX_MODULE_BYTES};
+
+/// The checks a module file passes before it may run (header, wasmtime's validation,
+/// `_start`, imports against WASI preview 1), with the engine and linker the PAL uses,
+/// for tools and fuzzing. Nothing is run, and nothing cached unless this process opened
+/// the compiled-code cache (`pal_get_version`).
+pub struct Checker {
+    engine: Engine,
+    linker: Linker<Host>,
+}
+
+impl Checker {
+    /// The engine and WASI linker of the PAL.
+    pub fn new() -> Result<Checker, Refusal> {
+        let engine = engine()?;
+        let linker = linker(&engine)?;
+        Ok(Checker { engine, linker })
+    }
+
+    /// Checks `bytes` as the module file `path`: `Ok` when the PAL would run it.
+    pub fn check(&self, path: &str, bytes: &[u8]) -> Result<(), Refusal> {
+        module::prepare(&self.engine, &self.linker, path, bytes).map(drop)
+    }
+}
+
+/// How long `pal_exec` waits for a killed guest to stop before it reports the signal
+/// anyway (a guest blocked in a host call does not see the epoch).
+pub const KILL_GRACE: Duration = Duration::from_millis(200);
+
+/// The exit value of a trapped guest: 128 + SIGABRT, as `wasmtime run` exits.
+pub const TRAP_EXIT: i32 = 134;
+
+/// The exit value of a `proc_exit` outside WASI's 0..=125.
+pub const BAD_EXIT: i32 = 1;
+
+static STATE: Mutex<Option<Enclave>> = Mutex::new(None);
+
+/// What every process of the enclave shares, fixed at `pal_init`.
+struct Runtime {
+    engine: Engine,
+    linker: Linker<Host>,
+    manifest: Option<Manifest>,
+    /// The signed module, compiled and linked at `pal_init`.
+    signed: Option<InstancePre<Host>>,
+}
+
+struct Enclave {
+    rt: Arc<Runtime>,
+    /// Announced once: at `pal_init` (signed) or at the first process (debug).
+    identity: Option<Identity>,
+    created: HashMap<i32, Created>,
+    running: HashMap<i32, Arc<Shared>>,
+    next_pid: i32,
+}
+
+#[derive(Clone)]
+struct Identity {
+    mr_enclave: Digest,
+    mr_signer: Digest,
+    product_id: u16,
+    svn: u16,
+    debug: bool,
+}
+
+/// A process between `pal_create_process` and `pal_exec`.
+struct Created {
+    store: Store<Host>,
+    pre: InstancePre<Host>,
+    shared: Arc<Shared>,
+    /// The process's stderr, for the PAL's own messages about it.
+    stderr: Option<File>,
+    name: String,
+}
+
+/// What `pal_kill` and the guest's thread share with `pal_exec`.
+#[derive(Default)]
+pub(crate) struct Shared {
+    /// The signal that killed the process; 0 while alive.
+    killed: AtomicI32,
+    pub(crate) state: Mutex<Outcome>,
+    changed: Condvar,
+}
+
+#[derive(Default)]
+pub(crate) struct Outcome {
+    /// Why the guest was stopped for its memory, when it was.
+    pub(crate) over_limit: Option<String>,
+    exit: Option<i32>,
+    killed_at: Option<Instant>,
+}
+
+/// One line on the runelet's stderr. Never `eprintln!`: with stderr a pipe nobody reads
+/// it panics.
+fn say(msg: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "liberpal-wasm: {msg}");
+}
+
+/// One line on a process's stderr when it has one, else on ours.
+fn tell(stderr: Option<&File>, msg: &str) {
+    use std::io::Write;
+    match stderr {
+        Some(mut f) => {
+            let _ = writeln!(f, "liberpal-wasm: {msg}");
+        }
+        None => say(msg),
+    }
+}
+
+fn errno(e: Errno) -> c_int {
+    -(e as c_int)
+}
+
+/// Runs an entry point's body, turning a panic into `-EFAULT` (a panic must not
+/// unwind into rune).
+fn guarded(f: impl FnOnce() -> c_int) -> c_int {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+        Ok(r) => r,
+        Err(_) => {
+            say("internal error (panic)");
+            errno(Errno::EFAULT)
+        }
+    }
+}
+
+fn lock() -> std::sync::MutexGuard<'static, Option<Enclave>> {
+    STATE.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The platform key, loaded in the host's mount namespace (see `pal_get_version`).
+static PLATFORM: OnceLock<Result<Arc<PlatformKey>, String>> = OnceLock::new();
+
+fn platform() -> Result<Arc<PlatformKey>, String> {
+    PLATFORM
+        .get_or_init(|| {
+            let dir = PlatformKey::dir();
+            cache::open(&dir);
+            PlatformKey::load_or_create(&dir)
+                .map(Arc::new)
+                .map_err(|e| e.to_string())
+        })
+        .clone()
+}
+
+/// Returns 3. rune (and every PAL loader) calls it first, in the host's mount namespace
+/// before the container's root is entered: the platform key (`liberpal-sim`'s, which
+/// signs reports) is loaded and the compiled-code cache opened here.
+#[no_mangle]
+pub extern "C" fn pal_get_version() -> c_int {
+    let _ = std::panic::catch_unwind(|| {
+        if let Err(e) = platform() {
+            say(&format!("platform key: {e}"));
+        }
+    });
+    3
+}
+
+/// # Safety
+/// `attr` must point to a `pal_attr_v3` whose strings are NUL-terminated or NULL.
+#[no_mangle]
+pub unsafe extern "C" fn pal_init(attr: *const c_void) -> c_int {
+    if attr.is_null() {
+        return errno(Errno::EINVAL);
+    }
+    // SAFETY: the caller passes a v3 attr (this PAL reports version 3).
+    let attr = unsafe { &*(attr as *const PalAttrV3) };
+    let args = if attr.attr_v1.args.is_null() {
+        String::new()
+    } else {
+        // SAFETY: non-NULL, NUL-terminated per the PAL API.
+        unsafe { CStr::from_ptr(attr.attr_v1.args) }
+            .to_string_lossy()
+            .into_owned()
+    };
+    guarded(|| match init(&args) {
+        Ok(()) => 0,
+        Err(r) => {
+            say(&r.message);
+            errno(r.errno)
+        }
+    })
+}
+
+/// The engine: Cranelift with epoch interruption (for `pal_kill`).
+fn engine() -> Result<Engine, Refusal> {
+    let mut config = Config::new();
+    config.epoch_interruption(true);
+    // Data segments are copied in rather than mapped from a memfd: a container's
+    // seccomp profile may forbid memfd_create with EPERM, which wasmtime does not
+    // fall back from.
+    config.memory_init_cow(false);
+    // A trap is reported in one line; a backtrace would make it several.
+    config.wasm_backtrace_max_frames(None);
+    Engine::new(&config).map_err(|e| {
+        Refusal::new(
+            Errno::ENOMEM,
+            format!("wasmtime engine: {}", module::one_line(&e)),
+        )
+    })
+}
+
+/// WASI preview 1 (`wasi_snapshot_preview1`), synchronous, over each store's context.
+fn linker(engine: &Engine) -> Result<Linker<Host>, Refusal> {
+    let mut linker: Linker<Host> = Linker::new(engine);
+    wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |h: &mut Host| &mut h.wasi).map_err(
+        |e| {
+            Refusal::new(
+                Errno::ENOMEM,
+                format!("WASI linker: {}", module::one_line(&e)),
+            )
+        },
+    )?;
+    Ok(linker)
+}
+
+fn init(args: &str) -> Result<(), Refusal> {
+    let runtime_args = sim_tee::RuntimeArgs::parse(args);
+    // Nothing in the container may read this process's memory (the platform key).
+    let _ = nix::sys::prctl::set_dumpable(false);
+    let engine = engine()?;
+    let linker = linker(&engine)?;
+    let path = runtime_args.manifest_path();
+    let manifest = match std::fs::read(path) {
+        Ok(bytes) => Some(
+            Manifest::parse(&bytes)
+                .map_err(|e| Refusal::new(Errno::EINVAL, format!("{path}: {e}")))?,
+        ),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && runtime_args.manifest.is_none() => {
+            None
+        }
+        Err(e) => return Err(Refusal::new(Errno::ENOENT, format!("manifest {path}: {e}"))),
+    };
+    let (identity, signed) = match &manifest {
+        Some(m) => {
+            let entry = &m.spec.entrypoint;
+            let bytes = module::read(entry)?;
+            let mr_enclave = m
+                .verify_program(&sim_tee::sha384(&bytes))
+                .map_err(|e| Refusal::new(Errno::EACCES, format!("{entry}: {e}")))?;
+            let mr_signer = m
+                .mr_signer()
+                .map_err(|e| Refusal::new(Errno::EACCES, e.to_string()))?;
+            let pre = module::prepare(&engine, &linker, entry, &bytes)?;
+            let id = Identity {
+                mr_enclave,
+                mr_signer,
+                product_id: m.product_id,
+                svn: m.svn,
+                debug: m.debug || runtime_args.debug,
+            };
+            announce(None, &id);
+            (Some(id), Some(pre))
+        }
+        None if runtime_args.debug => (None, None),
+        None => {
+            return Err(Refusal::new(
+                Errno::EACCES,
+                format!("no signed manifest at {path}: an unsigned enclave runs only with the runtime arg debug"),
+            ))
+        }
+    };
+    *lock() = Some(Enclave {
+        rt: Arc::new(Runtime {
+            engine,
+            linker,
+            manifest,
+            signed,
+        }),
+        identity,
+        created: HashMap::new(),
+        running: HashMap::new(),
+        next_pid: 1,
+    });
+    Ok(())
+}
+
+fn announce(stderr: Option<&File>, id: &Identity) {
+    tell(
+        stderr,
+        &format!(
+            "mr_enclave={} mr_signer={} product_id={} svn={} debug={}",
+            hex::encode(id.mr_enclave),
+            hex::encode(id.mr_signer),
+            id.product_id,
+            id.svn,
+            id.debug
+        ),
+    );
+}
+
+/// # Safety
+/// `p` must be NULL or point to a NULL-terminated array of NUL-terminated strings.
+unsafe fn strings(mut p: *const *const c_char) -> Vec<String> {
+    let mut out = Vec::new();
+    if p.is_null() {
+        return out;
+    }
+    // SAFETY: per the contract above, every element up to the NULL is a valid C string.
+    unsafe {
+        while !(*p).is_null() {
+            out.push(CStr::from_ptr(*p).to_string_lossy().into_owned());
+            p = p.add(1);
+        }
+    }
+    out
+}
+
+/// A duplicate of the caller's descriptor `fd` (close-on-exec), or None for a negative
+/// one. The caller keeps its own: `rune exec`'s descriptors arrive over a socket and
+/// are closed by the agent after the call.
+fn dup(fd: c_int) -> Result<Option<File>, Refusal> {
+    if fd < 0 {
+        return Ok(None);
+    }
+    // SAFETY: the caller keeps its stdio descriptors open for the duration of the call;
+    // the borrow ends at the clone.
+    let borrowed = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+    borrowed
+        .try_clone_to_owned()
+        .map(|o| Some(File::from(o)))
+        .map_err(|e| Refusal::new(Errno::EBADF, format!("stdio descriptor {fd}: {e}")))
+}
+
+/// # Safety
+/// `args` must point to a valid `pal_create_process_args` (PAL API v2/v3).
+#[no_mangle]
+pub unsafe extern "C" fn pal_create_process(args: *mut PalCreateProcessArgs) -> c_int {
+    if args.is_null() {
+        return errno(Errno::EINVAL);
+    }
+    // SAFETY: the caller passes valid, NULL-terminated vectors and stdio/pid pointers.
+    let (argv, env, stdio, pid_out) = unsafe {
+        let a = &*args;
+        if a.stdio.is_null() || a.pid.is_null() {
+            return errno(Errno::EINVAL);
+        }
+        let s = &*a.stdio;
+        (
+            strings(a.argv),
+            strings(a.env),
+            [s.stdin, s.stdout, s.stderr],
+            a.pid,
+        )
+    };
+    guarded(|| {
+        let stderr = dup(stdio[2]).ok().flatten();
+        match create(argv, env, stdio) {
+            Ok(pid) => {
+                // SAFETY: checked non-NULL above; the caller owns the int.
+                unsafe { *pid_out = pid };
+                0
+            }
+            Err(r) => {
+                tell(stderr.as_ref(), &r.message);
+                errno(r.errno)
+            }
+        }
+    })
+}
+
+fn create(argv: Vec<String>, env: Vec<String>, stdio: [c_int; 3]) -> Result<i32, Refusal> {
+    let Some(program) = argv.first().cloned() else {
+        return Err(Refusal::new(Errno::EINVAL, "an empty argv"));
+    };
+    let (rt, known) = {
+        let guard = lock();
+        let Some(enclave) = guard.as_ref() else {
+            return Err(Refusal::new(
+                Errno::EINVAL,
+                "pal_create_process before pal_init",
+            ));
+        };
+        (enclave.rt.clone(), enclave.identity.is_some())
+    };
+    let [stdin, stdout, stderr] = [dup(stdio[0])?, dup(stdio[1])?, dup(stdio[2])?];
+    let pre = match (&rt.manifest, &rt.signed) {
+        (Some(m), Some(pre)) => {
+            // The enclave runs only what was measured.
+            if program != m.spec.entrypoint
+                || (!m.spec.args.is_empty() && argv[1..] != m.spec.args[..])
+            {
+                return Err(Refusal::new(
+                    Errno::EPERM,
+                    format!(
+                        "{program}: not the module this enclave was signed for ({})",
+                        m.spec.entrypoint
+                    ),
+                ));
+            }
+            pre.clone()
+        }
+        _ => {
+            let bytes = module::read(&program)?;
+            let pre = module::prepare(&rt.engine, &rt.linker, &program, &bytes)?;
+            if !known {
+                let id = Identity {
+                    mr_enclave: sim_tee::measure_program(
+                        &sim_tee::sha384(&bytes),
+                        &EnclaveSpec::unsigned(&program),
+                    ),
+                    mr_signer: [0; 48],
+                    product_id: 0,
+                    svn: 0,
+                    debug: true,
+                };
+                announce(stderr.as_ref(), &id);
+                if let Some(e) = lock().as_mut() {
+                    e.identity.get_or_insert(id);
+                }
+            }
+            pre
+        }
+    };
+
+    let mut wasi = WasiCtxBuilder::new();
+    wasi.args(&argv).envs(&guest_env(&env));
+    if let Some(f) = stdin {
+        wasi.stdin(wasmtime_wasi::cli::InputFile::new(f));
+    }
+    if let Some(f) = stdout {
+        wasi.stdout(wasmtime_wasi::cli::OutputFile::new(f));
+    }
+    if let Some(f) = &stderr {
+        // The guest writes through one copy; the PAL reports traps through the other.
+        let copy = f
+            .try_clone()
+            .map_err(|e| Refusal::new(Errno::EBADF, format!("stderr: {e}")))?;
+        wasi.stderr(wasmtime_wasi::cli::OutputFile::new(copy));
+    }
+    preopen(&mut wasi);
+    let shared = Arc::new(Shared::default());
+    let mut store = Store::new(
+        &rt.engine,
+        Host {
+            wasi: wasi.build_p1(),
+            shared: shared.clone(),
+            memory_limit: container_memory_limit(),
+        },
+    );
+    store.limiter(|h| h as &mut dyn wasmtime::ResourceLimiter);
+    // The epoch is engine-wide: every store reaches its deadline when any process is
+    // killed, and only the one whose flag is set stops.
+    store.set_epoch_deadline(1);
+    store.epoch_deadline_callback(|ctx| {
+        if ctx.data().shared.killed.load(Ordering::SeqCst) != 0 {
+            Ok(UpdateDeadline::Interrupt)
+        } else {
+            Ok(UpdateDeadline::Continue(1))
+        }
+    });
+    let mut guard = lock();
+    let Some(enclave) = guard.as_mut() else {
+        return Err(Refusal::new(Errno::EINVAL, "the enclave was destroyed"));
+    };
+    let pid = enclave.next_pid;
+    enclave.next_pid += 1;
+    enclave.created.insert(
+        pid,
+        Created {
+            store,
+            pre,
+            shared,
+            stderr,
+            name: program,
+        },
+    );
+    Ok(pid)
+}
+
+/// # Safety
+/// `args` must point to a valid `pal_exec_args` whose `exit_value` is writable.
+#[no_mangle]
+pub unsafe extern "C" fn pal_exec(args: *mut PalExecArgs) -> c_int {
+    if args.is_null() {
+        return errno(Errno::EINVAL);
+    }
+    // SAFETY: checked non-NULL; the caller owns the struct for the call.
+    let (pid, exit_out) = unsafe { ((*args).pid, (*args).exit_value) };
+    if exit_out.is_null() {
+        return errno(Errno::EINVAL);
+    }
+    guarded(|| match exec(pid) {
+        Ok(code) => {
+            // SAFETY: checked non-NULL above.
+            unsafe { *exit_out = code };
+            0
+        }
+        Err(e) => errno(e),
+    })
+}
+
+fn exec(pid: i32) -> Result<i32, Errno> {
+    let process = {
+        let mut guard = lock();
+        let enclave = guard.as_mut().ok_or(Errno::EINVAL)?;
+        let p = enclave.created.remove(&pid).ok_or(Errno::ESRCH)?;
+        enclave.running.insert(pid, p.shared.clone());
+        p
+    };
+    let shared = process.shared.clone();
+    let spawned = std::thread::Builder::new()
+        .name(format!("wasm-{pid}"))
+        .spawn(move || run(process));
+    if spawned.is_err() {
+        forget(pid);
+        return Err(Errno::EAGAIN);
+    }
+    let code = wait(&shared);
+    forget(pid);
+    Ok(code)
+}
+
+fn forget(pid: i32) {
+    if let Some(e) = lock().as_mut() {
+        e.running.remove(&pid);
+    }
+}
+
+/// Waits for the process's exit value; for a killed process, at most [`KILL_GRACE`]
+/// after the kill.
+fn wait(shared: &Shared) -> i32 {
+    let mut s = shared.state.lock().unwrap_or_else(|p| p.into_inner());
+    loop {
+        if let Some(code) = s.exit {
+            return code;
+        }
+        let timeout = match s.killed_at {
+            Some(at) => match KILL_GRACE.checked_sub(at.elapsed()) {
+                Some(left) => left,
+                None => return 128 + shared.killed.load(Ordering::SeqCst),
+            },
+            None => Duration::from_secs(3600),
+        };
+        s = shared
+            .changed
+            .wait_timeout(s, timeout)
+            .unwrap_or_else(|p| p.into_inner())
+            .0;
+    }
+}
+
+/// The guest's thread: instantiates, runs `_start`, records the exit value.
+fn run(p: Created) {
+    let Created {
+        mut store,
+        pre,
+        shared,
+        stderr,
+        name,
+    } = p;
+    let result = pre.instantiate(&mut store).and_then(|instance| {
+        let start = instance.get_typed_func::<(), ()>(&mut store, "_start")?;
+        start.call(&mut store, ())
+    });
+    let killed = shared.killed.load(Ordering::SeqCst);
+    let over_limit = shared
+        .state
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .over_limit
+        .take();
+    let code = match result {
+        Ok(()) => 0,
+        Err(e) => {
+            if let Some(exit) = e.downcast_ref::<I32Exit>() {
+                exit.0
+            } else if let Some(msg) = over_limit {
+                tell(stderr.as_ref(), &format!("{name}: {msg}"));
+                TRAP_EXIT
+            } else if killed != 0 && e.downcast_ref::<Trap>() == Some(&Trap::Interrupt) {
+                128 + killed
+            } else if let Some(trap) = e.downcast_ref::<Trap>() {
+                tell(stderr.as_ref(), &format!("{name}: wasm trap: {trap}"));
+                TRAP_EXIT
+            } else {
+                tell(
+                    stderr.as_ref(),
+                    &format!("{name}: {}", module::one_line(&e)),
+                );
+                BAD_EXIT
+            }
+        }
+    };
+    // Stores hold the guest's descriptors (its stdio duplicates): closed before the
+    // exit is reported, so a reader of the container's output sees its end.
+    drop(store);
+    drop(stderr);
+    let mut s = shared.state.lock().unwrap_or_else(|p| p.into_inner());
+    s.exit = Some(code);
+    shared.changed.notify_all();
+}
+
+/// Whether `sig`'s default action is to ignore or stop the process (signal(7)): such
+/// signals do not end a guest.
+fn harmless(sig: c_int) -> bool {
+    [
+        libc::SIGCHLD,
+        libc::SIGCONT,
+        libc::SIGURG,
+        libc::SIGWINCH,
+        libc::SIGSTOP,
+        libc::SIGTSTP,
+        libc::SIGTTIN,
+        libc::SIGTTOU,
+    ]
+    .contains(&sig)
+}
+
+/// Signals a process of the enclave by PAL pid (-1: every process, 0: every running
+/// one). Any other signal ends the process with exit value `128 + sig`.
+#[no_mangle]
+pub extern "C" fn pal_kill(pid: c_int, sig: c_int) -> c_int {
+    guarded(|| {
+        if !(1..=libc::SIGRTMAX()).contains(&sig) {
+            return errno(Errno::EINVAL);
+        }
+        let guard = lock();
+        let Some(enclave) = guard.as_ref() else {
+            return errno(Errno::ESRCH);
+        };
+        let targets: Vec<Arc<Shared>> = enclave
+            .running
+            .iter()
+            .chain(enclave.created.iter().map(|(p, c)| (p, &c.shared)))
+            .filter(|(p, _)| pid <= 0 || **p == pid)
+            .map(|(_, s)| s.clone())
+            .collect();
+        if targets.is_empty() && pid > 0 {
+            return errno(Errno::ESRCH);
+        }
+        if harmless(sig) {
+            return 0;
+        }
+        for t in &targets {
+            // The first fatal signal is the one reported.
+            if t.killed
+                .compare_exchange(0, sig, Ordering::SeqCst, Ordering::SeqCst)
+                .is_ok()
+            {
+                let mut s = t.state.lock().unwrap_or_else(|p| p.into_inner());
+                s.killed_at = Some(Instant::now());
+                t.changed.notify_all();
+            }
+        }
+        enclave.rt.engine.increment_epoch();
+        0
+    })
+}
+
+/// This enclave's [`sim_tee::Report`] bound to `report_data`, signed by the platform
+/// key: the evidence `liberpal-sim` gives, with the module's measurement.
+fn signed_report(report_data: [u8; 64]) -> Result<Vec<u8>, String> {
+    let key = platform()?;
+    let id = lock()
+        .as_ref()
+        .ok_or("the enclave is not initialised")?
+        .identity
+        .clone()
+        .ok_or("the enclave's module is not measured yet")?;
+    let r = Report::unsigned(
+        id.debug,
+        id.mr_enclave,
+        id.mr_signer,
+        id.product_id,
+        id.svn,
+        report_data,
+    );
+    Ok(key.sign_report(r).to_bytes())
+}
+
+/// A report bound to the first 64 bytes of `target_info` (the report data, as
+/// `liberpal-sim` takes it).
+///
+/// # Safety
+/// `target_info` must be readable for `target_info_len` bytes, `report` writable for
+/// `*report_len` bytes.
+#[no_mangle]
+pub unsafe extern "C" fn pal_get_local_report(
+    target_info: *mut c_void,
+    target_info_len: c_int,
+    report: *mut c_void,
+    report_len: *mut c_int,
+) -> c_int {
+    if target_info.is_null() || report.is_null() || report_len.is_null() || target_info_len < 64 {
+        return errno(Errno::EINVAL);
+    }
+    // SAFETY: checked non-NULL; the caller gives the lengths.
+    let (data, capacity) = unsafe {
+        let mut d = [0u8; 64];
+        d.copy_from_slice(std::slice::from_raw_parts(target_info as *const u8, 64));
+        (d, *report_len)
+    };
+    if capacity < sim_tee::REPORT_SIZE as c_int {
+        return errno(Errno::ENOSPC);
+    }
+    guarded(|| match signed_report(data) {
+        Ok(bytes) => {
+            // SAFETY: capacity checked above.
+            unsafe {
+                std::ptr::copy_nonoverlapping(bytes.as_ptr(), report as *mut u8, bytes.len());
+                *report_len = bytes.len() as c_int;
+            }
+            0
+        }
+        Err(e) => {
+            say(&e);
+            errno(Errno::EAGAIN)
+        }
+    })
+}
+
+/// Ends every process (as SIGKILL) and frees the enclave. Guest threads still blocked
+/// in a host call keep their store until they return or the runelet exits.
+#[no_mangle]
+pub extern "C" fn pal_destroy() -> c_int {
+    guarded(|| {
+        let _ = pal_kill(-1, libc::SIGKILL);
+        *lock() = None;
+        0
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn checker_accepts_a_command_and_refuses_bad_modules_in_one_line() {
+        let checker = Checker::new().unwrap();
+        // (module (func (export "_start"))), as wat2wasm writes it.
+        let ok = b"\0asm\x01\0\0\0\x01\x04\x01\x60\0\0\x03\x02\x01\0\x07\x0a\x01\x06_start\0\0\x0a\x04\x01\x02\0\x0b";
+        checker.check("/ok.wasm", ok).unwrap();
+        // (module (import "env" "foo" (func)) (func (export "_start")))
+        let import = b"\x00\x61\x73\x6d\x01\x00\x00\x00\x01\x04\x01\x60\x00\x00\x02\x0b\x01\x03\x65\x6e\x76\x03\x66\x6f\x6f\x00\x00\x03\x02\x01\x00\x07\x0a\x01\x06\x5f\x73\x74\x61\x72\x74\x00\x01\x0a\x04\x01\x02\x00\x0b";
+        let cases: [(&[u8], &str); 6] = [
+            (b"#!/bin/sh\n", "not a WebAssembly module"),
+            (b"\0asm\x0d\0\x01\0", "not supported"),
+            (b"\x7fELF\x02\x01\x01\0", "never loaded"),
+            (b"\0asm\x01\0\0\0", "no `_start` export"),
+            (&ok[..ok.len() - 1], "invalid module"),
+            (import, "unknown import: `env::foo`"),
+        ];
+        for (bytes, needle) in cases {
+            let r = checker.check("/m.wasm", bytes).unwrap_err();
+            assert_eq!(r.errno, Errno::ENOEXEC, "{}", r.message);
+            assert!(r.message.starts_with("/m.wasm: "), "{}", r.message);
+            assert!(r.message.contains(needle), "{}", r.message);
+            assert!(!r.message.contains('\n'), "{}", r.message);
+        }
+    }
+
+    #[test]
+    fn only_ignore_and_stop_signals_are_harmless() {
+        assert!(harmless(libc::SIGCHLD) && harmless(libc::SIGWINCH) && harmless(libc::SIGCONT));
+        assert!(!harmless(libc::SIGTERM) && !harmless(libc::SIGKILL) && !harmless(libc::SIGINT));
+    }
+}

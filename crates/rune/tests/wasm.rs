@@ -1,0 +1,809 @@
+//! The WebAssembly enclave runtime `liberpal-wasm` under rune: WASI preview 1 modules,
+//! built from WAT with wabt's `wat2wasm` at test time, run as the container's program.
+//! Expected values come from the WASI preview 1 ABI (`wasi_snapshot_preview1.witx`) and
+//! the exit conventions of `wasmtime run` (134 for a trap, 128 + signal when killed).
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+const WAT2WASM: &str = "/usr/bin/wat2wasm";
+
+/// Writes "hello wasm\n" to stdout and returns from `_start` (exit 0).
+const HELLO: &str = r#"(module
+  (import "wasi_snapshot_preview1" "fd_write" (func $w (param i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 16) "hello wasm\n")
+  (func (export "_start")
+    (i32.store (i32.const 0) (i32.const 16)) (i32.store (i32.const 4) (i32.const 11))
+    (drop (call $w (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))))"#;
+
+/// Writes "hello wasm\n", then `proc_exit(7)`.
+const HELLO_7: &str = r#"(module
+  (import "wasi_snapshot_preview1" "fd_write" (func $w (param i32 i32 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 16) "hello wasm\n")
+  (func (export "_start")
+    (i32.store (i32.const 0) (i32.const 16)) (i32.store (i32.const 4) (i32.const 11))
+    (drop (call $w (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))
+    (call $exit (i32.const 7))))"#;
+
+/// `proc_exit(N)`.
+fn exit_module(code: u32) -> String {
+    format!(
+        r#"(module
+  (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
+  (memory (export "memory") 1)
+  (func (export "_start") (call $exit (i32.const {code}))))"#
+    )
+}
+
+/// Writes its argument buffer (NUL-separated), a newline, then its environment buffer.
+const ARGS_ENV: &str = r#"(module
+  (import "wasi_snapshot_preview1" "args_sizes_get" (func $asg (param i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "args_get" (func $ag (param i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "environ_sizes_get" (func $esg (param i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "environ_get" (func $eg (param i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "fd_write" (func $w (param i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 100) "\n")
+  (func $out (param $buf i32) (param $len i32)
+    (i32.store (i32.const 0) (local.get $buf))
+    (i32.store (i32.const 4) (local.get $len))
+    (drop (call $w (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8))))
+  (func (export "_start")
+    (drop (call $asg (i32.const 16) (i32.const 20)))
+    (drop (call $ag (i32.const 1024) (i32.const 8192)))
+    (call $out (i32.const 8192) (i32.load (i32.const 20)))
+    (call $out (i32.const 100) (i32.const 1))
+    (drop (call $esg (i32.const 16) (i32.const 20)))
+    (drop (call $eg (i32.const 1024) (i32.const 32768)))
+    (call $out (i32.const 32768) (i32.load (i32.const 20)))))"#;
+
+/// For every preopened directory (fd 3 on, until `fd_prestat_get` fails): prints its
+/// name; reads `greeting.txt` in it ("read: …", rights `fd_read`); tries to create
+/// `../escaped` (prints "ESCAPED" if that works) and `created-by-wasm` ("created in
+/// <dir>"), rights `fd_read | fd_write` (witx `rights`: bits 1 and 6).
+const FILES: &str = r#"(module
+  (import "wasi_snapshot_preview1" "fd_prestat_get" (func $pget (param i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "fd_prestat_dir_name" (func $pname (param i32 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "path_open" (func $open (param i32 i32 i32 i32 i32 i64 i64 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "fd_read" (func $read (param i32 i32 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "fd_write" (func $w (param i32 i32 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "fd_close" (func $close (param i32) (result i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 1000) "greeting.txt")
+  (data (i32.const 1020) "../escaped")
+  (data (i32.const 1040) "created-by-wasm")
+  (data (i32.const 1060) "\n")
+  (data (i32.const 1070) "read: ")
+  (data (i32.const 1080) "ESCAPED\n")
+  (data (i32.const 1090) "created in ")
+  (func $out (param $buf i32) (param $len i32)
+    (i32.store (i32.const 0) (local.get $buf))
+    (i32.store (i32.const 4) (local.get $len))
+    (drop (call $w (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8))))
+  (func $try (param $dir i32) (param $path i32) (param $len i32) (param $oflags i32) (param $rights i64) (result i32)
+    (if (result i32)
+      (i32.eqz (call $open (local.get $dir) (i32.const 0) (local.get $path) (local.get $len)
+        (local.get $oflags) (local.get $rights) (i64.const 0) (i32.const 0) (i32.const 600)))
+      (then (i32.load (i32.const 600)))
+      (else (i32.const -1))))
+  (func (export "_start")
+    (local $fd i32) (local $len i32) (local $f i32)
+    (local.set $fd (i32.const 3))
+    (block $done
+      (loop $next
+        (br_if $done (call $pget (local.get $fd) (i32.const 200)))
+        (local.set $len (i32.load (i32.const 204)))
+        (drop (call $pname (local.get $fd) (i32.const 300) (local.get $len)))
+        (call $out (i32.const 300) (local.get $len))
+        (call $out (i32.const 1060) (i32.const 1))
+        (local.set $f (call $try (local.get $fd) (i32.const 1000) (i32.const 12) (i32.const 0) (i64.const 2)))
+        (if (i32.ge_s (local.get $f) (i32.const 0))
+          (then
+            (i32.store (i32.const 16) (i32.const 4096))
+            (i32.store (i32.const 20) (i32.const 1024))
+            (drop (call $read (local.get $f) (i32.const 16) (i32.const 1) (i32.const 24)))
+            (call $out (i32.const 1070) (i32.const 6))
+            (call $out (i32.const 4096) (i32.load (i32.const 24)))
+            (drop (call $close (local.get $f)))))
+        (local.set $f (call $try (local.get $fd) (i32.const 1020) (i32.const 10) (i32.const 1) (i64.const 66)))
+        (if (i32.ge_s (local.get $f) (i32.const 0))
+          (then (call $out (i32.const 1080) (i32.const 8))))
+        (local.set $f (call $try (local.get $fd) (i32.const 1040) (i32.const 15) (i32.const 1) (i64.const 66)))
+        (if (i32.ge_s (local.get $f) (i32.const 0))
+          (then
+            (call $out (i32.const 1090) (i32.const 11))
+            (call $out (i32.const 300) (local.get $len))
+            (call $out (i32.const 1060) (i32.const 1))
+            (drop (call $close (local.get $f)))))
+        (local.set $fd (i32.add (local.get $fd) (i32.const 1)))
+        (br $next)))))"#;
+
+/// Spins forever: only epoch interruption ends it.
+const LOOP: &str = r#"(module
+  (memory (export "memory") 1)
+  (func (export "_start") (loop $l (br $l))))"#;
+
+/// Sleeps 60 s in one `poll_oneoff` on the monotonic clock: blocked in a host call,
+/// where epoch interruption does not reach it.
+const SLEEP: &str = r#"(module
+  (import "wasi_snapshot_preview1" "poll_oneoff" (func $poll (param i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (func (export "_start")
+    (i32.store8 (i32.const 8) (i32.const 0))
+    (i32.store (i32.const 16) (i32.const 1))
+    (i64.store (i32.const 24) (i64.const 60000000000))
+    (drop (call $poll (i32.const 0) (i32.const 100) (i32.const 1) (i32.const 200)))))"#;
+
+/// Executes `unreachable`.
+const TRAP: &str = r#"(module
+  (memory (export "memory") 1)
+  (func (export "_start") unreachable))"#;
+
+/// Compiles `wat` to `out` with wabt.
+fn wat2wasm(wat: &str, out: &Path) {
+    let src = out.with_extension("wat");
+    std::fs::write(&src, wat).unwrap();
+    let o = Command::new(WAT2WASM)
+        .arg(&src)
+        .arg("-o")
+        .arg(out)
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "wat2wasm: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    std::fs::remove_file(src).unwrap();
+}
+
+/// Writes `bytes` at `/app.wasm` in the bundle's rootfs, executable (rune checks, as
+/// runc does, that a program in the container's file system may be executed).
+fn put_module(b: &Bundle, bytes: &[u8]) {
+    put_module_at(b, "app.wasm", bytes);
+}
+
+/// Writes `bytes` at `/<name>` in the bundle's rootfs, executable.
+fn put_module_at(b: &Bundle, name: &str, bytes: &[u8]) {
+    let path = b.path().join("rootfs").join(name);
+    std::fs::write(&path, bytes).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+/// A bundle with its own rootfs whose `/app.wasm` is `wat` compiled, run as
+/// `/app.wasm args…` in a wasm enclave with runtime args `pal_args`.
+fn wasm_bundle(wat: &str, args: &[&str], pal_args: &str) -> Bundle {
+    let argv: Vec<&str> = std::iter::once("/app.wasm")
+        .chain(args.iter().copied())
+        .collect();
+    let b = Bundle::new(&argv)
+        .private_rootfs()
+        .enclave(&wasm_pal(), pal_args);
+    let tmp = tempfile::tempdir().unwrap();
+    let wasm = tmp.path().join("app.wasm");
+    wat2wasm(wat, &wasm);
+    put_module(&b, &std::fs::read(&wasm).unwrap());
+    b
+}
+
+fn run_bundle(rune: &Rune, b: &Bundle, id: &str) -> (Option<i32>, String, String) {
+    let out = rune.cmd(&["run", "--bundle", b.path().to_str().unwrap(), id]);
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn ready(test: &str) -> bool {
+    root_or_skip(test) && tool_or_skip(test, WAT2WASM)
+}
+
+#[test]
+fn wasm_hello_world_runs_as_the_container() {
+    if !ready("wasm_hello_world_runs_as_the_container") {
+        return;
+    }
+    let rune = Rune::new();
+    let b = wasm_bundle(HELLO, &[], "debug");
+    let id = unique_id("wasm-hello");
+    let (code, stdout, stderr) = run_bundle(&rune, &b, &id);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(stdout, "hello wasm\n");
+    // An unsigned module runs only as a debug enclave, and says so.
+    assert!(stderr.contains("debug=true"), "{stderr}");
+    assert_eq!(leftovers(rune.root.path(), &id), Vec::<String>::new());
+}
+
+#[test]
+fn wasm_exit_values_follow_proc_exit_and_traps() {
+    if !ready("wasm_exit_values_follow_proc_exit_and_traps") {
+        return;
+    }
+    let rune = Rune::new();
+    // proc_exit(n) for n in 0..=125 is the exit code, 0 included; 126 and above are
+    // outside WASI's range (wasmtime-wasi refuses them), reported as 1; a trap is 134.
+    let cases: [(String, i32, &str); 5] = [
+        (exit_module(7), 7, ""),
+        (exit_module(0), 0, ""),
+        (exit_module(200), 1, "exit with invalid exit status"),
+        (
+            TRAP.to_string(),
+            134,
+            "wasm trap: wasm `unreachable` instruction executed",
+        ),
+        (HELLO.to_string(), 0, ""),
+    ];
+    for (wat, want, needle) in cases {
+        let b = wasm_bundle(&wat, &[], "debug");
+        let id = unique_id("wasm-exit");
+        let (code, _, stderr) = run_bundle(&rune, &b, &id);
+        assert_eq!(code, Some(want), "{stderr}");
+        assert!(stderr.contains(needle), "{needle}: {stderr}");
+        assert_eq!(leftovers(rune.root.path(), &id), Vec::<String>::new());
+    }
+}
+
+#[test]
+fn wasm_args_and_env_round_trip() {
+    if !ready("wasm_args_and_env_round_trip") {
+        return;
+    }
+    let rune = Rune::new();
+    let mut b = wasm_bundle(ARGS_ENV, &["a b", "c", ""], "debug");
+    b.spec["process"]["env"] = serde_json::json!([
+        "FOO=bar",
+        "EMPTY=",
+        "WITH_EQ=x=y",
+        "ENCLAVE_TYPE=sim",
+        format!("ENCLAVE_RUNTIME_PATH={}", wasm_pal().display()),
+        "ENCLAVE_RUNTIME_ARGS=debug",
+    ]);
+    b.save();
+    let id = unique_id("wasm-args");
+    let (code, stdout, stderr) = run_bundle(&rune, &b, &id);
+    assert_eq!(code, Some(0), "{stderr}");
+    let (args, env) = stdout.split_once('\n').expect("two parts");
+    // WASI's args_get: each argument NUL-terminated, argv[0] included.
+    assert_eq!(args, "/app.wasm\0a b\0c\0\0");
+    let mut env: Vec<&str> = env.split_terminator('\0').collect();
+    env.sort();
+    // HOME is added from the user's passwd entry when the spec has none, as runc does.
+    assert_eq!(
+        env,
+        ["EMPTY=", "FOO=bar", "HOME=/root", "WITH_EQ=x=y"],
+        "{stdout:?}"
+    );
+}
+
+#[test]
+fn wasm_sees_the_image_by_directory_and_cannot_write_outside() {
+    if !ready("wasm_sees_the_image_by_directory_and_cannot_write_outside") {
+        return;
+    }
+    let rune = Rune::new();
+    let out = tempfile::tempdir().unwrap();
+    let b = wasm_bundle(FILES, &[], "debug");
+    let rootfs = b.path().join("rootfs");
+    std::fs::create_dir(rootfs.join("data")).unwrap();
+    std::fs::write(rootfs.join("data/greeting.txt"), "hello from the image\n").unwrap();
+    std::fs::create_dir(rootfs.join("out")).unwrap();
+    let b = b.bind(out.path(), "/out");
+    let id = unique_id("wasm-files");
+    let (code, stdout, stderr) = run_bundle(&rune, &b, &id);
+    assert_eq!(code, Some(0), "{stderr}");
+    let dirs: Vec<&str> = stdout.lines().filter(|l| l.starts_with('/')).collect();
+    // Every top-level directory of the image but the kernel's and the devices'.
+    for d in ["/bin", "/data", "/etc", "/out"] {
+        assert!(dirs.contains(&d), "{d} not preopened: {stdout}");
+    }
+    for d in ["/proc", "/sys", "/dev"] {
+        assert!(!dirs.contains(&d), "{d} preopened: {stdout}");
+    }
+    assert!(
+        stdout.contains("/data\nread: hello from the image\n"),
+        "{stdout}"
+    );
+    // `..` never leaves a preopen; the read-only root refuses writes; the bind mount
+    // takes them.
+    assert!(!stdout.contains("ESCAPED"), "{stdout}");
+    let created: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.starts_with("created in "))
+        .collect();
+    assert_eq!(created, ["created in /out"], "{stdout}");
+    assert!(out.path().join("created-by-wasm").exists());
+    assert!(!b.path().join("escaped").exists());
+    assert!(!rootfs.join("escaped").exists());
+    assert_eq!(leftovers(rune.root.path(), &id), Vec::<String>::new());
+}
+
+/// Waits for `child` to exit, up to 10 s; returns its status and how long it took.
+fn wait_child(child: &mut std::process::Child) -> (std::process::ExitStatus, Duration) {
+    let start = Instant::now();
+    loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            return (s, start.elapsed());
+        }
+        if start.elapsed() > Duration::from_secs(10) {
+            let _ = child.kill();
+            panic!("did not end within 10 s");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// A guest spinning in a loop (ended by epoch interruption) and one blocked in a host
+/// call (reported killed after the PAL's grace time) both end on `rune kill ID TERM`
+/// well within a second, with 128 + SIGTERM.
+#[test]
+fn wasm_infinite_loop_ends_on_rune_kill_term_within_a_second() {
+    if !ready("wasm_infinite_loop_ends_on_rune_kill_term_within_a_second") {
+        return;
+    }
+    let rune = Rune::new();
+    for (name, wat) in [("loop", LOOP), ("sleep in poll_oneoff", SLEEP)] {
+        let b = wasm_bundle(wat, &[], "debug");
+        let id = unique_id("wasm-loop");
+        let mut run = Command::new(RUNE)
+            .arg("--root")
+            .arg(rune.root.path())
+            .args(["run", "--bundle", b.path().to_str().unwrap(), &id])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        assert!(wait_until(Duration::from_secs(10), || {
+            rune.cmd(&["state", &id]).status.success() && rune.status(&id) == "running"
+        }));
+        // Running, and still running: the guest does not end by itself.
+        std::thread::sleep(Duration::from_millis(300));
+        assert!(run.try_wait().unwrap().is_none(), "{name}");
+        let start = Instant::now();
+        rune.ok(&["kill", &id, "TERM"]);
+        let (status, _) = wait_child(&mut run);
+        let took = start.elapsed();
+        println!("{name}: SIGTERM to exit {took:?}");
+        assert_eq!(status.code(), Some(128 + 15), "{name}");
+        assert!(took < Duration::from_secs(1), "{name}: {took:?}");
+        assert_eq!(leftovers(rune.root.path(), &id), Vec::<String>::new());
+    }
+}
+
+/// `rune exec` runs other modules in the same enclave, each its own process: a second
+/// module's output and exit code come back to the caller, and a signal to one exec
+/// ends that process only.
+#[test]
+fn wasm_exec_runs_more_modules_and_a_kill_ends_only_its_process() {
+    if !ready("wasm_exec_runs_more_modules_and_a_kill_ends_only_its_process") {
+        return;
+    }
+    let rune = Rune::new();
+    let b = wasm_bundle(LOOP, &[], "debug");
+    let tmp = tempfile::tempdir().unwrap();
+    for (name, wat) in [
+        ("hello", HELLO.to_string()),
+        ("spin", LOOP.to_string()),
+        ("seven", exit_module(7)),
+    ] {
+        let wasm = tmp.path().join(format!("{name}.wasm"));
+        wat2wasm(&wat, &wasm);
+        put_module_at(&b, &format!("{name}.wasm"), &std::fs::read(&wasm).unwrap());
+    }
+    let id = unique_id("wasm-exec");
+    rune.ok(&["run", "-d", "--bundle", b.path().to_str().unwrap(), &id]);
+    assert_eq!(rune.status(&id), "running");
+
+    let out = rune.cmd(&["exec", &id, "/hello.wasm"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "hello wasm\n");
+    assert_eq!(
+        rune.cmd(&["exec", &id, "/seven.wasm"]).status.code(),
+        Some(7)
+    );
+
+    // A spinning exec'd module, ended through its caller: the signal reaches that
+    // process (pal_kill with its pid), not the container's own.
+    let mut spin = Command::new(RUNE)
+        .arg("--root")
+        .arg(rune.root.path())
+        .args(["exec", &id, "/spin.wasm"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(spin.try_wait().unwrap().is_none());
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(spin.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let (status, took) = wait_child(&mut spin);
+    assert_eq!(status.code(), Some(128 + 15));
+    assert!(took < Duration::from_secs(1), "{took:?}");
+    assert_eq!(
+        rune.status(&id),
+        "running",
+        "the container's own module was killed"
+    );
+    let out = rune.cmd(&["exec", &id, "/hello.wasm"]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "hello wasm\n");
+
+    rune.ok(&["kill", &id, "TERM"]);
+    assert!(wait_until(Duration::from_secs(5), || rune.status(&id) == "stopped"));
+    rune.ok(&["delete", &id]);
+    assert_eq!(leftovers(rune.root.path(), &id), Vec::<String>::new());
+}
+
+/// Each bad module (debug, so checked when it starts): a non-zero exit, the PAL's
+/// one-line reason as the whole of stderr, and nothing left.
+#[test]
+fn bad_wasm_modules_are_refused_with_one_line_and_leave_nothing() {
+    if !ready("bad_wasm_modules_are_refused_with_one_line_and_leave_nothing") {
+        return;
+    }
+    let rune = Rune::new();
+    let tmp = tempfile::tempdir().unwrap();
+    let compile = |wat: &str| {
+        let p = tmp.path().join("m.wasm");
+        wat2wasm(wat, &p);
+        std::fs::read(&p).unwrap()
+    };
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        (
+            "not wasm",
+            b"#!/bin/sh\necho hi\n".to_vec(),
+            "/app.wasm: not a WebAssembly module",
+        ),
+        (
+            "no _start",
+            compile(r#"(module (memory (export "memory") 1))"#),
+            "no `_start` export",
+        ),
+        (
+            "import WASI lacks",
+            compile(
+                r#"(module (import "env" "foo" (func)) (memory (export "memory") 1) (func (export "_start")))"#,
+            ),
+            "unknown import: `env::foo`",
+        ),
+        (
+            "component",
+            // The component-model binary header: magic, version 0x0d, layer 1.
+            b"\0asm\x0d\0\x01\0".to_vec(),
+            "component model): not supported",
+        ),
+        (
+            "precompiled",
+            b"\x7fELF\x02\x01\x01\0\0\0\0\0\0\0\0\0".to_vec(),
+            "precompiled modules are never loaded",
+        ),
+    ];
+    for (name, bytes, needle) in cases {
+        let b = Bundle::new(&["/app.wasm"])
+            .private_rootfs()
+            .enclave(&wasm_pal(), "debug");
+        put_module(&b, &bytes);
+        let id = unique_id("wasm-bad");
+        let (code, stdout, stderr) = run_bundle(&rune, &b, &id);
+        assert_ne!(code, Some(0), "{name}: ran");
+        assert_eq!(stdout, "", "{name}");
+        let pal_lines: Vec<&str> = stderr
+            .lines()
+            .filter(|l| l.starts_with("liberpal-wasm: /app.wasm"))
+            .collect();
+        assert_eq!(pal_lines.len(), 1, "{name}: {stderr}");
+        assert!(pal_lines[0].contains(needle), "{name}: {stderr}");
+        // The PAL's line is the whole of stderr: the container's init ends at once.
+        assert_eq!(stderr.trim().lines().count(), 1, "{name}: {stderr}");
+        assert_eq!(
+            leftovers(rune.root.path(), &id),
+            Vec::<String>::new(),
+            "{name}"
+        );
+    }
+}
+
+#[test]
+fn signed_wasm_module_runs_and_a_tampered_one_is_refused_at_create() {
+    if !ready("signed_wasm_module_runs_and_a_tampered_one_is_refused_at_create") {
+        return;
+    }
+    let rune = Rune::new();
+    let keys = tempfile::tempdir().unwrap();
+
+    // Signed: runs without `debug`, with the signed measurement.
+    let b = wasm_bundle(HELLO, &[], "");
+    let rootfs = b.path().join("rootfs");
+    let mr = sim_sign_rootfs(keys.path(), &rootfs, "/app.wasm");
+    let id = unique_id("wasm-signed");
+    let (code, stdout, stderr) = run_bundle(&rune, &b, &id);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(stdout, "hello wasm\n");
+    assert!(stderr.contains(&format!("mr_enclave={mr} ")), "{stderr}");
+    assert!(stderr.contains("debug=false"), "{stderr}");
+
+    // One byte of the module changed after signing (inside its data segment, so it is
+    // still a valid module): refused by `create`, in rune's one error line.
+    let module = rootfs.join("app.wasm");
+    let mut bytes = std::fs::read(&module).unwrap();
+    let at = bytes
+        .windows(5)
+        .position(|w| w == b"hello")
+        .expect("data segment");
+    bytes[at] = b'j';
+    std::fs::write(&module, &bytes).unwrap();
+    let id = unique_id("wasm-tampered");
+    let create = rune.cmd(&["create", "--bundle", b.path().to_str().unwrap(), &id]);
+    let stderr = String::from_utf8_lossy(&create.stderr);
+    assert!(!create.status.success(), "created: {stderr}");
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    let said = error_messages(&stderr).join("\n");
+    assert!(said.contains("does not match the manifest"), "{stderr}");
+    assert!(said.contains("/app.wasm"), "{stderr}");
+    assert_eq!(leftovers(rune.root.path(), &id), Vec::<String>::new());
+
+    // Unsigned without `debug`: refused too.
+    std::fs::remove_file(rootfs.join("enclave.manifest.json")).unwrap();
+    let id = unique_id("wasm-unsigned");
+    let (code, _, stderr) = run_bundle(&rune, &b, &id);
+    assert_ne!(code, Some(0));
+    assert!(
+        stderr.contains("runs only with the runtime arg debug"),
+        "{stderr}"
+    );
+    assert_eq!(leftovers(rune.root.path(), &id), Vec::<String>::new());
+}
+
+/// The compiled-code cache: a module is compiled once and its entry (root-only) reused;
+/// an entry with one byte changed is detected, never loaded, and replaced by a fresh
+/// compilation.
+#[test]
+fn wasm_compiled_code_is_cached_and_a_corrupted_entry_is_recompiled() {
+    if !ready("wasm_compiled_code_is_cached_and_a_corrupted_entry_is_recompiled") {
+        return;
+    }
+    use std::os::unix::fs::MetadataExt;
+    let rune = Rune::new();
+    let platform = tempfile::tempdir().unwrap();
+    let b = wasm_bundle(HELLO, &[], "debug");
+    let run = || {
+        let id = unique_id("wasm-cache");
+        let mut c = Command::new(RUNE);
+        c.env("INCLAVARE_SIM_PLATFORM_DIR", platform.path())
+            .arg("--root")
+            .arg(rune.root.path())
+            .args(["run", "--bundle", b.path().to_str().unwrap(), &id]);
+        let out = output_via_files(&mut c);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{stderr}");
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "hello wasm\n");
+        assert_eq!(leftovers(rune.root.path(), &id), Vec::<String>::new());
+    };
+    let cache = platform.path().join("wasm-cache");
+    let entry = || {
+        let entries: Vec<std::path::PathBuf> = std::fs::read_dir(&cache)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        assert_eq!(entries.len(), 1, "{entries:?}");
+        entries[0].clone()
+    };
+
+    run();
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&cache), 0o700);
+    let path = entry();
+    assert_eq!(mode(&path), 0o600);
+    let stored = std::fs::read(&path).unwrap();
+    // A file's identity and times: a rewrite makes a new file (its inode number may be
+    // reused, its change time is new).
+    let stamp = || {
+        let m = std::fs::metadata(&path).unwrap();
+        (
+            m.ino(),
+            m.ctime(),
+            m.ctime_nsec(),
+            m.mtime(),
+            m.mtime_nsec(),
+        )
+    };
+    let written = stamp();
+
+    // A hit: the entry is used as it is (a miss writes a new file over it).
+    run();
+    assert_eq!(entry(), path);
+    assert_eq!(stamp(), written);
+
+    // One byte of the compiled code flipped in place: the module still runs, compiled
+    // again, and the entry is written anew.
+    let mut bad = stored.clone();
+    let mid = bad.len() / 2;
+    bad[mid] ^= 0x01;
+    {
+        use std::io::{Seek, SeekFrom, Write};
+        let mut f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+        f.seek(SeekFrom::Start(mid as u64)).unwrap();
+        f.write_all(&bad[mid..mid + 1]).unwrap();
+    }
+    run();
+    // Rewritten whole: the flipped byte is gone (a load that skipped the check would
+    // have left the file as it was).
+    assert_eq!(entry(), path);
+    assert_eq!(std::fs::read(&path).unwrap(), stored);
+}
+
+/// `rune attest` of a signed wasm enclave: `sim` evidence with the module's
+/// measurement, bound to the report data, which the tenant's verifier accepts with the
+/// measurement pinned (and a policy allowing software TEEs).
+#[test]
+fn wasm_attest_gives_a_report_with_the_modules_measurement() {
+    if !ready("wasm_attest_gives_a_report_with_the_modules_measurement") {
+        return;
+    }
+    let rune = Rune::new();
+    let work = tempfile::tempdir().unwrap();
+    let platform = work.path().join("platform");
+    let b = wasm_bundle(LOOP, &[], "");
+    let mr = sim_sign_rootfs(work.path(), &b.path().join("rootfs"), "/app.wasm");
+    let id = unique_id("wasm-attest");
+    let mut c = Command::new(RUNE);
+    c.env("INCLAVARE_SIM_PLATFORM_DIR", &platform)
+        .arg("--root")
+        .arg(rune.root.path())
+        .args(["run", "-d", "--bundle", b.path().to_str().unwrap(), &id]);
+    let out = output_via_files(&mut c);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let data = "5a".repeat(64);
+    let report_file = work.path().join("report.bin");
+    rune.ok(&[
+        "attest",
+        "--report-data",
+        &data,
+        "--report-file",
+        report_file.to_str().unwrap(),
+        &id,
+    ]);
+    let report = sim_tee::Report::parse(&std::fs::read(&report_file).unwrap()).unwrap();
+    report.verify_signature().unwrap();
+    assert_eq!(hex::encode(report.mr_enclave), mr);
+    assert_eq!(report.report_data, [0x5a; 64]);
+    assert!(!report.debug);
+
+    let policy = work.path().join("policy.toml");
+    std::fs::write(
+        &policy,
+        format!("allow_software_tees = true\n[expected]\nsim_mr_enclave = [\"{mr}\"]\n"),
+    )
+    .unwrap();
+    let mut verify = Command::new(shelter_bin());
+    verify
+        .args(["verify", "--evidence", report_file.to_str().unwrap()])
+        .args(["--report-data", &data])
+        .args(["--policy", policy.to_str().unwrap()]);
+    let (code, out, err) = run(&mut verify);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.starts_with("verdict: ACCEPTED"), "{out}");
+
+    rune.ok(&["delete", "--force", &id]);
+    assert_eq!(leftovers(rune.root.path(), &id), Vec::<String>::new());
+}
+
+/// The same module through containerd (`ctr run` with rune as the runc binary) and
+/// docker (`--runtime rune`): the module comes from a host directory bound at `/tmp` of
+/// the busybox image, its output and exit code (7) come back through each client.
+#[test]
+fn wasm_runs_through_containerd_and_docker() {
+    let test = "wasm_runs_through_containerd_and_docker";
+    if !ready(test)
+        || !tool_or_skip(test, "/usr/bin/containerd")
+        || !tool_or_skip(test, "/usr/sbin/dockerd")
+    {
+        return;
+    }
+    let modules = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(modules.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let app = modules.path().join("app.wasm");
+    wat2wasm(HELLO_7, &app);
+    std::fs::set_permissions(&app, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let env = [
+        "ENCLAVE_TYPE=sim".to_string(),
+        format!("ENCLAVE_RUNTIME_PATH={}", wasm_pal().display()),
+        "ENCLAVE_RUNTIME_ARGS=debug".to_string(),
+    ];
+
+    let c = Containerd::start();
+    let mount = format!(
+        "type=bind,src={},dst=/tmp,options=rbind:ro",
+        modules.path().display()
+    );
+    let mut args = vec!["run", "--rm", "--runc-binary", RUNE, "--mount", &mount];
+    for e in &env {
+        args.extend(["--env", e.as_str()]);
+    }
+    let id = unique_id("ctr-wasm");
+    args.extend(["docker.io/library/busybox:rune", &id, "/tmp/app.wasm"]);
+    let (code, out, err) = c.ctr(&args);
+    assert_eq!(code, 7, "{out}{err}");
+    assert!(out.contains("hello wasm"), "{out}");
+    drop(c);
+
+    let d = Dockerd::start();
+    let volume = format!("{}:/tmp:ro", modules.path().display());
+    let mut args = vec![
+        "run",
+        "--rm",
+        "--runtime",
+        "rune",
+        "--network",
+        "none",
+        "--pull=never",
+        "-v",
+        &volume,
+    ];
+    for e in &env {
+        args.extend(["-e", e.as_str()]);
+    }
+    args.extend(["busybox:rune", "/tmp/app.wasm"]);
+    let (code, out, err) = d.docker(&args);
+    assert_eq!(code, 7, "{out}{err}");
+    assert!(out.contains("hello wasm"), "{out}");
+}
+
+/// Grows its memory by 2,048 pages (128 MiB); `unreachable` if the growth is refused.
+const GROW: &str = r#"(module
+  (memory (export "memory") 1)
+  (func (export "_start")
+    (if (i32.eq (memory.grow (i32.const 2048)) (i32.const -1)) (then unreachable))))"#;
+
+/// A module growing its memory past the container's memory limit (64 MiB) traps with
+/// a message naming the limit and exits 134; without a limit the same growth succeeds.
+#[test]
+fn wasm_memory_over_the_containers_limit_traps() {
+    if !ready("wasm_memory_over_the_containers_limit_traps") {
+        return;
+    }
+    let rune = Rune::new();
+    let b = wasm_bundle(GROW, &[], "debug");
+    let id = unique_id("wasm-grow");
+    let (code, _, stderr) = run_bundle(&rune, &b, &id);
+    assert_eq!(code, Some(0), "no limit: {stderr}");
+
+    let mut b = b;
+    b.spec["linux"]["resources"]["memory"] = serde_json::json!({ "limit": 64u64 << 20 });
+    b.save();
+    let id = unique_id("wasm-grow");
+    let (code, _, stderr) = run_bundle(&rune, &b, &id);
+    assert_eq!(code, Some(134), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "liberpal-wasm: /app.wasm: memory limit exceeded: wanted {} bytes, limit {}",
+            2049u64 << 16,
+            64u64 << 20
+        )),
+        "{stderr}"
+    );
+    assert_eq!(leftovers(rune.root.path(), &id), Vec::<String>::new());
+}
