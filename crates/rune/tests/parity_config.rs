@@ -161,6 +161,15 @@ fn lsm_settings_the_host_cannot_apply_are_refused() {
             "apparmor",
         ),
     ];
+    // An empty profile or label sets nothing: both runtimes run it.
+    for at in ["/process/apparmorProfile", "/process/selinuxLabel"] {
+        let mut b = Bundle::new(&["true"]);
+        set(&mut b, at, json!(""));
+        let runc = run_once(RUNC, &b, at);
+        let rune = run_once(RUNE, &b, at);
+        assert_eq!(runc.0, 0, "runc, empty {at}: {runc:?}");
+        assert_eq!(rune.0, runc.0, "rune, empty {at}: {rune:?}");
+    }
     for (at, field, value, lsm) in cases {
         let mut b = Bundle::new(&["true"]);
         set(&mut b, at, json!(value));
