@@ -68,9 +68,6 @@ pub fn resolve(program: &str, path: &str) -> Option<PathBuf> {
 /// starts under runc: rune (a Rust program) ignores SIGPIPE, and a caller's ignored
 /// signals (containerd's Go runtime: 32, 33) would otherwise pass through execve, so that
 /// `yes | head -1` would print "Broken pipe" instead of ending quietly.
-///
-/// `keep` lists signals left as they are (the enclave init keeps SIGPIPE ignored for its
-/// own writes; the PAL's children get it back at SIG_DFL from Rust's `Command`).
 fn default_signal_dispositions(keep: &[libc::c_int]) {
     use nix::sys::signal::{sigprocmask, SigSet, SigmaskHow};
     for signo in 1..=libc::SIGRTMAX() {
@@ -78,6 +75,34 @@ fn default_signal_dispositions(keep: &[libc::c_int]) {
             continue;
         }
         set_default(signo);
+    }
+    let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None);
+}
+
+/// Every signal this process ignores, but those in `keep`, back at SIG_DFL; the mask
+/// cleared. Signals with handlers keep them.
+fn unignore_signals(keep: &[libc::c_int]) {
+    use nix::sys::signal::{sigprocmask, SigSet, SigmaskHow};
+    for signo in 1..=libc::SIGRTMAX() {
+        if signo == libc::SIGKILL || signo == libc::SIGSTOP || keep.contains(&signo) {
+            continue;
+        }
+        let mut old = [0u64; 4];
+        // SAFETY: the kernel writes the current action into `old` (32 bytes, more than
+        // any architecture's struct with an 8-byte mask) and changes nothing.
+        let r = unsafe {
+            libc::syscall(
+                libc::SYS_rt_sigaction,
+                signo as libc::c_long,
+                std::ptr::null::<u8>(),
+                old.as_mut_ptr(),
+                8 as libc::c_long,
+            )
+        };
+        // The handler is the first field on every architecture; SIG_IGN is 1.
+        if r == 0 && old[0] == libc::SIG_IGN as u64 {
+            set_default(signo);
+        }
     }
     let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None);
 }
@@ -567,8 +592,9 @@ impl Executor for RuneExecutor {
         let argv = Self::enclave_argv(spec).ok_or(ExecutorError::InvalidArg)?;
         crate::title::set(&argv);
         // The PAL's processes inherit what this init ignores (the caller's: containerd's
-        // 32 and 33): every signal at its default, before the forwarders are installed.
-        default_signal_dispositions(&[libc::SIGPIPE]);
+        // 32 and 33): ignored signals back at their default. Handled ones stay: the PAL
+        // may have installed its own at pal_init (wasmtime's traps need SIGILL/SIGSEGV).
+        unignore_signals(&[libc::SIGPIPE]);
         let env: Vec<String> = std::env::vars().map(|(k, v)| format!("{k}={v}")).collect();
         let agent = w.clone();
         // Threads count against the container's pids limit: one that cannot be made is
