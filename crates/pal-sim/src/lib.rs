@@ -520,31 +520,29 @@ pub unsafe extern "C" fn pal_exec(args: *mut PalExecArgs) -> c_int {
             Ok(())
         });
     }
+    // The evidence channel's thread first: it counts against the container's pids limit,
+    // and a program started before it could take the last task and run half-served.
+    // When no thread can be made the failure is said, not panicked on (a panic cannot
+    // unwind out of this extern "C" function: it would abort the init). The thread ends
+    // when the program's end of the socket closes.
+    if let Err(e) = std::thread::Builder::new().spawn(move || channel::serve(ours)) {
+        say(&format!(
+            "error: {}: cannot start the enclave's evidence channel: {e}",
+            process.argv[0]
+        ));
+        return -(e.raw_os_error().unwrap_or(libc::EAGAIN));
+    }
     let mut child = match cmd.spawn() {
         Ok(c) => c,
         Err(e) => {
-            say(&format!("{}: {e}", process.argv[0]));
+            // An error line tools recognise ("error"), naming the program.
+            say(&format!("error: {}: {e}", process.argv[0]));
             return -(e.raw_os_error().unwrap_or(libc::ENOEXEC));
         }
     };
     drop(theirs);
     if let Some(enclave) = STATE.lock().unwrap_or_else(|p| p.into_inner()).as_mut() {
         enclave.running.insert(pal_pid, child.id() as i32);
-    }
-    // A thread of this process counts against the container's pids limit: when none
-    // can be made, the program is stopped and the failure said, not panicked on (a
-    // panic cannot unwind out of this extern "C" function: it would abort the init).
-    if let Err(e) = std::thread::Builder::new().spawn(move || channel::serve(ours)) {
-        say(&format!(
-            "{}: cannot start the enclave's evidence channel: {e}",
-            process.argv[0]
-        ));
-        let _ = child.kill();
-        let _ = child.wait();
-        if let Some(enclave) = STATE.lock().unwrap_or_else(|p| p.into_inner()).as_mut() {
-            enclave.running.remove(&pal_pid);
-        }
-        return -(e.raw_os_error().unwrap_or(libc::EAGAIN));
     }
     let status = child.wait();
     if let Some(enclave) = STATE.lock().unwrap_or_else(|p| p.into_inner()).as_mut() {

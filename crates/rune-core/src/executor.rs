@@ -68,20 +68,64 @@ pub fn resolve(program: &str, path: &str) -> Option<PathBuf> {
 /// starts under runc: rune (a Rust program) ignores SIGPIPE, and a caller's ignored
 /// signals (containerd's Go runtime: 32, 33) would otherwise pass through execve, so that
 /// `yes | head -1` would print "Broken pipe" instead of ending quietly.
-fn default_signal_dispositions() {
+fn default_signal_dispositions(keep: &[libc::c_int]) {
     use nix::sys::signal::{sigprocmask, SigSet, SigmaskHow};
     for signo in 1..=libc::SIGRTMAX() {
-        if signo == libc::SIGKILL || signo == libc::SIGSTOP {
+        if signo == libc::SIGKILL || signo == libc::SIGSTOP || keep.contains(&signo) {
             continue;
         }
-        // By number: the realtime signals are not nix `Signal`s.
-        // SAFETY: installing SIG_DFL runs no handler code; a number the kernel does not
-        // take fails with EINVAL, which changes nothing.
-        unsafe {
-            libc::signal(signo, libc::SIG_DFL);
+        set_default(signo);
+    }
+    let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None);
+}
+
+/// Every signal this process ignores, but those in `keep`, back at SIG_DFL; the mask
+/// cleared. Signals with handlers keep them.
+fn unignore_signals(keep: &[libc::c_int]) {
+    use nix::sys::signal::{sigprocmask, SigSet, SigmaskHow};
+    for signo in 1..=libc::SIGRTMAX() {
+        if signo == libc::SIGKILL || signo == libc::SIGSTOP || keep.contains(&signo) {
+            continue;
+        }
+        let mut old = [0u64; 4];
+        // SAFETY: the kernel writes the current action into `old` (32 bytes, more than
+        // any architecture's struct with an 8-byte mask) and changes nothing.
+        let r = unsafe {
+            libc::syscall(
+                libc::SYS_rt_sigaction,
+                signo as libc::c_long,
+                std::ptr::null::<u8>(),
+                old.as_mut_ptr(),
+                8 as libc::c_long,
+            )
+        };
+        // The handler is the first field on every architecture; SIG_IGN is 1.
+        if r == 0 && old[0] == libc::SIG_IGN as u64 {
+            set_default(signo);
         }
     }
     let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None);
+}
+
+/// SIG_DFL for `signo` through the kernel's `rt_sigaction`: glibc's `signal` and
+/// `sigaction` refuse 32 and 33 (its own), which Go callers such as containerd and its
+/// shims ignore, and which would pass through execve ignored.
+fn set_default(signo: libc::c_int) {
+    // The kernel's struct sigaction, all zero: handler SIG_DFL (0), no flags, no
+    // restorer, an empty mask, whatever the architecture's field order.
+    let action = [0u64; 4];
+    // SAFETY: the kernel reads `action` (32 bytes, more than any architecture's struct
+    // with an 8-byte mask) and writes nothing (no old action asked for); SIG_DFL runs no
+    // handler code; a number the kernel does not take fails with EINVAL, changing nothing.
+    unsafe {
+        libc::syscall(
+            libc::SYS_rt_sigaction,
+            signo as libc::c_long,
+            action.as_ptr(),
+            std::ptr::null_mut::<u8>(),
+            8 as libc::c_long,
+        );
+    }
 }
 
 impl Executor for ProcessExecutor {
@@ -130,7 +174,7 @@ impl Executor for ProcessExecutor {
             .collect::<Result<Vec<_>, _>>()
             .map_err(|_| ExecutorError::InvalidArg)?;
         // setup_envs has already replaced the environment with process.env.
-        default_signal_dispositions();
+        default_signal_dispositions(&[]);
         let err = nix::unistd::execv(&program, &argv).unwrap_err();
         // After `start` nobody reads the init's error: say it on the container's stderr
         // in runc's init's words (Go's `exec PATH: errno`) and end with 1, as it does
@@ -547,6 +591,10 @@ impl Executor for RuneExecutor {
         };
         let argv = Self::enclave_argv(spec).ok_or(ExecutorError::InvalidArg)?;
         crate::title::set(&argv);
+        // The PAL's processes inherit what this init ignores (the caller's: containerd's
+        // 32 and 33): ignored signals back at their default. Handled ones stay: the PAL
+        // may have installed its own at pal_init (wasmtime's traps need SIGILL/SIGSEGV).
+        unignore_signals(&[libc::SIGPIPE]);
         let env: Vec<String> = std::env::vars().map(|(k, v)| format!("{k}={v}")).collect();
         let agent = w.clone();
         // Threads count against the container's pids limit: one that cannot be made is

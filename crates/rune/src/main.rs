@@ -44,10 +44,10 @@ fn main() {
     // create, run and exec hand rune's stderr on to the container's process: there it is
     // the container's output, and containerd, docker and podman read the error from the
     // log instead (runc's bare line would show as the task's output too, or be lost).
-    let stderr_is_the_callers = !matches!(
+    let hands_on_stderr = matches!(
         cli.command,
         Some(cli::Command::Create(_) | cli::Command::Run(_) | cli::Command::Exec(_))
-    ) || std::io::IsTerminal::is_terminal(&std::io::stderr());
+    ) && !std::io::IsTerminal::is_terminal(&std::io::stderr());
     // runc's exec fails with 255 (`fatalWithCode(…, 255)`), its other commands with 1.
     let failure = if matches!(cli.command, Some(cli::Command::Exec(_))) {
         255
@@ -63,7 +63,15 @@ fn main() {
             // message on stderr, for the person who ran the command.
             let line = cli_exit::one_line(&err);
             tracing::error!("{line}");
-            if stderr_is_the_callers {
+            // Only a failure of the container's process setup (libcontainer's) may have
+            // handed stderr on: a bad config, a missing container, … are the caller's.
+            let process_failed = err.chain().any(|e| {
+                matches!(
+                    e.downcast_ref::<rune_core::RuneError>(),
+                    Some(rune_core::RuneError::Libcontainer { .. })
+                )
+            });
+            if !(hands_on_stderr && process_failed) {
                 cli_exit::exit_with_line(&line, failure);
             }
             std::process::exit(failure);

@@ -52,35 +52,61 @@ fn both(b: &Bundle, out: &Path) -> (Outcome, Outcome) {
     (run_bundle(RUNE, b, out), run_bundle(RUNC, b, out))
 }
 
+/// `signo` ignored through the kernel's rt_sigaction: glibc's `signal` refuses 32 and
+/// 33, which containerd and its Go shims ignore.
+fn ignore_raw(signo: i32) {
+    // handler SIG_IGN (1), no flags, no restorer, an empty mask.
+    let action = [1u64, 0, 0, 0];
+    // SAFETY: the kernel reads 32 bytes of `action` and writes nothing; no handler runs.
+    unsafe {
+        libc::syscall(
+            libc::SYS_rt_sigaction,
+            signo as libc::c_long,
+            action.as_ptr(),
+            std::ptr::null_mut::<u8>(),
+            8 as libc::c_long,
+        );
+    }
+}
+
 /// The program starts with no signal ignored or blocked, as under runc, even when the
 /// caller ignores some (containerd, a Go program, ignores 32 and 33; rune, a Rust one,
-/// SIGPIPE): `yes | head -1` ends quietly.
+/// SIGPIPE; here also SIGTTIN): `yes | head -1` ends quietly. The same for a sim
+/// enclave's program, which its PAL starts.
 #[test]
 fn the_program_starts_with_default_signal_dispositions_as_with_runc() {
     if skip("signal dispositions") {
         return;
     }
     let out = out_dir();
-    let b = Bundle::new(&[
-        "sh",
+    let probe = [
+        "/bin/sh",
         "-c",
         "grep -E '^Sig(Ign|Blk)' /proc/self/status >/tmp/r; yes | head -1 >/dev/null 2>>/tmp/r",
-    ])
-    .bind(out.path(), "/tmp");
+    ];
+    let b = Bundle::new(&probe).bind(out.path(), "/tmp");
+    let (pal, _) = sim_artifacts();
+    let enclave = Bundle::new(&probe)
+        .bind(out.path(), "/tmp")
+        .enclave(&pal, "debug");
+    let platform = tempfile::tempdir().unwrap();
     let mut seen = Vec::new();
-    for rt in [RUNE, RUNC] {
+    for (rt, b) in [(RUNE, &b), (RUNC, &b), (RUNE, &enclave)] {
         let _ = std::fs::remove_file(out.path().join("r"));
         let root = tempfile::tempdir().unwrap();
         let id = unique_id("sigdfl");
         let mut c = Command::new(rt);
-        c.arg("--root")
+        c.env("INCLAVARE_SIM_PLATFORM_DIR", platform.path())
+            .arg("--root")
             .arg(root.path())
             .args(["run", "--bundle", b.path().to_str().unwrap(), &id]);
-        // SAFETY: only signal(2) between fork and exec, which is async-signal-safe.
+        // SAFETY: only rt_sigaction(2) between fork and exec, which is
+        // async-signal-safe.
         unsafe {
             std::os::unix::process::CommandExt::pre_exec(&mut c, || {
-                libc::signal(libc::SIGPIPE, libc::SIG_IGN);
-                libc::signal(33, libc::SIG_IGN);
+                for signo in [libc::SIGPIPE, libc::SIGTTIN, 32, 33] {
+                    ignore_raw(signo);
+                }
                 Ok(())
             });
         }
@@ -109,11 +135,24 @@ fn the_program_starts_with_default_signal_dispositions_as_with_runc() {
             rest.join("\n"),
         )
     };
-    let (rune, runc) = (parse(&seen[0]), parse(&seen[1]));
-    // runc's init (Go) leaves signal 32 ignored (bit 31); SIGPIPE (bit 12) and the
-    // caller's 33 (bit 32) are not.
+    let (rune, runc, in_enclave) = (parse(&seen[0]), parse(&seen[1]), parse(&seen[2]));
+    // runc's init (Go) may leave signal 32 ignored (bit 31); SIGPIPE (bit 12), SIGTTIN
+    // (bit 20) and the caller's 33 (bit 32) are not.
     let ign = runc.2.expect("runc: no SigIgn line");
-    assert_eq!(ign & (1 << 12 | 1 << 32), 0, "runc ignores {ign:x}");
+    assert_eq!(
+        ign & (1 << 12 | 1 << 20 | 1 << 32),
+        0,
+        "runc ignores {ign:x}"
+    );
+    for (what, found) in [("rune", &rune), ("enclave", &in_enclave)] {
+        let found_ign = found.2.unwrap_or_else(|| panic!("{what}: no SigIgn line"));
+        assert_eq!(
+            found_ign & !ign,
+            0,
+            "{what} ignores {found_ign:x} where runc ignores {ign:x}: {}",
+            found.1
+        );
+    }
     assert_eq!(
         (runc.0, runc.3, runc.4.as_str()),
         (0, Some(0), ""),
@@ -709,44 +748,45 @@ fn hooks_follow_the_runtime_spec() {
 /// logrus form without `--log`; with `--log`, one `error` entry in the log (where
 /// containerd, docker and podman read it). runc also prints the bare message on stderr
 /// (main.go `fatalWithCode`), as rune does for a command whose stderr is the caller's
-/// (checked against runc with `kill`); during create, run and exec stderr is the
-/// container's own, where the line would show as the task's output (or be lost), so
-/// rune leaves it out there unless stderr is a terminal.
+/// (checked against runc with `kill` and an exec into no container); once create, run or
+/// exec has handed stderr to the container's process it is the container's own, where
+/// the line would show as the task's output (or be lost), so rune leaves it out there
+/// unless stderr is a terminal.
 #[test]
 fn create_failures_name_their_cause_in_one_error_line() {
     if skip("create failures") {
         return;
     }
-    let mut shapes = Vec::new();
-    for rt in [RUNC, RUNE] {
-        let root = tempfile::tempdir().unwrap();
-        let log = root.path().join("kill-log.json");
-        let args = ["--log", log.to_str().unwrap(), "--log-format", "json"];
-        let (code, _, err) = runtime(
-            rt,
-            root.path(),
-            &[&args[..], &["kill", "ghost", "9"]].concat(),
+    // A command whose stderr stays the caller's, and an exec that fails before any
+    // process exists.
+    for command in [&["kill", "ghost", "9"][..], &["exec", "ghost", "true"][..]] {
+        let mut shapes = Vec::new();
+        for rt in [RUNC, RUNE] {
+            let root = tempfile::tempdir().unwrap();
+            let log = root.path().join("kill-log.json");
+            let args = ["--log", log.to_str().unwrap(), "--log-format", "json"];
+            let (code, _, err) = runtime(rt, root.path(), &[&args[..], command].concat());
+            let text = std::fs::read_to_string(&log).unwrap();
+            let entries: Vec<serde_json::Value> = text
+                .lines()
+                .map(|l| serde_json::from_str(l).unwrap())
+                .collect();
+            assert_eq!(entries.len(), 1, "{rt}'s log: {text}");
+            let msg = entries[0]["msg"].as_str().unwrap().to_string();
+            shapes.push((
+                code != 0,
+                entries[0]["level"].clone(),
+                msg == err.trim(),
+                err.lines().count(),
+            ));
+        }
+        assert_eq!(
+            shapes[0],
+            (true, json!("error"), true, 1),
+            "runc with --log {command:?}"
         );
-        let text = std::fs::read_to_string(&log).unwrap();
-        let entries: Vec<serde_json::Value> = text
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect();
-        assert_eq!(entries.len(), 1, "{rt}'s log: {text}");
-        let msg = entries[0]["msg"].as_str().unwrap().to_string();
-        shapes.push((
-            code != 0,
-            entries[0]["level"].clone(),
-            msg == err.trim(),
-            err.lines().count(),
-        ));
+        assert_eq!(shapes[1], shapes[0], "rune with --log {command:?}");
     }
-    assert_eq!(
-        shapes[0],
-        (true, json!("error"), true, 1),
-        "runc with --log"
-    );
-    assert_eq!(shapes[1], shapes[0], "rune with --log");
     let cases: Vec<(&str, serde_json::Value, &str)> = vec![
         (
             "not executable",

@@ -161,6 +161,15 @@ fn lsm_settings_the_host_cannot_apply_are_refused() {
             "apparmor",
         ),
     ];
+    // An empty profile or label sets nothing: both runtimes run it.
+    for at in ["/process/apparmorProfile", "/process/selinuxLabel"] {
+        let mut b = Bundle::new(&["true"]);
+        set(&mut b, at, json!(""));
+        let runc = run_once(RUNC, &b, at);
+        let rune = run_once(RUNE, &b, at);
+        assert_eq!(runc.0, 0, "runc, empty {at}: {runc:?}");
+        assert_eq!(rune.0, runc.0, "rune, empty {at}: {rune:?}");
+    }
     for (at, field, value, lsm) in cases {
         let mut b = Bundle::new(&["true"]);
         set(&mut b, at, json!(value));
@@ -185,6 +194,43 @@ fn lsm_settings_the_host_cannot_apply_are_refused() {
             );
         }
     }
+    // The same in an `exec --process` file: refused by both, rune naming the field.
+    let b = Bundle::new(&["sleep", "100"]);
+    let mut p = b.spec["process"].clone();
+    p["args"] = json!(["true"]);
+    p["selinuxLabel"] = json!("system_u:system_r:container_t:s0");
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), p.to_string()).unwrap();
+    let mut seen = Vec::new();
+    for rt in [RUNC, RUNE] {
+        let root = tempfile::tempdir().unwrap();
+        let id = unique_id("lsmexec");
+        let (code, _, err) = runtime(
+            rt,
+            root.path(),
+            &["run", "-d", "--bundle", b.path().to_str().unwrap(), &id],
+        );
+        assert_eq!(code, 0, "{rt}: {err}");
+        let r = runtime(
+            rt,
+            root.path(),
+            &["exec", "--process", file.path().to_str().unwrap(), &id],
+        );
+        runtime(rt, root.path(), &["delete", "--force", &id]);
+        seen.push(failure(&r));
+    }
+    assert_ne!(
+        seen[0].0, 0,
+        "runc runs an exec with a label: {:?}",
+        seen[0]
+    );
+    assert_eq!(
+        (seen[1].0, seen[1].1),
+        (seen[0].0, true),
+        "rune: {:?}",
+        seen[1]
+    );
+    assert!(seen[1].2.contains("selinuxLabel"), "{:?}", seen[1]);
 }
 
 /// Settings runc runs with, where rune refused or failed: a pids limit of 1 (runc sets

@@ -435,6 +435,66 @@ fn exec_with_unknown_capabilities_warns_and_runs_as_with_runc() {
         "runc: {runc:?}"
     );
     assert_eq!(outcome(rune), outcome(runc), "rune: {rune:?}");
+
+    // A container whose own config names it (`ctr run --cap-add CAP_BOGUS`; containerd
+    // then passes those capabilities to every exec): exec runs as with runc; and an
+    // exec --process file with it and a bad env entry is refused in one line, no panic.
+    let mut b = Bundle::new(&["sleep", "100"]);
+    for set in ["bounding", "effective", "permitted"] {
+        b.spec["process"]["capabilities"][set]
+            .as_array_mut()
+            .unwrap()
+            .push(json!("CAP_BOGUS"));
+    }
+    b.save();
+    let mut bad = p.clone();
+    bad["env"] = json!(["PATH=/bin", "=x"]);
+    let bad_process = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(bad_process.path(), bad.to_string()).unwrap();
+    let mut seen = Vec::new();
+    for rt in [RUNC, RUNE] {
+        let root = tempfile::tempdir().unwrap();
+        let id = unique_id("ctrbogus");
+        let (code, _, err) = runtime(
+            rt,
+            root.path(),
+            &["run", "-d", "--bundle", b.path().to_str().unwrap(), &id],
+        );
+        assert_eq!(code, 0, "{rt}: {err}");
+        let (code, out, err) = runtime(rt, root.path(), &["exec", &id, "echo", "exec-ok"]);
+        let refused = runtime(
+            rt,
+            root.path(),
+            &[
+                "exec",
+                "--process",
+                bad_process.path().to_str().unwrap(),
+                &id,
+            ],
+        );
+        runtime(rt, root.path(), &["delete", "--force", &id]);
+        seen.push((
+            code,
+            out,
+            err,
+            refused.0 != 0,
+            error_lines(&refused.2).len(),
+            refused.2,
+        ));
+    }
+    let (runc, rune) = (&seen[0], &seen[1]);
+    assert_eq!(
+        (runc.0, runc.1.as_str(), runc.3),
+        (0, "exec-ok\n", true),
+        "runc: {runc:?}"
+    );
+    assert_eq!(
+        (rune.0, &rune.1, rune.3),
+        (runc.0, &runc.1, runc.3),
+        "rune: {rune:?}"
+    );
+    assert_eq!(rune.4, 1, "rune: one error line: {}", rune.5);
+    assert!(!rune.5.contains("panicked"), "{}", rune.5);
 }
 
 /// `delete` without `--force` kills and removes a *created* container, as runc's does

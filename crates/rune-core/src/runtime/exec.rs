@@ -83,17 +83,32 @@ impl Runtime {
         }
         user.set_additional_gids(Some(opts.additional_gids.clone()));
         crate::spec::check_user(&user).map_err(from("--user/--additional-gids"))?;
+        // Parsed as it will run: unknown capabilities left out (runc warns and runs).
         if let Some(process) = opts
             .process
             .as_ref()
             .and_then(|path| fs::read(path).ok())
-            .and_then(|b| {
-                serde_json::from_slice::<libcontainer::oci_spec::runtime::Process>(&b).ok()
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+            .and_then(|mut v| {
+                crate::spec::drop_unknown_capabilities(&mut v, "/capabilities");
+                serde_json::from_value::<libcontainer::oci_spec::runtime::Process>(v).ok()
             })
         {
             crate::spec::check_env(process.env().as_deref().unwrap_or_default())
                 .map_err(from("--process"))?;
             crate::spec::check_user(process.user()).map_err(from("--process"))?;
+            if !process.cwd().is_absolute() {
+                return Err(from("--process")(RuneError::config(
+                    "process.cwd",
+                    format!("{} is not an absolute path", process.cwd().display()),
+                )));
+            }
+            crate::spec::check_lsm_config(
+                process.apparmor_profile().as_deref(),
+                process.selinux_label().as_deref(),
+                None,
+            )
+            .map_err(from("--process"))?;
         }
         if c.status() == ContainerStatus::Running
             && self.container_dir(id).join(agent::SOCKET).exists()
@@ -120,11 +135,17 @@ impl Runtime {
             Some(path) => {
                 let bytes = fs::read(path)
                     .map_err(|e| RuneError::io(format!("read {}", path.display()), e))?;
-                let p: libcontainer::oci_spec::runtime::Process = serde_json::from_slice(&bytes)
-                    .map_err(|e| RuneError::InvalidArgument {
-                        flag: "--process".into(),
-                        message: e.to_string(),
-                    })?;
+                let invalid = |e: serde_json::Error| RuneError::InvalidArgument {
+                    flag: "--process".into(),
+                    message: e.to_string(),
+                };
+                // Capabilities do not apply inside the enclave runtime; unknown ones must
+                // not refuse the exec (the shim passes the container's).
+                let mut value: serde_json::Value =
+                    serde_json::from_slice(&bytes).map_err(invalid)?;
+                crate::spec::drop_unknown_capabilities(&mut value, "/capabilities");
+                let p: libcontainer::oci_spec::runtime::Process =
+                    serde_json::from_value(value).map_err(invalid)?;
                 (
                     p.args().clone().unwrap_or_default(),
                     p.env().clone().unwrap_or_default(),

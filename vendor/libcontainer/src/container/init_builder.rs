@@ -200,7 +200,9 @@ impl InitContainerBuilder {
         Validator::validate_spec(spec)?;
 
         if let Some(process) = spec.process() {
-            if let Some(profile) = process.apparmor_profile() {
+            // PATCH(inclavare): an empty profile sets nothing (runc, and apply_profile),
+            // so it needs no AppArmor; the check failed such specs with ENOENT.
+            if let Some(profile) = process.apparmor_profile().as_ref().filter(|p| !p.is_empty()) {
                 let apparmor_is_enabled = apparmor::is_enabled().map_err(|err| {
                     tracing::error!(?err, "failed to check if apparmor is enabled");
                     LibcontainerError::OtherIO(err)

@@ -356,7 +356,11 @@ impl TenantContainerBuilder {
     fn load_init_spec(&self, container: &Container) -> Result<Spec, LibcontainerError> {
         let spec_path = container.bundle().join("config.json");
 
-        let mut spec = Spec::load(&spec_path).map_err(|err| {
+        // PATCH(inclavare): the container was created from this config with its unknown
+        // capabilities left out and relative mount destinations made absolute (as
+        // runc): loading it the same way, or every exec into it failed ("no variant for
+        // CAP_BOGUS").
+        let mut spec = load_spec_as_created(&spec_path).map_err(|err| {
             tracing::error!(path = ?spec_path, ?err, "failed to load spec");
             err
         })?;
@@ -427,8 +431,9 @@ impl TenantContainerBuilder {
                 .args(self.get_args()?)
                 .env(self.get_environment(spec_env));
             // PATCH(inclavare): as runc's exec (exec.go `getProcess`), the process starts
-            // from the container's: its cwd, user, rlimits, umask-bearing user, OOM score
-            // and LSM settings, unless a flag says otherwise. youki ran it as 0:0 in /.
+            // from the container's: its cwd, user (with umask), rlimits and LSM
+            // settings, unless a flag says otherwise. youki ran it as 0:0 in /. (The OOM
+            // score stays the container's init's: runc's setns process writes none.)
             let base = spec.process().clone().unwrap_or_default();
             match self.get_working_dir()? {
                 Some(cwd) => process_builder = process_builder.cwd(cwd),
@@ -436,9 +441,6 @@ impl TenantContainerBuilder {
             }
             if let Some(rlimits) = base.rlimits() {
                 process_builder = process_builder.rlimits(rlimits.clone());
-            }
-            if let Some(adj) = base.oom_score_adj() {
-                process_builder = process_builder.oom_score_adj(adj);
             }
             if let Some(label) = base.selinux_label() {
                 process_builder = process_builder.selinux_label(label.clone());
@@ -516,6 +518,8 @@ impl TenantContainerBuilder {
         Ok(())
     }
 
+    /// PATCH(inclavare): an `exec --process` file with capabilities this runtime does not
+    /// know has them left out (rune warns), as runc does.
     fn get_process(&self, process: &Path) -> Result<Process, LibcontainerError> {
         if !process.exists() {
             tracing::error!(?process, "process.json file does not exist");
@@ -526,8 +530,13 @@ impl TenantContainerBuilder {
 
         let process = utils::open(process).map_err(LibcontainerError::OtherIO)?;
         let reader = BufReader::new(process);
-        let process_spec =
+        let mut value: serde_json::Value =
             serde_json::from_reader(reader).map_err(LibcontainerError::OtherSerialization)?;
+        drop_unknown_capabilities(&mut value, "/capabilities");
+        let mut process_spec: Process =
+            serde_json::from_value(value).map_err(LibcontainerError::OtherSerialization)?;
+        // PATCH(inclavare): runc's setns process writes no oom_score_adj for an exec.
+        process_spec.set_oom_score_adj(None);
         Ok(process_spec)
     }
 
@@ -951,4 +960,35 @@ mod tests {
         assert_eq!(got, vec![want_ns(Ipc, "/proc/1/ns/ipc")]);
         Ok(())
     }
+}
+
+/// PATCH(inclavare): leaves out of the capability sets at JSON `pointer` the names this
+/// runtime does not know.
+fn drop_unknown_capabilities(value: &mut serde_json::Value, pointer: &str) {
+    if let Some(sets) = value.pointer_mut(pointer).and_then(|c| c.as_object_mut()) {
+        for set in sets.values_mut() {
+            if let Some(names) = set.as_array_mut() {
+                names.retain(|name| {
+                    serde_json::from_value::<SpecCapability>(name.clone()).is_ok()
+                });
+            }
+        }
+    }
+}
+
+/// PATCH(inclavare): `config.json` as the container was created from it: unknown
+/// capabilities left out, relative mount destinations made absolute.
+fn load_spec_as_created(path: &Path) -> Result<Spec, LibcontainerError> {
+    let file = utils::open(path).map_err(LibcontainerError::OtherIO)?;
+    let mut value: serde_json::Value = serde_json::from_reader(BufReader::new(file))
+        .map_err(LibcontainerError::OtherSerialization)?;
+    drop_unknown_capabilities(&mut value, "/process/capabilities");
+    if let Some(mounts) = value.pointer_mut("/mounts").and_then(|m| m.as_array_mut()) {
+        for m in mounts {
+            if let Some(dest) = m["destination"].as_str().filter(|d| !d.starts_with('/')) {
+                m["destination"] = serde_json::Value::String(format!("/{dest}"));
+            }
+        }
+    }
+    serde_json::from_value(value).map_err(LibcontainerError::OtherSerialization)
 }

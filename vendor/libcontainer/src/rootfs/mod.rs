@@ -80,14 +80,14 @@ fn root_cause_below_pathrs(err: &(dyn std::error::Error + 'static)) -> Option<St
     let mut current = err;
     loop {
         seen_pathrs |= current.downcast_ref::<pathrs::error::Error>().is_some()
-            || current.to_string().contains("openat(");
+            || current.to_string().contains("openat(") || current.to_string().contains("openat2(");
         match current.source() {
             Some(next) => current = next,
             None => break,
         }
     }
     let text = current.to_string();
-    let dump = text.contains("openat(") || text.contains("magiclink");
+    let dump = text.contains("openat(") || text.contains("openat2(") || text.contains("magiclink");
     if dump {
         // pathrs ends its dump with the errno's words: "…, 0o0): Not a directory (os
         // error 20)".

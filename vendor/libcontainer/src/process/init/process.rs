@@ -1143,10 +1143,12 @@ fn set_home_from_path(envs: &mut HashMap<String, String>, dir_home: &Path) {
 }
 
 /// PATCH(inclavare): handlers that end the process for the signals that end runc's init
-/// ([`TERMINATING`]), installed while a created container waits for start;
-/// dropping it restores the default dispositions (an exec resets handled signals anyway,
-/// but an in-process payload such as an enclave runtime must see the defaults).
-struct TerminatingSignals;
+/// ([`TERMINATING`]), installed while a created container waits for start; dropping it
+/// restores the dispositions from before (an exec resets handled signals anyway, but an
+/// in-process payload such as an enclave runtime must find its own).
+struct TerminatingSignals {
+    previous: Vec<(nix::sys::signal::Signal, nix::sys::signal::SigAction)>,
+}
 
 /// The signals that end runc's waiting init (a Go program: the runtime's `_SigKill` and
 /// `_SigThrow` entries of runtime/sigtab_linux_generic.go, when sent by kill(2)); Go
@@ -1173,23 +1175,27 @@ impl TerminatingSignals {
             SaFlags::empty(),
             SigSet::empty(),
         );
+        let mut previous = Vec::new();
         for sig in TERMINATING {
             // SAFETY: the handler only calls _exit, which is async-signal-safe.
-            if let Err(err) = unsafe { sigaction(sig, &action) } {
-                tracing::warn!(?err, ?sig, "failed to handle signal while created");
+            match unsafe { sigaction(sig, &action) } {
+                Ok(old) => previous.push((sig, old)),
+                Err(err) => tracing::warn!(?err, ?sig, "failed to handle signal while created"),
             }
         }
-        TerminatingSignals
+        TerminatingSignals { previous }
     }
 }
 
 impl Drop for TerminatingSignals {
     fn drop(&mut self) {
-        use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, sigaction};
-        let default = SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty());
-        for sig in TERMINATING {
-            // SAFETY: restoring the default disposition installs no handler.
-            let _ = unsafe { sigaction(sig, &default) };
+        use nix::sys::signal::sigaction;
+        // What was there before, not SIG_DFL: an in-process payload (an enclave runtime
+        // such as wasmtime's, set up at pal_init) may have installed its own handlers
+        // for SIGILL/SIGSEGV/SIGBUS/SIGFPE, which its traps depend on.
+        for (sig, old) in self.previous.drain(..) {
+            // SAFETY: reinstalls the disposition this process had, handler included.
+            let _ = unsafe { sigaction(sig, &old) };
         }
     }
 }
