@@ -1,5 +1,6 @@
-//! `rune events --stats` (libcgroups' statistics as JSON) as containerd's cgroup v1
-//! `Metrics`, which `ctr task metrics` and the CRI read.
+//! `rune events --stats` (runc's `{"type":"stats","data":…}` event, whose data is
+//! runc's types/events.go `Stats`) as containerd's cgroup v1 `Metrics`, which `ctr task
+//! metrics` and the CRI read.
 
 use containerd_shim::protos::cgroups::metrics::{
     CPUStat, CPUUsage, MemoryEntry, MemoryStat, Metrics, PidsStat, Throttle,
@@ -23,15 +24,15 @@ pub fn metrics_v1(json: &[u8]) -> Result<Metrics, String> {
     let entry = |m: &Value| {
         MessageField::some(MemoryEntry {
             usage: n(&m["usage"]),
-            max: n(&m["max_usage"]),
+            max: n(&m["max"]),
             limit: n(&m["limit"]),
-            failcnt: n(&m["fail_count"]),
+            failcnt: n(&m["failcnt"]),
             ..Default::default()
         })
     };
     let cpu = &s["cpu"];
     let mem = &s["memory"];
-    let stat = |k: &str| n(&mem["stats"][k]);
+    let raw = |k: &str| n(&mem["raw"][k]);
     Ok(Metrics {
         pids: MessageField::some(PidsStat {
             current: n(&s["pids"]["current"]),
@@ -40,10 +41,10 @@ pub fn metrics_v1(json: &[u8]) -> Result<Metrics, String> {
         }),
         cpu: MessageField::some(CPUStat {
             usage: MessageField::some(CPUUsage {
-                total: n(&cpu["usage"]["usage_total"]),
-                user: n(&cpu["usage"]["usage_user"]),
-                kernel: n(&cpu["usage"]["usage_kernel"]),
-                per_cpu: cpu["usage"]["per_core_usage_total"]
+                total: n(&cpu["usage"]["total"]),
+                user: n(&cpu["usage"]["user"]),
+                kernel: n(&cpu["usage"]["kernel"]),
+                per_cpu: cpu["usage"]["percpu"]
                     .as_array()
                     .map(|a| a.iter().map(n).collect())
                     .unwrap_or_default(),
@@ -51,26 +52,26 @@ pub fn metrics_v1(json: &[u8]) -> Result<Metrics, String> {
             }),
             throttling: MessageField::some(Throttle {
                 periods: n(&cpu["throttling"]["periods"]),
-                throttled_periods: n(&cpu["throttling"]["throttled_periods"]),
-                throttled_time: n(&cpu["throttling"]["throttled_time"]),
+                throttled_periods: n(&cpu["throttling"]["throttledPeriods"]),
+                throttled_time: n(&cpu["throttling"]["throttledTime"]),
                 ..Default::default()
             }),
             ..Default::default()
         }),
         memory: MessageField::some(MemoryStat {
-            usage: entry(&mem["memory"]),
-            swap: entry(&mem["memswap"]),
+            usage: entry(&mem["usage"]),
+            swap: entry(&mem["swap"]),
             kernel: entry(&mem["kernel"]),
-            kernel_tcp: entry(&mem["kernel_tcp"]),
+            kernel_tcp: entry(&mem["kernelTCP"]),
             cache: n(&mem["cache"]),
-            rss: stat("rss"),
-            mapped_file: stat("mapped_file"),
-            inactive_file: stat("inactive_file"),
-            active_file: stat("active_file"),
-            inactive_anon: stat("inactive_anon"),
-            active_anon: stat("active_anon"),
-            total_rss: stat("total_rss"),
-            total_cache: stat("total_cache"),
+            rss: raw("rss"),
+            mapped_file: raw("mapped_file"),
+            inactive_file: raw("inactive_file"),
+            active_file: raw("active_file"),
+            inactive_anon: raw("inactive_anon"),
+            active_anon: raw("active_anon"),
+            total_rss: raw("total_rss"),
+            total_cache: raw("total_cache"),
             ..Default::default()
         }),
         ..Default::default()
@@ -82,17 +83,21 @@ mod tests {
     use super::*;
 
     #[test]
-    fn libcgroups_statistics_become_v1_metrics() {
-        let json = br#"{"cpu":{"usage":{"usage_total":900,"usage_user":600,"usage_kernel":300,
-            "per_core_usage_total":[400,500]},"throttling":{"periods":3}},
+    /// A stats event in runc's shape (types/events.go; go-runc's `Stats` reads the same
+    /// names).
+    fn runcs_stats_event_becomes_v1_metrics() {
+        let json = br#"{"type":"stats","id":"c","data":{"cpu":{"usage":{"total":900,
+            "percpu":[400,500],"kernel":300,"user":600},"throttling":{"periods":3}},
             "pids":{"current":2,"limit":64},
-            "memory":{"memory":{"usage":4096,"max_usage":8192,"limit":1048576,"fail_count":1},
-            "cache":12,"stats":{"rss":99}}}"#;
+            "memory":{"cache":12,"usage":{"limit":1048576,"usage":4096,"max":8192,"failcnt":1},
+            "swap":{"limit":0,"failcnt":0},"kernel":{"limit":0,"failcnt":0},
+            "kernelTCP":{"limit":0,"failcnt":0},"raw":{"rss":99}}}}"#;
         let m = metrics_v1(json).unwrap();
         assert_eq!(m.pids.current, 2);
         assert_eq!(m.pids.limit, 64);
         assert_eq!(m.cpu.usage.total, 900);
         assert_eq!(m.cpu.usage.per_cpu, vec![400, 500]);
+        assert_eq!((m.cpu.usage.user, m.cpu.usage.kernel), (600, 300));
         assert_eq!(m.cpu.throttling.periods, 3);
         assert_eq!(m.memory.usage.usage, 4096);
         assert_eq!(m.memory.usage.max, 8192);
