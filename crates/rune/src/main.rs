@@ -63,15 +63,10 @@ fn main() {
             // message on stderr, for the person who ran the command.
             let line = cli_exit::one_line(&err);
             tracing::error!("{line}");
-            // Only a failure of the container's process setup (libcontainer's) may have
-            // handed stderr on: a bad config, a missing container, … are the caller's.
-            let process_failed = err.chain().any(|e| {
-                matches!(
-                    e.downcast_ref::<rune_core::RuneError>(),
-                    Some(rune_core::RuneError::Libcontainer { .. })
-                )
-            });
-            if !(hands_on_stderr && process_failed) {
+            // During create, run and exec stderr is the container's own (the shim hands
+            // rune the container's stdio, so even a failure before any process exists
+            // would show as the task's output next to containerd's report of the log).
+            if !hands_on_stderr {
                 cli_exit::exit_with_line(&line, failure);
             }
             std::process::exit(failure);
