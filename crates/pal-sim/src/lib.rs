@@ -39,7 +39,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::ffi::CStr;
 use std::os::fd::AsRawFd;
-use std::os::raw::{c_char, c_int, c_void};
+use std::os::raw::{c_int, c_void};
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex, OnceLock};
 
@@ -277,23 +277,6 @@ fn announce(id: &Identity) {
 }
 
 /// # Safety
-/// `p` must be NULL or point to a NULL-terminated array of NUL-terminated strings.
-unsafe fn strings(mut p: *const *const c_char) -> Vec<String> {
-    let mut out = Vec::new();
-    if p.is_null() {
-        return out;
-    }
-    // SAFETY: per the contract above, every element up to the NULL is a valid C string.
-    unsafe {
-        while !(*p).is_null() {
-            out.push(CStr::from_ptr(*p).to_string_lossy().into_owned());
-            p = p.add(1);
-        }
-    }
-    out
-}
-
-/// # Safety
 /// `args` must point to a valid `pal_create_process_args` (PAL API v2/v3).
 #[no_mangle]
 pub unsafe extern "C" fn pal_create_process(args: *mut PalCreateProcessArgs) -> c_int {
@@ -309,8 +292,8 @@ pub unsafe extern "C" fn pal_create_process(args: *mut PalCreateProcessArgs) -> 
         }
         let s = &*a.stdio;
         (
-            strings(a.argv),
-            strings(a.env),
+            pal::ffi::strings(a.argv),
+            pal::ffi::strings(a.env),
             [s.stdin, s.stdout, s.stderr],
             a.pid,
         )

@@ -58,7 +58,7 @@ mod module;
 use std::collections::HashMap;
 use std::ffi::CStr;
 use std::fs::File;
-use std::os::raw::{c_char, c_int, c_void};
+use std::os::raw::{c_int, c_void};
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::time::{Duration, Instant};
@@ -360,23 +360,6 @@ fn announce(stderr: Option<&File>, id: &Identity) {
     );
 }
 
-/// # Safety
-/// `p` must be NULL or point to a NULL-terminated array of NUL-terminated strings.
-unsafe fn strings(mut p: *const *const c_char) -> Vec<String> {
-    let mut out = Vec::new();
-    if p.is_null() {
-        return out;
-    }
-    // SAFETY: per the contract above, every element up to the NULL is a valid C string.
-    unsafe {
-        while !(*p).is_null() {
-            out.push(CStr::from_ptr(*p).to_string_lossy().into_owned());
-            p = p.add(1);
-        }
-    }
-    out
-}
-
 /// A duplicate of the caller's descriptor `fd` (close-on-exec), or None for a negative
 /// one. The caller keeps its own: `rune exec`'s descriptors arrive over a socket and
 /// are closed by the agent after the call.
@@ -408,8 +391,8 @@ pub unsafe extern "C" fn pal_create_process(args: *mut PalCreateProcessArgs) -> 
         }
         let s = &*a.stdio;
         (
-            strings(a.argv),
-            strings(a.env),
+            pal::ffi::strings(a.argv),
+            pal::ffi::strings(a.env),
             [s.stdin, s.stdout, s.stderr],
             a.pid,
         )

@@ -1,6 +1,7 @@
 //! The C ABI of the Enclave Runtime PAL API, exactly as rune passes it: naturally
 //! aligned structs of pointers (not the `packed` structs the v1/v2 spec text shows).
 
+use std::ffi::CStr;
 use std::os::raw::{c_char, c_int, c_void};
 
 /// `pal_init` argument of v1 and v2.
@@ -72,6 +73,26 @@ pub type GetLocalReportFn = unsafe extern "C" fn(
     report_len: *mut c_int,
 ) -> c_int;
 
+/// The strings of a C `argv`/`envp`-style array (`pal_create_process_args`' `argv` and
+/// `env`), as a PAL reads them; invalid UTF-8 is replaced (U+FFFD). NULL gives none.
+///
+/// # Safety
+/// `p` must be NULL or point to a NULL-terminated array of NUL-terminated strings.
+pub unsafe fn strings(mut p: *const *const c_char) -> Vec<String> {
+    let mut out = Vec::new();
+    if p.is_null() {
+        return out;
+    }
+    // SAFETY: per the contract above, every element up to the NULL is a valid C string.
+    unsafe {
+        while !(*p).is_null() {
+            out.push(CStr::from_ptr(*p).to_string_lossy().into_owned());
+            p = p.add(1);
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -98,5 +119,16 @@ mod tests {
             (16, 8)
         );
         assert_eq!(align_of::<PalAttrV3>(), 8);
+    }
+
+    #[test]
+    fn c_string_arrays_are_read_up_to_their_null() {
+        let a = std::ffi::CString::new("a").unwrap();
+        let b = std::ffi::CString::new("b c").unwrap();
+        let array = [a.as_ptr(), b.as_ptr(), std::ptr::null()];
+        // SAFETY: a NULL-terminated array of NUL-terminated strings, alive here.
+        assert_eq!(unsafe { strings(array.as_ptr()) }, ["a", "b c"]);
+        // SAFETY: NULL is allowed.
+        assert!(unsafe { strings(std::ptr::null()) }.is_empty());
     }
 }
