@@ -72,8 +72,12 @@ impl<W: Write> Progress<W> {
     pub fn new(out: W) -> Self {
         Progress { out }
     }
+    /// One line in one write: stderr is unbuffered, and `writeln!` would write it in
+    /// pieces that another writer of the same pipe (the PAL, rune) could split.
     pub fn line(&mut self, msg: impl std::fmt::Display) {
-        let _ = writeln!(self.out, "enclave-boot: {msg}");
+        let _ = self
+            .out
+            .write_all(format!("enclave-boot: {msg}\n").as_bytes());
     }
 }
 

@@ -129,6 +129,10 @@ fn exit_code(err: &HandoverError) -> i32 {
 }
 
 fn fail(code: i32, msg: &str) -> ! {
-    eprintln!("enclave-boot: error: {msg}");
+    // One write (see `boot::Progress::line`).
+    let _ = std::io::Write::write_all(
+        &mut std::io::stderr(),
+        format!("enclave-boot: error: {msg}\n").as_bytes(),
+    );
     std::process::exit(code)
 }

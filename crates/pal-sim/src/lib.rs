@@ -128,7 +128,8 @@ struct Process {
 /// ignored, as in rune's init) it panics, and a panic cannot cross the PAL's C ABI.
 fn say(msg: &str) {
     use std::io::Write;
-    let _ = writeln!(std::io::stderr(), "liberpal-sim: {msg}");
+    // One write: the container's other writers to this stderr cannot split the line.
+    let _ = std::io::stderr().write_all(format!("liberpal-sim: {msg}\n").as_bytes());
 }
 
 fn platform() -> Result<Arc<PlatformKey>, String> {

@@ -165,7 +165,8 @@ pub(crate) struct Outcome {
 /// it panics.
 fn say(msg: &str) {
     use std::io::Write;
-    let _ = writeln!(std::io::stderr(), "liberpal-wasm: {msg}");
+    // One write: the container's other writers to this stderr cannot split the line.
+    let _ = std::io::stderr().write_all(format!("liberpal-wasm: {msg}\n").as_bytes());
 }
 
 /// One line on a process's stderr when it has one, else on ours.
@@ -173,7 +174,7 @@ fn tell(stderr: Option<&File>, msg: &str) {
     use std::io::Write;
     match stderr {
         Some(mut f) => {
-            let _ = writeln!(f, "liberpal-wasm: {msg}");
+            let _ = f.write_all(format!("liberpal-wasm: {msg}\n").as_bytes());
         }
         None => say(msg),
     }
