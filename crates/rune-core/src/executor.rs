@@ -68,10 +68,10 @@ pub fn resolve(program: &str, path: &str) -> Option<PathBuf> {
 /// starts under runc: rune (a Rust program) ignores SIGPIPE, and a caller's ignored
 /// signals (containerd's Go runtime: 32, 33) would otherwise pass through execve, so that
 /// `yes | head -1` would print "Broken pipe" instead of ending quietly.
-fn default_signal_dispositions(keep: &[libc::c_int]) {
+fn default_signal_dispositions() {
     use nix::sys::signal::{sigprocmask, SigSet, SigmaskHow};
     for signo in 1..=libc::SIGRTMAX() {
-        if signo == libc::SIGKILL || signo == libc::SIGSTOP || keep.contains(&signo) {
+        if signo == libc::SIGKILL || signo == libc::SIGSTOP {
             continue;
         }
         set_default(signo);
@@ -174,7 +174,7 @@ impl Executor for ProcessExecutor {
             .collect::<Result<Vec<_>, _>>()
             .map_err(|_| ExecutorError::InvalidArg)?;
         // setup_envs has already replaced the environment with process.env.
-        default_signal_dispositions(&[]);
+        default_signal_dispositions();
         let err = nix::unistd::execv(&program, &argv).unwrap_err();
         // After `start` nobody reads the init's error: say it on the container's stderr
         // in runc's init's words (Go's `exec PATH: errno`) and end with 1, as it does
