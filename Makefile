@@ -59,6 +59,10 @@ test: build lint $(IMAGES)/busybox-oci.tar
 		-- --test-threads 2
 
 lint:
+	@# docs/architecture.md and the README's layout name every crate.
+	@for c in crates/*/; do c=$$(basename $$c); \
+		grep -q "^| \`$$c\`" docs/architecture.md || { echo "docs/architecture.md: no row for crates/$$c"; exit 1; }; \
+		grep -q "^| \`crates/$$c\`" README.md || { echo "README.md layout: no row for crates/$$c"; exit 1; }; done
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --release --workspace --all-targets -- -D warnings
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The main job: a busybox container through rune directly, in the sim enclave with
-# attestation and secrets, a confidential image, through containerd and through
-# `docker --runtime rune`, each daemon private to this run.
+# attestation and secrets, a WebAssembly module in the wasm enclave, a confidential
+# image, through containerd and through `docker --runtime rune`, each daemon private to
+# this run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
@@ -66,6 +67,62 @@ echo "-- a policy that allows sim and pins the measurement:"
 OUT=$("$SHELTER" verify --evidence "$WORK/report.bin" --report-data "$NONCE" --policy "$WORK/policy.toml")
 sed -n 1p <<<"$OUT"
 "$RUNE" --root "$WORK/rune" delete --force enclave-attest
+
+step "a WebAssembly enclave: a WASI module signed and run in liberpal-wasm, its report verified"
+# The container's program is a .wasm module: liberpal-wasm runs it under wasmtime, in
+# the wasm sandbox (no system calls beyond what WASI grants), measured and signed as the
+# sim enclave's programs are. With an argument it stays up (sleeps) to be attested.
+WPAL=$PWD/target/release/liberpal-wasm.so
+W=$WORK/wasm
+mkdir -p "$W"
+cat > "$W/app.wat" <<'WAT'
+(module
+  (import "wasi_snapshot_preview1" "fd_write" (func $write (param i32 i32 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "args_sizes_get" (func $argc (param i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "poll_oneoff" (func $poll (param i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 1024) "hello from WebAssembly, in a liberpal-wasm enclave\n")
+  (func (export "_start")
+    (i32.store (i32.const 0) (i32.const 1024)) (i32.store (i32.const 4) (i32.const 51))
+    (drop (call $write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))
+    (drop (call $argc (i32.const 16) (i32.const 20)))
+    (if (i32.gt_u (i32.load (i32.const 16)) (i32.const 1))
+      (then ;; one clock subscription: 60 s on the monotonic clock
+        (i32.store8 (i32.const 264) (i32.const 0)) (i32.store (i32.const 272) (i32.const 1))
+        (i64.store (i32.const 280) (i64.const 60000000000))
+        (drop (call $poll (i32.const 256) (i32.const 320) (i32.const 1) (i32.const 400)))))))
+WAT
+busybox_bundle "$W" /app.wasm
+cp -a "$IMAGES/rootfs" "$W/rootfs"
+wat2wasm "$W/app.wat" -o "$W/rootfs/app.wasm"
+chmod 755 "$W/rootfs/app.wasm"
+python3 - "$W/config.json" "$WPAL" <<'PY'
+import json, sys
+path, pal = sys.argv[1], sys.argv[2]
+spec = json.load(open(path))
+spec["root"] = {"path": "rootfs", "readonly": True}
+spec["process"]["env"] += ["ENCLAVE_TYPE=sim", "ENCLAVE_RUNTIME_PATH=" + pal]
+json.dump(spec, open(path, "w"), indent=2)
+PY
+WMR=$("$SIGN" sign --executable "$W/rootfs/app.wasm" --entrypoint /app.wasm \
+  --key "$WORK/signer.key" --out "$W/rootfs/enclave.manifest.json" | sed -n 's/^mr_enclave //p')
+echo "-- rune run (module mr_enclave $WMR):"
+"$RUNE" --root "$WORK/rune" run --bundle "$W" wasm-demo
+python3 - "$W/config.json" <<'PY'
+import json, sys
+spec = json.load(open(sys.argv[1]))
+spec["process"]["args"] = ["/app.wasm", "wait"]
+json.dump(spec, open(sys.argv[1], "w"), indent=2)
+PY
+"$RUNE" --root "$WORK/rune" run -d --bundle "$W" wasm-attest >/dev/null 2>"$W/attest.log"
+NONCE=$(head -c 32 /dev/urandom | od -An -v -tx1 | tr -d ' \n')
+"$RUNE" --root "$WORK/rune" attest --report-data "$NONCE" --report-file "$W/report.bin" wasm-attest
+printf 'allow_software_tees = true\n[expected]\nsim_mr_enclave = ["%s"]\n' "$WMR" > "$W/policy.toml"
+echo "-- the module's report, with its measurement pinned:"
+OUT=$("$SHELTER" verify --evidence "$W/report.bin" --report-data "$NONCE" --policy "$W/policy.toml")
+sed -n 1p <<<"$OUT"
+"$RUNE" --root "$WORK/rune" delete --force wasm-attest
+echo "(the module itself reads evidence binding its own key in /dev/attestation: see the README)"
 
 step "attested TLS end to end: enclave server (sim) <- inclavared <- shelter remoteattestation"
 # An RA-TLS server from this workspace runs in a sim enclave container and serves on a

@@ -321,7 +321,13 @@ pub unsafe extern "C" fn pal_create_process(args: *mut PalCreateProcessArgs) -> 
                 return errno(Errno::EPERM);
             }
         }
-        None if enclave.identity.is_some() => {}
+        // A later process of a debug enclave (`rune exec`): a program that is not there
+        // fails here, where the caller learns it did not start (rune names it).
+        None if enclave.identity.is_some() => {
+            if let Err(e) = std::fs::metadata(program) {
+                return errno(Errno::from_raw(e.raw_os_error().unwrap_or(libc::ENOENT)));
+            }
+        }
         None => match digests::program_digest(program) {
             Ok(digest) => {
                 let spec = EnclaveSpec::unsigned(program);
@@ -336,7 +342,7 @@ pub unsafe extern "C" fn pal_create_process(args: *mut PalCreateProcessArgs) -> 
                 enclave.identity = Some(id);
             }
             Err(e) => {
-                say(&format!("enclave program {program}: {e}"));
+                say(&format!("error: enclave program {program}: {e}"));
                 return errno(Errno::ENOENT);
             }
         },
@@ -588,28 +594,16 @@ pub unsafe extern "C" fn pal_get_local_report(
     report: *mut c_void,
     report_len: *mut c_int,
 ) -> c_int {
-    use nix::errno::Errno;
-    if target_info.is_null() || report.is_null() || report_len.is_null() || target_info_len < 64 {
-        return errno(Errno::EINVAL);
-    }
-    // SAFETY: checked non-NULL; the caller gives the lengths.
-    let (data, capacity) = unsafe {
-        let mut d = [0u8; 64];
-        d.copy_from_slice(std::slice::from_raw_parts(target_info as *const u8, 64));
-        (d, *report_len)
-    };
-    if capacity < sim_tee::REPORT_SIZE as c_int {
-        return errno(Errno::ENOSPC);
-    }
-    let Ok(bytes) = crate::report(data) else {
-        return errno(Errno::EAGAIN);
-    };
-    // SAFETY: capacity checked above.
+    // SAFETY: the caller's pointers and lengths, as the PAL API gives them.
     unsafe {
-        std::ptr::copy_nonoverlapping(bytes.as_ptr(), report as *mut u8, bytes.len());
-        *report_len = bytes.len() as c_int;
+        pal::ffi::local_report_from_target_info(
+            target_info,
+            target_info_len,
+            report,
+            report_len,
+            |data| crate::report(data).ok(),
+        )
     }
-    0
 }
 
 #[no_mangle]

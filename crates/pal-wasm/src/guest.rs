@@ -18,6 +18,10 @@ pub(crate) struct Host {
     pub(crate) shared: Arc<Shared>,
     /// The largest a linear memory may grow, in bytes: the container's memory limit.
     pub(crate) memory_limit: Option<usize>,
+    /// SHA-256 of the module file (what `librats_collect` binds evidence to).
+    pub(crate) module_sha256: [u8; 32],
+    /// The process's `/dev/attestation` files, removed with the store.
+    pub(crate) _attestation: Option<crate::attest::Files>,
 }
 
 impl wasmtime::ResourceLimiter for Host {

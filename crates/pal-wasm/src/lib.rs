@@ -51,6 +51,7 @@
 //! Every entry point catches panics: a panic unwinding out of `extern "C"` would abort
 //! the runelet.
 
+mod attest;
 mod cache;
 mod guest;
 mod module;
@@ -66,10 +67,12 @@ use std::time::{Duration, Instant};
 use guest::{container_memory_limit, guest_env, preopen, Host};
 use nix::errno::Errno;
 use pal::ffi::{PalAttrV3, PalCreateProcessArgs, PalExecArgs};
+use sha2::Digest as _;
 use sim_tee::{Digest, EnclaveSpec, Manifest, PlatformKey, Report};
 use wasmtime::{Config, Engine, InstancePre, Linker, Store, Trap, UpdateDeadline};
 use wasmtime_wasi::{I32Exit, WasiCtxBuilder};
 
+pub use attest::{key_report_data, nonce_report_data, ATTESTATION_TYPE, GUEST_DIR};
 pub use module::{Refusal, MAX_MODULE_BYTES};
 
 /// The checks a module file passes before it may run (header, wasmtime's validation,
@@ -112,8 +115,8 @@ struct Runtime {
     engine: Engine,
     linker: Linker<Host>,
     manifest: Option<Manifest>,
-    /// The signed module, compiled and linked at `pal_init`.
-    signed: Option<InstancePre<Host>>,
+    /// The signed module, compiled and linked at `pal_init`, and its file's SHA-256.
+    signed: Option<(InstancePre<Host>, [u8; 32])>,
 }
 
 struct Enclave {
@@ -283,6 +286,7 @@ fn linker(engine: &Engine) -> Result<Linker<Host>, Refusal> {
             )
         },
     )?;
+    attest::add_to_linker(&mut linker)?;
     Ok(linker)
 }
 
@@ -314,6 +318,7 @@ fn init(args: &str) -> Result<(), Refusal> {
                 .mr_signer()
                 .map_err(|e| Refusal::new(Errno::EACCES, e.to_string()))?;
             let pre = module::prepare(&engine, &linker, entry, &bytes)?;
+            let sha256 = sha2::Sha256::digest(&bytes).into();
             let id = Identity {
                 mr_enclave,
                 mr_signer,
@@ -322,7 +327,7 @@ fn init(args: &str) -> Result<(), Refusal> {
                 debug: m.debug || runtime_args.debug,
             };
             announce(None, &id);
-            (Some(id), Some(pre))
+            (Some(id), Some((pre, sha256)))
         }
         None if runtime_args.debug => (None, None),
         None => {
@@ -429,8 +434,8 @@ fn create(argv: Vec<String>, env: Vec<String>, stdio: [c_int; 3]) -> Result<i32,
         (enclave.rt.clone(), enclave.identity.is_some())
     };
     let [stdin, stdout, stderr] = [dup(stdio[0])?, dup(stdio[1])?, dup(stdio[2])?];
-    let pre = match (&rt.manifest, &rt.signed) {
-        (Some(m), Some(pre)) => {
+    let (pre, module_sha256) = match (&rt.manifest, &rt.signed) {
+        (Some(m), Some((pre, sha256))) => {
             // The enclave runs only what was measured.
             if program != m.spec.entrypoint
                 || (!m.spec.args.is_empty() && argv[1..] != m.spec.args[..])
@@ -443,7 +448,7 @@ fn create(argv: Vec<String>, env: Vec<String>, stdio: [c_int; 3]) -> Result<i32,
                     ),
                 ));
             }
-            pre.clone()
+            (pre.clone(), *sha256)
         }
         _ => {
             let bytes = module::read(&program)?;
@@ -464,8 +469,16 @@ fn create(argv: Vec<String>, env: Vec<String>, stdio: [c_int; 3]) -> Result<i32,
                     e.identity.get_or_insert(id);
                 }
             }
-            pre
+            (pre, sha2::Sha256::digest(&bytes).into())
         }
+    };
+    let pid = {
+        let mut guard = lock();
+        let Some(enclave) = guard.as_mut() else {
+            return Err(Refusal::new(Errno::EINVAL, "the enclave was destroyed"));
+        };
+        enclave.next_pid += 1;
+        enclave.next_pid - 1
     };
 
     let mut wasi = WasiCtxBuilder::new();
@@ -483,6 +496,18 @@ fn create(argv: Vec<String>, env: Vec<String>, stdio: [c_int; 3]) -> Result<i32,
             .map_err(|e| Refusal::new(Errno::EBADF, format!("stderr: {e}")))?;
         wasi.stderr(wasmtime_wasi::cli::OutputFile::new(copy));
     }
+    // First, so its descriptor is 3 (the first preopen) in every process.
+    let attestation = match attest::prepare(&mut wasi, pid, &module_sha256, signed_report) {
+        Ok(files) => Some(files),
+        Err(r) => {
+            // The program runs; only the attestation files are missing.
+            tell(
+                stderr.as_ref(),
+                &format!("{program}: no {}: {}", attest::GUEST_DIR, r.message),
+            );
+            None
+        }
+    };
     preopen(&mut wasi);
     let shared = Arc::new(Shared::default());
     let mut store = Store::new(
@@ -491,6 +516,8 @@ fn create(argv: Vec<String>, env: Vec<String>, stdio: [c_int; 3]) -> Result<i32,
             wasi: wasi.build_p1(),
             shared: shared.clone(),
             memory_limit: container_memory_limit(),
+            module_sha256,
+            _attestation: attestation,
         },
     );
     store.limiter(|h| h as &mut dyn wasmtime::ResourceLimiter);
@@ -508,8 +535,6 @@ fn create(argv: Vec<String>, env: Vec<String>, stdio: [c_int; 3]) -> Result<i32,
     let Some(enclave) = guard.as_mut() else {
         return Err(Refusal::new(Errno::EINVAL, "the enclave was destroyed"));
     };
-    let pid = enclave.next_pid;
-    enclave.next_pid += 1;
     enclave.created.insert(
         pid,
         Created {
@@ -554,10 +579,18 @@ fn exec(pid: i32) -> Result<i32, Errno> {
         p
     };
     let shared = process.shared.clone();
+    let stderr = process.stderr.as_ref().and_then(|f| f.try_clone().ok());
+    let name = process.name.clone();
     let spawned = std::thread::Builder::new()
         .name(format!("wasm-{pid}"))
         .spawn(move || run(process));
-    if spawned.is_err() {
+    if let Err(e) = spawned {
+        // Each process is a thread of the runelet: the container's pids limit bounds
+        // how many run at once.
+        tell(
+            stderr.as_ref(),
+            &format!("error: {name}: cannot start: {e} (each wasm process is a task under the container's pids limit)"),
+        );
         forget(pid);
         return Err(Errno::EAGAIN);
     }
@@ -737,30 +770,16 @@ pub unsafe extern "C" fn pal_get_local_report(
     report: *mut c_void,
     report_len: *mut c_int,
 ) -> c_int {
-    if target_info.is_null() || report.is_null() || report_len.is_null() || target_info_len < 64 {
-        return errno(Errno::EINVAL);
-    }
-    // SAFETY: checked non-NULL; the caller gives the lengths.
-    let (data, capacity) = unsafe {
-        let mut d = [0u8; 64];
-        d.copy_from_slice(std::slice::from_raw_parts(target_info as *const u8, 64));
-        (d, *report_len)
-    };
-    if capacity < sim_tee::REPORT_SIZE as c_int {
-        return errno(Errno::ENOSPC);
-    }
-    guarded(|| match signed_report(data) {
-        Ok(bytes) => {
-            // SAFETY: capacity checked above.
-            unsafe {
-                std::ptr::copy_nonoverlapping(bytes.as_ptr(), report as *mut u8, bytes.len());
-                *report_len = bytes.len() as c_int;
-            }
-            0
-        }
-        Err(e) => {
-            say(&e);
-            errno(Errno::EAGAIN)
+    guarded(|| {
+        // SAFETY: the caller's pointers and lengths, as the PAL API gives them.
+        unsafe {
+            pal::ffi::local_report_from_target_info(
+                target_info,
+                target_info_len,
+                report,
+                report_len,
+                |data| signed_report(data).map_err(|e| say(&e)).ok(),
+            )
         }
     })
 }

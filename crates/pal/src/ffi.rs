@@ -93,10 +93,84 @@ pub unsafe fn strings(mut p: *const *const c_char) -> Vec<String> {
     out
 }
 
+/// `pal_get_local_report` for a PAL whose report is bound to report data carried in the
+/// first 64 bytes of the target info (the `sim` convention, pal-api.md §11): checks the
+/// arguments (`-EINVAL`: a NULL pointer, or fewer than 64 bytes of target info), makes
+/// the report from those 64 bytes with `make` (`-EAGAIN` when it gives none), copies it
+/// out (`-ENOSPC` when `*report_len` is smaller) and sets `*report_len` to its length.
+/// Returns 0 or the negative errno, as the PAL call does.
+///
+/// # Safety
+/// `target_info` must be readable for `target_info_len` bytes, `report_len` valid, and
+/// `report` writable for `*report_len` bytes.
+pub unsafe fn local_report_from_target_info(
+    target_info: *const c_void,
+    target_info_len: c_int,
+    report: *mut c_void,
+    report_len: *mut c_int,
+    make: impl FnOnce([u8; 64]) -> Option<Vec<u8>>,
+) -> c_int {
+    if target_info.is_null() || report.is_null() || report_len.is_null() || target_info_len < 64 {
+        return -libc::EINVAL;
+    }
+    let mut data = [0u8; 64];
+    // SAFETY: checked non-NULL, and at least 64 bytes long per the caller's length.
+    let capacity = unsafe {
+        data.copy_from_slice(std::slice::from_raw_parts(target_info as *const u8, 64));
+        *report_len
+    };
+    let Some(bytes) = make(data) else {
+        return -libc::EAGAIN;
+    };
+    if capacity < 0 || (capacity as usize) < bytes.len() {
+        return -libc::ENOSPC;
+    }
+    // SAFETY: `report` holds `capacity` bytes, checked above to fit.
+    unsafe {
+        std::ptr::copy_nonoverlapping(bytes.as_ptr(), report as *mut u8, bytes.len());
+        *report_len = bytes.len() as c_int;
+    }
+    0
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::mem::{align_of, offset_of, size_of};
+
+    #[test]
+    fn local_reports_take_the_first_64_bytes_and_check_every_length() {
+        let mut target = [0u8; 512];
+        target[..3].copy_from_slice(b"abc");
+        let mut out = [0u8; 100];
+        let mut len: c_int = 100;
+        let make = |d: [u8; 64]| Some(d[..10].to_vec());
+        let call = |t: &[u8], out: &mut [u8], len: &mut c_int| unsafe {
+            local_report_from_target_info(
+                t.as_ptr() as *const c_void,
+                t.len() as c_int,
+                out.as_mut_ptr() as *mut c_void,
+                len,
+                make,
+            )
+        };
+        assert_eq!(call(&target, &mut out, &mut len), 0);
+        assert_eq!(len, 10);
+        assert_eq!(&out[..3], b"abc");
+        let mut small: c_int = 9;
+        assert_eq!(call(&target, &mut out, &mut small), -libc::ENOSPC);
+        assert_eq!(call(&target[..63], &mut out, &mut len), -libc::EINVAL);
+        let none = unsafe {
+            local_report_from_target_info(
+                target.as_ptr() as *const c_void,
+                512,
+                out.as_mut_ptr() as *mut c_void,
+                &mut len,
+                |_| None,
+            )
+        };
+        assert_eq!(none, -libc::EAGAIN);
+    }
 
     #[test]
     fn layouts_match_the_c_abi_on_lp64() {

@@ -339,7 +339,8 @@ impl Pal {
 
     /// Runs `argv` to its end the way this PAL's version does it: v1 `pal_exec` (which
     /// takes no environment), or `pal_create_process` + `pal_exec`. Returns the exit
-    /// value. `on_created` gets the PAL pid (v2+) before the payload runs.
+    /// value. `on_created` gets the PAL pid (v2+; 0 from v1, which has none) before the
+    /// payload runs: once `pal_create_process` succeeded, or as v1's `pal_exec` begins.
     pub fn run_with(
         &self,
         argv: &[String],
@@ -357,6 +358,9 @@ impl Pal {
             };
             let path = argv_c.ptrs.first().copied().unwrap_or(ptr::null());
             let mut exit_code: c_int = 0;
+            // v1 makes and runs the process in one call: it has no pid, and its start
+            // is announced as it begins.
+            on_created(0);
             // SAFETY: all pointers refer to locals that outlive the call; a NULL path is
             // what v1 passes for an empty command.
             check("pal_exec", unsafe {

@@ -12,7 +12,10 @@
 //! old readers. With `terminal` (also ours, `exec -t --console-socket`) the client sends
 //! two fds instead, the signal pipe and its connection to the caller's console socket:
 //! the agent opens a pty in the container's devpts, sends the master there as runc
-//! does, and gives the slave to the process as stdin, stdout and stderr.
+//! does, and gives the slave to the process as stdin, stdout and stderr. An exec's
+//! answer is two frames: [`ExecuteStarted`] once the process exists, then its
+//! [`ExecuteResponse`]; a process that could not be made gets only the latter, with
+//! the error.
 
 use std::io::{IoSlice, IoSliceMut, Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -96,6 +99,17 @@ pub struct ExecuteResponse {
     pub error: String,
 }
 
+/// Sent on an exec's connection once the PAL has made the process
+/// (`pal_create_process`), before the final [`ExecuteResponse`] (a rune extension): a
+/// caller that does not wait for the process (`exec -d`) learns that it started, and an
+/// exec that fails before this frame failed to start at all.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct ExecuteStarted {
+    /// The PAL's pid of the process (0 from a v1 PAL, which has none).
+    #[prost(int32, tag = "1")]
+    pub pid: i32,
+}
+
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct AttestResponse {
     #[prost(int32, tag = "1")]
@@ -112,11 +126,13 @@ pub enum Response {
     Exec(ExecuteResponse),
     #[prost(message, tag = "2")]
     Attest(AttestResponse),
+    #[prost(message, tag = "3")]
+    Started(ExecuteStarted),
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct AgentServiceResponse {
-    #[prost(oneof = "Response", tags = "1, 2")]
+    #[prost(oneof = "Response", tags = "1, 2, 3")]
     pub response: Option<Response>,
 }
 

@@ -242,12 +242,14 @@ impl EnclaveWorkload {
         env: &[String],
         stdio: pal::StdioFds,
         signals: Option<std::os::fd::OwnedFd>,
+        on_started: impl FnOnce(i32),
     ) -> Result<i32, pal::PalError> {
         use std::sync::atomic::{AtomicBool, Ordering};
         let me = self.clone();
         let done = std::sync::Arc::new(AtomicBool::new(false));
         let finished = done.clone();
         let result = self.pal.run_with(argv, env, stdio, move |pid| {
+            on_started(pid);
             let Some(fd) = signals else { return };
             let spawned = std::thread::Builder::new().spawn(move || {
                 use std::io::Read;
@@ -425,15 +427,46 @@ impl EnclaveWorkload {
                     stdout: stdout.as_raw_fd(),
                     stderr: stderr.as_raw_fd(),
                 };
+                // A program in the container that cannot be executed (a directory, no
+                // execute permission) is refused as at create, in runc's words; a missing
+                // one is the PAL's to judge (it may live in the enclave's own files).
+                let not_executable = argv
+                    .first()
+                    .map(Path::new)
+                    .filter(|p| p.is_absolute() && p.exists())
+                    .filter(|p| {
+                        !(p.is_file()
+                            && nix::unistd::access(*p, nix::unistd::AccessFlags::X_OK).is_ok())
+                    })
+                    .map(|p| format!("exec: {p:?}: permission denied"));
+                let mut announce = conn.try_clone().ok();
+                let started = std::cell::Cell::new(false);
                 let r = if argv.is_empty() {
                     Err("empty command".to_string())
+                } else if let Some(refusal) = not_executable {
+                    Err(refusal)
                 } else {
-                    self.run_forwarding(&argv, &env, stdio, Some(sig))
-                        .map_err(|e| e.to_string())
+                    self.run_forwarding(&argv, &env, stdio, Some(sig), |pid| {
+                        started.set(true);
+                        if let Some(c) = announce.as_mut() {
+                            let _ = write_frame(
+                                c,
+                                &AgentServiceResponse {
+                                    response: Some(Response::Started(ExecuteStarted { pid })),
+                                },
+                            );
+                        }
+                    })
+                    // Named as runc names the program it could not start.
+                    .map_err(|e| match started.get() {
+                        true => e.to_string(),
+                        false => format!("exec: {:?}: {e}", argv[0]),
+                    })
                 };
+                drop(announce);
                 let (exit_code, error) = match r {
                     Ok(code) => (code, String::new()),
-                    Err(e) => {
+                    Err(e) if started.get() => {
                         // A detached exec's caller sees the process's stderr, not rune's.
                         let mut err = std::fs::File::from(stderr);
                         let _ = std::io::Write::write_all(
@@ -442,6 +475,8 @@ impl EnclaveWorkload {
                         );
                         (-1, e)
                     }
+                    // Not started: the caller is still waiting for the answer, and says it.
+                    Err(e) => (-1, e),
                 };
                 Response::Exec(ExecuteResponse { exit_code, error })
             }

@@ -288,6 +288,7 @@ impl Runtime {
                 tracing::warn!(id, "remove {}: {e}", dir.display());
             }
         }
+        reap_failed_children();
     }
 
     /// `start`: runs the user program of a created container, then the poststart hooks.
@@ -699,6 +700,28 @@ fn delete_reporting_hooks(
 }
 
 /// True while `pid` exists and is not a zombie.
+/// Reaps what a failed create or exec leaves: libcontainer's intermediate process and
+/// the init (cloned with `CLONE_PARENT`, so also this process's child), which end on
+/// the failure. Unreaped they would pass to rune's caller as zombies (runc leaves
+/// none), and an exec's would sit in the container's pid namespace, where its init
+/// cannot finish exiting until someone reaps it. Waits at most a second for children
+/// still ending. Every child of the process is one of these: rune-core's runtime is
+/// the rune command's, which starts no other.
+pub(crate) fn reap_failed_children() {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(1);
+    loop {
+        match waitpid(None, Some(WaitPidFlag::WNOHANG | WaitPidFlag::__WALL)) {
+            Ok(WaitStatus::StillAlive) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(2));
+            }
+            Ok(WaitStatus::StillAlive) => return,
+            Ok(_) => {}
+            // ECHILD: none left.
+            Err(_) => return,
+        }
+    }
+}
+
 fn process_alive(pid: Pid) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .ok()

@@ -44,10 +44,12 @@ fn main() {
     // create, run and exec hand rune's stderr on to the container's process: there it is
     // the container's output, and containerd, docker and podman read the error from the
     // log instead (runc's bare line would show as the task's output too, or be lost).
+    // They all ask for a JSON log; with a text log a person reads stderr, as from runc.
     let hands_on_stderr = matches!(
         cli.command,
         Some(cli::Command::Create(_) | cli::Command::Run(_) | cli::Command::Exec(_))
-    ) && !std::io::IsTerminal::is_terminal(&std::io::stderr());
+    ) && cli.global.log_format == cli::LogFormat::Json
+        && !std::io::IsTerminal::is_terminal(&std::io::stderr());
     // runc's exec fails with 255 (`fatalWithCode(…, 255)`), its other commands with 1.
     let failure = if matches!(cli.command, Some(cli::Command::Exec(_))) {
         255

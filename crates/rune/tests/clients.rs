@@ -247,3 +247,41 @@ fn podman_read_only_and_tmpfs_as_with_runc() {
     assert!(runc.1.contains("\n/x tmpfs rw,"), "runc: {runc:?}");
     assert_eq!((rune.0, &rune.1), (runc.0, &runc.1), "rune: {}", rune.2);
 }
+
+/// podman's passthrough log driver gives the container podman's own stdio: with
+/// /dev/null on 0, 1 and 2, a program writing to each of them fares as under runc (the
+/// issue's example: libcontainer reopened /dev/null read-only over them).
+#[test]
+fn podman_passthrough_stdio_as_with_runc() {
+    const RUNC: &str = "/usr/sbin/runc";
+    let test = "podman_passthrough_stdio_as_with_runc";
+    if !root_or_skip(test) || !tool_or_skip(test, "/usr/bin/podman") || !tool_or_skip(test, RUNC) {
+        return;
+    }
+    let pm = Podman::new();
+    pm.import(&images().join("rootfs.tar"), "localhost/busybox:rune");
+    let out = tempfile::tempdir().unwrap();
+    let script = "exec 3>>/out/r; for fd in 0 1 2; do if echo x >&$fd; then echo \"$fd ok\" >&3; \
+        else echo \"$fd fail\" >&3; fi; done";
+    let mount = format!("{}:/out", out.path().display());
+    let mut seen = Vec::new();
+    for runtime in [RUNC, RUNE] {
+        let _ = std::fs::remove_file(out.path().join("r"));
+        let mut args = vec!["run", "--rm", "--log-driver", "passthrough", "-v", &mount];
+        args.extend(RUN_BASE);
+        args.extend(["localhost/busybox:rune", "sh", "-c", script]);
+        let status = pm
+            .command(runtime, &args)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .unwrap();
+        let record = std::fs::read_to_string(out.path().join("r")).unwrap_or_default();
+        seen.push((status.code(), record));
+    }
+    let (runc, rune) = (&seen[0], &seen[1]);
+    assert_eq!(runc.0, Some(0), "runc: {runc:?}");
+    assert_eq!(runc.1.lines().count(), 3, "runc: {runc:?}");
+    assert_eq!(rune, runc);
+}

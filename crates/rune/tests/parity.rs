@@ -870,5 +870,30 @@ fn create_failures_name_their_cause_in_one_error_line() {
 
         assert!(leftovers(rune.root.path(), &id).is_empty(), "{what}");
         let _ = std::fs::remove_file(&log);
+
+        // With a text log (a person's, not a shim's) the bare message is on stderr too,
+        // as runc prints it (`fatalWithCode`).
+        let mut bare = Vec::new();
+        for rt in [RUNC, RUNE] {
+            let root = tempfile::tempdir().unwrap();
+            let log = root.path().join("log.txt");
+            let args = ["--log", log.to_str().unwrap(), "create", "--bundle"];
+            let (code, _, err) = runtime(
+                rt,
+                root.path(),
+                &[&args[..], &[b.path().to_str().unwrap(), &id]].concat(),
+            );
+            runtime(rt, root.path(), &["delete", "--force", &id]);
+            bare.push((
+                code != 0,
+                err.lines().count(),
+                err.starts_with("time=") || err.contains("level="),
+            ));
+            if rt == RUNE {
+                assert!(err.contains(cause), "{what}: rune with a text --log: {err}");
+            }
+        }
+        assert_eq!(bare[0], (true, 1, false), "{what}: runc with a text --log");
+        assert_eq!(bare[1], bare[0], "{what}: rune with a text --log");
     }
 }

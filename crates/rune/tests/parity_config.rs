@@ -449,3 +449,143 @@ fn a_console_socket_that_is_not_there_is_named_as_by_runc() {
     }
     assert_eq!((seen[1].0, seen[1].1), (seen[0].0, seen[0].1), "{seen:?}");
 }
+
+/// Runs `args` from a child subreaper that does not reap (as containerd's shims and
+/// docker are): returns (the command's exit code, how many processes it left as the
+/// subreaper's children, living or zombie).
+fn left_to_a_subreaper(args: &[&str]) -> (i32, usize) {
+    const SUBREAPER: &str = r#"
+import ctypes, os, subprocess, sys, time
+ctypes.CDLL(None).prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
+rc = subprocess.run(sys.argv[1:], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL).returncode
+time.sleep(0.3)
+me, left = str(os.getpid()), 0
+for p in filter(str.isdigit, os.listdir("/proc")):
+    try:
+        fields = open(f"/proc/{p}/stat").read().rsplit(") ", 1)[1].split()
+    except OSError:
+        continue
+    left += fields[1] == me
+print(rc, left)
+"#;
+    let out = std::process::Command::new("python3")
+        .args(["-c", SUBREAPER])
+        .args(args)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut words = text.split_whitespace().map(|w| w.parse::<i64>().unwrap());
+    let (rc, left) = (words.next().unwrap(), words.next().unwrap());
+    (rc as i32, left as usize)
+}
+
+/// A failed create, run or exec leaves no process behind for its caller's subreaper
+/// (runc leaves none), and a container whose exec failed is killed and deleted at once.
+#[test]
+fn failed_create_and_exec_leave_no_processes_as_with_runc() {
+    if skip("failed create and exec leave no processes") {
+        return;
+    }
+    let bad = Bundle::new(&["/etc/passwd"]);
+    let good = Bundle::new(&["sleep", "100"]);
+    let mut seen = Vec::new();
+    for rt in [RUNC, RUNE] {
+        let root = tempfile::tempdir().unwrap();
+        let r = root.path().to_str().unwrap();
+        let mut got = Vec::new();
+        for command in ["create", "run"] {
+            let id = unique_id("reapbad");
+            let b = bad.path().to_str().unwrap();
+            got.push(left_to_a_subreaper(&[
+                rt, "--root", r, command, "--bundle", b, &id,
+            ]));
+            runtime(rt, root.path(), &["delete", "--force", &id]);
+        }
+        let id = unique_id("reapexec");
+        let (code, _, err) = runtime(
+            rt,
+            root.path(),
+            &["run", "-d", "--bundle", good.path().to_str().unwrap(), &id],
+        );
+        assert_eq!(code, 0, "{rt}: {err}");
+        got.push(left_to_a_subreaper(&[
+            rt,
+            "--root",
+            r,
+            "exec",
+            &id,
+            "/nonexist",
+        ]));
+        got.push(left_to_a_subreaper(&[
+            rt, "--root", r, "exec", "--cwd", "/nodir", &id, "true",
+        ]));
+        // Killed, the container is stopped and can be deleted within a second.
+        runtime(rt, root.path(), &["kill", &id, "KILL"]);
+        let deleted = wait_until(std::time::Duration::from_secs(1), || {
+            runtime(rt, root.path(), &["delete", &id]).0 == 0
+        });
+        if !deleted {
+            runtime(rt, root.path(), &["delete", "--force", &id]);
+        }
+        seen.push((got, deleted));
+    }
+    let (runc, rune) = (&seen[0], &seen[1]);
+    assert!(
+        runc.0.iter().all(|(rc, left)| *rc != 0 && *left == 0),
+        "runc: {runc:?}"
+    );
+    assert!(runc.1, "runc: the container was not deleted");
+    assert_eq!(
+        rune, runc,
+        "rune (create, run, exec /nonexist, exec --cwd /nodir)"
+    );
+}
+
+/// `exec` of a program that cannot start, into a sim enclave container, fails at once,
+/// foreground and detached, with exit status 255 and one error line naming the program
+/// and the cause, as runc's exec into a plain container.
+#[test]
+fn enclave_exec_of_a_program_that_cannot_start_fails_as_runcs() {
+    if skip("enclave exec of a program that cannot start") {
+        return;
+    }
+    let (pal, _) = sim_artifacts();
+    let plain = Bundle::new(&["sleep", "100"]);
+    let enclave = Bundle::new(&["sleep", "100"]).enclave(&pal, "debug");
+    let cases = [
+        ("/nonexist", "no such file or directory"),
+        ("/etc/passwd", "permission denied"),
+    ];
+    for (rt, b) in [(RUNC, &plain), (RUNE, &enclave)] {
+        let root = tempfile::tempdir().unwrap();
+        let id = unique_id("encexecbad");
+        let (code, _, err) = runtime(
+            rt,
+            root.path(),
+            &["run", "-d", "--bundle", b.path().to_str().unwrap(), &id],
+        );
+        assert_eq!(code, 0, "{rt}: {err}");
+        for (program, cause) in cases {
+            for detach in [false, true] {
+                let mut args = vec!["exec"];
+                if detach {
+                    args.push("-d");
+                }
+                args.extend([id.as_str(), program]);
+                let r = runtime(rt, root.path(), &args);
+                let (code, one_line, msg) = failure(&r);
+                let what = format!("{rt} exec -d={detach} {program}: {r:?}");
+                assert_eq!(code, 255, "{what}");
+                assert!(one_line, "{what}");
+                assert!(msg.contains(&format!("exec: \"{program}\"")), "{what}");
+                assert!(msg.to_lowercase().contains(cause), "{what}");
+            }
+        }
+        // Still running, and nothing of the failed processes left.
+        let (_, state, _) = runtime(rt, root.path(), &["state", &id]);
+        assert!(state.contains("\"running\""), "{rt}: {state}");
+        runtime(rt, root.path(), &["delete", "--force", &id]);
+        assert_eq!(leftovers(root.path(), &id), Vec::<String>::new());
+    }
+}

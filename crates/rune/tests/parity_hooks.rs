@@ -436,6 +436,39 @@ fn exec_with_unknown_capabilities_warns_and_runs_as_with_runc() {
     );
     assert_eq!(outcome(rune), outcome(runc), "rune: {rune:?}");
 
+    // The same execs into a sim enclave container: ignored with the same warning (the
+    // enclave runtime's processes have no capabilities of their own to set).
+    let (pal, _) = sim_artifacts();
+    let e = Bundle::new(&["sleep", "100"]).enclave(&pal, "debug");
+    let root = tempfile::tempdir().unwrap();
+    let id = unique_id("encbogus");
+    let (code, _, err) = runtime(
+        RUNE,
+        root.path(),
+        &["run", "-d", "--bundle", e.path().to_str().unwrap(), &id],
+    );
+    assert_eq!(code, 0, "{err}");
+    let mut got = Vec::new();
+    for args in [
+        vec!["exec", "--cap", "CAP_BOGUS", id.as_str(), "true"],
+        vec![
+            "exec",
+            "--process",
+            process.path().to_str().unwrap(),
+            id.as_str(),
+        ],
+    ] {
+        let (code, _, err) = runtime(RUNE, root.path(), &args);
+        let warned = err
+            .lines()
+            .filter(|l| l.contains("level=warning") && l.contains("CAP_BOGUS"))
+            .count();
+        got.push((code, warned, err));
+    }
+    runtime(RUNE, root.path(), &["delete", "--force", &id]);
+    let enclave = (got, true);
+    assert_eq!(outcome(&enclave).0, outcome(runc).0, "enclave: {enclave:?}");
+
     // A container whose own config names it (`ctr run --cap-add CAP_BOGUS`; containerd
     // then passes those capabilities to every exec): exec runs as with runc; and an
     // exec --process file with it and a bad env entry is refused in one line, no panic.

@@ -203,6 +203,29 @@ fn a_pids_limit_leaving_an_enclave_program_no_task_fails_create_in_one_line() {
     assert_eq!(leftovers(rune.root.path(), &id), Vec::<String>::new());
 }
 
+/// A debug enclave whose program is not there fails in one line that reads as an error
+/// and names the program and the cause, as runc's `exec: "/bin/nonexist": stat
+/// /bin/nonexist: no such file or directory` does; nothing is left.
+#[test]
+fn a_missing_enclave_program_fails_in_one_error_line() {
+    if !root_or_skip("a_missing_enclave_program_fails_in_one_error_line") {
+        return;
+    }
+    let (pal, _) = sim_artifacts();
+    let rune = Rune::new();
+    let work = tempfile::tempdir().unwrap();
+    let b = Bundle::new(&["/bin/nonexist"]).enclave(&pal, "debug");
+    let id = unique_id("simmissing");
+    let out = run_sim(&rune, &work.path().join("platform"), &b, &id);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_ne!(out.status.code(), Some(0), "{stderr}");
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("error"), "{stderr}");
+    assert!(stderr.contains("/bin/nonexist"), "{stderr}");
+    assert!(stderr.contains("No such file or directory"), "{stderr}");
+    assert_eq!(leftovers(rune.root.path(), &id), Vec::<String>::new());
+}
+
 /// An enclave container whose stderr is a pipe nobody reads runs its program, as a plain
 /// container (and runc's) does: the PAL's notice (`debug=true`) is lost, not a crash.
 #[test]

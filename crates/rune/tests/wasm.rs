@@ -10,9 +10,8 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::wasm::*;
 use common::*;
-
-const WAT2WASM: &str = "/usr/bin/wat2wasm";
 
 /// Writes "hello wasm\n" to stdout and returns from `_start` (exit 0).
 const HELLO: &str = r#"(module
@@ -147,66 +146,6 @@ const SLEEP: &str = r#"(module
 const TRAP: &str = r#"(module
   (memory (export "memory") 1)
   (func (export "_start") unreachable))"#;
-
-/// Compiles `wat` to `out` with wabt.
-fn wat2wasm(wat: &str, out: &Path) {
-    let src = out.with_extension("wat");
-    std::fs::write(&src, wat).unwrap();
-    let o = Command::new(WAT2WASM)
-        .arg(&src)
-        .arg("-o")
-        .arg(out)
-        .output()
-        .unwrap();
-    assert!(
-        o.status.success(),
-        "wat2wasm: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    std::fs::remove_file(src).unwrap();
-}
-
-/// Writes `bytes` at `/app.wasm` in the bundle's rootfs, executable (rune checks, as
-/// runc does, that a program in the container's file system may be executed).
-fn put_module(b: &Bundle, bytes: &[u8]) {
-    put_module_at(b, "app.wasm", bytes);
-}
-
-/// Writes `bytes` at `/<name>` in the bundle's rootfs, executable.
-fn put_module_at(b: &Bundle, name: &str, bytes: &[u8]) {
-    let path = b.path().join("rootfs").join(name);
-    std::fs::write(&path, bytes).unwrap();
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
-}
-
-/// A bundle with its own rootfs whose `/app.wasm` is `wat` compiled, run as
-/// `/app.wasm args…` in a wasm enclave with runtime args `pal_args`.
-fn wasm_bundle(wat: &str, args: &[&str], pal_args: &str) -> Bundle {
-    let argv: Vec<&str> = std::iter::once("/app.wasm")
-        .chain(args.iter().copied())
-        .collect();
-    let b = Bundle::new(&argv)
-        .private_rootfs()
-        .enclave(&wasm_pal(), pal_args);
-    let tmp = tempfile::tempdir().unwrap();
-    let wasm = tmp.path().join("app.wasm");
-    wat2wasm(wat, &wasm);
-    put_module(&b, &std::fs::read(&wasm).unwrap());
-    b
-}
-
-fn run_bundle(rune: &Rune, b: &Bundle, id: &str) -> (Option<i32>, String, String) {
-    let out = rune.cmd(&["run", "--bundle", b.path().to_str().unwrap(), id]);
-    (
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-fn ready(test: &str) -> bool {
-    root_or_skip(test) && tool_or_skip(test, WAT2WASM)
-}
 
 #[test]
 fn wasm_hello_world_runs_as_the_container() {

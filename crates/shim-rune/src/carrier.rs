@@ -7,7 +7,10 @@
 //!   the signature server (`[signature] server_address`), and
 //!   `ENCLAVE_TYPE=sim`, `ENCLAVE_RUNTIME_PATH` and `ENCLAVE_RUNTIME_ARGS` are added
 //!   where the spec does not set them. Manifests are cached by the image's layers and
-//!   the program, so a second container of the same image is not measured again.
+//!   the program, so a second container of the same image is not measured again. A
+//!   program that is a WebAssembly module (`\0asm`) gets the wasm PAL
+//!   (`[enclave_runtime.wasm]`, `liberpal-wasm.so`), which measures modules with the
+//!   same function.
 //! - `occlum`: Occlum's build and Intel's `sgx_sign`, run as tools (they must be
 //!   installed; SGX hardware is needed to run the result). With a signature server,
 //!   the enclave is re-signed with its RSA key (`sgx_sign gendata`/`catsig`).
@@ -185,11 +188,24 @@ fn sim(
 ) -> Result<Outcome, CarrierError> {
     let sim = &config.enclave_runtime.sim;
     set_env_default(spec, "ENCLAVE_TYPE", "sim");
-    set_env_default(
-        spec,
-        "ENCLAVE_RUNTIME_PATH",
-        &sim.enclave_runtime_path.display().to_string(),
-    );
+    let rootfs_path = rootfs_of(bundle, spec);
+    let rootfs = std::fs::File::open(&rootfs_path)
+        .map_err(|e| CarrierError::Sim(format!("root filesystem {}: {e}", rootfs_path.display())));
+    let args0 = spec["process"]["args"][0]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let path_env = env_value(spec, "PATH").unwrap_or_else(|| DEFAULT_PATH.to_string());
+    // Found first, to choose the PAL; its errors count only where a manifest is signed.
+    let found = match &rootfs {
+        Ok(root) => find_program(root.as_fd(), &args0, &path_env),
+        Err(e) => Err(CarrierError::Sim(e.to_string())),
+    };
+    let pal = match &found {
+        Ok((_, program)) if is_wasm(program) => &config.enclave_runtime.wasm.enclave_runtime_path,
+        _ => &sim.enclave_runtime_path,
+    };
+    set_env_default(spec, "ENCLAVE_RUNTIME_PATH", &pal.display().to_string());
     if config.enclave_runtime.signature_method == SignatureMethod::Client {
         return Ok(Outcome::ClientSigned);
     }
@@ -211,16 +227,8 @@ fn sim(
             SIM_MANIFEST.to_string()
         }
     };
-    let rootfs_path = rootfs_of(bundle, spec);
-    let rootfs = std::fs::File::open(&rootfs_path).map_err(|e| {
-        CarrierError::Sim(format!("root filesystem {}: {e}", rootfs_path.display()))
-    })?;
-    let args0 = spec["process"]["args"][0]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
-    let path_env = env_value(spec, "PATH").unwrap_or_else(|| DEFAULT_PATH.to_string());
-    let (entrypoint, program) = find_program(rootfs.as_fd(), &args0, &path_env)?;
+    let rootfs = rootfs?;
+    let (entrypoint, program) = found?;
     // The enclave runs the program by the path it was signed for.
     spec["process"]["args"][0] = Value::String(entrypoint.clone());
     let enclave = EnclaveSpec {
@@ -406,6 +414,13 @@ fn find_program(
         }
     }
     Err(not_found(last))
+}
+
+/// Whether `program` starts with WebAssembly's magic (`\0asm`, any version: the PAL
+/// refuses what it cannot run, such as a component, in its own line).
+fn is_wasm(program: &OwnedFd) -> bool {
+    let mut magic = [0u8; 4];
+    matches!(rustix::io::pread(program, &mut magic, 0), Ok(4)) && &magic == b"\0asm"
 }
 
 /// Writes a file in the root filesystem, never through a symlink out of it.

@@ -13,6 +13,8 @@
 //! enclave_runtime_path = "/usr/local/lib/rune/liberpal-sim.so"
 //! signing_key = "/etc/inclavare-containers/sim-signer.key"
 //! cache_dir = "/var/lib/inclavare-containers/sim-manifests"
+//! [enclave_runtime.wasm]                 # RUNE_CARRIER=sim with a .wasm program
+//! enclave_runtime_path = "/usr/local/lib/rune/liberpal-wasm.so"
 //! [enclave_runtime.occlum]
 //! enclave_runtime_path = "/opt/occlum/build/lib/libocclum-pal.so"
 //! [signature]
@@ -71,6 +73,8 @@ pub enum LogLevel {
 pub struct EnclaveRuntime {
     pub signature_method: SignatureMethod,
     pub sim: SimRuntime,
+    /// The PAL of `sim` enclaves whose program is a WebAssembly module.
+    pub wasm: WasmRuntime,
     pub occlum: OcclumRuntime,
     /// Inclavare's file has an empty placeholder table for it.
     pub graphene: Option<toml::Table>,
@@ -95,6 +99,21 @@ pub struct SimRuntime {
     pub signing_key: PathBuf,
     /// Signed manifests kept by image, so an image's program is measured once.
     pub cache_dir: PathBuf,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WasmRuntime {
+    /// `liberpal-wasm.so`: signed, cached and measured as `sim` enclaves are.
+    pub enclave_runtime_path: PathBuf,
+}
+
+impl Default for WasmRuntime {
+    fn default() -> Self {
+        WasmRuntime {
+            enclave_runtime_path: PathBuf::from("/usr/local/lib/rune/liberpal-wasm.so"),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -131,6 +150,7 @@ impl Default for EnclaveRuntime {
         EnclaveRuntime {
             signature_method: SignatureMethod::Server,
             sim: SimRuntime::default(),
+            wasm: WasmRuntime::default(),
             occlum: OcclumRuntime::default(),
             graphene: None,
         }

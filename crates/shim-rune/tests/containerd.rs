@@ -111,6 +111,94 @@ fn sim_carrier_signs_the_image_program_once() {
     assert_eq!(log.matches("(cached manifest)").count(), 1, "{log}");
 }
 
+/// `RUNE_CARRIER=sim` with a program that is a WebAssembly module: the shim signs it
+/// as any sim program and gives it the wasm PAL (`[enclave_runtime.wasm]`), which runs
+/// it with the measurement liberpal-sim's function gives for the module's bytes.
+#[test]
+fn sim_carrier_runs_a_wasm_module_in_the_wasm_enclave() {
+    let test = "sim_carrier_runs_a_wasm_module_in_the_wasm_enclave";
+    if !root_or_skip(test) {
+        return;
+    }
+    if !Path::new("/usr/bin/wat2wasm").exists() {
+        eprintln!("skipping {test}: needs wabt's wat2wasm");
+        return;
+    }
+    let c = Ctrd::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let wat = tmp.path().join("app.wat");
+    std::fs::write(
+        &wat,
+        r#"(module
+  (import "wasi_snapshot_preview1" "fd_write" (func $w (param i32 i32 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 16) "hello wasm\n")
+  (func (export "_start")
+    (i32.store (i32.const 0) (i32.const 16)) (i32.store (i32.const 4) (i32.const 11))
+    (drop (call $w (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))
+    (call $exit (i32.const 7))))"#,
+    )
+    .unwrap();
+    let wasm = tmp.path().join("app.wasm");
+    test_support::run(
+        "/usr/bin/wat2wasm",
+        &[wat.to_str().unwrap(), "-o", wasm.to_str().unwrap()],
+    )
+    .unwrap();
+    let module = std::fs::read(&wasm).unwrap();
+    let layout = tmp.path().join("layout");
+    test_support::ImageBuilder::new()
+        .base(&test_support::busybox_oci_tar().unwrap())
+        .executable("app.wasm", &module)
+        .cmd(&["/app.wasm"])
+        .build(&layout, "latest")
+        .unwrap();
+    let tar = tmp.path().join("wasm.tar");
+    test_support::run(
+        "tar",
+        &[
+            "-C",
+            layout.to_str().unwrap(),
+            "-cf",
+            tar.to_str().unwrap(),
+            ".",
+        ],
+    )
+    .unwrap();
+    let image = "docker.io/library/wasm:rune";
+    c.import("default", &tar, image).unwrap();
+    c.write_config(&format!(
+        "[enclave_runtime.wasm]\nenclave_runtime_path = \"{}\"\n",
+        artifact("pal-wasm", "liberpal_wasm.so").display()
+    ));
+
+    let id = unique_id("wasm");
+    let (code, out, err) = c.ctr(&[
+        "run",
+        "--rm",
+        "--runtime",
+        RUNTIME,
+        "--env",
+        "RUNE_CARRIER=sim",
+        image,
+        &id,
+    ]);
+    assert_eq!(code, 7, "stdout {out} stderr {err}\n{}", c.log());
+    assert_eq!(out, "hello wasm\n");
+    let mr = hex::encode(sim_tee::measure_program(
+        &sim_tee::sha384(&module),
+        &sim_tee::EnclaveSpec {
+            entrypoint: "/app.wasm".into(),
+            args: vec![],
+        },
+    ));
+    // liberpal-wasm announces the signed measurement (not a debug enclave).
+    assert!(err.contains(&format!("mr_enclave={mr} ")), "{err}");
+    assert!(err.contains("debug=false"), "{err}");
+    c.assert_clean(&id);
+}
+
 /// The signature server, on a loopback port of its choosing.
 struct SignatureServer {
     child: Child,

@@ -131,6 +131,8 @@ impl Runtime {
         use crate::agent::*;
         use std::os::fd::AsRawFd;
         exec_flags::refuse_for_enclave(opts)?;
+        // Unknown capabilities are ignored with runc's warning, as for a plain exec.
+        let (_, mut unknown) = crate::spec::split_known_capabilities(&opts.capabilities);
         let (args, mut env, terminal) = match &opts.process {
             Some(path) => {
                 let bytes = fs::read(path)
@@ -143,7 +145,11 @@ impl Runtime {
                 // not refuse the exec (the shim passes the container's).
                 let mut value: serde_json::Value =
                     serde_json::from_slice(&bytes).map_err(invalid)?;
-                crate::spec::drop_unknown_capabilities(&mut value, "/capabilities");
+                for d in crate::spec::drop_unknown_capabilities(&mut value, "/capabilities") {
+                    if !unknown.contains(&d) {
+                        unknown.push(d);
+                    }
+                }
                 let p: libcontainer::oci_spec::runtime::Process =
                     serde_json::from_value(value).map_err(invalid)?;
                 (
@@ -154,6 +160,12 @@ impl Runtime {
             }
             None => (opts.args.clone(), Vec::new(), opts.tty),
         };
+        if !unknown.is_empty() {
+            tracing::warn!(
+                "ignoring unknown or unavailable capabilities: [{}]",
+                unknown.join(" ")
+            );
+        }
         env.extend(opts.env.iter().cloned());
         // The ENCLAVE_* variables configured the enclave, which exists; like the init's,
         // the process does not see them (docker's exec passes the container's whole env).
@@ -220,11 +232,45 @@ impl Runtime {
             }
             None => None,
         };
+        // The process exists once the agent says it started; a process that could not
+        // be made is this exec's failure (runc's exec fails so, before returning a pid).
+        let first = read_frame::<AgentServiceResponse>(&mut conn);
+        let fail = |proxy: Option<console::Proxy>, e: RuneError| {
+            if let Some(p) = proxy {
+                p.finish();
+            }
+            Err(e)
+        };
+        let early = match first {
+            Ok(AgentServiceResponse {
+                response: Some(Response::Started(_)),
+            }) => None,
+            Ok(AgentServiceResponse {
+                response: Some(Response::Exec(r)),
+            }) if !r.error.is_empty() => {
+                return fail(
+                    proxy,
+                    RuneError::Enclave(format!("exec in {id}: {}", r.error)),
+                )
+            }
+            // An agent of an older rune: no start frame, the process already ended.
+            Ok(AgentServiceResponse {
+                response: Some(Response::Exec(r)),
+            }) => Some(r.exit_code),
+            Ok(_) => {
+                return fail(
+                    proxy,
+                    RuneError::Enclave(format!("exec in {id}: unexpected agent response")),
+                )
+            }
+            Err(e) => return fail(proxy, RuneError::io(ctx("receive"), e)),
+        };
         Ok(EnclaveExec {
             id: id.to_string(),
             conn: conn.into(),
             signals: sig_w.into(),
             proxy,
+            early,
         })
     }
 
@@ -344,6 +390,7 @@ impl Runtime {
             .with_process_label(process_label)
             .build()
             .map_err(|e| {
+                super::reap_failed_children();
                 // The init may end while the process is being made (a paused container
                 // whose program exits on thaw): the kernel then refuses the clone into
                 // its dead pid namespace with ENOMEM. Say what happened, as runc does
@@ -442,6 +489,8 @@ pub struct EnclaveExec {
     signals: std::os::fd::OwnedFd,
     /// A foreground process's terminal, proxied to rune's.
     proxy: Option<console::Proxy>,
+    /// The exit code, when the agent answered with it at once (an older agent).
+    early: Option<i32>,
 }
 
 impl EnclaveExec {
@@ -461,6 +510,7 @@ impl EnclaveExec {
             conn,
             signals,
             proxy: None,
+            early: None,
         }
     }
 
@@ -469,6 +519,12 @@ impl EnclaveExec {
     pub fn wait(self) -> Result<i32> {
         use crate::agent::*;
         let id = self.id;
+        if let Some(code) = self.early {
+            if let Some(proxy) = self.proxy {
+                proxy.finish();
+            }
+            return Ok(code);
+        }
         forward_signals_to(
             std::io::PipeWriter::from(self.signals),
             self.proxy.as_ref().map(|p| p.resizer()),

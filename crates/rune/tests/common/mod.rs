@@ -6,6 +6,7 @@ pub mod cgroups;
 pub mod image;
 pub mod parity;
 pub mod podman;
+pub mod wasm;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};

@@ -30,9 +30,14 @@ impl Podman {
 
     /// `podman --runtime RUNTIME ARGS…`: (exit code, stdout, stderr).
     pub fn cmd(&self, runtime: &str, args: &[&str]) -> (i32, String, String) {
+        run(&mut self.command(runtime, args))
+    }
+
+    /// The command [`Podman::cmd`] runs, for a caller that chooses its stdio.
+    pub fn command(&self, runtime: &str, args: &[&str]) -> Command {
         let p = |name: &str| self.dir.path().join(name);
-        run(Command::new("/usr/bin/podman")
-            .arg("--root")
+        let mut c = Command::new("/usr/bin/podman");
+        c.arg("--root")
             .arg(p("root"))
             .arg("--runroot")
             .arg(p("runroot"))
@@ -48,7 +53,8 @@ impl Podman {
                 "--runtime",
                 runtime,
             ])
-            .args(args))
+            .args(args);
+        c
     }
 
     /// Imports the root filesystem tarball `tar` as image `name`.

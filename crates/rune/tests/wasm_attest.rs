@@ -1,0 +1,285 @@
+//! A wasm application's own attestation in `liberpal-wasm`: the read-only files in
+//! `/dev/attestation` (its first preopen, descriptor 3) and the lib-rats import for
+//! evidence bound to a nonce. Expected values: the binding formulas of the reference
+//! design (WAMR lib-rats: `SHA-256(module hash ‖ user data)`; Enarx: the hash of the
+//! key's DER), WASI preview 1's errno numbering (`wasi_snapshot_preview1.witx`: `perm` =
+//! 63), openssl for the keys, and the tenant's `shelter verify` for the evidence.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+
+use base64::Engine as _;
+use common::wasm::*;
+use common::*;
+use sha2::{Digest, Sha256};
+
+/// Writes, as records of a 4-byte little-endian length then the bytes: the name of
+/// preopen 3, the files `attestation_type`, `module_sha256`, `key.der`,
+/// `public_key.der`, `report_data`, `evidence` read through it, then the WASI errno of
+/// creating a file `new` in it (4 bytes). A failed open or read traps.
+const DUMP: &str = r#"(module
+  (import "wasi_snapshot_preview1" "path_open" (func $open (param i32 i32 i32 i32 i32 i64 i64 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "fd_read" (func $read (param i32 i32 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "fd_write" (func $write (param i32 i32 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "fd_prestat_dir_name" (func $pname (param i32 i32 i32) (result i32)))
+  (memory (export "memory") 2)
+  (data (i32.const 1024) "attestation_type")
+  (data (i32.const 1056) "module_sha256")
+  (data (i32.const 1088) "key.der")
+  (data (i32.const 1120) "public_key.der")
+  (data (i32.const 1152) "report_data")
+  (data (i32.const 1184) "evidence")
+  (data (i32.const 1216) "new")
+  ;; the record at 65536: length, then 65540.. the bytes
+  (func $emit (param $len i32)
+    (i32.store (i32.const 65536) (local.get $len))
+    (i32.store (i32.const 16) (i32.const 65536))
+    (i32.store (i32.const 20) (i32.add (local.get $len) (i32.const 4)))
+    (if (call $write (i32.const 1) (i32.const 16) (i32.const 1) (i32.const 24)) (then unreachable)))
+  (func $dump (param $name i32) (param $nlen i32)
+    ;; rights: fd_read (1 << 1) only
+    (if (call $open (i32.const 3) (i32.const 0) (local.get $name) (local.get $nlen)
+          (i32.const 0) (i64.const 2) (i64.const 0) (i32.const 0) (i32.const 0))
+      (then unreachable))
+    (i32.store (i32.const 16) (i32.const 65540))
+    (i32.store (i32.const 20) (i32.const 60000))
+    (if (call $read (i32.load (i32.const 0)) (i32.const 16) (i32.const 1) (i32.const 24))
+      (then unreachable))
+    (call $emit (i32.load (i32.const 24))))
+  (func (export "_start")
+    (if (call $pname (i32.const 3) (i32.const 65540) (i32.const 16)) (then unreachable))
+    (call $emit (i32.const 16))
+    (call $dump (i32.const 1024) (i32.const 16))
+    (call $dump (i32.const 1056) (i32.const 13))
+    (call $dump (i32.const 1088) (i32.const 7))
+    (call $dump (i32.const 1120) (i32.const 14))
+    (call $dump (i32.const 1152) (i32.const 11))
+    (call $dump (i32.const 1184) (i32.const 8))
+    ;; oflags creat (1), rights fd_write (1 << 6)
+    (i32.store (i32.const 65540)
+      (call $open (i32.const 3) (i32.const 0) (i32.const 1216) (i32.const 3)
+        (i32.const 1) (i64.const 64) (i64.const 0) (i32.const 0) (i32.const 0)))
+    (call $emit (i32.const 4))))"#;
+
+/// Calls `librats_collect` with the 5-byte user data "nonce" (or, with `malloc`
+/// missing, as a module that exports no allocator) and writes the JSON it got (up to
+/// its NUL) to stdout; exits with the negated return value when it fails.
+fn collect_module(with_malloc: bool) -> String {
+    let malloc = if with_malloc {
+        // A bump allocator from 4096 up.
+        r#"(global $next (mut i32) (i32.const 4096))
+  (func (export "malloc") (param $n i32) (result i32)
+    (local $at i32)
+    (local.set $at (global.get $next))
+    (global.set $next (i32.add (global.get $next) (local.get $n)))
+    (local.get $at))
+  (func (export "free") (param i32))"#
+    } else {
+        ""
+    };
+    format!(
+        r#"(module
+  (import "env" "librats_collect" (func $collect (param i32 i32 i32) (result i32)))
+  (import "env" "librats_dispose_evidence_json" (func $dispose (param i32)))
+  (import "wasi_snapshot_preview1" "fd_write" (func $write (param i32 i32 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 1024) "nonce")
+  {malloc}
+  (func (export "_start")
+    (local $rc i32) (local $json i32) (local $len i32)
+    (local.set $rc (call $collect (i32.const 0) (i32.const 1024) (i32.const 5)))
+    (if (local.get $rc) (then (call $exit (i32.sub (i32.const 0) (local.get $rc)))))
+    (local.set $json (i32.load (i32.const 0)))
+    (block $done (loop $scan
+      (br_if $done (i32.eqz (i32.load8_u (i32.add (local.get $json) (local.get $len)))))
+      (local.set $len (i32.add (local.get $len) (i32.const 1)))
+      (br $scan)))
+    (i32.store (i32.const 16) (local.get $json))
+    (i32.store (i32.const 20) (local.get $len))
+    (drop (call $write (i32.const 1) (i32.const 16) (i32.const 1) (i32.const 24)))
+    (call $dispose (local.get $json))))"#
+    )
+}
+
+/// The records [`DUMP`] writes.
+fn records(mut out: &[u8]) -> Vec<Vec<u8>> {
+    let mut v = Vec::new();
+    while out.len() >= 4 {
+        let len = u32::from_le_bytes(out[..4].try_into().unwrap()) as usize;
+        v.push(out[4..4 + len].to_vec());
+        out = &out[4 + len..];
+    }
+    assert!(out.is_empty(), "a partial record");
+    v
+}
+
+/// Runs the bundle with a private platform key in `platform`; returns (code, stdout,
+/// stderr).
+fn run_with_platform(rune: &Rune, b: &Bundle, platform: &Path, id: &str) -> (i32, Vec<u8>, String) {
+    let mut c = Command::new(RUNE);
+    c.env("INCLAVARE_SIM_PLATFORM_DIR", platform)
+        .arg("--root")
+        .arg(rune.root.path())
+        .args(["run", "--bundle", b.path().to_str().unwrap(), id]);
+    let out = output_via_files(&mut c);
+    (
+        out.status.code().unwrap_or(-1),
+        out.stdout,
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// `shelter verify` of `evidence` against `report_data`, with the measurement pinned.
+fn shelter_verify(work: &Path, evidence: &[u8], report_data: &[u8], mr: &str) -> (i32, String) {
+    let file = work.join("evidence.bin");
+    std::fs::write(&file, evidence).unwrap();
+    let policy = work.join("policy.toml");
+    std::fs::write(
+        &policy,
+        format!("allow_software_tees = true\n[expected]\nsim_mr_enclave = [\"{mr}\"]\n"),
+    )
+    .unwrap();
+    let mut verify = Command::new(shelter_bin());
+    verify
+        .args(["verify", "--evidence", file.to_str().unwrap()])
+        .args(["--report-data", &hex::encode(report_data)])
+        .args(["--policy", policy.to_str().unwrap()]);
+    let (code, out, err) = run(&mut verify);
+    (code, format!("{out}{err}"))
+}
+
+/// openssl's view of a DER key: `pkey -pubout` of the private key, or of the public.
+fn openssl_public_der(work: &Path, der: &[u8], public: bool) -> Vec<u8> {
+    let file = work.join(if public { "pub.der" } else { "key.der" });
+    std::fs::write(&file, der).unwrap();
+    let mut c = Command::new("openssl");
+    c.arg("pkey");
+    if public {
+        c.arg("-pubin");
+    }
+    c.args(["-inform", "DER", "-in", file.to_str().unwrap()])
+        .args(["-pubout", "-outform", "DER"]);
+    let out = c.output().unwrap();
+    assert!(
+        out.status.success(),
+        "openssl: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+#[test]
+fn wasm_app_reads_evidence_binding_its_module_and_key_which_shelter_accepts() {
+    let test = "wasm_app_reads_evidence_binding_its_module_and_key_which_shelter_accepts";
+    if !ready(test) || !tool_or_skip(test, "/usr/bin/openssl") {
+        return;
+    }
+    let rune = Rune::new();
+    let work = tempfile::tempdir().unwrap();
+    let platform = work.path().join("platform");
+    let b = wasm_bundle(DUMP, &[], "");
+    let rootfs = b.path().join("rootfs");
+    let mr = sim_sign_rootfs(work.path(), &rootfs, "/app.wasm");
+    let module = std::fs::read(rootfs.join("app.wasm")).unwrap();
+
+    let mut seen = Vec::new();
+    for n in 0..2 {
+        let id = unique_id("wasm-att-files");
+        let (code, stdout, stderr) = run_with_platform(&rune, &b, &platform, &id);
+        assert_eq!(code, 0, "{stderr}");
+        let r = records(&stdout);
+        assert_eq!(r.len(), 8, "{r:?}");
+        assert_eq!(r[0], b"/dev/attestation");
+        assert_eq!(r[1], b"sim");
+        assert_eq!(r[2], Sha256::digest(&module).as_slice());
+        let (key, public, report_data, evidence) = (&r[3], &r[4], &r[5], &r[6]);
+        // The pair is one key, as openssl reads it: PKCS#8 and SubjectPublicKeyInfo.
+        assert_eq!(&openssl_public_der(work.path(), key, false), public);
+        assert_eq!(&openssl_public_der(work.path(), public, true), public);
+        // report_data = SHA-256(module_sha256 ‖ SHA-256(public key DER)) ‖ 32 zeros.
+        let mut want = Sha256::new();
+        want.update(Sha256::digest(&module));
+        want.update(Sha256::digest(public));
+        let mut want_rd = want.finalize().to_vec();
+        want_rd.resize(64, 0);
+        assert_eq!(report_data, &want_rd);
+        let (code, said) = shelter_verify(work.path(), evidence, &want_rd, &mr);
+        assert_eq!(code, 0, "{said}");
+        assert!(said.starts_with("verdict: ACCEPTED"), "{said}");
+        // Read-only: creating a file is refused with WASI's `perm` (63).
+        assert_eq!(r[7], 63u32.to_le_bytes());
+        seen.push(public.clone());
+        assert_eq!(
+            leftovers(rune.root.path(), &id),
+            Vec::<String>::new(),
+            "run {n}"
+        );
+    }
+    // A key pair per process.
+    assert_ne!(seen[0], seen[1]);
+
+    // Evidence from the same enclave, bound to another key, is refused for this one.
+    let id = unique_id("wasm-att-files");
+    let (_, stdout, _) = run_with_platform(&rune, &b, &platform, &id);
+    let other = records(&stdout);
+    let mut want = Sha256::new();
+    want.update(Sha256::digest(&module));
+    want.update(Sha256::digest(&seen[0]));
+    let mut first_rd = want.finalize().to_vec();
+    first_rd.resize(64, 0);
+    let (code, said) = shelter_verify(work.path(), &other[6], &first_rd, &mr);
+    assert_ne!(code, 0, "{said}");
+}
+
+#[test]
+fn wasm_app_gets_nonce_bound_evidence_through_librats_collect() {
+    let test = "wasm_app_gets_nonce_bound_evidence_through_librats_collect";
+    if !ready(test) {
+        return;
+    }
+    let rune = Rune::new();
+    let work = tempfile::tempdir().unwrap();
+    let platform = work.path().join("platform");
+    let b = wasm_bundle(&collect_module(true), &[], "");
+    let rootfs = b.path().join("rootfs");
+    let mr = sim_sign_rootfs(work.path(), &rootfs, "/app.wasm");
+    let module = std::fs::read(rootfs.join("app.wasm")).unwrap();
+
+    let id = unique_id("wasm-att-collect");
+    let (code, stdout, stderr) = run_with_platform(&rune, &b, &platform, &id);
+    assert_eq!(code, 0, "{stderr}");
+    let json: serde_json::Value = serde_json::from_slice(&stdout).unwrap();
+    assert_eq!(json["type"], "sim");
+    let evidence = base64::engine::general_purpose::STANDARD
+        .decode(json["report_base64"].as_str().unwrap())
+        .unwrap();
+    assert_eq!(json["report_len"], evidence.len());
+    // WAMR's binding: SHA-256(module hash ‖ user data).
+    let mut h = Sha256::new();
+    h.update(Sha256::digest(&module));
+    h.update(b"nonce");
+    let mut rd = h.finalize().to_vec();
+    rd.resize(64, 0);
+    let (code, said) = shelter_verify(work.path(), &evidence, &rd, &mr);
+    assert_eq!(code, 0, "{said}");
+    assert!(said.starts_with("verdict: ACCEPTED"), "{said}");
+    // Another nonce: refused.
+    let mut h = Sha256::new();
+    h.update(Sha256::digest(&module));
+    h.update(b"other");
+    let mut rd = h.finalize().to_vec();
+    rd.resize(64, 0);
+    let (code, said) = shelter_verify(work.path(), &evidence, &rd, &mr);
+    assert_ne!(code, 0, "{said}");
+    assert_eq!(leftovers(rune.root.path(), &id), Vec::<String>::new());
+
+    // A module that exports no allocator gets -ENOSYS (Linux's 38, asm-generic/errno.h).
+    let b = wasm_bundle(&collect_module(false), &[], "debug");
+    let id = unique_id("wasm-att-collect");
+    let (code, _, stderr) = run_with_platform(&rune, &b, &platform, &id);
+    assert_eq!(code, 38, "{stderr}");
+    assert_eq!(leftovers(rune.root.path(), &id), Vec::<String>::new());
+}
