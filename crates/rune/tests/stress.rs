@@ -193,8 +193,11 @@ fn cycle(rune: &Rune, platform: &Path, b: &Bundle, kind: &str, force: bool, n: &
             "--pid-file",
             pid_file.to_str().unwrap(),
             &id,
-            "/bin/sleep",
-            "600",
+            // The signed program (a signed enclave runs nothing else: `exec -d` of another
+            // fails, as it now says).
+            "/bin/sh",
+            "-c",
+            "sleep 600",
         ],
     );
     n.exec_d += 1;
