@@ -471,17 +471,26 @@ fn tmpcopyup_starts_the_tmpfs_with_the_image_directory_as_runc_does() {
     let mut b = Bundle::new(&[
         "sh",
         "-c",
-        "cat /etc/passwd > /tmp/r; touch /etc/new && echo writable >> /tmp/r",
+        "cat /etc/passwd > /tmp/r; touch /etc/new && echo writable >> /tmp/r; \
+         stat -c '%a %U' /etc /scratch >> /tmp/r",
     ])
     .bind(out.path(), "/tmp");
-    b.spec["mounts"].as_array_mut().unwrap().push(json!({
-        "destination": "/etc", "type": "tmpfs", "source": "tmpfs",
-        "options": ["nosuid", "nodev", "tmpcopyup"]
-    }));
+    // /etc is the image's; /scratch is not in the image (made for the mount: the
+    // tmpfs keeps its own mode, so any user may write there, as podman's --tmpfs).
+    for dest in ["/etc", "/scratch"] {
+        b.spec["mounts"].as_array_mut().unwrap().push(json!({
+            "destination": dest, "type": "tmpfs", "source": "tmpfs",
+            "options": ["nosuid", "nodev", "tmpcopyup"]
+        }));
+    }
     b.save();
     let (rune, runc) = both(&b, out.path());
     let passwd = std::fs::read_to_string(images().join("rootfs/etc/passwd")).unwrap();
-    assert_eq!(runc.found, format!("{passwd}writable\n"), "runc: {runc:?}");
+    assert_eq!(
+        runc.found,
+        format!("{passwd}writable\n755 root\n1777 root\n"),
+        "runc: {runc:?}"
+    );
     assert_eq!(
         (rune.code, rune.found),
         (runc.code, runc.found),

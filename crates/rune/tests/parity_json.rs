@@ -334,3 +334,44 @@ fn list_json_as_runc() {
     assert_eq!(ours.2[0]["id"], ours.3.as_str());
     assert_eq!(ours.2[0]["status"], "running");
 }
+
+/// `events --stats` gives CPU times in nanoseconds, as runc: the user and kernel times
+/// of a container that has burnt some CPU add up to about its total (cgroup v1 counts
+/// them in USER_HZ ticks, v2 in microseconds; runc converts both).
+#[test]
+fn events_cpu_times_are_nanoseconds_as_runcs() {
+    if skip("events cpu times") {
+        return;
+    }
+    let b = limited_bundle(
+        &[
+            "sh",
+            "-c",
+            "i=0; while [ $i -lt 300000 ]; do i=$((i+1)); done; touch /dev/shm/burnt; sleep 1000",
+        ],
+        MEMORY_LIMIT,
+    );
+    let mut ratios = Vec::new();
+    for rt in [RUNC, RUNE] {
+        let root = tempfile::tempdir().unwrap();
+        let id = unique_id("evcpu");
+        let pid = run_detached(rt, root.path(), &b, &id);
+        let burnt = format!("/proc/{}/root/dev/shm/burnt", pid.trim());
+        assert!(
+            wait_until(Duration::from_secs(30), || Path::new(&burnt).exists()),
+            "{rt}: the loop did not end"
+        );
+        let (code, out, err) = runtime(rt, root.path(), &["events", "--stats", &id]);
+        runtime(rt, root.path(), &["delete", "--force", &id]);
+        assert_eq!(code, 0, "{rt}: {err}");
+        let v: Value = serde_json::from_str(out.trim()).unwrap();
+        let u = &v["data"]["cpu"]["usage"];
+        let total = u["total"].as_f64().unwrap();
+        let split = u["user"].as_f64().unwrap() + u["kernel"].as_f64().unwrap();
+        assert!(total > 5e7, "{rt}: burnt only {total} ns: {u}");
+        ratios.push((rt, split / total, u.clone()));
+    }
+    for (rt, ratio, u) in &ratios {
+        assert!((0.5..1.5).contains(ratio), "{rt}: user + kernel vs total: {u}");
+    }
+}

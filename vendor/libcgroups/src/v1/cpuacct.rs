@@ -62,6 +62,13 @@ impl StatsProvider for CpuAcct {
     }
 }
 
+/// USER_HZ, the unit of cpuacct.stat (100 on Linux; sysconf's answer when it gives one).
+fn clock_ticks() -> u64 {
+    // SAFETY: sysconf reads a constant; no pointers.
+    let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if t > 0 { t as u64 } else { 100 }
+}
+
 impl CpuAcct {
     fn get_total_cpu_usage(
         cgroup_path: &Path,
@@ -84,6 +91,11 @@ impl CpuAcct {
 
         get!("user" => usage_user);
         get!("system" => usage_kernel);
+        // PATCH(inclavare): cpuacct.stat counts USER_HZ ticks; the stats are nanoseconds,
+        // as runc's (fs/cpuacct.go `getCpuUsageBreakdown`: value * 1e9 / CLK_TCK).
+        let ticks = clock_ticks();
+        stats.usage_user = stats.usage_user.saturating_mul(1_000_000_000) / ticks;
+        stats.usage_kernel = stats.usage_kernel.saturating_mul(1_000_000_000) / ticks;
 
         let total = common::read_cgroup_file(cgroup_path.join(CGROUP_CPUACCT_USAGE))?;
         stats.usage_total = total
@@ -192,8 +204,9 @@ mod tests {
         let mut stats = CpuUsage::default();
         CpuAcct::get_total_cpu_usage(tmp.path(), &mut stats).expect("get cgroup stats");
 
-        assert_eq!(stats.usage_user, 1300888);
-        assert_eq!(stats.usage_kernel, 364592);
+        // Ticks of USER_HZ (100 here), as nanoseconds.
+        assert_eq!(stats.usage_user, 1300888 * 10_000_000);
+        assert_eq!(stats.usage_kernel, 364592 * 10_000_000);
         assert_eq!(stats.usage_total, 18198092369681);
     }
 

@@ -78,6 +78,16 @@ impl StatsProvider for Cpu {
         get!("nr_throttled" => throttling.throttled_periods);
         get!("throttled_usec" => throttling.throttled_time);
 
+        // PATCH(inclavare): cpu.stat counts microseconds; the stats are nanoseconds, as
+        // runc's (fs2/cpu.go `statCpu`: value * 1000) and cgroup v1's.
+        for v in [
+            &mut stats.usage.usage_total,
+            &mut stats.usage.usage_user,
+            &mut stats.usage.usage_kernel,
+            &mut stats.throttling.throttled_time,
+        ] {
+            *v = v.saturating_mul(1000);
+        }
         stats.psi = stats::psi_stats(&cgroup_path.join(CPU_PSI))?;
         Ok(stats)
     }
@@ -368,15 +378,15 @@ mod tests {
         let actual = Cpu::stats(tmp.path()).expect("get cgroup stats");
         let expected = CpuStats {
             usage: CpuUsage {
-                usage_total: 7730,
-                usage_user: 4387,
-                usage_kernel: 3498,
+                usage_total: 7730_000,
+                usage_user: 4387_000,
+                usage_kernel: 3498_000,
                 ..Default::default()
             },
             throttling: CpuThrottling {
                 periods: 400,
                 throttled_periods: 20,
-                throttled_time: 5000,
+                throttled_time: 5000_000,
             },
             ..Default::default()
         };

@@ -14,11 +14,17 @@ pub const TMPCOPYUP: &str = "tmpcopyup";
 
 /// Copies the tree of `from` (the image's directory) into the root of the new, still
 /// detached tmpfs `to`: files, directories, symlinks and device nodes with their modes
-/// and owners; the tmpfs root takes the directory's mode and owner.
-pub fn copy_up(from: BorrowedFd<'_>, to: BorrowedFd<'_>) -> io::Result<()> {
+/// and owners. When the image had the directory (`existed`), the tmpfs root takes its
+/// mode and owner; a directory made for the mount leaves the tmpfs its own (1777, or
+/// the `mode=` option), as runc's `os.Chmod(dest, stat.Mode())` only after a successful
+/// `os.Stat` (libcontainer/rootfs_linux.go, the tmpfs case).
+pub fn copy_up(from: BorrowedFd<'_>, to: BorrowedFd<'_>, existed: bool) -> io::Result<()> {
     let from = Path::new("/proc/self/fd").join(from.as_raw_fd().to_string());
     let to = Path::new("/proc/self/fd").join(to.as_raw_fd().to_string());
     copy_dir(&from, &to)?;
+    if !existed {
+        return Ok(());
+    }
     let m = fs::metadata(&from)?;
     std::os::unix::fs::chown(&to, Some(m.uid()), Some(m.gid()))?;
     fs::set_permissions(&to, fs::Permissions::from_mode(m.mode() & 0o7777))

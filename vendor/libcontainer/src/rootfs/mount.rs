@@ -618,6 +618,7 @@ impl Mount {
 
         let source = m.source().as_ref().ok_or(MountError::NoSource)?;
         let dir_perm = Permissions::from_mode(0o755);
+        let mut existed = true;
         let src = if is_bind(m) {
             let src = canonicalize(source).map_err(|err| {
                 tracing::error!("failed to canonicalize {:?}: {}", source, err);
@@ -651,6 +652,8 @@ impl Mount {
 
             src
         } else {
+            // PATCH(inclavare): whether the image has the directory, for tmpcopyup.
+            existed = root.resolve(container_dest).is_ok();
             root.mkdir_all(container_dest, &dir_perm)?;
             PathBuf::from(source)
         };
@@ -805,7 +808,7 @@ impl Mount {
                 }
 
                 if copy_up {
-                    super::copyup::copy_up(dest_fd, mount_fd).map_err(|err| {
+                    super::copyup::copy_up(dest_fd, mount_fd, existed).map_err(|err| {
                         tracing::error!(?err, "tmpcopyup into {:?}", container_dest);
                         SyscallError::Nix(Errno::from_raw(err.raw_os_error().unwrap_or(libc::EIO)))
                     })?;
