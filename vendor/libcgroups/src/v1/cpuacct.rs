@@ -65,7 +65,7 @@ impl StatsProvider for CpuAcct {
 /// USER_HZ, the unit of cpuacct.stat (100 on Linux; sysconf's answer when it gives one).
 fn clock_ticks() -> u64 {
     // SAFETY: sysconf reads a constant; no pointers.
-    let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    let t = unsafe { nix::libc::sysconf(nix::libc::_SC_CLK_TCK) };
     if t > 0 { t as u64 } else { 100 }
 }
 
