@@ -372,6 +372,9 @@ fn events_cpu_times_are_nanoseconds_as_runcs() {
         ratios.push((rt, split / total, u.clone()));
     }
     for (rt, ratio, u) in &ratios {
-        assert!((0.5..1.5).contains(ratio), "{rt}: user + kernel vs total: {u}");
+        assert!(
+            (0.5..1.5).contains(ratio),
+            "{rt}: user + kernel vs total: {u}"
+        );
     }
 }
