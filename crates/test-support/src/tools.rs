@@ -381,7 +381,24 @@ impl Drop for Gpg {
             .env("GNUPGHOME", &self.home)
             .args(["--kill", "all"])
             .status();
+        // gpgconf asks the agent to stop and returns; wait (a bounded while) until it
+        // has, so a leftover check right after the drop does not find it exiting.
+        let home = self.home.display().to_string();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while std::time::Instant::now() < deadline && agent_running(&home) {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
     }
+}
+
+/// Whether a process with `home` as one of its arguments (a gpg-agent's `--homedir`)
+/// lives.
+fn agent_running(home: &str) -> bool {
+    fs::read_dir("/proc").into_iter().flatten().flatten().any(|e| {
+        fs::read(e.path().join("cmdline"))
+            .map(|c| String::from_utf8_lossy(&c).split('\0').any(|a| a == home))
+            .unwrap_or(false)
+    })
 }
 
 /// `skopeo --insecure-policy <args>` with extra environment (e.g. `GNUPGHOME`).
