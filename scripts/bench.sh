@@ -179,7 +179,8 @@ python3 scripts/bench.py "reference value: shelter rv measure of the busybox ima
   "sha384sum of the program=sha384sum $IMAGES/rootfs/bin/busybox" \
   "shelter rv measure=$PWD/target/release/shelter rv measure --image oci-archive:$IMAGES/busybox-oci.tar:latest --runtime-args debug --entrypoint /bin/sh"
 
-# Evidence verification (rats) against the raw dcap-qvl call, same input, same run.
+# Evidence verification (rats) against the raw dcap-qvl call, same input, same run: DCAP
+# quotes cold (no collateral cache) and with cached collateral (goal: ≥ 4× raw dcap-qvl).
 cargo run --quiet --release -p rats --example verify_bench
 
 # Runtime measurements: a sim report and its 1,000-entry event log, replayed (rats).

@@ -5,6 +5,7 @@ use dcap_qvl::quote::Report;
 use dcap_qvl::verify::QuoteVerifier;
 use dcap_qvl::QuoteCollateralV3;
 
+use crate::dcap_cache::{key_of, CollateralCache, Entry};
 use crate::{Input, RatsError, Tee, Verified};
 
 pub use crate::dcap_claims::NEED_COLLATERAL;
@@ -14,15 +15,36 @@ pub use crate::dcap_offline::UNKNOWN;
 /// `44a0196b2b99f889b8e149e95b807a350e7424964399e885a7cbb8ccfab674d3`.
 pub const INTEL_SGX_ROOT_CA: &[u8] = include_bytes!("intel_sgx_root_ca.der");
 
-/// Verifies a DCAP quote of type `tee` with `collateral` at `input.now`.
+/// Verifies a DCAP quote of type `tee` with `collateral` at `input.now`, from `cache`
+/// when it holds this quote's platform and collateral ([`crate::dcap_cache`]), else in
+/// full (and then kept in `cache`).
 pub(crate) fn verify(
     tee: Tee,
     quote: &[u8],
     collateral: &QuoteCollateralV3,
     input: &Input,
+    cache: Option<&CollateralCache>,
 ) -> Result<Verified, RatsError> {
     let name = tee.name();
     check_td_attributes(tee, quote)?;
+    let cached = cache.and_then(|cache| {
+        let parsed = dcap_qvl::quote::Quote::parse(quote).ok()?;
+        let key = key_of(tee, quote, &parsed, collateral, INTEL_SGX_ROOT_CA)?;
+        Some((cache, parsed, key))
+    });
+    if let Some((cache, parsed, key)) = &cached {
+        if let Some(entry) = cache.get(key, input.now) {
+            match entry.verify(tee, quote, parsed) {
+                Some(v) => {
+                    cache.hit();
+                    crate::check_report_data(name, &v.report_data, input)?;
+                    return Ok(v.finish());
+                }
+                // Whatever failed, the full verification says what, as it always has.
+                None => cache.rejected(),
+            }
+        }
+    }
     check_collateral_matches(tee, quote, collateral)?;
     // Debug enclaves and service-TD bindings are policy decisions here, not
     // verification failures: they are reported either way.
@@ -50,8 +72,29 @@ pub(crate) fn verify(
     let mut v = body_claims(tee, &claims.report)?;
     v.tcb_status = Some(claims.tcb.status.to_string());
     v.advisory_ids = claims.tcb.advisory_ids.clone();
-    crate::dcap_claims::add_verified(tee, &mut v, &claims, collateral)?;
+    // The collateral's claims, kept apart for the cache: they are the same for every
+    // quote with this key.
+    let mut from_collateral = Verified::new(tee, false, &[]);
+    crate::dcap_claims::add_verified(tee, &mut from_collateral, &claims, collateral)?;
+    v.claims.extend(
+        from_collateral
+            .claims
+            .iter()
+            .map(|(k, c)| (k.clone(), c.clone())),
+    );
     crate::check_report_data(name, &v.report_data, input)?;
+    if let Some((cache, parsed, key)) = cached {
+        let window = (claims.latest_issue_date, claims.earliest_expiration_date);
+        if let Some(entry) = Entry::new(
+            &parsed,
+            window,
+            claims.tcb.status.to_string(),
+            claims.tcb.advisory_ids,
+            from_collateral.claims,
+        ) {
+            cache.insert(key, entry);
+        }
+    }
     Ok(v.finish())
 }
 

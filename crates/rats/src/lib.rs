@@ -27,6 +27,7 @@
 
 mod claims;
 pub mod dcap;
+pub mod dcap_cache;
 mod dcap_claims;
 mod dcap_offline;
 mod error;
@@ -43,6 +44,7 @@ pub mod validity;
 use serde::Serialize;
 
 pub use claims::{ClaimValue, Verified};
+pub use dcap_cache::CollateralCache;
 pub use dcap_qvl::QuoteCollateralV3;
 pub use error::RatsError;
 pub use policy::{Policy, Verdict};
@@ -172,13 +174,25 @@ pub struct Input {
     pub now: u64,
 }
 
-/// Verifies evidence of type `tee`, or of the type its header shows.
+/// Verifies evidence of type `tee`, or of the type its header shows. DCAP quotes with
+/// collateral go through the process-wide [`CollateralCache::global`]: the verdict and
+/// claims are the same with or without it ([`dcap_cache`]).
 pub fn verify(evidence: &[u8], tee: Option<Tee>, input: &Input) -> Result<Verified, RatsError> {
+    verify_with_cache(evidence, tee, input, Some(CollateralCache::global()))
+}
+
+/// [`verify`] with another collateral cache, or none (every DCAP quote verified in full).
+pub fn verify_with_cache(
+    evidence: &[u8],
+    tee: Option<Tee>,
+    input: &Input,
+    cache: Option<&CollateralCache>,
+) -> Result<Verified, RatsError> {
     let tee = match tee {
         Some(t) => t,
         None => Tee::detect(evidence)?,
     };
-    verifier(tee).verify(evidence, input)
+    Builtin { tee, cache }.verify(evidence, input)
 }
 
 /// Verifies evidence as [`verify`] does, and that `event_log` (the TCG2 AAEL bytes,
@@ -213,16 +227,22 @@ pub trait Verifier {
     fn verify(&self, evidence: &[u8], input: &Input) -> Result<Verified, RatsError>;
 }
 
-/// The verifier for `tee`.
+/// The verifier for `tee` (with the process-wide [`CollateralCache::global`]).
 pub fn verifier(tee: Tee) -> Box<dyn Verifier> {
-    Box::new(Builtin(tee))
+    Box::new(Builtin {
+        tee,
+        cache: Some(CollateralCache::global()),
+    })
 }
 
-struct Builtin(Tee);
+struct Builtin<'a> {
+    tee: Tee,
+    cache: Option<&'a CollateralCache>,
+}
 
-impl Verifier for Builtin {
+impl Verifier for Builtin<'_> {
     fn tee(&self) -> Tee {
-        self.0
+        self.tee
     }
 
     fn verify(&self, evidence: &[u8], input: &Input) -> Result<Verified, RatsError> {
@@ -231,20 +251,22 @@ impl Verifier for Builtin {
                 return self.verify_tsm_report(&report, input);
             }
         }
-        match self.0 {
+        match self.tee {
             Tee::SgxEcdsa | Tee::TdxEcdsa => {
-                if Tee::detect(evidence).ok() != Some(self.0) {
+                if Tee::detect(evidence).ok() != Some(self.tee) {
                     return Err(RatsError::Malformed {
-                        tee: self.0.name(),
+                        tee: self.tee.name(),
                         reason: "not a DCAP quote of this TEE type".into(),
                     });
                 }
                 match &input.collateral {
-                    Some(Collateral::Dcap(c)) => dcap::verify(self.0, evidence, c, input),
+                    Some(Collateral::Dcap(c)) => {
+                        dcap::verify(self.tee, evidence, c, input, self.cache)
+                    }
                     // What the quote carries is checked; the TCB status is `Unknown`.
-                    None => dcap_offline::verify(self.0, evidence, input),
+                    None => dcap_offline::verify(self.tee, evidence, input),
                     Some(Collateral::Snp(_)) => Err(RatsError::Collateral {
-                        tee: self.0.name(),
+                        tee: self.tee.name(),
                         reason: "SEV-SNP certificates are no DCAP collateral".into(),
                     }),
                 }
@@ -254,7 +276,7 @@ impl Verifier for Builtin {
             Tee::SevSnp => {
                 let Some(Collateral::Snp(c)) = &input.collateral else {
                     return Err(RatsError::Collateral {
-                        tee: self.0.name(),
+                        tee: self.tee.name(),
                         reason: "the VCEK or VLEK certificate (or a certificate table) is required"
                             .into(),
                     });
@@ -265,7 +287,7 @@ impl Verifier for Builtin {
     }
 }
 
-impl Builtin {
+impl Builtin<'_> {
     /// configfs-tsm's JSON envelope: its outblob is the evidence, its auxblob (SNP's
     /// certificate table) the collateral unless other collateral is given.
     fn verify_tsm_report(
@@ -274,9 +296,9 @@ impl Builtin {
         input: &Input,
     ) -> Result<Verified, RatsError> {
         let e = report.evidence()?;
-        if e.tee != self.0 {
+        if e.tee != self.tee {
             return Err(RatsError::Malformed {
-                tee: self.0.name(),
+                tee: self.tee.name(),
                 reason: format!(
                     "a configfs-tsm report from {} ({} evidence)",
                     report.provider,
