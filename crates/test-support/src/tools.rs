@@ -394,11 +394,15 @@ impl Drop for Gpg {
 /// Whether a process with `home` as one of its arguments (a gpg-agent's `--homedir`)
 /// lives.
 fn agent_running(home: &str) -> bool {
-    fs::read_dir("/proc").into_iter().flatten().flatten().any(|e| {
-        fs::read(e.path().join("cmdline"))
-            .map(|c| String::from_utf8_lossy(&c).split('\0').any(|a| a == home))
-            .unwrap_or(false)
-    })
+    fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .any(|e| {
+            fs::read(e.path().join("cmdline"))
+                .map(|c| String::from_utf8_lossy(&c).split('\0').any(|a| a == home))
+                .unwrap_or(false)
+        })
 }
 
 /// `skopeo --insecure-policy <args>` with extra environment (e.g. `GNUPGHOME`).
