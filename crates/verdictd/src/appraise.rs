@@ -296,6 +296,28 @@ impl Appraiser {
         digest: &[u8],
         now: u64,
     ) -> Result<Value, KbsError> {
+        self.appraise_with(tee, attestation, Some(digest), now)
+    }
+
+    /// [`Appraiser::appraise`] without the session binding: the evidence's report data
+    /// is taken as it is (no nonce was issued for it). For `verdictd policy test` on
+    /// evidence recorded outside an exchange (a quote, a report); never for a session.
+    pub fn appraise_unbound(
+        &self,
+        tee: rats::Tee,
+        attestation: &Attestation,
+        now: u64,
+    ) -> Result<Value, KbsError> {
+        self.appraise_with(tee, attestation, None, now)
+    }
+
+    fn appraise_with(
+        &self,
+        tee: rats::Tee,
+        attestation: &Attestation,
+        digest: Option<&[u8]>,
+        now: u64,
+    ) -> Result<Value, KbsError> {
         let tee_name = tee_name(tee);
         let evidence = &attestation.tee_evidence.primary_evidence;
         let bad = |what: &str| KbsError::Attestation(format!("{tee_name} evidence: {what}"));
@@ -313,10 +335,12 @@ impl Appraiser {
             rats::Tee::Sample => {
                 // Trustee's sample verifier compares the decoded report_data with the
                 // digest exactly, without padding.
-                if b64_field("report_data")? != digest {
-                    return Err(KbsError::Attestation(
-                        "sample evidence refused: REPORT_DATA is different from that in Sample Quote (report data)".into(),
-                    ));
+                if let Some(digest) = digest {
+                    if b64_field("report_data")? != digest {
+                        return Err(KbsError::Attestation(
+                            "sample evidence refused: REPORT_DATA is different from that in Sample Quote (report data)".into(),
+                        ));
+                    }
                 }
                 serde_json::to_vec(evidence).map_err(|e| bad(&e.to_string()))?
             }
@@ -346,9 +370,10 @@ impl Appraiser {
             _ => b64_field("quote")?,
         };
         let input = rats::Input {
-            report_data: Some(
-                kbs_protocol::binding::report_data_64(digest).map_err(|e| bad(&e.to_string()))?,
-            ),
+            report_data: digest
+                .map(kbs_protocol::binding::report_data_64)
+                .transpose()
+                .map_err(|e| bad(&e.to_string()))?,
             collateral,
             now,
         };

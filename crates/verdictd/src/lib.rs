@@ -13,6 +13,7 @@ pub mod admin_api;
 pub mod appraise;
 pub mod claims;
 pub mod config;
+pub mod dry_run;
 pub mod ear_policy;
 mod error;
 pub mod initdata;

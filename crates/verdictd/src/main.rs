@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
-use clap::Parser;
+use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
 #[command(
@@ -13,6 +13,9 @@ use clap::Parser;
     about = "Release secrets to attested confidential workloads (Confidential Containers KBS protocol 0.4.0)"
 )]
 struct Cli {
+    /// Without a command: serve
+    #[command(subcommand)]
+    command: Option<Command>,
     /// Configuration file (TOML); without one, the defaults of `verdictd::Config`
     #[arg(long, short = 'c')]
     config: Option<PathBuf>,
@@ -27,6 +30,20 @@ struct Cli {
     log: daemon_log::LogArgs,
 }
 
+#[derive(Subcommand)]
+enum Command {
+    /// Policies, without a server
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+}
+
+#[derive(Subcommand)]
+enum PolicyCommand {
+    /// Dry run: appraise evidence and decide on a resource as a verdictd would, and say
+    /// why. Exit status 0 allowed, 3 denied, 1 error
+    Test(verdictd::dry_run::Args),
+}
+
 fn main() {
     cli_exit::init();
     if let Err(e) = run() {
@@ -36,6 +53,9 @@ fn main() {
 
 fn run() -> Result<()> {
     let cli = cli_exit::parse::<Cli>();
+    if let Some(Command::Policy(PolicyCommand::Test(args))) = &cli.command {
+        std::process::exit(verdictd::dry_run::run(args)?);
+    }
     // The pool's own warnings (a connection lost, not recycled) would repeat, per
     // connection, the outage verdictd logs once (see verdictd::pg).
     cli.log.init_quieting(&["deadpool"]);

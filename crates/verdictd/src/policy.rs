@@ -8,6 +8,9 @@ use serde_json::{json, Value};
 
 use crate::KbsError;
 
+mod explain;
+pub use explain::{Condition, Definition, Explanation};
+
 /// The policies verdictd ships, by name.
 pub const BUILTIN: [(&str, &str); 4] = [
     ("default", include_str!("../policies/default.rego")),
@@ -79,19 +82,31 @@ impl ResourcePolicy {
         query: &Value,
     ) -> Result<bool, KbsError> {
         // Engines are cheap to clone once compiled; each evaluation gets its own.
-        let mut engine = self.current.read().expect("policy lock").1.clone();
-        let engine_err = |e: anyhow::Error| KbsError::PolicyEngine(format!("resource policy: {e}"));
-        engine.set_input(regorus::Value::from_json_str(&claims.to_string()).map_err(engine_err)?);
-        let data = json!({"plugin": plugin, "resource-path": path, "query": query});
-        engine
-            .add_data(regorus::Value::from_json_str(&data.to_string()).map_err(engine_err)?)
-            .map_err(engine_err)?;
+        let engine = self.current.read().expect("policy lock").1.clone();
+        let mut engine = with_request(engine, claims, plugin, path, query)?;
         match engine.eval_rule("data.policy.allow".into()) {
             Ok(v) => Ok(v == regorus::Value::from(true)),
             // An undefined rule denies.
             Err(_) => Ok(false),
         }
     }
+}
+
+/// `engine` with the token's claims as `input` and the request as `data`.
+fn with_request(
+    mut engine: regorus::Engine,
+    claims: &Value,
+    plugin: &str,
+    path: &[&str],
+    query: &Value,
+) -> Result<regorus::Engine, KbsError> {
+    let engine_err = |e: anyhow::Error| KbsError::PolicyEngine(format!("resource policy: {e}"));
+    engine.set_input(regorus::Value::from_json_str(&claims.to_string()).map_err(engine_err)?);
+    let data = json!({"plugin": plugin, "resource-path": path, "query": query});
+    engine
+        .add_data(regorus::Value::from_json_str(&data.to_string()).map_err(engine_err)?)
+        .map_err(engine_err)?;
+    Ok(engine)
 }
 
 /// A URL query (`a=1&b=x%20y`) as Trustee's actix `Query<HashMap<String, String>>`

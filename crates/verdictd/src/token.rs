@@ -18,6 +18,22 @@ pub const ISSUER: &str = "verdictd";
 pub const TEE_PUBKEY_POINTER: &str =
     "/submods/cpu0/ear.veraison.annotated-evidence/runtime_data_claims/tee-pubkey";
 
+/// The claims of the EAR issued at `iat` (Unix seconds) for `duration_secs` with one
+/// submodule (`cpu0`): what a token carries, and what a resource policy gets as `input`.
+pub fn ear_claims(cpu0: Value, iat: u64, duration_secs: u64) -> Value {
+    json!({
+        "eat_profile": EAT_PROFILE,
+        "iat": iat,
+        "exp": iat + duration_secs,
+        "iss": ISSUER,
+        "ear.verifier-id": {
+            "developer": "https://github.com/inclavare-containers",
+            "build": concat!("verdictd ", env!("CARGO_PKG_VERSION")),
+        },
+        "submods": { "cpu0": cpu0 },
+    })
+}
+
 pub struct TokenSigner {
     /// Tokens this process issued, by SHA-256, with their expiry: a token found here is
     /// ours byte for byte, so its signature need not be checked again on every resource
@@ -87,17 +103,7 @@ impl TokenSigner {
     /// Signs an EAR with one submodule (`cpu0`).
     pub fn issue(&self, cpu0: Value) -> Result<(String, Value), KbsError> {
         let now = unix_now();
-        let claims = json!({
-            "eat_profile": EAT_PROFILE,
-            "iat": now,
-            "exp": now + self.duration_secs,
-            "iss": ISSUER,
-            "ear.verifier-id": {
-                "developer": "https://github.com/inclavare-containers",
-                "build": concat!("verdictd ", env!("CARGO_PKG_VERSION")),
-            },
-            "submods": { "cpu0": cpu0 },
-        });
+        let claims = ear_claims(cpu0, now, self.duration_secs);
         let mut token = self.header_b64.clone();
         token.push('.');
         token.push_str(&b64url(&serde_json::to_vec(&claims).map_err(|e| {
