@@ -20,7 +20,8 @@
 //! enclave. Unlike Gramine's, `user_report_data` and `target_info` are not writable:
 //! wasmtime's WASI has no virtual files, so the files are real ones on the container's
 //! `/dev` (a tmpfs the guest never sees otherwise; `/dev` is not preopened), removed when
-//! the process ends.
+//! the process's store is dropped. A container user other than root gets none (the
+//! directory is made by that user, in a `/dev` only root may write).
 //!
 //! **Fresh evidence** (a nonce from a verifier): one host import shaped like WAMR's
 //! lib-rats call, in module `env`:
@@ -87,6 +88,9 @@ pub(crate) struct Files {
 
 impl Drop for Files {
     fn drop(&mut self) {
+        // Writable again first: removing entries of a 0500 directory needs
+        // CAP_DAC_OVERRIDE, which a container's root often lacks.
+        let _ = std::fs::set_permissions(&self.dir, std::fs::Permissions::from_mode(0o700));
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
@@ -186,7 +190,7 @@ pub(crate) fn add_to_linker(linker: &mut Linker<Host>) -> Result<(), Refusal> {
             "env",
             "librats_collect",
             |mut caller: Caller<'_, Host>, out: u32, buf: u32, len: u32| -> wasmtime::Result<i32> {
-                Ok(collect(&mut caller, out, buf, len).unwrap_or_else(|e| -(e as i32)))
+                Ok(collect(&mut caller, out, buf, len)?.unwrap_or_else(|e| -(e as i32)))
             },
         )
         .map_err(fail)?;
@@ -207,20 +211,33 @@ pub(crate) fn add_to_linker(linker: &mut Linker<Host>) -> Result<(), Refusal> {
     Ok(())
 }
 
-fn collect(caller: &mut Caller<'_, Host>, out: u32, buf: u32, len: u32) -> Result<i32, Errno> {
+/// The call's errno, or (outer error) what ended the guest meanwhile: a trap, an exit
+/// or a kill inside its `malloc` ends it as it would anywhere else.
+fn collect(
+    caller: &mut Caller<'_, Host>,
+    out: u32,
+    buf: u32,
+    len: u32,
+) -> wasmtime::Result<Result<i32, Errno>> {
     let Some(Extern::Memory(memory)) = caller.get_export("memory") else {
-        return Err(Errno::EFAULT);
+        return Ok(Err(Errno::EFAULT));
     };
     let user = {
         let data = memory.data(&*caller);
         let (start, end) = (buf as usize, buf as usize + len as usize);
-        data.get(start..end).ok_or(Errno::EFAULT)?.to_vec()
+        match data.get(start..end) {
+            Some(b) => b.to_vec(),
+            None => return Ok(Err(Errno::EFAULT)),
+        }
     };
     let module_sha256 = caller.data().module_sha256;
-    let report = crate::signed_report(nonce_report_data(&module_sha256, &user)).map_err(|e| {
-        crate::say(&format!("librats_collect: {e}"));
-        Errno::EAGAIN
-    })?;
+    let report = match crate::signed_report(nonce_report_data(&module_sha256, &user)) {
+        Ok(r) => r,
+        Err(e) => {
+            crate::say(&format!("librats_collect: {e}"));
+            return Ok(Err(Errno::EAGAIN));
+        }
+    };
     let json = serde_json::json!({
         "type": ATTESTATION_TYPE,
         "report_base64": base64::engine::general_purpose::STANDARD.encode(&report),
@@ -230,22 +247,24 @@ fn collect(caller: &mut Caller<'_, Host>, out: u32, buf: u32, len: u32) -> Resul
     let mut bytes = json.into_bytes();
     bytes.push(0);
     let malloc = match caller.get_export("malloc") {
-        Some(Extern::Func(f)) => f.typed::<u32, u32>(&*caller).map_err(|_| Errno::ENOSYS)?,
-        _ => return Err(Errno::ENOSYS),
+        Some(Extern::Func(f)) => match f.typed::<u32, u32>(&*caller) {
+            Ok(m) => m,
+            Err(_) => return Ok(Err(Errno::ENOSYS)),
+        },
+        _ => return Ok(Err(Errno::ENOSYS)),
     };
-    let at = malloc
-        .call(&mut *caller, bytes.len() as u32)
-        .map_err(|_| Errno::ENOMEM)?;
+    let at = malloc.call(&mut *caller, bytes.len() as u32)?;
     if at == 0 {
-        return Err(Errno::ENOMEM);
+        return Ok(Err(Errno::ENOMEM));
     }
-    memory
-        .write(&mut *caller, at as usize, &bytes)
-        .map_err(|_| Errno::EFAULT)?;
-    memory
-        .write(&mut *caller, out as usize, &at.to_le_bytes())
-        .map_err(|_| Errno::EFAULT)?;
-    Ok(0)
+    if memory.write(&mut *caller, at as usize, &bytes).is_err()
+        || memory
+            .write(&mut *caller, out as usize, &at.to_le_bytes())
+            .is_err()
+    {
+        return Ok(Err(Errno::EFAULT));
+    }
+    Ok(Ok(0))
 }
 
 #[cfg(test)]

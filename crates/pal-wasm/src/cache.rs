@@ -69,7 +69,15 @@ pub(crate) fn open(platform_dir: &Path) {
         .ok()
         // SAFETY: a fresh descriptor from open(2) that nothing else owns.
         .map(|fd| unsafe { OwnedFd::from_raw_fd(fd) })
+        .filter(trusted)
     });
+}
+
+/// Whether the cache directory is this user's alone (owner, and no write for group or
+/// others): compiled code from a directory another user can write to is never loaded.
+fn trusted(dir: &OwnedFd) -> bool {
+    nix::sys::stat::fstat(dir.as_raw_fd())
+        .is_ok_and(|st| st.st_uid == nix::unistd::geteuid().as_raw() && st.st_mode & 0o022 == 0)
 }
 
 /// A `Hasher` that feeds everything it is given into SHA-384.
@@ -161,7 +169,11 @@ fn remove(dir: &OwnedFd, name: &str) {
 /// entries or none.
 fn store(dir: &OwnedFd, name: &str, artifact: &[u8]) {
     prune(dir);
-    let tmp = format!(".{name}.{}", std::process::id());
+    // Not the pid: it is 1 in every container, and a temporary file a killed runelet
+    // left would block the entry for good (O_EXCL).
+    let mut nonce = [0u8; 8];
+    let _ = getrandom::getrandom(&mut nonce);
+    let tmp = format!(".{name}.{}", hex::encode(nonce));
     let Ok(fd) = openat(
         Some(dir.as_raw_fd()),
         tmp.as_str(),

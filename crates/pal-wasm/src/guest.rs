@@ -16,44 +16,70 @@ const NOT_PREOPENED: &[&str] = &["proc", "sys", "dev"];
 pub(crate) struct Host {
     pub(crate) wasi: WasiP1Ctx,
     pub(crate) shared: Arc<Shared>,
-    /// The largest a linear memory may grow, in bytes: the container's memory limit.
+    /// The most the guest's linear memories and tables may take together, in bytes:
+    /// the container's memory limit.
     pub(crate) memory_limit: Option<usize>,
+    /// What they take now (tables counted at [`TABLE_ELEMENT_BYTES`] an element).
+    pub(crate) memory_used: usize,
     /// SHA-256 of the module file (what `librats_collect` binds evidence to).
     pub(crate) module_sha256: [u8; 32],
     /// The process's `/dev/attestation` files, removed with the store.
     pub(crate) _attestation: Option<crate::attest::Files>,
 }
 
-impl wasmtime::ResourceLimiter for Host {
-    /// Growth past the container's memory limit traps (with the message the process's
-    /// stderr gets) instead of letting the guest reach the kernel's OOM killer, which
-    /// would end the whole runelet.
-    fn memory_growing(
-        &mut self,
-        _current: usize,
-        desired: usize,
-        _maximum: Option<usize>,
-    ) -> wasmtime::Result<bool> {
+/// What one table element takes in wasmtime (a pointer).
+pub(crate) const TABLE_ELEMENT_BYTES: usize = 8;
+
+impl Host {
+    /// Admits growth of one memory or table from `current` to `desired` bytes if every
+    /// memory and table of the guest still fits the limit; otherwise records why (the
+    /// message the process's stderr gets) and refuses.
+    fn grow(&mut self, what: &str, current: usize, desired: usize) -> wasmtime::Result<bool> {
+        let total = self
+            .memory_used
+            .saturating_sub(current)
+            .saturating_add(desired);
         match self.memory_limit {
-            Some(limit) if desired > limit => {
+            Some(limit) if total > limit => {
                 let msg = format!(
-                    "memory limit exceeded: wanted {desired} bytes, limit {limit} (the container's memory limit)"
+                    "memory limit exceeded: {what} wanted {desired} bytes, {total} in all, limit {limit} (the container's memory limit)"
                 );
                 let mut s = self.shared.state.lock().unwrap_or_else(|p| p.into_inner());
                 s.over_limit = Some(msg.clone());
                 Err(wasmtime::Error::msg(msg))
             }
-            _ => Ok(true),
+            _ => {
+                self.memory_used = total;
+                Ok(true)
+            }
         }
+    }
+}
+
+impl wasmtime::ResourceLimiter for Host {
+    /// Growth past the container's memory limit, counting every memory and table of the
+    /// guest together, traps (with the message the process's stderr gets) instead of
+    /// letting the guest reach the kernel's OOM killer, which would end the runelet.
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        self.grow("a memory", current, desired)
     }
 
     fn table_growing(
         &mut self,
-        _current: usize,
-        _desired: usize,
+        current: usize,
+        desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        Ok(true)
+        self.grow(
+            "a table",
+            current.saturating_mul(TABLE_ELEMENT_BYTES),
+            desired.saturating_mul(TABLE_ELEMENT_BYTES),
+        )
     }
 }
 
@@ -81,8 +107,9 @@ pub(crate) fn guest_env(env: &[String]) -> Vec<(String, String)> {
         .collect()
 }
 
-/// Preopens each top-level directory of the container's root (symlinks to directories
-/// included) at its own path, read-write (the kernel still enforces a read-only root
+/// Preopens each top-level directory of the container's root (a symlink to a directory
+/// included, unless it leads to what is never preopened: see [`safe_to_preopen`]) at its
+/// own path, read-write (the kernel still enforces a read-only root
 /// and mount flags), except [`NOT_PREOPENED`]. Returns their guest paths.
 pub(crate) fn preopen(wasi: &mut WasiCtxBuilder) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir("/")
@@ -91,7 +118,7 @@ pub(crate) fn preopen(wasi: &mut WasiCtxBuilder) -> Vec<String> {
         .flatten()
         .filter_map(|e| e.file_name().into_string().ok())
         .filter(|n| !NOT_PREOPENED.contains(&n.as_str()))
-        .filter(|n| std::fs::metadata(format!("/{n}")).is_ok_and(|m| m.is_dir()))
+        .filter(|n| safe_to_preopen(&format!("/{n}")))
         .collect();
     names.sort();
     names
@@ -99,6 +126,31 @@ pub(crate) fn preopen(wasi: &mut WasiCtxBuilder) -> Vec<String> {
         .map(|n| format!("/{n}"))
         .filter(|p| wasi.preopened_dir(p, p, FsPerms::ReadWrite).is_ok())
         .collect()
+}
+
+/// Whether `path` (a top-level entry of the container's root) may be preopened: a
+/// directory whose real path (symlinks followed, in the container's root: an image may
+/// hold `p -> /proc`) is not under [`NOT_PREOPENED`], and whose file system is not
+/// procfs or sysfs (a mount of either elsewhere): a preopened `/proc/self/mem` is a way
+/// out of the sandbox, and to the platform key in this process's memory.
+pub(crate) fn safe_to_preopen(path: &str) -> bool {
+    let Ok(real) = std::fs::canonicalize(path) else {
+        return false;
+    };
+    let top = real
+        .components()
+        .nth(1)
+        .and_then(|c| c.as_os_str().to_str())
+        .unwrap_or("");
+    if real.as_os_str() == "/" || NOT_PREOPENED.contains(&top) || !real.is_dir() {
+        return false;
+    }
+    // PROC_SUPER_MAGIC, SYSFS_MAGIC (linux/magic.h).
+    const NEVER: [i64; 2] = [0x9fa0, 0x6265_6572];
+    match nix::sys::statfs::statfs(&real) {
+        Ok(fs) => !NEVER.contains(&(fs.filesystem_type().0 as i64)),
+        Err(_) => false,
+    }
 }
 
 #[cfg(test)]

@@ -516,6 +516,7 @@ fn create(argv: Vec<String>, env: Vec<String>, stdio: [c_int; 3]) -> Result<i32,
             wasi: wasi.build_p1(),
             shared: shared.clone(),
             memory_limit: container_memory_limit(),
+            memory_used: 0,
             module_sha256,
             _attestation: attestation,
         },
@@ -637,9 +638,21 @@ fn run(p: Created) {
         stderr,
         name,
     } = p;
-    let result = pre.instantiate(&mut store).and_then(|instance| {
-        let start = instance.get_typed_func::<(), ()>(&mut store, "_start")?;
-        start.call(&mut store, ())
+    // A panic on this thread (a runtime thread that could not be made, under a small
+    // pids limit) must still report an exit, or pal_exec would wait for ever.
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        pre.instantiate(&mut store).and_then(|instance| {
+            let start = instance.get_typed_func::<(), ()>(&mut store, "_start")?;
+            start.call(&mut store, ())
+        })
+    }))
+    .unwrap_or_else(|panic| {
+        let why = panic
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| panic.downcast_ref::<&str>().copied())
+            .unwrap_or("a panic");
+        Err(wasmtime::Error::msg(format!("the runtime failed: {why}")))
     });
     let killed = shared.killed.load(Ordering::SeqCst);
     let over_limit = shared

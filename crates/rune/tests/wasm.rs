@@ -738,11 +738,36 @@ fn wasm_memory_over_the_containers_limit_traps() {
     assert_eq!(code, Some(134), "{stderr}");
     assert!(
         stderr.contains(&format!(
-            "liberpal-wasm: /app.wasm: memory limit exceeded: wanted {} bytes, limit {}",
+            "liberpal-wasm: /app.wasm: memory limit exceeded: a memory wanted {} bytes, {} in all, limit {}",
+            2049u64 << 16,
             2049u64 << 16,
             64u64 << 20
         )),
         "{stderr}"
     );
     assert_eq!(leftovers(rune.root.path(), &id), Vec::<String>::new());
+
+    // Memories and tables count together: 40 MiB of memory, then a table of 4 Mi
+    // elements (32 MiB in wasmtime, a pointer each) is past the 64 MiB.
+    let b = wasm_bundle(GROW_BOTH, &[], "debug");
+    let mut b = b;
+    b.spec["linux"]["resources"]["memory"] = serde_json::json!({ "limit": 64u64 << 20 });
+    b.save();
+    let id = unique_id("wasm-grow");
+    let (code, _, stderr) = run_bundle(&rune, &b, &id);
+    assert_eq!(code, Some(134), "{stderr}");
+    assert!(
+        stderr.contains("memory limit exceeded: a table wanted"),
+        "{stderr}"
+    );
+    assert_eq!(leftovers(rune.root.path(), &id), Vec::<String>::new());
 }
+
+/// Grows its memory to 40 MiB, then a table by 4 Mi elements; `unreachable` if either
+/// growth is refused without a trap.
+const GROW_BOTH: &str = r#"(module
+  (memory (export "memory") 1)
+  (table 1 funcref)
+  (func (export "_start")
+    (if (i32.eq (memory.grow (i32.const 639)) (i32.const -1)) (then unreachable))
+    (if (i32.eq (table.grow (ref.null func) (i32.const 4194304)) (i32.const -1)) (then unreachable))))"#;

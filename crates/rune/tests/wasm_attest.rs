@@ -1,4 +1,6 @@
-//! A wasm application's own attestation in `liberpal-wasm`: the read-only files in
+//! What a wasm application sees of its enclave in `liberpal-wasm`: its preopened
+//! directories (never the runtime's /proc, /sys or /dev, however the image or the
+//! config leads there), and its own attestation: the read-only files in
 //! `/dev/attestation` (its first preopen, descriptor 3) and the lib-rats import for
 //! evidence bound to a nonce. Expected values: the binding formulas of the reference
 //! design (WAMR lib-rats: `SHA-256(module hash ‖ user data)`; Enarx: the hash of the
@@ -281,5 +283,71 @@ fn wasm_app_gets_nonce_bound_evidence_through_librats_collect() {
     let id = unique_id("wasm-att-collect");
     let (code, _, stderr) = run_with_platform(&rune, &b, &platform, &id);
     assert_eq!(code, 38, "{stderr}");
+    assert_eq!(leftovers(rune.root.path(), &id), Vec::<String>::new());
+}
+
+/// Writes the name of every preopened directory (descriptors 3, 4, … until
+/// `fd_prestat_get` fails), one a line.
+const PREOPENS: &str = r#"(module
+  (import "wasi_snapshot_preview1" "fd_prestat_get" (func $pget (param i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "fd_prestat_dir_name" (func $pname (param i32 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "fd_write" (func $w (param i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (func (export "_start")
+    (local $fd i32) (local $len i32)
+    (local.set $fd (i32.const 3))
+    (block $done (loop $next
+      (br_if $done (call $pget (local.get $fd) (i32.const 0)))
+      (local.set $len (i32.load (i32.const 4)))
+      (drop (call $pname (local.get $fd) (i32.const 256) (local.get $len)))
+      (i32.store8 (i32.add (i32.const 256) (local.get $len)) (i32.const 10))
+      (i32.store (i32.const 16) (i32.const 256))
+      (i32.store (i32.const 20) (i32.add (local.get $len) (i32.const 1)))
+      (drop (call $w (i32.const 1) (i32.const 16) (i32.const 1) (i32.const 24)))
+      (local.set $fd (i32.add (local.get $fd) (i32.const 1)))
+      (br $next))))"#;
+
+/// An image's symlinks to /proc, /sys and /dev, and a sysfs mounted elsewhere by the
+/// config, are never preopened (a preopened `/proc/self/mem` would be a way out of the
+/// sandbox, and to the platform key in the runtime's memory); a symlink to an ordinary
+/// directory still is.
+#[test]
+fn wasm_never_gets_proc_sys_or_dev_through_links_or_mounts() {
+    let test = "wasm_never_gets_proc_sys_or_dev_through_links_or_mounts";
+    if !ready(test) {
+        return;
+    }
+    let rune = Rune::new();
+    let mut b = wasm_bundle(PREOPENS, &[], "debug");
+    let rootfs = b.path().join("rootfs");
+    for (link, target) in [
+        ("p", "/proc"),
+        ("s", "/sys/fs"),
+        ("d", "/dev"),
+        ("lnk", "/etc"),
+    ] {
+        std::os::unix::fs::symlink(target, rootfs.join(link)).unwrap();
+    }
+    // The host's sysfs bound elsewhere by the config: refused by its file system type.
+    b.spec["mounts"]
+        .as_array_mut()
+        .unwrap()
+        .push(serde_json::json!({
+            "destination": "/pp", "type": "bind", "source": "/sys", "options": ["rbind", "ro"]
+        }));
+    b.save();
+    let id = unique_id("wasm-preopens");
+    let (code, stdout, stderr) = run_bundle(&rune, &b, &id);
+    assert_eq!(code, Some(0), "{stderr}");
+    let seen: Vec<&str> = stdout.lines().collect();
+    for never in ["/p", "/s", "/d", "/pp", "/proc", "/sys", "/dev"] {
+        assert!(!seen.contains(&never), "{never} preopened: {seen:?}");
+    }
+    for expected in ["/dev/attestation", "/etc", "/lnk", "/bin"] {
+        assert!(
+            seen.contains(&expected),
+            "{expected} not preopened: {seen:?}"
+        );
+    }
     assert_eq!(leftovers(rune.root.path(), &id), Vec::<String>::new());
 }
