@@ -770,4 +770,4 @@ const GROW_BOTH: &str = r#"(module
   (table 1 funcref)
   (func (export "_start")
     (if (i32.eq (memory.grow (i32.const 639)) (i32.const -1)) (then unreachable))
-    (if (i32.eq (table.grow (ref.null func) (i32.const 4194304)) (i32.const -1)) (then unreachable))))"#;
+    (if (i32.eq (table.grow 0 (ref.null func) (i32.const 4194304)) (i32.const -1)) (then unreachable))))"#;

@@ -305,7 +305,7 @@ const PREOPENS: &str = r#"(module
       (i32.store (i32.const 20) (i32.add (local.get $len) (i32.const 1)))
       (drop (call $w (i32.const 1) (i32.const 16) (i32.const 1) (i32.const 24)))
       (local.set $fd (i32.add (local.get $fd) (i32.const 1)))
-      (br $next))))"#;
+      (br $next)))))"#;
 
 /// An image's symlinks to /proc, /sys and /dev, and a sysfs mounted elsewhere by the
 /// config, are never preopened (a preopened `/proc/self/mem` would be a way out of the
