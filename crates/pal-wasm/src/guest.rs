@@ -145,10 +145,9 @@ pub(crate) fn safe_to_preopen(path: &str) -> bool {
     if real.as_os_str() == "/" || NOT_PREOPENED.contains(&top) || !real.is_dir() {
         return false;
     }
-    // PROC_SUPER_MAGIC, SYSFS_MAGIC (linux/magic.h).
-    const NEVER: [i64; 2] = [0x9fa0, 0x6265_6572];
-    match nix::sys::statfs::statfs(&real) {
-        Ok(fs) => !NEVER.contains(&(fs.filesystem_type().0 as i64)),
+    use nix::sys::statfs::{statfs, PROC_SUPER_MAGIC, SYSFS_MAGIC};
+    match statfs(&real) {
+        Ok(fs) => ![PROC_SUPER_MAGIC, SYSFS_MAGIC].contains(&fs.filesystem_type()),
         Err(_) => false,
     }
 }
