@@ -84,27 +84,8 @@ CREATE TABLE verdictd_settings (
     dek   bytea
 );
 "#,
-    r#"
-CREATE TABLE verdictd_audit (
-    seq       bigint PRIMARY KEY,
-    time      text NOT NULL,
-    replica   text NOT NULL,
-    kind      text NOT NULL,
-    actor     text NOT NULL,
-    details   text NOT NULL,
-    prev_hash text NOT NULL,
-    hash      text NOT NULL
-);
-CREATE TABLE verdictd_audit_head (
-    one             boolean PRIMARY KEY DEFAULT true CHECK (one),
-    seq             bigint NOT NULL,
-    hash            text NOT NULL,
-    checkpoint_seq  bigint NOT NULL,
-    checkpoint_time bigint NOT NULL
-);
-INSERT INTO verdictd_audit_head VALUES
-    (true, 0, '0000000000000000000000000000000000000000000000000000000000000000', 0, 0);
-"#,
+    // The audit log (crate::audit::pg).
+    crate::audit::pg::MIGRATION,
 ];
 
 /// The versions of what this replica holds in memory (0: not loaded yet).

@@ -64,19 +64,20 @@ fn config_of(v: &Verdictd) -> PathBuf {
     v.dir.path().join("verdictd.toml")
 }
 
-/// `verify` passes, with this summary up to the checkpoint's time.
-fn assert_intact(config: &Path, entries: u64, checkpoint: u64) {
+/// `verify` passes, with `entries` entries and the last checkpoint at entry
+/// `checkpoint` signing entry `signed` (any, when `None`).
+fn assert_intact(config: &Path, entries: u64, checkpoint: u64, signed: Option<u64>) {
     let (code, out, err) = audit(config, &["verify"]);
     assert_eq!(code, 0, "{out}{err}");
-    let want =
-        format!("audit log intact: {entries} entries, last checkpoint at entry {checkpoint} (");
-    assert!(out.starts_with(&want), "{out}");
-    let after = entries - checkpoint;
-    let tail = format!(
-        "), {after} {} after it\n",
-        if after == 1 { "entry" } else { "entries" }
+    let head = format!("audit log intact: {entries} entries, signed up to entry ");
+    let tail = format!(" by the checkpoint at entry {checkpoint} (");
+    assert!(
+        out.starts_with(&head) && out.contains(&tail) && out.ends_with(")\n"),
+        "{out}"
     );
-    assert!(out.ends_with(&tail), "{out}");
+    if let Some(signed) = signed {
+        assert!(out.starts_with(&format!("{head}{signed}{tail}")), "{out}");
+    }
 }
 
 /// `verify` fails (exit 3) with exactly this one line.
@@ -104,7 +105,7 @@ fn openssl_public_key(key: &Path) -> [u8; 32] {
 fn check_by_spec(lines: &str, public: &[u8; 32]) -> Vec<Value> {
     let key = ed25519_dalek::VerifyingKey::from_bytes(public).unwrap();
     let mut prev = "0".repeat(64);
-    let mut out = Vec::new();
+    let mut out: Vec<Value> = Vec::new();
     for (i, line) in lines.lines().enumerate() {
         let e: Value = serde_json::from_str(line).unwrap();
         let keys: Vec<&String> = e.as_object().unwrap().keys().collect();
@@ -140,13 +141,16 @@ fn check_by_spec(lines: &str, public: &[u8; 32]) -> Vec<Value> {
         h.update(serde_json_canonicalizer::to_vec(&fields).unwrap());
         assert_eq!(e["hash"], json!(hex::encode(h.finalize())), "{line}");
         if e["kind"] == "checkpoint" {
+            // It signs an earlier entry (the one before it, unless another replica's
+            // entry came between), by its seq and hash.
             let d = &e["details"];
-            assert_eq!(d["signed_seq"], json!(i), "{line}");
-            assert_eq!(d["signed_hash"], json!(prev), "{line}");
+            let signed = d["signed_seq"].as_u64().unwrap() as usize;
+            assert!((1..=i).contains(&signed), "{line}");
+            assert_eq!(d["signed_hash"], out[signed - 1]["hash"], "{line}");
             assert_eq!(d["public_key"], json!(STANDARD.encode(public)), "{line}");
             let mut message = b"verdictd-audit-checkpoint-v1\0".to_vec();
-            message.extend_from_slice(&(i as u64).to_be_bytes());
-            message.extend_from_slice(&hex::decode(&prev).unwrap());
+            message.extend_from_slice(&(signed as u64).to_be_bytes());
+            message.extend_from_slice(&hex::decode(d["signed_hash"].as_str().unwrap()).unwrap());
             let sig: [u8; 64] = STANDARD
                 .decode(d["signature"].as_str().unwrap())
                 .unwrap()
@@ -257,7 +261,7 @@ fn every_decision_is_chained_and_tampering_in_postgres_is_named() {
     assert_eq!(mode & 0o777, 0o600);
     let public = openssl_public_key(&key_file);
 
-    assert_intact(&config, 9, 8);
+    assert_intact(&config, 9, 8, Some(7));
     let (code, shown, err) = audit(&config, &["show"]);
     assert_eq!(code, 0, "{err}");
     let entries = check_by_spec(&shown, &public);
@@ -353,7 +357,7 @@ fn every_decision_is_chained_and_tampering_in_postgres_is_named() {
             "DELETE FROM verdictd_audit; INSERT INTO verdictd_audit SELECT * FROM saved",
         )
         .unwrap();
-        assert_intact(&config, 9, 8);
+        assert_intact(&config, 9, 8, Some(7));
     };
     let tampering = [
         (
@@ -415,7 +419,7 @@ fn every_decision_is_chained_and_tampering_in_postgres_is_named() {
     .unwrap();
     assert_broken(
         &config,
-        "entry 8 is a checkpoint that does not verify: it signs entry 7 with another hash than the log's entry 7: the entries before it were rewritten",
+        "entry 8 is a checkpoint that does not verify: it signs entry 7 with another hash than the log's: the entries up to it were rewritten",
     );
     pg.psql(
         "kbs",
@@ -457,7 +461,7 @@ fn every_decision_is_chained_and_tampering_in_postgres_is_named() {
         .unwrap();
     let (status, _) = get_raw(&v, None, Some(&token), "default/key/demo"); // 11, checkpoint 12
     assert_eq!(status, 200, "the resource was not deleted");
-    assert_intact(&config, 12, 12);
+    assert_intact(&config, 12, 12, Some(11));
 }
 
 /// Sets an allow-all resource policy, expecting `status`.
@@ -508,7 +512,7 @@ fn replicas_appending_concurrently_keep_one_chain() {
         }
     });
     // 120 appends, a checkpoint after every 3: 160 entries, the last a checkpoint.
-    assert_intact(&config_of(&a), 160, 160);
+    assert_intact(&config_of(&a), 160, 160, None);
     let (_, shown, _) = audit(&config_of(&b), &["show"]);
     let entries = check_by_spec(&shown, &openssl_public_key(&key_file));
     let replicas: std::collections::BTreeSet<&str> = entries
@@ -568,7 +572,7 @@ fn the_local_fs_log_is_a_file_whose_edits_are_named() {
     assert_eq!(entries.len(), 5);
     assert_eq!(entries[2]["details"]["verdict"], "released");
     assert_no_secret(&original, &secret);
-    assert_intact(&config, 5, 4);
+    assert_intact(&config, 5, 4, Some(3));
     let (code, shown, _) = audit(&config, &["show"]);
     assert_eq!((code, shown.as_str()), (0, original.as_str()));
 
@@ -612,12 +616,12 @@ fn the_local_fs_log_is_a_file_whose_edits_are_named() {
         "{err}"
     );
     std::fs::write(&log, &original).unwrap();
-    assert_intact(&config, 5, 4);
+    assert_intact(&config, 5, 4, Some(3));
 
     // Restarted, it continues the chain.
     let v = Verdictd::spawn_in(dir, &cfg);
     store(&v, "default/key/third", b"y"); // 6
-    assert_intact(&config, 6, 4);
+    assert_intact(&config, 6, 4, Some(3));
 
     // A closed stdout ends `show` quietly (SIGPIPE), as the other commands.
     let (reader, writer) = nix::unistd::pipe().unwrap();

@@ -3,8 +3,8 @@
 //! without a running server.
 //!
 //! - `verify [--public-key PEM]…`: replays the chain ([`super::verify`]); prints one
-//!   line, `audit log intact: N entries, last checkpoint at entry S (TIME), K entries
-//!   after it`, or returns the first broken entry (the caller prints it and exits 3).
+//!   line, `audit log intact: N entries, signed up to entry E by the checkpoint at
+//!   entry S (TIME)`, or returns the first broken entry (the caller prints it and exits 3).
 //!   Checkpoints must be signed by the `[audit] signing_key` (its public half; the file
 //!   is never created here) or one of the `--public-key` files.
 //! - `show [--since SEQ|RFC3339]`: the entries as JSON lines ([`super::Entry`]), all or

@@ -21,20 +21,27 @@
 //!
 //! **Canonical bytes** ([`canonical`]): the RFC 8785 (JCS) serialisation of the object
 //! `{"actor", "details", "kind", "replica", "seq", "time"}` (the entry without
-//! `prev_hash` and `hash`): keys sorted, no whitespace, integers as plain digits, strings
+//! `prev_hash` and `hash`): keys sorted, no whitespace, integers as plain digits (JCS
+//! numbers are IEEE 754 doubles: exact below 2^53, which `seq` never reaches), strings
 //! with JCS's minimal escapes, UTF-8. So the hash commits to every field, the `seq`
 //! included, and to the whole chain before it.
 //!
-//! **Checkpoints** ([`Kind::Checkpoint`]): after an entry, when `[audit]
-//! checkpoint_entries` entries were appended since the last checkpoint (so with N, a
-//! checkpoint is every (N+1)-th entry) or `checkpoint_secs` passed since it, verdictd
-//! appends a checkpoint whose details sign that entry: `{"signed_seq": n, "signed_hash":
-//! <hex>, "key_id": <hex>, "public_key": <base64 of the 32-byte Ed25519 key>,
-//! "signature": <base64 of 64 bytes>}`, an Ed25519 signature over
-//! [`checkpoint_message`]`(n, hash)` with the `[audit] signing_key`. Whoever can edit
-//! the store but lacks the key can recompute hashes, but not the signatures: a rewrite
-//! of the chain shows at the next checkpoint; an edit that leaves the hashes alone shows
-//! at the edited entry.
+//! The canonical bytes are built as `prefix ‖ seq ‖ suffix` ([`canonical_parts`]):
+//! `seq` is the only member a backend learns at append time (postgres computes the hash
+//! in the database, under its lock, from the two parts).
+//!
+//! **Checkpoints** ([`Kind::Checkpoint`]): when `[audit] checkpoint_entries` entries
+//! that are not checkpoints were appended since the last checkpoint, or `checkpoint_secs`
+//! passed since it and something is unsigned, verdictd appends a checkpoint whose details
+//! sign the newest entry: `{"signed_seq": n, "signed_hash": <hex>, "key_id": <hex>,
+//! "public_key": <base64 of the 32-byte Ed25519 key>, "signature": <base64 of 64
+//! bytes>}`, an Ed25519 signature over [`checkpoint_message`]`(n, hash)` with the
+//! `[audit] signing_key`. In memory and local-fs the checkpoint is the entry right after
+//! the one it signs (with N = 3: entries 1-3, checkpoint 4, 5-7, checkpoint 8); on
+//! postgres another replica's entry may come between. Whoever can edit the store but
+//! lacks the key can recompute hashes, but not the signatures: a rewrite of the chain
+//! shows at the next checkpoint; an edit that leaves the hashes alone shows at the
+//! edited entry.
 //!
 //! # What verification proves, and not
 //!
@@ -53,7 +60,7 @@
 
 pub mod cli;
 pub mod key;
-mod pg;
+pub(crate) mod pg;
 mod store;
 pub mod verify;
 
@@ -240,15 +247,35 @@ pub fn canonical(
     actor: &Value,
     details: &Value,
 ) -> Vec<u8> {
-    let object = json!({
+    let (mut bytes, suffix) = canonical_parts(time, replica, kind, actor, details);
+    bytes.extend_from_slice(seq.to_string().as_bytes());
+    bytes.extend_from_slice(&suffix);
+    bytes
+}
+
+/// The canonical bytes around `seq`: `{"actor":…,"details":…,"kind":…,"replica":…,"seq":`
+/// and `,"time":"…"}`. JCS sorts members by key, and `seq` (an integer, written as plain
+/// digits) sorts between `replica` and `time`.
+pub fn canonical_parts(
+    time: &str,
+    replica: &str,
+    kind: &str,
+    actor: &Value,
+    details: &Value,
+) -> (Vec<u8>, Vec<u8>) {
+    let jcs = |v: &Value| serde_json_canonicalizer::to_vec(v).expect("JSON values serialise");
+    let mut prefix = jcs(&json!({
         "actor": actor,
         "details": details,
         "kind": kind,
         "replica": replica,
-        "seq": seq,
-        "time": time,
-    });
-    serde_json_canonicalizer::to_vec(&object).expect("JSON values serialise")
+    }));
+    prefix.pop(); // its closing brace
+    prefix.extend_from_slice(b",\"seq\":");
+    let mut suffix = b",\"time\":".to_vec();
+    suffix.extend_from_slice(&jcs(&json!(time)));
+    suffix.push(b'}');
+    (prefix, suffix)
 }
 
 /// SHA-256(`prev` ‖ `canonical`).
@@ -337,8 +364,9 @@ pub fn rfc3339_ms(ms: u64) -> String {
 pub struct Head {
     pub seq: u64,
     pub hash: [u8; 32],
-    /// The last checkpoint's seq (0: none yet) and time (Unix ms).
-    pub checkpoint_seq: u64,
+    /// Entries (not checkpoints) appended since the last checkpoint was due.
+    pub pending: u64,
+    /// When the last checkpoint was due (Unix ms; 0: never).
     pub checkpoint_ms: u64,
 }
 
@@ -346,7 +374,7 @@ impl Head {
     pub const EMPTY: Head = Head {
         seq: 0,
         hash: GENESIS,
-        checkpoint_seq: 0,
+        pending: 0,
         checkpoint_ms: 0,
     };
 }
@@ -369,61 +397,69 @@ pub(crate) struct Chain {
 
 impl Chain {
     /// Appends `draft` (if any) to `head`, then a checkpoint if one is due; the new
-    /// entries, in order, with `head` moved past them.
+    /// entries, in order, with `head` moved past them. (Memory and local-fs; postgres
+    /// keeps the head in the database, [`pg`].)
     pub fn extend(&self, head: &mut Head, draft: Option<&Draft>, now_ms: u64) -> Vec<Entry> {
         let time = rfc3339_ms(now_ms);
         let mut out = Vec::with_capacity(2);
         if let Some(d) = draft {
-            out.push(self.entry(head, &time, d.kind, &d.actor, &d.details));
+            out.push(self.entry(head, &time, d));
+            if d.kind != Kind::Checkpoint {
+                head.pending += 1;
+            }
         }
         if self.checkpoint_due(head, now_ms) {
-            let key = self.key.as_ref().expect("checked by checkpoint_due");
-            let signature = key.sign(&checkpoint_message(head.seq, &head.hash));
-            let details = json!({
-                "signed_seq": head.seq,
-                "signed_hash": hex::encode(head.hash),
-                "key_id": key.id(),
-                "public_key": key.public_base64(),
-                "signature": signature,
-            });
-            let actor = json!({});
-            out.push(self.entry(head, &time, Kind::Checkpoint, &actor, &details));
-            head.checkpoint_seq = head.seq;
+            let cp = self.checkpoint(head.seq, &head.hash);
+            head.pending = 0;
             head.checkpoint_ms = now_ms;
+            out.push(self.entry(head, &time, &cp));
         }
         out
     }
 
-    /// Whether the entries after the last checkpoint are to be signed now.
+    /// Whether the entries since the last checkpoint are to be signed now.
     pub fn checkpoint_due(&self, head: &Head, now_ms: u64) -> bool {
-        let unsigned = head.seq.saturating_sub(head.checkpoint_seq);
         self.key.is_some()
-            && unsigned > 0
-            && (unsigned >= self.every_entries
+            && head.pending > 0
+            && (head.pending >= self.every_entries
                 || (self.every_ms > 0
                     && now_ms.saturating_sub(head.checkpoint_ms) >= self.every_ms))
     }
 
-    fn entry(
-        &self,
-        head: &mut Head,
-        time: &str,
-        kind: Kind,
-        actor: &Value,
-        details: &Value,
-    ) -> Entry {
+    /// The checkpoint that signs entry `seq` with `hash` (there is a key: checked by
+    /// whoever found it due).
+    pub fn checkpoint(&self, seq: u64, hash: &[u8; 32]) -> Draft {
+        let key = self
+            .key
+            .as_ref()
+            .expect("a checkpoint is due only with a key");
+        Draft {
+            kind: Kind::Checkpoint,
+            actor: json!({}),
+            details: json!({
+                "signed_seq": seq,
+                "signed_hash": hex::encode(hash),
+                "key_id": key.id(),
+                "public_key": key.public_base64(),
+                "signature": key.sign(&checkpoint_message(seq, hash)),
+            }),
+        }
+    }
+
+    fn entry(&self, head: &mut Head, time: &str, d: &Draft) -> Entry {
         let seq = head.seq + 1;
+        let kind = d.kind.as_str();
         let hash = chain_hash(
             &head.hash,
-            &canonical(seq, time, &self.replica, kind.as_str(), actor, details),
+            &canonical(seq, time, &self.replica, kind, &d.actor, &d.details),
         );
         let entry = Entry {
             seq,
             time: time.to_string(),
             replica: self.replica.clone(),
-            kind: kind.as_str().to_string(),
-            actor: actor.clone(),
-            details: details.clone(),
+            kind: kind.to_string(),
+            actor: d.actor.clone(),
+            details: d.details.clone(),
             prev_hash: hex::encode(head.hash),
             hash: hex::encode(hash),
         };
@@ -541,6 +577,17 @@ mod tests {
             &actor,
             &details,
         );
+        // prefix ‖ seq ‖ suffix is the JCS of the whole object, for any seq.
+        for seq in [0u64, 7, 10, 1 << 40, 1 << 53] {
+            let time = "2026-01-02T03:04:05.006Z";
+            let whole = json!({"actor": actor, "details": details, "kind": "release",
+                               "replica": "r/1", "seq": seq, "time": time});
+            assert_eq!(
+                canonical(seq, time, "r/1", "release", &actor, &details),
+                serde_json_canonicalizer::to_vec(&whole).unwrap(),
+                "{seq}"
+            );
+        }
         let want = "{\"actor\":{\"addr\":\"127.0.0.1:1\",\"session\":\"s\"},\
                     \"details\":{\"n\":10,\"path\":\"a/b/c\",\"verdict\":\"released\",\"é\":\"\u{7f}\\n\"},\
                     \"kind\":\"release\",\"replica\":\"r/1\",\"seq\":7,\

@@ -1,53 +1,112 @@
 //! The audit log in PostgreSQL (migration 2 of [`crate::pg`]):
 //!
-//! | table | holds |
+//! | object | holds |
 //! |---|---|
 //! | `verdictd_audit` | one row per entry, `seq` the primary key; `actor` and `details` as JSON text, the hashes as hex |
-//! | `verdictd_audit_head` | one row: the last entry's `seq` and `hash`, the last checkpoint's `seq` and time (Unix ms) |
+//! | `verdictd_audit_head` | one row: the last entry's `seq` and `hash`, the entries appended since the last checkpoint was due (`pending`) and when that was (`checkpoint_time`, Unix ms) |
+//! | `verdictd_audit_append(…)` | the append: PL/pgSQL |
 //!
-//! **One chain, whatever the replicas**: an append is one transaction that locks the
-//! head row (`SELECT … FOR UPDATE`), inserts the entries after it and moves it; a
-//! concurrent append on another replica waits for the lock and then reads the moved
-//! head (READ COMMITTED re-reads a locked row once it is released). Two round trips:
-//! `BEGIN` with the locking `SELECT`, then the insert with `COMMIT`, pipelined. The
-//! head also lets `verify` see entries removed from the end of the log.
+//! **One chain, whatever the replicas**: an append is one call of
+//! `verdictd_audit_append`, in a transaction of its own: it locks the head row (`SELECT …
+//! FOR UPDATE`; a concurrent append waits, then reads the moved head), computes the
+//! entry's hash in the database, SHA-256(prev ‖ prefix ‖ seq ‖ suffix) from the two
+//! canonical parts verdictd sends ([`super::canonical_parts`]), inserts the row and moves
+//! the head. One round trip, and the lock is held for no network round trip. When a
+//! checkpoint is due the call says so and has claimed it (reset `pending`); verdictd
+//! then signs the entry it appended and appends the checkpoint the same way. A time-due
+//! checkpoint is claimed by an `UPDATE … RETURNING` of the head. The head also lets
+//! `verify` see entries removed from the end of the log.
 
 use std::sync::Arc;
 
 use deadpool_postgres::Object;
-use tokio_postgres::types::ToSql;
 
-use super::{Chain, Draft, Entry, Head};
+use super::{canonical_parts, parse_hash, rfc3339_ms, Chain, Draft, Entry, Head};
 use crate::pg::Pg;
 use crate::KbsError;
 
 const WHAT: &str = "appending to the audit log";
 
-const HEAD: &str = "SELECT seq, hash, checkpoint_seq, checkpoint_time FROM verdictd_audit_head";
-const LOCK_HEAD: &str =
-    "SELECT seq, hash, checkpoint_seq, checkpoint_time FROM verdictd_audit_head FOR UPDATE";
-const INSERT: &str = "WITH new AS (\
-     INSERT INTO verdictd_audit (seq, time, replica, kind, actor, details, prev_hash, hash) \
-     SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], \
-     $6::text[], $7::text[], $8::text[])) \
-     UPDATE verdictd_audit_head SET seq = $9, hash = $10, checkpoint_seq = $11, \
-     checkpoint_time = $12";
+const HEAD: &str = "SELECT seq, hash, pending, checkpoint_time FROM verdictd_audit_head";
+const APPEND: &str = "SELECT o_seq, o_prev, o_hash, o_due \
+     FROM verdictd_audit_append($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";
+const CLAIM: &str = "UPDATE verdictd_audit_head SET pending = 0, checkpoint_time = $1 \
+     WHERE pending > 0 AND $1 - checkpoint_time >= $2 RETURNING seq, hash";
+
+/// Migration 2: the tables and the append function.
+pub const MIGRATION: &str = r#"
+CREATE TABLE verdictd_audit (
+    seq       bigint PRIMARY KEY,
+    time      text NOT NULL,
+    replica   text NOT NULL,
+    kind      text NOT NULL,
+    actor     text NOT NULL,
+    details   text NOT NULL,
+    prev_hash text NOT NULL,
+    hash      text NOT NULL
+);
+CREATE TABLE verdictd_audit_head (
+    one             boolean PRIMARY KEY DEFAULT true CHECK (one),
+    seq             bigint NOT NULL,
+    hash            text NOT NULL,
+    pending         bigint NOT NULL,
+    checkpoint_time bigint NOT NULL
+);
+INSERT INTO verdictd_audit_head VALUES
+    (true, 0, '0000000000000000000000000000000000000000000000000000000000000000', 0, 0);
+CREATE FUNCTION verdictd_audit_append(
+    p_time text, p_replica text, p_kind text, p_actor text, p_details text,
+    p_prefix bytea, p_suffix bytea, p_every bigint, p_every_ms bigint, p_now bigint)
+RETURNS TABLE (o_seq bigint, o_prev text, o_hash text, o_due boolean)
+LANGUAGE plpgsql AS $$
+DECLARE
+    h verdictd_audit_head%ROWTYPE;
+BEGIN
+    SELECT * INTO STRICT h FROM verdictd_audit_head FOR UPDATE;
+    o_seq := h.seq + 1;
+    o_prev := h.hash;
+    o_hash := encode(sha256(decode(h.hash, 'hex') || p_prefix
+                            || convert_to(o_seq::text, 'UTF8') || p_suffix), 'hex');
+    INSERT INTO verdictd_audit (seq, time, replica, kind, actor, details, prev_hash, hash)
+    VALUES (o_seq, p_time, p_replica, p_kind, p_actor, p_details, o_prev, o_hash);
+    IF p_kind <> 'checkpoint' THEN
+        h.pending := h.pending + 1;
+    END IF;
+    o_due := p_every > 0 AND h.pending > 0 AND (h.pending >= p_every
+             OR (p_every_ms > 0 AND p_now - h.checkpoint_time >= p_every_ms));
+    IF o_due THEN
+        h.pending := 0;
+        h.checkpoint_time := p_now;
+    END IF;
+    UPDATE verdictd_audit_head SET seq = o_seq, hash = o_hash, pending = h.pending,
+        checkpoint_time = h.checkpoint_time;
+    RETURN NEXT;
+END
+$$;
+"#;
 
 fn head_of(row: &tokio_postgres::Row) -> Result<Head, KbsError> {
     let hash: String = row.get(1);
     Ok(Head {
         seq: row.get::<_, i64>(0) as u64,
-        hash: super::parse_hash(&hash).ok_or_else(|| {
-            KbsError::Unavailable(format!(
-                "audit log: verdictd_audit_head.hash is not 64 hex digits ({hash:?}): run `verdictd audit verify`"
-            ))
-        })?,
-        checkpoint_seq: row.get::<_, i64>(2) as u64,
+        hash: parse_hash(&hash).ok_or_else(|| corrupt_head(&hash))?,
+        pending: row.get::<_, i64>(2) as u64,
         checkpoint_ms: row.get::<_, i64>(3) as u64,
     })
 }
 
-/// Appends `draft` (if any) and a due checkpoint in one transaction.
+fn corrupt_head(hash: &str) -> KbsError {
+    KbsError::Unavailable(format!(
+        "audit log: its head's hash is not 64 hex digits ({hash:?}): run `verdictd audit verify`"
+    ))
+}
+
+/// A signed-to-be entry: its seq and hash.
+type Due = Option<(u64, [u8; 32])>;
+
+/// Appends `draft` (or, without one, a checkpoint if one is due by time), then the
+/// checkpoint its append claimed. A failed checkpoint leaves its entries to the next one
+/// (the failure is logged as the database's); it does not fail the entry's request.
 pub(super) async fn append(
     pg: Arc<Pg>,
     chain: Arc<Chain>,
@@ -55,90 +114,103 @@ pub(super) async fn append(
     now_ms: u64,
 ) -> Result<Vec<Entry>, KbsError> {
     let client = pg.client(WHAT).await?;
-    if draft.is_none() {
-        // A timer's call: look before taking the lock every replica's timer wants.
-        let row = client
-            .query_one(HEAD, &[])
-            .await
-            .map_err(|e| pg.fail(WHAT, e))?;
-        if !chain.checkpoint_due(&head_of(&row)?, now_ms) {
-            return Ok(Vec::new());
+    let mut out = Vec::new();
+    let mut due = match &draft {
+        Some(d) => {
+            let (e, due) = insert(&pg, &client, &chain, d, now_ms).await?;
+            out.push(e);
+            due
         }
-    }
-    match locked_append(&pg, &client, &chain, draft.as_ref(), now_ms).await {
-        Ok(entries) => Ok(pg.ok(entries)),
-        Err(e) => {
-            // Leave no transaction (nor its lock) on a pooled connection.
-            if client.batch_execute("ROLLBACK").await.is_err() {
-                drop(Object::take(client));
+        None => claim(&pg, &client, &chain, now_ms).await?,
+    };
+    // A checkpoint's own append claims again only if others appended enough meanwhile.
+    for _ in 0..2 {
+        let Some((seq, hash)) = due else { break };
+        match insert(&pg, &client, &chain, &chain.checkpoint(seq, &hash), now_ms).await {
+            Ok((e, next)) => {
+                out.push(e);
+                due = next;
             }
-            Err(e)
+            Err(_) => break,
         }
     }
+    Ok(out)
 }
 
-async fn locked_append(
+/// One call of `verdictd_audit_append`: the entry, and whether it claimed a checkpoint.
+async fn insert(
     pg: &Pg,
     client: &Object,
     chain: &Chain,
-    draft: Option<&Draft>,
+    d: &Draft,
     now_ms: u64,
-) -> Result<Vec<Entry>, KbsError> {
+) -> Result<(Entry, Due), KbsError> {
     let fail = |e| pg.fail(WHAT, e);
-    let (begin, lock, insert, commit) = tokio::join!(
-        client.prepare_cached("BEGIN"),
-        client.prepare_cached(LOCK_HEAD),
-        client.prepare_cached(INSERT),
-        client.prepare_cached("COMMIT"),
-    );
-    let (begin, lock, insert, commit) = (
-        begin.map_err(fail)?,
-        lock.map_err(fail)?,
-        insert.map_err(fail)?,
-        commit.map_err(fail)?,
-    );
-    // Pipelined: BEGIN and the locking read in one round trip.
-    let (began, row) = tokio::join!(client.execute(&begin, &[]), client.query_one(&lock, &[]));
-    began.map_err(fail)?;
-    let mut head = head_of(&row.map_err(fail)?)?;
-    let entries = chain.extend(&mut head, draft, now_ms);
-    if entries.is_empty() {
-        client.execute(&commit, &[]).await.map_err(fail)?;
-        return Ok(entries);
+    let time = rfc3339_ms(now_ms);
+    let kind = d.kind.as_str();
+    let (prefix, suffix) = canonical_parts(&time, &chain.replica, kind, &d.actor, &d.details);
+    let (actor, details) = (d.actor.to_string(), d.details.to_string());
+    let every = if chain.key.is_some() {
+        chain.every_entries as i64
+    } else {
+        0
+    };
+    let statement = client.prepare_cached(APPEND).await.map_err(fail)?;
+    let row = client
+        .query_one(
+            &statement,
+            &[
+                &time,
+                &chain.replica,
+                &kind,
+                &actor,
+                &details,
+                &prefix,
+                &suffix,
+                &every,
+                &(chain.every_ms as i64),
+                &(now_ms as i64),
+            ],
+        )
+        .await
+        .map_err(fail)?;
+    let seq = row.get::<_, i64>(0) as u64;
+    let hash: String = row.get(2);
+    let due = if row.get::<_, bool>(3) {
+        Some((seq, parse_hash(&hash).ok_or_else(|| corrupt_head(&hash))?))
+    } else {
+        None
+    };
+    let entry = Entry {
+        seq,
+        time,
+        replica: chain.replica.clone(),
+        kind: kind.to_string(),
+        actor: d.actor.clone(),
+        details: d.details.clone(),
+        prev_hash: row.get(1),
+        hash,
+    };
+    Ok((pg.ok(entry), due))
+}
+
+/// Claims a checkpoint due by time: the head it is to sign.
+async fn claim(pg: &Pg, client: &Object, chain: &Chain, now_ms: u64) -> Result<Due, KbsError> {
+    if chain.key.is_none() || chain.every_ms == 0 {
+        return Ok(None);
     }
-    let column = |f: fn(&Entry) -> String| entries.iter().map(f).collect::<Vec<String>>();
-    let seqs: Vec<i64> = entries.iter().map(|e| e.seq as i64).collect();
-    let times = column(|e| e.time.clone());
-    let replicas = column(|e| e.replica.clone());
-    let kinds = column(|e| e.kind.clone());
-    let actors = column(|e| e.actor.to_string());
-    let details = column(|e| e.details.to_string());
-    let prevs = column(|e| e.prev_hash.clone());
-    let hashes = column(|e| e.hash.clone());
-    let head_hash = hex::encode(head.hash);
-    let params: [&(dyn ToSql + Sync); 12] = [
-        &seqs,
-        &times,
-        &replicas,
-        &kinds,
-        &actors,
-        &details,
-        &prevs,
-        &hashes,
-        &(head.seq as i64),
-        &head_hash,
-        &(head.checkpoint_seq as i64),
-        &(head.checkpoint_ms as i64),
-    ];
-    // Pipelined: the insert and COMMIT in one round trip (a failed insert makes the
-    // COMMIT a rollback).
-    let (inserted, committed) = tokio::join!(
-        client.execute(&insert, &params),
-        client.execute(&commit, &[])
-    );
-    inserted.map_err(fail)?;
-    committed.map_err(fail)?;
-    Ok(entries)
+    let rows = client
+        .query(CLAIM, &[&(now_ms as i64), &(chain.every_ms as i64)])
+        .await
+        .map_err(|e| pg.fail(WHAT, e))?;
+    match rows.first() {
+        None => Ok(None),
+        Some(r) => {
+            let hash: String = r.get(1);
+            let bytes = parse_hash(&hash).ok_or_else(|| corrupt_head(&hash))?;
+            Ok(Some((r.get::<_, i64>(0) as u64, bytes)))
+        }
+    }
 }
 
 /// A row as read back: the entry, or (its seq and) why its JSON columns do not parse.

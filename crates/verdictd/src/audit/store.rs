@@ -153,12 +153,16 @@ impl FileLog {
         let mut last = None;
         for line in lines {
             last = Some(line);
+            // What is unsigned since the last checkpoint (all the tail, if it has none:
+            // then the next append signs it).
             if let Ok(e) = serde_json::from_slice::<Entry>(line) {
                 if e.kind == super::Kind::Checkpoint.as_str() {
-                    head.checkpoint_seq = e.seq;
+                    head.pending = 0;
                     head.checkpoint_ms = chrono::DateTime::parse_from_rfc3339(&e.time)
                         .map(|t| t.timestamp_millis() as u64)
                         .unwrap_or(0);
+                } else {
+                    head.pending += 1;
                 }
             }
         }
@@ -278,7 +282,7 @@ mod tests {
             .write_all(b"{\"seq\":5,\"ti")
             .unwrap();
         let mut log = FileLog::open(&path).unwrap();
-        assert_eq!((log.head.seq, log.head.checkpoint_seq), (4, 3));
+        assert_eq!((log.head.seq, log.head.pending), (4, 1));
         let more = log.append(&c, Some(&draft(9)), 1000).unwrap();
         assert_eq!(
             more.iter().map(|e| e.seq).collect::<Vec<_>>(),

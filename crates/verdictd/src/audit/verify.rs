@@ -52,28 +52,25 @@ impl Broken {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Summary {
     pub entries: u64,
-    /// The last checkpoint's seq and time.
-    pub last_checkpoint: Option<(u64, String)>,
+    /// The last checkpoint's seq, its time, and the entry it signs.
+    pub last_checkpoint: Option<(u64, String, u64)>,
     /// Whether checkpoint signatures were checked (a key was given).
     pub signatures_checked: bool,
 }
 
 impl std::fmt::Display for Summary {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let plural = |n: u64| if n == 1 { "entry" } else { "entries" };
-        write!(
-            f,
-            "audit log intact: {} {}",
-            self.entries,
-            plural(self.entries)
-        )?;
+        let plural = if self.entries == 1 {
+            "entry"
+        } else {
+            "entries"
+        };
+        write!(f, "audit log intact: {} {plural}", self.entries)?;
         match &self.last_checkpoint {
-            Some((seq, time)) => {
-                let after = self.entries - seq;
+            Some((seq, time, signed)) => {
                 write!(
                     f,
-                    ", last checkpoint at entry {seq} ({time}), {after} {} after it",
-                    plural(after)
+                    ", signed up to entry {signed} by the checkpoint at entry {seq} ({time})"
                 )?;
                 if !self.signatures_checked {
                     write!(f, "; signatures not checked (no key)")?;
@@ -274,13 +271,17 @@ impl Replay {
                 });
             }
             if let Some(cp) = &row.checkpoint {
-                if cp.signed_seq != seq - 1 || cp.signed_hash != Some(prev) {
+                // An earlier entry, checked already: its row is at index seq - 1.
+                let signed = (1..seq)
+                    .contains(&cp.signed_seq)
+                    .then(|| self.rows[cp.signed_seq as usize - 1].hash)
+                    .flatten();
+                if cp.signed_hash.is_none() || signed != cp.signed_hash {
                     return Err(Broken::Checkpoint {
                         seq,
                         why: format!(
-                            "it signs entry {} with another hash than the log's entry {}: the entries before it were rewritten",
-                            cp.signed_seq,
-                            seq - 1
+                            "it signs entry {} with another hash than the log's: the entries up to it were rewritten",
+                            cp.signed_seq
                         ),
                     });
                 }
@@ -290,7 +291,7 @@ impl Replay {
                         why: why.clone(),
                     });
                 }
-                last_checkpoint = Some((seq, cp.time.clone()));
+                last_checkpoint = Some((seq, cp.time.clone(), cp.signed_seq));
             }
             prev = row_hash;
             expected = seq + 1;
@@ -382,7 +383,7 @@ mod tests {
         assert_eq!(s.last_checkpoint.as_ref().map(|c| c.0), Some(8));
         assert_eq!(
             s.to_string(),
-            "audit log intact: 10 entries, last checkpoint at entry 8 (1970-01-01T00:00:00.005Z), 2 entries after it"
+            "audit log intact: 10 entries, signed up to entry 7 by the checkpoint at entry 8 (1970-01-01T00:00:00.005Z)"
         );
         assert_eq!(
             replay(Vec::new(), vec![], Some(Head::EMPTY))
