@@ -25,7 +25,7 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     let head = Head {
         seq: data.len() as u64,
         hash: [0; 32],
-        checkpoint_seq: 0,
+        pending: 0,
         checkpoint_ms: 0,
     };
     let _ = verify::replay(entries, vec![], Some(head));
