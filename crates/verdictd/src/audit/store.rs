@@ -21,7 +21,7 @@ use super::{Chain, Draft, Entry, Head};
 use crate::KbsError;
 
 /// Entries the memory backend keeps (the oldest are dropped beyond).
-pub const MEMORY_KEPT: usize = 10_000;
+pub const MEMORY_KEPT: usize = 1_000;
 
 /// The tail of the file read at start to find the head and the last checkpoint.
 const TAIL_BYTES: u64 = 1 << 20;
