@@ -15,9 +15,37 @@ pub enum AdminAuth {
     AllowAll,
     DenyAll,
     Jwt {
-        keys: Vec<(DecodingKey, Algorithm)>,
+        /// Each key, its algorithm and its [`key_id`].
+        keys: Vec<(DecodingKey, Algorithm, String)>,
         roles: Vec<String>,
     },
+}
+
+/// Who an allowed admin request came from, for the audit log.
+#[derive(Debug, Clone)]
+pub struct AdminIdentity {
+    /// The [`key_id`] of the public key that verified its token, or
+    /// `insecure_allow_all`.
+    pub key: String,
+    /// The token's role.
+    pub role: Option<String>,
+}
+
+impl AdminIdentity {
+    /// The audit log's actor: this identity from `addr`.
+    pub fn actor(&self, addr: Option<std::net::SocketAddr>) -> crate::audit::Actor {
+        crate::audit::Actor {
+            admin_key: Some(self.key.clone()),
+            role: self.role.clone(),
+            ..crate::audit::Actor::from_addr(addr)
+        }
+    }
+}
+
+/// An admin public key's id: the first 8 bytes of SHA-256 of its DER (the PEM's
+/// contents), hex: `openssl pkey -pubin -in KEY -outform DER | sha256sum | cut -c1-16`.
+pub fn key_id(der: &[u8]) -> String {
+    crate::audit::sha256_hex(der)[..16].to_string()
 }
 
 #[derive(Deserialize)]
@@ -36,33 +64,35 @@ fn contains(hay: &[u8], needle: &[u8]) -> bool {
     hay.windows(needle.len()).any(|w| w == needle)
 }
 
-/// Reads a PEM public key and the JWT algorithm it signs with.
-fn load_key(path: &Path) -> anyhow::Result<(DecodingKey, Algorithm)> {
+/// Reads a PEM public key, the JWT algorithm it signs with and its [`key_id`].
+fn load_key(path: &Path) -> anyhow::Result<(DecodingKey, Algorithm, String)> {
     let text = std::fs::read(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
     let bad = |e: &dyn std::fmt::Display| anyhow::anyhow!("{}: {e}", path.display());
     let block = pem::parse(&text).map_err(|e| bad(&e))?;
     let der = block.contents();
-    if block.tag() == "RSA PUBLIC KEY" || contains(der, OID_RSA) {
-        Ok((
+    let id = key_id(der);
+    let (key, alg) = if block.tag() == "RSA PUBLIC KEY" || contains(der, OID_RSA) {
+        (
             DecodingKey::from_rsa_pem(&text).map_err(|e| bad(&e))?,
             Algorithm::RS256,
-        ))
+        )
     } else if contains(der, OID_ED25519) {
-        Ok((
+        (
             DecodingKey::from_ed_pem(&text).map_err(|e| bad(&e))?,
             Algorithm::EdDSA,
-        ))
+        )
     } else if contains(der, OID_EC_PUBLIC_KEY) && contains(der, OID_P256) {
-        Ok((
+        (
             DecodingKey::from_ec_pem(&text).map_err(|e| bad(&e))?,
             Algorithm::ES256,
-        ))
+        )
     } else {
         anyhow::bail!(
             "{}: not an Ed25519, P-256 or RSA public key in PEM",
             path.display()
         )
-    }
+    };
+    Ok((key, alg, id))
 }
 
 impl AdminAuth {
@@ -81,10 +111,13 @@ impl AdminAuth {
         })
     }
 
-    /// Allows or refuses an admin request.
-    pub fn check(&self, headers: &HeaderMap) -> Result<(), KbsError> {
+    /// Allows an admin request (saying who made it) or refuses it.
+    pub fn check(&self, headers: &HeaderMap) -> Result<AdminIdentity, KbsError> {
         match self {
-            AdminAuth::AllowAll => Ok(()),
+            AdminAuth::AllowAll => Ok(AdminIdentity {
+                key: "insecure_allow_all".into(),
+                role: None,
+            }),
             AdminAuth::DenyAll => Err(KbsError::AdminAuth(
                 "the admin API is disabled ([admin] mode = \"deny_all\")".into(),
             )),
@@ -93,13 +126,16 @@ impl AdminAuth {
                     KbsError::AdminAuth("admin request without Authorization: Bearer".into())
                 })?;
                 let mut last = String::from("no key configured");
-                for (key, alg) in keys {
+                for (key, alg, id) in keys {
                     let mut v = Validation::new(*alg);
                     v.validate_aud = false;
                     match jsonwebtoken::decode::<AdminClaims>(token, key, &v) {
                         Ok(d) => {
                             return match d.claims.role {
-                                Some(r) if roles.contains(&r) => Ok(()),
+                                Some(r) if roles.contains(&r) => Ok(AdminIdentity {
+                                    key: id.clone(),
+                                    role: Some(r),
+                                }),
                                 Some(r) => Err(KbsError::AdminAuth(format!(
                                     "role {r:?} may not use the admin API"
                                 ))),

@@ -11,6 +11,9 @@
 //! | `POST /kbs/v0/reference-value` (verdictd only) | `{"version": "0.1.0", "type": "dsse", "payload": <base64 of a DSSE envelope>}` (`shelter rv bundle`'s `bundle-message.json`) → 200 | `AdminAuthAccess`, `RvpsError` |
 //! | `GET /kbs/v0/reference-value/<name>` | → the value, as registered | `AdminAuthAccess`, `RvpsError` |
 //! | `DELETE /kbs/v0/reference-value/<name>` | → 200 (verdictd only: Trustee replaces values by registering them again, and has no delete) | `AdminAuthAccess`, `RvpsError` |
+//!
+//! Every allowed call is appended to the audit log ([`crate::audit`]) once its request
+//! is checked and before it takes effect; a failed append fails the call (503).
 
 use std::collections::BTreeMap;
 
@@ -23,7 +26,9 @@ use base64::Engine;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::server::{json_response, Shared};
+use crate::admin::AdminIdentity;
+use crate::audit::{json_sha256, sha256_hex, Kind};
+use crate::server::{json_response, Peer, Shared};
 use crate::storage::resource_path;
 use crate::KbsError;
 
@@ -34,7 +39,7 @@ pub const RESOURCE_POLICY_ID: &str = "resource-policy";
 /// The reference-value message version Trustee's RVPS accepts (T:`rvps/src/lib.rs`).
 pub const RVPS_MESSAGE_VERSION: &str = "0.1.0";
 
-fn admin_for_resources(state: &Shared, headers: &HeaderMap) -> Result<(), KbsError> {
+fn admin_for_resources(state: &Shared, headers: &HeaderMap) -> Result<AdminIdentity, KbsError> {
     state.admin.check(headers).map_err(|e| match e {
         KbsError::AdminAuth(detail) => KbsError::AdminAuthResource(format!(
             "failed to initialize [admin] configuration: {detail}"
@@ -47,11 +52,20 @@ fn admin_for_resources(state: &Shared, headers: &HeaderMap) -> Result<(), KbsErr
 pub async fn set_resource(
     State(state): State<Shared>,
     Path(path): Path<String>,
+    Peer(addr): Peer,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, KbsError> {
-    admin_for_resources(&state, &headers)?;
+    let admin = admin_for_resources(&state, &headers)?;
     let key = resource_path(&path)?;
+    let mut details = json!({"path": path, "bytes": body.len()});
+    if let Some(hmac) = state.audit.value_hmac(&body) {
+        details["value_hmac"] = json!(hmac);
+    }
+    state
+        .audit
+        .append(Kind::ResourceSet, &admin.actor(addr), details)
+        .await?;
     state.storage.put(&key, &body).await?;
     tracing::info!(resource = %path, bytes = body.len(), "stored");
     Ok(StatusCode::OK.into_response())
@@ -61,10 +75,19 @@ pub async fn set_resource(
 pub async fn delete_resource(
     State(state): State<Shared>,
     Path(path): Path<String>,
+    Peer(addr): Peer,
     headers: HeaderMap,
 ) -> Result<Response, KbsError> {
-    admin_for_resources(&state, &headers)?;
+    let admin = admin_for_resources(&state, &headers)?;
     let key = resource_path(&path)?;
+    state
+        .audit
+        .append(
+            Kind::ResourceDelete,
+            &admin.actor(addr),
+            json!({"path": path}),
+        )
+        .await?;
     if !state.storage.delete(&key).await? {
         return Err(KbsError::PluginInternal(format!(
             "resource {path} not found"
@@ -84,19 +107,25 @@ fn decode_policy(p: &str, err: fn(String) -> KbsError) -> Result<String, KbsErro
 /// `GET /kbs/v0/resource-policy`: the policy ids, as Trustee lists them.
 pub async fn get_resource_policy(
     State(state): State<Shared>,
+    Peer(addr): Peer,
     headers: HeaderMap,
 ) -> Result<Response, KbsError> {
-    state.admin.check(&headers)?;
+    let admin = state.admin.check(&headers)?;
+    state
+        .audit
+        .append(Kind::ResourcePolicyRead, &admin.actor(addr), json!({}))
+        .await?;
     Ok(json_response(StatusCode::OK, &json!([RESOURCE_POLICY_ID])))
 }
 
 /// `POST /kbs/v0/resource-policy`: replaces the Rego resource policy.
 pub async fn set_resource_policy(
     State(state): State<Shared>,
+    Peer(addr): Peer,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, KbsError> {
-    state.admin.check(&headers)?;
+    let admin = state.admin.check(&headers)?;
     let request: Value = serde_json::from_slice(&body)
         .map_err(|_| KbsError::ParsePolicy("Illegal SetPolicy Request Json".into()))?;
     let policy = request
@@ -109,11 +138,20 @@ pub async fn set_resource_policy(
             KbsError::ParsePolicy("`policy` field is not a string in SetPolicy Request Json".into())
         })?;
     let rego = decode_policy(policy, KbsError::ParsePolicy)?;
+    // Checked to compile, audited, then stored.
+    crate::policy::ResourcePolicy::new(&rego)?;
+    state
+        .audit
+        .append(
+            Kind::ResourcePolicySet,
+            &admin.actor(addr),
+            json!({"sha256": sha256_hex(rego.as_bytes()), "bytes": rego.len()}),
+        )
+        .await?;
     match &state.pg {
-        // Checked to compile, then stored; every replica (this one too) takes it from
-        // the database on its next resource request.
+        // Every replica (this one too) takes it from the database on its next resource
+        // request.
         Some(pg) => {
-            crate::policy::ResourcePolicy::new(&rego)?;
             pg.put_policy(crate::pg::RESOURCE_POLICY, &rego).await?;
             state.sync_resource_policy().await?;
         }
@@ -133,21 +171,29 @@ struct AttestationPolicyUpload {
 /// `POST /kbs/v0/attestation-policy`: stores an attestation policy by id.
 pub async fn set_attestation_policy(
     State(state): State<Shared>,
+    Peer(addr): Peer,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, KbsError> {
-    state.admin.check(&headers)?;
+    let admin = state.admin.check(&headers)?;
     let upload: AttestationPolicyUpload = serde_json::from_slice(&body)
         .map_err(|e| KbsError::Attestation(format!("set policy: parse set policy request: {e}")))?;
     let id = upload
         .policy_id
         .unwrap_or_else(|| crate::appraise::ACTIVE_POLICY.into());
     let text = decode_policy(&upload.policy, KbsError::Attestation)?;
+    crate::ear_policy::AttestationPolicy::parse(&text)
+        .map_err(|e| KbsError::Attestation(format!("set attestation policy {id:?}: {e}")))?;
+    state
+        .audit
+        .append(
+            Kind::AttestationPolicySet,
+            &admin.actor(addr),
+            json!({"policy_id": id, "sha256": sha256_hex(text.as_bytes()), "bytes": text.len()}),
+        )
+        .await?;
     match &state.pg {
         Some(pg) => {
-            crate::ear_policy::AttestationPolicy::parse(&text).map_err(|e| {
-                KbsError::Attestation(format!("set attestation policy {id:?}: {e}"))
-            })?;
             let id = if id == "default" {
                 crate::appraise::ACTIVE_POLICY
             } else {
@@ -217,10 +263,18 @@ fn is_signed_bundle(body: &[u8]) -> bool {
 /// A refused bundle stores nothing.
 pub async fn set_reference_value(
     State(state): State<Shared>,
+    Peer(addr): Peer,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, KbsError> {
-    state.admin.check(&headers)?;
+    let admin = state.admin.check(&headers)?;
+    let digests = |values: &BTreeMap<String, Value>| -> Value {
+        values
+            .iter()
+            .map(|(name, value)| (name.clone(), json!(json_sha256(value))))
+            .collect::<serde_json::Map<_, _>>()
+            .into()
+    };
     if is_signed_bundle(&body) {
         let opened = reference_values::open(&body, &state.rv_keys, chrono::Utc::now())
             .map_err(|e| KbsError::Rvps(format!("Failed to register reference value: {e}")))?;
@@ -231,6 +285,16 @@ pub async fn set_reference_value(
             expires = %p.expires,
             "signed reference values registered"
         );
+        state
+            .audit
+            .append(
+                Kind::ReferenceValueSet,
+                &admin.actor(addr),
+                json!({"type": reference_values::MESSAGE_TYPE,
+                       "values": digests(&p.reference_values),
+                       "expires": opened.expires.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)}),
+            )
+            .await?;
         match &state.pg {
             Some(pg) => {
                 pg.put_reference_values(&p.reference_values, Some(opened.expires.timestamp()))
@@ -245,6 +309,14 @@ pub async fn set_reference_value(
     }
     let values = reference_values(&body)?;
     tracing::info!(names = ?values.keys().collect::<Vec<_>>(), "reference values registered");
+    state
+        .audit
+        .append(
+            Kind::ReferenceValueSet,
+            &admin.actor(addr),
+            json!({"type": "sample", "values": digests(&values)}),
+        )
+        .await?;
     match &state.pg {
         Some(pg) => {
             pg.put_reference_values(&values, None).await?;
@@ -265,9 +337,18 @@ fn no_such_value(id: &str) -> KbsError {
 pub async fn get_reference_value(
     State(state): State<Shared>,
     Path(id): Path<String>,
+    Peer(addr): Peer,
     headers: HeaderMap,
 ) -> Result<Response, KbsError> {
-    state.admin.check(&headers)?;
+    let admin = state.admin.check(&headers)?;
+    state
+        .audit
+        .append(
+            Kind::ReferenceValueRead,
+            &admin.actor(addr),
+            json!({"name": id}),
+        )
+        .await?;
     state.sync_appraiser().await?;
     let value = state
         .appraiser
@@ -280,9 +361,18 @@ pub async fn get_reference_value(
 pub async fn delete_reference_value(
     State(state): State<Shared>,
     Path(id): Path<String>,
+    Peer(addr): Peer,
     headers: HeaderMap,
 ) -> Result<Response, KbsError> {
-    state.admin.check(&headers)?;
+    let admin = state.admin.check(&headers)?;
+    state
+        .audit
+        .append(
+            Kind::ReferenceValueDelete,
+            &admin.actor(addr),
+            json!({"name": id}),
+        )
+        .await?;
     let existed = match &state.pg {
         Some(pg) => {
             let existed = pg.delete_reference_value(&id).await?;

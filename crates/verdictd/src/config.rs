@@ -55,6 +55,16 @@
 //!                                # accepted; none: signed bundles are refused
 //! require_reference_values = true  # a sim or SGX enclave is affirmed only when its
 //!                                # mr_enclave is a provisioned, unexpired reference value
+//!
+//! [audit]                        # the hash-chained audit log (crate::audit)
+//! signing_key = "audit-signing.key"  # Ed25519 PKCS#8 PEM, 0600, generated when absent;
+//!                                # the same file on every replica (default: localfs
+//!                                # <dir>.audit-key.pem; postgres: none, checkpoints
+//!                                # unsigned; memory: a key of this process)
+//! checkpoint_entries = 100       # a signed checkpoint after this many entries
+//! checkpoint_secs = 60           # … or this long after the last one (0: never)
+//! file = "audit.jsonl"           # localfs: the log (default <dir>.audit.jsonl)
+//! replica_id = "kbs-a"           # default <hostname>/<pid>
 //! ```
 //!
 //! The admin endpoints these keys open (resources, resource and attestation policies,
@@ -81,6 +91,7 @@ pub struct Config {
     pub storage: StorageConfig,
     pub admin: AdminConfig,
     pub rvps: RvpsConfig,
+    pub audit: crate::audit::AuditConfig,
 }
 
 impl Default for Config {
@@ -99,6 +110,7 @@ impl Default for Config {
             storage: StorageConfig::default(),
             admin: AdminConfig::default(),
             rvps: RvpsConfig::default(),
+            audit: crate::audit::AuditConfig::default(),
         }
     }
 }
@@ -295,6 +307,8 @@ impl Config {
             self.storage.password_file.as_mut(),
             self.storage.ca_file.as_mut(),
             self.storage.kek_file.as_mut(),
+            self.audit.signing_key.as_mut(),
+            self.audit.file.as_mut(),
         ]
         .into_iter()
         .flatten()

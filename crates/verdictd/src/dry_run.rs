@@ -45,7 +45,7 @@ use evidence::{dcap_collateral, load_evidence};
 pub const DENIED: i32 = 3;
 
 /// `verdictd policy test`'s options.
-#[derive(clap::Args, Debug)]
+#[derive(clap::Args, Debug, Clone)]
 pub struct Args {
     /// Attestation policy: `default` (the built-in default_cpu) or a file: Rego (as
     /// kbs-client's set-attestation-policy sends it), a rats policy (TOML or JSON), or
@@ -88,9 +88,10 @@ pub struct Args {
     /// /kbs/v0/reference-value (type sample). Repeatable
     #[arg(long)]
     pub reference_values: Vec<PathBuf>,
-    /// A verdictd config: its attestation_policy, resource_policy, dcap_collateral,
-    /// [rvps] require_reference_values and [token] duration_secs, unless given here
-    #[arg(long, short = 'c')]
+    /// A verdictd config (verdictd's global `--config`): its attestation_policy,
+    /// resource_policy, dcap_collateral, [rvps] require_reference_values and [token]
+    /// duration_secs, unless given here
+    #[arg(skip)]
     pub config: Option<PathBuf>,
     /// The resource: repo/type/tag (or kbs:///repo/type/tag), with an optional ?query
     #[arg(long)]

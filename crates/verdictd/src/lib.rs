@@ -11,6 +11,7 @@
 pub mod admin;
 pub mod admin_api;
 pub mod appraise;
+pub mod audit;
 pub mod claims;
 pub mod config;
 pub mod dry_run;
@@ -48,6 +49,9 @@ pub struct AppState {
     /// policies and reference values live there ([`pg`]), and the in-memory copies of
     /// the policies and reference values are checked against it on every use.
     pub pg: Option<Arc<pg::Pg>>,
+    /// The audit log ([`audit`]): in the database with postgres, a file beside the
+    /// resource directory with localfs, else memory.
+    pub audit: audit::Audit,
 }
 
 impl AppState {
@@ -137,6 +141,7 @@ impl AppState {
             )?,
             (None, _) => storage::Storage::memory(),
         };
+        let audit = audit::Audit::open(&config, shared.as_ref().map(|(pg, _)| pg.clone()))?;
         let rv_keys = config
             .rvps
             .trusted_keys
@@ -196,6 +201,7 @@ impl AppState {
             admin: admin::AdminAuth::new(&config.admin)?,
             metrics: metrics::Metrics::default(),
             pg,
+            audit,
             config,
         }))
     }

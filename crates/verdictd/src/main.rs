@@ -17,7 +17,7 @@ struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
     /// Configuration file (TOML); without one, the defaults of `verdictd::Config`
-    #[arg(long, short = 'c')]
+    #[arg(long, short = 'c', global = true)]
     config: Option<PathBuf>,
     /// Address to serve on, overriding the config (default 127.0.0.1:8080)
     #[arg(long)]
@@ -32,6 +32,9 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Check or print the audit log of the configured storage
+    #[command(subcommand)]
+    Audit(verdictd::audit::cli::AuditCommand),
     /// Policies, without a server
     #[command(subcommand)]
     Policy(PolicyCommand),
@@ -54,7 +57,21 @@ fn main() {
 fn run() -> Result<()> {
     let cli = cli_exit::parse::<Cli>();
     if let Some(Command::Policy(PolicyCommand::Test(args))) = &cli.command {
-        std::process::exit(verdictd::dry_run::run(args)?);
+        let mut args = args.clone();
+        args.config = cli.config.clone();
+        std::process::exit(verdictd::dry_run::run(&args)?);
+    }
+    if let Some(Command::Audit(command)) = &cli.command {
+        // One line on failure: the database's outage warning would repeat it.
+        cli.log.init_quieting(&["deadpool", "verdictd::pg"]);
+        let config = match &cli.config {
+            Some(p) => verdictd::Config::load(p)?,
+            None => verdictd::Config::default(),
+        };
+        if let Err(broken) = verdictd::audit::cli::run(command, &config)? {
+            cli_exit::exit_with_line(&format!("verdictd: audit log: {broken}"), 3);
+        }
+        return Ok(());
     }
     // The pool's own warnings (a connection lost, not recycled) would repeat, per
     // connection, the outage verdictd logs once (see verdictd::pg).

@@ -9,6 +9,7 @@
 //! | `verdictd_reference_values` | name → JSON text, expiry (Unix s) of signed ones | when `verdictd_versions.reference-values` moved |
 //! | `verdictd_versions` | `reference-values` → a counter bumped by every change | on every `/attest` and reference-value read |
 //! | `verdictd_settings` | the challenge MAC key and the token signing key (used without `[token] signer_key`), generated once by the first replica, sealed as resources are | at start |
+//! | `verdictd_audit`, `verdictd_audit_head` | the audit log ([`crate::audit`]: one chain for all replicas) | appended on every decision and admin call |
 //! | `verdictd_schema` | the migrations applied | at start |
 //!
 //! **No stale cache**: a replica keeps the compiled policies and the reference values in
@@ -46,7 +47,8 @@ const REFERENCE_VALUES: &str = "reference-values";
 
 /// Schema migrations, in order; the index + 1 is the version recorded. Never edit one
 /// that shipped: add another.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE verdictd_resources (
     path    text PRIMARY KEY,
     value   bytea NOT NULL,
@@ -81,7 +83,10 @@ CREATE TABLE verdictd_settings (
     value bytea NOT NULL,
     dek   bytea
 );
-"#];
+"#,
+    // The audit log (crate::audit::pg).
+    crate::audit::pg::MIGRATION,
+];
 
 /// The versions of what this replica holds in memory (0: not loaded yet).
 #[derive(Default)]
@@ -334,7 +339,7 @@ impl Pg {
     }
 
     /// Maps a database failure to 503, logging the outage once.
-    fn fail(&self, what: &str, e: impl std::error::Error) -> KbsError {
+    pub(crate) fn fail(&self, what: &str, e: impl std::error::Error) -> KbsError {
         let e = one_line(e);
         if !self.down.swap(true, Ordering::Relaxed) {
             tracing::warn!("database {} unavailable: {what}: {e}", self.target);
@@ -342,14 +347,15 @@ impl Pg {
         KbsError::Unavailable(format!("storage unavailable: {what}: {e}"))
     }
 
-    fn ok<T>(&self, v: T) -> T {
+    /// Passes `v` on, logging the end of an outage.
+    pub(crate) fn ok<T>(&self, v: T) -> T {
         if self.down.swap(false, Ordering::Relaxed) {
             tracing::info!("database {} reachable again", self.target);
         }
         v
     }
 
-    async fn client(&self, what: &str) -> Result<deadpool_postgres::Client, KbsError> {
+    pub(crate) async fn client(&self, what: &str) -> Result<deadpool_postgres::Client, KbsError> {
         self.pool.get().await.map_err(|e| self.fail(what, e))
     }
 

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Path, RawQuery, Request, State};
+use axum::extract::{DefaultBodyLimit, FromRequestParts, Path, RawQuery, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -14,19 +14,38 @@ use axum::Router;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::service::TowerToHyperService;
 use kbs_protocol::{Attestation, AuthRequest, Challenge, TeePubKey, TokenReply};
 use rand::RngCore;
-use serde_json::Value;
+use serde_json::{json, Value};
 use tokio::net::TcpListener;
 
 use crate::admin_api;
+use crate::audit::{Actor, Kind};
 use crate::sessions::State as Session;
 use crate::storage::resource_path;
 use crate::token::{unix_now, TEE_PUBKEY_POINTER};
 use crate::{AppState, KbsError};
 
 pub(crate) type Shared = Arc<AppState>;
+
+/// The peer of a connection, put into each of its requests by [`serve`].
+#[derive(Debug, Clone, Copy)]
+pub struct PeerAddr(pub std::net::SocketAddr);
+
+/// The peer's address as an extractor (`None` when the router runs without
+/// [`serve`]); for the audit log.
+pub struct Peer(pub Option<std::net::SocketAddr>);
+
+impl<S: Send + Sync> FromRequestParts<S> for Peer {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(Peer(parts.extensions.get::<PeerAddr>().map(|p| p.0)))
+    }
+}
 
 const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 const TLS_TIMEOUT: Duration = Duration::from_secs(10);
@@ -181,6 +200,7 @@ async fn auth(State(state): State<Shared>, body: Bytes) -> Result<Response, KbsE
 
 async fn attest(
     State(state): State<Shared>,
+    Peer(addr): Peer,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, KbsError> {
@@ -223,13 +243,33 @@ async fn attest(
     .map_err(|e| KbsError::Attestation(e.to_string()))?;
     synced?;
     let appraiser_state = state.clone();
-    let cpu0 = tokio::task::spawn_blocking(move || {
+    let appraised = tokio::task::spawn_blocking(move || {
         appraiser_state
             .appraiser
             .appraise(tee, &attestation, &digest, unix_now())
     })
     .await
-    .map_err(|e| KbsError::Attestation(format!("verifier task: {e}")))??;
+    .map_err(|e| KbsError::Attestation(format!("verifier task: {e}")))?;
+    let actor = Actor {
+        session: Some(crate::audit::session_id(&id)),
+        ..Actor::from_addr(addr)
+    };
+    let tee_name = crate::appraise::tee_name(tee);
+    let cpu0 = match appraised {
+        Ok(cpu0) => cpu0,
+        Err(e) => {
+            let reason: String = e.to_string().chars().take(512).collect();
+            state
+                .audit
+                .append(
+                    Kind::Admission,
+                    &actor,
+                    json!({"tee": tee_name, "verdict": "refused", "reason": reason}),
+                )
+                .await?;
+            return Err(e);
+        }
+    };
     let reasons = reasons_of(&cpu0);
     tracing::info!(
         session = %&id[..id.len().min(8)],
@@ -237,7 +277,25 @@ async fn attest(
         reasons = %reasons.join("; "),
         "attested"
     );
-    let (token, _) = state.signer.issue(cpu0)?;
+    let (token, claims) = state.signer.issue(cpu0)?;
+    let verdict = claims
+        .pointer("/submods/cpu0/ear.status")
+        .and_then(Value::as_str)
+        .unwrap_or("none");
+    // Before the token can be used anywhere (the session is stored below).
+    state
+        .audit
+        .append(
+            Kind::Admission,
+            &actor,
+            json!({
+                "tee": tee_name,
+                "verdict": verdict,
+                "claims_sha256": crate::audit::json_sha256(&claims),
+                "token": crate::audit::token_id(&token),
+            }),
+        )
+        .await?;
     let expires = state.attested(&id, token.clone()).await?;
     let mut response = json_response(StatusCode::OK, &TokenReply { token });
     response
@@ -264,10 +322,17 @@ fn usable_key(key: &TeePubKey) -> Result<(), KbsError> {
     kbs_protocol::jwe::check_key(key).map_err(|e| KbsError::Attestation(format!("tee-pubkey: {e}")))
 }
 
-/// The verified claims of the caller: its Bearer token, or its attested session.
-async fn caller_claims(state: &AppState, headers: &HeaderMap) -> Result<Value, KbsError> {
+/// The verified claims of the caller, by its Bearer token or its attested session;
+/// and who it is for the audit log.
+async fn caller_claims(
+    state: &AppState,
+    headers: &HeaderMap,
+    addr: Option<std::net::SocketAddr>,
+) -> Result<(Value, Actor), KbsError> {
+    let mut actor = Actor::from_addr(addr);
     if let Some(token) = crate::admin::bearer(headers) {
-        return state.signer.verify(token);
+        actor.token = Some(crate::audit::token_id(token));
+        return Ok((state.signer.verify(token)?, actor));
     }
     let Some(id) = session_id(headers) else {
         return Err(KbsError::TokenNotFound(
@@ -275,8 +340,12 @@ async fn caller_claims(state: &AppState, headers: &HeaderMap) -> Result<Value, K
                 .into(),
         ));
     };
+    actor.session = Some(crate::audit::session_id(&id));
     match state.session(&id).await {
-        Ok(Session::Attested { token }) => state.signer.verify(&token),
+        Ok(Session::Attested { token }) => {
+            actor.token = Some(crate::audit::token_id(&token));
+            Ok((state.signer.verify(&token)?, actor))
+        }
         // As Trustee: no token to be found in this request.
         Ok(Session::Authed { .. }) => Err(KbsError::TokenNotFound(
             "Attestation Token not found: this session has not attested yet".into(),
@@ -294,15 +363,16 @@ async fn get_resource(
     State(state): State<Shared>,
     Path(path): Path<String>,
     RawQuery(query): RawQuery,
+    Peer(addr): Peer,
     headers: HeaderMap,
 ) -> Result<Response, KbsError> {
     // The caller's claims and (postgres) the database's resource policy as of now,
     // read concurrently; the claims' answer counts first.
     let (claims, synced) = tokio::join!(
-        caller_claims(&state, &headers),
+        caller_claims(&state, &headers, addr),
         state.sync_resource_policy()
     );
-    let claims = claims?;
+    let (claims, actor) = claims?;
     synced?;
     let segments: Vec<&str> = path.split('/').collect();
     let query = crate::policy::query_object(query.as_deref());
@@ -319,6 +389,14 @@ async fn get_resource(
             }
             _ => String::new(),
         };
+        state
+            .audit
+            .append(
+                Kind::Release,
+                &actor,
+                json!({"path": path, "verdict": "denied"}),
+            )
+            .await?;
         return Err(KbsError::PolicyDeny(format!(
             "Access denied by policy: the resource policy denies {path}{why}"
         )));
@@ -336,8 +414,24 @@ async fn get_resource(
         .ok_or_else(|| KbsError::TokenVerifier("the token carries no tee-pubkey".into()))?;
     let jwe = kbs_protocol::jwe::encrypt(&tee_pubkey, &secret)
         .map_err(|e| KbsError::Jwe(e.to_string()))?;
+    drop(secret);
+    let body = serde_json::to_vec(&jwe).map_err(|e| KbsError::Jwe(e.to_string()))?;
+    // Never sent without its entry: a failed append fails the request.
+    state
+        .audit
+        .append(
+            Kind::Release,
+            &actor,
+            json!({"path": path, "verdict": "released", "jwe_sha256": crate::audit::sha256_hex(&body)}),
+        )
+        .await?;
     tracing::info!(resource = %path, "released");
-    Ok(json_response(StatusCode::OK, &jwe))
+    Ok((
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/json")],
+        body,
+    )
+        .into_response())
 }
 
 async fn metrics(State(state): State<Shared>) -> Response {
@@ -381,6 +475,17 @@ pub async fn serve(
     tls: Option<tokio_rustls::TlsAcceptor>,
 ) -> std::io::Result<()> {
     let app = router(state.clone());
+    if let Some(every) = state.audit.checkpoint_interval() {
+        let auditor = state.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            loop {
+                tick.tick().await;
+                // A failure was logged where it happened; the next tick tries again.
+                let _ = auditor.audit.checkpoint_if_due().await;
+            }
+        });
+    }
     let sweeper = state.clone();
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(60));
@@ -393,7 +498,7 @@ pub async fn serve(
         }
     });
     loop {
-        let (stream, _peer) = match listener.accept().await {
+        let (stream, peer) = match listener.accept().await {
             Ok(c) => c,
             Err(e) => {
                 // Out of descriptors and the like: wait rather than spin or die.
@@ -403,7 +508,13 @@ pub async fn serve(
             }
         };
         let _ = stream.set_nodelay(true);
-        let service = TowerToHyperService::new(app.clone());
+        // Each request carries its peer's address (for the audit log).
+        let router = app.clone();
+        let service =
+            hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+                req.extensions_mut().insert(PeerAddr(peer));
+                tower_service::Service::call(&mut router.clone(), req)
+            });
         let tls = tls.clone();
         tokio::spawn(async move {
             let mut http = hyper::server::conn::http1::Builder::new();
