@@ -87,6 +87,37 @@ python3 scripts/bench.py "wasm enclave: WASI hello world and a ~0.9 MiB module, 
   "wasm 0.9 MiB, warm=$RUNE --root $WORK/rune run --bundle $WORK/wasm-big bw{i}" \
   "wasm 0.9 MiB, cold=rm -rf $WASM_CACHE && $COLD $RUNE --root $WORK/rune run --bundle $WORK/wasm-big bc{i}"
 
+# Throughput: 200 sequential `rune run`s of the warm WASI hello world and of plain echo
+# (runwasi's anchor, 330 tasks/s on its hardware, is for `ctr run` through its shim);
+# and the peak RSS of one run's processes (the runelet with wasmtime and the module).
+python3 - "$RUNE" "$WORK" <<'PY'
+import os, subprocess, sys, time
+rune, work = sys.argv[1], sys.argv[2]
+def burst(bundle, tag, n=200):
+    start = time.perf_counter()
+    for i in range(n):
+        subprocess.run([rune, "--root", f"{work}/rune", "run", "--bundle", f"{work}/{bundle}",
+                        f"{tag}-{os.getpid()}-{i}"], stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL, check=True)
+    return n / (time.perf_counter() - start)
+print("\n### sequential runs: tasks/s over 200 `rune run`s\n")
+print(f"load average {os.getloadavg()[0]:.2f}\n")
+print("| bundle | tasks/s |\n|---|---:|")
+plain = burst("echo", "tp")
+wasm = burst("wasm-hello", "tw")
+print(f"| plain echo | {plain:.1f} |\n| wasm hello (warm cache) | {wasm:.1f} ({wasm / plain:.2f}x plain) |")
+def peak(bundle, tag):
+    # GNU time's %M: the largest RSS among rune and the descendants it reaped (its
+    # runelet, with wasmtime and the module), in KiB.
+    r = subprocess.run(["/usr/bin/time", "-f", "%M", rune, "--root", f"{work}/rune", "run",
+                        "--bundle", f"{work}/{bundle}", tag],
+                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, check=True)
+    return r.stderr.strip().splitlines()[-1]
+print("\n| one run | peak RSS of its processes, KiB |\n|---|---:|")
+for bundle in ("echo", "wasm-hello", "wasm-big"):
+    print(f"| {bundle} | {peak(bundle, f'pk-{bundle}-{os.getpid()}')} |")
+PY
+
 # containerd: the rune shim (io.containerd.rune.v2, Rust, driving rune) against Debian's
 # Go runc shim (io.containerd.runc.v2, driving runc), whole `ctr run --rm` of /bin/true.
 start_containerd

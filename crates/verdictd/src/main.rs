@@ -30,6 +30,8 @@ struct Cli {
     log: daemon_log::LogArgs,
 }
 
+// Parsed once per run: the size of the larger variant does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Command {
     /// Check or print the audit log of the configured storage
