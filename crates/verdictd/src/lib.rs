@@ -17,6 +17,7 @@ pub mod config;
 pub mod dry_run;
 pub mod ear_policy;
 mod error;
+mod files;
 pub mod initdata;
 pub mod metrics;
 pub mod pg;

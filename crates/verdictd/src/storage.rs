@@ -86,20 +86,7 @@ impl Storage {
             }
             Storage::LocalFs(dir) => {
                 // Written aside and renamed, so a crash never leaves half a secret.
-                let target = Self::file(dir, key);
-                let tmp = dir.join(format!(".tmp-{}-{}", std::process::id(), key.join("\\x2F")));
-                let write = || -> std::io::Result<()> {
-                    let mut f = std::fs::OpenOptions::new()
-                        .write(true)
-                        .create_new(true)
-                        .mode(0o600)
-                        .open(&tmp)?;
-                    f.write_all(value)?;
-                    f.sync_all()?;
-                    std::fs::rename(&tmp, &target)
-                };
-                write().map_err(|e| {
-                    let _ = std::fs::remove_file(&tmp);
+                crate::files::replace_private(&Self::file(dir, key), value).map_err(|e| {
                     KbsError::PluginInternal(format!("storing {}: {e}", key.join("/")))
                 })
             }

@@ -201,32 +201,16 @@ pub fn unix_now() -> u64 {
 /// key another process wrote first (a second replica starting on the same volume) is
 /// read instead, so both sign with one key.
 fn generate_key_file(path: &Path) -> anyhow::Result<p256::SecretKey> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
     let secret = p256::SecretKey::random(&mut rand::rngs::OsRng);
     let pem = secret
         .to_pkcs8_pem(p256::pkcs8::LineEnding::LF)
         .map_err(|e| anyhow::anyhow!("token key: {e}"))?;
-    let tmp = path.with_extension(format!("new.{}", std::process::id()));
-    let written = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&tmp)
-        .and_then(|mut f| f.write_all(pem.as_bytes()).and_then(|()| f.sync_all()));
-    if let Err(e) = written {
-        let _ = std::fs::remove_file(&tmp);
-        anyhow::bail!("{}: {e}", path.display());
-    }
-    // link(2) fails if the name exists: the first writer wins, the others read its key.
-    let linked = std::fs::hard_link(&tmp, path);
-    let _ = std::fs::remove_file(&tmp);
-    match linked {
-        Ok(()) => {
+    match crate::files::create_private_once(path, pem.as_bytes()) {
+        Ok(true) => {
             tracing::info!(path = %path.display(), "generated the token signing key");
             Ok(secret)
         }
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+        Ok(false) => {
             let pem = std::fs::read_to_string(path)
                 .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
             p256::SecretKey::from_pkcs8_pem(&pem)

@@ -61,30 +61,13 @@ impl AuditKey {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let key = Self::generate();
                 let pem = key.to_pem();
-                let tmp = path.with_file_name(format!(
-                    ".{}.{}.tmp",
-                    path.file_name().unwrap_or_default().to_string_lossy(),
-                    std::process::id()
-                ));
-                let write = || -> std::io::Result<()> {
-                    let mut f = std::fs::OpenOptions::new()
-                        .write(true)
-                        .create_new(true)
-                        .mode(0o600)
-                        .open(&tmp)?;
-                    f.write_all(pem.as_bytes())?;
-                    f.sync_all()?;
-                    std::fs::hard_link(&tmp, path)
-                };
-                let written = write();
-                let _ = std::fs::remove_file(&tmp);
-                match written {
-                    Ok(()) => {
+                match crate::files::create_private_once(path, pem.as_bytes()) {
+                    Ok(true) => {
                         tracing::info!(key_id = %key.id(), file = %path.display(), "audit signing key generated");
                         Ok(key)
                     }
                     // Another replica made it first: use that one.
-                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Self::load(path),
+                    Ok(false) => Self::load(path),
                     Err(e) => Err(bad(path, format!("cannot create it: {e}"))),
                 }
             }
