@@ -3,8 +3,7 @@
 //! PostgreSQL ([`crate::pg`], table `verdictd_resources`, keyed `repo/type/tag`).
 
 use std::collections::HashMap;
-use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::DirBuilderExt;
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 

@@ -3,8 +3,7 @@
 //! `verdictd audit verify --public-key` are SPKI PEM `PUBLIC KEY` (`openssl pkey
 //! -pubout`).
 
-use std::io::Write;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use base64::engine::general_purpose::STANDARD;
