@@ -699,7 +699,6 @@ fn delete_reporting_hooks(
     }
 }
 
-/// True while `pid` exists and is not a zombie.
 /// Reaps what a failed create or exec leaves: libcontainer's intermediate process and
 /// the init (cloned with `CLONE_PARENT`, so also this process's child), which end on
 /// the failure. Unreaped they would pass to rune's caller as zombies (runc leaves
@@ -722,6 +721,7 @@ pub(crate) fn reap_failed_children() {
     }
 }
 
+/// True while `pid` exists and is not a zombie.
 fn process_alive(pid: Pid) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .ok()
