@@ -107,6 +107,24 @@ pub async fn prepare<W: Write>(
     progress: &mut Progress<W>,
 ) -> Result<(Launch, String), BootError> {
     let started = Instant::now();
+    // Everything here is the host's configuration: check what would put a secret or the
+    // plaintext where the host can read it, before any of either exists.
+    let source: ImageSource = opts.image.parse()?;
+    let ImageSource::Registry(reference) = &source else {
+        // A layout or archive would be a host path, and the signature policy would judge
+        // it as `docker.io/library/oci` (rune refuses it at create too).
+        return Err(BootError::Check(format!(
+            "image {}: only a registry reference is pulled inside an enclave (an OCI layout or archive is a host path)",
+            opts.image
+        )));
+    };
+    check_memory_backed(&opts.root)?;
+    if opts.registry_auth.is_some() && registry::is_insecure(&opts.insecure, reference) {
+        return Err(BootError::Check(format!(
+            "registry credentials are never sent over plain HTTP: {} is an insecure registry",
+            reference.registry()
+        )));
+    }
     let mut agent = match &opts.kbs {
         Some(url) => {
             let ca_pem = match &opts.kbs_ca {
@@ -116,7 +134,11 @@ pub async fn prepare<W: Write>(
                 })?),
                 None => None,
             };
-            let agent = attestation_agent::Agent::new(
+            // Which broker, before the first attestation: the URL and CA are the host's,
+            // and a broker of the host's could serve any policy under the tenant's names.
+            let event = attestation_agent::eventlog::Event::kbs(url, ca_pem.as_deref())
+                .map_err(|e| BootError::Check(format!("KBS {url}: {e}")))?;
+            let mut agent = attestation_agent::Agent::new(
                 url,
                 attestation_agent::Options {
                     ca_pem,
@@ -124,6 +146,7 @@ pub async fn prepare<W: Write>(
                 },
             )
             .map_err(|e| BootError::Kbs(e.to_string()))?;
+            record(&mut agent, &event, progress)?;
             Some(agent)
         }
         None => None,
@@ -132,7 +155,6 @@ pub async fn prepare<W: Write>(
     // The manifest first (it is not secret, and nothing of the image is used before the
     // checks below): its digest goes into the evidence as CoCo's `PullImage` event, so
     // the KBS's policy can release keys to an enclave pulling this image only.
-    let source: ImageSource = opts.image.parse()?;
     let (credentials, registry_ca) =
         registry_access(opts, &source, agent.as_mut(), progress).await?;
     let defaults = RegistryConfig::default();
@@ -173,21 +195,7 @@ pub async fn prepare<W: Write>(
         ];
         for event in events {
             let event = event.map_err(|e| BootError::Check(format!("image {name}: {e}")))?;
-            match agent.extend_runtime_measurement(&event) {
-                Ok(()) => progress.line(format_args!(
-                    "evidence records {} {} {}",
-                    event.domain, event.operation, event.content
-                )),
-                // As Confidential Containers' data hub: a TEE that cannot carry the event
-                // is only reported.
-                Err(e @ attestation_agent::AgentError::MeasurementNotSupported(_)) => {
-                    progress.line(format_args!(
-                        "{e}: {} is not in the evidence",
-                        event.operation
-                    ));
-                }
-                Err(e) => return Err(BootError::Kbs(e.to_string())),
-            }
+            record(agent, &event, progress)?;
         }
         progress.line(format_args!(
             "attesting to {url} ({} evidence)",
@@ -206,7 +214,8 @@ pub async fn prepare<W: Write>(
             let policy = Policy::from_bytes(&fetch(agent, "signature policy", uri).await?)
                 .map_err(|e| BootError::Check(format!("signature policy {uri}: {e}")))?;
             let mut keys = PolicyKeys::fetched_only();
-            for id in policy.key_paths() {
+            // The keys of the scope that applies only: other scopes' are not needed.
+            for id in policy.key_paths_for(&name)? {
                 keys.insert(&id, fetch(agent, "signature key", &id).await?.to_vec());
             }
             Some((policy, keys))
@@ -408,6 +417,51 @@ pub async fn prepare<W: Write>(
         launch.argv
     ));
     Ok((launch, image.manifest_digest.clone()))
+}
+
+/// Extends the evidence with `event` and says so. As Confidential Containers' data hub,
+/// a TEE that cannot carry events only reports it.
+fn record<W: Write>(
+    agent: &mut attestation_agent::Agent,
+    event: &attestation_agent::eventlog::Event,
+    progress: &mut Progress<W>,
+) -> Result<(), BootError> {
+    match agent.extend_runtime_measurement(event) {
+        Ok(()) => progress.line(format_args!(
+            "evidence records {} {} {}",
+            event.domain, event.operation, event.content
+        )),
+        Err(e @ attestation_agent::AgentError::MeasurementNotSupported(_)) => {
+            progress.line(format_args!(
+                "{e}: {} is not in the evidence",
+                event.operation
+            ));
+        }
+        Err(e) => return Err(BootError::Kbs(e.to_string())),
+    }
+    Ok(())
+}
+
+/// The image's plaintext goes into `root` only when it is memory-backed (tmpfs or ramfs,
+/// as rune mounts it): another runtime, or a changed command line, would have it written
+/// to the host's disk.
+fn check_memory_backed(root: &std::path::Path) -> Result<(), BootError> {
+    use nix::sys::statfs::{statfs, FsType, TMPFS_MAGIC};
+    // linux/magic.h; nix names tmpfs's only.
+    const RAMFS_MAGIC: FsType = FsType(0x8584_58f6);
+    let fs = statfs(root).map_err(|e| BootError::Io {
+        what: format!("root {}", root.display()),
+        source: e.into(),
+    })?;
+    let kind = fs.filesystem_type();
+    if kind != TMPFS_MAGIC && kind != RAMFS_MAGIC {
+        return Err(BootError::Check(format!(
+            "root {}: not a memory-backed file system (magic {:#x}): the image's plaintext is only unpacked into tmpfs or ramfs",
+            root.display(),
+            kind.0
+        )));
+    }
+    Ok(())
 }
 
 /// This process's peak resident set in KiB (`ru_maxrss` of getrusage(2), which needs no

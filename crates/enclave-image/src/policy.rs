@@ -209,29 +209,22 @@ impl Policy {
     /// Every `keyPath`/`keyPaths` entry of every requirement, deduplicated, so the caller
     /// can fetch the `kbs:///…` ones before [`Policy::evaluate`].
     pub fn key_paths(&self) -> Vec<String> {
-        let mut out: Vec<String> = Vec::new();
         let all = self
             .default
             .iter()
             .chain(self.transports.values().flat_map(|s| s.values().flatten()));
-        for r in all {
-            if let Requirement::SignedBy {
-                keys: KeySource::Paths(p),
-                ..
-            }
-            | Requirement::SigstoreSigned {
-                keys: KeySource::Paths(p),
-                ..
-            } = r
-            {
-                for p in p {
-                    if !out.contains(p) {
-                        out.push(p.clone());
-                    }
-                }
-            }
-        }
-        out
+        paths_of(all)
+    }
+
+    /// The `keyPath`/`keyPaths` entries of the scope that applies to `image` only (see
+    /// [`Policy::scope_for`]), deduplicated: what [`Policy::evaluate`] of `image` reads.
+    /// Other scopes' keys are not needed, and may be local files of another machine.
+    ///
+    /// # Errors
+    /// [`PolicyError::InvalidReference`].
+    pub fn key_paths_for(&self, image: &str) -> Result<Vec<String>, PolicyError> {
+        let r = parse_image(image)?;
+        Ok(paths_of(self.lookup(&r).1.iter()))
     }
 
     /// The scope that applies to a `docker` transport image: the most specific of the
@@ -452,6 +445,29 @@ fn check_claims(
     Ok(())
 }
 
+/// The deduplicated `keyPath`/`keyPaths` entries of `reqs`, in order.
+fn paths_of<'a>(reqs: impl Iterator<Item = &'a Requirement>) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for r in reqs {
+        if let Requirement::SignedBy {
+            keys: KeySource::Paths(p),
+            ..
+        }
+        | Requirement::SigstoreSigned {
+            keys: KeySource::Paths(p),
+            ..
+        } = r
+        {
+            for p in p {
+                if !out.contains(p) {
+                    out.push(p.clone());
+                }
+            }
+        }
+    }
+    out
+}
+
 /// containers/image:signature/policy_reference_match.go semantics.
 fn identity_accepts(identity: &IdentityMatch, image: &DockerRef, signed: &str) -> bool {
     let Ok(sig) = DockerRef::parse_normalized(signed) else {
@@ -461,7 +477,12 @@ fn identity_accepts(identity: &IdentityMatch, image: &DockerRef, signed: &str) -
         !a.is_name_only() && !b.is_name_only() && a.to_string() == b.to_string()
     };
     let repo_digest_or_exact = |img: &DockerRef| {
-        if img.digest.is_some() && img.tag.is_none() {
+        // A signature naming a repository alone matches no image under this rule
+        // (`prmMatchRepoDigestOrExact` refuses `IsNameOnly` first): only
+        // `matchRepository`/`exactRepository` accept it.
+        if sig.is_name_only() {
+            false
+        } else if img.digest.is_some() && img.tag.is_none() {
             sig.name() == img.name()
         } else {
             exact(img, &sig)

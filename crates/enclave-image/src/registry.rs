@@ -329,6 +329,15 @@ impl fmt::Display for ImageSource {
     }
 }
 
+/// Whether `insecure` (`insecure_http`'s `host[:port]` entries) has `r`'s registry, so
+/// that it would be reached over plain HTTP (Docker Hub under either of its names).
+pub fn is_insecure(insecure: &[String], r: &ImageRef) -> bool {
+    let registry = r.registry();
+    insecure
+        .iter()
+        .any(|h| h == registry || (registry == DOCKER_HUB && h == "index.docker.io"))
+}
+
 /// Opens image sources with one configuration; cheap to share.
 pub struct Puller {
     remote: remote::Remote,
@@ -501,8 +510,9 @@ impl Image {
 
     /// Cosign signatures of `digest` (normally `manifest_digest`, or `index_digest`):
     /// the manifest at tag `sha256-<hex>.sig` and each signature layer's payload
-    /// (digest-checked, at most 4 MiB each) with its annotations. An absent tag gives an
-    /// empty list; so does a layout source that has no such tag in its index.
+    /// (digest-checked, at most 4 MiB each, at most 64 of them) with its annotations. An
+    /// absent tag gives an empty list; so does a layout source that has no such tag in
+    /// its index. More than 64 layers is [`Error::Manifest`], before any is fetched.
     pub async fn cosign_signatures(&self, digest: &str) -> Result<Vec<CosignSignature>, Error> {
         let tag = signatures::cosign_tag(digest)?;
         let sig_image = match &self.backend {
@@ -522,8 +532,19 @@ impl Image {
                 Err(e) => return Err(e),
             },
         };
+        let layers = &sig_image.manifest.layers;
+        if layers.len() > signatures::MAX_COSIGN_SIGNATURES {
+            return Err(Error::Manifest {
+                what: tag,
+                reason: format!(
+                    "{} signature layers, more than the {} read",
+                    layers.len(),
+                    signatures::MAX_COSIGN_SIGNATURES
+                ),
+            });
+        }
         let mut out = Vec::new();
-        for layer in &sig_image.manifest.layers {
+        for layer in layers {
             let mut payload = Vec::new();
             self.fetch(layer, &mut payload, MAX_METADATA_SIZE).await?;
             out.push(CosignSignature {

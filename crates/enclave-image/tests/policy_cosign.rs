@@ -211,6 +211,28 @@ fn wrong_digest_and_identity_are_refused() {
         "{e}"
     );
 
+    // Nor for a digest pull: containers/image's prmMatchRepoDigestOrExact refuses a
+    // signature naming a repository alone (`reference.IsNameOnly`) before looking at
+    // the image (signature/policy_reference_match.go); matchRepository accepts it.
+    let by_digest = format!("{REPO}@{}", digest());
+    let s = sign(&payload(&digest(), REPO), "k.pem", "default-digest");
+    let e = eval(
+        &sigstore_policy(&f.pub_pem, None),
+        &by_digest,
+        std::slice::from_ref(&s),
+    )
+    .unwrap_err();
+    assert!(
+        e.starts_with(&format!("Signature for identity {REPO} is not accepted")),
+        "{e}"
+    );
+    eval(
+        &sigstore_policy(&f.pub_pem, Some(MATCH_REPO)),
+        &by_digest,
+        &[s],
+    )
+    .unwrap();
+
     // A simple-signing payload type is not a cosign payload.
     let wrong_type = String::from_utf8(payload(&digest(), REPO))
         .unwrap()

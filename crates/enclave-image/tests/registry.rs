@@ -745,6 +745,28 @@ async fn cosign_signature_manifest_is_fetched_with_payload_and_annotations() {
     // Another digest has no attachment: an empty list, not an error.
     let other = format!("sha256:{}", "0".repeat(64));
     assert!(image.cosign_signatures(&other).await.unwrap().is_empty());
+
+    // 65 signature layers (the registry stores them; the payload blob is the same one
+    // each time): refused before any is fetched, as lookaside signatures past 64 are.
+    let many = serde_json::json!({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": c, "size": 2},
+        "layers": vec![serde_json::json!({"mediaType": "application/vnd.dev.cosign.simplesigning.v1+json", "digest": p, "size": payload.len(),
+            "annotations": {"dev.cosignproject.cosign/signature": "MEUCIQ=="}}); 65]});
+    reg.put_manifest(
+        "test/app",
+        &tag,
+        "application/vnd.oci.image.manifest.v1+json",
+        &serde_json::to_vec(&many).unwrap(),
+    )
+    .unwrap();
+    let e = image
+        .cosign_signatures(&image.manifest_digest)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        format!("manifest {tag}: 65 signature layers, more than the 64 read")
+    );
 }
 
 #[tokio::test]

@@ -66,6 +66,11 @@ pub const RUNE_DOMAIN: &str = "github.com/inclavare-containers/rune";
 /// comes from the host, so a tenant's resource policy requires this event to be sure
 /// signatures are checked before releasing keys.
 pub const IMAGE_POLICY: &str = "ImagePolicy";
+/// rune's operation recording which KBS the boot program attests to, before it does:
+/// the URL and the SHA-256 of the CA certificates it trusts for it (both the host's
+/// configuration), so a tenant's policy can refuse an enclave the host pointed at
+/// another broker.
+pub const KBS: &str = "Kbs";
 /// rune's launch operation: what a program of the enclave is started with
 /// ([`Event::launch`]). The host chooses argv, environment (`LD_PRELOAD` too), working
 /// directory and user, so the enclave runtime records them before the program exists,
@@ -207,6 +212,19 @@ impl Event {
     /// boot program applies, or `none`.
     pub fn image_policy(policy: Option<&str>) -> Result<Event, EventLogError> {
         Event::new(RUNE_DOMAIN, IMAGE_POLICY, policy.unwrap_or("none"))
+    }
+
+    /// rune's `Kbs` event for the KBS at `url` reached with the CA certificates `ca_pem`
+    /// (the file's bytes; `None`: the built-in web roots only). The content is RFC 8785
+    /// JSON `{"ca_sha256":"<hex>"|null,"url":"…"}`.
+    pub fn kbs(url: &str, ca_pem: Option<&[u8]>) -> Result<Event, EventLogError> {
+        let ca = ca_pem.map(|pem| hex::encode(sha2::Sha256::digest(pem)));
+        let content = serde_json_canonicalizer::to_string(&json!({
+            "ca_sha256": ca,
+            "url": url,
+        }))
+        .map_err(|e| EventLogError::Event(e.to_string()))?;
+        Event::new(RUNE_DOMAIN, KBS, &content)
     }
 
     /// rune's `Launch` event (domain [`RUNE_DOMAIN`], operation [`LAUNCH`]) for a
@@ -699,6 +717,26 @@ mod tests {
         log.extend(&e).unwrap();
         let bytes = log.to_bytes();
         assert_eq!(bytes.len(), header().len() + 74 + e.text().len() + 8);
+    }
+
+    /// The KBS event's content by hand (RFC 8785: sorted keys, no spaces); the CA's
+    /// digest is FIPS 180-2's SHA-256 vector for "abc"; no CA is JSON null.
+    #[test]
+    fn kbs_event_names_the_url_and_the_cas_digest() {
+        let e = Event::kbs("https://kbs.example:8080", Some(b"abc")).unwrap();
+        assert_eq!(
+            (e.domain.as_str(), e.operation.as_str()),
+            (RUNE_DOMAIN, "Kbs")
+        );
+        assert_eq!(
+            e.content,
+            r#"{"ca_sha256":"ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad","url":"https://kbs.example:8080"}"#
+        );
+        let e = Event::kbs("http://127.0.0.1:1", None).unwrap();
+        assert_eq!(
+            e.content,
+            r#"{"ca_sha256":null,"url":"http://127.0.0.1:1"}"#
+        );
     }
 
     /// The launch event's text written out by hand from its documented form (RFC 8785:

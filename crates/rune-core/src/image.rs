@@ -229,6 +229,18 @@ pub fn config_from_spec(
             "insecure registry {h:?}: expected host[:port]"
         )));
     }
+    let registry = registry_of(&reference);
+    if let Some(auth) = &registry_auth {
+        // The credentials would go in clear text to whoever answers for that name.
+        if let Some(h) = insecure
+            .iter()
+            .find(|h| *h == registry || (registry == "docker.io" && *h == "index.docker.io"))
+        {
+            return Err(bad(format!(
+                "registry credentials {auth} are never sent over plain HTTP: remove {h} from ENCLAVE_IMAGE_INSECURE"
+            )));
+        }
+    }
     let root_size = get(ROOT_SIZE);
     if let Some(s) = &root_size {
         let digits = s.trim_end_matches(['k', 'K', 'm', 'M', 'g', 'G', '%']);
@@ -441,6 +453,18 @@ impl ImageConfig {
             enclave.args.push_str(BOOT_MANIFEST);
         }
         Ok(())
+    }
+}
+
+/// The registry (`host[:port]`) of a reference that passed [`check_reference`]: its
+/// first component when that is a domain (a `.` or `:`, or `localhost`), else Docker
+/// Hub's `docker.io` (distribution/reference `normalize.go` `splitDockerDomain`).
+fn registry_of(reference: &str) -> &str {
+    match reference.split_once('/') {
+        Some((first, _)) if first.contains('.') || first.contains(':') || first == "localhost" => {
+            first
+        }
+        _ => "docker.io",
     }
 }
 
@@ -734,10 +758,44 @@ mod tests {
                 vec!["ENCLAVE_IMAGE_REGISTRY_CA=kbs:///default/registry/ca"],
                 "enclave image: registry CA kbs:///default/registry/ca is a KBS resource, but no KBS is configured (set ENCLAVE_KBS_URL)",
             ),
+            // Credentials never go over plain HTTP (review16b F2).
+            (
+                vec![
+                    kbs,
+                    "ENCLAVE_IMAGE_REGISTRY_AUTH=kbs:///default/registry/auth",
+                    "ENCLAVE_IMAGE_INSECURE=127.0.0.1:5000",
+                ],
+                "enclave image: registry credentials kbs:///default/registry/auth are never sent over plain HTTP: remove 127.0.0.1:5000 from ENCLAVE_IMAGE_INSECURE",
+            ),
         ] {
             let err = checked(dir.path(), &env).unwrap_err();
             assert!(err.ends_with(want), "{env:?}: {err}");
         }
+        // Docker Hub under its other name; another registry over plain HTTP is no
+        // concern of the credentials (they go to the image's registry only).
+        let hub = checked(
+            dir.path(),
+            &[
+                kbs,
+                "ENCLAVE_IMAGE=busybox",
+                "ENCLAVE_IMAGE_REGISTRY_AUTH=kbs:///default/registry/auth",
+                "ENCLAVE_IMAGE_INSECURE=index.docker.io",
+            ],
+        )
+        .unwrap_err();
+        assert!(
+            hub.ends_with("remove index.docker.io from ENCLAVE_IMAGE_INSECURE"),
+            "{hub}"
+        );
+        checked(
+            dir.path(),
+            &[
+                kbs,
+                "ENCLAVE_IMAGE_REGISTRY_AUTH=kbs:///default/registry/auth",
+                "ENCLAVE_IMAGE_INSECURE=127.0.0.1:5001",
+            ],
+        )
+        .unwrap();
         // A misspelling is refused, not ignored (the pull would go out anonymously).
         let err = checked(
             dir.path(),

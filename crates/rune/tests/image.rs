@@ -338,7 +338,7 @@ fn token_claims(token: &str) -> serde_json::Value {
 /// socket: `attestation-agent extend`, `event-log` and attestation work, and its
 /// evidence shows the handover. The log holds, in order: liberpal-sim's record of the
 /// boot program's launch (CC MR 1: the host's command after `--`), the boot program's
-/// `PullImage` and `ImagePolicy`, its record of the workload's launch (CC MR 4, argv,
+/// `Kbs`, `PullImage` and `ImagePolicy`, its record of the workload's launch (CC MR 4, argv,
 /// the image's `PATH` over the container's, `HOME` from the image's passwd, as docker
 /// does), then the workload's own event; verdictd replays it into the signed registers
 /// and affirms. A `rune exec`'d process is a launch too: the runtime records the boot
@@ -375,7 +375,7 @@ fn the_workload_attests_after_the_handover_with_its_launch_recorded() {
     assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}\n{}", v.log());
     assert!(leftovers(rune.root.path(), &id).is_empty());
     let lines: Vec<&str> = stdout.lines().collect();
-    assert_eq!(lines.len(), 6, "{stdout}");
+    assert_eq!(lines.len(), 7, "{stdout}");
     let boot = format!(
         r#"1 github.com/inclavare-containers/rune Launch {{"argv":["/.rune/enclave-boot","--image","{reference}","--kbs","{}","--insecure-registry","{}","--","/bin/sh","-c",{}],"cwd":"/","env":["#,
         v.url(),
@@ -383,20 +383,27 @@ fn the_workload_attests_after_the_handover_with_its_launch_recorded() {
         serde_json::Value::from(script.as_str())
     );
     assert!(lines[0].starts_with(&boot), "{}\n{boot}", lines[0]);
+    assert_eq!(
+        lines[1],
+        format!(
+            r#"4 github.com/inclavare-containers/rune Kbs {{"ca_sha256":null,"url":"{}"}}"#,
+            v.url()
+        )
+    );
     assert!(
-        lines[1]
+        lines[2]
             .starts_with("4 github.com/confidential-containers PullImage {\"digest\":\"sha256:"),
         "{stdout}"
     );
     assert_eq!(
-        lines[2],
+        lines[3],
         "4 github.com/inclavare-containers/rune ImagePolicy none"
     );
     let handover = format!(
         r#"4 github.com/inclavare-containers/rune Launch {{"argv":["/bin/sh","-c",{}],"cwd":"/","env":["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin","TERM=xterm","HOME=/root"],"gid":0,"groups":[],"uid":0}}"#,
         serde_json::Value::from(script.as_str())
     );
-    assert_eq!(lines[3], handover);
+    assert_eq!(lines[4], handover);
     // The boot program said so on its stderr, before the handover.
     assert!(
         stderr.contains(&format!(
@@ -405,16 +412,16 @@ fn the_workload_attests_after_the_handover_with_its_launch_recorded() {
         )),
         "{stderr}"
     );
-    assert_eq!(lines[4], "4 example.org Loaded model");
-    let claims = token_claims(lines[5]);
+    assert_eq!(lines[5], "4 example.org Loaded model");
+    let claims = token_claims(lines[6]);
     let cpu0 = &claims["submods"]["cpu0"];
     assert_eq!(cpu0["ear.status"], "affirming", "{cpu0}");
     let sim = &cpu0["ear.veraison.annotated-evidence"]["sim"];
     assert_eq!(sim["sim_mr_enclave"], boot_mr.as_str());
     let events = sim["uefi_event_logs"].as_array().unwrap();
-    assert_eq!(events.len(), 5, "{sim}");
+    assert_eq!(events.len(), 6, "{sim}");
     assert_eq!(
-        events[3]["details"]["data"]["content"]["argv"],
+        events[4]["details"]["data"]["content"]["argv"],
         serde_json::json!(args)
     );
     assert!(events.iter().all(|e| e["digest_matches_event"] == true));
@@ -423,7 +430,7 @@ fn the_workload_attests_after_the_handover_with_its_launch_recorded() {
             sim["sim_rtmr0_count"].clone(),
             sim["sim_rtmr3_count"].clone()
         ),
-        (1.into(), 4.into())
+        (1.into(), 5.into())
     );
 
     // `rune exec`: the runtime's record of the boot program it starts (CC MR 1), then

@@ -683,12 +683,19 @@ fn a_gpg_signed_image_runs_and_unsigned_or_forged_ones_are_refused() {
     let unsigned = bed.push("unsigned", &[], &[]);
 
     let scope = format!("{}/test/app", bed.registry.host());
+    // Another scope's key is a local file, as policies written for hosts have them: it
+    // does not apply to this image, so it is neither fetched nor an error (review16b F6).
     let policy = |key_path: &str| {
         serde_json::json!({
             "default": [{"type": "reject"}],
-            "transports": {"docker": {scope.clone(): [
-                {"type": "signedBy", "keyType": "GPGKeys", "keyPath": key_path}
-            ]}}
+            "transports": {"docker": {
+                scope.clone(): [
+                    {"type": "signedBy", "keyType": "GPGKeys", "keyPath": key_path}
+                ],
+                "other.example/app": [
+                    {"type": "signedBy", "keyType": "GPGKeys", "keyPath": "/etc/pki/other.gpg"}
+                ]
+            }}
         })
         .to_string()
     };
@@ -846,15 +853,7 @@ impl Kbs {
             ),
         )
         .unwrap();
-        let policy = if resource_policy.starts_with("package ") {
-            std::fs::write(dir.join("resource.rego"), resource_policy).unwrap();
-            "resource.rego"
-        } else {
-            resource_policy
-        };
-        let mut config = format!(
-            "listen = \"127.0.0.1:0\"\nresource_policy = \"{policy}\"\nattestation_policy = \"attestation.toml\"\n[storage]\ntype = \"localfs\"\ndir = \"resources\"\n"
-        );
+        let mut config = String::new();
         if https_admin {
             let openssl = |args: &[&str]| {
                 let out = Command::new("openssl")
@@ -906,6 +905,32 @@ impl Kbs {
         } else {
             config.insert_str(0, "insecure_http = true\n");
         }
+        // A Rego policy may pin the CA made above: `@CA_SHA256@` stands for its digest,
+        // as `openssl dgst -sha256` gives it.
+        let policy = if resource_policy.starts_with("package ") {
+            let mut rego = resource_policy.to_string();
+            if rego.contains("@CA_SHA256@") {
+                let out = Command::new("openssl")
+                    .args(["dgst", "-sha256", "-r", "ca.pem"])
+                    .current_dir(dir)
+                    .output()
+                    .unwrap();
+                assert!(out.status.success(), "{out:?}");
+                let text = String::from_utf8(out.stdout).unwrap();
+                rego = rego.replace("@CA_SHA256@", text.split(' ').next().unwrap());
+            }
+            std::fs::write(dir.join("resource.rego"), rego).unwrap();
+            "resource.rego"
+        } else {
+            resource_policy
+        };
+        config.insert_str(
+            0,
+            &format!(
+                "listen = \"127.0.0.1:0\"\nresource_policy = \"{policy}\"\nattestation_policy = \"attestation.toml\"\n"
+            ),
+        );
+        config.push_str("[storage]\ntype = \"localfs\"\ndir = \"resources\"\n");
         std::fs::write(dir.join("verdictd.toml"), config).unwrap();
         let (child, url) = start_announcing(
             Command::new(release_bin("verdictd", "verdictd"))
@@ -1024,7 +1049,9 @@ fn the_key_is_released_only_to_an_enclave_pulling_the_pinned_digest() {
     let recorded = out
         .stderr
         .lines()
-        .find(|l| l.starts_with("enclave-boot: evidence records "))
+        .find(|l| {
+            l.starts_with("enclave-boot: evidence records github.com/confidential-containers ")
+        })
         .unwrap_or_else(|| panic!("no event line: {}", out.stderr));
     assert!(
         recorded.starts_with(&format!(
@@ -1090,6 +1117,109 @@ fn the_key_is_released_only_to_an_enclave_pulling_the_pinned_digest() {
         "a layer or config was pulled"
     );
     assert!(!kbs.log().contains("released"), "{}", kbs.log());
+    drop(kbs);
+    bed.finish();
+}
+
+/// The KBS the boot program attests to is the host's configuration (URL and CA file),
+/// so it is recorded before the first attestation as rune's `Kbs` event; a tenant's
+/// policy pinning the CA's digest refuses an enclave given another CA file, even one
+/// that still verifies the tenant's broker (review16b F1: a host's own broker behind
+/// the tenant's name would be refused the same way).
+#[test]
+fn the_kbs_and_its_ca_are_in_the_evidence() {
+    if !needs("the_kbs_and_its_ca_are_in_the_evidence", &[]) {
+        return;
+    }
+    let bed = Bed::new();
+    let kek = random::<32>();
+    let (reference, _) = push_kek_image(&bed, &kek, "kbs");
+    let digest = skopeo_digest(&reference);
+    let pinned = pinning_policy(&digest);
+    let body = pinned.trim_end().trim_end_matches('}');
+    let policy = format!(
+        r#"{body}    some k in input.submods.cpu0["ear.veraison.annotated-evidence"].sim.uefi_event_logs
+    k.digest_matches_event
+    k.details.data.domain == "github.com/inclavare-containers/rune"
+    k.details.data.operation == "Kbs"
+    k.details.data.content.ca_sha256 == "@CA_SHA256@"
+}}
+"#
+    );
+    let kbs = Kbs::start(
+        &bed.host("kbs"),
+        &bed.mr,
+        &policy,
+        &[(KEK_RESOURCE, &kek)],
+        true,
+    );
+    let ca = kbs.dir.join("ca.pem");
+    let out = Command::new("openssl")
+        .args(["dgst", "-sha256", "-r"])
+        .arg(&ca)
+        .output()
+        .unwrap();
+    let ca_sha256 = String::from_utf8(out.stdout).unwrap()[..64].to_string();
+    let out = bed.run(&reference, &kbs.env());
+    bed.assert_ran(&out);
+    // Recorded first, before the image's events, in RFC 8785 form.
+    let first = out
+        .stderr
+        .lines()
+        .find(|l| l.starts_with("enclave-boot: evidence records "))
+        .unwrap_or_else(|| panic!("no event line: {}", out.stderr));
+    assert_eq!(
+        first,
+        format!(
+            r#"enclave-boot: evidence records github.com/inclavare-containers/rune Kbs {{"ca_sha256":"{ca_sha256}","url":"{}"}}"#,
+            kbs.url
+        )
+    );
+    assert!(kbs.log().contains("released"), "{}", kbs.log());
+
+    // The host's CA file with one more CA in it: TLS to the tenant's broker still
+    // verifies, but the evidence shows another file, and the key is not released.
+    let other = bed.host("other-ca");
+    std::fs::create_dir_all(&other).unwrap();
+    let made = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            "k.pem",
+            "-out",
+            "ca.pem",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=host CA",
+        ])
+        .current_dir(&other)
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "{made:?}");
+    let bundle = other.join("bundle.pem");
+    let mut pem = std::fs::read(&ca).unwrap();
+    pem.extend(std::fs::read(other.join("ca.pem")).unwrap());
+    std::fs::write(&bundle, pem).unwrap();
+    let before = blob_requests(&bed.registry);
+    let env = vec![
+        format!("ENCLAVE_KBS_URL={}", kbs.url),
+        format!("ENCLAVE_KBS_CA={}", bundle.display()),
+    ];
+    let out = bed.run(&reference, &env);
+    let line = refused(&out, &[KID, "denies"]);
+    assert!(
+        line.starts_with("enclave-boot: error: KBS: layer key "),
+        "{line}"
+    );
+    assert!(!out.stderr.contains(&ca_sha256), "{}", out.stderr);
+    assert_eq!(blob_requests(&bed.registry), before, "a layer was pulled");
     drop(kbs);
     bed.finish();
 }

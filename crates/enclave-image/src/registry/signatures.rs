@@ -17,6 +17,10 @@ pub const COSIGN_SIGNATURE_ANNOTATION: &str = "dev.cosignproject.cosign/signatur
 /// Lookaside signatures read at most (a store could otherwise list forever).
 const MAX_LOOKASIDE_SIGNATURES: usize = 64;
 
+/// At most this many layers of a cosign `.sig` manifest are read, as lookaside
+/// signatures: each may be 4 MiB, and the registry is whoever the host names.
+pub(crate) const MAX_COSIGN_SIGNATURES: usize = 64;
+
 /// One layer of a cosign signature manifest, its payload digest-checked (not verified:
 /// that is the policy module's job).
 #[derive(Clone, Debug, PartialEq, Eq)]
