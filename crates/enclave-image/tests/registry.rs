@@ -454,6 +454,7 @@ async fn server_errors_are_retried_a_bounded_number_of_times() {
                 path_contains: hex.clone(),
                 times,
                 status: 500,
+                location: None,
             },
         )
         .unwrap();
@@ -475,6 +476,106 @@ async fn server_errors_are_retried_a_bounded_number_of_times() {
             assert!(!dest.exists(), "partial file left");
         }
     }
+}
+
+/// One HTTP server on loopback that answers every request with `body` and keeps each
+/// request's head (request line and headers, lower-cased names).
+struct Recorder {
+    addr: std::net::SocketAddr,
+    heads: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl Recorder {
+    fn start(body: Vec<u8>) -> Recorder {
+        use std::io::{BufRead, Write};
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        let heads = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let h = heads.clone();
+        std::thread::spawn(move || {
+            for conn in l.incoming() {
+                let Ok(mut conn) = conn else { return };
+                let mut r = std::io::BufReader::new(conn.try_clone().unwrap());
+                let mut head = String::new();
+                loop {
+                    let mut line = String::new();
+                    if r.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                        break;
+                    }
+                    head.push_str(&line.to_ascii_lowercase());
+                }
+                h.lock().unwrap().push(head);
+                let _ = write!(
+                    conn,
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                    body.len()
+                );
+                let _ = conn.write_all(&body);
+            }
+        });
+        Recorder { addr, heads }
+    }
+
+    fn heads(&self) -> Vec<String> {
+        self.heads.lock().unwrap().clone()
+    }
+}
+
+/// A blob redirect to another host (a registry's S3-style storage) is followed without
+/// the registry's credentials, as Go's net/http (containers/image) drops `Authorization`
+/// across hosts (review16b F9). (Foreign `urls` cannot be tested against this registry:
+/// distribution refuses to store a manifest naming them; the client never reads them.)
+#[tokio::test]
+async fn credentials_do_not_follow_a_blob_redirect_to_another_host() {
+    let tmp = tempfile::tempdir().unwrap();
+    // A registry with credentials that redirects its blob to another host.
+    let reg = Registry::start(
+        &tmp.path().join("reg-auth"),
+        Auth::Basic {
+            user: "erin".into(),
+            pass: "s3cr3t-pw".into(),
+        },
+    )
+    .unwrap();
+    let r = push_busybox(&reg, "test/app:v1");
+    let digest = {
+        let m: serde_json::Value =
+            serde_json::from_slice(&raw_manifest_with_creds(&r, &reg.creds().unwrap())).unwrap();
+        m["layers"][0]["digest"].as_str().unwrap().to_string()
+    };
+    let store = Recorder::start(std::fs::read(reg.blob_path(&digest)).unwrap());
+    let proxy = FaultProxy::start(
+        reg.addr(),
+        Fault {
+            path_contains: format!("/blobs/{digest}"),
+            times: None,
+            status: 307,
+            location: Some(format!("http://{}/blob", store.addr)),
+        },
+    )
+    .unwrap();
+    let host = proxy.addr().to_string();
+    let mut cfg = config(std::slice::from_ref(&host));
+    cfg.credentials = Credentials::Basic {
+        user: "erin".into(),
+        password: "s3cr3t-pw".into(),
+    };
+    let image = Puller::new(cfg)
+        .unwrap()
+        .open(&format!("{host}/test/app:v1").parse().unwrap())
+        .await
+        .unwrap();
+    let layer = image.manifest.layers[0].clone();
+    assert_eq!(layer.digest, digest);
+    assert_eq!(
+        image.fetch_blob(&layer, &mut Vec::new()).await.unwrap(),
+        layer.size
+    );
+    assert_eq!(proxy.injected(), 1, "the blob was not redirected");
+    let heads = store.heads();
+    assert_eq!(heads.len(), 1, "{heads:?}");
+    assert!(heads[0].starts_with("get /blob "), "{heads:?}");
+    assert!(!heads[0].contains("authorization"), "{heads:?}");
 }
 
 #[tokio::test]
@@ -518,6 +619,7 @@ async fn blob_over_the_limit_is_refused_before_download() {
             path_contains: "never".into(),
             times: None,
             status: 500,
+            location: None,
         },
     )
     .unwrap();

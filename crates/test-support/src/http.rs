@@ -130,6 +130,8 @@ pub struct Fault {
     pub times: Option<u32>,
     /// The status sent instead of forwarding, e.g. 500.
     pub status: u16,
+    /// A `Location` header sent with it (a redirect, e.g. 307 to a blob store).
+    pub location: Option<String>,
 }
 
 /// A loopback HTTP proxy in front of a real server that answers matching requests with
@@ -216,9 +218,14 @@ fn serve_one(
         if fault.times.is_none_or(|t| n < t) {
             injected.fetch_add(1, Ordering::SeqCst);
             let body = b"injected by test-support FaultProxy";
+            let location = fault
+                .location
+                .as_ref()
+                .map(|l| format!("Location: {l}\r\n"))
+                .unwrap_or_default();
             write!(
                 client,
-                "HTTP/1.1 {} Injected\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                "HTTP/1.1 {} Injected\r\n{location}Content-Length: {}\r\nConnection: close\r\n\r\n",
                 fault.status,
                 body.len()
             )?;
