@@ -40,8 +40,9 @@ use std::time::Duration;
 
 pub use auth::credentials_from_auth_file;
 pub use manifest::{
-    parse_manifest, select_platform, Descriptor, Index, Manifest, ManifestKind, Platform,
-    ACCEPTED_MANIFEST_TYPES, DOCKER_LIST, DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST,
+    check_content_type, content_media_type, parse_manifest, select_platform, Descriptor, Index,
+    Manifest, ManifestKind, Platform, ACCEPTED_MANIFEST_TYPES, DOCKER_LIST, DOCKER_MANIFEST,
+    OCI_INDEX, OCI_MANIFEST,
 };
 pub use push::{BlobData, Destination, DEFAULT_LAYOUT_TAG};
 pub use reference::{ImageRef, DOCKER_HUB};

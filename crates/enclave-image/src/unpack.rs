@@ -33,6 +33,11 @@
 //!   through the file's fd; symlinks, devices and fifos with `AT_SYMLINK_NOFOLLOW` calls.
 //! - Directory over directory merges attributes; anything else is replaced; duplicated
 //!   entries: the last one wins.
+//! - What is mounted in the root (another filesystem: `/proc`, a host volume) is the
+//!   container's: entries at or below a mount point are skipped (a mount covers them, as
+//!   over an image runc runs), whiteouts leave it alone, and a path that reaches one
+//!   through a lower layer's symlink fails the layer (`EXDEV`): image files never land on
+//!   a host volume.
 //! - Symlink targets are stored verbatim. Hardlink targets are relative to the layer root,
 //!   looked up in this layer then in the lower layers, must not be directories; absolute
 //!   targets and `..` are refused (no layer producer writes them).

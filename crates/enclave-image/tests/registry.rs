@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use enclave_image::registry::{
     credentials_from_auth_file, Credentials, Error, ImageRef, ImageSource, Platform, Puller,
-    RegistryConfig, RetryPolicy, OCI_INDEX,
+    RegistryConfig, RetryPolicy, DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST,
 };
 use test_support::{
     busybox_oci_tar, sha256_digest, skopeo, Auth, Fault, FaultProxy, ImageBuilder, Registry,
@@ -728,6 +728,156 @@ async fn an_endless_manifest_is_cut_at_the_limit() {
     // What was sent before the client hung up: the limit, plus what sat in buffers.
     let sent = sent.load(Ordering::Relaxed);
     assert!(sent < limit + (8 << 20), "{sent} bytes were sent");
+}
+
+/// A registry on loopback that answers every manifest request with `body` under
+/// `content_type` (no header when `None`), `/v2/` with 200, and anything else (blobs)
+/// with 404; it records the paths asked for. One request per connection.
+struct LyingRegistry {
+    host: String,
+    paths: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl LyingRegistry {
+    fn start(body: Vec<u8>, content_type: Option<&'static str>) -> LyingRegistry {
+        use std::io::{BufRead, BufReader, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let host = listener.local_addr().unwrap().to_string();
+        let paths = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let seen = paths.clone();
+        // Detached: it ends with the test process.
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(mut conn) = conn else { continue };
+                let mut r = BufReader::new(conn.try_clone().unwrap());
+                let mut line = String::new();
+                if r.read_line(&mut line).is_err() {
+                    continue;
+                }
+                loop {
+                    let mut h = String::new();
+                    if r.read_line(&mut h).map_or(true, |n| n == 0) || h == "\r\n" {
+                        break;
+                    }
+                }
+                let path = line.split_whitespace().nth(1).unwrap_or("").to_string();
+                seen.lock().unwrap().push(path.clone());
+                let (status, ctype, body) = if path == "/v2/" {
+                    ("200 OK", None, &b"{}"[..])
+                } else if path.contains("/manifests/") {
+                    ("200 OK", content_type, body.as_slice())
+                } else {
+                    ("404 Not Found", None, &b""[..])
+                };
+                let mut head = format!(
+                    "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n",
+                    body.len()
+                );
+                if let Some(t) = ctype {
+                    head.push_str(&format!("Content-Type: {t}\r\n"));
+                }
+                head.push_str("\r\n");
+                let _ = conn.write_all(head.as_bytes());
+                let _ = conn.write_all(body);
+            }
+        });
+        LyingRegistry { host, paths }
+    }
+
+    fn asked_for_a_blob(&self) -> bool {
+        self.paths
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|p| p.contains("/blobs/"))
+    }
+}
+
+/// Distribution spec, "Pulling manifests" (images.md §5): "If the manifest has a
+/// `mediaType` field, clients SHOULD reject unless the `mediaType` field's value matches
+/// the type specified by the `Content-Type` header" (parameters ignored). The real
+/// registry names the type (its Docker v2s2 manifest, whose body carries `mediaType`,
+/// pulls). The same bytes served by a lying registry under another type, or under none,
+/// are refused in one line before any blob is asked for — as skopeo, the peer, refuses
+/// each of them before asking for a blob; with the right type plus a parameter both go
+/// on to the config blob.
+#[tokio::test]
+async fn a_manifest_whose_content_type_contradicts_its_media_type_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let reg = Registry::start(&tmp.path().join("reg"), Auth::None).unwrap();
+    let src = format!(
+        "oci-archive:{}:latest",
+        busybox_oci_tar().unwrap().display()
+    );
+    let dest = format!("docker://{}/test/app:v2s2", reg.host());
+    skopeo(&[
+        "copy",
+        "--format",
+        "v2s2",
+        "--dest-tls-verify=false",
+        &src,
+        &dest,
+    ])
+    .unwrap();
+    let r = format!("{}/test/app:v2s2", reg.host());
+    let raw = raw_manifest(&r);
+    let body: serde_json::Value = serde_json::from_slice(&raw).unwrap();
+    assert_eq!(body["mediaType"], DOCKER_MANIFEST, "skopeo wrote v2s2");
+    let image = Puller::new(config(&[reg.host()]))
+        .unwrap()
+        .open(&r.parse().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(image.manifest_bytes, raw);
+
+    let docker = DOCKER_MANIFEST;
+    for (content_type, refused) in [
+        (Some(OCI_MANIFEST), true),
+        (Some(OCI_INDEX), true),
+        (None, true),
+        (
+            Some("application/vnd.docker.distribution.manifest.v2+json; charset=utf-8"),
+            false,
+        ),
+    ] {
+        // The peer first.
+        let liar = LyingRegistry::start(raw.clone(), content_type);
+        let peer = skopeo(&[
+            "inspect",
+            "--tls-verify=false",
+            &format!("docker://{}/test/app:v2s2", liar.host),
+        ]);
+        assert!(peer.is_err(), "{content_type:?}: the liar serves no blob");
+        assert_eq!(
+            liar.asked_for_a_blob(),
+            !refused,
+            "{content_type:?}: skopeo {peer:?}"
+        );
+
+        let liar = LyingRegistry::start(raw.clone(), content_type);
+        let reference = format!("{}/test/app:v2s2", liar.host);
+        let opened = Puller::new(config(std::slice::from_ref(&liar.host)))
+            .unwrap()
+            .open(&reference.parse().unwrap())
+            .await;
+        assert!(!liar.asked_for_a_blob());
+        let what = format!("manifest {}/test/app v2s2", liar.host);
+        match (content_type, opened) {
+            (Some(t), Err(e)) if refused => assert_eq!(
+                e.to_string(),
+                format!("{what}: mediaType \"{docker}\" differs from the registry's Content-Type \"{t}\"")
+            ),
+            (None, Err(e)) => assert_eq!(
+                e.to_string(),
+                format!("{what}: mediaType \"{docker}\" but the registry sent no Content-Type")
+            ),
+            (_, Ok(img)) if !refused => {
+                assert_eq!(img.manifest_digest, image.manifest_digest);
+                assert_eq!(img.manifest.config.digest, image.manifest.config.digest);
+            }
+            (t, other) => panic!("{t:?}: {:?}", other.map(|i| i.manifest_digest)),
+        }
+    }
 }
 
 #[tokio::test]

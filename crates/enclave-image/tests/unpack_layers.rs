@@ -726,6 +726,92 @@ fn devices_with_allow_devices() {
         .is_fifo());
 }
 
+/// A root that is a tmpfs of its own, as enclave-boot's is, with a host directory
+/// (`volume`, holding `precious`) bind-mounted at `vol` inside it, and
+/// `.rune/staging` for staging as enclave-boot stages. Unmounted on drop.
+struct MountedVolume {
+    t: tempfile::TempDir,
+    root: PathBuf,
+    outside: PathBuf,
+}
+
+impl MountedVolume {
+    fn new() -> MountedVolume {
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path().join("root");
+        let outside = t.path().join("volume");
+        fs::create_dir_all(&root).unwrap();
+        let status = Command::new("mount")
+            .args(["-t", "tmpfs", "tmpfs", root.to_str().unwrap()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let bed = MountedVolume {
+            t,
+            root: root.clone(),
+            outside: outside.clone(),
+        };
+        fs::create_dir_all(root.join("vol")).unwrap();
+        fs::create_dir_all(root.join(".rune/staging")).unwrap();
+        fs::create_dir_all(&outside).unwrap();
+        fs::write(outside.join("precious"), "volume data\n").unwrap();
+        let status = Command::new("mount")
+            .args([
+                "--bind",
+                outside.to_str().unwrap(),
+                root.join("vol").to_str().unwrap(),
+            ])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        bed
+    }
+
+    fn opts(&self) -> UnpackOptions {
+        UnpackOptions {
+            staging_parent: Some(self.root.join(".rune/staging")),
+            ..Default::default()
+        }
+    }
+
+    /// Writes a tar with Python's tarfile; `entries` is Python using the helpers of
+    /// [`MALICIOUS`] (`f`, `link`, `d`), e.g. `[f('a'), link('l', '/vol')]`.
+    fn tar(&self, name: &str, entries: &str) -> PathBuf {
+        let tar = self.t.path().join(format!("{name}.tar"));
+        let script = format!(
+            "{}\nwith tarfile.open(sys.argv[1], 'w', format=tarfile.PAX_FORMAT) as t:\n    for ti, data in {entries}: t.addfile(ti, data)\n",
+            HELPERS
+        );
+        run(
+            self.t.path(),
+            "python3",
+            &["-c", &script, tar.to_str().unwrap()],
+        );
+        tar
+    }
+}
+
+impl Drop for MountedVolume {
+    fn drop(&mut self) {
+        for m in [self.root.join("vol"), self.root.clone()] {
+            let _ = Command::new("umount").arg(&m).status();
+        }
+    }
+}
+
+/// The tar helpers of [`MALICIOUS`], on their own.
+const HELPERS: &str = r#"
+import tarfile, io, sys
+def f(name, data=b'pwned\n', **kw):
+    ti = tarfile.TarInfo(name); ti.size = len(data); ti.mode = 0o644
+    for k, v in kw.items(): setattr(ti, k, v)
+    return ti, io.BytesIO(data)
+def link(name, target, kind=tarfile.SYMTYPE):
+    ti = tarfile.TarInfo(name); ti.type = kind; ti.linkname = target; return ti, None
+def d(name, mode=0o755):
+    ti = tarfile.TarInfo(name); ti.type = tarfile.DIRTYPE; ti.mode = mode; return ti, None
+"#;
+
 /// Whiteouts and opaque markers act on the image's lower layers only (OCI image-spec
 /// "Whiteouts"): what the runtime mounted in the root before the image was unpacked (a
 /// volume, `/dev`, a bind-mounted file) is the container's and stays, as with runtimes
@@ -737,63 +823,16 @@ fn devices_with_allow_devices() {
 #[test]
 fn whiteouts_do_not_reach_through_mount_points() {
     need_root!();
-    let t = tempfile::tempdir().unwrap();
-    let root = t.path().join("root");
-    let outside = t.path().join("volume");
-    // As in an image enclave: the root is a tmpfs of its own, the volume from elsewhere.
-    fs::create_dir_all(&root).unwrap();
-    let status = Command::new("mount")
-        .args(["-t", "tmpfs", "tmpfs", root.to_str().unwrap()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    struct Unmount(PathBuf);
-    impl Drop for Unmount {
-        fn drop(&mut self) {
-            let _ = Command::new("umount").arg(&self.0).status();
-        }
-    }
-    let _unmount_root = Unmount(root.clone());
-    fs::create_dir_all(root.join("vol")).unwrap();
+    let bed = MountedVolume::new();
+    let (root, outside) = (&bed.root, &bed.outside);
     fs::create_dir_all(root.join("etc")).unwrap();
-    fs::create_dir_all(root.join(".rune/staging")).unwrap();
     fs::write(root.join("etc/passwd"), "lower\n").unwrap();
-    fs::create_dir_all(&outside).unwrap();
-    fs::write(outside.join("precious"), "volume data\n").unwrap();
-    let status = Command::new("mount")
-        .args([
-            "--bind",
-            outside.to_str().unwrap(),
-            root.join("vol").to_str().unwrap(),
-        ])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let _unmount = Unmount(root.join("vol"));
-    let tar = t.path().join("layer.tar");
-    run(
-        t.path(),
-        "python3",
-        &[
-            "-c",
-            r#"
-import io, sys, tarfile
-with tarfile.open(sys.argv[1], "w", format=tarfile.PAX_FORMAT) as tar:
-    for name in [".wh..wh..opq", "vol/.wh.precious", "vol/.wh..wh..opq", ".wh.vol", ".rune/.wh.staging", ".wh..rune"]:
-        tar.addfile(tarfile.TarInfo(name))
-    data = b"from the layer\n"
-    info = tarfile.TarInfo("new")
-    info.size = len(data)
-    tar.addfile(info, io.BytesIO(data))
-"#,
-            tar.to_str().unwrap(),
-        ],
+    let tar = bed.tar(
+        "layer",
+        "[f(n, b'') for n in ['.wh..wh..opq', 'vol/.wh.precious', 'vol/.wh..wh..opq', \
+         '.wh.vol', '.rune/.wh.staging', '.wh..rune']] + [f('new', b'from the layer\\n')]",
     );
-    let opts = UnpackOptions {
-        staging_parent: Some(root.join(".rune/staging")),
-        ..Default::default()
-    };
-    apply_layer(File::open(&tar).unwrap(), &root, &opts).unwrap();
+    apply_layer(File::open(&tar).unwrap(), root, &bed.opts()).unwrap();
     assert_eq!(
         fs::read_to_string(outside.join("precious")).unwrap(),
         "volume data\n"
@@ -813,5 +852,89 @@ with tarfile.open(sys.argv[1], "w", format=tarfile.PAX_FORMAT) as tar:
     assert!(
         root.join(".rune/staging").is_dir(),
         "the staging directory stays"
+    );
+}
+
+/// Image files never reach a host volume mounted in the root (issue 16: the image's
+/// plaintext is never written to the host's disk; review G6). The expected outcome is
+/// what the OCI runtime spec's mounts give runc over an unpacked image: a mount covers
+/// what the image has at and below its destination, so the image's `vol/…` is never
+/// seen and the host directory never changes. Entries at or below a mount point are
+/// therefore skipped, not refused: images routinely carry files where runtimes mount
+/// (`/etc/hosts`, `/dev/…`, a `VOLUME` directory with defaults), and refusing them
+/// would refuse those images. The rest of the layer applies.
+///
+/// A path that reaches the mount only through a lower layer's symlink (`l -> /vol`,
+/// then `l/x` in a later layer) would need the file moved onto the volume's
+/// filesystem: `rename(2)` refuses that (EXDEV), the layer fails in one line naming
+/// the entry, and nothing of it is published. In one layer, the same symlink and file
+/// stage as `vol/x` (paths resolve inside the layer first) and are skipped as above.
+/// In every case the host directory is byte-for-byte, mode and owner what it was.
+#[test]
+fn image_files_never_reach_a_mounted_volume() {
+    need_root!();
+    let bed = MountedVolume::new();
+    let (root, outside) = (&bed.root, &bed.outside);
+    let volume_before = snapshot(outside);
+    let opts = bed.opts();
+
+    // Entries at and below the mount point, and a directory entry that would chmod it.
+    let tar = bed.tar(
+        "below",
+        "[f('ok', b'ok\\n'), d('vol', 0o700), f('vol/new-file'), \
+         f('vol/precious', b'overwritten\\n'), f('vol/sub/deep'), \
+         link('vol/hl', 'ok', tarfile.LNKTYPE)]",
+    );
+    let stats = apply_layer(File::open(&tar).unwrap(), root, &opts).unwrap();
+    assert_eq!(stats.entries, 6);
+    assert_eq!(snapshot(outside), volume_before);
+    assert_eq!(fs::read_to_string(root.join("ok")).unwrap(), "ok\n");
+    assert_eq!(
+        fs::read_to_string(root.join("vol/precious")).unwrap(),
+        "volume data\n"
+    );
+
+    // A symlink to the mount point and a file through it, in one layer.
+    let tar = bed.tar(
+        "same_layer",
+        "[link('l', '/vol'), f('l/x'), link('r', 'vol'), f('r/y/z')]",
+    );
+    apply_layer(File::open(&tar).unwrap(), root, &opts).unwrap();
+    assert_eq!(snapshot(outside), volume_before);
+    assert_eq!(fs::read_link(root.join("l")).unwrap(), Path::new("/vol"));
+
+    // The symlink in a lower layer, files through it in the next: to the mount point,
+    // and to a directory the volume does not have (which would be made on it).
+    let tar = bed.tar(
+        "lower_links",
+        "[link('l2', '/vol'), link('l3', '/vol/made-here/deeper')]",
+    );
+    apply_layer(File::open(&tar).unwrap(), root, &opts).unwrap();
+    for (case, name, entries) in [
+        ("through", "l2", "[f('ok2'), f('l2/x'), f('l2/sub/y')]"),
+        ("through_missing", "l3", "[f('ok2'), f('l3/x')]"),
+    ] {
+        let root_before = snapshot(root);
+        let tar = bed.tar(case, entries);
+        let err = apply_layer(File::open(&tar).unwrap(), root, &opts)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with(&format!("publishing \"{name}\": ")),
+            "{case}: {err}"
+        );
+        assert!(err.contains("another filesystem"), "{case}: {err}");
+        assert!(!err.contains('\n'), "{case}: {err}");
+        assert_eq!(snapshot(outside), volume_before, "{case}");
+        // `ok2` may have moved in before the refused entry (publishing is not atomic
+        // against a filesystem's refusal; the module docs say so): nothing else did.
+        let mut after = snapshot(root);
+        after.remove("ok2");
+        assert_eq!(after, root_before, "{case}");
+    }
+    assert_eq!(
+        fs::read_dir(root.join(".rune/staging")).unwrap().count(),
+        0,
+        "no staging left"
     );
 }

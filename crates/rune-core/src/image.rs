@@ -5,7 +5,8 @@
 //! next to `ENCLAVE_TYPE`. The host-side image (the bundle's rootfs) is then only a
 //! boot image: rune gives the container an empty, memory-backed root private to its
 //! mount namespace instead (the vendored libcontainer mounts a tmpfs over the rootfs
-//! when it sees [`ROOTFS_TMPFS_ANNOTATION`]), bind-mounts the boot program
+//! when it sees [`ROOTFS_TMPFS_ANNOTATION`]; `noswap` where the kernel takes it),
+//! bind-mounts the boot program
 //! (`enclave-boot`, installed beside the PAL) and its signed manifest into it, and makes
 //! the boot program the enclave's program. The boot program attests to the KBS, pulls
 //! the image into that root and hands over to the image's entrypoint in the same
@@ -28,7 +29,7 @@
 
 use std::path::{Path, PathBuf};
 
-use libcontainer::oci_spec::runtime::{MountBuilder, Spec};
+use libcontainer::oci_spec::runtime::{LinuxNamespaceType, MountBuilder, Spec};
 
 use crate::enclave::{setting, EnclaveConfig};
 use crate::error::{Result, RuneError};
@@ -323,6 +324,16 @@ fn parse_bytes(s: &str) -> Option<u64> {
     digits.parse::<u64>().ok()?.checked_mul(1 << shift)
 }
 
+/// Whether this kernel's tmpfs takes the `noswap` option (Linux 6.4+), asked of a
+/// filesystem context (`fsopen`, `fsconfig`): nothing is mounted. An older kernel
+/// answers `EINVAL` (unknown parameter), one without the new mount API `ENOSYS`.
+fn tmpfs_takes_noswap() -> bool {
+    use rustix::mount::{fsconfig_set_flag, fsopen, FsOpenFlags};
+    fsopen("tmpfs", FsOpenFlags::FSOPEN_CLOEXEC)
+        .and_then(|fc| fsconfig_set_flag(&fc, "noswap"))
+        .is_ok()
+}
+
 /// Refuses a setting rune does not know, which would otherwise be ignored silently (a
 /// misspelled `ENCLAVE_IMAGE_POLICI` runs the image unchecked): every `enclave.*`
 /// annotation, and in an enclave container every `ENCLAVE_*` variable (rune takes them
@@ -372,6 +383,18 @@ impl ImageConfig {
         let err = |e: String| RuneError::Enclave(format!("enclave image: {e}"));
         let mut annotations = spec.annotations().clone().unwrap_or_default();
         let mut tmpfs = String::from("mode=755");
+        // The plaintext root's pages never go to the host's swap where the kernel can
+        // promise it: tmpfs `noswap` (Linux 6.4+), which the kernel refuses in a mount
+        // made inside a user namespace. Elsewhere (Debian 12's 6.1) the README says to
+        // run on nodes without swap.
+        let user_ns = spec
+            .linux()
+            .as_ref()
+            .and_then(|l| l.namespaces().as_ref())
+            .is_some_and(|ns| ns.iter().any(|n| n.typ() == LinuxNamespaceType::User));
+        if !user_ns && tmpfs_takes_noswap() {
+            tmpfs.push_str(",noswap");
+        }
         if let Some(size) = &self.root_size {
             tmpfs.push_str(",size=");
             tmpfs.push_str(size);

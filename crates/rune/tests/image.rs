@@ -305,6 +305,119 @@ fn exec_runs_in_the_images_root() {
     assert!(leftovers(rune.root.path(), &id).is_empty());
 }
 
+/// A host directory bind-mounted into the image's root (config.json `mounts`, as
+/// `docker run -v` asks) is the container's, not the image's: the image's own
+/// `/vol/from-image` (holding the marker) never reaches it — the mount covers the
+/// image's directory, as it does over any image runc runs — and the workload sees the
+/// volume's files. Afterwards the host directory holds what it held, and the marker is
+/// nowhere in it.
+#[test]
+fn image_files_stay_off_a_bind_mounted_volume() {
+    if !needs("image_files_stay_off_a_bind_mounted_volume") {
+        return;
+    }
+    let t = Setup::new();
+    let layout = t.dir.path().join("vol-layout");
+    let source = ImageBuilder::new()
+        .base(&busybox_oci_tar().unwrap())
+        .file("etc/marker", format!("{MARKER}\n").as_bytes())
+        .file("vol/from-image", format!("{MARKER}\n").as_bytes())
+        .cmd(&["/bin/cat", "/etc/marker"])
+        .build(&layout, "latest")
+        .unwrap();
+    let reference = format!("{}/test/vol:v1", t.registry.host());
+    skopeo_push(&source, &reference);
+    let volume = t.dir.path().join("volume");
+    std::fs::create_dir(&volume).unwrap();
+    std::fs::write(volume.join("precious"), "volume data\n").unwrap();
+    let b = t
+        .bundle(
+            &reference,
+            &[
+                "/bin/sh",
+                "-c",
+                "cat /etc/marker; ls -A /vol; cat /vol/precious",
+            ],
+        )
+        .bind(&volume, "/vol");
+    let id = unique_id("img");
+    let out = t
+        .rune
+        .cmd(&["run", "--bundle", b.path().to_str().unwrap(), &id]);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        format!("{MARKER}\nprecious\nvolume data\n"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.status.code(), Some(0));
+    let names: Vec<_> = std::fs::read_dir(&volume)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names, ["precious"]);
+    assert_eq!(
+        std::fs::read_to_string(volume.join("precious")).unwrap(),
+        "volume data\n"
+    );
+    assert_eq!(
+        test_support::marker_found(&[volume.as_path()], MARKER),
+        Vec::<String>::new()
+    );
+    assert!(leftovers(t.rune.root.path(), &id).is_empty());
+}
+
+/// The root tmpfs is mounted `noswap` exactly where this kernel takes that option
+/// (review16 G7: Linux 6.4+; Debian 12's 6.1 does not), as util-linux `mount -o noswap`
+/// of a tmpfs on this host shows: the workload's `/proc/self/mounts` says so.
+#[test]
+fn the_root_is_noswap_where_the_kernel_takes_it() {
+    if !needs("the_root_is_noswap_where_the_kernel_takes_it") {
+        return;
+    }
+    let t = Setup::new();
+    let probe = t.dir.path().join("probe");
+    std::fs::create_dir(&probe).unwrap();
+    let takes = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "noswap", "tmpfs"])
+        .arg(&probe)
+        .output()
+        .unwrap()
+        .status
+        .success();
+    if takes {
+        assert!(Command::new("umount")
+            .arg(&probe)
+            .status()
+            .unwrap()
+            .success());
+    }
+    let b = t.bundle(
+        &t.push(),
+        &[
+            "/bin/awk",
+            "$2 == \"/\" { print $1, $3, $4 }",
+            "/proc/self/mounts",
+        ],
+    );
+    let id = unique_id("img");
+    let out = t
+        .rune
+        .cmd(&["run", "--bundle", b.path().to_str().unwrap(), &id]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let root = stdout.lines().last().unwrap_or("");
+    assert!(root.starts_with("tmpfs tmpfs "), "{stdout}");
+    let options: Vec<&str> = root.rsplit(' ').next().unwrap().split(',').collect();
+    assert_eq!(options.contains(&"noswap"), takes, "{stdout}");
+    assert!(leftovers(t.rune.root.path(), &id).is_empty());
+}
+
 /// The busybox image plus the attestation agent (and its libraries) at
 /// `/bin/attestation-agent`, pushed by skopeo to `registry` as `test/agent:v1`.
 fn push_agent_image(dir: &Path, registry: &Registry) -> String {

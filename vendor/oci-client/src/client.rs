@@ -1071,6 +1071,22 @@ impl Client {
         self._pull_manifest_raw(image, accepted_media_types).await
     }
 
+    /// PATCH(inclavare): [`Client::pull_manifest_raw`], also returning the response's
+    /// `Content-Type` header (lossy UTF-8; `None` when the registry sent none), which the
+    /// distribution spec asks a client to check against the manifest's `mediaType`.
+    pub async fn pull_manifest_raw_with_content_type(
+        &self,
+        image: &Reference,
+        auth: &RegistryAuth,
+        accepted_media_types: &[&str],
+    ) -> Result<(bytes::Bytes, String, Option<String>)> {
+        self.store_auth_if_needed(image.resolve_registry(), auth)
+            .await;
+
+        self._pull_manifest_raw_typed(image, accepted_media_types)
+            .await
+    }
+
     /// Pull a manifest from the remote OCI Distribution service.
     ///
     /// The client will check if it's already been authenticated and if
@@ -1164,6 +1180,18 @@ impl Client {
         image: &Reference,
         accepted_media_types: &[&str],
     ) -> Result<(bytes::Bytes, String)> {
+        let (body, digest, _) = self
+            ._pull_manifest_raw_typed(image, accepted_media_types)
+            .await?;
+        Ok((body, digest))
+    }
+
+    /// PATCH(inclavare): `_pull_manifest_raw`'s body, keeping the `Content-Type`.
+    async fn _pull_manifest_raw_typed(
+        &self,
+        image: &Reference,
+        accepted_media_types: &[&str],
+    ) -> Result<(bytes::Bytes, String, Option<String>)> {
         let url = self.to_v2_manifest_url(image);
         debug!("Pulling image manifest from {}", url);
 
@@ -1183,10 +1211,13 @@ impl Client {
 
         validate_registry_response(status, &body, &url)?;
 
+        let content_type = headers
+            .get(http::header::CONTENT_TYPE)
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
         let digest_header = digest_header_value(headers)?;
         let digest = validate_digest(&body, digest_header, image.digest())?;
 
-        Ok((body, digest))
+        Ok((body, digest, content_type))
     }
 
     /// Pull a manifest from the remote OCI Distribution service.
@@ -2214,9 +2245,6 @@ impl Client {
     }
 }
 
-/// The OCI spec technically does not allow any codes but 200, 500, 401, and 404.
-/// Obviously, HTTP servers are going to send other codes. This tries to catch the
-/// obvious ones (200, 4XX, 5XX). Anything else is just treated as an error.
 /// PATCH(inclavare): the body of `res`, refused once it passes `limit` bytes (a
 /// `Content-Length` over it is refused before reading).
 async fn read_at_most(mut res: reqwest::Response, limit: u64) -> Result<bytes::Bytes> {
@@ -2233,6 +2261,9 @@ async fn read_at_most(mut res: reqwest::Response, limit: u64) -> Result<bytes::B
     Ok(body.into())
 }
 
+/// The OCI spec technically does not allow any codes but 200, 500, 401, and 404.
+/// Obviously, HTTP servers are going to send other codes. This tries to catch the
+/// obvious ones (200, 4XX, 5XX). Anything else is just treated as an error.
 fn validate_registry_response(status: reqwest::StatusCode, body: &[u8], url: &str) -> Result<()> {
     match status {
         reqwest::StatusCode::OK => Ok(()),

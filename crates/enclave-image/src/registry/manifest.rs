@@ -254,6 +254,62 @@ pub fn parse_manifest(
     }
 }
 
+/// The media type a `Content-Type` header names: its parameters (`; charset=…`) and the
+/// blanks around it dropped, as the distribution spec asks clients to ignore them.
+pub fn content_media_type(content_type: &str) -> &str {
+    content_type.split(';').next().unwrap_or("").trim()
+}
+
+/// Checks a manifest a registry answered against the answer's `Content-Type` (`None`
+/// when there was none), as the distribution spec's "Pulling manifests" asks (images.md
+/// §5): "If the manifest has a `mediaType` field, clients SHOULD reject unless the
+/// `mediaType` field's value matches the type specified by the `Content-Type` header"
+/// (header parameters ignored; media types compare case-insensitively, RFC 6838 §4.2).
+/// So a registry cannot serve one kind of manifest as another, and a missing header
+/// matches nothing. A body without `mediaType` passes: the header then announces its
+/// kind ([`parse_manifest`] with [`content_media_type`]). A body that is not JSON
+/// passes too; [`parse_manifest`] names its fault.
+///
+/// Errors: [`Error::Manifest`] naming `what`, the body's type and the header.
+pub fn check_content_type(
+    what: &str,
+    content_type: Option<&str>,
+    bytes: &[u8],
+) -> Result<(), Error> {
+    #[derive(Deserialize)]
+    struct Probe {
+        #[serde(rename = "mediaType")]
+        media_type: Option<String>,
+    }
+    let Ok(Probe {
+        media_type: Some(body),
+    }) = serde_json::from_slice::<Probe>(bytes)
+    else {
+        return Ok(());
+    };
+    let reason = match content_type {
+        Some(h) if content_media_type(h).eq_ignore_ascii_case(&body) => return Ok(()),
+        Some(h) => format!(
+            "mediaType {body:?} differs from the registry's Content-Type {:?}",
+            truncated(h)
+        ),
+        None => format!("mediaType {body:?} but the registry sent no Content-Type"),
+    };
+    Err(Error::Manifest {
+        what: what.to_string(),
+        reason,
+    })
+}
+
+/// At most 100 characters of what a server sent, so the error stays one short line.
+fn truncated(s: &str) -> String {
+    if s.chars().count() > 100 {
+        s.chars().take(100).collect::<String>() + "…"
+    } else {
+        s.to_string()
+    }
+}
+
 /// Chooses the index entry for `want`: the first image-manifest entry whose platform
 /// accepts it (an exact variant match wins over an entry without variant).
 ///
@@ -321,6 +377,37 @@ mod tests {
             e,
             "no manifest for linux/amd64 in the index (found: linux/arm/v6, linux/arm64, linux/arm/v7)"
         );
+    }
+
+    #[test]
+    fn content_type_must_name_the_body_media_type() {
+        let m = format!(r#"{{"schemaVersion":2,"mediaType":"{OCI_MANIFEST}"}}"#);
+        let ok = |h: Option<&str>, b: &str| check_content_type("m", h, b.as_bytes());
+        // distribution-spec: parameters ignored; RFC 6838: case-insensitive.
+        for h in [
+            OCI_MANIFEST,
+            "application/vnd.oci.image.manifest.v1+json; charset=utf-8",
+            " Application/VND.oci.image.manifest.v1+JSON ",
+        ] {
+            assert!(ok(Some(h), &m).is_ok(), "{h}");
+        }
+        let e = ok(Some(OCI_INDEX), &m).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            format!("manifest m: mediaType \"{OCI_MANIFEST}\" differs from the registry's Content-Type \"{OCI_INDEX}\"")
+        );
+        assert!(ok(Some(DOCKER_MANIFEST), &m).is_err());
+        assert!(ok(Some("application/json"), &m).is_err());
+        let e = ok(None, &m).unwrap_err().to_string();
+        assert!(e.ends_with("but the registry sent no Content-Type"), "{e}");
+        let long = "x".repeat(5000);
+        let e = ok(Some(&long), &m).unwrap_err().to_string();
+        assert!(e.len() < 300, "{e}");
+        // Without mediaType in the body the header only announces the kind.
+        assert!(ok(None, r#"{"schemaVersion":2}"#).is_ok());
+        assert!(ok(Some("text/plain"), r#"{"schemaVersion":2}"#).is_ok());
+        assert!(ok(None, "not json").is_ok());
+        assert_eq!(content_media_type("a/b ; q=1"), "a/b");
     }
 
     #[test]

@@ -11,7 +11,10 @@ use oci_client::errors::OciDistributionError;
 use oci_client::secrets::RegistryAuth;
 
 use super::blob::{sha256_digest, Checker};
-use super::manifest::{parse_manifest, select_platform, ManifestKind, ACCEPTED_MANIFEST_TYPES};
+use super::manifest::{
+    check_content_type, content_media_type, parse_manifest, select_platform, ManifestKind,
+    ACCEPTED_MANIFEST_TYPES,
+};
 use super::{Credentials, Error, ImageRef, RegistryConfig, Resolved};
 
 /// The shared HTTP clients (cheap to clone).
@@ -128,9 +131,20 @@ impl Remote {
             (Some(t), None) => format!("manifest {t}"),
             (None, None) => "manifest".to_string(),
         };
-        let bytes = self.manifest_bytes(r, &what, cfg).await?;
+        let (bytes, content_type) = self.manifest_bytes(r, &what, cfg).await?;
         let digest = sha256_digest(&bytes);
-        match parse_manifest(&format!("{} {what}", r.name()), None, &bytes)? {
+        // Error::Manifest says "manifest" itself.
+        let top = format!(
+            "{} {}",
+            r.name(),
+            what.strip_prefix("manifest ").unwrap_or(&what)
+        );
+        check_content_type(&top, content_type.as_deref(), &bytes)?;
+        match parse_manifest(
+            &top,
+            content_type.as_deref().map(content_media_type),
+            &bytes,
+        )? {
             ManifestKind::Image(manifest) => Ok(Resolved {
                 manifest_bytes: bytes,
                 manifest_digest: digest,
@@ -140,11 +154,12 @@ impl Remote {
             ManifestKind::Index(index) => {
                 let entry = select_platform(&index, &cfg.platform)?;
                 let child_what = format!("manifest {} (for {})", entry.digest, cfg.platform);
-                let child = self
+                let (child, child_type) = self
                     .manifest_bytes(&r.with_digest(&entry.digest)?, &child_what, cfg)
                     .await?;
+                let child_name = format!("{} {}", r.name(), entry.digest);
                 let bad = |reason: String| Error::Manifest {
-                    what: format!("{} {}", r.name(), entry.digest),
+                    what: child_name.clone(),
                     reason,
                 };
                 if child.len() as u64 != entry.size {
@@ -154,11 +169,9 @@ impl Remote {
                         entry.size
                     )));
                 }
-                match parse_manifest(
-                    &format!("{} {}", r.name(), entry.digest),
-                    Some(&entry.media_type),
-                    &child,
-                )? {
+                check_content_type(&child_name, child_type.as_deref(), &child)?;
+                // The index's descriptor (digest-checked) announces the child's kind.
+                match parse_manifest(&child_name, Some(&entry.media_type), &child)? {
                     ManifestKind::Image(manifest) => Ok(Resolved {
                         manifest_digest: sha256_digest(&child),
                         manifest_bytes: child,
@@ -171,18 +184,19 @@ impl Remote {
         }
     }
 
-    /// The manifest's bytes, checked against a pinned digest and the size limit.
+    /// The manifest's bytes, checked against a pinned digest and the size limit, and
+    /// the answer's `Content-Type` (`None` when the registry sent none).
     async fn manifest_bytes(
         &self,
         r: &ImageRef,
         what: &str,
         cfg: &RegistryConfig,
-    ) -> Result<Vec<u8>, Error> {
+    ) -> Result<(Vec<u8>, Option<String>), Error> {
         let oci_ref = r.to_oci();
         let location = r.name();
-        let (bytes, _) = retry(cfg, &location, what, || async {
+        let (bytes, _, content_type) = retry(cfg, &location, what, || async {
             self.client
-                .pull_manifest_raw(&oci_ref, &self.auth, &ACCEPTED_MANIFEST_TYPES)
+                .pull_manifest_raw_with_content_type(&oci_ref, &self.auth, &ACCEPTED_MANIFEST_TYPES)
                 .await
                 .map_err(|e| classify(e, &location, what, r.registry(), cfg))
         })
@@ -212,7 +226,7 @@ impl Remote {
                 });
             }
         }
-        Ok(bytes.to_vec())
+        Ok((bytes.to_vec(), content_type))
     }
 
     /// Streams blob `desc` of `r`'s repository into `out` (see `Image::fetch_blob`).

@@ -17,6 +17,18 @@ use super::stage::{apply_meta, show_comps, Staged};
 use super::walk::{self, Comp};
 use super::{UnpackError, UnpackOptions};
 
+/// Why a move into the root failed; EXDEV said in words: the path leads into a mount
+/// point, whose filesystem (a host volume) image files must never reach.
+fn why(e: Errno) -> String {
+    if e == Errno::XDEV {
+        "the path leads onto another filesystem (a mount point in the root); image files \
+         never go there"
+            .into()
+    } else {
+        e.to_string()
+    }
+}
+
 fn err(path: &[Comp], what: &str, e: impl std::fmt::Display) -> UnpackError {
     UnpackError::Publish {
         path: show_comps(path),
@@ -176,8 +188,15 @@ fn merge(
             let mut want = rphys.clone();
             want.push(name.clone());
             drop((sdir, rdir));
-            let (_, rchild) = walk::resolve(root, &want, Some(&mut Vec::new()))
-                .map_err(|e| err(sphys, "parent directory in the root", e))?;
+            let (fd, rchild) = walk::resolve(root, &want, Some(&mut Vec::new()))
+                .map_err(|e| err(sphys, "parent directory in the root", why(e)))?;
+            // A lower symlink may lead into a mount point (a volume): refused whether or
+            // not the volume has the path, rather than writing there.
+            let st = fs::fstat(&fd).map_err(|e| err(sphys, "parent directory in the root", e))?;
+            if st.st_dev != root_dev {
+                return Err(err(sphys, "parent directory in the root", why(Errno::XDEV)));
+            }
+            drop(fd);
             merge(staging, root, sphys, rchild, staged, opts, keep)?;
         } else {
             match lower {
@@ -189,7 +208,7 @@ fn merge(
                 _ => {}
             }
             fs::renameat(&sdir, name.as_slice(), &rdir, name.as_slice())
-                .map_err(|e| err(sphys, "moving into the root", e))?;
+                .map_err(|e| err(sphys, "moving into the root", why(e)))?;
         }
         sphys.pop();
     }

@@ -54,7 +54,8 @@ pub(super) fn split(path: &[u8]) -> impl Iterator<Item = &[u8]> {
 ///
 /// Returns the directory's fd and its physical (symlink-free) path below `root`. Errors:
 /// `ENOTDIR` when a component is neither a directory nor a symlink, `ELOOP` after 40
-/// symlinks, `ENAMETOOLONG` deeper than [`MAX_DEPTH`].
+/// symlinks, `ENAMETOOLONG` deeper than [`MAX_DEPTH`], `EXDEV` when a directory would be
+/// created on another filesystem than `root`'s (in a mount point).
 pub(super) fn resolve(
     root: BorrowedFd<'_>,
     comps: &[Comp],
@@ -99,6 +100,11 @@ pub(super) fn resolve(
                 _ => return Err(Errno::NOTDIR),
             },
             Err(Errno::NOENT) if created.is_some() => {
+                // Never on another filesystem than the root's (a volume mounted in it,
+                // reached through a symlink): what rename(2) says for the same move.
+                if fs::fstat(&cur)?.st_dev != fs::fstat(root)?.st_dev {
+                    return Err(Errno::XDEV);
+                }
                 fs::mkdirat(&cur, c.as_slice(), Mode::from_raw_mode(0o755))?;
                 let fd = open_dir(&cur, &c)?;
                 // mkdirat honours the umask; parents made for an entry are 0755 as in umoci.
