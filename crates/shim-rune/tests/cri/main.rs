@@ -9,6 +9,7 @@ mod common;
 
 mod client;
 mod node;
+mod stream;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
