@@ -11,6 +11,7 @@
 //! pid when its handle drops.
 
 pub mod boot;
+pub mod cni;
 pub mod containerd;
 pub mod encrypt;
 pub mod http;
@@ -24,6 +25,7 @@ pub mod tools;
 pub mod verdictd;
 
 pub use boot::{boot_program, install_boot, release_artifact, signed_boot, sim_sign};
+pub use cni::CniBridge;
 pub use containerd::{Containerd, CriConfig, CriRuntime, CRI_NAMESPACE};
 pub use encrypt::{encrypt_layout_with_kek, EncryptedImage};
 pub use http::{free_port, Fault, FaultProxy, StaticFiles};

@@ -9,6 +9,7 @@ mod common;
 
 mod bench;
 mod client;
+mod network;
 mod node;
 mod stream;
 
