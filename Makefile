@@ -14,9 +14,10 @@ BOOT       := target/$(HOST)/release/enclave-boot
 # tests build (k8s-cri). Tests and demo: the real clients; postgresql for verdictd's
 # postgres backend (tests start private servers of their own; the package's cluster is
 # not used); wabt's wat2wasm builds the WebAssembly test modules of liberpal-wasm; GNU
-# time measures `make bench`'s peak memory.
+# time measures `make bench`'s peak memory; containernetworking-plugins (only suggested
+# by containerd) gives the CRI tests' pod network its bridge.
 BUILD_DEPS := build-essential pkg-config libseccomp-dev protobuf-compiler
-TEST_DEPS  := containerd docker.io podman runc umoci busybox-static hyperfine iproute2 procps openssl skopeo docker-registry gnupg zstd curl python3 postgresql wabt time
+TEST_DEPS  := containerd containernetworking-plugins docker.io podman runc umoci busybox-static hyperfine iproute2 procps openssl skopeo docker-registry gnupg zstd curl python3 postgresql wabt time
 
 .PHONY: all build deps test demo bench fmt lint install image clean
 

@@ -150,6 +150,13 @@ for rt in io.containerd.runc.v2 io.containerd.rune.v2; do
   "${CTR[@]}" container delete "$id"
 done
 
+# CRI (kubelet's path): pod sandbox + one container, RunPodSandbox to running, through
+# containerd's CRI plugin with handler rune against handler runc, same run, medians of
+# CRI_RUNS (crates/shim-rune/tests/cri/bench.rs, a test `cargo test` ignores).
+CRI_RUNS=${CRI_RUNS:-20} cargo test --quiet --release -p shim-rune --test cri -- --ignored \
+  --exact bench::bench_cri_pod_and_container_start --nocapture --test-threads 1 |
+  sed -e '/^running 1 test$/d' -e '/^test result: /d' -e '/^\.$/d'
+
 # Confidential image: pull + verify + decrypt + unpack of a ~100 MiB image from a
 # loopback registry inside a sim enclave, against the host path for the same plaintext
 # image (skopeo copy to an OCI layout + umoci unpack), same run.

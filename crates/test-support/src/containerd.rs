@@ -17,7 +17,8 @@ use crate::tools::leftovers;
 /// The daemon and its client.
 pub const CONTAINERD: &str = "/usr/bin/containerd";
 pub const CTR: &str = "/usr/bin/ctr";
-/// Where Debian's `containernetworking-plugins` (a dependency of `containerd`) are.
+/// Where Debian's `containernetworking-plugins` are (only suggested by `containerd`:
+/// the Makefile's TEST_DEPS installs it).
 pub const CNI_BIN_DIR: &str = "/usr/lib/cni";
 /// The containerd namespace the CRI plugin keeps its pods, containers and images in.
 pub const CRI_NAMESPACE: &str = "k8s.io";
@@ -109,6 +110,11 @@ impl Containerd {
         self.dir.path()
     }
 
+    /// The CRI plugin's CNI configuration directory (private, empty at first).
+    pub fn cni_conf_dir(&self) -> PathBuf {
+        self.path().join("cni")
+    }
+
     /// The gRPC socket (containerd's API and, with the CRI plugin, the CRI services).
     pub fn socket(&self) -> PathBuf {
         self.path().join("c.sock")
@@ -155,8 +161,9 @@ impl Containerd {
         let p = "plugins.\"io.containerd.grpc.v1.cri\"";
         // The stream server (exec, attach, port-forward) on loopback, a port of the
         // kernel's choosing; no SELinux or AppArmor (Debian's kernel on the test hosts
-        // has neither enforcing); CNI from a private, empty conf dir (host-network pods
-        // need none).
+        // has neither enforcing); CNI from a private conf dir, empty unless a test writes
+        // a network there ([`crate::cni`]; host-network pods need none), and pods'
+        // network namespaces mounted under the state dir rather than /var/run/netns.
         // Without CAP_SYS_RESOURCE (a test host that is itself a container) no process
         // may lower its oom_score_adj, and the CRI gives sandboxes -998: runc and rune
         // would fail every pod. containerd then clamps to its own value instead.
@@ -164,7 +171,7 @@ impl Containerd {
         s.push_str(&format!(
             "[{p}]\n  sandbox_image = {:?}\n  stream_server_address = \"127.0.0.1\"\n  \
              stream_server_port = \"0\"\n  enable_selinux = false\n  disable_apparmor = true\n  \
-             restrict_oom_score_adj = {restrict_oom}\n\
+             restrict_oom_score_adj = {restrict_oom}\n  netns_mounts_under_state_dir = true\n\
              [{p}.containerd]\n  snapshotter = \"overlayfs\"\n  default_runtime_name = {:?}\n\
              [{p}.cni]\n  bin_dir = \"{CNI_BIN_DIR}\"\n  conf_dir = \"{d}/cni\"\n",
             cri.sandbox_image,
@@ -195,7 +202,7 @@ impl Containerd {
     /// Writes the configuration and starts containerd; returns once `ctr version`
     /// answers (20 s at most), or the error with the daemon's log.
     pub fn spawn_daemon(&mut self) -> io::Result<()> {
-        std::fs::create_dir_all(self.path().join("cni"))?;
+        std::fs::create_dir_all(self.cni_conf_dir())?;
         std::fs::write(self.path().join("containerd.toml"), self.config_text())?;
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -479,6 +486,7 @@ mod tests {
             cri["sandbox_image"].as_str(),
             Some("docker.io/library/pause:x")
         );
+        assert_eq!(cri["netns_mounts_under_state_dir"].as_bool(), Some(true));
         assert_eq!(
             cri["containerd"]["default_runtime_name"].as_str(),
             Some("runc")

@@ -220,6 +220,20 @@ impl Cri {
         self.must("ExecSync", self.exec_sync(id, cmd))
     }
 
+    /// Exec (no TTY, stdout and stderr, stdin if `stdin`): the streaming server's URL
+    /// for the session, which the caller then opens.
+    pub fn must_exec(&self, id: &str, cmd: &[&str], stdin: bool) -> String {
+        let req = cri::ExecRequest {
+            container_id: id.into(),
+            cmd: cmd.iter().map(|s| s.to_string()).collect(),
+            tty: false,
+            stdin,
+            stdout: true,
+            stderr: true,
+        };
+        self.must("Exec", call!(self, runtime, exec, req)).url
+    }
+
     pub fn must_list_container_stats(&self, id: &str) -> Vec<cri::ContainerStats> {
         let req = cri::ListContainerStatsRequest {
             filter: Some(cri::ContainerStatsFilter {

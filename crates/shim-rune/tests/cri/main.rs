@@ -7,8 +7,11 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod bench;
 mod client;
+mod network;
 mod node;
+mod stream;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};

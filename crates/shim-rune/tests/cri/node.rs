@@ -25,7 +25,14 @@ pub const RUNC: &str = "io.containerd.runc.v2";
 /// the daemon's directory too) and `rune`, the pause and busybox images imported into
 /// the CRI's namespace, and a client once the plugin sees both images.
 pub fn start_cri() -> (Ctrd, Cri) {
+    start_cri_with(|_| {})
+}
+
+/// As [`start_cri`], with `configure` applied before the daemon starts (e.g. a CNI
+/// network written to its conf dir).
+pub fn start_cri_with(configure: impl FnOnce(&mut test_support::Containerd)) -> (Ctrd, Cri) {
     let c = Ctrd::start_with(|c| {
+        configure(c);
         let mut rune = CriRuntime::new("rune", RUNTIME);
         rune.pod_annotations = vec![PASSED.into()];
         rune.container_annotations = vec![PASSED.into()];
