@@ -1027,10 +1027,8 @@ impl Kbs {
                 "ec_paramgen_curve:P-256",
                 "-nodes",
             ];
-            let ca = [
-                "req", "-x509", "-keyout", "ca.key", "-out", "ca.pem", "-days", "1",
-            ];
-            openssl(&[&ca[..], &p256, &["-subj", "/CN=tenant KBS CA"]].concat());
+            test_support::openssl_self_signed(dir, "ca.key", "ca.pem", "/CN=tenant KBS CA", &[])
+                .unwrap();
             let csr = ["req", "-new", "-keyout", "key.pem", "-out", "server.csr"];
             openssl(&[&csr[..], &p256, &["-subj", "/CN=127.0.0.1"]].concat());
             std::fs::write(dir.join("ext.cnf"), "subjectAltName=IP:127.0.0.1\n").unwrap();
@@ -1336,28 +1334,7 @@ fn the_kbs_and_its_ca_are_in_the_evidence() {
     // verifies, but the evidence shows another file, and the key is not released.
     let other = bed.host("other-ca");
     std::fs::create_dir_all(&other).unwrap();
-    let made = Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-keyout",
-            "k.pem",
-            "-out",
-            "ca.pem",
-            "-days",
-            "1",
-            "-subj",
-            "/CN=host CA",
-        ])
-        .current_dir(&other)
-        .output()
-        .unwrap();
-    assert!(made.status.success(), "{made:?}");
+    test_support::openssl_self_signed(&other, "k.pem", "ca.pem", "/CN=host CA", &[]).unwrap();
     let bundle = other.join("bundle.pem");
     let mut pem = std::fs::read(&ca).unwrap();
     pem.extend(std::fs::read(other.join("ca.pem")).unwrap());

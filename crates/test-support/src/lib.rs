@@ -36,7 +36,7 @@ pub use remotecommand::{ExecStream, Streamed};
 pub use tenant::{enclave_image, publish, Confidential, ConfidentialImage, TenantKeys};
 pub use token::TokenServer;
 pub use tools::{
-    busybox_oci_tar, image_traces, is_root, leftovers, pause_oci_tar, run, sha256_digest, skopeo,
-    skopeo_env, workspace_root, Gpg, ImageBuilder,
+    busybox_oci_tar, image_traces, is_root, leftovers, openssl_self_signed, pause_oci_tar, run,
+    sha256_digest, skopeo, skopeo_env, workspace_root, Gpg, ImageBuilder,
 };
 pub use verdictd::{Verdictd, VerdictdOptions};

@@ -29,6 +29,38 @@ pub fn run(program: &str, args: &[&str]) -> Result<String, String> {
     }
 }
 
+/// A self-signed P-256 certificate made by openssl (`req -x509`, one day, no
+/// passphrase): `key` and `cert` (PEM) in `dir`, with `subject` (`/CN=…`) and any
+/// `extra` arguments (e.g. `-addext subjectAltName=IP:127.0.0.1`).
+pub fn openssl_self_signed(
+    dir: &Path,
+    key: &str,
+    cert: &str,
+    subject: &str,
+    extra: &[&str],
+) -> Result<(), String> {
+    let (key, cert) = (dir.join(key), dir.join(cert));
+    let (key, cert) = (key.to_string_lossy(), cert.to_string_lossy());
+    let args = [
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-days",
+        "1",
+        "-subj",
+        subject,
+        "-keyout",
+        &key,
+        "-out",
+        &cert,
+    ];
+    run("openssl", &[&args[..], extra].concat()).map(drop)
+}
+
 /// `sha256:<hex>` of `bytes`.
 pub fn sha256_digest(bytes: &[u8]) -> String {
     use sha2::Digest as _;
