@@ -9,8 +9,13 @@
 //!
 //! Trustee names each value `vendor/model/mkey/digests` (e.g.
 //! `inclavare/sim/mr_enclave/digests`) and stores the digests as a list of lowercase hex.
-//! Only encoding is here (deterministic: definite lengths, shortest heads, keys in the
-//! order above); nothing in this workspace parses CoRIMs.
+//! [`Corim::to_cbor`] encodes (deterministic: definite lengths, shortest heads, keys in
+//! the order above); [`decode`] reads any CoRIM Trustee's extractor reads, signed or not
+//! ([`mod@decode`]).
+
+mod decode;
+
+pub use decode::{decode, CorimError, ReferenceValue, MAX_BYTES, VENDOR};
 
 /// IANA "Named Information Hash Algorithm" id of SHA-384 (CoRIM `digests` algorithm).
 pub const SHA384: u64 = 7;
@@ -202,6 +207,42 @@ fb261324656b2f6706fcb571bfab4bcf210f62";
         assert_eq!(bytes.len(), 129);
         assert_eq!(hex::encode(&bytes), expected);
         assert_eq!(c.trustee_ids(), ["inclavare/sim/mr_enclave/digests"]);
+    }
+
+    /// What `shelter rv bundle` writes reads back as the `sample` form names it (the
+    /// decoder's expected values come from elsewhere: `tests/corim.rs`).
+    #[test]
+    fn what_we_encode_decodes_to_the_sample_names() {
+        let c = Corim {
+            id: "rv".into(),
+            comid_id: "sha256:00".into(),
+            vendor: VENDOR.into(),
+            model: "sim".into(),
+            measurements: ["mr_enclave", "mr_signer"]
+                .iter()
+                .map(|k| Measurement {
+                    mkey: k.to_string(),
+                    digests: vec![(SHA384, vec![0x5a; 48])],
+                })
+                .collect(),
+        };
+        let got: Vec<_> = decode(&c.to_cbor())
+            .unwrap()
+            .into_iter()
+            .map(|v| (v.id, v.sample_name.unwrap(), v.value))
+            .collect();
+        let value = serde_json::json!(["5a".repeat(48)]);
+        assert_eq!(
+            got,
+            [
+                (
+                    c.trustee_ids()[0].clone(),
+                    "sim_mr_enclave".into(),
+                    value.clone()
+                ),
+                (c.trustee_ids()[1].clone(), "sim_mr_signer".into(), value),
+            ]
+        );
     }
 
     #[test]

@@ -8,10 +8,15 @@
 //! - `subject`: the image, by its manifest digest (`{"sha256": hex}`);
 //! - `predicateType` [`PREDICATE_TYPE`]; the [`Predicate`] says which image, which PAL
 //!   (and version, and measurement algorithm), which enclave options were measured, and
-//!   carries the reference values twice: as Trustee RVPS `sample` JSON
-//!   (`reference_values`, name → list of lowercase hex: what verdictd stores) and as a
-//!   CoRIM with reference triples ([`corim`], base64: what Trustee's `corim` extractor
-//!   reads), plus `issued` / `expires` (RFC 3339, UTC).
+//!   carries the reference values as Trustee RVPS `sample` JSON (`reference_values`,
+//!   name → list of lowercase hex) and as a CoRIM with reference triples ([`corim`],
+//!   base64: what Trustee's `corim` extractor reads) — either may be left out (`{}`,
+//!   `""`), not both — plus `issued` / `expires` (RFC 3339, UTC).
+//!
+//! A broker stores [`Opened::values`]: the `sample` values, plus each CoRIM value under
+//! Trustee's id and, for our own CoRIMs, under its `sample` name too
+//! ([`corim::ReferenceValue::sample_name`]), so a bundle carrying only a CoRIM
+//! provisions what a policy queries. Where both forms name a value they must agree.
 //!
 //! Brokers receive a bundle as Trustee's RVPS `Message`
 //! (`confidential-containers/trustee:rvps/src/lib.rs`) with a type of our own:
@@ -67,6 +72,9 @@ pub enum RvError {
     /// The signed statement is not ours or malformed.
     #[error("in-toto statement: {0}")]
     Statement(String),
+    /// The bundle's CoRIM cannot be read, or disagrees with its `sample` values.
+    #[error("{0}")]
+    Corim(String),
     /// The bundle's validity ended.
     #[error("the reference-value bundle expired at {expires} (now {now})")]
     Expired {
@@ -140,9 +148,13 @@ pub struct Predicate {
     pub image: ImageInfo,
     /// Which PAL and options.
     pub enclave: EnclaveInfo,
-    /// Trustee `sample` form: name → value (a list of lowercase hex here).
+    /// Trustee `sample` form: name → value (a list of lowercase hex here); may be empty
+    /// when `corim` holds the values.
+    #[serde(default)]
     pub reference_values: BTreeMap<String, Value>,
-    /// Base64 of the CoRIM ([`corim::Corim::to_cbor`]) holding the same digests.
+    /// Base64 of the CoRIM ([`corim::Corim::to_cbor`]) holding the same digests; may be
+    /// empty when `reference_values` holds them.
+    #[serde(default)]
     pub corim: String,
     /// RFC 3339 UTC.
     pub issued: String,
@@ -220,6 +232,8 @@ pub fn seal(statement: &Statement, key: &SigningKey) -> dsse::Envelope {
 pub struct Opened {
     /// The signed statement.
     pub statement: Statement,
+    /// What to store: the `sample` values and the CoRIM's ([`corim_values`]).
+    pub values: BTreeMap<String, Value>,
     /// When its values stop counting.
     pub expires: DateTime<Utc>,
 }
@@ -298,17 +312,14 @@ pub fn open_envelope(
             p.image.manifest_digest
         )));
     }
-    if p.reference_values.is_empty() || p.reference_values.len() > MAX_VALUES {
+    let values = corim_values(&p.reference_values, &p.corim)?;
+    if values.is_empty() || values.len() > MAX_VALUES {
         return Err(bad(format!(
             "{} reference values (1 to {MAX_VALUES})",
-            p.reference_values.len()
+            values.len()
         )));
     }
-    if let Some(name) = p
-        .reference_values
-        .keys()
-        .find(|n| n.is_empty() || n.len() > MAX_NAME)
-    {
+    if let Some(name) = values.keys().find(|n| n.is_empty() || n.len() > MAX_NAME) {
         return Err(bad(format!(
             "reference value name {:?} is empty or over {MAX_NAME} bytes",
             name.chars().take(40).collect::<String>()
@@ -333,7 +344,52 @@ pub fn open_envelope(
             now: timestamp(now),
         });
     }
-    Ok(Opened { statement, expires })
+    Ok(Opened {
+        statement,
+        values,
+        expires,
+    })
+}
+
+/// The values a bundle provisions: `sample` plus those of `corim` (base64, may be
+/// empty), each under Trustee's id and its `sample` name if it has one. A CoRIM value
+/// whose `sample` name the `sample` form also gives must be the same digests (any
+/// order, any case): one signed document does not say two things.
+pub fn corim_values(
+    sample: &BTreeMap<String, Value>,
+    corim: &str,
+) -> Result<BTreeMap<String, Value>, RvError> {
+    let mut values = sample.clone();
+    if corim.is_empty() {
+        return Ok(values);
+    }
+    let bytes = STANDARD
+        .decode(corim)
+        .map_err(|_| RvError::Corim("CoRIM: not standard base64".into()))?;
+    let digests = |v: &Value| -> Option<Vec<String>> {
+        let mut l: Vec<String> = v
+            .as_array()?
+            .iter()
+            .map(|s| s.as_str().map(str::to_ascii_lowercase))
+            .collect::<Option<_>>()?;
+        l.sort();
+        Some(l)
+    };
+    for rv in corim::decode(&bytes).map_err(|e| RvError::Corim(e.to_string()))? {
+        if let Some(name) = &rv.sample_name {
+            if let Some(given) = sample.get(name) {
+                if digests(given).is_none() || digests(given) != digests(&rv.value) {
+                    return Err(RvError::Corim(format!(
+                        "CoRIM: {} is {}, the sample value {name} is {given}",
+                        rv.id, rv.value
+                    )));
+                }
+            }
+            values.insert(name.clone(), rv.value.clone());
+        }
+        values.insert(rv.id, rv.value);
+    }
+    Ok(values)
 }
 
 #[cfg(test)]

@@ -97,3 +97,73 @@ fn keys_round_trip_through_pem_and_ed25519_works_too() {
     }
     assert!(TrustedKey::from_pem("garbage").is_err());
 }
+
+/// measurement.md §3.3's CoRIM: `inclavare/sim/mr_enclave/digests` = SHA-384 of
+/// `example enclave`.
+const SPEC_CORIM: &str = "d901f5a2006772762d64656d6f0181d901fa586da201a1006a636f6d69642d64656d6f04a1008182a100a20169696e636c617661726502\
+6373696d81a2006a6d725f656e636c61766501a1028182075830e005e6b57c26738aac651f41f724a83fc9dd922b2fff16416226f4ee5c\
+fb261324656b2f6706fcb571bfab4bcf210f62";
+const SPEC_DIGEST: &str = "e005e6b57c26738aac651f41f724a83fc9dd922b2fff16416226f4ee5cfb261324656b2f6706fcb571bfab4bcf210f62";
+
+fn sealed(key: &SigningKey, p: Predicate) -> Vec<u8> {
+    let s = Statement::new("oci:/l:v1", p).unwrap();
+    let env = serde_json::to_vec(&seal(&s, key)).unwrap();
+    serde_json::to_vec(&message(MESSAGE_TYPE, &env)).unwrap()
+}
+
+#[test]
+fn a_bundle_with_only_a_corim_provisions_its_values_under_both_names() {
+    let key = SigningKey::generate_p256().unwrap();
+    let corim = STANDARD.encode(hex::decode(SPEC_CORIM).unwrap());
+    let mut p = predicate("2027-01-01T00:00:00Z");
+    p.reference_values.clear();
+    p.corim = corim.clone();
+    let o = open(&sealed(&key, p), &[key.public()], at(2026)).unwrap();
+    let want = serde_json::json!([SPEC_DIGEST]);
+    assert_eq!(
+        o.values,
+        BTreeMap::from([
+            ("inclavare/sim/mr_enclave/digests".to_string(), want.clone()),
+            ("sim_mr_enclave".to_string(), want.clone()),
+        ])
+    );
+
+    // Both forms, agreeing (case and order do not matter): the same values.
+    let mut p = predicate("2027-01-01T00:00:00Z");
+    p.reference_values = BTreeMap::from([(
+        "sim_mr_enclave".to_string(),
+        serde_json::json!([SPEC_DIGEST.to_uppercase()]),
+    )]);
+    p.corim = corim.clone();
+    let o = open(&sealed(&key, p), &[key.public()], at(2026)).unwrap();
+    assert_eq!(o.values["inclavare/sim/mr_enclave/digests"], want);
+
+    // Disagreeing, a CoRIM that is not one, or neither form: refused, one line each.
+    let mut disagree = predicate("2027-01-01T00:00:00Z");
+    disagree.corim = corim;
+    let mut not_base64 = predicate("2027-01-01T00:00:00Z");
+    not_base64.corim = "!!".into();
+    let mut not_corim = predicate("2027-01-01T00:00:00Z");
+    not_corim.corim = STANDARD.encode([0xa0]);
+    let mut neither = predicate("2027-01-01T00:00:00Z");
+    neither.reference_values.clear();
+    for (p, want) in [
+        (
+            disagree,
+            format!(
+                "CoRIM: inclavare/sim/mr_enclave/digests is [\"{SPEC_DIGEST}\"], the sample value sim_mr_enclave is [\"{}\"]",
+                "11".repeat(48)
+            ),
+        ),
+        (not_base64, "CoRIM: not standard base64".to_string()),
+        (
+            not_corim,
+            "CoRIM: the document is a map, not a CoRIM".to_string(),
+        ),
+        (neither, "0 reference values (1 to 1024)".to_string()),
+    ] {
+        let err = open(&sealed(&key, p), &[key.public()], at(2026)).unwrap_err();
+        assert!(err.to_string().contains(&want), "{want}: {err}");
+        assert!(!err.to_string().contains('\n'), "{err}");
+    }
+}

@@ -358,3 +358,46 @@ fn a_provisioned_reference_value_admits_the_image_and_one_changed_byte_is_refuse
     );
     assert!(err.contains("401") && err.contains(&reason), "{err}");
 }
+
+/// The third source, a registry: the image pushed by skopeo measures as its OCI
+/// layout does, and the manifest digest `rv` pins is the one skopeo reads back from the
+/// registry (the statement's subject).
+#[test]
+fn a_registry_image_measures_as_its_layout_and_pins_skopeos_digest() {
+    const TEST: &str = "a_registry_image_measures_as_its_layout_and_pins_skopeos_digest";
+    if !tool_or_skip(TEST, "/usr/bin/skopeo") || !tool_or_skip(TEST, "/usr/bin/docker-registry") {
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let layout = work.path().join("layout");
+    ImageBuilder::new()
+        .base(&test_support::busybox_oci_tar().unwrap())
+        .file("etc/rv-test", b"from a registry\n")
+        .cmd(&["/bin/sleep", "60"])
+        .build(&layout, "v1")
+        .unwrap();
+    let args = ["--runtime-args", "debug", "--json"];
+    let measure = |image: &str, extra: &[&str]| -> serde_json::Value {
+        let out = shelter_rv(&[&["measure", "--image", image][..], &args, extra].concat());
+        serde_json::from_str(&out).unwrap()
+    };
+    let from_layout = measure(&format!("oci:{}:v1", layout.display()), &[]);
+
+    let registry =
+        test_support::Registry::start(&work.path().join("registry"), test_support::Auth::None)
+            .unwrap();
+    let pushed = registry
+        .push(&format!("oci:{}:v1", layout.display()), "rv/app:v1")
+        .unwrap();
+    let host = registry.host();
+    let from_registry = measure(&pushed.reference, &["--insecure-registry", &host]);
+    assert_eq!(from_registry["mr_enclave"], from_layout["mr_enclave"]);
+    assert_eq!(
+        from_registry["image"]["manifest_digest"],
+        pushed.manifest_digest.as_str()
+    );
+    assert_eq!(
+        from_registry["image"]["config_digest"],
+        pushed.config_digest.as_str()
+    );
+}

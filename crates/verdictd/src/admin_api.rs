@@ -8,7 +8,8 @@
 //! | `GET /kbs/v0/resource-policy` | → the policy ids, `["resource-policy"]` | `AdminAuthAccess` |
 //! | `POST /kbs/v0/attestation-policy` | `{"type", "policy_id", "policy": <base64url>}` → 200 | `AdminAuthAccess`, `AttestationError` |
 //! | `POST /kbs/v0/reference-value` | `{"version": "0.1.0", "type": "sample", "payload": <base64 of {name: value}>}` → 200 | `AdminAuthAccess`, `RvpsError` |
-//! | `POST /kbs/v0/reference-value` (verdictd only) | `{"version": "0.1.0", "type": "dsse", "payload": <base64 of a DSSE envelope>}` (`shelter rv bundle`'s `bundle-message.json`) → 200 | `AdminAuthAccess`, `RvpsError` |
+//! | `POST /kbs/v0/reference-value` | `{"version": "0.1.0", "type": "corim", "payload": <base64 of a CoRIM>}` (unsigned or COSE_Sign1, its signature unchecked as by Trustee) → 200 | `AdminAuthAccess`, `RvpsError` |
+//! | `POST /kbs/v0/reference-value` (verdictd only) | `{"version": "0.1.0", "type": "dsse", "payload": <base64 of a DSSE envelope>}` (`shelter rv bundle`'s `bundle-message.json`; its values in `sample` form, a CoRIM or both) → 200 | `AdminAuthAccess`, `RvpsError` |
 //! | `GET /kbs/v0/reference-value/<name>` | → the value, as registered | `AdminAuthAccess`, `RvpsError` |
 //! | `DELETE /kbs/v0/reference-value/<name>` | → 200 (verdictd only: Trustee replaces values by registering them again, and has no delete) | `AdminAuthAccess`, `RvpsError` |
 //!
@@ -223,7 +224,9 @@ fn default_version() -> String {
 
 /// Reads a reference-value message: Trustee's RVPS `Message` with the `sample`
 /// extractor's payload (T:`rvps/src/extractors/sample/mod.rs`), an object of names to
-/// any JSON values.
+/// any JSON values, or the `corim` extractor's (T:`rvps/src/extractors/corim/mod.rs`),
+/// a CoRIM whose reference triples give values named as Trustee names them (and, for
+/// our own CoRIMs, as the `sample` form names them: [`reference_values::corim`]).
 pub fn reference_values(body: &[u8]) -> Result<BTreeMap<String, Value>, KbsError> {
     let rvps = |e: String| KbsError::Rvps(format!("Failed to register reference value: {e}"));
     let message: ReferenceValueMessage =
@@ -234,9 +237,13 @@ pub fn reference_values(body: &[u8]) -> Result<BTreeMap<String, Value>, KbsError
             message.version
         )));
     }
+    if message.kind == "corim" {
+        return reference_values::corim_values(&BTreeMap::new(), &message.payload)
+            .map_err(|e| rvps(e.to_string()));
+    }
     if message.kind != "sample" {
         return Err(rvps(format!(
-            "type {:?}: only the \"sample\" provenance ({{name: value}}) and signed \"dsse\" bundles are supported",
+            "type {:?}: only the \"sample\" provenance ({{name: value}}), \"corim\" and signed \"dsse\" bundles are supported",
             message.kind
         )));
     }
@@ -247,14 +254,14 @@ pub fn reference_values(body: &[u8]) -> Result<BTreeMap<String, Value>, KbsError
         .map_err(|e| rvps(format!("deserialize sample provenance: {e}")))
 }
 
-/// Whether `body` is a message of type `dsse` (a signed bundle).
-fn is_signed_bundle(body: &[u8]) -> bool {
+/// Whether `body` is a message of type `kind`.
+fn is_kind(body: &[u8], kind: &str) -> bool {
     #[derive(Deserialize)]
     struct Kind {
         #[serde(rename = "type")]
         kind: String,
     }
-    serde_json::from_slice::<Kind>(body).is_ok_and(|k| k.kind == reference_values::MESSAGE_TYPE)
+    serde_json::from_slice::<Kind>(body).is_ok_and(|k| k.kind == kind)
 }
 
 /// `POST /kbs/v0/reference-value`: registers `sample` reference values, or the values
@@ -275,12 +282,13 @@ pub async fn set_reference_value(
             .collect::<serde_json::Map<_, _>>()
             .into()
     };
-    if is_signed_bundle(&body) {
+    if is_kind(&body, reference_values::MESSAGE_TYPE) {
         let opened = reference_values::open(&body, &state.rv_keys, chrono::Utc::now())
             .map_err(|e| KbsError::Rvps(format!("Failed to register reference value: {e}")))?;
         let p = opened.statement.predicate;
+        let values = opened.values;
         tracing::info!(
-            names = ?p.reference_values.keys().collect::<Vec<_>>(),
+            names = ?values.keys().collect::<Vec<_>>(),
             image = %p.image.manifest_digest,
             expires = %p.expires,
             "signed reference values registered"
@@ -291,30 +299,35 @@ pub async fn set_reference_value(
                 Kind::ReferenceValueSet,
                 &admin.actor(addr),
                 json!({"type": reference_values::MESSAGE_TYPE,
-                       "values": digests(&p.reference_values),
+                       "values": digests(&values),
                        "expires": opened.expires.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)}),
             )
             .await?;
         match &state.pg {
             Some(pg) => {
-                pg.put_reference_values(&p.reference_values, Some(opened.expires.timestamp()))
+                pg.put_reference_values(&values, Some(opened.expires.timestamp()))
                     .await?;
                 state.sync_appraiser().await?;
             }
             None => state
                 .appraiser
-                .set_signed_reference_values(p.reference_values, opened.expires.timestamp()),
+                .set_signed_reference_values(values, opened.expires.timestamp()),
         }
         return Ok(StatusCode::OK.into_response());
     }
     let values = reference_values(&body)?;
-    tracing::info!(names = ?values.keys().collect::<Vec<_>>(), "reference values registered");
+    let kind = if is_kind(&body, "corim") {
+        "corim"
+    } else {
+        "sample"
+    };
+    tracing::info!(names = ?values.keys().collect::<Vec<_>>(), kind, "reference values registered");
     state
         .audit
         .append(
             Kind::ReferenceValueSet,
             &admin.actor(addr),
-            json!({"type": "sample", "values": digests(&values)}),
+            json!({"type": kind, "values": digests(&values)}),
         )
         .await?;
     match &state.pg {

@@ -121,7 +121,10 @@ fn rats_vector(
     reference_values: &ReferenceValues,
 ) -> (BTreeMap<String, i64>, Vec<String>, bool) {
     let mut policy = policy.clone();
-    for (name, value) in reference_values.iter() {
+    // A rats policy compares claims by claim name. Slash-joined ids (Trustee's CoRIM
+    // ids `vendor/model/mkey/digests`, `rvps:///…` URIs) name no claim: they are for
+    // Rego's `query_reference_value`, and would otherwise read as missing claims.
+    for (name, value) in reference_values.iter().filter(|(n, _)| !n.contains('/')) {
         policy
             .expected
             .entry(name.clone())

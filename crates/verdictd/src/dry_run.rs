@@ -362,7 +362,7 @@ fn label_attestation(spec: &str) -> String {
     }
 }
 
-/// Reference values from a file: `{name: value}` or a `sample` RVPS message.
+/// Reference values from a file: `{name: value}` or a `sample` or `corim` RVPS message.
 fn reference_values(path: &Path) -> Result<BTreeMap<String, Value>> {
     let bytes =
         std::fs::read(path).map_err(|e| anyhow!("reference values {}: {e}", path.display()))?;

@@ -15,7 +15,7 @@ use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine;
 use common::*;
 use kbs_protocol::jwe::TeeKeyPair;
-use kbs_protocol::{Attestation, AuthRequest, Challenge, CompositeEvidence, InitData, RuntimeData};
+use kbs_protocol::{Attestation, CompositeEvidence, InitData, RuntimeData};
 use serde_json::{json, Value};
 use sha2::Digest;
 use sim_tee::measurement::initdata;
@@ -33,20 +33,7 @@ fn events() -> Vec<Event> {
 
 /// A sim session: auth as `sim`.
 fn auth(v: &Verdictd) -> Manual {
-    let mut client = v.client();
-    let (status, body) = call(
-        &mut client,
-        "POST",
-        "/kbs/v0/auth",
-        Some(serde_json::to_vec(&AuthRequest::new("sim")).unwrap()),
-        None,
-    );
-    assert_eq!(status, 200, "{body}");
-    let c: Challenge = serde_json::from_value(body).unwrap();
-    Manual {
-        client,
-        nonce: c.nonce,
-    }
+    Manual::auth_as(v, "sim")
 }
 
 /// An attestation whose report was extended with `extended` and launched with

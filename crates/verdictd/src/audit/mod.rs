@@ -167,7 +167,7 @@ pub enum Kind {
     ResourcePolicyRead,
     /// `POST /kbs/v0/attestation-policy`: `{"policy_id", "sha256", "bytes"}`.
     AttestationPolicySet,
-    /// `POST /kbs/v0/reference-value`: `{"type": "sample" | "dsse", "values": {name:
+    /// `POST /kbs/v0/reference-value`: `{"type": "sample" | "corim" | "dsse", "values": {name:
     /// <SHA-256 of the value's JCS>}}` (+ `"expires"`, RFC 3339, for a signed bundle).
     ReferenceValueSet,
     /// `GET /kbs/v0/reference-value/<name>`: `{"name"}`.

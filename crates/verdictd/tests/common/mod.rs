@@ -193,12 +193,17 @@ pub struct Manual {
 
 impl Manual {
     pub fn auth(v: &Verdictd) -> Manual {
+        Self::auth_as(v, "sample")
+    }
+
+    /// A session of `tee` (`sample`, `sim`, …).
+    pub fn auth_as(v: &Verdictd, tee: &str) -> Manual {
         let mut client = v.client();
         let (status, body) = call(
             &mut client,
             "POST",
             "/kbs/v0/auth",
-            Some(serde_json::to_vec(&AuthRequest::new("sample")).unwrap()),
+            Some(serde_json::to_vec(&AuthRequest::new(tee)).unwrap()),
             None,
         );
         assert_eq!(status, 200, "{body}");
@@ -257,6 +262,42 @@ impl Manual {
         );
         assert_eq!(status, 200, "{jwe}");
         (m, body, reply, serde_json::from_value(jwe).unwrap())
+    }
+
+    /// The attestation of a `sim` session (see [`Manual::auth_as`]) by an enclave whose
+    /// report, as `liberpal-sim` makes it, says `mr_enclave`; signed by a platform key
+    /// of the test's.
+    pub fn sim_attestation(&self, mr_enclave: [u8; 48]) -> Vec<u8> {
+        let key = TeeKeyPair::generate();
+        let digest = kbs_protocol::binding::digest(
+            kbs_protocol::HashAlgorithm::Sha384,
+            &self.nonce,
+            &key.public_key(),
+            "",
+        )
+        .unwrap();
+        let report = sim_tee::Report::unsigned(
+            false,
+            mr_enclave,
+            [0xbb; 48],
+            1,
+            1,
+            kbs_protocol::binding::report_data_64(&digest).unwrap(),
+        );
+        let platform = sim_tee::PlatformKey::generate().unwrap();
+        let report = platform.sign_report(report).to_bytes();
+        serde_json::to_vec(&Attestation {
+            init_data: None,
+            runtime_data: RuntimeData {
+                nonce: self.nonce.clone(),
+                tee_pubkey: key.public_key(),
+            },
+            tee_evidence: CompositeEvidence {
+                primary_evidence: json!({"report": STANDARD.encode(report)}),
+                additional_evidence: String::new(),
+            },
+        })
+        .unwrap()
     }
 
     pub fn attest(&mut self, body: Vec<u8>) -> (u16, Value) {
