@@ -276,6 +276,23 @@ pub fn config_from_spec(
             boot.display()
         )));
     }
+    if let Some(interp) =
+        elf_interpreter(&boot).map_err(|e| bad(format!("boot program {}: {e}", boot.display())))?
+    {
+        // It starts in the enclave's still-empty root, where no loader exists.
+        return Err(bad(format!(
+            "boot program {} is dynamically linked (interpreter {interp}), but it starts in an empty root: use the static build (`make install`, or target/{}-unknown-linux-gnu/release/enclave-boot)",
+            boot.display(),
+            std::env::consts::ARCH
+        )));
+    }
+    if kbs_url.is_some() && enclave.args.split_whitespace().any(|a| a == "debug") {
+        // Not refused (a broker may admit debug enclaves in development), but verdictd's
+        // and trustee's defaults refuse every key to one: say so before the 401.
+        tracing::warn!(
+            "enclave image: the enclave is a debug enclave (runtime arg debug, as `rune spec --enclave` writes it): a broker refuses keys to debug enclaves by default; remove debug from enclave.runtime.args"
+        );
+    }
     let manifest = boot.with_file_name(BOOT_MANIFEST_FILE);
     if !manifest.is_file() {
         return Err(bad(format!(
@@ -479,6 +496,44 @@ impl ImageConfig {
     }
 }
 
+/// The ELF program interpreter (`PT_INTERP`) of the 64-bit little-endian executable at
+/// `path`, `None` for a static (or static-pie) one (ELF-64 object file format, program
+/// header table). Reads the header and program headers only, bounded.
+fn elf_interpreter(path: &Path) -> std::io::Result<Option<String>> {
+    use std::io::{Error, ErrorKind, Read, Seek, SeekFrom};
+    let invalid = |why: &str| Error::new(ErrorKind::InvalidData, why.to_string());
+    let mut f = std::fs::File::open(path)?;
+    let mut h = [0u8; 64];
+    f.read_exact(&mut h)
+        .map_err(|_| invalid("not an ELF executable"))?;
+    if &h[..4] != b"\x7fELF" || h[4] != 2 || h[5] != 1 {
+        return Err(invalid("not a 64-bit little-endian ELF executable"));
+    }
+    let u16_at = |b: &[u8], o: usize| u16::from_le_bytes([b[o], b[o + 1]]);
+    let u64_at = |b: &[u8], o: usize| u64::from_le_bytes(b[o..o + 8].try_into().unwrap());
+    let (phoff, phentsize, phnum) = (u64_at(&h, 32), u16_at(&h, 54), u16_at(&h, 56));
+    if phentsize < 56 || phnum > 256 {
+        return Err(invalid("malformed program header table"));
+    }
+    let mut table = vec![0u8; usize::from(phentsize) * usize::from(phnum)];
+    f.seek(SeekFrom::Start(phoff))?;
+    f.read_exact(&mut table)
+        .map_err(|_| invalid("truncated program header table"))?;
+    for ph in table.chunks(usize::from(phentsize)) {
+        const PT_INTERP: u32 = 3;
+        if u32::from_le_bytes(ph[..4].try_into().unwrap()) == PT_INTERP {
+            let (off, size) = (u64_at(ph, 8), u64_at(ph, 32).min(4096));
+            let mut name = vec![0u8; size as usize];
+            f.seek(SeekFrom::Start(off))?;
+            f.read_exact(&mut name)
+                .map_err(|_| invalid("truncated interpreter name"))?;
+            let name = String::from_utf8_lossy(&name);
+            return Ok(Some(name.trim_end_matches('\0').to_string()));
+        }
+    }
+    Ok(None)
+}
+
 /// The registry (`host[:port]`) of a reference that passed [`check_reference`]: its
 /// first component when that is a domain (a `.` or `:`, or `localhost`), else Docker
 /// Hub's `docker.io` (distribution/reference `normalize.go` `splitDockerDomain`).
@@ -661,11 +716,14 @@ mod tests {
     /// An enclave spec with `env`, whose boot program and manifest exist (in `dir`).
     fn checked(dir: &Path, env: &[&str]) -> std::result::Result<ImageConfig, String> {
         let boot = dir.join(BOOT_FILE);
-        std::fs::write(&boot, b"").unwrap();
+        std::fs::write(&boot, static_elf()).unwrap();
         std::fs::write(dir.join(BOOT_MANIFEST_FILE), b"{}").unwrap();
         let mut spec = Spec::default();
         let mut process = spec.process().clone().unwrap();
-        let mut all = vec![format!("ENCLAVE_IMAGE_BOOT={}", boot.display())];
+        let mut all = Vec::new();
+        if !env.iter().any(|e| e.starts_with("ENCLAVE_IMAGE_BOOT=")) {
+            all.push(format!("ENCLAVE_IMAGE_BOOT={}", boot.display()));
+        }
         if !env.iter().any(|e| e.starts_with("ENCLAVE_IMAGE=")) {
             all.insert(0, "ENCLAVE_IMAGE=127.0.0.1:5000/test/app:v1".to_string());
         }
@@ -749,6 +807,62 @@ mod tests {
             let err = checked(dir.path(), &env).unwrap_err();
             assert!(err.ends_with(want), "{env:?}: {err}");
         }
+    }
+
+    /// An ELF-64 header without program headers: what a static program's loader check
+    /// sees first.
+    fn static_elf() -> Vec<u8> {
+        let mut h = vec![0u8; 64];
+        h[..4].copy_from_slice(b"\x7fELF");
+        (h[4], h[5]) = (2, 1);
+        h[54] = 56; // e_phentsize; e_phnum 0
+        h
+    }
+
+    /// The interpreter as binutils' `readelf -l` names it; static programs have none.
+    #[test]
+    fn the_boot_program_must_be_static() {
+        let readelf = |p: &str| {
+            let out = std::process::Command::new("readelf")
+                .args(["-l", p])
+                .output()
+                .unwrap();
+            let text = String::from_utf8(out.stdout).unwrap();
+            text.lines()
+                .find_map(|l| l.split_once("[Requesting program interpreter: "))
+                .map(|(_, rest)| rest.trim_end_matches(']').to_string())
+        };
+        for program in ["/bin/sh", "/bin/busybox"] {
+            if !Path::new(program).exists() {
+                continue;
+            }
+            assert_eq!(
+                elf_interpreter(Path::new(program)).unwrap(),
+                readelf(program),
+                "{program}"
+            );
+        }
+        assert!(readelf("/bin/sh").is_some());
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(BOOT_MANIFEST_FILE), b"{}").unwrap();
+        let boot = dir.path().join("dynamic-boot");
+        std::fs::copy("/bin/sh", &boot).unwrap();
+        let err = checked(
+            dir.path(),
+            &[&format!("ENCLAVE_IMAGE_BOOT={}", boot.display())],
+        )
+        .unwrap_err();
+        assert!(
+            err.contains("is dynamically linked (interpreter /lib64/ld-linux-x86-64.so.2)"),
+            "{err}"
+        );
+        std::fs::write(&boot, b"#!/bin/sh\n").unwrap();
+        let err = checked(
+            dir.path(),
+            &[&format!("ENCLAVE_IMAGE_BOOT={}", boot.display())],
+        )
+        .unwrap_err();
+        assert!(err.ends_with("not an ELF executable"), "{err}");
     }
 
     #[test]
