@@ -164,9 +164,19 @@ fn init_data(spec: &Spec, typ: EnclaveType) -> Result<Option<String>> {
             if !path.is_absolute() {
                 return err(format!("init-data file {} is not absolute", path.display()));
             }
-            let bytes = std::fs::read(&path).map_err(|e| {
-                RuneError::Enclave(format!("init-data file {}: {e}", path.display()))
-            })?;
+            // A regular file, read up to the bound (`/dev/zero` would never end).
+            let file_err =
+                |e: String| RuneError::Enclave(format!("init-data file {}: {e}", path.display()));
+            let f = std::fs::File::open(&path).map_err(|e| file_err(e.to_string()))?;
+            if !f.metadata().map_err(|e| file_err(e.to_string()))?.is_file() {
+                return Err(file_err("not a regular file".into()));
+            }
+            let mut bytes = Vec::new();
+            std::io::Read::read_to_end(&mut std::io::Read::take(f, MAX_INIT_DATA + 1), &mut bytes)
+                .map_err(|e| file_err(e.to_string()))?;
+            if bytes.len() as u64 > MAX_INIT_DATA {
+                return Err(file_err(format!("larger than {MAX_INIT_DATA} bytes")));
+            }
             String::from_utf8(bytes).map_err(|_| {
                 RuneError::Enclave(format!("init-data file {}: not UTF-8", path.display()))
             })?
@@ -580,6 +590,10 @@ mod tests {
             ),
             (vec!["ENCLAVE_INIT_DATA_FILE=init.toml"], "is not absolute"),
             (vec![env_var.as_str(), file_var.as_str()], "not both"),
+            (
+                vec!["ENCLAVE_INIT_DATA_FILE=/dev/zero"],
+                "init-data file /dev/zero: not a regular file",
+            ),
         ] {
             let e = sim(&env, &[]).unwrap_err().to_string();
             assert!(e.contains(want) && !e.contains('\n'), "{want}: {e}");

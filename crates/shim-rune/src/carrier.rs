@@ -62,6 +62,9 @@ pub enum CarrierError {
     SignatureServer { address: String, reason: String },
     #[error("confidential image: {0}")]
     Image(String),
+    /// A host path the container names that the shim's configuration does not allow.
+    #[error("{0}")]
+    HostPath(String),
 }
 
 /// What a carrier did, for the shim's log.
@@ -102,6 +105,9 @@ pub fn apply(config: &Config, bundle: &Path, image: Option<&str>) -> Result<Outc
     let mut spec: Value =
         serde_json::from_slice(&text).map_err(|e| CarrierError::Spec(e.to_string()))?;
     let carrier = env_value(&spec, CARRIER_ENV).unwrap_or_default();
+    if !crate::image::is_sandbox(&spec) {
+        host_paths_allowed(config, &spec)?;
+    }
     let outcome = if crate::image::is_sandbox(&spec) {
         let removed = crate::image::strip_enclave_annotations(&mut spec);
         if removed.is_empty() {
@@ -125,6 +131,68 @@ pub fn apply(config: &Config, bundle: &Path, image: Option<&str>) -> Result<Outc
     let bytes = serde_json::to_vec(&spec).map_err(|e| CarrierError::Spec(e.to_string()))?;
     write_atomic(&spec_path, &bytes, 0o644).map_err(|e| CarrierError::Spec(e.to_string()))?;
     Ok(outcome)
+}
+
+/// Every value a container gives `var` (its environment) or `annotation`: both are
+/// checked, whichever rune would read.
+fn values(spec: &Value, var: &str, annotation: &str) -> Vec<String> {
+    let mut out: Vec<String> = env_list(spec)
+        .iter()
+        .filter_map(|e| e.strip_prefix(var)?.strip_prefix('=').map(str::to_string))
+        .collect();
+    out.extend(spec["annotations"][annotation].as_str().map(str::to_string));
+    out.retain(|v| !v.is_empty());
+    out
+}
+
+/// rune runs as root on the node and acts on host paths a container's settings name:
+/// it `dlopen`s `ENCLAVE_RUNTIME_PATH`, bind-mounts `ENCLAVE_KBS_CA` and
+/// `ENCLAVE_IMAGE_BOOT` into the container and reads `ENCLAVE_INIT_DATA_FILE`. Through
+/// the shim those come from whoever wrote the pod (env or annotations), so only the
+/// node's own files, as this shim's configuration names them, are let through.
+fn host_paths_allowed(config: &Config, spec: &Value) -> Result<(), CarrierError> {
+    let pals = [
+        &config.enclave_runtime.sim.enclave_runtime_path,
+        &config.enclave_runtime.wasm.enclave_runtime_path,
+        &config.enclave_runtime.occlum.enclave_runtime_path,
+    ];
+    let refuse = |what: String| Err(CarrierError::HostPath(what));
+    for v in values(spec, "ENCLAVE_RUNTIME_PATH", "enclave.runtime.path") {
+        if !pals.iter().any(|p| p.as_os_str() == v.as_str()) {
+            return refuse(format!(
+                "ENCLAVE_RUNTIME_PATH {v}: not a PAL this node configures ({}): a container cannot load a host library of its choice",
+                pals.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+            ));
+        }
+    }
+    for v in values(spec, "ENCLAVE_IMAGE_BOOT", "enclave.image.boot") {
+        if !pals
+            .iter()
+            .any(|p| p.with_file_name("enclave-boot").as_os_str() == v.as_str())
+        {
+            return refuse(format!(
+                "ENCLAVE_IMAGE_BOOT {v}: only the enclave-boot installed beside a configured PAL can be named (leave it unset)"
+            ));
+        }
+    }
+    for v in values(spec, "ENCLAVE_KBS_CA", "enclave.kbs.ca") {
+        if !config
+            .enclave_image
+            .kbs_ca
+            .iter()
+            .any(|p| p.as_os_str() == v.as_str())
+        {
+            return refuse(format!(
+                "ENCLAVE_KBS_CA {v}: not a CA file this node allows ([enclave_image] kbs_ca in the shim's configuration)"
+            ));
+        }
+    }
+    if let Some(v) = values(spec, "ENCLAVE_INIT_DATA_FILE", "enclave.init.data.file").first() {
+        return refuse(format!(
+            "ENCLAVE_INIT_DATA_FILE {v}: a container cannot have a host file read; give the document itself (ENCLAVE_INIT_DATA, or the io.katacontainers.config.hypervisor.cc_init_data annotation)"
+        ));
+    }
+    Ok(())
 }
 
 /// For an enclave container that names its type but no PAL (`ctr run --env
@@ -675,6 +743,12 @@ mod tests {
         let config = Config::default();
         let sim = config.enclave_runtime.sim.enclave_runtime_path.clone();
         let occlum = config.enclave_runtime.occlum.enclave_runtime_path.clone();
+        let wasm = config
+            .enclave_runtime
+            .wasm
+            .enclave_runtime_path
+            .display()
+            .to_string();
         let cases = [
             (json!({"env": ["ENCLAVE_TYPE=sim"]}), json!({}), Some(&sim)),
             (
@@ -683,13 +757,13 @@ mod tests {
                 Some(&occlum),
             ),
             (
-                json!({"env": ["ENCLAVE_TYPE=sim", "ENCLAVE_RUNTIME_PATH=/my/pal.so"]}),
+                json!({"env": ["ENCLAVE_TYPE=sim", format!("ENCLAVE_RUNTIME_PATH={wasm}")]}),
                 json!({}),
                 None,
             ),
             (
                 json!({"env": ["ENCLAVE_TYPE=sim"]}),
-                json!({"enclave.runtime.path": "/my/pal.so"}),
+                json!({"enclave.runtime.path": wasm}),
                 None,
             ),
         ];
@@ -715,5 +789,45 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// Host paths from a pod's author (env or annotations) that the node did not
+    /// configure are refused in one line, and the bundle is left as it was (review18
+    /// F1: `ENCLAVE_RUNTIME_PATH` is `dlopen`ed by root on the node).
+    #[test]
+    fn host_paths_a_container_names_must_be_the_nodes() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = Config::default();
+        config.enclave_image.kbs_ca = vec!["/etc/inclavare-containers/kbs-ca.pem".into()];
+        let boot = config
+            .enclave_runtime
+            .sim
+            .enclave_runtime_path
+            .with_file_name("enclave-boot");
+        let refused = [
+            (json!(["ENCLAVE_TYPE=sim", "ENCLAVE_RUNTIME_PATH=/var/lib/kubelet/pods/u/x.so"]), json!({}), "ENCLAVE_RUNTIME_PATH /var/lib/kubelet/pods/u/x.so: not a PAL this node configures (/usr/local/lib/rune/liberpal-sim.so, /usr/local/lib/rune/liberpal-wasm.so, /opt/occlum/build/lib/libocclum-pal.so): a container cannot load a host library of its choice"),
+            // The annotation is checked even where the variable is allowed.
+            (json!(["ENCLAVE_TYPE=sim", "ENCLAVE_RUNTIME_PATH=/usr/local/lib/rune/liberpal-sim.so"]), json!({"enclave.runtime.path": "/tmp/x.so"}), "ENCLAVE_RUNTIME_PATH /tmp/x.so: not a PAL"),
+            (json!(["ENCLAVE_TYPE=sim"]), json!({"enclave.image": "r/a:1", "enclave.image.boot": "/bin/sh"}), "ENCLAVE_IMAGE_BOOT /bin/sh: only the enclave-boot installed beside a configured PAL can be named (leave it unset)"),
+            (json!(["ENCLAVE_TYPE=sim", "ENCLAVE_KBS_CA=/etc/shadow"]), json!({}), "ENCLAVE_KBS_CA /etc/shadow: not a CA file this node allows ([enclave_image] kbs_ca in the shim's configuration)"),
+            (json!(["ENCLAVE_TYPE=sim"]), json!({"enclave.init.data.file": "/dev/zero"}), "ENCLAVE_INIT_DATA_FILE /dev/zero: a container cannot have a host file read; give the document itself (ENCLAVE_INIT_DATA, or the io.katacontainers.config.hypervisor.cc_init_data annotation)"),
+        ];
+        for (env, annotations, want) in refused {
+            let spec =
+                json!({"process": {"env": env, "args": ["/bin/true"]}, "annotations": annotations});
+            let text = spec.to_string();
+            std::fs::write(dir.path().join("config.json"), &text).unwrap();
+            let err = apply(&config, dir.path(), None).unwrap_err().to_string();
+            assert!(err.starts_with(want), "{err}");
+            assert!(!err.contains('\n'), "{err}");
+            assert_eq!(
+                std::fs::read_to_string(dir.path().join("config.json")).unwrap(),
+                text
+            );
+        }
+        // The node's own files pass.
+        let spec = json!({"process": {"env": ["ENCLAVE_TYPE=sim", "ENCLAVE_KBS_CA=/etc/inclavare-containers/kbs-ca.pem", format!("ENCLAVE_IMAGE_BOOT={}", boot.display())], "args": ["/bin/true"]}});
+        std::fs::write(dir.path().join("config.json"), spec.to_string()).unwrap();
+        apply(&config, dir.path(), None).unwrap();
     }
 }

@@ -19,7 +19,14 @@
 //! enclave_runtime_path = "/opt/occlum/build/lib/libocclum-pal.so"
 //! [signature]
 //! server_address = ""                  # empty: sign locally; else the signature server
+//! [enclave_image]
+//! kbs_ca = ["/etc/inclavare-containers/kbs-ca.pem"]  # host files containers may name as ENCLAVE_KBS_CA
 //! ```
+//!
+//! A container (a pod's author) may name host files only where this file lists them:
+//! its `ENCLAVE_RUNTIME_PATH` must be a PAL configured here, its `ENCLAVE_KBS_CA` one of
+//! `[enclave_image] kbs_ca`, its `ENCLAVE_IMAGE_BOOT` the `enclave-boot` beside a
+//! configured PAL, and `ENCLAVE_INIT_DATA_FILE` is refused (see `carrier`).
 
 use std::path::{Path, PathBuf};
 
@@ -50,6 +57,8 @@ pub struct Config {
     pub rune_root: PathBuf,
     pub enclave_runtime: EnclaveRuntime,
     pub signature: Signature,
+    /// Confidential images: the host files containers may name.
+    pub enclave_image: EnclaveImage,
     /// Path of Intel's `sgx_sign` (Occlum carrier).
     pub sgx_tool_sign: PathBuf,
     /// Accepted for compatibility with Inclavare's file; unused.
@@ -123,6 +132,15 @@ pub struct OcclumRuntime {
     pub enclave_libos_path: PathBuf,
 }
 
+/// `[enclave_image]`: host files a container may name for its confidential image.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct EnclaveImage {
+    /// PEM CA files a container may name as `ENCLAVE_KBS_CA` / `enclave.kbs.ca` (rune
+    /// bind-mounts the named host file into the container); none by default.
+    pub kbs_ca: Vec<PathBuf>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Default)]
 #[serde(default, deny_unknown_fields)]
 pub struct Signature {
@@ -138,6 +156,7 @@ impl Default for Config {
             rune_root: PathBuf::from("/run/containerd/rune"),
             enclave_runtime: EnclaveRuntime::default(),
             signature: Signature::default(),
+            enclave_image: EnclaveImage::default(),
             sgx_tool_sign: PathBuf::from("/opt/intel/sgxsdk/bin/x64/sgx_sign"),
             containerd: None,
             epm: None,

@@ -351,8 +351,16 @@ fn a_cri_sandbox_container_stays_plain_under_the_pods_image_annotation() {
 /// `ctr run` arguments giving the confidential image `s` by annotations only (image,
 /// plain-HTTP registry, KBS URL and CA, policy resource) to the boot image, whose Cmd
 /// asks for the image's own.
-fn confidential_annotations(s: &test_support::Confidential) -> Vec<String> {
+///
+/// The KBS CA is a host file rune bind-mounts into the container: the shim lets a
+/// container name it only when its configuration lists it, so the node's config (the
+/// PAL [`install_boot`] put under `c/lib`) lists this one.
+fn confidential_annotations(c: &Ctrd, s: &test_support::Confidential) -> Vec<String> {
     let ca = s.kbs.ca().unwrap().display().to_string();
+    c.write_config_pal(
+        &c.path().join("lib").join("liberpal-sim.so"),
+        &format!("[enclave_image]\nkbs_ca = [\"{ca}\"]\n"),
+    );
     [
         format!("enclave.image={}", s.image.reference),
         format!("enclave.image.insecure={}", s.registry.host()),
@@ -401,7 +409,7 @@ fn a_tool_made_confidential_image_runs_through_the_shim_with_its_key_from_verdic
     let s = test_support::Confidential::start(host.path(), &mr).unwrap();
 
     let id = unique_id("ctrkbs");
-    let extra = confidential_annotations(&s);
+    let extra = confidential_annotations(&c, &s);
     let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
     let (code, out, err) = c.ctr(&run_args(&extra, BOOT_IMAGE, &id, &[]));
     // The image's Cmd prints what the tenant wrote, upper-cased.
@@ -476,7 +484,7 @@ fn an_enclave_verdictd_refuses_gets_no_key_through_the_shim_and_pulls_nothing() 
     let blobs = s.blob_requests();
 
     let id = unique_id("ctrkbs");
-    let extra = confidential_annotations(&s);
+    let extra = confidential_annotations(&c, &s);
     let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
     let (code, out, err) = c.ctr(&run_args(&extra, BOOT_IMAGE, &id, &[]));
     assert_eq!((code, out.as_str()), (125, ""), "{err}\n{}", c.log());
