@@ -23,10 +23,6 @@ use test_support::registry::{Auth, Pushed, Registry};
 /// The content of `/etc/marker` in the confidential image. Its Cmd prints it upper-cased,
 /// so the marker itself never passes through containerd's or ctr's streams.
 const MARKER: &str = "confidential-marker-shim-7d41a2";
-/// The boot image: busybox with Cmd `/.rune/enclave-boot` ("run the image's own
-/// command").
-const BOOT_IMAGE: &str = "docker.io/library/busybox:boot";
-
 /// busybox plus `/etc/marker`, Cmd `sh -c 'tr a-z A-Z < /etc/marker'`, pushed by
 /// skopeo as `test/app:v1`. Returns it with the digests the boot image does not share
 /// with it: the manifest, the config and the layer holding the marker. Its `/etc/hosts`
@@ -49,63 +45,6 @@ fn push_image(dir: &Path, registry: &Registry) -> (Pushed, Vec<String>) {
     (image, own)
 }
 
-/// Installs the PAL with `enclave-boot` and its signed manifest beside it under
-/// `c/lib`, as `make install` does, and points the shim's config at that PAL; returns
-/// the boot program's mr_enclave.
-fn install_boot(c: &Ctrd) -> String {
-    let (pal, mr) =
-        test_support::install_boot(&c.path().join("lib"), &c.path().join("signer.key")).unwrap();
-    c.write_config_pal(&pal, "");
-    mr
-}
-
-/// Imports [`BOOT_IMAGE`]: the busybox layout with its Cmd set by umoci.
-fn import_boot_image(c: &Ctrd, dir: &Path) {
-    let layout = dir.join("boot-layout");
-    std::fs::create_dir_all(&layout).unwrap();
-    let l = layout.display().to_string();
-    let busybox = test_support::busybox_oci_tar().unwrap();
-    test_support::run("tar", &["-C", &l, "-xf", busybox.to_str().unwrap()]).unwrap();
-    test_support::run(
-        "umoci",
-        &[
-            "config",
-            "--image",
-            &format!("{l}:latest"),
-            "--config.cmd",
-            "/.rune/enclave-boot",
-        ],
-    )
-    .unwrap();
-    let tar = dir.join("boot.tar");
-    test_support::run("tar", &["-C", &l, "-cf", tar.to_str().unwrap(), "."]).unwrap();
-    let (code, _, err) = c.ctr(&[
-        "images",
-        "import",
-        "--index-name",
-        BOOT_IMAGE,
-        tar.to_str().unwrap(),
-    ]);
-    assert_eq!(code, 0, "import: {err}");
-}
-
-fn needs(test: &str) -> bool {
-    if !root_or_skip(test) {
-        return false;
-    }
-    for tool in [
-        "/usr/bin/skopeo",
-        "/usr/bin/docker-registry",
-        "/usr/bin/umoci",
-    ] {
-        if !Path::new(tool).exists() {
-            println!("skipped: {test} needs {tool} (make test installs it)");
-            return false;
-        }
-    }
-    true
-}
-
 /// `ctr run --rm --runtime rune-shim --net-host` (the registry is on the host's
 /// loopback) with `extra` options, then `image id args`.
 fn run_args<'a>(extra: &[&'a str], image: &'a str, id: &'a str, args: &[&'a str]) -> Vec<&'a str> {
@@ -114,6 +53,16 @@ fn run_args<'a>(extra: &[&'a str], image: &'a str, id: &'a str, args: &[&'a str]
     v.extend([image, id]);
     v.extend(args);
     v
+}
+
+/// `ctr run` arguments giving the confidential image `s` by annotations only
+/// ([`confidential_annotations`]) to the boot image, in a sim enclave.
+fn confidential_args(c: &Ctrd, s: &test_support::Confidential) -> Vec<String> {
+    confidential_annotations(c, s)
+        .into_iter()
+        .flat_map(|(k, v)| ["--annotation".to_string(), format!("{k}={v}")])
+        .chain(["--env".to_string(), "ENCLAVE_TYPE=sim".to_string()])
+        .collect()
 }
 
 /// The `enclave-boot:` lines that report a failure (not progress).
@@ -137,7 +86,7 @@ fn a_confidential_image_runs_through_the_shim_and_only_the_boot_image_reaches_th
     let registry = Registry::start(&dir.path().join("registry"), Auth::None).unwrap();
     let (image, own_digests) = push_image(dir.path(), &registry);
     let mr = install_boot(&c);
-    import_boot_image(&c, dir.path());
+    import_boot_image(&c, dir.path(), "default");
     let want = format!("{}\n", MARKER.to_uppercase());
 
     // The annotation, no command: the boot image's Cmd asks for the image's own Cmd.
@@ -348,32 +297,6 @@ fn a_cri_sandbox_container_stays_plain_under_the_pods_image_annotation() {
     c.assert_clean(&id);
 }
 
-/// `ctr run` arguments giving the confidential image `s` by annotations only (image,
-/// plain-HTTP registry, KBS URL and CA, policy resource) to the boot image, whose Cmd
-/// asks for the image's own.
-///
-/// The KBS CA is a host file rune bind-mounts into the container: the shim lets a
-/// container name it only when its configuration lists it, so the node's config (the
-/// PAL [`install_boot`] put under `c/lib`) lists this one.
-fn confidential_annotations(c: &Ctrd, s: &test_support::Confidential) -> Vec<String> {
-    let ca = s.kbs.ca().unwrap().display().to_string();
-    c.write_config_pal(
-        &c.path().join("lib").join("liberpal-sim.so"),
-        &format!("[enclave_image]\nkbs_ca = [\"{ca}\"]\n"),
-    );
-    [
-        format!("enclave.image={}", s.image.reference),
-        format!("enclave.image.insecure={}", s.registry.host()),
-        format!("enclave.kbs.url={}", s.kbs.url()),
-        format!("enclave.kbs.ca={ca}"),
-        format!("enclave.image.policy={}", test_support::tenant::POLICY_ID),
-    ]
-    .into_iter()
-    .flat_map(|a| ["--annotation".to_string(), a])
-    .chain(["--env".to_string(), "ENCLAVE_TYPE=sim".to_string()])
-    .collect()
-}
-
 /// Asserts that containerd keeps nothing of container `id`: no task, no container, no
 /// snapshot, and (`Ctrd::assert_clean`) no process, mount, cgroup or rune state.
 fn assert_gone(c: &Ctrd, id: &str) {
@@ -389,27 +312,20 @@ fn assert_gone(c: &Ctrd, id: &str) {
     }
 }
 
-/// Where the marker's plaintext is found under /tmp, which holds containerd's directory
-/// (content store, snapshots, state, bundles, rune's state), and /var.
-fn plaintext_on_host(c: &Ctrd, marker: &str) -> Vec<String> {
-    assert!(c.path().starts_with("/tmp"), "{}", c.path().display());
-    test_support::marker_found(&[Path::new("/tmp"), Path::new("/var")], marker)
-}
-
 #[test]
 fn a_tool_made_confidential_image_runs_through_the_shim_with_its_key_from_verdictd() {
     let test = "a_tool_made_confidential_image_runs_through_the_shim_with_its_key_from_verdictd";
-    if !needs(test) || !Path::new("/usr/bin/openssl").exists() {
+    if !needs(test) {
         return;
     }
     let c = Ctrd::start();
     let mr = install_boot(&c);
     let host = tempfile::tempdir().unwrap();
-    import_boot_image(&c, host.path());
+    import_boot_image(&c, host.path(), "default");
     let s = test_support::Confidential::start(host.path(), &mr).unwrap();
 
     let id = unique_id("ctrkbs");
-    let extra = confidential_annotations(&c, &s);
+    let extra = confidential_args(&c, &s);
     let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
     let (code, out, err) = c.ctr(&run_args(&extra, BOOT_IMAGE, &id, &[]));
     // The image's Cmd prints what the tenant wrote, upper-cased.
@@ -471,20 +387,20 @@ fn a_tool_made_confidential_image_runs_through_the_shim_with_its_key_from_verdic
 #[test]
 fn an_enclave_verdictd_refuses_gets_no_key_through_the_shim_and_pulls_nothing() {
     let test = "an_enclave_verdictd_refuses_gets_no_key_through_the_shim_and_pulls_nothing";
-    if !needs(test) || !Path::new("/usr/bin/openssl").exists() {
+    if !needs(test) {
         return;
     }
     let c = Ctrd::start();
     install_boot(&c);
     let host = tempfile::tempdir().unwrap();
-    import_boot_image(&c, host.path());
+    import_boot_image(&c, host.path(), "default");
     // verdictd admits another program than the installed boot program.
     let other = "ab".repeat(32);
     let s = test_support::Confidential::start(host.path(), &other).unwrap();
     let blobs = s.blob_requests();
 
     let id = unique_id("ctrkbs");
-    let extra = confidential_annotations(&c, &s);
+    let extra = confidential_args(&c, &s);
     let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
     let (code, out, err) = c.ctr(&run_args(&extra, BOOT_IMAGE, &id, &[]));
     assert_eq!((code, out.as_str()), (125, ""), "{err}\n{}", c.log());

@@ -226,6 +226,101 @@ impl Ctrd {
     }
 }
 
+/// The boot image of the confidential-image tests: busybox with Cmd
+/// `/.rune/enclave-boot` ("run the image's own command"). A repository of its own, so
+/// that [`Containerd::import`]'s base name (`<repository>:latest`) never renames
+/// [`IMAGE`]'s.
+pub const BOOT_IMAGE: &str = "docker.io/library/rune-boot:v1";
+
+/// Whether a confidential-image test can run: root, and the registry, skopeo, umoci
+/// and openssl it uses; else says why in one line.
+pub fn needs(test: &str) -> bool {
+    if !root_or_skip(test) {
+        return false;
+    }
+    for tool in [
+        "/usr/bin/skopeo",
+        "/usr/bin/docker-registry",
+        "/usr/bin/umoci",
+        "/usr/bin/openssl",
+    ] {
+        if !Path::new(tool).exists() {
+            println!("skipped: {test} needs {tool} (make test installs it)");
+            return false;
+        }
+    }
+    true
+}
+
+/// Installs the PAL with `enclave-boot` and its signed manifest beside it under
+/// `c/lib`, as `make install` does, and points the shim's config at that PAL (rune
+/// finds the boot program beside it); returns the boot program's mr_enclave.
+pub fn install_boot(c: &Ctrd) -> String {
+    let (pal, mr) =
+        test_support::install_boot(&c.path().join("lib"), &c.path().join("signer.key")).unwrap();
+    c.write_config_pal(&pal, "");
+    mr
+}
+
+/// Imports [`BOOT_IMAGE`] into containerd's `namespace`: the busybox layout (made in
+/// `dir`) with its Cmd set by umoci.
+pub fn import_boot_image(c: &Ctrd, dir: &Path, namespace: &str) {
+    let layout = dir.join("boot-layout");
+    std::fs::create_dir_all(&layout).unwrap();
+    let l = layout.display().to_string();
+    let busybox = test_support::busybox_oci_tar().unwrap();
+    test_support::run("tar", &["-C", &l, "-xf", busybox.to_str().unwrap()]).unwrap();
+    test_support::run(
+        "umoci",
+        &[
+            "config",
+            "--image",
+            &format!("{l}:latest"),
+            "--config.cmd",
+            "/.rune/enclave-boot",
+        ],
+    )
+    .unwrap();
+    let tar = dir.join("boot.tar");
+    test_support::run("tar", &["-C", &l, "-cf", tar.to_str().unwrap(), "."]).unwrap();
+    c.import(namespace, &tar, BOOT_IMAGE).unwrap();
+}
+
+/// The annotations (name, value) giving the confidential image `s` to the boot image:
+/// the image, its plain-HTTP registry, the KBS's URL and CA, the policy resource. The
+/// enclave's type is left to the caller.
+///
+/// The KBS CA is a host file rune bind-mounts into the container: the shim lets a
+/// container name it only when its configuration lists it, so `c`'s shim config (the
+/// PAL [`install_boot`] put under `c/lib`) is rewritten to list this one.
+pub fn confidential_annotations(c: &Ctrd, s: &test_support::Confidential) -> Vec<(String, String)> {
+    let ca = s.kbs.ca().unwrap().display().to_string();
+    c.write_config_pal(
+        &c.path().join("lib").join("liberpal-sim.so"),
+        &format!("[enclave_image]\nkbs_ca = [\"{ca}\"]\n"),
+    );
+    [
+        ("enclave.image", s.image.reference.clone()),
+        ("enclave.image.insecure", s.registry.host()),
+        ("enclave.kbs.url", s.kbs.url().to_string()),
+        ("enclave.kbs.ca", ca),
+        (
+            "enclave.image.policy",
+            test_support::tenant::POLICY_ID.into(),
+        ),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect()
+}
+
+/// Where the marker's plaintext is found under /tmp, which holds containerd's directory
+/// (content store, snapshots, state, bundles, rune's state, CRI logs), and /var.
+pub fn plaintext_on_host(c: &Ctrd, marker: &str) -> Vec<String> {
+    assert!(c.path().starts_with("/tmp"), "{}", c.path().display());
+    test_support::marker_found(&[Path::new("/tmp"), Path::new("/var")], marker)
+}
+
 /// The shell that asks the sim enclave for a report and prints it in hex.
 pub const REPORT_SCRIPT: &str = "printf '%064d' 7 >&\"$INCLAVARE_SIM_FD\"; \
     dd bs=1k count=1 <&\"$INCLAVARE_SIM_FD\" 2>/dev/null | od -An -v -tx1 | tr -d ' \\n'";

@@ -9,6 +9,7 @@ mod common;
 
 mod bench;
 mod client;
+mod image;
 mod network;
 mod node;
 mod stream;
