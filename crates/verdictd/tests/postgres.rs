@@ -286,7 +286,7 @@ fn replicas_starting_together_on_a_fresh_database_migrate_it_once() {
             )
             .unwrap()
             .trim(),
-            "2|1|2"
+            "3|1|3"
         );
         assert_eq!(
             pg.psql(&db, "SELECT count(*) FROM verdictd_settings")
