@@ -106,16 +106,20 @@ impl KeySource {
                     command: format!("{:?}", c.command.join(" ")),
                     reason,
                 };
-                let out = run(&c.command, base).map_err(err)?;
+                let out = run(&c.command, base, COMMAND_TIMEOUT).map_err(err)?;
                 Kek::parse(&out).map_err(|e| err(format!("printed {e}")))
             }
         }
     }
 }
 
-/// Runs `argv` (in its own process group, killed whole after [`COMMAND_TIMEOUT`]): its
-/// stdout if it exits 0, else its last line of stderr.
-fn run(argv: &[String], dir: Option<&Path>) -> Result<Zeroizing<Vec<u8>>, String> {
+/// Runs `argv` (in its own process group, killed whole after `timeout`): its stdout if
+/// it exits 0, else its last line of stderr.
+fn run(
+    argv: &[String],
+    dir: Option<&Path>,
+    timeout: Duration,
+) -> Result<Zeroizing<Vec<u8>>, String> {
     use std::os::unix::process::CommandExt;
     use std::process::{Command, Stdio};
     let (program, args) = argv.split_first().ok_or("an empty command")?;
@@ -140,15 +144,12 @@ fn run(argv: &[String], dir: Option<&Path>) -> Result<Zeroizing<Vec<u8>>, String
         let _ = (&mut stderr).take(64 << 10).read_to_end(&mut err);
         let _ = tx.send((out, err));
     });
-    let (out, err) = match rx.recv_timeout(COMMAND_TIMEOUT) {
+    let (out, err) = match rx.recv_timeout(timeout) {
         Ok(r) => r,
         Err(_) => {
             let _ = nix::sys::signal::killpg(pgid, nix::sys::signal::Signal::SIGKILL);
             let _ = child.wait();
-            return Err(format!(
-                "still running after {}s: killed",
-                COMMAND_TIMEOUT.as_secs()
-            ));
+            return Err(format!("still running after {timeout:?}: killed"));
         }
     };
     let status = child.wait().map_err(|e| e.to_string())?;
@@ -290,5 +291,92 @@ impl Keys {
                 Err(other())
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn storage(toml: &str) -> Result<StorageConfig, String> {
+        let config: Config = toml::from_str(&format!(
+            "[storage]\ntype = \"postgres\"\nurl = \"x\"\n{toml}"
+        ))
+        .map_err(|e| e.message().to_string())?;
+        Ok(config.storage)
+    }
+
+    #[test]
+    fn keys_from_files_and_commands_current_first() {
+        use sha2::Digest;
+        let hex_key = hex::encode([5u8; 32]);
+        let id = hex::encode(&sha2::Sha256::digest([5u8; 32])[..8]);
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("old");
+        std::fs::write(&file, [6u8; 32]).unwrap();
+        std::fs::set_permissions(&file, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+            .unwrap();
+        let config = storage(&format!(
+            "[storage.kek]\ncurrent = {{ command = [\"printf\", \"%s\\n\", \"{hex_key}\"] }}\nold = [{:?}]\n",
+            file.display().to_string()
+        ))
+        .unwrap();
+        let ring = Keyring::load(&config).unwrap().unwrap();
+        assert_eq!(ring.current().id(), id);
+        assert_eq!(ring.ids(), format!("{id}, {}", Kek::new(&[6; 32]).id()));
+        assert!(ring.get(&Kek::new(&[6; 32]).id_bytes()).is_some());
+        assert!(ring.get(&Kek::new(&[7; 32]).id_bytes()).is_none());
+        // None configured: unsealed storage.
+        assert!(Keyring::load(&storage("").unwrap()).unwrap().is_none());
+    }
+
+    #[test]
+    fn bad_key_sources_are_one_line_errors() {
+        let e = storage("[storage.kek]\ncurrent = 3\n").unwrap_err();
+        assert!(e.contains("a key file name, or { command"), "{e}");
+        let e =
+            storage("[storage.kek]\ncurrent = { command = [\"x\"], shell = true }\n").unwrap_err();
+        assert!(e.contains("a key file name, or { command"), "{e}");
+        for (toml, expect) in [
+            ("kek_file = \"a\"\n[storage.kek]\ncurrent = \"b\"\n", "keep one"),
+            ("[storage.kek]\nold = [\"a\"]\n", "old keys but no current"),
+            (
+                "[storage.kek]\ncurrent = { command = [\"sh\", \"-c\", \"echo no key here >&2; exit 4\"] }\n",
+                "exit status: 4: no key here",
+            ),
+            (
+                "[storage.kek]\ncurrent = { command = [\"printf\", \"short\"] }\n",
+                "printed 5 bytes",
+            ),
+            ("[storage.kek]\ncurrent = { command = [] }\n", "an empty command"),
+            (
+                "[storage.kek]\ncurrent = { command = [\"/nonexistent/kek-helper\"] }\n",
+                "/nonexistent/kek-helper: No such file",
+            ),
+        ] {
+            let e = Keyring::load(&storage(toml).unwrap())
+                .err()
+                .unwrap()
+                .to_string();
+            assert!(e.contains(expect), "{toml}: {e}");
+            assert_eq!(e.lines().count(), 1, "{e}");
+        }
+    }
+
+    #[test]
+    fn a_command_that_hangs_is_killed_with_its_children() {
+        let started = Instant::now();
+        let argv: Vec<String> = ["sh", "-c", "sleep 31 & sleep 31"].map(String::from).into();
+        let e = run(&argv, None, Duration::from_millis(300)).unwrap_err();
+        assert!(e.contains("killed"), "{e}");
+        assert!(started.elapsed() < Duration::from_secs(5));
+        // The background sleep was killed with the group.
+        std::thread::sleep(Duration::from_millis(100));
+        let left = std::fs::read_dir("/proc")
+            .unwrap()
+            .filter_map(|e| std::fs::read(e.ok()?.path().join("cmdline")).ok())
+            .filter(|c| c == b"sleep\x0031\x00")
+            .count();
+        assert_eq!(left, 0);
     }
 }

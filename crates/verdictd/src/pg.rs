@@ -521,7 +521,8 @@ impl Pg {
             .await
             .map_err(|e| self.fail(what, e))?;
         tx.commit().await.map_err(|e| self.fail(what, e))?;
-        Ok(self.ok(()))
+        self.ok(());
+        Ok(())
     }
 
     /// The key-encryption keys of this replica (`None`: values are stored unsealed).

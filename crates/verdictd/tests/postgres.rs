@@ -551,7 +551,7 @@ fn secrets_are_sealed_at_rest_and_a_dump_of_the_database_shows_none() {
         (config(&pg, "kbs"), "no kek_file"),
         (
             sealed_config(&pg, "kbs", &other_kek),
-            "another key-encryption key",
+            "which [storage.kek] does not hold",
         ),
     ] {
         let path = dir.path().join("verdictd.toml");
