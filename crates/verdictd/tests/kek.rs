@@ -418,7 +418,20 @@ fn wrong_missing_or_retired_keys_change_nothing_and_a_killed_rotation_is_finishe
             )
             .unwrap();
         });
-        std::thread::sleep(Duration::from_millis(300));
+        // The row is locked once the session sleeps.
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while pg
+            .psql(
+                "kbs",
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'PgSleep'",
+            )
+            .unwrap()
+            .trim()
+            != "1"
+        {
+            assert!(Instant::now() < deadline, "the lock holder did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
         let path = dir.path().join("rotate.toml");
         std::fs::write(&path, &both).unwrap();
         let mut rotating = Command::new(env!("CARGO_BIN_EXE_verdictd"))
