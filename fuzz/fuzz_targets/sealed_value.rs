@@ -1,7 +1,8 @@
 //! A sealed value as read back from verdictd's database (`verdictd::seal`): any value
 //! and wrapped data key, as a database operator could have altered them, opens or is
-//! refused without panicking; a value sealed here with the input as plaintext opens to
-//! it, and to nothing once the input also changes a byte of it.
+//! refused without panicking, and so does its re-wrapping under another KEK (as
+//! `rotate-kek` does); a value sealed here with the input as plaintext opens to it, and
+//! to nothing once the input also changes a byte of it.
 #![no_main]
 use verdictd::seal::{open, Kek, WRAPPED_LEN};
 
@@ -10,6 +11,15 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     let (wrapped, value) = data.split_at(data.len().min(WRAPPED_LEN));
     let _ = open(Some(&kek), "a/b/c", value, Some(wrapped));
     let _ = open(None, "a/b/c", value, Some(wrapped));
+    // Re-wrapped by `verdictd rotate-kek`: refused, or re-wrapped to what opens as the
+    // original did.
+    let next = Kek::new(&[10; 32]);
+    if let Ok(rewrapped) = next.rewrap(&kek, "a/b/c", wrapped) {
+        assert_eq!(
+            open(Some(&next), "a/b/c", value, Some(&rewrapped)).ok(),
+            open(Some(&kek), "a/b/c", value, Some(wrapped)).ok()
+        );
+    }
     let (sealed, dek) = kek.seal("a/b/c", data);
     assert_eq!(
         open(Some(&kek), "a/b/c", &sealed, Some(&dek)).unwrap().as_slice(),

@@ -42,7 +42,11 @@
 //! # ca_file = "db-ca.pem"        # TLS to the database, verified against this CA
 //! # pool_size = 16               # connections per replica
 //! # kek_file = "kek.bin"         # 32 bytes (raw or hex), 0600: resources sealed at
-//! #                              # rest with per-resource data keys (crate::seal)
+//! #                              # rest with per-resource data keys (crate::seal);
+//! #                              # short for [storage.kek] current = "kek.bin"
+//! # [storage.kek]                # the current and old key-encryption keys, files or
+//! # current = "kek-2.bin"        # commands (crate::kek); `verdictd rotate-kek` moves
+//! # old = ["kek-1.bin"]          # every row to the current one (crate::rotate)
 //!
 //! [admin]
 //! mode = "bearer_jwt"            # insecure_allow_all | deny_all | bearer_jwt
@@ -219,6 +223,12 @@ pub struct StorageConfig {
     /// in the database) is sealed with a data key of its own ([`crate::seal`]); every
     /// replica needs the same file. Without it, values are stored as they are.
     pub kek_file: Option<PathBuf>,
+    /// `postgres`: `[storage.kek]`, the current and old KEKs ([`crate::kek`]).
+    pub kek: Option<crate::kek::KekConfig>,
+    /// The configuration file this was read from: re-read for `[storage.kek]` when a
+    /// replica meets a KEK it does not hold.
+    #[serde(skip)]
+    pub config_file: Option<PathBuf>,
 }
 
 impl Default for StorageConfig {
@@ -231,6 +241,8 @@ impl Default for StorageConfig {
             ca_file: None,
             pool_size: 16,
             kek_file: None,
+            kek: None,
+            config_file: None,
         }
     }
 }
@@ -284,6 +296,7 @@ impl Config {
         if let Some(base) = path.parent() {
             config.resolve_paths(base);
         }
+        config.storage.config_file = Some(path.to_path_buf());
         Ok(config)
     }
 
@@ -314,6 +327,14 @@ impl Config {
         .flatten()
         {
             fix(p);
+        }
+        if let Some(kek) = &mut self.storage.kek {
+            for source in kek.current.iter_mut().chain(kek.old.iter_mut()) {
+                if let crate::kek::KeySource::File(p) = source {
+                    fix(p);
+                }
+            }
+            kek.base = Some(base.to_path_buf());
         }
         self.admin.public_keys.iter_mut().for_each(fix);
         self.rvps.trusted_keys.iter_mut().for_each(fix);

@@ -40,6 +40,10 @@ enum Command {
     /// Policies, without a server
     #[command(subcommand)]
     Policy(PolicyCommand),
+    /// Re-wrap every data key of the configured database to the current key-encryption
+    /// key of [storage.kek], in batches, while replicas serve (--check: only report;
+    /// exit 3 if a row still needs an old key)
+    RotateKek(verdictd::rotate::Args),
 }
 
 #[derive(Subcommand)]
@@ -74,6 +78,16 @@ fn run() -> Result<()> {
             cli_exit::exit_with_line(&format!("verdictd: audit log: {broken}"), 3);
         }
         return Ok(());
+    }
+    if let Some(Command::RotateKek(args)) = &cli.command {
+        // One line on failure (and none for the migrations' notices).
+        cli.log
+            .init_quieting(&["deadpool", "verdictd::pg", "tokio_postgres"]);
+        let config = match &cli.config {
+            Some(p) => verdictd::Config::load(p)?,
+            None => verdictd::Config::default(),
+        };
+        std::process::exit(verdictd::rotate::run(args, &config)?);
     }
     // The pool's own warnings (a connection lost, not recycled) would repeat, per
     // connection, the outage verdictd logs once (see verdictd::pg).

@@ -10,6 +10,7 @@
 //! | `verdictd_versions` | `reference-values` → a counter bumped by every change | on every `/attest` and reference-value read |
 //! | `verdictd_settings` | the challenge MAC key and the token signing key (used without `[token] signer_key`), generated once by the first replica, sealed as resources are | at start |
 //! | `verdictd_audit`, `verdictd_audit_head` | the audit log ([`crate::audit`]: one chain for all replicas) | appended on every decision and admin call |
+//! | `verdictd_kek` | one row: the id of the key-encryption key values are sealed under ([`crate::kek`]; moved by `verdictd rotate-kek`) | on every resource store, and at start |
 //! | `verdictd_schema` | the migrations applied | at start |
 //!
 //! **No stale cache**: a replica keeps the compiled policies and the reference values in
@@ -86,6 +87,14 @@ CREATE TABLE verdictd_settings (
 "#,
     // The audit log (crate::audit::pg).
     crate::audit::pg::MIGRATION,
+    // The key-encryption key values are sealed under (crate::kek, crate::rotate).
+    r#"
+CREATE TABLE verdictd_kek (
+    one     boolean PRIMARY KEY DEFAULT true CHECK (one),
+    id      bytea NOT NULL,
+    changed timestamptz NOT NULL DEFAULT now()
+);
+"#,
 ];
 
 /// The versions of what this replica holds in memory (0: not loaded yet).
@@ -104,8 +113,8 @@ pub struct Pg {
     seen: Seen,
     /// Where the database is, for messages (no password).
     target: String,
-    /// `[storage] kek_file`: resources and settings are sealed with it.
-    kek: Option<crate::seal::Kek>,
+    /// `[storage.kek]` (or `kek_file`): resources and settings are sealed with it.
+    kek: Option<crate::kek::Keys>,
 }
 
 /// Why the database could not be opened.
@@ -172,10 +181,8 @@ impl Pg {
             pg.application_name("verdictd");
         }
         let target = describe(&pg);
-        let kek = match &config.kek_file {
-            Some(f) => Some(crate::seal::Kek::load(f)?),
-            None => None,
-        };
+        let kek = crate::kek::Keyring::load(config)?
+            .map(|ring| crate::kek::Keys::new(ring, config.config_file.clone()));
         let manager_config = ManagerConfig {
             // A connection the server closed is noticed by its task; Fast trusts that,
             // and a request that still meets a dead one fails with 503 once.
@@ -242,6 +249,9 @@ impl Pg {
         let tx = client.transaction().await?;
         tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
             .await?;
+        // No "already exists, skipping" notice in the log at every start.
+        tx.batch_execute("SET LOCAL client_min_messages = warning")
+            .await?;
         tx.batch_execute(
             "CREATE TABLE IF NOT EXISTS verdictd_schema (version integer PRIMARY KEY, \
              applied timestamptz NOT NULL DEFAULT now())",
@@ -277,15 +287,22 @@ impl Pg {
             )
             .await?;
         }
+        let sealing = self.check_keks(&tx).await?;
+        let sealing = sealing.as_deref();
         let mut key = Zeroizing::new(vec![0u8; 32]);
         rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut key);
-        let session_key = self.setting(&tx, "session-key", key).await?;
+        let session_key = self.setting(&tx, "session-key", key, sealing).await?;
         use p256::pkcs8::EncodePrivateKey;
         let der = p256::SecretKey::random(&mut rand::rngs::OsRng)
             .to_pkcs8_der()
             .map_err(|e| OpenError::Fatal(format!("token key: {e}")))?;
         let token_key = self
-            .setting(&tx, "token-key", Zeroizing::new(der.as_bytes().to_vec()))
+            .setting(
+                &tx,
+                "token-key",
+                Zeroizing::new(der.as_bytes().to_vec()),
+                sealing,
+            )
             .await?;
         tx.commit().await?;
         Ok(Settings {
@@ -294,7 +311,50 @@ impl Pg {
         })
     }
 
-    /// The setting `name`: stored as `fresh` (sealed with the KEK, if any) unless a
+    /// The KEK the database seals under (on a fresh database, this replica's current
+    /// one, recorded), after checking that this replica holds it and the KEK of every
+    /// sealed row: a configuration that dropped a key some row still needs is refused
+    /// here, in one line, before anything is served.
+    async fn check_keks(
+        &self,
+        tx: &deadpool_postgres::Transaction<'_>,
+    ) -> Result<Option<Arc<crate::seal::Kek>>, OpenError> {
+        let Some(keys) = &self.kek else {
+            return Ok(None);
+        };
+        let ring = keys.ring();
+        tx.execute(
+            "INSERT INTO verdictd_kek (id) VALUES ($1) ON CONFLICT (one) DO NOTHING",
+            &[&ring.current().id_bytes().as_slice()],
+        )
+        .await?;
+        let id: Vec<u8> = tx
+            .query_one("SELECT id FROM verdictd_kek", &[])
+            .await?
+            .get(0);
+        let sealing = <[u8; 8]>::try_from(id.as_slice())
+            .ok()
+            .and_then(|id| ring.get(&id))
+            .ok_or_else(|| {
+                OpenError::Fatal(format!(
+                    "the database seals under key-encryption key {} (recorded by the first replica or `verdictd rotate-kek`), which [storage.kek] does not hold (it holds {})",
+                    hex::encode(&id),
+                    ring.ids()
+                ))
+            })?;
+        for (id, rows) in census(&**tx).await? {
+            if let Some(id) = id.filter(|id| ring.get(id).is_none()) {
+                return Err(OpenError::Fatal(format!(
+                    "{rows} sealed rows need key-encryption key {}, which [storage.kek] does not hold (it holds {}): keep it in `old` until `verdictd rotate-kek` has moved every row off it",
+                    hex::encode(id),
+                    ring.ids()
+                )));
+            }
+        }
+        Ok(Some(sealing.clone()))
+    }
+
+    /// The setting `name`: stored as `fresh` (sealed with `kek`, if any) unless a
     /// replica stored it first; a setting stored unsealed is sealed now that there
     /// is a KEK.
     async fn setting(
@@ -302,9 +362,10 @@ impl Pg {
         tx: &deadpool_postgres::Transaction<'_>,
         name: &str,
         fresh: Zeroizing<Vec<u8>>,
+        kek: Option<&crate::seal::Kek>,
     ) -> Result<Zeroizing<Vec<u8>>, OpenError> {
         let aad = format!("verdictd-setting/{name}");
-        let (value, dek) = match &self.kek {
+        let (value, dek) = match kek {
             Some(kek) => {
                 let (v, d) = kek.seal(&aad, &fresh);
                 (v, Some(d))
@@ -325,9 +386,18 @@ impl Pg {
             .await?;
         let (value, dek): (Vec<u8>, Option<Vec<u8>>) = (row.get(0), row.get(1));
         let value = Zeroizing::new(value);
-        let plain = crate::seal::open(self.kek.as_ref(), &aad, &value, dek.as_deref())
+        // check_keks made sure the row's KEK is held.
+        let ring = self.kek.as_ref().map(|k| k.ring());
+        let opening = ring.as_ref().map(|r| {
+            dek.as_deref()
+                .and_then(crate::seal::kek_id)
+                .and_then(|id| r.get(&id))
+                .unwrap_or(r.current())
+                .clone()
+        });
+        let plain = crate::seal::open(opening.as_deref(), &aad, &value, dek.as_deref())
             .map_err(|e| OpenError::Fatal(e.to_string()))?;
-        if let (Some(kek), None) = (&self.kek, dek) {
+        if let (Some(kek), None) = (kek, dek) {
             let (v, d) = kek.seal(&aad, &plain);
             tx.execute(
                 "UPDATE verdictd_settings SET value = $2, dek = $3 WHERE name = $1",
@@ -392,29 +462,88 @@ impl Pg {
         };
         let value = Zeroizing::new(row.get::<_, Vec<u8>>(0));
         let dek: Option<Vec<u8>> = row.get(1);
-        crate::seal::open(self.kek.as_ref(), path, &value, dek.as_deref())
+        let sealed_under = dek.as_deref().and_then(crate::seal::kek_id);
+        let kek = match (&self.kek, sealed_under) {
+            (Some(keys), Some(id)) => Some(
+                keys.get(&id, path)
+                    .await
+                    .map_err(|e| KbsError::PluginInternal(format!("resource {e}")))?,
+            ),
+            (Some(keys), None) => Some(keys.ring().current().clone()),
+            (None, _) => None,
+        };
+        crate::seal::open(kek.as_deref(), path, &value, dek.as_deref())
             .map(Some)
             .map_err(|e| KbsError::PluginInternal(format!("resource {e}")))
     }
 
-    /// Stores a resource, sealed when a KEK is configured.
+    /// Stores a resource, sealed when a KEK is configured: under the KEK the database
+    /// names, its row held in share mode until the value is stored (so a rotation
+    /// waits for this store, and every store after it uses the new KEK).
     pub async fn put_resource(&self, path: &str, value: &[u8]) -> Result<(), KbsError> {
-        let (value, dek) = match &self.kek {
-            Some(kek) => {
-                let (v, d) = kek.seal(path, value);
-                (Zeroizing::new(v), Some(d))
-            }
-            None => (Zeroizing::new(value.to_vec()), None),
-        };
-        self.query(
-            "storing a resource",
+        const UPSERT: &str =
             "INSERT INTO verdictd_resources (path, value, dek) VALUES ($1, $2, $3) \
              ON CONFLICT (path) DO UPDATE SET value = EXCLUDED.value, dek = EXCLUDED.dek, \
-             updated = now()",
-            &[&path, &value.as_slice(), &dek],
-        )
-        .await
-        .map(drop)
+             updated = now()";
+        let what = "storing a resource";
+        let Some(keys) = &self.kek else {
+            return self
+                .query(what, UPSERT, &[&path, &value, &None::<Vec<u8>>])
+                .await
+                .map(drop);
+        };
+        let mut client = self.client(what).await?;
+        let tx = client.transaction().await.map_err(|e| self.fail(what, e))?;
+        let named = tx
+            .query_opt("SELECT id FROM verdictd_kek FOR SHARE", &[])
+            .await
+            .map_err(|e| self.fail(what, e))?
+            .map(|r| r.get::<_, Vec<u8>>(0));
+        let kek = match named {
+            Some(id) => {
+                let id = <[u8; 8]>::try_from(id.as_slice()).map_err(|_| {
+                    KbsError::PluginInternal(format!(
+                        "storing {path}: table verdictd_kek holds no KEK id"
+                    ))
+                })?;
+                keys.get(&id, path).await.map_err(|_| {
+                    KbsError::PluginInternal(format!(
+                        "storing {path}: the database seals under key-encryption key {} (set by `verdictd rotate-kek`), which this replica's [storage.kek] does not hold",
+                        hex::encode(id)
+                    ))
+                })?
+            }
+            None => keys.ring().current().clone(),
+        };
+        let (value, dek) = kek.seal(path, value);
+        let value = Zeroizing::new(value);
+        tx.execute(UPSERT, &[&path, &value.as_slice(), &Some(dek)])
+            .await
+            .map_err(|e| self.fail(what, e))?;
+        tx.commit().await.map_err(|e| self.fail(what, e))?;
+        self.ok(());
+        Ok(())
+    }
+
+    /// The key-encryption keys of this replica (`None`: values are stored unsealed).
+    pub fn keys(&self) -> Option<&crate::kek::Keys> {
+        self.kek.as_ref()
+    }
+
+    /// Applies the migrations once (no retry, for the command line) and checks the
+    /// keys as a starting replica does.
+    pub async fn open_once(&self) -> anyhow::Result<()> {
+        match self.migrate(&[]).await {
+            Ok(_) => Ok(()),
+            Err(OpenError::Fatal(e) | OpenError::Retry(e)) => {
+                anyhow::bail!("database {}: {e}", self.target)
+            }
+        }
+    }
+
+    /// Where the database is (no password), for messages.
+    pub fn target(&self) -> &str {
+        &self.target
     }
 
     /// Whether it existed.
@@ -664,6 +793,29 @@ impl Pg {
             .fetch_max(version, Ordering::AcqRel)
             < version
     }
+}
+
+/// Sealed rows (resources and settings) by the id of the KEK their data key is wrapped
+/// under (`None`: stored unsealed): (id, rows).
+pub async fn census<C: tokio_postgres::GenericClient>(
+    client: &C,
+) -> Result<Vec<(Option<[u8; 8]>, i64)>, tokio_postgres::Error> {
+    let rows = client
+        .query(
+            "SELECT substring(dek from 1 for 8), count(*) FROM (SELECT dek FROM \
+             verdictd_resources UNION ALL SELECT dek FROM verdictd_settings) d GROUP BY 1",
+            &[],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| {
+            let id: Option<Vec<u8>> = r.get(0);
+            // A malformed id (not 8 bytes) reads as all zero: no KEK has it.
+            let id = id.map(|id| <[u8; 8]>::try_from(id.as_slice()).unwrap_or([0; 8]));
+            (id, r.get::<_, i64>(1))
+        })
+        .collect())
 }
 
 /// `user@host:port/dbname` (or the socket directory), for messages: never the password.

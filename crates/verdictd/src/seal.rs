@@ -7,8 +7,11 @@
 //!   `nonce (12) | ciphertext | tag (16)`.
 //! - data key: AES-256-GCM under the KEK, random nonce, associated data
 //!   `"verdictd-dek\0" | name`; stored as `KEK id (8) | nonce (12) | wrapped key (32) |
-//!   tag (16)` (68 bytes). The KEK id is the first 8 bytes of SHA-256 of the KEK, so a
-//!   value sealed under another KEK is named as such rather than failing as tampered.
+//!   tag (16)` (68 bytes). The KEK id is the first 8 bytes of SHA-256 of the KEK: a
+//!   reader picks the KEK by it among the current and old ones ([`crate::kek`]), and a
+//!   value sealed under a KEK it does not hold is named as such rather than failing as
+//!   tampered. Rotation ([`Kek::rewrap`]) re-wraps the data key only: the value's bytes
+//!   stay as they are.
 //!
 //! A row moved to another name fails to open (the name is bound twice), as does any
 //! changed byte.
@@ -24,15 +27,17 @@ pub const WRAPPED_LEN: usize = 8 + NONCE_LEN + 32 + 16;
 /// Why a value could not be sealed or opened; one line each.
 #[derive(Debug, thiserror::Error)]
 pub enum SealError {
-    #[error("kek_file {path}: {reason}")]
+    #[error("key-encryption key file {path}: {reason}")]
     KekFile { path: String, reason: String },
-    #[error("{name}: sealed under another key-encryption key (id {found}; kek_file's is {ours})")]
+    #[error(
+        "{name}: sealed under another key-encryption key (id {found}; [storage.kek] holds {ours})"
+    )]
     OtherKek {
         name: String,
         found: String,
         ours: String,
     },
-    #[error("{name}: sealed, but no kek_file is configured")]
+    #[error("{name}: sealed, but no kek_file or [storage.kek] is configured")]
     NoKek { name: String },
     #[error("{name}: the sealed value does not open (altered, or moved from another name)")]
     Corrupt { name: String },
@@ -106,8 +111,26 @@ impl Kek {
         Kek { key: aes(key), id }
     }
 
-    /// Reads a KEK file: 32 bytes, raw or as 64 hex digits (a trailing newline
-    /// allowed). The file must not be readable by group or others.
+    /// A KEK from what a key file or command holds: 32 bytes, raw or as 64 hex digits
+    /// (surrounding white space allowed); else why not.
+    pub fn parse(bytes: &[u8]) -> Result<Kek, String> {
+        let mut key = Zeroizing::new([0u8; 32]);
+        let text = std::str::from_utf8(bytes).map(str::trim).unwrap_or("");
+        if text.len() == 64 && hex::decode_to_slice(text, &mut *key).is_ok() {
+            return Ok(Kek::new(&key));
+        }
+        if bytes.len() == 32 {
+            key.copy_from_slice(bytes);
+            return Ok(Kek::new(&key));
+        }
+        Err(format!(
+            "{} bytes: expected 32 bytes, raw or as 64 hex digits",
+            bytes.len()
+        ))
+    }
+
+    /// Reads a KEK file ([`Kek::parse`]). The file must not be readable by group or
+    /// others.
     pub fn load(path: &Path) -> Result<Kek, SealError> {
         use std::os::unix::fs::PermissionsExt;
         let err = |reason: String| SealError::KekFile {
@@ -122,24 +145,27 @@ impl Kek {
             )));
         }
         let bytes = Zeroizing::new(std::fs::read(path).map_err(|e| err(e.to_string()))?);
-        let mut key = Zeroizing::new([0u8; 32]);
-        let text = std::str::from_utf8(&bytes).map(str::trim).unwrap_or("");
-        if text.len() == 64 && hex::decode_to_slice(text, &mut *key).is_ok() {
-            return Ok(Kek::new(&key));
-        }
-        if bytes.len() == 32 {
-            key.copy_from_slice(&bytes);
-            return Ok(Kek::new(&key));
-        }
-        Err(err(format!(
-            "{} bytes: expected 32 bytes, raw or as 64 hex digits",
-            bytes.len()
-        )))
+        Kek::parse(&bytes).map_err(err)
     }
 
     /// The KEK's id, hex (for messages).
     pub fn id(&self) -> String {
         hex::encode(self.id)
+    }
+
+    /// The KEK's id: the first 8 bytes of SHA-256 of the key.
+    pub fn id_bytes(&self) -> [u8; 8] {
+        self.id
+    }
+
+    /// The data key `wrapped` under `from` (for the value named `name`), wrapped under
+    /// this KEK instead; the sealed value itself is unchanged.
+    pub fn rewrap(&self, from: &Kek, name: &str, wrapped: &[u8]) -> Result<Vec<u8>, SealError> {
+        let dek = unwrap_dek(from, name, wrapped)?;
+        let mut out = Vec::with_capacity(WRAPPED_LEN);
+        out.extend_from_slice(&self.id);
+        out.extend_from_slice(&seal_with(&self.key, &dek_aad(name), &dek));
+        Ok(out)
     }
 
     /// Seals `plaintext` named `name`: (the sealed value, the wrapped data key).
@@ -165,11 +191,19 @@ pub fn open(
         return Ok(Zeroizing::new(value.to_vec()));
     };
     let kek = kek.ok_or_else(|| SealError::NoKek { name: name.into() })?;
+    let dek = unwrap_dek(kek, name, wrapped)?;
+    open_with(&aes(&dek), name.as_bytes(), value)
+        .ok_or_else(|| SealError::Corrupt { name: name.into() })
+}
+
+/// The id of the KEK a wrapped data key names (its first 8 bytes), if it is one.
+pub fn kek_id(wrapped: &[u8]) -> Option<[u8; 8]> {
+    (wrapped.len() == WRAPPED_LEN).then(|| wrapped[..8].try_into().expect("8 bytes"))
+}
+
+fn unwrap_dek(kek: &Kek, name: &str, wrapped: &[u8]) -> Result<Zeroizing<Vec<u8>>, SealError> {
     let corrupt = || SealError::Corrupt { name: name.into() };
-    if wrapped.len() != WRAPPED_LEN {
-        return Err(corrupt());
-    }
-    let (id, wrapped) = wrapped.split_at(8);
+    let id = kek_id(wrapped).ok_or_else(corrupt)?;
     if id != kek.id {
         return Err(SealError::OtherKek {
             name: name.into(),
@@ -177,11 +211,11 @@ pub fn open(
             ours: kek.id(),
         });
     }
-    let dek = open_with(&kek.key, &dek_aad(name), wrapped).ok_or_else(corrupt)?;
+    let dek = open_with(&kek.key, &dek_aad(name), &wrapped[8..]).ok_or_else(corrupt)?;
     if dek.len() != 32 {
         return Err(corrupt());
     }
-    open_with(&aes(&dek), name.as_bytes(), value).ok_or_else(corrupt)
+    Ok(dek)
 }
 
 #[cfg(test)]
@@ -221,6 +255,16 @@ mod tests {
             err.to_string().contains("another key-encryption key"),
             "{err}"
         );
+        // Re-wrapped under another KEK: the value's bytes unchanged, opened by the new
+        // KEK only; re-wrapping needs the KEK it was wrapped under.
+        let rewrapped = other.rewrap(&kek, "a/b/c", &wrapped).unwrap();
+        assert_eq!(rewrapped.len(), WRAPPED_LEN);
+        assert_eq!(kek_id(&rewrapped), Some(other.id_bytes()));
+        let opened = open(Some(&other), "a/b/c", &value, Some(&rewrapped)).unwrap();
+        assert_eq!(opened.as_slice(), b"the secret");
+        assert!(open(Some(&kek), "a/b/c", &value, Some(&rewrapped)).is_err());
+        assert!(other.rewrap(&other, "a/b/c", &wrapped).is_err());
+        assert!(other.rewrap(&kek, "a/b/d", &wrapped).is_err());
         // Unsealed values pass through.
         assert_eq!(
             open(None, "x", b"plain", None).unwrap().as_slice(),

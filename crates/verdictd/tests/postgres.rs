@@ -286,7 +286,7 @@ fn replicas_starting_together_on_a_fresh_database_migrate_it_once() {
             )
             .unwrap()
             .trim(),
-            "2|1|2"
+            "3|1|3"
         );
         assert_eq!(
             pg.psql(&db, "SELECT count(*) FROM verdictd_settings")
@@ -551,7 +551,7 @@ fn secrets_are_sealed_at_rest_and_a_dump_of_the_database_shows_none() {
         (config(&pg, "kbs"), "no kek_file"),
         (
             sealed_config(&pg, "kbs", &other_kek),
-            "another key-encryption key",
+            "which [storage.kek] does not hold",
         ),
     ] {
         let path = dir.path().join("verdictd.toml");
