@@ -9,6 +9,10 @@ APT_STAMP  := target/.apt-deps
 HOST       := $(shell rustc -vV | sed -n 's/^host: //p')
 # The statically linked boot program of confidential-image enclaves.
 BOOT       := target/$(HOST)/release/enclave-boot
+# Debian 12's kubectl (kubernetes-client 1.20, kustomize 2.0): deploy/ must render with the
+# oldest kubectl an operator here has. Unpacked, not installed: a kubectl from another
+# package may own /usr/bin/kubectl.
+KUBECTL    := target/tools/kubernetes-client/usr/bin/kubectl
 
 # Build: libseccomp for enforced seccomp profiles; protoc for the CRI client the shim's
 # tests build (k8s-cri). Tests and demo: the real clients; postgresql for verdictd's
@@ -52,13 +56,21 @@ $(IMAGES)/busybox-oci.tar: deps
 
 # Unit and integration tests, in the release profile so the build is shared with `make
 # demo`. Integration tests start private containerd, dockerd and podman instances.
-test: build lint $(IMAGES)/busybox-oci.tar
+test: build lint $(IMAGES)/busybox-oci.tar $(KUBECTL)
 	$(CARGO) test --release --workspace -- --test-threads 2
 	@# verdictd's protocol tests again on its postgres backend (a private server each).
 	@# --workspace keeps the feature set, so nothing is rebuilt.
 	VERDICTD_TEST_STORAGE=postgres $(CARGO) test --release --workspace --test protocol \
 		--test rvps --test interop --test bounds --test load --test sim_measurements \
 		-- --test-threads 2
+
+$(KUBECTL): $(APT_STAMP)
+	rm -rf target/tools/kubernetes-client target/tools/kubernetes-client_*.deb
+	mkdir -p target/tools
+	cd target/tools && { apt-get download -qq kubernetes-client 2>/dev/null || \
+		{ apt-get update -qq && apt-get download -qq kubernetes-client 2>/dev/null; }; }
+	dpkg-deb -x target/tools/kubernetes-client_*.deb target/tools/kubernetes-client
+	@test -x $@ && touch $@
 
 lint:
 	@# docs/architecture.md and the README's layout name every crate.

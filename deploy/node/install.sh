@@ -65,6 +65,26 @@ if [ ! -e "$etc/sim-signer.key" ]; then
     (umask 077 && "$bin/sim-sign" keygen --out "$etc/sim-signer.key" >/dev/null)
 fi
 
+# The KBS's CA certificates, which confidential-image containers name as ENCLAVE_KBS_CA
+# (the shim lets a container name only host files its configuration lists). From the
+# optional ConfigMap kbs-ca (key ca.crt); the shim's configuration is written once to list
+# it, and is the operator's afterwards.
+KBS_CA=${KBS_CA:-/kbs-ca/ca.crt}
+if [ -f "$KBS_CA" ]; then
+    install_file "$KBS_CA" "$etc/kbs-ca.pem" 0644
+    if [ ! -e "$etc/config.toml" ]; then
+        cat > "$etc/config.toml.new" <<'TOML'
+# The shim's configuration (crates/shim-rune/src/config.rs lists every key). Written once
+# by the rune node installer; yours to edit, it is not rewritten.
+[enclave_image]
+kbs_ca = ["/etc/inclavare-containers/kbs-ca.pem"]
+TOML
+        mv -f "$etc/config.toml.new" "$etc/config.toml"
+    elif ! grep -q 'kbs-ca\.pem' "$etc/config.toml"; then
+        echo "rune-installer: $etc/config.toml does not list /etc/inclavare-containers/kbs-ca.pem under [enclave_image] kbs_ca: containers cannot name it as ENCLAVE_KBS_CA" >&2
+    fi
+fi
+
 # The main config without the installer's previous block, then the block: a second run
 # writes the same bytes.
 {

@@ -22,20 +22,45 @@ fn on_path(tool: &str) -> bool {
         .is_ok_and(|o| o.status.success())
 }
 
+/// The kubectls to render with: Debian 12's (unpacked by `make test`: kustomize 2.0, the
+/// oldest an operator here has) and the one on PATH, if any.
+fn kubectls() -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let debian = workspace_root().join("target/tools/kubernetes-client/usr/bin/kubectl");
+    if debian.exists() {
+        found.push(debian);
+    }
+    if on_path("kubectl") {
+        found.push("kubectl".into());
+    }
+    found
+}
+
 #[test]
 fn kustomize_renders_every_object() {
-    if !on_path("kubectl") {
-        println!("skipped: kustomize_renders_every_object needs kubectl (kubernetes-client)");
+    let kubectls = kubectls();
+    if kubectls.is_empty() {
+        println!("skipped: kustomize_renders_every_object needs kubectl (make test unpacks Debian's kubernetes-client)");
         return;
     }
-    let out = Command::new("kubectl")
-        .args(["kustomize", deploy().to_str().unwrap()])
+    for kubectl in kubectls {
+        renders_every_object(&kubectl);
+        renders_verdictd_on_postgres(&kubectl);
+    }
+}
+
+/// `kubectl kustomize DIR`: every object's (kind, name), and the text.
+fn render(kubectl: &Path, dir: &Path) -> (Vec<(String, String)>, String) {
+    let out = Command::new(kubectl)
+        .args(["kustomize", dir.to_str().unwrap()])
         .output()
         .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
         out.status.success(),
-        "{}",
+        "{} kustomize {}: {}",
+        kubectl.display(),
+        dir.display(),
         String::from_utf8_lossy(&out.stderr)
     );
     let mut kinds: Vec<(String, String)> = Vec::new();
@@ -53,9 +78,17 @@ fn kustomize_renders_every_object() {
             .find_map(|l| l.strip_prefix("  name: "))
             .unwrap_or_default()
             .to_string();
-        kinds.push((field("kind: "), name));
+        // kustomize 2.0 leaves an empty document where a `$patch: delete` was.
+        if !doc.trim().is_empty() {
+            kinds.push((field("kind: "), name));
+        }
     }
     kinds.sort();
+    (kinds, text)
+}
+
+fn renders_every_object(kubectl: &Path) {
+    let (kinds, text) = render(kubectl, &deploy());
     let has = |kind: &str, name: &str| kinds.iter().any(|(k, n)| k == kind && n == name);
     for (kind, name) in [
         ("RuntimeClass", "rune"),
@@ -75,6 +108,84 @@ fn kustomize_renders_every_object() {
     assert!(
         !text.contains("image: inclavare\n"),
         "image names not set: {text}"
+    );
+    // verdictd's state is on the claim (the base's emptyDir replaced).
+    let deployment = text
+        .split("\n---\n")
+        .find(|d| d.contains("kind: Deployment"))
+        .unwrap();
+    assert!(
+        deployment.contains("claimName: verdictd-state"),
+        "{deployment}"
+    );
+    assert!(!deployment.contains("emptyDir"), "{deployment}");
+    // The node installer mounts the KBS CA's ConfigMap, optional until the operator
+    // makes it.
+    let daemonset = text
+        .split("\n---\n")
+        .find(|d| d.contains("kind: DaemonSet"))
+        .unwrap();
+    assert!(
+        daemonset.contains("      - configMap:\n          name: kbs-ca\n          optional: true\n        name: kbs-ca"),
+        "{daemonset}"
+    );
+}
+
+/// The PostgreSQL option: two verdictd replicas without a volume of their own, their
+/// configuration on the database, which only they reach.
+fn renders_verdictd_on_postgres(kubectl: &Path) {
+    let (kinds, text) = render(kubectl, &deploy().join("verdictd-postgres"));
+    let names: Vec<String> = kinds.iter().map(|(k, n)| format!("{k}/{n}")).collect();
+    let mut want = vec![
+        "ConfigMap/verdictd-config",
+        "Deployment/verdictd",
+        "NetworkPolicy/verdictd",
+        "NetworkPolicy/verdictd-postgres",
+        "Service/verdictd",
+        "Service/verdictd-postgres",
+        "StatefulSet/verdictd-postgres",
+    ];
+    want.sort();
+    let got: Vec<String> = names
+        .iter()
+        .map(|n| match n.rsplit_once('-') {
+            // a generated ConfigMap's hash suffix
+            Some((base, _)) if n.starts_with("ConfigMap/") => base.to_string(),
+            _ => n.clone(),
+        })
+        .collect();
+    assert_eq!(got, want, "{text}");
+    let doc = |kind: &str, name: &str| {
+        text.split("\n---\n")
+            .find(|d| {
+                d.contains(&format!("kind: {kind}\n")) && d.contains(&format!("\n  name: {name}\n"))
+            })
+            .unwrap_or_else(|| panic!("no {kind} {name}"))
+            .to_string()
+    };
+    let deployment = doc("Deployment", "verdictd");
+    assert!(deployment.contains("  replicas: 2\n"), "{deployment}");
+    assert!(
+        !deployment.contains("persistentVolumeClaim"),
+        "{deployment}"
+    );
+    for secret in [
+        "verdictd-postgres",
+        "verdictd-seal",
+        "verdictd-tls",
+        "verdictd-keys",
+    ] {
+        assert!(
+            deployment.contains(&format!("secretName: {secret}\n")),
+            "{deployment}"
+        );
+    }
+    assert!(text.contains("type = \"postgres\""), "{text}");
+    let egress = doc("NetworkPolicy", "verdictd");
+    assert!(egress.contains("port: 5432"), "{egress}");
+    assert!(
+        egress.contains("app.kubernetes.io/name: verdictd-postgres"),
+        "{egress}"
     );
 }
 
@@ -171,6 +282,51 @@ fn the_node_installer_registers_the_handler_that_containerd_reads() {
     let (code, err) = install(&host, &artifacts, &[]);
     assert_eq!(code, 0, "{err}");
     assert_eq!(tree(&host), before, "a second run changed the node");
+
+    // No KBS CA given: the shim's configuration is not written (its defaults apply).
+    let shim_config = host.join("etc/inclavare-containers/config.toml");
+    assert!(!shim_config.exists());
+
+    // The KBS's CA from the optional ConfigMap: installed for every user to read, and
+    // listed in the shim's configuration, written once, which the shim loads.
+    let ca = t.path().join("ca.crt");
+    std::fs::write(
+        &ca,
+        "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n",
+    )
+    .unwrap();
+    let with_ca = [("KBS_CA", ca.to_str().unwrap())];
+    let (code, err) = install(&host, &artifacts, &with_ca);
+    assert_eq!((code, err.as_str()), (0, ""));
+    let installed = host.join("etc/inclavare-containers/kbs-ca.pem");
+    assert_eq!(
+        std::fs::read(&installed).unwrap(),
+        std::fs::read(&ca).unwrap()
+    );
+    let mode = std::fs::metadata(&installed).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o644);
+    let loaded = shim_rune::Config::load(&shim_config).unwrap();
+    assert_eq!(
+        loaded.enclave_image.kbs_ca,
+        vec![PathBuf::from("/etc/inclavare-containers/kbs-ca.pem")]
+    );
+    let before = tree(&host);
+    let (code, err) = install(&host, &artifacts, &with_ca);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(tree(&host), before, "a second run changed the node");
+    // An operator's own configuration is kept; one line says the CA is not listed.
+    std::fs::write(&shim_config, "log_level = \"debug\"\n").unwrap();
+    let (code, err) = install(&host, &artifacts, &with_ca);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains("does not list /etc/inclavare-containers/kbs-ca.pem"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&shim_config).unwrap(),
+        "log_level = \"debug\"\n"
+    );
 
     let etc = host.join("etc/containerd");
     let (ok, dump) = config_dump(&etc);

@@ -276,6 +276,57 @@ fn bad_input_through_cri_fails_in_one_line_naming_the_cause_and_leaves_nothing()
         (state, reason.as_str()),
         (cri::ContainerState::ContainerExited as i32, "StartError")
     );
+
+    // Host paths a pod's annotations may not name (the node's configuration does): a
+    // library of the pod's choosing is never loaded (its constructor would leave a
+    // marker), a host file is never read as the KBS CA or the init-data.
+    let dir = tempfile::tempdir().unwrap();
+    let marker = dir.path().join("loaded");
+    let source = dir.path().join("evil.c");
+    let evil = dir.path().join("evil.so");
+    std::fs::write(
+        &source,
+        format!(
+            "#include <stdio.h>\n__attribute__((constructor)) static void f(void) {{ FILE *m = fopen(\"{}\", \"w\"); if (m) fclose(m); }}\n",
+            marker.display()
+        ),
+    )
+    .unwrap();
+    let cc = std::process::Command::new("cc")
+        .args(["-shared", "-fPIC", "-o"])
+        .arg(&evil)
+        .arg(&source)
+        .status()
+        .unwrap();
+    assert!(cc.success());
+    let evil = evil.to_str().unwrap();
+    for (annotations, want) in [
+        (
+            [("enclave.type", "sim"), ("enclave.runtime.path", evil)],
+            format!("ENCLAVE_RUNTIME_PATH {evil}: not a PAL this node configures"),
+        ),
+        (
+            [("enclave.type", "sim"), ("enclave.kbs.ca", "/etc/shadow")],
+            "ENCLAVE_KBS_CA /etc/shadow: not a CA file this node allows".to_string(),
+        ),
+        (
+            [
+                ("enclave.type", "sim"),
+                ("enclave.init.data.file", "/dev/zero"),
+            ],
+            "ENCLAVE_INIT_DATA_FILE /dev/zero: a container cannot have a host file read"
+                .to_string(),
+        ),
+    ] {
+        let (e, state, reason) = failing_start(&c, &client, "rune", &annotations, &["/bin/true"]);
+        assert!(!e.contains('\n'), "{e}");
+        assert!(e.contains(&want), "{e}");
+        assert_eq!(
+            (state, reason.as_str()),
+            (cri::ContainerState::ContainerExited as i32, "StartError")
+        );
+    }
+    assert!(!marker.exists(), "the pod's library was loaded");
 }
 
 /// `/proc/<pid>/ns/<kind>`.
