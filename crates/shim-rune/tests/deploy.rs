@@ -138,6 +138,7 @@ fn renders_verdictd_on_postgres(kubectl: &Path) {
     let names: Vec<String> = kinds.iter().map(|(k, n)| format!("{k}/{n}")).collect();
     let mut want = vec![
         "ConfigMap/verdictd-config",
+        "ConfigMap/verdictd-postgres-hba",
         "Deployment/verdictd",
         "NetworkPolicy/verdictd",
         "NetworkPolicy/verdictd-postgres",
@@ -392,4 +393,45 @@ fn the_node_installer_registers_the_handler_that_containerd_reads() {
         assert_eq!((code, err.lines().count()), (1, 1), "{err}");
         assert_eq!(tree(&host), before);
     }
+
+    // containerd is restarted (through the host's pid 1) only when its config changed: a
+    // recreated installer pod on an installed node leaves it running. `nsenter` here
+    // records its arguments.
+    let fake = t.path().join("fake-bin");
+    std::fs::create_dir_all(&fake).unwrap();
+    let calls = t.path().join("nsenter.calls");
+    std::fs::write(
+        fake.join("nsenter"),
+        format!("#!/bin/sh\necho \"$*\" >> {}\n", calls.display()),
+    )
+    .unwrap();
+    std::fs::set_permissions(fake.join("nsenter"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = format!("{}:{}", fake.display(), std::env::var("PATH").unwrap());
+    let restart = [("RESTART_CONTAINERD", "1"), ("PATH", path.as_str())];
+    let node = t.path().join("node");
+    let restarts = || {
+        std::fs::read_to_string(&calls)
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+    };
+    let (code, err) = install(&node, &artifacts, &restart);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        restarts(),
+        ["--target 1 --mount --uts --ipc --net --pid -- systemctl restart containerd"]
+    );
+    for _ in 0..2 {
+        let (code, err) = install(&node, &artifacts, &restart);
+        assert_eq!(code, 0, "{err}");
+        assert_eq!(restarts().len(), 1, "restarted without a change");
+    }
+    // The operator edits the config (the handler's block is written again): restarted.
+    let config = node.join("etc/containerd/config.toml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(&config, text.replace("pod_annotations", "#pod_annotations")).unwrap();
+    let (code, err) = install(&node, &artifacts, &restart);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(restarts().len(), 2);
 }

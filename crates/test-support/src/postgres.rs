@@ -212,6 +212,23 @@ impl Postgres {
         ]
     }
 
+    /// Replaces the server's client authentication with the pg_hba.conf `file` and asks
+    /// for a reload (applied shortly after: wait for its effect). The file must keep
+    /// unix-socket connections open, which this helper's tools use.
+    pub fn use_hba(&self, file: &Path) -> io::Result<()> {
+        let target = self.data_dir().join("pg_hba.conf");
+        std::fs::copy(file, &target)?;
+        if let Some((uid, gid)) = self.owner {
+            std::os::unix::fs::chown(&target, Some(uid), Some(gid))?;
+        }
+        let reloaded = self.psql("postgres", "SELECT pg_reload_conf()")?;
+        if reloaded.trim() != "t" {
+            return Err(io::Error::other(format!("pg_reload_conf: {reloaded}")));
+        }
+        // The postmaster applies it after answering: callers wait for its effect.
+        Ok(())
+    }
+
     /// Creates a database.
     pub fn create_database(&self, name: &str) -> io::Result<()> {
         let mut args = self.conn_args();

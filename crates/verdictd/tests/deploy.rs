@@ -351,16 +351,55 @@ fn the_clusters_postgres_config_runs_two_replicas_as_one_broker() {
     let t = tempfile::tempdir().unwrap();
     let root = t.path();
     make_secrets(root);
+    // The database's password as the docs make it, and the deploy's pg_hba.conf: TLS
+    // with that password, plain connections refused.
+    let password = test_support::run("openssl", &["rand", "-hex", "24"])
+        .unwrap()
+        .trim()
+        .to_string();
+    pg.psql(
+        "verdictd",
+        &format!("ALTER USER verdictd PASSWORD '{password}'"),
+    )
+    .unwrap();
+    let hba = test_support::workspace_root().join("deploy/verdictd-postgres/pg_hba.conf");
+    pg.use_hba(&hba).unwrap();
+    let connect = |sslmode: &str, password: &str| {
+        let out = Command::new(test_support::postgres::bin_dir().unwrap().join("psql"))
+            .args(["-X", "-A", "-t", "-c", "SELECT 1"])
+            .arg(format!(
+                "host=127.0.0.1 port={} user=verdictd dbname=verdictd sslmode={sslmode}",
+                pg.port()
+            ))
+            .env("PGPASSWORD", password)
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let plain = loop {
+        let (ok, err) = connect("disable", &password);
+        if !ok || Instant::now() > deadline {
+            break (ok, err);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(!plain.0 && plain.1.contains("no encryption"), "{plain:?}");
+    let wrong = connect("require", "not the password");
+    assert!(
+        !wrong.0 && wrong.1.contains("password authentication failed"),
+        "{wrong:?}"
+    );
+    assert_eq!(connect("require", &password), (true, String::new()));
     // The other Secrets, as docs/kubernetes.md makes them: the database's password and
     // CA, the sealing key and the audit key.
     let (db, seal) = (root.join("etc/verdictd/db"), root.join("etc/verdictd/seal"));
     std::fs::create_dir_all(&db).unwrap();
     std::fs::create_dir_all(&seal).unwrap();
-    std::fs::write(
-        db.join("password"),
-        "unused: the test server trusts loopback",
-    )
-    .unwrap();
+    std::fs::write(db.join("password"), &password).unwrap();
     std::fs::copy(pg.ca(), db.join("ca.crt")).unwrap();
     test_support::run(
         "openssl",
