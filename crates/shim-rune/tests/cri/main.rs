@@ -199,12 +199,29 @@ fn failing_start(
     annotations: &[(&str, &str)],
     command: &[&str],
 ) -> (String, i32, String) {
+    failing_start_with_env(c, client, handler, annotations, &[], command)
+}
+
+/// [`failing_start`] with the container's environment `env`.
+fn failing_start_with_env(
+    c: &Ctrd,
+    client: &client::Cri,
+    handler: &str,
+    annotations: &[(&str, &str)],
+    env: &[(&str, &str)],
+    command: &[&str],
+) -> (String, i32, String) {
     let mut config = pod_config(c, &format!("bad-{handler}"));
     for (k, v) in annotations {
         config.annotations.insert(k.to_string(), v.to_string());
     }
     let pod = client.must_run_pod_sandbox(&config, handler);
-    let ctr = client.must_create_container(&pod, &container_config("app", command), &config);
+    let mut app = container_config("app", command);
+    app.envs.extend(env.iter().map(|(k, v)| cri::KeyValue {
+        key: k.to_string(),
+        value: v.to_string(),
+    }));
+    let ctr = client.must_create_container(&pod, &app, &config);
     let e = client
         .start_container(&ctr)
         .expect_err("a bad container started");
@@ -327,6 +344,22 @@ fn bad_input_through_cri_fails_in_one_line_naming_the_cause_and_leaves_nothing()
         );
     }
     assert!(!marker.exists(), "the pod's library was loaded");
+
+    // A carrier the shim does not know, in the container's environment.
+    let (e, state, reason) = failing_start_with_env(
+        &c,
+        &client,
+        "rune",
+        &[],
+        &[("RUNE_CARRIER", "tdx")],
+        &["/bin/true"],
+    );
+    assert!(!e.contains('\n'), "{e}");
+    assert!(e.contains("RUNE_CARRIER=\"tdx\" is not a carrier"), "{e}");
+    assert_eq!(
+        (state, reason.as_str()),
+        (cri::ContainerState::ContainerExited as i32, "StartError")
+    );
 }
 
 /// `/proc/<pid>/ns/<kind>`.
@@ -583,14 +616,9 @@ fn a_pod_asks_for_an_enclave_by_annotations_alone() {
         .annotations
         .insert("enclave.runtime.args".into(), "debug".into());
     let pod = client.must_run_pod_sandbox(&config, "rune");
-    let app = container_config(
-        "annotated",
-        &[
-            "/bin/sh",
-            "-c",
-            "echo in-enclave; while :; do sleep 1; done",
-        ],
-    );
+    // The program prints a report of its enclave, then a marker, then waits.
+    let script = format!("{REPORT_SCRIPT}; echo; echo in-enclave; while :; do sleep 1; done");
+    let app = container_config("annotated", &["/bin/sh", "-c", &script]);
     let ctr = start(&client, &pod, &config, &app);
     let spec = bundle_spec(&c, &ctr);
     let env: Vec<String> = spec["process"]["env"]
@@ -608,13 +636,40 @@ fn a_pod_asks_for_an_enclave_by_annotations_alone() {
         "{path}"
     );
     let log_file = Path::new(&config.log_directory).join("annotated/0.log");
-    let lines = log_lines(&log_file, 2);
+    let lines = log_lines(&log_file, 3);
     assert!(
         lines
             .iter()
             .any(|(s, l)| s == "stdout" && l == "in-enclave"),
         "{lines:?}"
     );
+    // The report: a debug enclave (no manifest) whose mr_enclave is sim-tee's function
+    // over the image's /bin/sh (busybox) with the unsigned spec.
+    let hex = &lines
+        .iter()
+        .find(|(s, l)| s == "stdout" && l != "in-enclave")
+        .expect("a report in the log")
+        .1;
+    let report = sim_tee::Report::parse(&hex::decode(hex).expect("a hex report")).unwrap();
+    report.verify_signature().unwrap();
+    let busybox = std::fs::File::open("/bin/busybox").unwrap();
+    let expected = sim_tee::measure_program(
+        &sim_tee::program_digest(busybox).unwrap(),
+        &sim_tee::EnclaveSpec::unsigned("/bin/sh"),
+    );
+    assert_eq!(report.mr_enclave, expected);
+    assert!(report.debug);
+    // ExecSync runs through the enclave's PAL: the exec'd process reaches the enclave's
+    // evidence channel (only the PAL's processes have one) and gets a report of the same
+    // enclave; its exit code comes back.
+    let exec = client.must_exec_sync(
+        &ctr,
+        &["/bin/sh", "-c", &format!("{REPORT_SCRIPT}; exit 5")],
+    );
+    assert_eq!((exec.1.as_str(), exec.2), ("", 5), "{exec:?}");
+    let again = sim_tee::Report::parse(&hex::decode(exec.0.trim()).expect("a hex report")).unwrap();
+    again.verify_signature().unwrap();
+    assert_eq!(again.mr_enclave, expected);
     // liberpal-sim's notice: the program runs in a (debug) sim enclave.
     assert!(
         lines
