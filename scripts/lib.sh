@@ -175,18 +175,9 @@ PY
 
 # admin_jwt KEY: a 5-minute token for verdictd's `bearer_jwt` admin API (role admin),
 # signed by openssl with the Ed25519 private KEY (PEM), as `enclave-image --admin-key`
-# signs its own.
+# signs its own (scripts/admin-jwt.sh, which operators use too).
 admin_jwt() {
-  local h p now input
-  now=$(date +%s)
-  h=$(printf '{"alg":"EdDSA","typ":"JWT"}' | basenc --base64url -w0 | tr -d =)
-  p=$(printf '{"iss":"demo","role":"admin","aud":["kbs"],"iat":%d,"exp":%d}' "$now" $((now + 300)) |
-    basenc --base64url -w0 | tr -d =)
-  input=$(mktemp "$WORK/jwt.XXXXXX")
-  printf '%s.%s' "$h" "$p" > "$input"
-  printf '%s.%s.%s' "$h" "$p" \
-    "$(openssl pkeyutl -sign -rawin -inkey "$1" -in "$input" | basenc --base64url -w0 | tr -d =)"
-  rm -f "$input"
+  "$PWD/scripts/admin-jwt.sh" "$1" 300
 }
 
 # The admin API of the demo's brokers: admin tokens signed by the key beside admin.pub.

@@ -11,8 +11,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
@@ -168,40 +166,20 @@ impl Drop for Replica {
     }
 }
 
-/// An admin JWT (`role: admin`, 5 minutes) signed by the Ed25519 `key` with openssl, as
-/// scripts/lib.sh's `admin_jwt` makes it.
+/// An admin JWT from `scripts/admin-jwt.sh` (what the docs give operators), 5 minutes.
 fn admin_jwt(key: &Path) -> String {
-    let b64 = |b: &[u8]| URL_SAFE_NO_PAD.encode(b);
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
+    let script = test_support::workspace_root().join("scripts/admin-jwt.sh");
+    test_support::run(script.to_str().unwrap(), &[key.to_str().unwrap()])
         .unwrap()
-        .as_secs();
-    let input = format!(
-        "{}.{}",
-        b64(br#"{"alg":"EdDSA","typ":"JWT"}"#),
-        b64(format!(
-            r#"{{"iss":"operator","role":"admin","aud":["kbs"],"iat":{now},"exp":{}}}"#,
-            now + 300
-        )
-        .as_bytes())
-    );
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("input"), &input).unwrap();
-    let out = Command::new("openssl")
-        .args(["pkeyutl", "-sign", "-rawin", "-inkey"])
-        .arg(key)
-        .arg("-in")
-        .arg(dir.path().join("input"))
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    format!("{input}.{}", b64(&out.stdout))
+        .trim()
+        .to_string()
 }
 
 /// docs/kubernetes.md's shell block that provisions verdictd through its admin API, run
-/// as written (bash, `set -eu`) in a directory holding what it names (`tls.crt`, the
-/// repository's `affirming.rego`), with `$TOKEN` and `$BOOT_MR` given and the Service
-/// name reaching `port`. The attestation policy text it sends, for the caller to check.
+/// as written (bash, `set -eu`) in a directory holding what it names (`tls.crt`,
+/// `admin.key`, the repository's `scripts/admin-jwt.sh` and `affirming.rego`), with
+/// `$BOOT_MR` given and the Service name reaching `port` (`curl --connect-to`, standing in
+/// for the docs' port-forward and hosts entry). The attestation policy text it sent.
 fn run_the_docs_admin_steps(root: &Path, port: u16, boot_mr: &str) -> String {
     let docs =
         std::fs::read_to_string(test_support::workspace_root().join("docs/kubernetes.md")).unwrap();
@@ -225,16 +203,23 @@ fn run_the_docs_admin_steps(root: &Path, port: u16, boot_mr: &str) -> String {
     )
     .unwrap();
     std::fs::copy(root.join("etc/verdictd/tls/tls.crt"), cwd.join("tls.crt")).unwrap();
+    std::fs::copy(
+        root.join("etc/verdictd/keys/admin.key"),
+        cwd.join("admin.key"),
+    )
+    .unwrap();
+    std::fs::create_dir_all(cwd.join("scripts")).unwrap();
+    std::fs::copy(
+        test_support::workspace_root().join("scripts/admin-jwt.sh"),
+        cwd.join("scripts/admin-jwt.sh"),
+    )
+    .unwrap();
     let prologue = format!(
         "set -eu\ncurl() {{ command curl --connect-to verdictd.inclavare-system.svc:8080:127.0.0.1:{port} \"$@\"; }}\n"
     );
     let out = Command::new("bash")
         .args(["-c", &format!("{prologue}{script}")])
         .current_dir(&cwd)
-        .env(
-            "TOKEN",
-            admin_jwt(&root.join("etc/verdictd/keys/admin.key")),
-        )
         .env("BOOT_MR", boot_mr)
         .output()
         .unwrap();
