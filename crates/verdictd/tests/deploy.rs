@@ -28,27 +28,19 @@ fn make_secrets(root: &Path) {
     // What docs/kubernetes.md tells the operator to put in the Secrets.
     let at = |d: &Path, f: &str| d.join(f).to_str().unwrap().to_string();
     let openssl = |args: &[&str]| test_support::run("openssl", args).unwrap();
-    openssl(&[
-        "req",
-        "-x509",
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:P-256",
-        "-nodes",
-        "-days",
-        "1",
-        "-subj",
+    test_support::openssl_self_signed(
+        &tls,
+        "tls.key",
+        "tls.crt",
         "/CN=verdictd.inclavare-system.svc",
-        "-addext",
-        "subjectAltName=DNS:verdictd.inclavare-system.svc,IP:127.0.0.1",
-        "-addext",
-        "basicConstraints=critical,CA:FALSE",
-        "-keyout",
-        &at(&tls, "tls.key"),
-        "-out",
-        &at(&tls, "tls.crt"),
-    ]);
+        &[
+            "-addext",
+            "subjectAltName=DNS:verdictd.inclavare-system.svc,IP:127.0.0.1",
+            "-addext",
+            "basicConstraints=critical,CA:FALSE",
+        ],
+    )
+    .unwrap();
     let (admin_key, rv_key) = (at(&keys, "admin.key"), at(&keys, "rv.key"));
     openssl(&["genpkey", "-algorithm", "ed25519", "-out", &admin_key]);
     openssl(&[

@@ -618,27 +618,8 @@ fn the_database_is_reached_over_tls_verified_against_the_configured_ca() {
     assert_eq!(by_ssl.trim().lines().count(), 1, "{by_ssl}");
 
     // A CA that did not sign the server's certificate: no connection, said why.
-    test_support::run(
-        "openssl",
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-keyout",
-            dir.path().join("other.key").to_str().unwrap(),
-            "-out",
-            dir.path().join("other.pem").to_str().unwrap(),
-            "-days",
-            "1",
-            "-subj",
-            "/CN=another CA",
-        ],
-    )
-    .unwrap();
+    test_support::openssl_self_signed(dir.path(), "other.key", "other.pem", "/CN=another CA", &[])
+        .unwrap();
     let waiting_dir = tempfile::tempdir().unwrap();
     let (mut child, _rx) = spawn_waiting(
         &waiting_dir,

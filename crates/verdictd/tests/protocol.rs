@@ -442,26 +442,8 @@ fn sessions_are_bounded_and_expire() {
 fn localfs_storage_over_https_survives_a_restart() {
     let dir = tempfile::tempdir().unwrap();
     // A CA (cert.pem, what the agent trusts) and the server's certificate from it.
-    openssl(
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-keyout",
-            "ca.key",
-            "-out",
-            "cert.pem",
-            "-days",
-            "1",
-            "-subj",
-            "/CN=test CA",
-        ],
-        dir.path(),
-    );
+    test_support::openssl_self_signed(dir.path(), "ca.key", "cert.pem", "/CN=test CA", &[])
+        .unwrap();
     openssl(
         &[
             "req",
