@@ -153,7 +153,7 @@ done
 # CRI (kubelet's path): pod sandbox + one container, RunPodSandbox to running, through
 # containerd's CRI plugin with handler rune against handler runc, same run, medians of
 # CRI_RUNS (crates/shim-rune/tests/cri/bench.rs, a test `cargo test` ignores).
-CRI_RUNS=${CRI_RUNS:-20} cargo test --quiet --release -p shim-rune --test cri -- --ignored \
+CRI_RUNS=${CRI_RUNS:-20} cargo test --quiet --release --workspace --test cri -- --ignored \
   --exact bench::bench_cri_pod_and_container_start --nocapture --test-threads 1 |
   sed -e '/^running 1 test$/d' -e '/^test result: /d' -e '/^\.$/d'
 
@@ -219,15 +219,15 @@ python3 scripts/bench.py "reference value: shelter rv measure of the busybox ima
 
 # Evidence verification (rats) against the raw dcap-qvl call, same input, same run: DCAP
 # quotes cold (no collateral cache) and with cached collateral (goal: ≥ 4× raw dcap-qvl).
-cargo run --quiet --release -p rats --example verify_bench
+./target/release/examples/verify_bench
 
 # Runtime measurements: a sim report and its 1,000-entry event log, replayed (rats).
-cargo run --quiet --release -p rats --example eventlog_bench
+./target/release/examples/eventlog_bench
 
 # Attested TLS (rats-tls): mutual handshakes with sim evidence against plain rustls
 # mutual TLS with ordinary certificates, same run.
-cargo run --quiet --release -p rats-tls --example handshake_bench
+./target/release/examples/handshake_bench
 
 # Key broker (verdictd): full RCAR + resource GET cycles with the sample TEE at
 # concurrency 1 and 16, against three plain /healthz requests, same run.
-cargo run --quiet --release -p verdictd --example kbs_bench
+./target/release/examples/kbs_bench

@@ -3,7 +3,9 @@
 //! at concurrency 1 and 16, beside a baseline of three plain `/healthz` requests on a
 //! new connection (the same request count without the protocol's work). The cycles run
 //! against the memory storage and, where PostgreSQL is installed, the postgres storage
-//! (a private server: test-support's).
+//! (a private server: test-support's), with one replica and with two replicas on the same
+//! database behind one address (a round-robin TCP proxy here, as haproxy's `balance
+//! roundrobin` in TCP mode: each connection goes to the next replica).
 //!
 //! `cargo run --release -p verdictd --example kbs_bench [BATCHES] [PER_BATCH]`
 
@@ -41,23 +43,22 @@ fn main() {
         c.storage.url = Some(pg.url("bench"));
         brokers.push(("postgres", c));
     }
-    let urls: Vec<(&str, String)> = brokers
+    let two_replicas = brokers.iter().find(|(n, _)| *n == "postgres").cloned();
+    let mut urls: Vec<(&str, String)> = brokers
         .into_iter()
-        .map(|(name, config)| {
-            server.block_on(async {
-                let state = verdictd::AppState::open(config).await.expect("state");
-                state
-                    .storage
-                    .put(&["default", "key", "bench"], &[7u8; 32])
-                    .await
-                    .unwrap();
-                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-                let url = format!("http://{}", listener.local_addr().unwrap());
-                tokio::spawn(verdictd::server::serve(listener, state, None));
-                (name, url)
-            })
-        })
+        .map(|(name, config)| (name, server.block_on(replica(config))))
         .collect();
+    if let Some((_, config)) = two_replicas {
+        // Two more replicas on the same database, and one address in front of them.
+        let backends = vec![
+            server.block_on(replica(config.clone())),
+            server.block_on(replica(config)),
+        ];
+        urls.push((
+            "postgres, 2 replicas behind one address",
+            server.block_on(round_robin(backends)),
+        ));
+    }
 
     let client = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -92,6 +93,50 @@ fn main() {
     }
     drop(server);
     drop(pg);
+}
+
+/// A verdictd replica with `config` serving on a loopback port (the bench's resource
+/// stored); its URL.
+async fn replica(config: verdictd::Config) -> String {
+    let state = verdictd::AppState::open(config).await.expect("state");
+    state
+        .storage
+        .put(&["default", "key", "bench"], &[7u8; 32])
+        .await
+        .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(verdictd::server::serve(listener, state, None));
+    url
+}
+
+/// A TCP proxy on a loopback port handing each connection to the next of `backends`
+/// (`http://ADDR` URLs); its URL.
+async fn round_robin(backends: Vec<String>) -> String {
+    let addrs: Vec<String> = backends
+        .iter()
+        .map(|u| u.trim_start_matches("http://").to_string())
+        .collect();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        let mut next = 0usize;
+        loop {
+            let Ok((mut client, _)) = listener.accept().await else {
+                continue;
+            };
+            let addr = addrs[next % addrs.len()].clone();
+            next += 1;
+            tokio::spawn(async move {
+                if let Ok(mut backend) = tokio::net::TcpStream::connect(addr).await {
+                    let _ = client.set_nodelay(true);
+                    let _ = backend.set_nodelay(true);
+                    let _ = tokio::io::copy_bidirectional(&mut client, &mut backend).await;
+                }
+            });
+        }
+    });
+    url
 }
 
 struct Measured {
