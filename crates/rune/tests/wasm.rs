@@ -650,15 +650,17 @@ fn wasm_attest_gives_a_report_with_the_modules_measurement() {
     assert_eq!(leftovers(rune.root.path(), &id), Vec::<String>::new());
 }
 
-/// The same module through containerd (`ctr run` with rune as the runc binary) and
-/// docker (`--runtime rune`): the module comes from a host directory bound at `/tmp` of
-/// the busybox image, its output and exit code (7) come back through each client.
+/// The same module through containerd (`ctr run` with rune as the runc binary), docker
+/// (`--runtime rune`) and podman (`--runtime` rune's path): the module comes from a host
+/// directory bound at `/tmp` of the busybox image, its output and exit code (7) come
+/// back through each client.
 #[test]
-fn wasm_runs_through_containerd_and_docker() {
-    let test = "wasm_runs_through_containerd_and_docker";
+fn wasm_runs_through_containerd_docker_and_podman() {
+    let test = "wasm_runs_through_containerd_docker_and_podman";
     if !ready(test)
         || !tool_or_skip(test, "/usr/bin/containerd")
         || !tool_or_skip(test, "/usr/sbin/dockerd")
+        || !tool_or_skip(test, "/usr/bin/podman")
     {
         return;
     }
@@ -709,6 +711,19 @@ fn wasm_runs_through_containerd_and_docker() {
     let (code, out, err) = d.docker(&args);
     assert_eq!(code, 7, "{out}{err}");
     assert!(out.contains("hello wasm"), "{out}");
+    drop(d);
+
+    let pm = common::podman::Podman::new();
+    pm.import(&images().join("rootfs.tar"), "localhost/busybox:rune");
+    let mut args = vec!["run", "--rm", "-v", &volume];
+    args.extend(common::podman::RUN_BASE);
+    for e in &env {
+        args.extend(["-e", e.as_str()]);
+    }
+    args.extend(["localhost/busybox:rune", "/tmp/app.wasm"]);
+    let (code, out, err) = pm.cmd(RUNE, &args);
+    assert_eq!(code, 7, "{out}{err}");
+    assert_eq!(out, "hello wasm\n", "{err}");
 }
 
 /// Grows its memory by 2,048 pages (128 MiB); `unreachable` if the growth is refused.

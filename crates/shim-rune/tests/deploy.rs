@@ -341,7 +341,12 @@ fn the_node_installer_registers_the_handler_that_containerd_reads() {
         rune.contains("runtime_type = \"io.containerd.rune.v2\""),
         "{rune}"
     );
-    assert!(rune.contains("pod_annotations = [\"enclave.*\"]"), "{rune}");
+    assert!(
+        rune.contains(
+            "pod_annotations = [\"enclave.*\", \"io.katacontainers.config.hypervisor.cc_init_data\"]"
+        ),
+        "{rune}"
+    );
     assert!(
         rune.contains("container_annotations = [\"enclave.*\"]"),
         "{rune}"

@@ -598,10 +598,15 @@ fn an_enclave_container_in_a_pod_attests_and_execs_through_its_enclave() {
     remove_pod(&c, &client, &pod, &config);
 }
 
+/// A CoCo init-data document (measurement.md: version, algorithm, data).
+const INIT_DATA: &str =
+    "version = \"0.1.0\"\nalgorithm = \"sha384\"\n[data]\n\"policy.rego\" = \"package agent_policy\"\n";
+
 /// A pod that asks for an enclave by its annotations alone (`enclave.type: sim`, as a
 /// Kubernetes user writes in the pod's metadata, passed by `pod_annotations`): the shim
 /// fills in the PAL configured for the type (`[enclave_runtime.sim]`) and the app
-/// container's program runs in the sim enclave, while the sandbox stays plain.
+/// container's program runs in the sim enclave, while the sandbox stays plain; CoCo's
+/// init-data annotation is bound into its reports.
 #[test]
 fn a_pod_asks_for_an_enclave_by_annotations_alone() {
     if !root_or_skip("a_pod_asks_for_an_enclave_by_annotations_alone") {
@@ -615,6 +620,22 @@ fn a_pod_asks_for_an_enclave_by_annotations_alone() {
     config
         .annotations
         .insert("enclave.runtime.args".into(), "debug".into());
+    // Init-data as Confidential Containers gives it (kata's annotation: base64 of the
+    // gzipped TOML document, made here by gzip and base64).
+    let packed = {
+        let mut sh = std::process::Command::new("sh")
+            .args(["-c", "gzip -c | base64 -w0"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        sh.stdin.take().unwrap().write_all(INIT_DATA.as_bytes()).unwrap();
+        let out = sh.wait_with_output().unwrap();
+        assert!(out.status.success());
+        String::from_utf8(out.stdout).unwrap()
+    };
+    config.annotations.insert(COCO_INIT_DATA.into(), packed);
     let pod = client.must_run_pod_sandbox(&config, "rune");
     // The program prints a report of its enclave, then a marker, then waits.
     let script = format!("{REPORT_SCRIPT}; echo; echo in-enclave; while :; do sleep 1; done");
@@ -659,6 +680,12 @@ fn a_pod_asks_for_an_enclave_by_annotations_alone() {
     );
     assert_eq!(report.mr_enclave, expected);
     assert!(report.debug);
+    // The init-data's SHA-384 (its `algorithm`), zero-padded, is the report's config id
+    // (measurement.md, init-data binding for process enclaves).
+    use sha2::Digest as _;
+    let mut config_id = sha2::Sha384::digest(INIT_DATA.as_bytes()).to_vec();
+    config_id.resize(64, 0);
+    assert_eq!(report.config_id.to_vec(), config_id);
     // ExecSync runs through the enclave's PAL: the exec'd process reaches the enclave's
     // evidence channel (only the PAL's processes have one) and gets a report of the same
     // enclave; its exit code comes back.

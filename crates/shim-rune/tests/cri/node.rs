@@ -18,6 +18,9 @@ pub const PAUSE: &str = "docker.io/library/pause:rune";
 /// The enclave annotations the shim and rune read, passed from the pod and container
 /// (containerd matches these patterns as globs).
 pub const PASSED: &str = "enclave.*";
+/// Confidential Containers' init-data annotation (base64 of the gzipped TOML document),
+/// passed from the pod as the deploy's handler passes it.
+pub const COCO_INIT_DATA: &str = "io.katacontainers.config.hypervisor.cc_init_data";
 /// The Go runc shim's runtime type, the handler `runc` the tests compare with.
 pub const RUNC: &str = "io.containerd.runc.v2";
 
@@ -34,7 +37,7 @@ pub fn start_cri_with(configure: impl FnOnce(&mut test_support::Containerd)) -> 
     let c = Ctrd::start_with(|c| {
         configure(c);
         let mut rune = CriRuntime::new("rune", RUNTIME);
-        rune.pod_annotations = vec![PASSED.into()];
+        rune.pod_annotations = vec![PASSED.into(), COCO_INIT_DATA.into()];
         rune.container_annotations = vec![PASSED.into()];
         let mut runc = CriRuntime::new("runc", RUNC);
         runc.options = vec![("Root".into(), format!("{:?}", c.path().join("runc")))];
