@@ -99,22 +99,25 @@ fi
     grep -v '^version[[:space:]]*=' "$CONFIG_DIR/containerd-rune-v$CONTAINERD_CONFIG_VERSION.toml"
     echo "$end"
 } > "$main.new"
-changed=0
 if cmp -s "$main.new" "$main"; then
     rm -f "$main.new"
 else
     mv -f "$main.new" "$main"
-    changed=1
 fi
 
 # containerd reads its config only at start; binaries, PALs and the shim's configuration
-# are read at each container's start. So containerd is restarted only when its config
-# changed: a recreated installer pod (node reboot, eviction, rollout) leaves it alone.
-if [ "$RESTART_CONTAINERD" = 1 ] && [ "$changed" = 1 ]; then
+# are read at each container's start. So containerd is restarted only when the config it
+# last started with (after a restart by this installer, recorded in a stamp) is not this
+# one: a recreated installer pod (node reboot, eviction, rollout) leaves it alone, and a
+# restart that failed is tried again on the next run.
+stamp=$etc/.containerd-config-applied
+applied=$(cksum < "$main")
+if [ "$RESTART_CONTAINERD" = 1 ] && [ "$(cat "$stamp" 2>/dev/null)" != "$applied" ]; then
     # Running pods keep running: their shims outlive containerd.
     nsenter --target 1 --mount --uts --ipc --net --pid -- systemctl restart containerd \
         || die "could not restart containerd on the node"
-    echo "rune-installer: installed; containerd handler rune added to /etc/containerd/config.toml, containerd restarted"
+    echo "$applied" > "$stamp.new" && mv -f "$stamp.new" "$stamp"
+    echo "rune-installer: installed; containerd handler rune in /etc/containerd/config.toml, containerd restarted"
 else
     echo "rune-installer: installed; containerd handler rune in /etc/containerd/config.toml"
 fi

@@ -399,21 +399,38 @@ fn the_node_installer_registers_the_handler_that_containerd_reads() {
         assert_eq!(tree(&host), before);
     }
 
-    // containerd is restarted (through the host's pid 1) only when its config changed: a
-    // recreated installer pod on an installed node leaves it running. `nsenter` here
-    // records its arguments.
+    // containerd is restarted (through the host's pid 1) only when its config is not the
+    // one it was last restarted with: a recreated installer pod on an installed node
+    // leaves it running, a failed restart is tried again. `nsenter` here records its
+    // arguments, and fails while `nsenter.fail` exists.
     let fake = t.path().join("fake-bin");
     std::fs::create_dir_all(&fake).unwrap();
     let calls = t.path().join("nsenter.calls");
+    let fail = t.path().join("nsenter.fail");
     std::fs::write(
         fake.join("nsenter"),
-        format!("#!/bin/sh\necho \"$*\" >> {}\n", calls.display()),
+        format!(
+            "#!/bin/sh\n[ -e {} ] && exit 1\necho \"$*\" >> {}\n",
+            fail.display(),
+            calls.display()
+        ),
     )
     .unwrap();
     std::fs::set_permissions(fake.join("nsenter"), std::fs::Permissions::from_mode(0o755)).unwrap();
     let path = format!("{}:{}", fake.display(), std::env::var("PATH").unwrap());
     let restart = [("RESTART_CONTAINERD", "1"), ("PATH", path.as_str())];
     let node = t.path().join("node");
+    // The first restart fails: the run fails in one line, and the next run restarts.
+    std::fs::write(&fail, "").unwrap();
+    let (code, err) = install(&node, &artifacts, &restart);
+    assert_eq!(
+        (code, err.trim()),
+        (
+            1,
+            "rune-installer: could not restart containerd on the node"
+        )
+    );
+    std::fs::remove_file(&fail).unwrap();
     let restarts = || {
         std::fs::read_to_string(&calls)
             .unwrap_or_default()

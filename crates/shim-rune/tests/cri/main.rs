@@ -630,7 +630,11 @@ fn a_pod_asks_for_an_enclave_by_annotations_alone() {
             .spawn()
             .unwrap();
         use std::io::Write;
-        sh.stdin.take().unwrap().write_all(INIT_DATA.as_bytes()).unwrap();
+        sh.stdin
+            .take()
+            .unwrap()
+            .write_all(INIT_DATA.as_bytes())
+            .unwrap();
         let out = sh.wait_with_output().unwrap();
         assert!(out.status.success());
         String::from_utf8(out.stdout).unwrap()
