@@ -6,6 +6,9 @@ set -euo pipefail
 key=${1:?usage: admin-jwt.sh KEY [SECONDS]}
 secs=${2:-300}
 [[ -r $key ]] || { echo "admin-jwt.sh: $key: cannot read the key" >&2; exit 1; }
+# The header says EdDSA: any other key would sign a token verdictd refuses.
+openssl pkey -in "$key" -noout -text 2>/dev/null | grep -q '^ED25519 Private-Key' ||
+  { echo "admin-jwt.sh: $key: not an Ed25519 private key (openssl genpkey -algorithm ed25519)" >&2; exit 1; }
 b64url() { basenc --base64url -w0 | tr -d =; }
 now=$(date +%s)
 h=$(printf '{"alg":"EdDSA","typ":"JWT"}' | b64url)

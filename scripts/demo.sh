@@ -309,6 +309,6 @@ step "containerd: ctr run --runtime io.containerd.rune.v2, an enclave container 
 step "docker run --runtime rune"
 start_dockerd
 "${DOCKER[@]}" run --rm --runtime rune --network none --pull=never busybox:rune \
-  sh -c 'echo hello from docker through rune; uname -r'
+  sh -c 'echo hello from docker through rune; echo "the host kernel: $(uname -r)"'
 
 step "done: every daemon was private to this demo and has been stopped"

@@ -46,7 +46,7 @@ refused() {
     echo "$(basename "$0"): $what was not refused" >&2
     return 1
   fi
-  printf '%s\n' "$out"
+  printf '%s\n' "$out" | sed 's/^/   (refused, as it should be) /'
 }
 
 need_root() {

@@ -3,6 +3,9 @@
 # node and registers the CRI handler `rune` with containerd. Run by the node installer
 # DaemonSet (deploy/node/daemonset.yaml) with the host's root at $HOST_ROOT; also usable
 # by hand on a node: HOST_ROOT=/ ARTIFACTS=<dir with bin/ and lib/rune/> sh install.sh
+# (optional: KBS_CA=<the KBS's CA file>, default /kbs-ca/ca.crt, skipped when absent;
+# RESTART_CONTAINERD=1 to restart containerd through pid 1, else restart it yourself
+# when the installer says the handler was written).
 #
 # Idempotent: a second run changes nothing. Files are replaced by rename, so a running
 # shim keeps its binary. The handler is written into containerd's main config between

@@ -449,11 +449,17 @@ fn the_node_installer_registers_the_handler_that_containerd_reads() {
         assert_eq!(code, 0, "{err}");
         assert_eq!(restarts().len(), 1, "restarted without a change");
     }
-    // The operator edits the config (the handler's block is written again): restarted.
+    // The config changed since (an operator's setting added): restarted once more.
     let config = node.join("etc/containerd/config.toml");
     let text = std::fs::read_to_string(&config).unwrap();
-    std::fs::write(&config, text.replace("pod_annotations", "#pod_annotations")).unwrap();
-    let (code, err) = install(&node, &artifacts, &restart);
-    assert_eq!(code, 0, "{err}");
-    assert_eq!(restarts().len(), 2);
+    std::fs::write(
+        &config,
+        format!("{text}[plugins.\"io.containerd.grpc.v1.cri\"]\n  sandbox_image = \"example/pause:2\"\n"),
+    )
+    .unwrap();
+    for _ in 0..2 {
+        let (code, err) = install(&node, &artifacts, &restart);
+        assert_eq!(code, 0, "{err}");
+        assert_eq!(restarts().len(), 2);
+    }
 }
