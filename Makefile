@@ -68,7 +68,8 @@ $(KUBECTL): $(APT_STAMP)
 	rm -rf target/tools/kubernetes-client target/tools/kubernetes-client_*.deb
 	mkdir -p target/tools
 	cd target/tools && { apt-get download -qq kubernetes-client 2>/dev/null || \
-		{ apt-get update -qq && apt-get download -qq kubernetes-client 2>/dev/null; }; }
+		{ apt-get update -qq && apt-get download -qq kubernetes-client 2>/dev/null; } || \
+		{ echo "make: could not download Debian's kubernetes-client (apt-get download)" >&2; exit 1; }; }
 	dpkg-deb -x target/tools/kubernetes-client_*.deb target/tools/kubernetes-client
 	@test -x $@ && touch $@
 
