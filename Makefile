@@ -6,9 +6,9 @@ RELEASE    := target/release
 RUNE       := $(RELEASE)/rune
 IMAGES     := target/images
 APT_STAMP  := target/.apt-deps
-HOST       := $(shell rustc -vV | sed -n 's/^host: //p')
-# The statically linked boot program of confidential-image enclaves.
-BOOT       := target/$(HOST)/release/enclave-boot
+# The boot program of confidential-image enclaves: statically linked (the workspace's
+# rustc wrapper, scripts/rustc-workspace-wrapper.sh, links it so).
+BOOT       := $(RELEASE)/enclave-boot
 # Debian 12's kubectl (kubernetes-client 1.20, kustomize 2.0): deploy/ must render with the
 # oldest kubectl an operator here has. Unpacked, not installed: a kubectl from another
 # package may own /usr/bin/kubectl.
@@ -47,9 +47,8 @@ build: deps
 	@# The PAL's conventional file name has a dash, which a cdylib's name cannot.
 	cp -f $(RELEASE)/liberpal_sim.so $(RELEASE)/liberpal-sim.so
 	cp -f $(RELEASE)/liberpal_wasm.so $(RELEASE)/liberpal-wasm.so
-	@# enclave-boot runs first in an empty root (the image is not there yet): it is linked
-	@# statically, against glibc's libc.a, in a target directory of its own.
-	RUSTFLAGS="-C target-feature=+crt-static" $(CARGO) build --release -p enclave-boot --target $(HOST)
+	@# enclave-boot runs first in an empty root (the image is not there yet): static.
+	@! readelf -l $(BOOT) | grep -q INTERP || { echo "make: $(BOOT) is dynamically linked (see scripts/rustc-workspace-wrapper.sh)"; exit 1; }
 
 $(IMAGES)/busybox-oci.tar: deps
 	scripts/busybox-image.sh $(IMAGES)

@@ -28,18 +28,10 @@ pub fn release_artifact(package: &str, file: &str) -> io::Result<PathBuf> {
     Ok(path)
 }
 
-/// The statically linked boot program `make build` makes
-/// (`target/<host triple>/release/enclave-boot`).
+/// The statically linked boot program `make build` makes (`target/release/enclave-boot`,
+/// linked statically by the workspace's rustc wrapper, `scripts/rustc-workspace-wrapper.sh`).
 pub fn boot_program() -> io::Result<PathBuf> {
-    let out = Command::new("rustc").arg("-vV").output()?;
-    let host = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .find_map(|l| l.strip_prefix("host: ").map(str::to_string))
-        .ok_or_else(|| io::Error::other("rustc -vV: no host line"))?;
-    let p = workspace_root()
-        .join("target")
-        .join(host)
-        .join("release/enclave-boot");
+    let p = workspace_root().join("target/release/enclave-boot");
     if !p.exists() {
         return Err(io::Error::other(format!(
             "{} is missing: `make build` makes it",
