@@ -42,6 +42,11 @@
 //!   cgroup's, which rune sets from `linux.resources.memory.limit`): the guest traps
 //!   with `memory limit exceeded: wanted N bytes, limit L` on its stderr, exit value 134,
 //!   instead of driving the runelet into the kernel's OOM killer.
+//! - **Deadline**: with the runtime arg `deadline=SECONDS` (a positive number, fractions
+//!   allowed) a process still running that long after `pal_exec` began is stopped by
+//!   epoch interruption (or, blocked in a host call, reported after [`KILL_GRACE`]):
+//!   exit value 134 with `deadline exceeded: …` on its stderr. A malformed value fails
+//!   `pal_init` with one line.
 //! - **Compiled code** is cached on the host per (module, engine configuration), and
 //!   loaded only after its digest is checked (see the `cache` module).
 //! - **`pal_get_local_report`** gives `liberpal-sim`'s evidence: a [`sim_tee::Report`]
@@ -60,7 +65,7 @@ use std::collections::HashMap;
 use std::ffi::CStr;
 use std::fs::File;
 use std::os::raw::{c_int, c_void};
-use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -117,6 +122,57 @@ struct Runtime {
     manifest: Option<Manifest>,
     /// The signed module, compiled and linked at `pal_init`, and its file's SHA-256.
     signed: Option<(InstancePre<Host>, [u8; 32])>,
+    /// The runtime arg `deadline=`: how long a process may run.
+    deadline: Option<Deadline>,
+}
+
+/// The runtime arg `deadline=SECONDS`, as given and as a duration.
+#[derive(Debug, Clone, PartialEq)]
+struct Deadline {
+    text: String,
+    limit: Duration,
+}
+
+impl Deadline {
+    /// The `deadline=` word of the runtime args, if any (the last one counts).
+    fn from_args(args: &str) -> Result<Option<Deadline>, Refusal> {
+        let Some(text) = args
+            .split(|c: char| c.is_whitespace() || c == ',')
+            .filter_map(|w| w.strip_prefix("deadline="))
+            .last()
+        else {
+            return Ok(None);
+        };
+        let bad = || {
+            Refusal::new(
+                Errno::EINVAL,
+                format!("runtime arg deadline={text}: not a positive number of seconds (at most 1e9)"),
+            )
+        };
+        // Digits and at most one point: no signs, exponents, inf or NaN.
+        if text.is_empty()
+            || !text.chars().all(|c| c.is_ascii_digit() || c == '.')
+            || text.matches('.').count() > 1
+        {
+            return Err(bad());
+        }
+        let secs: f64 = text.parse().map_err(|_| bad())?;
+        if !(secs > 0.0 && secs <= 1e9) {
+            return Err(bad());
+        }
+        Ok(Some(Deadline {
+            text: text.to_string(),
+            limit: Duration::from_secs_f64(secs),
+        }))
+    }
+
+    /// What the process's stderr says when it is stopped.
+    fn message(&self) -> String {
+        format!(
+            "deadline exceeded: still running after {} s (runtime arg deadline={})",
+            self.text, self.text
+        )
+    }
 }
 
 struct Enclave {
@@ -152,6 +208,8 @@ struct Created {
 pub(crate) struct Shared {
     /// The signal that killed the process; 0 while alive.
     killed: AtomicI32,
+    /// Its deadline passed (the runtime arg `deadline=`).
+    expired: AtomicBool,
     pub(crate) state: Mutex<Outcome>,
     changed: Condvar,
 }
@@ -292,6 +350,7 @@ fn linker(engine: &Engine) -> Result<Linker<Host>, Refusal> {
 
 fn init(args: &str) -> Result<(), Refusal> {
     let runtime_args = sim_tee::RuntimeArgs::parse(args);
+    let deadline = Deadline::from_args(args)?;
     // Nothing in the container may read this process's memory (the platform key).
     let _ = nix::sys::prctl::set_dumpable(false);
     let engine = engine()?;
@@ -343,6 +402,7 @@ fn init(args: &str) -> Result<(), Refusal> {
             linker,
             manifest,
             signed,
+            deadline,
         }),
         identity,
         created: HashMap::new(),
@@ -526,7 +586,8 @@ fn create(argv: Vec<String>, env: Vec<String>, stdio: [c_int; 3]) -> Result<i32,
     // killed, and only the one whose flag is set stops.
     store.set_epoch_deadline(1);
     store.epoch_deadline_callback(|ctx| {
-        if ctx.data().shared.killed.load(Ordering::SeqCst) != 0 {
+        let shared = &ctx.data().shared;
+        if shared.killed.load(Ordering::SeqCst) != 0 || shared.expired.load(Ordering::SeqCst) {
             Ok(UpdateDeadline::Interrupt)
         } else {
             Ok(UpdateDeadline::Continue(1))
@@ -572,12 +633,12 @@ pub unsafe extern "C" fn pal_exec(args: *mut PalExecArgs) -> c_int {
 }
 
 fn exec(pid: i32) -> Result<i32, Errno> {
-    let process = {
+    let (process, rt) = {
         let mut guard = lock();
         let enclave = guard.as_mut().ok_or(Errno::EINVAL)?;
         let p = enclave.created.remove(&pid).ok_or(Errno::ESRCH)?;
         enclave.running.insert(pid, p.shared.clone());
-        p
+        (p, enclave.rt.clone())
     };
     let shared = process.shared.clone();
     let stderr = process.stderr.as_ref().and_then(|f| f.try_clone().ok());
@@ -595,7 +656,7 @@ fn exec(pid: i32) -> Result<i32, Errno> {
         forget(pid);
         return Err(Errno::EAGAIN);
     }
-    let code = wait(&shared);
+    let code = wait(&shared, &rt, stderr.as_ref(), &name);
     forget(pid);
     Ok(code)
 }
@@ -607,19 +668,40 @@ fn forget(pid: i32) {
 }
 
 /// Waits for the process's exit value; for a killed process, at most [`KILL_GRACE`]
-/// after the kill.
-fn wait(shared: &Shared) -> i32 {
+/// after the kill. Past its deadline (the runtime arg), the process is stopped as by a
+/// kill, and reported as a trap with the deadline's message.
+fn wait(shared: &Shared, rt: &Runtime, stderr: Option<&File>, name: &str) -> i32 {
+    let started = Instant::now();
     let mut s = shared.state.lock().unwrap_or_else(|p| p.into_inner());
     loop {
         if let Some(code) = s.exit {
             return code;
         }
-        let timeout = match s.killed_at {
-            Some(at) => match KILL_GRACE.checked_sub(at.elapsed()) {
+        let timeout = match (s.killed_at, &rt.deadline) {
+            (Some(at), _) => match KILL_GRACE.checked_sub(at.elapsed()) {
                 Some(left) => left,
-                None => return 128 + shared.killed.load(Ordering::SeqCst),
+                None => match shared.killed.load(Ordering::SeqCst) {
+                    0 => {
+                        // Past its deadline and still in a host call.
+                        if let Some(msg) = s.over_limit.take() {
+                            tell(stderr, &format!("{name}: {msg}"));
+                        }
+                        return TRAP_EXIT;
+                    }
+                    sig => return 128 + sig,
+                },
             },
-            None => Duration::from_secs(3600),
+            (None, Some(d)) => match d.limit.checked_sub(started.elapsed()) {
+                Some(left) => left,
+                None => {
+                    shared.expired.store(true, Ordering::SeqCst);
+                    s.over_limit.get_or_insert_with(|| d.message());
+                    s.killed_at = Some(Instant::now());
+                    rt.engine.increment_epoch();
+                    continue;
+                }
+            },
+            (None, None) => Duration::from_secs(3600),
         };
         s = shared
             .changed
@@ -811,6 +893,24 @@ pub extern "C" fn pal_destroy() -> c_int {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn deadline_takes_positive_seconds_and_refuses_anything_else_in_one_line() {
+        assert_eq!(Deadline::from_args("debug").unwrap(), None);
+        let d = Deadline::from_args("debug,deadline=1.5").unwrap().unwrap();
+        assert_eq!(d.limit, Duration::from_millis(1500));
+        // The last one counts, as for the other runtime args read by words.
+        let d = Deadline::from_args("deadline=9 deadline=2").unwrap().unwrap();
+        assert_eq!(d.limit, Duration::from_secs(2));
+        for bad in ["", "0", "0.0", "-1", "+1", "1e3", "inf", "NaN", "1.2.3", ".", "2s", "1e10", "10000000000"] {
+            let r = Deadline::from_args(&format!("debug deadline={bad}")).unwrap_err();
+            assert_eq!(r.errno, Errno::EINVAL, "{bad}");
+            assert_eq!(
+                r.message,
+                format!("runtime arg deadline={bad}: not a positive number of seconds (at most 1e9)")
+            );
+        }
+    }
 
     #[test]
     fn checker_accepts_a_command_and_refuses_bad_modules_in_one_line() {

@@ -319,6 +319,52 @@ fn wasm_infinite_loop_ends_on_rune_kill_term_within_a_second() {
     }
 }
 
+/// The runtime arg `deadline=SECONDS` stops a guest still running after that long, as a
+/// trap (134) with one line saying so: spinning (epoch interruption) or blocked in a
+/// host call (reported after the kill grace time). A module done in time exits as
+/// usual, and a malformed deadline fails `create` in one line, leaving nothing.
+#[test]
+fn wasm_deadline_stops_a_guest_that_runs_too_long() {
+    if !ready("wasm_deadline_stops_a_guest_that_runs_too_long") {
+        return;
+    }
+    let rune = Rune::new();
+    for (name, wat) in [("loop", LOOP), ("sleep in poll_oneoff", SLEEP)] {
+        let b = wasm_bundle(wat, &[], "debug deadline=0.5");
+        let id = unique_id("wasm-deadline");
+        let start = Instant::now();
+        let (code, _, stderr) = run_bundle(&rune, &b, &id);
+        let took = start.elapsed();
+        println!("{name}: deadline 0.5 s, exit after {took:?}");
+        assert_eq!(code, Some(134), "{name}: {stderr}");
+        assert!(
+            stderr.contains("liberpal-wasm: /app.wasm: deadline exceeded: still running after 0.5 s (runtime arg deadline=0.5)"),
+            "{name}: {stderr}"
+        );
+        assert!(took >= Duration::from_millis(500), "{name}: {took:?}");
+        assert!(took < Duration::from_secs(5), "{name}: {took:?}");
+        assert_eq!(leftovers(rune.root.path(), &id), Vec::<String>::new());
+    }
+
+    let b = wasm_bundle(HELLO, &[], "debug,deadline=30");
+    let id = unique_id("wasm-deadline");
+    let (code, stdout, stderr) = run_bundle(&rune, &b, &id);
+    assert_eq!((code, stdout.as_str()), (Some(0), "hello wasm\n"), "{stderr}");
+
+    let b = wasm_bundle(HELLO, &[], "debug deadline=soon");
+    let id = unique_id("wasm-deadline");
+    let (code, stdout, stderr) = run_bundle(&rune, &b, &id);
+    assert_ne!(code, Some(0));
+    assert_eq!(stdout, "");
+    let lines: Vec<&str> = stderr.lines().filter(|l| l.contains("deadline")).collect();
+    assert_eq!(lines.len(), 1, "{stderr}");
+    assert!(
+        lines[0].contains("runtime arg deadline=soon: not a positive number of seconds"),
+        "{stderr}"
+    );
+    assert_eq!(leftovers(rune.root.path(), &id), Vec::<String>::new());
+}
+
 /// `rune exec` runs other modules in the same enclave, each its own process: a second
 /// module's output and exit code come back to the caller, and a signal to one exec
 /// ends that process only.

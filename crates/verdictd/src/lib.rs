@@ -230,20 +230,35 @@ impl AppState {
         }
     }
 
-    /// Marks the cookie's session attested with `token`; returns when it expires.
-    pub async fn attested(
+    /// Records the admission `details` in the audit log and marks the cookie's session
+    /// attested with `token` (before the token is returned, so it is never usable
+    /// without its entry); returns when the session expires. With postgres both are one
+    /// statement: they commit together, in one round trip.
+    pub async fn admit(
         &self,
         cookie: &str,
         token: String,
+        actor: &audit::Actor,
+        details: serde_json::Value,
     ) -> Result<std::time::SystemTime, KbsError> {
-        let Some(pg) = &self.pg else {
+        let Some(_) = &self.pg else {
+            self.audit
+                .append(audit::Kind::Admission, actor, details)
+                .await?;
             return Ok(self.sessions.attested(cookie, token));
         };
         let c = self.sessions.challenge(cookie)?;
         let now = sessions::unix_now();
         let timeout = self.sessions.timeout();
-        let expires = now + timeout.as_millis() as u64;
-        pg.put_session(&c.id, &token, expires, c.expires, now)
+        let session = pg::SessionWrite {
+            id: c.id.to_vec(),
+            token,
+            expires: now + timeout.as_millis() as u64,
+            challenge_expires: c.expires,
+            created: now,
+        };
+        self.audit
+            .append_with_session(audit::Kind::Admission, actor, details, session)
             .await?;
         Ok(std::time::SystemTime::now() + timeout)
     }

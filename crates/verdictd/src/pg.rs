@@ -131,6 +131,49 @@ impl<E: std::error::Error> From<E> for OpenError {
     }
 }
 
+/// An attested session to store: the challenge's id, its token, and (Unix ms) when the
+/// session and its challenge expire and when it was made.
+#[derive(Debug, Clone)]
+pub struct SessionWrite {
+    pub id: Vec<u8>,
+    pub token: String,
+    pub expires: u64,
+    pub challenge_expires: u64,
+    pub created: u64,
+}
+
+impl SessionWrite {
+    /// The upsert, its parameters numbered from `$first`.
+    pub(crate) fn upsert(first: usize) -> String {
+        let n: Vec<String> = (first..first + 5).map(|i| format!("${i}")).collect();
+        format!(
+            "INSERT INTO verdictd_sessions (id, token, expires, challenge_expires, created) \
+             VALUES ({}) ON CONFLICT (id) DO UPDATE SET token = EXCLUDED.token, \
+             expires = EXCLUDED.expires, created = EXCLUDED.created",
+            n.join(", ")
+        )
+    }
+
+    /// The upsert's parameters: id, token, expires, challenge_expires, created.
+    pub(crate) fn params(&self) -> (&[u8], &str, i64, i64, i64) {
+        (
+            &self.id,
+            &self.token,
+            self.expires as i64,
+            self.challenge_expires as i64,
+            self.created as i64,
+        )
+    }
+}
+
+/// A resource's row as read: its path, its value (sealed when its data key is there) and
+/// its wrapped data key.
+pub struct SealedResource {
+    path: String,
+    value: Zeroizing<Vec<u8>>,
+    dek: Option<Vec<u8>>,
+}
+
 /// An attested session's row.
 pub struct SessionRow {
     pub token: String,
@@ -450,6 +493,16 @@ impl Pg {
 
     /// A resource's bytes.
     pub async fn resource(&self, path: &str) -> Result<Option<Zeroizing<Vec<u8>>>, KbsError> {
+        match self.sealed_resource(path).await? {
+            Some(row) => self.open_resource(row).await.map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// A resource's row as stored (sealed when a KEK is configured), for
+    /// [`Pg::open_resource`]: read ahead of the decision to release it, so a GET costs
+    /// one round trip less; opened only once released.
+    pub async fn sealed_resource(&self, path: &str) -> Result<Option<SealedResource>, KbsError> {
         let rows = self
             .query(
                 "reading a resource",
@@ -457,23 +510,27 @@ impl Pg {
                 &[&path],
             )
             .await?;
-        let Some(row) = rows.first() else {
-            return Ok(None);
-        };
-        let value = Zeroizing::new(row.get::<_, Vec<u8>>(0));
-        let dek: Option<Vec<u8>> = row.get(1);
+        Ok(rows.first().map(|row| SealedResource {
+            path: path.to_string(),
+            value: Zeroizing::new(row.get::<_, Vec<u8>>(0)),
+            dek: row.get(1),
+        }))
+    }
+
+    /// The bytes of a resource row: unsealed under the KEK that sealed it.
+    pub async fn open_resource(&self, row: SealedResource) -> Result<Zeroizing<Vec<u8>>, KbsError> {
+        let SealedResource { path, value, dek } = row;
         let sealed_under = dek.as_deref().and_then(crate::seal::kek_id);
         let kek = match (&self.kek, sealed_under) {
             (Some(keys), Some(id)) => Some(
-                keys.get(&id, path)
+                keys.get(&id, &path)
                     .await
                     .map_err(|e| KbsError::PluginInternal(format!("resource {e}")))?,
             ),
             (Some(keys), None) => Some(keys.ring().current().clone()),
             (None, _) => None,
         };
-        crate::seal::open(kek.as_deref(), path, &value, dek.as_deref())
-            .map(Some)
+        crate::seal::open(kek.as_deref(), &path, &value, dek.as_deref())
             .map_err(|e| KbsError::PluginInternal(format!("resource {e}")))
     }
 
@@ -574,27 +631,13 @@ impl Pg {
     }
 
     /// Records an attested session (a challenge attested again replaces it, as in
-    /// memory). Times are Unix ms.
-    pub async fn put_session(
-        &self,
-        id: &[u8],
-        token: &str,
-        expires: u64,
-        challenge_expires: u64,
-        now: u64,
-    ) -> Result<(), KbsError> {
+    /// memory).
+    pub async fn put_session(&self, w: &SessionWrite) -> Result<(), KbsError> {
+        let (id, token, expires, challenge_expires, created) = w.params();
         self.query(
             "storing a session",
-            "INSERT INTO verdictd_sessions (id, token, expires, challenge_expires, created) \
-             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (id) DO UPDATE SET token = EXCLUDED.token, \
-             expires = EXCLUDED.expires, created = EXCLUDED.created",
-            &[
-                &id,
-                &token,
-                &(expires as i64),
-                &(challenge_expires as i64),
-                &(now as i64),
-            ],
+            &SessionWrite::upsert(1),
+            &[&id, &token, &expires, &challenge_expires, &created],
         )
         .await
         .map(drop)

@@ -282,21 +282,13 @@ async fn attest(
         .pointer("/submods/cpu0/ear.status")
         .and_then(Value::as_str)
         .unwrap_or("none");
-    // Before the token can be used anywhere (the session is stored below).
-    state
-        .audit
-        .append(
-            Kind::Admission,
-            &actor,
-            json!({
-                "tee": tee_name,
-                "verdict": verdict,
-                "claims_sha256": crate::audit::json_sha256(&claims),
-                "token": crate::audit::token_id(&token),
-            }),
-        )
-        .await?;
-    let expires = state.attested(&id, token.clone()).await?;
+    let details = json!({
+        "tee": tee_name,
+        "verdict": verdict,
+        "claims_sha256": crate::audit::json_sha256(&claims),
+        "token": crate::audit::token_id(&token),
+    });
+    let expires = state.admit(&id, token.clone(), &actor, details).await?;
     let mut response = json_response(StatusCode::OK, &TokenReply { token });
     response
         .headers_mut()
@@ -366,11 +358,19 @@ async fn get_resource(
     Peer(addr): Peer,
     headers: HeaderMap,
 ) -> Result<Response, KbsError> {
-    // The caller's claims and (postgres) the database's resource policy as of now,
-    // read concurrently; the claims' answer counts first.
-    let (claims, synced) = tokio::join!(
+    // The caller's claims, (postgres) the database's resource policy as of now and the
+    // resource's sealed row, read concurrently; the answers count in Trustee's order,
+    // and the row is opened only once the policy released it.
+    let prefetch = async {
+        match resource_path(&path) {
+            Ok(key) => state.storage.prefetch(&key).await,
+            Err(_) => Ok(crate::storage::Prefetched::Later),
+        }
+    };
+    let (claims, synced, prefetched) = tokio::join!(
         caller_claims(&state, &headers, addr),
-        state.sync_resource_policy()
+        state.sync_resource_policy(),
+        prefetch
     );
     let (claims, actor) = claims?;
     synced?;
@@ -404,7 +404,7 @@ async fn get_resource(
     let key = resource_path(&path)?;
     let secret = state
         .storage
-        .get(&key)
+        .get_prefetched(&key, prefetched?)
         .await?
         .ok_or_else(|| KbsError::PluginInternal(format!("resource {path} not found")))?;
     let tee_pubkey: TeePubKey = claims

@@ -17,6 +17,14 @@ pub enum Storage {
     Postgres(Arc<crate::pg::Pg>),
 }
 
+/// A resource read ahead of the decision to release it ([`Storage::prefetch`]): with
+/// postgres, its row as stored, still sealed; with the local stores, nothing yet (they
+/// cost no round trip).
+pub enum Prefetched {
+    Row(Option<crate::pg::SealedResource>),
+    Later,
+}
+
 /// Checks one resource path segment: `[a-zA-Z0-9_-]+[a-zA-Z0-9_.-]*`, as Trustee. This
 /// is what keeps `..` and `/` out of file names.
 pub fn valid_segment(s: &str) -> bool {
@@ -71,6 +79,32 @@ impl Storage {
                     key.join("/")
                 ))),
             },
+        }
+    }
+
+    /// Reads `key` ahead of the decision to release it (see [`Prefetched`]).
+    pub async fn prefetch(&self, key: &[&str; 3]) -> Result<Prefetched, KbsError> {
+        match self {
+            Storage::Postgres(pg) => pg
+                .sealed_resource(&key.join("/"))
+                .await
+                .map(Prefetched::Row),
+            _ => Ok(Prefetched::Later),
+        }
+    }
+
+    /// The bytes of `key`, from what [`Storage::prefetch`] read.
+    pub async fn get_prefetched(
+        &self,
+        key: &[&str; 3],
+        prefetched: Prefetched,
+    ) -> Result<Option<Zeroizing<Vec<u8>>>, KbsError> {
+        match (self, prefetched) {
+            (Storage::Postgres(pg), Prefetched::Row(Some(row))) => {
+                pg.open_resource(row).await.map(Some)
+            }
+            (Storage::Postgres(_), Prefetched::Row(None)) => Ok(None),
+            _ => self.get(key).await,
         }
     }
 

@@ -529,7 +529,29 @@ impl Audit {
         };
         let entries = self
             .store
-            .append(self.chain.clone(), Some(draft), unix_ms())
+            .append(self.chain.clone(), Some(draft), unix_ms(), None)
+            .await?;
+        Ok(entries.first().map(|e| e.seq).unwrap_or(0))
+    }
+
+    /// Appends one entry and, in the same statement, stores the attested `session` it
+    /// admits (postgres storage; with another, an error: the caller stores its sessions
+    /// itself).
+    pub async fn append_with_session(
+        &self,
+        kind: Kind,
+        actor: &Actor,
+        details: Value,
+        session: crate::pg::SessionWrite,
+    ) -> Result<u64, KbsError> {
+        let draft = Draft {
+            kind,
+            actor: serde_json::to_value(actor).unwrap_or_else(|_| json!({})),
+            details,
+        };
+        let entries = self
+            .store
+            .append(self.chain.clone(), Some(draft), unix_ms(), Some(session))
             .await?;
         Ok(entries.first().map(|e| e.seq).unwrap_or(0))
     }
@@ -538,7 +560,7 @@ impl Audit {
     /// (called every `checkpoint_secs` by the server, so an idle log is signed too).
     pub async fn checkpoint_if_due(&self) -> Result<(), KbsError> {
         self.store
-            .append(self.chain.clone(), None, unix_ms())
+            .append(self.chain.clone(), None, unix_ms(), None)
             .await
             .map(drop)
     }

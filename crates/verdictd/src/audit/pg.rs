@@ -16,13 +16,16 @@
 //! then signs the entry it appended and appends the checkpoint the same way. A time-due
 //! checkpoint is claimed by an `UPDATE … RETURNING` of the head. The head also lets
 //! `verify` see entries removed from the end of the log.
+//!
+//! An admission's entry and the attested session it admits are one statement (the
+//! session's upsert in a data-modifying `WITH`): they commit together, in one round trip.
 
 use std::sync::Arc;
 
 use deadpool_postgres::Object;
 
 use super::{canonical_parts, parse_hash, rfc3339_ms, Chain, Draft, Entry, Head};
-use crate::pg::Pg;
+use crate::pg::{Pg, SessionWrite};
 use crate::KbsError;
 
 const WHAT: &str = "appending to the audit log";
@@ -112,12 +115,13 @@ pub(super) async fn append(
     chain: Arc<Chain>,
     draft: Option<Draft>,
     now_ms: u64,
+    session: Option<SessionWrite>,
 ) -> Result<Vec<Entry>, KbsError> {
     let client = pg.client(WHAT).await?;
     let mut out = Vec::new();
     let mut due = match &draft {
         Some(d) => {
-            let (e, due) = insert(&pg, &client, &chain, d, now_ms).await?;
+            let (e, due) = insert(&pg, &client, &chain, d, now_ms, session.as_ref()).await?;
             out.push(e);
             due
         }
@@ -126,7 +130,16 @@ pub(super) async fn append(
     // A checkpoint's own append claims again only if others appended enough meanwhile.
     for _ in 0..2 {
         let Some((seq, hash)) = due else { break };
-        match insert(&pg, &client, &chain, &chain.checkpoint(seq, &hash), now_ms).await {
+        match insert(
+            &pg,
+            &client,
+            &chain,
+            &chain.checkpoint(seq, &hash),
+            now_ms,
+            None,
+        )
+        .await
+        {
             Ok((e, next)) => {
                 out.push(e);
                 due = next;
@@ -144,6 +157,7 @@ async fn insert(
     chain: &Chain,
     d: &Draft,
     now_ms: u64,
+    session: Option<&SessionWrite>,
 ) -> Result<(Entry, Due), KbsError> {
     let fail = |e| pg.fail(WHAT, e);
     let time = rfc3339_ms(now_ms);
@@ -155,25 +169,38 @@ async fn insert(
     } else {
         0
     };
-    let statement = client.prepare_cached(APPEND).await.map_err(fail)?;
-    let row = client
-        .query_one(
-            &statement,
-            &[
-                &time,
-                &chain.replica,
-                &kind,
-                &actor,
-                &details,
-                &prefix,
-                &suffix,
-                &every,
-                &(chain.every_ms as i64),
-                &(now_ms as i64),
-            ],
-        )
-        .await
-        .map_err(fail)?;
+    let every_ms = chain.every_ms as i64;
+    let now = now_ms as i64;
+    let mut params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = vec![
+        &time,
+        &chain.replica,
+        &kind,
+        &actor,
+        &details,
+        &prefix,
+        &suffix,
+        &every,
+        &every_ms,
+        &now,
+    ];
+    let session = session.map(SessionWrite::params);
+    let sql = match &session {
+        None => APPEND.to_string(),
+        Some((id, token, expires, challenge_expires, created)) => {
+            params.extend([
+                id as &(dyn tokio_postgres::types::ToSql + Sync),
+                token,
+                expires,
+                challenge_expires,
+                created,
+            ]);
+            // A data-modifying WITH runs once, to completion, in the statement's
+            // transaction: the session and its entry commit together.
+            format!("WITH session AS ({}) {APPEND}", SessionWrite::upsert(11))
+        }
+    };
+    let statement = client.prepare_cached(&sql).await.map_err(fail)?;
+    let row = client.query_one(&statement, &params).await.map_err(fail)?;
     let seq = row.get::<_, i64>(0) as u64;
     let hash: String = row.get(2);
     let due = if row.get::<_, bool>(3) {

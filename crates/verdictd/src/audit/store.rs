@@ -63,7 +63,13 @@ impl Store {
         chain: Arc<Chain>,
         draft: Option<Draft>,
         now_ms: u64,
+        session: Option<crate::pg::SessionWrite>,
     ) -> Result<Vec<Entry>, KbsError> {
+        if session.is_some() && !matches!(self, Store::Postgres(_)) {
+            return Err(KbsError::Unavailable(
+                "audit log: a session is stored with its entry only in postgres".into(),
+            ));
+        }
         match self {
             Store::Memory(m) => {
                 let mut log = m.lock().expect("audit log");
@@ -89,7 +95,7 @@ impl Store {
             // Run to its end even when the request is dropped (the peer left): a
             // transaction is never left open on a pooled connection.
             Store::Postgres(pg) => {
-                tokio::spawn(super::pg::append(pg.clone(), chain, draft, now_ms))
+                tokio::spawn(super::pg::append(pg.clone(), chain, draft, now_ms, session))
                     .await
                     .map_err(|e| KbsError::Unavailable(format!("audit log: {e}")))?
             }
