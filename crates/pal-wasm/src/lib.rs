@@ -146,7 +146,9 @@ impl Deadline {
         let bad = || {
             Refusal::new(
                 Errno::EINVAL,
-                format!("runtime arg deadline={text}: not a positive number of seconds (at most 1e9)"),
+                format!(
+                    "runtime arg deadline={text}: not a positive number of seconds (at most 1e9)"
+                ),
             )
         };
         // Digits and at most one point: no signs, exponents, inf or NaN.
@@ -900,14 +902,32 @@ mod tests {
         let d = Deadline::from_args("debug,deadline=1.5").unwrap().unwrap();
         assert_eq!(d.limit, Duration::from_millis(1500));
         // The last one counts, as for the other runtime args read by words.
-        let d = Deadline::from_args("deadline=9 deadline=2").unwrap().unwrap();
+        let d = Deadline::from_args("deadline=9 deadline=2")
+            .unwrap()
+            .unwrap();
         assert_eq!(d.limit, Duration::from_secs(2));
-        for bad in ["", "0", "0.0", "-1", "+1", "1e3", "inf", "NaN", "1.2.3", ".", "2s", "1e10", "10000000000"] {
+        for bad in [
+            "",
+            "0",
+            "0.0",
+            "-1",
+            "+1",
+            "1e3",
+            "inf",
+            "NaN",
+            "1.2.3",
+            ".",
+            "2s",
+            "1e10",
+            "10000000000",
+        ] {
             let r = Deadline::from_args(&format!("debug deadline={bad}")).unwrap_err();
             assert_eq!(r.errno, Errno::EINVAL, "{bad}");
             assert_eq!(
                 r.message,
-                format!("runtime arg deadline={bad}: not a positive number of seconds (at most 1e9)")
+                format!(
+                    "runtime arg deadline={bad}: not a positive number of seconds (at most 1e9)"
+                )
             );
         }
     }

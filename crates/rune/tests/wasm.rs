@@ -349,7 +349,11 @@ fn wasm_deadline_stops_a_guest_that_runs_too_long() {
     let b = wasm_bundle(HELLO, &[], "debug,deadline=30");
     let id = unique_id("wasm-deadline");
     let (code, stdout, stderr) = run_bundle(&rune, &b, &id);
-    assert_eq!((code, stdout.as_str()), (Some(0), "hello wasm\n"), "{stderr}");
+    assert_eq!(
+        (code, stdout.as_str()),
+        (Some(0), "hello wasm\n"),
+        "{stderr}"
+    );
 
     let b = wasm_bundle(HELLO, &[], "debug deadline=soon");
     let id = unique_id("wasm-deadline");
