@@ -138,8 +138,8 @@ impl Deadline {
     fn from_args(args: &str) -> Result<Option<Deadline>, Refusal> {
         let Some(text) = args
             .split(|c: char| c.is_whitespace() || c == ',')
-            .filter_map(|w| w.strip_prefix("deadline="))
-            .last()
+            .rev()
+            .find_map(|w| w.strip_prefix("deadline="))
         else {
             return Ok(None);
         };
