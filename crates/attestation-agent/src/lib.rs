@@ -95,8 +95,15 @@ pub struct Options {
     pub ca_pem: Option<Vec<u8>>,
 }
 
+/// Makes `sim` reports (a [`sim_tee::Report`], signed) bound to 64 bytes of report data:
+/// how an enclave runtime that signs its own reports (liberpal-wasm) attests through an
+/// [`Agent`] ([`Agent::with_sim_reporter`]). An error is one line.
+pub type SimReporter = std::sync::Arc<dyn Fn([u8; 64]) -> Result<Vec<u8>, String> + Send + Sync>;
+
 enum Attester {
     Sim(rats::SimAttester),
+    /// `sim` reports from the enclave runtime itself: no event log, no init-data.
+    Reporter(SimReporter),
     /// configfs-tsm, in a TDX (`tdx`) or SEV-SNP (`snp`) guest.
     Tsm(Box<dyn rats::Attester + Send + Sync>, &'static str),
     Sample,
@@ -137,7 +144,7 @@ impl Attester {
 
     fn name(&self) -> &'static str {
         match self {
-            Attester::Sim(_) => kbs_protocol::TEE_SIM,
+            Attester::Sim(_) | Attester::Reporter(_) => kbs_protocol::TEE_SIM,
             Attester::Tsm(_, name) => name,
             Attester::Sample => "sample",
         }
@@ -157,6 +164,9 @@ impl Attester {
             }
             Attester::Tsm(a, _) => {
                 primary_evidence(&a.attest(&report_data).map_err(attester_err)?)?
+            }
+            Attester::Reporter(f) => {
+                serde_json::json!({"report": STANDARD.encode(f(report_data).map_err(AgentError::Attester)?)})
             }
         })
     }
@@ -205,6 +215,22 @@ impl Agent {
         })
     }
 
+    /// A client of the broker at `url` (`ca_pem` as in [`Options`]) whose evidence is
+    /// the `sim` reports `reporter` makes.
+    pub fn with_sim_reporter(
+        url: &str,
+        ca_pem: Option<&[u8]>,
+        reporter: SimReporter,
+    ) -> Result<Agent, AgentError> {
+        Ok(Agent {
+            http: http::Client::new(url, ca_pem)?,
+            attester: Attester::Reporter(reporter),
+            keypair: TeeKeyPair::generate(),
+            token: None,
+            eventlog: Default::default(),
+        })
+    }
+
     /// Records `event` for every later attestation (a token obtained before it is
     /// dropped, so the next request attests again with it): in a `sim` enclave the
     /// runtime logs it and extends RTMR3 (CC MR 4), for `sample` this agent logs it.
@@ -222,7 +248,7 @@ impl Agent {
             Attester::Sample => {
                 self.eventlog.extend(event)?;
             }
-            Attester::Tsm(..) => {
+            Attester::Tsm(..) | Attester::Reporter(_) => {
                 return Err(AgentError::MeasurementNotSupported(self.attester.name()))
             }
         }

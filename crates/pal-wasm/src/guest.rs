@@ -25,6 +25,8 @@ pub(crate) struct Host {
     pub(crate) module_sha256: [u8; 32],
     /// The process's `/dev/attestation` files, removed with the store.
     pub(crate) _attestation: Option<crate::attest::Files>,
+    /// The broker `kbs_get_resource` last attested to, kept for the next call.
+    pub(crate) kbs: Option<crate::kbs::Client>,
 }
 
 /// What one table element takes in wasmtime (a pointer).

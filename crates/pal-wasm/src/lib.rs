@@ -49,6 +49,9 @@
 //!   `pal_init` with one line.
 //! - **Compiled code** is cached on the host per (module, engine configuration), and
 //!   loaded only after its digest is checked (see the `cache` module).
+//! - **Secrets from a key broker**: the host import `env.kbs_get_resource` attests the
+//!   enclave to a KBS the module names and puts a resource in its memory (the `kbs`
+//!   module).
 //! - **`pal_get_local_report`** gives `liberpal-sim`'s evidence: a [`sim_tee::Report`]
 //!   with the module's measurement, bound to the first 64 bytes of the target info and
 //!   signed by the host's platform key (`sim`: it proves nothing about hardware).
@@ -59,6 +62,7 @@
 mod attest;
 mod cache;
 mod guest;
+mod kbs;
 mod module;
 
 use std::collections::HashMap;
@@ -347,6 +351,7 @@ fn linker(engine: &Engine) -> Result<Linker<Host>, Refusal> {
         },
     )?;
     attest::add_to_linker(&mut linker)?;
+    kbs::add_to_linker(&mut linker)?;
     Ok(linker)
 }
 
@@ -581,6 +586,7 @@ fn create(argv: Vec<String>, env: Vec<String>, stdio: [c_int; 3]) -> Result<i32,
             memory_used: 0,
             module_sha256,
             _attestation: attestation,
+            kbs: None,
         },
     );
     store.limiter(|h| h as &mut dyn wasmtime::ResourceLimiter);

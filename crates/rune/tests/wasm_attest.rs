@@ -351,3 +351,125 @@ fn wasm_never_gets_proc_sys_or_dev_through_links_or_mounts() {
     }
     assert_eq!(leftovers(rune.root.path(), &id), Vec::<String>::new());
 }
+
+/// A module that fetches `uri` from the broker at `url` with `kbs_get_resource`: first
+/// with room for 4 bytes (the length comes back, nothing is written), then with room
+/// for 4 KiB; writes the resource to stdout. Exits with the errno of a failed call, 99
+/// when the two lengths differ.
+fn kbs_module(url: &str, uri: &str) -> String {
+    let (ul, il) = (url.len(), uri.len());
+    format!(
+        r#"(module
+  (import "env" "kbs_get_resource" (func $get (param i32 i32 i32 i32 i32 i32 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "fd_write" (func $w (param i32 i32 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 1024) "{url}")
+  (data (i32.const 2048) "{uri}")
+  (func $fetch (param $cap i32) (result i32) (local $n i32)
+    (local.set $n (call $get (i32.const 1024) (i32.const {ul}) (i32.const 0) (i32.const 0)
+                             (i32.const 2048) (i32.const {il}) (i32.const 4096) (local.get $cap)))
+    (if (i32.lt_s (local.get $n) (i32.const 0))
+      (then (call $exit (i32.sub (i32.const 0) (local.get $n)))))
+    (local.get $n))
+  (func (export "_start") (local $n i32)
+    (local.set $n (call $fetch (i32.const 4)))
+    (if (i32.ne (local.get $n) (call $fetch (i32.const 4096)))
+      (then (call $exit (i32.const 99))))
+    (i32.store (i32.const 0) (i32.const 4096)) (i32.store (i32.const 4) (local.get $n))
+    (drop (call $w (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))))"#
+    )
+}
+
+/// An attested wasm app gets a secret from a real verdictd through the PAL's
+/// `kbs_get_resource` (RCAR with the module's sim evidence): verdictd releases it to the
+/// signed module it admits, and refuses it to the same module when it admits another
+/// measurement (EACCES, the broker's reason on stderr); a URI that is not `kbs:///…`
+/// is refused before any request (EINVAL).
+#[test]
+fn wasm_app_gets_a_secret_from_verdictd_after_attesting() {
+    let test = "wasm_app_gets_a_secret_from_verdictd_after_attesting";
+    if !ready(test) {
+        return;
+    }
+    let rune = Rune::new();
+    let work = tempfile::tempdir().unwrap();
+    let platform = work.path().join("platform");
+    let secret: &[u8] = b"the wasm app's secret\n";
+    let resource = "default/key/wasm-app";
+    let uri = format!("kbs:///{resource}");
+    // The module names the broker, so its address is chosen before the module is built.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .unwrap()
+        .port();
+    let listen = format!("127.0.0.1:{port}");
+    let url = format!("http://{listen}");
+    let start = |dir: &str, admit: &str| {
+        test_support::Verdictd::start_with(
+            &work.path().join(dir),
+            &test_support::VerdictdOptions {
+                admit,
+                resources: &[(resource, secret)],
+                listen: Some(&listen),
+                ..Default::default()
+            },
+        )
+        .unwrap()
+    };
+
+    // The host's network: verdictd listens on the host's loopback.
+    let host_network = |mut b: Bundle| {
+        b.spec["linux"]["namespaces"]
+            .as_array_mut()
+            .unwrap()
+            .retain(|n| n["type"] != "network");
+        b.save();
+        b
+    };
+    let b = host_network(wasm_bundle(&kbs_module(&url, &uri), &[], ""));
+    let mr = sim_sign_rootfs(work.path(), &b.path().join("rootfs"), "/app.wasm");
+    let kbs = start("admits", &mr);
+    let id = unique_id("wasm-kbs");
+    let (code, stdout, stderr) = run_with_platform(&rune, &b, &platform, &id);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(stdout, secret);
+    assert!(kbs.log().contains("released"), "{}", kbs.log());
+    assert_eq!(leftovers(rune.root.path(), &id), Vec::<String>::new());
+    drop(kbs);
+
+    // verdictd admits another measurement: the module's evidence does not affirm, and
+    // the resource policy releases nothing to it.
+    let other = "ab".repeat(48);
+    let kbs = start("refuses", &other);
+    let id = unique_id("wasm-kbs");
+    let (code, stdout, stderr) = run_with_platform(&rune, &b, &platform, &id);
+    assert_eq!(code, libc::EACCES, "{stderr}");
+    assert_eq!(stdout, b"");
+    let line = stderr
+        .lines()
+        .find(|l| l.contains("kbs_get_resource"))
+        .unwrap_or_else(|| panic!("{stderr}"));
+    assert!(
+        line.starts_with(&format!(
+            "liberpal-wasm: kbs_get_resource {uri} from {url}: "
+        )),
+        "{line}"
+    );
+    assert!(line.contains("denies"), "{line}");
+    assert_eq!(leftovers(rune.root.path(), &id), Vec::<String>::new());
+    drop(kbs);
+
+    let b = host_network(wasm_bundle(&kbs_module(&url, "kbs:///two/parts"), &[], ""));
+    sim_sign_rootfs(work.path(), &b.path().join("rootfs"), "/app.wasm");
+    let id = unique_id("wasm-kbs");
+    let (code, _, stderr) = run_with_platform(&rune, &b, &platform, &id);
+    assert_eq!(code, libc::EINVAL, "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "liberpal-wasm: kbs_get_resource kbs:///two/parts from {url}: not a kbs:///repo/type/tag resource\n"
+        )),
+        "{stderr}"
+    );
+    assert_eq!(leftovers(rune.root.path(), &id), Vec::<String>::new());
+}

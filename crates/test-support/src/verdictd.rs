@@ -33,6 +33,8 @@ pub struct VerdictdOptions<'a> {
     /// Open the admin API to anyone (`[admin] mode = "insecure_allow_all"`); ignored
     /// when `admin_public_key` is given.
     pub admin_open: bool,
+    /// The address to listen on (`127.0.0.1:PORT`); by default a free loopback port.
+    pub listen: Option<&'a str>,
 }
 
 /// verdictd started from `dir/verdictd.toml` with the resource policy `affirming` (a
@@ -84,9 +86,10 @@ impl Verdictd {
             ));
         }
         std::fs::write(dir.join("attestation.toml"), policy)?;
-        let mut config = String::from(
-            "listen = \"127.0.0.1:0\"\nresource_policy = \"affirming\"\n\
+        let mut config = format!(
+            "listen = \"{}\"\nresource_policy = \"affirming\"\n\
              attestation_policy = \"attestation.toml\"\n",
+            opts.listen.unwrap_or("127.0.0.1:0")
         );
         let ca = if opts.tls {
             let ca = dir.join("ca.pem");
