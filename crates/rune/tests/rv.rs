@@ -216,6 +216,126 @@ fn the_computed_mr_enclave_is_what_the_running_enclave_reports() {
     assert_eq!(err.trim().lines().count(), 1, "{err}");
 }
 
+/// Sleeps 60 s in one `poll_oneoff` (a WASI module that stays up to be attested).
+const WASM_SLEEP: &str = r#"(module
+  (import "wasi_snapshot_preview1" "poll_oneoff" (func $poll (param i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (func (export "_start")
+    (i32.store8 (i32.const 8) (i32.const 0))
+    (i32.store (i32.const 16) (i32.const 1))
+    (i64.store (i32.const 24) (i64.const 60000000000))
+    (drop (call $poll (i32.const 0) (i32.const 100) (i32.const 1) (i32.const 200)))))"#;
+
+/// `shelter rv measure --pal wasm` gives the mr_enclave liberpal-wasm reports for a
+/// module in an image (as `rune attest` reads it from the running enclave, debug and
+/// signed); a program that is not a module is refused in one line.
+#[test]
+fn the_computed_mr_enclave_of_a_wasm_module_is_what_liberpal_wasm_reports() {
+    let test = "the_computed_mr_enclave_of_a_wasm_module_is_what_liberpal_wasm_reports";
+    if !root_or_skip(test)
+        || !tool_or_skip(test, "/usr/bin/umoci")
+        || !tool_or_skip(test, common::wasm::WAT2WASM)
+    {
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let platform = work.path().join("platform");
+    let busybox = test_support::busybox_oci_tar().unwrap();
+    let rune = Rune::new();
+    let module = work.path().join("app.wasm");
+    common::wasm::wat2wasm(WASM_SLEEP, &module);
+    let module = std::fs::read(&module).unwrap();
+    let wasm_bundle = |layout: &Path, runtime_args: &str| {
+        let mut b = image_bundle(layout, "v1", &["/app.wasm"], runtime_args);
+        let env = b.spec["process"]["env"].as_array_mut().unwrap();
+        for e in env.iter_mut() {
+            if e.as_str()
+                .unwrap_or("")
+                .starts_with("ENCLAVE_RUNTIME_PATH=")
+            {
+                *e = serde_json::json!(format!("ENCLAVE_RUNTIME_PATH={}", wasm_pal().display()));
+            }
+        }
+        b.save();
+        b
+    };
+
+    // Unsigned, with the runtime arg debug.
+    let debug_layout = work.path().join("debug");
+    ImageBuilder::new()
+        .base(&busybox)
+        .executable("app.wasm", &module)
+        .cmd(&["/app.wasm"])
+        .build(&debug_layout, "v1")
+        .unwrap();
+    let image = format!("oci:{}:v1", debug_layout.display());
+    let out = shelter_rv(&[
+        "measure",
+        "--pal",
+        "wasm",
+        "--image",
+        &image,
+        "--runtime-args",
+        "debug",
+        "--json",
+    ]);
+    let json: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let b = wasm_bundle(&debug_layout, "debug");
+    let id = unique_id("rvwasm");
+    run_detached(&rune, &platform, &b, &id);
+    let (reported, report) = reported_mr_enclave(&rune, &id);
+    stop(&rune, &id);
+    assert!(report.debug);
+    assert_eq!(json["mr_enclave"], reported.as_str(), "{out}");
+    assert_eq!(json["enclave"]["pal"], "liberpal-wasm", "{out}");
+
+    // Signed with sim-sign: the manifest's spec and signer.
+    let manifest = work.path().join("enclave.manifest.json");
+    let exe = work.path().join("app-signed.wasm");
+    std::fs::write(&exe, &module).unwrap();
+    sim_sign(work.path(), &exe, "/app.wasm", &manifest);
+    let signed_layout = work.path().join("signed");
+    ImageBuilder::new()
+        .base(&busybox)
+        .executable("app.wasm", &module)
+        .file("enclave.manifest.json", &std::fs::read(&manifest).unwrap())
+        .cmd(&["/app.wasm"])
+        .build(&signed_layout, "v1")
+        .unwrap();
+    let out = shelter_rv(&[
+        "measure",
+        "--pal",
+        "wasm",
+        "--image",
+        &format!("oci:{}:v1", signed_layout.display()),
+    ]);
+    let b = wasm_bundle(&signed_layout, "");
+    let id = unique_id("rvwasm");
+    run_detached(&rune, &platform, &b, &id);
+    let (reported, report) = reported_mr_enclave(&rune, &id);
+    stop(&rune, &id);
+    assert!(!report.debug);
+    assert_eq!(field(&out, "mr_enclave"), reported, "signed module");
+    assert_eq!(field(&out, "mr_signer"), hex::encode(report.mr_signer));
+
+    // busybox's program under the wasm PAL: refused, as the PAL would refuse it.
+    let out = Command::new(shelter_bin())
+        .args(["rv", "measure", "--pal", "wasm", "--runtime-args", "debug"])
+        .args(["--entrypoint", "/bin/sleep", "--image"])
+        .arg(format!("oci-archive:{}:latest", busybox.display()))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains(
+            "enclave program /bin/sleep in the image: not a WebAssembly module: liberpal-wasm would refuse it"
+        ),
+        "{err}"
+    );
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+}
+
 /// The attestation agent (and its libraries) in an image built on busybox, with a
 /// manifest signing it; `tweak` changes one byte of the program (then signed as it is).
 fn agent_image(work: &Path, name: &str, tweak: bool) -> (PathBuf, String) {

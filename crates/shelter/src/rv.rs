@@ -17,13 +17,13 @@ use reference_values::corim::{Corim, Measurement, SHA384};
 use reference_values::{Predicate, SigningKey, Statement, Tool};
 use serde_json::{json, Value};
 
-pub use measure::{measure, EnclaveConfig, Measured};
+pub use measure::{measure, EnclaveConfig, Measured, Pal};
 
 /// `shelter rv …`.
 #[derive(Subcommand, Debug)]
 pub enum RvCommand {
     /// Print the mr_enclave (and, with a signed manifest, mr_signer) the image's enclave
-    /// will report under liberpal-sim, computed without running it
+    /// will report under liberpal-sim (or liberpal-wasm), computed without running it
     Measure {
         #[command(flatten)]
         target: Target,
@@ -71,8 +71,9 @@ pub struct Target {
     /// ENCLAVE_RUNTIME_ARGS as given to rune (debug, manifest=PATH)
     #[arg(long, default_value = "")]
     pub runtime_args: String,
-    /// The PAL (only liberpal-sim so far)
-    #[arg(long, default_value = "sim", value_parser = ["sim"])]
+    /// The PAL: sim (liberpal-sim, a Linux program) or wasm (liberpal-wasm, a WASI
+    /// preview 1 module)
+    #[arg(long, default_value = "sim", value_parser = ["sim", "wasm"])]
     pub pal: String,
     /// Platform to pick from an index (os/arch[/variant]); default: this machine's
     #[arg(long)]
@@ -99,6 +100,11 @@ impl Target {
             registry.platform = Platform::parse(p)?;
         }
         let enclave = EnclaveConfig {
+            pal: if self.pal == "wasm" {
+                Pal::Wasm
+            } else {
+                Pal::Sim
+            },
             entrypoint: self.entrypoint.clone(),
             runtime_args: self.runtime_args.clone(),
         };

@@ -1,5 +1,5 @@
-//! The measurement a `liberpal-sim` enclave will report, computed from an OCI image
-//! without running anything.
+//! The measurement a `liberpal-sim` (or `liberpal-wasm`) enclave will report, computed
+//! from an OCI image without running anything.
 //!
 //! What is measured is decided exactly as the PAL decides it at `pal_init` /
 //! `pal_create_process` (`crates/pal-sim/src/lib.rs`), with the same `sim-tee` functions:
@@ -10,7 +10,9 @@
 //! - without one (only with `debug`), the spec is [`sim_tee::EnclaveSpec::unsigned`] of
 //!   the program `process.args[0]` names (the image's Entrypoint+Cmd unless overridden);
 //! - `mr_enclave` = [`sim_tee::measure_program`]`(`[`sim_tee::program_digest`]`(file),
-//!   spec)`.
+//!   spec)`: the same for both PALs (`crates/pal-wasm/src/lib.rs` measures the module
+//!   file so); for `liberpal-wasm` the program must be a WebAssembly module (header
+//!   `\0asm`, version 1), as the PAL refuses anything else.
 //!
 //! The image is unpacked with `enclave-image` (digest- and diff_id-checked, whiteouts
 //! applied) into a private temporary root, and paths are resolved in it as the
@@ -29,9 +31,31 @@ use reference_values::{EnclaveInfo, ImageInfo};
 use serde::Deserialize;
 use sim_tee::{Digest, EnclaveSpec, Manifest, RuntimeArgs};
 
+/// The enclave runtime the image will run under.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Pal {
+    /// `liberpal-sim.so`: the program is a Linux executable.
+    #[default]
+    Sim,
+    /// `liberpal-wasm.so`: the program is a WASI preview 1 module.
+    Wasm,
+}
+
+impl Pal {
+    /// The PAL's library name, as provenance records it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Pal::Sim => "liberpal-sim",
+            Pal::Wasm => "liberpal-wasm",
+        }
+    }
+}
+
 /// What the measurement depends on besides the image.
 #[derive(Debug, Clone)]
 pub struct EnclaveConfig {
+    /// The PAL the enclave runs under.
+    pub pal: Pal,
     /// `process.args[0]`; default: the image's Entrypoint, else its Cmd.
     pub entrypoint: Option<String>,
     /// `ENCLAVE_RUNTIME_ARGS` (`debug`, `manifest=PATH`; commas or spaces).
@@ -73,6 +97,22 @@ struct ExecConfig {
 #[serde(default)]
 struct RootFs {
     diff_ids: Vec<String>,
+}
+
+/// Checks that `file` is what liberpal-wasm runs: a core WebAssembly module (magic
+/// `\0asm`, version 1; `crates/pal-wasm/src/module.rs` refuses the rest).
+fn wasm_module(mut file: std::fs::File, path: &str) -> Result<()> {
+    let mut header = [0u8; 8];
+    let n = file.read(&mut header)?;
+    match &header[..n] {
+        [0, b'a', b's', b'm', 1, 0, 0, 0] => Ok(()),
+        [0, b'a', b's', b'm', ..] if n == 8 && header[4..6] == [0x0d, 0] => bail!(
+            "enclave program {path} in the image: a WebAssembly component (component model): liberpal-wasm runs WASI preview 1 modules only"
+        ),
+        _ => bail!(
+            "enclave program {path} in the image: not a WebAssembly module: liberpal-wasm would refuse it"
+        ),
+    }
 }
 
 /// Opens `path` (absolute, or relative to `cwd`) in `root` as the container sees it.
@@ -196,11 +236,18 @@ pub async fn measure(
             (EnclaveSpec::unsigned(&program), true)
         }
         None => bail!(
-            "no signed manifest at {manifest_path} in the image: liberpal-sim runs an unsigned enclave only with the runtime arg debug (--runtime-args debug)"
+            "no signed manifest at {manifest_path} in the image: {} runs an unsigned enclave only with the runtime arg debug (--runtime-args debug)",
+            enclave.pal.name()
         ),
     };
-    let file = open_in_root(&root_fd, &cwd, &spec.entrypoint)
-        .with_context(|| format!("enclave program {} in the image", spec.entrypoint))?;
+    let open = || {
+        open_in_root(&root_fd, &cwd, &spec.entrypoint)
+            .with_context(|| format!("enclave program {} in the image", spec.entrypoint))
+    };
+    let file = open()?;
+    if enclave.pal == Pal::Wasm {
+        wasm_module(open()?, &spec.entrypoint)?;
+    }
     let program = sim_tee::program_digest(file)?;
     let mr_enclave = sim_tee::measure_program(&program, &spec);
     let signer = match &manifest {
@@ -225,7 +272,7 @@ pub async fn measure(
         },
         enclave: EnclaveInfo {
             tee: "sim".into(),
-            pal: "liberpal-sim".into(),
+            pal: enclave.pal.name().into(),
             // pal-sim and shelter are versioned together (the workspace version).
             pal_version: env!("CARGO_PKG_VERSION").into(),
             measurement: sim_tee::MEASUREMENT_VERSION.into(),
