@@ -69,6 +69,8 @@
 //! checkpoint_secs = 60           # … or this long after the last one (0: never)
 //! file = "audit.jsonl"           # localfs: the log (default <dir>.audit.jsonl)
 //! replica_id = "kbs-a"           # default <hostname>/<pid>
+//! trusted_keys = ["old.pub"]     # public keys of earlier signing keys: `audit verify`
+//!                                # accepts their checkpoints
 //! ```
 //!
 //! The admin endpoints these keys open (resources, resource and attestation policies,
@@ -326,6 +328,9 @@ impl Config {
         .into_iter()
         .flatten()
         {
+            fix(p);
+        }
+        for p in &mut self.audit.trusted_keys {
             fix(p);
         }
         if let Some(kek) = &mut self.storage.kek {

@@ -645,3 +645,65 @@ fn the_local_fs_log_is_a_file_whose_edits_are_named() {
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(err.contains("lives in the verdictd process"), "{err}");
 }
+
+/// A replaced signing key leaves its checkpoints in the log: `audit verify` names the
+/// first one it cannot check (by the id of the key that signed it), and accepts it once
+/// the old key's public half is given with `--public-key` or listed in `[audit]
+/// trusted_keys`; a trusted key that is not one fails in one line.
+#[test]
+fn checkpoints_of_a_replaced_signing_key_verify_with_trusted_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = format!(
+        "resource_policy = \"allow_all\"\n{ADMIN_OPEN}[storage]\ntype = \"localfs\"\ndir = \"resources\"\n{}",
+        audit_section(None)
+    );
+    let v = Verdictd::spawn_in(dir, &cfg);
+    let config = config_of(&v);
+    for i in 0..3 {
+        store(&v, &format!("default/key/k{i}"), b"x"); // 1, 2, 3; checkpoint 4
+    }
+    let dir = v.stop();
+    let key_file = dir.path().join("resources.audit-key.pem");
+    let old_public = openssl_public_key(&key_file);
+    let pem = test_support::run(
+        "openssl",
+        &["pkey", "-in", key_file.to_str().unwrap(), "-pubout"],
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("old.pub"), pem).unwrap();
+    // The key is retired: the next start generates another.
+    std::fs::remove_file(&key_file).unwrap();
+    let v = Verdictd::spawn_in(dir, &cfg);
+    for i in 3..6 {
+        store(&v, &format!("default/key/k{i}"), b"x"); // 5, 6, 7; checkpoint 8
+    }
+    let dir = v.stop();
+    assert_ne!(openssl_public_key(&key_file), old_public);
+
+    let id = &sha256_hex(&old_public)[..16];
+    assert_broken(
+        &config,
+        &format!("entry 4 is a checkpoint that does not verify: signed by key {id}, not an audit key given"),
+    );
+    let old = dir.path().join("old.pub");
+    let (code, out, err) = audit(&config, &["verify", "--public-key", old.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.starts_with(
+            "audit log intact: 8 entries, signed up to entry 7 by the checkpoint at entry 8 ("
+        ),
+        "{out}"
+    );
+
+    // Listed in the configuration (relative to it), as an operator keeps it.
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(&config, format!("{text}trusted_keys = [\"old.pub\"]\n")).unwrap();
+    assert_intact(&config, 8, 8, Some(7));
+
+    std::fs::write(&old, "not a key\n").unwrap();
+    let (code, out, err) = audit(&config, &["verify"]);
+    assert_ne!(code, 0);
+    assert_eq!(out, "");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.contains(old.to_str().unwrap()), "{err}");
+}

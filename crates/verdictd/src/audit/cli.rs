@@ -6,7 +6,8 @@
 //!   line, `audit log intact: N entries, signed up to entry E by the checkpoint at
 //!   entry S (TIME)`, or returns the first broken entry (the caller prints it and exits 3).
 //!   Checkpoints must be signed by the `[audit] signing_key` (its public half; the file
-//!   is never created here) or one of the `--public-key` files.
+//!   is never created here), one of `[audit] trusted_keys` or one of the `--public-key`
+//!   files.
 //! - `show [--since SEQ|RFC3339]`: the entries as JSON lines ([`super::Entry`]), all or
 //!   those from entry SEQ on, or with a `time` at or after the given time.
 
@@ -26,7 +27,7 @@ pub enum AuditCommand {
     /// (exit 3); one line either way
     Verify {
         /// An Ed25519 public key (PEM) whose checkpoints are accepted, besides the
-        /// [audit] signing_key's; may be repeated
+        /// [audit] signing_key's and trusted_keys; may be repeated
         #[arg(long)]
         public_key: Vec<PathBuf>,
     },
@@ -120,7 +121,7 @@ pub fn run(command: &AuditCommand, config: &Config) -> anyhow::Result<Result<(),
             if let Some(k) = config.audit.key_file(config).filter(|k| k.exists()) {
                 keys.push(key::load_public(&k)?);
             }
-            for k in public_key {
+            for k in config.audit.trusted_keys.iter().chain(public_key) {
                 keys.push(key::load_public(k)?);
             }
             match verify(config, keys)? {

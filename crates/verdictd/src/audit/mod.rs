@@ -90,6 +90,10 @@ pub use key::AuditKey;
 /// checkpoint_secs = 60               # … or this long after the last one (0: never)
 /// file = "audit.jsonl"               # localfs: the log (default `<dir>.audit.jsonl`)
 /// replica_id = "kbs-a"               # default `<hostname>/<pid>`
+/// trusted_keys = ["audit-2025.pub"]  # Ed25519 public keys (PEM) of signing keys the
+///                                    # log was signed with before: `audit verify`
+///                                    # accepts their checkpoints too (a replaced key
+///                                    # leaves its checkpoints in the log)
 /// ```
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -99,6 +103,7 @@ pub struct AuditConfig {
     pub checkpoint_secs: u64,
     pub file: Option<PathBuf>,
     pub replica_id: Option<String>,
+    pub trusted_keys: Vec<PathBuf>,
 }
 
 impl Default for AuditConfig {
@@ -109,6 +114,7 @@ impl Default for AuditConfig {
             checkpoint_secs: 60,
             file: None,
             replica_id: None,
+            trusted_keys: Vec::new(),
         }
     }
 }
