@@ -48,7 +48,7 @@ build: deps
 	cp -f $(RELEASE)/liberpal_sim.so $(RELEASE)/liberpal-sim.so
 	cp -f $(RELEASE)/liberpal_wasm.so $(RELEASE)/liberpal-wasm.so
 	@# enclave-boot runs first in an empty root (the image is not there yet): static.
-	@! readelf -l $(BOOT) | grep -q INTERP || { echo "make: $(BOOT) is dynamically linked (see scripts/rustc-workspace-wrapper.sh)"; exit 1; }
+	@test -f $(BOOT) && ! readelf -l $(BOOT) | grep -q INTERP || { echo "make: $(BOOT) is missing or dynamically linked (see scripts/rustc-workspace-wrapper.sh)"; exit 1; }
 
 $(IMAGES)/busybox-oci.tar: deps
 	scripts/busybox-image.sh $(IMAGES)

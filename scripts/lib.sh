@@ -151,7 +151,7 @@ image_layout() {
 # into DIR (with its manifest beside it); prints its mr_enclave.
 sign_boot() {
   mkdir -p "$1"
-  cp "$PWD/target/$(rustc -vV | sed -n 's/^host: //p')/release/enclave-boot" "$1/enclave-boot"
+  cp "$PWD/target/release/enclave-boot" "$1/enclave-boot"
   "$PWD/target/release/sim-sign" sign --executable "$1/enclave-boot" --entrypoint /.rune/enclave-boot \
     --key "$2" --out "$1/enclave-boot.manifest.json" | sed -n 's/^mr_enclave //p'
 }

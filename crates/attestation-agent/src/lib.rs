@@ -95,10 +95,20 @@ pub struct Options {
     pub ca_pem: Option<Vec<u8>>,
 }
 
-/// Makes `sim` reports (a [`sim_tee::Report`], signed) bound to 64 bytes of report data:
-/// how an enclave runtime that signs its own reports (liberpal-wasm) attests through an
-/// [`Agent`] ([`Agent::with_sim_reporter`]). An error is one line.
-pub type SimReporter = std::sync::Arc<dyn Fn([u8; 64]) -> Result<Vec<u8>, String> + Send + Sync>;
+/// An enclave runtime that makes its own `sim` evidence (liberpal-wasm), for an
+/// [`Agent`] ([`Agent::with_sim_reporter`]) running inside it. Errors are one line.
+pub trait SimRuntime: Send + Sync {
+    /// A signed [`sim_tee::Report`] bound to `report_data`, with the runtime's
+    /// measurement registers.
+    fn report(&self, report_data: [u8; 64]) -> Result<Vec<u8>, String>;
+    /// The event log the report's registers replay from.
+    fn event_log(&self) -> Result<kbs_protocol::eventlog::EventLog, String>;
+    /// The init-data document bound into the report's config id, if any.
+    fn init_data(&self) -> Option<String>;
+}
+
+/// A shared [`SimRuntime`].
+pub type SimReporter = std::sync::Arc<dyn SimRuntime>;
 
 enum Attester {
     Sim(rats::SimAttester),
@@ -165,9 +175,9 @@ impl Attester {
             Attester::Tsm(a, _) => {
                 primary_evidence(&a.attest(&report_data).map_err(attester_err)?)?
             }
-            Attester::Reporter(f) => {
-                serde_json::json!({"report": STANDARD.encode(f(report_data).map_err(AgentError::Attester)?)})
-            }
+            Attester::Reporter(r) => serde_json::json!({
+                "report": STANDARD.encode(r.report(report_data).map_err(AgentError::Attester)?)
+            }),
         })
     }
 }
@@ -262,6 +272,7 @@ impl Agent {
         match &self.attester {
             Attester::Sim(a) => sim_tee::evidence::event_log(a.fd())
                 .map_err(|e| AgentError::Attester(e.to_string())),
+            Attester::Reporter(r) => r.event_log().map_err(AgentError::Attester),
             _ => Ok(self.eventlog.clone()),
         }
     }
@@ -271,6 +282,7 @@ impl Agent {
         match &self.attester {
             Attester::Sim(a) => sim_tee::evidence::init_data(a.fd())
                 .map_err(|e| AgentError::Attester(e.to_string())),
+            Attester::Reporter(r) => Ok(r.init_data()),
             _ => Ok(None),
         }
     }
@@ -325,9 +337,9 @@ impl Agent {
                 kbs_protocol::binding::digest(hash, nonce, tee_pubkey, &additional_evidence)
                     .map_err(|e| AgentError::Protocol(e.to_string()))?;
             let evidence = self.attester.evidence(&digest)?;
-            let Attester::Sim(_) = &self.attester else {
+            if !matches!(self.attester, Attester::Sim(_) | Attester::Reporter(_)) {
                 return Ok((additional_evidence, evidence));
-            };
+            }
             let report = evidence["report"]
                 .as_str()
                 .and_then(|b| STANDARD.decode(b).ok())

@@ -47,7 +47,7 @@ mod channel;
 mod digests;
 
 use pal::ffi::{PalAttrV3, PalCreateProcessArgs, PalExecArgs};
-use sim_tee::measurement::eventlog::{Event, Launch, LAUNCH_MR_INDEX};
+use sim_tee::measurement::eventlog::LAUNCH_MR_INDEX;
 use sim_tee::measurement::initdata::InitData;
 use sim_tee::rtmr::Measurements;
 use sim_tee::{Digest, EnclaveSpec, Manifest, PlatformKey, Report};
@@ -196,27 +196,14 @@ fn init(args: &str) -> Result<(), (nix::errno::Errno, String)> {
     let debug = runtime_args.debug;
     let manifest_arg = runtime_args.manifest.as_deref();
     platform().map_err(|e| (Errno::EACCES, format!("platform key: {e}")))?;
-    let init_data = match args
-        .split_whitespace()
-        .find_map(|a| a.strip_prefix("init_data="))
-    {
-        Some(b64) => {
-            use base64::Engine as _;
-            let bytes = base64::engine::general_purpose::STANDARD
-                .decode(b64)
-                .map_err(|e| (Errno::EINVAL, format!("init_data: not base64: {e}")))?;
-            let text = String::from_utf8(bytes)
-                .map_err(|_| (Errno::EINVAL, "init-data: not UTF-8".to_string()))?;
-            let doc = InitData::parse(&text).map_err(|e| (Errno::EINVAL, e.to_string()))?;
-            say(&format!(
-                "init-data {} {}",
-                doc.algorithm.name(),
-                hex::encode(doc.digest())
-            ));
-            Some(doc)
-        }
-        None => None,
-    };
+    let init_data = sim_tee::rtmr::init_data_arg(args).map_err(|e| (Errno::EINVAL, e))?;
+    if let Some(doc) = &init_data {
+        say(&format!(
+            "init-data {} {}",
+            doc.algorithm.name(),
+            hex::encode(doc.digest())
+        ));
+    }
     // Nothing in the container may read this process's memory (the platform key).
     let _ = nix::sys::prctl::set_dumpable(false);
 
@@ -381,32 +368,14 @@ fn program_env(env: &[String]) -> BTreeMap<String, String> {
 /// with its ids (the program inherits both), as rune's `Launch` event at CC MR 1. It
 /// runs before the program exists, so no report the program can ask for lacks it.
 fn record_launch(argv: &[String], env: &BTreeMap<String, String>) -> Result<(), String> {
-    let program = &argv[0];
-    let why = |e: &dyn std::fmt::Display| {
-        format!("{program}: its launch (argv, environment, working directory, ids) cannot be measured: {e}")
-    };
-    let cwd = std::env::current_dir().map_err(|e| why(&e))?;
-    let cwd = cwd
-        .to_str()
-        .ok_or_else(|| why(&format!("the working directory {cwd:?} is not UTF-8")))?
-        .to_string();
-    let mut groups: Vec<u32> = nix::unistd::getgroups()
-        .map_err(|e| why(&e))?
-        .into_iter()
-        .map(|g| g.as_raw())
-        .collect();
-    groups.sort_unstable();
-    groups.dedup();
-    let launch = Launch {
-        argv: argv.to_vec(),
-        env: env.iter().map(|(k, v)| format!("{k}={v}")).collect(),
-        cwd,
-        uid: nix::unistd::geteuid().as_raw(),
-        gid: nix::unistd::getegid().as_raw(),
-        groups,
-    };
-    let event = Event::launch(&launch).map_err(|e| why(&e))?;
-    with_enclave(|e| e.measurements.extend(LAUNCH_MR_INDEX, &event))?.map_err(|e| why(&e))
+    let env: Vec<String> = env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    let event = sim_tee::rtmr::launch_event(argv, &env)?;
+    with_enclave(|e| e.measurements.extend(LAUNCH_MR_INDEX, &event))?.map_err(|e| {
+        format!(
+            "{}: its launch (argv, environment, working directory, ids) cannot be measured: {e}",
+            argv[0]
+        )
+    })
 }
 
 /// In the child before exec: a terminal on stdin that is not our session's controlling

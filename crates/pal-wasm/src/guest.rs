@@ -27,6 +27,8 @@ pub(crate) struct Host {
     pub(crate) _attestation: Option<crate::attest::Files>,
     /// The broker `kbs_get_resource` last attested to, kept for the next call.
     pub(crate) kbs: Option<crate::kbs::Client>,
+    /// The process's stderr, for the PAL's lines about its calls.
+    pub(crate) stderr: Option<std::fs::File>,
 }
 
 /// What one table element takes in wasmtime (a pointer).

@@ -49,6 +49,10 @@
 //!   `pal_init` with one line.
 //! - **Compiled code** is cached on the host per (module, engine configuration), and
 //!   loaded only after its digest is checked (see the `cache` module).
+//! - **Runtime measurements and init-data**: the event log and RTMR0..3 of
+//!   `liberpal-sim`, the launch of each process recorded at CC MR 1, the module's own
+//!   events at CC MR 4 through `env.extend_runtime_measurement`, and the runtime arg
+//!   `init_data=` bound into the config id (the `rtmr` module).
 //! - **Secrets from a key broker**: the host import `env.kbs_get_resource` attests the
 //!   enclave to a KBS the module names and puts a resource in its memory (the `kbs`
 //!   module).
@@ -64,6 +68,7 @@ mod cache;
 mod guest;
 mod kbs;
 mod module;
+mod rtmr;
 
 use std::collections::HashMap;
 use std::ffi::CStr;
@@ -181,8 +186,12 @@ impl Deadline {
     }
 }
 
-struct Enclave {
+pub(crate) struct Enclave {
     rt: Arc<Runtime>,
+    /// The event log and RTMR0..3, reset at `pal_init` (the `rtmr` module).
+    pub(crate) measurements: sim_tee::rtmr::Measurements,
+    /// The init-data document (runtime arg `init_data=`) bound into the config id.
+    pub(crate) init_data: Option<sim_tee::measurement::initdata::InitData>,
     /// Announced once: at `pal_init` (signed) or at the first process (debug).
     identity: Option<Identity>,
     created: HashMap<i32, Created>,
@@ -265,6 +274,14 @@ fn guarded(f: impl FnOnce() -> c_int) -> c_int {
 
 fn lock() -> std::sync::MutexGuard<'static, Option<Enclave>> {
     STATE.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Runs `f` on the enclave's state under its lock.
+pub(crate) fn with_enclave<T>(f: impl FnOnce(&mut Enclave) -> T) -> Result<T, String> {
+    lock()
+        .as_mut()
+        .map(f)
+        .ok_or_else(|| "the enclave is not initialised".to_string())
 }
 
 /// The platform key, loaded in the host's mount namespace (see `pal_get_version`).
@@ -352,12 +369,22 @@ fn linker(engine: &Engine) -> Result<Linker<Host>, Refusal> {
     )?;
     attest::add_to_linker(&mut linker)?;
     kbs::add_to_linker(&mut linker)?;
+    rtmr::add_to_linker(&mut linker)?;
     Ok(linker)
 }
 
 fn init(args: &str) -> Result<(), Refusal> {
     let runtime_args = sim_tee::RuntimeArgs::parse(args);
     let deadline = Deadline::from_args(args)?;
+    let init_data =
+        sim_tee::rtmr::init_data_arg(args).map_err(|e| Refusal::new(Errno::EINVAL, e))?;
+    if let Some(doc) = &init_data {
+        say(&format!(
+            "init-data {} {}",
+            doc.algorithm.name(),
+            hex::encode(doc.digest())
+        ));
+    }
     // Nothing in the container may read this process's memory (the platform key).
     let _ = nix::sys::prctl::set_dumpable(false);
     let engine = engine()?;
@@ -411,6 +438,8 @@ fn init(args: &str) -> Result<(), Refusal> {
             signed,
             deadline,
         }),
+        measurements: sim_tee::rtmr::Measurements::new(),
+        init_data,
         identity,
         created: HashMap::new(),
         running: HashMap::new(),
@@ -548,8 +577,11 @@ fn create(argv: Vec<String>, env: Vec<String>, stdio: [c_int; 3]) -> Result<i32,
         enclave.next_pid - 1
     };
 
+    let guest_env = guest_env(&env);
+    // Before the attestation files: this process's own evidence covers its launch.
+    rtmr::record_launch(&argv, &guest_env)?;
     let mut wasi = WasiCtxBuilder::new();
-    wasi.args(&argv).envs(&guest_env(&env));
+    wasi.args(&argv).envs(&guest_env);
     if let Some(f) = stdin {
         wasi.stdin(wasmtime_wasi::cli::InputFile::new(f));
     }
@@ -587,6 +619,7 @@ fn create(argv: Vec<String>, env: Vec<String>, stdio: [c_int; 3]) -> Result<i32,
             module_sha256,
             _attestation: attestation,
             kbs: None,
+            stderr: stderr.as_ref().and_then(|f| f.try_clone().ok()),
         },
     );
     store.limiter(|h| h as &mut dyn wasmtime::ResourceLimiter);
@@ -824,6 +857,11 @@ pub extern "C" fn pal_kill(pid: c_int, sig: c_int) -> c_int {
             return 0;
         }
         for t in &targets {
+            // The first cause is the one reported: a process past its deadline is
+            // ending already, as a trap.
+            if t.expired.load(Ordering::SeqCst) {
+                continue;
+            }
             // The first fatal signal is the one reported.
             if t.killed
                 .compare_exchange(0, sig, Ordering::SeqCst, Ordering::SeqCst)
@@ -843,20 +881,25 @@ pub extern "C" fn pal_kill(pid: c_int, sig: c_int) -> c_int {
 /// key: the evidence `liberpal-sim` gives, with the module's measurement.
 fn signed_report(report_data: [u8; 64]) -> Result<Vec<u8>, String> {
     let key = platform()?;
-    let id = lock()
-        .as_ref()
-        .ok_or("the enclave is not initialised")?
-        .identity
-        .clone()
-        .ok_or("the enclave's module is not measured yet")?;
-    let r = Report::unsigned(
-        id.debug,
-        id.mr_enclave,
-        id.mr_signer,
-        id.product_id,
-        id.svn,
-        report_data,
-    );
+    let r = with_enclave(|e| {
+        let id = e
+            .identity
+            .clone()
+            .ok_or("the enclave's module is not measured yet")?;
+        let mut r = Report::unsigned(
+            id.debug,
+            id.mr_enclave,
+            id.mr_signer,
+            id.product_id,
+            id.svn,
+            report_data,
+        );
+        if let Some(d) = &e.init_data {
+            r.config_id = d.config_id();
+        }
+        e.measurements.apply(&mut r);
+        Ok::<_, String>(r)
+    })??;
     Ok(key.sign_report(r).to_bytes())
 }
 

@@ -281,9 +281,8 @@ pub fn config_from_spec(
     {
         // It starts in the enclave's still-empty root, where no loader exists.
         return Err(bad(format!(
-            "boot program {} is dynamically linked (interpreter {interp}), but it starts in an empty root: use the static build (`make install`, or target/{}-unknown-linux-gnu/release/enclave-boot)",
-            boot.display(),
-            std::env::consts::ARCH
+            "boot program {} is dynamically linked (interpreter {interp}), but it starts in an empty root: use the static build (`make install`, or target/release/enclave-boot as `make build` links it)",
+            boot.display()
         )));
     }
     if kbs_url.is_some() && enclave.args.split_whitespace().any(|a| a == "debug") {

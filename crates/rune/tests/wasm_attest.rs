@@ -352,28 +352,43 @@ fn wasm_never_gets_proc_sys_or_dev_through_links_or_mounts() {
     assert_eq!(leftovers(rune.root.path(), &id), Vec::<String>::new());
 }
 
-/// A module that fetches `uri` from the broker at `url` with `kbs_get_resource`: first
-/// with room for 4 bytes (the length comes back, nothing is written), then with room
-/// for 4 KiB; writes the resource to stdout. Exits with the errno of a failed call, 99
-/// when the two lengths differ.
-fn kbs_module(url: &str, uri: &str) -> String {
-    let (ul, il) = (url.len(), uri.len());
+/// A module that fetches `uri` from the broker at `url` (trusting the PEM CA
+/// certificates `ca`, which its data holds; empty: none) with `kbs_get_resource`: first
+/// with room for 4 bytes (the length comes back, nothing is written: exit 96 if the
+/// buffer changed), then with room for 4 KiB; writes the resource to stdout. Exits with
+/// the errno of a failed call, 99 when the two lengths differ.
+fn kbs_module(url: &str, ca: &[u8], uri: &str) -> String {
+    kbs_module_measuring(url, ca, uri, "")
+}
+
+/// [`kbs_module`], running `prelude` (WAT instructions) in `_start` first.
+fn kbs_module_measuring(url: &str, ca: &[u8], uri: &str, prelude: &str) -> String {
+    let (ul, il, cl) = (url.len(), uri.len(), ca.len());
+    assert!(cl < 32768, "the CA fits in the module's data");
+    let ca: String = ca.iter().map(|b| format!("\\{b:02x}")).collect();
     format!(
         r#"(module
   (import "env" "kbs_get_resource" (func $get (param i32 i32 i32 i32 i32 i32 i32 i32) (result i32)))
+  (import "env" "extend_runtime_measurement" (func $extend (param i32 i32 i32 i32 i32 i32) (result i32)))
   (import "wasi_snapshot_preview1" "fd_write" (func $w (param i32 i32 i32 i32) (result i32)))
   (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
   (memory (export "memory") 1)
   (data (i32.const 1024) "{url}")
   (data (i32.const 2048) "{uri}")
+  (data (i32.const 3072) "example.org Loaded model-v1 bad domain")
+  (data (i32.const 16384) "{ca}")
   (func $fetch (param $cap i32) (result i32) (local $n i32)
-    (local.set $n (call $get (i32.const 1024) (i32.const {ul}) (i32.const 0) (i32.const 0)
+    (local.set $n (call $get (i32.const 1024) (i32.const {ul}) (i32.const 16384) (i32.const {cl})
                              (i32.const 2048) (i32.const {il}) (i32.const 4096) (local.get $cap)))
     (if (i32.lt_s (local.get $n) (i32.const 0))
       (then (call $exit (i32.sub (i32.const 0) (local.get $n)))))
     (local.get $n))
   (func (export "_start") (local $n i32)
+    {prelude}
+    (i32.store (i32.const 4096) (i32.const 0x5a5a5a5a))
     (local.set $n (call $fetch (i32.const 4)))
+    (if (i32.ne (i32.load (i32.const 4096)) (i32.const 0x5a5a5a5a))
+      (then (call $exit (i32.const 96))))
     (if (i32.ne (local.get $n) (call $fetch (i32.const 4096)))
       (then (call $exit (i32.const 99))))
     (i32.store (i32.const 0) (i32.const 4096)) (i32.store (i32.const 4) (local.get $n))
@@ -382,10 +397,13 @@ fn kbs_module(url: &str, uri: &str) -> String {
 }
 
 /// An attested wasm app gets a secret from a real verdictd through the PAL's
-/// `kbs_get_resource` (RCAR with the module's sim evidence): verdictd releases it to the
-/// signed module it admits, and refuses it to the same module when it admits another
-/// measurement (EACCES, the broker's reason on stderr); a URI that is not `kbs:///…`
-/// is refused before any request (EINVAL).
+/// `kbs_get_resource` (RCAR with the module's sim evidence, over HTTPS with the CA the
+/// module carries): verdictd releases it to the signed module it admits, and refuses it
+/// to the same module when it admits another measurement (EACCES, the broker's reason on
+/// the process's stderr). Refused before any request: a URI that is not
+/// `kbs:///repo/type/tag` and a broker named by host name (EINVAL: a name would be
+/// resolved with the image's NSS libraries). A module carrying another CA fails the
+/// TLS handshake (EIO).
 #[test]
 fn wasm_app_gets_a_secret_from_verdictd_after_attesting() {
     let test = "wasm_app_gets_a_secret_from_verdictd_after_attesting";
@@ -398,20 +416,30 @@ fn wasm_app_gets_a_secret_from_verdictd_after_attesting() {
     let secret: &[u8] = b"the wasm app's secret\n";
     let resource = "default/key/wasm-app";
     let uri = format!("kbs:///{resource}");
-    // The module names the broker, so its address is chosen before the module is built.
+    // The module names the broker and its CA, so both are made before the module is.
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .unwrap()
         .port();
     let listen = format!("127.0.0.1:{port}");
-    let url = format!("http://{listen}");
+    let url = format!("https://{listen}");
+    let tls = work.path().join("tls");
+    std::fs::create_dir(&tls).unwrap();
+    test_support::verdictd::write_tls(&tls, &tls.join("ca.pem")).unwrap();
+    let ca = std::fs::read(tls.join("ca.pem")).unwrap();
     let start = |dir: &str, admit: &str| {
+        let dir = work.path().join(dir);
+        std::fs::create_dir(&dir).unwrap();
+        for f in ["server.pem", "server.key", "ca.pem"] {
+            std::fs::copy(tls.join(f), dir.join(f)).unwrap();
+        }
         test_support::Verdictd::start_with(
-            &work.path().join(dir),
+            &dir,
             &test_support::VerdictdOptions {
                 admit,
                 resources: &[(resource, secret)],
                 listen: Some(&listen),
+                tls: true,
                 ..Default::default()
             },
         )
@@ -427,7 +455,7 @@ fn wasm_app_gets_a_secret_from_verdictd_after_attesting() {
         b.save();
         b
     };
-    let b = host_network(wasm_bundle(&kbs_module(&url, &uri), &[], ""));
+    let b = host_network(wasm_bundle(&kbs_module(&url, &ca, &uri), &[], ""));
     let mr = sim_sign_rootfs(work.path(), &b.path().join("rootfs"), "/app.wasm");
     let kbs = start("admits", &mr);
     let id = unique_id("wasm-kbs");
@@ -458,18 +486,134 @@ fn wasm_app_gets_a_secret_from_verdictd_after_attesting() {
     );
     assert!(line.contains("denies"), "{line}");
     assert_eq!(leftovers(rune.root.path(), &id), Vec::<String>::new());
-    drop(kbs);
 
-    let b = host_network(wasm_bundle(&kbs_module(&url, "kbs:///two/parts"), &[], ""));
-    sim_sign_rootfs(work.path(), &b.path().join("rootfs"), "/app.wasm");
-    let id = unique_id("wasm-kbs");
-    let (code, _, stderr) = run_with_platform(&rune, &b, &platform, &id);
-    assert_eq!(code, libc::EINVAL, "{stderr}");
-    assert!(
-        stderr.contains(&format!(
-            "liberpal-wasm: kbs_get_resource kbs:///two/parts from {url}: not a kbs:///repo/type/tag resource\n"
-        )),
-        "{stderr}"
-    );
+    // Refused before anything is sent, each with its one line.
+    let attested = || kbs.log().matches("\"attested\"").count();
+    let before = attested();
+    assert!(before > 0, "{}", kbs.log());
+    let other_ca = work.path().join("other-tls");
+    std::fs::create_dir(&other_ca).unwrap();
+    test_support::verdictd::write_tls(&other_ca, &other_ca.join("ca.pem")).unwrap();
+    let other_ca = std::fs::read(other_ca.join("ca.pem")).unwrap();
+    let by_name = format!("https://localhost:{port}");
+    let cases: [(&str, &[u8], &str, i32, String); 3] = [
+        (
+            &url,
+            &ca,
+            "kbs:///two/parts",
+            libc::EINVAL,
+            format!("liberpal-wasm: kbs_get_resource kbs:///two/parts from {url}: not a kbs:///repo/type/tag resource\n"),
+        ),
+        (
+            &by_name,
+            &ca,
+            &uri,
+            libc::EINVAL,
+            format!("liberpal-wasm: kbs_get_resource {uri} from {by_name}: the broker's host \"localhost\" is not an IP address"),
+        ),
+        (
+            &url,
+            &other_ca,
+            &uri,
+            libc::EIO,
+            format!("liberpal-wasm: kbs_get_resource {uri} from {url}: "),
+        ),
+    ];
+    for (url, ca, uri, errno, said) in cases {
+        let b = host_network(wasm_bundle(&kbs_module(url, ca, uri), &[], ""));
+        sim_sign_rootfs(work.path(), &b.path().join("rootfs"), "/app.wasm");
+        let id = unique_id("wasm-kbs");
+        let (code, _, stderr) = run_with_platform(&rune, &b, &platform, &id);
+        assert_eq!(code, errno, "{url} {uri}: {stderr}");
+        assert!(stderr.contains(&said), "{said}\n{stderr}");
+        assert_eq!(leftovers(rune.root.path(), &id), Vec::<String>::new());
+    }
+    // None of them attested to the broker.
+    assert_eq!(attested(), before, "{}", kbs.log());
+}
+
+/// What a broker's policy can require of a wasm enclave: the module's own event
+/// (`extend_runtime_measurement`, CC MR 4), the launch the PAL recorded (CC MR 1), and
+/// the init-data the enclave was given (`ENCLAVE_INIT_DATA`, bound into the config id).
+/// verdictd replays the log against the report's registers; its Rego policy releases the
+/// secret only with all three: with the init-data the module gets it, without it EACCES.
+/// An event that is not one (a space in the domain) is refused with EINVAL.
+#[test]
+fn wasm_events_and_init_data_reach_the_brokers_policy() {
+    let test = "wasm_events_and_init_data_reach_the_brokers_policy";
+    if !ready(test) {
+        return;
+    }
+    const POLICY: &str = r#"package policy
+import rego.v1
+default allow := false
+evidence := input.submods.cpu0["ear.veraison.annotated-evidence"]
+allow if {
+    input.submods.cpu0["ear.status"] == "affirming"
+    "example.org Loaded model-v1" in evidence.sim.sim_event_log
+    some line in evidence.sim.sim_event_log
+    startswith(line, "github.com/inclavare-containers/rune Launch ")
+    contains(line, "/app.wasm")
+    evidence.init_data_claims["app.toml"].mode == "wasm"
+}
+"#;
+    const INIT_DATA: &str =
+        "version = \"0.1.0\"\nalgorithm = \"sha384\"\n[data]\n\"app.toml\" = '''\nmode = \"wasm\"\n'''\n";
+    // extend("bad domain", …) must fail with -EINVAL (exit 97 otherwise); then
+    // extend("example.org", "Loaded", "model-v1") must succeed (exit 98 otherwise).
+    const PRELUDE: &str = r#"
+    (if (i32.ne (call $extend (i32.const 3100) (i32.const 10) (i32.const 3084) (i32.const 6)
+                              (i32.const 3091) (i32.const 8)) (i32.const -22))
+      (then (call $exit (i32.const 97))))
+    (if (i32.ne (call $extend (i32.const 3072) (i32.const 11) (i32.const 3084) (i32.const 6)
+                              (i32.const 3091) (i32.const 8)) (i32.const 0))
+      (then (call $exit (i32.const 98))))"#;
+    let rune = Rune::new();
+    let work = tempfile::tempdir().unwrap();
+    let platform = work.path().join("platform");
+    let secret: &[u8] = b"released to the measured module\n";
+    let resource = "default/key/wasm-measured";
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .unwrap()
+        .port();
+    let listen = format!("127.0.0.1:{port}");
+    let url = format!("http://{listen}");
+    let module = kbs_module_measuring(&url, b"", &format!("kbs:///{resource}"), PRELUDE);
+    let mut b = wasm_bundle(&module, &[], "");
+    b.spec["linux"]["namespaces"]
+        .as_array_mut()
+        .unwrap()
+        .retain(|n| n["type"] != "network");
+    b.save();
+    let mr = sim_sign_rootfs(work.path(), &b.path().join("rootfs"), "/app.wasm");
+    let kbs = test_support::Verdictd::start_with(
+        &work.path().join("verdictd"),
+        &test_support::VerdictdOptions {
+            admit: &mr,
+            resources: &[(resource, secret)],
+            listen: Some(&listen),
+            resource_policy: Some(POLICY),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+
+    // Without init-data: the policy's last condition fails.
+    let id = unique_id("wasm-rtmr");
+    let (code, stdout, stderr) = run_with_platform(&rune, &b, &platform, &id);
+    assert_eq!(code, libc::EACCES, "{stderr}");
+    assert_eq!(stdout, b"");
+    assert_eq!(leftovers(rune.root.path(), &id), Vec::<String>::new());
+
+    b.spec["process"]["env"]
+        .as_array_mut()
+        .unwrap()
+        .push(serde_json::json!(format!("ENCLAVE_INIT_DATA={INIT_DATA}")));
+    b.save();
+    let id = unique_id("wasm-rtmr");
+    let (code, stdout, stderr) = run_with_platform(&rune, &b, &platform, &id);
+    assert_eq!(code, 0, "{stderr}\n{}", kbs.log());
+    assert_eq!(stdout, secret);
     assert_eq!(leftovers(rune.root.path(), &id), Vec::<String>::new());
 }

@@ -60,6 +60,9 @@ pub struct PlaintextTraces {
     pub blob_run: Vec<u8>,
     /// `sha256:` of the plaintext layer blob and its diff_id.
     pub digests: Vec<String>,
+    /// The tenant's plaintext layout these come from: never counted as found (it may
+    /// lie under a scanned place, as a clone of the repository under /tmp puts it).
+    pub source: std::path::PathBuf,
 }
 
 impl PlaintextTraces {
@@ -108,13 +111,17 @@ impl PlaintextTraces {
             marker: marker.to_string(),
             blob_run: gz[start..start + 32].to_vec(),
             digests: vec![layer, diff_id],
+            source: layout
+                .canonicalize()
+                .unwrap_or_else(|_| layout.to_path_buf()),
         })
     }
 
     /// Where any of it is under `places`: files holding the marker or the blob run (GNU
     /// grep, bytes as they are, symlinks not followed, devices, fifos and sockets
-    /// skipped), and files or directories whose name holds a digest's hex. Empty means
-    /// none of the plaintext is there.
+    /// skipped), and files or directories whose name holds a digest's hex, outside the
+    /// tenant's own layout ([`PlaintextTraces::source`]). Empty means none of the
+    /// plaintext is there.
     pub fn found(&self, places: &[&Path]) -> Vec<String> {
         use std::os::unix::ffi::OsStrExt as _;
         let out = Command::new("grep")
@@ -128,6 +135,7 @@ impl PlaintextTraces {
         // Status 2 (a file vanished while searching) still lists the hits found.
         let mut found: Vec<String> = String::from_utf8_lossy(&out.stdout)
             .lines()
+            .filter(|l| !Path::new(l).starts_with(&self.source))
             .map(|l| format!("plaintext in {l}"))
             .collect();
         let hexes: Vec<&str> = self
@@ -137,6 +145,9 @@ impl PlaintextTraces {
             .collect();
         let mut stack: Vec<std::path::PathBuf> = places.iter().map(|p| p.to_path_buf()).collect();
         while let Some(d) = stack.pop() {
+            if d.starts_with(&self.source) {
+                continue;
+            }
             for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
                 let name = e.file_name().to_string_lossy().into_owned();
                 if let Some(h) = hexes.iter().find(|h| name.contains(**h)) {

@@ -25,7 +25,8 @@ pub struct VerdictdOptions<'a> {
     /// (`[admin] mode = "bearer_jwt"`, role `admin`); without one the admin API is closed.
     pub admin_public_key: Option<&'a Path>,
     /// Serve HTTPS with a certificate for `127.0.0.1` from a fresh private CA
-    /// ([`Verdictd::ca`]); otherwise plain HTTP (`insecure_http`).
+    /// ([`Verdictd::ca`]; or the one [`write_tls`] already put in the directory);
+    /// otherwise plain HTTP (`insecure_http`).
     pub tls: bool,
     /// A PEM public key (P-256 or Ed25519) whose signed reference-value bundles
     /// verdictd accepts (`[rvps] trusted_keys`).
@@ -35,6 +36,8 @@ pub struct VerdictdOptions<'a> {
     pub admin_open: bool,
     /// The address to listen on (`127.0.0.1:PORT`); by default a free loopback port.
     pub listen: Option<&'a str>,
+    /// A resource policy (Rego text) in place of `affirming`.
+    pub resource_policy: Option<&'a str>,
 }
 
 /// verdictd started from `dir/verdictd.toml` with the resource policy `affirming` (a
@@ -86,14 +89,25 @@ impl Verdictd {
             ));
         }
         std::fs::write(dir.join("attestation.toml"), policy)?;
+        let resource_policy = match opts.resource_policy {
+            Some(rego) => {
+                std::fs::write(dir.join("resource-policy.rego"), rego)?;
+                "resource-policy.rego"
+            }
+            None => "affirming",
+        };
         let mut config = format!(
-            "listen = \"{}\"\nresource_policy = \"affirming\"\n\
+            "listen = \"{}\"\nresource_policy = \"{resource_policy}\"\n\
              attestation_policy = \"attestation.toml\"\n",
             opts.listen.unwrap_or("127.0.0.1:0")
         );
         let ca = if opts.tls {
             let ca = dir.join("ca.pem");
-            write_tls(dir, &ca)?;
+            // Made beforehand (`write_tls` into `dir`) when a client must know the CA
+            // before the broker starts.
+            if !dir.join("server.pem").exists() {
+                write_tls(dir, &ca)?;
+            }
             config.push_str("[tls]\ncertificate = \"server.pem\"\nprivate_key = \"server.key\"\n");
             Some(ca)
         } else {
@@ -191,7 +205,7 @@ impl Drop for Verdictd {
 
 /// A private CA (`ca`) and a certificate for IP 127.0.0.1 signed by it
 /// (`dir/server.pem`, key `dir/server.key`).
-pub(crate) fn write_tls(dir: &Path, ca: &Path) -> io::Result<()> {
+pub fn write_tls(dir: &Path, ca: &Path) -> io::Result<()> {
     let e = |e: rcgen::Error| io::Error::other(format!("certificate: {e}"));
     let ca_key = rcgen::KeyPair::generate().map_err(e)?;
     let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).map_err(e)?;

@@ -360,11 +360,18 @@ async fn get_resource(
 ) -> Result<Response, KbsError> {
     // The caller's claims, (postgres) the database's resource policy as of now and the
     // resource's sealed row, read concurrently; the answers count in Trustee's order,
-    // and the row is opened only once the policy released it.
+    // and the row is opened only once the policy released it. The row is read ahead
+    // only for a caller whose cookie or token is genuine (a local MAC or signature
+    // check): an anonymous request costs the database no resource read.
+    let genuine = match (crate::admin::bearer(&headers), session_id(&headers)) {
+        (Some(token), _) => state.signer.verify(token).is_ok(),
+        (None, Some(id)) => state.sessions.challenge(&id).is_ok(),
+        (None, None) => false,
+    };
     let prefetch = async {
         match resource_path(&path) {
-            Ok(key) => state.storage.prefetch(&key).await,
-            Err(_) => Ok(crate::storage::Prefetched::Later),
+            Ok(key) if genuine => state.storage.prefetch(&key).await,
+            _ => Ok(crate::storage::Prefetched::Later),
         }
     };
     let (claims, synced, prefetched) = tokio::join!(

@@ -102,11 +102,11 @@ struct RootFs {
 /// Checks that `file` is what liberpal-wasm runs: a core WebAssembly module (magic
 /// `\0asm`, version 1; `crates/pal-wasm/src/module.rs` refuses the rest).
 fn wasm_module(mut file: std::fs::File, path: &str) -> Result<()> {
-    let mut header = [0u8; 8];
-    let n = file.read(&mut header)?;
-    match &header[..n] {
-        [0, b'a', b's', b'm', 1, 0, 0, 0] => Ok(()),
-        [0, b'a', b's', b'm', ..] if n == 8 && header[4..6] == [0x0d, 0] => bail!(
+    let mut header = Vec::with_capacity(8);
+    file.by_ref().take(8).read_to_end(&mut header)?;
+    match sim_tee::wasm::kind(&header) {
+        sim_tee::wasm::Kind::CoreModule => Ok(()),
+        sim_tee::wasm::Kind::Component => bail!(
             "enclave program {path} in the image: a WebAssembly component (component model): liberpal-wasm runs WASI preview 1 modules only"
         ),
         _ => bail!(

@@ -13,7 +13,8 @@ use crate::KbsError;
 
 /// An attested session to store: the challenge's id, its token, and (Unix ms) when the
 /// session and its challenge expire and when it was made.
-#[derive(Debug, Clone)]
+/// No `Debug`: it holds the session's token.
+#[derive(Clone)]
 pub struct SessionWrite {
     pub id: Vec<u8>,
     pub token: String,
@@ -178,19 +179,6 @@ impl Pg {
             token: r.get(0),
             expires: r.get::<_, i64>(1) as u64,
         }))
-    }
-
-    /// Records an attested session (a challenge attested again replaces it, as in
-    /// memory).
-    pub async fn put_session(&self, w: &SessionWrite) -> Result<(), KbsError> {
-        let (id, token, expires, challenge_expires, created) = w.params();
-        self.query(
-            "storing a session",
-            &SessionWrite::upsert(1),
-            &[&id, &token, &expires, &challenge_expires, &created],
-        )
-        .await
-        .map(drop)
     }
 
     /// Deletes sessions whose session and challenge both expired, then the oldest
