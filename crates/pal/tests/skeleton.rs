@@ -13,7 +13,13 @@ fn pals() -> PathBuf {
 
 /// Runs `f` with a loaded PAL of `version`, its payload's stdout and stderr going to a
 /// pipe, and returns f's result plus everything written to the pipe.
+///
+/// One at a time: every test of this process that opens a version gets the same
+/// library (dlopen shares it), whose payload table is global, so one test's
+/// `pal_kill(-1, …)` would reach another's payload.
 fn with_pal<T>(version: u32, f: impl FnOnce(&Pal, StdioFds) -> T) -> (T, String) {
+    static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
     let so = pal::testing::build_skeleton(version, &pals());
     let pal = Pal::open(&so).unwrap();
     assert_eq!(pal.version(), version);

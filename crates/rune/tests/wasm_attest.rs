@@ -554,11 +554,13 @@ allow if {
     some line in evidence.sim.sim_event_log
     startswith(line, "github.com/inclavare-containers/rune Launch ")
     contains(line, "/app.wasm")
-    evidence.init_data_claims["app.toml"].mode == "wasm"
+    evidence.init_data_claims.mode == "wasm"
 }
 "#;
+    // A plain string in [data] (only aa.toml and cdh.toml are read as TOML, as
+    // trustee reads them).
     const INIT_DATA: &str =
-        "version = \"0.1.0\"\nalgorithm = \"sha384\"\n[data]\n\"app.toml\" = '''\nmode = \"wasm\"\n'''\n";
+        "version = \"0.1.0\"\nalgorithm = \"sha384\"\n[data]\nmode = \"wasm\"\n";
     // extend("bad domain", …) must fail with -EINVAL (exit 97 otherwise); then
     // extend("example.org", "Loaded", "model-v1") must succeed (exit 98 otherwise).
     const PRELUDE: &str = r#"
