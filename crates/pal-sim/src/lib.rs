@@ -77,7 +77,7 @@ pub(crate) fn report(report_data: [u8; 64]) -> Result<Vec<u8>, String> {
             .identity
             .as_ref()
             .ok_or("the enclave's program is not measured yet")?;
-        let mut r = Report::unsigned(
+        let r = Report::unsigned(
             id.debug,
             id.mr_enclave,
             id.mr_signer,
@@ -85,11 +85,7 @@ pub(crate) fn report(report_data: [u8; 64]) -> Result<Vec<u8>, String> {
             id.svn,
             report_data,
         );
-        if let Some(d) = &e.init_data {
-            r.config_id = d.config_id();
-        }
-        e.measurements.apply(&mut r);
-        Ok::<_, String>(r)
+        Ok::<_, String>(e.measurements.report(r, e.init_data.as_ref()))
     })??;
     Ok(key.sign_report(r).to_bytes())
 }

@@ -62,6 +62,16 @@ impl Measurements {
         report.rtmr = self.rtmr;
         report.rtmr_counts = self.counts;
     }
+
+    /// `report` as an enclave with these measurements and `init_data` reports it: the
+    /// registers and counts, and the document's digest as the config id.
+    pub fn report(&self, mut report: Report, init_data: Option<&InitData>) -> Report {
+        if let Some(d) = init_data {
+            report.config_id = d.config_id();
+        }
+        self.apply(&mut report);
+        report
+    }
 }
 
 /// Rune's `Launch` event (CC MR 1) for a process started with `argv` and `env` (`K=V`)

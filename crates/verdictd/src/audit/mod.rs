@@ -528,16 +528,7 @@ impl Audit {
 
     /// Appends one entry (and a checkpoint when one is due); its seq.
     pub async fn append(&self, kind: Kind, actor: &Actor, details: Value) -> Result<u64, KbsError> {
-        let draft = Draft {
-            kind,
-            actor: serde_json::to_value(actor).unwrap_or_else(|_| json!({})),
-            details,
-        };
-        let entries = self
-            .store
-            .append(self.chain.clone(), Some(draft), unix_ms(), None)
-            .await?;
-        Ok(entries.first().map(|e| e.seq).unwrap_or(0))
+        self.append_draft(kind, actor, details, None).await
     }
 
     /// Appends one entry and, in the same statement, stores the attested `session` it
@@ -550,6 +541,16 @@ impl Audit {
         details: Value,
         session: crate::pg::SessionWrite,
     ) -> Result<u64, KbsError> {
+        self.append_draft(kind, actor, details, Some(session)).await
+    }
+
+    async fn append_draft(
+        &self,
+        kind: Kind,
+        actor: &Actor,
+        details: Value,
+        session: Option<crate::pg::SessionWrite>,
+    ) -> Result<u64, KbsError> {
         let draft = Draft {
             kind,
             actor: serde_json::to_value(actor).unwrap_or_else(|_| json!({})),
@@ -557,7 +558,7 @@ impl Audit {
         };
         let entries = self
             .store
-            .append(self.chain.clone(), Some(draft), unix_ms(), Some(session))
+            .append(self.chain.clone(), Some(draft), unix_ms(), session)
             .await?;
         Ok(entries.first().map(|e| e.seq).unwrap_or(0))
     }
