@@ -61,6 +61,7 @@ test: build lint $(IMAGES)/busybox-oci.tar $(KUBECTL)
 	@# --workspace keeps the feature set, so nothing is rebuilt.
 	VERDICTD_TEST_STORAGE=postgres $(CARGO) test --release --workspace --test protocol \
 		--test rvps --test interop --test bounds --test load --test sim_measurements \
+		--test image_event --test dry_run \
 		-- --test-threads 2
 
 $(KUBECTL): $(APT_STAMP)

@@ -277,7 +277,12 @@ echo "-- rune run (boot program mr_enclave $BMR):"
 image_bundle "$C/bundle" ENCLAVE_TYPE=sim "ENCLAVE_RUNTIME_PATH=$PAL" "ENCLAVE_IMAGE=$REGISTRY/demo/app:v1" \
   "ENCLAVE_IMAGE_INSECURE=$REGISTRY" "ENCLAVE_IMAGE_BOOT=$C/boot/enclave-boot" "ENCLAVE_KBS_URL=$KBS_URL" \
   ENCLAVE_IMAGE_POLICY=kbs:///default/image-policy/containers
-"$RUNE" --root "$WORK/rune" run --bundle "$C/bundle" image-demo
+if ! "$RUNE" --root "$WORK/rune" run --bundle "$C/bundle" image-demo 2>"$C/run.err"; then
+  cat "$C/run.err" >&2; exit 1
+fi
+cat "$C/run.err" >&2
+echo "-- the image pull, as an event in the enclave's runtime measurement log (its evidence carries it):"
+grep -o 'PullImage.*' "$C/run.err"
 echo "-- verdictd, after the enclave attested:"
 sed 's/\x1b\[[0-9;]*m//g' "$C/kbs/verdictd.log" | grep -o 'released.*image-kek/app'
 if grep -rqsF "$SECRET" "$C" "$WORK/registry" "$WORK/rune"; then

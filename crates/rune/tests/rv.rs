@@ -233,16 +233,6 @@ fn the_computed_mr_enclave_is_what_the_running_enclave_reports() {
     assert_eq!(err.trim().lines().count(), 1, "{err}");
 }
 
-/// Sleeps 60 s in one `poll_oneoff` (a WASI module that stays up to be attested).
-const WASM_SLEEP: &str = r#"(module
-  (import "wasi_snapshot_preview1" "poll_oneoff" (func $poll (param i32 i32 i32 i32) (result i32)))
-  (memory (export "memory") 1)
-  (func (export "_start")
-    (i32.store8 (i32.const 8) (i32.const 0))
-    (i32.store (i32.const 16) (i32.const 1))
-    (i64.store (i32.const 24) (i64.const 60000000000))
-    (drop (call $poll (i32.const 0) (i32.const 100) (i32.const 1) (i32.const 200)))))"#;
-
 /// `shelter rv measure --pal wasm` gives the mr_enclave liberpal-wasm reports for a
 /// module in an image (as `rune attest` reads it from the running enclave, debug and
 /// signed); a program that is not a module is refused in one line.
@@ -260,7 +250,7 @@ fn the_computed_mr_enclave_of_a_wasm_module_is_what_liberpal_wasm_reports() {
     let busybox = test_support::busybox_oci_tar().unwrap();
     let rune = Rune::new();
     let module = work.path().join("app.wasm");
-    common::wasm::wat2wasm(WASM_SLEEP, &module);
+    common::wasm::wat2wasm(common::wasm::SLEEP, &module);
     let module = std::fs::read(&module).unwrap();
     let wasm_bundle = |layout: &Path, runtime_args: &str| {
         let mut b = image_bundle(layout, "v1", &["/app.wasm"], runtime_args);
@@ -418,6 +408,46 @@ fn a_provisioned_reference_value_admits_the_image_and_one_changed_byte_is_refuse
         out_dir.to_str().unwrap(),
     ]);
     let expected = field(&out, "mr_enclave");
+    // What the bundle says, file by file: the sample values, the same digest in the
+    // CoRIM (Trustee's id and the sample name), and the statement's subject: the
+    // manifest digest the OCI layout's index.json names.
+    let read_json = |name: &str| -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(out_dir.join(name)).unwrap()).unwrap()
+    };
+    let sample = read_json("reference-values.json");
+    assert_eq!(sample["sim_mr_enclave"], serde_json::json!([expected]));
+    let corim = std::fs::read(out_dir.join("corim.cbor")).unwrap();
+    let from_corim = reference_values::corim_values(
+        &Default::default(),
+        &base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &corim),
+    )
+    .unwrap();
+    assert_eq!(from_corim["sim_mr_enclave"], serde_json::json!([expected]));
+    assert_eq!(
+        from_corim["inclavare/sim/mr_enclave/digests"],
+        serde_json::json!([expected])
+    );
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(good_layout.join("index.json")).unwrap()).unwrap();
+    let manifest = index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["annotations"]["org.opencontainers.image.ref.name"] == "v1")
+        .unwrap_or_else(|| panic!("no v1 in {index}"))["digest"]
+        .as_str()
+        .unwrap();
+    let statement = read_json("statement.json");
+    assert_eq!(
+        format!(
+            "sha256:{}",
+            statement["subject"][0]["digest"]["sha256"]
+                .as_str()
+                .unwrap()
+        ),
+        manifest
+    );
+    assert_eq!(statement["_type"], "https://in-toto.io/Statement/v1");
     let found = field(
         &shelter_rv(&["measure", "--image", &bad_image]),
         "mr_enclave",

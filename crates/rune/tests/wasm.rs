@@ -131,17 +131,6 @@ const LOOP: &str = r#"(module
   (memory (export "memory") 1)
   (func (export "_start") (loop $l (br $l))))"#;
 
-/// Sleeps 60 s in one `poll_oneoff` on the monotonic clock: blocked in a host call,
-/// where epoch interruption does not reach it.
-const SLEEP: &str = r#"(module
-  (import "wasi_snapshot_preview1" "poll_oneoff" (func $poll (param i32 i32 i32 i32) (result i32)))
-  (memory (export "memory") 1)
-  (func (export "_start")
-    (i32.store8 (i32.const 8) (i32.const 0))
-    (i32.store (i32.const 16) (i32.const 1))
-    (i64.store (i32.const 24) (i64.const 60000000000))
-    (drop (call $poll (i32.const 0) (i32.const 100) (i32.const 1) (i32.const 200)))))"#;
-
 /// Executes `unreachable`.
 const TRAP: &str = r#"(module
   (memory (export "memory") 1)
@@ -496,12 +485,26 @@ fn bad_wasm_modules_are_refused_with_one_line_and_leave_nothing() {
             b"\x7fELF\x02\x01\x01\0\0\0\0\0\0\0\0\0".to_vec(),
             "precompiled modules are never loaded",
         ),
+        (
+            // A wasm header, then a sparse file one byte over the documented 256 MiB.
+            "over the size limit",
+            b"\0asm\x01\0\0\0".to_vec(),
+            "the module is over the size limit of 268435456 bytes",
+        ),
     ];
     for (name, bytes, needle) in cases {
         let b = Bundle::new(&["/app.wasm"])
             .private_rootfs()
             .enclave(&wasm_pal(), "debug");
         put_module(&b, &bytes);
+        if name == "over the size limit" {
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open(b.path().join("rootfs/app.wasm"))
+                .unwrap()
+                .set_len((256 << 20) + 1)
+                .unwrap();
+        }
         let id = unique_id("wasm-bad");
         let (code, stdout, stderr) = run_bundle(&rune, &b, &id);
         assert_ne!(code, Some(0), "{name}: ran");

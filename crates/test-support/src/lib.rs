@@ -10,6 +10,7 @@
 //! streaming server's exec URLs ([`remotecommand`]). Everything started is stopped by
 //! pid when its handle drops.
 
+pub mod balancer;
 pub mod boot;
 pub mod cni;
 pub mod containerd;
@@ -24,6 +25,7 @@ pub mod token;
 pub mod tools;
 pub mod verdictd;
 
+pub use balancer::RoundRobin;
 pub use boot::{boot_program, install_boot, release_artifact, signed_boot, sim_sign};
 pub use cni::CniBridge;
 pub use containerd::{Containerd, CriConfig, CriRuntime, CRI_NAMESPACE};

@@ -48,16 +48,20 @@ fn main() {
         .into_iter()
         .map(|(name, config)| (name, server.block_on(replica(config))))
         .collect();
+    let mut balancers = vec![];
     if let Some((_, config)) = two_replicas {
         // Two more replicas on the same database, and one address in front of them.
-        let backends = vec![
+        let backends = [
             server.block_on(replica(config.clone())),
             server.block_on(replica(config)),
         ];
-        urls.push((
-            "postgres, 2 replicas behind one address",
-            server.block_on(round_robin(backends)),
-        ));
+        let addrs = backends
+            .iter()
+            .map(|u| u.trim_start_matches("http://").parse().unwrap())
+            .collect();
+        let balancer = test_support::RoundRobin::start(addrs).expect("balancer");
+        urls.push(("postgres, 2 replicas behind one address", balancer.url()));
+        balancers.push(balancer);
     }
 
     let client = tokio::runtime::Builder::new_current_thread()
@@ -91,6 +95,7 @@ fn main() {
             );
         }
     }
+    drop(balancers);
     drop(server);
     drop(pg);
 }
@@ -107,35 +112,6 @@ async fn replica(config: verdictd::Config) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(verdictd::server::serve(listener, state, None));
-    url
-}
-
-/// A TCP proxy on a loopback port handing each connection to the next of `backends`
-/// (`http://ADDR` URLs); its URL.
-async fn round_robin(backends: Vec<String>) -> String {
-    let addrs: Vec<String> = backends
-        .iter()
-        .map(|u| u.trim_start_matches("http://").to_string())
-        .collect();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move {
-        let mut next = 0usize;
-        loop {
-            let Ok((mut client, _)) = listener.accept().await else {
-                continue;
-            };
-            let addr = addrs[next % addrs.len()].clone();
-            next += 1;
-            tokio::spawn(async move {
-                if let Ok(mut backend) = tokio::net::TcpStream::connect(addr).await {
-                    let _ = client.set_nodelay(true);
-                    let _ = backend.set_nodelay(true);
-                    let _ = tokio::io::copy_bidirectional(&mut client, &mut backend).await;
-                }
-            });
-        }
-    });
     url
 }
 

@@ -709,4 +709,47 @@ mod tests {
         bad.init_data = Some(init("algorithm = \"sha256\""));
         assert!(annotate(rats::Tee::Sample, &bad, crate::claims::sample(&json!({}))).is_err());
     }
+
+    /// SGX with KSS: init-data is bound by the REPORT body's 64-byte CONFIGID (quote v3
+    /// offset 48 + 192), as Occlum sets it with `enable_kss`. Trustee's own SGX quote
+    /// (occlum_quote.dat, CONFIGID zero: Trustee's parse_sgx_claims vector) refuses a
+    /// document, naming both values; the same quote with the document's SHA-256
+    /// zero-padded to 64 bytes at that offset binds it.
+    #[test]
+    fn sgx_init_data_is_bound_by_the_kss_config_id() {
+        use sha2::Digest;
+        let digest = sha2::Sha256::digest(INIT.as_bytes()).to_vec();
+        let mut with_init = attestation(json!({}));
+        with_init.init_data = Some(init(INIT));
+        let quote = std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/testdata/occlum_quote.dat"
+        ))
+        .unwrap();
+        let claims = crate::claims::sgx(&quote).unwrap();
+        assert_eq!(claims.init_data.as_deref(), Some("0".repeat(128).as_str()));
+        let err = annotate(rats::Tee::SgxEcdsa, &with_init, claims).unwrap_err();
+        assert!(
+            err.contains(&"0".repeat(128)) && err.contains(&hex::encode(&digest)),
+            "{err}"
+        );
+        assert_eq!(err.lines().count(), 1, "{err}");
+
+        let mut kss = quote.clone();
+        kss[240..304].copy_from_slice(&crate::initdata::fit(&digest, 64));
+        let claims = crate::claims::sgx(&kss).unwrap();
+        let a = annotate(rats::Tee::SgxEcdsa, &with_init, claims).unwrap();
+        let mut expected = hex::encode(&digest);
+        expected.push_str(&"0".repeat(64));
+        assert_eq!(a["init_data"], json!(expected));
+        assert_eq!(a["init_data_claims"], json!({"aa.toml": {"x": 1}}));
+        // The patched bytes are the CONFIGID and nothing else: the enclave's identity
+        // and report data are the quote's.
+        let body = &a["sgx"]["body"];
+        assert_eq!(body["config_id"], json!(expected));
+        assert_eq!(
+            body["mr_enclave"],
+            crate::claims::sgx(&quote).unwrap().claims["body"]["mr_enclave"]
+        );
+    }
 }

@@ -280,6 +280,37 @@ fn software_tees_are_denied_under_the_default_policies_and_said_why() {
         "{}",
         r.stdout
     );
+    // Provisioned (the report's mr_enclave, 0xaa × 48): default_cpu's sim rule gives
+    // executables 3 and the gate is quiet, but hardware stays 97 (sim proves nothing
+    // about hardware), so the token is still contraindicated and the default resource
+    // policy still denies.
+    let rv_file = dir.path().join("sim-rv.json");
+    std::fs::write(
+        &rv_file,
+        json!({"sim_mr_enclave": ["aa".repeat(48)]}).to_string(),
+    )
+    .unwrap();
+    let r = policy_test(&[
+        "--evidence",
+        &sim_file(dir.path()),
+        "--reference-values",
+        rv_file.to_str().unwrap(),
+        "--resource",
+        "default/key/1",
+        "--json",
+    ]);
+    assert_eq!(r.code, 3, "{}{}", r.stdout, r.stderr);
+    let v: Value = serde_json::from_str(&r.stdout).unwrap();
+    let vector = &v["appraisal"]["ear.trustworthiness-vector"];
+    assert_eq!(vector["executables"], json!(3), "{v}");
+    assert_eq!(vector["hardware"], json!(97), "{v}");
+    assert_eq!(v["appraisal"]["ear.status"], "contraindicated", "{v}");
+    assert!(
+        !v["appraisal"]["verdictd.reasons"]
+            .to_string()
+            .contains("sim_mr_enclave"),
+        "{v}"
+    );
 
     // A rats appraisal policy with its defaults refuses software TEEs itself, in its
     // own words, and `affirming` then denies.
@@ -359,6 +390,61 @@ fn collateral_past_its_window_is_the_reason() {
     );
     // No token, so no resource policy was asked.
     assert!(!r.stdout.contains("\n  allow "), "{}", r.stdout);
+}
+
+/// The measurement gate on real SGX evidence: the fixture quote passes it only when its
+/// `mr_enclave` is a provisioned reference value. The expected values are read off the
+/// quote's bytes at Intel's `sgx_report_body_t` offsets (quote v3 header 48 bytes;
+/// mr_enclave at body offset 64, mr_signer at 128), not from verdictd's output.
+#[test]
+fn an_sgx_enclave_passes_the_measurement_gate_only_with_its_mr_enclave_provisioned() {
+    let quote_bytes = std::fs::read(fixture("sgx_quote")).unwrap();
+    let mr_enclave = hex::encode(&quote_bytes[48 + 64..48 + 96]);
+    let mr_signer = hex::encode(&quote_bytes[48 + 128..48 + 160]);
+    let dir = tempfile::tempdir().unwrap();
+    let run = |values: Value| {
+        let rv_file = dir.path().join("rv.json");
+        std::fs::write(&rv_file, values.to_string()).unwrap();
+        let r = policy_test(&[
+            "--evidence",
+            fixture("sgx_quote").to_str().unwrap(),
+            "--collateral",
+            fixture("sgx_quote_collateral.json").to_str().unwrap(),
+            "--at",
+            IN_WINDOW,
+            "--reference-values",
+            rv_file.to_str().unwrap(),
+            "--resource",
+            "default/key/1",
+            "--json",
+        ]);
+        assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+        serde_json::from_str::<Value>(&r.stdout).unwrap()
+    };
+    let reasons = |v: &Value| v["appraisal"]["verdictd.reasons"].to_string();
+    let executables =
+        |v: &Value| v["appraisal"]["ear.trustworthiness-vector"]["executables"].clone();
+
+    // Provisioned: default_cpu's SGX rule gives executables 3 and the gate says nothing.
+    let v = run(json!({"mr_enclave": [mr_enclave], "mr_signer": [mr_signer]}));
+    assert_eq!(
+        v["appraisal"]["ear.veraison.annotated-evidence"]["sgx"]["body"]["mr_enclave"],
+        json!(mr_enclave)
+    );
+    assert_eq!(executables(&v), json!(3), "{v}");
+    assert!(!reasons(&v).contains("mr_enclave"), "{v}");
+
+    // Another enclave's measurement provisioned: contraindicated (96), the reason names
+    // the value found and the one expected.
+    let other = "ab".repeat(32);
+    let v = run(json!({"mr_enclave": [other], "mr_signer": [mr_signer]}));
+    assert_eq!(executables(&v), json!(96), "{v}");
+    assert!(
+        reasons(&v).contains(&format!(
+            "claim sgx.body.mr_enclave is {mr_enclave}, not among the reference values mr_enclave ({other})"
+        )),
+        "{v}"
+    );
 }
 
 #[test]

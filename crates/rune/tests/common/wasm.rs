@@ -10,6 +10,18 @@ use super::*;
 /// wabt's WAT compiler (Debian's `wabt`, installed by the Makefile).
 pub const WAT2WASM: &str = "/usr/bin/wat2wasm";
 
+/// Sleeps 60 s in one `poll_oneoff` on the monotonic clock: blocked in a host call,
+/// where epoch interruption does not reach it (a module that stays up to be
+/// attested or killed).
+pub const SLEEP: &str = r#"(module
+  (import "wasi_snapshot_preview1" "poll_oneoff" (func $poll (param i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (func (export "_start")
+    (i32.store8 (i32.const 8) (i32.const 0))
+    (i32.store (i32.const 16) (i32.const 1))
+    (i64.store (i32.const 24) (i64.const 60000000000))
+    (drop (call $poll (i32.const 0) (i32.const 100) (i32.const 1) (i32.const 200)))))"#;
+
 /// Compiles `wat` to `out` with wabt.
 pub fn wat2wasm(wat: &str, out: &Path) {
     let src = out.with_extension("wat");
