@@ -53,6 +53,11 @@
 //!   `liberpal-sim`, the launch of each process recorded at CC MR 1, the module's own
 //!   events at CC MR 4 through `env.extend_runtime_measurement`, and the runtime arg
 //!   `init_data=` bound into the config id (the `rtmr` module).
+//! - **wasm OCI artifacts**: with the runtime arg `module=REF` (an artifact in a
+//!   registry named by IP address; `insecure_registry=HOST:PORT` for plain HTTP) the
+//!   PAL pulls the module at `pal_init`, inside the enclave, and every process runs it
+//!   (argv\[0\] names it); the pull is CoCo's `PullImage` event at CC MR 4 (the
+//!   `artifact` module).
 //! - **Secrets from a key broker**: the host import `env.kbs_get_resource` attests the
 //!   enclave to a KBS the module names and puts a resource in its memory (the `kbs`
 //!   module).
@@ -63,6 +68,7 @@
 //! Every entry point catches panics: a panic unwinding out of `extern "C"` would abort
 //! the runelet.
 
+mod artifact;
 mod attest;
 mod cache;
 mod guest;
@@ -133,6 +139,16 @@ struct Runtime {
     signed: Option<(InstancePre<Host>, [u8; 32])>,
     /// The runtime arg `deadline=`: how long a process may run.
     deadline: Option<Deadline>,
+    /// In a debug enclave, the module pulled for the runtime arg `module=` (every process
+    /// runs it), compiled and linked at `pal_init`.
+    artifact: Option<PulledModule>,
+}
+
+/// A pulled module, ready to instantiate, with its digests.
+struct PulledModule {
+    pre: InstancePre<Host>,
+    sha256: [u8; 32],
+    sha384: Digest,
 }
 
 /// The runtime arg `deadline=SECONDS`, as given and as a duration.
@@ -387,6 +403,20 @@ fn init(args: &str) -> Result<(), Refusal> {
     }
     // Nothing in the container may read this process's memory (the platform key).
     let _ = nix::sys::prctl::set_dumpable(false);
+    let (module_ref, insecure) = artifact::args(args);
+    let pulled = match &module_ref {
+        Some(r) => {
+            let a = artifact::pull(r, &insecure)?;
+            say(&format!(
+                "module {} ({}, {} bytes, pulled in the enclave)",
+                a.reference,
+                a.manifest_digest,
+                a.bytes.len()
+            ));
+            Some(a)
+        }
+        None => None,
+    };
     let engine = engine()?;
     let linker = linker(&engine)?;
     let path = runtime_args.manifest_path();
@@ -403,7 +433,10 @@ fn init(args: &str) -> Result<(), Refusal> {
     let (identity, signed) = match &manifest {
         Some(m) => {
             let entry = &m.spec.entrypoint;
-            let bytes = module::read(entry)?;
+            let bytes = match &pulled {
+                Some(a) => a.bytes.clone(),
+                None => module::read(entry)?,
+            };
             let mr_enclave = m
                 .verify_program(&sim_tee::sha384(&bytes))
                 .map_err(|e| Refusal::new(Errno::EACCES, format!("{entry}: {e}")))?;
@@ -430,6 +463,30 @@ fn init(args: &str) -> Result<(), Refusal> {
             ))
         }
     };
+    // A pulled module is known now: a debug enclave checks it at create too (a signed
+    // one was, above).
+    let artifact = match (&pulled, &signed) {
+        (Some(a), None) => {
+            let name = format!("module={}", a.reference);
+            Some(PulledModule {
+                pre: module::prepare(&engine, &linker, &name, &a.bytes)?,
+                sha256: sha2::Sha256::digest(&a.bytes).into(),
+                sha384: sim_tee::sha384(&a.bytes),
+            })
+        }
+        _ => None,
+    };
+    let mut measurements = sim_tee::rtmr::Measurements::new();
+    if let Some(a) = &pulled {
+        // As a confidential image's pull: CoCo's PullImage event at CC MR 4, so a
+        // verifier's policy can require this artifact.
+        let event =
+            sim_tee::measurement::eventlog::Event::pull_image(&a.reference, &a.manifest_digest)
+                .map_err(|e| Refusal::new(Errno::EINVAL, format!("module={}: {e}", a.reference)))?;
+        measurements
+            .extend(sim_tee::measurement::eventlog::RUNTIME_MR_INDEX, &event)
+            .map_err(|e| Refusal::new(Errno::ENOSPC, e.to_string()))?;
+    }
     *lock() = Some(Enclave {
         rt: Arc::new(Runtime {
             engine,
@@ -437,8 +494,9 @@ fn init(args: &str) -> Result<(), Refusal> {
             manifest,
             signed,
             deadline,
+            artifact,
         }),
-        measurements: sim_tee::rtmr::Measurements::new(),
+        measurements,
         init_data,
         identity,
         created: HashMap::new(),
@@ -530,8 +588,25 @@ fn create(argv: Vec<String>, env: Vec<String>, stdio: [c_int; 3]) -> Result<i32,
         (enclave.rt.clone(), enclave.identity.is_some())
     };
     let [stdin, stdout, stderr] = [dup(stdio[0])?, dup(stdio[1])?, dup(stdio[2])?];
-    let (pre, module_sha256) = match (&rt.manifest, &rt.signed) {
-        (Some(m), Some((pre, sha256))) => {
+    // A debug enclave's identity: its first module's, as it is made.
+    let identify = |module_sha384: &Digest| {
+        if known {
+            return;
+        }
+        let id = Identity {
+            mr_enclave: sim_tee::measure_program(module_sha384, &EnclaveSpec::unsigned(&program)),
+            mr_signer: [0; 48],
+            product_id: 0,
+            svn: 0,
+            debug: true,
+        };
+        announce(stderr.as_ref(), &id);
+        if let Some(e) = lock().as_mut() {
+            e.identity.get_or_insert(id);
+        }
+    };
+    let (pre, module_sha256) = match (&rt.manifest, &rt.signed, &rt.artifact) {
+        (Some(m), Some((pre, sha256)), _) => {
             // The enclave runs only what was measured.
             if program != m.spec.entrypoint
                 || (!m.spec.args.is_empty() && argv[1..] != m.spec.args[..])
@@ -546,25 +621,14 @@ fn create(argv: Vec<String>, env: Vec<String>, stdio: [c_int; 3]) -> Result<i32,
             }
             (pre.clone(), *sha256)
         }
+        (_, _, Some(pulled)) => {
+            identify(&pulled.sha384);
+            (pulled.pre.clone(), pulled.sha256)
+        }
         _ => {
             let bytes = module::read(&program)?;
             let pre = module::prepare(&rt.engine, &rt.linker, &program, &bytes)?;
-            if !known {
-                let id = Identity {
-                    mr_enclave: sim_tee::measure_program(
-                        &sim_tee::sha384(&bytes),
-                        &EnclaveSpec::unsigned(&program),
-                    ),
-                    mr_signer: [0; 48],
-                    product_id: 0,
-                    svn: 0,
-                    debug: true,
-                };
-                announce(stderr.as_ref(), &id);
-                if let Some(e) = lock().as_mut() {
-                    e.identity.get_or_insert(id);
-                }
-            }
+            identify(&sim_tee::sha384(&bytes));
             (pre, sha2::Sha256::digest(&bytes).into())
         }
     };
