@@ -244,6 +244,12 @@ pub struct RegistryConfig {
     /// its `host[:port]`. The error also quotes skopeo's (Go's) wording, "server gave
     /// HTTP response to HTTPS client".
     pub plain_http_hint: String,
+    /// Whether host names are resolved (the system's resolver, and proxies from the
+    /// environment). `false`: only hosts given as IP addresses are reached — the
+    /// registry, a token realm, a redirect — and no environment proxy is used, so
+    /// glibc's NSS is never asked (inside an enclave whose root is the host's image, it
+    /// would load that image's `libnss_*.so`). Default `true`.
+    pub resolve_names: bool,
 }
 
 impl Default for RegistryConfig {
@@ -260,6 +266,7 @@ impl Default for RegistryConfig {
             connect_timeout: Duration::from_secs(10),
             read_timeout: Duration::from_secs(60),
             plain_http_hint: "to use {registry} over plain HTTP, add it to `insecure_http`".into(),
+            resolve_names: true,
         }
     }
 }

@@ -4,24 +4,28 @@
 //! 4.3 cannot pull an image whose layer is not a tar, so a wasm artifact never reaches a
 //! shim on those hosts. The PAL pulls it itself, as a confidential image is pulled: from
 //! inside the enclave, with the manifest and the layer checked against their digests,
-//! the module kept in the enclave runtime's memory (never written to a host directory).
+//! the module and its compiled code kept in the enclave runtime's memory (never written
+//! to a host directory: the compiled-code cache is not used for it).
 //! The host-side image is then only what the container starts from.
 //!
 //! Accepted (wasm.md §3.1): a manifest whose config is the CNCF / `oci-wasm`
-//! `application/vnd.wasm.config.v0+json` (or the legacy `…v1+json`), or an OCI image
-//! config whose `architecture` is `wasm`; exactly one layer of a wasm media type
+//! `application/vnd.wasm.config.v0+json` (or the legacy `…v1+json`), or an OCI or
+//! Docker image config whose `architecture` is `wasm`; exactly one layer of a wasm media type
 //! (`application/wasm`, runwasi's `application/vnd.bytecodealliance.wasm.component.layer.v0+wasm`,
 //! the legacy `application/vnd.wasm.content.layer.v1+wasm`), at most
 //! [`MAX_MODULE_BYTES`]. An index is resolved to its `wasip1`/`wasm` entry. Only core
 //! modules then run (a component is refused as any component is).
 //!
-//! The registry is named by IP address: a host name would be resolved by glibc's NSS in
-//! the container's root, with the image's libraries loaded into the enclave runtime (as
-//! for `kbs_get_resource`). `insecure_registry=HOST:PORT` (repeatable) allows plain HTTP.
+//! The registry is named by IP address, and nothing else is looked up by name either (a
+//! token realm, a redirect, a proxy from the environment: the client's resolver refuses
+//! every name): glibc's NSS would resolve it in the container's root, with the image's
+//! libraries loaded into the enclave runtime (as for `kbs_get_resource`).
+//! `insecure_registry=HOST:PORT` (repeatable) allows plain HTTP. Over HTTPS the registry's
+//! certificate must chain to a public root (Mozilla's, compiled in) and name its IP
+//! address; no credentials are sent (an anonymous pull).
 
 use enclave_image::registry::{ImageRef, ImageSource, Platform, Puller, RegistryConfig};
 use nix::errno::Errno;
-use sha2::Digest;
 
 use crate::module::{Refusal, MAX_MODULE_BYTES};
 
@@ -30,8 +34,12 @@ const WASM_CONFIGS: [&str; 2] = [
     "application/vnd.wasm.config.v0+json",
     "application/vnd.wasm.config.v1+json",
 ];
-/// The OCI image config media type (runwasi's non-artifact images).
-const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
+/// Image config media types (runwasi's non-artifact images: wasm when their
+/// `architecture` is `wasm`, wasm.md §3.2).
+const IMAGE_CONFIGS: [&str; 2] = [
+    "application/vnd.oci.image.config.v1+json",
+    "application/vnd.docker.container.image.v1+json",
+];
 /// Layer media types that carry a module.
 const WASM_LAYERS: [&str; 3] = [
     "application/wasm",
@@ -85,6 +93,15 @@ pub fn pull(reference: &str, insecure: &[String]) -> Result<Artifact, Refusal> {
         },
         max_layer_size: MAX_MODULE_BYTES,
         plain_http_hint: "add the runtime arg insecure_registry={registry}".into(),
+        // Nor a token realm, a redirect or a proxy that names a host: no name lookup at
+        // all (see the module's docs).
+        resolve_names: false,
+        // `create` waits for this: a registry that does not answer fails it in seconds.
+        connect_timeout: std::time::Duration::from_secs(5),
+        retry: enclave_image::registry::RetryPolicy {
+            attempts: 2,
+            ..Default::default()
+        },
         ..RegistryConfig::default()
     };
     let io = |e: enclave_image::registry::Error| {
@@ -102,7 +119,7 @@ pub fn pull(reference: &str, insecure: &[String]) -> Result<Artifact, Refusal> {
             .map_err(io)?;
         let config_type = image.manifest.config.media_type.as_str();
         if !WASM_CONFIGS.contains(&config_type) {
-            if config_type != OCI_CONFIG {
+            if !IMAGE_CONFIGS.contains(&config_type) {
                 return Err(bad(format!(
                     "config media type {config_type}: not a wasm artifact"
                 )));
@@ -139,12 +156,8 @@ pub fn pull(reference: &str, insecure: &[String]) -> Result<Artifact, Refusal> {
             ));
         }
         let mut bytes = Vec::with_capacity(layer.size as usize);
+        // Checked against the layer's digest and size as it arrives.
         image.fetch_blob(layer, &mut bytes).await.map_err(io)?;
-        // fetch_blob checked the digest; the size is checked again for the record.
-        debug_assert_eq!(
-            format!("sha256:{}", hex::encode(sha2::Sha256::digest(&bytes))),
-            layer.digest
-        );
         Ok(Artifact {
             reference: reference.to_string(),
             manifest_digest: image.manifest_digest.clone(),

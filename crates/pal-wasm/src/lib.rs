@@ -93,7 +93,7 @@ use wasmtime::{Config, Engine, InstancePre, Linker, Store, Trap, UpdateDeadline}
 use wasmtime_wasi::{I32Exit, WasiCtxBuilder};
 
 pub use attest::{key_report_data, nonce_report_data, ATTESTATION_TYPE, GUEST_DIR};
-pub use module::{Refusal, MAX_MODULE_BYTES};
+pub use module::{Compiled, Refusal, MAX_MODULE_BYTES};
 
 /// The checks a module file passes before it may run (header, wasmtime's validation,
 /// `_start`, imports against WASI preview 1), with the engine and linker the PAL uses,
@@ -114,7 +114,7 @@ impl Checker {
 
     /// Checks `bytes` as the module file `path`: `Ok` when the PAL would run it.
     pub fn check(&self, path: &str, bytes: &[u8]) -> Result<(), Refusal> {
-        module::prepare(&self.engine, &self.linker, path, bytes).map(drop)
+        module::prepare(&self.engine, &self.linker, path, bytes, Compiled::Cached).map(drop)
     }
 }
 
@@ -403,6 +403,26 @@ fn init(args: &str) -> Result<(), Refusal> {
     }
     // Nothing in the container may read this process's memory (the platform key).
     let _ = nix::sys::prctl::set_dumpable(false);
+    let engine = engine()?;
+    let linker = linker(&engine)?;
+    let path = runtime_args.manifest_path();
+    let manifest = match std::fs::read(path) {
+        Ok(bytes) => Some(
+            Manifest::parse(&bytes)
+                .map_err(|e| Refusal::new(Errno::EINVAL, format!("{path}: {e}")))?,
+        ),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && runtime_args.manifest.is_none() => {
+            None
+        }
+        Err(e) => return Err(Refusal::new(Errno::ENOENT, format!("manifest {path}: {e}"))),
+    };
+    if manifest.is_none() && !runtime_args.debug {
+        return Err(Refusal::new(
+            Errno::EACCES,
+            format!("no signed manifest at {path}: an unsigned enclave runs only with the runtime arg debug"),
+        ));
+    }
+    // After the check above: an enclave that cannot run pulls nothing.
     let (module_ref, insecure) = artifact::args(args);
     let pulled = match &module_ref {
         Some(r) => {
@@ -417,34 +437,30 @@ fn init(args: &str) -> Result<(), Refusal> {
         }
         None => None,
     };
-    let engine = engine()?;
-    let linker = linker(&engine)?;
-    let path = runtime_args.manifest_path();
-    let manifest = match std::fs::read(path) {
-        Ok(bytes) => Some(
-            Manifest::parse(&bytes)
-                .map_err(|e| Refusal::new(Errno::EINVAL, format!("{path}: {e}")))?,
-        ),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound && runtime_args.manifest.is_none() => {
-            None
-        }
-        Err(e) => return Err(Refusal::new(Errno::ENOENT, format!("manifest {path}: {e}"))),
-    };
     let (identity, signed) = match &manifest {
         Some(m) => {
             let entry = &m.spec.entrypoint;
+            let read;
             let bytes = match &pulled {
-                Some(a) => a.bytes.clone(),
-                None => module::read(entry)?,
+                Some(a) => &a.bytes,
+                None => {
+                    read = module::read(entry)?;
+                    &read
+                }
             };
             let mr_enclave = m
-                .verify_program(&sim_tee::sha384(&bytes))
+                .verify_program(&sim_tee::sha384(bytes))
                 .map_err(|e| Refusal::new(Errno::EACCES, format!("{entry}: {e}")))?;
             let mr_signer = m
                 .mr_signer()
                 .map_err(|e| Refusal::new(Errno::EACCES, e.to_string()))?;
-            let pre = module::prepare(&engine, &linker, entry, &bytes)?;
-            let sha256 = sha2::Sha256::digest(&bytes).into();
+            let compiled = if pulled.is_some() {
+                Compiled::InMemoryOnly
+            } else {
+                Compiled::Cached
+            };
+            let pre = module::prepare(&engine, &linker, entry, bytes, compiled)?;
+            let sha256 = sha2::Sha256::digest(bytes).into();
             let id = Identity {
                 mr_enclave,
                 mr_signer,
@@ -455,13 +471,7 @@ fn init(args: &str) -> Result<(), Refusal> {
             announce(None, &id);
             (Some(id), Some((pre, sha256)))
         }
-        None if runtime_args.debug => (None, None),
-        None => {
-            return Err(Refusal::new(
-                Errno::EACCES,
-                format!("no signed manifest at {path}: an unsigned enclave runs only with the runtime arg debug"),
-            ))
-        }
+        None => (None, None),
     };
     // A pulled module is known now: a debug enclave checks it at create too (a signed
     // one was, above).
@@ -469,7 +479,7 @@ fn init(args: &str) -> Result<(), Refusal> {
         (Some(a), None) => {
             let name = format!("module={}", a.reference);
             Some(PulledModule {
-                pre: module::prepare(&engine, &linker, &name, &a.bytes)?,
+                pre: module::prepare(&engine, &linker, &name, &a.bytes, Compiled::InMemoryOnly)?,
                 sha256: sha2::Sha256::digest(&a.bytes).into(),
                 sha384: sim_tee::sha384(&a.bytes),
             })
@@ -627,7 +637,7 @@ fn create(argv: Vec<String>, env: Vec<String>, stdio: [c_int; 3]) -> Result<i32,
         }
         _ => {
             let bytes = module::read(&program)?;
-            let pre = module::prepare(&rt.engine, &rt.linker, &program, &bytes)?;
+            let pre = module::prepare(&rt.engine, &rt.linker, &program, &bytes, Compiled::Cached)?;
             identify(&sim_tee::sha384(&bytes));
             (pre, sha2::Sha256::digest(&bytes).into())
         }

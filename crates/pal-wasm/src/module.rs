@@ -80,6 +80,15 @@ pub fn one_line(e: &wasmtime::Error) -> String {
         .join(" ")
 }
 
+/// Where compiled code may be kept: the host's cache (a module that came from the
+/// host's image), or nowhere (a module the host never saw: its compiled code, which
+/// carries its data segments, must not reach a host directory either).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compiled {
+    Cached,
+    InMemoryOnly,
+}
+
 /// Compiles `bytes` (the module `path`) and links it against WASI preview 1: the module
 /// must be a core module, valid, export `_start: [] -> []` (a WASI command, WASI
 /// `application-abi.md`), and import nothing `linker` lacks.
@@ -88,6 +97,7 @@ pub fn prepare<T: 'static>(
     linker: &Linker<T>,
     path: &str,
     bytes: &[u8],
+    compiled: Compiled,
 ) -> Result<InstancePre<T>, Refusal> {
     let refuse = |m: String| Refusal::new(Errno::ENOEXEC, format!("{path}: {m}"));
     match kind(bytes) {
@@ -112,8 +122,11 @@ pub fn prepare<T: 'static>(
         }
         Kind::Other => return Err(refuse("not a WebAssembly module".into())),
     }
-    let module = crate::cache::module(engine, bytes)
-        .map_err(|e| refuse(format!("invalid module: {}", one_line(&e))))?;
+    let module = match compiled {
+        Compiled::Cached => crate::cache::module(engine, bytes),
+        Compiled::InMemoryOnly => wasmtime::Module::new(engine, bytes),
+    }
+    .map_err(|e| refuse(format!("invalid module: {}", one_line(&e))))?;
     match module.get_export("_start") {
         Some(ExternType::Func(f)) if f.params().len() == 0 && f.results().len() == 0 => {}
         Some(_) => {

@@ -279,7 +279,7 @@ fn artifacts_that_cannot_be_run_are_refused_at_create_in_one_line() {
             push(&registry, &component, "bad/component:v1"),
             "component model): not supported",
         ),
-        (format!("{host}/bad/missing:v1"), "module="),
+        (format!("{host}/bad/missing:v1"), "MANIFEST_UNKNOWN"),
         (
             format!("localhost:{port}/bad/two:v1"),
             "is not named by IP address",
@@ -304,4 +304,79 @@ fn artifacts_that_cannot_be_run_are_refused_at_create_in_one_line() {
             "{reference}"
         );
     }
+}
+
+/// The pull is in the enclave's evidence: CoCo's `PullImage` event at CC MR 4, whose
+/// register (RTMR3 of the sim report, extended once from zero) is computed here from
+/// measurement.md §1.3's record rule: digest = SHA-384 of `"LEAA"` (0x4141454C, little
+/// endian) ‖ u32 LE length ‖ `"<domain> <operation> <content>"`, content the JCS object
+/// `{"digest":…,"image":…}`; register = SHA-384(48 × 0 ‖ digest).
+#[test]
+fn the_pull_is_a_pull_image_event_in_the_report() {
+    const TEST: &str = "the_pull_is_a_pull_image_event_in_the_report";
+    if !ready_with_registry(TEST) {
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let registry =
+        test_support::Registry::start(&work.path().join("registry"), test_support::Auth::None)
+            .unwrap();
+    let module = compile(work.path(), SLEEP);
+    let dir = work.path().join("sleep");
+    let manifest_digest = layout(&dir, cncf_config(&module), &[(WASM_LAYER, &module)]);
+    let reference = push(&registry, &dir, "wasm/sleep:v1");
+    // Signed, so the enclave is measured at create (`run -d` returns before the first
+    // process of a debug enclave is made).
+    let program = work.path().join("app.wasm");
+    std::fs::write(&program, &module).unwrap();
+    let signed = work.path().join("enclave.manifest.json");
+    sim_sign(work.path(), &program, "/app.wasm", &signed);
+    let b = artifact_bundle(&registry, &reference, "");
+    std::fs::copy(&signed, b.path().join("rootfs/enclave.manifest.json")).unwrap();
+    let rune = Rune::new();
+    let id = unique_id("wasm-artifact-event");
+    let mut c = std::process::Command::new(RUNE);
+    c.arg("--root").arg(rune.root.path()).args([
+        "run",
+        "-d",
+        "--bundle",
+        b.path().to_str().unwrap(),
+        &id,
+    ]);
+    let out = output_via_files(&mut c);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report_file = work.path().join("report.bin");
+    rune.ok(&[
+        "attest",
+        "--report-data",
+        &"00".repeat(64),
+        "--report-file",
+        report_file.to_str().unwrap(),
+        &id,
+    ]);
+    rune.cmd(&["kill", &id, "KILL"]);
+    assert!(wait_until(std::time::Duration::from_secs(10), || rune
+        .status(&id)
+        == "stopped"));
+    rune.ok(&["delete", &id]);
+    assert_eq!(leftovers(rune.root.path(), &id), Vec::<String>::new());
+
+    let report = sim_tee::Report::parse(&std::fs::read(&report_file).unwrap()).unwrap();
+    report.verify_signature().unwrap();
+    let text = format!(
+        "github.com/confidential-containers PullImage {{\"digest\":\"{manifest_digest}\",\"image\":\"{reference}\"}}"
+    );
+    let mut tagged = 0x4141_454Cu32.to_le_bytes().to_vec();
+    tagged.extend((text.len() as u32).to_le_bytes());
+    tagged.extend(text.as_bytes());
+    let digest = sha2::Sha384::digest(&tagged);
+    let mut extend = vec![0u8; 48];
+    extend.extend(digest);
+    let rtmr3 = sha2::Sha384::digest(&extend);
+    assert_eq!(hex::encode(report.rtmr[3]), hex::encode(rtmr3));
+    assert_eq!(report.rtmr_counts[3], 1);
 }

@@ -4,19 +4,23 @@
 //! for the next one, so a dead backend loses only the connections it held.
 
 use std::io;
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-/// The balancer; stops accepting when dropped (relayed connections run to their end).
+use tokio::net::{TcpListener, TcpStream};
+
+/// The balancer: a current-thread tokio runtime on a thread of its own (relays are
+/// tasks, so a connection costs no thread). Dropping it stops the runtime, and with it
+/// every relay.
 pub struct RoundRobin {
     addr: SocketAddr,
     /// Connections relayed to each backend, in the order given.
     relayed: Arc<Vec<AtomicU32>>,
     /// Connections no backend took.
     refused: Arc<AtomicU32>,
-    stop: Arc<AtomicBool>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -24,38 +28,59 @@ impl RoundRobin {
     /// Listens on an ephemeral loopback port in front of `backends`.
     pub fn start(backends: Vec<SocketAddr>) -> io::Result<RoundRobin> {
         assert!(!backends.is_empty(), "a balancer needs a backend");
-        let listener = TcpListener::bind("127.0.0.1:0")?;
-        let addr = listener.local_addr()?;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_io()
+            .build()?;
+        let std_listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+        std_listener.set_nonblocking(true)?;
+        let addr = std_listener.local_addr()?;
         let relayed: Arc<Vec<AtomicU32>> =
             Arc::new(backends.iter().map(|_| AtomicU32::new(0)).collect());
         let refused = Arc::new(AtomicU32::new(0));
-        let stop = Arc::new(AtomicBool::new(false));
-        let (counts, none, st) = (relayed.clone(), refused.clone(), stop.clone());
-        let next = AtomicUsize::new(0);
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let (counts, none) = (relayed.clone(), refused.clone());
         let thread = std::thread::spawn(move || {
-            for conn in listener.incoming() {
-                if st.load(Ordering::SeqCst) {
-                    break;
-                }
-                let Ok(client) = conn else { continue };
-                let first = next.fetch_add(1, Ordering::Relaxed);
-                // Redispatch: the next backends in turn, once each.
-                let picked = (0..backends.len())
-                    .map(|k| (first + k) % backends.len())
-                    .find_map(|i| TcpStream::connect(backends[i]).ok().map(|s| (i, s)));
-                let Some((i, backend)) = picked else {
-                    none.fetch_add(1, Ordering::SeqCst);
-                    continue;
+            runtime.block_on(async move {
+                let Ok(listener) = TcpListener::from_std(std_listener) else {
+                    return;
                 };
-                counts[i].fetch_add(1, Ordering::SeqCst);
-                std::thread::spawn(move || relay(client, backend));
-            }
+                let serve = async {
+                    let mut next = 0usize;
+                    loop {
+                        let Ok((client, _)) = listener.accept().await else {
+                            // Out of descriptors or the like: not a reason to spin.
+                            tokio::task::yield_now().await;
+                            continue;
+                        };
+                        let first = next;
+                        next += 1;
+                        let (backends, counts, none) =
+                            (backends.clone(), counts.clone(), none.clone());
+                        tokio::spawn(async move {
+                            // Redispatch: the next backends in turn, once each.
+                            for k in 0..backends.len() {
+                                let i = (first + k) % backends.len();
+                                if let Ok(backend) = TcpStream::connect(backends[i]).await {
+                                    counts[i].fetch_add(1, Ordering::SeqCst);
+                                    relay(client, backend).await;
+                                    return;
+                                }
+                            }
+                            none.fetch_add(1, Ordering::SeqCst);
+                        });
+                    }
+                };
+                tokio::select! {
+                    _ = serve => {}
+                    _ = stopped => {}
+                }
+            });
         });
         Ok(RoundRobin {
             addr,
             relayed,
             refused,
-            stop,
+            stop: Some(stop),
             thread: Some(thread),
         })
     }
@@ -86,28 +111,18 @@ impl RoundRobin {
 
 impl Drop for RoundRobin {
     fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        let _ = TcpStream::connect(self.addr);
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
     }
 }
 
-/// Copies both ways until each side has closed its half (a reset ends both).
-fn relay(client: TcpStream, backend: TcpStream) {
+/// Copies both ways until both sides have closed (a reset ends both).
+async fn relay(mut client: TcpStream, mut backend: TcpStream) {
     let _ = client.set_nodelay(true);
     let _ = backend.set_nodelay(true);
-    let (Ok(mut client_r), Ok(mut backend_r)) = (client.try_clone(), backend.try_clone()) else {
-        return;
-    };
-    let mut backend_w = backend;
-    let up = std::thread::spawn(move || {
-        let _ = io::copy(&mut client_r, &mut backend_w);
-        let _ = backend_w.shutdown(Shutdown::Write);
-    });
-    let mut client_w = client;
-    let _ = io::copy(&mut backend_r, &mut client_w);
-    let _ = client_w.shutdown(Shutdown::Write);
-    let _ = up.join();
+    let _ = tokio::io::copy_bidirectional(&mut client, &mut backend).await;
 }

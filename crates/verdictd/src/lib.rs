@@ -217,17 +217,71 @@ impl AppState {
             return self.sessions.get(cookie);
         };
         let c = self.sessions.challenge(cookie)?;
-        let now = sessions::unix_now();
-        match pg.session(&c.id).await? {
-            Some(row) if row.expires > now => Ok(sessions::State::Attested { token: row.token }),
-            Some(_) => Err(KbsError::Attestation("session expired.".into())),
-            None if c.expires <= now => Err(KbsError::Attestation("session expired.".into())),
-            None => Ok(sessions::State::Authed {
-                tee: c.tee,
-                nonce: c.nonce,
-                hash: kbs_protocol::HashAlgorithm::Sha384,
-            }),
+        let row = pg.session(&c.id).await?;
+        session_state(c, row)
+    }
+
+    /// What a request reads before it decides: the session `cookie` names, `policy`
+    /// brought up to date (with the attestation policy, the reference values too) and
+    /// the row of `resource`. With postgres that is one statement ([`pg::Pg::snapshot`]:
+    /// one round trip where three concurrent reads took three); a cookie whose MAC fails
+    /// is refused without it. With the local stores nothing is read.
+    pub async fn read_ahead(
+        &self,
+        cookie: Option<&str>,
+        policy: PolicyKind,
+        resource: Option<&[&str; 3]>,
+    ) -> Result<ReadAhead, KbsError> {
+        let Some(pg) = &self.pg else {
+            return Ok(ReadAhead {
+                session: cookie.map(|c| self.sessions.get(c)),
+                prefetched: storage::Prefetched::Later,
+            });
+        };
+        let challenge = match cookie.map(|c| self.sessions.challenge(c)).transpose() {
+            Ok(c) => c,
+            Err(e) => {
+                return Ok(ReadAhead {
+                    session: Some(Err(e)),
+                    prefetched: storage::Prefetched::Later,
+                })
+            }
+        };
+        let id = challenge.as_ref().map(|c| c.id);
+        let policy_id = match policy {
+            PolicyKind::Resource => pg::RESOURCE_POLICY,
+            PolicyKind::Attestation => appraise::ACTIVE_POLICY,
+        };
+        let path = resource.map(|k| k.join("/"));
+        let snap = pg
+            .snapshot(id.as_ref().map(|i| &i[..]), policy_id, path.as_deref())
+            .await?;
+        if let Some((text, version)) = snap.policy {
+            // Only a newer version than the one in force replaces it (concurrent loads).
+            if pg.loaded_policy(policy_id, version) {
+                match policy {
+                    PolicyKind::Resource => self.resource_policy.replace(&text)?,
+                    PolicyKind::Attestation => {
+                        self.appraiser.set_policy(appraise::ACTIVE_POLICY, &text)?
+                    }
+                }
+            }
         }
+        if policy == PolicyKind::Attestation && !pg.reference_values_seen(snap.reference_values) {
+            if let Some((values, version)) = pg.reference_values_if_changed().await? {
+                if pg.loaded_reference_values(version) {
+                    self.appraiser.replace_reference_values(values);
+                }
+            }
+        }
+        let row = snap.session;
+        Ok(ReadAhead {
+            session: challenge.map(|c| session_state(c, row)),
+            prefetched: match resource {
+                Some(_) => storage::Prefetched::Row(snap.resource),
+                None => storage::Prefetched::Later,
+            },
+        })
     }
 
     /// Records the admission `details` in the audit log and marks the cookie's session
@@ -307,5 +361,41 @@ impl AppState {
             }
         }
         Ok(())
+    }
+}
+
+/// Which policy a request applies ([`AppState::read_ahead`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PolicyKind {
+    /// The resource policy (a resource GET).
+    Resource,
+    /// The attestation policy and the reference values (an attestation).
+    Attestation,
+}
+
+/// What [`AppState::read_ahead`] read.
+pub struct ReadAhead {
+    /// The cookie's session, when a cookie was given.
+    pub session: Option<Result<sessions::State, KbsError>>,
+    /// The resource's row (postgres), for [`storage::Storage::get_prefetched`].
+    pub prefetched: storage::Prefetched,
+}
+
+/// The session of challenge `c`, given its attested row (if any): attested while the
+/// row lives, else a challenge still good for an attestation.
+fn session_state(
+    c: sessions::Challenge,
+    row: Option<pg::SessionRow>,
+) -> Result<sessions::State, KbsError> {
+    let now = sessions::unix_now();
+    match row {
+        Some(row) if row.expires > now => Ok(sessions::State::Attested { token: row.token }),
+        Some(_) => Err(KbsError::Attestation("session expired.".into())),
+        None if c.expires <= now => Err(KbsError::Attestation("session expired.".into())),
+        None => Ok(sessions::State::Authed {
+            tee: c.tee,
+            nonce: c.nonce,
+            hash: kbs_protocol::HashAlgorithm::Sha384,
+        }),
     }
 }

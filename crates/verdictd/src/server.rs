@@ -208,8 +208,13 @@ async fn attest(
         KbsError::Attestation("no kbs-session-id cookie: POST /kbs/v0/auth first".into())
     })?;
     // The session, and (postgres) the database's attestation policy and reference
-    // values as of now, read concurrently; the session's answer counts first.
-    let (session, synced) = tokio::join!(state.session(&id), state.sync_appraiser());
+    // values as of now, in one read.
+    let read = state
+        .read_ahead(Some(&id), crate::PolicyKind::Attestation, None)
+        .await?;
+    let session = read
+        .session
+        .unwrap_or_else(|| Err(crate::sessions::unknown()));
     let (tee, nonce, hash) = match session? {
         Session::Attested { token } => {
             return Ok(json_response(StatusCode::OK, &TokenReply { token }))
@@ -241,7 +246,6 @@ async fn attest(
         &attestation.tee_evidence.additional_evidence,
     )
     .map_err(|e| KbsError::Attestation(e.to_string()))?;
-    synced?;
     let appraiser_state = state.clone();
     let appraised = tokio::task::spawn_blocking(move || {
         appraiser_state
@@ -314,26 +318,28 @@ fn usable_key(key: &TeePubKey) -> Result<(), KbsError> {
     kbs_protocol::jwe::check_key(key).map_err(|e| KbsError::Attestation(format!("tee-pubkey: {e}")))
 }
 
-/// The verified claims of the caller, by its Bearer token or its attested session;
-/// and who it is for the audit log.
-async fn caller_claims(
+/// The verified claims of the caller, by its Bearer token or its attested session
+/// (`session`: what [`crate::AppState::read_ahead`] read for its cookie); and who it is
+/// for the audit log.
+fn caller_claims(
     state: &AppState,
     headers: &HeaderMap,
     addr: Option<std::net::SocketAddr>,
+    session: Option<Result<crate::sessions::State, KbsError>>,
 ) -> Result<(Value, Actor), KbsError> {
     let mut actor = Actor::from_addr(addr);
     if let Some(token) = crate::admin::bearer(headers) {
         actor.token = Some(crate::audit::token_id(token));
         return Ok((state.signer.verify(token)?, actor));
     }
-    let Some(id) = session_id(headers) else {
+    let (Some(id), Some(session)) = (session_id(headers), session) else {
         return Err(KbsError::TokenNotFound(
             "Attestation Token not found: attest first (session cookie) or send Authorization: Bearer"
                 .into(),
         ));
     };
     actor.session = Some(crate::audit::session_id(&id));
-    match state.session(&id).await {
+    match session {
         Ok(Session::Attested { token }) => {
             actor.token = Some(crate::audit::token_id(&token));
             Ok((state.signer.verify(&token)?, actor))
@@ -358,29 +364,32 @@ async fn get_resource(
     Peer(addr): Peer,
     headers: HeaderMap,
 ) -> Result<Response, KbsError> {
-    // The caller's claims, (postgres) the database's resource policy as of now and the
-    // resource's sealed row, read concurrently; the answers count in Trustee's order,
-    // and the row is opened only once the policy released it. The row is read ahead
-    // only for a caller whose cookie or token is genuine (a local MAC or signature
-    // check): an anonymous request costs the database no resource read.
-    let genuine = match (crate::admin::bearer(&headers), session_id(&headers)) {
+    // The caller's session, (postgres) the database's resource policy as of now and the
+    // resource's sealed row, in one read; the answers count in Trustee's order, and the
+    // row is opened only once the policy released it. The row is read ahead only for a
+    // caller whose cookie or token is genuine (a local MAC or signature check): an
+    // anonymous request costs the database no resource read. A Bearer token is checked
+    // first, before any read.
+    let bearer = crate::admin::bearer(&headers);
+    let cookie = if bearer.is_some() {
+        None
+    } else {
+        session_id(&headers)
+    };
+    let genuine = match (bearer, &cookie) {
         (Some(token), _) => state.signer.verify(token).is_ok(),
-        (None, Some(id)) => state.sessions.challenge(&id).is_ok(),
+        (None, Some(id)) => state.sessions.challenge(id).is_ok(),
         (None, None) => false,
     };
-    let prefetch = async {
-        match resource_path(&path) {
-            Ok(key) if genuine => state.storage.prefetch(&key).await,
-            _ => Ok(crate::storage::Prefetched::Later),
-        }
-    };
-    let (claims, synced, prefetched) = tokio::join!(
-        caller_claims(&state, &headers, addr),
-        state.sync_resource_policy(),
-        prefetch
-    );
-    let (claims, actor) = claims?;
-    synced?;
+    if bearer.is_some() && !genuine {
+        caller_claims(&state, &headers, addr, None)?;
+    }
+    let key = resource_path(&path).ok().filter(|_| genuine);
+    let read = state
+        .read_ahead(cookie.as_deref(), crate::PolicyKind::Resource, key.as_ref())
+        .await?;
+    let (claims, actor) = caller_claims(&state, &headers, addr, read.session)?;
+    let prefetched = read.prefetched;
     let segments: Vec<&str> = path.split('/').collect();
     let query = crate::policy::query_object(query.as_deref());
     if !state
@@ -411,7 +420,7 @@ async fn get_resource(
     let key = resource_path(&path)?;
     let secret = state
         .storage
-        .get_prefetched(&key, prefetched?)
+        .get_prefetched(&key, prefetched)
         .await?
         .ok_or_else(|| KbsError::PluginInternal(format!("resource {path} not found")))?;
     let tee_pubkey: TeePubKey = claims

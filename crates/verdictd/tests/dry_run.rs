@@ -305,6 +305,7 @@ fn software_tees_are_denied_under_the_default_policies_and_said_why() {
     assert_eq!(vector["executables"], json!(3), "{v}");
     assert_eq!(vector["hardware"], json!(97), "{v}");
     assert_eq!(v["appraisal"]["ear.status"], "contraindicated", "{v}");
+    assert_eq!(v["decision"], "denied", "{v}");
     assert!(
         !v["appraisal"]["verdictd.reasons"]
             .to_string()
@@ -357,9 +358,18 @@ fn collateral_past_its_window_is_the_reason() {
             "default/key/1",
         ])
     };
-    // Inside the window: the fixture README's result.
+    // Inside the window: the fixture README's result; no reference value is
+    // provisioned for its enclave, so the default resource policy denies it.
     let r = run(IN_WINDOW);
-    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    assert_eq!(r.code, 3, "{}{}", r.stdout, r.stderr);
+    assert!(
+        decision(&r).ends_with(&format!(
+            "failed at line {}: not unmeasured_sgx",
+            line_of(&builtin("default"), "not unmeasured_sgx")
+        )),
+        "{}",
+        r.stdout
+    );
     assert!(r
         .stdout
         .contains("TCB status ConfigurationAndSWHardeningNeeded"));
@@ -402,7 +412,7 @@ fn an_sgx_enclave_passes_the_measurement_gate_only_with_its_mr_enclave_provision
     let mr_enclave = hex::encode(&quote_bytes[48 + 64..48 + 96]);
     let mr_signer = hex::encode(&quote_bytes[48 + 128..48 + 160]);
     let dir = tempfile::tempdir().unwrap();
-    let run = |values: Value| {
+    let run = |values: Value, code: i32| {
         let rv_file = dir.path().join("rv.json");
         std::fs::write(&rv_file, values.to_string()).unwrap();
         let r = policy_test(&[
@@ -418,15 +428,20 @@ fn an_sgx_enclave_passes_the_measurement_gate_only_with_its_mr_enclave_provision
             "default/key/1",
             "--json",
         ]);
-        assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+        assert_eq!(r.code, code, "{}{}", r.stdout, r.stderr);
         serde_json::from_str::<Value>(&r.stdout).unwrap()
     };
     let reasons = |v: &Value| v["appraisal"]["verdictd.reasons"].to_string();
     let executables =
         |v: &Value| v["appraisal"]["ear.trustworthiness-vector"]["executables"].clone();
 
-    // Provisioned: default_cpu's SGX rule gives executables 3 and the gate says nothing.
-    let v = run(json!({"mr_enclave": [mr_enclave], "mr_signer": [mr_signer]}));
+    // Provisioned: default_cpu's SGX rule gives executables 3, the gate says nothing,
+    // and the default resource policy releases.
+    let v = run(
+        json!({"mr_enclave": [mr_enclave], "mr_signer": [mr_signer]}),
+        0,
+    );
+    assert_eq!(v["decision"], "allowed", "{v}");
     assert_eq!(
         v["appraisal"]["ear.veraison.annotated-evidence"]["sgx"]["body"]["mr_enclave"],
         json!(mr_enclave)
@@ -435,9 +450,10 @@ fn an_sgx_enclave_passes_the_measurement_gate_only_with_its_mr_enclave_provision
     assert!(!reasons(&v).contains("mr_enclave"), "{v}");
 
     // Another enclave's measurement provisioned: contraindicated (96), the reason names
-    // the value found and the one expected.
+    // the value found and the one expected, and the default resource policy denies.
     let other = "ab".repeat(32);
-    let v = run(json!({"mr_enclave": [other], "mr_signer": [mr_signer]}));
+    let v = run(json!({"mr_enclave": [other], "mr_signer": [mr_signer]}), 3);
+    assert_eq!(v["decision"], "denied", "{v}");
     assert_eq!(executables(&v), json!(96), "{v}");
     assert!(
         reasons(&v).contains(&format!(

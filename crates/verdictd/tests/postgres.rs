@@ -726,6 +726,7 @@ fn a_replica_killed_under_load_loses_only_its_in_flight_exchanges() {
     b.child.wait().unwrap();
     // From here on B's port refuses connections: the balancer sends all to A.
     let killed = Instant::now();
+    let at_kill = rr.relayed();
     let logs = clients.join().unwrap();
 
     assert!(before_kill[0] > 0 && before_kill[1] > 0, "{before_kill:?}");
@@ -760,6 +761,8 @@ fn a_replica_killed_under_load_loses_only_its_in_flight_exchanges() {
         before_kill
     );
     assert!(rr.relayed()[0] > before_kill[0]);
+    // Nothing reached the dead replica after the kill: the balancer skipped it.
+    assert_eq!(rr.relayed()[1], at_kill[1]);
     assert_eq!(rr.refused(), 0);
     // Every secret a client got was recorded before it was sent (one statement each; a
     // killed replica's unfinished statement rolled back), and the chain verifies.

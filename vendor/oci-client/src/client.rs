@@ -379,6 +379,11 @@ impl TryFrom<ClientConfig> for Client {
             client_builder = client_builder.proxy(proxy);
         }
 
+        // PATCH(inclavare): see `ClientConfig::dns_resolver`.
+        if let Some(resolver) = &config.dns_resolver {
+            client_builder = client_builder.no_proxy().dns_resolver(resolver.clone());
+        }
+
         let default_token_expiration_secs = config.default_token_expiration_secs;
         Ok(Self {
             config: Arc::new(config),
@@ -2625,6 +2630,15 @@ pub struct ClientConfig {
     ///
     /// This defaults to `None` (no limit, as upstream).
     pub max_manifest_size: Option<u64>,
+
+    /// PATCH(inclavare): a DNS resolver in place of the system's (`getaddrinfo`), which
+    /// also ends the reading of proxies from the environment: a program that must never
+    /// resolve a name through the host's NSS (inside an enclave, the image's libraries)
+    /// gives one that refuses names. Hosts given as IP addresses never reach it.
+    ///
+    /// This defaults to `None` (the system's resolver and the environment's proxies, as
+    /// upstream).
+    pub dns_resolver: Option<Arc<dyn reqwest::dns::Resolve>>,
 }
 
 impl Default for ClientConfig {
@@ -2648,6 +2662,7 @@ impl Default for ClientConfig {
             http_proxy: None,
             no_proxy: None,
             max_manifest_size: None,
+            dns_resolver: None,
         }
     }
 }

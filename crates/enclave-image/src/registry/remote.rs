@@ -9,6 +9,7 @@ use futures_util::StreamExt;
 use oci_client::client::{Certificate, CertificateEncoding, ClientConfig, ClientProtocol};
 use oci_client::errors::OciDistributionError;
 use oci_client::secrets::RegistryAuth;
+use reqwest::dns::{Name, Resolve, Resolving};
 
 use super::blob::{sha256_digest, Checker};
 use super::manifest::{
@@ -38,6 +39,22 @@ impl From<Error> for Attempt {
             error,
             retry: false,
         }
+    }
+}
+
+/// A resolver that resolves nothing ([`RegistryConfig::resolve_names`] `false`): every
+/// host name fails in one line; IP addresses never reach a resolver.
+struct NoNames;
+
+impl Resolve for NoNames {
+    fn resolve(&self, name: Name) -> Resolving {
+        let name = name.as_str().to_string();
+        Box::pin(async move {
+            Err(format!(
+                "{name:?} is a host name, and this client reaches hosts by IP address only"
+            )
+            .into())
+        })
     }
 }
 
@@ -94,6 +111,7 @@ impl Remote {
             read_timeout: Some(cfg.read_timeout),
             // Bounded while reading, not after: a registry may send without end.
             max_manifest_size: Some(cfg.max_metadata_size),
+            dns_resolver: (!cfg.resolve_names).then(|| Arc::new(NoNames) as Arc<dyn Resolve>),
             ..ClientConfig::default()
         })
         .map_err(|e| Error::Config(format!("HTTP client: {}", chain(&e))))?;
@@ -107,6 +125,9 @@ impl Remote {
             .map_err(|e| Error::Config(format!("built-in roots: {}", chain(&e))))?;
         plain_roots.extend(certs);
         plain = plain.tls_certs_only(plain_roots);
+        if !cfg.resolve_names {
+            plain = plain.no_proxy().dns_resolver(Arc::new(NoNames));
+        }
         let plain = plain
             .build()
             .map_err(|e| Error::Config(format!("HTTP client: {}", chain(&e))))?;

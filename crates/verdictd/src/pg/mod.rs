@@ -39,7 +39,7 @@ use crate::KbsError;
 
 mod rows;
 
-pub use rows::{census, SealedResource, SessionRow, SessionWrite};
+pub use rows::{census, SealedResource, SessionRow, SessionWrite, Snapshot};
 
 /// `pg_advisory_xact_lock` key of the migrations ("verdictd" in ASCII, as an i64).
 pub const MIGRATION_LOCK: i64 = 0x7665_7264_6963_7464;

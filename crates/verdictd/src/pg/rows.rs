@@ -62,6 +62,19 @@ pub struct SessionRow {
     pub expires: u64,
 }
 
+/// What a request reads before it decides ([`Pg::snapshot`]).
+pub struct Snapshot {
+    /// The attested session asked for, if it is in the table.
+    pub session: Option<SessionRow>,
+    /// The policy's text and version, when its version moved since this replica loaded
+    /// it (for [`Pg::loaded_policy`]).
+    pub policy: Option<(String, i64)>,
+    /// The reference values' version (0: never stored).
+    pub reference_values: i64,
+    /// The resource's row as stored, when one was asked for.
+    pub resource: Option<SealedResource>,
+}
+
 impl Pg {
     /// A resource's bytes.
     pub async fn resource(&self, path: &str) -> Result<Option<Zeroizing<Vec<u8>>>, KbsError> {
@@ -164,6 +177,66 @@ impl Pg {
             )
             .await?;
         Ok(!rows.is_empty())
+    }
+
+    /// Everything a request reads before it decides, in **one statement** (one round
+    /// trip on one pooled connection, where three concurrent reads took three): the
+    /// attested session `session`, policy `policy`'s version (and its text when that
+    /// moved since this replica loaded it), the reference values' version, and the
+    /// sealed row of `resource`. Each part is a left join on its key, so an absent
+    /// session, policy or resource is `None`, never a missing row.
+    pub async fn snapshot(
+        &self,
+        session: Option<&[u8]>,
+        policy: &str,
+        resource: Option<&str>,
+    ) -> Result<Snapshot, KbsError> {
+        const SQL: &str = "SELECT s.token, s.expires, p.version, \
+             CASE WHEN p.version <> $3 THEN p.body END, v.version, r.value, r.dek \
+             FROM (SELECT 1) AS one \
+             LEFT JOIN verdictd_sessions s ON s.id = $1 \
+             LEFT JOIN verdictd_policies p ON p.id = $2 \
+             LEFT JOIN verdictd_versions v ON v.name = $4 \
+             LEFT JOIN verdictd_resources r ON r.path = $5";
+        let seen = self.seen_policy(policy).load(Ordering::Acquire);
+        let rows = self
+            .query(
+                "reading a request's session, policy and resource",
+                SQL,
+                &[&session, &policy, &seen, &REFERENCE_VALUES, &resource],
+            )
+            .await?;
+        let row = rows.first().ok_or_else(|| {
+            KbsError::Unavailable("storage unavailable: the snapshot returned no row".into())
+        })?;
+        let session = row.get::<_, Option<String>>(0).map(|token| SessionRow {
+            token,
+            expires: row.get::<_, Option<i64>>(1).unwrap_or(0) as u64,
+        });
+        let policy_version: Option<i64> = row.get(2);
+        let policy = match (row.get::<_, Option<String>>(3), policy_version) {
+            (Some(body), Some(version)) => Some((body, version)),
+            _ => None,
+        };
+        let resource = match (resource, row.get::<_, Option<Vec<u8>>>(5)) {
+            (Some(path), Some(value)) => Some(SealedResource {
+                path: path.to_string(),
+                value: Zeroizing::new(value),
+                dek: row.get(6),
+            }),
+            _ => None,
+        };
+        Ok(Snapshot {
+            session,
+            policy,
+            reference_values: row.get::<_, Option<i64>>(4).unwrap_or(0),
+            resource,
+        })
+    }
+
+    /// Whether the reference values at `version` are the ones in force here.
+    pub fn reference_values_seen(&self, version: i64) -> bool {
+        self.seen.reference_values.load(Ordering::Acquire) == version
     }
 
     /// An attested session by id.
