@@ -290,7 +290,10 @@ fn artifacts_that_cannot_be_run_are_refused_at_create_in_one_line() {
         let id = unique_id("wasm-artifact-bad");
         let out = rune.cmd(&["create", "--bundle", b.path().to_str().unwrap(), &id]);
         let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(!out.status.success(), "{reference}: created");
+        if out.status.success() {
+            rune.cmd(&["delete", "--force", &id]);
+            panic!("{reference}: created");
+        }
         // rune's one error line carries the PAL's refusal.
         let errors = error_messages(&stderr);
         assert_eq!(errors.len(), 1, "{reference}: {stderr}");
@@ -379,4 +382,92 @@ fn the_pull_is_a_pull_image_event_in_the_report() {
     let rtmr3 = sha2::Sha384::digest(&extend);
     assert_eq!(hex::encode(report.rtmr[3]), hex::encode(rtmr3));
     assert_eq!(report.rtmr_counts[3], 1);
+}
+
+/// Nothing is looked up by name: a registry that redirects the module's blob to a host
+/// name fails the pull in one line naming it, and proxies in rune's environment (whose
+/// names would be looked up, and which would see a plain-HTTP pull) are not used.
+#[test]
+fn a_pull_never_looks_up_a_name() {
+    const TEST: &str = "a_pull_never_looks_up_a_name";
+    if !ready_with_registry(TEST) {
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let registry =
+        test_support::Registry::start(&work.path().join("registry"), test_support::Auth::None)
+            .unwrap();
+    let module = compile(work.path(), HELLO);
+    let dir = work.path().join("hello");
+    layout(&dir, cncf_config(&module), &[(WASM_LAYER, &module)]);
+    push(&registry, &dir, "wasm/hello:v1");
+    let rune = Rune::new();
+
+    // The blob redirected to the same registry by the name `localhost`, which the
+    // container's root resolves (an /etc/hosts and nsswitch.conf of its own): a pull
+    // that looked names up would follow it and succeed.
+    let port = registry.host().rsplit_once(':').unwrap().1.to_string();
+    let proxy = test_support::FaultProxy::start(
+        registry.host().parse().unwrap(),
+        test_support::Fault {
+            path_contains: "/blobs/".into(),
+            times: None,
+            status: 307,
+            location: Some(format!(
+                "http://localhost:{port}/v2/wasm/hello/blobs/{}",
+                sha256(&module)
+            )),
+        },
+    )
+    .unwrap();
+    let via = proxy.addr().to_string();
+    let mut b = Bundle::new(&["/app.wasm"]).private_rootfs().enclave(
+        &wasm_pal(),
+        &format!("debug module={via}/wasm/hello:v1 insecure_registry={via}"),
+    );
+    b.spec["linux"]["namespaces"]
+        .as_array_mut()
+        .unwrap()
+        .retain(|n| n["type"] != "network");
+    b.save();
+    let etc = b.path().join("rootfs/etc");
+    std::fs::create_dir_all(&etc).unwrap();
+    std::fs::write(etc.join("hosts"), "127.0.0.1 localhost\n").unwrap();
+    std::fs::write(etc.join("nsswitch.conf"), "hosts: files\n").unwrap();
+    let id = unique_id("wasm-artifact-redirect");
+    let out = rune.cmd(&["create", "--bundle", b.path().to_str().unwrap(), &id]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if out.status.success() {
+        // The name was followed: fail, without leaving the container behind.
+        rune.cmd(&["delete", "--force", &id]);
+        panic!("the redirect to a name was followed: {stderr}");
+    }
+    let errors = error_messages(&stderr);
+    assert_eq!(errors.len(), 1, "{stderr}");
+    assert!(
+        errors[0].contains("/blobs/") && errors[0].contains("dns error"),
+        "{stderr}"
+    );
+    assert!(proxy.injected() > 0);
+    assert_eq!(leftovers(rune.root.path(), &id), Vec::<String>::new());
+
+    // Proxies named in the environment are ignored: the pull still goes straight to the
+    // registry and runs.
+    let reference = format!("{}/wasm/hello:v1", registry.host());
+    let b = artifact_bundle(&registry, &reference, "debug");
+    let id = unique_id("wasm-artifact-proxyenv");
+    let out = std::process::Command::new(RUNE)
+        .arg("--root")
+        .arg(rune.root.path())
+        .args(["run", "--bundle", b.path().to_str().unwrap(), &id])
+        .env("HTTP_PROXY", "http://proxy.invalid:3128")
+        .env("http_proxy", "http://proxy.invalid:3128")
+        .env("HTTPS_PROXY", "http://proxy.invalid:3128")
+        .env("ALL_PROXY", "http://proxy.invalid:3128")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "hello artifact\n");
+    assert_eq!(leftovers(rune.root.path(), &id), Vec::<String>::new());
 }
