@@ -8,7 +8,7 @@
 //! to a host directory: the compiled-code cache is not used for it).
 //! The host-side image is then only what the container starts from.
 //!
-//! Accepted (wasm.md §3.1): a manifest whose config is the CNCF / `oci-wasm`
+//! Accepted (the CNCF TAG Runtime "Wasm OCI Artifact layout", oci-wasm 0.6, runwasi's oci-tar-builder): a manifest whose config is the CNCF / `oci-wasm`
 //! `application/vnd.wasm.config.v0+json` (or the legacy `…v1+json`), or an OCI or
 //! Docker image config whose `architecture` is `wasm`; exactly one layer of a wasm media type
 //! (`application/wasm`, runwasi's `application/vnd.bytecodealliance.wasm.component.layer.v0+wasm`,
@@ -35,7 +35,7 @@ const WASM_CONFIGS: [&str; 2] = [
     "application/vnd.wasm.config.v1+json",
 ];
 /// Image config media types (runwasi's non-artifact images: wasm when their
-/// `architecture` is `wasm`, wasm.md §3.2).
+/// `architecture` is `wasm`, runwasi's executor).
 const IMAGE_CONFIGS: [&str; 2] = [
     "application/vnd.oci.image.config.v1+json",
     "application/vnd.docker.container.image.v1+json",

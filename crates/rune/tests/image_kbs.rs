@@ -83,12 +83,16 @@ impl Bed {
         let host = tempfile::tempdir().unwrap();
         let marker = random_marker();
         let image = marker_layout(tenant.path(), &marker);
-        let traces = PlaintextTraces::of_layout(
+        let mut traces = PlaintextTraces::of_layout(
             Path::new(image.trim_end_matches(":latest")),
             "latest",
             &marker,
         )
         .unwrap();
+        // The whole tenant side is the tenant's (its layout, keys and the trees it
+        // extracts to compare): never a trace, even where a scan of /tmp passes it (a
+        // clone of the repository under /tmp).
+        traces.source = tenant.path().canonicalize().unwrap();
         let registry = Registry::start(&host.path().join("registry"), Auth::None).unwrap();
         let (boot, mr) = signed_boot(host.path());
         Bed {

@@ -1,5 +1,5 @@
 //! wasm OCI artifacts pulled inside the enclave: liberpal-wasm's runtime arg `module=REF`.
-//! The artifacts are made here in the layouts wasm.md §3.1 gives (the CNCF "Wasm OCI
+//! The artifacts are made here in the layouts the CNCF TAG Runtime, oci-wasm and runwasi use (the CNCF "Wasm OCI
 //! Artifact layout": config `application/vnd.wasm.config.v0+json`, one `application/wasm`
 //! layer; runwasi's OCI image with `architecture: wasm` and its component layer type),
 //! pushed byte for byte to a private registry (Debian's docker-registry) by
@@ -70,7 +70,7 @@ fn layout(dir: &Path, config: (&str, Value), layers: &[(&str, &[u8])]) -> String
     digest
 }
 
-/// The CNCF artifact config for a module (wasm.md §3.1).
+/// The CNCF artifact config for a module (the CNCF TAG Runtime layout).
 fn cncf_config(module: &[u8]) -> (&'static str, Value) {
     (
         CNCF_CONFIG,
@@ -125,6 +125,29 @@ fn compile(dir: &Path, wat: &str) -> Vec<u8> {
     std::fs::read(&p).unwrap()
 }
 
+/// A test's registry (private, in its work directory) and its module compiled from WAT.
+/// Bound as `Work { work, module, registry }`, so the registry (bound last) stops
+/// before its directory is removed.
+struct Work {
+    registry: test_support::Registry,
+    module: Vec<u8>,
+    work: tempfile::TempDir,
+}
+
+impl Work {
+    fn new(wat: &str) -> Work {
+        let work = tempfile::tempdir().unwrap();
+        let registry =
+            test_support::Registry::start(&work.path().join("registry"), test_support::Auth::None)
+                .unwrap();
+        Work {
+            module: compile(work.path(), wat),
+            registry,
+            work,
+        }
+    }
+}
+
 fn ready_with_registry(test: &str) -> bool {
     ready(test) && tool_or_skip(test, "/usr/bin/docker-registry")
 }
@@ -135,11 +158,11 @@ fn a_wasm_artifact_is_pulled_in_the_enclave_and_runs() {
     if !ready_with_registry(TEST) {
         return;
     }
-    let work = tempfile::tempdir().unwrap();
-    let registry =
-        test_support::Registry::start(&work.path().join("registry"), test_support::Auth::None)
-            .unwrap();
-    let module = compile(work.path(), HELLO);
+    let Work {
+        work,
+        module,
+        registry,
+    } = Work::new(HELLO);
     let rune = Rune::new();
 
     // The CNCF layout and runwasi's OCI image with architecture wasm.
@@ -239,11 +262,11 @@ fn artifacts_that_cannot_be_run_are_refused_at_create_in_one_line() {
     if !ready_with_registry(TEST) {
         return;
     }
-    let work = tempfile::tempdir().unwrap();
-    let registry =
-        test_support::Registry::start(&work.path().join("registry"), test_support::Auth::None)
-            .unwrap();
-    let module = compile(work.path(), HELLO);
+    let Work {
+        work,
+        module,
+        registry,
+    } = Work::new(HELLO);
     let rune = Rune::new();
     let two = work.path().join("two");
     layout(
@@ -320,11 +343,11 @@ fn the_pull_is_a_pull_image_event_in_the_report() {
     if !ready_with_registry(TEST) {
         return;
     }
-    let work = tempfile::tempdir().unwrap();
-    let registry =
-        test_support::Registry::start(&work.path().join("registry"), test_support::Auth::None)
-            .unwrap();
-    let module = compile(work.path(), SLEEP);
+    let Work {
+        work,
+        module,
+        registry,
+    } = Work::new(SLEEP);
     let dir = work.path().join("sleep");
     let manifest_digest = layout(&dir, cncf_config(&module), &[(WASM_LAYER, &module)]);
     let reference = push(&registry, &dir, "wasm/sleep:v1");
@@ -393,11 +416,11 @@ fn a_pull_never_looks_up_a_name() {
     if !ready_with_registry(TEST) {
         return;
     }
-    let work = tempfile::tempdir().unwrap();
-    let registry =
-        test_support::Registry::start(&work.path().join("registry"), test_support::Auth::None)
-            .unwrap();
-    let module = compile(work.path(), HELLO);
+    let Work {
+        work,
+        module,
+        registry,
+    } = Work::new(HELLO);
     let dir = work.path().join("hello");
     layout(&dir, cncf_config(&module), &[(WASM_LAYER, &module)]);
     push(&registry, &dir, "wasm/hello:v1");

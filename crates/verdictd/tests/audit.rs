@@ -43,23 +43,6 @@ fn pg_config(pg: &Postgres, db: &str, key: &Path) -> String {
     )
 }
 
-/// `verdictd audit ARGS --config CONFIG`: (exit code, stdout, stderr).
-fn audit(config: &Path, args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_verdictd"))
-        .arg("audit")
-        .args(args)
-        .arg("--config")
-        .arg(config)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
 fn config_of(v: &Verdictd) -> PathBuf {
     v.dir.path().join("verdictd.toml")
 }
@@ -67,7 +50,7 @@ fn config_of(v: &Verdictd) -> PathBuf {
 /// `verify` passes, with `entries` entries and the last checkpoint at entry
 /// `checkpoint` signing entry `signed` (any, when `None`).
 fn assert_intact(config: &Path, entries: u64, checkpoint: u64, signed: Option<u64>) {
-    let (code, out, err) = audit(config, &["verify"]);
+    let (code, out, err) = audit_cli(config, &["verify"]);
     assert_eq!(code, 0, "{out}{err}");
     let head = format!("audit log intact: {entries} entries, signed up to entry ");
     let tail = format!(" by the checkpoint at entry {checkpoint} (");
@@ -82,7 +65,7 @@ fn assert_intact(config: &Path, entries: u64, checkpoint: u64, signed: Option<u6
 
 /// `verify` fails (exit 3) with exactly this one line.
 fn assert_broken(config: &Path, line: &str) {
-    let (code, out, err) = audit(config, &["verify"]);
+    let (code, out, err) = audit_cli(config, &["verify"]);
     assert_eq!((code, out.as_str()), (3, ""), "{err}");
     assert_eq!(err, format!("verdictd: audit log: {line}\n"));
 }
@@ -262,7 +245,7 @@ fn every_decision_is_chained_and_tampering_in_postgres_is_named() {
     let public = openssl_public_key(&key_file);
 
     assert_intact(&config, 9, 8, Some(7));
-    let (code, shown, err) = audit(&config, &["show"]);
+    let (code, shown, err) = audit_cli(&config, &["show"]);
     assert_eq!(code, 0, "{err}");
     let entries = check_by_spec(&shown, &public);
     let kinds: Vec<&str> = entries
@@ -331,7 +314,7 @@ fn every_decision_is_chained_and_tampering_in_postgres_is_named() {
     assert!(pg.dump("kbs").unwrap().contains(&hex::encode(&secret)));
 
     // `show --since`: an entry number, a time.
-    let (_, since, _) = audit(&config, &["show", "--since", "7"]);
+    let (_, since, _) = audit_cli(&config, &["show", "--since", "7"]);
     assert_eq!(
         since,
         shown
@@ -340,12 +323,12 @@ fn every_decision_is_chained_and_tampering_in_postgres_is_named() {
             .map(|l| format!("{l}\n"))
             .collect::<String>()
     );
-    let (_, since, _) = audit(
+    let (_, since, _) = audit_cli(
         &config,
         &["show", "--since", entries[0]["time"].as_str().unwrap()],
     );
     assert_eq!(since, shown);
-    let (_, since, _) = audit(&config, &["show", "--since", "2100-01-01T00:00:00Z"]);
+    let (_, since, _) = audit_cli(&config, &["show", "--since", "2100-01-01T00:00:00Z"]);
     assert_eq!(since, "");
 
     // Tampering in the database, each undone before the next.
@@ -513,7 +496,7 @@ fn replicas_appending_concurrently_keep_one_chain() {
     });
     // 120 appends, a checkpoint after every 3: 160 entries, the last a checkpoint.
     assert_intact(&config_of(&a), 160, 160, None);
-    let (_, shown, _) = audit(&config_of(&b), &["show"]);
+    let (_, shown, _) = audit_cli(&config_of(&b), &["show"]);
     let entries = check_by_spec(&shown, &openssl_public_key(&key_file));
     let replicas: std::collections::BTreeSet<&str> = entries
         .iter()
@@ -573,7 +556,7 @@ fn the_local_fs_log_is_a_file_whose_edits_are_named() {
     assert_eq!(entries[2]["details"]["verdict"], "released");
     assert_no_secret(&original, &secret);
     assert_intact(&config, 5, 4, Some(3));
-    let (code, shown, _) = audit(&config, &["show"]);
+    let (code, shown, _) = audit_cli(&config, &["show"]);
     assert_eq!((code, shown.as_str()), (0, original.as_str()));
 
     let lines: Vec<&str> = original.lines().collect();
@@ -609,7 +592,7 @@ fn the_local_fs_log_is_a_file_whose_edits_are_named() {
     let mut garbled = own(&lines);
     garbled[3] = "{\"seq\": 4".into();
     with(garbled);
-    let (code, _, err) = audit(&config, &["verify"]);
+    let (code, _, err) = audit_cli(&config, &["verify"]);
     assert_eq!(code, 3);
     assert!(
         err.starts_with("verdictd: audit log: entry 4 was altered: not an audit entry"),
@@ -640,7 +623,7 @@ fn the_local_fs_log_is_a_file_whose_edits_are_named() {
     // With memory storage there is nothing to read: said in one line.
     let memory = v.dir.path().join("memory.toml");
     std::fs::write(&memory, "insecure_http = true\n").unwrap();
-    let (code, _, err) = audit(&memory, &["verify"]);
+    let (code, _, err) = audit_cli(&memory, &["verify"]);
     assert_eq!(code, 1, "{err}");
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(err.contains("lives in the verdictd process"), "{err}");
@@ -686,7 +669,7 @@ fn checkpoints_of_a_replaced_signing_key_verify_with_trusted_keys() {
         &format!("entry 4 is a checkpoint that does not verify: signed by key {id}, not an audit key given"),
     );
     let old = dir.path().join("old.pub");
-    let (code, out, err) = audit(&config, &["verify", "--public-key", old.to_str().unwrap()]);
+    let (code, out, err) = audit_cli(&config, &["verify", "--public-key", old.to_str().unwrap()]);
     assert_eq!(code, 0, "{err}");
     assert!(
         out.starts_with(
@@ -701,7 +684,7 @@ fn checkpoints_of_a_replaced_signing_key_verify_with_trusted_keys() {
     assert_intact(&config, 8, 8, Some(7));
 
     std::fs::write(&old, "not a key\n").unwrap();
-    let (code, out, err) = audit(&config, &["verify"]);
+    let (code, out, err) = audit_cli(&config, &["verify"]);
     assert_ne!(code, 0);
     assert_eq!(out, "");
     assert_eq!(err.trim().lines().count(), 1, "{err}");

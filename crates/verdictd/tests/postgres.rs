@@ -639,19 +639,7 @@ fn the_database_is_reached_over_tls_verified_against_the_configured_ca() {
 
 /// `verdictd audit ARGS --config` of a replica: (exit code, stdout, stderr).
 fn audit_of(v: &Verdictd, args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_verdictd"))
-        .arg("audit")
-        .args(args)
-        .arg("--config")
-        .arg(v.dir.path().join("verdictd.toml"))
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    audit_cli(&v.dir.path().join("verdictd.toml"), args)
 }
 
 /// How many audit entries (`audit show`) are of kind `kind` (and of `verdict`, if given).

@@ -304,3 +304,20 @@ impl Manual {
         call(&mut self.client, "POST", "/kbs/v0/attest", Some(body), None)
     }
 }
+
+/// `verdictd audit ARGS --config CONFIG`: (exit code, stdout, stderr).
+pub fn audit_cli(config: &std::path::Path, args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_verdictd"))
+        .arg("audit")
+        .args(args)
+        .arg("--config")
+        .arg(config)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
