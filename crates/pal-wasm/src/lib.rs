@@ -93,7 +93,8 @@ use wasmtime::{Config, Engine, InstancePre, Linker, Store, Trap, UpdateDeadline}
 use wasmtime_wasi::{I32Exit, WasiCtxBuilder};
 
 pub use attest::{key_report_data, nonce_report_data, ATTESTATION_TYPE, GUEST_DIR};
-pub use module::{Compiled, Refusal, MAX_MODULE_BYTES};
+use module::Compiled;
+pub use module::{Refusal, MAX_MODULE_BYTES};
 
 /// The checks a module file passes before it may run (header, wasmtime's validation,
 /// `_start`, imports against WASI preview 1), with the engine and linker the PAL uses,

@@ -209,18 +209,6 @@ impl AppState {
         }))
     }
 
-    /// The session a cookie names: attested (its token) or a challenge still good.
-    /// With postgres the attested sessions are the database's, so any replica knows
-    /// every session.
-    pub async fn session(&self, cookie: &str) -> Result<sessions::State, KbsError> {
-        let Some(pg) = &self.pg else {
-            return self.sessions.get(cookie);
-        };
-        let c = self.sessions.challenge(cookie)?;
-        let row = pg.session(&c.id).await?;
-        session_state(c, row)
-    }
-
     /// What a request reads before it decides: the session `cookie` names, `policy`
     /// brought up to date (with the attestation policy, the reference values too) and
     /// the row of `resource`. With postgres that is one statement ([`pg::Pg::snapshot`]:
@@ -248,31 +236,13 @@ impl AppState {
             }
         };
         let id = challenge.as_ref().map(|c| c.id);
-        let policy_id = match policy {
-            PolicyKind::Resource => pg::RESOURCE_POLICY,
-            PolicyKind::Attestation => appraise::ACTIVE_POLICY,
-        };
         let path = resource.map(|k| k.join("/"));
         let snap = pg
-            .snapshot(id.as_ref().map(|i| &i[..]), policy_id, path.as_deref())
+            .snapshot(id.as_ref().map(|i| &i[..]), policy.id(), path.as_deref())
             .await?;
-        if let Some((text, version)) = snap.policy {
-            // Only a newer version than the one in force replaces it (concurrent loads).
-            if pg.loaded_policy(policy_id, version) {
-                match policy {
-                    PolicyKind::Resource => self.resource_policy.replace(&text)?,
-                    PolicyKind::Attestation => {
-                        self.appraiser.set_policy(appraise::ACTIVE_POLICY, &text)?
-                    }
-                }
-            }
-        }
+        self.apply_policy(pg, policy, snap.policy)?;
         if policy == PolicyKind::Attestation && !pg.reference_values_seen(snap.reference_values) {
-            if let Some((values, version)) = pg.reference_values_if_changed().await? {
-                if pg.loaded_reference_values(version) {
-                    self.appraiser.replace_reference_values(values);
-                }
-            }
+            self.apply_reference_values(pg, pg.reference_values_if_changed().await?);
         }
         let row = snap.session;
         Ok(ReadAhead {
@@ -333,13 +303,8 @@ impl AppState {
     /// (one round trip when it did not).
     pub async fn sync_resource_policy(&self) -> Result<(), KbsError> {
         let Some(pg) = &self.pg else { return Ok(()) };
-        if let Some((text, version)) = pg.policy_if_changed(pg::RESOURCE_POLICY).await? {
-            // Only a newer version than the one in force replaces it (concurrent loads).
-            if pg.loaded_policy(pg::RESOURCE_POLICY, version) {
-                self.resource_policy.replace(&text)?;
-            }
-        }
-        Ok(())
+        let changed = pg.policy_if_changed(pg::RESOURCE_POLICY).await?;
+        self.apply_policy(pg, PolicyKind::Resource, changed)
     }
 
     /// With postgres: puts the database's attestation policy and reference values in
@@ -350,17 +315,38 @@ impl AppState {
             pg.policy_if_changed(appraise::ACTIVE_POLICY),
             pg.reference_values_if_changed()
         );
-        if let Some((text, version)) = policy? {
-            if pg.loaded_policy(appraise::ACTIVE_POLICY, version) {
-                self.appraiser.set_policy(appraise::ACTIVE_POLICY, &text)?;
+        self.apply_policy(pg, PolicyKind::Attestation, policy?)?;
+        self.apply_reference_values(pg, values?);
+        Ok(())
+    }
+
+    /// Puts `changed` (a policy's text and version read from the database) in force
+    /// here; only a newer version than the one in force replaces it (concurrent loads).
+    fn apply_policy(
+        &self,
+        pg: &pg::Pg,
+        kind: PolicyKind,
+        changed: Option<(String, i64)>,
+    ) -> Result<(), KbsError> {
+        let Some((text, version)) = changed else {
+            return Ok(());
+        };
+        if pg.loaded_policy(kind.id(), version) {
+            match kind {
+                PolicyKind::Resource => self.resource_policy.replace(&text)?,
+                PolicyKind::Attestation => self.appraiser.set_policy(kind.id(), &text)?,
             }
         }
-        if let Some((values, version)) = values? {
+        Ok(())
+    }
+
+    /// As [`AppState::apply_policy`], for the reference values.
+    fn apply_reference_values(&self, pg: &pg::Pg, changed: Option<(ReferenceValueRows, i64)>) {
+        if let Some((values, version)) = changed {
             if pg.loaded_reference_values(version) {
                 self.appraiser.replace_reference_values(values);
             }
         }
-        Ok(())
     }
 }
 
@@ -372,6 +358,19 @@ pub enum PolicyKind {
     /// The attestation policy and the reference values (an attestation).
     Attestation,
 }
+
+impl PolicyKind {
+    /// The policy's id in the database.
+    fn id(self) -> &'static str {
+        match self {
+            PolicyKind::Resource => pg::RESOURCE_POLICY,
+            PolicyKind::Attestation => appraise::ACTIVE_POLICY,
+        }
+    }
+}
+
+/// Reference values as the database holds them: name → (value, expiry).
+type ReferenceValueRows = std::collections::BTreeMap<String, (serde_json::Value, Option<i64>)>;
 
 /// What [`AppState::read_ahead`] read.
 pub struct ReadAhead {

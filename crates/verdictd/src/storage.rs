@@ -17,7 +17,7 @@ pub enum Storage {
     Postgres(Arc<crate::pg::Pg>),
 }
 
-/// A resource read ahead of the decision to release it ([`Storage::prefetch`]): with
+/// A resource read ahead of the decision to release it ([`crate::AppState::read_ahead`]): with
 /// postgres, its row as stored, still sealed; with the local stores, nothing yet (they
 /// cost no round trip).
 pub enum Prefetched {
@@ -82,18 +82,7 @@ impl Storage {
         }
     }
 
-    /// Reads `key` ahead of the decision to release it (see [`Prefetched`]).
-    pub async fn prefetch(&self, key: &[&str; 3]) -> Result<Prefetched, KbsError> {
-        match self {
-            Storage::Postgres(pg) => pg
-                .sealed_resource(&key.join("/"))
-                .await
-                .map(Prefetched::Row),
-            _ => Ok(Prefetched::Later),
-        }
-    }
-
-    /// The bytes of `key`, from what [`Storage::prefetch`] read.
+    /// The bytes of `key`, from what [`crate::AppState::read_ahead`] read.
     pub async fn get_prefetched(
         &self,
         key: &[&str; 3],

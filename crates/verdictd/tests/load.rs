@@ -66,14 +66,7 @@ fn sustained_exchanges_never_see_429_and_memory_stays_flat() {
             tasks.spawn(async move {
                 let mut errors = vec![];
                 while Instant::now() < stop {
-                    let mut agent = attestation_agent::Agent::new(
-                        &url,
-                        attestation_agent::Options {
-                            tee: attestation_agent::TeeChoice::Sample,
-                            ca_pem: None,
-                        },
-                    )
-                    .unwrap();
+                    let mut agent = sample_agent(&url, None);
                     match agent.get_resource("kbs:///default/key/load").await {
                         Ok(s) if s.as_slice() == b"load" => {
                             done.fetch_add(1, Ordering::Relaxed);

@@ -683,14 +683,7 @@ fn a_replica_killed_under_load_loses_only_its_in_flight_exchanges() {
                     let mut log = vec![];
                     while Instant::now() < stop {
                         let start = Instant::now();
-                        let mut agent = attestation_agent::Agent::new(
-                            &url,
-                            attestation_agent::Options {
-                                tee: attestation_agent::TeeChoice::Sample,
-                                ca_pem: None,
-                            },
-                        )
-                        .unwrap();
+                        let mut agent = sample_agent(&url, None);
                         let got = agent
                             .get_resource("kbs:///default/key/rr")
                             .await

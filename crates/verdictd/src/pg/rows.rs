@@ -85,9 +85,8 @@ impl Pg {
     }
 
     /// A resource's row as stored (sealed when a KEK is configured), for
-    /// [`Pg::open_resource`]: read ahead of the decision to release it, so a GET costs
-    /// one round trip less; opened only once released.
-    pub async fn sealed_resource(&self, path: &str) -> Result<Option<SealedResource>, KbsError> {
+    /// [`Pg::open_resource`]. (A GET reads it within [`Pg::snapshot`].)
+    async fn sealed_resource(&self, path: &str) -> Result<Option<SealedResource>, KbsError> {
         let rows = self
             .query(
                 "reading a resource",
@@ -237,21 +236,6 @@ impl Pg {
     /// Whether the reference values at `version` are the ones in force here.
     pub fn reference_values_seen(&self, version: i64) -> bool {
         self.seen.reference_values.load(Ordering::Acquire) == version
-    }
-
-    /// An attested session by id.
-    pub async fn session(&self, id: &[u8]) -> Result<Option<SessionRow>, KbsError> {
-        let rows = self
-            .query(
-                "reading a session",
-                "SELECT token, expires FROM verdictd_sessions WHERE id = $1",
-                &[&id],
-            )
-            .await?;
-        Ok(rows.first().map(|r| SessionRow {
-            token: r.get(0),
-            expires: r.get::<_, i64>(1) as u64,
-        }))
     }
 
     /// Deletes sessions whose session and challenge both expired, then the oldest

@@ -98,14 +98,7 @@ impl Verdictd {
     }
 
     pub fn agent(&self) -> Agent {
-        Agent::new(
-            &self.url,
-            Options {
-                tee: TeeChoice::Sample,
-                ca_pem: self.ca(),
-            },
-        )
-        .unwrap()
+        sample_agent(&self.url, self.ca())
     }
 
     /// SIGTERM: exits 0.
@@ -320,4 +313,17 @@ pub fn audit_cli(config: &std::path::Path, args: &[&str]) -> (i32, String, Strin
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
+}
+
+/// An attestation agent with the sample TEE for the broker at `url` (trusting `ca_pem`
+/// for https).
+pub fn sample_agent(url: &str, ca_pem: Option<Vec<u8>>) -> Agent {
+    Agent::new(
+        url,
+        Options {
+            tee: TeeChoice::Sample,
+            ca_pem,
+        },
+    )
+    .unwrap()
 }
