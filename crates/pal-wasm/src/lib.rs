@@ -71,9 +71,11 @@
 mod artifact;
 mod attest;
 mod cache;
+mod deadline;
 mod guest;
 mod kbs;
 mod module;
+mod process;
 mod rtmr;
 
 use std::collections::HashMap;
@@ -86,15 +88,17 @@ use std::time::{Duration, Instant};
 
 use guest::{container_memory_limit, guest_env, preopen, Host};
 use nix::errno::Errno;
-use pal::ffi::{PalAttrV3, PalCreateProcessArgs, PalExecArgs};
+use pal::ffi::{PalAttrV3, PalCreateProcessArgs};
 use sha2::Digest as _;
 use sim_tee::{Digest, EnclaveSpec, Manifest, PlatformKey, Report};
-use wasmtime::{Config, Engine, InstancePre, Linker, Store, Trap, UpdateDeadline};
-use wasmtime_wasi::{I32Exit, WasiCtxBuilder};
+use wasmtime::{Config, Engine, InstancePre, Linker, Store, UpdateDeadline};
+use wasmtime_wasi::WasiCtxBuilder;
 
 pub use attest::{key_report_data, nonce_report_data, ATTESTATION_TYPE, GUEST_DIR};
+use deadline::Deadline;
 use module::Compiled;
 pub use module::{Refusal, MAX_MODULE_BYTES};
+pub use process::{pal_exec, pal_kill};
 
 /// The checks a module file passes before it may run (header, wasmtime's validation,
 /// `_start`, imports against WASI preview 1), with the engine and linker the PAL uses,
@@ -150,57 +154,6 @@ struct PulledModule {
     pre: InstancePre<Host>,
     sha256: [u8; 32],
     sha384: Digest,
-}
-
-/// The runtime arg `deadline=SECONDS`, as given and as a duration.
-#[derive(Debug, Clone, PartialEq)]
-struct Deadline {
-    text: String,
-    limit: Duration,
-}
-
-impl Deadline {
-    /// The `deadline=` word of the runtime args, if any (the last one counts).
-    fn from_args(args: &str) -> Result<Option<Deadline>, Refusal> {
-        let Some(text) = args
-            .split(|c: char| c.is_whitespace() || c == ',')
-            .rev()
-            .find_map(|w| w.strip_prefix("deadline="))
-        else {
-            return Ok(None);
-        };
-        let bad = || {
-            Refusal::new(
-                Errno::EINVAL,
-                format!(
-                    "runtime arg deadline={text}: not a positive number of seconds (at most 1e9)"
-                ),
-            )
-        };
-        // Digits and at most one point: no signs, exponents, inf or NaN.
-        if text.is_empty()
-            || !text.chars().all(|c| c.is_ascii_digit() || c == '.')
-            || text.matches('.').count() > 1
-        {
-            return Err(bad());
-        }
-        let secs: f64 = text.parse().map_err(|_| bad())?;
-        if !(secs > 0.0 && secs <= 1e9) {
-            return Err(bad());
-        }
-        Ok(Some(Deadline {
-            text: text.to_string(),
-            limit: Duration::from_secs_f64(secs),
-        }))
-    }
-
-    /// What the process's stderr says when it is stopped.
-    fn message(&self) -> String {
-        format!(
-            "deadline exceeded: still running after {} s (runtime arg deadline={})",
-            self.text, self.text
-        )
-    }
 }
 
 pub(crate) struct Enclave {
@@ -726,232 +679,6 @@ fn create(argv: Vec<String>, env: Vec<String>, stdio: [c_int; 3]) -> Result<i32,
     Ok(pid)
 }
 
-/// # Safety
-/// `args` must point to a valid `pal_exec_args` whose `exit_value` is writable.
-#[no_mangle]
-pub unsafe extern "C" fn pal_exec(args: *mut PalExecArgs) -> c_int {
-    if args.is_null() {
-        return errno(Errno::EINVAL);
-    }
-    // SAFETY: checked non-NULL; the caller owns the struct for the call.
-    let (pid, exit_out) = unsafe { ((*args).pid, (*args).exit_value) };
-    if exit_out.is_null() {
-        return errno(Errno::EINVAL);
-    }
-    guarded(|| match exec(pid) {
-        Ok(code) => {
-            // SAFETY: checked non-NULL above.
-            unsafe { *exit_out = code };
-            0
-        }
-        Err(e) => errno(e),
-    })
-}
-
-fn exec(pid: i32) -> Result<i32, Errno> {
-    let (process, rt) = {
-        let mut guard = lock();
-        let enclave = guard.as_mut().ok_or(Errno::EINVAL)?;
-        let p = enclave.created.remove(&pid).ok_or(Errno::ESRCH)?;
-        enclave.running.insert(pid, p.shared.clone());
-        (p, enclave.rt.clone())
-    };
-    let shared = process.shared.clone();
-    let stderr = process.stderr.as_ref().and_then(|f| f.try_clone().ok());
-    let name = process.name.clone();
-    let spawned = std::thread::Builder::new()
-        .name(format!("wasm-{pid}"))
-        .spawn(move || run(process));
-    if let Err(e) = spawned {
-        // Each process is a thread of the runelet: the container's pids limit bounds
-        // how many run at once.
-        tell(
-            stderr.as_ref(),
-            &format!("error: {name}: cannot start: {e} (each wasm process is a task under the container's pids limit)"),
-        );
-        forget(pid);
-        return Err(Errno::EAGAIN);
-    }
-    let code = wait(&shared, &rt, stderr.as_ref(), &name);
-    forget(pid);
-    Ok(code)
-}
-
-fn forget(pid: i32) {
-    if let Some(e) = lock().as_mut() {
-        e.running.remove(&pid);
-    }
-}
-
-/// Waits for the process's exit value; for a killed process, at most [`KILL_GRACE`]
-/// after the kill. Past its deadline (the runtime arg), the process is stopped as by a
-/// kill, and reported as a trap with the deadline's message.
-fn wait(shared: &Shared, rt: &Runtime, stderr: Option<&File>, name: &str) -> i32 {
-    let started = Instant::now();
-    let mut s = shared.state.lock().unwrap_or_else(|p| p.into_inner());
-    loop {
-        if let Some(code) = s.exit {
-            return code;
-        }
-        let timeout = match (s.killed_at, &rt.deadline) {
-            (Some(at), _) => match KILL_GRACE.checked_sub(at.elapsed()) {
-                Some(left) => left,
-                None => match shared.killed.load(Ordering::SeqCst) {
-                    0 => {
-                        // Past its deadline and still in a host call.
-                        if let Some(msg) = s.over_limit.take() {
-                            tell(stderr, &format!("{name}: {msg}"));
-                        }
-                        return TRAP_EXIT;
-                    }
-                    sig => return 128 + sig,
-                },
-            },
-            (None, Some(d)) => match d.limit.checked_sub(started.elapsed()) {
-                Some(left) => left,
-                None => {
-                    shared.expired.store(true, Ordering::SeqCst);
-                    s.over_limit.get_or_insert_with(|| d.message());
-                    s.killed_at = Some(Instant::now());
-                    rt.engine.increment_epoch();
-                    continue;
-                }
-            },
-            (None, None) => Duration::from_secs(3600),
-        };
-        s = shared
-            .changed
-            .wait_timeout(s, timeout)
-            .unwrap_or_else(|p| p.into_inner())
-            .0;
-    }
-}
-
-/// The guest's thread: instantiates, runs `_start`, records the exit value.
-fn run(p: Created) {
-    let Created {
-        mut store,
-        pre,
-        shared,
-        stderr,
-        name,
-    } = p;
-    // A panic on this thread (a runtime thread that could not be made, under a small
-    // pids limit) must still report an exit, or pal_exec would wait for ever.
-    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        pre.instantiate(&mut store).and_then(|instance| {
-            let start = instance.get_typed_func::<(), ()>(&mut store, "_start")?;
-            start.call(&mut store, ())
-        })
-    }))
-    .unwrap_or_else(|panic| {
-        let why = panic
-            .downcast_ref::<String>()
-            .map(String::as_str)
-            .or_else(|| panic.downcast_ref::<&str>().copied())
-            .unwrap_or("a panic");
-        Err(wasmtime::Error::msg(format!("the runtime failed: {why}")))
-    });
-    let killed = shared.killed.load(Ordering::SeqCst);
-    let over_limit = shared
-        .state
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .over_limit
-        .take();
-    let code = match result {
-        Ok(()) => 0,
-        Err(e) => {
-            if let Some(exit) = e.downcast_ref::<I32Exit>() {
-                exit.0
-            } else if let Some(msg) = over_limit {
-                tell(stderr.as_ref(), &format!("{name}: {msg}"));
-                TRAP_EXIT
-            } else if killed != 0 && e.downcast_ref::<Trap>() == Some(&Trap::Interrupt) {
-                128 + killed
-            } else if let Some(trap) = e.downcast_ref::<Trap>() {
-                tell(stderr.as_ref(), &format!("{name}: wasm trap: {trap}"));
-                TRAP_EXIT
-            } else {
-                tell(
-                    stderr.as_ref(),
-                    &format!("{name}: {}", module::one_line(&e)),
-                );
-                BAD_EXIT
-            }
-        }
-    };
-    // Stores hold the guest's descriptors (its stdio duplicates): closed before the
-    // exit is reported, so a reader of the container's output sees its end.
-    drop(store);
-    drop(stderr);
-    let mut s = shared.state.lock().unwrap_or_else(|p| p.into_inner());
-    s.exit = Some(code);
-    shared.changed.notify_all();
-}
-
-/// Whether `sig`'s default action is to ignore or stop the process (signal(7)): such
-/// signals do not end a guest.
-fn harmless(sig: c_int) -> bool {
-    [
-        libc::SIGCHLD,
-        libc::SIGCONT,
-        libc::SIGURG,
-        libc::SIGWINCH,
-        libc::SIGSTOP,
-        libc::SIGTSTP,
-        libc::SIGTTIN,
-        libc::SIGTTOU,
-    ]
-    .contains(&sig)
-}
-
-/// Signals a process of the enclave by PAL pid (-1: every process, 0: every running
-/// one). Any other signal ends the process with exit value `128 + sig`.
-#[no_mangle]
-pub extern "C" fn pal_kill(pid: c_int, sig: c_int) -> c_int {
-    guarded(|| {
-        if !(1..=libc::SIGRTMAX()).contains(&sig) {
-            return errno(Errno::EINVAL);
-        }
-        let guard = lock();
-        let Some(enclave) = guard.as_ref() else {
-            return errno(Errno::ESRCH);
-        };
-        let targets: Vec<Arc<Shared>> = enclave
-            .running
-            .iter()
-            .chain(enclave.created.iter().map(|(p, c)| (p, &c.shared)))
-            .filter(|(p, _)| pid <= 0 || **p == pid)
-            .map(|(_, s)| s.clone())
-            .collect();
-        if targets.is_empty() && pid > 0 {
-            return errno(Errno::ESRCH);
-        }
-        if harmless(sig) {
-            return 0;
-        }
-        for t in &targets {
-            // The first cause is the one reported: a process past its deadline is
-            // ending already, as a trap.
-            if t.expired.load(Ordering::SeqCst) {
-                continue;
-            }
-            // The first fatal signal is the one reported.
-            if t.killed
-                .compare_exchange(0, sig, Ordering::SeqCst, Ordering::SeqCst)
-                .is_ok()
-            {
-                let mut s = t.state.lock().unwrap_or_else(|p| p.into_inner());
-                s.killed_at = Some(Instant::now());
-                t.changed.notify_all();
-            }
-        }
-        enclave.rt.engine.increment_epoch();
-        0
-    })
-}
-
 /// This enclave's [`sim_tee::Report`] bound to `report_data`, signed by the platform
 /// key: the evidence `liberpal-sim` gives, with the module's measurement.
 fn signed_report(report_data: [u8; 64]) -> Result<Vec<u8>, String> {
@@ -1017,42 +744,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn deadline_takes_positive_seconds_and_refuses_anything_else_in_one_line() {
-        assert_eq!(Deadline::from_args("debug").unwrap(), None);
-        let d = Deadline::from_args("debug,deadline=1.5").unwrap().unwrap();
-        assert_eq!(d.limit, Duration::from_millis(1500));
-        // The last one counts, as for the other runtime args read by words.
-        let d = Deadline::from_args("deadline=9 deadline=2")
-            .unwrap()
-            .unwrap();
-        assert_eq!(d.limit, Duration::from_secs(2));
-        for bad in [
-            "",
-            "0",
-            "0.0",
-            "-1",
-            "+1",
-            "1e3",
-            "inf",
-            "NaN",
-            "1.2.3",
-            ".",
-            "2s",
-            "1e10",
-            "10000000000",
-        ] {
-            let r = Deadline::from_args(&format!("debug deadline={bad}")).unwrap_err();
-            assert_eq!(r.errno, Errno::EINVAL, "{bad}");
-            assert_eq!(
-                r.message,
-                format!(
-                    "runtime arg deadline={bad}: not a positive number of seconds (at most 1e9)"
-                )
-            );
-        }
-    }
-
-    #[test]
     fn checker_accepts_a_command_and_refuses_bad_modules_in_one_line() {
         let checker = Checker::new().unwrap();
         // (module (func (export "_start"))), as wat2wasm writes it.
@@ -1075,11 +766,5 @@ mod tests {
             assert!(r.message.contains(needle), "{}", r.message);
             assert!(!r.message.contains('\n'), "{}", r.message);
         }
-    }
-
-    #[test]
-    fn only_ignore_and_stop_signals_are_harmless() {
-        assert!(harmless(libc::SIGCHLD) && harmless(libc::SIGWINCH) && harmless(libc::SIGCONT));
-        assert!(!harmless(libc::SIGTERM) && !harmless(libc::SIGKILL) && !harmless(libc::SIGINT));
     }
 }

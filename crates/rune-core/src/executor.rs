@@ -341,8 +341,9 @@ impl EnclaveWorkload {
         let Some(listener) = &self.agent else { return };
         for conn in listener.incoming().flatten() {
             let me = self.clone();
-            // A request that finds no thread (the pids limit) is dropped: its caller
-            // sees the connection close and says so.
+            // A duplicate descriptor, not a task: the answer to a request that finds no
+            // thread (the container's pids limit).
+            let spare = conn.try_clone();
             let spawned = std::thread::Builder::new().spawn(move || {
                 if let Err(e) = me.handle(conn) {
                     tracing::warn!("agent: {e}");
@@ -350,8 +351,61 @@ impl EnclaveWorkload {
             });
             if let Err(e) = spawned {
                 tracing::warn!("agent: {e}");
+                if let Ok(conn) = spare {
+                    self.refuse(
+                        conn,
+                        &format!(
+                            "no task for the request: the container's pids limit is reached ({e})"
+                        ),
+                    );
+                }
             }
         }
+    }
+
+    /// Serves one agent request on the listening thread when no thread could be made
+    /// for it: reads the request (for at most a second: a silent client cannot hold the
+    /// agent); an exec is refused with `why` (its descriptors closed), an attestation
+    /// or a kill, which need no task of their own, are done.
+    fn refuse(&self, mut conn: std::os::unix::net::UnixStream, why: &str) {
+        use crate::agent::*;
+        let _ = conn.set_read_timeout(Some(std::time::Duration::from_secs(1)));
+        let Ok(req) = read_frame::<AgentServiceRequest>(&mut conn) else {
+            return;
+        };
+        let response = match req.request {
+            Some(Request::Exec(e)) => {
+                // Received to be closed: the caller's stdio is not held past the answer.
+                drop(recv_fds(&conn, if e.terminal { 2 } else { 4 }));
+                Response::Exec(ExecuteResponse {
+                    exit_code: -1,
+                    error: why.to_string(),
+                })
+            }
+            // These need no task of their own: done here.
+            Some(Request::Attest(a)) => {
+                let (exit_code, error, local_report) = match self.attest(&a) {
+                    Ok(report) => (0, String::new(), report),
+                    Err(e) => (1, e, vec![]),
+                };
+                Response::Attest(AttestResponse {
+                    exit_code,
+                    error,
+                    local_report,
+                })
+            }
+            Some(Request::Kill(k)) => {
+                let _ = self.pal.kill(-1, k.sig);
+                return;
+            }
+            None => return,
+        };
+        let _ = write_frame(
+            &mut conn,
+            &AgentServiceResponse {
+                response: Some(response),
+            },
+        );
     }
 
     fn handle(

@@ -721,6 +721,27 @@ pub(crate) fn reap_failed_children() {
     }
 }
 
+/// True when `pid` is gone, a zombie, or on its way out (`PF_EXITING`, 0x4, in the
+/// flags field of /proc/PID/stat: its namespaces are already released, so joining them
+/// fails with ENOENT before it becomes a zombie).
+fn process_ending(pid: Pid) -> bool {
+    const PF_EXITING: u64 = 0x4;
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return true;
+    };
+    let Some((_, rest)) = stat.rsplit_once(") ") else {
+        return true;
+    };
+    // After the command: state ppid pgrp session tty_nr tpgid flags …
+    let mut fields = rest.split_ascii_whitespace();
+    let state = fields.next().unwrap_or("X");
+    let flags = fields
+        .nth(5)
+        .and_then(|f| f.parse::<u64>().ok())
+        .unwrap_or(0);
+    matches!(state, "Z" | "X" | "x") || flags & PF_EXITING != 0
+}
+
 /// True while `pid` exists and is not a zombie.
 fn process_alive(pid: Pid) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
@@ -793,5 +814,28 @@ struct RemoveOnDrop(PathBuf);
 impl Drop for RemoveOnDrop {
     fn drop(&mut self) {
         let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Read from the kernel's /proc: a running process is not ending, its zombie and a
+    /// pid that no longer exists are.
+    #[test]
+    fn process_ending_reads_the_kernel_state() {
+        assert!(!process_ending(nix::unistd::getpid()));
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = Pid::from_raw(child.id() as i32);
+        // Not reaped: a zombie once it has exited.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !process_ending(pid) && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        assert!(process_ending(pid), "the exited child reads as ending");
+        assert!(!process_alive(pid));
+        child.wait().unwrap();
+        assert!(process_ending(pid), "a reaped pid reads as gone");
     }
 }

@@ -851,3 +851,173 @@ const GROW_BOTH: &str = r#"(module
   (func (export "_start")
     (if (i32.eq (memory.grow (i32.const 639)) (i32.const -1)) (then unreachable))
     (if (i32.eq (table.grow 0 (ref.null func) (i32.const 4194304)) (i32.const -1)) (then unreachable))))"#;
+
+/// Each wasm process is a task of the container (a thread of its init), so the
+/// container's pids limit (`linux.resources.pids.limit`, `rune update --pids-limit`)
+/// bounds how many run: with no task left, `rune exec` fails in one line naming the
+/// limit and the enclave's running module goes on; `rune attest` still answers; once
+/// the limit is raised, exec runs again.
+#[test]
+fn wasm_processes_are_bounded_by_the_containers_pids_limit() {
+    if !ready("wasm_processes_are_bounded_by_the_containers_pids_limit") {
+        return;
+    }
+    let rune = Rune::new();
+    let b = wasm_bundle(SLEEP, &[], "debug");
+    let tmp = tempfile::tempdir().unwrap();
+    let hello = tmp.path().join("hello.wasm");
+    wat2wasm(HELLO, &hello);
+    put_module_at(&b, "hello.wasm", &std::fs::read(&hello).unwrap());
+    let id = unique_id("wasm-pids");
+    let platform = tmp.path().join("platform");
+    let out = rune.sim(
+        &platform,
+        &["run", "-d", "--bundle", b.path().to_str().unwrap(), &id],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let cg = leftovers(rune.root.path(), &id)
+        .into_iter()
+        .filter_map(|l| l.strip_prefix("cgroup ").map(String::from))
+        .find(|p| Path::new(p).join("pids.max").exists())
+        .expect("the container has a pids cgroup");
+    let read = |f: &str| -> String {
+        std::fs::read_to_string(Path::new(&cg).join(f))
+            .unwrap()
+            .trim()
+            .to_string()
+    };
+    // A first exec makes the runtime's lazily started threads; then the count settles.
+    assert_eq!(
+        String::from_utf8_lossy(&rune.cmd(&["exec", &id, "/hello.wasm"]).stdout),
+        "hello wasm\n"
+    );
+    std::thread::sleep(Duration::from_millis(200));
+    let current: u64 = read("pids.current").parse().unwrap();
+
+    // No task left (the agent's thread for the request) and one left (the agent's
+    // thread fits, the module's does not): refused, in one line naming the limit.
+    for limit in [current, current + 1] {
+        rune.ok(&["update", "--pids-limit", &limit.to_string(), &id]);
+        assert_eq!(read("pids.max"), limit.to_string());
+        let out = rune.cmd(&["exec", &id, "/hello.wasm"]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_ne!(out.status.code(), Some(0), "limit {limit}: {stderr}");
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "", "limit {limit}");
+        let lines: Vec<&str> = stderr.lines().filter(|l| !l.is_empty()).collect();
+        assert!(
+            lines.iter().any(|l| l.contains("pids limit")),
+            "limit {limit}: {stderr}"
+        );
+        assert_eq!(
+            error_lines(&stderr).len(),
+            1,
+            "limit {limit}: one error line: {stderr}"
+        );
+        assert_eq!(rune.status(&id), "running", "limit {limit}");
+    }
+    // An attestation needs no task of its own.
+    let report_file = tmp.path().join("report.bin");
+    rune.ok(&[
+        "attest",
+        "--report-data",
+        &"11".repeat(64),
+        "--report-file",
+        report_file.to_str().unwrap(),
+        &id,
+    ]);
+    let report = sim_tee::Report::parse(&std::fs::read(&report_file).unwrap()).unwrap();
+    assert_eq!(report.report_data, [0x11; 64]);
+
+    rune.ok(&["update", "--pids-limit", &(current + 16).to_string(), &id]);
+    let out = rune.cmd(&["exec", &id, "/hello.wasm"]);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "hello wasm\n",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    rune.ok(&["delete", "--force", &id]);
+    assert_eq!(leftovers(rune.root.path(), &id), Vec::<String>::new());
+}
+
+/// With arguments, writes "hello wasm\n" and returns; without, sleeps 60 s in
+/// `poll_oneoff` (the container's own process, alive to be exec'd into).
+const HELLO_OR_SLEEP: &str = r#"(module
+  (import "wasi_snapshot_preview1" "args_sizes_get" (func $asg (param i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "fd_write" (func $w (param i32 i32 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "poll_oneoff" (func $poll (param i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 400) "hello wasm\n")
+  (func (export "_start")
+    (drop (call $asg (i32.const 300) (i32.const 304)))
+    (if (i32.gt_u (i32.load (i32.const 300)) (i32.const 1))
+      (then
+        (i32.store (i32.const 0) (i32.const 400)) (i32.store (i32.const 4) (i32.const 11))
+        (drop (call $w (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8))))
+      (else
+        (i32.store8 (i32.const 8) (i32.const 0))
+        (i32.store (i32.const 16) (i32.const 1))
+        (i64.store (i32.const 24) (i64.const 60000000000))
+        (drop (call $poll (i32.const 0) (i32.const 100) (i32.const 1) (i32.const 200)))))))"#;
+
+/// A signed enclave runs only the module it was signed for: `rune exec` of that module
+/// is a second process in it, an exec of any other module in the image is refused in
+/// one line (its measurement is not the enclave's), and the enclave goes on.
+#[test]
+fn signed_wasm_enclave_execs_only_its_own_module() {
+    if !ready("signed_wasm_enclave_execs_only_its_own_module") {
+        return;
+    }
+    let rune = Rune::new();
+    let work = tempfile::tempdir().unwrap();
+    let b = wasm_bundle(HELLO_OR_SLEEP, &[], "");
+    let hello = work.path().join("hello.wasm");
+    wat2wasm(HELLO, &hello);
+    put_module_at(&b, "other.wasm", &std::fs::read(&hello).unwrap());
+    let mr = sim_sign_rootfs(work.path(), &b.path().join("rootfs"), "/app.wasm");
+    let platform = work.path().join("platform");
+    let id = unique_id("wasm-signed-exec");
+    let out = rune.sim(
+        &platform,
+        &["run", "-d", "--bundle", b.path().to_str().unwrap(), &id],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains(&format!("mr_enclave={mr} ")), "{stderr}");
+
+    let out = rune.cmd(&["exec", &id, "/app.wasm", "again"]);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "hello wasm\n",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.status.code(), Some(0));
+
+    let out = rune.cmd(&["exec", &id, "/other.wasm"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_ne!(out.status.code(), Some(0), "{stderr}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "");
+    // The PAL's reason on the exec's stderr (the process's own, where the PAL speaks
+    // of it), then rune's one error line.
+    assert!(
+        stderr.starts_with(
+            "liberpal-wasm: /other.wasm: not the module this enclave was signed for (/app.wasm)\n"
+        ),
+        "{stderr}"
+    );
+    assert_eq!(stderr.lines().count(), 2, "{stderr}");
+    let said = error_messages(&stderr);
+    assert_eq!(said.len(), 1, "{stderr}");
+    assert!(said[0].contains("\"/other.wasm\""), "{stderr}");
+    assert!(said[0].contains("EPERM"), "{stderr}");
+    assert_eq!(rune.status(&id), "running");
+
+    rune.ok(&["delete", "--force", &id]);
+    assert_eq!(leftovers(rune.root.path(), &id), Vec::<String>::new());
+}

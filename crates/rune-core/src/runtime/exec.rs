@@ -393,10 +393,11 @@ impl Runtime {
                 super::reap_failed_children();
                 // The init may end while the process is being made (a paused container
                 // whose program exits on thaw): the kernel then refuses the clone into
-                // its dead pid namespace with ENOMEM. Say what happened, as runc does
-                // for a stopped container.
+                // its dead pid namespace with ENOMEM, or, while the init is still
+                // exiting, joining its namespaces fails with ENOENT. Say what happened,
+                // as runc does for a stopped container.
                 match c.pid() {
-                    Some(init) if !super::process_alive(init) => RuneError::State {
+                    Some(init) if super::process_ending(init) => RuneError::State {
                         id: id.to_string(),
                         status: "stopped".into(),
                         what: "cannot exec in a stopped container",
