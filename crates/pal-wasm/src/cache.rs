@@ -14,11 +14,14 @@
 //!   [`Engine::precompile_compatibility_hash`] (compiler, flags, tunables, features,
 //!   wasmtime version), fed through SHA-384 rather than `DefaultHasher`, whose output
 //!   may change between Rust releases.
-//! - An entry is the SHA-384 of the artifact (48 bytes) followed by the artifact, written
-//!   0600 through a temporary file, fsync and rename. It is read whole into memory, its
-//!   digest checked, and only then deserialized (never mapped from the file: the file
-//!   could change after the check). A corrupted or torn entry is removed and the module
-//!   compiled again; a precompiled module shipped in an image is never loaded at all.
+//! - An entry is a SHA-384 over a domain tag, the entry's own name and the artifact (48
+//!   bytes), followed by the artifact, written 0600 through a temporary file, fsync and
+//!   rename. It is read whole into memory, its digest checked, and only then
+//!   deserialized (never mapped from the file: the file could change after the check).
+//!   The name in the digest makes an entry valid only where it was stored: another
+//!   module's or another engine's entry copied over it (a foreign entry) fails the check
+//!   like a corrupted or torn one, is removed, and the module is compiled again. A
+//!   precompiled module shipped in an image is never loaded at all.
 //!
 //! When the directory cannot be used (a rootless container, say) modules are simply
 //! compiled.
@@ -41,6 +44,9 @@ pub const CACHE_DIR: &str = "wasm-cache";
 
 /// The domain tag of entry names; a new layout changes it.
 const KEY_DOMAIN: &[u8] = b"liberpal-wasm compiled-code cache v1\0";
+
+/// The domain tag of an entry's digest (v2: the entry's name is covered).
+const ENTRY_DOMAIN: &[u8] = b"liberpal-wasm compiled-code cache entry v2\0";
 
 /// At most this many entries are kept; past it the cache starts over.
 const MAX_ENTRIES: usize = 64;
@@ -124,6 +130,17 @@ fn module_in(dir: &OwnedFd, engine: &Engine, wasm: &[u8]) -> wasmtime::Result<Mo
     Ok(module)
 }
 
+/// The digest stored before `artifact` in the entry `name`: bound to the name, so an
+/// entry is intact only under the name it was written to.
+fn seal(name: &str, artifact: &[u8]) -> [u8; DIGEST_LEN] {
+    let mut h = Sha384::new();
+    h.update(ENTRY_DOMAIN);
+    h.update((name.len() as u64).to_le_bytes());
+    h.update(name.as_bytes());
+    h.update(artifact);
+    h.finalize().into()
+}
+
 fn load(dir: &OwnedFd, name: &str, engine: &Engine) -> Option<Module> {
     let fd = openat(
         Some(dir.as_raw_fd()),
@@ -139,13 +156,14 @@ fn load(dir: &OwnedFd, name: &str, engine: &Engine) -> Option<Module> {
     let intact = read.is_ok()
         && bytes.len() as u64 <= MAX_ENTRY_BYTES
         && bytes.len() > DIGEST_LEN
-        && Sha384::digest(&bytes[DIGEST_LEN..]).as_slice() == &bytes[..DIGEST_LEN];
+        && seal(name, &bytes[DIGEST_LEN..]) == bytes[..DIGEST_LEN];
     if !intact {
         remove(dir, name);
         return None;
     }
     // SAFETY: the artifact is byte for byte what `Module::serialize` wrote into this
-    // root-only directory (its SHA-384, stored with it, matches), and it is deserialized
+    // root-only directory under this name (its SHA-384 over the name, stored with it,
+    // matches), and it is deserialized
     // from memory, so it cannot change after the check. The name covers the engine's
     // compatibility hash; wasmtime still refuses a mismatched one, handled below.
     match unsafe { Module::deserialize(engine, &bytes[DIGEST_LEN..]) } {
@@ -184,7 +202,7 @@ fn store(dir: &OwnedFd, name: &str, artifact: &[u8]) {
     };
     // SAFETY: a fresh descriptor from openat(2) that nothing else owns.
     let mut f = File::from(unsafe { OwnedFd::from_raw_fd(fd) });
-    let ok = f.write_all(&Sha384::digest(artifact)).is_ok()
+    let ok = f.write_all(&seal(name, artifact)).is_ok()
         && f.write_all(artifact).is_ok()
         && f.sync_all().is_ok()
         && renameat(
@@ -261,5 +279,19 @@ mod tests {
         // Another configuration is another entry.
         let other = Engine::default();
         assert_ne!(key(&other, MODULE), name);
+
+        // A foreign entry: another module's, intact, copied over this one's. Refused
+        // and removed; this module is compiled again (its own entry comes back).
+        // `(module (func (export "_start")) (func))`
+        const OTHER: &[u8] = b"\0asm\x01\0\0\0\x01\x04\x01\x60\0\0\x03\x03\x02\0\0\x07\x0a\x01\x06_start\0\0\x0a\x07\x02\x02\0\x0b\x02\0\x0b";
+        module_in(&dir, &engine, OTHER).unwrap();
+        let other_name = key(&engine, OTHER);
+        let foreign = std::fs::read(tmp.path().join(&other_name)).unwrap();
+        assert!(load(&dir, &other_name, &engine).is_some());
+        std::fs::write(&path, &foreign).unwrap();
+        assert!(load(&dir, &name, &engine).is_none());
+        assert!(!path.exists());
+        module_in(&dir, &engine, MODULE).unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), stored);
     }
 }

@@ -116,13 +116,15 @@ pub(crate) fn guest_env(env: &[String]) -> Vec<(String, String)> {
 /// own path, read-write (the kernel still enforces a read-only root
 /// and mount flags), except [`NOT_PREOPENED`]. Returns their guest paths.
 pub(crate) fn preopen(wasi: &mut WasiCtxBuilder) -> Vec<String> {
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").ok();
+    let hazards = mountinfo.as_deref().map(hazardous_mounts);
     let mut names: Vec<String> = std::fs::read_dir("/")
         .into_iter()
         .flatten()
         .flatten()
         .filter_map(|e| e.file_name().into_string().ok())
         .filter(|n| !NOT_PREOPENED.contains(&n.as_str()))
-        .filter(|n| safe_to_preopen(&format!("/{n}")))
+        .filter(|n| safe_to_preopen(&format!("/{n}"), hazards.as_deref()))
         .collect();
     names.sort();
     names
@@ -132,15 +134,69 @@ pub(crate) fn preopen(wasi: &mut WasiCtxBuilder) -> Vec<String> {
         .collect()
 }
 
+/// File system types never reachable from a preopen: procfs (`/proc/self/mem`), sysfs
+/// and devtmpfs (the host's devices).
+const HAZARDOUS_FS: &[&str] = &["proc", "sysfs", "devtmpfs"];
+
+/// The mount points of [`HAZARDOUS_FS`] mounts in `mountinfo` (proc(5)
+/// `/proc/self/mountinfo`: field 5 the mount point, octal-escaped; the type first after
+/// the ` - ` separator).
+pub(crate) fn hazardous_mounts(mountinfo: &str) -> Vec<std::path::PathBuf> {
+    mountinfo
+        .lines()
+        .filter_map(|line| {
+            let (mount, rest) = line.split_once(" - ")?;
+            let fstype = rest.split(' ').next()?;
+            let point = mount.split(' ').nth(4)?;
+            HAZARDOUS_FS
+                .contains(&fstype)
+                .then(|| std::path::PathBuf::from(unescape_octal(point)))
+        })
+        .collect()
+}
+
+/// Undoes mountinfo's escapes (`\040` for a space, `\011`, `\012`, `\134`).
+fn unescape_octal(s: &str) -> std::ffi::OsString {
+    use std::os::unix::ffi::OsStringExt;
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let digits = b
+            .get(i + 1..i + 4)
+            .filter(|d| d.iter().all(|c| (b'0'..=b'7').contains(c)));
+        match (b[i], digits) {
+            (b'\\', Some(d)) => {
+                out.push(((d[0] - b'0') << 6) | ((d[1] - b'0') << 3) | (d[2] - b'0'));
+                i += 4;
+            }
+            (c, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    std::ffi::OsString::from_vec(out)
+}
+
 /// Whether `path` (a top-level entry of the container's root) may be preopened: a
 /// directory whose real path (symlinks followed, in the container's root: an image may
-/// hold `p -> /proc`) is not under [`NOT_PREOPENED`], and whose file system is not
-/// procfs or sysfs (a mount of either elsewhere): a preopened `/proc/self/mem` is a way
-/// out of the sandbox, and to the platform key in this process's memory.
-pub(crate) fn safe_to_preopen(path: &str) -> bool {
+/// hold `p -> /proc`) is not under [`NOT_PREOPENED`], whose file system is not procfs or
+/// sysfs (a mount of either elsewhere), and beneath which no [`HAZARDOUS_FS`] is mounted
+/// (`hazards`, from [`hazardous_mounts`]; None, the mount table unreadable: nothing is
+/// preopened). A preopened `/proc/self/mem` is a way out of the sandbox, and to the
+/// platform key in this process's memory; wasmtime's path checks do not stop at mount
+/// points.
+pub(crate) fn safe_to_preopen(path: &str, hazards: Option<&[std::path::PathBuf]>) -> bool {
     let Ok(real) = std::fs::canonicalize(path) else {
         return false;
     };
+    let Some(hazards) = hazards else {
+        return false;
+    };
+    if hazards.iter().any(|m| m.starts_with(&real)) {
+        return false;
+    }
     let top = real
         .components()
         .nth(1)
@@ -159,6 +215,27 @@ pub(crate) fn safe_to_preopen(path: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Lines in proc(5)'s format: a proc bound beneath /data (its mount point with an
+    /// escaped space), a sysfs beneath /host, an ext4 and a tmpfs that are harmless.
+    #[test]
+    fn hazardous_mounts_are_read_from_mountinfo() {
+        let info = "\
+22 1 8:1 / / rw,relatime - ext4 /dev/sda1 rw
+23 22 0:5 / /proc rw,nosuid - proc proc rw
+24 22 0:5 / /data/my\\040proc rw - proc proc rw
+25 22 0:6 / /host/sys ro shared:7 - sysfs sysfs ro
+26 22 0:7 / /dev rw - tmpfs tmpfs rw
+27 22 0:8 / /mnt/devices rw - devtmpfs udev rw
+";
+        let got = hazardous_mounts(info);
+        let want: Vec<std::path::PathBuf> = ["/proc", "/data/my proc", "/host/sys", "/mnt/devices"]
+            .iter()
+            .map(std::path::PathBuf::from)
+            .collect();
+        assert_eq!(got, want);
+        assert_eq!(unescape_octal("a\\134b\\011c\\9"), "a\\b\tc\\9");
+    }
 
     #[test]
     fn env_is_split_at_the_first_equals_and_enclave_settings_dropped() {

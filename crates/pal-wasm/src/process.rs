@@ -149,25 +149,30 @@ fn run(p: Created) {
         .unwrap_or_else(|p| p.into_inner())
         .over_limit
         .take();
-    let code = match result {
-        Ok(()) => 0,
-        Err(e) => {
-            if let Some(exit) = e.downcast_ref::<I32Exit>() {
-                exit.0
-            } else if let Some(msg) = over_limit {
-                tell(stderr.as_ref(), &format!("{name}: {msg}"));
-                TRAP_EXIT
-            } else if killed != 0 && e.downcast_ref::<Trap>() == Some(&Trap::Interrupt) {
-                128 + killed
-            } else if let Some(trap) = e.downcast_ref::<Trap>() {
-                tell(stderr.as_ref(), &format!("{name}: wasm trap: {trap}"));
-                TRAP_EXIT
-            } else {
-                tell(
-                    stderr.as_ref(),
-                    &format!("{name}: {}", module::one_line(&e)),
-                );
-                BAD_EXIT
+    // The cause decides, not how the guest's last call ended: a process past a limit
+    // or killed reports that even when it got to return or `proc_exit` (a guest
+    // blocked in a host call when the kill came, say) before the epoch stopped it.
+    let code = if let Some(msg) = over_limit {
+        tell(stderr.as_ref(), &format!("{name}: {msg}"));
+        TRAP_EXIT
+    } else if killed != 0 {
+        128 + killed
+    } else {
+        match result {
+            Ok(()) => 0,
+            Err(e) => {
+                if let Some(exit) = e.downcast_ref::<I32Exit>() {
+                    exit.0
+                } else if let Some(trap) = e.downcast_ref::<Trap>() {
+                    tell(stderr.as_ref(), &format!("{name}: wasm trap: {trap}"));
+                    TRAP_EXIT
+                } else {
+                    tell(
+                        stderr.as_ref(),
+                        &format!("{name}: {}", module::one_line(&e)),
+                    );
+                    BAD_EXIT
+                }
             }
         }
     };
@@ -196,8 +201,11 @@ fn harmless(sig: c_int) -> bool {
     .contains(&sig)
 }
 
-/// Signals a process of the enclave by PAL pid (-1: every process, 0: every running
-/// one). Any other signal ends the process with exit value `128 + sig`.
+/// Signals a process of the enclave by PAL pid: -1 every process, 0 the first (the
+/// lowest pid still there: the container's own process while it lives; pal-api.md's
+/// "current process" of a one-process PAL), `n` that one. Signals whose default
+/// action is to ignore or stop do nothing; any other ends the process with exit value
+/// `128 + sig`.
 #[no_mangle]
 pub extern "C" fn pal_kill(pid: c_int, sig: c_int) -> c_int {
     guarded(|| {
@@ -208,11 +216,17 @@ pub extern "C" fn pal_kill(pid: c_int, sig: c_int) -> c_int {
         let Some(enclave) = guard.as_ref() else {
             return errno(Errno::ESRCH);
         };
-        let targets: Vec<Arc<Shared>> = enclave
+        let all = enclave
             .running
             .iter()
-            .chain(enclave.created.iter().map(|(p, c)| (p, &c.shared)))
-            .filter(|(p, _)| pid <= 0 || **p == pid)
+            .chain(enclave.created.iter().map(|(p, c)| (p, &c.shared)));
+        let first = all.clone().map(|(p, _)| *p).min();
+        let targets: Vec<Arc<Shared>> = all
+            .filter(|(p, _)| match pid {
+                ..=-1 => true,
+                0 => Some(**p) == first,
+                _ => **p == pid,
+            })
             .map(|(_, s)| s.clone())
             .collect();
         if targets.is_empty() && pid > 0 {

@@ -272,14 +272,19 @@ fn wait_child(child: &mut std::process::Child) -> (std::process::ExitStatus, Dur
 
 /// A guest spinning in a loop (ended by epoch interruption) and one blocked in a host
 /// call (reported killed after the PAL's grace time) both end on `rune kill ID TERM`
-/// well within a second, with 128 + SIGTERM.
+/// well within a second, with 128 + SIGTERM; `KILL` gives 128 + SIGKILL. Signals whose
+/// default action is to ignore or stop (signal(7): CONT, WINCH, URG) end nothing.
 #[test]
 fn wasm_infinite_loop_ends_on_rune_kill_term_within_a_second() {
     if !ready("wasm_infinite_loop_ends_on_rune_kill_term_within_a_second") {
         return;
     }
     let rune = Rune::new();
-    for (name, wat) in [("loop", LOOP), ("sleep in poll_oneoff", SLEEP)] {
+    for (name, wat, signal, code) in [
+        ("loop", LOOP, "TERM", 128 + 15),
+        ("sleep in poll_oneoff", SLEEP, "TERM", 128 + 15),
+        ("loop", LOOP, "KILL", 128 + 9),
+    ] {
         let b = wasm_bundle(wat, &[], "debug");
         let id = unique_id("wasm-loop");
         let mut run = Command::new(RUNE)
@@ -294,15 +299,20 @@ fn wasm_infinite_loop_ends_on_rune_kill_term_within_a_second() {
         assert!(wait_until(Duration::from_secs(10), || {
             rune.cmd(&["state", &id]).status.success() && rune.status(&id) == "running"
         }));
-        // Running, and still running: the guest does not end by itself.
+        // Running, and still running: the guest does not end by itself, nor of
+        // signals that end nothing.
+        for harmless in ["CONT", "WINCH", "URG"] {
+            rune.ok(&["kill", &id, harmless]);
+        }
         std::thread::sleep(Duration::from_millis(300));
         assert!(run.try_wait().unwrap().is_none(), "{name}");
+        assert_eq!(rune.status(&id), "running", "{name}");
         let start = Instant::now();
-        rune.ok(&["kill", &id, "TERM"]);
+        rune.ok(&["kill", &id, signal]);
         let (status, _) = wait_child(&mut run);
         let took = start.elapsed();
-        println!("{name}: SIGTERM to exit {took:?}");
-        assert_eq!(status.code(), Some(128 + 15), "{name}");
+        println!("{name}: SIG{signal} to exit {took:?}");
+        assert_eq!(status.code(), Some(code), "{name} {signal}");
         assert!(took < Duration::from_secs(1), "{name}: {took:?}");
         assert_eq!(leftovers(rune.root.path(), &id), Vec::<String>::new());
     }
@@ -577,8 +587,8 @@ fn signed_wasm_module_runs_and_a_tampered_one_is_refused_at_create() {
 }
 
 /// The compiled-code cache: a module is compiled once and its entry (root-only) reused;
-/// an entry with one byte changed is detected, never loaded, and replaced by a fresh
-/// compilation.
+/// an entry with one byte changed, or another module's entry put in its place, is
+/// detected, never loaded, and replaced by a fresh compilation.
 #[test]
 fn wasm_compiled_code_is_cached_and_a_corrupted_entry_is_recompiled() {
     if !ready("wasm_compiled_code_is_cached_and_a_corrupted_entry_is_recompiled") {
@@ -651,6 +661,27 @@ fn wasm_compiled_code_is_cached_and_a_corrupted_entry_is_recompiled() {
     // Rewritten whole: the flipped byte is gone (a load that skipped the check would
     // have left the file as it was).
     assert_eq!(entry(), path);
+    assert_eq!(std::fs::read(&path).unwrap(), stored);
+
+    // A foreign entry: another module's (intact, made by this cache) copied over this
+    // one's. Loaded, it would run `proc_exit(7)`; it is refused, the module compiled
+    // again and its own entry written back.
+    let seven = wasm_bundle(&exit_module(7), &[], "debug");
+    let id = unique_id("wasm-cache");
+    let mut c = Command::new(RUNE);
+    c.env("INCLAVARE_SIM_PLATFORM_DIR", platform.path())
+        .arg("--root")
+        .arg(rune.root.path())
+        .args(["run", "--bundle", seven.path().to_str().unwrap(), &id]);
+    assert_eq!(output_via_files(&mut c).status.code(), Some(7));
+    let other: Vec<std::path::PathBuf> = std::fs::read_dir(&cache)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| *p != path)
+        .collect();
+    assert_eq!(other.len(), 1, "{other:?}");
+    std::fs::copy(&other[0], &path).unwrap();
+    run();
     assert_eq!(std::fs::read(&path).unwrap(), stored);
 }
 
@@ -754,6 +785,11 @@ fn wasm_runs_through_containerd_docker_and_podman() {
     let (code, out, err) = c.ctr(&args);
     assert_eq!(code, 7, "{out}{err}");
     assert!(out.contains("hello wasm"), "{out}");
+    // --rm: no container, task, process or mount of it left.
+    assert_eq!(c.ctr(&["containers", "ls", "-q"]).1.trim(), "");
+    // The shim leaves once the container is deleted.
+    wait_until(Duration::from_secs(10), || c.leftovers().is_empty());
+    assert_eq!(c.leftovers(), Vec::<String>::new());
     drop(c);
 
     let d = Dockerd::start();
@@ -776,6 +812,7 @@ fn wasm_runs_through_containerd_docker_and_podman() {
     let (code, out, err) = d.docker(&args);
     assert_eq!(code, 7, "{out}{err}");
     assert!(out.contains("hello wasm"), "{out}");
+    assert_eq!(d.docker(&["ps", "-aq"]).1.trim(), "");
     drop(d);
 
     let pm = common::podman::Podman::new();
@@ -789,6 +826,7 @@ fn wasm_runs_through_containerd_docker_and_podman() {
     let (code, out, err) = pm.cmd(RUNE, &args);
     assert_eq!(code, 7, "{out}{err}");
     assert_eq!(out, "hello wasm\n", "{err}");
+    assert_eq!(pm.cmd(RUNE, &["ps", "-aq"]).1.trim(), "");
 }
 
 /// Grows its memory by 2,048 pages (128 MiB); `unreachable` if the growth is refused.

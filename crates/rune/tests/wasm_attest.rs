@@ -393,8 +393,9 @@ const PREOPENS: &str = r#"(module
       (local.set $fd (i32.add (local.get $fd) (i32.const 1)))
       (br $next)))))"#;
 
-/// An image's symlinks to /proc, /sys and /dev, and a sysfs mounted elsewhere by the
-/// config, are never preopened (a preopened `/proc/self/mem` would be a way out of the
+/// An image's symlinks to /proc, /sys and /dev, a sysfs mounted elsewhere by the
+/// config, and directories with a procfs or sysfs mounted beneath them are never
+/// preopened (a preopened `/proc/self/mem` would be a way out of the
 /// sandbox, and to the platform key in the runtime's memory); a symlink to an ordinary
 /// directory still is.
 #[test]
@@ -415,21 +416,33 @@ fn wasm_never_gets_proc_sys_or_dev_through_links_or_mounts() {
         std::os::unix::fs::symlink(target, rootfs.join(link)).unwrap();
     }
     // The host's sysfs bound elsewhere by the config: refused by its file system type.
-    b.spec["mounts"]
-        .as_array_mut()
-        .unwrap()
-        .push(serde_json::json!({
-            "destination": "/pp", "type": "bind", "source": "/sys", "options": ["rbind", "ro"]
-        }));
+    let mounts = b.spec["mounts"].as_array_mut().unwrap();
+    mounts.push(serde_json::json!({
+        "destination": "/pp", "type": "bind", "source": "/sys", "options": ["rbind", "ro"]
+    }));
+    // Beneath ordinary directories (docker's `-v /proc:/host/proc` shape): the whole
+    // directory is left out, as wasmtime's path checks do not stop at mount points. A
+    // harmless tmpfs beneath one leaves it preopened.
+    mounts.push(serde_json::json!({
+        "destination": "/data/proc", "type": "proc", "source": "proc"
+    }));
+    mounts.push(serde_json::json!({
+        "destination": "/host/sys", "type": "bind", "source": "/sys", "options": ["rbind", "ro"]
+    }));
+    mounts.push(serde_json::json!({
+        "destination": "/scratch/tmp", "type": "tmpfs", "source": "tmpfs"
+    }));
     b.save();
     let id = unique_id("wasm-preopens");
     let (code, stdout, stderr) = run_bundle(&rune, &b, &id);
     assert_eq!(code, Some(0), "{stderr}");
     let seen: Vec<&str> = stdout.lines().collect();
-    for never in ["/p", "/s", "/d", "/pp", "/proc", "/sys", "/dev"] {
+    for never in [
+        "/p", "/s", "/d", "/pp", "/proc", "/sys", "/dev", "/data", "/host",
+    ] {
         assert!(!seen.contains(&never), "{never} preopened: {seen:?}");
     }
-    for expected in ["/dev/attestation", "/etc", "/lnk", "/bin"] {
+    for expected in ["/dev/attestation", "/etc", "/lnk", "/bin", "/scratch"] {
         assert!(
             seen.contains(&expected),
             "{expected} not preopened: {seen:?}"

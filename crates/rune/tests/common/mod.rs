@@ -522,6 +522,15 @@ impl Containerd {
             .arg(self.dir.path().join("c.sock"))
             .args(args))
     }
+
+    /// What is left under the daemon's directory besides the daemon: shims, runtime
+    /// processes, mounts ([`test_support::tools::leftovers`]).
+    pub fn leftovers(&self) -> Vec<String> {
+        test_support::tools::leftovers(self.dir.path())
+            .into_iter()
+            .filter(|l| !l.contains("/usr/bin/containerd --config"))
+            .collect()
+    }
 }
 
 impl Drop for Containerd {
