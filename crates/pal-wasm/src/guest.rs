@@ -17,7 +17,8 @@ pub(crate) struct Host {
     pub(crate) wasi: WasiP1Ctx,
     pub(crate) shared: Arc<Shared>,
     /// The most the guest's linear memories and tables may take together, in bytes:
-    /// the container's memory limit.
+    /// the container's memory limit (and each growth must also fit beside what the
+    /// container uses at the time: [`container_memory_usage`], [`RUNTIME_HEADROOM`]).
     pub(crate) memory_limit: Option<usize>,
     /// What they take now (tables counted at [`TABLE_ELEMENT_BYTES`] an element).
     pub(crate) memory_used: usize,
@@ -43,16 +44,36 @@ impl Host {
             .memory_used
             .saturating_sub(current)
             .saturating_add(desired);
-        match self.memory_limit {
-            Some(limit) if total > limit => {
-                let msg = format!(
-                    "memory limit exceeded: {what} wanted {desired} bytes, {total} in all, limit {limit} (the container's memory limit)"
-                );
+        let Some(limit) = self.memory_limit else {
+            self.memory_used = total;
+            return Ok(true);
+        };
+        let refusal = if total > limit {
+            Some(format!(
+                "memory limit exceeded: {what} wanted {desired} bytes, {total} in all, limit {limit} (the container's memory limit)"
+            ))
+        } else {
+            // What the container's processes use already (the runtime, compiled code,
+            // every guest's touched pages): the growth must fit beside it, with room for
+            // the runtime, or the guest would meet the cgroup's OOM killer, not a trap.
+            let more = desired.saturating_sub(current);
+            container_memory_usage()
+                .filter(|used| {
+                    more > 0 && used.saturating_add(more).saturating_add(RUNTIME_HEADROOM) > limit
+                })
+                .map(|used| {
+                    format!(
+                        "memory limit exceeded: {what} wanted {more} bytes more, beside the {used} the container uses, limit {limit} (the container's memory limit, {RUNTIME_HEADROOM} bytes kept for the runtime)"
+                    )
+                })
+        };
+        match refusal {
+            Some(msg) => {
                 let mut s = self.shared.state.lock().unwrap_or_else(|p| p.into_inner());
                 s.over_limit = Some(msg.clone());
                 Err(wasmtime::Error::msg(msg))
             }
-            _ => {
+            None => {
                 self.memory_used = total;
                 Ok(true)
             }
@@ -97,6 +118,46 @@ pub(crate) fn container_memory_limit() -> Option<usize> {
     // "max" (v2), or v1's "unlimited" (the largest page-aligned i64).
     let bytes: u64 = text.trim().parse().ok()?;
     (bytes < 1 << 62).then_some(bytes as usize)
+}
+
+/// Room kept free in the container's memory limit for the runtime itself when a guest
+/// grows (wasmtime's own allocations, WASI's buffers, threads' stacks).
+pub(crate) const RUNTIME_HEADROOM: usize = 8 << 20;
+
+/// What the container's processes use now, in bytes, as the kernel counts it against
+/// the memory limit, less the file cache it reclaims before it kills (the runtime's
+/// mapped code, files read): cgroup v2 `memory.current` less `file` of `memory.stat`,
+/// else v1 `memory.usage_in_bytes` less `total_cache`. None when unknown (a limit is
+/// then checked against the guests' own memory alone).
+pub(crate) fn container_memory_usage() -> Option<usize> {
+    let read = |p: &str| std::fs::read_to_string(p).ok();
+    let (usage, stat, cache_key) = match read("/sys/fs/cgroup/memory.current") {
+        Some(u) => (u, read("/sys/fs/cgroup/memory.stat"), "file"),
+        None => (
+            read("/sys/fs/cgroup/memory/memory.usage_in_bytes")?,
+            read("/sys/fs/cgroup/memory/memory.stat"),
+            "total_cache",
+        ),
+    };
+    usage_less_cache(&usage, stat.as_deref(), cache_key)
+}
+
+/// `usage` (a cgroup usage file's text) less the `cache_key` line of `stat` (a
+/// `memory.stat`; missing: nothing taken off).
+fn usage_less_cache(usage: &str, stat: Option<&str>, cache_key: &str) -> Option<usize> {
+    let usage: u64 = usage.trim().parse().ok()?;
+    let cache: u64 = stat
+        .and_then(|s| {
+            s.lines().find_map(|l| {
+                l.strip_prefix(cache_key)?
+                    .strip_prefix(' ')?
+                    .trim()
+                    .parse()
+                    .ok()
+            })
+        })
+        .unwrap_or(0);
+    usize::try_from(usage.saturating_sub(cache)).ok()
 }
 
 /// The guest's environment: `K=V` pairs split at the first `=` (an entry without one
@@ -215,6 +276,23 @@ pub(crate) fn safe_to_preopen(path: &str, hazards: Option<&[std::path::PathBuf]>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// memory.stat as the kernel writes it (cgroup-v2.rst: `file`, and `file_mapped`
+    /// after it; v1 memory.txt: `cache`, then `total_cache` for the hierarchy).
+    #[test]
+    fn usage_is_taken_less_its_file_cache() {
+        let v2 = "anon 5000\nfile 3000\nkernel 100\nfile_mapped 2000\n";
+        assert_eq!(usage_less_cache("9000\n", Some(v2), "file"), Some(6000));
+        let v1 = "cache 100\nrss 5000\ntotal_cache 3000\ntotal_rss 5000\n";
+        assert_eq!(
+            usage_less_cache("9000\n", Some(v1), "total_cache"),
+            Some(6000)
+        );
+        assert_eq!(usage_less_cache("9000", None, "file"), Some(9000));
+        assert_eq!(usage_less_cache("max", Some(v2), "file"), None);
+        // More cache than usage (read at different moments): none, not a wrap.
+        assert_eq!(usage_less_cache("1000", Some(v2), "file"), Some(0));
+    }
 
     /// Lines in proc(5)'s format: a proc bound beneath /data (its mount point with an
     /// escaped space), a sysfs beneath /host, an ext4 and a tmpfs that are harmless.

@@ -38,10 +38,12 @@
 //!   reports `128 + sig` anyway after [`KILL_GRACE`], and the blocked thread ends with
 //!   the runelet. Signals whose default action is to ignore or stop (SIGCHLD, SIGCONT,
 //!   SIGURG, SIGWINCH, SIGSTOP, SIGTSTP, SIGTTIN, SIGTTOU) are accepted and do nothing.
-//! - **Memory**: a linear memory may not grow past the container's memory limit (its
-//!   cgroup's, which rune sets from `linux.resources.memory.limit`): the guest traps
-//!   with `memory limit exceeded: wanted N bytes, limit L` on its stderr, exit value 134,
-//!   instead of driving the runelet into the kernel's OOM killer.
+//! - **Memory**: the guest's linear memories and tables together may not grow past the
+//!   container's memory limit (its cgroup's, which rune sets from
+//!   `linux.resources.memory.limit`), and each growth must fit beside what the
+//!   container already uses (less file cache) with 8 MiB to spare:
+//!   otherwise the guest traps with `memory limit exceeded: …` on its stderr, exit
+//!   value 134, instead of driving the runelet into the kernel's OOM killer.
 //! - **Deadline**: with the runtime arg `deadline=SECONDS` (a positive number, fractions
 //!   allowed) a process still running that long after `pal_exec` began is stopped by
 //!   epoch interruption (or, blocked in a host call, reported after [`KILL_GRACE`]):

@@ -363,6 +363,19 @@ impl EnclaveWorkload {
         }
     }
 
+    /// The agent's answer to `rune attest`.
+    fn attest_response(&self, a: &crate::agent::Attest) -> crate::agent::Response {
+        let (exit_code, error, local_report) = match self.attest(a) {
+            Ok(report) => (0, String::new(), report),
+            Err(e) => (1, e, vec![]),
+        };
+        crate::agent::Response::Attest(crate::agent::AttestResponse {
+            exit_code,
+            error,
+            local_report,
+        })
+    }
+
     /// Serves one agent request on the listening thread when no thread could be made
     /// for it: reads the request (for at most a second: a silent client cannot hold the
     /// agent); an exec is refused with `why` (its descriptors closed), an attestation
@@ -383,17 +396,7 @@ impl EnclaveWorkload {
                 })
             }
             // These need no task of their own: done here.
-            Some(Request::Attest(a)) => {
-                let (exit_code, error, local_report) = match self.attest(&a) {
-                    Ok(report) => (0, String::new(), report),
-                    Err(e) => (1, e, vec![]),
-                };
-                Response::Attest(AttestResponse {
-                    exit_code,
-                    error,
-                    local_report,
-                })
-            }
+            Some(Request::Attest(a)) => self.attest_response(&a),
             Some(Request::Kill(k)) => {
                 let _ = self.pal.kill(-1, k.sig);
                 return;
@@ -534,17 +537,7 @@ impl EnclaveWorkload {
                 };
                 Response::Exec(ExecuteResponse { exit_code, error })
             }
-            Some(Request::Attest(a)) => {
-                let (exit_code, error, local_report) = match self.attest(&a) {
-                    Ok(report) => (0, String::new(), report),
-                    Err(e) => (1, e, vec![]),
-                };
-                Response::Attest(AttestResponse {
-                    exit_code,
-                    error,
-                    local_report,
-                })
-            }
+            Some(Request::Attest(a)) => self.attest_response(&a),
             Some(Request::Kill(k)) => {
                 let _ = self.pal.kill(-1, k.sig);
                 return Ok(());

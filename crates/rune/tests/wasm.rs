@@ -837,6 +837,8 @@ const GROW: &str = r#"(module
 
 /// A module growing its memory past the container's memory limit (64 MiB) traps with
 /// a message naming the limit and exits 134; without a limit the same growth succeeds.
+/// Memories and tables count together, and a growth must fit beside what the container
+/// already uses.
 #[test]
 fn wasm_memory_over_the_containers_limit_traps() {
     if !ready("wasm_memory_over_the_containers_limit_traps") {
@@ -865,11 +867,11 @@ fn wasm_memory_over_the_containers_limit_traps() {
     );
     assert_eq!(leftovers(rune.root.path(), &id), Vec::<String>::new());
 
-    // Memories and tables count together: 40 MiB of memory, then a table of 4 Mi
-    // elements (32 MiB in wasmtime, a pointer each) is past the 64 MiB.
+    // Memories and tables count together: 40 MiB of memory, then a table of 8 Mi
+    // elements (64 MiB in wasmtime, a pointer each) is past the 96 MiB.
     let b = wasm_bundle(GROW_BOTH, &[], "debug");
     let mut b = b;
-    b.spec["linux"]["resources"]["memory"] = serde_json::json!({ "limit": 64u64 << 20 });
+    b.spec["linux"]["resources"]["memory"] = serde_json::json!({ "limit": 96u64 << 20 });
     b.save();
     let id = unique_id("wasm-grow");
     let (code, _, stderr) = run_bundle(&rune, &b, &id);
@@ -879,16 +881,60 @@ fn wasm_memory_over_the_containers_limit_traps() {
         "{stderr}"
     );
     assert_eq!(leftovers(rune.root.path(), &id), Vec::<String>::new());
+
+    // Within the limit by its own count (60 MiB of 64), but not beside the runtime's
+    // own memory in the same cgroup: touched, it would meet the OOM killer (137); it
+    // traps instead, before it grows.
+    let mut b = wasm_bundle(&grow_and_touch(960), &[], "debug");
+    b.spec["linux"]["resources"]["memory"] = serde_json::json!({ "limit": 64u64 << 20 });
+    b.save();
+    let id = unique_id("wasm-grow");
+    let (code, _, stderr) = run_bundle(&rune, &b, &id);
+    assert_eq!(code, Some(134), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "liberpal-wasm: /app.wasm: memory limit exceeded: a memory wanted {} bytes more, beside the ",
+            960u64 << 16
+        )),
+        "{stderr}"
+    );
+    assert_eq!(leftovers(rune.root.path(), &id), Vec::<String>::new());
+    // The same module with room for it runs to the end.
+    b.spec["linux"]["resources"]["memory"] = serde_json::json!({ "limit": 256u64 << 20 });
+    b.save();
+    let id = unique_id("wasm-grow");
+    let (code, _, stderr) = run_bundle(&rune, &b, &id);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(leftovers(rune.root.path(), &id), Vec::<String>::new());
 }
 
-/// Grows its memory to 40 MiB, then a table by 4 Mi elements; `unreachable` if either
+/// Grows its memory by `pages` (64 KiB each), then writes to every 4 KiB page of it;
+/// `unreachable` if the growth is refused without a trap.
+fn grow_and_touch(pages: u32) -> String {
+    format!(
+        r#"(module
+  (memory (export "memory") 1)
+  (func (export "_start")
+    (local $i i32) (local $end i32)
+    (if (i32.eq (memory.grow (i32.const {pages})) (i32.const -1)) (then unreachable))
+    (local.set $end (i32.mul (i32.const {total}) (i32.const 65536)))
+    (block $done (loop $l
+      (br_if $done (i32.ge_u (local.get $i) (local.get $end)))
+      (i32.store (local.get $i) (i32.const 1))
+      (local.set $i (i32.add (local.get $i) (i32.const 4096)))
+      (br $l)))))"#,
+        total = pages + 1
+    )
+}
+
+/// Grows its memory to 40 MiB, then a table by 8 Mi elements; `unreachable` if either
 /// growth is refused without a trap.
 const GROW_BOTH: &str = r#"(module
   (memory (export "memory") 1)
   (table 1 funcref)
   (func (export "_start")
     (if (i32.eq (memory.grow (i32.const 639)) (i32.const -1)) (then unreachable))
-    (if (i32.eq (table.grow 0 (ref.null func) (i32.const 4194304)) (i32.const -1)) (then unreachable))))"#;
+    (if (i32.eq (table.grow 0 (ref.null func) (i32.const 8388608)) (i32.const -1)) (then unreachable))))"#;
 
 /// Each wasm process is a task of the container (a thread of its init), so the
 /// container's pids limit (`linux.resources.pids.limit`, `rune update --pids-limit`)

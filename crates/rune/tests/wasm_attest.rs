@@ -253,21 +253,7 @@ fn wasm_app_gets_nonce_bound_evidence_through_librats_collect() {
     let id = unique_id("wasm-att-collect");
     let (code, stdout, stderr) = run_with_platform(&rune, &b, &platform, &id);
     assert_eq!(code, 0, "{stderr}");
-    let json: serde_json::Value = serde_json::from_slice(&stdout).unwrap();
-    assert_eq!(json["type"], "sim");
-    let evidence = base64::engine::general_purpose::STANDARD
-        .decode(json["report_base64"].as_str().unwrap())
-        .unwrap();
-    assert_eq!(json["report_len"], evidence.len());
-    // WAMR's binding: SHA-256(module hash ‖ user data).
-    let mut h = Sha256::new();
-    h.update(Sha256::digest(&module));
-    h.update(b"nonce");
-    let mut rd = h.finalize().to_vec();
-    rd.resize(64, 0);
-    let (code, said) = shelter_verify(work.path(), &evidence, &rd, &mr);
-    assert_eq!(code, 0, "{said}");
-    assert!(said.starts_with("verdict: ACCEPTED"), "{said}");
+    let evidence = collected_evidence_is_accepted(work.path(), &stdout, &module, &mr);
     // Another nonce: refused.
     let mut h = Sha256::new();
     h.update(Sha256::digest(&module));
@@ -284,6 +270,27 @@ fn wasm_app_gets_nonce_bound_evidence_through_librats_collect() {
     let (code, _, stderr) = run_with_platform(&rune, &b, &platform, &id);
     assert_eq!(code, 38, "{stderr}");
     assert_eq!(leftovers(rune.root.path(), &id), Vec::<String>::new());
+}
+
+/// The JSON `librats_collect` gave for the user data "nonce": `sim` evidence, its
+/// length as said, which `shelter verify` accepts with `mr` pinned and WAMR's binding,
+/// `SHA-256(module hash ‖ user data)`, recomputed. Returns the evidence.
+fn collected_evidence_is_accepted(work: &Path, json: &[u8], module: &[u8], mr: &str) -> Vec<u8> {
+    let json: serde_json::Value = serde_json::from_slice(json).unwrap();
+    assert_eq!(json["type"], "sim");
+    let evidence = base64::engine::general_purpose::STANDARD
+        .decode(json["report_base64"].as_str().unwrap())
+        .unwrap();
+    assert_eq!(json["report_len"], evidence.len());
+    let mut h = Sha256::new();
+    h.update(Sha256::digest(module));
+    h.update(b"nonce");
+    let mut rd = h.finalize().to_vec();
+    rd.resize(64, 0);
+    let (code, said) = shelter_verify(work, &evidence, &rd, mr);
+    assert_eq!(code, 0, "{said}");
+    assert!(said.starts_with("verdict: ACCEPTED"), "{said}");
+    evidence
 }
 
 /// Debian's clang with wasi-libc (packages clang-14, lld-14, wasi-libc,
@@ -354,21 +361,8 @@ fn readme_c_example_builds_with_wasi_libc_and_attests() {
     let stdout = String::from_utf8(stdout).unwrap();
     let mut lines = stdout.lines();
     assert_eq!(lines.next(), Some("evidence: 544 bytes"), "{stdout}");
-    let json: serde_json::Value =
-        serde_json::from_str(lines.next().expect("the JSON line")).unwrap();
-    assert_eq!(json["type"], "sim");
-    let evidence = base64::engine::general_purpose::STANDARD
-        .decode(json["report_base64"].as_str().unwrap())
-        .unwrap();
-    assert_eq!(json["report_len"], evidence.len());
-    let mut h = Sha256::new();
-    h.update(Sha256::digest(&module));
-    h.update(b"nonce");
-    let mut rd = h.finalize().to_vec();
-    rd.resize(64, 0);
-    let (code, said) = shelter_verify(work.path(), &evidence, &rd, &mr);
-    assert_eq!(code, 0, "{said}");
-    assert!(said.starts_with("verdict: ACCEPTED"), "{said}");
+    let json = lines.next().expect("the JSON line");
+    collected_evidence_is_accepted(work.path(), json.as_bytes(), &module, &mr);
     assert_eq!(leftovers(rune.root.path(), &id), Vec::<String>::new());
 }
 

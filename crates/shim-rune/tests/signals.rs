@@ -140,8 +140,20 @@ fn realtime_and_numbered_signals_reach_the_program_as_with_runc() {
         return;
     }
     let c = Ctrd::start();
-    let want = signals_through(&c, RUNC, &[]);
+    // runc's delivery is the expected value: a run in which the program (busybox sh,
+    // running traps between sleeps) printed nothing for a signal, under load, is
+    // taken again rather than made the expectation.
+    let complete = |got: &[String]| got.iter().all(|l| l.contains("[\"got "));
+    let mut want = signals_through(&c, RUNC, &[]);
+    for _ in 0..2 {
+        if complete(&want) {
+            break;
+        }
+        println!("runc missed a delivery, again: {want:#?}");
+        want = signals_through(&c, RUNC, &[]);
+    }
     // The expected values must show delivery, or the comparison proves nothing.
+    assert!(complete(&want), "runc: {want:#?}");
     assert!(
         want.iter()
             .any(|l| l.starts_with("37: ctr 0") && l.ends_with("[\"got 37\"]")),
@@ -153,8 +165,19 @@ fn realtime_and_numbered_signals_reach_the_program_as_with_runc() {
         "runc: {want:#?}"
     );
     println!("through runc: {want:#?}");
-    let plain = signals_through(&c, RUNTIME, &[]);
+    // The same allowance for rune: a second run where the first missed a delivery
+    // the way runc's can (a signal delivered twice, or to the wrong process, still
+    // fails at once).
+    let through_rune = |extra: &[&str]| {
+        let got = signals_through(&c, RUNTIME, extra);
+        if got != want && !complete(&got) {
+            println!("rune missed a delivery, again: {got:#?}");
+            return signals_through(&c, RUNTIME, extra);
+        }
+        got
+    };
+    let plain = through_rune(&[]);
     assert_eq!(plain, want, "plain container\n{}", c.log());
-    let enclave = signals_through(&c, RUNTIME, &["--env", "RUNE_CARRIER=sim"]);
+    let enclave = through_rune(&["--env", "RUNE_CARRIER=sim"]);
     assert_eq!(enclave, want, "enclave container\n{}", c.log());
 }
