@@ -18,12 +18,13 @@ KUBECTL    := target/tools/kubernetes-client/usr/bin/kubectl
 # tests build (k8s-cri). Tests and demo: the real clients; postgresql for verdictd's
 # postgres backend (tests start private servers of their own; the package's cluster is
 # not used); wabt's wat2wasm builds the WebAssembly test modules of liberpal-wasm, and
-# clang with wasi-libc (clang-14 … libclang-rt-14-dev-wasm32) the README's C example; GNU
+# clang with wasi-libc (clang-14 … libclang-rt-14-dev-wasm32) the README's C example (jq:
+# the README's wasm walkthrough, which a test runs); GNU
 # time measures `make bench`'s peak memory; containernetworking-plugins (only suggested
 # by containerd) gives the CRI tests' pod network its bridge.
 BUILD_DEPS := build-essential pkg-config libseccomp-dev protobuf-compiler
 TEST_DEPS  := containerd containernetworking-plugins docker.io podman runc umoci busybox-static hyperfine iproute2 procps openssl skopeo docker-registry gnupg zstd curl python3 postgresql wabt time \
-	clang-14 lld-14 wasi-libc libclang-rt-14-dev-wasm32
+	clang-14 lld-14 wasi-libc libclang-rt-14-dev-wasm32 jq
 
 .PHONY: all build deps test demo bench fmt lint install image clean
 

@@ -1105,3 +1105,53 @@ fn signed_wasm_enclave_execs_only_its_own_module() {
     rune.ok(&["delete", "--force", &id]);
     assert_eq!(leftovers(rune.root.path(), &id), Vec::<String>::new());
 }
+
+/// The README's liberpal-wasm walkthrough, run as a user copies it (in a directory of
+/// its own, with this build's rune, sim-sign and PAL, a private platform directory and
+/// state root): the module runs in a debug enclave, then signed (`debug=false`), its
+/// output both times.
+#[test]
+fn readme_wasm_walkthrough_runs_as_written() {
+    let test = "readme_wasm_walkthrough_runs_as_written";
+    if !ready(test) || !tool_or_skip(test, "/usr/bin/jq") {
+        return;
+    }
+    let readme = include_str!("../../../README.md");
+    let start = readme
+        .find("mkdir -p wasm/rootfs")
+        .expect("the README's wasm walkthrough");
+    let end = start + readme[start..].find("\n```").expect("the block ends");
+    let work = tempfile::tempdir().unwrap();
+    let root = work.path().join("root");
+    let script = readme[start..end]
+        .replace(
+            "/usr/local/lib/rune/liberpal-wasm.so",
+            wasm_pal().to_str().unwrap(),
+        )
+        .replace(
+            "\nrune run",
+            &format!("\nrune --root {} run", root.display()),
+        );
+    let bin = Path::new(RUNE).parent().unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let out = Command::new("bash")
+        .args(["-e", "-c", &script])
+        .current_dir(work.path())
+        .env("PATH", path)
+        .env("INCLAVARE_SIM_PLATFORM_DIR", work.path().join("platform"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}{stderr}");
+    assert_eq!(stdout.matches("hello from wasm\n").count(), 2, "{stdout}");
+    assert!(stderr.contains("debug=true"), "{stderr}");
+    assert!(stderr.contains("debug=false"), "{stderr}");
+    for id in ["w1", "w2"] {
+        assert_eq!(leftovers(&root, id), Vec::<String>::new());
+    }
+}
