@@ -240,6 +240,14 @@ fn unescape_octal(s: &str) -> std::ffi::OsString {
     std::ffi::OsString::from_vec(out)
 }
 
+/// Whether a preopen of the directory `real` would reach one of the `hazards` mounts:
+/// one mounted beneath it, or the one it lies within (a symlink into a devtmpfs, say).
+fn reaches_hazard(real: &std::path::Path, hazards: &[std::path::PathBuf]) -> bool {
+    hazards
+        .iter()
+        .any(|m| m.starts_with(real) || real.starts_with(m))
+}
+
 /// Whether `path` (a top-level entry of the container's root) may be preopened: a
 /// directory whose real path (symlinks followed, in the container's root: an image may
 /// hold `p -> /proc`) is not under [`NOT_PREOPENED`], whose file system is not procfs or
@@ -255,7 +263,7 @@ pub(crate) fn safe_to_preopen(path: &str, hazards: Option<&[std::path::PathBuf]>
     let Some(hazards) = hazards else {
         return false;
     };
-    if hazards.iter().any(|m| m.starts_with(&real)) {
+    if reaches_hazard(&real, hazards) {
         return false;
     }
     let top = real
@@ -312,6 +320,13 @@ mod tests {
             .map(std::path::PathBuf::from)
             .collect();
         assert_eq!(got, want);
+        let reaches = |p: &str| reaches_hazard(std::path::Path::new(p), &got);
+        assert!(reaches("/data"), "a proc beneath");
+        assert!(reaches("/mnt"), "a devtmpfs beneath");
+        assert!(reaches("/mnt/devices/net"), "within a devtmpfs");
+        assert!(reaches("/host/sys"), "the mount itself");
+        // Path prefixes count by component: /data2 is not /data.
+        assert!(!reaches("/data2") && !reaches("/etc"));
         assert_eq!(unescape_octal("a\\134b\\011c\\9"), "a\\b\tc\\9");
     }
 
