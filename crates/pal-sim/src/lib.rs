@@ -300,7 +300,10 @@ pub unsafe extern "C" fn pal_create_process(args: *mut PalCreateProcessArgs) -> 
                     "{program}: not the program this enclave was signed for ({})",
                     m.spec.entrypoint
                 );
-                refuse(stdio[2], &msg);
+                // The first process's caller (rune, at `create`) reads our stderr;
+                // a later one's (`rune exec`) reads the process's.
+                let first = enclave.next_pid == 1;
+                refuse((!first).then_some(stdio[2]), &msg);
                 return errno(Errno::EPERM);
             }
         }
@@ -338,11 +341,11 @@ pub unsafe extern "C" fn pal_create_process(args: *mut PalCreateProcessArgs) -> 
     0
 }
 
-/// Says why a process does not start, on our stderr and on the process's (the caller
-/// of an exec sees the process's stderr, not ours).
-fn refuse(stderr: c_int, msg: &str) {
+/// Says why a process does not start, on our stderr and, when given, on the process's
+/// (the caller of an exec sees the process's stderr, not ours).
+fn refuse(stderr: Option<c_int>, msg: &str) {
     say(msg);
-    if stderr >= 0 {
+    if let Some(stderr) = stderr.filter(|fd| *fd >= 0) {
         // SAFETY: the caller keeps its stdio descriptors open for the PAL call.
         let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(stderr) };
         let _ = nix::unistd::write(fd, format!("liberpal-sim: {msg}\n").as_bytes());
@@ -432,7 +435,7 @@ pub unsafe extern "C" fn pal_exec(args: *mut PalExecArgs) -> c_int {
     };
     let env = program_env(&process.env);
     if let Err(msg) = record_launch(&process.argv, &env) {
-        refuse(process.stdio[2], &msg);
+        refuse(Some(process.stdio[2]), &msg);
         return errno(Errno::EPERM);
     }
     // Our end is close-on-exec; the application's end is inherited.

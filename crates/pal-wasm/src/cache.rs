@@ -111,23 +111,44 @@ fn key(engine: &Engine, wasm: &[u8]) -> String {
 
 /// `wasm` compiled by `engine`, from the cache when an intact entry exists; otherwise
 /// compiled and stored.
-pub(crate) fn module(engine: &Engine, wasm: &[u8]) -> wasmtime::Result<Module> {
+pub(crate) fn module(engine: &Engine, wasm: &[u8]) -> wasmtime::Result<(Module, Source)> {
     let Some(dir) = DIR.get().and_then(|d| d.as_ref()) else {
-        return Module::from_binary(engine, wasm);
+        return Ok((Module::from_binary(engine, wasm)?, Source::NoCache));
     };
     module_in(dir, engine, wasm)
 }
 
-fn module_in(dir: &OwnedFd, engine: &Engine, wasm: &[u8]) -> wasmtime::Result<Module> {
+/// Where a module's compiled code came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Source {
+    /// An intact cache entry.
+    Cached,
+    /// Compiled now, and stored.
+    Compiled,
+    /// Compiled now; no cache directory.
+    NoCache,
+}
+
+impl Source {
+    pub(crate) fn describe(self) -> &'static str {
+        match self {
+            Source::Cached => "loaded from the compiled-code cache",
+            Source::Compiled => "compiled and cached",
+            Source::NoCache => "compiled (no compiled-code cache)",
+        }
+    }
+}
+
+fn module_in(dir: &OwnedFd, engine: &Engine, wasm: &[u8]) -> wasmtime::Result<(Module, Source)> {
     let name = key(engine, wasm);
     if let Some(m) = load(dir, &name, engine) {
-        return Ok(m);
+        return Ok((m, Source::Cached));
     }
     let module = Module::from_binary(engine, wasm)?;
     if let Ok(artifact) = module.serialize() {
         store(dir, &name, &artifact);
     }
-    Ok(module)
+    Ok((module, Source::Compiled))
 }
 
 /// The digest stored before `artifact` in the entry `name`: bound to the name, so an
@@ -260,7 +281,11 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let dir: OwnedFd = File::open(tmp.path()).unwrap().into();
         let engine = engine();
-        module_in(&dir, &engine, MODULE).unwrap();
+        assert_eq!(
+            module_in(&dir, &engine, MODULE).unwrap().1,
+            Source::Compiled
+        );
+        assert_eq!(module_in(&dir, &engine, MODULE).unwrap().1, Source::Cached);
         let name = key(&engine, MODULE);
         let path = tmp.path().join(&name);
         let stored = std::fs::read(&path).unwrap();
@@ -273,7 +298,10 @@ mod tests {
         std::fs::write(&path, &bad).unwrap();
         assert!(load(&dir, &name, &engine).is_none());
         assert!(!path.exists());
-        module_in(&dir, &engine, MODULE).unwrap();
+        assert_eq!(
+            module_in(&dir, &engine, MODULE).unwrap().1,
+            Source::Compiled
+        );
         assert_eq!(std::fs::read(&path).unwrap(), stored);
 
         // Another configuration is another entry.

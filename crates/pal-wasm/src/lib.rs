@@ -76,6 +76,7 @@ mod cache;
 mod deadline;
 mod guest;
 mod kbs;
+mod log;
 mod module;
 mod process;
 mod rtmr;
@@ -209,22 +210,36 @@ pub(crate) struct Outcome {
     killed_at: Option<Instant>,
 }
 
-/// One line on the runelet's stderr. Never `eprintln!`: with stderr a pipe nobody reads
-/// it panics.
+/// One error line on the runelet's stderr (shown unless the log level is `off`).
 fn say(msg: &str) {
-    use std::io::Write;
-    // One write: the container's other writers to this stderr cannot split the line.
-    let _ = std::io::stderr().write_all(format!("liberpal-wasm: {msg}\n").as_bytes());
+    say_at(log::Level::Error, msg);
 }
 
-/// One line on a process's stderr when it has one, else on ours.
+/// One line of `level` on the runelet's stderr, if the log level shows it. Never
+/// `eprintln!`: with stderr a pipe nobody reads it panics.
+fn say_at(level: log::Level, msg: &str) {
+    use std::io::Write;
+    if log::enabled(level) {
+        // One write: the container's other writers to this stderr cannot split the line.
+        let _ = std::io::stderr().write_all(format!("liberpal-wasm: {msg}\n").as_bytes());
+    }
+}
+
+/// One error line on a process's stderr when it has one, else on ours.
 fn tell(stderr: Option<&File>, msg: &str) {
+    tell_at(stderr, log::Level::Error, msg);
+}
+
+/// One line of `level` on a process's stderr when it has one, else on ours, if the log
+/// level shows it.
+fn tell_at(stderr: Option<&File>, level: log::Level, msg: &str) {
     use std::io::Write;
     match stderr {
-        Some(mut f) => {
+        Some(mut f) if log::enabled(level) => {
             let _ = f.write_all(format!("liberpal-wasm: {msg}\n").as_bytes());
         }
-        None => say(msg),
+        Some(_) => {}
+        None => say_at(level, msg),
     }
 }
 
@@ -301,6 +316,13 @@ pub unsafe extern "C" fn pal_init(attr: *const c_void) -> c_int {
             .to_string_lossy()
             .into_owned()
     };
+    let log_level = if attr.attr_v1.log_level.is_null() {
+        None
+    } else {
+        // SAFETY: non-NULL, NUL-terminated per the PAL API.
+        Some(unsafe { CStr::from_ptr(attr.attr_v1.log_level) }.to_string_lossy())
+    };
+    log::set(log_level.as_deref());
     guarded(|| match init(&args) {
         Ok(()) => 0,
         Err(r) => {
@@ -351,11 +373,14 @@ fn init(args: &str) -> Result<(), Refusal> {
     let init_data =
         sim_tee::rtmr::init_data_arg(args).map_err(|e| Refusal::new(Errno::EINVAL, e))?;
     if let Some(doc) = &init_data {
-        say(&format!(
-            "init-data {} {}",
-            doc.algorithm.name(),
-            hex::encode(doc.digest())
-        ));
+        say_at(
+            log::Level::Info,
+            &format!(
+                "init-data {} {}",
+                doc.algorithm.name(),
+                hex::encode(doc.digest())
+            ),
+        );
     }
     // Nothing in the container may read this process's memory (the platform key).
     let _ = nix::sys::prctl::set_dumpable(false);
@@ -383,12 +408,15 @@ fn init(args: &str) -> Result<(), Refusal> {
     let pulled = match &module_ref {
         Some(r) => {
             let a = artifact::pull(r, &insecure)?;
-            say(&format!(
-                "module {} ({}, {} bytes, pulled in the enclave)",
-                a.reference,
-                a.manifest_digest,
-                a.bytes.len()
-            ));
+            say_at(
+                log::Level::Info,
+                &format!(
+                    "module {} ({}, {} bytes, pulled in the enclave)",
+                    a.reference,
+                    a.manifest_digest,
+                    a.bytes.len()
+                ),
+            );
             Some(a)
         }
         None => None,
@@ -473,8 +501,9 @@ fn init(args: &str) -> Result<(), Refusal> {
 }
 
 fn announce(stderr: Option<&File>, id: &Identity) {
-    tell(
+    tell_at(
         stderr,
+        log::Level::Info,
         &format!(
             "mr_enclave={} mr_signer={} product_id={} svn={} debug={}",
             hex::encode(id.mr_enclave),
@@ -524,7 +553,16 @@ pub unsafe extern "C" fn pal_create_process(args: *mut PalCreateProcessArgs) -> 
         )
     };
     guarded(|| {
-        let stderr = dup(stdio[2]).ok().flatten();
+        // Why a process is refused goes where whoever asked reads it: for the enclave's
+        // first process (the container's own, which rune makes at `create`) on our
+        // stderr, which rune folds into its one error line; for a later one (`rune
+        // exec`) on that process's stderr, which the exec's caller reads.
+        let first = lock().as_ref().is_some_and(|e| e.next_pid == 1);
+        let stderr = if first {
+            None
+        } else {
+            dup(stdio[2]).ok().flatten()
+        };
         match create(argv, env, stdio) {
             Ok(pid) => {
                 // SAFETY: checked non-NULL above; the caller owns the int.
@@ -630,8 +668,9 @@ fn create(argv: Vec<String>, env: Vec<String>, stdio: [c_int; 3]) -> Result<i32,
         Ok(files) => Some(files),
         Err(r) => {
             // The program runs; only the attestation files are missing.
-            tell(
+            tell_at(
                 stderr.as_ref(),
+                log::Level::Warning,
                 &format!("{program}: no {}: {}", attest::GUEST_DIR, r.message),
             );
             None

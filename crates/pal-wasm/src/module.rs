@@ -122,11 +122,23 @@ pub fn prepare<T: 'static>(
         }
         Kind::Other => return Err(refuse("not a WebAssembly module".into())),
     }
-    let module = match compiled {
+    let started = std::time::Instant::now();
+    let (module, source) = match compiled {
         Compiled::Cached => crate::cache::module(engine, bytes),
-        Compiled::InMemoryOnly => wasmtime::Module::new(engine, bytes),
+        Compiled::InMemoryOnly => {
+            wasmtime::Module::new(engine, bytes).map(|m| (m, crate::cache::Source::NoCache))
+        }
     }
     .map_err(|e| refuse(format!("invalid module: {}", one_line(&e))))?;
+    crate::say_at(
+        crate::log::Level::Debug,
+        &format!(
+            "{path}: {} bytes {} in {:.1} ms",
+            bytes.len(),
+            source.describe(),
+            started.elapsed().as_secs_f64() * 1e3
+        ),
+    );
     match module.get_export("_start") {
         Some(ExternType::Func(f)) if f.params().len() == 0 && f.results().len() == 0 => {}
         Some(_) => {

@@ -12,6 +12,7 @@ use pal::ffi::PalExecArgs;
 use wasmtime::Trap;
 use wasmtime_wasi::I32Exit;
 
+use crate::log::Level;
 use crate::{
     errno, guarded, lock, module, tell, Created, Runtime, Shared, BAD_EXIT, KILL_GRACE, TRAP_EXIT,
 };
@@ -62,8 +63,17 @@ fn exec(pid: i32) -> Result<i32, Errno> {
         forget(pid);
         return Err(Errno::EAGAIN);
     }
+    crate::say_at(Level::Debug, &format!("pid {pid}: {name} started"));
+    let started = Instant::now();
     let code = wait(&shared, &rt, stderr.as_ref(), &name);
     forget(pid);
+    crate::say_at(
+        Level::Debug,
+        &format!(
+            "pid {pid}: {name} ended with exit value {code} after {:.1} ms",
+            started.elapsed().as_secs_f64() * 1e3
+        ),
+    );
     Ok(code)
 }
 

@@ -30,6 +30,24 @@ pub fn stderr_of<R>(f: impl FnOnce() -> R) -> (R, String) {
     (r, String::from_utf8_lossy(&text).into_owned())
 }
 
+/// [`stderr_of`] for a call that also hands out the caller's stderr: `f` gets the
+/// number of a close-on-exec duplicate of fd 2 as it was (fd 2 itself is the memory
+/// file meanwhile), for a PAL to take as a process's stderr (`pal_create_process`).
+/// The duplicate is returned, for the caller to keep open as long as the PAL may use
+/// it. When fd 2 cannot be redirected, `f` gets 2, and no duplicate or text comes back.
+pub fn stderr_of_keeping<R>(f: impl FnOnce(i32) -> R) -> (R, Option<OwnedFd>, String) {
+    let Some((saved, mut memfd)) = redirect() else {
+        return (f(2), None, String::new());
+    };
+    let r = f(saved.as_raw_fd());
+    let _ = std::io::stderr().flush();
+    // As in `stderr_of`: restoring cannot fail on a valid descriptor.
+    let _ = nix::unistd::dup2(saved.as_raw_fd(), 2);
+    let mut text = Vec::new();
+    let _ = memfd.rewind().and_then(|_| memfd.read_to_end(&mut text));
+    (r, Some(saved), String::from_utf8_lossy(&text).into_owned())
+}
+
 /// fd 2 saved and replaced by a new memory file (returned too).
 fn redirect() -> Option<(OwnedFd, std::fs::File)> {
     let saved = std::io::stderr().as_fd().try_clone_to_owned().ok()?;

@@ -231,6 +231,30 @@ pub struct EnclaveWorkload {
     pub config: crate::enclave::EnclaveConfig,
     /// The agent socket `rune create` bound for this container (see [`crate::agent`]).
     pub agent: Option<std::os::unix::net::UnixListener>,
+    /// The container's own process, from its argv at `create` to the PAL's pid once
+    /// `pal_create_process` made it (see [`InitProcess`]).
+    pub init: std::sync::Mutex<InitProcess>,
+}
+
+/// Where the container's own process of a v2/v3 PAL is between `create` and `start`.
+///
+/// runc makes the process at `create` and only runs it at `start`, so that a program
+/// that cannot run fails `create`. rune does the same through the PAL: `pal_create_process`
+/// ("creates but does not run", pal-api.md §1) at `create`, `pal_exec` at `start`. A v1
+/// PAL has no such call, and makes and runs its process at `start` in `pal_exec`.
+#[derive(Default)]
+pub enum InitProcess {
+    /// Nothing yet (or a v1 PAL).
+    #[default]
+    None,
+    /// `validate` found the argv; `setup_envs`, which has the environment, creates it.
+    Argv(Vec<String>),
+    /// Created: the PAL's pid, and the duplicate of stderr the PAL was given as the
+    /// process's stderr (kept open until the process ends: a PAL may use it only then).
+    Created {
+        pid: i32,
+        stderr: Option<std::os::fd::OwnedFd>,
+    },
 }
 
 impl EnclaveWorkload {
@@ -559,6 +583,21 @@ pub struct RuneExecutor {
     enclave: Option<std::sync::Arc<EnclaveWorkload>>,
 }
 
+/// This process's environment as `NAME=value` strings, for a PAL.
+fn current_env() -> Vec<String> {
+    std::env::vars().map(|(k, v)| format!("{k}={v}")).collect()
+}
+
+/// `error`, followed by what the PAL printed about why (`said`) on the same line.
+fn with_cause(error: String, said: &str) -> String {
+    let cause = crate::captured::one_line(said);
+    if cause.is_empty() {
+        error
+    } else {
+        format!("{error}: {cause}")
+    }
+}
+
 /// Signals the init of an enclave container forwards to the PAL as `pal_kill(-1, sig)`.
 /// A container's pid 1 only receives signals it has a handler for, so each gets one.
 const FORWARDED: &[i32] = &[
@@ -639,15 +678,16 @@ impl Executor for RuneExecutor {
         match done {
             Ok(()) => {
                 let _ = std::io::Write::write_all(&mut std::io::stderr(), said.as_bytes());
+                if w.pal.version() >= 2 {
+                    let argv = Self::enclave_argv(spec).unwrap_or_default();
+                    *w.init.lock().unwrap_or_else(|p| p.into_inner()) = InitProcess::Argv(argv);
+                }
                 Ok(())
             }
-            Err(e) => {
-                let cause = crate::captured::one_line(&said);
-                let sep = if cause.is_empty() { "" } else { ": " };
-                Err(ExecutorValidationError::ArgValidationError(format!(
-                    "enclave init: {e}{sep}{cause}"
-                )))
-            }
+            Err(e) => Err(ExecutorValidationError::ArgValidationError(with_cause(
+                format!("enclave init: {e}"),
+                &said,
+            ))),
         }
     }
 
@@ -664,7 +704,41 @@ impl Executor for RuneExecutor {
                 std::env::set_var(key, value);
             }
         }
-        Ok(())
+        let Some(w) = &self.enclave else {
+            return Ok(());
+        };
+        // The container's process is made now, with the environment just set, so that a
+        // program the PAL cannot run fails `create` in one line naming what the PAL said
+        // (still single-threaded: fd 2 can be captured). Its stdio are the init's own,
+        // stderr as a duplicate: fd 2 is the capture meanwhile.
+        let mut init = w.init.lock().unwrap_or_else(|p| p.into_inner());
+        let InitProcess::Argv(argv) = std::mem::take(&mut *init) else {
+            return Ok(());
+        };
+        let env = current_env();
+        let (made, stderr, said) = crate::captured::stderr_of_keeping(|stderr| {
+            let stdio = pal::StdioFds {
+                stderr,
+                ..pal::StdioFds::inherit()
+            };
+            w.pal.create_process(&argv, &env, stdio)
+        });
+        match made {
+            Ok(pid) => {
+                let _ = std::io::Write::write_all(&mut std::io::stderr(), said.as_bytes());
+                *init = InitProcess::Created { pid, stderr };
+                Ok(())
+            }
+            // The PAL's own words name the program; without them, rune does.
+            Err(e) if said.trim().is_empty() => {
+                Err(libcontainer::workload::ExecutorSetEnvsError::Other(
+                    format!("enclave: {}: {e}", argv[0]),
+                ))
+            }
+            Err(e) => Err(libcontainer::workload::ExecutorSetEnvsError::Other(
+                with_cause(format!("enclave: {e}"), &said),
+            )),
+        }
     }
 
     fn exec(&self, spec: &Spec) -> Result<(), ExecutorError> {
@@ -677,7 +751,7 @@ impl Executor for RuneExecutor {
         // 32 and 33): ignored signals back at their default. Handled ones stay: the PAL
         // may have installed its own at pal_init (wasmtime's traps need SIGILL/SIGSEGV).
         unignore_signals(&[libc::SIGPIPE]);
-        let env: Vec<String> = std::env::vars().map(|(k, v)| format!("{k}={v}")).collect();
+        let env = current_env();
         let agent = w.clone();
         // Threads count against the container's pids limit: one that cannot be made is
         // an error line, not a panic.
@@ -709,10 +783,20 @@ impl Executor for RuneExecutor {
             }
             Err(e) => tracing::warn!("enclave: cannot forward signals: {e}"),
         };
-        let code = w
-            .pal
-            .run_with(&argv, &env, pal::StdioFds::inherit(), install)
-            .map_err(|e| ExecutorError::Execution(format!("enclave: {e}").into()))?;
+        let created = std::mem::take(&mut *w.init.lock().unwrap_or_else(|p| p.into_inner()));
+        let code = match created {
+            // Made at `create`: only run it. Its stderr duplicate stays open until then.
+            InitProcess::Created { pid, stderr } => {
+                install(pid);
+                let code = w.pal.exec(pid);
+                drop(stderr);
+                code
+            }
+            _ => w
+                .pal
+                .run_with(&argv, &env, pal::StdioFds::inherit(), install),
+        }
+        .map_err(|e| ExecutorError::Execution(format!("enclave: {e}").into()))?;
         if let Err(e) = w.pal.destroy() {
             tracing::warn!("enclave: {e}");
         }

@@ -171,6 +171,7 @@ impl Runtime {
                     pal,
                     config,
                     agent: Some(listener),
+                    init: Default::default(),
                 })
             }
         };

@@ -742,3 +742,77 @@ fn intel_sgx_attest_gets_a_dcap_quote_through_the_pal_and_aesmd() {
     rune.ok(&["delete", &id]);
     assert_eq!(leftovers(rune.root.path(), &id), Vec::<String>::new());
 }
+
+/// As runc's `create` makes the container's process and only `start` runs it: a v2/v3
+/// PAL is asked for the process (`pal_create_process`) at `create` and runs it
+/// (`pal_exec`) at `start`; v1 has only `pal_exec`, at `start`. Before `start` nothing of
+/// the payload ran, and a created container deleted without a start leaves nothing
+/// (the skeleton's created payload, a child waiting to be started, ends with it).
+#[test]
+fn the_payload_is_made_at_create_and_runs_only_at_start() {
+    if !root_or_skip("the_payload_is_made_at_create_and_runs_only_at_start") {
+        return;
+    }
+    let rune = Rune::new();
+    for version in 1..=3 {
+        let b = Bundle::new(&["/bin/app", "exit_code", "3"]).enclave(&skeleton_pal(version), "");
+        let dir = tempfile::tempdir().unwrap();
+        let out_path = dir.path().join("stdout");
+        let create = |id: &str| {
+            let out = std::fs::File::create(&out_path).unwrap();
+            let status = Command::new(RUNE)
+                .arg("--root")
+                .arg(rune.root.path())
+                .args(["create", "--bundle", b.path().to_str().unwrap(), id])
+                .stdin(Stdio::null())
+                .stdout(out)
+                .stderr(Stdio::null())
+                .status()
+                .unwrap();
+            assert!(status.success(), "v{version}: create failed");
+        };
+
+        let id = unique_id("made");
+        create(&id);
+        assert_eq!(rune.status(&id), "created", "v{version}");
+        // The PAL's pid a v2/v3 PAL made at create: the skeleton forks it then.
+        let pids = rune.ok(&["ps", "--format", "json", &id]);
+        let pids: Vec<i64> = serde_json::from_str(&pids).unwrap();
+        assert_eq!(
+            pids.len(),
+            if version == 1 { 1 } else { 2 },
+            "v{version}: {pids:?}"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+        let before = std::fs::read_to_string(&out_path).unwrap();
+        assert!(
+            before.contains("Hello Inclavare Containers!"),
+            "v{version}: {before}"
+        );
+        assert!(
+            !before.contains("argv:"),
+            "v{version}: ran before start: {before}"
+        );
+        rune.ok(&["start", &id]);
+        assert!(wait_until(Duration::from_secs(10), || rune.status(&id) == "stopped"));
+        let after = std::fs::read_to_string(&out_path).unwrap();
+        assert!(
+            after.contains("argv: /bin/app|exit_code|3\n"),
+            "v{version}: {after}"
+        );
+        rune.ok(&["delete", &id]);
+        assert_eq!(leftovers(rune.root.path(), &id), Vec::<String>::new());
+
+        // Created, never started: deleting it ends the waiting payload unrun.
+        let id = unique_id("unstarted");
+        create(&id);
+        rune.ok(&["delete", "--force", &id]);
+        std::thread::sleep(Duration::from_millis(300));
+        let after = std::fs::read_to_string(&out_path).unwrap();
+        assert!(
+            !after.contains("argv:"),
+            "v{version}: ran without a start: {after}"
+        );
+        assert_eq!(leftovers(rune.root.path(), &id), Vec::<String>::new());
+    }
+}

@@ -164,6 +164,38 @@ fn altered_or_unsigned_enclaves_are_refused_and_leave_nothing() {
     assert!(stderr.contains("debug=true"), "{stderr}");
 }
 
+/// A debug enclave whose program is not in the container fails `create` (as runc's
+/// create fails for a missing program), in one line naming the program with the PAL's
+/// reason, and leaves nothing.
+#[test]
+fn a_debug_enclave_whose_program_is_missing_fails_create_in_one_line() {
+    if !root_or_skip("a_debug_enclave_whose_program_is_missing_fails_create_in_one_line") {
+        return;
+    }
+    let (pal, _) = sim_artifacts();
+    let rune = Rune::new();
+    let work = tempfile::tempdir().unwrap();
+    let platform = work.path().join("platform");
+    let b = Bundle::new(&["/bin/no-such-program", "x"])
+        .private_rootfs()
+        .enclave(&pal, "debug");
+    let id = unique_id("simmissing");
+    let out = rune.sim(
+        &platform,
+        &["create", "--bundle", b.path().to_str().unwrap(), &id],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "created: {stderr}");
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    let said = error_messages(&stderr);
+    assert_eq!(said.len(), 1, "{stderr}");
+    assert!(said[0].contains("/bin/no-such-program"), "{stderr}");
+    assert!(said[0].contains("pal_create_process"), "{stderr}");
+    assert!(said[0].contains("No such file or directory"), "{stderr}");
+    assert!(!rune.cmd(&["state", &id]).status.success());
+    assert_eq!(leftovers(rune.root.path(), &id), Vec::<String>::new());
+}
+
 /// A pids limit that leaves an enclave's program no task (the enclave runtime's own
 /// threads count) is refused in one line naming the field, instead of a panic in the
 /// init after `start`; one task more runs.

@@ -181,6 +181,66 @@ fn wasm_exit_values_follow_proc_exit_and_traps() {
     }
 }
 
+/// `ENCLAVE_RUNTIME_LOGLEVEL` (pal-api.md: `trace debug info warning error fatal panic
+/// off`) decides what the PAL prints, not what the module does: the identity line from
+/// `info` up, compilation and process lines at `debug`, a trap's line down to `error`,
+/// nothing at `off`; the exit values stay 0 and 134.
+#[test]
+fn wasm_log_level_decides_what_the_pal_prints() {
+    if !ready("wasm_log_level_decides_what_the_pal_prints") {
+        return;
+    }
+    let rune = Rune::new();
+    // (level, [identity line, compilation line, trap line] expected).
+    let cases = [
+        ("debug", [true, true, true]),
+        ("info", [true, false, true]),
+        ("warning", [false, false, true]),
+        ("error", [false, false, true]),
+        ("off", [false, false, false]),
+    ];
+    for (level, [identity, compiled, trap]) in cases {
+        for (wat, code) in [(HELLO, 0), (TRAP, 134)] {
+            let mut b = wasm_bundle(wat, &[], "debug");
+            b.spec["process"]["env"]
+                .as_array_mut()
+                .unwrap()
+                .push(serde_json::json!(format!(
+                    "ENCLAVE_RUNTIME_LOGLEVEL={level}"
+                )));
+            b.save();
+            let id = unique_id("wasm-log");
+            let (got, stdout, stderr) = run_bundle(&rune, &b, &id);
+            assert_eq!(got, Some(code), "{level}: {stderr}");
+            if code == 0 {
+                assert_eq!(stdout, "hello wasm\n", "{level}");
+            }
+            assert_eq!(
+                stderr.contains("mr_enclave="),
+                identity,
+                "{level}: {stderr}"
+            );
+            assert_eq!(
+                stderr.contains("/app.wasm: ") && stderr.contains(" bytes "),
+                compiled,
+                "{level}: {stderr}"
+            );
+            assert_eq!(
+                stderr.contains(&format!("ended with exit value {code}")),
+                compiled,
+                "{level}: {stderr}"
+            );
+            if code == 134 {
+                assert_eq!(stderr.contains("wasm trap:"), trap, "{level}: {stderr}");
+            }
+            if level == "off" {
+                assert_eq!(stderr, "", "{level}");
+            }
+            assert_eq!(leftovers(rune.root.path(), &id), Vec::<String>::new());
+        }
+    }
+}
+
 #[test]
 fn wasm_args_and_env_round_trip() {
     if !ready("wasm_args_and_env_round_trip") {
@@ -318,6 +378,58 @@ fn wasm_infinite_loop_ends_on_rune_kill_term_within_a_second() {
     }
 }
 
+/// Prints "reading", blocks reading stdin (a host call, where no epoch check happens),
+/// then calls `proc_exit(0)` as soon as the read returns.
+const READ_THEN_EXIT: &str = r#"(module
+  (import "wasi_snapshot_preview1" "fd_write" (func $w (param i32 i32 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "fd_read" (func $r (param i32 i32 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 16) "reading\n")
+  (func (export "_start")
+    (i32.store (i32.const 0) (i32.const 16)) (i32.store (i32.const 4) (i32.const 8))
+    (drop (call $w (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))
+    (i32.store (i32.const 0) (i32.const 64)) (i32.store (i32.const 4) (i32.const 64))
+    (drop (call $r (i32.const 0) (i32.const 0) (i32.const 1) (i32.const 8)))
+    (call $exit (i32.const 0))))"#;
+
+/// The exit status says what ended the process, not how its last call returned: a
+/// guest blocked in a host call when `rune kill ID TERM` comes, whose call then returns
+/// within the kill grace time and who calls `proc_exit(0)` before any epoch check, was
+/// killed: 143, not 0 (the window `wasmtime run` would report as 0).
+#[test]
+fn a_guest_killed_in_a_host_call_reports_the_signal_even_if_it_then_exits_0() {
+    if !ready("a_guest_killed_in_a_host_call_reports_the_signal_even_if_it_then_exits_0") {
+        return;
+    }
+    use std::io::BufRead;
+    let rune = Rune::new();
+    let b = wasm_bundle(READ_THEN_EXIT, &[], "debug");
+    let id = unique_id("wasm-window");
+    let mut run = Command::new(RUNE)
+        .arg("--root")
+        .arg(rune.root.path())
+        .args(["run", "--bundle", b.path().to_str().unwrap(), &id])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut out = std::io::BufReader::new(run.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    assert_eq!(line, "reading\n");
+    rune.ok(&["kill", &id, "TERM"]);
+    // Well inside the PAL's 200 ms grace: the read returns (end of file), and the
+    // guest calls proc_exit(0) at once.
+    std::thread::sleep(Duration::from_millis(100));
+    drop(run.stdin.take());
+    let (status, took) = wait_child(&mut run);
+    println!("killed in a host call, then proc_exit(0): exit {status:?} after {took:?}");
+    assert_eq!(status.code(), Some(128 + 15));
+    assert_eq!(leftovers(rune.root.path(), &id), Vec::<String>::new());
+}
+
 /// The runtime arg `deadline=SECONDS` stops a guest still running after that long, as a
 /// trap (134) with one line saying so: spinning (epoch interruption) or blocked in a
 /// host call (reported after the kill grace time). A module done in time exits as
@@ -452,8 +564,9 @@ fn wasm_exec_runs_more_modules_and_a_kill_ends_only_its_process() {
     assert_eq!(leftovers(rune.root.path(), &id), Vec::<String>::new());
 }
 
-/// Each bad module (debug, so checked when it starts): a non-zero exit, the PAL's
-/// one-line reason as the whole of stderr, and nothing left.
+/// Each bad module (unsigned, run with `debug`: the PAL first sees it as the container's
+/// process is made): `rune create` fails in one line carrying the PAL's reason, and
+/// nothing is left.
 #[test]
 fn bad_wasm_modules_are_refused_with_one_line_and_leave_nothing() {
     if !ready("bad_wasm_modules_are_refused_with_one_line_and_leave_nothing") {
@@ -516,17 +629,26 @@ fn bad_wasm_modules_are_refused_with_one_line_and_leave_nothing() {
                 .unwrap();
         }
         let id = unique_id("wasm-bad");
-        let (code, stdout, stderr) = run_bundle(&rune, &b, &id);
-        assert_ne!(code, Some(0), "{name}: ran");
-        assert_eq!(stdout, "", "{name}");
-        let pal_lines: Vec<&str> = stderr
-            .lines()
-            .filter(|l| l.starts_with("liberpal-wasm: /app.wasm"))
-            .collect();
-        assert_eq!(pal_lines.len(), 1, "{name}: {stderr}");
-        assert!(pal_lines[0].contains(needle), "{name}: {stderr}");
-        // The PAL's line is the whole of stderr: the container's init ends at once.
+        // `create` fails, as runc's does for a program it cannot run: the module is
+        // checked as the container's process is made, before anything runs.
+        let out = rune.cmd(&["create", "--bundle", b.path().to_str().unwrap(), &id]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{name}: created: {stderr}");
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "", "{name}");
+        // One line, rune's, carrying the PAL's reason; nothing else on stderr.
         assert_eq!(stderr.trim().lines().count(), 1, "{name}: {stderr}");
+        let said = error_messages(&stderr);
+        assert_eq!(said.len(), 1, "{name}: {stderr}");
+        assert!(
+            said[0].contains("liberpal-wasm: /app.wasm"),
+            "{name}: {stderr}"
+        );
+        assert!(said[0].contains(needle), "{name}: {stderr}");
+        let state = rune.cmd(&["state", &id]);
+        assert!(
+            !state.status.success(),
+            "{name}: the container is still there"
+        );
         assert_eq!(
             leftovers(rune.root.path(), &id),
             Vec::<String>::new(),

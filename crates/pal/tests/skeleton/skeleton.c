@@ -176,10 +176,15 @@ int pal_create_process(struct pal_create_process_args *args)
 	if (pid < 0)
 		return -errno;
 	if (pid == 0) {
+		/* Only pal_exec's byte starts it: end of file means the runtime is gone
+		 * (rune calls pal_create_process at create), and then it never runs. */
 		char c;
+		ssize_t n;
 		close(go[1]);
-		while (read(go[0], &c, 1) < 0 && errno == EINTR)
+		while ((n = read(go[0], &c, 1)) < 0 && errno == EINTR)
 			;
+		if (n != 1)
+			_exit(127);
 		run_payload(args->argv, args->env, args->stdio);
 	}
 	close(go[0]);
@@ -195,8 +200,11 @@ int pal_create_process(struct pal_create_process_args *args)
 int pal_exec(struct pal_exec_args *args)
 {
 	int fd = untrack(args->pid, 1);
-	if (fd >= 0)
+	if (fd >= 0) {
+		while (write(fd, "1", 1) < 0 && errno == EINTR)
+			;
 		close(fd);
+	}
 	int rc = wait_payload(args->pid);
 	if (rc < 0)
 		return rc;
