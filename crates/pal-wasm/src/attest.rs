@@ -81,9 +81,32 @@ pub fn nonce_report_data(module_sha256: &[u8; 32], user: &[u8]) -> [u8; 64] {
     out
 }
 
-/// A process's attestation directory on the host side; removed on drop.
+/// A process's attestation directory on the host side; removed on drop. Made (empty,
+/// preopened) when the process is made, at `create` for the container's own; its files,
+/// the private key among them, are written only as the process starts
+/// ([`Files::publish`]), so a container deleted before `start` leaves no key behind.
 pub(crate) struct Files {
     dir: PathBuf,
+    /// The files still to write: (name, content).
+    pending: Vec<(&'static str, Vec<u8>)>,
+}
+
+impl Files {
+    /// Writes the files (0400) and makes the directory read-only (0500). Once.
+    pub(crate) fn publish(&mut self) -> Result<(), Refusal> {
+        for (name, bytes) in std::mem::take(&mut self.pending) {
+            let path = self.dir.join(name);
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o400)
+                .open(&path)
+                .map_err(|e| io(&path, e))?;
+            f.write_all(&bytes).map_err(|e| io(&path, e))?;
+        }
+        std::fs::set_permissions(&self.dir, std::fs::Permissions::from_mode(0o500))
+            .map_err(|e| io(&self.dir, e))
+    }
 }
 
 impl Drop for Files {
@@ -103,7 +126,8 @@ fn io(what: &Path, e: std::io::Error) -> Refusal {
 }
 
 /// Makes the files for process `pid` (of the module whose SHA-256 is `module_sha256`),
-/// with `evidence` signing report data, and preopens them at [`GUEST_DIR`] read-only.
+/// with `evidence` signing report data, and preopens their directory at [`GUEST_DIR`]
+/// read-only; the files are written by [`Files::publish`].
 /// `evidence` turns 64 bytes of report data into a signed report.
 pub(crate) fn prepare(
     wasi: &mut WasiCtxBuilder,
@@ -129,27 +153,19 @@ pub(crate) fn prepare(
         .mode(0o700)
         .create(&dir)
         .map_err(|e| io(&dir, e))?;
-    let files = Files { dir };
-    let entries: [(&str, &[u8]); 6] = [
-        ("attestation_type", ATTESTATION_TYPE.as_bytes()),
-        ("module_sha256", module_sha256),
-        ("key.der", &key_der),
-        ("public_key.der", &public_der),
-        ("report_data", &report_data),
-        ("evidence", &report),
-    ];
-    for (name, bytes) in entries {
-        let path = files.dir.join(name);
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o400)
-            .open(&path)
-            .map_err(|e| io(&path, e))?;
-        f.write_all(bytes).map_err(|e| io(&path, e))?;
-    }
-    std::fs::set_permissions(&files.dir, std::fs::Permissions::from_mode(0o500))
-        .map_err(|e| io(&files.dir, e))?;
+    let files = Files {
+        dir,
+        pending: vec![
+            ("attestation_type", ATTESTATION_TYPE.as_bytes().to_vec()),
+            ("module_sha256", module_sha256.to_vec()),
+            ("key.der", key_der),
+            ("public_key.der", public_der),
+            ("report_data", report_data.to_vec()),
+            ("evidence", report),
+        ],
+    };
+    // The guest sees the directory through this descriptor: files written into it
+    // later (`publish`) appear there.
     wasi.preopened_dir(&files.dir, GUEST_DIR, FsPerms::ReadOnly)
         .map_err(|e| {
             Refusal::new(

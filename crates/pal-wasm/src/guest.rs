@@ -24,8 +24,9 @@ pub(crate) struct Host {
     pub(crate) memory_used: usize,
     /// SHA-256 of the module file (what `librats_collect` binds evidence to).
     pub(crate) module_sha256: [u8; 32],
-    /// The process's `/dev/attestation` files, removed with the store.
-    pub(crate) _attestation: Option<crate::attest::Files>,
+    /// The process's `/dev/attestation` files (written as it starts), removed with the
+    /// store.
+    pub(crate) attestation: Option<crate::attest::Files>,
     /// The broker `kbs_get_resource` last attested to, kept for the next call.
     pub(crate) kbs: Option<crate::kbs::Client>,
     /// The process's stderr, for the PAL's lines about its calls.

@@ -326,7 +326,7 @@ pub unsafe extern "C" fn pal_init(attr: *const c_void) -> c_int {
     guarded(|| match init(&args) {
         Ok(()) => 0,
         Err(r) => {
-            say(&r.message);
+            say_at(log::Level::Refusal, &r.message);
             errno(r.errno)
         }
     })
@@ -570,7 +570,7 @@ pub unsafe extern "C" fn pal_create_process(args: *mut PalCreateProcessArgs) -> 
                 0
             }
             Err(r) => {
-                tell(stderr.as_ref(), &r.message);
+                tell_at(stderr.as_ref(), log::Level::Refusal, &r.message);
                 errno(r.errno)
             }
         }
@@ -604,7 +604,9 @@ fn create(argv: Vec<String>, env: Vec<String>, stdio: [c_int; 3]) -> Result<i32,
             svn: 0,
             debug: true,
         };
-        announce(stderr.as_ref(), &id);
+        // On our stderr, as the first process's other lines: rune passes it on when
+        // the process is made, and folds it into its error line when it is not.
+        announce(None, &id);
         if let Some(e) = lock().as_mut() {
             e.identity.get_or_insert(id);
         }
@@ -686,7 +688,7 @@ fn create(argv: Vec<String>, env: Vec<String>, stdio: [c_int; 3]) -> Result<i32,
             memory_limit: container_memory_limit(),
             memory_used: 0,
             module_sha256,
-            _attestation: attestation,
+            attestation,
             kbs: None,
             stderr: stderr.as_ref().and_then(|f| f.try_clone().ok()),
         },

@@ -4,8 +4,8 @@
 //!
 //! | level | lines |
 //! |---|---|
-//! | `off` | none |
-//! | `error`, `fatal`, `panic` | why a module or process is refused, traps, failed host calls |
+//! | `off` | only why `pal_init` or `pal_create_process` failed (the call's result) |
+//! | `error`, `fatal`, `panic` | and traps, failed host calls |
 //! | `warning` | and what the program runs without (its attestation files) |
 //! | `info` (the default) | and the enclave's identity, init-data and a pulled module |
 //! | `debug`, `trace` | and each module's compilation (time, cache), process start and end |
@@ -15,6 +15,9 @@ use std::sync::atomic::{AtomicU8, Ordering};
 /// A line's importance, most important first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) enum Level {
+    /// Why `pal_init` or `pal_create_process` failed: the call's result, which rune
+    /// folds into its one error line, so shown at every level, `off` included.
+    Refusal = 0,
     Error = 1,
     Warning = 2,
     Info = 3,

@@ -14,7 +14,8 @@ use wasmtime_wasi::I32Exit;
 
 use crate::log::Level;
 use crate::{
-    errno, guarded, lock, module, tell, Created, Runtime, Shared, BAD_EXIT, KILL_GRACE, TRAP_EXIT,
+    errno, guarded, lock, module, tell, tell_at, Created, Runtime, Shared, BAD_EXIT, KILL_GRACE,
+    TRAP_EXIT,
 };
 
 /// # Safety
@@ -138,6 +139,18 @@ fn run(p: Created) {
     } = p;
     // A panic on this thread (a runtime thread that could not be made, under a small
     // pids limit) must still report an exit, or pal_exec would wait for ever.
+    // The attestation files appear as the process starts, before `_start` (a process
+    // made at `create` and never started wrote none). Without them it still runs.
+    if let Some(files) = store.data_mut().attestation.as_mut() {
+        if let Err(r) = files.publish() {
+            tell_at(
+                stderr.as_ref(),
+                Level::Warning,
+                &format!("{name}: no {}: {}", crate::attest::GUEST_DIR, r.message),
+            );
+            store.data_mut().attestation = None;
+        }
+    }
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         pre.instantiate(&mut store).and_then(|instance| {
             let start = instance.get_typed_func::<(), ()>(&mut store, "_start")?;
@@ -262,6 +275,10 @@ pub extern "C" fn pal_kill(pid: c_int, sig: c_int) -> c_int {
             }
         }
         enclave.rt.engine.increment_epoch();
+        crate::say_at(
+            Level::Debug,
+            &format!("signal {sig} for pid {pid}: {} process(es)", targets.len()),
+        );
         0
     })
 }

@@ -729,15 +729,30 @@ impl Executor for RuneExecutor {
                 *init = InitProcess::Created { pid, stderr };
                 Ok(())
             }
-            // The PAL's own words name the program; without them, rune does.
-            Err(e) if said.trim().is_empty() => {
-                Err(libcontainer::workload::ExecutorSetEnvsError::Other(
-                    format!("enclave: {}: {e}", argv[0]),
-                ))
+            Err(e) => {
+                // The PAL's own words name the program; without them, rune does.
+                let line = if said.trim().is_empty() {
+                    format!("enclave: {}: {e}", argv[0])
+                } else {
+                    with_cause(format!("enclave: {e}"), &said)
+                };
+                // runc's words for a program that is missing or may not run lead, as
+                // clients read them: docker answers 127 and 126 (not 125) by them.
+                let runc = match e {
+                    pal::PalError::Call { code, .. } if code == -libc::ENOENT => {
+                        Some("no such file or directory")
+                    }
+                    pal::PalError::Call { code, .. } if code == -libc::EACCES => {
+                        Some("permission denied")
+                    }
+                    _ => None,
+                };
+                let line = match runc {
+                    Some(words) => format!("exec: {:?}: {words}: {line}", argv[0]),
+                    None => line,
+                };
+                Err(libcontainer::workload::ExecutorSetEnvsError::Other(line))
             }
-            Err(e) => Err(libcontainer::workload::ExecutorSetEnvsError::Other(
-                with_cause(format!("enclave: {e}"), &said),
-            )),
         }
     }
 

@@ -746,7 +746,7 @@ fn intel_sgx_attest_gets_a_dcap_quote_through_the_pal_and_aesmd() {
 /// As runc's `create` makes the container's process and only `start` runs it: a v2/v3
 /// PAL is asked for the process (`pal_create_process`) at `create` and runs it
 /// (`pal_exec`) at `start`; v1 has only `pal_exec`, at `start`. Before `start` nothing of
-/// the payload ran, and a created container deleted without a start leaves nothing
+/// the payload ran, and a created container killed before a start leaves nothing
 /// (the skeleton's created payload, a child waiting to be started, ends with it).
 #[test]
 fn the_payload_is_made_at_create_and_runs_only_at_start() {
@@ -803,10 +803,13 @@ fn the_payload_is_made_at_create_and_runs_only_at_start() {
         rune.ok(&["delete", &id]);
         assert_eq!(leftovers(rune.root.path(), &id), Vec::<String>::new());
 
-        // Created, never started: deleting it ends the waiting payload unrun.
+        // Created, never started: killing it ends the waiting payload unrun (it sees
+        // its start pipe's end of file as the init exits, and does not start).
         let id = unique_id("unstarted");
         create(&id);
-        rune.ok(&["delete", "--force", &id]);
+        rune.ok(&["kill", &id, "TERM"]);
+        assert!(wait_until(Duration::from_secs(10), || rune.status(&id) == "stopped"));
+        rune.ok(&["delete", &id]);
         std::thread::sleep(Duration::from_millis(300));
         let after = std::fs::read_to_string(&out_path).unwrap();
         assert!(

@@ -192,6 +192,11 @@ fn a_debug_enclave_whose_program_is_missing_fails_create_in_one_line() {
     assert!(said[0].contains("/bin/no-such-program"), "{stderr}");
     assert!(said[0].contains("pal_create_process"), "{stderr}");
     assert!(said[0].contains("No such file or directory"), "{stderr}");
+    // runc's words lead (docker maps them to exit status 127).
+    assert!(
+        said[0].contains(r#"exec: "/bin/no-such-program": no such file or directory"#),
+        "{stderr}"
+    );
     assert!(!rune.cmd(&["state", &id]).status.success());
     assert_eq!(leftovers(rune.root.path(), &id), Vec::<String>::new());
 }

@@ -184,7 +184,7 @@ fn wasm_exit_values_follow_proc_exit_and_traps() {
 /// `ENCLAVE_RUNTIME_LOGLEVEL` (pal-api.md: `trace debug info warning error fatal panic
 /// off`) decides what the PAL prints, not what the module does: the identity line from
 /// `info` up, compilation and process lines at `debug`, a trap's line down to `error`,
-/// nothing at `off`; the exit values stay 0 and 134.
+/// nothing at `off` but why a module is refused; the exit values stay 0 and 134.
 #[test]
 fn wasm_log_level_decides_what_the_pal_prints() {
     if !ready("wasm_log_level_decides_what_the_pal_prints") {
@@ -239,6 +239,23 @@ fn wasm_log_level_decides_what_the_pal_prints() {
             assert_eq!(leftovers(rune.root.path(), &id), Vec::<String>::new());
         }
     }
+    // Why a module is refused is the failed call's result, not a log line: even at
+    // `off` rune's error line carries it.
+    let mut b = wasm_bundle(HELLO, &[], "debug");
+    put_module(&b, b"#!/bin/sh\necho hi\n");
+    b.spec["process"]["env"]
+        .as_array_mut()
+        .unwrap()
+        .push(serde_json::json!("ENCLAVE_RUNTIME_LOGLEVEL=off"));
+    b.save();
+    let id = unique_id("wasm-log-off");
+    let out = rune.cmd(&["create", "--bundle", b.path().to_str().unwrap(), &id]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    let said = error_messages(&stderr);
+    assert_eq!(said.len(), 1, "{stderr}");
+    assert!(said[0].contains("not a WebAssembly module"), "{stderr}");
+    assert_eq!(leftovers(rune.root.path(), &id), Vec::<String>::new());
 }
 
 #[test]
@@ -404,7 +421,13 @@ fn a_guest_killed_in_a_host_call_reports_the_signal_even_if_it_then_exits_0() {
     }
     use std::io::BufRead;
     let rune = Rune::new();
-    let b = wasm_bundle(READ_THEN_EXIT, &[], "debug");
+    let mut b = wasm_bundle(READ_THEN_EXIT, &[], "debug");
+    // At `debug` the PAL says when a signal reached it: the test waits for that line.
+    b.spec["process"]["env"]
+        .as_array_mut()
+        .unwrap()
+        .push(serde_json::json!("ENCLAVE_RUNTIME_LOGLEVEL=debug"));
+    b.save();
     let id = unique_id("wasm-window");
     let mut run = Command::new(RUNE)
         .arg("--root")
@@ -412,21 +435,88 @@ fn a_guest_killed_in_a_host_call_reports_the_signal_even_if_it_then_exits_0() {
         .args(["run", "--bundle", b.path().to_str().unwrap(), &id])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     let mut out = std::io::BufReader::new(run.stdout.take().unwrap());
     let mut line = String::new();
     out.read_line(&mut line).unwrap();
     assert_eq!(line, "reading\n");
+    let mut err = std::io::BufReader::new(run.stderr.take().unwrap());
+    let killed = Instant::now();
     rune.ok(&["kill", &id, "TERM"]);
-    // Well inside the PAL's 200 ms grace: the read returns (end of file), and the
-    // guest calls proc_exit(0) at once.
-    std::thread::sleep(Duration::from_millis(100));
+    loop {
+        line.clear();
+        assert_ne!(err.read_line(&mut line).unwrap(), 0, "stderr ended");
+        if line.contains("signal 15 for pid -1") {
+            break;
+        }
+    }
+    // The kill is recorded; now the read returns (end of file) and the guest calls
+    // proc_exit(0) at once, inside the PAL's 200 ms grace. (Past the grace, 143 would
+    // come from the grace instead: the run proves less, but is not wrong.)
+    let seen = killed.elapsed();
     drop(run.stdin.take());
     let (status, took) = wait_child(&mut run);
-    println!("killed in a host call, then proc_exit(0): exit {status:?} after {took:?}");
+    println!(
+        "killed in a host call, then proc_exit(0): PAL had the signal {seen:?} after the kill; exit {status:?} {took:?} after stdin closed"
+    );
     assert_eq!(status.code(), Some(128 + 15));
+    assert_eq!(leftovers(rune.root.path(), &id), Vec::<String>::new());
+}
+
+/// `create` makes the container's wasm process (module compiled, attestation directory
+/// preopened) but writes none of its attestation files, the private key among them, until
+/// `start`; a created container killed before `start` ran nothing and leaves nothing.
+#[test]
+fn a_created_wasm_container_holds_no_key_until_start_and_a_kill_leaves_nothing() {
+    if !ready("a_created_wasm_container_holds_no_key_until_start_and_a_kill_leaves_nothing") {
+        return;
+    }
+    let rune = Rune::new();
+    let b = wasm_bundle(LOOP, &[], "debug");
+    let bundle = b.path().to_str().unwrap();
+    let attestation = |id: &str| {
+        let pid = rune.state(id)["pid"].as_i64().unwrap();
+        std::path::PathBuf::from(format!("/proc/{pid}/root/dev/.liberpal-wasm-attestation/1"))
+    };
+
+    let id = unique_id("wasm-created");
+    let out = rune.cmd(&["create", "--bundle", bundle, &id]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(rune.status(&id), "created");
+    let dir = attestation(&id);
+    let files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .collect();
+    assert!(files.is_empty(), "written before start: {files:?}");
+    rune.ok(&["kill", &id, "TERM"]);
+    assert!(wait_until(Duration::from_secs(5), || rune.status(&id) == "stopped"));
+    rune.ok(&["delete", &id]);
+    assert_eq!(leftovers(rune.root.path(), &id), Vec::<String>::new());
+
+    // Started: the files are there for the running module.
+    let id = unique_id("wasm-started");
+    let out = rune.cmd(&["create", "--bundle", bundle, &id]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let dir = attestation(&id);
+    rune.ok(&["start", &id]);
+    assert!(
+        wait_until(Duration::from_secs(5), || dir.join("key.der").exists()
+            && dir.join("evidence").exists()),
+        "no attestation files after start"
+    );
+    rune.ok(&["kill", &id, "KILL"]);
+    assert!(wait_until(Duration::from_secs(5), || rune.status(&id) == "stopped"));
+    rune.ok(&["delete", &id]);
     assert_eq!(leftovers(rune.root.path(), &id), Vec::<String>::new());
 }
 

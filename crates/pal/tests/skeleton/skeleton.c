@@ -18,6 +18,7 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdint.h>
@@ -45,7 +46,7 @@ struct pal_create_process_args {
 struct pal_exec_args { int pid; int *exit_value; };
 
 /* Payloads alive: their pid and the write end of the pipe a created payload waits on
- * (pal_exec closes it to start it). Several may run at once (rune exec). */
+ * (pal_exec writes a byte on it to start it). Several may run at once (rune exec). */
 #define MAX_PAYLOADS 64
 static struct { pid_t pid; int start_fd; } payloads[MAX_PAYLOADS];
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
@@ -170,7 +171,8 @@ int pal_create_process(struct pal_create_process_args *args)
 		return -EINVAL;
 	/* The payload waits on this pipe until pal_exec, so "create" does not run it. */
 	int go[2];
-	if (pipe(go) < 0)
+	/* Close-on-exec: payloads forked later must not hold another's start pipe. */
+	if (pipe2(go, O_CLOEXEC) < 0)
 		return -errno;
 	pid_t pid = fork();
 	if (pid < 0)

@@ -298,7 +298,7 @@ impl Runtime {
             return Err(RuneError::State {
                 id: id.to_string(),
                 status: "created".into(),
-                what: "an enclave container takes processes once started (its enclave runtime runs from start)",
+                what: "an enclave container takes processes once started (its agent serves from start)",
             });
         }
         let apparmor = exec_flags::lsm_value(&opts.apparmor);
