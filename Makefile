@@ -15,18 +15,19 @@ BOOT       := $(RELEASE)/enclave-boot
 KUBECTL    := target/tools/kubernetes-client/usr/bin/kubectl
 
 # Build: libseccomp for enforced seccomp profiles; protoc for the CRI client the shim's
-# tests build (k8s-cri). Tests and demo: the real clients; postgresql for verdictd's
+# tests build (k8s-cri); lld links the workspace's binaries (faster than GNU ld; see
+# scripts/rustc-workspace-wrapper.sh). Tests and demo: the real clients; postgresql for verdictd's
 # postgres backend (tests start private servers of their own; the package's cluster is
 # not used); wabt's wat2wasm builds the WebAssembly test modules of liberpal-wasm, and
 # clang with wasi-libc (clang-14 … libclang-rt-14-dev-wasm32) the README's C example (jq:
 # the README's wasm walkthrough, which a test runs); GNU
 # time measures `make bench`'s peak memory; containernetworking-plugins (only suggested
 # by containerd) gives the CRI tests' pod network its bridge.
-BUILD_DEPS := build-essential pkg-config libseccomp-dev protobuf-compiler
+BUILD_DEPS := build-essential pkg-config libseccomp-dev protobuf-compiler lld
 TEST_DEPS  := containerd containernetworking-plugins docker.io podman runc umoci busybox-static hyperfine iproute2 procps openssl skopeo docker-registry gnupg zstd curl python3 postgresql wabt time \
 	clang-14 lld-14 wasi-libc libclang-rt-14-dev-wasm32 jq
 
-.PHONY: all build deps test demo bench fmt lint install image clean
+.PHONY: all build deps test demo bench fmt lint lint-layout install image clean
 
 all: build
 
@@ -58,7 +59,9 @@ $(IMAGES)/busybox-oci.tar: deps
 
 # Unit and integration tests, in the release profile so the build is shared with `make
 # demo`. Integration tests start private containerd, dockerd and podman instances.
-test: build lint $(IMAGES)/busybox-oci.tar $(KUBECTL)
+# Lint's cheap half runs here (layout rows, rustfmt); clippy, which re-checks every
+# dependency (~7 min on 2 cores), is `make lint`, run before each commit.
+test: build lint-layout $(IMAGES)/busybox-oci.tar $(KUBECTL)
 	$(CARGO) test --release --workspace -- --test-threads 2
 	@# verdictd's protocol tests again on its postgres backend (a private server each).
 	@# --workspace keeps the feature set, so nothing is rebuilt.
@@ -76,12 +79,14 @@ $(KUBECTL): $(APT_STAMP)
 	dpkg-deb -x target/tools/kubernetes-client_*.deb target/tools/kubernetes-client
 	@test -x $@ && touch $@
 
-lint:
+lint-layout:
 	@# docs/architecture.md and the README's layout name every crate.
 	@for c in crates/*/; do c=$$(basename $$c); \
 		grep -q "^| \`$$c\`" docs/architecture.md || { echo "docs/architecture.md: no row for crates/$$c"; exit 1; }; \
 		grep -q "^| \`crates/$$c\`" README.md || { echo "README.md layout: no row for crates/$$c"; exit 1; }; done
 	$(CARGO) fmt --all -- --check
+
+lint: lint-layout
 	$(CARGO) clippy --release --workspace --all-targets -- -D warnings
 
 fmt:

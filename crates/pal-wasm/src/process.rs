@@ -51,6 +51,10 @@ fn exec(pid: i32) -> Result<i32, Errno> {
     let shared = process.shared.clone();
     let stderr = process.stderr.as_ref().and_then(|f| f.try_clone().ok());
     let name = process.name.clone();
+    // Said before the guest's thread exists, so the line comes before anything the
+    // guest writes.
+    crate::say_at(Level::Debug, &format!("pid {pid}: {name} started"));
+    let started = Instant::now();
     let spawned = std::thread::Builder::new()
         .name(format!("wasm-{pid}"))
         .spawn(move || run(process));
@@ -64,8 +68,6 @@ fn exec(pid: i32) -> Result<i32, Errno> {
         forget(pid);
         return Err(Errno::EAGAIN);
     }
-    crate::say_at(Level::Debug, &format!("pid {pid}: {name} started"));
-    let started = Instant::now();
     let code = wait(&shared, &rt, stderr.as_ref(), &name);
     forget(pid);
     crate::say_at(
@@ -275,10 +277,14 @@ pub extern "C" fn pal_kill(pid: c_int, sig: c_int) -> c_int {
             }
         }
         enclave.rt.engine.increment_epoch();
-        crate::say_at(
-            Level::Debug,
-            &format!("signal {sig} for pid {pid}: {} process(es)", targets.len()),
-        );
+        // rune's kill of a container whose processes all ended (at delete) reaches
+        // none: not worth a line.
+        if !targets.is_empty() {
+            crate::say_at(
+                Level::Debug,
+                &format!("signal {sig} for pid {pid}: {} process(es)", targets.len()),
+            );
+        }
         0
     })
 }

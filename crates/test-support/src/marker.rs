@@ -2,7 +2,7 @@
 //! never reached the host's disk.
 
 use std::io::Read as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::tools::{busybox_oci_tar, ImageBuilder};
@@ -32,12 +32,48 @@ pub fn marker_layout(dir: &Path, marker: &str, cmd: &[&str]) -> Result<String, S
     Ok(image.trim_start_matches("oci:").to_string())
 }
 
+/// `places` without the repository's own tree where it lies under one (a clone under
+/// `/tmp`): its gigabytes of build output are no host state, and grepping them at every
+/// check took most of the image tests' time. The host side of every test (rune roots,
+/// bundles, daemons, registries) is in temporary directories outside it.
+fn scanned(places: &[&Path]) -> Vec<PathBuf> {
+    let skip = crate::tools::workspace_root()
+        .canonicalize()
+        .unwrap_or_else(|_| crate::tools::workspace_root());
+    let mut out = Vec::new();
+    let mut todo: Vec<PathBuf> = places.iter().map(|p| p.to_path_buf()).collect();
+    while let Some(p) = todo.pop() {
+        let canonical = p.canonicalize().unwrap_or_else(|_| p.clone());
+        if canonical == skip {
+            continue;
+        }
+        if skip.starts_with(&canonical) {
+            // Only the branch leading to the repository is opened up.
+            todo.extend(
+                std::fs::read_dir(&canonical)
+                    .into_iter()
+                    .flatten()
+                    .flatten()
+                    .map(|e| e.path()),
+            );
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
+
 /// Files under `places` that hold `marker` (GNU `grep -rlF`: symlinks not followed,
-/// devices, fifos and sockets skipped). Empty means the plaintext is nowhere there.
+/// devices, fifos and sockets skipped), outside the repository's own tree. Empty means
+/// the plaintext is nowhere there.
 pub fn marker_found(places: &[&Path], marker: &str) -> Vec<String> {
+    let places = scanned(places);
+    if places.is_empty() {
+        return Vec::new();
+    }
     let out = Command::new("grep")
         .args(["-rlF", "--devices=skip", "--", marker])
-        .args(places)
+        .args(&places)
         .output()
         .expect("run grep");
     // Status 2 (a file vanished while searching) still lists the hits found.
@@ -120,16 +156,20 @@ impl PlaintextTraces {
     /// Where any of it is under `places`: files holding the marker or the blob run (GNU
     /// grep, bytes as they are, symlinks not followed, devices, fifos and sockets
     /// skipped), and files or directories whose name holds a digest's hex, outside the
-    /// tenant's own layout ([`PlaintextTraces::source`]). Empty means none of the
-    /// plaintext is there.
+    /// tenant's own layout ([`PlaintextTraces::source`]) and the repository's tree.
+    /// Empty means none of the plaintext is there.
     pub fn found(&self, places: &[&Path]) -> Vec<String> {
         use std::os::unix::ffi::OsStrExt as _;
+        let places = scanned(places);
+        if places.is_empty() {
+            return Vec::new();
+        }
         let out = Command::new("grep")
             .env("LC_ALL", "C")
             .args(["-rlF", "--devices=skip", "-e", &self.marker, "-e"])
             .arg(std::ffi::OsStr::from_bytes(&self.blob_run))
             .arg("--")
-            .args(places)
+            .args(&places)
             .output()
             .expect("run grep");
         // Status 2 (a file vanished while searching) still lists the hits found.
@@ -143,7 +183,7 @@ impl PlaintextTraces {
             .iter()
             .map(|d| d.split_once(':').map_or(d.as_str(), |(_, h)| h))
             .collect();
-        let mut stack: Vec<std::path::PathBuf> = places.iter().map(|p| p.to_path_buf()).collect();
+        let mut stack = places;
         while let Some(d) = stack.pop() {
             if d.starts_with(&self.source) {
                 continue;

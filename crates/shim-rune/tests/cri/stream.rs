@@ -55,13 +55,21 @@ fn sessions(client: &Cri, ctr: &str, cgroup: &str, sh: &str, echo: &[&str]) -> S
     session
         .read_until(TIMEOUT, |s| s.stdout.ends_with(b"\n"))
         .unwrap();
-    assert_ne!(
-        procs(cgroup),
-        before,
+    // The container's loop makes a `sleep` a second: the exec's processes are the new
+    // ones that are not one of those.
+    let exec: Vec<String> = procs(cgroup)
+        .into_iter()
+        .filter(|p| !before.contains(p) && !cmdline(p).starts_with("sleep"))
+        .collect();
+    assert!(
+        !exec.is_empty(),
         "the exec's process is not in the container"
     );
     let s = session.close().unwrap();
-    let ended = wait_until(Duration::from_secs(10), || procs(cgroup) == before);
+    let ended = wait_until(Duration::from_secs(10), || {
+        let now = procs(cgroup);
+        exec.iter().all(|p| !now.contains(p))
+    });
     let echo = (
         String::from_utf8_lossy(&s.stdout).into_owned(),
         s.status(),
@@ -82,6 +90,13 @@ fn procs(cgroup: &str) -> Vec<String> {
         .collect();
     pids.sort();
     pids
+}
+
+/// A process's command line, its arguments joined by spaces; empty once it is gone.
+fn cmdline(pid: &str) -> String {
+    std::fs::read(format!("/proc/{pid}/cmdline"))
+        .map(|b| String::from_utf8_lossy(&b).replace('\0', " "))
+        .unwrap_or_default()
 }
 
 /// A pod of `handler` (with `annotations`) and one waiting container of it: runs the
