@@ -15,15 +15,14 @@ BOOT       := $(RELEASE)/enclave-boot
 KUBECTL    := target/tools/kubernetes-client/usr/bin/kubectl
 
 # Build: libseccomp for enforced seccomp profiles; protoc for the CRI client the shim's
-# tests build (k8s-cri); lld links the workspace's binaries (faster than GNU ld; see
-# scripts/rustc-workspace-wrapper.sh). Tests and demo: the real clients; postgresql for verdictd's
+# tests build (k8s-cri). Tests and demo: the real clients; postgresql for verdictd's
 # postgres backend (tests start private servers of their own; the package's cluster is
 # not used); wabt's wat2wasm builds the WebAssembly test modules of liberpal-wasm, and
 # clang with wasi-libc (clang-14 … libclang-rt-14-dev-wasm32) the README's C example (jq:
 # the README's wasm walkthrough, which a test runs); GNU
 # time measures `make bench`'s peak memory; containernetworking-plugins (only suggested
 # by containerd) gives the CRI tests' pod network its bridge.
-BUILD_DEPS := build-essential pkg-config libseccomp-dev protobuf-compiler lld
+BUILD_DEPS := build-essential pkg-config libseccomp-dev protobuf-compiler
 TEST_DEPS  := containerd containernetworking-plugins docker.io podman runc umoci busybox-static hyperfine iproute2 procps openssl skopeo docker-registry gnupg zstd curl python3 postgresql wabt time \
 	clang-14 lld-14 wasi-libc libclang-rt-14-dev-wasm32 jq
 
@@ -65,10 +64,10 @@ test: build lint-layout $(IMAGES)/busybox-oci.tar $(KUBECTL)
 	$(CARGO) test --release --workspace -- --test-threads 2
 	@# verdictd's protocol tests again on its postgres backend (a private server each).
 	@# --workspace keeps the feature set, so nothing is rebuilt.
-	VERDICTD_TEST_STORAGE=postgres $(CARGO) test --release --workspace --test protocol \
-		--test rvps --test interop --test bounds --test load --test sim_measurements \
-		--test image_event --test dry_run \
-		-- --test-threads 2
+	@# (verdictd's tests are one program, `broker`: these are its modules.)
+	VERDICTD_TEST_STORAGE=postgres $(CARGO) test --release --workspace --test broker -- \
+		protocol:: rvps:: interop:: bounds:: load:: sim_measurements:: image_event:: dry_run:: \
+		--test-threads 2
 
 $(KUBECTL): $(APT_STAMP)
 	rm -rf target/tools/kubernetes-client target/tools/kubernetes-client_*.deb
@@ -86,7 +85,7 @@ lint-layout:
 		grep -q "^| \`crates/$$c\`" README.md || { echo "README.md layout: no row for crates/$$c"; exit 1; }; done
 	$(CARGO) fmt --all -- --check
 
-lint: lint-layout
+lint: deps lint-layout
 	$(CARGO) clippy --release --workspace --all-targets -- -D warnings
 
 fmt:

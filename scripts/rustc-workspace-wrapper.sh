@@ -10,18 +10,10 @@
 #
 # bash, not sh: dash drops environment variables whose names are not identifiers, such as
 # the `CARGO_BIN_EXE_enclave-boot` integration tests are compiled with.
-#
-# Every other link of a member (its binaries, PALs and test programs: ~100 of them) goes
-# through lld where it is installed (`make deps`): GNU ld took ~2 s more per test binary.
-# The choice is not part of cargo's fingerprint: an lld installed later takes effect at
-# the next link.
 rustc=$1
 shift
 case " $* " in
 *" --crate-name enclave_boot "*" --crate-type bin "*)
 	exec "$rustc" "$@" -C target-feature=+crt-static ;;
 esac
-if command -v ld.lld >/dev/null 2>&1; then
-	exec "$rustc" "$@" -C link-arg=-fuse-ld=lld
-fi
 exec "$rustc" "$@"

@@ -3,13 +3,11 @@
 //! (`cryptography`) following images.md §1–§2, and the library's own decryption. The
 //! expected digests are `sha256sum` / `gzip -dc | sha256sum` of the original layers.
 
-mod common;
-
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use serde_json::Value;
 use test_support::{free_port, leftovers, skopeo, Auth, Registry};
 

@@ -3,14 +3,12 @@
 //! client (the attestation agent, `sample` evidence) — the bytes it gets decrypt the
 //! image to the original diff_ids (`gzip -dc | sha256sum`).
 
-mod common;
-
 use std::io::BufRead as _;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
+use crate::common::*;
 use attestation_agent::{Agent, Options, TeeChoice};
-use common::*;
 use test_support::{free_port, leftovers, skopeo, Auth, Registry};
 
 const KID: &str = "kbs:///default/image-kek/app";

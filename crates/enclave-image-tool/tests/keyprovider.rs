@@ -4,14 +4,12 @@
 //! and a layer key it unwraps from an `encrypt`ed image checked by `openssl enc` /
 //! `openssl dgst` against the original layer's `sha256sum`.
 
-mod common;
-
 use std::path::Path;
 use std::process::Command;
 
+use crate::common::*;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
-use common::*;
 use serde_json::Value;
 
 const KID: &str = "kbs:///default/image-kek/app";

@@ -4,14 +4,12 @@
 //! (containers/image, `signedBy` + lookaside), and both accepted by the library's
 //! policy. Manifest digests expected come from `skopeo inspect`.
 
-mod common;
-
 use std::path::Path;
 use std::process::Command;
 
+use crate::common::*;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
-use common::*;
 use enclave_image::policy::{Keys, Policy, Signatures};
 use enclave_image::registry::{ImageSource, Puller};
 use serde_json::Value;

@@ -51,13 +51,15 @@ fn exec(pid: i32) -> Result<i32, Errno> {
     let shared = process.shared.clone();
     let stderr = process.stderr.as_ref().and_then(|f| f.try_clone().ok());
     let name = process.name.clone();
-    // Said before the guest's thread exists, so the line comes before anything the
-    // guest writes.
-    crate::say_at(Level::Debug, &format!("pid {pid}: {name} started"));
     let started = Instant::now();
+    let line = format!("pid {pid}: {name} started");
     let spawned = std::thread::Builder::new()
         .name(format!("wasm-{pid}"))
-        .spawn(move || run(process));
+        .spawn(move || {
+            // Said on the guest's thread before it runs: before anything it writes.
+            crate::say_at(Level::Debug, &line);
+            run(process)
+        });
     if let Err(e) = spawned {
         // Each process is a thread of the runelet: the container's pids limit bounds
         // how many run at once.

@@ -32,30 +32,39 @@ pub fn marker_layout(dir: &Path, marker: &str, cmd: &[&str]) -> Result<String, S
     Ok(image.trim_start_matches("oci:").to_string())
 }
 
-/// `places` without the repository's own tree where it lies under one (a clone under
-/// `/tmp`): its gigabytes of build output are no host state, and grepping them at every
-/// check took most of the image tests' time. The host side of every test (rune roots,
-/// bundles, daemons, registries) is in temporary directories outside it.
+/// `places` without the repository's build directory (`target/`) where it lies under one
+/// (a clone under `/tmp`): its gigabytes of build output are no host state, and grepping
+/// them at every check took most of the image tests' time. Host-side state of every test
+/// (rune roots, bundles, daemons, registries) is in temporary directories outside it;
+/// `target/tenant*` is the tenant's side on purpose. Only the folders leading to
+/// `target/` are opened up, their entries taken as they are (a symlink is passed on as
+/// one, which `grep -r` does not follow).
 fn scanned(places: &[&Path]) -> Vec<PathBuf> {
-    let skip = crate::tools::workspace_root()
-        .canonicalize()
-        .unwrap_or_else(|_| crate::tools::workspace_root());
+    let target = crate::tools::workspace_root().join("target");
+    let skip = target.canonicalize().unwrap_or(target);
     let mut out = Vec::new();
-    let mut todo: Vec<PathBuf> = places.iter().map(|p| p.to_path_buf()).collect();
+    let mut todo: Vec<PathBuf> = places
+        .iter()
+        .map(|p| p.canonicalize().unwrap_or_else(|_| p.to_path_buf()))
+        .collect();
+    assert!(
+        !todo.iter().any(|p| *p == skip),
+        "{}: the build directory is not a place to scan",
+        skip.display()
+    );
     while let Some(p) = todo.pop() {
-        let canonical = p.canonicalize().unwrap_or_else(|_| p.clone());
-        if canonical == skip {
+        if p == skip {
             continue;
         }
-        if skip.starts_with(&canonical) {
-            // Only the branch leading to the repository is opened up.
-            todo.extend(
-                std::fs::read_dir(&canonical)
-                    .into_iter()
-                    .flatten()
-                    .flatten()
-                    .map(|e| e.path()),
-            );
+        if skip.starts_with(&p) {
+            for e in std::fs::read_dir(&p).into_iter().flatten().flatten() {
+                let path = e.path();
+                if e.file_type().is_ok_and(|t| t.is_dir()) {
+                    todo.push(path);
+                } else {
+                    out.push(path);
+                }
+            }
         } else {
             out.push(p);
         }
@@ -64,8 +73,8 @@ fn scanned(places: &[&Path]) -> Vec<PathBuf> {
 }
 
 /// Files under `places` that hold `marker` (GNU `grep -rlF`: symlinks not followed,
-/// devices, fifos and sockets skipped), outside the repository's own tree. Empty means
-/// the plaintext is nowhere there.
+/// devices, fifos and sockets skipped), outside the repository's `target/`. Empty
+/// means the plaintext is nowhere there.
 pub fn marker_found(places: &[&Path], marker: &str) -> Vec<String> {
     let places = scanned(places);
     if places.is_empty() {
@@ -156,7 +165,7 @@ impl PlaintextTraces {
     /// Where any of it is under `places`: files holding the marker or the blob run (GNU
     /// grep, bytes as they are, symlinks not followed, devices, fifos and sockets
     /// skipped), and files or directories whose name holds a digest's hex, outside the
-    /// tenant's own layout ([`PlaintextTraces::source`]) and the repository's tree.
+    /// tenant's own layout ([`PlaintextTraces::source`]) and the repository's `target/`.
     /// Empty means none of the plaintext is there.
     pub fn found(&self, places: &[&Path]) -> Vec<String> {
         use std::os::unix::ffi::OsStrExt as _;
@@ -183,6 +192,17 @@ impl PlaintextTraces {
             .iter()
             .map(|d| d.split_once(':').map_or(d.as_str(), |(_, h)| h))
             .collect();
+        // A root that an opened-up folder gave (an entry of /tmp, say) is checked by
+        // name as its siblings would have been.
+        for root in &places {
+            let name = root.file_name().map(|n| n.to_string_lossy().into_owned());
+            if let Some(h) = hexes
+                .iter()
+                .find(|h| name.as_deref().is_some_and(|n| n.contains(**h)))
+            {
+                found.push(format!("digest {h} names {}", root.display()));
+            }
+        }
         let mut stack = places;
         while let Some(d) = stack.pop() {
             if d.starts_with(&self.source) {

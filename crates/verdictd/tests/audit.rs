@@ -5,14 +5,12 @@
 //! reordered directly in PostgreSQL or in the local-fs file, two replicas appending
 //! concurrently as one chain, and a failed append failing the release with 503.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
+use crate::common::*;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine;
-use common::*;
 use kbs_protocol::jwe::TeeKeyPair;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};

@@ -2,9 +2,7 @@
 //! binary: init-data is capped at 64 KiB, and the attested sessions' tokens are held
 //! within `max_session_bytes` however large each token is.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use kbs_protocol::jwe::TeeKeyPair;
 use kbs_protocol::{Attestation, CompositeEvidence, InitData, RuntimeData};
 

@@ -3,14 +3,12 @@
 //! sample and sim evidence made here, and the decisions compared with a running
 //! verdictd's for the same evidence and policies.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use crate::common::*;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine;
-use common::*;
 use kbs_protocol::jwe::TeeKeyPair;
 use serde_json::{json, Value};
 

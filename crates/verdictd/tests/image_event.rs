@@ -5,12 +5,10 @@
 //! key only for the digest `skopeo inspect` reports for the pushed image. A log the
 //! evidence is not bound to, or whose text does not match its digest, is refused.
 
-mod common;
-
+use crate::common::*;
 use attestation_agent::eventlog::{Event, EventLog};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use common::*;
 use enclave_image::registry::{ImageSource, Puller, RegistryConfig};
 use kbs_protocol::jwe::TeeKeyPair;
 use kbs_protocol::{Attestation, CompositeEvidence, RuntimeData};

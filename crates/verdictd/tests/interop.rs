@@ -3,12 +3,10 @@
 //! Expected values come from Trustee's source (T = confidential-containers/trustee at
 //! 78962cd) and guest-components' (G = confidential-containers/guest-components).
 
-mod common;
-
+use crate::common::*;
 use attestation_agent::AgentError;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine;
-use common::*;
 use kbs_protocol::jwe::TeeKeyPair;
 use kbs_protocol::{Attestation, CompositeEvidence, InitData, RuntimeData};
 use serde_json::{json, Value};

@@ -7,14 +7,12 @@
 //! The KEK ids expected here are computed from the key bytes by the definition in
 //! `verdictd::seal` (first 8 bytes of SHA-256), not read from verdictd.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use kbs_protocol::jwe::TeeKeyPair;
 use sha2::Digest;
 use test_support::Postgres;

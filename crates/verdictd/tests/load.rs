@@ -6,13 +6,11 @@
 //! (default 1000) sets both session tables' size: with the defaults (10000) a run must
 //! be long enough for them to fill in its first quarter.
 
-mod common;
-
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 
 /// VmRSS of a process, in KiB (from /proc/PID/status).
 fn rss_kib(pid: u32) -> u64 {

@@ -4,17 +4,16 @@
 //! database together, and the database away at start and mid-run.
 //!
 //! The protocol tests run against this backend too: `VERDICTD_TEST_STORAGE=postgres
-//! cargo test -p verdictd --test protocol --test rvps` (as `make test` does).
-
-mod common;
+//! cargo test --release --workspace --test broker -- protocol:: rvps::` (as `make test`
+//! does).
 
 use std::io::BufRead;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::common::*;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine;
-use common::*;
 use kbs_protocol::jwe::TeeKeyPair;
 use serde_json::{json, Value};
 use test_support::Postgres;

@@ -2,16 +2,14 @@
 //! hand-made protocol messages (attacks included). Every case also checks that the
 //! server keeps serving and stored nothing it should not have.
 
-mod common;
-
 use std::io::BufRead;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
+use crate::common::*;
 use attestation_agent::{Agent, AgentError, Options, TeeChoice};
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine;
-use common::*;
 use kbs_protocol::jwe::TeeKeyPair;
 use serde_json::{json, Value};
 

@@ -5,12 +5,10 @@
 //! message, is read as Trustee reads it; CoRIMs here come from measurement.md §3.3,
 //! Trustee and Veraison (`reference-values/testdata`), never from our encoder.
 
-mod common;
-
+use crate::common::*;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use chrono::{Duration, Utc};
-use common::*;
 use reference_values::{
     message, seal, timestamp, EnclaveInfo, ImageInfo, Predicate, SigningKey, Statement, Tool,
     MESSAGE_TYPE,

@@ -8,12 +8,10 @@
 //! The report is made as `liberpal-sim` makes it (`sim_tee::rtmr::Measurements`,
 //! `InitData::config_id`), signed by a platform key of the test's.
 
-mod common;
-
+use crate::common::*;
 use attestation_agent::eventlog::{Event, EventLog};
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine;
-use common::*;
 use kbs_protocol::jwe::TeeKeyPair;
 use kbs_protocol::{Attestation, CompositeEvidence, InitData, RuntimeData};
 use serde_json::{json, Value};

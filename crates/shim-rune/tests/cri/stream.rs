@@ -27,6 +27,9 @@ struct Sessions {
 
 const TIMEOUT: Duration = Duration::from_secs(20);
 
+/// The container's own program, which waits.
+const WAITING: &[&str] = &["/bin/sh", "-c", "while :; do sleep 1; done"];
+
 /// Runs the sessions in container `ctr` (whose OCI `cgroupsPath` is `cgroup`), with
 /// `sh` the shell and `echo` the command that copies stdin to stdout.
 fn sessions(client: &Cri, ctr: &str, cgroup: &str, sh: &str, echo: &[&str]) -> Sessions {
@@ -55,11 +58,17 @@ fn sessions(client: &Cri, ctr: &str, cgroup: &str, sh: &str, echo: &[&str]) -> S
     session
         .read_until(TIMEOUT, |s| s.stdout.ends_with(b"\n"))
         .unwrap();
-    // The container's loop makes a `sleep` a second: the exec's processes are the new
-    // ones that are not one of those.
+    // The container's loop makes a `sleep` a second (a fork of the loop's shell, then
+    // `sleep`): the exec's processes are the new ones that are neither, nor gone.
     let exec: Vec<String> = procs(cgroup)
         .into_iter()
-        .filter(|p| !before.contains(p) && !cmdline(p).starts_with("sleep"))
+        .filter(|p| {
+            let cmd = cmdline(p);
+            !before.contains(p)
+                && !cmd.is_empty()
+                && !cmd.starts_with("sleep")
+                && cmd.trim_end() != WAITING.join(" ")
+        })
         .collect();
     assert!(
         !exec.is_empty(),
@@ -113,8 +122,7 @@ fn in_pod(
         config.annotations.insert(k.to_string(), v.to_string());
     }
     let pod = client.must_run_pod_sandbox(&config, handler);
-    let waiting = ["/bin/sh", "-c", "while :; do sleep 1; done"];
-    let ctr = start_container(client, &pod, &config, "app", &waiting);
+    let ctr = start_container(client, &pod, &config, "app", WAITING);
     let spec = bundle_spec(c, &ctr);
     let cgroup = spec["linux"]["cgroupsPath"].as_str().unwrap().to_string();
     let seen = echoes
