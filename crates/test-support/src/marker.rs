@@ -48,7 +48,7 @@ fn scanned(places: &[&Path]) -> Vec<PathBuf> {
         .map(|p| p.canonicalize().unwrap_or_else(|_| p.to_path_buf()))
         .collect();
     assert!(
-        !todo.iter().any(|p| *p == skip),
+        !todo.contains(&skip),
         "{}: the build directory is not a place to scan",
         skip.display()
     );
