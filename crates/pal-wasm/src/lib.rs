@@ -122,7 +122,14 @@ impl Checker {
 
     /// Checks `bytes` as the module file `path`: `Ok` when the PAL would run it.
     pub fn check(&self, path: &str, bytes: &[u8]) -> Result<(), Refusal> {
-        module::prepare(&self.engine, &self.linker, path, bytes, Compiled::Cached).map(drop)
+        module::prepare(
+            &self.engine,
+            &self.linker,
+            path,
+            bytes,
+            Compiled::InMemoryOnly,
+        )
+        .map(drop)
     }
 }
 
@@ -432,8 +439,9 @@ fn init(args: &str) -> Result<(), Refusal> {
                     &read
                 }
             };
+            let sha384 = sim_tee::sha384(bytes);
             let mr_enclave = m
-                .verify_program(&sim_tee::sha384(bytes))
+                .verify_program(&sha384)
                 .map_err(|e| Refusal::new(Errno::EACCES, format!("{entry}: {e}")))?;
             let mr_signer = m
                 .mr_signer()
@@ -441,7 +449,7 @@ fn init(args: &str) -> Result<(), Refusal> {
             let compiled = if pulled.is_some() {
                 Compiled::InMemoryOnly
             } else {
-                Compiled::Cached
+                Compiled::Cached(sha384)
             };
             let pre = module::prepare(&engine, &linker, entry, bytes, compiled)?;
             let sha256 = sha2::Sha256::digest(bytes).into();
@@ -633,8 +641,15 @@ fn create(argv: Vec<String>, env: Vec<String>, stdio: [c_int; 3]) -> Result<i32,
         }
         _ => {
             let bytes = module::read(&program)?;
-            let pre = module::prepare(&rt.engine, &rt.linker, &program, &bytes, Compiled::Cached)?;
-            identify(&sim_tee::sha384(&bytes));
+            let sha384 = sim_tee::sha384(&bytes);
+            let pre = module::prepare(
+                &rt.engine,
+                &rt.linker,
+                &program,
+                &bytes,
+                Compiled::Cached(sha384),
+            )?;
+            identify(&sha384);
             (pre, sha2::Sha256::digest(&bytes).into())
         }
     };

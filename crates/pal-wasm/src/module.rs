@@ -81,11 +81,12 @@ pub fn one_line(e: &wasmtime::Error) -> String {
 }
 
 /// Where compiled code may be kept: the host's cache (a module that came from the
-/// host's image), or nowhere (a module the host never saw: its compiled code, which
-/// carries its data segments, must not reach a host directory either).
+/// host's image; with the module's SHA-384, already taken for its measurement, which
+/// names its cache entry), or nowhere (a module the host never saw: its compiled code,
+/// which carries its data segments, must not reach a host directory either).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Compiled {
-    Cached,
+    Cached(sim_tee::Digest),
     InMemoryOnly,
 }
 
@@ -124,7 +125,7 @@ pub fn prepare<T: 'static>(
     }
     let started = std::time::Instant::now();
     let (module, source) = match compiled {
-        Compiled::Cached => crate::cache::module(engine, bytes),
+        Compiled::Cached(sha384) => crate::cache::module(engine, bytes, &sha384),
         Compiled::InMemoryOnly => {
             wasmtime::Module::new(engine, bytes).map(|m| (m, crate::cache::Source::NoCache))
         }

@@ -829,13 +829,14 @@ mod tests {
         assert!(!process_ending(nix::unistd::getpid()));
         let mut child = std::process::Command::new("true").spawn().unwrap();
         let pid = Pid::from_raw(child.id() as i32);
-        // Not reaped: a zombie once it has exited.
+        // Not reaped: a zombie once it has exited. Polled on process_alive: process_ending
+        // is already true while the child is exiting (PF_EXITING), before it is a zombie.
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        while !process_ending(pid) && std::time::Instant::now() < deadline {
+        while process_alive(pid) && std::time::Instant::now() < deadline {
             std::thread::sleep(std::time::Duration::from_millis(5));
         }
-        assert!(process_ending(pid), "the exited child reads as ending");
-        assert!(!process_alive(pid));
+        assert!(!process_alive(pid), "the exited child is a zombie");
+        assert!(process_ending(pid), "a zombie reads as ending");
         child.wait().unwrap();
         assert!(process_ending(pid), "a reaped pid reads as gone");
     }
