@@ -318,19 +318,20 @@ fn usable_key(key: &TeePubKey) -> Result<(), KbsError> {
     kbs_protocol::jwe::check_key(key).map_err(|e| KbsError::Attestation(format!("tee-pubkey: {e}")))
 }
 
-/// The verified claims of the caller, by its Bearer token or its attested session
-/// (`session`: what [`crate::AppState::read_ahead`] read for its cookie); and who it is
-/// for the audit log.
+/// The verified claims of the caller, by its Bearer token (`bearer`: the token and its
+/// claims, already verified) or its attested session (`session`: what
+/// [`crate::AppState::read_ahead`] read for its cookie); and who it is for the audit log.
 fn caller_claims(
     state: &AppState,
     headers: &HeaderMap,
     addr: Option<std::net::SocketAddr>,
+    bearer: Option<(&str, Value)>,
     session: Option<Result<crate::sessions::State, KbsError>>,
 ) -> Result<(Value, Actor), KbsError> {
     let mut actor = Actor::from_addr(addr);
-    if let Some(token) = crate::admin::bearer(headers) {
+    if let Some((token, claims)) = bearer {
         actor.token = Some(crate::audit::token_id(token));
-        return Ok((state.signer.verify(token)?, actor));
+        return Ok((claims, actor));
     }
     let (Some(id), Some(session)) = (session_id(headers), session) else {
         return Err(KbsError::TokenNotFound(
@@ -368,27 +369,27 @@ async fn get_resource(
     // resource's sealed row, in one read; the answers count in Trustee's order, and the
     // row is opened only once the policy released it. The row is read ahead only for a
     // caller whose cookie or token is genuine (a local MAC or signature check): an
-    // anonymous request costs the database no resource read. A Bearer token is checked
-    // first, before any read.
-    let bearer = crate::admin::bearer(&headers);
+    // anonymous request costs the database no resource read. A Bearer token is verified
+    // first, before any read, and once.
+    let bearer = match crate::admin::bearer(&headers) {
+        Some(token) => Some((token, state.signer.verify(token)?)),
+        None => None,
+    };
     let cookie = if bearer.is_some() {
         None
     } else {
         session_id(&headers)
     };
-    let genuine = match (bearer, &cookie) {
-        (Some(token), _) => state.signer.verify(token).is_ok(),
-        (None, Some(id)) => state.sessions.challenge(id).is_ok(),
-        (None, None) => false,
+    let genuine = match &cookie {
+        _ if bearer.is_some() => true,
+        Some(id) => state.sessions.challenge(id).is_ok(),
+        None => false,
     };
-    if bearer.is_some() && !genuine {
-        caller_claims(&state, &headers, addr, None)?;
-    }
     let key = resource_path(&path).ok().filter(|_| genuine);
     let read = state
         .read_ahead(cookie.as_deref(), crate::PolicyKind::Resource, key.as_ref())
         .await?;
-    let (claims, actor) = caller_claims(&state, &headers, addr, read.session)?;
+    let (claims, actor) = caller_claims(&state, &headers, addr, bearer, read.session)?;
     let prefetched = read.prefetched;
     let segments: Vec<&str> = path.split('/').collect();
     let query = crate::policy::query_object(query.as_deref());
