@@ -15,9 +15,10 @@
 //!   wasmtime version), fed through SHA-384 rather than `DefaultHasher`, whose output
 //!   may change between Rust releases.
 //! - An entry is a SHA-256 over a domain tag, the entry's own name and the artifact (32
-//!   bytes; SHA-256 because the check runs on every warm start and CPUs with the SHA
-//!   extensions take it ~3x faster than SHA-384), followed by the artifact, written 0600 through a temporary file, fsync and
-//!   rename. It is read whole into memory, its digest checked, and only then
+//!   bytes), followed by the artifact, written 0600 through a temporary file, fsync and
+//!   rename. SHA-256 because the check runs on every warm start: CPUs with the SHA
+//!   extensions (x86-64 SHA-NI, Armv8 SHA2) take it ~3x faster than SHA-384; on x86-64
+//!   without them it is somewhat slower. It is read whole into memory, its digest checked, and only then
 //!   deserialized (never mapped from the file: the file could change after the check).
 //!   The name in the digest makes an entry valid only where it was stored: another
 //!   module's or another engine's entry copied over it (a foreign entry) fails the check
@@ -43,7 +44,8 @@ use wasmtime::{Engine, Module};
 /// The cache directory's name under the platform directory.
 pub const CACHE_DIR: &str = "wasm-cache";
 
-/// The domain tag of entry names; a new layout changes it.
+/// The domain tag of entry names; a new naming scheme changes it (the entry layout is
+/// versioned by [`ENTRY_DOMAIN`]).
 const KEY_DOMAIN: &[u8] = b"liberpal-wasm compiled-code cache v1\0";
 
 /// The domain tag of an entry's digest (v2: the entry's name is covered; v3: SHA-256).
@@ -150,6 +152,11 @@ fn module_in(
     wasm: &[u8],
     sha384: &sim_tee::Digest,
 ) -> wasmtime::Result<(Module, Source)> {
+    debug_assert_eq!(
+        &Sha384::digest(wasm)[..],
+        &sha384[..],
+        "the module's own digest"
+    );
     let name = key(engine, sha384);
     if let Some(m) = load(dir, &name, engine) {
         return Ok((m, Source::Cached));
@@ -328,6 +335,33 @@ mod tests {
         assert!(load(&dir, &name, &engine).is_none());
         assert!(!path.exists());
         compile(&dir, &engine, MODULE).unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), stored);
+    }
+
+    #[test]
+    fn entries_of_the_previous_layout_are_recompiled() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir: OwnedFd = File::open(tmp.path()).unwrap().into();
+        let engine = engine();
+        compile(&dir, &engine, MODULE).unwrap();
+        let name = key(&engine, &sim_tee::sha384(MODULE));
+        let path = tmp.path().join(&name);
+        let stored = std::fs::read(&path).unwrap();
+        let artifact = &stored[DIGEST_LEN..];
+        // The v2 layout, as the previous release wrote it: SHA-384 over its tag, the
+        // name's length and the name, and the artifact; then the artifact.
+        let mut h = Sha384::new();
+        h.update(b"liberpal-wasm compiled-code cache entry v2\0");
+        h.update((name.len() as u64).to_le_bytes());
+        h.update(name.as_bytes());
+        h.update(artifact);
+        let mut v2 = h.finalize().to_vec();
+        v2.extend_from_slice(artifact);
+        std::fs::write(&path, &v2).unwrap();
+        assert!(load(&dir, &name, &engine).is_none());
+        assert!(!path.exists());
+        std::fs::write(&path, &v2).unwrap();
+        assert_eq!(compile(&dir, &engine, MODULE).unwrap().1, Source::Compiled);
         assert_eq!(std::fs::read(&path).unwrap(), stored);
     }
 }

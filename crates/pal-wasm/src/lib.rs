@@ -105,8 +105,8 @@ pub use process::{pal_exec, pal_kill};
 
 /// The checks a module file passes before it may run (header, wasmtime's validation,
 /// `_start`, imports against WASI preview 1), with the engine and linker the PAL uses,
-/// for tools and fuzzing. Nothing is run, and nothing cached unless this process opened
-/// the compiled-code cache (`pal_get_version`).
+/// for tools and fuzzing. Nothing is run, and nothing cached: the module is compiled in
+/// memory only.
 pub struct Checker {
     engine: Engine,
     linker: Linker<Host>,

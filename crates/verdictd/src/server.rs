@@ -380,11 +380,10 @@ async fn get_resource(
     } else {
         session_id(&headers)
     };
-    let genuine = match &cookie {
-        _ if bearer.is_some() => true,
-        Some(id) => state.sessions.challenge(id).is_ok(),
-        None => false,
-    };
+    let genuine = bearer.is_some()
+        || cookie
+            .as_deref()
+            .is_some_and(|id| state.sessions.challenge(id).is_ok());
     let key = resource_path(&path).ok().filter(|_| genuine);
     let read = state
         .read_ahead(cookie.as_deref(), crate::PolicyKind::Resource, key.as_ref())
