@@ -76,20 +76,42 @@ fn scanned(places: &[&Path]) -> Vec<PathBuf> {
 /// devices, fifos and sockets skipped), outside the repository's `target/`. Empty
 /// means the plaintext is nowhere there.
 pub fn marker_found(places: &[&Path], marker: &str) -> Vec<String> {
-    let places = scanned(places);
-    if places.is_empty() {
-        return Vec::new();
+    grep_files(&scanned(places), &["-e".as_ref(), marker.as_ref()])
+}
+
+/// `grep -rlF --devices=skip PATTERNS -- places`: the files holding a pattern, as full
+/// paths. grep runs once per parent directory of the places, in it, given the places'
+/// names: an opened-up folder's entries include other tests' temporary directories, and
+/// with their full paths on its command line a running grep would count as a process
+/// left in them (`leftovers`). Status 2 (a file vanished while searching) still lists
+/// the hits found.
+fn grep_files(places: &[PathBuf], patterns: &[&std::ffi::OsStr]) -> Vec<String> {
+    let mut by_parent: std::collections::BTreeMap<&Path, Vec<&std::ffi::OsStr>> =
+        std::collections::BTreeMap::new();
+    for p in places {
+        match (p.parent(), p.file_name()) {
+            (Some(parent), Some(name)) => by_parent.entry(parent).or_default().push(name),
+            _ => by_parent.entry(p).or_default().push(".".as_ref()),
+        }
     }
-    let out = Command::new("grep")
-        .args(["-rlF", "--devices=skip", "--", marker])
-        .args(&places)
-        .output()
-        .expect("run grep");
-    // Status 2 (a file vanished while searching) still lists the hits found.
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(str::to_string)
-        .collect()
+    let mut found = Vec::new();
+    for (parent, names) in by_parent {
+        let out = Command::new("grep")
+            .env("LC_ALL", "C")
+            .current_dir(parent)
+            .args(["-rlF", "--devices=skip"])
+            .args(patterns)
+            .arg("--")
+            .args(names)
+            .output()
+            .expect("run grep");
+        found.extend(
+            String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .map(|l| parent.join(l).display().to_string()),
+        );
+    }
+    found
 }
 
 /// What of an image's plaintext could reach the host besides the marker's own bytes: a
@@ -173,17 +195,14 @@ impl PlaintextTraces {
         if places.is_empty() {
             return Vec::new();
         }
-        let out = Command::new("grep")
-            .env("LC_ALL", "C")
-            .args(["-rlF", "--devices=skip", "-e", &self.marker, "-e"])
-            .arg(std::ffi::OsStr::from_bytes(&self.blob_run))
-            .arg("--")
-            .args(&places)
-            .output()
-            .expect("run grep");
-        // Status 2 (a file vanished while searching) still lists the hits found.
-        let mut found: Vec<String> = String::from_utf8_lossy(&out.stdout)
-            .lines()
+        let patterns = [
+            "-e".as_ref(),
+            self.marker.as_ref(),
+            "-e".as_ref(),
+            std::ffi::OsStr::from_bytes(&self.blob_run),
+        ];
+        let mut found: Vec<String> = grep_files(&places, &patterns)
+            .into_iter()
             .filter(|l| !Path::new(l).starts_with(&self.source))
             .map(|l| format!("plaintext in {l}"))
             .collect();
